@@ -1,0 +1,81 @@
+# rolecall — developer entry points.
+#
+#   make demo   build the release binary and run it against a local STS (moto)
+#   make test   fmt, clippy, unit + integration tests, acceptance tests vs moto
+#
+# Any failing step fails the target (each recipe runs under bash -euo pipefail).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+CARGO  ?= cargo
+VENV   := .venv
+LOCKED := $(if $(wildcard Cargo.lock),--locked,)
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help venv build fmt-check clippy unit-test acceptance test demo clean
+
+help:
+	@echo "make demo       build rolecall and run it against a local STS (moto)"
+	@echo "make test       fmt-check, clippy, cargo test, acceptance tests (what .ci/run runs)"
+	@echo "make venv       create .venv with the pinned Python tools (requirements-test.txt)"
+	@echo "make build      cargo build --release"
+	@echo "make clean      remove .venv and target/"
+
+# ---------------------------------------------------------------- Python tools
+
+venv: $(VENV)/.stamp
+
+# Created once; re-run only when requirements-test.txt changes. Debian's python3
+# ships venv without ensurepip unless python3-venv is installed: install it then.
+$(VENV)/.stamp: requirements-test.txt
+	@if ! [ -x $(VENV)/bin/python ] || ! $(VENV)/bin/python -m pip --version >/dev/null 2>&1; then \
+	  rm -rf $(VENV); \
+	  if ! $(PYTHON) -m venv $(VENV); then \
+	    echo ">> '$(PYTHON) -m venv' failed (no ensurepip?): installing python3-venv"; \
+	    rm -rf $(VENV); \
+	    apt-get update && apt-get install -y python3-venv; \
+	    $(PYTHON) -m venv $(VENV); \
+	  fi; \
+	fi
+	$(VENV)/bin/python -m pip install --quiet --requirement requirements-test.txt
+	$(VENV)/bin/moto_server --help >/dev/null
+	$(VENV)/bin/aws --version
+	touch $@
+
+# ---------------------------------------------------------------- Rust
+
+build:
+	$(CARGO) build --release $(LOCKED)
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --all-targets $(LOCKED) -- -D warnings
+
+# Hermetic: tests that need the Python tools are #[ignore]d here.
+unit-test:
+	$(CARGO) test $(LOCKED)
+
+# The real binary against moto's STS, read by the AWS CLI and boto3.
+acceptance: venv
+	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test acceptance -- --ignored --test-threads=1
+
+# Run in this order; make stops at the first failure.
+test:
+	$(MAKE) --no-print-directory fmt-check
+	$(MAKE) --no-print-directory clippy
+	$(MAKE) --no-print-directory unit-test
+	$(MAKE) --no-print-directory acceptance
+
+demo: venv build
+	ROLECALL_VENV=$(CURDIR)/$(VENV) ROLECALL_BIN=$(TARGET_DIR)/release/rolecall ./scripts/demo.sh
+
+clean:
+	rm -rf $(VENV) target demo-out

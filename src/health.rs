@@ -1,0 +1,128 @@
+//! `/livez`, `/readyz` and `/metrics` on the health listener.
+//!
+//! `/readyz` answers 200 once every profile holds unexpired credentials and
+//! the outputs are written, else 503 with one line per profile that is not
+//! ready (its last error, never a secret) — a `startupProbe` on it makes the
+//! application container start only after its credentials exist.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::Shared;
+
+/// Sets the `rolecall_ready` gauge from the current state.
+pub fn update_ready(shared: &Shared, now: SystemTime) -> bool {
+    let ready = shared.not_ready(now).is_empty();
+    shared.metrics.ready.set(i64::from(ready));
+    ready
+}
+
+/// The health server's view of the process.
+pub struct Health {
+    pub shared: Arc<Shared>,
+    /// True while the supervisor loop runs.
+    pub live: Arc<AtomicBool>,
+}
+
+impl Health {
+    fn respond(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+        }
+        match req.uri().path() {
+            "/livez" | "/healthz" => {
+                if self.live.load(Ordering::Acquire) {
+                    text(StatusCode::OK, "ok\n".into())
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n".into())
+                }
+            }
+            "/readyz" => {
+                let not_ready = self.shared.not_ready(SystemTime::now());
+                if not_ready.is_empty() {
+                    text(StatusCode::OK, "ready\n".into())
+                } else {
+                    let mut body = String::from("not ready:\n");
+                    for (name, why) in not_ready {
+                        body.push_str(&format!("{name}: {why}\n"));
+                    }
+                    text(StatusCode::SERVICE_UNAVAILABLE, body)
+                }
+            }
+            "/metrics" => {
+                update_ready(&self.shared, SystemTime::now());
+                let mut r = text(StatusCode::OK, self.shared.metrics.encode());
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                r
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found: try /livez, /readyz, /metrics\n".into()),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Binds `addr` now (so a bad address fails start-up), then serves until
+/// `shutdown` in a background task.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Health,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let health = Arc::new(health);
+    let task = tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "health listener accept failed");
+                        continue;
+                    }
+                },
+                _ = shutdown.cancelled() => return,
+            };
+            let health = health.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let r = health.respond(&req);
+                    async move { Ok::<_, Infallible>(r) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            });
+        }
+    });
+    Ok((local, task))
+}

@@ -1,0 +1,407 @@
+//! rolecall: one pod identity, many AWS role sessions.
+//!
+//! rolecall runs beside an application as a sidecar. It reads the pod's
+//! projected service-account token, assumes every configured IAM role with
+//! STS, and publishes each session as a named AWS profile in a shared
+//! directory, so that the application picks a role with `AWS_PROFILE=name`
+//! and never sees the token.
+//!
+//! ```text
+//!                       SIGHUP/SIGUSR1            SIGTERM
+//!   signal ────────────▶ supervisor (run) ◀──────── shutdown token
+//!                          │ spawns, reloads, stops
+//!   watch (notify on the   ├──────────────┬───────────────┐
+//!   token dir + 60 s poll) ▼              ▼               ▼
+//!     │ "token changed" refresher(a)  refresher(b) …  writer ──▶ credentials, config
+//!     └────────────────▶   │ STS          │ STS          ▲ (atomic, on change)
+//!                          └──── Shared state ───────────┘
+//!                                    ▲
+//!                        health: /livez /readyz /metrics
+//! ```
+//!
+//! - [`config`] merges flags, environment and YAML and reports every problem.
+//! - [`token`] reads and decodes the JWT on every use.
+//! - [`watch`] turns directory events and a poll into "the token changed".
+//! - [`sts`] makes the calls and sorts errors into transient, token and
+//!   configuration classes; [`schedule`] is the pure timing arithmetic.
+//! - [`refresher`] is one task per profile; [`output`] renders and writes the
+//!   files atomically; [`health`] serves probes and metrics.
+
+pub mod config;
+pub mod health;
+pub mod metrics;
+pub mod output;
+pub mod refresher;
+pub mod schedule;
+pub mod session;
+pub mod signal;
+pub mod state;
+pub mod sts;
+pub mod token;
+pub mod trust;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Semaphore, mpsc, watch as tokio_watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError, Profile};
+use crate::output::{WriteError, Writer};
+use crate::refresher::{Context, Outcome, Refresher};
+use crate::schedule::Jitter;
+use crate::state::{ProfileState, Shared};
+use crate::sts::Sts;
+
+/// Requests the supervisor acts on while running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Re-read the configuration (SIGHUP).
+    Reload,
+    /// Refresh every profile now (SIGUSR1).
+    RefreshNow,
+}
+
+/// Knobs that are not part of the product's configuration: timing for
+/// tests and benchmarks.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub poll_interval: Duration,
+    pub attempt_timeout: Duration,
+    pub jitter: Jitter,
+    /// How many STS calls the initial pass makes at once.
+    pub concurrency: usize,
+    /// How long shutdown waits for tasks before giving up on them.
+    pub stop_grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            poll_interval: watch::POLL_INTERVAL,
+            attempt_timeout: sts::ATTEMPT_TIMEOUT,
+            jitter: schedule::random_jitter,
+            concurrency: 16,
+            stop_grace: Duration::from_millis(1500),
+        }
+    }
+}
+
+/// Failures that stop rolecall (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Output(#[from] WriteError),
+    #[error("cannot listen on {addr} for health checks: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The outcome of `rolecall once`.
+#[derive(Debug)]
+pub struct OnceReport {
+    /// Profiles that could not be assumed (their outputs were not written).
+    pub failed: Vec<String>,
+}
+
+/// The pieces every mode shares.
+struct Core {
+    shared: Arc<Shared>,
+    ctx: Context,
+    writer: Writer,
+    nudge: Arc<tokio_watch::Sender<u64>>,
+    refresh_all: tokio_watch::Sender<u64>,
+}
+
+impl Core {
+    fn new(config: &Config, opts: &Options) -> Result<Core, RunError> {
+        let shared = Shared::new();
+        let writer = Writer::new(config);
+        writer.prepare()?;
+        let nudge = Arc::new(tokio_watch::channel(0u64).0);
+        let refresh_all = tokio_watch::channel(0u64).0;
+        let ctx = Context {
+            shared: shared.clone(),
+            sts: Sts::new(opts.attempt_timeout),
+            token_file: config.token_file.clone(),
+            jitter: opts.jitter,
+            token_changed: nudge.subscribe(),
+            refresh_all: refresh_all.subscribe(),
+            sessions: Arc::new(tokio_watch::channel(0u64).0),
+        };
+        Ok(Core {
+            shared,
+            ctx,
+            writer,
+            nudge,
+            refresh_all,
+        })
+    }
+
+    fn add_state(&self, profile: &Arc<Profile>) {
+        self.shared
+            .lock()
+            .insert(profile.name.clone(), ProfileState::new(profile.clone()));
+    }
+
+    /// Assumes every profile once, concurrently (bounded), sources before
+    /// the profiles chained to them. Returns each refresher with its outcome.
+    async fn initial_pass(&self, profiles: &[Arc<Profile>], concurrency: usize) -> Vec<(Refresher, Outcome)> {
+        let mut done: Vec<(Refresher, Outcome)> = Vec::new();
+        let mut pending: Vec<Arc<Profile>> = profiles.to_vec();
+        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+        while !pending.is_empty() {
+            let (ready, waiting): (Vec<_>, Vec<_>) = pending.into_iter().partition(|p| {
+                p.source_profile
+                    .as_ref()
+                    .is_none_or(|s| !profiles.iter().any(|q| &q.name == s) || done.iter().any(|(r, _)| &r.profile.name == s))
+            });
+            if ready.is_empty() {
+                // Unreachable with a validated configuration (no cycles).
+                break;
+            }
+            let mut set = JoinSet::new();
+            for p in ready {
+                let mut r = Refresher::new(p, self.ctx.clone());
+                let permits = permits.clone();
+                set.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let o = r.attempt().await;
+                    (r, o)
+                });
+            }
+            while let Some(res) = set.join_next().await {
+                match res {
+                    Ok(pair) => done.push(pair),
+                    Err(e) => tracing::error!(error = %e, "initial refresh task failed"),
+                }
+            }
+            pending = waiting;
+        }
+        done
+    }
+}
+
+/// `rolecall once`: assume every profile, write the outputs, return.
+pub async fn once(config: &Config, opts: &Options) -> Result<OnceReport, RunError> {
+    let core = Core::new(config, opts)?;
+    let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
+    for p in &profiles {
+        core.add_state(p);
+    }
+    let results = core.initial_pass(&profiles, opts.concurrency).await;
+    core.writer.write(&core.shared, SystemTime::now())?;
+    let mut failed: Vec<String> = results
+        .iter()
+        .filter(|(_, o)| !o.is_success())
+        .map(|(r, _)| r.profile.name.clone())
+        .collect();
+    failed.sort();
+    Ok(OnceReport { failed })
+}
+
+/// A running refresher task.
+struct Task {
+    profile: Arc<Profile>,
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// The long-running sidecar: initial pass, then one task per profile, the
+/// writer, the token watcher and the health server, until `shutdown`
+/// completes. `reload` re-reads the configuration on [`Control::Reload`].
+pub async fn run(
+    config: Config,
+    reload: impl Fn() -> Result<Config, ConfigError>,
+    opts: Options,
+    mut controls: mpsc::Receiver<Control>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let core = Core::new(&config, &opts)?;
+    let stop = CancellationToken::new();
+    let live = Arc::new(AtomicBool::new(true));
+    let mut background = JoinSet::new();
+    if let Some(addr) = config.health_addr {
+        let health = health::Health {
+            shared: core.shared.clone(),
+            live: live.clone(),
+        };
+        let (bound, task) = health::serve(addr, health, stop.clone())
+            .await
+            .map_err(|source| RunError::Listen { addr, source })?;
+        tracing::info!(addr = %bound, "health and metrics listening");
+        background.spawn(async move {
+            let _ = task.await;
+        });
+    }
+    background.spawn(
+        watch::TokenWatcher {
+            token_file: config.token_file.clone(),
+            poll_interval: opts.poll_interval,
+            changed: core.nudge.clone(),
+            shared: core.shared.clone(),
+        }
+        .run(stop.clone()),
+    );
+
+    let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
+    for p in &profiles {
+        core.add_state(p);
+    }
+    let results = core.initial_pass(&profiles, opts.concurrency).await;
+    if let Err(e) = core.writer.write(&core.shared, SystemTime::now()) {
+        tracing::error!(error = %e, "initial write failed; retrying with backoff");
+    }
+    let ok = results.iter().filter(|(_, o)| o.is_success()).count();
+    tracing::info!(
+        profiles = results.len(),
+        ok,
+        failing = results.len() - ok,
+        output_dir = %config.output_dir.display(),
+        "started"
+    );
+    background.spawn(core.writer.clone().run(core.shared.clone(), stop.clone()));
+
+    let mut tasks: BTreeMap<String, Task> = BTreeMap::new();
+    for (r, outcome) in results {
+        let name = r.profile.name.clone();
+        tasks.insert(name, spawn_refresher(r, outcome.next(), &stop));
+    }
+
+    let mut current = config;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            Some(ctl) = controls.recv() => match ctl {
+                Control::RefreshNow => {
+                    tracing::info!("refreshing every profile now");
+                    core.refresh_all.send_modify(|g| *g = g.wrapping_add(1));
+                }
+                Control::Reload => match reload() {
+                    Ok(new) => {
+                        apply_reload(&core, &mut tasks, &current, &new, &stop);
+                        current = new;
+                    }
+                    Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
+                },
+            },
+            _ = &mut shutdown => break,
+            _ = stop.cancelled() => break,
+        }
+    }
+
+    live.store(false, Ordering::Release);
+    stop.cancel();
+    let handles = tasks.into_values().map(|t| t.handle);
+    let all = async {
+        for h in handles {
+            let _ = h.await;
+        }
+        while background.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(opts.stop_grace, all).await.is_err() {
+        tracing::warn!("some tasks did not stop in time");
+    }
+    tracing::info!("stopped; output files left in place");
+    Ok(())
+}
+
+fn spawn_refresher(r: Refresher, first: Duration, stop: &CancellationToken) -> Task {
+    let child = stop.child_token();
+    let profile = r.profile.clone();
+    let handle = tokio::spawn(r.run(first, child.clone()));
+    Task {
+        profile,
+        stop: child,
+        handle,
+    }
+}
+
+/// Whether a change of profile settings invalidates the session it holds
+/// (a different role or different permissions).
+fn keeps_session(old: &Profile, new: &Profile) -> bool {
+    old.role_arn == new.role_arn
+        && old.source_profile == new.source_profile
+        && old.external_id == new.external_id
+        && old.policy == new.policy
+        && old.policy_arns == new.policy_arns
+}
+
+fn apply_reload(
+    core: &Core,
+    tasks: &mut BTreeMap<String, Task>,
+    old: &Config,
+    new: &Config,
+    stop: &CancellationToken,
+) {
+    let restart_needed: Vec<&str> = [
+        ("token_file", old.token_file != new.token_file),
+        ("output_dir", old.output_dir != new.output_dir),
+        ("file_mode", old.file_mode != new.file_mode),
+        ("health_addr", old.health_addr != new.health_addr),
+        ("endpoint_addr", old.endpoint_addr != new.endpoint_addr),
+        ("log_format", old.log_format != new.log_format),
+    ]
+    .into_iter()
+    .filter_map(|(k, changed)| changed.then_some(k))
+    .collect();
+    if !restart_needed.is_empty() {
+        tracing::warn!(
+            options = %restart_needed.join(","),
+            "these options only take effect after a restart; the running values are kept"
+        );
+    }
+    let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+    let names: Vec<String> = tasks.keys().cloned().collect();
+    for name in names {
+        if new.profile(&name).is_none() {
+            let t = tasks.remove(&name).expect("listed");
+            t.stop.cancel();
+            core.shared.lock().remove(&name);
+            core.shared.metrics.forget_profile(&name);
+            removed.push(name);
+        }
+    }
+    for p in &new.profiles {
+        match tasks.get(&p.name) {
+            Some(t) if *t.profile == *p => {}
+            existing => {
+                let keep = existing.is_some_and(|t| keeps_session(&t.profile, p));
+                if let Some(t) = tasks.remove(&p.name) {
+                    t.stop.cancel();
+                    changed.push(p.name.clone());
+                } else {
+                    added.push(p.name.clone());
+                }
+                let profile = Arc::new(p.clone());
+                {
+                    let mut map = core.shared.lock();
+                    let mut state = ProfileState::new(profile.clone());
+                    if keep {
+                        state.session = map.get(&p.name).and_then(|s| s.session.clone());
+                    }
+                    map.insert(p.name.clone(), state);
+                }
+                let r = Refresher::new(profile, core.ctx.clone());
+                tasks.insert(p.name.clone(), spawn_refresher(r, Duration::ZERO, stop));
+            }
+        }
+    }
+    tracing::info!(
+        added = %added.join(","),
+        changed = %changed.join(","),
+        removed = %removed.join(","),
+        "configuration reloaded"
+    );
+    // Unchanged profiles that are failing retry now, as on a token change.
+    core.nudge.send_modify(|g| *g = g.wrapping_add(1));
+    core.shared.request_write();
+}

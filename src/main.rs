@@ -1,0 +1,123 @@
+//! Command line: parse, set up logging, call the library, map to exit codes
+//! (0 success, 1 runtime failure, 64 invalid configuration or usage).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rolecall::config::{self, Config, Flags, LogFormat};
+
+const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rolecall",
+    version,
+    about = "Publishes AWS role sessions for a pod's service-account token as named profiles",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    flags: Flags,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Keep every profile fresh until SIGTERM (the default)
+    Run(Flags),
+    /// Assume every profile once, write the outputs and exit
+    Once(Flags),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let env = config::process_env();
+    let (once, flags) = match cli.command {
+        None => (false, cli.flags),
+        Some(Command::Run(f)) => (false, f),
+        Some(Command::Once(f)) => (true, f),
+    };
+    let config = match Config::load(&flags, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rolecall: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(config.log_format, &env);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rolecall: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    runtime.block_on(async move {
+        let opts = rolecall::Options::default();
+        if once {
+            return match rolecall::once(&config, &opts).await {
+                Ok(r) if r.failed.is_empty() => ExitCode::SUCCESS,
+                Ok(r) => {
+                    tracing::error!(failed = %r.failed.join(","), "some profiles could not be assumed");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "failed");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            };
+        }
+        let (controls, stop) = match rolecall::signal::install() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install signal handlers");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        };
+        let reload = move || Config::load(&flags, &env);
+        match rolecall::run(config, reload, opts, controls, stop.cancelled_owned()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "failed");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    })
+}
+
+/// Logs go to stderr. The level comes from `RUST_LOG` (default `info`); the
+/// HTTP and TLS internals are capped at `info` whatever `RUST_LOG` says,
+/// because at `trace` they print request bodies, which hold the token.
+fn init_logging(format: LogFormat, env: &config::Env) {
+    use tracing_subscriber::EnvFilter;
+    let spec = env.get("RUST_LOG").map(String::as_str).unwrap_or("info");
+    let filter = EnvFilter::builder()
+        .parse_lossy(spec)
+        .add_directive("hyper=info".parse().expect("static"))
+        .add_directive("hyper_util=info".parse().expect("static"))
+        .add_directive("h2=info".parse().expect("static"))
+        .add_directive("rustls=info".parse().expect("static"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}

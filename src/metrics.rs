@@ -1,0 +1,130 @@
+//! Prometheus metrics. Labels carry profile names and result classes only:
+//! never a role session's keys, the token, or an STS message.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProfileLabel {
+    pub profile: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefreshLabels {
+    pub profile: String,
+    /// `success`, `transient_error`, `token_error`, `config_error`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileLabel {
+    pub file: String,
+}
+
+/// Every metric rolecall exports.
+pub struct Metrics {
+    registry: Registry,
+    pub credentials_expiry: Family<ProfileLabel, Gauge>,
+    pub refresh: Family<RefreshLabels, Counter>,
+    pub token_expiry: Gauge,
+    pub sts_latency: Histogram,
+    pub write_errors: Family<FileLabel, Counter>,
+    pub ready: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let credentials_expiry = Family::<ProfileLabel, Gauge>::default();
+        registry.register(
+            "rolecall_credentials_expiry_timestamp_seconds",
+            "Unix time at which the published credentials of a profile expire",
+            credentials_expiry.clone(),
+        );
+        let refresh = Family::<RefreshLabels, Counter>::default();
+        registry.register(
+            "rolecall_refresh",
+            "STS refresh attempts per profile and result",
+            refresh.clone(),
+        );
+        let token_expiry = Gauge::default();
+        registry.register(
+            "rolecall_token_expiry_timestamp_seconds",
+            "Unix time at which the projected service-account token last read expires",
+            token_expiry.clone(),
+        );
+        let sts_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "rolecall_sts_request_duration_seconds",
+            "Duration of STS calls, successful or not",
+            sts_latency.clone(),
+        );
+        let write_errors = Family::<FileLabel, Counter>::default();
+        registry.register(
+            "rolecall_write_errors",
+            "Failed writes of an output file (the previous file is kept whole)",
+            write_errors.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "rolecall_ready",
+            "1 when every profile holds unexpired credentials and the outputs are written",
+            ready.clone(),
+        );
+        Metrics {
+            registry,
+            credentials_expiry,
+            refresh,
+            token_expiry,
+            sts_latency,
+            write_errors,
+            ready,
+        }
+    }
+
+    pub fn count_refresh(&self, profile: &str, result: &str) {
+        self.refresh
+            .get_or_create(&RefreshLabels {
+                profile: profile.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Drops every series of a profile that is no longer configured.
+    pub fn forget_profile(&self, profile: &str) {
+        self.credentials_expiry.remove(&ProfileLabel {
+            profile: profile.to_owned(),
+        });
+        for result in ["success", "transient_error", "token_error", "config_error"] {
+            self.refresh.remove(&RefreshLabels {
+                profile: profile.to_owned(),
+                result: result.to_owned(),
+            });
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

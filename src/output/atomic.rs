@@ -1,0 +1,173 @@
+//! Atomic file replacement inside the output directory.
+//!
+//! A temporary file is created next to the target (same filesystem), written,
+//! fsynced, renamed over the target, and the directory is fsynced, so a
+//! reader sees the old file or the new one, never a mix, and a crash leaves
+//! at most a temporary file that [`remove_stale_temporaries`] cleans at the
+//! next start. `rename` replaces a symlink planted at the target instead of
+//! following it; the temporary file is created with `O_EXCL`, which never
+//! follows one either.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Marker in the names of temporary files, for the clean-up at start.
+const TMP_MARKER: &str = ".rolecall-tmp-";
+
+/// Writes `contents` to `dir/name` with `mode`, atomically. Returns `false`
+/// without touching the disk when the file already holds exactly these bytes
+/// with this mode (and is a regular file, not a symlink).
+pub fn replace(dir: &Path, name: &str, contents: &[u8], mode: u32) -> io::Result<bool> {
+    let target = dir.join(name);
+    if is_current(&target, contents, mode) {
+        return Ok(false);
+    }
+    let tmp = temp_path(dir, name);
+    let result = write_new(&tmp, contents, mode).and_then(|()| fs::rename(&tmp, &target));
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)?;
+    Ok(true)
+}
+
+/// Removes `dir/name` if it exists (a planted symlink is removed, not followed).
+pub fn remove(dir: &Path, name: &str) -> io::Result<bool> {
+    match fs::remove_file(dir.join(name)) {
+        Ok(()) => {
+            sync_dir(dir)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_current(target: &Path, contents: &[u8], mode: u32) -> bool {
+    let Ok(meta) = fs::symlink_metadata(target) else {
+        return false;
+    };
+    meta.file_type().is_file()
+        && meta.permissions().mode() & 0o7777 == mode
+        && meta.len() == contents.len() as u64
+        && fs::read(target).is_ok_and(|old| old == contents)
+}
+
+fn temp_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(
+        ".{name}{TMP_MARKER}{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ))
+}
+
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc_o_nofollow())
+        .open(path)?;
+    // The umask may have narrowed the mode given to open(2).
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    f.write_all(contents)?;
+    f.sync_all()
+}
+
+/// `O_NOFOLLOW` on Linux (all architectures rolecall targets use this value
+/// except a few that Kubernetes nodes do not run). `create_new` already
+/// refuses to follow a symlink; this is belt and braces.
+const fn libc_o_nofollow() -> i32 {
+    if cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
+        0o100000
+    } else {
+        0o400000
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Removes temporary files a killed rolecall left in `dir`. Returns how many.
+pub fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(TMP_MARKER) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn writes_with_the_requested_mode_and_skips_identical_content() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(replace(dir.path(), "f", b"one", 0o640).unwrap());
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"one");
+        assert_eq!(mode_of(&dir.path().join("f")), 0o640);
+        assert!(!replace(dir.path(), "f", b"one", 0o640).unwrap());
+        assert!(replace(dir.path(), "f", b"one", 0o600).unwrap());
+        assert_eq!(mode_of(&dir.path().join("f")), 0o600);
+        assert!(replace(dir.path(), "f", b"two", 0o600).unwrap());
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"two");
+    }
+
+    #[test]
+    fn a_planted_symlink_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("credentials")).unwrap();
+        assert!(replace(dir.path(), "credentials", b"new", 0o640).unwrap());
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        let meta = fs::symlink_metadata(dir.path().join("credentials")).unwrap();
+        assert!(meta.file_type().is_file());
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_whole_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(replace(dir.path(), "f", b"old", 0o640).unwrap());
+        // A directory at the target makes the rename fail.
+        fs::create_dir(dir.path().join("g")).unwrap();
+        assert!(replace(dir.path(), "g", b"new", 0o640).is_err());
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"old");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(".credentials.rolecall-tmp-12-abc"), b"x").unwrap();
+        fs::write(dir.path().join(".config.rolecall-tmp-99-def"), b"x").unwrap();
+        fs::write(dir.path().join("credentials"), b"keep").unwrap();
+        fs::write(dir.path().join(".hidden"), b"keep").unwrap();
+        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 2);
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec![".hidden", "credentials"]);
+    }
+}

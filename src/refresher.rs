@@ -1,0 +1,267 @@
+//! One task per profile: assume the role, publish the session, and refresh
+//! it at half its lifetime; back off on failure; retry at once when the
+//! token changes (if the profile needs it), on SIGUSR1, or when a chained
+//! profile's source session changes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::Profile;
+use crate::metrics::ProfileLabel;
+use crate::schedule::{self, Jitter};
+use crate::session::{Session, format_time, unix_seconds};
+use crate::state::Shared;
+use crate::sts::{ErrorClass, Sts, StsError};
+use crate::token;
+use crate::trust;
+
+/// Everything a refresher needs besides its profile.
+#[derive(Clone)]
+pub struct Context {
+    pub shared: Arc<Shared>,
+    pub sts: Sts,
+    pub token_file: PathBuf,
+    pub jitter: Jitter,
+    /// Bumped by the token watcher when the token's content changes.
+    pub token_changed: watch::Receiver<u64>,
+    /// Bumped on SIGUSR1: every profile refreshes now.
+    pub refresh_all: watch::Receiver<u64>,
+    /// Bumped whenever any profile receives a new session (role chaining).
+    pub sessions: Arc<watch::Sender<u64>>,
+}
+
+/// The result of one attempt: when to try next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Refreshed { next: Duration },
+    Failed { class: ErrorClass, next: Duration },
+}
+
+impl Outcome {
+    pub fn next(self) -> Duration {
+        match self {
+            Outcome::Refreshed { next } | Outcome::Failed { next, .. } => next,
+        }
+    }
+
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Refreshed { .. })
+    }
+}
+
+/// One profile's refresher.
+pub struct Refresher {
+    pub profile: Arc<Profile>,
+    ctx: Context,
+    /// Consecutive transient failures, for the backoff.
+    failures: u32,
+    /// Expiry of the source session this profile was last assumed with.
+    source_used: Option<SystemTime>,
+}
+
+impl Refresher {
+    pub fn new(profile: Arc<Profile>, ctx: Context) -> Refresher {
+        Refresher {
+            profile,
+            ctx,
+            failures: 0,
+            source_used: None,
+        }
+    }
+
+    /// One refresh attempt: read the token (or the source session), call
+    /// STS, and record the result in the shared state.
+    pub async fn attempt(&mut self) -> Outcome {
+        let started = Instant::now();
+        let p = self.profile.clone();
+        let mut claims = None;
+        let result = match &p.source_profile {
+            Some(source) => match self.source_session(source) {
+                Ok(s) => {
+                    self.source_used = Some(s.expiration);
+                    self.ctx.sts.assume_with_session(&p, &s).await
+                }
+                Err(e) => Err(e),
+            },
+            None => match token::read(&self.ctx.token_file, SystemTime::now()) {
+                Ok(t) => {
+                    claims = Some(t.claims.clone());
+                    self.ctx.sts.assume_with_token(&p, t.expose()).await
+                }
+                Err(e) => Err(StsError {
+                    class: ErrorClass::Token,
+                    code: "TokenUnavailable".into(),
+                    message: e.to_string(),
+                    request_id: None,
+                }),
+            },
+        };
+        let took = started.elapsed();
+        if result.as_ref().map_or_else(|e| e.code != "TokenUnavailable" && e.code != "SourceUnavailable", |_| true) {
+            self.ctx.shared.metrics.sts_latency.observe(took.as_secs_f64());
+        }
+        match result {
+            Ok(assumed) => {
+                self.failures = 0;
+                let now = SystemTime::now();
+                let lifetime = assumed.session.expiration.duration_since(now).unwrap_or_default();
+                let next = schedule::refresh_in(lifetime, (self.ctx.jitter)());
+                tracing::info!(
+                    role = %p.role_arn,
+                    expires = %format_time(assumed.session.expiration),
+                    next_refresh_in_s = next.as_secs(),
+                    sts_ms = took.as_millis() as u64,
+                    request_id = assumed.request_id.as_deref().unwrap_or("-"),
+                    "refreshed",
+                );
+                self.publish(assumed.session, now);
+                Outcome::Refreshed { next }
+            }
+            Err(e) => {
+                let class = e.class;
+                let next = match class {
+                    ErrorClass::Configuration => schedule::CONFIG_RETRY,
+                    ErrorClass::Transient | ErrorClass::Token => {
+                        let d = schedule::backoff(self.failures, (self.ctx.jitter)());
+                        self.failures = self.failures.saturating_add(1);
+                        d
+                    }
+                };
+                let hint = trust::hint(&e.code, &p, claims.as_ref());
+                let still_valid = self
+                    .ctx
+                    .shared
+                    .lock()
+                    .get(&p.name)
+                    .and_then(|s| s.live_session(SystemTime::now()).map(|s| format_time(s.expiration)));
+                tracing::error!(
+                    role = %p.role_arn,
+                    class = class.as_str(),
+                    code = %e.code,
+                    error = %e.message,
+                    hint = hint.as_deref().unwrap_or("-"),
+                    retry_in_s = next.as_secs_f64().ceil() as u64,
+                    kept_until = still_valid.as_deref().unwrap_or("-"),
+                    request_id = e.request_id.as_deref().unwrap_or("-"),
+                    "refresh failed",
+                );
+                self.ctx.shared.metrics.count_refresh(&p.name, class.as_str());
+                if let Some(s) = self.ctx.shared.lock().get_mut(&p.name) {
+                    s.last_error = Some(format!("{}: {}", e.code, e.message));
+                }
+                Outcome::Failed { class, next }
+            }
+        }
+    }
+
+    fn source_session(&self, source: &str) -> Result<Session, StsError> {
+        self.ctx
+            .shared
+            .lock()
+            .get(source)
+            .and_then(|s| s.live_session(SystemTime::now()).cloned())
+            .ok_or_else(|| StsError {
+                class: ErrorClass::Transient,
+                code: "SourceUnavailable".into(),
+                message: format!("source profile {source} has no valid session yet"),
+                request_id: None,
+            })
+    }
+
+    fn publish(&self, session: Session, now: SystemTime) {
+        let p = &self.profile;
+        self.ctx
+            .shared
+            .metrics
+            .credentials_expiry
+            .get_or_create(&ProfileLabel {
+                profile: p.name.clone(),
+            })
+            .set(unix_seconds(session.expiration) as i64);
+        self.ctx.shared.metrics.count_refresh(&p.name, "success");
+        if let Some(s) = self.ctx.shared.lock().get_mut(&p.name) {
+            s.session = Some(session);
+            s.last_refresh = Some(now);
+            s.last_error = None;
+        }
+        self.ctx.sessions.send_modify(|g| *g = g.wrapping_add(1));
+        self.ctx.shared.request_write();
+    }
+
+    /// Whether a token change should make this profile retry now: it has no
+    /// live session, its last attempt failed, or it is close to expiry.
+    fn wants_token_retry(&self) -> bool {
+        let now = SystemTime::now();
+        let map = self.ctx.shared.lock();
+        let Some(state) = map.get(&self.profile.name) else {
+            return false;
+        };
+        match state.live_session(now) {
+            None => true,
+            Some(s) => {
+                state.last_error.is_some()
+                    || s.expiration.duration_since(now).unwrap_or_default() < schedule::NEAR_EXPIRY
+            }
+        }
+    }
+
+    /// Whether the source session changed since this profile was assumed.
+    fn source_changed(&self) -> bool {
+        let Some(source) = &self.profile.source_profile else {
+            return false;
+        };
+        let current = self
+            .ctx
+            .shared
+            .lock()
+            .get(source)
+            .and_then(|s| s.live_session(SystemTime::now()).map(|s| s.expiration));
+        current.is_some() && current != self.source_used
+    }
+
+    /// Runs until `shutdown`, first attempting after `first`.
+    pub async fn run(mut self, first: Duration, shutdown: CancellationToken) {
+        let span = tracing::info_span!("profile", profile = %self.profile.name);
+        async move {
+            let mut token_changed = self.ctx.token_changed.clone();
+            let mut refresh_all = self.ctx.refresh_all.clone();
+            let mut sessions = self.ctx.sessions.subscribe();
+            let chained = self.profile.source_profile.is_some();
+            let mut next = Instant::now() + first;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    Ok(()) = token_changed.changed() => {
+                        if chained || !self.wants_token_retry() {
+                            continue;
+                        }
+                        tracing::info!("token changed; retrying now");
+                    }
+                    Ok(()) = refresh_all.changed() => {
+                        tracing::info!("refresh requested");
+                    }
+                    Ok(()) = sessions.changed(), if chained => {
+                        if !self.source_changed() {
+                            continue;
+                        }
+                        tracing::info!("source session changed; refreshing");
+                    }
+                    _ = shutdown.cancelled() => return,
+                }
+                let outcome = tokio::select! {
+                    o = self.attempt() => o,
+                    _ = shutdown.cancelled() => return,
+                };
+                next = Instant::now() + outcome.next();
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,367 @@
+//! STS calls: `AssumeRoleWithWebIdentity` (unsigned, with the token) and
+//! `AssumeRole` (signed with a source profile's session, for role chaining),
+//! and the sorting of failures into what the operator must do.
+//!
+//! The SDK's own retries are off: rolecall owns the retry schedule (see
+//! [`crate::schedule`]) so that every STS call is counted and jittered in one
+//! place. Each attempt has a timeout, so a hanging endpoint cannot stall a
+//! profile.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_sts::config::{BehaviorVersion, Region, SharedAsyncSleep};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::RequestId;
+use aws_sdk_sts::types::PolicyDescriptorType;
+use aws_smithy_async::rt::sleep::TokioSleep;
+use aws_smithy_http_client::tls;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+
+use crate::config::Profile;
+use crate::session::{Secret, Session};
+
+/// Time allowed for one STS attempt, connection included.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Region used to sign and resolve when only an endpoint is configured.
+const FALLBACK_REGION: &str = "us-east-1";
+
+/// What kind of failure, and so how soon to retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Throttling, 5xx, timeouts, connection errors: back off and retry.
+    Transient,
+    /// STS rejected the token itself (expired or invalid): re-read it and
+    /// retry with backoff.
+    Token,
+    /// The operator must change something (trust policy, role, policy,
+    /// region): retry every few minutes, on token change and on reload.
+    Configuration,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient_error",
+            ErrorClass::Token => "token_error",
+            ErrorClass::Configuration => "config_error",
+        }
+    }
+}
+
+/// A failed STS call. Holds the error code and STS's message, never the
+/// token or any credential.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StsError {
+    pub class: ErrorClass,
+    /// The STS error code (`AccessDenied`) or a short label (`timeout`).
+    pub code: String,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+/// A successful call.
+#[derive(Debug)]
+pub struct Assumed {
+    pub session: Session,
+    pub request_id: Option<String>,
+}
+
+/// Builds STS clients that share one HTTPS connection pool.
+#[derive(Clone)]
+pub struct Sts {
+    http: aws_sdk_sts::config::SharedHttpClient,
+    attempt_timeout: Duration,
+}
+
+impl std::fmt::Debug for Sts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sts")
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish()
+    }
+}
+
+impl Sts {
+    pub fn new(attempt_timeout: Duration) -> Sts {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        Sts {
+            http,
+            attempt_timeout,
+        }
+    }
+
+    fn client(&self, profile: &Profile, source: Option<&Session>) -> aws_sdk_sts::Client {
+        let region = profile.region.as_deref().unwrap_or(FALLBACK_REGION);
+        let mut conf = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .http_client(self.http.clone())
+            .sleep_impl(SharedAsyncSleep::new(TokioSleep::new()))
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT.min(self.attempt_timeout))
+                    .operation_attempt_timeout(self.attempt_timeout)
+                    .build(),
+            );
+        if let Some(url) = &profile.sts_endpoint {
+            conf = conf.endpoint_url(url);
+        }
+        if let Some(s) = source {
+            conf = conf.credentials_provider(aws_credential_types::Credentials::new(
+                s.access_key_id.expose(),
+                s.secret_access_key.expose(),
+                Some(s.session_token.expose().to_owned()),
+                Some(s.expiration),
+                "rolecall-source-profile",
+            ));
+        }
+        aws_sdk_sts::Client::from_conf(conf.build())
+    }
+
+    /// `AssumeRoleWithWebIdentity` for `profile` with the JWT `token`.
+    pub async fn assume_with_token(&self, profile: &Profile, token: &str) -> Result<Assumed, StsError> {
+        let policy_arns = descriptors(&profile.policy_arns);
+        let result = self
+            .client(profile, None)
+            .assume_role_with_web_identity()
+            .role_arn(&profile.role_arn)
+            .role_session_name(&profile.session_name)
+            .web_identity_token(token)
+            .duration_seconds(profile.duration.as_secs() as i32)
+            .set_policy(profile.policy.clone())
+            .set_policy_arns(policy_arns)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let request_id = out.request_id().map(str::to_owned);
+                let arn = out.assumed_role_user().map(|u| u.arn().to_owned());
+                to_session(out.credentials(), arn, request_id)
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    /// `AssumeRole` for `profile`, signed with the `source` session.
+    pub async fn assume_with_session(&self, profile: &Profile, source: &Session) -> Result<Assumed, StsError> {
+        let result = self
+            .client(profile, Some(source))
+            .assume_role()
+            .role_arn(&profile.role_arn)
+            .role_session_name(&profile.session_name)
+            .duration_seconds(profile.duration.as_secs() as i32)
+            .set_external_id(profile.external_id.clone())
+            .set_policy(profile.policy.clone())
+            .set_policy_arns(descriptors(&profile.policy_arns))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let request_id = out.request_id().map(str::to_owned);
+                let arn = out.assumed_role_user().map(|u| u.arn().to_owned());
+                to_session(out.credentials(), arn, request_id)
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+}
+
+fn descriptors(arns: &[String]) -> Option<Vec<PolicyDescriptorType>> {
+    if arns.is_empty() {
+        return None;
+    }
+    Some(
+        arns.iter()
+            .map(|a| PolicyDescriptorType::builder().arn(a).build())
+            .collect(),
+    )
+}
+
+/// True for text that can stand as an INI value: printable ASCII, no spaces.
+pub fn ini_safe(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn to_session(
+    creds: Option<&aws_sdk_sts::types::Credentials>,
+    assumed_role_arn: Option<String>,
+    request_id: Option<String>,
+) -> Result<Assumed, StsError> {
+    let malformed = |what: &str| StsError {
+        class: ErrorClass::Transient,
+        code: "MalformedResponse".into(),
+        message: format!("STS answered without {what}"),
+        request_id: request_id.clone(),
+    };
+    let c = creds.ok_or_else(|| malformed("credentials"))?;
+    let expiration =
+        SystemTime::try_from(*c.expiration()).map_err(|_| malformed("a usable expiration"))?;
+    for v in [c.access_key_id(), c.secret_access_key(), c.session_token()] {
+        if !ini_safe(v) {
+            return Err(StsError {
+                class: ErrorClass::Transient,
+                code: "MalformedResponse".into(),
+                message: "STS returned a credential with spaces or control characters; it was not written".into(),
+                request_id,
+            });
+        }
+    }
+    Ok(Assumed {
+        session: Session {
+            access_key_id: Secret::new(c.access_key_id()),
+            secret_access_key: Secret::new(c.secret_access_key()),
+            session_token: Secret::new(c.session_token()),
+            expiration,
+            assumed_role_arn: assumed_role_arn.filter(|a| ini_safe(a)),
+        },
+        request_id,
+    })
+}
+
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "IDPCommunicationError",
+    "InternalFailure",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+const TOKEN_CODES: &[&str] = &["InvalidIdentityToken", "ExpiredTokenException", "ExpiredToken"];
+
+/// Sorts an SDK error into an [`ErrorClass`] with a code and message.
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> StsError {
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            let code = ctx.err().code().unwrap_or("Unknown").to_owned();
+            let message = ctx
+                .err()
+                .message()
+                .map(clean_message)
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            let request_id = err.meta().request_id().map(str::to_owned);
+            let class = classify_code(&code, status);
+            StsError {
+                class,
+                code,
+                message,
+                request_id,
+            }
+        }
+        SdkError::TimeoutError(_) => StsError {
+            class: ErrorClass::Transient,
+            code: "Timeout".into(),
+            message: "STS did not answer within the attempt timeout".into(),
+            request_id: None,
+        },
+        SdkError::DispatchFailure(d) => StsError {
+            class: ErrorClass::Transient,
+            code: if d.is_timeout() { "Timeout" } else { "ConnectionError" }.into(),
+            message: format!("could not reach STS: {}", source_chain(&err)),
+            request_id: None,
+        },
+        SdkError::ResponseError(r) => StsError {
+            class: ErrorClass::Transient,
+            code: "MalformedResponse".into(),
+            message: format!(
+                "STS sent a response that could not be read (HTTP {})",
+                r.raw().status().as_u16()
+            ),
+            request_id: None,
+        },
+        _ => StsError {
+            class: ErrorClass::Configuration,
+            code: "InvalidRequest".into(),
+            message: format!("the STS request could not be built: {}", source_chain(&err)),
+            request_id: None,
+        },
+    }
+}
+
+/// The class for an STS error code and HTTP status.
+pub fn classify_code(code: &str, status: u16) -> ErrorClass {
+    if TOKEN_CODES.contains(&code) {
+        ErrorClass::Token
+    } else if TRANSIENT_CODES.contains(&code) || status >= 500 || status == 429 {
+        ErrorClass::Transient
+    } else {
+        ErrorClass::Configuration
+    }
+}
+
+/// One line, bounded length, no control characters.
+fn clean_message(m: &str) -> String {
+    m.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(400)
+        .collect()
+}
+
+fn source_chain(err: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push(e.to_string());
+        cur = e.source();
+    }
+    let text = if out.is_empty() { err.to_string() } else { out.join(": ") };
+    clean_message(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorts_sts_error_codes_by_what_the_operator_must_do() {
+        for code in ["Throttling", "IDPCommunicationError", "InternalFailure"] {
+            assert_eq!(classify_code(code, 400), ErrorClass::Transient, "{code}");
+        }
+        assert_eq!(classify_code("Whatever", 503), ErrorClass::Transient);
+        assert_eq!(classify_code("Whatever", 429), ErrorClass::Transient);
+        for code in ["InvalidIdentityToken", "ExpiredTokenException"] {
+            assert_eq!(classify_code(code, 400), ErrorClass::Token, "{code}");
+        }
+        for code in [
+            "AccessDenied",
+            "IDPRejectedClaim",
+            "RegionDisabledException",
+            "MalformedPolicyDocument",
+            "PackedPolicyTooLarge",
+            "ValidationError",
+        ] {
+            assert_eq!(classify_code(code, 400), ErrorClass::Configuration, "{code}");
+        }
+    }
+
+    #[test]
+    fn only_printable_ascii_without_spaces_is_ini_safe() {
+        assert!(ini_safe("ASIA123/+="));
+        assert!(!ini_safe(""));
+        assert!(!ini_safe("a b"));
+        assert!(!ini_safe("a\nb"));
+        assert!(!ini_safe("a\rb"));
+        assert!(!ini_safe("é"));
+    }
+
+    #[test]
+    fn messages_are_single_bounded_lines() {
+        assert_eq!(clean_message("a\nb\rc"), "a b c");
+        assert_eq!(clean_message(&"x".repeat(1000)).len(), 400);
+    }
+}

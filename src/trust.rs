@@ -1,0 +1,156 @@
+//! What a role's trust policy must say for this pod's token, and the hints
+//! that turn STS error codes into what the operator must fix.
+
+use serde_json::json;
+
+use crate::config::Profile;
+use crate::token::Claims;
+
+/// The issuer as IAM names it in condition keys: the URL without `https://`.
+pub fn issuer_host(iss: &str) -> &str {
+    iss.strip_prefix("https://").unwrap_or(iss).trim_end_matches('/')
+}
+
+/// The IAM OIDC provider ARN for the token's issuer in the role's account.
+pub fn provider_arn(profile: &Profile, iss: &str) -> String {
+    let partition = profile.role_arn.split(':').nth(1).unwrap_or("aws");
+    format!(
+        "arn:{partition}:iam::{}:oidc-provider/{}",
+        profile.account(),
+        issuer_host(iss)
+    )
+}
+
+/// The trust policy document the role of `profile` needs for this token.
+pub fn trust_policy(profile: &Profile, claims: &Claims) -> serde_json::Value {
+    let iss = claims.iss.as_deref().unwrap_or("ISSUER");
+    let host = issuer_host(iss);
+    let aud = match claims.aud.as_slice() {
+        [one] => json!(one),
+        [] => json!("sts.amazonaws.com"),
+        many => json!(many),
+    };
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Federated": provider_arn(profile, iss) },
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {
+                "StringEquals": {
+                    format!("{host}:sub"): claims.sub.as_deref().unwrap_or("SUBJECT"),
+                    format!("{host}:aud"): aud,
+                }
+            }
+        }]
+    })
+}
+
+/// A one-line hint for an STS error code, or `None` when the code speaks for
+/// itself. Mentions only claims (never the token) and configuration.
+pub fn hint(code: &str, profile: &Profile, claims: Option<&Claims>) -> Option<String> {
+    let region = profile.region.as_deref().unwrap_or("the configured region");
+    let who = claims
+        .map(|c| {
+            format!(
+                "sub {:?} and aud {:?} from issuer {}",
+                c.sub.as_deref().unwrap_or("?"),
+                c.aud.join(","),
+                c.iss.as_deref().map(issuer_host).unwrap_or("?")
+            )
+        })
+        .unwrap_or_else(|| "the token's sub and aud".into());
+    let provider = claims
+        .and_then(|c| c.iss.as_deref())
+        .map(|iss| provider_arn(profile, iss))
+        .unwrap_or_else(|| "the cluster's OIDC provider".into());
+    Some(match code {
+        "AccessDenied" if profile.source_profile.is_some() => format!(
+            "the trust policy of {} must allow sts:AssumeRole by the source profile's role{}",
+            profile.role_arn,
+            if profile.external_id.is_some() { " with this external_id" } else { "" }
+        ),
+        "AccessDenied" => format!(
+            "the trust policy of {} must allow sts:AssumeRoleWithWebIdentity for federated principal {provider} with StringEquals on {who} (`rolecall check` prints the policy)",
+            profile.role_arn
+        ),
+        "IDPRejectedClaim" => format!(
+            "the identity provider rejected the token's claims ({who}): the audience must be a client ID of the IAM OIDC provider (usually sts.amazonaws.com)"
+        ),
+        "InvalidIdentityToken" => format!(
+            "STS could not validate the token: create the IAM OIDC provider {provider} (or fix its thumbprint); rolecall re-reads the token and retries"
+        ),
+        "ExpiredTokenException" | "ExpiredToken" => {
+            "the token had expired: check that kubelet rotates the projected token (expirationSeconds) and the node clock".into()
+        }
+        "RegionDisabledException" => format!(
+            "STS is not activated in {region} for account {}: activate it in IAM account settings or set another region",
+            profile.account()
+        ),
+        "MalformedPolicyDocument" => "the session policy is not accepted by IAM: fix the profile's `policy`".into(),
+        "PackedPolicyTooLarge" => "the session policies are too large: shorten `policy` or use fewer `policy_arns`".into(),
+        "ValidationError" => "STS rejected a parameter: check duration_seconds against the role's MaxSessionDuration, the role ARN and the session name".into(),
+        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
+            "STS is throttling requests; rolecall backs off".into()
+        }
+        "Timeout" | "ConnectionError" => {
+            format!("check network access to the STS endpoint ({})", profile.sts_endpoint.as_deref().unwrap_or("regional"))
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CredentialsMode;
+    use std::time::Duration;
+
+    fn profile() -> Profile {
+        Profile {
+            name: "reader".into(),
+            role_arn: "arn:aws:iam::111122223333:role/reader".into(),
+            region: Some("eu-west-1".into()),
+            sts_endpoint: None,
+            duration: Duration::from_secs(3600),
+            session_name: "rolecall-test".into(),
+            credentials: CredentialsMode::File,
+            policy: None,
+            policy_arns: vec![],
+            source_profile: None,
+            external_id: None,
+        }
+    }
+
+    fn claims() -> Claims {
+        Claims {
+            iss: Some("https://oidc.eks.eu-west-1.amazonaws.com/id/ABC".into()),
+            sub: Some("system:serviceaccount:shop:cart".into()),
+            aud: vec!["sts.amazonaws.com".into()],
+            exp: Some(1),
+        }
+    }
+
+    #[test]
+    fn trust_policy_names_the_provider_in_the_roles_account_and_both_conditions() {
+        let doc = trust_policy(&profile(), &claims());
+        let st = &doc["Statement"][0];
+        assert_eq!(
+            st["Principal"]["Federated"],
+            "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC"
+        );
+        assert_eq!(st["Action"], "sts:AssumeRoleWithWebIdentity");
+        let eq = &st["Condition"]["StringEquals"];
+        assert_eq!(eq["oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub"], "system:serviceaccount:shop:cart");
+        assert_eq!(eq["oidc.eks.eu-west-1.amazonaws.com/id/ABC:aud"], "sts.amazonaws.com");
+    }
+
+    #[test]
+    fn access_denied_hint_names_sub_and_aud() {
+        let h = hint("AccessDenied", &profile(), Some(&claims())).unwrap();
+        assert!(h.contains("system:serviceaccount:shop:cart"), "{h}");
+        assert!(h.contains("sts.amazonaws.com"), "{h}");
+        assert!(h.contains("oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC"), "{h}");
+        assert!(hint("SomethingElse", &profile(), None).is_none());
+    }
+}

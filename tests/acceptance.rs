@@ -1,0 +1,718 @@
+//! Acceptance tests: the real `rolecall` binary against moto's STS server, its
+//! outputs read by real SDK readers (the AWS CLI v1 and boto3).
+//!
+//! They need the Python tools from `make venv`, so plain `cargo test` skips
+//! them; `make test` runs them with
+//! `ROLECALL_VENV=$PWD/.venv cargo test --test acceptance -- --ignored --test-threads=1`.
+//! Without `ROLECALL_VENV` they look for `<crate>/.venv`.
+//!
+//! Self-contained on purpose: std only, no helpers shared with other tests.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const ACCOUNT: &str = "111122223333";
+const PROFILES: [&str; 3] = ["audit", "reader", "writer"];
+const ISSUER: &str = "https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+const SUBJECT: &str = "system:serviceaccount:acceptance:app";
+
+// ------------------------------------------------------------------ plumbing
+
+fn venv() -> PathBuf {
+    match std::env::var_os("ROLECALL_VENV") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"),
+    }
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    let path = venv().join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make venv` (or set ROLECALL_VENV) first",
+        path.display()
+    );
+    path
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rolecall-acceptance-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process that is killed (SIGKILL) and reaped when dropped.
+struct ChildGuard {
+    child: Child,
+    what: String,
+}
+
+impl ChildGuard {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            eprintln!("killed {} (pid {})", self.what, self.child.id());
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
+/// Remove every variable of the caller's AWS / rolecall setup, so that only
+/// what a test passes reaches the program under test.
+fn clean_env(cmd: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("AWS_") || key.starts_with("ROLECALL_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn describe(&self) -> String {
+        format!(
+            "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Run `cmd` to completion with its output captured in files (no pipe can
+/// fill up), killing it after `timeout`.
+fn run(cmd: &mut Command, scratch: &Path, timeout: Duration) -> Output {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let out_path = scratch.join(format!("cmd-{n}.stdout"));
+    let err_path = scratch.join(format!("cmd-{n}.stderr"));
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("stdout file"))
+        .stderr(fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut guard = ChildGuard {
+        child,
+        what: format!("{cmd:?}"),
+    };
+    let status = guard
+        .wait_timeout(timeout)
+        .unwrap_or_else(|| panic!("{cmd:?} did not finish within {timeout:?}"));
+    Output {
+        status,
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status code, body).
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+// ------------------------------------------------------------------ moto
+
+/// moto's server on a free loopback port, killed on drop.
+struct Moto {
+    server: ChildGuard,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let dir = TempDir::new("moto");
+        let log = dir.path().join("moto.log");
+        let port = free_port();
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&log).expect("moto log"))
+            .stderr(fs::File::create(&log).expect("moto log"))
+            .spawn()
+            .expect("start moto_server");
+        let mut server = ChildGuard {
+            child,
+            what: "moto_server".into(),
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let up = wait_until(Duration::from_secs(30), || {
+            server.exited().is_none()
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+        });
+        assert!(
+            up,
+            "moto_server did not listen on {addr} within 30 s (exited: {:?}); log:\n{}",
+            server.exited(),
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        Moto {
+            server,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        // ChildGuard kills it; say which server it was when a test failed.
+        if std::thread::panicking() {
+            eprintln!(
+                "moto_server pid {} on port {}",
+                self.server.pid(),
+                self.port
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------ token
+
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// A JWT shaped like a projected service-account token. The signature is a
+/// dummy: rolecall does not check it and moto accepts any token.
+fn jwt(exp: u64) -> String {
+    let now = now_secs();
+    let header = r#"{"alg":"RS256","kid":"acceptance","typ":"JWT"}"#;
+    let claims = format!(
+        r#"{{"aud":["sts.amazonaws.com"],"exp":{exp},"iat":{now},"iss":"{ISSUER}","nbf":{now},"sub":"{SUBJECT}"}}"#
+    );
+    format!(
+        "{}.{}.{}",
+        base64url(header.as_bytes()),
+        base64url(claims.as_bytes()),
+        base64url(b"not-a-real-signature")
+    )
+}
+
+/// A projected-token directory as kubelet's AtomicWriter keeps it:
+/// `..TIMESTAMP/token`, `..data -> ..TIMESTAMP`, `token -> ..data/token`.
+struct TokenDir {
+    dir: PathBuf,
+    generation: usize,
+}
+
+impl TokenDir {
+    fn new(dir: PathBuf, token: &str) -> TokenDir {
+        fs::create_dir_all(&dir).expect("token dir");
+        let mut td = TokenDir { dir, generation: 0 };
+        td.publish(token);
+        symlink("..data/token", td.token_path()).expect("token symlink");
+        td
+    }
+
+    fn token_path(&self) -> PathBuf {
+        self.dir.join("token")
+    }
+
+    /// Publish a new token: a new timestamped directory, `..data_tmp` renamed
+    /// over `..data` (one atomic swap), then the old directory removed.
+    fn publish(&mut self, token: &str) {
+        self.generation += 1;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("..{}_{:09}.{}", now_secs(), nanos, self.generation);
+        let new_dir = self.dir.join(&name);
+        fs::create_dir(&new_dir).expect("timestamped dir");
+        fs::write(new_dir.join("token"), token).expect("write token");
+        let data = self.dir.join("..data");
+        let old = fs::read_link(&data).ok();
+        let tmp = self.dir.join("..data_tmp");
+        symlink(&name, &tmp).expect("..data_tmp symlink");
+        fs::rename(&tmp, &data).expect("swap ..data");
+        if let Some(old) = old {
+            fs::remove_dir_all(self.dir.join(old)).expect("remove old token dir");
+        }
+    }
+}
+
+// ------------------------------------------------------------------ rolecall
+
+fn rolecall() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rolecall"));
+    clean_env(&mut cmd);
+    cmd
+}
+
+fn role_arn(profile: &str) -> String {
+    format!("arn:aws:iam::{ACCOUNT}:role/{profile}")
+}
+
+/// Everything a test needs: moto, a token directory and an output directory.
+struct Setup {
+    moto: Moto,
+    tokens: TokenDir,
+    out: PathBuf,
+    root: TempDir,
+}
+
+impl Setup {
+    fn new(tag: &str) -> Setup {
+        let moto = Moto::start();
+        let root = TempDir::new(tag);
+        let tokens = TokenDir::new(
+            root.path().join("serviceaccount"),
+            &jwt(now_secs() + 86_400),
+        );
+        let out = root.path().join("out");
+        fs::create_dir_all(&out).expect("output dir");
+        Setup {
+            moto,
+            tokens,
+            out,
+            root,
+        }
+    }
+
+    /// `rolecall SUBCOMMAND` with the three profiles and everything pointed here.
+    fn rolecall(&self, subcommand: &str) -> Command {
+        let mut cmd = rolecall();
+        cmd.arg(subcommand);
+        for p in PROFILES {
+            cmd.arg("--profile").arg(format!("{p}={}", role_arn(p)));
+        }
+        cmd.arg("--token-file")
+            .arg(self.tokens.token_path())
+            .arg("--output-dir")
+            .arg(&self.out)
+            .args(["--region", "us-east-1", "--session-name", "acceptance"])
+            .arg("--sts-endpoint")
+            .arg(self.moto.endpoint());
+        cmd
+    }
+
+    fn credentials(&self) -> PathBuf {
+        self.out.join("credentials")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.out.join("config")
+    }
+
+    /// A command for an SDK reader that sees only rolecall's output files.
+    fn reader(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        clean_env(&mut cmd)
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.credentials())
+            .env("AWS_CONFIG_FILE", self.config())
+            .env("HOME", self.root.path());
+        cmd
+    }
+
+    fn once(&self) {
+        let out = run(
+            &mut self.rolecall("once"),
+            self.root.path(),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "rolecall once\n{}",
+            out.describe()
+        );
+    }
+
+    fn cli_caller_arn(&self, profile: &str) -> String {
+        let out = run(
+            self.reader(&venv_bin("aws")).args([
+                "sts",
+                "get-caller-identity",
+                "--profile",
+                profile,
+                "--endpoint-url",
+                &self.moto.endpoint(),
+                "--query",
+                "Arn",
+                "--output",
+                "text",
+            ]),
+            self.root.path(),
+            Duration::from_secs(60),
+        );
+        assert!(
+            out.status.success(),
+            "aws sts get-caller-identity --profile {profile}\n{}",
+            out.describe()
+        );
+        out.stdout.trim().to_string()
+    }
+}
+
+fn assert_assumed(profile: &str, arn: &str) {
+    // moto answers with the role's account and the session name:
+    // arn:aws:sts::111122223333:assumed-role/reader/acceptance
+    let want = format!("arn:aws:sts::{ACCOUNT}:assumed-role/{profile}/");
+    assert!(
+        arn.starts_with(&want),
+        "profile {profile}: expected an ARN starting with {want}, got {arn:?}"
+    );
+}
+
+/// `(section, aws_access_key_id)` for every section of a credentials file.
+fn access_keys(credentials: &str) -> Vec<(String, String)> {
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for line in credentials.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_string();
+        } else if let Some((key, value)) = line.split_once('=')
+            && key.trim() == "aws_access_key_id"
+        {
+            keys.push((section.clone(), value.trim().to_string()));
+        }
+    }
+    keys
+}
+
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+#[ignore = "needs the Python tools: run by make test"]
+fn once_writes_profiles_the_aws_cli_can_use() {
+    let s = Setup::new("once-cli");
+    s.once();
+
+    let credentials = fs::read_to_string(s.credentials()).expect("credentials file");
+    let sections: Vec<String> = access_keys(&credentials)
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(
+        sections, PROFILES,
+        "one [NAME] section per profile, sorted by name"
+    );
+    let config = fs::read_to_string(s.config()).expect("config file");
+    for p in PROFILES {
+        assert!(
+            config.contains(&format!("[profile {p}]")),
+            "config has no [profile {p}]:\n{config}"
+        );
+    }
+
+    for p in PROFILES {
+        let arn = s.cli_caller_arn(p);
+        assert_assumed(p, &arn);
+    }
+}
+
+#[test]
+#[ignore = "needs the Python tools: run by make test"]
+fn boto3_reads_every_profile_by_name() {
+    let s = Setup::new("once-boto3");
+    s.once();
+
+    let script = r#"
+import sys
+import boto3
+
+endpoint = sys.argv[1]
+for name in sys.argv[2:]:
+    session = boto3.Session(profile_name=name)
+    sts = session.client("sts", endpoint_url=endpoint)
+    print(name, session.region_name, sts.get_caller_identity()["Arn"])
+"#;
+    let mut cmd = s.reader(&venv_bin("python"));
+    cmd.args(["-c", script, &s.moto.endpoint()]).args(PROFILES);
+    let out = run(&mut cmd, s.root.path(), Duration::from_secs(60));
+    assert!(out.status.success(), "boto3 script\n{}", out.describe());
+
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), PROFILES.len(), "{}", out.describe());
+    for (line, p) in lines.iter().zip(PROFILES) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 3, "unexpected line {line:?}");
+        assert_eq!(fields[0], p);
+        assert_eq!(
+            fields[1], "us-east-1",
+            "profile {p}: region from the config file"
+        );
+        assert_assumed(p, fields[2]);
+    }
+}
+
+#[test]
+#[ignore = "needs the Python tools: run by make test"]
+fn run_refreshes_after_token_rotation_and_stops_on_sigterm() {
+    let mut s = Setup::new("run");
+    let port = free_port();
+    let health = SocketAddr::from(([127, 0, 0, 1], port));
+    let log = s.root.path().join("rolecall.log");
+    let child = s
+        .rolecall("run")
+        .arg("--health-addr")
+        .arg(health.to_string())
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&log).expect("log"))
+        .stderr(fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start rolecall run");
+    let mut rc = ChildGuard {
+        child,
+        what: "rolecall run".into(),
+    };
+    let show_log = || fs::read_to_string(&log).unwrap_or_default();
+
+    // Ready: every profile holds credentials.
+    let ready = wait_until(Duration::from_secs(60), || {
+        rc.exited().is_none() && matches!(http_get(health, "/readyz"), Ok((200, _)))
+    });
+    assert!(
+        ready,
+        "no 200 from /readyz within 60 s (exited: {:?}); log:\n{}",
+        rc.exited(),
+        show_log()
+    );
+    let before = fs::read_to_string(s.credentials()).expect("credentials after ready");
+    let old_keys = access_keys(&before);
+    assert_eq!(old_keys.len(), PROFILES.len(), "credentials:\n{before}");
+
+    // kubelet rotates the token; then SIGUSR1 refreshes every profile with it.
+    let new_exp = now_secs() + 2 * 86_400;
+    s.tokens.publish(&jwt(new_exp));
+    let status = Command::new("kill")
+        .args(["-USR1", &rc.pid().to_string()])
+        .status()
+        .expect("kill -USR1");
+    assert!(status.success());
+
+    let mut now_keys = Vec::new();
+    let changed = wait_until(Duration::from_secs(30), || {
+        now_keys = fs::read_to_string(s.credentials())
+            .map(|c| access_keys(&c))
+            .unwrap_or_default();
+        now_keys.len() == old_keys.len()
+            && now_keys
+                .iter()
+                .all(|(_, key)| old_keys.iter().all(|(_, old)| old != key))
+    });
+    assert!(
+        changed,
+        "access keys did not all change within 30 s of SIGUSR1: before {old_keys:?}, now {now_keys:?}; log:\n{}",
+        show_log()
+    );
+
+    // The refresh used the rotated token.
+    let mut seen = None;
+    let rotated = wait_until(Duration::from_secs(10), || {
+        seen = http_get(health, "/metrics")
+            .ok()
+            .and_then(|(_, body)| metric(&body, "rolecall_token_expiry_timestamp_seconds"));
+        seen == Some(new_exp as f64)
+    });
+    assert!(
+        rotated,
+        "rolecall_token_expiry_timestamp_seconds is {seen:?}, want {new_exp} (the rotated token)"
+    );
+
+    // The rewritten files still work for a reader.
+    assert_assumed("writer", &s.cli_caller_arn("writer"));
+
+    // SIGTERM: exit 0 within 2 s, files left in place.
+    let status = Command::new("kill")
+        .args(["-TERM", &rc.pid().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = rc.wait_timeout(Duration::from_secs(2));
+    assert!(
+        exit.is_some(),
+        "rolecall still running 2 s after SIGTERM; log:\n{}",
+        show_log()
+    );
+    assert_eq!(
+        exit.and_then(|e| e.code()),
+        Some(0),
+        "exit status after SIGTERM: {exit:?}; log:\n{}",
+        show_log()
+    );
+    let after = fs::read_to_string(s.credentials()).expect("credentials kept after SIGTERM");
+    assert_eq!(
+        access_keys(&after).len(),
+        PROFILES.len(),
+        "credentials:\n{after}"
+    );
+    assert!(s.config().exists(), "config kept after SIGTERM");
+}
+
+#[test]
+#[ignore = "needs the Python tools: run by make test"]
+fn config_errors_exit_64_listing_every_problem() {
+    let dir = TempDir::new("config-errors");
+    let mut cmd = rolecall();
+    cmd.args(["once", "--profile", "bad name=notanarn", "--duration", "5"])
+        .arg("--token-file")
+        .arg(dir.path().join("token"))
+        .arg("--output-dir")
+        .arg(dir.path().join("out"));
+    let out = run(&mut cmd, dir.path(), Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(64), "{}", out.describe());
+
+    let stderr = out.stderr.to_lowercase();
+    let problems = [
+        (
+            "the profile name",
+            stderr.contains("bad name") || stderr.contains("name"),
+        ),
+        (
+            "the role ARN",
+            stderr.contains("notanarn") || stderr.contains("arn") || stderr.contains("role"),
+        ),
+        ("the duration", stderr.contains("duration")),
+        ("the missing region", stderr.contains("region")),
+    ];
+    let missing: Vec<&str> = problems
+        .iter()
+        .filter(|(_, found)| !found)
+        .map(|(what, _)| *what)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "stderr does not mention {missing:?}\n{}",
+        out.describe()
+    );
+    assert!(
+        !dir.path().join("out").join("credentials").exists(),
+        "nothing is written on a configuration error"
+    );
+}

@@ -1,0 +1,1089 @@
+//! Shared support for rolecall's integration tests.
+//!
+//! Tests fake only the boundary (see STYLE.md, habit 10):
+//!
+//! - [`FakeSts`]: a real HTTP server on `127.0.0.1:0` that speaks the AWS
+//!   Query protocol the way `aws-sdk-sts` sends it (`AssumeRoleWithWebIdentity`
+//!   and `AssumeRole`), answers from a script of [`Reply`]s and records every
+//!   request. It runs on its own thread with its own current-thread runtime,
+//!   so it answers even while the test's runtime has paused time or is blocked.
+//! - [`TokenDir`]: a temporary directory laid out the way kubelet's
+//!   AtomicWriter lays out a projected service-account token volume, with
+//!   AtomicWriter-style rotation.
+//! - JWT helpers ([`jwt`], [`valid_jwt`], [`expired_jwt`], ...), time helpers
+//!   ([`now_unix`], [`format_utc`], [`parse_utc`]), waiting helpers
+//!   ([`wait_until`], [`wait_until_real`]), [`free_port`] and a strict
+//!   [`parse_ini`] for asserting on rolecall's output files.
+//!
+//! Use it from a test file with `mod support;`.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Locks a mutex, ignoring poisoning: a panicking test thread must not turn
+/// every later assertion into a confusing `PoisonError`.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------
+// Fake STS
+// ---------------------------------------------------------------------------
+
+/// What [`FakeSts`] does with one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Success with fresh, unique credentials expiring `lifetime` from now
+    /// (wall clock, truncated to whole seconds).
+    Ok { lifetime: Duration },
+    /// An AWS Query `ErrorResponse` with this HTTP status and error code.
+    Error {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// HTTP 200 whose body is not XML.
+    Garbage,
+    /// Read the request, never answer (until the server is dropped).
+    Hang,
+    /// Close the connection with a TCP reset and no response at all.
+    Reset,
+}
+
+impl Reply {
+    /// Success with a one-hour session.
+    pub fn ok() -> Reply {
+        Reply::Ok {
+            lifetime: Duration::from_secs(3600),
+        }
+    }
+
+    /// Success with a session of `lifetime`.
+    pub fn ok_for(lifetime: Duration) -> Reply {
+        Reply::Ok { lifetime }
+    }
+
+    /// Any AWS Query error.
+    pub fn error(status: u16, code: &str, message: &str) -> Reply {
+        Reply::Error {
+            status,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+
+    /// 400 `Throttling` "Rate exceeded" (transient; the SDK retries it too).
+    pub fn throttle() -> Reply {
+        Reply::error(400, "Throttling", "Rate exceeded")
+    }
+
+    /// 403 `AccessDenied` as STS sends it when the trust policy does not match.
+    pub fn access_denied() -> Reply {
+        Reply::error(
+            403,
+            "AccessDenied",
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+        )
+    }
+
+    /// 500 `InternalFailure`.
+    pub fn server_error() -> Reply {
+        Reply::error(
+            500,
+            "InternalFailure",
+            "An internal error occurred. Try again.",
+        )
+    }
+}
+
+/// One request as [`FakeSts`] received it, form already decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StsRequest {
+    /// `Action`, e.g. `AssumeRoleWithWebIdentity` or `AssumeRole`.
+    pub action: String,
+    pub role_arn: String,
+    pub session_name: String,
+    /// `WebIdentityToken` (absent for `AssumeRole`).
+    pub token: Option<String>,
+    pub duration_seconds: Option<u64>,
+    pub policy: Option<String>,
+    /// `PolicyArns.member.N.arn`, ordered by N.
+    pub policy_arns: Vec<String>,
+    pub external_id: Option<String>,
+    /// The `Authorization` header (SigV4 for a signed `AssumeRole`).
+    pub authorization: Option<String>,
+    /// Every form parameter, decoded, in the order sent.
+    pub params: Vec<(String, String)>,
+    /// Every HTTP header (names lower-case), in the order sent.
+    pub headers: Vec<(String, String)>,
+}
+
+impl StsRequest {
+    /// The first form parameter called `name`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One credential set handed out by [`FakeSts`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedCredentials {
+    pub role_arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// Exactly the `Expiration` sent (whole seconds).
+    pub expiration: SystemTime,
+}
+
+struct State {
+    global: VecDeque<Reply>,
+    per_role: HashMap<String, VecDeque<Reply>>,
+    default: Reply,
+    requests: Vec<StsRequest>,
+    issued: Vec<IssuedCredentials>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Woken (`notify_waiters`) after every recorded request.
+    notify: tokio::sync::Notify,
+}
+
+/// Owned by the `FakeSts` clones only (never by the server thread), so that
+/// dropping the last clone runs `Drop` and stops the server.
+struct Inner {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(lock(&self.shutdown).take());
+        if let Some(thread) = lock(&self.thread).take() {
+            // The server thread only has to leave its accept loop and drop its
+            // runtime (which cancels hanging connections), so this is quick.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A fake AWS STS endpoint; see the module docs. Cheap to clone; the server
+/// stops (and hanging connections close) when the last clone is dropped.
+#[derive(Clone)]
+pub struct FakeSts {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for FakeSts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeSts")
+            .field("endpoint", &self.endpoint())
+            .field("calls", &self.calls())
+            .finish()
+    }
+}
+
+/// Process-wide counter so credentials are unique even across several
+/// `FakeSts` instances in one test binary.
+static CREDENTIAL_COUNTER: AtomicU64 = AtomicU64::new(0);
+static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl FakeSts {
+    /// Binds `127.0.0.1:0` and starts serving on a dedicated thread.
+    pub fn start() -> FakeSts {
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("FakeSts: bind 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("FakeSts: set_nonblocking");
+        let addr = listener.local_addr().expect("FakeSts: local_addr");
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                global: VecDeque::new(),
+                per_role: HashMap::new(),
+                default: Reply::ok(),
+                requests: Vec::new(),
+                issued: Vec::new(),
+            }),
+            notify: tokio::sync::Notify::new(),
+        });
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
+        let server_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("fake-sts-{}", addr.port()))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("FakeSts: build runtime");
+                rt.block_on(serve(listener, server_shared, shutdown_rx));
+                // Dropping `rt` here cancels every connection task (`Hang`).
+            })
+            .expect("FakeSts: spawn thread");
+        FakeSts {
+            inner: Arc::new(Inner {
+                shared,
+                addr,
+                shutdown: Mutex::new(Some(shutdown_tx)),
+                thread: Mutex::new(Some(thread)),
+            }),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, for `--sts-endpoint` / `AWS_ENDPOINT_URL_STS`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.inner.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.inner.shared.state)
+    }
+
+    /// Queues a reply for the next request (FIFO, one per request).
+    pub fn push(&self, reply: Reply) {
+        self.state().global.push_back(reply);
+    }
+
+    /// Queues a reply for the next request for `role_arn`; these take
+    /// precedence over the global queue.
+    pub fn push_for_role(&self, role_arn: &str, reply: Reply) {
+        self.state()
+            .per_role
+            .entry(role_arn.to_owned())
+            .or_default()
+            .push_back(reply);
+    }
+
+    /// The reply used when both queues are empty (initially [`Reply::ok`]).
+    pub fn set_default(&self, reply: Reply) {
+        self.state().default = reply;
+    }
+
+    /// Number of requests received so far (every request, every outcome).
+    pub fn calls(&self) -> usize {
+        self.state().requests.len()
+    }
+
+    /// Number of requests received so far for `role_arn`.
+    pub fn calls_for_role(&self, role_arn: &str) -> usize {
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.role_arn == role_arn)
+            .count()
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<StsRequest> {
+        self.state().requests.clone()
+    }
+
+    /// Requests received for `role_arn`, in order.
+    pub fn requests_for_role(&self, role_arn: &str) -> Vec<StsRequest> {
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.role_arn == role_arn)
+            .cloned()
+            .collect()
+    }
+
+    /// Every credential set handed out, in order.
+    pub fn issued(&self) -> Vec<IssuedCredentials> {
+        self.state().issued.clone()
+    }
+
+    /// The most recent credential set handed out for `role_arn`.
+    pub fn last_issued_for_role(&self, role_arn: &str) -> Option<IssuedCredentials> {
+        self.state()
+            .issued
+            .iter()
+            .rev()
+            .find(|c| c.role_arn == role_arn)
+            .cloned()
+    }
+
+    /// Waits until [`calls`](Self::calls) `>= n`; `false` on timeout.
+    ///
+    /// Woken by a `Notify` on every request. The timeout is measured on the
+    /// wall clock and registers no tokio timer, so under `start_paused` it
+    /// neither fires early nor stops the paused clock from auto-advancing to
+    /// the program's own timers (a refresh scheduled for "in 30 minutes" still
+    /// happens while a test waits here).
+    pub async fn wait_for_calls(&self, n: usize, timeout: Duration) -> bool {
+        let mut deadline = RealDeadline::new(timeout);
+        let notify = &self.inner.shared.notify;
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.calls() >= n {
+                return true;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = deadline.elapsed() => return self.calls() >= n,
+            }
+        }
+    }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("FakeSts: listener");
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                // A second descriptor for the same socket lets a `Reset` reply
+                // set SO_LINGER=0 (so the close is an RST) after hyper owns it.
+                let reset_fd = {
+                    use std::os::fd::AsFd as _;
+                    stream.as_fd().try_clone_to_owned().ok().map(std::net::TcpStream::from)
+                };
+                let reset_fd = Arc::new(Mutex::new(reset_fd));
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        handle(Arc::clone(&shared), Arc::clone(&reset_fd), req)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` (percent escapes, `+` as space).
+pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    fn decode(s: &[u8]) -> String {
+        let mut out = Vec::with_capacity(s.len());
+        let mut i = 0;
+        while i < s.len() {
+            match s[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < s.len() => {
+                    let hex = std::str::from_utf8(&s[i + 1..i + 3])
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    match hex {
+                        Some(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        None => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    body.split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (decode(&pair[..eq]), decode(&pair[eq + 1..])),
+            None => (decode(pair), String::new()),
+        })
+        .collect()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+fn request_id() -> String {
+    let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        fastrand::u32(..),
+        fastrand::u16(..),
+        fastrand::u16(..0x1000),
+        fastrand::u16(..0x1000),
+        n
+    )
+}
+
+fn xml_response(status: StatusCode, request_id: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/xml")
+        .header("x-amzn-RequestId", request_id)
+        .body(Full::new(Bytes::from(body)))
+        .expect("FakeSts: response")
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    reset_fd: Arc<Mutex<Option<std::net::TcpStream>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, BoxError> {
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let authorization = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let body = req.into_body().collect().await?.to_bytes();
+    let params = parse_form(&body);
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut policy_arns: Vec<(u64, String)> = params
+        .iter()
+        .filter_map(|(k, v)| {
+            let n = k.strip_prefix("PolicyArns.member.")?.strip_suffix(".arn")?;
+            Some((n.parse().ok()?, v.clone()))
+        })
+        .collect();
+    policy_arns.sort_by_key(|(n, _)| *n);
+    let request = StsRequest {
+        action: get("Action").unwrap_or_default(),
+        role_arn: get("RoleArn").unwrap_or_default(),
+        session_name: get("RoleSessionName").unwrap_or_default(),
+        token: get("WebIdentityToken"),
+        duration_seconds: get("DurationSeconds").and_then(|d| d.parse().ok()),
+        policy: get("Policy"),
+        policy_arns: policy_arns.into_iter().map(|(_, arn)| arn).collect(),
+        external_id: get("ExternalId"),
+        authorization,
+        params: params.clone(),
+        headers,
+    };
+
+    let known = matches!(
+        request.action.as_str(),
+        "AssumeRoleWithWebIdentity" | "AssumeRole"
+    );
+    let reply = {
+        let mut state = lock(&shared.state);
+        state.requests.push(request.clone());
+        if !known {
+            Reply::error(
+                400,
+                "InvalidAction",
+                &format!(
+                    "Could not find operation {} for version 2011-06-15",
+                    request.action
+                ),
+            )
+        } else if let Some(reply) = state
+            .per_role
+            .get_mut(&request.role_arn)
+            .and_then(VecDeque::pop_front)
+        {
+            reply
+        } else if let Some(reply) = state.global.pop_front() {
+            reply
+        } else {
+            state.default.clone()
+        }
+    };
+    shared.notify.notify_waiters();
+
+    let rid = request_id();
+    match reply {
+        Reply::Ok { lifetime } => Ok(success(&shared, &request, lifetime, &rid)),
+        Reply::Error {
+            status,
+            code,
+            message,
+        } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let kind = if status.is_server_error() {
+                "Receiver"
+            } else {
+                "Sender"
+            };
+            let body = format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                 <Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error>\
+                 <RequestId>{rid}</RequestId></ErrorResponse>\n",
+                xml_escape(&code),
+                xml_escape(&message),
+            );
+            Ok(xml_response(status, &rid, body))
+        }
+        Reply::Garbage => Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "text/xml")
+            .header("x-amzn-RequestId", rid.as_str())
+            .body(Full::new(Bytes::from_static(
+                b"this is not XML at all {\"oops\": [1, 2, \n",
+            )))
+            .expect("FakeSts: response")),
+        Reply::Hang => std::future::pending().await,
+        Reply::Reset => {
+            if let Some(fd) = lock(&reset_fd).take() {
+                // SO_LINGER is a property of the socket, shared by both
+                // descriptors; the close of hyper's descriptor then sends RST.
+                if let Ok(stream) = tokio::net::TcpStream::from_std(fd) {
+                    let _ = stream.set_zero_linger();
+                }
+            }
+            // A service error makes hyper drop the connection unanswered.
+            Err("FakeSts: scripted connection reset".into())
+        }
+    }
+}
+
+fn success(
+    shared: &Shared,
+    req: &StsRequest,
+    lifetime: Duration,
+    rid: &str,
+) -> Response<Full<Bytes>> {
+    let n = CREDENTIAL_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+    let access_key_id = format!("ASIAFAKE{n:012}");
+    let secret_access_key = format!("fakeSecret/{n:012}/{}", "wJalrXUtnFEMIK7MDENGbPxRfiCY")
+        .chars()
+        .take(40)
+        .collect::<String>();
+    let session_token = format!(
+        "FQoGZXIvYXdzE{n:012}/fake+session+token/{}+{n:012}==",
+        "IQoJb3JpZ2luX2VjEJr//////////wEaCWV1LXdlc3QtMSJHMEUCIQDfakeSessionTokenBodyPadding"
+    );
+    let expiration_secs = (SystemTime::now() + lifetime)
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let expiration = UNIX_EPOCH + Duration::from_secs(expiration_secs);
+    lock(&shared.state).issued.push(IssuedCredentials {
+        role_arn: req.role_arn.clone(),
+        access_key_id: access_key_id.clone(),
+        secret_access_key: secret_access_key.clone(),
+        session_token: session_token.clone(),
+        expiration,
+    });
+
+    let account = req
+        .role_arn
+        .split(':')
+        .nth(4)
+        .filter(|a| !a.is_empty())
+        .unwrap_or("111122223333");
+    let role_name = req.role_arn.rsplit('/').next().unwrap_or("role");
+    let session = &req.session_name;
+    let web_identity = req.action == "AssumeRoleWithWebIdentity";
+    let op = if web_identity {
+        "AssumeRoleWithWebIdentity"
+    } else {
+        "AssumeRole"
+    };
+    let (prelude, postlude) = if web_identity {
+        (
+            "<SubjectFromWebIdentityToken>system:serviceaccount:default:app</SubjectFromWebIdentityToken>\n    \
+             <Audience>sts.amazonaws.com</Audience>\n    ",
+            "\n    <Provider>https://oidc.example</Provider>",
+        )
+    } else {
+        ("", "")
+    };
+    let body = format!(
+        "<{op}Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  \
+         <{op}Result>\n    \
+         {prelude}<AssumedRoleUser>\
+         <Arn>arn:aws:sts::{account}:assumed-role/{role}/{session}</Arn>\
+         <AssumedRoleId>AROAFAKE:{session}</AssumedRoleId>\
+         </AssumedRoleUser>\n    \
+         <Credentials>\
+         <AccessKeyId>{access_key_id}</AccessKeyId>\
+         <SecretAccessKey>{secret}</SecretAccessKey>\
+         <SessionToken>{token}</SessionToken>\
+         <Expiration>{expiration}</Expiration>\
+         </Credentials>{postlude}\n  \
+         </{op}Result>\n  \
+         <ResponseMetadata><RequestId>{rid}</RequestId></ResponseMetadata>\n\
+         </{op}Response>\n",
+        account = xml_escape(account),
+        role = xml_escape(role_name),
+        session = xml_escape(session),
+        secret = xml_escape(&secret_access_key),
+        token = xml_escape(&session_token),
+        expiration = format_utc(expiration),
+    );
+    xml_response(StatusCode::OK, rid, body)
+}
+
+/// A wall-clock deadline that registers no tokio timer (see
+/// [`FakeSts::wait_for_calls`]). A helper thread sleeps on a channel and
+/// exits as soon as the deadline is dropped.
+struct RealDeadline {
+    _cancel: std::sync::mpsc::Sender<()>,
+    fired: tokio::sync::oneshot::Receiver<()>,
+    done: bool,
+}
+
+impl RealDeadline {
+    fn new(timeout: Duration) -> RealDeadline {
+        let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+        let (fire, fired) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(timeout)
+            {
+                let _ = fire.send(());
+            }
+        });
+        RealDeadline {
+            _cancel: cancel,
+            fired,
+            done: false,
+        }
+    }
+
+    /// Resolves once the deadline has passed (immediately ever after).
+    async fn elapsed(&mut self) {
+        if !self.done {
+            let _ = (&mut self.fired).await;
+            self.done = true;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Kubelet-style projected token directory
+// ---------------------------------------------------------------------------
+
+static DATA_DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary directory laid out like kubelet's AtomicWriter output:
+///
+/// ```text
+/// DIR/..2026_11_29_01_02_03.123456789/token   the data (mode 0644)
+/// DIR/..data  -> ..2026_11_29_01_02_03.123456789
+/// DIR/token   -> ..data/token                 what apps are given
+/// ```
+pub struct TokenDir {
+    tmp: tempfile::TempDir,
+    lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for TokenDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenDir")
+            .field("dir", &self.tmp.path())
+            .finish()
+    }
+}
+
+impl TokenDir {
+    /// Creates the directory holding `initial_token`.
+    pub fn new(initial_token: &str) -> TokenDir {
+        let tmp = tempfile::Builder::new()
+            .prefix("rolecall-token-")
+            .tempdir()
+            .expect("TokenDir: create temp dir");
+        let this = TokenDir {
+            tmp,
+            lock: Mutex::new(()),
+        };
+        let dir = this.dir();
+        let data = this.write_data_dir(initial_token);
+        symlink(&data, dir.join("..data")).expect("TokenDir: symlink ..data");
+        this.ensure_user_visible();
+        this
+    }
+
+    /// `DIR/token`, the path an app (or rolecall) is given.
+    pub fn path(&self) -> PathBuf {
+        self.dir().join("token")
+    }
+
+    /// `DIR`, the directory rolecall should watch.
+    pub fn dir(&self) -> PathBuf {
+        self.tmp.path().to_path_buf()
+    }
+
+    /// The timestamped directory `..data` currently points at.
+    pub fn data_dir(&self) -> PathBuf {
+        let target = std::fs::read_link(self.dir().join("..data")).expect("TokenDir: ..data");
+        self.dir().join(target)
+    }
+
+    /// The token currently visible through [`path`](Self::path).
+    pub fn read(&self) -> String {
+        std::fs::read_to_string(self.path()).expect("TokenDir: read token")
+    }
+
+    /// Replaces the token exactly like AtomicWriter: new timestamped dir,
+    /// `..data_tmp -> new`, `rename(..data_tmp, ..data)`, remove the old dir.
+    pub fn rotate(&self, new_token: &str) {
+        let _guard = lock(&self.lock);
+        let dir = self.dir();
+        let old = std::fs::read_link(dir.join("..data")).ok();
+        let new = self.write_data_dir(new_token);
+        let tmp_link = dir.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp_link);
+        symlink(&new, &tmp_link).expect("TokenDir: symlink ..data_tmp");
+        std::fs::rename(&tmp_link, dir.join("..data")).expect("TokenDir: rename ..data_tmp");
+        self.ensure_user_visible();
+        if let Some(old) = old.filter(|old| *old != new) {
+            std::fs::remove_dir_all(dir.join(old)).expect("TokenDir: remove old data dir");
+        }
+    }
+
+    /// Removes the token file inside the current data dir, so `DIR/token`
+    /// dangles (reads fail with `NotFound`). A later [`rotate`](Self::rotate)
+    /// brings it back.
+    pub fn remove_token(&self) {
+        let _guard = lock(&self.lock);
+        let file = self.data_dir().join("token");
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("TokenDir: remove {}: {e}", file.display()),
+        }
+    }
+
+    /// Writes `..<UTC timestamp>.<unique digits>/token`; returns the
+    /// directory's name (relative to `DIR`).
+    fn write_data_dir(&self, token: &str) -> PathBuf {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970");
+        let (y, mo, d, h, mi, s) = civil_parts(now.as_secs());
+        let mut suffix = u64::from(now.subsec_nanos());
+        loop {
+            // The counter keeps names unique even within one nanosecond.
+            let unique =
+                (suffix + DATA_DIR_COUNTER.fetch_add(1, Ordering::Relaxed)) % 1_000_000_000;
+            let name = format!("..{y:04}_{mo:02}_{d:02}_{h:02}_{mi:02}_{s:02}.{unique:09}");
+            let path = self.dir().join(&name);
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                        .expect("TokenDir: chmod data dir");
+                    let file = path.join("token");
+                    std::fs::write(&file, token).expect("TokenDir: write token");
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
+                        .expect("TokenDir: chmod token");
+                    return PathBuf::from(name);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => suffix += 1,
+                Err(e) => panic!("TokenDir: create {}: {e}", path.display()),
+            }
+        }
+    }
+
+    /// `DIR/token -> ..data/token`, created once like kubelet does.
+    fn ensure_user_visible(&self) {
+        let link = self.path();
+        if std::fs::symlink_metadata(&link).is_err() {
+            symlink(Path::new("..data").join("token"), &link).expect("TokenDir: symlink token");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// JWTs
+// ---------------------------------------------------------------------------
+
+/// Issuer used by [`valid_jwt`].
+pub const TEST_ISSUER: &str = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE";
+/// Subject used by [`valid_jwt`].
+pub const TEST_SUBJECT: &str = "system:serviceaccount:default:app";
+/// Audience used by [`valid_jwt`].
+pub const TEST_AUDIENCE: &str = "sts.amazonaws.com";
+
+const FAKE_SIGNATURE: &[u8] = b"fake-signature-never-verified-";
+
+/// Seconds since the Unix epoch, wall clock.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// A JWT-shaped token (RS256 header, `kid` "test", fake 40-char signature).
+/// `iat` and `nbf` are now, or an hour before `exp` if that is earlier.
+pub fn jwt(iss: &str, sub: &str, aud: &str, exp_unix: u64) -> String {
+    let iat = now_unix().min(exp_unix.saturating_sub(3600));
+    jwt_from_claims(&serde_json::json!({
+        "iss": iss,
+        "sub": sub,
+        "aud": aud,
+        "exp": exp_unix,
+        "iat": iat,
+        "nbf": iat,
+    }))
+}
+
+/// A JWT-shaped token with arbitrary claims (e.g. `aud` as an array, or no
+/// `exp`).
+pub fn jwt_from_claims(claims: &serde_json::Value) -> String {
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","kid":"test"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        URL_SAFE_NO_PAD.encode(FAKE_SIGNATURE),
+    )
+}
+
+/// A token like EKS issues, valid for 24 hours.
+pub fn valid_jwt() -> String {
+    valid_jwt_with_sub(TEST_SUBJECT)
+}
+
+/// [`valid_jwt`] with another `sub`.
+pub fn valid_jwt_with_sub(sub: &str) -> String {
+    jwt(TEST_ISSUER, sub, TEST_AUDIENCE, now_unix() + 24 * 3600)
+}
+
+/// [`valid_jwt`] that expired an hour ago.
+pub fn expired_jwt() -> String {
+    jwt(
+        TEST_ISSUER,
+        TEST_SUBJECT,
+        TEST_AUDIENCE,
+        now_unix().saturating_sub(3600),
+    )
+}
+
+/// Decodes a JWT's payload (no signature check); panics if it is not a JWT.
+pub fn decode_jwt_claims(token: &str) -> serde_json::Value {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "not a JWT (want 3 parts): {token:?}");
+    let payload = URL_SAFE_NO_PAD
+        .decode(parts[1])
+        .unwrap_or_else(|e| panic!("JWT payload is not base64url: {e}"));
+    serde_json::from_slice(&payload).unwrap_or_else(|e| panic!("JWT payload is not JSON: {e}"))
+}
+
+// ---------------------------------------------------------------------------
+// Time formatting (no chrono)
+// ---------------------------------------------------------------------------
+
+/// (year, month, day) for days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_parts(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    (y, m, d, rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// `2026-11-29T01:02:03Z` (UTC, whole seconds), as STS formats `Expiration`.
+pub fn format_utc(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .expect("time after 1970")
+        .as_secs();
+    let (y, m, d, h, mi, s) = civil_parts(secs);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00)` (what rolecall and
+/// STS write); panics on anything else. Fractions are truncated.
+pub fn parse_utc(s: &str) -> SystemTime {
+    let fail = || -> ! { panic!("not a UTC RFC 3339 timestamp: {s:?}") };
+    let rest = s
+        .strip_suffix('Z')
+        .or_else(|| s.strip_suffix("+00:00"))
+        .unwrap_or_else(|| fail());
+    let (date, time) = rest.split_once('T').unwrap_or_else(|| fail());
+    let time = time.split_once('.').map_or(time, |(whole, frac)| {
+        if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            fail()
+        }
+        whole
+    });
+    let num = |part: &str, len: usize| -> u64 {
+        if part.len() != len || !part.bytes().all(|b| b.is_ascii_digit()) {
+            fail()
+        }
+        part.parse().unwrap_or_else(|_| fail())
+    };
+    let date: Vec<&str> = date.split('-').collect();
+    let time: Vec<&str> = time.split(':').collect();
+    if date.len() != 3 || time.len() != 3 {
+        fail()
+    }
+    let (y, m, d) = (num(date[0], 4), num(date[1], 2), num(date[2], 2));
+    let (h, mi, sec) = (num(time[0], 2), num(time[1], 2), num(time[2], 2));
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        fail()
+    }
+    let days = days_from_civil(y as i64, m as u32, d as u32);
+    let days = u64::try_from(days).unwrap_or_else(|_| fail());
+    UNIX_EPOCH + Duration::from_secs(days * 86_400 + h * 3600 + mi * 60 + sec)
+}
+
+// ---------------------------------------------------------------------------
+// Misc
+// ---------------------------------------------------------------------------
+
+/// Polls `f` every 10 ms until it holds; `false` after `timeout`.
+///
+/// Uses tokio time for both the poll interval and the deadline: under
+/// `start_paused` both are virtual, so the paused clock advances while
+/// waiting (use this to wait for timer-driven behaviour). To wait for
+/// something that happens in real time outside the runtime (a file written
+/// by a child process, a request to [`FakeSts`]) in a paused test, use
+/// [`wait_until_real`].
+pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, mut f: F) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Like [`wait_until`], but on the wall clock, sleeping on the blocking
+/// pool: under `start_paused` the paused clock does not auto-advance while
+/// this waits (tokio holds auto-advance while a blocking task runs).
+pub async fn wait_until_real<F: FnMut() -> bool>(timeout: Duration, mut f: F) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(10)))
+            .await
+            .expect("wait_until_real: sleep task");
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free_port: bind 127.0.0.1:0")
+        .port()
+}
+
+/// Parses an INI file strictly: `[section]` headers, `key = value` lines,
+/// blank lines and `#`/`;` comment lines. Panics (with the line) on a key
+/// outside a section, a duplicate section or key, or any other line.
+pub fn parse_ini(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let lineno = i + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            let name = rest
+                .strip_suffix(']')
+                .unwrap_or_else(|| panic!("INI line {lineno}: unterminated section: {raw:?}"))
+                .trim();
+            assert!(
+                !name.is_empty() && !name.contains(['[', ']']),
+                "INI line {lineno}: bad section name: {raw:?}"
+            );
+            assert!(
+                !out.contains_key(name),
+                "INI line {lineno}: duplicate section [{name}]"
+            );
+            out.insert(name.to_owned(), BTreeMap::new());
+            current = Some(name.to_owned());
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("INI line {lineno}: expected `key = value`: {raw:?}"));
+        let (key, value) = (key.trim(), value.trim());
+        assert!(
+            !key.is_empty() && !key.contains(char::is_whitespace),
+            "INI line {lineno}: bad key: {raw:?}"
+        );
+        let section = current
+            .as_ref()
+            .unwrap_or_else(|| panic!("INI line {lineno}: key outside any section: {raw:?}"));
+        let keys = out.get_mut(section).expect("section exists");
+        assert!(
+            keys.insert(key.to_owned(), value.to_owned()).is_none(),
+            "INI line {lineno}: duplicate key {key:?} in [{section}]"
+        );
+    }
+    out
+}
