@@ -329,13 +329,14 @@ fn parse_file(text: &[u8], file: &Path, problems: &mut Problems) -> FileConfig {
             "file_mode" => {
                 // A YAML number is the mode itself (0o640 == 416); a string is octal text.
                 out.file_mode = match v {
-                    Value::Number(n) => n
-                        .as_u64()
-                        .map(|m| src(format!("{m:o}"), &origin))
-                        .or_else(|| {
-                            problems.push(&origin, "expected an octal mode such as \"0640\"");
-                            None
-                        }),
+                    Value::Number(n) => {
+                        n.as_u64()
+                            .map(|m| src(format!("{m:o}"), &origin))
+                            .or_else(|| {
+                                problems.push(&origin, "expected an octal mode such as \"0640\"");
+                                None
+                            })
+                    }
                     _ => scalar(v, &origin, problems).map(|s| src(s, &origin)),
                 };
                 continue;
@@ -519,6 +520,11 @@ impl Config {
             None => FileConfig::default(),
         };
         let config = build(flags, env, file, config_file, &mut problems);
+        // A bad shared default is seen once per profile: report it once.
+        let mut seen = BTreeSet::new();
+        problems
+            .0
+            .retain(|p| seen.insert((p.origin.clone(), p.message.clone())));
         if problems.0.is_empty() {
             Ok(config)
         } else {
@@ -554,18 +560,20 @@ fn build(
     )
     .map(|s| check_path(&s, problems))
     .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTPUT_DIR));
-    let file_mode = pick(flag_src(&flags.file_mode, "file-mode"), None, &file.file_mode)
-        .and_then(|s| {
-            validate(&s, problems, |v| {
-                u32::from_str_radix(v.trim_start_matches("0o"), 8)
-                    .ok()
-                    .filter(|m| *m <= 0o777)
-                    .ok_or_else(|| {
-                        format!("{:?} is not an octal file mode such as 0640", printable(v))
-                    })
-            })
+    let file_mode = pick(
+        flag_src(&flags.file_mode, "file-mode"),
+        None,
+        &file.file_mode,
+    )
+    .and_then(|s| {
+        validate(&s, problems, |v| {
+            u32::from_str_radix(v.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| format!("{:?} is not an octal file mode such as 0640", printable(v)))
         })
-        .unwrap_or(DEFAULT_FILE_MODE);
+    })
+    .unwrap_or(DEFAULT_FILE_MODE);
     // The health listener may be disabled with an empty value, so the
     // environment is read even when empty.
     let health = flag_src(&flags.health_addr, "health-addr")
@@ -602,7 +610,10 @@ fn build(
         validate(&s, problems, |v| match v {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            _ => Err(format!("{:?} is not a log format: use text or json", printable(v))),
+            _ => Err(format!(
+                "{:?} is not a log format: use text or json",
+                printable(v)
+            )),
         })
     })
     .unwrap_or(LogFormat::Text);
@@ -618,13 +629,21 @@ fn build(
         env_src(env, &["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]),
         &file.sts_endpoint,
     );
-    let duration = pick(flag_src(&flags.duration, "duration"), None, &file.duration_seconds);
+    let duration = pick(
+        flag_src(&flags.duration, "duration"),
+        None,
+        &file.duration_seconds,
+    );
     let session_name = pick(
         flag_src(&flags.session_name, "session-name"),
         env_src(env, &["AWS_ROLE_SESSION_NAME"]),
         &file.role_session_name,
     );
-    let credentials = pick(flag_src(&flags.credentials, "credentials"), None, &file.credentials);
+    let credentials = pick(
+        flag_src(&flags.credentials, "credentials"),
+        None,
+        &file.credentials,
+    );
 
     // Profiles: the union of file, environment and flags; a name given in a
     // higher-precedence source overrides the role ARN of a lower one and
@@ -635,20 +654,27 @@ fn build(
         .get("ROLECALL_PROFILES")
         .map(|v| {
             parse_pairs(
-                v.split(',').map(|i| (i, "environment ROLECALL_PROFILES".to_owned())),
+                v.split(',')
+                    .map(|i| (i, "environment ROLECALL_PROFILES".to_owned())),
                 problems,
             )
         })
         .unwrap_or_default();
     let flag_profiles = parse_pairs(
-        flags.profiles.iter().map(|i| (i.as_str(), format!("--profile {}", printable(i)))),
+        flags
+            .profiles
+            .iter()
+            .map(|i| (i.as_str(), format!("--profile {}", printable(i)))),
         problems,
     );
     for source in [file.profiles, env_profiles, flag_profiles] {
         let mut seen = BTreeSet::new();
         for (name, raw) in source {
             if !seen.insert(name.value.clone()) {
-                problems.push(&name.origin, format!("duplicate profile {:?}", printable(&name.value)));
+                problems.push(
+                    &name.origin,
+                    format!("duplicate profile {:?}", printable(&name.value)),
+                );
                 continue;
             }
             match merged.get_mut(&name.value) {
@@ -660,18 +686,19 @@ fn build(
         }
     }
     if merged.is_empty()
-        && let Some(arn) = env_src(env, &["AWS_ROLE_ARN"]) {
-            merged.insert(
-                "default".into(),
-                (
-                    src("default".into(), "environment AWS_ROLE_ARN"),
-                    RawProfile {
-                        role_arn: Some(arn),
-                        ..RawProfile::default()
-                    },
-                ),
-            );
-        }
+        && let Some(arn) = env_src(env, &["AWS_ROLE_ARN"])
+    {
+        merged.insert(
+            "default".into(),
+            (
+                src("default".into(), "environment AWS_ROLE_ARN"),
+                RawProfile {
+                    role_arn: Some(arn),
+                    ..RawProfile::default()
+                },
+            ),
+        );
+    }
     if merged.is_empty() {
         problems.push(
             "profiles",
@@ -704,7 +731,11 @@ fn build(
         let region = region_src.and_then(|s| validate(&s, problems, check_region));
         let sts_endpoint = endpoint_src.and_then(|s| validate(&s, problems, check_endpoint));
         let chained = raw.source_profile.is_some();
-        let max = if chained { MAX_CHAINED_DURATION } else { MAX_DURATION };
+        let max = if chained {
+            MAX_CHAINED_DURATION
+        } else {
+            MAX_DURATION
+        };
         let duration = raw
             .duration_seconds
             .clone()
@@ -712,7 +743,11 @@ fn build(
             .map(|s| validate(&s, problems, |v| check_duration(v, max)))
             .unwrap_or(Some(DEFAULT_DURATION))
             .map(|s| Duration::from_secs(s.into()));
-        let session_name = match raw.role_session_name.clone().or_else(|| session_name.clone()) {
+        let session_name = match raw
+            .role_session_name
+            .clone()
+            .or_else(|| session_name.clone())
+        {
             Some(s) => validate(&s, problems, check_session_name),
             None => Some(default_session.clone()),
         };
@@ -724,11 +759,17 @@ fn build(
                 validate(&s, problems, |v| match v {
                     "file" => Ok(CredentialsMode::File),
                     "process" => Ok(CredentialsMode::Process),
-                    _ => Err(format!("{:?} is not a credentials mode: use file or process", printable(v))),
+                    _ => Err(format!(
+                        "{:?} is not a credentials mode: use file or process",
+                        printable(v)
+                    )),
                 })
             })
             .unwrap_or(Some(CredentialsMode::File));
-        let policy = raw.policy.as_ref().and_then(|s| validate(s, problems, check_policy));
+        let policy = raw
+            .policy
+            .as_ref()
+            .and_then(|s| validate(s, problems, check_policy));
         let policy_arns: Vec<String> = raw
             .policy_arns
             .iter()
@@ -744,11 +785,17 @@ fn build(
             if merged.contains_key(&s.value) {
                 Some(s.value.clone())
             } else {
-                problems.push(&s.origin, format!("unknown source_profile {:?}", printable(&s.value)));
+                problems.push(
+                    &s.origin,
+                    format!("unknown source_profile {:?}", printable(&s.value)),
+                );
                 None
             }
         });
-        let external_id = raw.external_id.as_ref().and_then(|s| validate(s, problems, check_external_id));
+        let external_id = raw
+            .external_id
+            .as_ref()
+            .and_then(|s| validate(s, problems, check_external_id));
         if let (Some(()), Some(role_arn), Some(duration), Some(session_name), Some(credentials)) =
             (ok_name, role_arn, duration, session_name, credentials)
         {
@@ -824,7 +871,10 @@ fn validate<T>(
 
 fn check_path(s: &Src<String>, problems: &mut Problems) -> PathBuf {
     if s.value.is_empty() || s.value.chars().any(char::is_control) {
-        problems.push(&s.origin, "must be a non-empty path without control characters");
+        problems.push(
+            &s.origin,
+            "must be a non-empty path without control characters",
+        );
     }
     PathBuf::from(&s.value)
 }
@@ -841,7 +891,8 @@ fn is_name_char(c: char) -> bool {
 fn check_profile_name(s: &Src<String>, problems: &mut Problems) -> Option<()> {
     let v = &s.value;
     let ok = (1..=64).contains(&v.len())
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if ok {
         Some(())
     } else {
@@ -872,7 +923,9 @@ pub fn check_role_arn(v: &str) -> Result<String, String> {
     let name = role.rsplit('/').next().unwrap_or_default();
     let ok = arn == "arn"
         && partition.starts_with("aws")
-        && partition.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        && partition
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '-')
         && service == "iam"
         && region.is_empty()
         && account.len() == 12
@@ -903,12 +956,16 @@ fn check_policy_arn(v: &str) -> Result<String, String> {
 fn check_region(v: &str) -> Result<String, String> {
     let ok = !v.is_empty()
         && v.len() <= 32
-        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && v.chars().next().is_some_and(|c| c.is_ascii_lowercase());
     if ok {
         Ok(v.to_owned())
     } else {
-        Err(format!("{:?} is not an AWS region such as eu-west-1", printable(v)))
+        Err(format!(
+            "{:?} is not an AWS region such as eu-west-1",
+            printable(v)
+        ))
     }
 }
 
@@ -964,13 +1021,17 @@ fn check_external_id(v: &str) -> Result<String, String> {
 
 fn check_policy(v: &str) -> Result<String, String> {
     if v.chars().count() > MAX_POLICY_CHARS {
-        return Err(format!("the session policy is longer than {MAX_POLICY_CHARS} characters"));
+        return Err(format!(
+            "the session policy is longer than {MAX_POLICY_CHARS} characters"
+        ));
     }
     match serde_json::from_str::<serde_json::Value>(v) {
         Ok(serde_json::Value::Object(_)) => {
             // Re-serialised compactly: no newline can reach an STS form or a log line.
-            Ok(serde_json::to_string(&serde_json::from_str::<serde_json::Value>(v).expect("parsed"))
-                .expect("serialisable"))
+            Ok(serde_json::to_string(
+                &serde_json::from_str::<serde_json::Value>(v).expect("parsed"),
+            )
+            .expect("serialisable"))
         }
         Ok(_) => Err("the session policy must be a JSON object".into()),
         Err(e) => Err(format!("the session policy is not valid JSON: {e}")),

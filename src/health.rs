@@ -71,7 +71,10 @@ impl Health {
                 );
                 r
             }
-            _ => text(StatusCode::NOT_FOUND, "not found: try /livez, /readyz, /metrics\n".into()),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: try /livez, /readyz, /metrics\n".into(),
+            ),
         }
     }
 }

@@ -154,15 +154,20 @@ impl Core {
 
     /// Assumes every profile once, concurrently (bounded), sources before
     /// the profiles chained to them. Returns each refresher with its outcome.
-    async fn initial_pass(&self, profiles: &[Arc<Profile>], concurrency: usize) -> Vec<(Refresher, Outcome)> {
+    async fn initial_pass(
+        &self,
+        profiles: &[Arc<Profile>],
+        concurrency: usize,
+    ) -> Vec<(Refresher, Outcome)> {
         let mut done: Vec<(Refresher, Outcome)> = Vec::new();
         let mut pending: Vec<Arc<Profile>> = profiles.to_vec();
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
         while !pending.is_empty() {
             let (ready, waiting): (Vec<_>, Vec<_>) = pending.into_iter().partition(|p| {
-                p.source_profile
-                    .as_ref()
-                    .is_none_or(|s| !profiles.iter().any(|q| &q.name == s) || done.iter().any(|(r, _)| &r.profile.name == s))
+                p.source_profile.as_ref().is_none_or(|s| {
+                    !profiles.iter().any(|q| &q.name == s)
+                        || done.iter().any(|(r, _)| &r.profile.name == s)
+                })
             });
             if ready.is_empty() {
                 // Unreachable with a validated configuration (no cycles).

@@ -103,14 +103,25 @@ impl Refresher {
             },
         };
         let took = started.elapsed();
-        if result.as_ref().map_or_else(|e| e.code != "TokenUnavailable" && e.code != "SourceUnavailable", |_| true) {
-            self.ctx.shared.metrics.sts_latency.observe(took.as_secs_f64());
+        if result.as_ref().map_or_else(
+            |e| e.code != "TokenUnavailable" && e.code != "SourceUnavailable",
+            |_| true,
+        ) {
+            self.ctx
+                .shared
+                .metrics
+                .sts_latency
+                .observe(took.as_secs_f64());
         }
         match result {
             Ok(assumed) => {
                 self.failures = 0;
                 let now = SystemTime::now();
-                let lifetime = assumed.session.expiration.duration_since(now).unwrap_or_default();
+                let lifetime = assumed
+                    .session
+                    .expiration
+                    .duration_since(now)
+                    .unwrap_or_default();
                 let next = schedule::refresh_in(lifetime, (self.ctx.jitter)());
                 tracing::info!(
                     role = %p.role_arn,
@@ -134,12 +145,10 @@ impl Refresher {
                     }
                 };
                 let hint = trust::hint(&e.code, &p, claims.as_ref());
-                let still_valid = self
-                    .ctx
-                    .shared
-                    .lock()
-                    .get(&p.name)
-                    .and_then(|s| s.live_session(SystemTime::now()).map(|s| format_time(s.expiration)));
+                let still_valid = self.ctx.shared.lock().get(&p.name).and_then(|s| {
+                    s.live_session(SystemTime::now())
+                        .map(|s| format_time(s.expiration))
+                });
                 tracing::error!(
                     role = %p.role_arn,
                     class = class.as_str(),
@@ -151,7 +160,10 @@ impl Refresher {
                     request_id = e.request_id.as_deref().unwrap_or("-"),
                     "refresh failed",
                 );
-                self.ctx.shared.metrics.count_refresh(&p.name, class.as_str());
+                self.ctx
+                    .shared
+                    .metrics
+                    .count_refresh(&p.name, class.as_str());
                 if let Some(s) = self.ctx.shared.lock().get_mut(&p.name) {
                     s.last_error = Some(format!("{}: {}", e.code, e.message));
                 }

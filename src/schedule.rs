@@ -94,7 +94,10 @@ mod tests {
             let j = i as f64 / 1000.0;
             let r = refresh_in(lifetime, j);
             assert!(r <= lifetime / 2, "{r:?} later than half");
-            assert!(r >= lifetime.mul_f64(0.5 - JITTER_FRACTION), "{r:?} too early");
+            assert!(
+                r >= lifetime.mul_f64(0.5 - JITTER_FRACTION),
+                "{r:?} too early"
+            );
         }
     }
 
@@ -126,7 +129,10 @@ mod tests {
 
     #[test]
     fn out_of_range_jitter_is_clamped() {
-        assert_eq!(refresh_in(Duration::from_secs(100), -3.0), Duration::from_secs(50));
+        assert_eq!(
+            refresh_in(Duration::from_secs(100), -3.0),
+            Duration::from_secs(50)
+        );
         assert_eq!(backoff(0, 7.0), Duration::from_secs(1));
     }
 }

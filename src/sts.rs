@@ -127,7 +127,11 @@ impl Sts {
     }
 
     /// `AssumeRoleWithWebIdentity` for `profile` with the JWT `token`.
-    pub async fn assume_with_token(&self, profile: &Profile, token: &str) -> Result<Assumed, StsError> {
+    pub async fn assume_with_token(
+        &self,
+        profile: &Profile,
+        token: &str,
+    ) -> Result<Assumed, StsError> {
         let policy_arns = descriptors(&profile.policy_arns);
         let result = self
             .client(profile, None)
@@ -151,7 +155,11 @@ impl Sts {
     }
 
     /// `AssumeRole` for `profile`, signed with the `source` session.
-    pub async fn assume_with_session(&self, profile: &Profile, source: &Session) -> Result<Assumed, StsError> {
+    pub async fn assume_with_session(
+        &self,
+        profile: &Profile,
+        source: &Session,
+    ) -> Result<Assumed, StsError> {
         let result = self
             .client(profile, Some(source))
             .assume_role()
@@ -239,7 +247,11 @@ const TRANSIENT_CODES: &[&str] = &[
     "RequestTimeout",
     "RequestTimeoutException",
 ];
-const TOKEN_CODES: &[&str] = &["InvalidIdentityToken", "ExpiredTokenException", "ExpiredToken"];
+const TOKEN_CODES: &[&str] = &[
+    "InvalidIdentityToken",
+    "ExpiredTokenException",
+    "ExpiredToken",
+];
 
 /// Sorts an SDK error into an [`ErrorClass`] with a code and message.
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -271,7 +283,12 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         },
         SdkError::DispatchFailure(d) => StsError {
             class: ErrorClass::Transient,
-            code: if d.is_timeout() { "Timeout" } else { "ConnectionError" }.into(),
+            code: if d.is_timeout() {
+                "Timeout"
+            } else {
+                "ConnectionError"
+            }
+            .into(),
             message: format!("could not reach STS: {}", source_chain(&err)),
             request_id: None,
         },
@@ -319,7 +336,11 @@ fn source_chain(err: &dyn std::error::Error) -> String {
         out.push(e.to_string());
         cur = e.source();
     }
-    let text = if out.is_empty() { err.to_string() } else { out.join(": ") };
+    let text = if out.is_empty() {
+        err.to_string()
+    } else {
+        out.join(": ")
+    };
     clean_message(&text)
 }
 
@@ -345,7 +366,11 @@ mod tests {
             "PackedPolicyTooLarge",
             "ValidationError",
         ] {
-            assert_eq!(classify_code(code, 400), ErrorClass::Configuration, "{code}");
+            assert_eq!(
+                classify_code(code, 400),
+                ErrorClass::Configuration,
+                "{code}"
+            );
         }
     }
 

@@ -105,7 +105,10 @@ impl Token {
         else {
             return Err("expected three dot-separated parts");
         };
-        if raw.bytes().any(|b| !(b.is_ascii_alphanumeric() || b"-_.=".contains(&b))) {
+        if raw
+            .bytes()
+            .any(|b| !(b.is_ascii_alphanumeric() || b"-_.=".contains(&b)))
+        {
             return Err("contains characters outside base64url");
         }
         let payload = URL_SAFE_NO_PAD
@@ -124,7 +127,10 @@ impl Token {
                 iss: claims.iss,
                 sub: claims.sub,
                 aud,
-                exp: claims.exp.filter(|e| e.is_finite() && *e >= 0.0).map(|e| e as u64),
+                exp: claims
+                    .exp
+                    .filter(|e| e.is_finite() && *e >= 0.0)
+                    .map(|e| e as u64),
             },
         })
     }
@@ -266,8 +272,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now = SystemTime::now();
         let missing = dir.path().join("nope");
-        assert!(matches!(read(&missing, now), Err(TokenError::Missing { .. })));
-        assert!(matches!(read(dir.path(), now), Err(TokenError::IsDirectory { .. })));
+        assert!(matches!(
+            read(&missing, now),
+            Err(TokenError::Missing { .. })
+        ));
+        assert!(matches!(
+            read(dir.path(), now),
+            Err(TokenError::IsDirectory { .. })
+        ));
         let p = write(&dir, b"  \n");
         assert!(matches!(read(&p, now), Err(TokenError::Empty { .. })));
         let p = write(&dir, &vec![b'a'; MAX_TOKEN_BYTES as usize + 1]);
@@ -283,7 +295,10 @@ mod tests {
         let at = |s| UNIX_EPOCH + Duration::from_secs(s);
         assert!(read(&p, at(1000)).is_ok());
         assert!(read(&p, at(1060)).is_ok());
-        assert!(matches!(read(&p, at(1061)), Err(TokenError::Expired { exp: 1000, .. })));
+        assert!(matches!(
+            read(&p, at(1061)),
+            Err(TokenError::Expired { exp: 1000, .. })
+        ));
         assert!(read_unchecked(&p).is_ok());
     }
 

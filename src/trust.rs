@@ -8,7 +8,9 @@ use crate::token::Claims;
 
 /// The issuer as IAM names it in condition keys: the URL without `https://`.
 pub fn issuer_host(iss: &str) -> &str {
-    iss.strip_prefix("https://").unwrap_or(iss).trim_end_matches('/')
+    iss.strip_prefix("https://")
+        .unwrap_or(iss)
+        .trim_end_matches('/')
 }
 
 /// The IAM OIDC provider ARN for the token's issuer in the role's account.
@@ -141,8 +143,14 @@ mod tests {
         );
         assert_eq!(st["Action"], "sts:AssumeRoleWithWebIdentity");
         let eq = &st["Condition"]["StringEquals"];
-        assert_eq!(eq["oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub"], "system:serviceaccount:shop:cart");
-        assert_eq!(eq["oidc.eks.eu-west-1.amazonaws.com/id/ABC:aud"], "sts.amazonaws.com");
+        assert_eq!(
+            eq["oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub"],
+            "system:serviceaccount:shop:cart"
+        );
+        assert_eq!(
+            eq["oidc.eks.eu-west-1.amazonaws.com/id/ABC:aud"],
+            "sts.amazonaws.com"
+        );
     }
 
     #[test]
@@ -150,7 +158,10 @@ mod tests {
         let h = hint("AccessDenied", &profile(), Some(&claims())).unwrap();
         assert!(h.contains("system:serviceaccount:shop:cart"), "{h}");
         assert!(h.contains("sts.amazonaws.com"), "{h}");
-        assert!(h.contains("oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC"), "{h}");
+        assert!(
+            h.contains("oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC"),
+            "{h}"
+        );
         assert!(hint("SomethingElse", &profile(), None).is_none());
     }
 }

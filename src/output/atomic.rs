@@ -151,7 +151,10 @@ mod tests {
         fs::create_dir(dir.path().join("g")).unwrap();
         assert!(replace(dir.path(), "g", b"new", 0o640).is_err());
         assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"old");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
 

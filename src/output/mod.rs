@@ -49,9 +49,13 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
         // that no future code path can inject a line.
         if p.credentials == CredentialsMode::File
             && let Some(s) = state.live_session(now)
-            && [s.access_key_id.expose(), s.secret_access_key.expose(), s.session_token.expose()]
-                .iter()
-                .all(|v| ini_safe(v))
+            && [
+                s.access_key_id.expose(),
+                s.secret_access_key.expose(),
+                s.session_token.expose(),
+            ]
+            .iter()
+            .all(|v| ini_safe(v))
         {
             let _ = write!(
                 credentials,
