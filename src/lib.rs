@@ -58,6 +58,17 @@ use crate::schedule::Jitter;
 use crate::state::{ProfileState, Shared};
 use crate::sts::Sts;
 
+/// The log filter for a `RUST_LOG` value: the level it names (default
+/// `info`), with the HTTP and TLS internals capped at `info` whatever it
+/// says, because at `trace` they print raw requests, which hold the token.
+pub fn log_filter(spec: &str) -> tracing_subscriber::EnvFilter {
+    let mut filter = tracing_subscriber::EnvFilter::builder().parse_lossy(spec);
+    for cap in ["hyper=info", "hyper_util=info", "h2=info", "rustls=info"] {
+        filter = filter.add_directive(cap.parse().expect("static directive"));
+    }
+    filter
+}
+
 /// Requests the supervisor acts on while running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {

@@ -97,20 +97,11 @@ fn main() -> ExitCode {
     })
 }
 
-/// Logs go to stderr. The level comes from `RUST_LOG` (default `info`); the
-/// HTTP and TLS internals are capped at `info` whatever `RUST_LOG` says,
-/// because at `trace` they print request bodies, which hold the token.
+/// Logs go to stderr, filtered as [`rolecall::log_filter`] says.
 fn init_logging(format: LogFormat, env: &config::Env) {
-    use tracing_subscriber::EnvFilter;
     let spec = env.get("RUST_LOG").map(String::as_str).unwrap_or("info");
-    let filter = EnvFilter::builder()
-        .parse_lossy(spec)
-        .add_directive("hyper=info".parse().expect("static"))
-        .add_directive("hyper_util=info".parse().expect("static"))
-        .add_directive("h2=info".parse().expect("static"))
-        .add_directive("rustls=info".parse().expect("static"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(rolecall::log_filter(spec))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_ansi(false).init(),

@@ -260,7 +260,16 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     match &err {
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
-            let code = ctx.err().code().unwrap_or("Unknown").to_owned();
+            let Some(code) = ctx.err().code().map(str::to_owned) else {
+                // No error code: not an STS error document (a proxy's page,
+                // a truncated body). Treated as transient.
+                return StsError {
+                    class: ErrorClass::Transient,
+                    code: "MalformedResponse".into(),
+                    message: format!("STS sent a response that could not be read (HTTP {status})"),
+                    request_id: None,
+                };
+            };
             let message = ctx
                 .err()
                 .message()

@@ -445,8 +445,8 @@ async fn answers_and_waits_in_real_time_under_paused_tokio_time() {
     assert_eq!(tokio::time::Instant::now(), paused_at, "paused clock moved");
 
     // The tokio-time flavour advances the paused clock instead.
-    assert!(!wait_until(Duration::from_secs(3600), || false).await);
-    assert!(tokio::time::Instant::now() >= paused_at + Duration::from_secs(3600));
+    assert!(!wait_until(Duration::from_secs(60), || false).await);
+    assert!(tokio::time::Instant::now() >= paused_at + Duration::from_secs(60));
 }
 
 fn sdk_client(sts: &FakeSts) -> aws_sdk_sts::Client {
