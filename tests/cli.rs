@@ -1,0 +1,232 @@
+//! The real binary: exit codes, signals, and what reaches its logs.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const READER: &str = "arn:aws:iam::111122223333:role/reader";
+const WRITER: &str = "arn:aws:iam::111122223333:role/writer";
+
+fn rolecall() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rolecall"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOSTNAME", "test-pod")
+        .stdin(Stdio::null());
+    c
+}
+
+fn base_args(sts: &FakeSts, token: &TokenDir, out: &Path) -> Vec<String> {
+    vec![
+        "--token-file".into(),
+        token.path().display().to_string(),
+        "--output-dir".into(),
+        out.display().to_string(),
+        "--region".into(),
+        "eu-west-1".into(),
+        "--sts-endpoint".into(),
+        sts.endpoint(),
+    ]
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+/// Waits for the child to exit, on the wall clock, at most `limit`.
+async fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn configuration_errors_exit_64_listing_every_problem() {
+    let out = rolecall()
+        .args(["once", "--profile", "bad name=notanarn", "--duration", "5", "--file-mode", "9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    for needle in ["profile name", "IAM role ARN", "--duration", "--file-mode", "no AWS region"] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    assert!(err.contains("5 problems"), "{err}");
+}
+
+#[test]
+fn malformed_usage_exits_64_and_help_exits_0() {
+    let out = rolecall().args(["--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let out = rolecall().args(["once", "--profile"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let out = rolecall().args(["--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("once"));
+}
+
+#[test]
+fn the_eks_webhook_environment_alone_is_enough() {
+    let sts = FakeSts::start();
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let o = rolecall()
+        .arg("once")
+        .env("AWS_ROLE_ARN", READER)
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", token.path())
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ENDPOINT_URL_STS", sts.endpoint())
+        .env("ROLECALL_OUTPUT_DIR", out.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let creds = parse_ini(&std::fs::read_to_string(out.path().join("credentials")).unwrap());
+    assert!(creds.contains_key("default"));
+    assert_eq!(sts.requests()[0].session_name, "rolecall-test-pod");
+}
+
+#[test]
+fn once_exits_1_when_a_profile_fails_but_writes_the_others() {
+    let sts = FakeSts::start();
+    sts.push_for_role(WRITER, Reply::access_denied());
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let o = rolecall()
+        .arg("once")
+        .args(base_args(&sts, &token, out.path()))
+        .args(["--profile", &format!("reader={READER}"), "--profile", &format!("writer={WRITER}")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("AccessDenied"), "{err}");
+    assert!(err.contains("system:serviceaccount:default:app"), "the hint names the sub: {err}");
+    assert!(err.contains("sts.amazonaws.com"), "the hint names the aud: {err}");
+    let creds = parse_ini(&std::fs::read_to_string(out.path().join("credentials")).unwrap());
+    assert!(creds.contains_key("reader") && !creds.contains_key("writer"));
+}
+
+/// Every secret the fake STS issued and the token: none may be in `text`.
+fn assert_no_secrets(text: &str, sts: &FakeSts, tokens: &[String]) {
+    assert!(!sts.issued().is_empty(), "the test issued nothing to look for");
+    for c in sts.issued() {
+        assert!(!text.contains(&c.secret_access_key), "secret access key in logs");
+        assert!(!text.contains(&c.session_token), "session token in logs");
+        assert!(!text.contains(&c.session_token[..40]), "part of a session token in logs");
+    }
+    for t in tokens {
+        let sig = t.rsplit('.').next().unwrap();
+        assert!(!text.contains(t.as_str()), "token in logs");
+        assert!(!text.contains(sig), "token signature in logs");
+    }
+}
+
+#[tokio::test]
+async fn nothing_secret_reaches_the_logs_even_at_trace_level() {
+    for format in ["text", "json"] {
+        let sts = FakeSts::start();
+        sts.push_for_role(WRITER, Reply::error(400, "InvalidIdentityToken", "Token rejected"));
+        let first = valid_jwt();
+        let token = TokenDir::new(&first);
+        let out = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = rolecall()
+            .args(base_args(&sts, &token, out.path()))
+            .args(["--profile", &format!("reader={READER}"), "--profile", &format!("writer={WRITER}")])
+            .args(["--health-addr", &format!("127.0.0.1:{port}"), "--log-format", format])
+            .env("RUST_LOG", "trace")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Drain stderr as it comes, or a full pipe would stall the child.
+        let mut pipe = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut logs = String::new();
+            std::io::Read::read_to_string(&mut pipe, &mut logs).unwrap();
+            logs
+        });
+        assert!(sts.wait_for_calls(3, Duration::from_secs(10)).await, "writer retried");
+        let second = valid_jwt_with_sub("system:serviceaccount:default:other");
+        token.rotate(&second);
+        signal(&child, "USR1");
+        assert!(sts.wait_for_calls(5, Duration::from_secs(5)).await);
+        signal(&child, "TERM");
+        assert!(wait_exit(&mut child, Duration::from_secs(5)).await.is_some());
+        let logs = reader.join().unwrap();
+        assert!(logs.contains("refreshed"), "{format}: expected refresh lines");
+        assert!(logs.len() > 10_000, "{format}: trace level should be verbose, got {} bytes", logs.len());
+        assert_no_secrets(&logs, &sts, &[first, second]);
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_within_two_seconds_leaving_the_files() {
+    let sts = FakeSts::start();
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let mut child = rolecall()
+        .arg("run")
+        .args(base_args(&sts, &token, out.path()))
+        .args(["--profile", &format!("reader={READER}"), "--health-addr", ""])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let creds = out.path().join("credentials");
+    assert!(wait_until(Duration::from_secs(10), || std::fs::read_to_string(&creds).is_ok_and(|c| c.contains("[reader]"))).await);
+    // Make the next call hang, and ask for it: shutdown must not wait for STS.
+    sts.set_default(Reply::Hang);
+    signal(&child, "USR1");
+    assert!(sts.wait_for_calls(2, Duration::from_secs(5)).await);
+    let asked = Instant::now();
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(2)).await.expect("stopped within 2 s");
+    assert_eq!(status.code(), Some(0));
+    assert!(asked.elapsed() < Duration::from_secs(2));
+    assert!(std::fs::read_to_string(&creds).unwrap().contains("[reader]"));
+    assert!(out.path().join("config").exists());
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_config_file() {
+    let sts = FakeSts::start();
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let cfg = out.path().join("..rolecall.yaml");
+    std::fs::write(&cfg, format!("profiles:\n  reader: {{role_arn: '{READER}'}}\n")).unwrap();
+    let mut child = rolecall()
+        .args(base_args(&sts, &token, out.path()))
+        .args(["--health-addr", ""])
+        .env("ROLECALL_CONFIG", &cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let creds = out.path().join("credentials");
+    let has = |name: &str| std::fs::read_to_string(&creds).is_ok_and(|c| c.contains(&format!("[{name}]")));
+    assert!(wait_until(Duration::from_secs(10), || has("reader")).await);
+    std::fs::write(&cfg, format!("profiles:\n  writer: {{role_arn: '{WRITER}'}}\n")).unwrap();
+    signal(&child, "HUP");
+    assert!(wait_until(Duration::from_secs(5), || has("writer") && !has("reader")).await);
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(2)).await.unwrap().code(), Some(0));
+}
