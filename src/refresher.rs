@@ -126,6 +126,7 @@ impl Refresher {
                 tracing::info!(
                     role = %p.role_arn,
                     expires = %format_time(assumed.session.expiration),
+                    session_s = lifetime.as_secs(),
                     next_refresh_in_s = next.as_secs(),
                     sts_ms = took.as_millis() as u64,
                     request_id = assumed.request_id.as_deref().unwrap_or("-"),
