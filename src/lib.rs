@@ -27,6 +27,7 @@
 //! - [`refresher`] is one task per profile; [`output`] renders and writes the
 //!   files atomically; [`health`] serves probes and metrics.
 
+pub mod check;
 pub mod config;
 pub mod health;
 pub mod metrics;
@@ -36,6 +37,7 @@ pub mod schedule;
 pub mod session;
 pub mod signal;
 pub mod state;
+pub mod status;
 pub mod sts;
 pub mod token;
 pub mod trust;

@@ -29,6 +29,24 @@ enum Command {
     Run(Flags),
     /// Assume every profile once, write the outputs and exit
     Once(Flags),
+    /// Validate the configuration, decode the token and print the trust
+    /// policy each role needs
+    Check {
+        /// Also call STS once per profile (writes nothing)
+        #[arg(long)]
+        assume: bool,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Show the profiles in an output directory: role, expiry, last refresh, last error
+    Status {
+        /// The output directory [env: ROLECALL_OUTPUT_DIR; default: /aws]
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<std::path::PathBuf>,
+        /// Print the status as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +63,13 @@ fn main() -> ExitCode {
         None => (false, cli.flags),
         Some(Command::Run(f)) => (false, f),
         Some(Command::Once(f)) => (true, f),
+        Some(Command::Check { assume, flags }) => return check(&flags, &env, assume),
+        Some(Command::Status { output_dir, json }) => {
+            let dir = output_dir
+                .or_else(|| env.get("ROLECALL_OUTPUT_DIR").map(Into::into))
+                .unwrap_or_else(|| config::DEFAULT_OUTPUT_DIR.into());
+            return status(&dir, json);
+        }
     };
     let config = match Config::load(&flags, &env) {
         Ok(c) => c,
@@ -95,6 +120,57 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+fn check(flags: &Flags, env: &config::Env, assume: bool) -> ExitCode {
+    let config = match Config::load(flags, env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rolecall: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(
+        LogFormat::Text,
+        &config::Env::from([("RUST_LOG".into(), "warn".into())]),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let Ok(runtime) = runtime else {
+        return ExitCode::from(EXIT_FAILURE);
+    };
+    let sts = rolecall::sts::Sts::new(rolecall::sts::ATTEMPT_TIMEOUT);
+    let report = runtime.block_on(rolecall::check::check(&config, assume, &sts));
+    print!("{}", report.text);
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+fn status(dir: &std::path::Path, json: bool) -> ExitCode {
+    match rolecall::status::read(dir) {
+        Ok(s) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&s).expect("serialisable")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(s) => {
+            print!(
+                "{}",
+                rolecall::status::table(&s, std::time::SystemTime::now())
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rolecall: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }
 
 /// Logs go to stderr, filtered as [`rolecall::log_filter`] says.

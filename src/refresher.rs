@@ -168,6 +168,8 @@ impl Refresher {
                 if let Some(s) = self.ctx.shared.lock().get_mut(&p.name) {
                     s.last_error = Some(format!("{}: {}", e.code, e.message));
                 }
+                // status.json reports the error.
+                self.ctx.shared.request_write();
                 Outcome::Failed { class, next }
             }
         }

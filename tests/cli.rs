@@ -64,12 +64,26 @@ async fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::E
 #[test]
 fn configuration_errors_exit_64_listing_every_problem() {
     let out = rolecall()
-        .args(["once", "--profile", "bad name=notanarn", "--duration", "5", "--file-mode", "9"])
+        .args([
+            "once",
+            "--profile",
+            "bad name=notanarn",
+            "--duration",
+            "5",
+            "--file-mode",
+            "9",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = stderr(&out);
-    for needle in ["profile name", "IAM role ARN", "--duration", "--file-mode", "no AWS region"] {
+    for needle in [
+        "profile name",
+        "IAM role ARN",
+        "--duration",
+        "--file-mode",
+        "no AWS region",
+    ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
     assert!(err.contains("5 problems"), "{err}");
@@ -115,25 +129,45 @@ fn once_exits_1_when_a_profile_fails_but_writes_the_others() {
     let o = rolecall()
         .arg("once")
         .args(base_args(&sts, &token, out.path()))
-        .args(["--profile", &format!("reader={READER}"), "--profile", &format!("writer={WRITER}")])
+        .args([
+            "--profile",
+            &format!("reader={READER}"),
+            "--profile",
+            &format!("writer={WRITER}"),
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.contains("AccessDenied"), "{err}");
-    assert!(err.contains("system:serviceaccount:default:app"), "the hint names the sub: {err}");
-    assert!(err.contains("sts.amazonaws.com"), "the hint names the aud: {err}");
+    assert!(
+        err.contains("system:serviceaccount:default:app"),
+        "the hint names the sub: {err}"
+    );
+    assert!(
+        err.contains("sts.amazonaws.com"),
+        "the hint names the aud: {err}"
+    );
     let creds = parse_ini(&std::fs::read_to_string(out.path().join("credentials")).unwrap());
     assert!(creds.contains_key("reader") && !creds.contains_key("writer"));
 }
 
 /// Every secret the fake STS issued and the token: none may be in `text`.
 fn assert_no_secrets(text: &str, sts: &FakeSts, tokens: &[String]) {
-    assert!(!sts.issued().is_empty(), "the test issued nothing to look for");
+    assert!(
+        !sts.issued().is_empty(),
+        "the test issued nothing to look for"
+    );
     for c in sts.issued() {
-        assert!(!text.contains(&c.secret_access_key), "secret access key in logs");
+        assert!(
+            !text.contains(&c.secret_access_key),
+            "secret access key in logs"
+        );
         assert!(!text.contains(&c.session_token), "session token in logs");
-        assert!(!text.contains(&c.session_token[..40]), "part of a session token in logs");
+        assert!(
+            !text.contains(&c.session_token[..40]),
+            "part of a session token in logs"
+        );
     }
     for t in tokens {
         let sig = t.rsplit('.').next().unwrap();
@@ -146,15 +180,28 @@ fn assert_no_secrets(text: &str, sts: &FakeSts, tokens: &[String]) {
 async fn nothing_secret_reaches_the_logs_even_at_trace_level() {
     for format in ["text", "json"] {
         let sts = FakeSts::start();
-        sts.push_for_role(WRITER, Reply::error(400, "InvalidIdentityToken", "Token rejected"));
+        sts.push_for_role(
+            WRITER,
+            Reply::error(400, "InvalidIdentityToken", "Token rejected"),
+        );
         let first = valid_jwt();
         let token = TokenDir::new(&first);
         let out = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut child = rolecall()
             .args(base_args(&sts, &token, out.path()))
-            .args(["--profile", &format!("reader={READER}"), "--profile", &format!("writer={WRITER}")])
-            .args(["--health-addr", &format!("127.0.0.1:{port}"), "--log-format", format])
+            .args([
+                "--profile",
+                &format!("reader={READER}"),
+                "--profile",
+                &format!("writer={WRITER}"),
+            ])
+            .args([
+                "--health-addr",
+                &format!("127.0.0.1:{port}"),
+                "--log-format",
+                format,
+            ])
             .env("RUST_LOG", "trace")
             .stderr(Stdio::piped())
             .spawn()
@@ -166,16 +213,30 @@ async fn nothing_secret_reaches_the_logs_even_at_trace_level() {
             std::io::Read::read_to_string(&mut pipe, &mut logs).unwrap();
             logs
         });
-        assert!(sts.wait_for_calls(3, Duration::from_secs(10)).await, "writer retried");
+        assert!(
+            sts.wait_for_calls(3, Duration::from_secs(10)).await,
+            "writer retried"
+        );
         let second = valid_jwt_with_sub("system:serviceaccount:default:other");
         token.rotate(&second);
         signal(&child, "USR1");
         assert!(sts.wait_for_calls(5, Duration::from_secs(5)).await);
         signal(&child, "TERM");
-        assert!(wait_exit(&mut child, Duration::from_secs(5)).await.is_some());
+        assert!(
+            wait_exit(&mut child, Duration::from_secs(5))
+                .await
+                .is_some()
+        );
         let logs = reader.join().unwrap();
-        assert!(logs.contains("refreshed"), "{format}: expected refresh lines");
-        assert!(logs.len() > 10_000, "{format}: trace level should be verbose, got {} bytes", logs.len());
+        assert!(
+            logs.contains("refreshed"),
+            "{format}: expected refresh lines"
+        );
+        assert!(
+            logs.len() > 10_000,
+            "{format}: trace level should be verbose, got {} bytes",
+            logs.len()
+        );
         assert_no_secrets(&logs, &sts, &[first, second]);
     }
 }
@@ -188,22 +249,37 @@ async fn sigterm_stops_within_two_seconds_leaving_the_files() {
     let mut child = rolecall()
         .arg("run")
         .args(base_args(&sts, &token, out.path()))
-        .args(["--profile", &format!("reader={READER}"), "--health-addr", ""])
+        .args([
+            "--profile",
+            &format!("reader={READER}"),
+            "--health-addr",
+            "",
+        ])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let creds = out.path().join("credentials");
-    assert!(wait_until(Duration::from_secs(10), || std::fs::read_to_string(&creds).is_ok_and(|c| c.contains("[reader]"))).await);
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&creds)
+            .is_ok_and(|c| c.contains("[reader]")))
+        .await
+    );
     // Make the next call hang, and ask for it: shutdown must not wait for STS.
     sts.set_default(Reply::Hang);
     signal(&child, "USR1");
     assert!(sts.wait_for_calls(2, Duration::from_secs(5)).await);
     let asked = Instant::now();
     signal(&child, "TERM");
-    let status = wait_exit(&mut child, Duration::from_secs(2)).await.expect("stopped within 2 s");
+    let status = wait_exit(&mut child, Duration::from_secs(2))
+        .await
+        .expect("stopped within 2 s");
     assert_eq!(status.code(), Some(0));
     assert!(asked.elapsed() < Duration::from_secs(2));
-    assert!(std::fs::read_to_string(&creds).unwrap().contains("[reader]"));
+    assert!(
+        std::fs::read_to_string(&creds)
+            .unwrap()
+            .contains("[reader]")
+    );
     assert!(out.path().join("config").exists());
 }
 
@@ -213,7 +289,11 @@ async fn sighup_reloads_the_config_file() {
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
     let cfg = out.path().join("..rolecall.yaml");
-    std::fs::write(&cfg, format!("profiles:\n  reader: {{role_arn: '{READER}'}}\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("profiles:\n  reader: {{role_arn: '{READER}'}}\n"),
+    )
+    .unwrap();
     let mut child = rolecall()
         .args(base_args(&sts, &token, out.path()))
         .args(["--health-addr", ""])
@@ -222,11 +302,222 @@ async fn sighup_reloads_the_config_file() {
         .spawn()
         .unwrap();
     let creds = out.path().join("credentials");
-    let has = |name: &str| std::fs::read_to_string(&creds).is_ok_and(|c| c.contains(&format!("[{name}]")));
+    let has = |name: &str| {
+        std::fs::read_to_string(&creds).is_ok_and(|c| c.contains(&format!("[{name}]")))
+    };
     assert!(wait_until(Duration::from_secs(10), || has("reader")).await);
-    std::fs::write(&cfg, format!("profiles:\n  writer: {{role_arn: '{WRITER}'}}\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("profiles:\n  writer: {{role_arn: '{WRITER}'}}\n"),
+    )
+    .unwrap();
     signal(&child, "HUP");
     assert!(wait_until(Duration::from_secs(5), || has("writer") && !has("reader")).await);
     signal(&child, "TERM");
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(2)).await.unwrap().code(), Some(0));
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(2))
+            .await
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn check_prints_the_claims_and_the_trust_policy_each_role_needs() {
+    let token = TokenDir::new(&valid_jwt());
+    let o = rolecall()
+        .args([
+            "check",
+            "--token-file",
+            &token.path().display().to_string(),
+            "--region",
+            "eu-west-1",
+        ])
+        .args([
+            "--profile",
+            &format!("reader={READER}"),
+            "--profile",
+            "audit=arn:aws:iam::444455556666:role/audit",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let claims = decode_jwt_claims(&token.read());
+    let iss = claims["iss"].as_str().unwrap();
+    let host = iss.trim_start_matches("https://");
+    assert!(out.contains(&format!("iss: {iss}")), "{out}");
+    assert!(
+        out.contains(&format!("sub: {}", claims["sub"].as_str().unwrap())),
+        "{out}"
+    );
+    assert!(out.contains("aud: sts.amazonaws.com"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "\"Federated\": \"arn:aws:iam::111122223333:oidc-provider/{host}\""
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "\"Federated\": \"arn:aws:iam::444455556666:oidc-provider/{host}\""
+        )),
+        "each role's own account: {out}"
+    );
+    assert!(out.contains("\"sts:AssumeRoleWithWebIdentity\""), "{out}");
+    assert!(
+        out.contains(&format!(
+            "\"{host}:sub\": \"{}\"",
+            claims["sub"].as_str().unwrap()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("\"{host}:aud\": \"sts.amazonaws.com\"")),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&token.read()),
+        "the token itself is never printed"
+    );
+}
+
+#[test]
+fn check_assume_calls_sts_once_per_profile_explains_failures_and_writes_nothing() {
+    let sts = FakeSts::start();
+    sts.push_for_role(WRITER, Reply::access_denied());
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let o = rolecall()
+        .args(["check", "--assume"])
+        .args(base_args(&sts, &token, out.path()))
+        .args([
+            "--profile",
+            &format!("reader={READER}"),
+            "--profile",
+            &format!("writer={WRITER}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("assume: OK as arn:aws:sts::111122223333:assumed-role/reader/"),
+        "{text}"
+    );
+    assert!(text.contains("assume: FAILED AccessDenied"), "{text}");
+    assert!(
+        text.contains("fix: the trust policy of arn:aws:iam::111122223333:role/writer"),
+        "{text}"
+    );
+    assert_eq!(sts.calls(), 2);
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "check writes nothing"
+    );
+    for c in sts.issued() {
+        assert!(!text.contains(&c.secret_access_key) && !text.contains(&c.session_token));
+    }
+}
+
+#[test]
+fn check_with_an_expired_or_missing_token_says_so_and_fails() {
+    let token = TokenDir::new(&expired_jwt());
+    let args = |t: &str| {
+        rolecall()
+            .args([
+                "check",
+                "--token-file",
+                t,
+                "--region",
+                "eu-west-1",
+                "--profile",
+                &format!("reader={READER}"),
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = args(&token.path().display().to_string());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("the token expired"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = args("/no/such/token");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("The token cannot be used: token file /no/such/token does not exist")
+    );
+}
+
+#[test]
+fn status_shows_role_expiry_and_last_error_from_the_output_dir() {
+    let sts = FakeSts::start();
+    sts.push_for_role(WRITER, Reply::access_denied());
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let o = rolecall()
+        .arg("once")
+        .args(base_args(&sts, &token, out.path()))
+        .args([
+            "--profile",
+            &format!("reader={READER}"),
+            "--profile",
+            &format!("writer={WRITER}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let o = rolecall()
+        .args(["status", "--output-dir", &out.path().display().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("PROFILE"), "{table}");
+    assert!(
+        lines[1].starts_with("reader") && lines[1].contains(READER) && lines[1].contains("59m"),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with("writer") && lines[2].contains("AccessDenied: Not authorized"),
+        "{table}"
+    );
+
+    let o = rolecall()
+        .args(["status", "--json"])
+        .env("ROLECALL_OUTPUT_DIR", out.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["profiles"][0]["name"], "reader");
+    assert!(
+        v["profiles"][1]["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("AccessDenied")
+    );
+    let status_text = std::fs::read_to_string(out.path().join("status.json")).unwrap();
+    for c in sts.issued() {
+        assert!(
+            !status_text.contains(&c.secret_access_key) && !status_text.contains(&c.access_key_id)
+        );
+    }
+
+    let empty = tempfile::tempdir().unwrap();
+    let o = rolecall()
+        .args([
+            "status",
+            "--output-dir",
+            &empty.path().display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is rolecall running"));
 }

@@ -50,7 +50,9 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
     let dir = tempfile::tempdir().unwrap();
     let shared = Shared::new();
     let p = profile();
-    shared.lock().insert(p.name.clone(), ProfileState::new(p.clone()));
+    shared
+        .lock()
+        .insert(p.name.clone(), ProfileState::new(p.clone()));
     let nudge = watch::channel(0u64).0;
     let all = watch::channel(0u64).0;
     let ctx = Context {
@@ -78,7 +80,10 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
     // tokio's timer rounds each deadline up to the next millisecond, so a
     // day of 1440 sleeps may drift by up to ~1.4 s: allow one fewer.
     let exact = 7 + (86_400 - 63) / 60 + 1;
-    assert!((exact - 1..=exact).contains(&day), "{day} attempts in a day, expected {exact}");
+    assert!(
+        (exact - 1..=exact).contains(&day),
+        "{day} attempts in a day, expected {exact}"
+    );
     let last = shared.lock()["reader"].last_error.clone().unwrap();
     assert!(last.starts_with("TokenUnavailable: token file"), "{last}");
 

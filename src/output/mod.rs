@@ -27,6 +27,29 @@ use crate::sts::ini_safe;
 
 pub const CREDENTIALS_FILE: &str = "credentials";
 pub const CONFIG_FILE: &str = "config";
+/// What `rolecall status` reads: per profile, role, expiry, last refresh and
+/// last error. Holds no secret.
+pub const STATUS_FILE: &str = "status.json";
+
+/// One profile in [`STATUS_FILE`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProfileStatus {
+    pub name: String,
+    pub role_arn: String,
+    pub credentials: String,
+    pub region: Option<String>,
+    /// RFC 3339 expiry of the session rolecall last obtained.
+    pub expiration: Option<String>,
+    pub last_refresh: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// The whole of [`STATUS_FILE`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    pub version: u32,
+    pub profiles: Vec<ProfileStatus>,
+}
 
 const HEADER: &str = "# Written by rolecall; do not edit: it is replaced as sessions refresh.\n";
 
@@ -36,14 +59,32 @@ pub struct Rendered {
     /// Contains secrets: never logged.
     pub credentials: String,
     pub config: String,
+    /// [`STATUS_FILE`] as JSON.
+    pub status: String,
 }
 
 /// Renders the outputs for the profiles in `states` at `now`.
 pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> Rendered {
     let mut credentials = String::from(HEADER);
     let mut config = String::from(HEADER);
+    let mut status = Status {
+        version: 1,
+        profiles: Vec::new(),
+    };
     for state in states {
         let p = &state.profile;
+        status.profiles.push(ProfileStatus {
+            name: p.name.clone(),
+            role_arn: p.role_arn.clone(),
+            credentials: match p.credentials {
+                CredentialsMode::File => "file".into(),
+                CredentialsMode::Process => "process".into(),
+            },
+            region: p.region.clone(),
+            expiration: state.session.as_ref().map(|s| format_time(s.expiration)),
+            last_refresh: state.last_refresh.map(format_time),
+            last_error: state.last_error.clone(),
+        });
         // Profile names, regions and paths are validated at load; sessions
         // are checked by `ini_safe` when they arrive. Checked again here so
         // that no future code path can inject a line.
@@ -85,9 +126,12 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
             );
         }
     }
+    let mut status = serde_json::to_string_pretty(&status).expect("serialisable");
+    status.push('\n');
     Rendered {
         credentials,
         config,
+        status,
     }
 }
 
@@ -144,6 +188,7 @@ impl Writer {
         for (file, contents) in [
             (CREDENTIALS_FILE, rendered.credentials.as_bytes()),
             (CONFIG_FILE, rendered.config.as_bytes()),
+            (STATUS_FILE, rendered.status.as_bytes()),
         ] {
             match atomic::replace(&self.dir, file, contents, self.mode) {
                 Ok(true) => tracing::debug!(file, "output written"),

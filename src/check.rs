@@ -1,0 +1,183 @@
+//! `rolecall check`: what the token says and what each role's trust policy
+//! must allow; with `--assume`, one STS call per profile (nothing written).
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use serde_json::json;
+
+use crate::config::{Config, Profile};
+use crate::session::{Session, format_time, unix_seconds};
+use crate::sts::Sts;
+use crate::token::{self, Claims, EXPIRY_GRACE};
+use crate::trust;
+
+/// What `check` found: the report to print and whether all is well.
+#[derive(Debug)]
+pub struct Report {
+    pub text: String,
+    pub ok: bool,
+}
+
+/// The trust policy for a chained profile: its source role may assume it.
+fn chained_policy(profile: &Profile, config: &Config) -> serde_json::Value {
+    let source = profile
+        .source_profile
+        .as_deref()
+        .and_then(|s| config.profile(s))
+        .map(|s| s.role_arn.clone())
+        .unwrap_or_default();
+    let mut statement = json!({
+        "Effect": "Allow",
+        "Principal": { "AWS": source },
+        "Action": "sts:AssumeRole",
+    });
+    if let Some(id) = &profile.external_id {
+        statement["Condition"] = json!({ "StringEquals": { "sts:ExternalId": id } });
+    }
+    json!({ "Version": "2012-10-17", "Statement": [statement] })
+}
+
+fn describe_token(claims: &Claims, now: SystemTime) -> (String, bool) {
+    let mut out = String::new();
+    let _ = writeln!(out, "iss: {}", claims.iss.as_deref().unwrap_or("(none)"));
+    let _ = writeln!(out, "sub: {}", claims.sub.as_deref().unwrap_or("(none)"));
+    let _ = writeln!(
+        out,
+        "aud: {}",
+        if claims.aud.is_empty() {
+            "(none)".into()
+        } else {
+            claims.aud.join(", ")
+        }
+    );
+    let mut ok = true;
+    match claims.exp {
+        Some(exp) => {
+            let now_s = unix_seconds(now);
+            let at = format_time(std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp));
+            if exp + EXPIRY_GRACE.as_secs() < now_s {
+                ok = false;
+                let _ = writeln!(
+                    out,
+                    "exp: {at} — the token expired {} minutes ago; kubelet should have rotated it (is the projected volume mounted, and the node clock right?)",
+                    (now_s - exp) / 60
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "exp: {at} (in {} minutes)",
+                    exp.saturating_sub(now_s) / 60
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(out, "exp: (none)");
+        }
+    }
+    if claims.iss.is_none() || claims.sub.is_none() {
+        ok = false;
+        out.push_str("The token has no iss or sub claim: STS will reject it.\n");
+    }
+    (out, ok)
+}
+
+/// Builds the report; with `assume`, calls STS once per profile.
+pub async fn check(config: &Config, assume: bool, sts: &Sts) -> Report {
+    let now = SystemTime::now();
+    let mut text = String::new();
+    let _ = writeln!(text, "token: {}", config.token_file.display());
+    let token = match token::read_unchecked(&config.token_file) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(text, "The token cannot be used: {e}.");
+            return Report { text, ok: false };
+        }
+    };
+    let (desc, mut ok) = describe_token(&token.claims, now);
+    text.push_str(&desc);
+    let iss = token.claims.iss.clone().unwrap_or_default();
+    let mut sessions: Vec<(String, Session)> = Vec::new();
+    for p in ordered(config) {
+        let _ = writeln!(text, "\nprofile {} -> {}", p.name, p.role_arn);
+        let policy = if p.source_profile.is_some() {
+            let _ = writeln!(
+                text,
+                "  chained from profile {}: the role's trust policy must allow sts:AssumeRole by the source role:",
+                p.source_profile.as_deref().unwrap_or_default()
+            );
+            chained_policy(p, config)
+        } else {
+            let _ = writeln!(
+                text,
+                "  trust policy the role needs (IAM OIDC provider {} must exist):",
+                trust::provider_arn(p, &iss)
+            );
+            trust::trust_policy(p, &token.claims)
+        };
+        let pretty = serde_json::to_string_pretty(&policy).expect("serialisable");
+        for line in pretty.lines() {
+            let _ = writeln!(text, "  {line}");
+        }
+        if !assume {
+            continue;
+        }
+        let result = match &p.source_profile {
+            Some(src) => match sessions.iter().find(|(n, _)| n == src) {
+                Some((_, s)) => sts.assume_with_session(p, s).await,
+                None => {
+                    let _ = writeln!(
+                        text,
+                        "  assume: skipped, source profile {src} could not be assumed"
+                    );
+                    ok = false;
+                    continue;
+                }
+            },
+            None => sts.assume_with_token(p, token.expose()).await,
+        };
+        match result {
+            Ok(a) => {
+                let _ = writeln!(
+                    text,
+                    "  assume: OK as {} until {} (request {})",
+                    a.session.assumed_role_arn.as_deref().unwrap_or("?"),
+                    format_time(a.session.expiration),
+                    a.request_id.as_deref().unwrap_or("-")
+                );
+                sessions.push((p.name.clone(), a.session));
+            }
+            Err(e) => {
+                ok = false;
+                let _ = writeln!(text, "  assume: FAILED {}: {}", e.code, e.message);
+                if let Some(h) = trust::hint(&e.code, p, Some(&token.claims)) {
+                    let _ = writeln!(text, "  fix: {h}");
+                }
+            }
+        }
+    }
+    Report { text, ok }
+}
+
+/// Profiles with sources before the profiles chained to them.
+fn ordered(config: &Config) -> Vec<&Profile> {
+    let mut out: Vec<&Profile> = Vec::new();
+    let mut rest: Vec<&Profile> = config.profiles.iter().collect();
+    while !rest.is_empty() {
+        let before = rest.len();
+        rest.retain(|p| {
+            let ready = p
+                .source_profile
+                .as_ref()
+                .is_none_or(|s| out.iter().any(|q| &q.name == s));
+            if ready {
+                out.push(p);
+            }
+            !ready
+        });
+        if rest.len() == before {
+            out.append(&mut rest);
+        }
+    }
+    out
+}
