@@ -30,7 +30,7 @@ export AWS_EC2_METADATA_DISABLED=true
 
 # ------------------------------------------------------------------ helpers
 
-if [ -t 1 ]; then BOLD=$'\033[1m' DIM=$'\033[2m' OFF=$'\033[0m'; else BOLD= DIM= OFF=; fi
+if [ -t 1 ]; then BOLD=$'\033[1m' OFF=$'\033[0m'; else BOLD='' OFF=''; fi
 heading() { printf '\n%s== %s%s\n' "$BOLD" "$*" "$OFF"; }
 say() { printf '   %s\n' "$*"; }
 show() { sed 's/^/   | /' "$@"; }
@@ -188,8 +188,9 @@ trap 'exit 143' TERM
 # ------------------------------------------------------------------ checks
 
 [ -x "$BIN" ] || die "no rolecall binary at $BIN (run: make build)"
-[ -x "$PY" ] && [ -x "$VENV/bin/moto_server" ] && [ -x "$AWS" ] ||
+if ! [ -x "$PY" ] || ! [ -x "$VENV/bin/moto_server" ] || ! [ -x "$AWS" ]; then
 	die "no Python tools in $VENV (run: make venv)"
+fi
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -319,7 +320,10 @@ fi
 heading "8. SIGTERM: rolecall stops and leaves the files in place"
 start=$(date +%s%N)
 kill -TERM "$RC_PID"
-for _ in $(seq 250); do alive "$RC_PID" && sleep 0.02 || break; done
+for _ in $(seq 250); do
+	if ! alive "$RC_PID"; then break; fi
+	sleep 0.02
+done
 alive "$RC_PID" && die "rolecall still running 5 s after SIGTERM"
 rc=0
 wait "$RC_PID" || rc=$?
@@ -327,7 +331,9 @@ elapsed_ms=$((($(date +%s%N) - start) / 1000000))
 RC_PID=
 say "exit status $rc after ${elapsed_ms} ms"
 [ "$rc" -eq 0 ] || die "rolecall exited with status $rc after SIGTERM, expected 0"
-[ -s "$OUT/credentials" ] && [ -s "$OUT/config" ] || die "the output files are gone after SIGTERM"
+if ! [ -s "$OUT/credentials" ] || ! [ -s "$OUT/config" ]; then
+	die "the output files are gone after SIGTERM"
+fi
 ls -l "$OUT" | tail -n +2 | show
 
 # ------------------------------------------------------------------ done

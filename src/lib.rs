@@ -159,10 +159,22 @@ impl Core {
         })
     }
 
-    fn add_state(&self, profile: &Arc<Profile>) {
-        self.shared
-            .lock()
-            .insert(profile.name.clone(), ProfileState::new(profile.clone()));
+    /// Registers the profiles, seeded with the still-valid sessions an
+    /// earlier run left in the output dir (see [`output::adopt`]).
+    fn add_states(&self, profiles: &[Arc<Profile>]) {
+        let mut adopted = output::adopt(&self.writer.dir, profiles, SystemTime::now());
+        if !adopted.is_empty() {
+            tracing::info!(
+                profiles = %adopted.keys().cloned().collect::<Vec<_>>().join(","),
+                "kept valid credentials from the previous run until they are refreshed"
+            );
+        }
+        let mut map = self.shared.lock();
+        for p in profiles {
+            let mut state = ProfileState::new(p.clone());
+            state.session = adopted.remove(&p.name);
+            map.insert(p.name.clone(), state);
+        }
     }
 
     /// Assumes every profile once, concurrently (bounded), sources before
@@ -212,9 +224,7 @@ impl Core {
 pub async fn once(config: &Config, opts: &Options) -> Result<OnceReport, RunError> {
     let core = Core::new(config, opts)?;
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
-    for p in &profiles {
-        core.add_state(p);
-    }
+    core.add_states(&profiles);
     let results = core.initial_pass(&profiles, opts.concurrency).await;
     core.writer.write(&core.shared, SystemTime::now())?;
     let mut failed: Vec<String> = results
@@ -271,9 +281,7 @@ pub async fn run(
     );
 
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
-    for p in &profiles {
-        core.add_state(p);
-    }
+    core.add_states(&profiles);
     let results = core.initial_pass(&profiles, opts.concurrency).await;
     if let Err(e) = core.writer.write(&core.shared, SystemTime::now()) {
         tracing::error!(error = %e, "initial write failed; retrying with backoff");

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::config::Profile;
 use crate::metrics::ProfileLabel;
@@ -124,6 +123,7 @@ impl Refresher {
                     .unwrap_or_default();
                 let next = schedule::refresh_in(lifetime, (self.ctx.jitter)());
                 tracing::info!(
+                    profile = %p.name,
                     role = %p.role_arn,
                     expires = %format_time(assumed.session.expiration),
                     session_s = lifetime.as_secs(),
@@ -151,6 +151,7 @@ impl Refresher {
                         .map(|s| format_time(s.expiration))
                 });
                 tracing::error!(
+                    profile = %p.name,
                     role = %p.role_arn,
                     class = class.as_str(),
                     code = %e.code,
@@ -242,41 +243,36 @@ impl Refresher {
 
     /// Runs until `shutdown`, first attempting after `first`.
     pub async fn run(mut self, first: Duration, shutdown: CancellationToken) {
-        let span = tracing::info_span!("profile", profile = %self.profile.name);
-        async move {
-            let mut token_changed = self.ctx.token_changed.clone();
-            let mut refresh_all = self.ctx.refresh_all.clone();
-            let mut sessions = self.ctx.sessions.subscribe();
-            let chained = self.profile.source_profile.is_some();
-            let mut next = Instant::now() + first;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next) => {}
-                    Ok(()) = token_changed.changed() => {
-                        if chained || !self.wants_token_retry() {
-                            continue;
-                        }
-                        tracing::info!("token changed; retrying now");
+        let mut token_changed = self.ctx.token_changed.clone();
+        let mut refresh_all = self.ctx.refresh_all.clone();
+        let mut sessions = self.ctx.sessions.subscribe();
+        let chained = self.profile.source_profile.is_some();
+        let mut next = Instant::now() + first;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                Ok(()) = token_changed.changed() => {
+                    if chained || !self.wants_token_retry() {
+                        continue;
                     }
-                    Ok(()) = refresh_all.changed() => {
-                        tracing::info!("refresh requested");
-                    }
-                    Ok(()) = sessions.changed(), if chained => {
-                        if !self.source_changed() {
-                            continue;
-                        }
-                        tracing::info!("source session changed; refreshing");
-                    }
-                    _ = shutdown.cancelled() => return,
+                    tracing::info!(profile = %self.profile.name, "token changed; retrying now");
                 }
-                let outcome = tokio::select! {
-                    o = self.attempt() => o,
-                    _ = shutdown.cancelled() => return,
-                };
-                next = Instant::now() + outcome.next();
+                Ok(()) = refresh_all.changed() => {
+                    tracing::debug!(profile = %self.profile.name, "refresh requested");
+                }
+                Ok(()) = sessions.changed(), if chained => {
+                    if !self.source_changed() {
+                        continue;
+                    }
+                    tracing::info!(profile = %self.profile.name, "source session changed; refreshing");
+                }
+                _ = shutdown.cancelled() => return,
             }
+            let outcome = tokio::select! {
+                o = self.attempt() => o,
+                _ = shutdown.cancelled() => return,
+            };
+            next = Instant::now() + outcome.next();
         }
-        .instrument(span)
-        .await
     }
 }

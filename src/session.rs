@@ -52,6 +52,13 @@ pub fn format_time(t: SystemTime) -> String {
         .unwrap_or_default()
 }
 
+/// Parses what [`format_time`] writes (RFC 3339).
+pub fn parse_time(s: &str) -> Option<SystemTime> {
+    let dt = aws_smithy_types::DateTime::from_str(s, aws_smithy_types::date_time::Format::DateTime)
+        .ok()?;
+    SystemTime::try_from(dt).ok()
+}
+
 /// Seconds since the Unix epoch (0 before it).
 pub fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)

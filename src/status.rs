@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::output::{STATUS_FILE, Status};
+use crate::session::parse_time;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -30,12 +31,6 @@ pub fn read(dir: &Path) -> Result<Status, StatusError> {
         path: path.display().to_string(),
         reason: e.to_string(),
     })
-}
-
-fn parse_time(s: &str) -> Option<SystemTime> {
-    let dt = aws_smithy_types::DateTime::from_str(s, aws_smithy_types::date_time::Format::DateTime)
-        .ok()?;
-    SystemTime::try_from(dt).ok()
 }
 
 /// `1h02m`, `14m05s`, `expired 3m ago`.

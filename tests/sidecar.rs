@@ -577,3 +577,38 @@ async fn the_outputs_are_only_rewritten_when_their_content_changes() {
     );
     r.stop().await;
 }
+
+#[tokio::test]
+async fn a_restart_during_an_sts_outage_keeps_the_previous_valid_credentials() {
+    let h = Harness::new();
+    let report = rolecall::once(
+        &h.config(&[("reader", READER), ("writer", WRITER)]),
+        &opts(),
+    )
+    .await
+    .unwrap();
+    assert!(report.failed.is_empty());
+    let before = h.credentials();
+
+    // STS is down when rolecall restarts; writer now names another role.
+    h.sts.set_default(Reply::server_error());
+    let r = Running::start(h.config(&[("reader", READER), ("writer", AUDIT)]), opts());
+    assert!(h.sts.wait_for_calls(4, Duration::from_secs(5)).await);
+    let (status, body) = h.wait_readyz(|s, _| s == 503).await;
+    assert_eq!(status, 503);
+    assert!(
+        body.contains("writer") && !body.contains("reader"),
+        "{body}"
+    );
+    let after = h.credentials();
+    assert_eq!(
+        after.get("reader"),
+        before.get("reader"),
+        "reader's valid session was kept"
+    );
+    assert!(
+        !after.contains_key("writer"),
+        "a session for a different role is not adopted"
+    );
+    r.stop().await;
+}

@@ -18,10 +18,12 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, CredentialsMode};
+use std::collections::BTreeMap;
+
+use crate::config::{Config, CredentialsMode, Profile};
 use crate::metrics::FileLabel;
 use crate::schedule;
-use crate::session::format_time;
+use crate::session::{Secret, Session, format_time, parse_time};
 use crate::state::{ProfileState, Shared};
 use crate::sts::ini_safe;
 
@@ -133,6 +135,80 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
         config,
         status,
     }
+}
+
+/// Sessions that an earlier rolecall left in `dir` and that are still valid
+/// for these profiles (same name, same role, same credentials mode, more than
+/// a minute left). Seeding the state with them means a restart during an STS
+/// outage does not take valid credentials away from the application.
+pub fn adopt(dir: &Path, profiles: &[Arc<Profile>], now: SystemTime) -> BTreeMap<String, Session> {
+    let mut out = BTreeMap::new();
+    let Ok(status) = crate::status::read(dir) else {
+        return out;
+    };
+    let Ok(credentials) = std::fs::read_to_string(dir.join(CREDENTIALS_FILE)) else {
+        return out;
+    };
+    let sections = parse_credentials(&credentials);
+    for p in profiles
+        .iter()
+        .filter(|p| p.credentials == CredentialsMode::File)
+    {
+        let Some(st) = status
+            .profiles
+            .iter()
+            .find(|s| s.name == p.name && s.role_arn == p.role_arn)
+        else {
+            continue;
+        };
+        let Some(expiration) = st.expiration.as_deref().and_then(parse_time) else {
+            continue;
+        };
+        if expiration <= now + Duration::from_secs(60) {
+            continue;
+        }
+        let Some(keys) = sections.get(p.name.as_str()) else {
+            continue;
+        };
+        let get = |k: &str| {
+            keys.iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| *v)
+                .filter(|v| ini_safe(v))
+        };
+        if let (Some(id), Some(secret), Some(token)) = (
+            get("aws_access_key_id"),
+            get("aws_secret_access_key"),
+            get("aws_session_token"),
+        ) {
+            out.insert(
+                p.name.clone(),
+                Session {
+                    access_key_id: Secret::new(id),
+                    secret_access_key: Secret::new(secret),
+                    session_token: Secret::new(token),
+                    expiration,
+                    assumed_role_arn: None,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The sections of a credentials file as rolecall writes it.
+fn parse_credentials(text: &str) -> BTreeMap<&str, Vec<(&str, &str)>> {
+    let mut out: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    let mut current = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = Some(name);
+            out.entry(name).or_default();
+        } else if let (Some(section), Some((k, v))) = (current, line.split_once('=')) {
+            out.entry(section).or_default().push((k.trim(), v.trim()));
+        }
+    }
+    out
 }
 
 /// Writes the outputs of one configuration.

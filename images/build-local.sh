@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Build the rolecall runtime image, tagged localhost/rolecall:dev, from a binary built on
+# this machine: no registry, no container daemon, no Rust image. It holds the same files and
+# configuration as the runtime stage of images/Containerfile (keep the two in step):
+#
+#   /rolecall                            fully static binary (crt-static glibc)
+#   /etc/ssl/certs/ca-certificates.crt   the host's CA bundle
+#   /etc/passwd, /etc/group              root, nobody, rolecall (65532:65532)
+#   /etc/nsswitch.conf                   hosts: files dns
+#   user 65532:65532, entrypoint ["/rolecall"], cmd ["run"], SSL_CERT_FILE, port 9911, OCI labels
+#
+# Usage:
+#   images/build-local.sh                          build (idempotent: replaces the old image)
+#   images/build-local.sh --print-storage-driver   print the storage driver it would use
+#
+# Environment:
+#   ROLECALL_IMAGE    image name (default localhost/rolecall:dev)
+#   STORAGE_DRIVER    containers/storage driver; default: the configured one (overlay) when a
+#                     scratch container can be created and mounted with it, else vfs
+#   CARGO_TARGET_DIR  cargo's target dir (default ./target)
+#
+# Installs what it lacks (buildah, ca-certificates, binutils) with apt-get: run it as root on
+# Debian/Ubuntu. It never runs a container, so no runtime isolation (--isolation) is involved.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+IMAGE=${ROLECALL_IMAGE:-localhost/rolecall:dev}
+TRIPLE=$(uname -m)-unknown-linux-gnu # x86_64-unknown-linux-gnu here, as in the Containerfile
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/$TRIPLE/release/rolecall
+WORKING=rolecall-build-local # name of the working container
+CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+
+say() { printf '>> %s\n' "$*" >&2; }
+die() {
+	printf 'build-local.sh: %s\n' "$*" >&2
+	exit 1
+}
+
+# ------------------------------------------------------------------ tools
+
+APT_UPDATED=
+apt_install() {
+	if [ "$(id -u)" != 0 ]; then die "missing $*: install it (apt-get install $*) or run as root"; fi
+	if [ -z "$APT_UPDATED" ]; then
+		say "apt-get update"
+		apt-get update -qq
+		APT_UPDATED=1
+	fi
+	say "apt-get install $*"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_tools() {
+	command -v buildah >/dev/null || apt_install buildah
+	command -v readelf >/dev/null || apt_install binutils
+	[ -s "$CA_BUNDLE" ] || apt_install ca-certificates
+	[ -s "$CA_BUNDLE" ] || die "no CA bundle at $CA_BUNDLE"
+}
+
+# ------------------------------------------------------------------ storage
+
+# The configured driver (overlay on Debian) works when this machine can mount overlay; in
+# some nested sandboxes it cannot, and vfs (plain copies, slower, always works) is the answer.
+# Probe by creating and mounting an empty scratch container.
+storage_driver() {
+	if [ -n "${STORAGE_DRIVER:-}" ]; then
+		echo "$STORAGE_DRIVER"
+		return
+	fi
+	local probe=rolecall-storage-probe
+	buildah rm "$probe" >/dev/null 2>&1 || true
+	if buildah from --name "$probe" scratch >/dev/null 2>&1 && buildah mount "$probe" >/dev/null 2>&1; then
+		buildah rm "$probe" >/dev/null 2>&1 || true
+		buildah info --format '{{.store.GraphDriverName}}'
+	else
+		buildah rm "$probe" >/dev/null 2>&1 || true
+		echo vfs
+	fi
+}
+
+if [ "${1:-}" = --print-storage-driver ]; then
+	ensure_tools
+	storage_driver
+	exit 0
+fi
+[ $# -eq 0 ] || die "usage: $0 [--print-storage-driver]"
+
+ensure_tools
+DRIVER=$(storage_driver)
+buildah() { command buildah --storage-driver "$DRIVER" "$@"; }
+
+# ------------------------------------------------------------------ the static binary
+
+# The explicit --target makes RUSTFLAGS apply to the target only: build scripts and
+# proc-macros stay dynamic, the binary is static. Same command as the Containerfile's.
+say "cargo build --release --locked --target $TRIPLE (RUSTFLAGS=-C target-feature=+crt-static)"
+(
+	cd "$ROOT"
+	unset CARGO_ENCODED_RUSTFLAGS
+	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TRIPLE"
+)
+[ -x "$BIN" ] || die "cargo did not produce $BIN"
+if readelf -l "$BIN" | grep -q INTERP; then
+	die "$BIN is dynamically linked (it has a program interpreter)"
+fi
+if readelf -d "$BIN" 2>/dev/null | grep -q NEEDED; then
+	die "$BIN needs shared libraries: $(readelf -d "$BIN" | grep NEEDED)"
+fi
+
+# ------------------------------------------------------------------ the root filesystem
+
+STAGE=$(mktemp -d)
+cleanup() {
+	rm -rf "$STAGE"
+	buildah rm "$WORKING" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+chmod 0755 "$STAGE"
+mkdir -p "$STAGE/etc/ssl/certs"
+install -m 0755 "$BIN" "$STAGE/rolecall"
+install -m 0644 "$CA_BUNDLE" "$STAGE/etc/ssl/certs/ca-certificates.crt"
+printf '%s\n' \
+	'root:x:0:0:root:/root:/sbin/nologin' \
+	'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' \
+	'rolecall:x:65532:65532:rolecall:/nonexistent:/sbin/nologin' >"$STAGE/etc/passwd"
+printf '%s\n' \
+	'root:x:0:' \
+	'nogroup:x:65534:' \
+	'rolecall:x:65532:' >"$STAGE/etc/group"
+printf '%s\n' 'hosts: files dns' >"$STAGE/etc/nsswitch.conf"
+chmod 0644 "$STAGE/etc/passwd" "$STAGE/etc/group" "$STAGE/etc/nsswitch.conf"
+chmod 0755 "$STAGE/etc" "$STAGE/etc/ssl" "$STAGE/etc/ssl/certs"
+
+# ------------------------------------------------------------------ the image
+
+VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -n1)
+REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+if [ "$REVISION" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+	REVISION=$REVISION-dirty
+fi
+
+say "buildah ($DRIVER storage): scratch + static binary -> $IMAGE"
+buildah rm "$WORKING" >/dev/null 2>&1 || true
+OLD_ID=$(buildah images --noheading --no-trunc --format '{{.ID}}' "$IMAGE" 2>/dev/null || true)
+
+buildah from --name "$WORKING" scratch >/dev/null
+buildah copy --quiet --chown 0:0 "$WORKING" "$STAGE/" / >/dev/null
+buildah config \
+	--created-by "images/build-local.sh: COPY rootfs (static rolecall, CA bundle, passwd, group)" \
+	--user 65532:65532 \
+	--entrypoint '["/rolecall"]' \
+	--cmd run \
+	--env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+	--port 9911/tcp \
+	--label org.opencontainers.image.title=rolecall \
+	--label "org.opencontainers.image.description=Kubernetes sidecar that turns a projected service-account token into many AWS role profiles" \
+	--label org.opencontainers.image.licenses=Apache-2.0 \
+	--label "org.opencontainers.image.version=$VERSION" \
+	--label "org.opencontainers.image.revision=$REVISION" \
+	"$WORKING"
+NEW_ID=$(buildah commit --quiet --rm "$WORKING" "$IMAGE")
+
+# The previous image of the same name is now untagged: remove it (unless something uses it).
+if [ -n "$OLD_ID" ] && [ "$OLD_ID" != "$NEW_ID" ]; then
+	buildah rmi "$OLD_ID" >/dev/null 2>&1 || true
+fi
+
+BIN_BYTES=$(stat -c %s "$BIN")
+SIZE=$(buildah images --noheading --format '{{.Size}}' "$IMAGE")
+say "built $IMAGE (${NEW_ID:0:12}): image $SIZE uncompressed, binary $BIN_BYTES bytes"
+echo "$IMAGE ${NEW_ID:0:12} size $SIZE binary $BIN_BYTES"
