@@ -18,7 +18,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv build fmt-check clippy unit-test acceptance test demo clean
+.PHONY: help venv build fmt-check clippy unit-test acceptance validate-examples image-test test demo clean
 
 help:
 	@echo "make demo       build rolecall and run it against a local STS (moto)"
@@ -67,12 +67,26 @@ unit-test:
 acceptance: venv
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test acceptance -- --ignored --test-threads=1
 
+# The Kubernetes manifests against the Kubernetes schemas (offline), the
+# CloudFormation template with cfn-lint, and `rolecall check` with each
+# example's configuration against the trust policies in examples/iam.
+validate-examples: venv
+	$(CARGO) build $(LOCKED)
+	VENV=$(VENV) ROLECALL_BIN=$(TARGET_DIR)/debug/rolecall ./scripts/validate-examples.sh
+
+# Builds the runtime image with buildah from a static host build, checks its
+# user, entrypoint, size and contents, and runs it from its root filesystem
+# with chroot (containers cannot run on these machines).
+image-test:
+	./scripts/image-test.sh
+
 # Run in this order; make stops at the first failure.
 test:
 	$(MAKE) --no-print-directory fmt-check
 	$(MAKE) --no-print-directory clippy
 	$(MAKE) --no-print-directory unit-test
 	$(MAKE) --no-print-directory acceptance
+	$(MAKE) --no-print-directory validate-examples
 
 demo: venv build
 	ROLECALL_VENV=$(CURDIR)/$(VENV) ROLECALL_BIN=$(TARGET_DIR)/release/rolecall ./scripts/demo.sh

@@ -13,8 +13,9 @@
 #   cfn         cfn-lint (offline: it bundles the resource specs), and the
 #               template's trust policies render to the JSON files' documents
 #   apps        sh -n for shell snippets, compile() for Python ones
-#   rolecall    only with ROLECALL_BIN=path/to/rolecall: the binary accepts
-#               every rolecall configuration in the manifests (no exit 64)
+#   rolecall    only with ROLECALL_BIN=path/to/rolecall: `rolecall check`
+#               accepts every sidecar's configuration, and the trust policies
+#               it prints equal the ones in examples/iam/
 #
 # Environment: VENV (default .venv, made by `make venv`), K8S_VERSIONS
 # (default "1.29.0 1.37.0"), ROLECALL_BIN (optional).
@@ -322,15 +323,18 @@ shell_syntax() {
 }
 
 # ------------------------------------------------------------- rolecall itself
-# Each sidecar's args with `once` instead of `run`, its ConfigMap files laid
-# out under a temporary root, a dummy token and an unreachable loopback STS:
-# exit 64 means the configuration was refused; anything else means accepted.
-rolecall_accepts_configs() {
-  local line where n=0 rc
+# `rolecall check` with each sidecar's args (`run` becomes `check`), its
+# ConfigMap files laid out under a temporary root and a token with the example
+# cluster's claims: the configuration must be accepted (exit 0; 64 means
+# refused), and every trust policy it prints for a profile NAME must equal
+# examples/iam/trust-policy-NAME.json where that file exists.
+rolecall_checks_configs() {
+  local line n=0 rc dir where
+  local -a args
   while IFS= read -r line; do
     n=$((n + 1))
-    local dir="$tmp/rc$n"
-    mkdir -p "$dir/out"
+    dir="$tmp/rc$n"
+    mkdir -p "$dir"
     where=$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["where"])' "$line")
     mapfile -t args < <("$py" - "$line" "$dir" <<'PY'
 import base64, json, os, sys, time
@@ -343,28 +347,49 @@ for mount_path, text in spec["files"].items():
         f.write(text)
     paths[mount_path] = local
 b64 = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()
-claims = {"iss": "https://oidc.example", "sub": "system:serviceaccount:shop:shop-cart",
+claims = {"iss": "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
+          "sub": "system:serviceaccount:shop:shop-cart",
           "aud": ["sts.amazonaws.com"], "exp": int(time.time()) + 3600}
 with open(os.path.join(root, "token"), "w") as f:
-    f.write(b64({"alg": "RS256"}) + "." + b64(claims) + ".c2ln")
+    f.write(b64({"alg": "RS256", "kid": "example"}) + "." + b64(claims) + ".c2lnbmF0dXJl")
 args = [paths.get(a, a) for a in spec["args"]]
-args = [next((paths[p] + a[len(p):] for p in paths if a.endswith("=" + p)), a) for a in args]
-args = ["once" if a == "run" else a for a in args]
-if not args or args[0] != "once":
-    args.insert(0, "once")
-print("\n".join(args))
+args = [next((a[: -len(p)] + paths[p] for p in paths if a.endswith("=" + p)), a) for a in args]
+if args and args[0] == "run":
+    args = args[1:]
+print("\n".join(["check"] + args))
 PY
 )
     rc=0
     timeout 60 "$ROLECALL_BIN" "${args[@]}" \
-      --token-file "$dir/token" --output-dir "$dir/out" \
-      --sts-endpoint http://127.0.0.1:9 --health-addr '' >"$dir/log" 2>&1 || rc=$?
-    if [ "$rc" -eq 64 ] || [ "$rc" -eq 124 ] || [ "$rc" -gt 128 ]; then
+      --token-file "$dir/token" --output-dir "$dir/out" --health-addr '' \
+      >"$dir/out.txt" 2>"$dir/err.txt" || rc=$?
+    if [ "$rc" -ne 0 ]; then
       echo "$where: rolecall ${args[*]} exited $rc" >&2
-      sed 's/^/    /' "$dir/log" >&2
+      sed 's/^/    /' "$dir/out.txt" "$dir/err.txt" >&2
       return 1
     fi
-    echo "$where: configuration accepted"
+    "$py" - "$where" "$dir/out.txt" <<'PY' || return 1
+import json, os, re, sys
+where, out = sys.argv[1], open(sys.argv[2]).read()
+bad, compared = [], []
+# Blocks: "profile NAME -> ARN", then an indented JSON document.
+for m in re.finditer(r"^profile (\S+) -> [^\n]*\n(?:(?!profile |  \{)[^\n]*\n){0,3}(  \{\n.*?\n  \})$", out, re.M | re.S):
+    name, doc = m.group(1), json.loads(m.group(2))
+    path = f"examples/iam/trust-policy-{name}.json"
+    if not os.path.exists(path):
+        continue
+    with open(path) as f:
+        want = json.load(f)
+    for s in want.get("Statement", []):
+        s.pop("Sid", None)
+    compared.append(name)
+    if doc != want:
+        bad.append(f"{where}: rolecall check prints for {name}:\n{json.dumps(doc, indent=2)}\nwhich differs from {path}")
+if bad:
+    print("\n".join(bad), file=sys.stderr)
+    sys.exit(1)
+print(f"{where}: accepted" + (f"; trust policies of {', '.join(compared)} match examples/iam" if compared else ""))
+PY
   done < <(python_checks rolecall-args "${manifests[@]}")
   [ "$n" -gt 0 ]
 }
@@ -381,7 +406,7 @@ fi
 check "shell syntax" shell_syntax
 check "python syntax" python_checks python "${pythons[@]}"
 if [ -n "$ROLECALL_BIN" ]; then
-  check "rolecall accepts the configurations" rolecall_accepts_configs
+  check "rolecall check" rolecall_checks_configs
 else
   echo "== rolecall configurations: skipped (set ROLECALL_BIN to check them with the binary)"
 fi
