@@ -52,6 +52,10 @@ pub struct Flags {
     /// Directory the credentials and config files are written to [env: ROLECALL_OUTPUT_DIR]
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<String>,
+    /// Where the application container mounts the output dir, for the
+    /// credential_process lines in `config` [env: ROLECALL_APP_OUTPUT_DIR; default: the output dir]
+    #[arg(long, value_name = "DIR")]
+    pub app_output_dir: Option<String>,
     /// AWS region for STS calls and the config file [env: AWS_REGION, AWS_DEFAULT_REGION]
     #[arg(long)]
     pub region: Option<String>,
@@ -125,6 +129,8 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     pub token_file: PathBuf,
     pub output_dir: PathBuf,
+    /// The output dir as the application sees it (process mode).
+    pub app_output_dir: PathBuf,
     pub file_mode: u32,
     pub health_addr: Option<SocketAddr>,
     pub endpoint_addr: Option<SocketAddr>,
@@ -195,6 +201,7 @@ struct RawProfile {
 struct FileConfig {
     token_file: Option<Src<String>>,
     output_dir: Option<Src<String>>,
+    app_output_dir: Option<Src<String>>,
     region: Option<Src<String>>,
     sts_endpoint: Option<Src<String>>,
     duration_seconds: Option<Src<String>>,
@@ -210,6 +217,7 @@ struct FileConfig {
 const TOP_KEYS: &[&str] = &[
     "token_file",
     "output_dir",
+    "app_output_dir",
     "region",
     "sts_endpoint",
     "duration_seconds",
@@ -318,6 +326,7 @@ fn parse_file(text: &[u8], file: &Path, problems: &mut Problems) -> FileConfig {
         let slot = match key.as_str() {
             "token_file" => &mut out.token_file,
             "output_dir" => &mut out.output_dir,
+            "app_output_dir" => &mut out.app_output_dir,
             "region" => &mut out.region,
             "sts_endpoint" => &mut out.sts_endpoint,
             "duration_seconds" => &mut out.duration_seconds,
@@ -560,6 +569,19 @@ fn build(
     )
     .map(|s| check_path(&s, problems))
     .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTPUT_DIR));
+    let app_output_dir = pick(
+        flag_src(&flags.app_output_dir, "app-output-dir"),
+        env_src(env, &["ROLECALL_APP_OUTPUT_DIR"]),
+        &file.app_output_dir,
+    )
+    .map(|s| {
+        let p = check_path(&s, problems);
+        if !p.is_absolute() || s.value.chars().any(char::is_whitespace) {
+            problems.push(&s.origin, "must be an absolute path without spaces (it is written into credential_process lines)");
+        }
+        p
+    })
+    .unwrap_or_else(|| std::path::absolute(&output_dir).unwrap_or_else(|_| output_dir.clone()));
     let file_mode = pick(
         flag_src(&flags.file_mode, "file-mode"),
         None,
@@ -820,6 +842,7 @@ fn build(
         config_file,
         token_file,
         output_dir,
+        app_output_dir,
         file_mode,
         health_addr,
         endpoint_addr,

@@ -5,7 +5,6 @@
 //! ready (its last error, never a secret) — a `startupProbe` on it makes the
 //! application container start only after its credentials exist.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +14,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::Shared;
@@ -79,7 +76,7 @@ impl Health {
     }
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+pub(crate) fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -96,36 +93,5 @@ pub async fn serve(
     health: Health,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let health = Arc::new(health);
-    let task = tokio::spawn(async move {
-        loop {
-            let (stream, _) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "health listener accept failed");
-                        continue;
-                    }
-                },
-                _ = shutdown.cancelled() => return,
-            };
-            let health = health.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let r = health.respond(&req);
-                    async move { Ok::<_, Infallible>(r) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    _ = conn => {}
-                    _ = shutdown.cancelled() => {}
-                }
-            });
-        }
-    });
-    Ok((local, task))
+    crate::http::serve(addr, move |req| health.respond(req), shutdown).await
 }

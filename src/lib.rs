@@ -29,9 +29,12 @@
 
 pub mod check;
 pub mod config;
+pub mod endpoint;
 pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod output;
+pub mod process;
 pub mod refresher;
 pub mod schedule;
 pub mod session;
@@ -91,6 +94,9 @@ pub struct Options {
     pub concurrency: usize,
     /// How long shutdown waits for tasks before giving up on them.
     pub stop_grace: Duration,
+    /// The binary installed as the process-mode helper; `None` for this
+    /// executable (tests of the library point it at the built binary).
+    pub helper_binary: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -101,6 +107,7 @@ impl Default for Options {
             jitter: schedule::random_jitter,
             concurrency: 16,
             stop_grace: Duration::from_millis(1500),
+            helper_binary: None,
         }
     }
 }
@@ -110,7 +117,7 @@ impl Default for Options {
 pub enum RunError {
     #[error(transparent)]
     Output(#[from] WriteError),
-    #[error("cannot listen on {addr} for health checks: {source}")]
+    #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
         #[source]
@@ -139,6 +146,7 @@ impl Core {
         let shared = Shared::new();
         let writer = Writer::new(config);
         writer.prepare()?;
+        install_helper_if_needed(&writer, config, opts)?;
         let nudge = Arc::new(tokio_watch::channel(0u64).0);
         let refresh_all = tokio_watch::channel(0u64).0;
         let ctx = Context {
@@ -220,6 +228,26 @@ impl Core {
     }
 }
 
+/// Installs rolecall as `<dir>/rolecall` when a profile uses process mode.
+fn install_helper_if_needed(
+    writer: &Writer,
+    config: &Config,
+    opts: &Options,
+) -> Result<(), WriteError> {
+    if config
+        .profiles
+        .iter()
+        .any(|p| p.credentials == config::CredentialsMode::Process)
+    {
+        let exe = opts
+            .helper_binary
+            .clone()
+            .unwrap_or_else(|| "/proc/self/exe".into());
+        writer.install_helper(&exe)?;
+    }
+    Ok(())
+}
+
 /// `rolecall once`: assume every profile, write the outputs, return.
 pub async fn once(config: &Config, opts: &Options) -> Result<OnceReport, RunError> {
     let core = Core::new(config, opts)?;
@@ -270,6 +298,19 @@ pub async fn run(
             let _ = task.await;
         });
     }
+    if let Some(addr) = config.endpoint_addr {
+        let ep = endpoint::Endpoint {
+            shared: core.shared.clone(),
+            token: endpoint::write_token(&core.writer)?,
+        };
+        let (bound, task) = http::serve(addr, move |req| ep.respond(req), stop.clone())
+            .await
+            .map_err(|source| RunError::Listen { addr, source })?;
+        tracing::info!(addr = %bound, token_file = %core.writer.dir.join(endpoint::TOKEN_FILE).display(), "credentials endpoint listening");
+        background.spawn(async move {
+            let _ = task.await;
+        });
+    }
     background.spawn(
         watch::TokenWatcher {
             token_file: config.token_file.clone(),
@@ -313,6 +354,9 @@ pub async fn run(
                 }
                 Control::Reload => match reload() {
                     Ok(new) => {
+                        if let Err(e) = install_helper_if_needed(&core.writer, &new, &opts) {
+                            tracing::error!(error = %e, "cannot install the credential_process helper");
+                        }
                         apply_reload(&core, &mut tasks, &current, &new, &stop);
                         current = new;
                     }

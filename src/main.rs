@@ -47,6 +47,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print credential_process JSON for a profile (run by the AWS SDKs)
+    CredentialProcess {
+        /// The profile to print
+        #[arg(long)]
+        profile: String,
+        /// The output dir [default: the directory holding this helper, then
+        /// ROLECALL_OUTPUT_DIR, then /aws]
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +79,31 @@ fn main() -> ExitCode {
                 .or_else(|| env.get("ROLECALL_OUTPUT_DIR").map(Into::into))
                 .unwrap_or_else(|| config::DEFAULT_OUTPUT_DIR.into());
             return status(&dir, json);
+        }
+        Some(Command::CredentialProcess {
+            profile,
+            output_dir,
+        }) => {
+            let dir = output_dir.unwrap_or_else(|| {
+                rolecall::process::default_dir(
+                    std::env::current_exe().ok(),
+                    env.get("ROLECALL_OUTPUT_DIR").map(String::as_str),
+                )
+            });
+            return match rolecall::process::credentials(
+                &dir,
+                &profile,
+                std::time::SystemTime::now(),
+            ) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rolecall: {e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            };
         }
     };
     let config = match Config::load(&flags, &env) {

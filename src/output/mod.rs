@@ -29,6 +29,37 @@ use crate::sts::ini_safe;
 
 pub const CREDENTIALS_FILE: &str = "credentials";
 pub const CONFIG_FILE: &str = "config";
+/// What `rolecall credential-process` reads: the live sessions of the
+/// process-mode profiles. Written only when some profile uses process mode.
+pub const PROCESS_FILE: &str = "credential-process.json";
+/// The helper binary installed for process mode.
+pub const HELPER_FILE: &str = "rolecall";
+
+/// One session in [`PROCESS_FILE`], in the `credential_process` format.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProcessCredentials {
+    pub version: u32,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub expiration: String,
+}
+
+impl std::fmt::Debug for ProcessCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessCredentials")
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The whole of [`PROCESS_FILE`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessFile {
+    pub profiles: BTreeMap<String, ProcessCredentials>,
+}
+
 /// What `rolecall status` reads: per profile, role, expiry, last refresh and
 /// last error. Holds no secret.
 pub const STATUS_FILE: &str = "status.json";
@@ -63,6 +94,8 @@ pub struct Rendered {
     pub config: String,
     /// [`STATUS_FILE`] as JSON.
     pub status: String,
+    /// [`PROCESS_FILE`] as JSON (secrets), when a profile uses process mode.
+    pub process: Option<String>,
 }
 
 /// Renders the outputs for the profiles in `states` at `now`.
@@ -73,6 +106,7 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
         version: 1,
         profiles: Vec::new(),
     };
+    let mut process: Option<ProcessFile> = None;
     for state in states {
         let p = &state.profile;
         status.profiles.push(ProfileStatus {
@@ -120,6 +154,19 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
             let _ = writeln!(config, "region = {region}");
         }
         if p.credentials == CredentialsMode::Process {
+            let file = process.get_or_insert_with(ProcessFile::default);
+            if let Some(s) = state.live_session(now) {
+                file.profiles.insert(
+                    p.name.clone(),
+                    ProcessCredentials {
+                        version: 1,
+                        access_key_id: s.access_key_id.expose().to_owned(),
+                        secret_access_key: s.secret_access_key.expose().to_owned(),
+                        session_token: s.session_token.expose().to_owned(),
+                        expiration: format_time(s.expiration),
+                    },
+                );
+            }
             let _ = writeln!(
                 config,
                 "credential_process = {} credential-process --profile {}",
@@ -134,6 +181,7 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
         credentials,
         config,
         status,
+        process: process.map(|p| serde_json::to_string(&p).expect("serialisable") + "\n"),
     }
 }
 
@@ -146,19 +194,18 @@ pub fn adopt(dir: &Path, profiles: &[Arc<Profile>], now: SystemTime) -> BTreeMap
     let Ok(status) = crate::status::read(dir) else {
         return out;
     };
-    let Ok(credentials) = std::fs::read_to_string(dir.join(CREDENTIALS_FILE)) else {
-        return out;
-    };
+    let credentials = std::fs::read_to_string(dir.join(CREDENTIALS_FILE)).unwrap_or_default();
     let sections = parse_credentials(&credentials);
-    for p in profiles
-        .iter()
-        .filter(|p| p.credentials == CredentialsMode::File)
-    {
-        let Some(st) = status
-            .profiles
-            .iter()
-            .find(|s| s.name == p.name && s.role_arn == p.role_arn)
-        else {
+    let process: ProcessFile = std::fs::read(dir.join(PROCESS_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    for p in profiles {
+        let Some(st) = status.profiles.iter().find(|s| {
+            s.name == p.name
+                && s.role_arn == p.role_arn
+                && (s.credentials == "process") == (p.credentials == CredentialsMode::Process)
+        }) else {
             continue;
         };
         let Some(expiration) = st.expiration.as_deref().and_then(parse_time) else {
@@ -167,20 +214,26 @@ pub fn adopt(dir: &Path, profiles: &[Arc<Profile>], now: SystemTime) -> BTreeMap
         if expiration <= now + Duration::from_secs(60) {
             continue;
         }
-        let Some(keys) = sections.get(p.name.as_str()) else {
-            continue;
+        let keys: Option<(&str, &str, &str)> = match p.credentials {
+            CredentialsMode::File => sections.get(p.name.as_str()).and_then(|keys| {
+                let get = |k: &str| keys.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+                Some((
+                    get("aws_access_key_id")?,
+                    get("aws_secret_access_key")?,
+                    get("aws_session_token")?,
+                ))
+            }),
+            CredentialsMode::Process => process.profiles.get(&p.name).map(|c| {
+                (
+                    c.access_key_id.as_str(),
+                    c.secret_access_key.as_str(),
+                    c.session_token.as_str(),
+                )
+            }),
         };
-        let get = |k: &str| {
-            keys.iter()
-                .find(|(key, _)| *key == k)
-                .map(|(_, v)| *v)
-                .filter(|v| ini_safe(v))
-        };
-        if let (Some(id), Some(secret), Some(token)) = (
-            get("aws_access_key_id"),
-            get("aws_secret_access_key"),
-            get("aws_session_token"),
-        ) {
+        if let Some((id, secret, token)) =
+            keys.filter(|(a, b, c)| ini_safe(a) && ini_safe(b) && ini_safe(c))
+        {
             out.insert(
                 p.name.clone(),
                 Session {
@@ -215,6 +268,8 @@ fn parse_credentials(text: &str) -> BTreeMap<&str, Vec<(&str, &str)>> {
 #[derive(Clone, Debug)]
 pub struct Writer {
     pub dir: PathBuf,
+    /// The output dir as the application sees it.
+    pub app_dir: PathBuf,
     pub mode: u32,
 }
 
@@ -232,8 +287,27 @@ impl Writer {
     pub fn new(config: &Config) -> Writer {
         Writer {
             dir: config.output_dir.clone(),
+            app_dir: config.app_output_dir.clone(),
             mode: config.file_mode,
         }
+    }
+
+    /// Installs `binary` (rolecall itself) as the process-mode helper,
+    /// atomically and only when it differs. Executable by whoever may read
+    /// the outputs (0640 gives 0750).
+    pub fn install_helper(&self, binary: &Path) -> Result<bool, WriteError> {
+        let err = |source| WriteError {
+            file: HELPER_FILE,
+            path: self.dir.join(HELPER_FILE),
+            source,
+        };
+        let bytes = std::fs::read(binary).map_err(err)?;
+        let mode = self.mode | ((self.mode & 0o444) >> 2);
+        let installed = atomic::replace(&self.dir, HELPER_FILE, &bytes, mode).map_err(err)?;
+        if installed {
+            tracing::info!(path = %self.dir.join(HELPER_FILE).display(), "installed the credential_process helper");
+        }
+        Ok(installed)
     }
 
     /// Creates the directory if needed and removes temporaries left by a
@@ -258,15 +332,23 @@ impl Writer {
         let rendered = {
             let map = shared.lock();
             let states: Vec<&ProfileState> = map.values().collect();
-            render(&states, &self.dir, now)
+            render(&states, &self.app_dir, now)
         };
         let mut first_error = None;
         for (file, contents) in [
-            (CREDENTIALS_FILE, rendered.credentials.as_bytes()),
-            (CONFIG_FILE, rendered.config.as_bytes()),
-            (STATUS_FILE, rendered.status.as_bytes()),
+            (CREDENTIALS_FILE, Some(rendered.credentials.as_bytes())),
+            (CONFIG_FILE, Some(rendered.config.as_bytes())),
+            (STATUS_FILE, Some(rendered.status.as_bytes())),
+            (
+                PROCESS_FILE,
+                rendered.process.as_ref().map(|p| p.as_bytes()),
+            ),
         ] {
-            match atomic::replace(&self.dir, file, contents, self.mode) {
+            let result = match contents {
+                Some(c) => atomic::replace(&self.dir, file, c, self.mode),
+                None => atomic::remove(&self.dir, file),
+            };
+            match result {
                 Ok(true) => tracing::debug!(file, "output written"),
                 Ok(false) => {}
                 Err(source) => {

@@ -117,6 +117,7 @@ fn writes_both_files_and_reports_a_failure_without_touching_the_old_file() {
     );
     let w = Writer {
         dir: dir.path().to_owned(),
+        app_dir: dir.path().to_owned(),
         mode: 0o640,
     };
     w.prepare().unwrap();
@@ -128,6 +129,7 @@ fn writes_both_files_and_reports_a_failure_without_touching_the_old_file() {
     // permissions, so replace the directory path with a file instead.
     let broken = Writer {
         dir: dir.path().join("credentials"),
+        app_dir: dir.path().to_owned(),
         mode: 0o640,
     };
     let e = broken.write(&shared, SystemTime::now()).unwrap_err();

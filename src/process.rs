@@ -1,0 +1,151 @@
+//! `rolecall credential-process --profile NAME`: the helper that SDKs run
+//! for `credential_process` profiles. It prints the session the sidecar last
+//! wrote for NAME in the AWS `credential_process` JSON format, reads nothing
+//! over the network, and fails clearly for an unknown, missing or expired
+//! profile (the SDK then reports the message).
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::output::{HELPER_FILE, PROCESS_FILE, ProcessFile};
+use crate::session::parse_time;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    #[error(
+        "no {PROCESS_FILE} in {dir}: is the rolecall sidecar running with a process-mode profile? ({source})"
+    )]
+    Missing {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not readable as rolecall's credential file: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error(
+        "profile {profile} has no credentials in {dir} (published: {known}); is it configured with credentials: process, and did its last refresh succeed? (`rolecall status`)"
+    )]
+    Unknown {
+        profile: String,
+        dir: String,
+        known: String,
+    },
+    #[error(
+        "the credentials of profile {profile} expired at {expiration}; is the rolecall sidecar running? (`rolecall status`)"
+    )]
+    Expired { profile: String, expiration: String },
+}
+
+/// Where the helper looks when `--output-dir` is not given: beside itself
+/// (it is installed in the output dir), then `ROLECALL_OUTPUT_DIR`, then the
+/// default.
+pub fn default_dir(exe: Option<PathBuf>, env_dir: Option<&str>) -> PathBuf {
+    if let Some(dir) = exe
+        .as_deref()
+        .filter(|e| e.file_name().is_some_and(|n| n == HELPER_FILE))
+        .and_then(Path::parent)
+        .filter(|d| d.join(PROCESS_FILE).exists())
+    {
+        return dir.to_owned();
+    }
+    env_dir
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_OUTPUT_DIR))
+}
+
+/// The `credential_process` JSON for `profile`.
+pub fn credentials(dir: &Path, profile: &str, now: SystemTime) -> Result<String, HelperError> {
+    let path = dir.join(PROCESS_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| HelperError::Missing {
+        dir: dir.display().to_string(),
+        source,
+    })?;
+    let file: ProcessFile = serde_json::from_slice(&bytes).map_err(|e| HelperError::Invalid {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let Some(c) = file.profiles.get(profile) else {
+        let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
+        return Err(HelperError::Unknown {
+            profile: profile.to_owned(),
+            dir: dir.display().to_string(),
+            known: if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
+        });
+    };
+    if parse_time(&c.expiration).is_none_or(|t| t <= now) {
+        return Err(HelperError::Expired {
+            profile: profile.to_owned(),
+            expiration: c.expiration.clone(),
+        });
+    }
+    Ok(serde_json::to_string(c).expect("serialisable"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn write(dir: &Path, expiration: &str) {
+        std::fs::write(
+            dir.join(PROCESS_FILE),
+            format!(
+                r#"{{"profiles":{{"svc":{{"Version":1,"AccessKeyId":"ASIAX","SecretAccessKey":"s3cr3t","SessionToken":"tok","Expiration":"{expiration}"}}}}}}"#
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn prints_version_1_json_for_a_live_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "2030-01-01T00:00:00Z");
+        let out = credentials(dir.path(), "svc", SystemTime::now()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Version"], 1);
+        assert_eq!(v["AccessKeyId"], "ASIAX");
+        assert_eq!(v["SecretAccessKey"], "s3cr3t");
+        assert_eq!(v["SessionToken"], "tok");
+        assert_eq!(v["Expiration"], "2030-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn unknown_missing_and_expired_profiles_fail_clearly_without_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = credentials(dir.path(), "svc", SystemTime::now()).unwrap_err();
+        assert!(
+            e.to_string().contains("is the rolecall sidecar running"),
+            "{e}"
+        );
+        write(dir.path(), "2020-01-01T00:00:00Z");
+        let e = credentials(dir.path(), "other", SystemTime::now()).unwrap_err();
+        assert!(e.to_string().contains("published: svc"), "{e}");
+        let e = credentials(dir.path(), "svc", SystemTime::now()).unwrap_err();
+        assert!(
+            e.to_string().contains("expired at 2020-01-01T00:00:00Z"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("s3cr3t") && !format!("{e:?}").contains("s3cr3t"));
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1);
+        assert!(credentials(dir.path(), "svc", later).is_ok());
+    }
+
+    #[test]
+    fn the_helper_finds_the_output_dir_beside_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "2030-01-01T00:00:00Z");
+        let exe = dir.path().join(HELPER_FILE);
+        assert_eq!(default_dir(Some(exe), Some("/elsewhere")), dir.path());
+        let other = dir.path().join("bin/rolecall");
+        assert_eq!(
+            default_dir(Some(other), Some("/elsewhere")),
+            PathBuf::from("/elsewhere")
+        );
+        assert_eq!(default_dir(None, None), PathBuf::from("/aws"));
+    }
+}

@@ -1,0 +1,238 @@
+//! Process mode and the loopback credentials endpoint, in-process against a
+//! fake STS, with the real binary as the credential_process helper.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use rolecall::config::{Config, Env, Flags};
+use rolecall::{Control, Options};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const READER: &str = "arn:aws:iam::111122223333:role/reader";
+const WRITER: &str = "arn:aws:iam::111122223333:role/writer";
+
+fn opts() -> Options {
+    Options {
+        attempt_timeout: Duration::from_secs(2),
+        jitter: || 1.0,
+        helper_binary: Some(env!("CARGO_BIN_EXE_rolecall").into()),
+        ..Options::default()
+    }
+}
+
+fn flags(sts: &FakeSts, token: &TokenDir, out: &Path) -> Flags {
+    Flags {
+        profiles: vec![format!("reader={READER}"), format!("writer={WRITER}")],
+        token_file: Some(token.path().display().to_string()),
+        output_dir: Some(out.display().to_string()),
+        region: Some("eu-west-1".into()),
+        sts_endpoint: Some(sts.endpoint()),
+        health_addr: Some(String::new()),
+        ..Flags::default()
+    }
+}
+
+fn helper(dir: &Path, profile: &str) -> std::process::Output {
+    Command::new(dir.join("rolecall"))
+        .args(["credential-process", "--profile", profile])
+        .env_clear()
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn process_mode_publishes_a_helper_that_prints_the_latest_session() {
+    let sts = FakeSts::start();
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let mut f = flags(&sts, &token, out.path());
+    f.credentials = Some("process".into());
+    f.app_output_dir = Some("/aws".into());
+    let config = Config::load(&f, &Env::new()).unwrap();
+    let report = rolecall::once(&config, &opts()).await.unwrap();
+    assert!(report.failed.is_empty());
+
+    // config names the helper where the app sees the volume; credentials has no keys.
+    let cfg = parse_ini(&std::fs::read_to_string(out.path().join("config")).unwrap());
+    assert_eq!(
+        cfg["profile reader"]["credential_process"],
+        "/aws/rolecall credential-process --profile reader"
+    );
+    let creds = parse_ini(&std::fs::read_to_string(out.path().join("credentials")).unwrap());
+    assert!(creds.is_empty(), "{creds:?}");
+
+    // The helper is the binary itself, executable by the group.
+    let installed = out.path().join("rolecall");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(env!("CARGO_BIN_EXE_rolecall")).unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
+        0o750
+    );
+
+    let o = helper(out.path(), "writer");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let issued = sts.last_issued_for_role(WRITER).unwrap();
+    assert_eq!(v["Version"], 1);
+    assert_eq!(v["AccessKeyId"], issued.access_key_id);
+    assert_eq!(v["SecretAccessKey"], issued.secret_access_key);
+    assert_eq!(v["SessionToken"], issued.session_token);
+    assert_eq!(
+        parse_utc(v["Expiration"].as_str().unwrap()),
+        issued.expiration
+    );
+
+    let o = helper(out.path(), "nope");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("profile nope has no credentials") && err.contains("reader, writer"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+
+    // Reinstalling an identical helper does not rewrite it.
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&installed).unwrap());
+    rolecall::once(&config, &opts()).await.unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&installed).unwrap()),
+        ino
+    );
+}
+
+#[tokio::test]
+async fn a_profile_can_choose_process_mode_alone_in_yaml() {
+    let sts = FakeSts::start();
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("..rolecall.yaml");
+    std::fs::write(
+        &file,
+        format!("profiles:\n  reader: {{role_arn: '{READER}'}}\n  writer: {{role_arn: '{WRITER}', credentials: process}}\n"),
+    )
+    .unwrap();
+    let mut f = flags(&sts, &token, out.path());
+    f.profiles.clear();
+    f.config = Some(file);
+    let config = Config::load(&f, &Env::new()).unwrap();
+    rolecall::once(&config, &opts()).await.unwrap();
+    let creds = parse_ini(&std::fs::read_to_string(out.path().join("credentials")).unwrap());
+    assert_eq!(creds.keys().collect::<Vec<_>>(), ["reader"]);
+    assert!(helper(out.path(), "writer").status.success());
+    assert!(
+        !helper(out.path(), "reader").status.success(),
+        "file-mode profiles are not served by the helper"
+    );
+}
+
+async fn get(port: u16, path: &str, auth: Option<&str>) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (
+        status,
+        text.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn the_endpoint_serves_container_credentials_only_with_the_token() {
+    let sts = FakeSts::start();
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut f = flags(&sts, &token, out.path());
+    f.endpoint_addr = Some(format!("127.0.0.1:{port}"));
+    let config = Config::load(&f, &Env::new()).unwrap();
+    let (controls, rx) = mpsc::channel(4);
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let task = tokio::spawn(async move {
+        rolecall::run(
+            config,
+            || Err(rolecall::config::ConfigError { problems: vec![] }),
+            opts(),
+            rx,
+            s.cancelled_owned(),
+        )
+        .await
+    });
+    let token_path = out.path().join("endpoint-token");
+    assert!(
+        wait_until(Duration::from_secs(5), || sts.calls() == 2
+            && token_path.exists())
+        .await
+    );
+    let secret = std::fs::read_to_string(&token_path).unwrap();
+    assert_eq!(secret.len(), 64);
+    assert!(!secret.ends_with('\n'));
+
+    let url = "/v1/credentials/reader";
+    assert!(
+        wait_until(Duration::from_secs(5), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok())
+        .await
+    );
+    let (status, body) = get(port, url, Some(&secret)).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let issued = sts.last_issued_for_role(READER).unwrap();
+    assert_eq!(v["AccessKeyId"], issued.access_key_id);
+    assert_eq!(v["SecretAccessKey"], issued.secret_access_key);
+    assert_eq!(v["Token"], issued.session_token);
+    assert_eq!(
+        parse_utc(v["Expiration"].as_str().unwrap()),
+        issued.expiration
+    );
+
+    assert_eq!(get(port, url, None).await.0, 401);
+    assert_eq!(get(port, url, Some("wrong")).await.0, 401);
+    assert_eq!(get(port, url, Some(&secret[..63])).await.0, 401);
+    let (status, body) = get(port, url, Some("wrong")).await;
+    assert_eq!(status, 401);
+    assert!(!body.contains(&issued.secret_access_key));
+    assert_eq!(
+        get(port, "/v1/credentials/nope", Some(&secret)).await.0,
+        404
+    );
+
+    // A refresh is served at once.
+    controls.send(Control::RefreshNow).await.unwrap();
+    assert!(sts.wait_for_calls(4, Duration::from_secs(5)).await);
+    let fresh = sts.last_issued_for_role(READER).unwrap();
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = get(port, url, Some(&secret)).await.1;
+        if seen.contains(&fresh.access_key_id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen.contains(&fresh.access_key_id));
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
