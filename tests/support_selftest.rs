@@ -333,10 +333,16 @@ async fn error_reply_is_an_aws_query_error_document() {
 
     // Unknown actions are answered without consuming the script.
     sts.push(Reply::throttle());
-    let resp = post(&sts, &form_encode(&[("Action", "GetCallerIdentity")])).await;
+    let resp = post(&sts, &form_encode(&[("Action", "DecodeAuthorizationMessage")])).await;
     assert_eq!(
         (resp.status, tag(&resp.body, "Code")),
         (400, "InvalidAction")
+    );
+    // GetCallerIdentity signed with a key nobody issued is refused, unscripted.
+    let resp = post(&sts, &form_encode(&[("Action", "GetCallerIdentity")])).await;
+    assert_eq!(
+        (resp.status, tag(&resp.body, "Code")),
+        (403, "InvalidClientTokenId")
     );
     let resp = post(&sts, &web_identity_form(ROLE_A, "s", "t")).await;
     assert_eq!(tag(&resp.body, "Code"), "Throttling");

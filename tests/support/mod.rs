@@ -307,6 +307,17 @@ impl FakeSts {
             .count()
     }
 
+    /// The access key ids that `GetCallerIdentity` requests were signed
+    /// with, in order (what SDK clients under test really used).
+    pub fn signed_with(&self) -> Vec<String> {
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.action == "GetCallerIdentity")
+            .filter_map(|r| r.authorization.as_deref().and_then(signing_key).map(str::to_owned))
+            .collect()
+    }
+
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<StsRequest> {
         self.state().requests.clone()
@@ -508,6 +519,11 @@ async fn handle(
         headers,
     };
 
+    if request.action == "GetCallerIdentity" {
+        lock(&shared.state).requests.push(request.clone());
+        shared.notify.notify_waiters();
+        return Ok(caller_identity(&shared, &request, &request_id()));
+    }
     let known = matches!(
         request.action.as_str(),
         "AssumeRoleWithWebIdentity" | "AssumeRole"
@@ -658,6 +674,46 @@ fn success(
         secret = xml_escape(&secret_access_key),
         token = xml_escape(&session_token),
         expiration = format_utc(expiration),
+    );
+    xml_response(StatusCode::OK, rid, body)
+}
+
+/// The access key id a SigV4 `Authorization` header was signed with.
+pub fn signing_key(authorization: &str) -> Option<&str> {
+    authorization
+        .split("Credential=")
+        .nth(1)?
+        .split('/')
+        .next()
+}
+
+/// `GetCallerIdentity`, signed by an SDK with credentials rolecall
+/// published: answers with the assumed role the key was issued for, so SDK
+/// clients under test succeed, and the key they signed with is recorded.
+fn caller_identity(shared: &Shared, req: &StsRequest, rid: &str) -> Response<Full<Bytes>> {
+    let key = req.authorization.as_deref().and_then(signing_key).unwrap_or_default();
+    let role = lock(&shared.state)
+        .issued
+        .iter()
+        .find(|c| c.access_key_id == key)
+        .map(|c| c.role_arn.clone());
+    let Some(role) = role else {
+        let body = format!(
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+             <Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message>\
+             </Error><RequestId>{rid}</RequestId></ErrorResponse>\n"
+        );
+        return xml_response(StatusCode::FORBIDDEN, rid, body);
+    };
+    let account = role.split(':').nth(4).unwrap_or("111122223333");
+    let name = role.rsplit('/').next().unwrap_or("role");
+    let body = format!(
+        "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <GetCallerIdentityResult><Arn>arn:aws:sts::{account}:assumed-role/{name}/sdk</Arn>\
+         <UserId>AROAFAKE:sdk</UserId><Account>{account}</Account></GetCallerIdentityResult>\
+         <ResponseMetadata><RequestId>{rid}</RequestId></ResponseMetadata></GetCallerIdentityResponse>\n",
+        account = xml_escape(account),
+        name = xml_escape(name),
     );
     xml_response(StatusCode::OK, rid, body)
 }
