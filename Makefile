@@ -18,7 +18,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv build fmt-check clippy unit-test acceptance validate-examples image-test test demo clean
+.PHONY: help venv sdk-deps sdk-tests sdk-matrix build fmt-check clippy unit-test acceptance validate-examples image-test test demo clean
 
 help:
 	@echo "make demo       build rolecall and run it against a local STS (moto)"
@@ -46,6 +46,14 @@ $(VENV)/.stamp: requirements-test.txt
 	$(VENV)/bin/python -m pip install --quiet --requirement requirements-test.txt
 	$(VENV)/bin/moto_server --help >/dev/null
 	$(VENV)/bin/aws --version
+	touch $@
+
+# The JavaScript SDK for the SDK matrix, pinned by tests/sdk/node/package-lock.json.
+sdk-deps: tests/sdk/node/node_modules/.stamp
+
+tests/sdk/node/node_modules/.stamp: tests/sdk/node/package-lock.json
+	command -v npm >/dev/null || { apt-get update && apt-get install -y nodejs npm; }
+	npm ci --prefix tests/sdk/node --no-audit --no-fund --loglevel=error
 	touch $@
 
 # ---------------------------------------------------------------- Rust
@@ -80,12 +88,26 @@ validate-examples: venv
 image-test:
 	./scripts/image-test.sh
 
+# One long-lived client per SDK and mode across three refreshes
+# (tests/sdk_matrix.rs); the README's table must show these results.
+sdk-tests: venv sdk-deps
+	$(CARGO) build $(LOCKED) --examples
+	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test sdk_matrix -- --ignored --test-threads=12
+	$(PYTHON) scripts/sdk_matrix.py --check
+
+# Re-runs the matrix and rewrites the README's table from its results.
+sdk-matrix: venv sdk-deps
+	$(CARGO) build $(LOCKED) --examples
+	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test sdk_matrix -- --ignored --test-threads=12
+	$(PYTHON) scripts/sdk_matrix.py --write
+
 # Run in this order; make stops at the first failure.
 test:
 	$(MAKE) --no-print-directory fmt-check
 	$(MAKE) --no-print-directory clippy
 	$(MAKE) --no-print-directory unit-test
 	$(MAKE) --no-print-directory acceptance
+	$(MAKE) --no-print-directory sdk-tests
 	$(MAKE) --no-print-directory validate-examples
 
 demo: venv build

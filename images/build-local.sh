@@ -4,7 +4,8 @@
 # configuration as the runtime stage of images/Containerfile (keep the two in step):
 #
 #   /rolecall                            fully static binary (crt-static glibc)
-#   /etc/ssl/certs/ca-certificates.crt   the host's CA bundle
+#   /etc/ssl/certs/ca-certificates.crt   Debian's CA bundle (package ca-certificates), without
+#                                        the CAs this machine added locally (see ca_bundle)
 #   /etc/passwd, /etc/group              root, nobody, rolecall (65532:65532)
 #   /etc/nsswitch.conf                   hosts: files dns
 #   user 65532:65532, entrypoint ["/rolecall"], cmd ["run"], SSL_CERT_FILE, port 9911, OCI labels
@@ -18,6 +19,7 @@
 #   STORAGE_DRIVER    containers/storage driver; default: the configured one (overlay) when a
 #                     scratch container can be created and mounted with it, else vfs
 #   CARGO_TARGET_DIR  cargo's target dir (default ./target)
+#   ROLECALL_CA_BUNDLE  a PEM file to ship as the CA bundle instead (e.g. with a corporate CA)
 #
 # Installs what it lacks (buildah, ca-certificates, binutils) with apt-get: run it as root on
 # Debian/Ubuntu. It never runs a container, so no runtime isolation (--isolation) is involved.
@@ -29,7 +31,7 @@ TRIPLE=$(uname -m)-unknown-linux-gnu # x86_64-unknown-linux-gnu here, as in the 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/$TRIPLE/release/rolecall
 WORKING=rolecall-build-local # name of the working container
-CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+CA_CONF=/etc/ca-certificates.conf
 
 say() { printf '>> %s\n' "$*" >&2; }
 die() {
@@ -54,8 +56,28 @@ apt_install() {
 ensure_tools() {
 	command -v buildah >/dev/null || apt_install buildah
 	command -v readelf >/dev/null || apt_install binutils
-	[ -s "$CA_BUNDLE" ] || apt_install ca-certificates
-	[ -s "$CA_BUNDLE" ] || die "no CA bundle at $CA_BUNDLE"
+	if [ -z "${ROLECALL_CA_BUNDLE:-}" ]; then
+		[ -s "$CA_CONF" ] && [ -d /usr/share/ca-certificates ] || apt_install ca-certificates
+		[ -s "$CA_CONF" ] || die "no $CA_CONF after installing ca-certificates"
+	fi
+}
+
+# The CA bundle for the image: what update-ca-certificates puts in
+# /etc/ssl/certs/ca-certificates.crt from the ca-certificates package (the certificates
+# selected in /etc/ca-certificates.conf, in its order), and so the same bundle as in the
+# Containerfile's Debian builder, but without /usr/local/share/ca-certificates: a CA that
+# this machine trusts locally (a sandbox's or a company's TLS-intercepting proxy) must not
+# end up trusted by the image. ROLECALL_CA_BUNDLE ships a given file instead.
+ca_bundle() {
+	if [ -n "${ROLECALL_CA_BUNDLE:-}" ]; then
+		cat "$ROLECALL_CA_BUNDLE"
+		return
+	fi
+	local cert
+	grep -v '^[#!]' "$CA_CONF" | while IFS= read -r cert; do
+		[ -n "$cert" ] || continue
+		sed -e '$a\' "/usr/share/ca-certificates/$cert"
+	done
 }
 
 # ------------------------------------------------------------------ storage
@@ -120,7 +142,8 @@ trap cleanup EXIT
 chmod 0755 "$STAGE"
 mkdir -p "$STAGE/etc/ssl/certs"
 install -m 0755 "$BIN" "$STAGE/rolecall"
-install -m 0644 "$CA_BUNDLE" "$STAGE/etc/ssl/certs/ca-certificates.crt"
+ca_bundle >"$STAGE/etc/ssl/certs/ca-certificates.crt"
+grep -q 'BEGIN CERTIFICATE' "$STAGE/etc/ssl/certs/ca-certificates.crt" || die "the CA bundle holds no certificate"
 printf '%s\n' \
 	'root:x:0:0:root:/root:/sbin/nologin' \
 	'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' \
@@ -130,7 +153,7 @@ printf '%s\n' \
 	'nogroup:x:65534:' \
 	'rolecall:x:65532:' >"$STAGE/etc/group"
 printf '%s\n' 'hosts: files dns' >"$STAGE/etc/nsswitch.conf"
-chmod 0644 "$STAGE/etc/passwd" "$STAGE/etc/group" "$STAGE/etc/nsswitch.conf"
+chmod 0644 "$STAGE/etc/ssl/certs/ca-certificates.crt" "$STAGE/etc/passwd" "$STAGE/etc/group" "$STAGE/etc/nsswitch.conf"
 chmod 0755 "$STAGE/etc" "$STAGE/etc/ssl" "$STAGE/etc/ssl/certs"
 
 # ------------------------------------------------------------------ the image

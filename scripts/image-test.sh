@@ -25,6 +25,7 @@ export ROLECALL_IMAGE=$IMAGE
 MAX_BYTES=$((12 * 1024 * 1024))
 CHECK=rolecall-image-test # name of the working container used to mount the image
 UID_GID=65532:65532
+labels=
 
 step() { printf '\n== %s\n' "$*"; }
 ok() { printf '   ok: %s\n' "$*"; }
@@ -86,33 +87,43 @@ done
 # ------------------------------------------------------------------ configuration
 
 step "image configuration ($IMAGE, $DRIVER storage)"
-inspect() { buildah inspect --type image --format "$1" "$IMAGE"; }
-user=$(inspect '{{.OCIv1.Config.User}}')
-[ "$user" = "$UID_GID" ] || fail "user is '$user', want $UID_GID"
+buildah inspect --type image "$IMAGE" >"$WORK/inspect.json" || fail "buildah inspect $IMAGE failed"
+# cfg KEY...: the value at that path in the inspect output, as JSON (null when absent).
+cfg() {
+	python3 -c 'import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]:
+    v = v.get(k) if isinstance(v, dict) else None
+print(json.dumps(v))' "$WORK/inspect.json" "$@"
+}
+config() { cfg OCIv1 config "$1"; }
+user=$(config User)
+[ "$user" = "\"$UID_GID\"" ] || fail "user is $user, want \"$UID_GID\""
 ok "user $user (non-root)"
-entrypoint=$(inspect '{{json .OCIv1.Config.Entrypoint}}')
+entrypoint=$(config Entrypoint)
 [ "$entrypoint" = '["/rolecall"]' ] || fail "entrypoint is $entrypoint, want [\"/rolecall\"]"
 ok "entrypoint $entrypoint"
-cmd=$(inspect '{{json .OCIv1.Config.Cmd}}')
+cmd=$(config Cmd)
 [ "$cmd" = '["run"]' ] || fail "cmd is $cmd, want [\"run\"]"
 ok "cmd $cmd"
-volumes=$(inspect '{{json .OCIv1.Config.Volumes}}')
+volumes=$(config Volumes)
 case $volumes in null | '{}') ok "no volumes declared" ;; *) fail "the image declares volumes: $volumes" ;; esac
-inspect '{{json .OCIv1.Config.Env}}' | grep -q '"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"' ||
+config Env | grep -q '"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"' ||
 	fail "SSL_CERT_FILE is not set in the image's environment"
 ok "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"
 for label in title description licenses version revision; do
-	value=$(inspect "{{index .OCIv1.Config.Labels \"org.opencontainers.image.$label\"}}")
-	[ -n "$value" ] && [ "$value" != '<no value>' ] || fail "label org.opencontainers.image.$label is missing"
+	value=$(cfg OCIv1 config Labels "org.opencontainers.image.$label")
+	case $value in null | '""') false ;; esac || fail "label org.opencontainers.image.$label is missing"
+	labels+="$label=$value "
 done
-ok "OCI labels: $(inspect '{{index .OCIv1.Config.Labels "org.opencontainers.image.title"}} {{index .OCIv1.Config.Labels "org.opencontainers.image.version"}} {{index .OCIv1.Config.Labels "org.opencontainers.image.revision"}}')"
+ok "OCI labels: $labels"
 
-# Uncompressed size: the layers as stored (uncompressed tar streams) plus the config.
-bytes=$(buildah inspect --type image --format '{{.Manifest}}' "$IMAGE" |
-	python3 -c 'import json,sys; m=json.load(sys.stdin); print(sum(l["size"] for l in m["layers"]) + m["config"]["size"])')
-layer_types=$(buildah inspect --type image --format '{{.Manifest}}' "$IMAGE" |
-	python3 -c 'import json,sys; print(" ".join(sorted({l["mediaType"] for l in json.load(sys.stdin)["layers"]})))')
+# Uncompressed size: the layers as stored (uncompressed tar streams, as the manifest of a
+# local build records them) plus the config.
+manifest=$(cfg Manifest)
+layer_types=$(python3 -c 'import json,sys; print(" ".join(sorted({l["mediaType"] for l in json.loads(json.loads(sys.argv[1]))["layers"]})))' "$manifest")
 case $layer_types in *gzip* | *zstd*) fail "layers are compressed ($layer_types): cannot read the uncompressed size" ;; esac
+bytes=$(python3 -c 'import json,sys; m=json.loads(json.loads(sys.argv[1])); print(sum(l["size"] for l in m["layers"]) + m["config"]["size"])' "$manifest")
 mib=$(python3 -c "print(f'{$bytes / 1048576:.2f}')")
 [ "$bytes" -le "$MAX_BYTES" ] || fail "image is $bytes bytes ($mib MiB) uncompressed, more than 12 MiB"
 ok "image size $bytes bytes ($mib MiB) uncompressed, limit 12 MiB"
@@ -156,6 +167,21 @@ ca=$ROOTFS/etc/ssl/certs/ca-certificates.crt
 certs=$(grep -c 'BEGIN CERTIFICATE' "$ca" || true)
 [ "$certs" -gt 0 ] || fail "the CA bundle holds no certificate"
 ok "CA bundle: $certs certificates"
+if [ -z "${ROLECALL_CA_BUNDLE:-}" ]; then
+	# CAs this machine added for itself (e.g. a TLS-intercepting egress proxy) stay out.
+	python3 - "$ca" /usr/local/share/ca-certificates <<'PY' || fail "the image's CA bundle holds a CA from /usr/local/share/ca-certificates"
+import pathlib, re, sys
+def certs(text):
+    return {re.sub(r"\s", "", c) for c in re.findall(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", text, re.S)}
+image = certs(pathlib.Path(sys.argv[1]).read_text())
+local = pathlib.Path(sys.argv[2])
+for f in sorted(local.rglob("*.crt")) if local.is_dir() else []:
+    if certs(f.read_text()) & image:
+        print(f"   {f} is in the image's CA bundle", file=sys.stderr)
+        sys.exit(1)
+PY
+	ok "no locally added CA (/usr/local/share/ca-certificates) in the bundle"
+fi
 grep -qx 'rolecall:x:65532:65532:rolecall:/nonexistent:/sbin/nologin' "$ROOTFS/etc/passwd" || fail "/etc/passwd has no rolecall user 65532"
 grep -qx 'rolecall:x:65532:' "$ROOTFS/etc/group" || fail "/etc/group has no rolecall group 65532"
 ok "/etc/passwd and /etc/group name rolecall 65532:65532"
@@ -163,7 +189,9 @@ ok "/etc/passwd and /etc/group name rolecall 65532:65532"
 # ------------------------------------------------------------------ the binary as 65532
 
 step "the binary, run from the image's root filesystem as $UID_GID (chroot)"
-in_image() { env -i HOSTNAME=image-test chroot --userspec="$UID_GID" "$@"; }
+CHROOT=$(command -v chroot)
+# A clean environment: nothing from this shell (proxies, AWS_*, RUST_LOG) reaches the binary.
+in_image() { env -i HOSTNAME=image-test "$CHROOT" --userspec="$UID_GID" "$@"; }
 version=$(in_image "$ROOTFS" /rolecall --version) || fail "/rolecall --version failed in the image"
 ok "/rolecall --version: $version"
 in_image "$ROOTFS" /rolecall --help >"$WORK/help" || fail "/rolecall --help failed in the image"
@@ -179,7 +207,7 @@ R=$WORK/root
 mkdir -p "$R"
 cp -a "$ROOTFS/." "$R/"
 mkdir -p "$R/token" "$R/out"
-printf '127.0.0.1\tlocalhost\n127.0.0.1\tsts.rolecall.test\n' >"$R/etc/hosts"
+printf '127.0.0.1\tlocalhost\n' >"$R/etc/hosts"
 chmod 0644 "$R/etc/hosts"
 [ ! -e "$R/etc/resolv.conf" ] || fail "the image has /etc/resolv.conf"
 
@@ -229,6 +257,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 """.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/xml")
+        self.send_header("x-amzn-RequestId", "00000000-0000-4000-8000-00000000image")
         self.send_header("Content-Length", str(len(xml)))
         self.end_headers()
         self.wfile.write(xml)
@@ -266,15 +295,29 @@ mount --bind "$WORK/out" "$RO/out" && MOUNTS+=("$RO/out") || fail "cannot bind-m
 if touch "$RO/probe" 2>/dev/null; then fail "the root filesystem copy is writable"; fi
 ok "root filesystem read-only; /out writable (uid 65532)"
 
-set +e
-timeout 60 env -i HOSTNAME=image-test RUST_LOG=info chroot --userspec="$UID_GID" "$RO" /rolecall once \
-	--profile app=arn:aws:iam::111122223333:role/app \
-	--region eu-west-1 \
-	--sts-endpoint "http://sts.rolecall.test:$PORT" \
-	--token-file /token/token \
-	--output-dir /out >"$WORK/once.log" 2>&1
-rc=$?
-set -e
+once() {
+	timeout 60 env -i HOSTNAME=image-test RUST_LOG=info "$CHROOT" --userspec="$UID_GID" "$RO" /rolecall once \
+		--profile app=arn:aws:iam::111122223333:role/app \
+		--region eu-west-1 \
+		--sts-endpoint "http://sts.rolecall.test:$PORT" \
+		--token-file /token/token \
+		--output-dir /out
+}
+
+# Control: without the /etc/hosts entry nothing else resolves the name (no resolv.conf in
+# the image), so the run below can only succeed through /etc/hosts.
+snapshot() { (cd "$R" && find . ! -path ./etc/hosts -printf '%p %m %s %T@\n' | LC_ALL=C sort); }
+snapshot >"$WORK/before"
+rc=0
+once >"$WORK/control.log" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || fail "rolecall once succeeded although sts.rolecall.test is in no /etc/hosts"
+[ ! -s "$WORK/sts.log" ] || fail "the STS stand-in was reached although sts.rolecall.test is in no /etc/hosts"
+ok "control: without the /etc/hosts entry the name does not resolve (exit $rc: $(grep -o 'dns error[^"]*' "$WORK/control.log" | head -n1 | sed 's/ hint=$//'))"
+rm -f "$WORK/out/"*
+
+printf '127.0.0.1\tlocalhost\n127.0.0.1\tsts.rolecall.test\n' >"$R/etc/hosts"
+rc=0
+once >"$WORK/once.log" 2>&1 || rc=$?
 sed 's/^/   | /' "$WORK/once.log"
 [ "$rc" -eq 0 ] || fail "rolecall once exited $rc (want 0): it could not reach sts.rolecall.test by name"
 grep -qx '\[app\]' "$WORK/out/credentials" || fail "/out/credentials has no [app] section"
@@ -291,8 +334,8 @@ assert r["role"] == "arn:aws:iam::111122223333:role/app", r
 assert r["has_token"], r
 PY
 ok "exit 0; Host sts.rolecall.test:$PORT resolved from /etc/hosts; /out/credentials holds [app]"
-leftover=$(cd "$R" && find . -newer "$R/token/token" ! -path './out' ! -path './out/*' -print)
-[ -z "$leftover" ] || fail "rolecall wrote outside its output dir: $leftover"
+snapshot >"$WORK/after"
+cmp -s "$WORK/before" "$WORK/after" || fail "rolecall changed its root filesystem: $(diff "$WORK/before" "$WORK/after")"
 ok "nothing written outside /out: $(ls "$WORK/out" | tr '\n' ' ')"
 
 printf '\nimage-test: all checks passed: %s, %s bytes (%s MiB) uncompressed; /rolecall %s bytes\n' "$IMAGE" "$bytes" "$mib" "$BIN_BYTES"

@@ -1,0 +1,295 @@
+//! The SDK matrix: for each SDK and each way rolecall publishes a profile,
+//! ONE long-lived client (as an application keeps it) across three credential
+//! refreshes, and whether it signs with the new keys.
+//!
+//! rolecall runs as the real binary against the in-process STS, which hands
+//! out short sessions (so the SDKs' own refresh windows apply) and records the
+//! key every `GetCallerIdentity` was signed with. Each cell writes its result
+//! to `target/sdk-matrix/`; `scripts/sdk_matrix.py` renders the README table
+//! from those files. The cells need the Python tools (AWS CLI, boto3) and the
+//! JavaScript SDK (`make sdk-deps`), so they are `#[ignore]`d in plain
+//! `cargo test` and run by `make test`.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const READER: &str = "arn:aws:iam::111122223333:role/reader";
+/// Short sessions: every SDK's refresh window (5 to 15 minutes before
+/// expiry, 10 s for Rust's lazy cache) is then always or soon open.
+const LIFETIME: Duration = Duration::from_secs(16);
+/// How long a client may take to pick up a new session.
+const FOLLOW_TIMEOUT: Duration = Duration::from_secs(22);
+const REFRESHES: usize = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    File,
+    Process,
+    Endpoint,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Sdk {
+    Cli,
+    Boto3,
+    Js,
+    Rust,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn venv() -> PathBuf {
+    std::env::var_os("ROLECALL_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv"))
+}
+
+/// The environment an application container would have in this mode.
+fn app_env(mode: Mode, out: &Path, endpoint_port: u16, home: &Path) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+        ("HOME".into(), home.display().to_string()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ];
+    let p = |f: &str| out.join(f).display().to_string();
+    match mode {
+        Mode::File => {
+            env.push(("AWS_SHARED_CREDENTIALS_FILE".into(), p("credentials")));
+            env.push(("AWS_CONFIG_FILE".into(), p("config")));
+            env.push(("AWS_PROFILE".into(), "reader".into()));
+        }
+        Mode::Process => {
+            env.push(("AWS_SHARED_CREDENTIALS_FILE".into(), home.join("none").display().to_string()));
+            env.push(("AWS_CONFIG_FILE".into(), p("config")));
+            env.push(("AWS_PROFILE".into(), "reader".into()));
+        }
+        Mode::Endpoint => {
+            env.push(("AWS_SHARED_CREDENTIALS_FILE".into(), home.join("none").display().to_string()));
+            env.push(("AWS_CONFIG_FILE".into(), home.join("none").display().to_string()));
+            env.push((
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+                format!("http://127.0.0.1:{endpoint_port}/v1/credentials/reader"),
+            ));
+            env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(), p("endpoint-token")));
+        }
+    }
+    env
+}
+
+/// A long-lived SDK client driven over stdin, or the CLI (a new process per
+/// call, which is how the CLI is used).
+enum Client {
+    Driver {
+        child: Child,
+        stdin: ChildStdin,
+        stdout: BufReader<ChildStdout>,
+    },
+    Cli {
+        env: Vec<(String, String)>,
+        endpoint: String,
+    },
+}
+
+impl Client {
+    fn start(sdk: Sdk, env: Vec<(String, String)>, endpoint: &str) -> Client {
+        let mut cmd = match sdk {
+            Sdk::Cli => {
+                return Client::Cli {
+                    env,
+                    endpoint: endpoint.to_owned(),
+                };
+            }
+            Sdk::Boto3 => {
+                let mut c = Command::new(venv().join("bin/python"));
+                c.arg(root().join("tests/sdk/boto3_driver.py"));
+                c
+            }
+            Sdk::Js => {
+                let mut c = Command::new("node");
+                c.arg(root().join("tests/sdk/node/driver.mjs"));
+                c
+            }
+            Sdk::Rust => {
+                let bin = Path::new(env!("CARGO_BIN_EXE_rolecall")).with_file_name("examples").join("sdk_driver");
+                assert!(bin.exists(), "{} is missing: `cargo build --examples`", bin.display());
+                Command::new(bin)
+            }
+        };
+        let mut child = cmd
+            .arg(endpoint)
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the SDK driver");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "driver did not start: {line:?}");
+        Client::Driver { child, stdin, stdout }
+    }
+
+    /// One GetCallerIdentity call; "ok ARN" or "err ...".
+    fn call(&mut self) -> String {
+        match self {
+            Client::Driver { stdin, stdout, .. } => {
+                writeln!(stdin, "call").unwrap();
+                stdin.flush().unwrap();
+                let mut line = String::new();
+                stdout.read_line(&mut line).unwrap();
+                line.trim().to_owned()
+            }
+            Client::Cli { env, endpoint } => {
+                let o = Command::new(venv().join("bin/aws"))
+                    .args(["sts", "get-caller-identity", "--output", "text", "--query", "Arn"])
+                    .args(["--endpoint-url", endpoint, "--region", "eu-west-1"])
+                    .env_clear()
+                    .envs(env.iter().cloned())
+                    .output()
+                    .unwrap();
+                if o.status.success() {
+                    format!("ok {}", String::from_utf8_lossy(&o.stdout).trim())
+                } else {
+                    format!("err {}", String::from_utf8_lossy(&o.stderr).split_whitespace().collect::<Vec<_>>().join(" "))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Client::Driver { child, .. } = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Sidecar(Child);
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs one cell; returns how many of the refreshes the client followed.
+async fn cell(sdk: Sdk, mode: Mode) -> usize {
+    let sts = FakeSts::start();
+    sts.set_default(Reply::ok_for(LIFETIME));
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (health, endpoint_port) = (free_port(), free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rolecall"));
+    cmd.args(["run", "--profile", &format!("reader={READER}")])
+        .args(["--token-file", &token.path().display().to_string()])
+        .args(["--output-dir", &out.path().display().to_string()])
+        .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
+        .args(["--health-addr", &format!("127.0.0.1:{health}")])
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit());
+    match mode {
+        Mode::File => {}
+        Mode::Process => {
+            cmd.args(["--credentials", "process"]);
+        }
+        Mode::Endpoint => {
+            cmd.args(["--endpoint-addr", &format!("127.0.0.1:{endpoint_port}")]);
+        }
+    }
+    let sidecar = Sidecar(cmd.spawn().unwrap());
+    let published = |key: &str| match mode {
+        Mode::File => std::fs::read_to_string(out.path().join("credentials")).is_ok_and(|c| c.contains(key)),
+        Mode::Process => std::fs::read_to_string(out.path().join("credential-process.json")).is_ok_and(|c| c.contains(key)),
+        Mode::Endpoint => std::net::TcpStream::connect(("127.0.0.1", endpoint_port)).is_ok(),
+    };
+    assert!(wait_until(Duration::from_secs(10), || !sts.issued().is_empty()).await);
+    let first = sts.issued()[0].access_key_id.clone();
+    assert!(wait_until(Duration::from_secs(5), || published(&first)).await);
+
+    let mut client = Client::start(sdk, app_env(mode, out.path(), endpoint_port, home.path()), &sts.endpoint());
+    let answer = client.call();
+    assert!(answer.starts_with("ok arn:aws:sts::111122223333:assumed-role/reader/"), "{sdk:?}/{mode:?}: {answer}");
+
+    let mut followed = 0;
+    for round in 1..=REFRESHES {
+        // Ask for a refresh now; every key issued from here on is "new".
+        let before = sts.issued().len();
+        let _ = Command::new("kill").args(["-USR1", &sidecar.0.id().to_string()]).status();
+        assert!(wait_until(Duration::from_secs(5), || sts.issued().len() > before).await);
+        let newest = sts.issued()[before].access_key_id.clone();
+        assert!(wait_until(Duration::from_secs(5), || published(&newest)).await, "round {round}: not published");
+        let new_keys = |key: &str| sts.issued()[before..].iter().any(|c| c.access_key_id == key);
+        let started = Instant::now();
+        let mut ok = false;
+        while started.elapsed() < FOLLOW_TIMEOUT {
+            let answer = client.call();
+            assert!(answer.starts_with("ok "), "{sdk:?}/{mode:?} round {round}: {answer}");
+            if sts.signed_with().last().is_some_and(|k| new_keys(k)) {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if !ok {
+            break;
+        }
+        followed += 1;
+    }
+    drop(client);
+    drop(sidecar);
+    record(sdk, mode, followed);
+    followed
+}
+
+fn record(sdk: Sdk, mode: Mode, followed: usize) {
+    let dir = root().join("target/sdk-matrix");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("{sdk:?}-{mode:?}").to_lowercase();
+    std::fs::write(dir.join(name), format!("{followed}/{REFRESHES}\n")).unwrap();
+}
+
+macro_rules! cells {
+    ($($name:ident: $sdk:ident, $mode:ident, $follows:expr;)*) => {$(
+        #[tokio::test]
+        #[ignore = "needs the AWS CLI, boto3 and the JavaScript SDK: run by make test"]
+        async fn $name() {
+            let followed = cell(Sdk::$sdk, Mode::$mode).await;
+            if $follows {
+                assert_eq!(followed, REFRESHES, "a long-lived client must follow every refresh");
+            } else {
+                assert_eq!(followed, 0, "expected this client not to re-read the file (update the README if the SDK changed)");
+            }
+        }
+    )*};
+}
+
+cells! {
+    cli_process: Cli, Process, true;
+    cli_endpoint: Cli, Endpoint, true;
+    cli_file: Cli, File, true;
+    boto3_process: Boto3, Process, true;
+    boto3_endpoint: Boto3, Endpoint, true;
+    boto3_file: Boto3, File, false;
+    js_process: Js, Process, true;
+    js_endpoint: Js, Endpoint, true;
+    js_file: Js, File, false;
+    rust_process: Rust, Process, true;
+    rust_endpoint: Rust, Endpoint, true;
+    rust_file: Rust, File, false;
+}
