@@ -752,19 +752,32 @@ fn build(
         }
         let region = region_src.and_then(|s| validate(&s, problems, check_region));
         let sts_endpoint = endpoint_src.and_then(|s| validate(&s, problems, check_endpoint));
+        // A chained profile's own duration_seconds may not exceed one hour
+        // (AWS's limit for role chaining); an inherited default is capped.
         let chained = raw.source_profile.is_some();
-        let max = if chained {
-            MAX_CHAINED_DURATION
-        } else {
-            MAX_DURATION
-        };
-        let duration = raw
-            .duration_seconds
-            .clone()
-            .or_else(|| duration.clone())
-            .map(|s| validate(&s, problems, |v| check_duration(v, max)))
-            .unwrap_or(Some(DEFAULT_DURATION))
-            .map(|s| Duration::from_secs(s.into()));
+        let duration = match (&raw.duration_seconds, &duration) {
+            (Some(own), _) => validate(own, problems, |v| {
+                check_duration(
+                    v,
+                    if chained {
+                        MAX_CHAINED_DURATION
+                    } else {
+                        MAX_DURATION
+                    },
+                )
+            }),
+            (None, Some(default)) => {
+                validate(default, problems, |v| check_duration(v, MAX_DURATION)).map(|d| {
+                    if chained {
+                        d.min(MAX_CHAINED_DURATION)
+                    } else {
+                        d
+                    }
+                })
+            }
+            (None, None) => Some(DEFAULT_DURATION),
+        }
+        .map(|s| Duration::from_secs(s.into()));
         let session_name = match raw
             .role_session_name
             .clone()

@@ -39,12 +39,18 @@ fn flags(sts: &FakeSts, token: &TokenDir, out: &Path) -> Flags {
     }
 }
 
+/// Runs the installed helper as an SDK would; a helper not installed yet
+/// counts as a failed run.
 fn helper(dir: &Path, profile: &str) -> std::process::Output {
     Command::new(dir.join("rolecall"))
         .args(["credential-process", "--profile", profile])
         .env_clear()
         .output()
-        .unwrap()
+        .unwrap_or_else(|e| std::process::Output {
+            status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
+            stdout: Vec::new(),
+            stderr: e.to_string().into_bytes(),
+        })
 }
 
 #[tokio::test]
@@ -233,6 +239,154 @@ async fn the_endpoint_serves_container_credentials_only_with_the_token() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(seen.contains(&fresh.access_key_id));
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+const AUDIT: &str = "arn:aws:iam::444455556666:role/audit";
+
+fn start(
+    config: Config,
+    reload_flags: Flags,
+) -> (
+    mpsc::Sender<Control>,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), rolecall::RunError>>,
+) {
+    let (controls, rx) = mpsc::channel(4);
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let task = tokio::spawn(async move {
+        rolecall::run(
+            config,
+            move || Config::load(&reload_flags, &Env::new()),
+            opts(),
+            rx,
+            s.cancelled_owned(),
+        )
+        .await
+    });
+    (controls, stop, task)
+}
+
+#[tokio::test]
+async fn a_chained_profile_is_refreshed_when_its_source_session_changes() {
+    let sts = FakeSts::start();
+    sts.set_default(Reply::ok_for(Duration::from_secs(4)));
+    for _ in 0..3 {
+        sts.push_for_role(AUDIT, Reply::ok());
+    }
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("..chain.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "profiles:\n  reader: {{role_arn: '{READER}'}}\n  audit: {{role_arn: '{AUDIT}', source_profile: reader, external_id: ext-1, policy_arns: [arn:aws:iam::aws:policy/ReadOnlyAccess], policy: '{{\"Version\":\"2012-10-17\",\"Statement\":[{{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\",\"Resource\":\"*\"}}]}}'}}\n"
+        ),
+    )
+    .unwrap();
+    let mut f = flags(&sts, &token, out.path());
+    f.profiles.clear();
+    f.config = Some(file);
+    let config = Config::load(&f, &Env::new()).unwrap();
+    let (_controls, stop, task) = start(config, f.clone());
+    // reader refreshes at ~1.8 s (4 s sessions); audit (1 h) follows its source at once.
+    assert!(wait_until(Duration::from_secs(6), || sts.calls_for_role(AUDIT) >= 2).await);
+    let readers = sts
+        .issued()
+        .into_iter()
+        .filter(|c| c.role_arn == READER)
+        .collect::<Vec<_>>();
+    let audits = sts.requests_for_role(AUDIT);
+    assert_eq!(audits[0].action, "AssumeRole");
+    for (i, req) in audits.iter().take(2).enumerate() {
+        let key = signing_key(req.authorization.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            key, readers[i].access_key_id,
+            "AssumeRole {i} signed with reader session {i}"
+        );
+        assert_eq!(req.external_id.as_deref(), Some("ext-1"));
+        assert_eq!(req.policy_arns, ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
+        assert!(req.policy.as_deref().unwrap().contains("s3:GetObject"));
+        assert_eq!(req.duration_seconds, Some(3600));
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn reload_adds_and_removes_process_and_endpoint_profiles_in_every_output() {
+    let sts = FakeSts::start();
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = out.path().join("..rolecall.yaml");
+    let write = |profiles: &str| {
+        std::fs::write(
+            &file,
+            format!("endpoint_addr: 127.0.0.1:{port}\nprofiles:\n{profiles}"),
+        )
+        .unwrap()
+    };
+    write(&format!(
+        "  reader: {{role_arn: '{READER}', credentials: process}}\n"
+    ));
+    let mut f = flags(&sts, &token, out.path());
+    f.profiles.clear();
+    f.config = Some(file.clone());
+    let config = Config::load(&f, &Env::new()).unwrap();
+    let (controls, stop, task) = start(config, f.clone());
+    let token_file = out.path().join("endpoint-token");
+    assert!(
+        wait_until(Duration::from_secs(5), || helper(out.path(), "reader")
+            .status
+            .success()
+            && token_file.exists())
+        .await
+    );
+    let secret = std::fs::read_to_string(&token_file).unwrap();
+
+    // writer added (process), reader dropped.
+    write(&format!(
+        "  writer: {{role_arn: '{WRITER}', credentials: process}}\n"
+    ));
+    controls.send(Control::Reload).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || helper(out.path(), "writer")
+            .status
+            .success())
+        .await
+    );
+    let o = helper(out.path(), "reader");
+    assert!(
+        !o.status.success(),
+        "a dropped profile is gone from the helper's file"
+    );
+    let cfg = std::fs::read_to_string(out.path().join("config")).unwrap();
+    assert!(
+        cfg.contains("[profile writer]") && !cfg.contains("[profile reader]"),
+        "{cfg}"
+    );
+    assert_eq!(
+        get(port, "/v1/credentials/reader", Some(&secret)).await.0,
+        404
+    );
+    assert_eq!(
+        get(port, "/v1/credentials/writer", Some(&secret)).await.0,
+        200
+    );
+
+    // No process profile left: the helper's file is removed.
+    write(&format!("  writer: {{role_arn: '{WRITER}'}}\n"));
+    controls.send(Control::Reload).await.unwrap();
+    let process_file = out.path().join("credential-process.json");
+    assert!(wait_until(Duration::from_secs(5), || !process_file.exists()).await);
+    assert!(
+        std::fs::read_to_string(out.path().join("credentials"))
+            .unwrap()
+            .contains("[writer]")
+    );
     stop.cancel();
     task.await.unwrap().unwrap();
 }

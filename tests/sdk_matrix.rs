@@ -67,18 +67,30 @@ fn app_env(mode: Mode, out: &Path, endpoint_port: u16, home: &Path) -> Vec<(Stri
             env.push(("AWS_PROFILE".into(), "reader".into()));
         }
         Mode::Process => {
-            env.push(("AWS_SHARED_CREDENTIALS_FILE".into(), home.join("none").display().to_string()));
+            env.push((
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                home.join("none").display().to_string(),
+            ));
             env.push(("AWS_CONFIG_FILE".into(), p("config")));
             env.push(("AWS_PROFILE".into(), "reader".into()));
         }
         Mode::Endpoint => {
-            env.push(("AWS_SHARED_CREDENTIALS_FILE".into(), home.join("none").display().to_string()));
-            env.push(("AWS_CONFIG_FILE".into(), home.join("none").display().to_string()));
+            env.push((
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                home.join("none").display().to_string(),
+            ));
+            env.push((
+                "AWS_CONFIG_FILE".into(),
+                home.join("none").display().to_string(),
+            ));
             env.push((
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
                 format!("http://127.0.0.1:{endpoint_port}/v1/credentials/reader"),
             ));
-            env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(), p("endpoint-token")));
+            env.push((
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
+                p("endpoint-token"),
+            ));
         }
     }
     env
@@ -118,8 +130,14 @@ impl Client {
                 c
             }
             Sdk::Rust => {
-                let bin = Path::new(env!("CARGO_BIN_EXE_rolecall")).with_file_name("examples").join("sdk_driver");
-                assert!(bin.exists(), "{} is missing: `cargo build --examples`", bin.display());
+                let bin = Path::new(env!("CARGO_BIN_EXE_rolecall"))
+                    .with_file_name("examples")
+                    .join("sdk_driver");
+                assert!(
+                    bin.exists(),
+                    "{} is missing: `cargo build --examples`",
+                    bin.display()
+                );
                 Command::new(bin)
             }
         };
@@ -137,7 +155,11 @@ impl Client {
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ready", "driver did not start: {line:?}");
-        Client::Driver { child, stdin, stdout }
+        Client::Driver {
+            child,
+            stdin,
+            stdout,
+        }
     }
 
     /// One GetCallerIdentity call; "ok ARN" or "err ...".
@@ -152,7 +174,14 @@ impl Client {
             }
             Client::Cli { env, endpoint } => {
                 let o = Command::new(venv().join("bin/aws"))
-                    .args(["sts", "get-caller-identity", "--output", "text", "--query", "Arn"])
+                    .args([
+                        "sts",
+                        "get-caller-identity",
+                        "--output",
+                        "text",
+                        "--query",
+                        "Arn",
+                    ])
                     .args(["--endpoint-url", endpoint, "--region", "eu-west-1"])
                     .env_clear()
                     .envs(env.iter().cloned())
@@ -161,7 +190,13 @@ impl Client {
                 if o.status.success() {
                     format!("ok {}", String::from_utf8_lossy(&o.stdout).trim())
                 } else {
-                    format!("err {}", String::from_utf8_lossy(&o.stderr).split_whitespace().collect::<Vec<_>>().join(" "))
+                    format!(
+                        "err {}",
+                        String::from_utf8_lossy(&o.stderr)
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
                 }
             }
         }
@@ -181,7 +216,9 @@ struct Sidecar(Child);
 
 impl Drop for Sidecar {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
 }
@@ -214,32 +251,54 @@ async fn cell(sdk: Sdk, mode: Mode) -> usize {
     }
     let sidecar = Sidecar(cmd.spawn().unwrap());
     let published = |key: &str| match mode {
-        Mode::File => std::fs::read_to_string(out.path().join("credentials")).is_ok_and(|c| c.contains(key)),
-        Mode::Process => std::fs::read_to_string(out.path().join("credential-process.json")).is_ok_and(|c| c.contains(key)),
+        Mode::File => {
+            std::fs::read_to_string(out.path().join("credentials")).is_ok_and(|c| c.contains(key))
+        }
+        Mode::Process => std::fs::read_to_string(out.path().join("credential-process.json"))
+            .is_ok_and(|c| c.contains(key)),
         Mode::Endpoint => std::net::TcpStream::connect(("127.0.0.1", endpoint_port)).is_ok(),
     };
     assert!(wait_until(Duration::from_secs(10), || !sts.issued().is_empty()).await);
     let first = sts.issued()[0].access_key_id.clone();
     assert!(wait_until(Duration::from_secs(5), || published(&first)).await);
 
-    let mut client = Client::start(sdk, app_env(mode, out.path(), endpoint_port, home.path()), &sts.endpoint());
+    let mut client = Client::start(
+        sdk,
+        app_env(mode, out.path(), endpoint_port, home.path()),
+        &sts.endpoint(),
+    );
     let answer = client.call();
-    assert!(answer.starts_with("ok arn:aws:sts::111122223333:assumed-role/reader/"), "{sdk:?}/{mode:?}: {answer}");
+    assert!(
+        answer.starts_with("ok arn:aws:sts::111122223333:assumed-role/reader/"),
+        "{sdk:?}/{mode:?}: {answer}"
+    );
 
     let mut followed = 0;
     for round in 1..=REFRESHES {
         // Ask for a refresh now; every key issued from here on is "new".
         let before = sts.issued().len();
-        let _ = Command::new("kill").args(["-USR1", &sidecar.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-USR1", &sidecar.0.id().to_string()])
+            .status();
         assert!(wait_until(Duration::from_secs(5), || sts.issued().len() > before).await);
         let newest = sts.issued()[before].access_key_id.clone();
-        assert!(wait_until(Duration::from_secs(5), || published(&newest)).await, "round {round}: not published");
-        let new_keys = |key: &str| sts.issued()[before..].iter().any(|c| c.access_key_id == key);
+        assert!(
+            wait_until(Duration::from_secs(5), || published(&newest)).await,
+            "round {round}: not published"
+        );
+        let new_keys = |key: &str| {
+            sts.issued()[before..]
+                .iter()
+                .any(|c| c.access_key_id == key)
+        };
         let started = Instant::now();
         let mut ok = false;
         while started.elapsed() < FOLLOW_TIMEOUT {
             let answer = client.call();
-            assert!(answer.starts_with("ok "), "{sdk:?}/{mode:?} round {round}: {answer}");
+            assert!(
+                answer.starts_with("ok "),
+                "{sdk:?}/{mode:?} round {round}: {answer}"
+            );
             if sts.signed_with().last().is_some_and(|k| new_keys(k)) {
                 ok = true;
                 break;

@@ -333,7 +333,11 @@ async fn error_reply_is_an_aws_query_error_document() {
 
     // Unknown actions are answered without consuming the script.
     sts.push(Reply::throttle());
-    let resp = post(&sts, &form_encode(&[("Action", "DecodeAuthorizationMessage")])).await;
+    let resp = post(
+        &sts,
+        &form_encode(&[("Action", "DecodeAuthorizationMessage")]),
+    )
+    .await;
     assert_eq!(
         (resp.status, tag(&resp.body, "Code")),
         (400, "InvalidAction")

@@ -418,3 +418,13 @@ fn the_default_session_name_is_cleaned_and_bounded() {
     assert_eq!(n.len(), 64);
     assert!(check_session_name(&n).is_ok());
 }
+
+#[test]
+fn chained_profiles_cap_an_inherited_duration_at_one_hour() {
+    let (_f, fl) = yaml(&format!(
+        "region: eu-west-1\nduration_seconds: 7200\nprofiles:\n  a: {{role_arn: '{ARN_A}'}}\n  c: {{role_arn: '{ARN_B}', source_profile: a}}\n"
+    ));
+    let c = Config::load(&fl, &Env::new()).unwrap();
+    assert_eq!(c.profile("a").unwrap().duration, Duration::from_secs(7200));
+    assert_eq!(c.profile("c").unwrap().duration, Duration::from_secs(3600));
+}

@@ -314,7 +314,12 @@ impl FakeSts {
             .requests
             .iter()
             .filter(|r| r.action == "GetCallerIdentity")
-            .filter_map(|r| r.authorization.as_deref().and_then(signing_key).map(str::to_owned))
+            .filter_map(|r| {
+                r.authorization
+                    .as_deref()
+                    .and_then(signing_key)
+                    .map(str::to_owned)
+            })
             .collect()
     }
 
@@ -680,18 +685,18 @@ fn success(
 
 /// The access key id a SigV4 `Authorization` header was signed with.
 pub fn signing_key(authorization: &str) -> Option<&str> {
-    authorization
-        .split("Credential=")
-        .nth(1)?
-        .split('/')
-        .next()
+    authorization.split("Credential=").nth(1)?.split('/').next()
 }
 
 /// `GetCallerIdentity`, signed by an SDK with credentials rolecall
 /// published: answers with the assumed role the key was issued for, so SDK
 /// clients under test succeed, and the key they signed with is recorded.
 fn caller_identity(shared: &Shared, req: &StsRequest, rid: &str) -> Response<Full<Bytes>> {
-    let key = req.authorization.as_deref().and_then(signing_key).unwrap_or_default();
+    let key = req
+        .authorization
+        .as_deref()
+        .and_then(signing_key)
+        .unwrap_or_default();
     let role = lock(&shared.state)
         .issued
         .iter()
