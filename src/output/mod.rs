@@ -84,6 +84,11 @@ pub struct Status {
     pub profiles: Vec<ProfileStatus>,
 }
 
+/// How often the writer re-checks its files even without a state change,
+/// so that outputs removed or damaged from outside (a recreated volume) are
+/// restored. A check of unchanged files only reads them.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(30);
+
 const HEADER: &str = "# Written by rolecall; do not edit: it is replaced as sessions refresh.\n";
 
 /// The rendered contents of both files.
@@ -382,24 +387,18 @@ impl Writer {
             let wait = match self.write(&shared, now) {
                 Ok(()) => {
                     failures = 0;
-                    next_expiry(&shared, now)
+                    next_expiry(&shared, now).map_or(RECHECK_INTERVAL, |d| d.min(RECHECK_INTERVAL))
                 }
                 Err(_) => {
                     let d = schedule::backoff(failures, schedule::random_jitter());
                     failures = failures.saturating_add(1);
-                    Some(d)
+                    d
                 }
             };
             crate::health::update_ready(&shared, SystemTime::now());
-            let sleep = async {
-                match wait {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 _ = shared.changed.notified() => {}
-                _ = sleep => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return,
             }
         }
