@@ -109,6 +109,7 @@ test:
 	$(MAKE) --no-print-directory acceptance
 	$(MAKE) --no-print-directory sdk-tests
 	$(MAKE) --no-print-directory validate-examples
+	$(MAKE) --no-print-directory image-test
 
 demo: venv build
 	ROLECALL_VENV=$(CURDIR)/$(VENV) ROLECALL_BIN=$(TARGET_DIR)/release/rolecall ./scripts/demo.sh

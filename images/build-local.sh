@@ -57,7 +57,7 @@ ensure_tools() {
 	command -v buildah >/dev/null || apt_install buildah
 	command -v readelf >/dev/null || apt_install binutils
 	if [ -z "${ROLECALL_CA_BUNDLE:-}" ]; then
-		[ -s "$CA_CONF" ] && [ -d /usr/share/ca-certificates ] || apt_install ca-certificates
+		if [ ! -s "$CA_CONF" ] || [ ! -d /usr/share/ca-certificates ]; then apt_install ca-certificates; fi
 		[ -s "$CA_CONF" ] || die "no $CA_CONF after installing ca-certificates"
 	fi
 }
@@ -76,6 +76,7 @@ ca_bundle() {
 	local cert
 	grep -v '^[#!]' "$CA_CONF" | while IFS= read -r cert; do
 		[ -n "$cert" ] || continue
+		# shellcheck disable=SC1003 # sed: append a newline when the last line lacks one
 		sed -e '$a\' "/usr/share/ca-certificates/$cert"
 	done
 }
@@ -170,11 +171,13 @@ OLD_ID=$(buildah images --noheading --no-trunc --format '{{.ID}}' "$IMAGE" 2>/de
 
 buildah from --name "$WORKING" scratch >/dev/null
 buildah copy --quiet --chown 0:0 "$WORKING" "$STAGE/" / >/dev/null
+# PATH: what `buildah build` / `docker run` give a FROM-scratch image, so both builds agree.
 buildah config \
 	--created-by "images/build-local.sh: COPY rootfs (static rolecall, CA bundle, passwd, group)" \
 	--user 65532:65532 \
 	--entrypoint '["/rolecall"]' \
 	--cmd run \
+	--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 	--env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
 	--port 9911/tcp \
 	--label org.opencontainers.image.title=rolecall \

@@ -131,6 +131,9 @@ pub struct StsRequest {
     pub params: Vec<(String, String)>,
     /// Every HTTP header (names lower-case), in the order sent.
     pub headers: Vec<(String, String)>,
+    /// When the request arrived, on the serving runtime's clock (paused
+    /// time for a server from [`FakeSts::start_local`]).
+    pub received: tokio::time::Instant,
 }
 
 impl StsRequest {
@@ -218,6 +221,48 @@ static CREDENTIAL_COUNTER: AtomicU64 = AtomicU64::new(0);
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl FakeSts {
+    /// Binds `127.0.0.1:0` and serves on a task of the *current* runtime
+    /// instead of a thread: for tests under paused time, where a server on
+    /// another thread would let the paused clock jump ahead while a request
+    /// is in flight. Loopback I/O between tasks of one runtime keeps it busy,
+    /// so the clock only advances when both sides are idle.
+    pub fn start_local() -> FakeSts {
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("FakeSts: bind 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("FakeSts: set_nonblocking");
+        let addr = listener.local_addr().expect("FakeSts: local_addr");
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                global: VecDeque::new(),
+                per_role: HashMap::new(),
+                default: Reply::ok(),
+                requests: Vec::new(),
+                issued: Vec::new(),
+            }),
+            notify: tokio::sync::Notify::new(),
+        });
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(serve(listener, Arc::clone(&shared), shutdown_rx));
+        FakeSts {
+            inner: Arc::new(Inner {
+                shared,
+                addr,
+                shutdown: Mutex::new(Some(shutdown_tx)),
+                thread: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Forgets the requests and credentials recorded so far (long soak
+    /// tests read them periodically, then clear them to keep memory flat).
+    pub fn clear_history(&self) {
+        let mut state = self.state();
+        state.requests = Vec::new();
+        state.issued = Vec::new();
+    }
+
     /// Binds `127.0.0.1:0` and starts serving on a dedicated thread.
     pub fn start() -> FakeSts {
         let listener =
@@ -522,6 +567,7 @@ async fn handle(
         authorization,
         params: params.clone(),
         headers,
+        received: tokio::time::Instant::now(),
     };
 
     if request.action == "GetCallerIdentity" {
