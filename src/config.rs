@@ -545,16 +545,25 @@ impl Config {
 
     /// Like [`Config::load`], with the file's bytes given instead of read
     /// (for fuzzing and tests); `name` stands for the file in messages.
-    pub fn load_text(flags: &Flags, env: &Env, name: &Path, text: &[u8]) -> Result<Config, ConfigError> {
+    pub fn load_text(
+        flags: &Flags,
+        env: &Env,
+        name: &Path,
+        text: &[u8],
+    ) -> Result<Config, ConfigError> {
         let mut problems = Problems::default();
         let file = parse_file(text, name, &mut problems);
         let config = build(flags, env, file, Some(name.to_owned()), &mut problems);
         let mut seen = BTreeSet::new();
-        problems.0.retain(|p| seen.insert((p.origin.clone(), p.message.clone())));
+        problems
+            .0
+            .retain(|p| seen.insert((p.origin.clone(), p.message.clone())));
         if problems.0.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigError { problems: problems.0 })
+            Err(ConfigError {
+                problems: problems.0,
+            })
         }
     }
 

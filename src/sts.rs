@@ -7,6 +7,8 @@
 //! place. Each attempt has a timeout, so a hanging endpoint cannot stall a
 //! profile.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_sts::config::{BehaviorVersion, Region, SharedAsyncSleep};
@@ -69,11 +71,14 @@ pub struct Assumed {
     pub request_id: Option<String>,
 }
 
-/// Builds STS clients that share one HTTPS connection pool.
+/// STS clients, one per (region, endpoint), sharing one HTTPS connection
+/// pool. Building a client per call would churn the allocator on every
+/// refresh; chained calls reuse the same client with per-call credentials.
 #[derive(Clone)]
 pub struct Sts {
     http: aws_sdk_sts::config::SharedHttpClient,
     attempt_timeout: Duration,
+    clients: Arc<Mutex<HashMap<(Option<String>, Option<String>), aws_sdk_sts::Client>>>,
 }
 
 impl std::fmt::Debug for Sts {
@@ -94,36 +99,35 @@ impl Sts {
         Sts {
             http,
             attempt_timeout,
+            clients: Arc::default(),
         }
     }
 
-    fn client(&self, profile: &Profile, source: Option<&Session>) -> aws_sdk_sts::Client {
-        let region = profile.region.as_deref().unwrap_or(FALLBACK_REGION);
-        let mut conf = aws_sdk_sts::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_owned()))
-            .http_client(self.http.clone())
-            .sleep_impl(SharedAsyncSleep::new(TokioSleep::new()))
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT.min(self.attempt_timeout))
-                    .operation_attempt_timeout(self.attempt_timeout)
-                    .build(),
-            );
-        if let Some(url) = &profile.sts_endpoint {
-            conf = conf.endpoint_url(url);
-        }
-        if let Some(s) = source {
-            conf = conf.credentials_provider(aws_credential_types::Credentials::new(
-                s.access_key_id.expose(),
-                s.secret_access_key.expose(),
-                Some(s.session_token.expose().to_owned()),
-                Some(s.expiration),
-                "rolecall-source-profile",
-            ));
-        }
-        aws_sdk_sts::Client::from_conf(conf.build())
+    fn client(&self, profile: &Profile) -> aws_sdk_sts::Client {
+        let key = (profile.region.clone(), profile.sts_endpoint.clone());
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry(key)
+            .or_insert_with(|| {
+                let region = profile.region.as_deref().unwrap_or(FALLBACK_REGION);
+                let mut conf = aws_sdk_sts::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new(region.to_owned()))
+                    .http_client(self.http.clone())
+                    .sleep_impl(SharedAsyncSleep::new(TokioSleep::new()))
+                    .retry_config(RetryConfig::disabled())
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(CONNECT_TIMEOUT.min(self.attempt_timeout))
+                            .operation_attempt_timeout(self.attempt_timeout)
+                            .build(),
+                    );
+                if let Some(url) = &profile.sts_endpoint {
+                    conf = conf.endpoint_url(url);
+                }
+                aws_sdk_sts::Client::from_conf(conf.build())
+            })
+            .clone()
     }
 
     /// `AssumeRoleWithWebIdentity` for `profile` with the JWT `token`.
@@ -134,7 +138,7 @@ impl Sts {
     ) -> Result<Assumed, StsError> {
         let policy_arns = descriptors(&profile.policy_arns);
         let result = self
-            .client(profile, None)
+            .client(profile)
             .assume_role_with_web_identity()
             .role_arn(&profile.role_arn)
             .role_session_name(&profile.session_name)
@@ -160,8 +164,15 @@ impl Sts {
         profile: &Profile,
         source: &Session,
     ) -> Result<Assumed, StsError> {
+        let credentials = aws_credential_types::Credentials::new(
+            source.access_key_id.expose(),
+            source.secret_access_key.expose(),
+            Some(source.session_token.expose().to_owned()),
+            Some(source.expiration),
+            "rolecall-source-profile",
+        );
         let result = self
-            .client(profile, Some(source))
+            .client(profile)
             .assume_role()
             .role_arn(&profile.role_arn)
             .role_session_name(&profile.session_name)
@@ -169,6 +180,8 @@ impl Sts {
             .set_external_id(profile.external_id.clone())
             .set_policy(profile.policy.clone())
             .set_policy_arns(descriptors(&profile.policy_arns))
+            .customize()
+            .config_override(aws_sdk_sts::Config::builder().credentials_provider(credentials))
             .send()
             .await;
         match result {
