@@ -63,13 +63,36 @@ use crate::schedule::Jitter;
 use crate::state::{ProfileState, Shared};
 use crate::sts::Sts;
 
-/// The log filter for a `RUST_LOG` value: the level it names (default
-/// `info`), with the HTTP and TLS internals capped at `info` whatever it
-/// says, because at `trace` they print raw requests, which hold the token.
-pub fn log_filter(spec: &str) -> tracing_subscriber::EnvFilter {
-    let mut filter = tracing_subscriber::EnvFilter::builder().parse_lossy(spec);
-    for cap in ["hyper=info", "hyper_util=info", "h2=info", "rustls=info"] {
-        filter = filter.add_directive(cap.parse().expect("static directive"));
+/// The log filter for a `RUST_LOG` value: a default level and
+/// `target=level` directives (`info`, `rolecall=debug,warn`; span and field
+/// filters are not supported, which keeps a regex engine out of the binary).
+/// An unreadable value falls back to `info`. The HTTP and TLS internals are
+/// capped at `info` whatever it says, because at `trace` they print raw
+/// requests, which hold the token.
+pub fn log_filter(spec: &str) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let spec = spec.trim();
+    let parsed = if spec.is_empty() {
+        Targets::new().with_default(LevelFilter::INFO)
+    } else {
+        spec.parse::<Targets>()
+            .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
+    };
+    let capped = parsed.iter().fold(Targets::new(), |t, (target, level)| {
+        t.with_target(target, level)
+    });
+    let mut filter = match parsed.default_level() {
+        Some(level) => capped.with_default(level),
+        None => capped,
+    };
+    for target in ["hyper", "hyper_util", "h2", "rustls"] {
+        let level = parsed
+            .iter()
+            .find(|(t, _)| *t == target)
+            .map(|(_, l)| l)
+            .or(parsed.default_level())
+            .map_or(LevelFilter::INFO, |l| l.min(LevelFilter::INFO));
+        filter = filter.with_target(target, level);
     }
     filter
 }
@@ -474,4 +497,34 @@ fn apply_reload(
     // Unchanged profiles that are failing retry now, as on a token change.
     core.nudge.send_modify(|g| *g = g.wrapping_add(1));
     core.shared.request_write();
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn rust_log_sets_levels_but_http_internals_stay_capped_at_info() {
+        let f = super::log_filter("trace");
+        assert!(f.would_enable("rolecall::sts", &Level::TRACE));
+        assert!(f.would_enable("aws_smithy_runtime", &Level::TRACE));
+        for t in ["hyper", "hyper_util::client", "h2", "rustls"] {
+            assert!(!f.would_enable(t, &Level::DEBUG), "{t}");
+            assert!(f.would_enable(t, &Level::INFO), "{t}");
+        }
+        let f = super::log_filter("rolecall=debug,warn");
+        assert!(f.would_enable("rolecall", &Level::DEBUG));
+        assert!(!f.would_enable("aws_smithy_runtime", &Level::INFO));
+        assert!(
+            !f.would_enable("hyper", &Level::INFO),
+            "a stricter level for hyper is kept"
+        );
+        let f = super::log_filter("not a == filter");
+        assert_eq!(f.default_level(), Some(LevelFilter::INFO));
+        assert_eq!(
+            super::log_filter("").default_level(),
+            Some(LevelFilter::INFO)
+        );
+    }
 }

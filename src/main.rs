@@ -210,16 +210,24 @@ fn status(dir: &std::path::Path, json: bool) -> ExitCode {
 
 /// Logs go to stderr, filtered as [`rolecall::log_filter`] says.
 fn init_logging(format: LogFormat, env: &config::Env) {
+    use tracing_subscriber::prelude::*;
     let spec = env.get("RUST_LOG").map(String::as_str).unwrap_or("info");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(rolecall::log_filter(spec))
-        .with_writer(std::io::stderr);
+    let filter = rolecall::log_filter(spec);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
     match format {
-        LogFormat::Text => builder.with_ansi(false).init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
+            .init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_filter(filter),
+            )
             .init(),
     }
 }

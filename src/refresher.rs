@@ -268,11 +268,49 @@ impl Refresher {
                 }
                 _ = shutdown.cancelled() => return,
             }
+            // Boxed: the STS call's future is large, and a task holds its
+            // whole future for its lifetime; boxed, an idle profile costs
+            // only its small loop state.
             let outcome = tokio::select! {
-                o = self.attempt() => o,
+                o = Box::pin(self.attempt()) => o,
                 _ = shutdown.cancelled() => return,
             };
             next = Instant::now() + outcome.next();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CredentialsMode;
+
+    #[test]
+    fn an_idle_refresher_task_is_small() {
+        let profile = Arc::new(Profile {
+            name: "p".into(),
+            role_arn: "arn:aws:iam::111122223333:role/p".into(),
+            region: Some("eu-west-1".into()),
+            sts_endpoint: None,
+            duration: Duration::from_secs(3600),
+            session_name: "rolecall-test".into(),
+            credentials: CredentialsMode::File,
+            policy: None,
+            policy_arns: vec![],
+            source_profile: None,
+            external_id: None,
+        });
+        let ctx = Context {
+            shared: Shared::new(),
+            sts: Sts::new(Duration::from_secs(1)),
+            token_file: "/nonexistent".into(),
+            jitter: crate::schedule::no_jitter,
+            token_changed: watch::channel(0).1,
+            refresh_all: watch::channel(0).1,
+            sessions: Arc::new(watch::channel(0).0),
+        };
+        let run = Refresher::new(profile, ctx).run(Duration::ZERO, CancellationToken::new());
+        let size = std::mem::size_of_val(&run);
+        assert!(size < 2048, "a refresher task's future is {size} bytes");
     }
 }

@@ -39,10 +39,14 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_ansi(false)
-            .with_env_filter(rolecall::log_filter("rolecall=debug"))
+        use tracing_subscriber::prelude::*;
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_test_writer()
+                    .with_ansi(false)
+                    .with_filter(rolecall::log_filter("rolecall=debug")),
+            )
             .try_init();
         Harness {
             sts: FakeSts::start(),

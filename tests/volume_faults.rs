@@ -1,0 +1,1017 @@
+//! Faults of the shared volume, injected under the real binary while a
+//! reader checks every output continuously: a full disk, a volume remounted
+//! read-only, the output directory removed and recreated, a symlink planted
+//! at each output, and outputs chowned to another user.
+//!
+//! These tests mount tmpfs and change ownership, so they must run as root
+//! (as `make test` and CI do). They fail, loudly, if they cannot: a fault
+//! test that skips silently proves nothing.
+//!
+//! In every case: the previous files stay whole and parseable, a valid
+//! session never disappears from `credentials` because of rolecall, and
+//! rolecall repairs the outputs by itself once the fault is gone. The
+//! per-case figures are written to `target/reliability/volume.txt`.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use support::*;
+
+/// Long enough that no scheduled refresh happens during a case: every
+/// write rolecall makes is one the test caused, or one of its own retries.
+const SESSION: Duration = Duration::from_secs(600);
+/// The writer's retry backoff is capped at 60 s.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(75);
+/// The writer re-checks its files every 30 s.
+const RECHECK_LIMIT: Duration = Duration::from_secs(40);
+const TMP_MARKER: &str = ".rolecall-tmp-";
+/// `O_NOFOLLOW` on Linux x86_64/aarch64 generic (as `src/output/atomic.rs`).
+const O_NOFOLLOW: i32 = if cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
+    0o100000
+} else {
+    0o400000
+};
+/// `ELOOP`: what opening a symlink with `O_NOFOLLOW` fails with.
+const ELOOP: i32 = 40;
+
+fn roles(n: usize) -> BTreeMap<String, String> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("p{i}"),
+                format!("arn:aws:iam::111122223333:role/volume-fault-role-{i}"),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Root, mounts
+// ---------------------------------------------------------------------------
+
+fn uid_of(pid: &str) -> u32 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("effective uid in /proc status")
+}
+
+fn require_root() {
+    assert_eq!(
+        uid_of("self"),
+        0,
+        "tests/volume_faults.rs mounts tmpfs and chowns files: run it as root \
+         (make test and CI do); it does not skip"
+    );
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A tmpfs mounted on a fresh directory, unmounted on drop.
+struct Tmpfs {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+                path.to_str().unwrap(),
+            ],
+        );
+        Tmpfs { path, _dir: dir }
+    }
+
+    fn remount(&self, opts: &str) {
+        run(
+            "mount",
+            &[
+                "-o",
+                &format!("remount,{opts}"),
+                self.path.to_str().unwrap(),
+            ],
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let p = self.path.to_str().unwrap();
+        let ok = Command::new("umount")
+            .arg(p)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").args(["-l", p]).status();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The sidecar
+// ---------------------------------------------------------------------------
+
+struct Sidecar {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<String>>,
+    out: PathBuf,
+    roles: BTreeMap<String, String>,
+}
+
+impl Sidecar {
+    fn start(
+        sts: &FakeSts,
+        token: &TokenDir,
+        out: &Path,
+        roles: &BTreeMap<String, String>,
+        as_user: Option<u32>,
+    ) -> Sidecar {
+        let port = free_port();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rolecall"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOSTNAME", "volume-test")
+            .env("RUST_LOG", "info")
+            .arg("run")
+            .args(["--token-file", &token.path().display().to_string()])
+            .args(["--output-dir", &out.display().to_string()])
+            .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
+            .args(["--health-addr", &format!("127.0.0.1:{port}")])
+            .args(["--file-mode", "0640"]);
+        for (name, arn) in roles {
+            c.args(["--profile", &format!("{name}={arn}")]);
+        }
+        if let Some(uid) = as_user {
+            c.uid(uid).gid(uid);
+        }
+        let mut child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rolecall");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Sidecar {
+            child,
+            port,
+            log,
+            out: out.to_path_buf(),
+            roles: roles.clone(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn usr1(&self) {
+        run("kill", &["-USR1", &self.pid().to_string()]);
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.port, path)
+    }
+
+    fn write_errors(&self) -> u64 {
+        self.get("/metrics").map_or(0, |(_, body)| {
+            body.lines()
+                .filter(|l| l.starts_with("rolecall_write_errors_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64
+        })
+    }
+
+    /// Whether `credentials` holds, for every profile, the last set STS
+    /// issued for its role.
+    fn current(&self, sts: &FakeSts) -> bool {
+        let Ok(text) = read_nofollow(&self.out.join("credentials")) else {
+            return false;
+        };
+        let Ok(sections) = try_parse_ini(&text) else {
+            return false;
+        };
+        self.roles.iter().all(|(name, arn)| {
+            let Some(want) = sts.last_issued_for_role(arn) else {
+                return false;
+            };
+            sections.get(name).is_some_and(|keys| {
+                keys.get("aws_access_key_id") == Some(&want.access_key_id)
+                    && keys.get("aws_secret_access_key") == Some(&want.secret_access_key)
+                    && keys.get("aws_session_token") == Some(&want.session_token)
+            })
+        })
+    }
+
+    /// Waits until every profile is published with its latest keys, the
+    /// other outputs exist and `/readyz` answers 200.
+    async fn wait_current(&self, sts: &FakeSts, limit: Duration) -> bool {
+        wait_until(limit, || {
+            self.current(sts)
+                && ["config", "status.json"]
+                    .iter()
+                    .all(|f| read_nofollow(&self.out.join(f)).is_ok())
+                && self.get("/readyz").is_some_and(|(s, _)| s == 200)
+        })
+        .await
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "rolecall exited with {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("rolecall did not stop on SIGTERM within 5 s");
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw HTTP/1.1 GET: (status, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let status = resp.split_whitespace().nth(1)?.parse().ok()?;
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+// ---------------------------------------------------------------------------
+// Reading the outputs
+// ---------------------------------------------------------------------------
+
+/// Reads a file without following a symlink at its path (`ELOOP` if one is
+/// planted there).
+fn read_nofollow(path: &Path) -> io::Result<String> {
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)?;
+    let mut s = String::new();
+    f.read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// A strict INI parse that reports instead of panicking.
+fn try_parse_ini(text: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
+    if !text.ends_with('\n') {
+        return Err("no final newline".into());
+    }
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            let name = rest
+                .strip_suffix(']')
+                .ok_or_else(|| format!("line {}: unterminated section", i + 1))?;
+            if name.is_empty() || out.insert(name.to_owned(), BTreeMap::new()).is_some() {
+                return Err(format!("line {}: bad or duplicate section", i + 1));
+            }
+            current = Some(name.to_owned());
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: not `key = value`", i + 1))?;
+        let section = current
+            .as_ref()
+            .ok_or_else(|| format!("line {}: key outside a section", i + 1))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty()
+            || v.is_empty()
+            || out
+                .get_mut(section)
+                .unwrap()
+                .insert(k.to_owned(), v.to_owned())
+                .is_some()
+        {
+            return Err(format!("line {}: empty or duplicate key", i + 1));
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    reads: AtomicU64,
+    /// No file at the path (only while a case has removed it).
+    absent: AtomicU64,
+    /// A symlink at the path (only while a case has planted one).
+    symlink: AtomicU64,
+    torn: AtomicU64,
+    mixed: AtomicU64,
+    lost: AtomicU64,
+    samples: Mutex<Vec<String>>,
+}
+
+impl Counts {
+    fn fault(&self, c: &AtomicU64, what: String) {
+        c.fetch_add(1, Ordering::Relaxed);
+        let mut s = self.samples.lock().unwrap();
+        if s.len() < 10 {
+            s.push(what);
+        }
+    }
+}
+
+/// Reads `credentials`, `config` and `status.json` in a loop and checks
+/// them: whole, every section one issued set of its own role, and no
+/// profile vanishing while the session last seen for it is valid.
+struct Monitor {
+    counts: Arc<Counts>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Monitor {
+    fn start(dir: &Path, sts: &FakeSts, roles: &BTreeMap<String, String>) -> Monitor {
+        let counts = Arc::new(Counts::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (dir, sts, roles) = (dir.to_path_buf(), sts.clone(), roles.clone());
+        let (c, s) = (counts.clone(), stop.clone());
+        let thread = std::thread::spawn(move || monitor(&dir, &sts, &roles, &c, &s));
+        Monitor {
+            counts,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Arc<Counts> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("monitor thread");
+        }
+        let c = self.counts.clone();
+        let (torn, mixed, lost) = (
+            c.torn.load(Ordering::Relaxed),
+            c.mixed.load(Ordering::Relaxed),
+            c.lost.load(Ordering::Relaxed),
+        );
+        assert_eq!(
+            torn + mixed + lost,
+            0,
+            "the reader saw {torn} torn, {mixed} mixed, {lost} lost:\n{}",
+            c.samples.lock().unwrap().join("\n")
+        );
+        assert!(
+            c.reads.load(Ordering::Relaxed) > 0,
+            "the reader read nothing"
+        );
+        c
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn monitor(
+    dir: &Path,
+    sts: &FakeSts,
+    roles: &BTreeMap<String, String>,
+    c: &Counts,
+    stop: &AtomicBool,
+) {
+    let mut issued: HashMap<String, IssuedCredentials> = HashMap::new();
+    let mut last: BTreeMap<String, (String, SystemTime)> = BTreeMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        for file in ["credentials", "config", "status.json"] {
+            let text = match read_nofollow(&dir.join(file)) {
+                Ok(t) => t,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    c.absent.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(e) if e.raw_os_error() == Some(ELOOP) => {
+                    c.symlink.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(e) => {
+                    c.fault(&c.torn, format!("{file}: {e}"));
+                    continue;
+                }
+            };
+            let now = SystemTime::now();
+            match file {
+                "credentials" => {
+                    c.reads.fetch_add(1, Ordering::Relaxed);
+                    let sections = match try_parse_ini(&text) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            c.fault(&c.torn, format!("credentials: {e}: {text:?}"));
+                            continue;
+                        }
+                    };
+                    for (name, keys) in &sections {
+                        let (Some(arn), Some(id), Some(secret), Some(token), 3) = (
+                            roles.get(name),
+                            keys.get("aws_access_key_id"),
+                            keys.get("aws_secret_access_key"),
+                            keys.get("aws_session_token"),
+                            keys.len(),
+                        ) else {
+                            c.fault(&c.torn, format!("credentials: [{name}] {keys:?}"));
+                            continue;
+                        };
+                        if !issued.contains_key(id) {
+                            issued.extend(
+                                sts.issued()
+                                    .into_iter()
+                                    .map(|i| (i.access_key_id.clone(), i)),
+                            );
+                        }
+                        match issued.get(id) {
+                            Some(i)
+                                if &i.secret_access_key == secret
+                                    && &i.session_token == token
+                                    && &i.role_arn == arn =>
+                            {
+                                last.insert(name.clone(), (id.clone(), i.expiration));
+                            }
+                            _ => c.fault(&c.mixed, format!("credentials: [{name}] {id} mixed")),
+                        }
+                    }
+                    for (name, (id, exp)) in &last {
+                        if !sections.contains_key(name) && *exp > now {
+                            c.fault(&c.lost, format!("[{name}] {id} vanished while valid"));
+                        }
+                    }
+                }
+                "config" => {
+                    let ok = try_parse_ini(&text).is_ok_and(|s| s.len() == roles.len());
+                    if !ok {
+                        c.fault(&c.torn, format!("config: {text:?}"));
+                    }
+                }
+                _ => {
+                    let ok = serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| {
+                        v["profiles"]
+                            .as_array()
+                            .is_some_and(|p| p.len() == roles.len())
+                    });
+                    if !ok {
+                        c.fault(&c.torn, format!("status.json: {text:?}"));
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn temporaries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(TMP_MARKER))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// The report
+// ---------------------------------------------------------------------------
+
+static RESULTS: Mutex<BTreeMap<&'static str, String>> = Mutex::new(BTreeMap::new());
+
+/// Records a case's line in `target/reliability/volume.txt` (rewritten
+/// whole each time, so the file holds exactly this run's cases).
+fn record(case: &'static str, line: String) {
+    let mut results = RESULTS.lock().unwrap_or_else(|e| e.into_inner());
+    results.insert(case, line);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
+    fs::create_dir_all(&dir).expect("create target/reliability");
+    let mut text = String::from("case\tinjected\ttimes\tlost\toutcome\n");
+    for line in results.values() {
+        text.push_str(line);
+        text.push('\n');
+    }
+    fs::write(dir.join("volume.txt"), text).expect("write volume.txt");
+}
+
+/// Records FAILED for a case whose test panics before recording.
+struct CaseGuard {
+    case: &'static str,
+    injected: &'static str,
+}
+
+impl Drop for CaseGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            record(
+                self.case,
+                format!(
+                    "{}\t{}\t-\t-\tFAILED (see the test output)",
+                    self.case, self.injected
+                ),
+            );
+        }
+    }
+}
+
+fn report(case: &'static str, injected: &str, times: usize, counts: &Counts, outcome: &str) {
+    let line = format!(
+        "{case}\t{injected}\t{times}\t{lost} valid sessions lost, {torn} torn, {mixed} mixed \
+         ({reads} reads)\t{outcome}",
+        lost = counts.lost.load(Ordering::Relaxed),
+        torn = counts.torn.load(Ordering::Relaxed),
+        mixed = counts.mixed.load(Ordering::Relaxed),
+        reads = counts.reads.load(Ordering::Relaxed),
+    );
+    eprintln!("volume: {line}");
+    record(case, line);
+}
+
+// ---------------------------------------------------------------------------
+// Shared steps of a write fault (disk full, read-only)
+// ---------------------------------------------------------------------------
+
+/// While a write fault is in place: asks for new sessions (SIGUSR1) and
+/// checks that the old files are kept whole and unchanged, the failure is
+/// logged, counted in `/metrics`, and `/readyz` names the outputs.
+async fn expect_write_failure(
+    sc: &Sidecar,
+    sts: &FakeSts,
+    before: &BTreeMap<&str, String>,
+    errors_before: u64,
+    os_error: &str,
+) {
+    let issued = sts.issued().len();
+    sc.usr1();
+    assert!(
+        wait_until(Duration::from_secs(10), || sts.issued().len()
+            >= issued + sc.roles.len())
+        .await,
+        "SIGUSR1 did not refresh every profile"
+    );
+    let logged = wait_until(Duration::from_secs(10), || {
+        sc.log()
+            .lines()
+            .any(|l| l.contains("write failed") && l.contains(os_error))
+    })
+    .await;
+    assert!(
+        logged,
+        "no `write failed` error naming {os_error:?} in the log:\n{}",
+        sc.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || sc.write_errors() > errors_before).await,
+        "rolecall_write_errors_total did not grow past {errors_before}"
+    );
+    let ready = sc.get("/readyz").expect("GET /readyz");
+    assert_eq!(ready.0, 503, "/readyz during a write fault: {}", ready.1);
+    assert!(
+        ready.1.contains("outputs"),
+        "/readyz does not name the outputs: {}",
+        ready.1
+    );
+    for (file, old) in before {
+        let now = read_nofollow(&sc.out.join(file)).expect("the old file is still there");
+        assert_eq!(&now, old, "{file} changed during the write fault");
+    }
+    assert!(
+        !sc.current(sts),
+        "the new sessions cannot have been written"
+    );
+    let tmp = temporaries(&sc.out);
+    assert!(tmp.is_empty(), "failed writes left temporaries: {tmp:?}");
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<&'static str, String> {
+    ["credentials", "config", "status.json"]
+        .into_iter()
+        .map(|f| (f, read_nofollow(&dir.join(f)).expect("output present")))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The cases
+// ---------------------------------------------------------------------------
+
+/// Fills the volume until a write fails with ENOSPC; returns the filler.
+fn fill(dir: &Path) -> PathBuf {
+    let filler = dir.join("filler");
+    let mut f = fs::File::create(&filler).expect("create filler");
+    let chunk = vec![0u8; 1024];
+    loop {
+        match f.write_all(&chunk).and_then(|()| f.sync_all()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break,
+            Err(e) => panic!("filling the volume: {e}"),
+        }
+    }
+    filler
+}
+
+#[tokio::test]
+async fn a_full_disk_keeps_the_old_files_whole_and_writing_resumes_by_itself() {
+    const CYCLES: usize = 2;
+    let _guard = CaseGuard {
+        case: "a-disk-full",
+        injected: "tmpfs size=64k filled to ENOSPC + SIGUSR1",
+    };
+    let vol = Tmpfs::mount("64k");
+    let sts = FakeSts::start();
+    sts.set_default(Reply::ok_for(SESSION));
+    let token = TokenDir::new(&valid_jwt());
+    let roles = roles(8);
+    let sc = Sidecar::start(&sts, &token, &vol.path, &roles, None);
+    assert!(
+        sc.wait_current(&sts, Duration::from_secs(15)).await,
+        "{}",
+        sc.log()
+    );
+    let mon = Monitor::start(&vol.path, &sts, &roles);
+    let mut recoveries = Vec::new();
+    for _ in 0..CYCLES {
+        let before = snapshot(&vol.path);
+        let errors = sc.write_errors();
+        let filler = fill(&vol.path);
+        expect_write_failure(&sc, &sts, &before, errors, "No space left on device").await;
+        fs::remove_file(&filler).unwrap();
+        let freed = Instant::now();
+        // No signal: the writer's own retry must bring the new sessions out.
+        assert!(
+            sc.wait_current(&sts, RECOVERY_LIMIT).await,
+            "writing did not resume within {RECOVERY_LIMIT:?} after space was freed:\n{}",
+            sc.log()
+        );
+        recoveries.push(freed.elapsed());
+    }
+    let counts = mon.finish();
+    let errors = sc.write_errors();
+    sc.stop();
+    report(
+        "a-disk-full",
+        "tmpfs size=64k filled to ENOSPC, then SIGUSR1 (8 profiles)",
+        CYCLES,
+        &counts,
+        &format!(
+            "old files kept byte-identical; `write failed ... No space left on device` logged; \
+             rolecall_write_errors_total={errors}; /readyz 503 naming outputs; \
+             resumed without a signal {recoveries:.1?} after space was freed"
+        ),
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_volume_keeps_the_old_files_whole_and_writing_resumes_by_itself() {
+    const CYCLES: usize = 2;
+    let _guard = CaseGuard {
+        case: "b-read-only",
+        injected: "mount -o remount,ro + SIGUSR1",
+    };
+    let vol = Tmpfs::mount("1m");
+    let sts = FakeSts::start();
+    sts.set_default(Reply::ok_for(SESSION));
+    let token = TokenDir::new(&valid_jwt());
+    let roles = roles(4);
+    let sc = Sidecar::start(&sts, &token, &vol.path, &roles, None);
+    assert!(
+        sc.wait_current(&sts, Duration::from_secs(15)).await,
+        "{}",
+        sc.log()
+    );
+    let mon = Monitor::start(&vol.path, &sts, &roles);
+    let mut recoveries = Vec::new();
+    for _ in 0..CYCLES {
+        let before = snapshot(&vol.path);
+        let errors = sc.write_errors();
+        vol.remount("ro");
+        expect_write_failure(&sc, &sts, &before, errors, "Read-only file system").await;
+        vol.remount("rw");
+        let freed = Instant::now();
+        assert!(
+            sc.wait_current(&sts, RECOVERY_LIMIT).await,
+            "writing did not resume within {RECOVERY_LIMIT:?} after remount rw:\n{}",
+            sc.log()
+        );
+        recoveries.push(freed.elapsed());
+    }
+    let counts = mon.finish();
+    let errors = sc.write_errors();
+    sc.stop();
+    report(
+        "b-read-only",
+        "mount -o remount,ro on the output tmpfs, then SIGUSR1 (4 profiles)",
+        CYCLES,
+        &counts,
+        &format!(
+            "old files kept byte-identical; `write failed ... Read-only file system` logged; \
+             rolecall_write_errors_total={errors}; /readyz 503 naming outputs; \
+             resumed without a signal {recoveries:.1?} after remount rw"
+        ),
+    );
+}
+
+#[tokio::test]
+async fn a_removed_and_recreated_output_dir_is_written_again_without_a_signal() {
+    let _guard = CaseGuard {
+        case: "c-dir-recreated",
+        injected: "rm -rf output dir; mkdir",
+    };
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("aws");
+    let sts = FakeSts::start();
+    sts.set_default(Reply::ok_for(SESSION));
+    let token = TokenDir::new(&valid_jwt());
+    let roles = roles(4);
+    let sc = Sidecar::start(&sts, &token, &out, &roles, None);
+    assert!(
+        sc.wait_current(&sts, Duration::from_secs(15)).await,
+        "{}",
+        sc.log()
+    );
+    let mon = Monitor::start(&out, &sts, &roles);
+    let calls = sts.calls();
+    fs::remove_dir_all(&out).unwrap();
+    fs::create_dir(&out).unwrap();
+    let removed = Instant::now();
+    // No signal: the writer's periodic re-check must notice.
+    assert!(
+        sc.wait_current(&sts, RECHECK_LIMIT).await,
+        "the outputs were not written again within {RECHECK_LIMIT:?}:\n{}",
+        sc.log()
+    );
+    let took = removed.elapsed();
+    assert_eq!(
+        sts.calls(),
+        calls,
+        "restored from memory, without STS calls"
+    );
+    let mode = fs::metadata(out.join("credentials"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o640);
+    let counts = mon.finish();
+    let absent = counts.absent.load(Ordering::Relaxed);
+    sc.stop();
+    report(
+        "c-dir-recreated",
+        "rm -rf of the output dir while running, recreated empty (4 profiles)",
+        1,
+        &counts,
+        &format!(
+            "all files written again {took:.1?} later by the periodic re-check (no signal, \
+             no STS call); {absent} reads found no file in between (the injected removal)"
+        ),
+    );
+}
+
+#[tokio::test]
+async fn a_planted_symlink_is_replaced_never_followed() {
+    let _guard = CaseGuard {
+        case: "d-symlink",
+        injected: "symlink to a victim file at each output",
+    };
+    require_root();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("aws");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let sts = FakeSts::start();
+    sts.set_default(Reply::ok_for(SESSION));
+    let token = TokenDir::new(&valid_jwt());
+    let roles = roles(4);
+    let sc = Sidecar::start(&sts, &token, &out, &roles, None);
+    assert!(
+        sc.wait_current(&sts, Duration::from_secs(15)).await,
+        "{}",
+        sc.log()
+    );
+    let mon = Monitor::start(&out, &sts, &roles);
+    let files = ["credentials", "config", "status.json"];
+    let plant = |round: usize| -> Vec<(PathBuf, String)> {
+        files
+            .iter()
+            .map(|f| {
+                let victim = elsewhere.path().join(format!("victim-{round}-{f}"));
+                let content = format!("precious {f} round {round}\n");
+                fs::write(&victim, &content).unwrap();
+                fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+                // Planted atomically, as an attacker racing the writer would.
+                let tmp = out.join(format!("plant-{f}"));
+                std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+                fs::rename(&tmp, out.join(f)).unwrap();
+                (victim, content)
+            })
+            .collect()
+    };
+    let replaced = || {
+        files
+            .iter()
+            .all(|f| fs::symlink_metadata(out.join(f)).is_ok_and(|m| m.file_type().is_file()))
+    };
+    let check_victims = |victims: &[(PathBuf, String)]| {
+        for (victim, content) in victims {
+            assert_eq!(
+                &fs::read_to_string(victim).unwrap(),
+                content,
+                "{victim:?} was written"
+            );
+            let meta = fs::metadata(victim).unwrap();
+            assert_eq!(
+                meta.permissions().mode() & 0o7777,
+                0o600,
+                "{victim:?} chmodded"
+            );
+            assert_eq!(meta.uid(), 0, "{victim:?} chowned");
+        }
+    };
+    // Round 1: the next write (SIGUSR1: new sessions).
+    let victims = plant(1);
+    sc.usr1();
+    assert!(
+        wait_until(Duration::from_secs(10), || replaced() && sc.current(&sts)).await,
+        "the symlinks were not replaced by regular files:\n{}",
+        sc.log()
+    );
+    check_victims(&victims);
+    // Round 2: no signal, same content: the periodic re-check replaces them.
+    let victims = plant(2);
+    let planted = Instant::now();
+    assert!(
+        wait_until(RECHECK_LIMIT, replaced).await,
+        "the re-check did not replace the symlinks within {RECHECK_LIMIT:?}"
+    );
+    let took = planted.elapsed();
+    assert!(sc.wait_current(&sts, Duration::from_secs(5)).await);
+    check_victims(&victims);
+    let counts = mon.finish();
+    let symlink_reads = counts.symlink.load(Ordering::Relaxed);
+    sc.stop();
+    report(
+        "d-symlink",
+        "symlink to a victim file outside the dir planted at credentials, config and status.json",
+        2,
+        &counts,
+        &format!(
+            "victims unchanged (content, mode, owner); each output a regular file again: \
+             on the next write (SIGUSR1), and {took:.1?} later by the periodic re-check \
+             without a signal; {symlink_reads} reads met the planted symlink"
+        ),
+    );
+}
+
+#[tokio::test]
+async fn outputs_chowned_to_another_user_are_replaced_with_its_own() {
+    const APP_UID: u32 = 65532;
+    const OTHER: u32 = 65534;
+    let _guard = CaseGuard {
+        case: "e-ownership",
+        injected: "chown 65534:65534, chmod 0600",
+    };
+    require_root();
+    // rolecall runs as a non-root user, like the image does.
+    let work = tempfile::tempdir().unwrap();
+    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let out = work.path().join("aws");
+    fs::create_dir(&out).unwrap();
+    run(
+        "chown",
+        &[&format!("{APP_UID}:{APP_UID}"), out.to_str().unwrap()],
+    );
+    let sts = FakeSts::start();
+    sts.set_default(Reply::ok_for(SESSION));
+    let token = TokenDir::new(&valid_jwt());
+    fs::set_permissions(token.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    let roles = roles(4);
+    let sc = Sidecar::start(&sts, &token, &out, &roles, Some(APP_UID));
+    assert!(
+        sc.wait_current(&sts, Duration::from_secs(15)).await,
+        "{}",
+        sc.log()
+    );
+    let own = uid_of(&sc.pid().to_string());
+    assert_eq!(own, APP_UID);
+    let mon = Monitor::start(&out, &sts, &roles);
+    let files = ["credentials", "config", "status.json"];
+    let sabotage = || {
+        for f in files {
+            let p = out.join(f);
+            std::os::unix::fs::chown(&p, Some(OTHER), Some(OTHER)).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    };
+    let repaired = || {
+        files.iter().all(|f| {
+            fs::symlink_metadata(out.join(f)).is_ok_and(|m| {
+                m.file_type().is_file()
+                    && m.uid() == own
+                    && m.permissions().mode() & 0o7777 == 0o640
+            })
+        })
+    };
+    // Round 1: the next write (SIGUSR1: new sessions).
+    sabotage();
+    sc.usr1();
+    assert!(
+        wait_until(Duration::from_secs(10), || repaired() && sc.current(&sts)).await,
+        "outputs not replaced with uid {own} mode 0640:\n{}",
+        sc.log()
+    );
+    // Round 2: no signal, same content: the periodic re-check.
+    sabotage();
+    let at = Instant::now();
+    assert!(
+        wait_until(RECHECK_LIMIT, repaired).await,
+        "the re-check did not repair ownership and mode within {RECHECK_LIMIT:?}:\n{}",
+        sc.log()
+    );
+    let took = at.elapsed();
+    assert!(sc.current(&sts));
+    let counts = mon.finish();
+    sc.stop();
+    report(
+        "e-ownership",
+        "outputs chowned to 65534:65534 mode 0600 under rolecall running as uid 65532 (4 profiles)",
+        2,
+        &counts,
+        &format!(
+            "replaced by files of uid {own}, mode 0640: on the next write (SIGUSR1), and \
+             {took:.1?} later by the periodic re-check without a signal"
+        ),
+    );
+}
