@@ -71,6 +71,9 @@ pub struct Assumed {
     pub request_id: Option<String>,
 }
 
+/// A profile's region and STS endpoint: profiles that share both share a client.
+type ClientKey = (Option<String>, Option<String>);
+
 /// STS clients, one per (region, endpoint), sharing one HTTPS connection
 /// pool. Building a client per call would churn the allocator on every
 /// refresh; chained calls reuse the same client with per-call credentials.
@@ -78,7 +81,7 @@ pub struct Assumed {
 pub struct Sts {
     http: aws_sdk_sts::config::SharedHttpClient,
     attempt_timeout: Duration,
-    clients: Arc<Mutex<HashMap<(Option<String>, Option<String>), aws_sdk_sts::Client>>>,
+    clients: Arc<Mutex<HashMap<ClientKey, aws_sdk_sts::Client>>>,
 }
 
 impl std::fmt::Debug for Sts {
