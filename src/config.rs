@@ -509,38 +509,13 @@ impl Config {
     /// Reads the file named by `--config` or `ROLECALL_CONFIG` (if any),
     /// merges it with flags and environment, and validates everything.
     pub fn load(flags: &Flags, env: &Env) -> Result<Config, ConfigError> {
-        let mut problems = Problems::default();
         let config_file = flags.config.clone().or_else(|| {
             env.get("ROLECALL_CONFIG")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         });
-        let file = match &config_file {
-            Some(path) => match std::fs::read(path) {
-                Ok(text) => parse_file(&text, path, &mut problems),
-                Err(e) => {
-                    problems.push(
-                        path.display().to_string(),
-                        format!("cannot read the configuration file: {e}"),
-                    );
-                    FileConfig::default()
-                }
-            },
-            None => FileConfig::default(),
-        };
-        let config = build(flags, env, file, config_file, &mut problems);
-        // A bad shared default is seen once per profile: report it once.
-        let mut seen = BTreeSet::new();
-        problems
-            .0
-            .retain(|p| seen.insert((p.origin.clone(), p.message.clone())));
-        if problems.0.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError {
-                problems: problems.0,
-            })
-        }
+        let text = config_file.as_ref().map(|path| std::fs::read(path));
+        assemble(flags, env, config_file.as_deref(), text)
     }
 
     /// Like [`Config::load`], with the file's bytes given instead of read
@@ -551,24 +526,45 @@ impl Config {
         name: &Path,
         text: &[u8],
     ) -> Result<Config, ConfigError> {
-        let mut problems = Problems::default();
-        let file = parse_file(text, name, &mut problems);
-        let config = build(flags, env, file, Some(name.to_owned()), &mut problems);
-        let mut seen = BTreeSet::new();
-        problems
-            .0
-            .retain(|p| seen.insert((p.origin.clone(), p.message.clone())));
-        if problems.0.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError {
-                problems: problems.0,
-            })
-        }
+        assemble(flags, env, Some(name), Some(Ok(text.to_vec())))
     }
 
     pub fn profile(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.name == name)
+    }
+}
+
+/// Parses the file (if any), merges and validates; every problem at once.
+fn assemble(
+    flags: &Flags,
+    env: &Env,
+    path: Option<&Path>,
+    text: Option<std::io::Result<Vec<u8>>>,
+) -> Result<Config, ConfigError> {
+    let mut problems = Problems::default();
+    let file = match (path, text) {
+        (Some(path), Some(Ok(text))) => parse_file(&text, path, &mut problems),
+        (Some(path), Some(Err(e))) => {
+            problems.push(
+                path.display().to_string(),
+                format!("cannot read the configuration file: {e}"),
+            );
+            FileConfig::default()
+        }
+        _ => FileConfig::default(),
+    };
+    let config = build(flags, env, file, path.map(Path::to_owned), &mut problems);
+    // A bad shared default is seen once per profile: report it once.
+    let mut seen = BTreeSet::new();
+    problems
+        .0
+        .retain(|p| seen.insert((p.origin.clone(), p.message.clone())));
+    if problems.0.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError {
+            problems: problems.0,
+        })
     }
 }
 
