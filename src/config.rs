@@ -514,7 +514,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         });
-        let text = config_file.as_ref().map(|path| std::fs::read(path));
+        let text = config_file.as_ref().map(std::fs::read);
         assemble(flags, env, config_file.as_deref(), text)
     }
 
