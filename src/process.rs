@@ -65,7 +65,7 @@ pub fn credentials(dir: &Path, profile: &str, now: SystemTime) -> Result<String,
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    let Some(c) = file.profiles.get(profile) else {
+    let Some(c) = file.profiles.get(profile).map(|e| &e.credentials) else {
         let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
         return Err(HelperError::Unknown {
             profile: profile.to_owned(),
@@ -95,7 +95,7 @@ mod tests {
         std::fs::write(
             dir.join(PROCESS_FILE),
             format!(
-                r#"{{"profiles":{{"svc":{{"Version":1,"AccessKeyId":"ASIAX","SecretAccessKey":"s3cr3t","SessionToken":"tok","Expiration":"{expiration}"}}}}}}"#
+                r#"{{"profiles":{{"svc":{{"role_arn":"arn:aws:iam::111122223333:role/svc","credentials":{{"Version":1,"AccessKeyId":"ASIAX","SecretAccessKey":"s3cr3t","SessionToken":"tok","Expiration":"{expiration}"}}}}}}}}"#
             ),
         )
         .unwrap();

@@ -10,7 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Marker in the names of temporary files, for the clean-up at start.
@@ -51,9 +51,17 @@ fn is_current(target: &Path, contents: &[u8], mode: u32) -> bool {
         return false;
     };
     meta.file_type().is_file()
+        && own_uid().is_none_or(|uid| meta.uid() == uid)
         && meta.permissions().mode() & 0o7777 == mode
         && meta.len() == contents.len() as u64
         && fs::read(target).is_ok_and(|old| old == contents)
+}
+
+/// This process's effective uid (the owner of `/proc/self`): a file owned by
+/// anyone else is replaced even when its content is right.
+fn own_uid() -> Option<u32> {
+    static UID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UID.get_or_init(|| fs::metadata("/proc/self").ok().map(|m| m.uid()))
 }
 
 fn temp_path(dir: &Path, name: &str) -> PathBuf {
@@ -129,6 +137,17 @@ mod tests {
         assert_eq!(mode_of(&dir.path().join("f")), 0o600);
         assert!(replace(dir.path(), "f", b"two", 0o600).unwrap());
         assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"two");
+    }
+
+    #[test]
+    fn a_file_owned_by_someone_else_is_replaced_even_with_the_right_content() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(replace(dir.path(), "f", b"x", 0o640).unwrap());
+        let path = dir.path().join("f");
+        let me = fs::metadata(&path).unwrap().uid();
+        std::os::unix::fs::chown(&path, Some(me + 1), None).unwrap();
+        assert!(replace(dir.path(), "f", b"x", 0o640).unwrap());
+        assert_eq!(fs::metadata(&path).unwrap().uid(), me);
     }
 
     #[test]

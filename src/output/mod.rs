@@ -54,10 +54,18 @@ impl std::fmt::Debug for ProcessCredentials {
     }
 }
 
+/// One profile in [`PROCESS_FILE`]: the role the keys belong to (so that a
+/// restart adopts them only for the same role) and what the helper prints.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessEntry {
+    pub role_arn: String,
+    pub credentials: ProcessCredentials,
+}
+
 /// The whole of [`PROCESS_FILE`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessFile {
-    pub profiles: BTreeMap<String, ProcessCredentials>,
+    pub profiles: BTreeMap<String, ProcessEntry>,
 }
 
 /// What `rolecall status` reads: per profile, role, expiry, last refresh and
@@ -163,12 +171,15 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
             if let Some(s) = state.live_session(now) {
                 file.profiles.insert(
                     p.name.clone(),
-                    ProcessCredentials {
-                        version: 1,
-                        access_key_id: s.access_key_id.expose().to_owned(),
-                        secret_access_key: s.secret_access_key.expose().to_owned(),
-                        session_token: s.session_token.expose().to_owned(),
-                        expiration: format_time(s.expiration),
+                    ProcessEntry {
+                        role_arn: p.role_arn.clone(),
+                        credentials: ProcessCredentials {
+                            version: 1,
+                            access_key_id: s.access_key_id.expose().to_owned(),
+                            secret_access_key: s.secret_access_key.expose().to_owned(),
+                            session_token: s.session_token.expose().to_owned(),
+                            expiration: format_time(s.expiration),
+                        },
                     },
                 );
             }
@@ -194,76 +205,100 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
 /// for these profiles (same name, same role, same credentials mode, more than
 /// a minute left). Seeding the state with them means a restart during an STS
 /// outage does not take valid credentials away from the application.
+///
+/// Keys, role and expiry are always taken from one and the same file
+/// (`credentials` with its `# ROLE expires TIME` comment, or
+/// `credential-process.json`), each replaced atomically: a write that failed
+/// for one file can never pair one file's keys with another's expiry.
 pub fn adopt(dir: &Path, profiles: &[Arc<Profile>], now: SystemTime) -> BTreeMap<String, Session> {
-    let mut out = BTreeMap::new();
-    let Ok(status) = crate::status::read(dir) else {
-        return out;
-    };
     let credentials = std::fs::read_to_string(dir.join(CREDENTIALS_FILE)).unwrap_or_default();
     let sections = parse_credentials(&credentials);
     let process: ProcessFile = std::fs::read(dir.join(PROCESS_FILE))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
+    let mut out = BTreeMap::new();
     for p in profiles {
-        let Some(st) = status.profiles.iter().find(|s| {
-            s.name == p.name
-                && s.role_arn == p.role_arn
-                && (s.credentials == "process") == (p.credentials == CredentialsMode::Process)
-        }) else {
-            continue;
-        };
-        let Some(expiration) = st.expiration.as_deref().and_then(parse_time) else {
-            continue;
-        };
-        if expiration <= now + Duration::from_secs(60) {
-            continue;
-        }
-        let keys: Option<(&str, &str, &str)> = match p.credentials {
-            CredentialsMode::File => sections.get(p.name.as_str()).and_then(|keys| {
-                let get = |k: &str| keys.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let found = match p.credentials {
+            CredentialsMode::File => sections.get(p.name.as_str()).and_then(|s| {
+                let get = |k: &str| s.keys.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
                 Some((
+                    s.role_arn?,
+                    s.expires?,
                     get("aws_access_key_id")?,
                     get("aws_secret_access_key")?,
                     get("aws_session_token")?,
                 ))
             }),
-            CredentialsMode::Process => process.profiles.get(&p.name).map(|c| {
+            CredentialsMode::Process => process.profiles.get(&p.name).map(|e| {
+                let c = &e.credentials;
                 (
+                    e.role_arn.as_str(),
+                    c.expiration.as_str(),
                     c.access_key_id.as_str(),
                     c.secret_access_key.as_str(),
                     c.session_token.as_str(),
                 )
             }),
         };
-        if let Some((id, secret, token)) =
-            keys.filter(|(a, b, c)| ini_safe(a) && ini_safe(b) && ini_safe(c))
+        let Some((role_arn, expires, id, secret, token)) = found else {
+            continue;
+        };
+        let Some(expiration) = parse_time(expires) else {
+            continue;
+        };
+        if role_arn != p.role_arn
+            || expiration <= now + Duration::from_secs(60)
+            || ![id, secret, token].iter().all(|v| ini_safe(v))
         {
-            out.insert(
-                p.name.clone(),
-                Session {
-                    access_key_id: Secret::new(id),
-                    secret_access_key: Secret::new(secret),
-                    session_token: Secret::new(token),
-                    expiration,
-                    assumed_role_arn: None,
-                },
-            );
+            continue;
         }
+        out.insert(
+            p.name.clone(),
+            Session {
+                access_key_id: Secret::new(id),
+                secret_access_key: Secret::new(secret),
+                session_token: Secret::new(token),
+                expiration,
+                assumed_role_arn: None,
+            },
+        );
     }
     out
 }
 
-/// The sections of a credentials file as rolecall writes it.
-fn parse_credentials(text: &str) -> BTreeMap<&str, Vec<(&str, &str)>> {
-    let mut out: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+/// One section of a credentials file as rolecall writes it.
+#[derive(Default)]
+struct Section<'a> {
+    /// From the `# ROLE expires TIME` comment just above the section.
+    role_arn: Option<&'a str>,
+    expires: Option<&'a str>,
+    keys: Vec<(&'a str, &'a str)>,
+}
+
+fn parse_credentials(text: &str) -> BTreeMap<&str, Section<'_>> {
+    let mut out: BTreeMap<&str, Section<'_>> = BTreeMap::new();
     let mut current = None;
+    let mut comment: Option<(&str, &str)> = None;
     for line in text.lines().map(str::trim) {
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+        if let Some(c) = line.strip_prefix("# ") {
+            comment = c.split_once(" expires ");
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             current = Some(name);
-            out.entry(name).or_default();
+            let (role_arn, expires) = comment.take().unzip();
+            out.insert(
+                name,
+                Section {
+                    role_arn,
+                    expires,
+                    keys: Vec::new(),
+                },
+            );
         } else if let (Some(section), Some((k, v))) = (current, line.split_once('=')) {
-            out.entry(section).or_default().push((k.trim(), v.trim()));
+            out.entry(section)
+                .or_default()
+                .keys
+                .push((k.trim(), v.trim()));
         }
     }
     out
