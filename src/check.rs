@@ -95,6 +95,8 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts) -> Report {
         }
     };
     let (desc, mut ok) = describe_token(&token.claims, now);
+    // The same rule as the sidecar's: more than a minute past `exp` is dead.
+    let sendable = token::read(&config.token_file, now).is_ok();
     text.push_str(&desc);
     let iss = token.claims.iss.clone().unwrap_or_default();
     let mut sessions: Vec<(String, Session)> = Vec::new();
@@ -134,6 +136,14 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts) -> Report {
                     continue;
                 }
             },
+            None if !sendable => {
+                let _ = writeln!(
+                    text,
+                    "  assume: skipped, an expired token is never sent to STS"
+                );
+                ok = false;
+                continue;
+            }
             None => sts.assume_with_token(p, token.expose()).await,
         };
         match result {

@@ -322,7 +322,7 @@ fn parse_file(text: &[u8], file: &Path, problems: &mut Problems) -> FileConfig {
         let Some(key) = key_name(k, &prefix, problems) else {
             continue;
         };
-        let origin = here(&key);
+        let origin = here(&printable(&key));
         let slot = match key.as_str() {
             "token_file" => &mut out.token_file,
             "output_dir" => &mut out.output_dir,
@@ -358,7 +358,8 @@ fn parse_file(text: &[u8], file: &Path, problems: &mut Problems) -> FileConfig {
                 problems.push(
                     origin,
                     format!(
-                        "unknown key `{other}` (known keys: {})",
+                        "unknown key `{}` (known keys: {})",
+                        printable(other),
                         TOP_KEYS.join(", ")
                     ),
                 );
@@ -388,7 +389,7 @@ fn parse_profiles(
         let Some(name) = key_name(k, origin, problems) else {
             continue;
         };
-        let porigin = join(origin, &name);
+        let porigin = join(origin, &printable(&name));
         let mut p = RawProfile::default();
         match v {
             Value::Mapping(m) => {
@@ -396,7 +397,7 @@ fn parse_profiles(
                     let Some(key) = key_name(k, &porigin, problems) else {
                         continue;
                     };
-                    let korigin = join(&porigin, &key);
+                    let korigin = join(&porigin, &printable(&key));
                     let slot = match key.as_str() {
                         "role_arn" => &mut p.role_arn,
                         "region" => &mut p.region,
@@ -426,7 +427,8 @@ fn parse_profiles(
                             problems.push(
                                 korigin,
                                 format!(
-                                    "unknown key `{other}` (known profile keys: {})",
+                                    "unknown key `{}` (known profile keys: {})",
+                                    printable(other),
                                     PROFILE_KEYS.join(", ")
                                 ),
                             );
@@ -870,6 +872,22 @@ fn build(
         }
     }
     check_cycles(&merged, problems);
+    let app_dir_text = app_output_dir.to_string_lossy();
+    if profiles
+        .iter()
+        .any(|p| p.credentials == CredentialsMode::Process)
+        && app_dir_text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        problems.push(
+            "app_output_dir",
+            format!(
+                "process mode writes `credential_process = DIR/rolecall ...` into config, and the SDKs split that line on spaces: {:?} cannot be used; give --app-output-dir (where the app mounts the volume) without spaces",
+                printable(&app_dir_text)
+            ),
+        );
+    }
 
     Config {
         config_file,
@@ -897,7 +915,13 @@ fn check_cycles(merged: &BTreeMap<String, (Src<String>, RawProfile)>, problems: 
                 seen.push(next);
                 problems.push(
                     join(&origin.origin, "source_profile"),
-                    format!("source_profile cycle: {}", seen.join(" -> ")),
+                    format!(
+                        "source_profile cycle: {}",
+                        seen.iter()
+                            .map(|n| printable(n))
+                            .collect::<Vec<_>>()
+                            .join(" -> ")
+                    ),
                 );
                 break;
             }

@@ -19,6 +19,8 @@ use serde::Deserialize;
 pub const MAX_TOKEN_BYTES: u64 = 64 * 1024;
 /// A token whose `exp` is further in the past than this is not sent to STS.
 pub const EXPIRY_GRACE: Duration = Duration::from_secs(60);
+/// The largest `exp` accepted: the end of year 9999, as RFC 3339 can write it.
+const MAX_EXP: f64 = 253_402_300_799.0;
 
 /// Why the token could not be used. Each variant names the path so the log
 /// line tells the operator where to look; none carries the token itself.
@@ -28,6 +30,8 @@ pub enum TokenError {
     Missing { path: PathBuf },
     #[error("token file {path} is a directory, not a file")]
     IsDirectory { path: PathBuf },
+    #[error("token file {path} is not a regular file (a FIFO, socket or device?)")]
+    NotRegular { path: PathBuf },
     #[error("token file {path} could not be read: {source}")]
     Unreadable {
         path: PathBuf,
@@ -116,6 +120,9 @@ impl Token {
             .map_err(|_| "payload is not base64url")?;
         let claims: RawClaims =
             serde_json::from_slice(&payload).map_err(|_| "payload is not a JSON claims object")?;
+        if claims.exp.is_some_and(|e| !(0.0..=MAX_EXP).contains(&e)) {
+            return Err("the exp claim is not a time between 1970 and 9999");
+        }
         let aud = match claims.aud {
             None => Vec::new(),
             Some(Audience::One(a)) => vec![a],
@@ -173,21 +180,42 @@ pub fn read_unchecked(path: &Path) -> Result<Token, TokenError> {
 /// The raw bytes of the file, at most [`MAX_TOKEN_BYTES`]. Used by the
 /// watcher to notice a change of content.
 pub fn read_capped(path: &Path) -> Result<Vec<u8>, TokenError> {
-    let file = std::fs::File::open(path).map_err(|source| match source.kind() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let unreadable = |source| TokenError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
+    // Checked before opening: opening a FIFO for reading would block.
+    let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => TokenError::Missing {
             path: path.to_owned(),
         },
-        _ => TokenError::Unreadable {
-            path: path.to_owned(),
-            source,
-        },
-    })?;
-    let meta = file.metadata().map_err(|source| TokenError::Unreadable {
-        path: path.to_owned(),
-        source,
+        _ => unreadable(source),
     })?;
     if meta.is_dir() {
         return Err(TokenError::IsDirectory {
+            path: path.to_owned(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(TokenError::NotRegular {
+            path: path.to_owned(),
+        });
+    }
+    // O_NONBLOCK: should the path be swapped for a FIFO after the check,
+    // the open still does not block.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(0o4000)
+        .open(path)
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => TokenError::Missing {
+                path: path.to_owned(),
+            },
+            _ => unreadable(source),
+        })?;
+    if !file.metadata().map_err(unreadable)?.is_file() {
+        return Err(TokenError::NotRegular {
             path: path.to_owned(),
         });
     }
@@ -256,6 +284,25 @@ mod tests {
         assert!(Token::parse("a.!!!.c").is_err());
         assert!(Token::parse(&format!("x.{}.y", URL_SAFE_NO_PAD.encode("[1,2]"))).is_err());
         assert!(Token::parse("a b.c.d").is_err());
+        assert!(Token::parse(&jwt(r#"{"exp":1e300}"#)).is_err());
+        assert!(Token::parse(&jwt(r#"{"exp":-5}"#)).is_err());
+        assert!(Token::parse(&jwt(r#"{"exp":253402300799}"#)).is_ok());
+    }
+
+    #[test]
+    fn a_fifo_at_the_token_path_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("token");
+        let ok = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mkfifo");
+        assert!(matches!(
+            read(&p, SystemTime::now()),
+            Err(TokenError::NotRegular { .. })
+        ));
     }
 
     #[test]
