@@ -18,7 +18,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv sdk-deps sdk-tests sdk-matrix build fmt-check clippy unit-test acceptance validate-examples image-test test demo clean
+.PHONY: help venv sdk-deps sdk-tests sdk-matrix build fmt-check clippy unit-test acceptance validate-examples image-test test demo bench clean
 
 help:
 	@echo "make demo       build rolecall and run it against a local STS (moto)"
@@ -113,6 +113,11 @@ test:
 
 demo: venv build
 	ROLECALL_VENV=$(CURDIR)/$(VENV) ROLECALL_BIN=$(TARGET_DIR)/release/rolecall ./scripts/demo.sh
+
+# The static release binary measured against the fake STS and moto, side by side with an
+# AWS CLI loop and a boto3 refresher (docs/BENCHMARKS.md). ROWS="rss idle" selects rows.
+bench:
+	ROWS="$(ROWS)" ./scripts/bench.sh
 
 clean:
 	rm -rf $(VENV) target demo-out

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# rolecall benchmarks (docs/BENCHMARKS.md): the static release binary, measured.
+#
+#   make bench                    every row (about 2.5 minutes once built; the two 60 s windows dominate)
+#   make bench ROWS="rss idle"    some rows: rss size startup rotation idle sts-calls burst compare
+#   scripts/bench.sh rss          the same, without make
+#
+# 1. builds the static binary exactly as images/build-local.sh and the Containerfile do:
+#      RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target x86_64-unknown-linux-gnu
+# 2. makes sure .venv holds moto, the AWS CLI and boto3 (make venv);
+# 3. runs the harness benches/sidecar.rs, which starts that binary as a child process against
+#    the in-process fake STS and moto, prints the table and writes target/bench/results.md:
+#      ROLECALL_BIN=... ROLECALL_VENV=... cargo bench --bench sidecar -- [ROW...]
+#
+# Environment: ROWS (rows to run), ROLECALL_BENCH_IDLE_SECS and ROLECALL_BENCH_STS_SECS (length
+# of the idle and schedule windows, default 60), CARGO_TARGET_DIR.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+TRIPLE=$(uname -m)-unknown-linux-gnu
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/$TRIPLE/release/rolecall
+VENV=$ROOT/.venv
+START=$(date +%s)
+
+say() { printf '>> %s\n' "$*" >&2; }
+
+say "static release build: cargo build --release --locked --target $TRIPLE (RUSTFLAGS=-C target-feature=+crt-static)"
+(
+	unset CARGO_ENCODED_RUSTFLAGS
+	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TRIPLE"
+)
+[ -x "$BIN" ] || {
+	echo "bench.sh: cargo did not produce $BIN" >&2
+	exit 1
+}
+
+say "make venv (moto, awscli, boto3)"
+make --no-print-directory -C "$ROOT" venv >&2
+
+# The harness itself need not be optimised like the release binary: without fat LTO and with
+# parallel codegen it builds in seconds after a change to src/ (cargo bench also builds the
+# library and the bin target under this profile; the figures come from $BIN only).
+export CARGO_PROFILE_BENCH_LTO=off
+export CARGO_PROFILE_BENCH_CODEGEN_UNITS=16
+
+# shellcheck disable=SC2086 # ROWS is a space-separated list
+set -- ${ROWS:-} "$@"
+say "ROLECALL_BIN=$BIN ROLECALL_VENV=$VENV cargo bench --locked --bench sidecar -- $*"
+ROLECALL_BIN=$BIN ROLECALL_VENV=$VENV cargo bench --locked --bench sidecar -- "$@"
+
+say "make bench took $(($(date +%s) - START)) s; results in $TARGET_DIR/bench/results.md"
