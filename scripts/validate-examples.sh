@@ -317,8 +317,13 @@ cfn_lint() {
 
 # ------------------------------------------------------------- apps
 shell_syntax() {
-  local f
-  for f in "${shells[@]}"; do sh -n "$f" || return 1; done
+  local f shell
+  for f in "${shells[@]}"; do
+    # Parse each script with the shell its #! line names (bash or sh).
+    shell=sh
+    head -n 1 "$f" | grep -q bash && shell=bash
+    "$shell" -n "$f" || return 1
+  done
   echo "${#shells[@]} shell files parsed"
 }
 
