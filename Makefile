@@ -18,7 +18,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv sdk-deps sdk-tests sdk-matrix build fmt-check clippy unit-test acceptance validate-examples image-test test demo bench clean
+.PHONY: fuzz help venv sdk-deps sdk-tests sdk-matrix build fmt-check clippy unit-test acceptance validate-examples image-test test demo bench clean
 
 help:
 	@echo "make demo       build rolecall and run it against a local STS (moto)"
@@ -101,6 +101,11 @@ sdk-matrix: venv sdk-deps
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test sdk_matrix -- --ignored --test-threads=12
 	$(PYTHON) scripts/sdk_matrix.py --write
 
+# libFuzzer on config parsing, token decoding and INI rendering, 10 s each
+# (scripts/fuzz.sh 300 for a longer run).
+fuzz:
+	./scripts/fuzz.sh 10
+
 # Run in this order; make stops at the first failure.
 test:
 	$(MAKE) --no-print-directory fmt-check
@@ -110,6 +115,7 @@ test:
 	$(MAKE) --no-print-directory sdk-tests
 	$(MAKE) --no-print-directory validate-examples
 	$(MAKE) --no-print-directory image-test
+	$(MAKE) --no-print-directory fuzz
 
 demo: venv build
 	ROLECALL_VENV=$(CURDIR)/$(VENV) ROLECALL_BIN=$(TARGET_DIR)/release/rolecall ./scripts/demo.sh

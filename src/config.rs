@@ -470,7 +470,7 @@ fn parse_pairs<'a>(
             }
             None => problems.push(
                 origin,
-                format!("expected NAME=ROLE_ARN, got {:?}", printable(item)),
+                format!("expected NAME=ROLE_ARN, got \"{}\"", printable(item)),
             ),
         }
     }
@@ -614,7 +614,12 @@ fn build(
             u32::from_str_radix(v.trim_start_matches("0o"), 8)
                 .ok()
                 .filter(|m| *m <= 0o777)
-                .ok_or_else(|| format!("{:?} is not an octal file mode such as 0640", printable(v)))
+                .ok_or_else(|| {
+                    format!(
+                        "\"{}\" is not an octal file mode such as 0640",
+                        printable(v)
+                    )
+                })
         })
     })
     .unwrap_or(DEFAULT_FILE_MODE);
@@ -655,7 +660,7 @@ fn build(
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
             _ => Err(format!(
-                "{:?} is not a log format: use text or json",
+                "\"{}\" is not a log format: use text or json",
                 printable(v)
             )),
         })
@@ -717,7 +722,7 @@ fn build(
             if !seen.insert(name.value.clone()) {
                 problems.push(
                     &name.origin,
-                    format!("duplicate profile {:?}", printable(&name.value)),
+                    format!("duplicate profile \"{}\"", printable(&name.value)),
                 );
                 continue;
             }
@@ -743,7 +748,13 @@ fn build(
             ),
         );
     }
-    if merged.is_empty() {
+    // A file with problems has already been reported; its profiles are not
+    // "missing".
+    let file_reported = config_file.as_ref().is_some_and(|f| {
+        let f = f.display().to_string();
+        problems.0.iter().any(|p| p.origin.starts_with(&f))
+    });
+    if merged.is_empty() && !file_reported {
         problems.push(
             "profiles",
             "no profiles configured: give --profile NAME=ROLE_ARN, ROLECALL_PROFILES, `profiles` in the config file, or AWS_ROLE_ARN",
@@ -817,7 +828,7 @@ fn build(
                     "file" => Ok(CredentialsMode::File),
                     "process" => Ok(CredentialsMode::Process),
                     _ => Err(format!(
-                        "{:?} is not a credentials mode: use file or process",
+                        "\"{}\" is not a credentials mode: use file or process",
                         printable(v)
                     )),
                 })
@@ -844,7 +855,7 @@ fn build(
             } else {
                 problems.push(
                     &s.origin,
-                    format!("unknown source_profile {:?}", printable(&s.value)),
+                    format!("unknown source_profile \"{}\"", printable(&s.value)),
                 );
                 None
             }
@@ -873,17 +884,18 @@ fn build(
     }
     check_cycles(&merged, problems);
     let app_dir_text = app_output_dir.to_string_lossy();
+    // The SDKs split the credential_process line on spaces, and several run
+    // it with `sh -c`: only characters that mean nothing to a shell.
+    let shell_safe = |c: char| c.is_ascii_alphanumeric() || "/._+,=@%:-".contains(c);
     if profiles
         .iter()
         .any(|p| p.credentials == CredentialsMode::Process)
-        && app_dir_text
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
+        && !app_dir_text.chars().all(shell_safe)
     {
         problems.push(
             "app_output_dir",
             format!(
-                "process mode writes `credential_process = DIR/rolecall ...` into config, and the SDKs split that line on spaces: {:?} cannot be used; give --app-output-dir (where the app mounts the volume) without spaces",
+                "process mode writes `credential_process = DIR/rolecall ...` into config, which the SDKs split on spaces and run with `sh -c`: \"{}\" cannot be used; give --app-output-dir (where the app mounts the volume) using only A-Z a-z 0-9 / . _ + , = @ % : -",
                 printable(&app_dir_text)
             ),
         );
@@ -960,8 +972,12 @@ fn check_path(s: &Src<String>, problems: &mut Problems) -> PathBuf {
 }
 
 fn parse_addr(v: &str) -> Result<SocketAddr, String> {
-    v.parse()
-        .map_err(|_| format!("{:?} is not an address such as 0.0.0.0:9911", printable(v)))
+    v.parse().map_err(|_| {
+        format!(
+            "\"{}\" is not an address such as 0.0.0.0:9911",
+            printable(v)
+        )
+    })
 }
 
 fn is_name_char(c: char) -> bool {
@@ -979,7 +995,7 @@ fn check_profile_name(s: &Src<String>, problems: &mut Problems) -> Option<()> {
         problems.push(
             &s.origin,
             format!(
-                "profile name {:?} must be 1-64 characters of A-Z a-z 0-9 _ . -",
+                "profile name \"{}\" must be 1-64 characters of A-Z a-z 0-9 _ . -",
                 printable(v)
             ),
         );
@@ -991,7 +1007,7 @@ fn check_profile_name(s: &Src<String>, problems: &mut Problems) -> Option<()> {
 pub fn check_role_arn(v: &str) -> Result<String, String> {
     let bad = || {
         format!(
-            "{:?} is not an IAM role ARN such as arn:aws:iam::111122223333:role/NAME",
+            "\"{}\" is not an IAM role ARN such as arn:aws:iam::111122223333:role/NAME",
             printable(v)
         )
     };
@@ -1027,7 +1043,7 @@ fn check_policy_arn(v: &str) -> Result<String, String> {
         Ok(v.to_owned())
     } else {
         Err(format!(
-            "{:?} is not an IAM policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess",
+            "\"{}\" is not an IAM policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess",
             printable(v)
         ))
     }
@@ -1043,7 +1059,7 @@ fn check_region(v: &str) -> Result<String, String> {
         Ok(v.to_owned())
     } else {
         Err(format!(
-            "{:?} is not an AWS region such as eu-west-1",
+            "\"{}\" is not an AWS region such as eu-west-1",
             printable(v)
         ))
     }
@@ -1060,7 +1076,7 @@ fn check_endpoint(v: &str) -> Result<String, String> {
         Ok(v.trim_end_matches('/').to_owned())
     } else {
         Err(format!(
-            "{:?} is not an http(s) URL such as https://sts.eu-west-1.amazonaws.com",
+            "\"{}\" is not an http(s) URL such as https://sts.eu-west-1.amazonaws.com",
             printable(v)
         ))
     }
@@ -1070,11 +1086,11 @@ fn check_duration(v: &str, max: u32) -> Result<u32, String> {
     match v.parse::<u32>() {
         Ok(d) if (MIN_DURATION..=max).contains(&d) => Ok(d),
         _ if max == MAX_CHAINED_DURATION => Err(format!(
-            "duration {:?} must be whole seconds from {MIN_DURATION} to {max} (AWS caps role-chained sessions at one hour)",
+            "duration \"{}\" must be whole seconds from {MIN_DURATION} to {max} (AWS caps role-chained sessions at one hour)",
             printable(v)
         )),
         _ => Err(format!(
-            "duration {:?} must be whole seconds from {MIN_DURATION} to {max}",
+            "duration \"{}\" must be whole seconds from {MIN_DURATION} to {max}",
             printable(v)
         )),
     }
@@ -1085,7 +1101,7 @@ fn check_session_name(v: &str) -> Result<String, String> {
         Ok(v.to_owned())
     } else {
         Err(format!(
-            "role session name {:?} must be 2-64 characters of A-Z a-z 0-9 and +=,.@_-",
+            "role session name \"{}\" must be 2-64 characters of A-Z a-z 0-9 and +=,.@_-",
             printable(v)
         ))
     }
