@@ -117,6 +117,24 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// A profile with the defaults a configuration gives when nothing else is
+    /// said (for tests and tools; the role ARN is not validated here).
+    pub fn new(name: impl Into<String>, role_arn: impl Into<String>) -> Profile {
+        Profile {
+            name: name.into(),
+            role_arn: role_arn.into(),
+            region: None,
+            sts_endpoint: None,
+            duration: Duration::from_secs(DEFAULT_DURATION.into()),
+            session_name: "rolecall".into(),
+            credentials: CredentialsMode::File,
+            policy: None,
+            policy_arns: Vec::new(),
+            source_profile: None,
+            external_id: None,
+        }
+    }
+
     /// The account that owns the role (the ARN's fifth field).
     pub fn account(&self) -> &str {
         self.role_arn.split(':').nth(4).unwrap_or_default()

@@ -283,23 +283,10 @@ impl Refresher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::CredentialsMode;
 
     #[test]
     fn an_idle_refresher_task_is_small() {
-        let profile = Arc::new(Profile {
-            name: "p".into(),
-            role_arn: "arn:aws:iam::111122223333:role/p".into(),
-            region: Some("eu-west-1".into()),
-            sts_endpoint: None,
-            duration: Duration::from_secs(3600),
-            session_name: "rolecall-test".into(),
-            credentials: CredentialsMode::File,
-            policy: None,
-            policy_arns: vec![],
-            source_profile: None,
-            external_id: None,
-        });
+        let profile = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/p"));
         let ctx = Context {
             shared: Shared::new(),
             sts: Sts::new(Duration::from_secs(1)),

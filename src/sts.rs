@@ -139,7 +139,6 @@ impl Sts {
         profile: &Profile,
         token: &str,
     ) -> Result<Assumed, StsError> {
-        let policy_arns = descriptors(&profile.policy_arns);
         let result = self
             .client(profile)
             .assume_role_with_web_identity()
@@ -148,15 +147,11 @@ impl Sts {
             .web_identity_token(token)
             .duration_seconds(profile.duration.as_secs() as i32)
             .set_policy(profile.policy.clone())
-            .set_policy_arns(policy_arns)
+            .set_policy_arns(descriptors(&profile.policy_arns))
             .send()
             .await;
         match result {
-            Ok(out) => {
-                let request_id = out.request_id().map(str::to_owned);
-                let arn = out.assumed_role_user().map(|u| u.arn().to_owned());
-                to_session(out.credentials(), arn, request_id)
-            }
+            Ok(out) => to_session(out.credentials(), out.assumed_role_user(), out.request_id()),
             Err(e) => Err(classify(e)),
         }
     }
@@ -188,11 +183,7 @@ impl Sts {
             .send()
             .await;
         match result {
-            Ok(out) => {
-                let request_id = out.request_id().map(str::to_owned);
-                let arn = out.assumed_role_user().map(|u| u.arn().to_owned());
-                to_session(out.credentials(), arn, request_id)
-            }
+            Ok(out) => to_session(out.credentials(), out.assumed_role_user(), out.request_id()),
             Err(e) => Err(classify(e)),
         }
     }
@@ -216,9 +207,11 @@ pub fn ini_safe(s: &str) -> bool {
 
 fn to_session(
     creds: Option<&aws_sdk_sts::types::Credentials>,
-    assumed_role_arn: Option<String>,
-    request_id: Option<String>,
+    user: Option<&aws_sdk_sts::types::AssumedRoleUser>,
+    request_id: Option<&str>,
 ) -> Result<Assumed, StsError> {
+    let request_id = request_id.map(str::to_owned);
+    let assumed_role_arn = user.map(|u| u.arn().to_owned());
     let malformed = |what: &str| StsError {
         class: ErrorClass::Transient,
         code: "MalformedResponse".into(),

@@ -105,22 +105,11 @@ pub fn hint(code: &str, profile: &Profile, claims: Option<&Claims>) -> Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::CredentialsMode;
-    use std::time::Duration;
 
     fn profile() -> Profile {
         Profile {
-            name: "reader".into(),
-            role_arn: "arn:aws:iam::111122223333:role/reader".into(),
             region: Some("eu-west-1".into()),
-            sts_endpoint: None,
-            duration: Duration::from_secs(3600),
-            session_name: "rolecall-test".into(),
-            credentials: CredentialsMode::File,
-            policy: None,
-            policy_arns: vec![],
-            source_profile: None,
-            external_id: None,
+            ..Profile::new("reader", "arn:aws:iam::111122223333:role/reader")
         }
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rolecall::config::{CredentialsMode, Profile};
+use rolecall::config::Profile;
 use rolecall::metrics::RefreshLabels;
 use rolecall::refresher::{Context, Refresher};
 use rolecall::state::{ProfileState, Shared};
@@ -18,18 +18,10 @@ fn ceiling_jitter() -> f64 {
 
 fn profile() -> Arc<Profile> {
     Arc::new(Profile {
-        name: "reader".into(),
-        role_arn: "arn:aws:iam::111122223333:role/reader".into(),
         region: Some("eu-west-1".into()),
         // Never reached: the token is missing, so no call is made.
         sts_endpoint: Some("http://127.0.0.1:9".into()),
-        duration: Duration::from_secs(3600),
-        session_name: "rolecall-test".into(),
-        credentials: CredentialsMode::File,
-        policy: None,
-        policy_arns: vec![],
-        source_profile: None,
-        external_id: None,
+        ..Profile::new("reader", "arn:aws:iam::111122223333:role/reader")
     })
 }
 

@@ -5,17 +5,9 @@ use std::time::Duration;
 
 fn profile(name: &str, mode: CredentialsMode, region: Option<&str>) -> Arc<Profile> {
     Arc::new(Profile {
-        name: name.into(),
-        role_arn: format!("arn:aws:iam::111122223333:role/{name}"),
         region: region.map(str::to_owned),
-        sts_endpoint: None,
-        duration: Duration::from_secs(3600),
-        session_name: "rolecall-test".into(),
         credentials: mode,
-        policy: None,
-        policy_arns: vec![],
-        source_profile: None,
-        external_id: None,
+        ..Profile::new(name, format!("arn:aws:iam::111122223333:role/{name}"))
     })
 }
 

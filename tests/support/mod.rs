@@ -220,6 +220,26 @@ impl std::fmt::Debug for FakeSts {
 static CREDENTIAL_COUNTER: AtomicU64 = AtomicU64::new(0);
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A listener on `127.0.0.1:0` and fresh, empty state.
+fn bind() -> (std::net::TcpListener, SocketAddr, Arc<Shared>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("FakeSts: bind 127.0.0.1:0");
+    listener
+        .set_nonblocking(true)
+        .expect("FakeSts: set_nonblocking");
+    let addr = listener.local_addr().expect("FakeSts: local_addr");
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            global: VecDeque::new(),
+            per_role: HashMap::new(),
+            default: Reply::ok(),
+            requests: Vec::new(),
+            issued: Vec::new(),
+        }),
+        notify: tokio::sync::Notify::new(),
+    });
+    (listener, addr, shared)
+}
+
 impl FakeSts {
     /// Binds `127.0.0.1:0` and serves on a task of the *current* runtime
     /// instead of a thread: for tests under paused time, where a server on
@@ -227,22 +247,7 @@ impl FakeSts {
     /// is in flight. Loopback I/O between tasks of one runtime keeps it busy,
     /// so the clock only advances when both sides are idle.
     pub fn start_local() -> FakeSts {
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("FakeSts: bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("FakeSts: set_nonblocking");
-        let addr = listener.local_addr().expect("FakeSts: local_addr");
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                global: VecDeque::new(),
-                per_role: HashMap::new(),
-                default: Reply::ok(),
-                requests: Vec::new(),
-                issued: Vec::new(),
-            }),
-            notify: tokio::sync::Notify::new(),
-        });
+        let (listener, addr, shared) = bind();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(serve(listener, Arc::clone(&shared), shutdown_rx));
         FakeSts {
@@ -265,22 +270,7 @@ impl FakeSts {
 
     /// Binds `127.0.0.1:0` and starts serving on a dedicated thread.
     pub fn start() -> FakeSts {
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("FakeSts: bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("FakeSts: set_nonblocking");
-        let addr = listener.local_addr().expect("FakeSts: local_addr");
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                global: VecDeque::new(),
-                per_role: HashMap::new(),
-                default: Reply::ok(),
-                requests: Vec::new(),
-                issued: Vec::new(),
-            }),
-            notify: tokio::sync::Notify::new(),
-        });
+        let (listener, addr, shared) = bind();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
         let server_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
