@@ -33,6 +33,31 @@ fn base_args(sts: &FakeSts, token: &TokenDir, out: &Path) -> Vec<String> {
     ]
 }
 
+/// `--profile reader=… --profile writer=…`
+fn reader_and_writer() -> [String; 4] {
+    [
+        "--profile".into(),
+        format!("reader={READER}"),
+        "--profile".into(),
+        format!("writer={WRITER}"),
+    ]
+}
+
+/// `rolecall once` with reader and writer, writer refused with AccessDenied.
+fn once_with_writer_denied() -> (FakeSts, TokenDir, tempfile::TempDir, Output) {
+    let sts = FakeSts::start();
+    sts.push_for_role(WRITER, Reply::access_denied());
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let o = rolecall()
+        .arg("once")
+        .args(base_args(&sts, &token, out.path()))
+        .args(reader_and_writer())
+        .output()
+        .unwrap();
+    (sts, token, out, o)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -122,21 +147,7 @@ fn the_eks_webhook_environment_alone_is_enough() {
 
 #[test]
 fn once_exits_1_when_a_profile_fails_but_writes_the_others() {
-    let sts = FakeSts::start();
-    sts.push_for_role(WRITER, Reply::access_denied());
-    let token = TokenDir::new(&valid_jwt());
-    let out = tempfile::tempdir().unwrap();
-    let o = rolecall()
-        .arg("once")
-        .args(base_args(&sts, &token, out.path()))
-        .args([
-            "--profile",
-            &format!("reader={READER}"),
-            "--profile",
-            &format!("writer={WRITER}"),
-        ])
-        .output()
-        .unwrap();
+    let (_sts, _token, out, o) = once_with_writer_denied();
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.contains("AccessDenied"), "{err}");
@@ -392,12 +403,7 @@ fn check_assume_calls_sts_once_per_profile_explains_failures_and_writes_nothing(
     let o = rolecall()
         .args(["check", "--assume"])
         .args(base_args(&sts, &token, out.path()))
-        .args([
-            "--profile",
-            &format!("reader={READER}"),
-            "--profile",
-            &format!("writer={WRITER}"),
-        ])
+        .args(reader_and_writer())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
@@ -456,21 +462,7 @@ fn check_with_an_expired_or_missing_token_says_so_and_fails() {
 
 #[test]
 fn status_shows_role_expiry_and_last_error_from_the_output_dir() {
-    let sts = FakeSts::start();
-    sts.push_for_role(WRITER, Reply::access_denied());
-    let token = TokenDir::new(&valid_jwt());
-    let out = tempfile::tempdir().unwrap();
-    let o = rolecall()
-        .arg("once")
-        .args(base_args(&sts, &token, out.path()))
-        .args([
-            "--profile",
-            &format!("reader={READER}"),
-            "--profile",
-            &format!("writer={WRITER}"),
-        ])
-        .output()
-        .unwrap();
+    let (sts, _token, out, o) = once_with_writer_denied();
     assert_eq!(o.status.code(), Some(1));
     let o = rolecall()
         .args(["status", "--output-dir", &out.path().display().to_string()])
