@@ -11,9 +11,6 @@ use std::time::Duration;
 use rolecall::config::{Config, Env, Flags};
 use rolecall::{Control, Options};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const READER: &str = "arn:aws:iam::111122223333:role/reader";
 const WRITER: &str = "arn:aws:iam::111122223333:role/writer";
@@ -141,27 +138,6 @@ async fn a_profile_can_choose_process_mode_alone_in_yaml() {
     );
 }
 
-async fn get(port: u16, path: &str, auth: Option<&str>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let auth = auth
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (
-        status,
-        text.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default(),
-    )
-}
-
 #[tokio::test]
 async fn the_endpoint_serves_container_credentials_only_with_the_token() {
     let sts = FakeSts::start();
@@ -171,19 +147,7 @@ async fn the_endpoint_serves_container_credentials_only_with_the_token() {
     let mut f = flags(&sts, &token, out.path());
     f.endpoint_addr = Some(format!("127.0.0.1:{port}"));
     let config = Config::load(&f, &Env::new()).unwrap();
-    let (controls, rx) = mpsc::channel(4);
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    let task = tokio::spawn(async move {
-        rolecall::run(
-            config,
-            || Err(rolecall::config::ConfigError { problems: vec![] }),
-            opts(),
-            rx,
-            s.cancelled_owned(),
-        )
-        .await
-    });
+    let r = Running::start(config, opts());
     let token_path = out.path().join("endpoint-token");
     assert!(
         wait_until(Duration::from_secs(5), || sts.calls() == 2
@@ -203,7 +167,7 @@ async fn the_endpoint_serves_container_credentials_only_with_the_token() {
         .is_ok())
         .await
     );
-    let (status, body) = get(port, url, Some(&secret)).await;
+    let (status, body) = http_get(port, url, Some(&secret)).await;
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let issued = sts.last_issued_for_role(READER).unwrap();
@@ -215,59 +179,36 @@ async fn the_endpoint_serves_container_credentials_only_with_the_token() {
         issued.expiration
     );
 
-    assert_eq!(get(port, url, None).await.0, 401);
-    assert_eq!(get(port, url, Some("wrong")).await.0, 401);
-    assert_eq!(get(port, url, Some(&secret[..63])).await.0, 401);
-    let (status, body) = get(port, url, Some("wrong")).await;
+    assert_eq!(http_get(port, url, None).await.0, 401);
+    assert_eq!(http_get(port, url, Some("wrong")).await.0, 401);
+    assert_eq!(http_get(port, url, Some(&secret[..63])).await.0, 401);
+    let (status, body) = http_get(port, url, Some("wrong")).await;
     assert_eq!(status, 401);
     assert!(!body.contains(&issued.secret_access_key));
     assert_eq!(
-        get(port, "/v1/credentials/nope", Some(&secret)).await.0,
+        http_get(port, "/v1/credentials/nope", Some(&secret))
+            .await
+            .0,
         404
     );
 
     // A refresh is served at once.
-    controls.send(Control::RefreshNow).await.unwrap();
+    r.controls.send(Control::RefreshNow).await.unwrap();
     assert!(sts.wait_for_calls(4, Duration::from_secs(5)).await);
     let fresh = sts.last_issued_for_role(READER).unwrap();
     let mut seen = String::new();
     for _ in 0..100 {
-        seen = get(port, url, Some(&secret)).await.1;
+        seen = http_get(port, url, Some(&secret)).await.1;
         if seen.contains(&fresh.access_key_id) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(seen.contains(&fresh.access_key_id));
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    r.stop().await;
 }
 
 const AUDIT: &str = "arn:aws:iam::444455556666:role/audit";
-
-fn start(
-    config: Config,
-    reload_flags: Flags,
-) -> (
-    mpsc::Sender<Control>,
-    CancellationToken,
-    tokio::task::JoinHandle<Result<(), rolecall::RunError>>,
-) {
-    let (controls, rx) = mpsc::channel(4);
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    let task = tokio::spawn(async move {
-        rolecall::run(
-            config,
-            move || Config::load(&reload_flags, &Env::new()),
-            opts(),
-            rx,
-            s.cancelled_owned(),
-        )
-        .await
-    });
-    (controls, stop, task)
-}
 
 #[tokio::test]
 async fn a_chained_profile_is_refreshed_when_its_source_session_changes() {
@@ -290,7 +231,7 @@ async fn a_chained_profile_is_refreshed_when_its_source_session_changes() {
     f.profiles.clear();
     f.config = Some(file);
     let config = Config::load(&f, &Env::new()).unwrap();
-    let (_controls, stop, task) = start(config, f.clone());
+    let r = Running::start(config, opts());
     // reader refreshes at ~1.8 s (4 s sessions); audit (1 h) follows its source at once.
     assert!(wait_until(Duration::from_secs(6), || sts.calls_for_role(AUDIT) >= 2).await);
     let readers = sts
@@ -311,8 +252,7 @@ async fn a_chained_profile_is_refreshed_when_its_source_session_changes() {
         assert!(req.policy.as_deref().unwrap().contains("s3:GetObject"));
         assert_eq!(req.duration_seconds, Some(3600));
     }
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    r.stop().await;
 }
 
 #[tokio::test]
@@ -336,7 +276,12 @@ async fn reload_adds_and_removes_process_and_endpoint_profiles_in_every_output()
     f.profiles.clear();
     f.config = Some(file.clone());
     let config = Config::load(&f, &Env::new()).unwrap();
-    let (controls, stop, task) = start(config, f.clone());
+    let reload_flags = f.clone();
+    let r = Running::start_with_reload(
+        config,
+        move || Config::load(&reload_flags, &Env::new()),
+        opts(),
+    );
     let token_file = out.path().join("endpoint-token");
     assert!(
         wait_until(Duration::from_secs(5), || helper(out.path(), "reader")
@@ -351,7 +296,7 @@ async fn reload_adds_and_removes_process_and_endpoint_profiles_in_every_output()
     write(&format!(
         "  writer: {{role_arn: '{WRITER}', credentials: process}}\n"
     ));
-    controls.send(Control::Reload).await.unwrap();
+    r.controls.send(Control::Reload).await.unwrap();
     assert!(
         wait_until(Duration::from_secs(5), || helper(out.path(), "writer")
             .status
@@ -369,17 +314,21 @@ async fn reload_adds_and_removes_process_and_endpoint_profiles_in_every_output()
         "{cfg}"
     );
     assert_eq!(
-        get(port, "/v1/credentials/reader", Some(&secret)).await.0,
+        http_get(port, "/v1/credentials/reader", Some(&secret))
+            .await
+            .0,
         404
     );
     assert_eq!(
-        get(port, "/v1/credentials/writer", Some(&secret)).await.0,
+        http_get(port, "/v1/credentials/writer", Some(&secret))
+            .await
+            .0,
         200
     );
 
     // No process profile left: the helper's file is removed.
     write(&format!("  writer: {{role_arn: '{WRITER}'}}\n"));
-    controls.send(Control::Reload).await.unwrap();
+    r.controls.send(Control::Reload).await.unwrap();
     let process_file = out.path().join("credential-process.json");
     assert!(wait_until(Duration::from_secs(5), || !process_file.exists()).await);
     assert!(
@@ -387,6 +336,5 @@ async fn reload_adds_and_removes_process_and_endpoint_profiles_in_every_output()
             .unwrap()
             .contains("[writer]")
     );
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    r.stop().await;
 }

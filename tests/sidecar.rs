@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use rolecall::config::{Config, Env, Flags};
 use rolecall::{Control, Options};
 use support::*;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const READER: &str = "arn:aws:iam::111122223333:role/reader";
 const WRITER: &str = "arn:aws:iam::111122223333:role/writer";
@@ -93,7 +91,7 @@ impl Harness {
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.health_port, path).await
+        http_get(self.health_port, path, None).await
     }
 
     /// Polls `/readyz` until `f` holds for its answer (at most 5 s).
@@ -107,63 +105,6 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// A running sidecar and the handles to drive it.
-struct Running {
-    controls: mpsc::Sender<Control>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), rolecall::RunError>>,
-}
-
-impl Running {
-    fn start(config: Config, opts: Options) -> Running {
-        let reload_config = config.clone();
-        Self::start_with_reload(config, move || Ok(reload_config.clone()), opts)
-    }
-
-    fn start_with_reload(
-        config: Config,
-        reload: impl Fn() -> Result<Config, rolecall::config::ConfigError> + Send + 'static,
-        opts: Options,
-    ) -> Running {
-        let (controls, rx) = mpsc::channel(4);
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        let task = tokio::spawn(async move {
-            rolecall::run(config, reload, opts, rx, s.cancelled_owned()).await
-        });
-        Running {
-            controls,
-            stop,
-            task,
-        }
-    }
-
-    async fn stop(self) -> Duration {
-        let started = Instant::now();
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
-        started.elapsed()
-    }
-}
-
-async fn http_get(port: u16, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return (0, String::new());
-    };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[tokio::test]

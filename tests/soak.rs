@@ -17,7 +17,6 @@ use rolecall::Options;
 use rolecall::config::{Config, Env, Flags};
 use support::*;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// Live heap bytes of this test process.
 struct Counting;
@@ -88,19 +87,7 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
         jitter: || 1.0,
         ..Options::default()
     };
-    let (_controls, rx) = tokio::sync::mpsc::channel(1);
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    let task = tokio::spawn(async move {
-        rolecall::run(
-            config,
-            || Err(rolecall::config::ConfigError { problems: vec![] }),
-            opts,
-            rx,
-            s.cancelled_owned(),
-        )
-        .await
-    });
+    let r = Running::start(config, opts);
 
     let start = Instant::now();
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
@@ -132,8 +119,7 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
         tally(&sts);
         live_by_day.push(LIVE.load(Ordering::Relaxed));
     }
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    r.stop().await;
 
     // The minimum: one call at start, then one every 45 % of a session
     // (refresh at half the lifetime, the full 5 % jitter with this draw);

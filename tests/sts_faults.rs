@@ -8,28 +8,15 @@ mod support;
 
 use std::time::{Duration, Instant, SystemTime};
 
+use rolecall::Options;
 use rolecall::config::{Config, Env, Flags};
-use rolecall::{Control, Options};
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/reader";
 const SESSION: Duration = Duration::from_secs(6);
 
 async fn readyz(port: u16) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return 0;
-    };
-    let _ = s
-        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await;
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf).await;
-    String::from_utf8_lossy(&buf)
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    http_get(port, "/readyz", None).await.0
 }
 
 async fn outage(case: &str, fault: Reply) {
@@ -54,19 +41,7 @@ async fn outage(case: &str, fault: Reply) {
         jitter: || 1.0,
         ..Options::default()
     };
-    let (controls, rx) = tokio::sync::mpsc::channel::<Control>(1);
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    let task = tokio::spawn(async move {
-        rolecall::run(
-            config,
-            || Err(rolecall::config::ConfigError { problems: vec![] }),
-            opts,
-            rx,
-            s.cancelled_owned(),
-        )
-        .await
-    });
+    let r = Running::start(config, opts);
     let creds = out.path().join("credentials");
     let key = || -> Option<String> {
         let text = std::fs::read_to_string(&creds).ok()?;
@@ -121,9 +96,7 @@ async fn outage(case: &str, fault: Reply) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    drop(controls);
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    r.stop().await;
 
     let summary = format!(
         "{case}: session {}s, outage {:.1}s; {failed_calls} failed STS calls; credentials lost while valid: {lost} samples; \

@@ -1184,3 +1184,80 @@ pub fn parse_ini(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     }
     out
 }
+
+// ---------------------------------------------------------------------------
+// The sidecar in-process, and HTTP probes
+// ---------------------------------------------------------------------------
+
+/// `rolecall::run` on a task of the current runtime, with the handles that
+/// drive it: control messages (what SIGHUP and SIGUSR1 send) and shutdown.
+pub struct Running {
+    pub controls: tokio::sync::mpsc::Sender<rolecall::Control>,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), rolecall::RunError>>,
+}
+
+impl Running {
+    /// Starts the sidecar; a reload re-applies the same configuration.
+    pub fn start(config: rolecall::config::Config, opts: rolecall::Options) -> Running {
+        let reload_config = config.clone();
+        Self::start_with_reload(config, move || Ok(reload_config.clone()), opts)
+    }
+
+    /// Starts the sidecar; `reload` is what a SIGHUP reads.
+    pub fn start_with_reload(
+        config: rolecall::config::Config,
+        reload: impl Fn() -> Result<rolecall::config::Config, rolecall::config::ConfigError>
+        + Send
+        + 'static,
+        opts: rolecall::Options,
+    ) -> Running {
+        let (controls, rx) = tokio::sync::mpsc::channel(4);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            rolecall::run(config, reload, opts, rx, s.cancelled_owned()).await
+        });
+        Running {
+            controls,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops it as SIGTERM would; returns how long that took.
+    pub async fn stop(self) -> Duration {
+        let started = std::time::Instant::now();
+        self.stop.cancel();
+        self.task
+            .await
+            .expect("the sidecar task")
+            .expect("the sidecar stops cleanly");
+        started.elapsed()
+    }
+}
+
+/// `GET path` on 127.0.0.1:`port` with an optional `Authorization` header;
+/// `(status, body)`, or `(0, "")` when nothing listens.
+pub async fn http_get(port: u16, path: &str, auth: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return (0, String::new());
+    };
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
