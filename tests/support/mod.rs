@@ -1130,10 +1130,17 @@ pub async fn wait_until_real<F: FnMut() -> bool>(timeout: Duration, mut f: F) ->
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free_port: bind 127.0.0.1:0")
-        .port()
+    // Below Linux's ephemeral range (32768-60999 by default), so that no
+    // outgoing connection of a parallel test can take the port between this
+    // check and the bind of the program under test; random, so that parallel
+    // tests rarely pick the same one.
+    for _ in 0..1000 {
+        let port = fastrand::u16(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("free_port: no free port in 20000..32000");
 }
 
 /// Parses an INI file strictly: `[section]` headers, `key = value` lines,
