@@ -100,42 +100,6 @@ fn temporaries(dir: &Path) -> BTreeSet<String> {
 // The reader
 // ---------------------------------------------------------------------------
 
-/// Sections in file order, each with its keys in file order.
-type Sections = Vec<(String, Vec<(String, String)>)>;
-
-/// A strict INI parse that reports instead of panicking.
-fn try_parse_ini(text: &str) -> Result<Sections, String> {
-    let mut out: Sections = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('[') {
-            let name = rest
-                .strip_suffix(']')
-                .ok_or_else(|| format!("line {}: unterminated section {raw:?}", i + 1))?;
-            if name.is_empty() || out.iter().any(|(n, _)| n == name) {
-                return Err(format!("line {}: bad or duplicate section {raw:?}", i + 1));
-            }
-            out.push((name.to_owned(), Vec::new()));
-            continue;
-        }
-        let (k, v) = line
-            .split_once('=')
-            .ok_or_else(|| format!("line {}: not `key = value`: {raw:?}", i + 1))?;
-        let (k, v) = (k.trim(), v.trim());
-        let section = out
-            .last_mut()
-            .ok_or_else(|| format!("line {}: key outside a section", i + 1))?;
-        if k.is_empty() || v.is_empty() || section.1.iter().any(|(x, _)| x == k) {
-            return Err(format!("line {}: empty or duplicate key {raw:?}", i + 1));
-        }
-        section.1.push((k.to_owned(), v.to_owned()));
-    }
-    Ok(out)
-}
-
 /// Access key id -> (what STS issued, its position in the issue order).
 struct IssuedIndex {
     sts: FakeSts,
@@ -184,13 +148,13 @@ fn check_credentials(
             text.len()
         )));
     }
-    let sections = try_parse_ini(text).map_err(Bad::Torn)?;
+    let sections = try_parse_written_ini(text).map_err(Bad::Torn)?;
     let mut seen = Seen::new();
     for (name, keys) in sections {
         let Some(arn) = roles.get(&name) else {
             return Err(Bad::Torn(format!("unknown section [{name}]")));
         };
-        let get = |k: &str| keys.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| keys.get(k).map(String::as_str);
         let (Some(id), Some(secret), Some(token), 3) = (
             get("aws_access_key_id"),
             get("aws_secret_access_key"),
@@ -302,11 +266,12 @@ fn reader(dir: PathBuf, sts: FakeSts, stats: Arc<Stats>, stop: Arc<AtomicBool>) 
             Ok(Some(text)) => {
                 stats.config_reads.fetch_add(1, Ordering::Relaxed);
                 let ok = text.ends_with('\n')
-                    && try_parse_ini(&text).is_ok_and(|s| {
+                    && try_parse_written_ini(&text).is_ok_and(|s| {
                         s.len() == PROFILES
                             && s.iter().all(|(name, keys)| {
                                 want_config.contains(name)
-                                    && keys == &[("region".to_owned(), "eu-west-1".to_owned())]
+                                    && keys.len() == 1
+                                    && keys.get("region").map(String::as_str) == Some("eu-west-1")
                             })
                     });
                 if !ok {

@@ -244,7 +244,7 @@ impl Sidecar {
         let Ok(text) = read_nofollow(&self.out.join("credentials")) else {
             return false;
         };
-        let Ok(sections) = try_parse_ini(&text) else {
+        let Ok(sections) = try_parse_written_ini(&text) else {
             return false;
         };
         self.roles.iter().all(|(name, arn)| {
@@ -325,49 +325,6 @@ fn read_nofollow(path: &Path) -> io::Result<String> {
     let mut s = String::new();
     f.read_to_string(&mut s)?;
     Ok(s)
-}
-
-/// A strict INI parse that reports instead of panicking.
-fn try_parse_ini(text: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
-    if !text.ends_with('\n') {
-        return Err("no final newline".into());
-    }
-    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut current: Option<String> = None;
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('[') {
-            let name = rest
-                .strip_suffix(']')
-                .ok_or_else(|| format!("line {}: unterminated section", i + 1))?;
-            if name.is_empty() || out.insert(name.to_owned(), BTreeMap::new()).is_some() {
-                return Err(format!("line {}: bad or duplicate section", i + 1));
-            }
-            current = Some(name.to_owned());
-            continue;
-        }
-        let (k, v) = line
-            .split_once('=')
-            .ok_or_else(|| format!("line {}: not `key = value`", i + 1))?;
-        let section = current
-            .as_ref()
-            .ok_or_else(|| format!("line {}: key outside a section", i + 1))?;
-        let (k, v) = (k.trim(), v.trim());
-        if k.is_empty()
-            || v.is_empty()
-            || out
-                .get_mut(section)
-                .unwrap()
-                .insert(k.to_owned(), v.to_owned())
-                .is_some()
-        {
-            return Err(format!("line {}: empty or duplicate key", i + 1));
-        }
-    }
-    Ok(out)
 }
 
 #[derive(Debug, Default)]
@@ -477,7 +434,7 @@ fn monitor(
             match file {
                 "credentials" => {
                     c.reads.fetch_add(1, Ordering::Relaxed);
-                    let sections = match try_parse_ini(&text) {
+                    let sections = match try_parse_written_ini(&text) {
                         Ok(s) => s,
                         Err(e) => {
                             c.fault(&c.torn, format!("credentials: {e}: {text:?}"));
@@ -520,7 +477,7 @@ fn monitor(
                     }
                 }
                 "config" => {
-                    let ok = try_parse_ini(&text).is_ok_and(|s| s.len() == roles.len());
+                    let ok = try_parse_written_ini(&text).is_ok_and(|s| s.len() == roles.len());
                     if !ok {
                         c.fault(&c.torn, format!("config: {text:?}"));
                     }
