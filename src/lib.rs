@@ -63,12 +63,20 @@ use crate::schedule::Jitter;
 use crate::state::{ProfileState, Shared};
 use crate::sts::Sts;
 
+/// The AWS SDK's environment switch for logging response bodies, which
+/// hold STS's secret keys: `main` removes it from the environment at start,
+/// and [`log_filter`] caps the module that honours it below `trace`.
+pub const SDK_BODY_LOG_SWITCH: &str = "LOG_SENSITIVE_BODIES";
+/// The SDK module that logs response bodies at `trace`.
+const SDK_BODY_LOG_TARGET: &str = "aws_smithy_runtime::client::orchestrator::http";
+
 /// The log filter for a `RUST_LOG` value: a default level and
 /// `target=level` directives (`info`, `rolecall=debug,warn`; span and field
 /// filters are not supported, which keeps a regex engine out of the binary).
 /// An unreadable value falls back to `info`. The HTTP and TLS internals are
 /// capped at `info` whatever it says, because at `trace` they print raw
-/// requests, which hold the token.
+/// requests, which hold the token; the SDK's body logging is capped at
+/// `debug` for the same reason.
 pub fn log_filter(spec: &str) -> tracing_subscriber::filter::Targets {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     let spec = spec.trim();
@@ -94,7 +102,10 @@ pub fn log_filter(spec: &str) -> tracing_subscriber::filter::Targets {
             .map_or(LevelFilter::INFO, |l| l.min(LevelFilter::INFO));
         filter = filter.with_target(target, level);
     }
-    filter
+    let body_level = parsed
+        .default_level()
+        .map_or(LevelFilter::INFO, |l| l.min(LevelFilter::DEBUG));
+    filter.with_target(SDK_BODY_LOG_TARGET, body_level)
 }
 
 /// Requests the supervisor acts on while running.
@@ -513,6 +524,8 @@ mod tests {
             assert!(!f.would_enable(t, &Level::DEBUG), "{t}");
             assert!(f.would_enable(t, &Level::INFO), "{t}");
         }
+        assert!(!f.would_enable(super::SDK_BODY_LOG_TARGET, &Level::TRACE));
+        assert!(f.would_enable("aws_smithy_runtime::client::orchestrator", &Level::TRACE));
         let f = super::log_filter("rolecall=debug,warn");
         assert!(f.would_enable("rolecall", &Level::DEBUG));
         assert!(!f.would_enable("aws_smithy_runtime", &Level::INFO));

@@ -60,6 +60,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The AWS SDK logs whole STS response bodies (secret keys and session
+    // tokens) at trace level when LOG_SENSITIVE_BODIES=true is set, a switch
+    // meant for debugging applications. rolecall promises no secret at any
+    // level, so the switch is removed before anything can read it.
+    // SAFETY: nothing else runs yet (no runtime, no other thread), so no
+    // concurrent reader of the environment exists.
+    unsafe { std::env::remove_var(rolecall::SDK_BODY_LOG_SWITCH) };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

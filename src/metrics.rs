@@ -16,7 +16,8 @@ pub struct ProfileLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefreshLabels {
     pub profile: String,
-    /// `success`, `transient_error`, `token_error`, `config_error`.
+    /// `success`, `transient_error`, `token_error`, `config_error`,
+    /// `clock_error`.
     pub result: String,
 }
 
@@ -34,6 +35,7 @@ pub struct Metrics {
     pub sts_latency: Histogram,
     pub write_errors: Family<FileLabel, Counter>,
     pub ready: Gauge,
+    pub sts_clock_skew: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,6 +89,12 @@ impl Metrics {
             "1 when every profile holds unexpired credentials and the outputs are written",
             ready.clone(),
         );
+        let sts_clock_skew = Gauge::default();
+        registry.register(
+            "rolecall_sts_clock_skew_seconds",
+            "STS's clock minus the local clock, from the Date header of the last STS answer",
+            sts_clock_skew.clone(),
+        );
         Metrics {
             registry,
             credentials_expiry,
@@ -95,6 +103,7 @@ impl Metrics {
             sts_latency,
             write_errors,
             ready,
+            sts_clock_skew,
         }
     }
 
@@ -112,7 +121,13 @@ impl Metrics {
         self.credentials_expiry.remove(&ProfileLabel {
             profile: profile.to_owned(),
         });
-        for result in ["success", "transient_error", "token_error", "config_error"] {
+        for result in [
+            "success",
+            "transient_error",
+            "token_error",
+            "config_error",
+            "clock_error",
+        ] {
             self.refresh.remove(&RefreshLabels {
                 profile: profile.to_owned(),
                 result: result.to_owned(),

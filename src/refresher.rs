@@ -54,6 +54,40 @@ impl Outcome {
     }
 }
 
+/// Refuses a session that expires before it can be used: already past, or
+/// with less than [`schedule::MIN_USEFUL_LIFETIME`] left by the local clock.
+/// Publishing it would replace a better session (or none) with one that the
+/// SDKs discard at once.
+fn usable(
+    assumed: crate::sts::Assumed,
+    now: SystemTime,
+    skew_s: Option<i64>,
+) -> Result<crate::sts::Assumed, StsError> {
+    let expiration = assumed.session.expiration;
+    let left = expiration.duration_since(now).unwrap_or_default();
+    if left >= schedule::MIN_USEFUL_LIFETIME {
+        return Ok(assumed);
+    }
+    let when = match expiration.duration_since(now) {
+        Ok(d) => format!("{} s from now", d.as_secs()),
+        Err(e) => format!("{} s ago", e.duration().as_secs()),
+    };
+    let skew = skew_s.map_or_else(
+        || "STS sent no Date header".to_owned(),
+        |s| format!("STS's Date header differs from the local clock by {s} s"),
+    );
+    Err(StsError {
+        class: ErrorClass::Clock,
+        code: "ExpiredOnArrival".into(),
+        message: format!(
+            "STS returned credentials expiring at {} ({when} by the local clock; {skew}); less than {} s left, so they were not published",
+            format_time(expiration),
+            schedule::MIN_USEFUL_LIFETIME.as_secs()
+        ),
+        request_id: assumed.request_id,
+    })
+}
+
 /// One profile's refresher.
 pub struct Refresher {
     pub profile: Arc<Profile>,
@@ -62,6 +96,11 @@ pub struct Refresher {
     failures: u32,
     /// Expiry of the source session this profile was last assumed with.
     source_used: Option<SystemTime>,
+    /// When the last attempt started, to space out manual refreshes.
+    last_attempt: Option<Instant>,
+    /// Whether the wait for the next attempt is a backoff after a
+    /// transient, token or clock failure (which SIGUSR1 must not shorten).
+    backing_off: bool,
 }
 
 impl Refresher {
@@ -71,6 +110,8 @@ impl Refresher {
             ctx,
             failures: 0,
             source_used: None,
+            last_attempt: None,
+            backing_off: false,
         }
     }
 
@@ -78,6 +119,7 @@ impl Refresher {
     /// STS, and record the result in the shared state.
     pub async fn attempt(&mut self) -> Outcome {
         let started = Instant::now();
+        self.last_attempt = Some(started);
         let p = self.profile.clone();
         let mut claims = None;
         let result = match &p.source_profile {
@@ -102,6 +144,11 @@ impl Refresher {
             },
         };
         let took = started.elapsed();
+        let now = SystemTime::now();
+        let result = result.and_then(|a| usable(a, now, self.ctx.sts.clock_skew()));
+        if let Some(skew) = self.ctx.sts.clock_skew() {
+            self.ctx.shared.metrics.sts_clock_skew.set(skew);
+        }
         if result.as_ref().map_or_else(
             |e| e.code != "TokenUnavailable" && e.code != "SourceUnavailable",
             |_| true,
@@ -115,7 +162,7 @@ impl Refresher {
         match result {
             Ok(assumed) => {
                 self.failures = 0;
-                let now = SystemTime::now();
+                self.backing_off = false;
                 let lifetime = assumed
                     .session
                     .expiration
@@ -137,9 +184,10 @@ impl Refresher {
             }
             Err(e) => {
                 let class = e.class;
+                self.backing_off = class != ErrorClass::Configuration;
                 let next = match class {
                     ErrorClass::Configuration => schedule::CONFIG_RETRY,
-                    ErrorClass::Transient | ErrorClass::Token => {
+                    ErrorClass::Transient | ErrorClass::Token | ErrorClass::Clock => {
                         let d = schedule::backoff(self.failures, (self.ctx.jitter)());
                         self.failures = self.failures.saturating_add(1);
                         d
@@ -147,7 +195,7 @@ impl Refresher {
                 };
                 let hint = trust::hint(&e.code, &p, claims.as_ref());
                 let still_valid = self.ctx.shared.lock().get(&p.name).and_then(|s| {
-                    s.live_session(SystemTime::now())
+                    s.live_session(now)
                         .map(|s| format_time(s.expiration))
                 });
                 tracing::error!(
@@ -241,6 +289,21 @@ impl Refresher {
         current.is_some() && current != self.source_used
     }
 
+    /// When a manual refresh (SIGUSR1) requested now should run, given the
+    /// attempt already scheduled at `next`: at once, or at the end of
+    /// [`schedule::MANUAL_REFRESH_INTERVAL`] after the last attempt (so a
+    /// burst of signals costs one call), or `None` while a backoff after a
+    /// transient, token or clock failure runs (the request never shortens it).
+    fn manual_refresh_at(&self, next: Instant) -> Option<Instant> {
+        if self.backing_off {
+            return None;
+        }
+        let earliest = self
+            .last_attempt
+            .map_or_else(Instant::now, |t| t + schedule::MANUAL_REFRESH_INTERVAL);
+        Some(earliest.min(next))
+    }
+
     /// Runs until `shutdown`, first attempting after `first`.
     pub async fn run(mut self, first: Duration, shutdown: CancellationToken) {
         let mut token_changed = self.ctx.token_changed.clone();
@@ -258,7 +321,20 @@ impl Refresher {
                     tracing::info!(profile = %self.profile.name, "token changed; retrying now");
                 }
                 Ok(()) = refresh_all.changed() => {
-                    tracing::debug!(profile = %self.profile.name, "refresh requested");
+                    match self.manual_refresh_at(next) {
+                        Some(at) if at <= Instant::now() => {
+                            tracing::debug!(profile = %self.profile.name, "refresh requested");
+                        }
+                        Some(at) => {
+                            // Coalesced: one refresh when the interval ends.
+                            next = at;
+                            continue;
+                        }
+                        None => {
+                            tracing::debug!(profile = %self.profile.name, "refresh requested during a backoff; the backoff stands");
+                            continue;
+                        }
+                    }
                 }
                 Ok(()) = sessions.changed(), if chained => {
                     if !self.source_changed() {

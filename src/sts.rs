@@ -8,6 +8,7 @@
 //! profile.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +18,15 @@ use aws_sdk_sts::operation::RequestId;
 use aws_sdk_sts::types::PolicyDescriptorType;
 use aws_smithy_async::rt::sleep::TokioSleep;
 use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextMut, BeforeDeserializationInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::date_time::{DateTime, Format};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
@@ -28,6 +38,13 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Region used to sign and resolve when only an endpoint is configured.
 const FALLBACK_REGION: &str = "us-east-1";
+/// The most of an STS answer that is read. A real one is 2-3 KiB; a larger
+/// body (a misbehaving proxy, a hostile endpoint) is cut off and the attempt
+/// fails as a malformed response instead of growing memory without limit.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// A difference between the local clock and STS's `Date` header beyond this
+/// is logged: expiry is judged by the local clock.
+pub const SKEW_WARNING: Duration = Duration::from_secs(60);
 
 /// What kind of failure, and so how soon to retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +57,11 @@ pub enum ErrorClass {
     /// The operator must change something (trust policy, role, policy,
     /// region): retry every few minutes, on token change and on reload.
     Configuration,
+    /// STS answered with credentials that are already expired, or too close
+    /// to expiry to be used, by the local clock: a clock far ahead, or an
+    /// endpoint or proxy replaying an old answer. Not published; retried
+    /// with backoff.
+    Clock,
 }
 
 impl ErrorClass {
@@ -48,6 +70,7 @@ impl ErrorClass {
             ErrorClass::Transient => "transient_error",
             ErrorClass::Token => "token_error",
             ErrorClass::Configuration => "config_error",
+            ErrorClass::Clock => "clock_error",
         }
     }
 }
@@ -82,6 +105,7 @@ pub struct Sts {
     http: aws_sdk_sts::config::SharedHttpClient,
     attempt_timeout: Duration,
     clients: Arc<Mutex<HashMap<ClientKey, aws_sdk_sts::Client>>>,
+    clock: Arc<ClockCheck>,
 }
 
 impl std::fmt::Debug for Sts {
@@ -103,7 +127,14 @@ impl Sts {
             http,
             attempt_timeout,
             clients: Arc::default(),
+            clock: Arc::default(),
         }
+    }
+
+    /// STS's clock minus the local clock, in whole seconds, from the `Date`
+    /// header of the last answer; `None` before any answer carried one.
+    pub fn clock_skew(&self) -> Option<i64> {
+        self.clock.skew()
     }
 
     fn client(&self, profile: &Profile) -> aws_sdk_sts::Client {
@@ -126,8 +157,17 @@ impl Sts {
                             .build(),
                     );
                 if let Some(url) = &profile.sts_endpoint {
+                    if sends_token_in_clear(url) {
+                        tracing::warn!(
+                            endpoint = %url,
+                            "the STS endpoint is plain HTTP to a non-loopback host: the service-account token crosses the network unencrypted; use https://"
+                        );
+                    }
                     conf = conf.endpoint_url(url);
                 }
+                conf = conf.interceptor(ResponseGuard {
+                    clock: self.clock.clone(),
+                });
                 aws_sdk_sts::Client::from_conf(conf.build())
             })
             .clone()
@@ -186,6 +226,114 @@ impl Sts {
             Ok(out) => to_session(out.credentials(), out.assumed_role_user(), out.request_id()),
             Err(e) => Err(classify(e)),
         }
+    }
+}
+
+/// Whether `url` sends requests (and so the token) unencrypted over a
+/// network: plain `http://` to a host that is not a loopback address.
+pub fn sends_token_in_clear(url: &str) -> bool {
+    let Some(rest) = url
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .map(|_| &url[7..])
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+/// What the `Date` headers of STS answers say about the local clock.
+#[derive(Debug, Default)]
+struct ClockCheck {
+    known: AtomicBool,
+    skew_s: AtomicI64,
+    /// Whether the last measured skew was over [`SKEW_WARNING`].
+    warned: AtomicBool,
+}
+
+impl ClockCheck {
+    fn skew(&self) -> Option<i64> {
+        self.known
+            .load(Ordering::Acquire)
+            .then(|| self.skew_s.load(Ordering::Acquire))
+    }
+
+    /// Records one answer's `Date`; logs when the skew crosses
+    /// [`SKEW_WARNING`] either way (not on every answer).
+    fn record(&self, sts_time: SystemTime, local: SystemTime) {
+        let skew = match sts_time.duration_since(local) {
+            Ok(ahead) => ahead.as_secs() as i64,
+            Err(behind) => -(behind.duration().as_secs() as i64),
+        };
+        self.skew_s.store(skew, Ordering::Release);
+        self.known.store(true, Ordering::Release);
+        let over = skew.unsigned_abs() > SKEW_WARNING.as_secs();
+        if over != self.warned.swap(over, Ordering::AcqRel) {
+            if over {
+                tracing::warn!(
+                    clock_skew_s = skew,
+                    "the local clock differs from STS's (its Date header) by more than a minute; credential expiry is judged by the local clock: check the node's time sync (NTP)"
+                );
+            } else {
+                tracing::info!(clock_skew_s = skew, "the local clock agrees with STS again");
+            }
+        }
+    }
+}
+
+/// Reads each STS answer's `Date` header into [`ClockCheck`] and caps the
+/// body at [`MAX_RESPONSE_BYTES`] before the SDK reads it.
+#[derive(Debug)]
+struct ResponseGuard {
+    clock: Arc<ClockCheck>,
+}
+
+impl Intercept for ResponseGuard {
+    fn name(&self) -> &'static str {
+        "rolecall-response-guard"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let date = context
+            .response()
+            .headers()
+            .get("date")
+            .and_then(|d| DateTime::from_str(d, Format::HttpDate).ok())
+            .and_then(|d| SystemTime::try_from(d).ok());
+        if let Some(date) = date {
+            self.clock.record(date, SystemTime::now());
+        }
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response_mut();
+        let body = response.take_body();
+        *response.body_mut() = SdkBody::from_body_1_x(http_body_util::Limited::new(
+            body,
+            MAX_RESPONSE_BYTES,
+        ));
+        Ok(())
     }
 }
 

@@ -85,6 +85,9 @@ pub fn hint(code: &str, profile: &Profile, claims: Option<&Claims>) -> Option<St
         "ExpiredTokenException" | "ExpiredToken" => {
             "the token had expired: check that kubelet rotates the projected token (expirationSeconds) and the node clock".into()
         }
+        "ExpiredOnArrival" => {
+            "check the node's clock (NTP): expiry is judged by the local clock; or the STS endpoint or a proxy is replaying an old answer. The last good session stays published".into()
+        }
         "RegionDisabledException" => format!(
             "STS is not activated in {region} for account {}: activate it in IAM account settings or set another region",
             profile.account()
