@@ -87,6 +87,12 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts) -> Report {
     let now = SystemTime::now();
     let mut text = String::new();
     let _ = writeln!(text, "token: {}", config.token_file.display());
+    for endpoint in crate::sts::plaintext_endpoints(&config.profiles) {
+        let _ = writeln!(
+            text,
+            "warning: STS endpoint {endpoint} is plain HTTP to a host that is not a loopback address: the token would cross the network unencrypted (use https://)"
+        );
+    }
     let token = match token::read_unchecked(&config.token_file) {
         Ok(t) => t,
         Err(e) => {

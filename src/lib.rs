@@ -178,6 +178,7 @@ struct Core {
 impl Core {
     fn new(config: &Config, opts: &Options) -> Result<Core, RunError> {
         let shared = Shared::new();
+        sts::warn_plaintext_endpoints(&config.profiles);
         let writer = Writer::new(config);
         writer.prepare()?;
         install_helper_if_needed(&writer, config, opts)?;

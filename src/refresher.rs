@@ -54,10 +54,14 @@ impl Outcome {
     }
 }
 
-/// Refuses a session that expires before it can be used: already past, or
-/// with less than [`schedule::MIN_USEFUL_LIFETIME`] left by the local clock.
-/// Publishing it would replace a better session (or none) with one that the
-/// SDKs discard at once.
+/// Refuses a session that expires before it can be used: already past by
+/// the local clock, or with less than [`schedule::MIN_USEFUL_LIFETIME`] left
+/// — or less than half of what STS granted, when STS grants less than twice
+/// that (only test endpoints do). What STS granted is measured from STS's
+/// own clock (its `Date` header, as `skew_s`); without one, only a session
+/// already past is refused. Publishing such a session would replace a better
+/// one (or none) with credentials the SDKs discard at once, and its refresh
+/// would come seconds later, again and again.
 fn usable(
     assumed: crate::sts::Assumed,
     now: SystemTime,
@@ -65,7 +69,13 @@ fn usable(
 ) -> Result<crate::sts::Assumed, StsError> {
     let expiration = assumed.session.expiration;
     let left = expiration.duration_since(now).unwrap_or_default();
-    if left >= schedule::MIN_USEFUL_LIFETIME {
+    let sts_now = match skew_s {
+        Some(s) if s >= 0 => now + Duration::from_secs(s as u64),
+        Some(s) => now - Duration::from_secs(s.unsigned_abs()),
+        None => now,
+    };
+    let granted = expiration.duration_since(sts_now).unwrap_or_default();
+    if !left.is_zero() && left >= schedule::MIN_USEFUL_LIFETIME.min(granted / 2) {
         return Ok(assumed);
     }
     let when = match expiration.duration_since(now) {
@@ -74,15 +84,14 @@ fn usable(
     };
     let skew = skew_s.map_or_else(
         || "STS sent no Date header".to_owned(),
-        |s| format!("STS's Date header differs from the local clock by {s} s"),
+        |s| format!("STS's clock is {s} s ahead of the local clock by its Date header"),
     );
     Err(StsError {
         class: ErrorClass::Clock,
         code: "ExpiredOnArrival".into(),
         message: format!(
-            "STS returned credentials expiring at {} ({when} by the local clock; {skew}); less than {} s left, so they were not published",
+            "STS returned credentials expiring at {} ({when} by the local clock; {skew}); too little is left to use them, so they were not published",
             format_time(expiration),
-            schedule::MIN_USEFUL_LIFETIME.as_secs()
         ),
         request_id: assumed.request_id,
     })
@@ -194,10 +203,12 @@ impl Refresher {
                     }
                 };
                 let hint = trust::hint(&e.code, &p, claims.as_ref());
-                let still_valid = self.ctx.shared.lock().get(&p.name).and_then(|s| {
-                    s.live_session(now)
-                        .map(|s| format_time(s.expiration))
-                });
+                let still_valid = self
+                    .ctx
+                    .shared
+                    .lock()
+                    .get(&p.name)
+                    .and_then(|s| s.live_session(now).map(|s| format_time(s.expiration)));
                 tracing::error!(
                     profile = %p.name,
                     role = %p.role_arn,
@@ -359,6 +370,46 @@ impl Refresher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn assumed(expiration: SystemTime) -> crate::sts::Assumed {
+        use crate::session::Secret;
+        crate::sts::Assumed {
+            session: Session {
+                access_key_id: Secret::new("ASIAX"),
+                secret_access_key: Secret::new("s3cr3t"),
+                session_token: Secret::new("tok"),
+                expiration,
+                assumed_role_arn: None,
+            },
+            request_id: Some("rid".into()),
+        }
+    }
+
+    #[test]
+    fn a_session_that_expires_before_it_can_be_used_is_refused_as_a_clock_error() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let secs = Duration::from_secs;
+        // Healthy: an hour left, clocks agree (or no Date header).
+        assert!(usable(assumed(now + secs(3600)), now, Some(0)).is_ok());
+        assert!(usable(assumed(now + secs(3600)), now, None).is_ok());
+        // Already past, with or without a Date header.
+        for skew in [Some(0), None, Some(-4000)] {
+            let e = usable(assumed(now - secs(60)), now, skew).unwrap_err();
+            assert_eq!(e.class, ErrorClass::Clock);
+            assert_eq!(e.code, "ExpiredOnArrival");
+            assert!(e.message.contains("60 s ago"), "{}", e.message);
+            assert_eq!(e.request_id.as_deref(), Some("rid"));
+        }
+        // The local clock 3400 s ahead of STS: an hour's session has 200 s
+        // left here, under the five minutes an application needs.
+        let e = usable(assumed(now + secs(200)), now, Some(-3400)).unwrap_err();
+        assert!(e.message.contains("200 s from now"), "{}", e.message);
+        assert!(e.message.contains("-3400 s"), "{}", e.message);
+        assert!(!e.message.contains("s3cr3t") && !format!("{e:?}").contains("s3cr3t"));
+        // A test endpoint granting 4 s sessions: usable while half is left.
+        assert!(usable(assumed(now + secs(4)), now, Some(0)).is_ok());
+        assert!(usable(assumed(now + secs(1)), now, Some(-3)).is_err());
+    }
 
     #[test]
     fn an_idle_refresher_task_is_small() {

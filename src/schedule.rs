@@ -23,10 +23,11 @@ pub const JITTER_FRACTION: f64 = 0.05;
 pub const MIN_REFRESH: Duration = Duration::from_secs(1);
 /// An STS answer whose credentials have less than this left by the local
 /// clock is refused ([`crate::sts::ErrorClass::Clock`]) instead of replacing
-/// the session held. Real sessions last at least 15 minutes, and the AWS SDKs
-/// refresh credentials that have under 5 minutes left, so such an answer is
-/// of no use to an application: it means the clock is far ahead or an old
-/// answer was replayed.
+/// the session held (or less than half of what STS granted, when that is
+/// shorter, as only test endpoints grant). Real sessions last at least 15 minutes, and the
+/// AWS SDKs refresh credentials that have under 5 minutes left, so such an
+/// answer is of no use to an application: the local clock is far ahead, or
+/// an old answer was replayed.
 pub const MIN_USEFUL_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// SIGUSR1 refreshes a profile at most once per this interval; requests in
 /// between are coalesced into one refresh at the end of it.

@@ -157,12 +157,6 @@ impl Sts {
                             .build(),
                     );
                 if let Some(url) = &profile.sts_endpoint {
-                    if sends_token_in_clear(url) {
-                        tracing::warn!(
-                            endpoint = %url,
-                            "the STS endpoint is plain HTTP to a non-loopback host: the service-account token crosses the network unencrypted; use https://"
-                        );
-                    }
                     conf = conf.endpoint_url(url);
                 }
                 conf = conf.interceptor(ResponseGuard {
@@ -226,6 +220,29 @@ impl Sts {
             Ok(out) => to_session(out.credentials(), out.assumed_role_user(), out.request_id()),
             Err(e) => Err(classify(e)),
         }
+    }
+}
+
+/// The configured STS endpoints that would send the token unencrypted over
+/// a network (see [`sends_token_in_clear`]), each once.
+pub fn plaintext_endpoints(profiles: &[Profile]) -> Vec<&str> {
+    let mut out: Vec<&str> = profiles
+        .iter()
+        .filter_map(|p| p.sts_endpoint.as_deref())
+        .filter(|url| sends_token_in_clear(url))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Logs a warning for each endpoint of [`plaintext_endpoints`].
+pub fn warn_plaintext_endpoints(profiles: &[Profile]) {
+    for endpoint in plaintext_endpoints(profiles) {
+        tracing::warn!(
+            endpoint,
+            "the STS endpoint is plain HTTP to a host that is not a loopback address: the service-account token would cross the network unencrypted; use https://"
+        );
     }
 }
 
@@ -329,10 +346,8 @@ impl Intercept for ResponseGuard {
     ) -> Result<(), BoxError> {
         let response = context.response_mut();
         let body = response.take_body();
-        *response.body_mut() = SdkBody::from_body_1_x(http_body_util::Limited::new(
-            body,
-            MAX_RESPONSE_BYTES,
-        ));
+        *response.body_mut() =
+            SdkBody::from_body_1_x(http_body_util::Limited::new(body, MAX_RESPONSE_BYTES));
         Ok(())
     }
 }
@@ -548,6 +563,42 @@ mod tests {
         assert!(!ini_safe("a\nb"));
         assert!(!ini_safe("a\rb"));
         assert!(!ini_safe("é"));
+    }
+
+    #[test]
+    fn only_plain_http_to_a_non_loopback_host_counts_as_sending_the_token_in_clear() {
+        for url in [
+            "http://sts.example.com",
+            "HTTP://10.0.0.5:8080/",
+            "http://user@sts.internal:80/path",
+            "http://[fd00::1]:4566",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+        ] {
+            assert!(sends_token_in_clear(url), "{url}");
+        }
+        for url in [
+            "https://sts.eu-west-1.amazonaws.com",
+            "http://127.0.0.1:4566",
+            "http://127.9.9.9",
+            "http://localhost:5000/",
+            "http://LOCALHOST",
+            "http://[::1]:4566",
+            "",
+            "sts.example.com",
+        ] {
+            assert!(!sends_token_in_clear(url), "{url}");
+        }
+        let mut a = Profile::new("a", "arn:aws:iam::111122223333:role/a");
+        a.sts_endpoint = Some("http://sts.example.com".into());
+        let mut b = a.clone();
+        b.name = "b".into();
+        let mut c = a.clone();
+        c.sts_endpoint = Some("https://sts.example.com".into());
+        assert_eq!(
+            plaintext_endpoints(&[a, b, c]),
+            vec!["http://sts.example.com"]
+        );
     }
 
     #[test]

@@ -192,10 +192,10 @@ async fn the_endpoint_serves_container_credentials_only_with_the_token() {
         404
     );
 
-    // A refresh is served at once.
+    // A refresh is served at once (SIGUSR1 runs at most every 5 s per profile).
     r.controls.send(Control::RefreshNow).await.unwrap();
     // Requests are recorded on arrival, credentials when issued: wait for those.
-    assert!(wait_until(Duration::from_secs(5), || sts.issued().len() >= 4).await);
+    assert!(wait_until(Duration::from_secs(10), || sts.issued().len() >= 4).await);
     let fresh = sts.last_issued_for_role(READER).unwrap();
     let mut seen = String::new();
     for _ in 0..100 {

@@ -57,6 +57,12 @@ pub enum Reply {
         code: String,
         message: String,
     },
+    /// Success whose credentials expired `expired_ago` before now (a clock
+    /// far ahead at the caller, or an endpoint replaying an old answer).
+    Stale { expired_ago: Duration },
+    /// HTTP 200 with a body of `bytes` bytes that never becomes a valid
+    /// answer (a hostile or broken endpoint).
+    Huge { bytes: usize },
     /// HTTP 200 whose body is not XML.
     Garbage,
     /// Read the request, never answer (until the server is dropped).
@@ -169,6 +175,8 @@ struct State {
     global: VecDeque<Reply>,
     per_role: HashMap<String, VecDeque<Reply>>,
     default: Reply,
+    /// Seconds added to the real time in every answer's `Date` header.
+    date_offset_s: i64,
     requests: Vec<StsRequest>,
     issued: Vec<IssuedCredentials>,
 }
@@ -232,6 +240,7 @@ fn bind() -> (std::net::TcpListener, SocketAddr, Arc<Shared>) {
             global: VecDeque::new(),
             per_role: HashMap::new(),
             default: Reply::ok(),
+            date_offset_s: 0,
             requests: Vec::new(),
             issued: Vec::new(),
         }),
@@ -324,6 +333,12 @@ impl FakeSts {
     }
 
     /// The reply used when both queues are empty (initially [`Reply::ok`]).
+    /// Makes every answer's `Date` header `offset_s` seconds off the real
+    /// time (STS's clock as a skewed caller sees it).
+    pub fn set_date_offset(&self, offset_s: i64) {
+        lock(&self.inner.shared.state).date_offset_s = offset_s;
+    }
+
     pub fn set_default(&self, reply: Reply) {
         self.state().default = reply;
     }
@@ -596,8 +611,45 @@ async fn handle(
     shared.notify.notify_waiters();
 
     let rid = request_id();
+    let offset = lock(&shared.state).date_offset_s;
+    let date = aws_smithy_types::DateTime::from(if offset >= 0 {
+        SystemTime::now() + Duration::from_secs(offset as u64)
+    } else {
+        SystemTime::now() - Duration::from_secs(offset.unsigned_abs())
+    })
+    .fmt(aws_smithy_types::date_time::Format::HttpDate)
+    .expect("FakeSts: date");
+    let mut response = answer(&shared, &request, reply, &rid, &reset_fd).await?;
+    response
+        .headers_mut()
+        .insert("date", date.parse().expect("FakeSts: date header"));
+    Ok(response)
+}
+
+async fn answer(
+    shared: &Shared,
+    request: &StsRequest,
+    reply: Reply,
+    rid: &str,
+    reset_fd: &Mutex<Option<std::net::TcpStream>>,
+) -> Result<Response<Full<Bytes>>, BoxError> {
     match reply {
-        Reply::Ok { lifetime } => Ok(success(&shared, &request, lifetime, &rid)),
+        Reply::Ok { lifetime } => Ok(success(shared, request, SystemTime::now() + lifetime, rid)),
+        Reply::Stale { expired_ago } => Ok(success(
+            shared,
+            request,
+            SystemTime::now() - expired_ago,
+            rid,
+        )),
+        Reply::Huge { bytes } => {
+            let mut body = b"<AssumeRoleWithWebIdentityResponse><!--".to_vec();
+            body.resize(bytes, b'x');
+            Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "text/xml")
+                .body(Full::new(Bytes::from(body)))
+                .expect("FakeSts: response"))
+        }
         Reply::Error {
             status,
             code,
@@ -621,7 +673,7 @@ async fn handle(
         Reply::Garbage => Ok(Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "text/xml")
-            .header("x-amzn-RequestId", rid.as_str())
+            .header("x-amzn-RequestId", rid)
             .body(Full::new(Bytes::from_static(
                 b"this is not XML at all {\"oops\": [1, 2, \n",
             )))
@@ -644,7 +696,7 @@ async fn handle(
 fn success(
     shared: &Shared,
     req: &StsRequest,
-    lifetime: Duration,
+    expires: SystemTime,
     rid: &str,
 ) -> Response<Full<Bytes>> {
     let n = CREDENTIAL_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
@@ -657,7 +709,7 @@ fn success(
         "FQoGZXIvYXdzE{n:012}/fake+session+token/{}+{n:012}==",
         "IQoJb3JpZ2luX2VjEJr//////////wEaCWV1LXdlc3QtMSJHMEUCIQDfakeSessionTokenBodyPadding"
     );
-    let expiration_secs = (SystemTime::now() + lifetime)
+    let expiration_secs = expires
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs();
@@ -1219,6 +1271,17 @@ pub fn try_parse_ini(text: &str) -> Result<BTreeMap<String, BTreeMap<String, Str
 
 /// `rolecall::run` on a task of the current runtime, with the handles that
 /// drive it: control messages (what SIGHUP and SIGUSR1 send) and shutdown.
+/// The rolecall binary with an empty environment (but `PATH` and a
+/// `HOSTNAME`) and no standard input.
+pub fn rolecall_command() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rolecall"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOSTNAME", "test-pod")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
 pub struct Running {
     pub controls: tokio::sync::mpsc::Sender<rolecall::Control>,
     stop: tokio_util::sync::CancellationToken,
