@@ -668,7 +668,7 @@ async fn answer(
                 xml_escape(&code),
                 xml_escape(&message),
             );
-            Ok(xml_response(status, &rid, body))
+            Ok(xml_response(status, rid, body))
         }
         Reply::Garbage => Ok(Response::builder()
             .status(StatusCode::OK)
@@ -680,7 +680,7 @@ async fn answer(
             .expect("FakeSts: response")),
         Reply::Hang => std::future::pending().await,
         Reply::Reset => {
-            if let Some(fd) = lock(&reset_fd).take() {
+            if let Some(fd) = lock(reset_fd).take() {
                 // SO_LINGER is a property of the socket, shared by both
                 // descriptors; the close of hyper's descriptor then sends RST.
                 if let Ok(stream) = tokio::net::TcpStream::from_std(fd) {
