@@ -25,6 +25,12 @@ pub struct FileLabel {
     pub file: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// See [`Metrics::count_endpoint_rejection`].
+    pub reason: &'static str,
+}
+
 /// Every metric rolecall exports.
 pub struct Metrics {
     registry: Registry,
@@ -34,6 +40,7 @@ pub struct Metrics {
     pub sts_latency: Histogram,
     pub write_errors: Family<FileLabel, Counter>,
     pub ready: Gauge,
+    pub endpoint_rejected: Family<ReasonLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,6 +94,12 @@ impl Metrics {
             "1 when every profile holds unexpired credentials and the outputs are written",
             ready.clone(),
         );
+        let endpoint_rejected = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "rolecall_endpoint_rejected_requests",
+            "Requests the credentials endpoint refused for their Authorization header, by reason",
+            endpoint_rejected.clone(),
+        );
         Metrics {
             registry,
             credentials_expiry,
@@ -95,7 +108,16 @@ impl Metrics {
             sts_latency,
             write_errors,
             ready,
+            endpoint_rejected,
         }
+    }
+
+    /// Counts a request the credentials endpoint refused: `reason` is
+    /// `missing_token` (no `Authorization` header) or `wrong_token`.
+    pub fn count_endpoint_rejection(&self, reason: &'static str) {
+        self.endpoint_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     pub fn count_refresh(&self, profile: &str, result: &str) {
