@@ -348,8 +348,7 @@ mod tests {
             waited >= HEADER_READ_TIMEOUT && waited < HEADER_READ_TIMEOUT * 2,
             "closed after {waited:?}"
         );
-        let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
-        assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert_eq!(n, 0, "closed without an answer");
         stop.cancel();
     }
 
