@@ -19,11 +19,17 @@ use serde_json::json;
 
 use crate::health::text;
 use crate::output::{WriteError, Writer, atomic};
+use crate::ratelimit::{LOG_INTERVAL, LogLimit};
 use crate::session::format_time;
 use crate::state::Shared;
 
 pub const TOKEN_FILE: &str = "endpoint-token";
 const PREFIX: &str = "/v1/credentials/";
+
+/// Rejected requests are logged at most once per [`LOG_INTERVAL`] (a loop in
+/// the app could otherwise fill the log), and all counted in
+/// `rolecall_endpoint_rejected_requests_total`.
+static REJECTED_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
 
 /// A fresh random authorization token (64 hex characters) from the kernel's
 /// CSPRNG, written to `<dir>/endpoint-token` without a trailing newline.
@@ -64,12 +70,25 @@ impl Endpoint {
                 format!("not found: try {PREFIX}PROFILE\n"),
             );
         };
-        let authorized = req
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .is_some_and(|v| constant_time_eq(v.as_bytes(), self.token.as_bytes()));
-        if !authorized {
-            tracing::warn!(profile = %name.chars().take(64).collect::<String>(), "credentials endpoint: request without the right Authorization header");
+        let rejected = match req.headers().get(hyper::header::AUTHORIZATION) {
+            None => Some("missing_token"),
+            Some(v) if !constant_time_eq(v.as_bytes(), self.token.as_bytes()) => {
+                Some("wrong_token")
+            }
+            Some(_) => None,
+        };
+        if let Some(reason) = rejected {
+            self.shared.metrics.count_endpoint_rejection(reason);
+            if let Some(suppressed) = REJECTED_LOG.admit() {
+                // Debug escapes control characters in a name from the request.
+                let profile: String = name.chars().take(64).collect();
+                tracing::warn!(
+                    profile = ?profile,
+                    reason,
+                    suppressed,
+                    "credentials endpoint: request without the right Authorization header"
+                );
+            }
             return text(
                 StatusCode::UNAUTHORIZED,
                 "the Authorization header must hold the content of endpoint-token\n".into(),

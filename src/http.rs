@@ -1,20 +1,151 @@
 //! The small HTTP/1 server behind the health listener and the loopback
 //! credentials endpoint.
+//!
+//! The health listener is reachable from the whole pod network, so every
+//! connection is bounded (see docs/OPERATIONS.md, "Listener limits"):
+//!
+//! - a request's head must fit in [`MAX_BUF_SIZE`] bytes (else 431 and
+//!   close), and arrive within [`HEADER_READ_TIMEOUT`] of the connection
+//!   opening or going idle ([`IDLE_TIMEOUT`]); a connection lives at most
+//!   [`MAX_CONNECTION_LIFETIME`];
+//! - at most [`MAX_CONNECTIONS`] connections are open per listener. A new
+//!   connection beyond that closes the *oldest* one: slow clients cannot lock
+//!   out the kubelet's probes, whose requests are answered within
+//!   milliseconds of connecting and so are never the oldest for long;
+//! - the accept loop backs off on errors (at the descriptor limit, `accept`
+//!   fails until a connection closes) from [`ACCEPT_BACKOFF_MIN`] to
+//!   [`ACCEPT_BACKOFF_MAX`], and logs them once per
+//!   [`LOG_INTERVAL`](crate::ratelimit::LOG_INTERVAL) with a count.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::ratelimit::{LOG_INTERVAL, LogLimit};
+
+/// Largest request head (request line and headers) read, in bytes: hyper's
+/// minimum buffer. Probes, scrapes and SDK calls to the endpoint send well
+/// under 1 KiB; hyper answers 431 to more.
+pub const MAX_BUF_SIZE: usize = 8192;
+/// Time a client has to send a whole request head, from the moment its
+/// connection is accepted.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a kept-alive connection may wait for its next request. hyper 1.x
+/// restarts the header-read timer as soon as a response is sent (see
+/// `State::idle` in hyper's `proto/h1/conn.rs`), so this is the same timer.
+pub const IDLE_TIMEOUT: Duration = HEADER_READ_TIMEOUT;
+/// Longest life of one connection, whatever it does: bounds a client that
+/// keeps a connection busy, or stops reading its responses. At the end, a
+/// connection finishes the response it is writing, for at most
+/// [`LIFETIME_GRACE`].
+pub const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// See [`MAX_CONNECTION_LIFETIME`].
+pub const LIFETIME_GRACE: Duration = Duration::from_secs(1);
+/// Connections open at once, per listener. Each costs a descriptor and at
+/// most a few tens of KiB; the process needs about 20 descriptors besides.
+pub const MAX_CONNECTIONS: usize = 64;
+/// First wait after a failed `accept`; doubled on each failure in a row.
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest wait after a failed `accept`.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The wait after a failed `accept`, given the previous wait in this run of
+/// failures (`None` after a success).
+pub fn accept_backoff(previous: Option<Duration>) -> Duration {
+    previous.map_or(ACCEPT_BACKOFF_MIN, |p| (p * 2).min(ACCEPT_BACKOFF_MAX))
+}
+
+/// The open connections of one listener, oldest first.
+struct Slots {
+    cap: usize,
+    open: Mutex<SlotsInner>,
+}
+
+struct SlotsInner {
+    next: u64,
+    by_age: BTreeMap<u64, CancellationToken>,
+}
+
+/// One open connection; leaves [`Slots`] when dropped. `close` fires when
+/// the connection is evicted or the listener shuts down.
+struct Slot {
+    slots: Arc<Slots>,
+    id: u64,
+    close: CancellationToken,
+}
+
+impl Slots {
+    fn new(cap: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            cap: cap.max(1),
+            open: Mutex::new(SlotsInner {
+                next: 0,
+                by_age: BTreeMap::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotsInner> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new connection, closing the oldest ones while the
+    /// listener is full. Returns the slot and how many were closed.
+    fn admit(self: &Arc<Slots>, shutdown: &CancellationToken) -> (Slot, usize) {
+        let mut inner = self.lock();
+        let mut evicted = 0;
+        while inner.by_age.len() >= self.cap {
+            let Some((_, oldest)) = inner.by_age.pop_first() else {
+                break;
+            };
+            oldest.cancel();
+            evicted += 1;
+        }
+        let id = inner.next;
+        inner.next += 1;
+        let close = shutdown.child_token();
+        inner.by_age.insert(id, close.clone());
+        let slot = Slot {
+            slots: self.clone(),
+            id,
+            close,
+        };
+        (slot, evicted)
+    }
+
+    fn len(&self) -> usize {
+        self.lock().by_age.len()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots.lock().by_age.remove(&self.id);
+    }
+}
+
+/// hyper's settings for every connection: see the module docs.
+fn builder() -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUF_SIZE);
+    b
+}
+
 /// Binds `addr` now (so a bad address fails start-up), then answers every
-/// request with `handler` until `shutdown`, in a background task.
+/// request with `handler` until `shutdown`, in a background task, within the
+/// limits of the module docs.
 pub async fn serve<H>(
     addr: SocketAddr,
     handler: H,
@@ -23,36 +154,241 @@ pub async fn serve<H>(
 where
     H: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
 {
+    serve_with_cap(addr, handler, shutdown, MAX_CONNECTIONS).await
+}
+
+async fn serve_with_cap<H>(
+    addr: SocketAddr,
+    handler: H,
+    shutdown: CancellationToken,
+    cap: usize,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)>
+where
+    H: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let handler = Arc::new(handler);
+    let builder = Arc::new(builder());
+    let slots = Slots::new(cap);
     let task = tokio::spawn(async move {
+        let accept_log = LogLimit::new(LOG_INTERVAL);
+        let evict_log = LogLimit::new(LOG_INTERVAL);
+        let mut backoff = None;
         loop {
-            let (stream, _) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, addr = %local, "accept failed");
-                        continue;
-                    }
-                },
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
                 _ = shutdown.cancelled() => return,
             };
+            let stream = match accepted {
+                Ok((stream, _peer)) => {
+                    backoff = None;
+                    stream
+                }
+                Err(e) => {
+                    let wait = accept_backoff(backoff);
+                    backoff = Some(wait);
+                    if let Some(suppressed) = accept_log.admit() {
+                        tracing::warn!(
+                            error = %e,
+                            addr = %local,
+                            suppressed,
+                            retry_in_ms = wait.as_millis() as u64,
+                            open_connections = slots.len(),
+                            "accept failed"
+                        );
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue,
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            };
+            let (slot, evicted) = slots.admit(&shutdown);
+            if evicted > 0
+                && let Some(suppressed) = evict_log.admit()
+            {
+                tracing::warn!(
+                    addr = %local,
+                    limit = slots.cap,
+                    suppressed,
+                    "connection limit reached; closed the oldest connection"
+                );
+            }
             let handler = handler.clone();
-            let shutdown = shutdown.clone();
+            let builder = builder.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let r = handler(&req);
                     async move { Ok::<_, Infallible>(r) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
                 tokio::select! {
-                    _ = conn => {}
-                    _ = shutdown.cancelled() => {}
+                    _ = conn.as_mut() => {}
+                    _ = slot.close.cancelled() => {}
+                    _ = tokio::time::sleep(MAX_CONNECTION_LIFETIME) => {
+                        conn.as_mut().graceful_shutdown();
+                        tokio::select! {
+                            _ = conn.as_mut() => {}
+                            _ = slot.close.cancelled() => {}
+                            _ = tokio::time::sleep(LIFETIME_GRACE) => {}
+                        }
+                    }
                 }
+                drop(slot);
             });
         }
     });
     Ok((local, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::StatusCode;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    #[test]
+    fn accept_backoff_doubles_from_10_ms_to_a_1_s_cap() {
+        let mut waits = Vec::new();
+        let mut previous = None;
+        for _ in 0..10 {
+            let w = accept_backoff(previous);
+            waits.push(w.as_millis());
+            previous = Some(w);
+        }
+        assert_eq!(
+            waits,
+            [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000],
+            "after a success the wait starts again at 10 ms"
+        );
+        assert_eq!(accept_backoff(None), ACCEPT_BACKOFF_MIN);
+    }
+
+    #[test]
+    fn a_full_listener_closes_its_oldest_connections_first() {
+        let shutdown = CancellationToken::new();
+        let slots = Slots::new(3);
+        let (a, none) = slots.admit(&shutdown);
+        let (b, _) = slots.admit(&shutdown);
+        let (c, _) = slots.admit(&shutdown);
+        assert_eq!(none, 0);
+        let (d, evicted) = slots.admit(&shutdown);
+        assert_eq!(evicted, 1);
+        assert!(a.close.is_cancelled(), "the oldest is closed");
+        assert!(!b.close.is_cancelled() && !c.close.is_cancelled() && !d.close.is_cancelled());
+        drop(b);
+        assert_eq!(slots.len(), 2, "a closed connection frees its slot");
+        let (_e, evicted) = slots.admit(&shutdown);
+        assert_eq!(evicted, 0);
+        drop(a);
+        assert_eq!(slots.len(), 3, "dropping an evicted slot changes nothing");
+        shutdown.cancel();
+        assert!(c.close.is_cancelled() && d.close.is_cancelled());
+    }
+
+    async fn ok_server(cap: usize, body: String) -> (SocketAddr, CancellationToken) {
+        let stop = CancellationToken::new();
+        let (addr, _task) = serve_with_cap(
+            "127.0.0.1:0".parse().unwrap(),
+            move |_req| crate::health::text(StatusCode::OK, body.clone()),
+            stop.clone(),
+            cap,
+        )
+        .await
+        .unwrap();
+        (addr, stop)
+    }
+
+    async fn get(addr: SocketAddr, extra_header: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req =
+            format!("GET /livez HTTP/1.1\r\nHost: x\r\n{extra_header}Connection: close\r\n\r\n");
+        let _ = s.write_all(req.as_bytes()).await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn responses_larger_than_the_buffer_are_sent_whole() {
+        let body = "x".repeat(100 * 1024);
+        let (addr, stop) = ok_server(4, body.clone()).await;
+        let got = get(addr, "").await;
+        assert!(got.starts_with("HTTP/1.1 200"), "{}", &got[..40]);
+        assert!(got.ends_with(&body), "a 100 KiB body arrives whole");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_request_head_over_the_limit_gets_431() {
+        let (addr, stop) = ok_server(4, "ok".into()).await;
+        let pad = format!("X-Pad: {}\r\n", "a".repeat(MAX_BUF_SIZE));
+        let got = get(addr, &pad).await;
+        assert!(got.starts_with("HTTP/1.1 431"), "{got}");
+        let fine = format!("X-Pad: {}\r\n", "a".repeat(4096));
+        assert!(get(addr, &fine).await.starts_with("HTTP/1.1 200"));
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_closed_after_the_header_timeout() {
+        let (addr, stop) = ok_server(4, "ok".into()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /livez HTTP/1.1\r\nHost:").await.unwrap();
+        let opened = tokio::time::Instant::now();
+        let mut buf = [0u8; 64];
+        // Paused time advances only when every task is idle: the read ends
+        // when the server's header timer fires, not before.
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        let waited = opened.elapsed();
+        assert!(
+            waited >= HEADER_READ_TIMEOUT && waited < HEADER_READ_TIMEOUT * 2,
+            "closed after {waited:?}"
+        );
+        assert_eq!(n, 0, "closed without an answer");
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_alive_connection_is_closed_after_the_idle_timeout() {
+        let (addr, stop) = ok_server(4, "ok".into()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        let answered = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+        let waited = answered.elapsed();
+        assert!(
+            waited >= IDLE_TIMEOUT && waited < IDLE_TIMEOUT * 2,
+            "closed {waited:?} after the response"
+        );
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn when_full_a_new_connection_is_served_and_the_oldest_is_closed() {
+        let (addr, stop) = ok_server(3, "ok".into()).await;
+        let mut slow = Vec::new();
+        for _ in 0..3 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /livez HTTP/1.1\r\n").await.unwrap();
+            slow.push(s);
+        }
+        assert!(get(addr, "").await.starts_with("HTTP/1.1 200"));
+        let mut buf = [0u8; 16];
+        let first = slow[0].read(&mut buf).await;
+        assert!(
+            matches!(first, Ok(0) | Err(_)),
+            "the oldest connection is closed: {first:?}"
+        );
+        stop.cancel();
+    }
 }

@@ -35,6 +35,7 @@ pub mod http;
 pub mod metrics;
 pub mod output;
 pub mod process;
+pub mod ratelimit;
 pub mod refresher;
 pub mod schedule;
 pub mod session;

@@ -26,6 +26,12 @@ pub struct FileLabel {
     pub file: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// See [`Metrics::count_endpoint_rejection`].
+    pub reason: &'static str,
+}
+
 /// Every metric rolecall exports.
 pub struct Metrics {
     registry: Registry,
@@ -36,6 +42,7 @@ pub struct Metrics {
     pub write_errors: Family<FileLabel, Counter>,
     pub ready: Gauge,
     pub sts_clock_skew: Gauge,
+    pub endpoint_rejected: Family<ReasonLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -94,6 +101,11 @@ impl Metrics {
             "rolecall_sts_clock_skew_seconds",
             "STS's clock minus the local clock, from the Date header of the last STS answer",
             sts_clock_skew.clone(),
+        let endpoint_rejected = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "rolecall_endpoint_rejected_requests",
+            "Requests the credentials endpoint refused for their Authorization header, by reason",
+            endpoint_rejected.clone(),
         );
         Metrics {
             registry,
@@ -104,7 +116,16 @@ impl Metrics {
             write_errors,
             ready,
             sts_clock_skew,
+            endpoint_rejected,
         }
+    }
+
+    /// Counts a request the credentials endpoint refused: `reason` is
+    /// `missing_token` (no `Authorization` header) or `wrong_token`.
+    pub fn count_endpoint_rejection(&self, reason: &'static str) {
+        self.endpoint_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     pub fn count_refresh(&self, profile: &str, result: &str) {
