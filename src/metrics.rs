@@ -101,6 +101,7 @@ impl Metrics {
             "rolecall_sts_clock_skew_seconds",
             "STS's clock minus the local clock, from the Date header of the last STS answer",
             sts_clock_skew.clone(),
+        );
         let endpoint_rejected = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "rolecall_endpoint_rejected_requests",
