@@ -34,6 +34,9 @@ pub struct Metrics {
     pub sts_latency: Histogram,
     pub write_errors: Family<FileLabel, Counter>,
     pub ready: Gauge,
+    /// Wake-ups of the token watcher (each re-reads the token): a handful
+    /// per rotation, one per poll; a fast-growing value means a loop.
+    pub token_checks: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,6 +90,12 @@ impl Metrics {
             "1 when every profile holds unexpired credentials and the outputs are written",
             ready.clone(),
         );
+        let token_checks = Counter::default();
+        registry.register(
+            "rolecall_token_checks",
+            "times the token watcher re-read the token after a file event or poll",
+            token_checks.clone(),
+        );
         Metrics {
             registry,
             credentials_expiry,
@@ -95,6 +104,7 @@ impl Metrics {
             sts_latency,
             write_errors,
             ready,
+            token_checks,
         }
     }
 
