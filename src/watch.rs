@@ -199,10 +199,13 @@ impl Filter {
     }
 }
 
-/// The notify watch on the token's directory, if it is established.
+/// The notify watcher and its watch on the token's directory. The watcher
+/// (an inotify instance and its thread) is kept; only the watch is set up
+/// again when the directory comes back.
 struct Watch {
     dir: PathBuf,
     watcher: Option<notify::RecommendedWatcher>,
+    watching: bool,
     /// Whether the last failure to watch was logged (log transitions only:
     /// a missing directory is re-tried every second).
     warned: bool,
@@ -213,52 +216,64 @@ impl Watch {
         Watch {
             dir,
             watcher: None,
+            watching: false,
             warned: false,
         }
     }
 
     fn is_watching(&self) -> bool {
-        self.watcher.is_some()
+        self.watching
     }
 
+    /// Forgets a dead watch. A directory moved away is still watched by
+    /// inode under its old path: remove that too (after `DELETE_SELF` the
+    /// watch is already gone and this fails harmlessly).
     fn drop_watch(&mut self) {
-        self.watcher = None;
+        if let Some(w) = self.watcher.as_mut() {
+            let _ = w.unwatch(&self.dir);
+        }
+        self.watching = false;
     }
 
-    /// Starts a notify watcher on the directory, or leaves it unwatched
-    /// (the poll continues) if the directory cannot be watched yet.
+    /// Watches the directory, starting the notify watcher first if needed;
+    /// if the directory cannot be watched yet, the poll continues.
     fn establish(&mut self, tx: &mpsc::Sender<()>, lost: &Arc<AtomicBool>, filter: &Filter) {
-        let (tx, lost, filter) = (tx.clone(), lost.clone(), filter.clone());
-        let handler = move |res: notify::Result<notify::Event>| {
-            let wake = match res {
-                Ok(event) => filter.wakes(&event),
-                // The watch may be broken (the queue failed, the directory
-                // vanished under it): set it up again and re-read.
-                Err(_) => Wake::Lost,
-            };
-            if wake == Wake::No {
-                return;
-            }
-            if wake == Wake::Lost {
-                lost.store(true, Ordering::SeqCst);
-            }
-            // Full channel: a wake-up is already pending, which is enough.
-            let _ = tx.try_send(());
-        };
-        let mut w = match notify::recommended_watcher(handler) {
-            Ok(w) => w,
-            Err(e) => {
-                if !self.warned {
-                    tracing::warn!(error = %e, "cannot start a file watcher; polling only");
-                    self.warned = true;
+        if self.watcher.is_none() {
+            let (tx, lost, filter) = (tx.clone(), lost.clone(), filter.clone());
+            let handler = move |res: notify::Result<notify::Event>| {
+                let wake = match res {
+                    Ok(event) => filter.wakes(&event),
+                    // The watch may be broken (the queue failed, the
+                    // directory vanished under it): set it up again.
+                    Err(_) => Wake::Lost,
+                };
+                if wake == Wake::No {
+                    return;
                 }
-                return;
+                if wake == Wake::Lost {
+                    lost.store(true, Ordering::SeqCst);
+                }
+                // Full channel: a wake-up is already pending, which is enough.
+                let _ = tx.try_send(());
+            };
+            match notify::recommended_watcher(handler) {
+                Ok(w) => self.watcher = Some(w),
+                Err(e) => {
+                    if !self.warned {
+                        tracing::warn!(error = %e, "cannot start a file watcher; polling only");
+                        self.warned = true;
+                    }
+                    return;
+                }
             }
+        }
+        let Some(w) = self.watcher.as_mut() else {
+            return;
         };
         match w.watch(&self.dir, RecursiveMode::NonRecursive) {
             Ok(()) => {
                 tracing::debug!(dir = %self.dir.display(), "watching the token directory");
-                self.watcher = Some(w);
+                self.watching = true;
                 self.warned = false;
             }
             Err(e) => {
