@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # rolecall benchmarks (docs/BENCHMARKS.md): the static release binary, measured.
 #
-#   make bench                    every row (about 2.5 minutes once built; the two 60 s windows dominate)
-#   make bench ROWS="rss idle"    some rows: rss size startup rotation idle sts-calls burst compare
+#   make bench                    every row (about 4.5 minutes once built; the 60 s windows and the five 25 s layout windows dominate)
+#   make bench ROWS="rss idle"    some rows: rss size startup rotation idle idle-layouts sts-calls burst compare
 #   scripts/bench.sh rss          the same, without make
 #
 # 1. builds the static binary exactly as images/build-local.sh and the Containerfile do:
 #      RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target x86_64-unknown-linux-gnu
-# 2. makes sure .venv holds moto, the AWS CLI and boto3 (make venv);
+# 2. makes sure .venv holds moto, the AWS CLI and boto3 (make venv; only for the startup and compare rows);
 # 3. runs the harness benches/sidecar.rs, which starts that binary as a child process against
 #    the in-process fake STS and moto, prints the table and writes target/bench/results.md:
 #      ROLECALL_BIN=... ROLECALL_VENV=... cargo bench --bench sidecar -- [ROW...]
 #
 # Environment: ROWS (rows to run), ROLECALL_BENCH_IDLE_SECS and ROLECALL_BENCH_STS_SECS (length
-# of the idle and schedule windows, default 60), CARGO_TARGET_DIR.
+# of the idle and schedule windows, default 60), ROLECALL_BENCH_LAYOUT_SECS (idle window per
+# token layout, default 20), CARGO_TARGET_DIR.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,8 +37,13 @@ say "static release build: cargo build --release --locked --target $TRIPLE (RUST
 	exit 1
 }
 
-say "make venv (moto, awscli, boto3)"
-make --no-print-directory -C "$ROOT" venv >&2
+# Only the startup (moto) and compare (AWS CLI, boto3) rows use the venv.
+case " ${ROWS:-all} $* " in
+*" all "* | *" startup "* | *" compare "*)
+	say "make venv (moto, awscli, boto3)"
+	make --no-print-directory -C "$ROOT" venv >&2
+	;;
+esac
 
 # The harness itself need not be optimised like the release binary: without fat LTO and with
 # parallel codegen it builds in seconds after a change to src/ (cargo bench also builds the

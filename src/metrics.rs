@@ -43,6 +43,9 @@ pub struct Metrics {
     pub ready: Gauge,
     pub sts_clock_skew: Gauge,
     pub endpoint_rejected: Family<ReasonLabel, Counter>,
+    /// Wake-ups of the token watcher (each re-reads the token): a handful
+    /// per rotation, one per poll; a fast-growing value means a loop.
+    pub token_checks: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -108,6 +111,12 @@ impl Metrics {
             "Requests the credentials endpoint refused for their Authorization header, by reason",
             endpoint_rejected.clone(),
         );
+        let token_checks = Counter::default();
+        registry.register(
+            "rolecall_token_checks",
+            "times the token watcher re-read the token after a file event or poll",
+            token_checks.clone(),
+        );
         Metrics {
             registry,
             credentials_expiry,
@@ -118,6 +127,7 @@ impl Metrics {
             ready,
             sts_clock_skew,
             endpoint_rejected,
+            token_checks,
         }
     }
 

@@ -8,12 +8,29 @@
 //! through a bounded `try_send`, so a burst collapses into one wake-up) makes
 //! the watcher re-read the file and compare a hash of its content; only a
 //! real change bumps the generation that refreshers watch.
+//!
+//! Only events that can change what the token path reads wake the watcher
+//! ([`wakes`]): a change to the token's own name or to kubelet's `..data`,
+//! the directory itself going away, and rescans. notify's inotify backend
+//! also reports opens and read-only closes, and every read of a plain token
+//! file (by the watcher itself, a refresher or the application) raises them
+//! in the watched directory: reacting to those made the watcher re-read the
+//! token forever. Other files in the directory are ignored too.
+//!
+//! Some layouts raise no event at all (a file bind-mounted alone, a symlink
+//! to a file in another directory): the poll notices their changes. When the
+//! watched directory is deleted or moved away its watch is dead; the watcher
+//! then re-establishes it every [`REWATCH_INTERVAL`] until the directory is
+//! back, and re-reads the token each time.
 
+use std::ffi::OsStr;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +40,11 @@ use crate::token;
 
 /// How often the token is re-read even without a file event.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// How often a lost directory watch is re-tried (and the token re-read)
+/// while the directory is missing; at most the poll interval.
+pub const REWATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// The name kubelet's AtomicWriter swaps to publish a new token.
+const KUBELET_DATA: &str = "..data";
 
 /// Watches `token_file` until `shutdown`, bumping `changed` whenever its
 /// content differs from what was last seen.
@@ -44,26 +66,33 @@ enum Seen {
 impl TokenWatcher {
     pub async fn run(self, shutdown: CancellationToken) {
         let (tx, mut rx) = mpsc::channel::<()>(1);
-        let dir = watch_dir(&self.token_file);
-        let mut watcher = start_notify(&dir, tx.clone());
+        let lost = Arc::new(AtomicBool::new(false));
+        let filter = Filter::new(&self.token_file);
+        let mut watcher = Watch::new(filter.dir.clone());
+        watcher.establish(&tx, &lost, &filter);
         let mut seen = Seen::Nothing;
         self.check(&mut seen, false);
-        let mut poll = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.poll_interval,
-            self.poll_interval,
-        );
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // While the directory is not watched, try again soon: it may
+            // come back (a recreated directory raises no event we can see).
+            let wait = if watcher.is_watching() {
+                self.poll_interval
+            } else {
+                self.poll_interval.min(REWATCH_INTERVAL)
+            };
             tokio::select! {
                 Some(()) = rx.recv() => {}
-                _ = poll.tick() => {
-                    // The directory may have appeared since the last try.
-                    if watcher.is_none() {
-                        watcher = start_notify(&dir, tx.clone());
-                    }
-                }
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return,
             }
+            if lost.swap(false, Ordering::SeqCst) {
+                tracing::info!(dir = %filter.dir.display(), "the token directory went away; watching it again when it is back");
+                watcher.drop_watch();
+            }
+            if !watcher.is_watching() {
+                watcher.establish(&tx, &lost, &filter);
+            }
+            self.shared.metrics.token_checks.inc();
             self.check(&mut seen, true);
         }
     }
@@ -102,6 +131,161 @@ impl TokenWatcher {
     }
 }
 
+/// Which notify events can change what the token path reads.
+#[derive(Clone, Debug)]
+struct Filter {
+    /// The watched directory (the token's parent).
+    dir: PathBuf,
+    /// The token's own name in it.
+    name: Option<std::ffi::OsString>,
+}
+
+/// What one notify event means for the watcher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wake {
+    /// Nothing the token path reads can have changed.
+    No,
+    /// Re-read the token.
+    Check,
+    /// The watched directory was deleted or moved: its watch is dead.
+    Lost,
+}
+
+impl Filter {
+    fn new(token_file: &Path) -> Filter {
+        let dir = watch_dir(token_file);
+        // notify reports paths under the absolute form of the watched one.
+        let dir = match std::env::current_dir() {
+            Ok(cwd) if dir.is_relative() => cwd.join(dir),
+            _ => dir,
+        };
+        Filter {
+            dir,
+            name: token_file.file_name().map(OsStr::to_owned),
+        }
+    }
+
+    /// Sorts one event. Opens, reads and read-only closes never change a
+    /// file: they come from readers (rolecall's own reads among them).
+    fn wakes(&self, event: &notify::Event) -> Wake {
+        if event.need_rescan() || event.paths.is_empty() {
+            return Wake::Check;
+        }
+        if let EventKind::Access(kind) = event.kind
+            && kind != AccessKind::Close(AccessMode::Write)
+        {
+            return Wake::No;
+        }
+        let mut wake = Wake::No;
+        for path in &event.paths {
+            if *path == self.dir {
+                // The directory itself: deleted (`DELETE_SELF`) or moved
+                // away (`MOVE_SELF`) ends the watch; anything else (a
+                // permission change) may change what can be read.
+                if matches!(
+                    event.kind,
+                    EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+                ) {
+                    return Wake::Lost;
+                }
+                wake = Wake::Check;
+            } else if let Some(name) = path.file_name()
+                && (Some(name) == self.name.as_deref() || name == KUBELET_DATA)
+            {
+                wake = Wake::Check;
+            }
+        }
+        wake
+    }
+}
+
+/// The notify watcher and its watch on the token's directory. The watcher
+/// (an inotify instance and its thread) is kept; only the watch is set up
+/// again when the directory comes back.
+struct Watch {
+    dir: PathBuf,
+    watcher: Option<notify::RecommendedWatcher>,
+    watching: bool,
+    /// Whether the last failure to watch was logged (log transitions only:
+    /// a missing directory is re-tried every second).
+    warned: bool,
+}
+
+impl Watch {
+    fn new(dir: PathBuf) -> Watch {
+        Watch {
+            dir,
+            watcher: None,
+            watching: false,
+            warned: false,
+        }
+    }
+
+    fn is_watching(&self) -> bool {
+        self.watching
+    }
+
+    /// Forgets a dead watch. A directory moved away is still watched by
+    /// inode under its old path: remove that too (after `DELETE_SELF` the
+    /// watch is already gone and this fails harmlessly).
+    fn drop_watch(&mut self) {
+        if let Some(w) = self.watcher.as_mut() {
+            let _ = w.unwatch(&self.dir);
+        }
+        self.watching = false;
+    }
+
+    /// Watches the directory, starting the notify watcher first if needed;
+    /// if the directory cannot be watched yet, the poll continues.
+    fn establish(&mut self, tx: &mpsc::Sender<()>, lost: &Arc<AtomicBool>, filter: &Filter) {
+        if self.watcher.is_none() {
+            let (tx, lost, filter) = (tx.clone(), lost.clone(), filter.clone());
+            let handler = move |res: notify::Result<notify::Event>| {
+                let wake = match res {
+                    Ok(event) => filter.wakes(&event),
+                    // The watch may be broken (the queue failed, the
+                    // directory vanished under it): set it up again.
+                    Err(_) => Wake::Lost,
+                };
+                if wake == Wake::No {
+                    return;
+                }
+                if wake == Wake::Lost {
+                    lost.store(true, Ordering::SeqCst);
+                }
+                // Full channel: a wake-up is already pending, which is enough.
+                let _ = tx.try_send(());
+            };
+            match notify::recommended_watcher(handler) {
+                Ok(w) => self.watcher = Some(w),
+                Err(e) => {
+                    if !self.warned {
+                        tracing::warn!(error = %e, "cannot start a file watcher; polling only");
+                        self.warned = true;
+                    }
+                    return;
+                }
+            }
+        }
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        match w.watch(&self.dir, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                tracing::debug!(dir = %self.dir.display(), "watching the token directory");
+                self.watching = true;
+                self.warned = false;
+            }
+            Err(e) => {
+                if !self.warned {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot watch the token directory yet; polling");
+                    self.warned = true;
+                }
+            }
+        }
+    }
+}
+
 fn watch_dir(token_file: &Path) -> PathBuf {
     match token_file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -109,30 +293,133 @@ fn watch_dir(token_file: &Path) -> PathBuf {
     }
 }
 
-/// Starts a notify watcher on `dir`, or returns `None` (polling continues)
-/// if the directory cannot be watched yet.
-fn start_notify(dir: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    let handler = move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            // Full channel: a wake-up is already pending, which is enough.
-            let _ = tx.try_send(());
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode};
+
+    use super::*;
+
+    fn event(kind: EventKind, paths: &[&str]) -> notify::Event {
+        paths.iter().fold(notify::Event::new(kind), |e, p| {
+            e.add_path(PathBuf::from(p))
+        })
+    }
+
+    fn filter() -> Filter {
+        Filter::new(Path::new("/run/sa/token"))
+    }
+
+    #[test]
+    fn reads_of_the_token_never_wake_the_watcher() {
+        let f = filter();
+        for kind in [
+            AccessKind::Open(AccessMode::Any),
+            AccessKind::Read,
+            AccessKind::Close(AccessMode::Read),
+            AccessKind::Any,
+        ] {
+            let e = event(EventKind::Access(kind), &["/run/sa/token"]);
+            assert_eq!(f.wakes(&e), Wake::No, "{kind:?}");
         }
-    };
-    let mut w = match notify::recommended_watcher(handler) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot start a file watcher; polling only");
-            return None;
+    }
+
+    #[test]
+    fn changes_to_the_token_or_kubelets_data_link_wake_the_watcher() {
+        let f = filter();
+        for (kind, paths) in [
+            (
+                EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+                &["/run/sa/token"][..],
+            ),
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                &["/run/sa/token"],
+            ),
+            (EventKind::Create(CreateKind::File), &["/run/sa/token"]),
+            (EventKind::Remove(RemoveKind::File), &["/run/sa/token"]),
+            (
+                EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+                &["/run/sa/token"],
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+                &["/run/sa/..data"],
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+                &["/run/sa/..data_tmp", "/run/sa/..data"],
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+                &["/run/sa/token.tmp", "/run/sa/token"],
+            ),
+        ] {
+            let e = event(kind, paths);
+            assert_eq!(f.wakes(&e), Wake::Check, "{e:?}");
         }
-    };
-    match w.watch(dir, RecursiveMode::NonRecursive) {
-        Ok(()) => {
-            tracing::debug!(dir = %dir.display(), "watching the token directory");
-            Some(w)
+    }
+
+    #[test]
+    fn other_files_in_the_directory_are_ignored() {
+        let f = filter();
+        for (kind, path) in [
+            (
+                EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+                "/run/sa/ca.crt",
+            ),
+            (
+                EventKind::Create(CreateKind::Folder),
+                "/run/sa/..2026_01_01",
+            ),
+            (
+                EventKind::Remove(RemoveKind::Folder),
+                "/run/sa/..2025_12_31",
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+                "/run/sa/..data_tmp",
+            ),
+            (EventKind::Create(CreateKind::File), "/run/sa/token.tmp"),
+        ] {
+            let e = event(kind, &[path]);
+            assert_eq!(f.wakes(&e), Wake::No, "{e:?}");
         }
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the token directory yet; polling");
-            None
-        }
+    }
+
+    #[test]
+    fn the_directory_going_away_ends_the_watch_and_rescans_re_read() {
+        let f = filter();
+        let gone = event(EventKind::Remove(RemoveKind::Folder), &["/run/sa"]);
+        assert_eq!(f.wakes(&gone), Wake::Lost);
+        let moved = event(
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            &["/run/sa"],
+        );
+        assert_eq!(f.wakes(&moved), Wake::Lost);
+        let chmod = event(
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+            &["/run/sa"],
+        );
+        assert_eq!(f.wakes(&chmod), Wake::Check);
+        let rescan = notify::Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        assert_eq!(f.wakes(&rescan), Wake::Check);
+        assert_eq!(f.wakes(&event(EventKind::Any, &[])), Wake::Check);
+    }
+
+    #[test]
+    fn a_relative_token_path_is_matched_against_the_absolute_paths_notify_reports() {
+        let f = Filter::new(Path::new("token"));
+        let cwd = std::env::current_dir().unwrap();
+        let dir = cwd.join(".");
+        let e = event(
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            &[dir.join("token").to_str().unwrap()],
+        );
+        assert_eq!(f.wakes(&e), Wake::Check);
+        let gone = event(
+            EventKind::Remove(RemoveKind::Folder),
+            &[dir.to_str().unwrap()],
+        );
+        assert_eq!(f.wakes(&gone), Wake::Lost);
     }
 }
