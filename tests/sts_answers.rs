@@ -53,13 +53,23 @@ fn last_error(out: &std::path::Path) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn a_success_that_expired_before_it_arrived_keeps_the_last_good_session_and_backs_off() {
+/// An in-process sidecar holding one good session, whose every later STS
+/// answer is `fault`, asked to refresh now.
+struct Faulted {
+    sts: FakeSts,
+    /// Bind it: dropping it removes the token.
+    _token: TokenDir,
+    out: tempfile::TempDir,
+    port: u16,
+    running: Running,
+    /// The access key of the good session.
+    good: String,
+}
+
+async fn good_session_then(fault: Reply) -> Faulted {
     let sts = FakeSts::start();
     sts.push(Reply::ok());
-    sts.set_default(Reply::Stale {
-        expired_ago: Duration::from_secs(120),
-    });
+    sts.set_default(fault);
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -68,15 +78,38 @@ async fn a_success_that_expired_before_it_arrived_keeps_the_last_good_session_an
         jitter: ceiling_jitter,
         ..Options::default()
     };
-    let r = Running::start(config, opts);
+    let running = Running::start(config, opts);
     assert!(
         wait_until(Duration::from_secs(10), || published_key(out.path())
             .is_some())
         .await
     );
     let good = sts.issued()[0].access_key_id.clone();
+    running.controls.send(Control::RefreshNow).await.unwrap();
+    Faulted {
+        sts,
+        _token: token,
+        out,
+        port,
+        running,
+        good,
+    }
+}
 
-    r.controls.send(Control::RefreshNow).await.unwrap();
+#[tokio::test]
+async fn a_success_that_expired_before_it_arrived_keeps_the_last_good_session_and_backs_off() {
+    let Faulted {
+        sts,
+        out,
+        port,
+        running: r,
+        good,
+        _token,
+        ..
+    } = good_session_then(Reply::Stale {
+        expired_ago: Duration::from_secs(120),
+    })
+    .await;
     // The refresh, then two retries: backoff ceilings of 1 s and 2 s.
     assert!(sts.wait_for_calls(4, Duration::from_secs(20)).await);
     assert!(
@@ -149,23 +182,17 @@ async fn a_clock_far_ahead_is_reported_and_its_short_lived_answers_are_refused()
 
 #[tokio::test]
 async fn an_sts_body_larger_than_any_real_answer_is_cut_off_and_the_session_kept() {
-    let sts = FakeSts::start();
-    sts.push(Reply::ok());
-    sts.set_default(Reply::Huge {
+    let Faulted {
+        sts,
+        out,
+        running: r,
+        good,
+        _token,
+        ..
+    } = good_session_then(Reply::Huge {
         bytes: 8 * 1024 * 1024,
-    });
-    let token = TokenDir::new(&valid_jwt());
-    let out = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = Config::load(&flags(&sts, &token, out.path(), port), &Env::new()).unwrap();
-    let r = Running::start(config, Options::default());
-    assert!(
-        wait_until(Duration::from_secs(10), || published_key(out.path())
-            .is_some())
-        .await
-    );
-    let good = sts.issued()[0].access_key_id.clone();
-    r.controls.send(Control::RefreshNow).await.unwrap();
+    })
+    .await;
     assert!(sts.wait_for_calls(2, Duration::from_secs(10)).await);
     assert!(
         wait_until(Duration::from_secs(10), || last_error(out.path())
