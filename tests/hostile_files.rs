@@ -12,7 +12,6 @@
 
 mod support;
 
-use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
