@@ -24,6 +24,12 @@ pub const DEFAULT_FILE_MODE: u32 = 0o640;
 pub const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:9911";
 pub const MAX_POLICY_CHARS: usize = 2048;
 pub const MAX_POLICY_ARNS: usize = 10;
+/// The largest configuration file read: a real one is a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
+/// The deepest nesting accepted in the configuration file (a real one
+/// nests 4 levels: profiles, name, key, list). Checked before the YAML
+/// parser runs, whose time grows with the square of the depth.
+pub const MAX_CONFIG_DEPTH: usize = 32;
 
 /// The environment as a map, so tests never touch the process environment.
 pub type Env = BTreeMap<String, String>;
@@ -71,9 +77,12 @@ pub struct Flags {
     /// How profiles are published: file or process [default: file]
     #[arg(long, value_name = "MODE")]
     pub credentials: Option<String>,
-    /// Mode of the written files, in octal [default: 0640]
+    /// Mode of the written files, in octal; group/other write is refused [default: 0640]
     #[arg(long, value_name = "OCTAL")]
     pub file_mode: Option<String>,
+    /// Allow a --file-mode that every user can read (e.g. 0644) [env: ROLECALL_ALLOW_WORLD_READABLE; default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub allow_world_readable: Option<String>,
     /// Health and metrics listener; empty disables [env: ROLECALL_HEALTH_ADDR; default: 0.0.0.0:9911]
     #[arg(long, value_name = "ADDR")]
     pub health_addr: Option<String>,
@@ -150,6 +159,8 @@ pub struct Config {
     /// The output dir as the application sees it (process mode).
     pub app_output_dir: PathBuf,
     pub file_mode: u32,
+    /// Whether a `file_mode` with the other-read bit was explicitly allowed.
+    pub allow_world_readable: bool,
     pub health_addr: Option<SocketAddr>,
     pub endpoint_addr: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -226,6 +237,7 @@ struct FileConfig {
     role_session_name: Option<Src<String>>,
     credentials: Option<Src<String>>,
     file_mode: Option<Src<String>>,
+    allow_world_readable: Option<Src<String>>,
     health_addr: Option<Src<String>>,
     endpoint_addr: Option<Src<String>>,
     log_format: Option<Src<String>>,
@@ -242,6 +254,7 @@ const TOP_KEYS: &[&str] = &[
     "role_session_name",
     "credentials",
     "file_mode",
+    "allow_world_readable",
     "health_addr",
     "endpoint_addr",
     "log_format",
@@ -320,6 +333,20 @@ fn join(parent: &str, key: &str) -> String {
 fn parse_file(text: &[u8], file: &Path, problems: &mut Problems) -> FileConfig {
     let mut out = FileConfig::default();
     let prefix = file.display().to_string();
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        problems.push(prefix, too_large());
+        return out;
+    }
+    let depth = nesting_depth(text);
+    if depth > MAX_CONFIG_DEPTH {
+        problems.push(
+            prefix,
+            format!(
+                "the file nests deeper than {MAX_CONFIG_DEPTH} levels (a rolecall configuration needs 4); it is refused before parsing"
+            ),
+        );
+        return out;
+    }
     let root: Value = match serde_yaml_ng::from_slice(text) {
         Ok(v) => v,
         Err(e) => {
@@ -364,6 +391,14 @@ fn parse_file(text: &[u8], file: &Path, problems: &mut Problems) -> FileConfig {
                                 None
                             })
                     }
+                    _ => scalar(v, &origin, problems).map(|s| src(s, &origin)),
+                };
+                continue;
+            }
+            "allow_world_readable" => {
+                // A YAML boolean, or the same words as text.
+                out.allow_world_readable = match v {
+                    Value::Bool(b) => Some(src(b.to_string(), &origin)),
                     _ => scalar(v, &origin, problems).map(|s| src(s, &origin)),
                 };
                 continue;
@@ -534,7 +569,16 @@ impl Config {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         });
-        let text = config_file.as_ref().map(std::fs::read);
+        // Followed if a symlink (a ConfigMap mount is kubelet's `..data`
+        // layout), but a regular file only, opened non-blocking and capped.
+        let text = config_file.as_ref().map(|path| {
+            crate::fsread::read(path, MAX_CONFIG_BYTES, crate::fsread::Follow::Yes).map_err(|e| {
+                match e {
+                    crate::fsread::ReadError::TooLarge { .. } => too_large(),
+                    e => format!("cannot read the configuration file: it {e}"),
+                }
+            })
+        });
         assemble(flags, env, config_file.as_deref(), text)
     }
 
@@ -559,16 +603,13 @@ fn assemble(
     flags: &Flags,
     env: &Env,
     path: Option<&Path>,
-    text: Option<std::io::Result<Vec<u8>>>,
+    text: Option<Result<Vec<u8>, String>>,
 ) -> Result<Config, ConfigError> {
     let mut problems = Problems::default();
     let file = match (path, text) {
         (Some(path), Some(Ok(text))) => parse_file(&text, path, &mut problems),
-        (Some(path), Some(Err(e))) => {
-            problems.push(
-                path.display().to_string(),
-                format!("cannot read the configuration file: {e}"),
-            );
+        (Some(path), Some(Err(message))) => {
+            problems.push(path.display().to_string(), message);
             FileConfig::default()
         }
         _ => FileConfig::default(),
@@ -641,6 +682,35 @@ fn build(
         })
     })
     .unwrap_or(DEFAULT_FILE_MODE);
+    let allow_world_readable = pick(
+        flag_src(&flags.allow_world_readable, "allow-world-readable"),
+        env_src(env, &["ROLECALL_ALLOW_WORLD_READABLE"]),
+        &file.allow_world_readable,
+    )
+    .and_then(|s| validate(&s, problems, parse_bool))
+    .unwrap_or(false);
+    let mode_origin = flags
+        .file_mode
+        .as_ref()
+        .map(|_| "--file-mode".to_owned())
+        .or_else(|| file.file_mode.as_ref().map(|s| s.origin.clone()))
+        .unwrap_or_else(|| "--file-mode".into());
+    if file_mode & 0o022 != 0 {
+        problems.push(
+            &mode_origin,
+            format!(
+                "mode {file_mode:04o} makes the credentials writable by {}: anyone could replace the keys the application uses; use 0640 (readable by the group, e.g. a shared fsGroup) or 0600",
+                if file_mode & 0o002 != 0 { "every user" } else { "the group" }
+            ),
+        );
+    } else if file_mode & 0o004 != 0 && !allow_world_readable {
+        problems.push(
+            &mode_origin,
+            format!(
+                "mode {file_mode:04o} makes the credentials readable by every user: use 0640 with a shared fsGroup for the application container, or pass --allow-world-readable (ROLECALL_ALLOW_WORLD_READABLE=true, `allow_world_readable: true`) if every user of the pod may hold them"
+            ),
+        );
+    }
     // The health listener may be disabled with an empty value, so the
     // environment is read even when empty.
     let health = flag_src(&flags.health_addr, "health-addr")
@@ -925,11 +995,127 @@ fn build(
         output_dir,
         app_output_dir,
         file_mode,
+        allow_world_readable,
         health_addr,
         endpoint_addr,
         log_format,
         profiles,
     }
+}
+
+fn too_large() -> String {
+    format!(
+        "the file is larger than {} KiB (a rolecall configuration is a few KiB); it is refused before parsing",
+        MAX_CONFIG_BYTES / 1024
+    )
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!(
+            "\"{}\" is not a boolean: use true or false",
+            printable(v)
+        )),
+    }
+}
+
+/// How deeply `text` nests, as YAML would read it, without parsing it: the
+/// deepest of flow nesting (`[` and `{` outside quotes and comments) and
+/// block nesting (indentation levels, plus `- ` and `? ` entries that open
+/// a level on the same line). Block scalars (`|`, `>`) are skipped. It may
+/// overestimate odd layouts, never underestimate: a file it passes cannot
+/// make the parser nest deeper than it says (plus one).
+fn nesting_depth(text: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(text);
+    let mut max = 0usize;
+    let mut flow = 0usize;
+    // Indentations of the open block levels.
+    let mut indents: Vec<usize> = Vec::new();
+    // Inside a block scalar: lines indented more than this belong to it.
+    let mut scalar_parent: Option<usize> = None;
+    let mut quote: Option<char> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let body = &line[indent..];
+        if let Some(parent) = scalar_parent {
+            if body.trim().is_empty() || indent > parent {
+                continue;
+            }
+            scalar_parent = None;
+        }
+        if quote.is_none() && flow == 0 {
+            if body.trim().is_empty() || body.starts_with('#') {
+                continue;
+            }
+            while indents.last().is_some_and(|&i| i > indent) {
+                indents.pop();
+            }
+            if indents.last().is_none_or(|&i| i < indent) {
+                indents.push(indent);
+            }
+            // "- - - x" and "? ? x" open a level per indicator.
+            let mut rest = body;
+            let mut inline = 0;
+            while let Some(r) = rest
+                .strip_prefix("- ")
+                .or_else(|| rest.strip_prefix("? "))
+                .or_else(|| rest.strip_prefix(": "))
+            {
+                inline += 1;
+                rest = r.trim_start_matches(' ');
+            }
+            max = max.max(indents.len() + inline);
+        }
+        let mut prev = ' ';
+        let mut chars = body.chars().peekable();
+        let mut last_significant = ' ';
+        while let Some(c) = chars.next() {
+            match quote {
+                Some('\'') if c == '\'' => {
+                    if chars.peek() == Some(&'\'') {
+                        chars.next();
+                    } else {
+                        quote = None;
+                    }
+                }
+                Some('"') if c == '\\' => {
+                    chars.next();
+                }
+                Some('"') if c == '"' => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '#' if prev == ' ' || prev == '\t' => break,
+                    '\'' | '"' if matches!(prev, ' ' | '\t' | '[' | '{' | ',' | ':') => {
+                        quote = Some(c)
+                    }
+                    '[' | '{' => {
+                        flow += 1;
+                        max = max.max(indents.len() + flow);
+                    }
+                    ']' | '}' => flow = flow.saturating_sub(1),
+                    _ => {}
+                },
+            }
+            if !c.is_whitespace() {
+                last_significant = c;
+            }
+            prev = c;
+        }
+        // `key: |`, `- >-`, `key: |2+`: the following, more indented lines
+        // are text.
+        if quote.is_none() && flow == 0 {
+            let t = body.split(" #").next().unwrap_or_default().trim_end();
+            let indicator = t
+                .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '+')
+                .ends_with(['|', '>']);
+            if indicator && matches!(last_significant, '|' | '>' | '-' | '+' | '0'..='9') {
+                scalar_parent = Some(indent);
+            }
+        }
+    }
+    max
 }
 
 fn check_cycles(merged: &BTreeMap<String, (Src<String>, RawProfile)>, problems: &mut Problems) {

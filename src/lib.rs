@@ -30,6 +30,7 @@
 pub mod check;
 pub mod config;
 pub mod endpoint;
+pub mod fsread;
 pub mod health;
 pub mod http;
 pub mod metrics;
@@ -172,6 +173,8 @@ struct Core {
     shared: Arc<Shared>,
     ctx: Context,
     writer: Writer,
+    /// The installed process-mode helper, for the writer's re-check.
+    helper: Arc<output::Helper>,
     nudge: Arc<tokio_watch::Sender<u64>>,
     refresh_all: tokio_watch::Sender<u64>,
 }
@@ -182,7 +185,8 @@ impl Core {
         sts::warn_plaintext_endpoints(&config.profiles);
         let writer = Writer::new(config);
         writer.prepare()?;
-        install_helper_if_needed(&writer, config, opts)?;
+        let helper = Arc::new(output::Helper::default());
+        install_helper_if_needed(&writer, &helper, config, opts)?;
         let nudge = Arc::new(tokio_watch::channel(0u64).0);
         let refresh_all = tokio_watch::channel(0u64).0;
         let ctx = Context {
@@ -198,6 +202,7 @@ impl Core {
             shared,
             ctx,
             writer,
+            helper,
             nudge,
             refresh_all,
         })
@@ -264,9 +269,11 @@ impl Core {
     }
 }
 
-/// Installs rolecall as `<dir>/rolecall` when a profile uses process mode.
+/// Installs rolecall as `<dir>/rolecall` when a profile uses process mode,
+/// and has the writer's re-check keep it installed (or stop checking it).
 fn install_helper_if_needed(
     writer: &Writer,
+    helper: &output::Helper,
     config: &Config,
     opts: &Options,
 ) -> Result<(), WriteError> {
@@ -279,7 +286,9 @@ fn install_helper_if_needed(
             .helper_binary
             .clone()
             .unwrap_or_else(|| "/proc/self/exe".into());
-        writer.install_helper(&exe)?;
+        writer.install_tracked_helper(&exe, helper)?;
+    } else {
+        helper.forget();
     }
     Ok(())
 }
@@ -309,10 +318,12 @@ struct Task {
 
 /// The long-running sidecar: initial pass, then one task per profile, the
 /// writer, the token watcher and the health server, until `shutdown`
-/// completes. `reload` re-reads the configuration on [`Control::Reload`].
+/// completes. `reload` re-reads the configuration on [`Control::Reload`],
+/// on the blocking pool: reading and parsing a file must not stop the
+/// probes, the refreshers or shutdown (the runtime has one thread).
 pub async fn run(
     config: Config,
-    reload: impl Fn() -> Result<Config, ConfigError>,
+    reload: impl Fn() -> Result<Config, ConfigError> + Send + 'static,
     opts: Options,
     mut controls: mpsc::Receiver<Control>,
     shutdown: impl Future<Output = ()>,
@@ -371,7 +382,11 @@ pub async fn run(
         output_dir = %config.output_dir.display(),
         "started"
     );
-    background.spawn(core.writer.clone().run(core.shared.clone(), stop.clone()));
+    background.spawn(core.writer.clone().run(
+        core.shared.clone(),
+        core.helper.clone(),
+        stop.clone(),
+    ));
 
     let mut tasks: BTreeMap<String, Task> = BTreeMap::new();
     for (r, outcome) in results {
@@ -380,6 +395,15 @@ pub async fn run(
     }
 
     let mut current = config;
+    // One reload runs at a time, off the runtime's thread; a SIGHUP during
+    // it queues one more (the file may have changed after it was read).
+    let reload = Arc::new(std::sync::Mutex::new(reload));
+    let start_reload = || {
+        let reload = reload.clone();
+        tokio::task::spawn_blocking(move || (reload.lock().unwrap_or_else(|e| e.into_inner()))())
+    };
+    let mut reloading: Option<tokio::task::JoinHandle<Result<Config, ConfigError>>> = None;
+    let mut reload_again = false;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -388,16 +412,23 @@ pub async fn run(
                     tracing::info!("refreshing every profile now");
                     core.refresh_all.send_modify(|g| *g = g.wrapping_add(1));
                 }
-                Control::Reload => match reload() {
-                    Ok(new) => {
-                        if let Err(e) = install_helper_if_needed(&core.writer, &new, &opts) {
+                Control::Reload if reloading.is_some() => reload_again = true,
+                Control::Reload => reloading = Some(start_reload()),
+            },
+            done = async { reloading.as_mut().expect("guarded").await }, if reloading.is_some() => {
+                reloading = reload_again.then(start_reload);
+                reload_again = false;
+                match done {
+                    Ok(Ok(new)) => {
+                        if let Err(e) = install_helper_if_needed(&core.writer, &core.helper, &new, &opts) {
                             tracing::error!(error = %e, "cannot install the credential_process helper");
                         }
                         apply_reload(&core, &mut tasks, &current, &new, &stop);
                         current = new;
                     }
-                    Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
-                },
+                    Ok(Err(e)) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
+                    Err(e) => tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration"),
+                }
             },
             _ = &mut shutdown => break,
             _ = stop.cancelled() => break,
@@ -452,6 +483,10 @@ fn apply_reload(
         ("token_file", old.token_file != new.token_file),
         ("output_dir", old.output_dir != new.output_dir),
         ("file_mode", old.file_mode != new.file_mode),
+        (
+            "allow_world_readable",
+            old.allow_world_readable != new.allow_world_readable,
+        ),
         ("health_addr", old.health_addr != new.health_addr),
         ("endpoint_addr", old.endpoint_addr != new.endpoint_addr),
         ("log_format", old.log_format != new.log_format),

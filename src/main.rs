@@ -195,10 +195,7 @@ fn check(flags: &Flags, env: &config::Env, assume: bool) -> ExitCode {
 fn status(dir: &std::path::Path, json: bool) -> ExitCode {
     match rolecall::status::read(dir) {
         Ok(s) if json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&s).expect("serialisable")
-            );
+            println!("{}", rolecall::status::to_json(&s));
             ExitCode::SUCCESS
         }
         Ok(s) => {

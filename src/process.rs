@@ -7,18 +7,25 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::output::{HELPER_FILE, PROCESS_FILE, ProcessFile};
+use crate::fsread::{self, Follow, ReadError};
+use crate::output::{HELPER_FILE, MAX_OUTPUT_BYTES, PROCESS_FILE, ProcessFile};
 use crate::session::parse_time;
+use crate::status::escape_controls;
 
+/// Why the helper printed nothing. Every value shown comes from the
+/// command line or the file and is escaped ([`escape_controls`]): the SDK
+/// shows this message to the user, often on a terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum HelperError {
     #[error(
-        "no {PROCESS_FILE} in {dir}: is the rolecall sidecar running with a process-mode profile? ({source})"
+        "no {PROCESS_FILE} in {dir}: is the rolecall sidecar running with a process-mode profile?"
     )]
-    Missing {
-        dir: String,
+    Missing { dir: String },
+    #[error("{path} {source}: it is not a file the rolecall sidecar wrote")]
+    Unreadable {
+        path: String,
         #[source]
-        source: std::io::Error,
+        source: ReadError,
     },
     #[error("{path} is not readable as rolecall's credential file: {reason}")]
     Invalid { path: String, reason: String },
@@ -57,19 +64,26 @@ pub fn default_dir(exe: Option<PathBuf>, env_dir: Option<&str>) -> PathBuf {
 /// The `credential_process` JSON for `profile`.
 pub fn credentials(dir: &Path, profile: &str, now: SystemTime) -> Result<String, HelperError> {
     let path = dir.join(PROCESS_FILE);
-    let bytes = std::fs::read(&path).map_err(|source| HelperError::Missing {
-        dir: dir.display().to_string(),
-        source,
+    let shown = |p: &Path| escape_controls(&p.display().to_string());
+    let bytes = fsread::read(&path, MAX_OUTPUT_BYTES, Follow::No).map_err(|source| {
+        if source.is_missing() {
+            HelperError::Missing { dir: shown(dir) }
+        } else {
+            HelperError::Unreadable {
+                path: shown(&path),
+                source,
+            }
+        }
     })?;
     let file: ProcessFile = serde_json::from_slice(&bytes).map_err(|e| HelperError::Invalid {
-        path: path.display().to_string(),
+        path: shown(&path),
         reason: e.to_string(),
     })?;
     let Some(c) = file.profiles.get(profile).map(|e| &e.credentials) else {
-        let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
+        let known: Vec<String> = file.profiles.keys().map(|k| escape_controls(k)).collect();
         return Err(HelperError::Unknown {
-            profile: profile.to_owned(),
-            dir: dir.display().to_string(),
+            profile: escape_controls(profile),
+            dir: shown(dir),
             known: if known.is_empty() {
                 "none".into()
             } else {
@@ -79,8 +93,8 @@ pub fn credentials(dir: &Path, profile: &str, now: SystemTime) -> Result<String,
     };
     if parse_time(&c.expiration).is_none_or(|t| t <= now) {
         return Err(HelperError::Expired {
-            profile: profile.to_owned(),
-            expiration: c.expiration.clone(),
+            profile: escape_controls(profile),
+            expiration: escape_controls(&c.expiration),
         });
     }
     Ok(serde_json::to_string(c).expect("serialisable"))
@@ -133,6 +147,57 @@ mod tests {
         assert!(!e.to_string().contains("s3cr3t") && !format!("{e:?}").contains("s3cr3t"));
         let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1);
         assert!(credentials(dir.path(), "svc", later).is_ok());
+    }
+
+    #[test]
+    fn escapes_in_the_profile_name_or_the_file_are_not_printed_raw() {
+        let dir = tempfile::tempdir().unwrap();
+        // JSON's escape: the file holds a raw ESC once decoded.
+        write(dir.path(), "2020-01-01T00:00:00Z\\u001b[2J");
+        let e = credentials(dir.path(), "x\u{1b}]0;t\u{7}\nforged", SystemTime::now())
+            .unwrap_err()
+            .to_string();
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+        assert!(e.contains("x\\u{1b}]0;t\\u{7}\\u{a}forged"), "{e}");
+        let e = credentials(dir.path(), "svc", SystemTime::now())
+            .unwrap_err()
+            .to_string();
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+    }
+
+    #[test]
+    fn a_fifo_or_a_symlink_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(PROCESS_FILE);
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o640) }, 0);
+        let e = credentials(dir.path(), "svc", SystemTime::now()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                HelperError::Unreadable {
+                    source: ReadError::NotRegular,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        std::fs::remove_file(&p).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        write(other.path(), "2030-01-01T00:00:00Z");
+        std::os::unix::fs::symlink(other.path().join(PROCESS_FILE), &p).unwrap();
+        let e = credentials(dir.path(), "svc", SystemTime::now()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                HelperError::Unreadable {
+                    source: ReadError::Symlink,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,32 +5,87 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::output::{STATUS_FILE, Status};
+use crate::fsread::{self, Follow, ReadError};
+use crate::output::{MAX_OUTPUT_BYTES, STATUS_FILE, Status};
 use crate::session::parse_time;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
-    #[error("no {STATUS_FILE} in {dir}: is rolecall running with --output-dir {dir}? ({source})")]
-    Missing {
-        dir: String,
+    #[error("no {STATUS_FILE} in {dir}: is rolecall running with --output-dir {dir}?")]
+    Missing { dir: String },
+    #[error("{path} {source}: it is not a status file rolecall wrote")]
+    Unreadable {
+        path: String,
         #[source]
-        source: std::io::Error,
+        source: ReadError,
     },
     #[error("{path} is not a rolecall status file: {reason}")]
     Invalid { path: String, reason: String },
 }
 
-/// Reads the status file in `dir`.
+/// Reads the status file in `dir` (not following a symlink, regular files
+/// only, non-blocking, at most [`MAX_OUTPUT_BYTES`]).
 pub fn read(dir: &Path) -> Result<Status, StatusError> {
     let path = dir.join(STATUS_FILE);
-    let text = std::fs::read(&path).map_err(|source| StatusError::Missing {
-        dir: dir.display().to_string(),
-        source,
+    let text = fsread::read(&path, MAX_OUTPUT_BYTES, Follow::No).map_err(|source| {
+        if source.is_missing() {
+            StatusError::Missing {
+                dir: escape_controls(&dir.display().to_string()),
+            }
+        } else {
+            StatusError::Unreadable {
+                path: escape_controls(&path.display().to_string()),
+                source,
+            }
+        }
     })?;
     serde_json::from_slice(&text).map_err(|e| StatusError::Invalid {
-        path: path.display().to_string(),
+        path: escape_controls(&path.display().to_string()),
         reason: e.to_string(),
     })
+}
+
+/// Whether printing `c` to a terminal could do more than show a character:
+/// C0 and C1 controls (escape sequences, newlines, carriage returns) and the
+/// invisible bidirectional overrides that reorder what is shown.
+fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every control character written as a Rust escape (`\u{1b}`),
+/// for text from files or arguments printed to a terminal; ordinary text is
+/// unchanged.
+pub fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if is_unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `status --json`: pretty JSON in which no character can drive a terminal.
+/// serde_json escapes U+0000-U+001F; DEL, the C1 controls and the bidi
+/// overrides are escaped here too (`\u009b`), which is still the same JSON
+/// value.
+pub fn to_json(status: &Status) -> String {
+    let text = serde_json::to_string_pretty(status).expect("serialisable");
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_unsafe_char(c) && c != '\n' {
+            // Outside strings the JSON text holds only ASCII whitespace
+            // (newlines, spaces), so every other such character is inside a
+            // string, where \uXXXX is valid.
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `1h02m`, `14m05s`, `expired 3m ago`.
@@ -59,6 +114,8 @@ pub fn table(status: &Status, now: SystemTime) -> String {
         .profiles
         .iter()
         .map(|p| {
+            // Every cell comes from the file: escaped, so that a tampered
+            // status.json cannot drive the terminal or forge rows.
             [
                 p.name.clone(),
                 p.role_arn.clone(),
@@ -67,6 +124,7 @@ pub fn table(status: &Status, now: SystemTime) -> String {
                 p.last_refresh.clone().unwrap_or_else(|| "-".into()),
                 p.last_error.clone().unwrap_or_else(|| "-".into()),
             ]
+            .map(|c| escape_controls(&c))
         })
         .collect();
     let header = [
@@ -140,5 +198,32 @@ mod tests {
         assert!(lines[1].contains("1h02m"), "{t}");
         assert!(lines[2].contains("expired 3m00s ago"), "{t}");
         assert!(lines[2].ends_with("AccessDenied: Not authorized"), "{t}");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_ordinary_text_is_kept() {
+        assert_eq!(escape_controls("reader-1 é ✓"), "reader-1 é ✓");
+        assert_eq!(
+            escape_controls("a\u{1b}[2Jb\nc\u{9b}d\u{202e}e"),
+            "a\\u{1b}[2Jb\\u{a}c\\u{9b}d\\u{202e}e"
+        );
+        let status = Status {
+            version: 1,
+            profiles: vec![ProfileStatus {
+                name: "x\u{1b}]0;t\u{7}".into(),
+                role_arn: "r".into(),
+                credentials: "file".into(),
+                region: None,
+                expiration: None,
+                last_refresh: None,
+                last_error: Some("one\ntwo\u{9b}".into()),
+            }],
+        };
+        let t = table(&status, SystemTime::now());
+        assert_eq!(t.lines().count(), 2, "{t}");
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        let j = to_json(&status);
+        assert!(!j.chars().any(|c| c.is_control() && c != '\n'), "{j:?}");
+        assert_eq!(serde_json::from_str::<Status>(&j).unwrap(), status);
     }
 }

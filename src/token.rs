@@ -7,7 +7,6 @@
 //! STS verifies the signature.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -178,65 +177,22 @@ pub fn read_unchecked(path: &Path) -> Result<Token, TokenError> {
 }
 
 /// The raw bytes of the file, at most [`MAX_TOKEN_BYTES`]. Used by the
-/// watcher to notice a change of content.
+/// watcher to notice a change of content. Read with [`crate::fsread`]: the
+/// path may be kubelet's `..data` symlink (followed), but the file must be a
+/// regular file, and it is opened non-blocking.
 pub fn read_capped(path: &Path) -> Result<Vec<u8>, TokenError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let unreadable = |source| TokenError::Unreadable {
-        path: path.to_owned(),
-        source,
-    };
-    // Checked before opening: opening a FIFO for reading would block.
-    let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => TokenError::Missing {
-            path: path.to_owned(),
+    use crate::fsread::{self, Follow, ReadError};
+    let path_buf = || path.to_owned();
+    fsread::read(path, MAX_TOKEN_BYTES, Follow::Yes).map_err(|e| match e {
+        ReadError::Missing => TokenError::Missing { path: path_buf() },
+        ReadError::IsDirectory => TokenError::IsDirectory { path: path_buf() },
+        ReadError::NotRegular | ReadError::Symlink => TokenError::NotRegular { path: path_buf() },
+        ReadError::TooLarge { .. } => TokenError::TooLarge { path: path_buf() },
+        ReadError::Io(source) => TokenError::Unreadable {
+            path: path_buf(),
+            source,
         },
-        _ => unreadable(source),
-    })?;
-    if meta.is_dir() {
-        return Err(TokenError::IsDirectory {
-            path: path.to_owned(),
-        });
-    }
-    if !meta.is_file() {
-        return Err(TokenError::NotRegular {
-            path: path.to_owned(),
-        });
-    }
-    // O_NONBLOCK: should the path be swapped for a FIFO after the check,
-    // the open still does not block.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(0o4000)
-        .open(path)
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => TokenError::Missing {
-                path: path.to_owned(),
-            },
-            _ => unreadable(source),
-        })?;
-    if !file.metadata().map_err(unreadable)?.is_file() {
-        return Err(TokenError::NotRegular {
-            path: path.to_owned(),
-        });
-    }
-    let mut bytes = Vec::with_capacity(4096);
-    file.take(MAX_TOKEN_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| match source.raw_os_error() {
-            Some(21) => TokenError::IsDirectory {
-                path: path.to_owned(),
-            },
-            _ => TokenError::Unreadable {
-                path: path.to_owned(),
-                source,
-            },
-        })?;
-    if bytes.len() as u64 > MAX_TOKEN_BYTES {
-        return Err(TokenError::TooLarge {
-            path: path.to_owned(),
-        });
-    }
-    Ok(bytes)
+    })
 }
 
 #[cfg(test)]

@@ -382,9 +382,9 @@ fn file_mode_accepts_octal_text_and_yaml_octal_numbers() {
     ));
     assert_eq!(Config::load(&fl, &Env::new()).unwrap().file_mode, 0o600);
     let (_f, fl) = yaml(&format!(
-        "region: r1\nfile_mode: 0o644\nprofiles: {{a: '{ARN_A}'}}\n"
+        "region: r1\nfile_mode: 0o440\nprofiles: {{a: '{ARN_A}'}}\n"
     ));
-    assert_eq!(Config::load(&fl, &Env::new()).unwrap().file_mode, 0o644);
+    assert_eq!(Config::load(&fl, &Env::new()).unwrap().file_mode, 0o440);
     let (_f, fl) = yaml(&format!(
         "region: r1\nfile_mode: 640\nprofiles: {{a: '{ARN_A}'}}\n"
     ));
@@ -427,4 +427,148 @@ fn chained_profiles_cap_an_inherited_duration_at_one_hour() {
     let c = Config::load(&fl, &Env::new()).unwrap();
     assert_eq!(c.profile("a").unwrap().duration, Duration::from_secs(7200));
     assert_eq!(c.profile("c").unwrap().duration, Duration::from_secs(3600));
+}
+
+fn depth(text: &str) -> usize {
+    nesting_depth(text.as_bytes())
+}
+
+#[test]
+fn the_nesting_prescan_counts_flow_block_and_entry_levels() {
+    assert_eq!(depth(""), 0);
+    assert_eq!(depth("a: 1\n"), 1);
+    assert_eq!(depth("profiles:\n  reader:\n    role_arn: x\n"), 3);
+    assert_eq!(depth("profiles: {a: {b: [1, 2]}}\n"), 4);
+    assert_eq!(depth("a:\n  - - - x\n"), 5);
+    // Brackets in quotes and comments are text.
+    assert_eq!(depth("a: '[[[[' # {{{{\nb: \"{{\\\"[[\"\n"), 1);
+    // A block scalar's lines are text, however they are indented.
+    let policy = "p:\n  policy: |\n    {\n      \"a\": [\n        [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n    ]}\nq: 1\n";
+    assert_eq!(depth(policy), 2);
+    // Flow that spans lines keeps counting.
+    assert_eq!(depth("a: [\n [\n  [1]]]\n"), 4);
+    let deep_flow = format!("a: {}{}", "[".repeat(100), "]".repeat(100));
+    assert_eq!(depth(&deep_flow), 101);
+    let deep_block: String = (0..40).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+    assert_eq!(depth(&deep_block), 40);
+}
+
+#[test]
+fn a_deep_or_huge_file_is_refused_before_parsing_and_the_spec_example_is_not() {
+    let name = Path::new("/etc/rolecall.yaml");
+    let deep = format!(
+        "region: r1\nprofiles: {{a: '{ARN_A}', b: {}{}}}\n",
+        "[".repeat(MAX_CONFIG_DEPTH),
+        "]".repeat(MAX_CONFIG_DEPTH)
+    );
+    let p = problems(Config::load_text(
+        &Flags::default(),
+        &Env::new(),
+        name,
+        deep.as_bytes(),
+    ));
+    assert!(
+        has(&p, "/etc/rolecall.yaml", "nests deeper than 32"),
+        "{p:#?}"
+    );
+    let huge = format!(
+        "{}region: r1\nprofiles: {{a: '{ARN_A}'}}\n",
+        "#\n".repeat(MAX_CONFIG_BYTES as usize / 2)
+    );
+    let p = problems(Config::load_text(
+        &Flags::default(),
+        &Env::new(),
+        name,
+        huge.as_bytes(),
+    ));
+    assert!(
+        has(&p, "/etc/rolecall.yaml", "larger than 256 KiB"),
+        "{p:#?}"
+    );
+    // Just inside both limits, it parses.
+    let ok = format!(
+        "region: r1\nprofiles: {{a: '{ARN_A}'}}\n# {}\n",
+        "[".repeat(10_000)
+    );
+    assert!(Config::load_text(&Flags::default(), &Env::new(), name, ok.as_bytes()).is_ok());
+}
+
+#[test]
+fn a_fifo_at_the_config_path_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("rolecall.yaml");
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let fl = Flags {
+        config: Some(p.clone()),
+        ..flags(&[&format!("a={ARN_A}")])
+    };
+    let p = problems(Config::load(&fl, &Env::new()));
+    assert!(has(&p, "rolecall.yaml", "not a regular file"), "{p:#?}");
+}
+
+#[test]
+fn world_readable_modes_need_the_explicit_option_and_writable_ones_are_refused() {
+    let load = |mode: &str, allow: Option<&str>, e: &[(&str, &str)]| {
+        let fl = Flags {
+            file_mode: Some(mode.into()),
+            allow_world_readable: allow.map(Into::into),
+            ..flags(&[&format!("a={ARN_A}")])
+        };
+        Config::load(&fl, &env(e))
+    };
+    for ok in ["0640", "0600", "0440", "0400", "0750"] {
+        assert!(load(ok, None, &[]).is_ok(), "{ok}");
+    }
+    let p = problems(load("0644", None, &[]));
+    assert!(has(&p, "--file-mode", "readable by every user"), "{p:#?}");
+    assert!(has(&p, "--file-mode", "--allow-world-readable"), "{p:#?}");
+    let c = load("0644", Some("true"), &[]).unwrap();
+    assert!(c.allow_world_readable);
+    assert_eq!(c.file_mode, 0o644);
+    assert!(load("0644", None, &[("ROLECALL_ALLOW_WORLD_READABLE", "true")]).is_ok());
+    // flag > env
+    assert!(
+        load(
+            "0644",
+            Some("false"),
+            &[("ROLECALL_ALLOW_WORLD_READABLE", "true")]
+        )
+        .is_err()
+    );
+    for bad in ["0660", "0620", "0602", "0666", "0777"] {
+        let p = problems(load(bad, Some("true"), &[]));
+        assert!(has(&p, "--file-mode", "writable by"), "{bad}: {p:#?}");
+    }
+    let p = problems(load("0640", Some("yes"), &[]));
+    assert!(has(&p, "--allow-world-readable", "true or false"), "{p:#?}");
+    let p = problems(load(
+        "0640",
+        None,
+        &[("ROLECALL_ALLOW_WORLD_READABLE", "1")],
+    ));
+    assert!(
+        has(
+            &p,
+            "environment ROLECALL_ALLOW_WORLD_READABLE",
+            "true or false"
+        ),
+        "{p:#?}"
+    );
+    // YAML: a boolean or the same words; the mode's origin is the file's key.
+    let (_f, fl) = yaml(&format!(
+        "region: r1\nfile_mode: \"0644\"\nallow_world_readable: true\nprofiles: {{a: '{ARN_A}'}}\n"
+    ));
+    assert!(Config::load(&fl, &Env::new()).unwrap().allow_world_readable);
+    let (_f, fl) = yaml(&format!(
+        "region: r1\nfile_mode: \"0644\"\nprofiles: {{a: '{ARN_A}'}}\n"
+    ));
+    let p = problems(Config::load(&fl, &Env::new()));
+    assert!(has(&p, ": file_mode", "readable by every user"), "{p:#?}");
+    let (_f, fl) = yaml(&format!(
+        "region: r1\nallow_world_readable: 2\nprofiles: {{a: '{ARN_A}'}}\n"
+    ));
+    let p = problems(Config::load(&fl, &Env::new()));
+    assert!(has(&p, ": allow_world_readable", "true or false"), "{p:#?}");
 }

@@ -54,7 +54,8 @@ fn is_current(target: &Path, contents: &[u8], mode: u32) -> bool {
         && own_uid().is_none_or(|uid| meta.uid() == uid)
         && meta.permissions().mode() & 0o7777 == mode
         && meta.len() == contents.len() as u64
-        && fs::read(target).is_ok_and(|old| old == contents)
+        && crate::fsread::read(target, contents.len() as u64, crate::fsread::Follow::No)
+            .is_ok_and(|old| old == contents)
 }
 
 /// This process's effective uid (the owner of `/proc/self`): a file owned by
@@ -101,18 +102,37 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Removes temporary files a killed rolecall left in `dir`. Returns how many.
+///
+/// rolecall only ever creates regular files under these names: anything
+/// else named like one (a directory, which `remove_file` cannot remove) is
+/// not its own, and is skipped with a warning naming it. A temporary that
+/// cannot be removed is also only a warning: it is harmless, and start-up
+/// must not fail for it.
 pub fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
     let mut removed = 0;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') && name.contains(TMP_MARKER) {
-            match fs::remove_file(entry.path()) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+        if !(name.starts_with('.') && name.contains(TMP_MARKER)) {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            tracing::warn!(
+                path = %path.display(),
+                "a directory is named like a rolecall temporary file; rolecall did not create it and leaves it alone (remove it if it is not needed)"
+            );
+            continue;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot remove a temporary file left by an earlier run; it is left in place"
+            ),
         }
     }
     Ok(removed)
@@ -191,5 +211,26 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, vec![".hidden", "credentials"]);
+    }
+
+    #[test]
+    fn a_directory_named_like_a_temporary_is_skipped_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let planted = dir.path().join(".credentials.rolecall-tmp-1-abc");
+        fs::create_dir(&planted).unwrap();
+        fs::write(dir.path().join(".config.rolecall-tmp-2-def"), b"x").unwrap();
+        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
+        assert!(planted.is_dir());
+    }
+
+    #[test]
+    fn a_fifo_at_the_target_is_replaced_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("credentials");
+        let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o640) }, 0);
+        assert!(replace(dir.path(), "credentials", b"new", 0o640).unwrap());
+        assert_eq!(fs::read(&target).unwrap(), b"new");
     }
 }

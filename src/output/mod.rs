@@ -210,11 +210,15 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
 /// (`credentials` with its `# ROLE expires TIME` comment, or
 /// `credential-process.json`), each replaced atomically: a write that failed
 /// for one file can never pair one file's keys with another's expiry.
+///
+/// Both are read with [`read_output`]: a symlink, FIFO, device or huge file
+/// planted there is logged and ignored (the writer then replaces it).
 pub fn adopt(dir: &Path, profiles: &[Arc<Profile>], now: SystemTime) -> BTreeMap<String, Session> {
-    let credentials = std::fs::read_to_string(dir.join(CREDENTIALS_FILE)).unwrap_or_default();
+    let credentials = read_output(dir, CREDENTIALS_FILE)
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default();
     let sections = parse_credentials(&credentials);
-    let process: ProcessFile = std::fs::read(dir.join(PROCESS_FILE))
-        .ok()
+    let process: ProcessFile = read_output(dir, PROCESS_FILE)
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let mut out = BTreeMap::new();
@@ -267,6 +271,31 @@ pub fn adopt(dir: &Path, profiles: &[Arc<Profile>], now: SystemTime) -> BTreeMap
     out
 }
 
+/// The most rolecall reads of one of its own outputs (`credentials`,
+/// `credential-process.json`, `status.json`): far above what any
+/// configuration produces (a profile takes about 2 KiB).
+pub const MAX_OUTPUT_BYTES: u64 = 16 << 20;
+
+/// Reads `dir/name`, one of rolecall's own outputs, with
+/// [`crate::fsread`]: not following a symlink, regular files only,
+/// non-blocking, at most [`MAX_OUTPUT_BYTES`]. `None` when it is missing or
+/// refused; a refusal is logged, since something else put it there.
+fn read_output(dir: &Path, name: &str) -> Option<Vec<u8>> {
+    let path = dir.join(name);
+    match crate::fsread::read(&path, MAX_OUTPUT_BYTES, crate::fsread::Follow::No) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.is_missing() => None,
+        Err(e) => {
+            tracing::warn!(
+                path = %path.display(),
+                "{} {e}: not read at start; it will be replaced",
+                name
+            );
+            None
+        }
+    }
+}
+
 /// One section of a credentials file as rolecall writes it.
 #[derive(Default)]
 struct Section<'a> {
@@ -302,6 +331,59 @@ fn parse_credentials(text: &str) -> BTreeMap<&str, Section<'_>> {
         }
     }
     out
+}
+
+/// The most rolecall reads of its own binary to install it as the helper.
+const MAX_HELPER_BYTES: u64 = 1 << 30;
+
+/// The process-mode helper as installed, shared by the code that installs
+/// it (start, reload) and the writer's re-check.
+#[derive(Debug, Default)]
+pub struct Helper(std::sync::Mutex<Option<Installed>>);
+
+impl Helper {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Installed>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops checking (no profile uses process mode any more).
+    pub fn forget(&self) {
+        *self.lock() = None;
+    }
+}
+
+#[derive(Debug)]
+struct Installed {
+    /// What it was installed from.
+    binary: PathBuf,
+    id: Option<FileId>,
+}
+
+/// What changes when a file is replaced, modified or re-moded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    mode: u32,
+}
+
+impl FileId {
+    /// The identity of the file at `path` itself (a symlink is not followed).
+    fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).ok()?;
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            mode: m.mode(),
+        })
+    }
 }
 
 /// Writes the outputs of one configuration.
@@ -341,7 +423,12 @@ impl Writer {
             path: self.dir.join(HELPER_FILE),
             source,
         };
-        let bytes = std::fs::read(binary).map_err(err)?;
+        // `/proc/self/exe` is a link to the running binary: followed.
+        let bytes = crate::fsread::read(binary, MAX_HELPER_BYTES, crate::fsread::Follow::Yes)
+            .map_err(|e| match e {
+                crate::fsread::ReadError::Io(e) => err(e),
+                e => err(std::io::Error::other(format!("{} {e}", binary.display()))),
+            })?;
         let mode = self.mode | ((self.mode & 0o444) >> 2);
         let installed = atomic::replace(&self.dir, HELPER_FILE, &bytes, mode).map_err(err)?;
         if installed {
@@ -350,15 +437,77 @@ impl Writer {
         Ok(installed)
     }
 
+    /// [`Writer::install_helper`], remembering the installed file in
+    /// `helper` so that [`Writer::check_helper`] can tell when it changes.
+    pub fn install_tracked_helper(
+        &self,
+        binary: &Path,
+        helper: &Helper,
+    ) -> Result<bool, WriteError> {
+        let installed = self.install_helper(binary)?;
+        *helper.lock() = Some(Installed {
+            binary: binary.to_owned(),
+            id: FileId::of(&self.dir.join(HELPER_FILE)),
+        });
+        Ok(installed)
+    }
+
+    /// Reinstalls the helper if the file at `<dir>/rolecall` is no longer
+    /// the one installed (replaced, removed, modified or re-moded). Cheap
+    /// when nothing changed: one `lstat`, compared with the identity
+    /// remembered at install (device, inode, size, times, mode); the
+    /// contents are compared with the running binary only when that
+    /// differs. Returns whether it was reinstalled.
+    pub fn check_helper(&self, helper: &Helper) -> Result<bool, WriteError> {
+        let Some((binary, id)) = helper
+            .lock()
+            .as_ref()
+            .map(|i| (i.binary.clone(), i.id.clone()))
+        else {
+            return Ok(false);
+        };
+        let path = self.dir.join(HELPER_FILE);
+        if id.is_some() && FileId::of(&path) == id {
+            return Ok(false);
+        }
+        let reinstalled = self.install_tracked_helper(&binary, helper)?;
+        if reinstalled {
+            tracing::warn!(
+                path = %path.display(),
+                "the credential_process helper was changed or removed from outside; reinstalled it"
+            );
+        }
+        Ok(reinstalled)
+    }
+
+    /// The mode of an output dir rolecall creates: searchable by whoever
+    /// may read the files (0640 gives 0750, 0600 gives 0700).
+    pub fn dir_mode(&self) -> u32 {
+        let read = self.mode & 0o044;
+        0o700 | read | (read >> 2)
+    }
+
     /// Creates the directory if needed and removes temporaries left by a
-    /// killed process.
+    /// killed process. A directory rolecall creates gets [`Writer::dir_mode`]
+    /// whatever the umask; an existing one (a mounted emptyDir) is left as
+    /// it is.
     pub fn prepare(&self) -> Result<(), WriteError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let err = |source| WriteError {
             file: "output_dir",
             path: self.dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&self.dir).map_err(err)?;
+        if std::fs::symlink_metadata(&self.dir).is_err() {
+            let mode = self.dir_mode();
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(&self.dir)
+                .map_err(err)?;
+            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(mode))
+                .map_err(err)?;
+        }
         let removed = atomic::remove_stale_temporaries(&self.dir).map_err(err)?;
         if removed > 0 {
             tracing::info!(removed, dir = %self.dir.display(), "removed temporary files left by an earlier run");
@@ -415,10 +564,17 @@ impl Writer {
     /// Keeps the outputs current until `shutdown`: rewrites on every state
     /// change, when a session expires (to remove it), and after a failed
     /// write with the refresh backoff.
-    pub async fn run(self, shared: Arc<Shared>, shutdown: CancellationToken) {
+    ///
+    /// Every pass also checks the process-mode helper ([`Writer::check_helper`]),
+    /// so a helper replaced from outside is restored within
+    /// [`RECHECK_INTERVAL`].
+    pub async fn run(self, shared: Arc<Shared>, helper: Arc<Helper>, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
         loop {
             let now = SystemTime::now();
+            if let Err(e) = self.check_helper(&helper) {
+                tracing::error!(error = %e, "cannot reinstall the credential_process helper");
+            }
             let wait = match self.write(&shared, now) {
                 Ok(()) => {
                     failures = 0;

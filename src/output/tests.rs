@@ -133,3 +133,121 @@ fn writes_both_files_and_reports_a_failure_without_touching_the_old_file() {
         creds
     );
 }
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o640) }, 0, "mkfifo");
+}
+
+fn writer(dir: &Path) -> Writer {
+    Writer {
+        dir: dir.to_owned(),
+        app_dir: dir.to_owned(),
+        mode: 0o640,
+    }
+}
+
+#[test]
+fn adopt_ignores_fifos_and_symlinks_without_blocking_or_following() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let file_p = profile("reader", CredentialsMode::File, None);
+    let proc_p = profile("svc", CredentialsMode::Process, None);
+    // A previous run's valid outputs, elsewhere.
+    let states = [
+        state(
+            file_p.clone(),
+            Some(session("F", now + Duration::from_secs(3600))),
+        ),
+        state(
+            proc_p.clone(),
+            Some(session("P", now + Duration::from_secs(3600))),
+        ),
+    ];
+    let refs: Vec<&ProfileState> = states.iter().collect();
+    let r = render(&refs, elsewhere.path(), now);
+    std::fs::write(elsewhere.path().join(CREDENTIALS_FILE), &r.credentials).unwrap();
+    std::fs::write(elsewhere.path().join(PROCESS_FILE), r.process.unwrap()).unwrap();
+    let profiles = [file_p, proc_p];
+    assert_eq!(adopt(elsewhere.path(), &profiles, now).len(), 2);
+
+    // Linked from the output dir: not followed.
+    for name in [CREDENTIALS_FILE, PROCESS_FILE] {
+        std::os::unix::fs::symlink(elsewhere.path().join(name), dir.path().join(name)).unwrap();
+    }
+    assert!(adopt(dir.path(), &profiles, now).is_empty());
+    // FIFOs: refused without blocking.
+    for name in [CREDENTIALS_FILE, PROCESS_FILE] {
+        std::fs::remove_file(dir.path().join(name)).unwrap();
+        mkfifo(&dir.path().join(name));
+    }
+    assert!(adopt(dir.path(), &profiles, now).is_empty());
+}
+
+#[test]
+fn an_output_dir_rolecall_creates_gets_an_exact_mode_and_an_existing_one_is_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    for (file_mode, dir_mode) in [
+        (0o640, 0o750),
+        (0o600, 0o700),
+        (0o644, 0o755),
+        (0o440, 0o750),
+    ] {
+        let dir = parent.path().join(format!("out-{file_mode:o}"));
+        let w = Writer {
+            mode: file_mode,
+            ..writer(&dir)
+        };
+        assert_eq!(w.dir_mode(), dir_mode);
+        w.prepare().unwrap();
+        assert_eq!(mode(&dir), dir_mode, "{file_mode:o}");
+    }
+    let existing = parent.path().join("mounted");
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o777)).unwrap();
+    writer(&existing).prepare().unwrap();
+    assert_eq!(mode(&existing), 0o777);
+}
+
+#[test]
+fn check_helper_restores_a_changed_helper_and_leaves_an_intact_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let binary = src.path().join("rolecall-binary");
+    std::fs::write(&binary, b"\x7fELF the real helper").unwrap();
+    let w = writer(dir.path());
+    let helper = Helper::default();
+    assert!(!w.check_helper(&helper).unwrap(), "nothing installed yet");
+    assert!(w.install_tracked_helper(&binary, &helper).unwrap());
+    let installed = dir.path().join(HELPER_FILE);
+    assert!(!w.check_helper(&helper).unwrap());
+    // Replaced, removed, changed in place, re-moded: each restored.
+    std::fs::remove_file(&installed).unwrap();
+    std::fs::write(&installed, b"#!/bin/sh\necho evil\n").unwrap();
+    assert!(w.check_helper(&helper).unwrap());
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        b"\x7fELF the real helper"
+    );
+    std::fs::remove_file(&installed).unwrap();
+    assert!(w.check_helper(&helper).unwrap());
+    std::fs::write(&installed, b"\x7fELF the real helpex").unwrap();
+    assert!(w.check_helper(&helper).unwrap());
+    std::fs::set_permissions(&installed, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(w.check_helper(&helper).unwrap());
+    assert_eq!(
+        std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
+        0o750
+    );
+    assert!(!w.check_helper(&helper).unwrap());
+    // No longer in process mode: no longer checked.
+    helper.forget();
+    std::fs::remove_file(&installed).unwrap();
+    assert!(!w.check_helper(&helper).unwrap());
+    assert!(!installed.exists());
+}
