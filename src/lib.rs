@@ -404,12 +404,16 @@ pub async fn run(
     };
     let mut reloading: Option<tokio::task::JoinHandle<Result<Config, ConfigError>>> = None;
     let mut reload_again = false;
+    // A burst of SIGUSR1 logs one line per interval, with the count left out.
+    let refresh_log = ratelimit::LogLimit::new(ratelimit::LOG_INTERVAL);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             Some(ctl) = controls.recv() => match ctl {
                 Control::RefreshNow => {
-                    tracing::info!("refreshing every profile now");
+                    if let Some(suppressed) = refresh_log.admit() {
+                        tracing::info!(suppressed, "refreshing every profile now (at most once per profile every 5 s)");
+                    }
                     core.refresh_all.send_modify(|g| *g = g.wrapping_add(1));
                 }
                 Control::Reload if reloading.is_some() => reload_again = true,

@@ -518,3 +518,55 @@ fn status_shows_role_expiry_and_last_error_from_the_output_dir() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("is rolecall running"));
 }
+
+#[tokio::test]
+async fn a_burst_of_sigusr1_costs_one_refresh_and_one_log_line() {
+    let sts = FakeSts::start();
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let mut child = rolecall()
+        .args(base_args(&sts, &token, out.path()))
+        .args([
+            "--profile",
+            &format!("reader={READER}"),
+            "--health-addr",
+            "",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut logs = String::new();
+        std::io::Read::read_to_string(&mut pipe, &mut logs).unwrap();
+        logs
+    });
+    let creds = out.path().join("credentials");
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&creds)
+            .is_ok_and(|c| c.contains("[reader]")))
+        .await
+    );
+    for _ in 0..100 {
+        signal(&child, "USR1");
+    }
+    // One refresh for the whole burst (at most one per 5 s per profile).
+    assert!(sts.wait_for_calls(2, Duration::from_secs(10)).await);
+    assert!(
+        wait_until(Duration::from_secs(5), || sts.issued().len() == 2).await,
+        "the refresh succeeded"
+    );
+    signal(&child, "TERM");
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    let logs = reader.join().unwrap();
+    assert_eq!(sts.calls(), 2, "one call at start, one for the burst");
+    let lines = logs
+        .lines()
+        .filter(|l| l.contains("refreshing every profile now"))
+        .count();
+    assert_eq!(lines, 1, "{logs}");
+}
