@@ -78,23 +78,13 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
         .write(true)
         .create_new(true)
         .mode(mode)
-        .custom_flags(libc_o_nofollow())
+        // `create_new` already refuses to follow a symlink; belt and braces.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     // The umask may have narrowed the mode given to open(2).
     f.set_permissions(fs::Permissions::from_mode(mode))?;
     f.write_all(contents)?;
     f.sync_all()
-}
-
-/// `O_NOFOLLOW` on Linux (all architectures rolecall targets use this value
-/// except a few that Kubernetes nodes do not run). `create_new` already
-/// refuses to follow a symlink; this is belt and braces.
-const fn libc_o_nofollow() -> i32 {
-    if cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
-        0o100000
-    } else {
-        0o400000
-    }
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
