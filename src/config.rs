@@ -1343,7 +1343,16 @@ pub fn default_session_name(env: &Env) -> String {
     let host = env
         .get("HOSTNAME")
         .cloned()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| {
+            // A host name is at most 64 bytes.
+            crate::fsread::read(
+                Path::new("/proc/sys/kernel/hostname"),
+                256,
+                crate::fsread::Follow::No,
+            )
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+        })
         .unwrap_or_default();
     let mut name: String = format!("rolecall-{}", host.trim())
         .chars()
