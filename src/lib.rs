@@ -25,7 +25,12 @@
 //! - [`sts`] makes the calls and sorts errors into transient, token and
 //!   configuration classes; [`schedule`] is the pure timing arithmetic.
 //! - [`refresher`] is one task per profile; [`output`] renders and writes the
-//!   files atomically; [`health`] serves probes and metrics.
+//!   files atomically; [`health`] serves probes and metrics through the
+//!   bounded server in [`http`].
+//! - [`fsread`] is the one way any file is read (regular, non-blocking,
+//!   capped; never through a link in the output dir); [`ratelimit`] keeps
+//!   floods (accept errors, bad endpoint tokens, SIGUSR1) to a log line per
+//!   interval.
 
 pub mod check;
 pub mod config;
