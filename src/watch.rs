@@ -10,7 +10,7 @@
 //! real change bumps the generation that refreshers watch.
 //!
 //! Only events that can change what the token path reads wake the watcher
-//! ([`wakes`]): a change to the token's own name or to kubelet's `..data`,
+//! (`wakes`): a change to the token's own name or to kubelet's `..data`,
 //! the directory itself going away, and rescans. notify's inotify backend
 //! also reports opens and read-only closes, and every read of a plain token
 //! file (by the watcher itself, a refresher or the application) raises them

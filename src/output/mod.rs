@@ -211,7 +211,7 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
 /// `credential-process.json`), each replaced atomically: a write that failed
 /// for one file can never pair one file's keys with another's expiry.
 ///
-/// Both are read with [`read_output`]: a symlink, FIFO, device or huge file
+/// Both are read with `read_output`: a symlink, FIFO, device or huge file
 /// planted there is logged and ignored (the writer then replaces it).
 pub fn adopt(dir: &Path, profiles: &[Arc<Profile>], now: SystemTime) -> BTreeMap<String, Session> {
     let credentials = read_output(dir, CREDENTIALS_FILE)
