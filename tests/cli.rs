@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,28 +9,6 @@ use support::*;
 
 const READER: &str = "arn:aws:iam::111122223333:role/reader";
 const WRITER: &str = "arn:aws:iam::111122223333:role/writer";
-
-fn rolecall() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rolecall"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOSTNAME", "test-pod")
-        .stdin(Stdio::null());
-    c
-}
-
-fn base_args(sts: &FakeSts, token: &TokenDir, out: &Path) -> Vec<String> {
-    vec![
-        "--token-file".into(),
-        token.path().display().to_string(),
-        "--output-dir".into(),
-        out.display().to_string(),
-        "--region".into(),
-        "eu-west-1".into(),
-        "--sts-endpoint".into(),
-        sts.endpoint(),
-    ]
-}
 
 /// `--profile reader=… --profile writer=…`
 fn reader_and_writer() -> [String; 4] {
@@ -49,7 +26,7 @@ fn once_with_writer_denied() -> (FakeSts, TokenDir, tempfile::TempDir, Output) {
     sts.push_for_role(WRITER, Reply::access_denied());
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
-    let o = rolecall()
+    let o = rolecall_command()
         .arg("once")
         .args(base_args(&sts, &token, out.path()))
         .args(reader_and_writer())
@@ -88,7 +65,7 @@ async fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::E
 
 #[test]
 fn configuration_errors_exit_64_listing_every_problem() {
-    let out = rolecall()
+    let out = rolecall_command()
         .args([
             "once",
             "--profile",
@@ -116,11 +93,17 @@ fn configuration_errors_exit_64_listing_every_problem() {
 
 #[test]
 fn malformed_usage_exits_64_and_help_exits_0() {
-    let out = rolecall().args(["--no-such-flag"]).output().unwrap();
+    let out = rolecall_command()
+        .args(["--no-such-flag"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
-    let out = rolecall().args(["once", "--profile"]).output().unwrap();
+    let out = rolecall_command()
+        .args(["once", "--profile"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    let out = rolecall().args(["--help"]).output().unwrap();
+    let out = rolecall_command().args(["--help"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("once"));
 }
@@ -130,7 +113,7 @@ fn the_eks_webhook_environment_alone_is_enough() {
     let sts = FakeSts::start();
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
-    let o = rolecall()
+    let o = rolecall_command()
         .arg("once")
         .env("AWS_ROLE_ARN", READER)
         .env("AWS_WEB_IDENTITY_TOKEN_FILE", token.path())
@@ -199,7 +182,7 @@ async fn nothing_secret_reaches_the_logs_even_at_trace_level_with_sensitive_bodi
         let token = TokenDir::new(&first);
         let out = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut child = rolecall()
+        let mut child = rolecall_command()
             .args(base_args(&sts, &token, out.path()))
             .args([
                 "--profile",
@@ -262,7 +245,7 @@ async fn sigterm_stops_within_two_seconds_leaving_the_files() {
     let sts = FakeSts::start();
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
-    let mut child = rolecall()
+    let mut child = rolecall_command()
         .arg("run")
         .args(base_args(&sts, &token, out.path()))
         .args([
@@ -310,7 +293,7 @@ async fn sighup_reloads_the_config_file() {
         format!("profiles:\n  reader: {{role_arn: '{READER}'}}\n"),
     )
     .unwrap();
-    let mut child = rolecall()
+    let mut child = rolecall_command()
         .args(base_args(&sts, &token, out.path()))
         .args(["--health-addr", ""])
         .env("ROLECALL_CONFIG", &cfg)
@@ -342,7 +325,7 @@ async fn sighup_reloads_the_config_file() {
 #[test]
 fn check_prints_the_claims_and_the_trust_policy_each_role_needs() {
     let token = TokenDir::new(&valid_jwt());
-    let o = rolecall()
+    let o = rolecall_command()
         .args([
             "check",
             "--token-file",
@@ -405,7 +388,7 @@ fn check_assume_calls_sts_once_per_profile_explains_failures_and_writes_nothing(
     sts.push_for_role(WRITER, Reply::access_denied());
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
-    let o = rolecall()
+    let o = rolecall_command()
         .args(["check", "--assume"])
         .args(base_args(&sts, &token, out.path()))
         .args(reader_and_writer())
@@ -437,7 +420,7 @@ fn check_assume_calls_sts_once_per_profile_explains_failures_and_writes_nothing(
 fn check_with_an_expired_or_missing_token_says_so_and_fails() {
     let token = TokenDir::new(&expired_jwt());
     let args = |t: &str| {
-        rolecall()
+        rolecall_command()
             .args([
                 "check",
                 "--token-file",
@@ -469,7 +452,7 @@ fn check_with_an_expired_or_missing_token_says_so_and_fails() {
 fn status_shows_role_expiry_and_last_error_from_the_output_dir() {
     let (sts, _token, out, o) = once_with_writer_denied();
     assert_eq!(o.status.code(), Some(1));
-    let o = rolecall()
+    let o = rolecall_command()
         .args(["status", "--output-dir", &out.path().display().to_string()])
         .output()
         .unwrap();
@@ -486,7 +469,7 @@ fn status_shows_role_expiry_and_last_error_from_the_output_dir() {
         "{table}"
     );
 
-    let o = rolecall()
+    let o = rolecall_command()
         .args(["status", "--json"])
         .env("ROLECALL_OUTPUT_DIR", out.path())
         .output()
@@ -507,7 +490,7 @@ fn status_shows_role_expiry_and_last_error_from_the_output_dir() {
     }
 
     let empty = tempfile::tempdir().unwrap();
-    let o = rolecall()
+    let o = rolecall_command()
         .args([
             "status",
             "--output-dir",
@@ -524,7 +507,7 @@ async fn a_burst_of_sigusr1_costs_one_refresh_and_one_log_line() {
     let sts = FakeSts::start();
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
-    let mut child = rolecall()
+    let mut child = rolecall_command()
         .args(base_args(&sts, &token, out.path()))
         .args([
             "--profile",

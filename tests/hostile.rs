@@ -14,11 +14,10 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use support::*;
 
@@ -29,80 +28,6 @@ const LIMIT: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------
 // Running the binary
 // ---------------------------------------------------------------------------
-
-fn rolecall() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rolecall"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOSTNAME", "test-pod")
-        .env("ROLECALL_HEALTH_ADDR", "")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-/// What one run of the binary did.
-struct Run {
-    /// `None` when killed by a signal (a panic with `panic = "abort"`) or
-    /// after [`LIMIT`].
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    hung: bool,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "exit {:?}{}\n--- stdout\n{}--- stderr\n{}",
-            self.code,
-            if self.hung { " (killed: hung)" } else { "" },
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-/// Runs `cmd`, killing it after `limit`.
-fn run_for(cmd: &mut Command, limit: Duration) -> Run {
-    let mut child = cmd.spawn().expect("spawn rolecall");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let mut hung = false;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            hung = true;
-            let _ = child.kill();
-            break child.wait().expect("wait after kill");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
-        hung,
-    }
-}
 
 fn run(cmd: &mut Command) -> Run {
     run_for(cmd, LIMIT)
@@ -262,7 +187,7 @@ fn token_case(case: &'static str, injected: &str, at: TokenAt, phrase: &str) {
             .args(["--profile", &format!("reader={READER}")]);
     };
 
-    let mut cmd = rolecall();
+    let mut cmd = rolecall_piped();
     cmd.arg("once");
     args(&mut cmd);
     let r = run(&mut cmd);
@@ -287,7 +212,7 @@ fn token_case(case: &'static str, injected: &str, at: TokenAt, phrase: &str) {
 
     for assume in [false, true] {
         let what = if assume { "check --assume" } else { "check" };
-        let mut cmd = rolecall();
+        let mut cmd = rolecall_piped();
         cmd.arg("check");
         if assume {
             cmd.arg("--assume");
@@ -474,7 +399,7 @@ fn token_expired() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     for sub in ["once", "check"] {
-        let r = run(rolecall()
+        let r = run(rolecall_piped()
             .arg(sub)
             .args(["--token-file", token.path().to_str().unwrap()])
             .args(["--output-dir", out.to_str().unwrap()])
@@ -504,7 +429,7 @@ fn check_assume_never_sends_an_expired_token() {
     let guard = CaseGuard::new(case, "JWT with exp = now - 3600");
     let sts = FakeSts::start();
     let token = TokenDir::new(&expired_jwt());
-    let r = run(rolecall()
+    let r = run(rolecall_piped()
         .args(["check", "--assume"])
         .args(["--token-file", token.path().to_str().unwrap()])
         .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
@@ -578,7 +503,7 @@ fn config_case(case: &'static str, injected: &str, yaml: &[u8], needles: &[&str]
     let file = tmp.path().join("rolecall.yaml");
     fs::write(&file, yaml).unwrap();
     let out = tmp.path().join("out");
-    let r = run(rolecall()
+    let r = run(rolecall_piped()
         .arg("once")
         .args(["--config", file.to_str().unwrap()])
         .args(["--token-file", token.path().to_str().unwrap()])
@@ -851,7 +776,7 @@ fn config_file_is_a_directory() {
     let guard = CaseGuard::new(case, "--config DIR");
     let sts = FakeSts::start();
     let tmp = tempfile::tempdir().unwrap();
-    let r = run(rolecall()
+    let r = run(rolecall_piped()
         .arg("once")
         .args(["--config", tmp.path().to_str().unwrap()])
         .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
@@ -889,7 +814,7 @@ fn injection_checks(guard: CaseGuard, args: &[&str], env: &[(&str, &str)], needl
     let token = TokenDir::new(&valid_jwt());
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let mut cmd = rolecall();
+    let mut cmd = rolecall_piped();
     cmd.arg("once")
         .args(["--token-file", token.path().to_str().unwrap()])
         .args(["--sts-endpoint", &sts.endpoint()])
@@ -1110,7 +1035,7 @@ fn process_mode_output_dir_with_a_space() {
     let token = TokenDir::new(&valid_jwt());
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out dir");
-    let r = run(rolecall()
+    let r = run(rolecall_piped()
         .arg("once")
         .args(["--token-file", token.path().to_str().unwrap()])
         .args(["--output-dir", out.to_str().unwrap()])
@@ -1164,7 +1089,7 @@ fn process_mode_app_output_dir_with_shell_syntax() {
     let sts = FakeSts::start();
     let token = TokenDir::new(&valid_jwt());
     let out = tmp.path().join("out");
-    let r = run(rolecall()
+    let r = run(rolecall_piped()
         .arg("once")
         .args(["--token-file", token.path().to_str().unwrap()])
         .args(["--output-dir", out.to_str().unwrap()])

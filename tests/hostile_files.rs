@@ -26,72 +26,8 @@ const READER: &str = "arn:aws:iam::111122223333:role/reader";
 /// Longest a one-shot command may take before it counts as a hang.
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn rolecall() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rolecall"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOSTNAME", "test-pod")
-        .env("ROLECALL_HEALTH_ADDR", "")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-fn base_args(sts: &FakeSts, token: &TokenDir, out: &Path) -> Vec<String> {
-    vec![
-        "--token-file".into(),
-        token.path().display().to_string(),
-        "--output-dir".into(),
-        out.display().to_string(),
-        "--region".into(),
-        "eu-west-1".into(),
-        "--sts-endpoint".into(),
-        sts.endpoint(),
-    ]
-}
-
 fn reader() -> [String; 2] {
     ["--profile".into(), format!("reader={READER}")]
-}
-
-/// What one run of the binary did.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    hung: bool,
-}
-
-impl Run {
-    fn describe(&self) -> String {
-        format!(
-            "exit {:?}{}\n--- stdout\n{}--- stderr\n{}",
-            self.code,
-            if self.hung { " (killed: hung)" } else { "" },
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-/// Runs `cmd` to completion, killing it after `limit`.
-fn run_for(cmd: &mut Command, limit: Duration) -> Run {
-    let mut child = cmd.spawn().expect("spawn rolecall");
-    let out = collect(child.stdout.take().expect("stdout"));
-    let err = collect(child.stderr.take().expect("stderr"));
-    let (status, hung) = wait_exit(&mut child, limit);
-    let text = |b: Arc<Mutex<Vec<u8>>>, t: std::thread::JoinHandle<()>| {
-        let _ = t.join();
-        let b = b.lock().unwrap();
-        String::from_utf8_lossy(&b).into_owned()
-    };
-    Run {
-        code: status.code(),
-        stdout: text(out.0, out.1),
-        stderr: text(err.0, err.1),
-        hung,
-    }
 }
 
 fn run(cmd: &mut Command) -> Run {
@@ -164,7 +100,7 @@ struct Sidecar {
 impl Sidecar {
     fn start(args: &[String]) -> Sidecar {
         let port = free_port();
-        let mut child = rolecall()
+        let mut child = rolecall_piped()
             .arg("run")
             .args(args)
             .args(["--health-addr", &format!("127.0.0.1:{port}")])
@@ -218,7 +154,7 @@ fn links_to_dev_zero_at_the_outputs_are_replaced_not_read() {
     }
     // Reading /dev/zero to its end would grow without bound: under a 1 GiB
     // address-space limit that ends the process instead of the machine.
-    let mut cmd = rolecall();
+    let mut cmd = rolecall_piped();
     cmd.arg("once")
         .args(base_args(&sts, &token, out.path()))
         .args(reader());
@@ -261,7 +197,7 @@ fn a_fifo_at_credentials_does_not_hang_once() {
     let out = tempfile::tempdir().unwrap();
     mkfifo(&out.path().join("credentials"));
     mkfifo(&out.path().join("credential-process.json"));
-    let r = run(rolecall()
+    let r = run(rolecall_piped()
         .arg("once")
         .args(base_args(&sts, &token, out.path()))
         .args(reader()));
@@ -314,7 +250,9 @@ fn a_fifo_or_a_link_at_status_json_does_not_hang_status() {
     let status = out.path().join("status.json");
     mkfifo(&status);
     let r = run_for(
-        rolecall().args(["status", "--output-dir"]).arg(out.path()),
+        rolecall_piped()
+            .args(["status", "--output-dir"])
+            .arg(out.path()),
         Duration::from_secs(10),
     );
     assert!(!r.hung, "{}", r.describe());
@@ -326,7 +264,9 @@ fn a_fifo_or_a_link_at_status_json_does_not_hang_status() {
     let elsewhere = out.path().join("elsewhere.json");
     std::fs::write(&elsewhere, r#"{"version":1,"profiles":[]}"#).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &status).unwrap();
-    let r = run(rolecall().args(["status", "--output-dir"]).arg(out.path()));
+    let r = run(rolecall_piped()
+        .args(["status", "--output-dir"])
+        .arg(out.path()));
     assert_eq!(r.code, Some(1), "{}", r.describe());
     assert!(r.stderr.contains("symbolic link"), "{}", r.describe());
 }
@@ -336,7 +276,7 @@ fn a_fifo_at_credential_process_json_does_not_hang_the_helper() {
     let out = tempfile::tempdir().unwrap();
     mkfifo(&out.path().join("credential-process.json"));
     let r = run_for(
-        rolecall()
+        rolecall_piped()
             .args(["credential-process", "--profile", "reader", "--output-dir"])
             .arg(out.path()),
         Duration::from_secs(10),
@@ -401,7 +341,7 @@ fn a_directory_named_like_a_temporary_file_does_not_stop_start() {
     std::fs::write(planted.join("inside"), b"x").unwrap();
     let stale = out.path().join(".config.rolecall-tmp-2-0000000000000def");
     std::fs::write(&stale, b"left by a killed run").unwrap();
-    let r = run(rolecall()
+    let r = run(rolecall_piped()
         .arg("once")
         .args(base_args(&sts, &token, out.path()))
         .args(reader()));
@@ -448,7 +388,7 @@ fn a_huge_or_deeply_nested_config_is_refused_before_parsing() {
     for (case, text, needle) in cases {
         let cfg = dir.path().join(format!("{case}.yaml"));
         std::fs::write(&cfg, &text).unwrap();
-        let r = run(rolecall()
+        let r = run(rolecall_piped()
             .args(["check", "--region", "eu-west-1", "--config"])
             .arg(&cfg));
         assert_eq!(r.code, Some(64), "{case}: {}", r.describe());
@@ -466,7 +406,7 @@ fn unsafe_file_modes_are_refused_unless_world_reading_is_allowed() {
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
     let once = |extra: &[&str], env: &[(&str, &str)]| {
-        let mut c = rolecall();
+        let mut c = rolecall_piped();
         c.arg("once")
             .args(base_args(&sts, &token, out.path()))
             .args(reader())
@@ -550,7 +490,7 @@ fn the_output_dir_rolecall_creates_ignores_the_umask() {
         (parent.path().join("created-600"), "0600", 0o700),
         (existing.clone(), "0640", 0o700),
     ] {
-        let mut c = rolecall();
+        let mut c = rolecall_piped();
         c.arg("once")
             .args(base_args(&sts, &token, &dir))
             .args(reader())
@@ -600,7 +540,9 @@ fn status_and_the_helper_escape_terminal_control_characters() {
     )
     .unwrap();
     let raw = |s: &str| s.chars().any(|c| c.is_control() && c != '\n');
-    let r = run(rolecall().args(["status", "--output-dir"]).arg(out.path()));
+    let r = run(rolecall_piped()
+        .args(["status", "--output-dir"])
+        .arg(out.path()));
     assert_eq!(r.code, Some(0), "{}", r.describe());
     assert!(!raw(&r.stdout), "{:?}", r.stdout);
     assert_eq!(r.stdout.lines().count(), 2, "{:?}", r.stdout);
@@ -609,7 +551,7 @@ fn status_and_the_helper_escape_terminal_control_characters() {
         "{}",
         r.stdout
     );
-    let r = run(rolecall()
+    let r = run(rolecall_piped()
         .args(["status", "--json", "--output-dir"])
         .arg(out.path()));
     assert_eq!(r.code, Some(0), "{}", r.describe());
@@ -630,7 +572,7 @@ fn status_and_the_helper_escape_terminal_control_characters() {
     )
     .unwrap();
     for profile in ["nope\u{1b}[2J\nforged line", evil] {
-        let r = run(rolecall()
+        let r = run(rolecall_piped()
             .args(["credential-process", "--profile", profile, "--output-dir"])
             .arg(out.path()));
         assert_eq!(r.code, Some(1), "{}", r.describe());
