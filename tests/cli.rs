@@ -48,6 +48,17 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok, "kill -{sig} failed");
 }
 
+/// Reads the child's piped stderr as it comes (a full pipe would stall the
+/// child); the thread returns it all once the child exits.
+fn drain_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let mut pipe = child.stderr.take().expect("stderr piped");
+    std::thread::spawn(move || {
+        let mut logs = String::new();
+        std::io::Read::read_to_string(&mut pipe, &mut logs).unwrap();
+        logs
+    })
+}
+
 /// Waits for the child to exit, on the wall clock, at most `limit`.
 async fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
@@ -203,13 +214,7 @@ async fn nothing_secret_reaches_the_logs_even_at_trace_level_with_sensitive_bodi
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Drain stderr as it comes, or a full pipe would stall the child.
-        let mut pipe = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut logs = String::new();
-            std::io::Read::read_to_string(&mut pipe, &mut logs).unwrap();
-            logs
-        });
+        let reader = drain_stderr(&mut child);
         assert!(
             sts.wait_for_calls(3, Duration::from_secs(10)).await,
             "writer retried"
@@ -518,12 +523,7 @@ async fn a_burst_of_sigusr1_costs_one_refresh_and_one_log_line() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut logs = String::new();
-        std::io::Read::read_to_string(&mut pipe, &mut logs).unwrap();
-        logs
-    });
+    let reader = drain_stderr(&mut child);
     let creds = out.path().join("credentials");
     assert!(
         wait_until(Duration::from_secs(10), || std::fs::read_to_string(&creds)
