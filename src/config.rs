@@ -74,7 +74,7 @@ pub struct Flags {
     /// Role session name [env: AWS_ROLE_SESSION_NAME; default: rolecall-$HOSTNAME]
     #[arg(long, value_name = "NAME")]
     pub session_name: Option<String>,
-    /// How profiles are published: file or process [default: file]
+    /// How profiles are published: file, process or endpoint [default: file]
     #[arg(long, value_name = "MODE")]
     pub credentials: Option<String>,
     /// Mode of the written files, in octal; group/other write is refused [default: 0640]
@@ -89,6 +89,10 @@ pub struct Flags {
     /// Loopback credentials endpoint, e.g. 127.0.0.1:9912 [default: off]
     #[arg(long, value_name = "ADDR")]
     pub endpoint_addr: Option<String>,
+    /// The endpoint's authorization token, read from this file (e.g. a
+    /// mounted Secret) instead of generated; needs --endpoint-addr [env: ROLECALL_ENDPOINT_TOKEN_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub endpoint_token_file: Option<String>,
     /// Log format: text or json [env: ROLECALL_LOG_FORMAT; default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -101,6 +105,20 @@ pub enum CredentialsMode {
     File,
     /// A `credential_process` line in `config` running the rolecall helper.
     Process,
+    /// Served only by the loopback credentials endpoint: never written to
+    /// `credentials` or `credential-process.json`; `config` holds its region.
+    Endpoint,
+}
+
+impl CredentialsMode {
+    /// The name used in the configuration and in `status.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialsMode::File => "file",
+            CredentialsMode::Process => "process",
+            CredentialsMode::Endpoint => "endpoint",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +181,8 @@ pub struct Config {
     pub allow_world_readable: bool,
     pub health_addr: Option<SocketAddr>,
     pub endpoint_addr: Option<SocketAddr>,
+    /// A file holding the endpoint's authorization token (validated at load).
+    pub endpoint_token_file: Option<PathBuf>,
     pub log_format: LogFormat,
     /// Sorted by name.
     pub profiles: Vec<Profile>,
@@ -240,6 +260,7 @@ struct FileConfig {
     allow_world_readable: Option<Src<String>>,
     health_addr: Option<Src<String>>,
     endpoint_addr: Option<Src<String>>,
+    endpoint_token_file: Option<Src<String>>,
     log_format: Option<Src<String>>,
     profiles: Vec<(Src<String>, RawProfile)>,
 }
@@ -257,6 +278,7 @@ const TOP_KEYS: &[&str] = &[
     "allow_world_readable",
     "health_addr",
     "endpoint_addr",
+    "endpoint_token_file",
     "log_format",
     "profiles",
 ];
@@ -379,6 +401,7 @@ fn parse_file(text: &[u8], file: &Path, problems: &mut Problems) -> FileConfig {
             "credentials" => &mut out.credentials,
             "health_addr" => &mut out.health_addr,
             "endpoint_addr" => &mut out.endpoint_addr,
+            "endpoint_token_file" => &mut out.endpoint_token_file,
             "log_format" => &mut out.log_format,
             "file_mode" => {
                 // A YAML number is the mode itself (0o640 == 416); a string is octal text.
@@ -724,8 +747,13 @@ fn build(
         Some(s) if s.value.trim().is_empty() => None,
         Some(s) => validate(&s, problems, parse_addr),
     };
-    let endpoint_addr = pick(flag_src(&flags.endpoint_addr, "endpoint-addr"), None, &file.endpoint_addr)
-        .filter(|s| !s.value.trim().is_empty())
+    let endpoint_addr_src = pick(
+        flag_src(&flags.endpoint_addr, "endpoint-addr"),
+        None,
+        &file.endpoint_addr,
+    )
+    .filter(|s| !s.value.trim().is_empty());
+    let endpoint_addr = endpoint_addr_src.clone()
         .and_then(|s| {
             validate(&s, problems, |v| {
                 let a = parse_addr(v)?;
@@ -738,6 +766,28 @@ fn build(
                 }
             })
         });
+    // Read and validated here, so that a bad token file exits 64 at start
+    // (and a SIGHUP while it is bad is refused); the endpoint reads it again
+    // when it changes. The token never appears in a message.
+    let endpoint_token_file = pick(
+        flag_src(&flags.endpoint_token_file, "endpoint-token-file"),
+        env_src(env, &["ROLECALL_ENDPOINT_TOKEN_FILE"]),
+        &file.endpoint_token_file,
+    )
+    .map(|s| {
+        let path = check_path(&s, problems);
+        if endpoint_addr_src.is_none() {
+            problems.push(
+                &s.origin,
+                "the token is only used by the credentials endpoint: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT) too, or remove this option",
+            );
+        } else if !s.value.is_empty()
+            && let Err(e) = crate::endpoint::read_supplied_token(&path)
+        {
+            problems.push(&s.origin, e);
+        }
+        path
+    });
     let log_format = pick(
         flag_src(&flags.log_format, "log-format"),
         env_src(env, &["ROLECALL_LOG_FORMAT"]),
@@ -912,14 +962,24 @@ fn build(
             .clone()
             .or_else(|| credentials.clone())
             .map(|s| {
-                validate(&s, problems, |v| match v {
+                let mode = validate(&s, problems, |v| match v {
                     "file" => Ok(CredentialsMode::File),
                     "process" => Ok(CredentialsMode::Process),
+                    "endpoint" => Ok(CredentialsMode::Endpoint),
                     _ => Err(format!(
-                        "\"{}\" is not a credentials mode: use file or process",
+                        "\"{}\" is not a credentials mode: use file, process or endpoint",
                         printable(v)
                     )),
-                })
+                });
+                if mode == Some(CredentialsMode::Endpoint) && endpoint_addr_src.is_none() {
+                    problems.push(
+                        &s.origin,
+                        format!(
+                            "profile \"{name}\" uses credentials: endpoint, which only the credentials endpoint serves: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT), or use file or process"
+                        ),
+                    );
+                }
+                mode
             })
             .unwrap_or(Some(CredentialsMode::File));
         let policy = raw
@@ -998,6 +1058,7 @@ fn build(
         allow_world_readable,
         health_addr,
         endpoint_addr,
+        endpoint_token_file,
         log_format,
         profiles,
     }

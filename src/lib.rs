@@ -158,6 +158,8 @@ impl Default for Options {
 pub enum RunError {
     #[error(transparent)]
     Output(#[from] WriteError),
+    #[error(transparent)]
+    EndpointToken(#[from] endpoint::TokenError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -351,9 +353,12 @@ pub async fn run(
         });
     }
     if let Some(addr) = config.endpoint_addr {
+        let token =
+            endpoint::EndpointToken::start(&core.writer, config.endpoint_token_file.as_deref())?;
+        background.spawn(token.clone().run(stop.clone()));
         let ep = endpoint::Endpoint {
             shared: core.shared.clone(),
-            token: endpoint::write_token(&core.writer)?,
+            token,
         };
         let (bound, task) = http::serve(addr, move |req| ep.respond(req), stop.clone())
             .await
@@ -498,6 +503,10 @@ fn apply_reload(
         ),
         ("health_addr", old.health_addr != new.health_addr),
         ("endpoint_addr", old.endpoint_addr != new.endpoint_addr),
+        (
+            "endpoint_token_file",
+            old.endpoint_token_file != new.endpoint_token_file,
+        ),
         ("log_format", old.log_format != new.log_format),
     ]
     .into_iter()

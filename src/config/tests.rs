@@ -179,7 +179,10 @@ fn every_problem_is_reported_at_once_with_where_it_came_from() {
     assert!(has(&p, "--file-mode", "octal"), "{p:#?}");
     assert!(has(&p, "--health-addr", "address"), "{p:#?}");
     assert!(has(&p, "--log-format", "text or json"), "{p:#?}");
-    assert!(has(&p, "--credentials", "file or process"), "{p:#?}");
+    assert!(
+        has(&p, "--credentials", "file, process or endpoint"),
+        "{p:#?}"
+    );
     assert!(has(&p, "--session-name", "2-64"), "{p:#?}");
     assert!(has(&p, "region", "no AWS region"), "{p:#?}");
     let text = ConfigError {
@@ -571,4 +574,114 @@ fn world_readable_modes_need_the_explicit_option_and_writable_ones_are_refused()
     ));
     let p = problems(Config::load(&fl, &Env::new()));
     assert!(has(&p, ": allow_world_readable", "true or false"), "{p:#?}");
+}
+
+#[test]
+fn endpoint_only_profiles_need_the_endpoint() {
+    let mut f = flags(&[&format!("reader={ARN_A}")]);
+    f.credentials = Some("endpoint".into());
+    let p = problems(Config::load(&f, &Env::new()));
+    assert!(
+        has(
+            &p,
+            "--credentials",
+            "profile \"reader\" uses credentials: endpoint"
+        ) && has(&p, "--credentials", "set endpoint_addr"),
+        "{p:?}"
+    );
+    f.endpoint_addr = Some("127.0.0.1:9912".into());
+    let c = Config::load(&f, &Env::new()).unwrap();
+    assert_eq!(c.profiles[0].credentials, CredentialsMode::Endpoint);
+
+    let (_file, flags) = yaml(&format!(
+        "region: eu-west-1\nprofiles:\n  reader:\n    role_arn: {ARN_A}\n    credentials: endpoint\n  writer:\n    role_arn: {ARN_B}\n"
+    ));
+    let p = problems(Config::load(&flags, &Env::new()));
+    assert!(
+        has(&p, "profiles.reader.credentials", "profile \"reader\""),
+        "{p:?}"
+    );
+    assert_eq!(p.len(), 1, "the file-mode profile is fine: {p:?}");
+    let mut bad = flags.clone();
+    bad.credentials = Some("endpont".into());
+    let p = problems(Config::load(&bad, &Env::new()));
+    assert!(
+        has(&p, "--credentials", "use file, process or endpoint"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_supplied_endpoint_token_is_validated_without_showing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    let good = "g".repeat(40);
+    let load = |content: &str, via: &str| {
+        std::fs::write(&path, content).unwrap();
+        let mut f = flags(&[&format!("reader={ARN_A}")]);
+        f.endpoint_addr = Some("127.0.0.1:9912".into());
+        let mut e = Env::new();
+        match via {
+            "flag" => f.endpoint_token_file = Some(path.display().to_string()),
+            _ => {
+                e.insert(
+                    "ROLECALL_ENDPOINT_TOKEN_FILE".into(),
+                    path.display().to_string(),
+                );
+            }
+        }
+        Config::load(&f, &e)
+    };
+    let c = load(&format!("{good}\n"), "env").unwrap();
+    assert_eq!(c.endpoint_token_file.as_deref(), Some(path.as_path()));
+    for (content, via, origin, why) in [
+        (
+            "short-secret-value",
+            "flag",
+            "--endpoint-token-file",
+            "18 characters long",
+        ),
+        (
+            "first-half-of-the-secret-value\nsecond-half",
+            "env",
+            "environment ROLECALL_ENDPOINT_TOKEN_FILE",
+            "newline inside",
+        ),
+        (
+            "secret-value-with-a-bell-\u{7}-inside-it",
+            "flag",
+            "--endpoint-token-file",
+            "not visible ASCII",
+        ),
+    ] {
+        let p = problems(load(content, via));
+        assert!(has(&p, origin, why), "{content:?}: {p:?}");
+        let text = ConfigError { problems: p }.to_string();
+        assert!(!text.contains("secret"), "the token is never shown: {text}");
+    }
+    std::fs::remove_file(&path).unwrap();
+    let p = problems(load_missing(&path));
+    assert!(has(&p, "--endpoint-token-file", "does not exist"), "{p:?}");
+
+    // Only meaningful with the endpoint.
+    let mut f = flags(&[&format!("reader={ARN_A}")]);
+    f.endpoint_token_file = Some(path.display().to_string());
+    let p = problems(Config::load(&f, &Env::new()));
+    assert!(
+        has(&p, "--endpoint-token-file", "set endpoint_addr"),
+        "{p:?}"
+    );
+    // From the file, with the key path.
+    let (_file, flags) = yaml(&format!(
+        "region: eu-west-1\nendpoint_token_file: \"\"\nprofiles:\n  reader: {{role_arn: {ARN_A}}}\n"
+    ));
+    let p = problems(Config::load(&flags, &Env::new()));
+    assert!(has(&p, "endpoint_token_file", "non-empty path"), "{p:?}");
+}
+
+fn load_missing(path: &Path) -> Result<Config, ConfigError> {
+    let mut f = flags(&[&format!("reader={ARN_A}")]);
+    f.endpoint_addr = Some("127.0.0.1:9912".into());
+    f.endpoint_token_file = Some(path.display().to_string());
+    Config::load(&f, &Env::new())
 }

@@ -4,6 +4,9 @@
 //! `credentials` is the standard shared-credentials file (one section per
 //! file-mode profile with a live session); `config` holds a section per
 //! profile with its region (and, in process mode, its `credential_process`).
+//! Endpoint-only profiles (`credentials: endpoint`) get their `config`
+//! section and nothing else: no keys in `credentials` or
+//! `credential-process.json`, so no static copy can shadow the endpoint.
 //! Both are rendered from [`Shared`] state and replaced atomically, only when
 //! their bytes change; expired sessions are dropped from the rendering, and a
 //! failed refresh never removes a live one.
@@ -125,10 +128,7 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
         status.profiles.push(ProfileStatus {
             name: p.name.clone(),
             role_arn: p.role_arn.clone(),
-            credentials: match p.credentials {
-                CredentialsMode::File => "file".into(),
-                CredentialsMode::Process => "process".into(),
-            },
+            credentials: p.credentials.as_str().into(),
             region: p.region.clone(),
             expiration: state.session.as_ref().map(|s| format_time(s.expiration)),
             last_refresh: state.last_refresh.map(format_time),
@@ -205,6 +205,8 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
 /// for these profiles (same name, same role, same credentials mode, more than
 /// a minute left). Seeding the state with them means a restart during an STS
 /// outage does not take valid credentials away from the application.
+/// Endpoint-only profiles are in neither file and are not adopted: they are
+/// assumed again at start, and the endpoint answers 503 until then.
 ///
 /// Keys, role and expiry are always taken from one and the same file
 /// (`credentials` with its `# ROLE expires TIME` comment, or
@@ -244,6 +246,8 @@ pub fn adopt(dir: &Path, profiles: &[Arc<Profile>], now: SystemTime) -> BTreeMap
                     c.session_token.as_str(),
                 )
             }),
+            // In no file: fetched again at start.
+            CredentialsMode::Endpoint => None,
         };
         let Some((role_arn, expires, id, secret, token)) = found else {
             continue;

@@ -251,3 +251,42 @@ fn check_helper_restores_a_changed_helper_and_leaves_an_intact_one() {
     assert!(!w.check_helper(&helper).unwrap());
     assert!(!installed.exists());
 }
+
+#[test]
+fn endpoint_only_profiles_are_in_config_and_status_and_nowhere_else() {
+    let now = SystemTime::now();
+    let states = [
+        state(
+            profile("api", CredentialsMode::Endpoint, Some("eu-west-1")),
+            Some(session("EEE", now + Duration::from_secs(3600))),
+        ),
+        state(
+            profile("svc", CredentialsMode::Process, None),
+            Some(session("PPP", now + Duration::from_secs(3600))),
+        ),
+    ];
+    let refs: Vec<&ProfileState> = states.iter().collect();
+    let r = render(&refs, Path::new("/aws"), now);
+    assert!(!r.credentials.contains("EEE") && !r.credentials.contains("[api]"));
+    assert!(
+        r.config
+            .contains("[profile api]\nregion = eu-west-1\n\n[profile svc]\ncredential_process"),
+        "{}",
+        r.config
+    );
+    let process = r.process.unwrap();
+    assert!(
+        !process.contains("EEE") && !process.contains("\"api\""),
+        "{process}"
+    );
+    assert!(
+        r.status.contains("\"credentials\": \"endpoint\""),
+        "{}",
+        r.status
+    );
+    // Nothing to adopt it from after a restart.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(CREDENTIALS_FILE), &r.credentials).unwrap();
+    std::fs::write(dir.path().join(PROCESS_FILE), &process).unwrap();
+    assert!(adopt(dir.path(), &[states[0].profile.clone()], now).is_empty());
+}
