@@ -110,7 +110,7 @@ fn human(d: Duration) -> String {
 
 /// The table `rolecall status` prints.
 pub fn table(status: &Status, now: SystemTime) -> String {
-    let rows: Vec<[String; 6]> = status
+    let rows: Vec<[String; 7]> = status
         .profiles
         .iter()
         .map(|p| {
@@ -118,6 +118,7 @@ pub fn table(status: &Status, now: SystemTime) -> String {
             // status.json cannot drive the terminal or forge rows.
             [
                 p.name.clone(),
+                p.credentials.clone(),
                 p.role_arn.clone(),
                 p.expiration.clone().unwrap_or_else(|| "-".into()),
                 human_left(p.expiration.as_deref(), now),
@@ -129,6 +130,7 @@ pub fn table(status: &Status, now: SystemTime) -> String {
         .collect();
     let header = [
         "PROFILE",
+        "MODE",
         "ROLE",
         "EXPIRES",
         "LEFT",
@@ -194,7 +196,8 @@ mod tests {
         };
         let t = table(&status, now);
         let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[0].starts_with("PROFILE  ROLE"));
+        assert!(lines[0].starts_with("PROFILE  MODE  ROLE"), "{t}");
+        assert!(lines[1].starts_with("reader   file  arn:"), "{t}");
         assert!(lines[1].contains("1h02m"), "{t}");
         assert!(lines[2].contains("expired 3m00s ago"), "{t}");
         assert!(lines[2].ends_with("AccessDenied: Not authorized"), "{t}");

@@ -180,10 +180,10 @@ async fn the_endpoint_serves_container_credentials_only_with_the_token() {
     );
 
     assert_eq!(http_get(port, url, None).await.0, 401);
-    assert_eq!(http_get(port, url, Some("wrong")).await.0, 401);
-    assert_eq!(http_get(port, url, Some(&secret[..63])).await.0, 401);
+    assert_eq!(http_get(port, url, Some("wrong")).await.0, 403);
+    assert_eq!(http_get(port, url, Some(&secret[..63])).await.0, 403);
     let (status, body) = http_get(port, url, Some("wrong")).await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 403);
     assert!(!body.contains(&issued.secret_access_key));
     assert_eq!(
         http_get(port, "/v1/credentials/nope", Some(&secret))
