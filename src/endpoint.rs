@@ -6,6 +6,11 @@
 //! `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, and refresh by themselves; it
 //! needs no shell in the application image (unlike `credential_process`,
 //! which Go and the Rust SDK run through `sh -c`).
+//!
+//! The token ([`EndpointToken`]) is kept across restarts, or supplied by the
+//! operator (`--endpoint-token-file`, e.g. a Secret that older SDKs read
+//! through `AWS_CONTAINER_AUTHORIZATION_TOKEN`) and re-read when it changes.
+//! Every refusal is a JSON object with `code` and `message` ([`error`]).
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;

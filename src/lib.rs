@@ -27,6 +27,9 @@
 //! - [`refresher`] is one task per profile; [`output`] renders and writes the
 //!   files atomically; [`health`] serves probes and metrics through the
 //!   bounded server in [`http`].
+//! - [`endpoint`] serves the loopback container-credentials endpoint; its
+//!   token survives restarts, or comes from a supplied file that is
+//!   re-read when it changes.
 //! - [`fsread`] is the one way any file is read (regular, non-blocking,
 //!   capped; never through a link in the output dir); [`ratelimit`] keeps
 //!   floods (accept errors, bad endpoint tokens, SIGUSR1) to a log line per
