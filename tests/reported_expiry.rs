@@ -22,7 +22,9 @@ const QUARTER: Duration = Duration::from_secs(900);
 fn opts() -> Options {
     Options {
         attempt_timeout: Duration::from_secs(2),
-        jitter: rolecall::schedule::no_jitter,
+        // The most jitter: refreshes at 45 % of the lifetime, and failed
+        // attempts back off at the ceiling (1 s, 2 s, ...), not 10 ms.
+        jitter: || 1.0,
         helper_binary: Some(env!("CARGO_BIN_EXE_rolecall").into()),
         ..Options::default()
     }
@@ -128,17 +130,17 @@ fn secs(a: SystemTime, b: SystemTime) -> i64 {
     }
 }
 
-/// Checks the healthy rule for a session of `lifetime` (no jitter): the
-/// refresh is planned half-way (`real - lifetime/2`, within the second STS
-/// truncates to and the time the answer took); the report is 16 minutes
-/// after it, or the real expiry minus the margin when that is sooner.
+/// Checks the healthy rule for a session of `lifetime` (jitter 1.0): the
+/// refresh is planned at 45 % of it (`real - 0.55 lifetime`, within the
+/// second STS truncates to and the time the answer took); the report is 16
+/// minutes after it, or the real expiry minus the margin when that is sooner.
 fn assert_healthy(profile: &str, r: &Reported, real: SystemTime, lifetime: Duration) {
     assert_eq!(
         r.helper.1, r.endpoint.1,
         "{profile}: helper and endpoint differ"
     );
     let reported = r.helper.1;
-    let planned = real - lifetime / 2;
+    let planned = real - lifetime.mul_f64(0.55);
     let margin = Duration::from_secs(300).min(lifetime / 10);
     assert!(
         reported > planned && reported + margin <= real,
@@ -170,8 +172,8 @@ async fn reports_an_expiry_after_the_planned_refresh_and_the_real_one_once_refre
     let reader = sts.last_issued_for_role(READER).unwrap();
     let writer = sts.last_issued_for_role(WRITER).unwrap();
 
-    // Healthy: one hour refreshed at 30 min, reported at 46 min; fifteen
-    // minutes refreshed at 7.5 min, reported at 13.5 (the cap: 90 s margin).
+    // Healthy: one hour refreshed at 27 min, reported at 43 min; fifteen
+    // minutes refreshed at 6.75 min, reported at 13.5 (the cap: 90 s margin).
     let got = wait_reported(out.path(), port, "reader", &reader.access_key_id).await;
     assert_healthy("reader", &got, reader.expiration, HOUR);
     let got = wait_reported(out.path(), port, "writer", &writer.access_key_id).await;
