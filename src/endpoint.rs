@@ -429,7 +429,7 @@ impl Endpoint {
             "AccessKeyId": s.access_key_id.expose(),
             "SecretAccessKey": s.secret_access_key.expose(),
             "Token": s.session_token.expose(),
-            "Expiration": format_time(s.expiration),
+            "Expiration": format_time(state.reported_expiry(s, SystemTime::now())),
         });
         let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
         r.headers_mut()

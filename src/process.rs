@@ -79,7 +79,7 @@ pub fn credentials(dir: &Path, profile: &str, now: SystemTime) -> Result<String,
         path: shown(&path),
         reason: e.to_string(),
     })?;
-    let Some(c) = file.profiles.get(profile).map(|e| &e.credentials) else {
+    let Some(entry) = file.profiles.get(profile) else {
         let known: Vec<String> = file.profiles.keys().map(|k| escape_controls(k)).collect();
         return Err(HelperError::Unknown {
             profile: escape_controls(profile),
@@ -91,11 +91,23 @@ pub fn credentials(dir: &Path, profile: &str, now: SystemTime) -> Result<String,
             },
         });
     };
-    if parse_time(&c.expiration).is_none_or(|t| t <= now) {
+    // `Expiration` is the reported expiry (`schedule::reported_expiry`);
+    // `real_expiration` (absent in older files) the keys' own.
+    let c = &entry.credentials;
+    let real = entry.real_expiration.as_ref().unwrap_or(&c.expiration);
+    if parse_time(real).is_none_or(|t| t <= now) {
         return Err(HelperError::Expired {
             profile: escape_controls(profile),
-            expiration: escape_controls(&c.expiration),
+            expiration: escape_controls(real),
         });
+    }
+    if parse_time(&c.expiration).is_none_or(|t| t <= now) {
+        // The reported expiry passed without the refresh it was set after
+        // (rolecall stopped or stuck, or the clock stepped): the keys are
+        // still valid, so the real expiry rather than one in the past.
+        let mut c = c.clone();
+        c.expiration.clone_from(real);
+        return Ok(serde_json::to_string(&c).expect("serialisable"));
     }
     Ok(serde_json::to_string(c).expect("serialisable"))
 }
@@ -147,6 +159,45 @@ mod tests {
         assert!(!e.to_string().contains("s3cr3t") && !format!("{e:?}").contains("s3cr3t"));
         let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1);
         assert!(credentials(dir.path(), "svc", later).is_ok());
+    }
+
+    #[test]
+    fn prints_the_reported_expiry_and_the_real_one_once_the_reported_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(PROCESS_FILE),
+            r#"{"profiles":{"svc":{"role_arn":"arn:aws:iam::111122223333:role/svc","real_expiration":"2030-01-01T01:00:00Z","credentials":{"Version":1,"AccessKeyId":"ASIAX","SecretAccessKey":"s3cr3t","SessionToken":"tok","Expiration":"2030-01-01T00:46:00Z"}}}}"#,
+        )
+        .unwrap();
+        let at = |s: &str| crate::session::parse_time(s).unwrap();
+        let expiration = |now: SystemTime| {
+            let out = credentials(dir.path(), "svc", now).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["AccessKeyId"], "ASIAX");
+            assert!(v.get("real_expiration").is_none(), "{out}");
+            v["Expiration"].as_str().unwrap().to_owned()
+        };
+        // Before the reported expiry: the reported one.
+        assert_eq!(
+            expiration(at("2030-01-01T00:00:00Z")),
+            "2030-01-01T00:46:00Z"
+        );
+        // rolecall did not refresh as planned (stopped, stuck, a clock
+        // step): the keys are still valid, so the real expiry, not an
+        // expiry in the past that would make the SDK fail.
+        assert_eq!(
+            expiration(at("2030-01-01T00:46:00Z")),
+            "2030-01-01T01:00:00Z"
+        );
+        assert_eq!(
+            expiration(at("2030-01-01T00:59:59Z")),
+            "2030-01-01T01:00:00Z"
+        );
+        let e = credentials(dir.path(), "svc", at("2030-01-01T01:00:00Z")).unwrap_err();
+        assert!(
+            e.to_string().contains("expired at 2030-01-01T01:00:00Z"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::config::Profile;
 use crate::metrics::ProfileLabel;
 use crate::schedule::{self, Jitter};
 use crate::session::{Session, format_time, unix_seconds};
-use crate::state::Shared;
+use crate::state::{RefreshPlan, Shared};
 use crate::sts::{ErrorClass, Sts, StsError};
 use crate::token;
 use crate::trust;
@@ -110,6 +110,11 @@ pub struct Refresher {
     /// Whether the wait for the next attempt is a backoff after a
     /// transient, token or clock failure (which SIGUSR1 must not shorten).
     backing_off: bool,
+    /// When the session this refresher last published was received.
+    published: Option<SystemTime>,
+    /// Set by [`Refresher::run`]: refreshes are planned, so the state gets
+    /// a [`RefreshPlan`] (a one-shot run plans none: nothing newer comes).
+    planning: bool,
 }
 
 impl Refresher {
@@ -121,6 +126,8 @@ impl Refresher {
             source_used: None,
             last_attempt: None,
             backing_off: false,
+            published: None,
+            planning: false,
         }
     }
 
@@ -188,7 +195,7 @@ impl Refresher {
                     request_id = assumed.request_id.as_deref().unwrap_or("-"),
                     "refreshed",
                 );
-                self.publish(assumed.session, now);
+                self.publish(assumed.session, now, now + next);
                 Outcome::Refreshed { next }
             }
             Err(e) => {
@@ -249,7 +256,10 @@ impl Refresher {
             })
     }
 
-    fn publish(&self, session: Session, now: SystemTime) {
+    /// Publishes `session`, received at `now`, to be refreshed at
+    /// `next_refresh` (recorded as its [`RefreshPlan`] when refreshes are
+    /// planned, see [`Refresher::plan`]).
+    fn publish(&mut self, session: Session, now: SystemTime, next_refresh: SystemTime) {
         let p = &self.profile;
         self.ctx
             .shared
@@ -264,8 +274,34 @@ impl Refresher {
             s.session = Some(session);
             s.last_refresh = Some(now);
             s.last_error = None;
+            s.plan = self.planning.then_some(RefreshPlan {
+                received: now,
+                next_refresh,
+            });
         }
+        self.published = Some(now);
         self.ctx.sessions.send_modify(|g| *g = g.wrapping_add(1));
+        self.ctx.shared.request_write();
+    }
+
+    /// Records that the session this refresher published (in the initial
+    /// pass, before [`Refresher::run`] plans refreshes) is to be refreshed
+    /// at `next_refresh`, if it is still the profile's, and has the outputs
+    /// re-rendered: process mode and the endpoint compute the reported
+    /// expiry from it ([`crate::state::ProfileState::reported_expiry`]).
+    /// A one-shot run (`--once`) plans nothing: no newer keys will come.
+    fn plan(&self, next_refresh: SystemTime) {
+        let Some(received) = self.published else {
+            return;
+        };
+        if let Some(s) = self.ctx.shared.lock().get_mut(&self.profile.name)
+            && s.last_refresh == Some(received)
+        {
+            s.plan = Some(RefreshPlan {
+                received,
+                next_refresh,
+            });
+        }
         self.ctx.shared.request_write();
     }
 
@@ -322,6 +358,9 @@ impl Refresher {
         let mut sessions = self.ctx.sessions.subscribe();
         let chained = self.profile.source_profile.is_some();
         let mut next = Instant::now() + first;
+        self.planning = true;
+        // The session of the initial pass, if it succeeded.
+        self.plan(SystemTime::now() + first);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}

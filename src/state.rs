@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use crate::config::Profile;
 use crate::metrics::Metrics;
+use crate::schedule;
 use crate::session::Session;
 
 /// One profile's current state.
@@ -20,6 +21,17 @@ pub struct ProfileState {
     pub last_refresh: Option<SystemTime>,
     /// `CODE: message` of the last failure, cleared by a success.
     pub last_error: Option<String>,
+    /// When `session` was received and its refresh is planned, set with it
+    /// by the refresher; `None` for a session adopted from an earlier run
+    /// until the first refresh.
+    pub plan: Option<RefreshPlan>,
+}
+
+/// The refresher's plan for the session it published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefreshPlan {
+    pub received: SystemTime,
+    pub next_refresh: SystemTime,
 }
 
 impl ProfileState {
@@ -29,7 +41,30 @@ impl ProfileState {
             session: None,
             last_refresh: None,
             last_error: None,
+            plan: None,
         }
+    }
+
+    /// The `Expiration` that process mode and the endpoint report for
+    /// `session` (this profile's session) at `now`:
+    /// [`schedule::reported_expiry`] from its real expiry and the refresh
+    /// plan while newer keys are due; the real expiry once a refresh failed
+    /// (nothing newer can come until one succeeds), without a plan (adopted
+    /// at a restart), or once the reported expiry has passed without the
+    /// refresh (a wall-clock step, a stuck refresher), so that no client is
+    /// handed valid keys with an expiry in the past. Depends on `now` only
+    /// through that last case, so the writer's periodic re-render does not
+    /// rewrite an unchanged file.
+    pub fn reported_expiry(&self, session: &Session, now: SystemTime) -> SystemTime {
+        let Some(plan) = self.plan.filter(|_| self.last_error.is_none()) else {
+            return session.expiration;
+        };
+        let reported =
+            schedule::reported_expiry(session.expiration, plan.received, Some(plan.next_refresh));
+        if reported <= now {
+            return session.expiration;
+        }
+        reported
     }
 
     /// The session if it is still valid at `now`.
@@ -85,5 +120,58 @@ impl Shared {
     /// Asks the writer to render and write the outputs.
     pub fn request_write(&self) {
         self.changed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Secret;
+    use std::time::Duration;
+
+    fn state(error: Option<&str>, plan: Option<RefreshPlan>) -> (ProfileState, Session) {
+        let received = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let session = Session {
+            access_key_id: Secret::new("ASIAX"),
+            secret_access_key: Secret::new("s"),
+            session_token: Secret::new("t"),
+            expiration: received + Duration::from_secs(3600),
+            assumed_role_arn: None,
+        };
+        let mut s = ProfileState::new(Arc::new(Profile::new(
+            "p",
+            "arn:aws:iam::111122223333:role/p",
+        )));
+        s.session = Some(session.clone());
+        s.last_error = error.map(str::to_owned);
+        s.plan = plan;
+        (s, session)
+    }
+
+    #[test]
+    fn reports_the_rule_while_healthy_and_the_real_expiry_otherwise() {
+        let received = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let plan = RefreshPlan {
+            received,
+            next_refresh: received + Duration::from_secs(1800),
+        };
+        let min = |m: u64| received + Duration::from_secs(m * 60);
+        // Healthy: 16 minutes after the planned refresh, whenever rendered
+        // before then.
+        let (s, session) = state(None, Some(plan));
+        for now in [received, min(30), min(45)] {
+            assert_eq!(s.reported_expiry(&session, now), min(46));
+        }
+        // The last refresh failed (an STS outage): the real expiry.
+        let (s, session) = state(Some("InternalFailure: down"), Some(plan));
+        assert_eq!(s.reported_expiry(&session, received), min(60));
+        // Adopted at a restart, no refresh planned yet: the real expiry.
+        let (s, session) = state(None, None);
+        assert_eq!(s.reported_expiry(&session, received), min(60));
+        // The reported expiry passed without the refresh (a wall-clock step,
+        // a stuck refresher): the real expiry, never one in the past.
+        let (s, session) = state(None, Some(plan));
+        assert_eq!(s.reported_expiry(&session, min(46)), min(60));
+        assert_eq!(s.reported_expiry(&session, min(59)), min(60));
     }
 }

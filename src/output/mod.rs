@@ -62,6 +62,12 @@ impl std::fmt::Debug for ProcessCredentials {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessEntry {
     pub role_arn: String,
+    /// The keys' real expiry (RFC 3339), which a restart adopts; the
+    /// helper prints `credentials`, whose `Expiration` is the reported one
+    /// ([`crate::schedule::reported_expiry`]). Absent in files written
+    /// before it existed, whose `Expiration` was the real expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real_expiration: Option<String>,
     pub credentials: ProcessCredentials,
 }
 
@@ -173,12 +179,13 @@ pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> R
                     p.name.clone(),
                     ProcessEntry {
                         role_arn: p.role_arn.clone(),
+                        real_expiration: Some(format_time(s.expiration)),
                         credentials: ProcessCredentials {
                             version: 1,
                             access_key_id: s.access_key_id.expose().to_owned(),
                             secret_access_key: s.secret_access_key.expose().to_owned(),
                             session_token: s.session_token.expose().to_owned(),
-                            expiration: format_time(s.expiration),
+                            expiration: format_time(state.reported_expiry(s, now)),
                         },
                     },
                 );
@@ -240,7 +247,7 @@ pub fn adopt(dir: &Path, profiles: &[Arc<Profile>], now: SystemTime) -> BTreeMap
                 let c = &e.credentials;
                 (
                     e.role_arn.as_str(),
-                    c.expiration.as_str(),
+                    e.real_expiration.as_deref().unwrap_or(&c.expiration),
                     c.access_key_id.as_str(),
                     c.secret_access_key.as_str(),
                     c.session_token.as_str(),
