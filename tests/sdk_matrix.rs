@@ -348,7 +348,10 @@ async fn cell(sdk: Sdk, mode: Mode) -> Outcome {
         }
         Mode::Process => std::fs::read_to_string(out.path().join("credential-process.json"))
             .is_ok_and(|c| c.contains(key)),
-        Mode::Endpoint => std::net::TcpStream::connect(("127.0.0.1", endpoint_port)).is_ok(),
+        Mode::Endpoint => {
+            out.path().join("endpoint-token").is_file()
+                && std::net::TcpStream::connect(("127.0.0.1", endpoint_port)).is_ok()
+        }
     };
     assert!(wait_until(Duration::from_secs(10), || !sts.issued().is_empty()).await);
     let first = sts.issued()[0].access_key_id.clone();
