@@ -18,7 +18,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: fuzz help venv sdk-deps sdk-tests sdk-matrix build fmt-check clippy unit-test acceptance validate-examples image-test test demo bench clean
+.PHONY: fuzz help venv sdk-deps go-driver sdk-tests sdk-matrix build fmt-check clippy unit-test acceptance validate-examples image-test test demo bench clean
 
 help:
 	@echo "make demo       build rolecall and run it against a local STS (moto)"
@@ -48,13 +48,27 @@ $(VENV)/.stamp: requirements-test.txt
 	$(VENV)/bin/aws --version
 	touch $@
 
-# The JavaScript SDK for the SDK matrix, pinned by tests/sdk/node/package-lock.json.
-sdk-deps: tests/sdk/node/node_modules/.stamp
+# The JavaScript SDK for the SDK matrix, pinned by tests/sdk/node/package-lock.json,
+# and the Go driver against Debian's AWS SDK for Go v2.
+sdk-deps: tests/sdk/node/node_modules/.stamp go-driver
 
 tests/sdk/node/node_modules/.stamp: tests/sdk/node/package-lock.json
 	command -v npm >/dev/null || { apt-get update && apt-get install -y nodejs npm; }
 	npm ci --prefix tests/sdk/node --no-audit --no-fund --loglevel=error
 	touch $@
+
+# tests/sdk/go/driver.go built offline in GOPATH mode against Debian's packages
+# (golang-go, golang-github-aws-aws-sdk-go-v2-dev), installed when missing.
+# Rebuilt on every run (0.2 s from the cache) so it always matches the
+# installed SDK; tests/sdk_matrix.rs runs $(TARGET_DIR)/sdk-driver-go.
+GO_SDK := /usr/share/gocode/src/github.com/aws/aws-sdk-go-v2
+GO_ENV := GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOPROXY=off GOCACHE=$(TARGET_DIR)/go-cache
+
+go-driver:
+	command -v go >/dev/null && [ -d $(GO_SDK)/service/sts ] \
+	  || { apt-get update && apt-get install -y golang-go golang-github-aws-aws-sdk-go-v2-dev; }
+	mkdir -p $(TARGET_DIR)
+	cd tests/sdk/go && $(GO_ENV) go build -o $(TARGET_DIR)/sdk-driver-go .
 
 # ---------------------------------------------------------------- Rust
 
@@ -92,13 +106,13 @@ image-test:
 # (tests/sdk_matrix.rs); the README's table must show these results.
 sdk-tests: venv sdk-deps
 	$(CARGO) build $(LOCKED) --examples
-	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test sdk_matrix -- --ignored --test-threads=12
+	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test sdk_matrix -- --ignored --test-threads=15
 	$(PYTHON) scripts/sdk_matrix.py --check
 
 # Re-runs the matrix and rewrites the README's table from its results.
 sdk-matrix: venv sdk-deps
 	$(CARGO) build $(LOCKED) --examples
-	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test sdk_matrix -- --ignored --test-threads=12
+	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test sdk_matrix -- --ignored --test-threads=15
 	$(PYTHON) scripts/sdk_matrix.py --write
 
 # libFuzzer on config parsing, token decoding and INI rendering, 10 s each

@@ -4,6 +4,10 @@
 
   scripts/sdk_matrix.py --write   replace the table in README.md
   scripts/sdk_matrix.py --check   fail if README.md does not show these results
+
+Each result file holds "FOLLOWED/TOTAL", then optional "key value" lines:
+"late N" (calls signed with a key in its last eighth of life while a newer key
+existed) and, in endpoint mode, "token-var NAME" (how the SDK got the token).
 """
 import pathlib
 import sys
@@ -18,20 +22,37 @@ SDKS = [
     ("boto3", "boto3 / botocore (one client)"),
     ("js", "AWS SDK for JavaScript v3 (one client)"),
     ("rust", "AWS SDK for Rust (one client)"),
+    ("go", "AWS SDK for Go v2, Debian's 1.17 (one client)"),
 ]
 MODES = [("process", "process mode"), ("endpoint", "endpoint mode"), ("file", "file mode")]
+# The variable the matrix tests use unless a result file says otherwise.
+DEFAULT_TOKEN_VAR = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
 
 
-def cell(sdk: str, mode: str) -> str:
+def read(sdk: str, mode: str) -> tuple[str, str, dict[str, str]]:
     path = RESULTS / f"{sdk}-{mode}"
     if not path.exists():
         sys.exit(f"no result for {sdk}/{mode} in {RESULTS}: run the SDK matrix tests first (make sdk-matrix)")
-    followed, total = path.read_text().strip().split("/")
-    if followed == total:
-        return f"follows ({followed}/{total} refreshes)"
+    first, *rest = path.read_text().strip().splitlines()
+    followed, total = first.split("/")
+    extra = {}
+    for line in rest:
+        key, _, value = line.partition(" ")
+        extra[key] = value
+    return followed, total, extra
+
+
+def cell(sdk: str, mode: str) -> str:
+    followed, total, extra = read(sdk, mode)
     if followed == "0":
         return "does not follow (keeps the first keys)"
-    return f"partly ({followed}/{total})"
+    text = f"follows ({followed}/{total} refreshes)" if followed == total else f"partly ({followed}/{total})"
+    if extra.get("late", "0") != "0":
+        text += ", late: signs with a key in its last seconds while a newer one exists"
+    token_var = extra.get("token-var", DEFAULT_TOKEN_VAR)
+    if token_var != DEFAULT_TOKEN_VAR:
+        text += f", with `{token_var}`"
+    return text
 
 
 def table() -> str:
