@@ -6,7 +6,7 @@
   scripts/sdk_matrix.py --check   fail if README.md does not show these results
 
 Each result file holds "FOLLOWED/TOTAL", then optional "key value" lines:
-"late N" (calls signed with a key in its last eighth of life while a newer key
+"late N" (calls signed with a key in its last sixteenth of life while a newer key
 existed) and, in endpoint mode, "token-var NAME" (how the SDK got the token).
 """
 import pathlib

@@ -33,16 +33,19 @@ const LIFETIME: Duration = Duration::from_secs(16);
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(22);
 const REFRESHES: usize = 3;
 /// "The last minutes before expiry", scaled to the matrix's short sessions:
-/// an eighth of the lifetime (2 s here; about 2 minutes of a 15-minute
-/// session, 7.5 minutes of an hour).
-const LATE_MARGIN: Duration = Duration::from_secs(LIFETIME.as_secs() / 8);
+/// a sixteenth of the lifetime (1 s here; about 1 minute of a 15-minute
+/// session, 3.75 minutes of an hour). rolecall reports an `Expiration` at
+/// least a tenth of the lifetime (at most 5 minutes) before the real one
+/// while newer keys are due (README: "The `Expiration` process mode and the
+/// endpoint report"), so a client that keeps keys until the reported expiry
+/// (Go v2's `credential_process` provider) stays outside this margin.
+const LATE_MARGIN: Duration = Duration::from_secs(LIFETIME.as_secs() / 16);
 /// Cells whose client is known to sign with keys in their last
-/// [`LATE_MARGIN`] while newer ones exist. Issue 10, item 3: Go v2's
-/// `credential_process` provider has no refresh window and keeps a key until
-/// the `Expiration` rolecall reports; until rolecall reports an expiry just
-/// after its next planned refresh, Go follows late. The check still runs for
-/// these cells and must FAIL: when it passes, remove the cell from this list.
-const SIGNS_LATE_EXPECTED: &[(Sdk, Mode)] = &[(Sdk::Go, Mode::Process)];
+/// [`LATE_MARGIN`] while newer ones exist. The check still runs for these
+/// cells and must FAIL: when it passes, remove the cell from this list.
+/// Empty since rolecall reports an expiry after its next planned refresh
+/// (issue 10, item 3), which Go v2's process provider follows.
+const SIGNS_LATE_EXPECTED: &[(Sdk, Mode)] = &[];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
@@ -50,6 +53,10 @@ enum Mode {
     Process,
     Endpoint,
 }
+
+/// In the app's home, the endpoint token an operator supplies with
+/// `--endpoint-token-file`, for SDKs that take the token's value.
+const SUPPLIED_TOKEN_FILE: &str = "supplied-endpoint-token";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Sdk {
@@ -125,9 +132,10 @@ fn app_env(
             ));
             let token = match sdk.endpoint_token_var() {
                 // The value itself, as an app whose SDK predates the file
-                // variable takes it (from the same Secret, in a pod).
+                // variable takes it from the Secret that rolecall reads
+                // with --endpoint-token-file (see `cell`).
                 "AWS_CONTAINER_AUTHORIZATION_TOKEN" => {
-                    std::fs::read_to_string(out.join("endpoint-token")).expect("endpoint-token")
+                    std::fs::read_to_string(home.join(SUPPLIED_TOKEN_FILE)).expect("supplied token")
                 }
                 _ => p("endpoint-token"),
             };
@@ -339,6 +347,17 @@ async fn cell(sdk: Sdk, mode: Mode) -> Outcome {
         }
         Mode::Endpoint => {
             cmd.args(["--endpoint-addr", &format!("127.0.0.1:{endpoint_port}")]);
+            if sdk.endpoint_token_var() == "AWS_CONTAINER_AUTHORIZATION_TOKEN" {
+                // A token the operator supplies (a mounted Secret in a pod),
+                // so the app can take its value: see `app_env`.
+                let secret = home.path().join(SUPPLIED_TOKEN_FILE);
+                std::fs::write(
+                    &secret,
+                    "rolecall-sdk-matrix-0123456789abcdef0123456789abcdef",
+                )
+                .unwrap();
+                cmd.args(["--endpoint-token-file", &secret.display().to_string()]);
+            }
         }
     }
     let sidecar = Sidecar(cmd.spawn().unwrap());
