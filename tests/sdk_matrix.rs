@@ -323,18 +323,20 @@ fn checked_call(client: &mut Client, sts: &FakeSts, late: &mut Vec<String>) -> S
     answer
 }
 
-/// Runs one cell.
-async fn cell(sdk: Sdk, mode: Mode) -> Outcome {
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(LIFETIME));
-    let token = TokenDir::new(&valid_jwt());
-    let out = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let endpoint_port = free_port();
+/// Starts the sidecar for one cell, publishing profile `reader`.
+fn start_sidecar(
+    sdk: Sdk,
+    mode: Mode,
+    sts: &FakeSts,
+    token: &TokenDir,
+    out: &Path,
+    home: &Path,
+    endpoint_port: u16,
+) -> Sidecar {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rolecall"));
     cmd.args(["run", "--profile", &format!("reader={READER}")])
         .args(["--token-file", &token.path().display().to_string()])
-        .args(["--output-dir", &out.path().display().to_string()])
+        .args(["--output-dir", &out.display().to_string()])
         .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
         .args(["--health-addr", ""])
         .env_clear()
@@ -350,7 +352,7 @@ async fn cell(sdk: Sdk, mode: Mode) -> Outcome {
             if sdk.endpoint_token_var() == "AWS_CONTAINER_AUTHORIZATION_TOKEN" {
                 // A token the operator supplies (a mounted Secret in a pod),
                 // so the app can take its value: see `app_env`.
-                let secret = home.path().join(SUPPLIED_TOKEN_FILE);
+                let secret = home.join(SUPPLIED_TOKEN_FILE);
                 std::fs::write(
                     &secret,
                     "rolecall-sdk-matrix-0123456789abcdef0123456789abcdef",
@@ -360,7 +362,26 @@ async fn cell(sdk: Sdk, mode: Mode) -> Outcome {
             }
         }
     }
-    let sidecar = Sidecar(cmd.spawn().unwrap());
+    Sidecar(cmd.spawn().unwrap())
+}
+
+/// Runs one cell.
+async fn cell(sdk: Sdk, mode: Mode) -> Outcome {
+    let sts = FakeSts::start();
+    sts.set_default(Reply::ok_for(LIFETIME));
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let endpoint_port = free_port();
+    let sidecar = start_sidecar(
+        sdk,
+        mode,
+        &sts,
+        &token,
+        out.path(),
+        home.path(),
+        endpoint_port,
+    );
     let published = |key: &str| match mode {
         Mode::File => {
             std::fs::read_to_string(out.path().join("credentials")).is_ok_and(|c| c.contains(key))
@@ -449,6 +470,74 @@ fn record(sdk: Sdk, mode: Mode, outcome: &Outcome) {
         text.push_str(&format!("token-var {}\n", sdk.endpoint_token_var()));
     }
     std::fs::write(dir.join(name), text).unwrap();
+}
+
+/// What a client says when the endpoint refuses it: it asks for profile
+/// `nope`, which rolecall does not publish (404 `UnknownProfile`).
+async fn error_cell(sdk: Sdk) -> String {
+    let sts = FakeSts::start();
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let endpoint_port = free_port();
+    let _sidecar = start_sidecar(
+        sdk,
+        Mode::Endpoint,
+        &sts,
+        &token,
+        out.path(),
+        home.path(),
+        endpoint_port,
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            out.path().join("endpoint-token").is_file()
+                && std::net::TcpStream::connect(("127.0.0.1", endpoint_port)).is_ok()
+        })
+        .await
+    );
+    let env = app_env(sdk, Mode::Endpoint, out.path(), endpoint_port, home.path())
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI" => (
+                k,
+                v.replace("/v1/credentials/reader", "/v1/credentials/nope"),
+            ),
+            _ => (k, v),
+        })
+        .collect();
+    let mut client = Client::start(sdk, env, &sts.endpoint());
+    client.call()
+}
+
+macro_rules! error_cells {
+    ($($name:ident: $sdk:ident, $shows:expr;)*) => {$(
+        #[tokio::test]
+        #[ignore = "needs the AWS CLI, boto3, the JavaScript SDK and the Go driver: run by make test"]
+        async fn $name() {
+            let answer = error_cell(Sdk::$sdk).await;
+            assert!(answer.starts_with("err "), "{answer}");
+            let shown: &str = $shows;
+            assert!(
+                answer.contains(shown),
+                "{:?} should show {shown:?} of the endpoint's answer; it said: {answer}",
+                Sdk::$sdk
+            );
+        }
+    )*};
+}
+
+// What each client shows of the endpoint's JSON error (README: "Endpoint
+// mode"): rolecall's message where the SDK reads the body. JavaScript v3
+// attaches `Code`/`Message` to its HTTP provider's error, which the default
+// chain then replaces with a generic one; the Rust SDK reports the status
+// only. Neither can be changed from the endpoint's side.
+error_cells! {
+    cli_endpoint_error_is_readable: Cli, "is configured in rolecall";
+    boto3_endpoint_error_is_readable: Boto3, "is configured in rolecall";
+    js_endpoint_error_is_generic: Js, "Could not load credentials from any providers";
+    rust_endpoint_error_shows_the_status: Rust, "404";
+    go_endpoint_error_is_readable: Go, "is configured in rolecall";
 }
 
 macro_rules! cells {

@@ -5,10 +5,14 @@ import sys
 
 import boto3
 
-client = boto3.session.Session().client("sts", endpoint_url=sys.argv[1], region_name="eu-west-1")
+# botocore resolves credentials when the client is made: made at the first
+# call, so that a failure there is reported like any other.
+client = None
 print("ready", flush=True)
 for _ in sys.stdin:
     try:
+        if client is None:
+            client = boto3.session.Session().client("sts", endpoint_url=sys.argv[1], region_name="eu-west-1")
         print("ok", client.get_caller_identity()["Arn"], flush=True)
     except Exception as e:  # noqa: BLE001 - every failure is reported to the test
         print("err", type(e).__name__, " ".join(str(e).split()), flush=True)
