@@ -27,14 +27,13 @@ fn opts() -> Options {
 
 fn flags(sts: &FakeSts, token: &TokenDir, out: &Path, port: u16) -> Flags {
     Flags {
-        profiles: vec![format!("reader={READER}"), format!("writer={WRITER}")],
-        token_file: Some(token.path().display().to_string()),
-        output_dir: Some(out.display().to_string()),
-        region: Some("eu-west-1".into()),
-        sts_endpoint: Some(sts.endpoint()),
-        health_addr: Some(String::new()),
         endpoint_addr: Some(format!("127.0.0.1:{port}")),
-        ..Flags::default()
+        ..test_flags(
+            sts,
+            token,
+            out,
+            &[&format!("reader={READER}"), &format!("writer={WRITER}")],
+        )
     }
 }
 

@@ -587,15 +587,7 @@ fn status_and_the_helper_escape_terminal_control_characters() {
 // ---------------------------------------------------------------------------
 
 fn flags(sts: &FakeSts, token: &TokenDir, out: &Path) -> Flags {
-    Flags {
-        profiles: vec![format!("reader={READER}")],
-        token_file: Some(token.path().display().to_string()),
-        output_dir: Some(out.display().to_string()),
-        region: Some("eu-west-1".into()),
-        sts_endpoint: Some(sts.endpoint()),
-        health_addr: Some(String::new()),
-        ..Flags::default()
-    }
+    test_flags(sts, token, out, &[&format!("reader={READER}")])
 }
 
 #[tokio::test]

@@ -25,15 +25,12 @@ fn opts() -> Options {
 }
 
 fn flags(sts: &FakeSts, token: &TokenDir, out: &Path) -> Flags {
-    Flags {
-        profiles: vec![format!("reader={READER}"), format!("writer={WRITER}")],
-        token_file: Some(token.path().display().to_string()),
-        output_dir: Some(out.display().to_string()),
-        region: Some("eu-west-1".into()),
-        sts_endpoint: Some(sts.endpoint()),
-        health_addr: Some(String::new()),
-        ..Flags::default()
-    }
+    test_flags(
+        sts,
+        token,
+        out,
+        &[&format!("reader={READER}"), &format!("writer={WRITER}")],
+    )
 }
 
 /// Runs the installed helper as an SDK would; a helper not installed yet

@@ -33,15 +33,14 @@ fn opts() -> Options {
 /// `reader` and `writer` in process mode, with the endpoint on `port`.
 fn config(sts: &FakeSts, token: &TokenDir, out: &Path, port: u16) -> Config {
     let f = Flags {
-        profiles: vec![format!("reader={READER}"), format!("writer={WRITER}")],
-        token_file: Some(token.path().display().to_string()),
-        output_dir: Some(out.display().to_string()),
-        region: Some("eu-west-1".into()),
-        sts_endpoint: Some(sts.endpoint()),
-        health_addr: Some(String::new()),
         credentials: Some("process".into()),
         endpoint_addr: Some(format!("127.0.0.1:{port}")),
-        ..Flags::default()
+        ..test_flags(
+            sts,
+            token,
+            out,
+            &[&format!("reader={READER}"), &format!("writer={WRITER}")],
+        )
     };
     Config::load(&f, &Env::new()).unwrap()
 }

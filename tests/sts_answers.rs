@@ -22,13 +22,8 @@ const ROLE: &str = "arn:aws:iam::111122223333:role/reader";
 
 fn flags(sts: &FakeSts, token: &TokenDir, out: &std::path::Path, port: u16) -> Flags {
     Flags {
-        profiles: vec![format!("reader={ROLE}")],
-        token_file: Some(token.path().display().to_string()),
-        output_dir: Some(out.display().to_string()),
-        region: Some("eu-west-1".into()),
-        sts_endpoint: Some(sts.endpoint()),
         health_addr: Some(format!("127.0.0.1:{port}")),
-        ..Flags::default()
+        ..test_flags(sts, token, out, &[&format!("reader={ROLE}")])
     }
 }
 

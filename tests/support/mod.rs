@@ -1307,6 +1307,26 @@ pub fn base_args(sts: &FakeSts, token: &TokenDir, out: &Path) -> Vec<String> {
     ]
 }
 
+/// The flags of an in-process sidecar against `sts` and `token`, writing to
+/// `out`, publishing `profiles` (`NAME=ROLE_ARN`), region `eu-west-1`, no
+/// health listener; tests override the rest with struct update syntax.
+pub fn test_flags(
+    sts: &FakeSts,
+    token: &TokenDir,
+    out: &Path,
+    profiles: &[&str],
+) -> rolecall::config::Flags {
+    rolecall::config::Flags {
+        profiles: profiles.iter().map(|p| p.to_string()).collect(),
+        token_file: Some(token.path().display().to_string()),
+        output_dir: Some(out.display().to_string()),
+        region: Some("eu-west-1".into()),
+        sts_endpoint: Some(sts.endpoint()),
+        health_addr: Some(String::new()),
+        ..rolecall::config::Flags::default()
+    }
+}
+
 /// What one run of the binary did.
 pub struct Run {
     /// `None` when killed by a signal (a panic with `panic = "abort"`) or
