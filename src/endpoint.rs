@@ -451,11 +451,7 @@ mod tests {
     }
 
     fn writer(dir: &Path) -> Writer {
-        Writer {
-            dir: dir.to_owned(),
-            app_dir: dir.to_owned(),
-            mode: 0o640,
-        }
+        Writer::for_dir(dir)
     }
 
     #[test]

@@ -161,8 +161,9 @@ impl Refresher {
         };
         let took = started.elapsed();
         let now = SystemTime::now();
-        let result = result.and_then(|a| usable(a, now, self.ctx.sts.clock_skew()));
-        if let Some(skew) = self.ctx.sts.clock_skew() {
+        let skew = self.ctx.sts.clock_skew();
+        let result = result.and_then(|a| usable(a, now, skew));
+        if let Some(skew) = skew {
             self.ctx.shared.metrics.sts_clock_skew.set(skew);
         }
         if result.as_ref().map_or_else(

@@ -417,6 +417,17 @@ pub struct WriteError {
 }
 
 impl Writer {
+    /// A writer for `dir` (the app sees the same path) with the default
+    /// mode, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_dir(dir: &Path) -> Writer {
+        Writer {
+            dir: dir.to_owned(),
+            app_dir: dir.to_owned(),
+            mode: crate::config::DEFAULT_FILE_MODE,
+        }
+    }
+
     pub fn new(config: &Config) -> Writer {
         Writer {
             dir: config.output_dir.clone(),

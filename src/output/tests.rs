@@ -141,11 +141,7 @@ fn mkfifo(p: &Path) {
 }
 
 fn writer(dir: &Path) -> Writer {
-    Writer {
-        dir: dir.to_owned(),
-        app_dir: dir.to_owned(),
-        mode: 0o640,
-    }
+    Writer::for_dir(dir)
 }
 
 #[test]
