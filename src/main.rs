@@ -66,7 +66,7 @@ fn main() -> ExitCode {
     // level, so the switch is removed before anything can read it.
     // SAFETY: nothing else runs yet (no runtime, no other thread), so no
     // concurrent reader of the environment exists.
-    unsafe { std::env::remove_var(rolecall::SDK_BODY_LOG_SWITCH) };
+    unsafe { std::env::remove_var(rolecall::logging::SDK_BODY_LOG_SWITCH) };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_logging(config.log_format, &env);
+    rolecall::logging::init(config.log_format, env.get("RUST_LOG").map(String::as_str));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -172,10 +172,7 @@ fn check(flags: &Flags, env: &config::Env, assume: bool) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_logging(
-        LogFormat::Text,
-        &config::Env::from([("RUST_LOG".into(), "warn".into())]),
-    );
+    rolecall::logging::init(LogFormat::Text, Some("warn"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
@@ -209,29 +206,5 @@ fn status(dir: &std::path::Path, json: bool) -> ExitCode {
             eprintln!("rolecall: {e}");
             ExitCode::from(EXIT_FAILURE)
         }
-    }
-}
-
-/// Logs go to stderr, filtered as [`rolecall::log_filter`] says.
-fn init_logging(format: LogFormat, env: &config::Env) {
-    use tracing_subscriber::prelude::*;
-    let spec = env.get("RUST_LOG").map(String::as_str).unwrap_or("info");
-    let filter = rolecall::log_filter(spec);
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    match format {
-        LogFormat::Text => tracing_subscriber::registry()
-            .with(layer.with_filter(filter))
-            .init(),
-        LogFormat::Json => tracing_subscriber::registry()
-            .with(
-                layer
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_filter(filter),
-            )
-            .init(),
     }
 }

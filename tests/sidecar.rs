@@ -43,7 +43,7 @@ impl Harness {
                 tracing_subscriber::fmt::layer()
                     .with_test_writer()
                     .with_ansi(false)
-                    .with_filter(rolecall::log_filter("rolecall=debug")),
+                    .with_filter(rolecall::logging::filter("rolecall=debug")),
             )
             .try_init();
         Harness {

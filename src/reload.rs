@@ -1,0 +1,202 @@
+//! What a reload changes, decided without a runtime: [`plan`] compares the
+//! running configuration with the new one and lists the options that need a
+//! restart and the profiles to stop and (re)start. The supervisor carries
+//! the plan out.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::{Config, Profile};
+
+/// The changes a reload makes.
+#[derive(Debug, Default, PartialEq)]
+pub struct ReloadPlan {
+    /// Process-wide options that changed: they take effect only after a
+    /// restart, and the running values are kept.
+    pub restart_needed: Vec<&'static str>,
+    /// Running profiles that the new configuration no longer has.
+    pub removed: Vec<String>,
+    /// Profiles to start, in the new configuration's order: new ones, and
+    /// changed ones (whose running task stops first).
+    pub start: Vec<Start>,
+}
+
+/// A profile to start with its new settings.
+#[derive(Debug, PartialEq)]
+pub struct Start {
+    pub profile: Profile,
+    /// Whether a task for this profile is running (with other settings).
+    pub replaces: bool,
+    /// Whether the running session stays valid for the new settings (same
+    /// role, source and permissions), so it is kept until the refresh.
+    pub keep_session: bool,
+}
+
+impl ReloadPlan {
+    /// Names of the new profiles, the changed ones and the removed ones, for
+    /// the "configuration reloaded" log line.
+    pub fn summary(&self) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
+        let names = |replaces: bool| {
+            self.start
+                .iter()
+                .filter(|s| s.replaces == replaces)
+                .map(|s| s.profile.name.as_str())
+                .collect()
+        };
+        (
+            names(false),
+            names(true),
+            self.removed.iter().map(String::as_str).collect(),
+        )
+    }
+}
+
+/// The plan for replacing `old` (whose profiles run as `running`) with
+/// `new`.
+pub fn plan(old: &Config, new: &Config, running: &BTreeMap<String, Arc<Profile>>) -> ReloadPlan {
+    let removed = running
+        .keys()
+        .filter(|name| new.profile(name).is_none())
+        .cloned()
+        .collect();
+    let start = new
+        .profiles
+        .iter()
+        .filter_map(|p| match running.get(&p.name) {
+            Some(r) if **r == *p => None,
+            r => Some(Start {
+                profile: p.clone(),
+                replaces: r.is_some(),
+                keep_session: r.is_some_and(|r| keeps_session(r, p)),
+            }),
+        })
+        .collect();
+    ReloadPlan {
+        restart_needed: restart_needed(old, new),
+        removed,
+        start,
+    }
+}
+
+/// Whether a change of profile settings invalidates the session it holds
+/// (a different role or different permissions).
+fn keeps_session(old: &Profile, new: &Profile) -> bool {
+    old.role_arn == new.role_arn
+        && old.source_profile == new.source_profile
+        && old.external_id == new.external_id
+        && old.policy == new.policy
+        && old.policy_arns == new.policy_arns
+}
+
+/// The process-wide options whose change needs a restart.
+fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+    [
+        ("token_file", old.token_file != new.token_file),
+        ("output_dir", old.output_dir != new.output_dir),
+        ("file_mode", old.file_mode != new.file_mode),
+        (
+            "allow_world_readable",
+            old.allow_world_readable != new.allow_world_readable,
+        ),
+        ("health_addr", old.health_addr != new.health_addr),
+        ("endpoint_addr", old.endpoint_addr != new.endpoint_addr),
+        (
+            "endpoint_token_file",
+            old.endpoint_token_file != new.endpoint_token_file,
+        ),
+        ("log_format", old.log_format != new.log_format),
+    ]
+    .into_iter()
+    .filter_map(|(k, changed)| changed.then_some(k))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, Flags};
+
+    fn config(yaml: &str) -> Config {
+        let name = std::path::Path::new("config.yaml");
+        Config::load_text(&Flags::default(), &Env::new(), name, yaml.as_bytes()).unwrap()
+    }
+
+    fn running(c: &Config) -> BTreeMap<String, Arc<Profile>> {
+        c.profiles
+            .iter()
+            .map(|p| (p.name.clone(), Arc::new(p.clone())))
+            .collect()
+    }
+
+    const BASE: &str = "region: eu-west-1
+profiles:
+  a: { role_arn: 'arn:aws:iam::111122223333:role/a' }
+  b: { role_arn: 'arn:aws:iam::111122223333:role/b', duration_seconds: 900 }
+  c: { role_arn: 'arn:aws:iam::111122223333:role/c' }
+";
+
+    #[test]
+    fn an_unchanged_configuration_plans_nothing() {
+        let old = config(BASE);
+        let p = plan(&old, &config(BASE), &running(&old));
+        assert_eq!(p, ReloadPlan::default());
+    }
+
+    #[test]
+    fn added_changed_and_removed_profiles_are_planned_in_order() {
+        let old = config(BASE);
+        let new = config(
+            "region: eu-west-1
+profiles:
+  d: { role_arn: 'arn:aws:iam::111122223333:role/d' }
+  b: { role_arn: 'arn:aws:iam::111122223333:role/b', duration_seconds: 1800 }
+  c: { role_arn: 'arn:aws:iam::111122223333:role/other' }
+",
+        );
+        let p = plan(&old, &new, &running(&old));
+        assert_eq!(p.removed, ["a"]);
+        let (added, changed, removed) = p.summary();
+        assert_eq!(added, ["d"]);
+        assert_eq!(changed, ["b", "c"]);
+        assert_eq!(removed, ["a"]);
+        let keep: BTreeMap<&str, bool> = p
+            .start
+            .iter()
+            .map(|s| (s.profile.name.as_str(), s.keep_session))
+            .collect();
+        // A longer duration keeps the session; another role does not; a new
+        // profile has none to keep.
+        assert_eq!(
+            keep,
+            BTreeMap::from([("b", true), ("c", false), ("d", false)])
+        );
+        assert!(p.restart_needed.is_empty());
+    }
+
+    #[test]
+    fn process_wide_changes_are_listed_as_needing_a_restart() {
+        let old = config(BASE);
+        let new = config(&format!(
+            "output_dir: /elsewhere\nlog_format: json\nhealth_addr: 127.0.0.1:1\n{BASE}"
+        ));
+        let p = plan(&old, &new, &running(&old));
+        assert_eq!(
+            p.restart_needed,
+            ["output_dir", "health_addr", "log_format"]
+        );
+        assert!(p.start.is_empty() && p.removed.is_empty());
+    }
+
+    #[test]
+    fn a_change_of_permissions_drops_the_session() {
+        let old = Profile::new("p", "arn:aws:iam::111122223333:role/p");
+        let mut new = old.clone();
+        new.duration = std::time::Duration::from_secs(900);
+        assert!(keeps_session(&old, &new));
+        new.external_id = Some("x".into());
+        assert!(!keeps_session(&old, &new));
+        let mut new = old.clone();
+        new.policy_arns = vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()];
+        assert!(!keeps_session(&old, &new));
+    }
+}

@@ -1,0 +1,377 @@
+//! The supervisor: starts the listeners, the token watcher, the writer and
+//! one refresher task per profile; carries out reloads ([`crate::reload`])
+//! and manual refreshes; stops everything on shutdown.
+//!
+//! Start-up is an initial pass (every profile assumed once, sources before
+//! the profiles chained to them, a bounded number at a time), one write of
+//! the outputs, then the long-running tasks.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Semaphore, mpsc, watch as tokio_watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, ConfigError, Profile};
+use crate::output::{self, WriteError, Writer};
+use crate::refresher::{Context, Outcome, Refresher};
+use crate::reload::ReloadPlan;
+use crate::state::{ProfileState, Shared};
+use crate::sts::Sts;
+use crate::{Control, OnceReport, Options, RunError};
+use crate::{endpoint, health, http, ratelimit, sts, watch};
+
+/// The pieces every mode shares.
+struct Core {
+    shared: Arc<Shared>,
+    ctx: Context,
+    writer: Writer,
+    /// The installed process-mode helper, for the writer's re-check.
+    helper: Arc<output::Helper>,
+    nudge: Arc<tokio_watch::Sender<u64>>,
+    refresh_all: tokio_watch::Sender<u64>,
+}
+
+impl Core {
+    fn new(config: &Config, opts: &Options) -> Result<Core, RunError> {
+        let shared = Shared::new();
+        sts::warn_plaintext_endpoints(&config.profiles);
+        let writer = Writer::new(config);
+        writer.prepare()?;
+        let helper = Arc::new(output::Helper::default());
+        install_helper_if_needed(&writer, &helper, config, opts)?;
+        let nudge = Arc::new(tokio_watch::channel(0u64).0);
+        let refresh_all = tokio_watch::channel(0u64).0;
+        let ctx = Context {
+            shared: shared.clone(),
+            sts: Sts::new(opts.attempt_timeout),
+            token_file: config.token_file.clone(),
+            jitter: opts.jitter,
+            token_changed: nudge.subscribe(),
+            refresh_all: refresh_all.subscribe(),
+            sessions: Arc::new(tokio_watch::channel(0u64).0),
+        };
+        Ok(Core {
+            shared,
+            ctx,
+            writer,
+            helper,
+            nudge,
+            refresh_all,
+        })
+    }
+
+    /// Registers the profiles, seeded with the still-valid sessions an
+    /// earlier run left in the output dir (see [`output::adopt`]).
+    fn add_states(&self, profiles: &[Arc<Profile>]) {
+        let mut adopted = output::adopt(&self.writer.dir, profiles, SystemTime::now());
+        if !adopted.is_empty() {
+            tracing::info!(
+                profiles = %adopted.keys().cloned().collect::<Vec<_>>().join(","),
+                "kept valid credentials from the previous run until they are refreshed"
+            );
+        }
+        let mut map = self.shared.lock();
+        for p in profiles {
+            let mut state = ProfileState::new(p.clone());
+            state.session = adopted.remove(&p.name);
+            map.insert(p.name.clone(), state);
+        }
+    }
+
+    /// Assumes every profile once, concurrently (bounded), sources before
+    /// the profiles chained to them. Returns each refresher with its outcome.
+    async fn initial_pass(
+        &self,
+        profiles: &[Arc<Profile>],
+        concurrency: usize,
+    ) -> Vec<(Refresher, Outcome)> {
+        let mut done: Vec<(Refresher, Outcome)> = Vec::new();
+        let mut pending: Vec<Arc<Profile>> = profiles.to_vec();
+        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+        while !pending.is_empty() {
+            let (ready, waiting): (Vec<_>, Vec<_>) = pending.into_iter().partition(|p| {
+                p.source_profile.as_ref().is_none_or(|s| {
+                    !profiles.iter().any(|q| &q.name == s)
+                        || done.iter().any(|(r, _)| &r.profile.name == s)
+                })
+            });
+            if ready.is_empty() {
+                // Unreachable with a validated configuration (no cycles).
+                break;
+            }
+            let mut set = JoinSet::new();
+            for p in ready {
+                let mut r = Refresher::new(p, self.ctx.clone());
+                let permits = permits.clone();
+                set.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let o = r.attempt().await;
+                    (r, o)
+                });
+            }
+            while let Some(res) = set.join_next().await {
+                match res {
+                    Ok(pair) => done.push(pair),
+                    Err(e) => tracing::error!(error = %e, "initial refresh task failed"),
+                }
+            }
+            pending = waiting;
+        }
+        done
+    }
+}
+
+/// Installs rolecall as `<dir>/rolecall` when a profile uses process mode,
+/// and has the writer's re-check keep it installed (or stop checking it).
+fn install_helper_if_needed(
+    writer: &Writer,
+    helper: &output::Helper,
+    config: &Config,
+    opts: &Options,
+) -> Result<(), WriteError> {
+    if config
+        .profiles
+        .iter()
+        .any(|p| p.credentials == config::CredentialsMode::Process)
+    {
+        let exe = opts
+            .helper_binary
+            .clone()
+            .unwrap_or_else(|| "/proc/self/exe".into());
+        writer.install_tracked_helper(&exe, helper)?;
+    } else {
+        helper.forget();
+    }
+    Ok(())
+}
+
+/// `rolecall once`: assume every profile, write the outputs, return.
+pub async fn once(config: &Config, opts: &Options) -> Result<OnceReport, RunError> {
+    let core = Core::new(config, opts)?;
+    let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
+    core.add_states(&profiles);
+    let results = core.initial_pass(&profiles, opts.concurrency).await;
+    core.writer.write(&core.shared, SystemTime::now())?;
+    let mut failed: Vec<String> = results
+        .iter()
+        .filter(|(_, o)| !o.is_success())
+        .map(|(r, _)| r.profile.name.clone())
+        .collect();
+    failed.sort();
+    Ok(OnceReport { failed })
+}
+
+/// A running refresher task.
+struct Task {
+    profile: Arc<Profile>,
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// The long-running sidecar: initial pass, then one task per profile, the
+/// writer, the token watcher and the health server, until `shutdown`
+/// completes. `reload` re-reads the configuration on [`Control::Reload`],
+/// on the blocking pool: reading and parsing a file must not stop the
+/// probes, the refreshers or shutdown (the runtime has one thread).
+pub async fn run(
+    config: Config,
+    reload: impl Fn() -> Result<Config, ConfigError> + Send + 'static,
+    opts: Options,
+    mut controls: mpsc::Receiver<Control>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let core = Core::new(&config, &opts)?;
+    let stop = CancellationToken::new();
+    let live = Arc::new(AtomicBool::new(true));
+    let mut background = JoinSet::new();
+    if let Some(addr) = config.health_addr {
+        let health = health::Health {
+            shared: core.shared.clone(),
+            live: live.clone(),
+        };
+        let (bound, task) = health::serve(addr, health, stop.clone())
+            .await
+            .map_err(|source| RunError::Listen { addr, source })?;
+        tracing::info!(addr = %bound, "health and metrics listening");
+        background.spawn(async move {
+            let _ = task.await;
+        });
+    }
+    if let Some(addr) = config.endpoint_addr {
+        let token =
+            endpoint::EndpointToken::start(&core.writer, config.endpoint_token_file.as_deref())?;
+        background.spawn(token.clone().run(stop.clone()));
+        let ep = endpoint::Endpoint {
+            shared: core.shared.clone(),
+            token,
+        };
+        let (bound, task) = http::serve(addr, move |req| ep.respond(req), stop.clone())
+            .await
+            .map_err(|source| RunError::Listen { addr, source })?;
+        tracing::info!(addr = %bound, token_file = %core.writer.dir.join(endpoint::TOKEN_FILE).display(), "credentials endpoint listening");
+        background.spawn(async move {
+            let _ = task.await;
+        });
+    }
+    background.spawn(
+        watch::TokenWatcher {
+            token_file: config.token_file.clone(),
+            poll_interval: opts.poll_interval,
+            changed: core.nudge.clone(),
+            shared: core.shared.clone(),
+        }
+        .run(stop.clone()),
+    );
+
+    let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
+    core.add_states(&profiles);
+    let results = core.initial_pass(&profiles, opts.concurrency).await;
+    if let Err(e) = core.writer.write(&core.shared, SystemTime::now()) {
+        tracing::error!(error = %e, "initial write failed; retrying with backoff");
+    }
+    let ok = results.iter().filter(|(_, o)| o.is_success()).count();
+    tracing::info!(
+        profiles = results.len(),
+        ok,
+        failing = results.len() - ok,
+        output_dir = %config.output_dir.display(),
+        "started"
+    );
+    background.spawn(core.writer.clone().run(
+        core.shared.clone(),
+        core.helper.clone(),
+        stop.clone(),
+    ));
+
+    let mut tasks: BTreeMap<String, Task> = BTreeMap::new();
+    for (r, outcome) in results {
+        let name = r.profile.name.clone();
+        tasks.insert(name, spawn_refresher(r, outcome.next(), &stop));
+    }
+
+    let mut current = config;
+    // One reload runs at a time, off the runtime's thread; a SIGHUP during
+    // it queues one more (the file may have changed after it was read).
+    let reload = Arc::new(std::sync::Mutex::new(reload));
+    let start_reload = || {
+        let reload = reload.clone();
+        tokio::task::spawn_blocking(move || (reload.lock().unwrap_or_else(|e| e.into_inner()))())
+    };
+    let mut reloading: Option<tokio::task::JoinHandle<Result<Config, ConfigError>>> = None;
+    let mut reload_again = false;
+    // A burst of SIGUSR1 logs one line per interval, with the count left out.
+    let refresh_log = ratelimit::LogLimit::new(ratelimit::LOG_INTERVAL);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            Some(ctl) = controls.recv() => match ctl {
+                Control::RefreshNow => {
+                    if let Some(suppressed) = refresh_log.admit() {
+                        tracing::info!(suppressed, "refreshing every profile now (at most once per profile every 5 s)");
+                    }
+                    core.refresh_all.send_modify(|g| *g = g.wrapping_add(1));
+                }
+                Control::Reload if reloading.is_some() => reload_again = true,
+                Control::Reload => reloading = Some(start_reload()),
+            },
+            done = async { reloading.as_mut().expect("guarded").await }, if reloading.is_some() => {
+                reloading = reload_again.then(start_reload);
+                reload_again = false;
+                match done {
+                    Ok(Ok(new)) => {
+                        if let Err(e) = install_helper_if_needed(&core.writer, &core.helper, &new, &opts) {
+                            tracing::error!(error = %e, "cannot install the credential_process helper");
+                        }
+                        let running = tasks.iter().map(|(n, t)| (n.clone(), t.profile.clone())).collect();
+                        let plan = crate::reload::plan(&current, &new, &running);
+                        apply_reload(&core, &mut tasks, plan, &stop);
+                        current = new;
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
+                    Err(e) => tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration"),
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+
+    live.store(false, Ordering::Release);
+    stop.cancel();
+    let handles = tasks.into_values().map(|t| t.handle);
+    let all = async {
+        for h in handles {
+            let _ = h.await;
+        }
+        while background.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(opts.stop_grace, all).await.is_err() {
+        tracing::warn!("some tasks did not stop in time");
+    }
+    tracing::info!("stopped; output files left in place");
+    Ok(())
+}
+
+fn spawn_refresher(r: Refresher, first: Duration, stop: &CancellationToken) -> Task {
+    let child = stop.child_token();
+    let profile = r.profile.clone();
+    let handle = tokio::spawn(r.run(first, child.clone()));
+    Task {
+        profile,
+        stop: child,
+        handle,
+    }
+}
+
+/// Carries out a reload's [`ReloadPlan`]: warns about options that need a
+/// restart, stops removed and changed profiles, starts new and changed ones
+/// (keeping a session the change leaves valid).
+fn apply_reload(
+    core: &Core,
+    tasks: &mut BTreeMap<String, Task>,
+    plan: ReloadPlan,
+    stop: &CancellationToken,
+) {
+    if !plan.restart_needed.is_empty() {
+        tracing::warn!(
+            options = %plan.restart_needed.join(","),
+            "these options only take effect after a restart; the running values are kept"
+        );
+    }
+    let (added, changed, removed) = plan.summary();
+    let (added, changed, removed) = (added.join(","), changed.join(","), removed.join(","));
+    for name in &plan.removed {
+        if let Some(t) = tasks.remove(name) {
+            t.stop.cancel();
+        }
+        core.shared.lock().remove(name);
+        core.shared.metrics.forget_profile(name);
+    }
+    for start in plan.start {
+        if let Some(t) = tasks.remove(&start.profile.name) {
+            t.stop.cancel();
+        }
+        let profile = Arc::new(start.profile);
+        {
+            let mut map = core.shared.lock();
+            let mut state = ProfileState::new(profile.clone());
+            if start.keep_session {
+                state.session = map.get(&profile.name).and_then(|s| s.session.clone());
+            }
+            map.insert(profile.name.clone(), state);
+        }
+        let r = Refresher::new(profile.clone(), core.ctx.clone());
+        tasks.insert(
+            profile.name.clone(),
+            spawn_refresher(r, Duration::ZERO, stop),
+        );
+    }
+    tracing::info!(added = %added, changed = %changed, removed = %removed, "configuration reloaded");
+    // Unchanged profiles that are failing retry now, as on a token change.
+    core.nudge.send_modify(|g| *g = g.wrapping_add(1));
+    core.shared.request_write();
+}
