@@ -36,6 +36,7 @@
 //!   interval.
 
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod endpoint;
 pub mod fsread;
