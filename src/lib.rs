@@ -88,6 +88,8 @@ pub struct Options {
     /// The binary installed as the process-mode helper; `None` for this
     /// executable (tests of the library point it at the built binary).
     pub helper_binary: Option<std::path::PathBuf>,
+    /// Where wall-clock time comes from (tests run it from tokio's clock).
+    pub clock: clock::Clock,
 }
 
 impl Default for Options {
@@ -99,6 +101,7 @@ impl Default for Options {
             concurrency: 16,
             stop_grace: Duration::from_millis(1500),
             helper_binary: None,
+            clock: clock::Clock::System,
         }
     }
 }

@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch as tokio_watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError, Profile};
 use crate::output::{self, WriteError, Writer};
 use crate::refresher::{Context, Outcome, Refresher};
@@ -34,6 +35,7 @@ struct Core {
     helper: Arc<output::Helper>,
     nudge: Arc<tokio_watch::Sender<u64>>,
     refresh_all: tokio_watch::Sender<u64>,
+    clock: Clock,
 }
 
 impl Core {
@@ -62,13 +64,14 @@ impl Core {
             helper,
             nudge,
             refresh_all,
+            clock: opts.clock,
         })
     }
 
     /// Registers the profiles, seeded with the still-valid sessions an
     /// earlier run left in the output dir (see [`output::adopt`]).
     fn add_states(&self, profiles: &[Arc<Profile>]) {
-        let mut adopted = output::adopt(&self.writer.dir, profiles, SystemTime::now());
+        let mut adopted = output::adopt(&self.writer.dir, profiles, self.clock.now());
         if !adopted.is_empty() {
             tracing::info!(
                 profiles = %adopted.keys().cloned().collect::<Vec<_>>().join(","),
@@ -156,7 +159,7 @@ pub async fn once(config: &Config, opts: &Options) -> Result<OnceReport, RunErro
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
     core.add_states(&profiles);
     let results = core.initial_pass(&profiles, opts.concurrency).await;
-    core.writer.write(&core.shared, SystemTime::now())?;
+    core.writer.write(&core.shared, core.clock.now())?;
     let mut failed: Vec<String> = results
         .iter()
         .filter(|(_, o)| !o.is_success())
@@ -231,7 +234,7 @@ pub async fn run(
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
     core.add_states(&profiles);
     let results = core.initial_pass(&profiles, opts.concurrency).await;
-    if let Err(e) = core.writer.write(&core.shared, SystemTime::now()) {
+    if let Err(e) = core.writer.write(&core.shared, core.clock.now()) {
         tracing::error!(error = %e, "initial write failed; retrying with backoff");
     }
     let ok = results.iter().filter(|(_, o)| o.is_success()).count();
