@@ -1,7 +1,14 @@
+use super::render::HEADER;
 use super::*;
+use crate::config::CredentialsMode;
 use crate::config::Profile;
 use crate::session::{Secret, Session};
+use crate::state::{ProfileState, Shared};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+use std::time::SystemTime;
 
 fn profile(name: &str, mode: CredentialsMode, region: Option<&str>) -> Arc<Profile> {
     Arc::new(Profile {
