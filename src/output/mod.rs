@@ -28,7 +28,7 @@ use std::time::Duration;
 pub use adopt::adopt;
 pub use helper::Helper;
 pub use render::{Rendered, render};
-pub use writer::{WriteError, Writer};
+pub use writer::{WRITE_DEBOUNCE, WriteError, Writer};
 
 pub const CREDENTIALS_FILE: &str = "credentials";
 pub const CONFIG_FILE: &str = "config";

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
@@ -92,14 +92,16 @@ impl Writer {
     }
 
     /// Renders the current state and writes every file whose content
-    /// changed. Tries every file even when one fails.
-    pub fn write(&self, shared: &Shared, now: SystemTime) -> Result<(), WriteError> {
+    /// changed. Tries every file even when one fails. Returns how many files
+    /// it replaced or removed.
+    pub fn write(&self, shared: &Shared, now: SystemTime) -> Result<usize, WriteError> {
         let rendered = {
             let map = shared.lock();
             let states: Vec<&ProfileState> = map.values().collect();
             render(&states, &self.app_dir, now)
         };
         let mut first_error = None;
+        let mut written = 0;
         for (file, contents) in [
             (CREDENTIALS_FILE, Some(rendered.credentials.as_bytes())),
             (CONFIG_FILE, Some(rendered.config.as_bytes())),
@@ -114,7 +116,10 @@ impl Writer {
                 None => atomic::remove(&self.dir, file),
             };
             match result {
-                Ok(true) => tracing::debug!(file, "output written"),
+                Ok(true) => {
+                    written += 1;
+                    tracing::debug!(file, "output written");
+                }
                 Ok(false) => {}
                 Err(source) => {
                     shared
@@ -134,17 +139,34 @@ impl Writer {
         }
         let ok = first_error.is_none();
         shared.outputs_ok.store(ok, Ordering::Release);
-        first_error.map_or(Ok(()), Err)
+        first_error.map_or(Ok(written), Err)
     }
 
     /// Keeps the outputs current until `shutdown`: rewrites on every state
     /// change, when a session expires (to remove it), and after a failed
     /// write with the refresh backoff.
     ///
+    /// A state change is written after [`WRITE_DEBOUNCE`], so that the
+    /// sessions of one round (profiles refreshed together) are written in
+    /// one pass; the first pass, on start, is not delayed.
+    ///
     /// Every pass also checks the process-mode helper ([`Writer::check_helper`]),
     /// so a helper replaced from outside is restored within
     /// [`RECHECK_INTERVAL`].
     pub async fn run(self, shared: Arc<Shared>, helper: Arc<Helper>, shutdown: CancellationToken) {
+        self.keep_current(shared, helper, shutdown, &AtomicUsize::new(0))
+            .await
+    }
+
+    /// [`Writer::run`], adding the number of files each pass replaced or
+    /// removed to `written` (what the tests count).
+    pub(crate) async fn keep_current(
+        self,
+        shared: Arc<Shared>,
+        helper: Arc<Helper>,
+        shutdown: CancellationToken,
+        written: &AtomicUsize,
+    ) {
         let mut failures: u32 = 0;
         loop {
             let now = SystemTime::now();
@@ -152,7 +174,8 @@ impl Writer {
                 tracing::error!(error = %e, "cannot reinstall the credential_process helper");
             }
             let wait = match self.write(&shared, now) {
-                Ok(()) => {
+                Ok(files) => {
+                    written.fetch_add(files, Ordering::Relaxed);
                     failures = 0;
                     next_expiry(&shared, now).map_or(RECHECK_INTERVAL, |d| d.min(RECHECK_INTERVAL))
                 }
@@ -164,12 +187,45 @@ impl Writer {
             };
             crate::health::update_ready(&shared, SystemTime::now());
             tokio::select! {
-                _ = shared.changed.notified() => {}
+                _ = state_changed(&shared) => settle(&shared, &shutdown).await,
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return,
             }
         }
     }
+}
+
+/// How long the writer waits after a state change before it renders, so
+/// that one round (a token change, `SIGUSR1`, a reload, a source and its
+/// chained profiles: profiles whose STS answers arrive together) is written
+/// once instead of once per profile, each pass replacing `credentials` and
+/// `status.json` with an fsync each. Short beside any refresh schedule
+/// (minutes before expiry) and the SDKs' re-reads; measured on tokio's
+/// clock, so paused-time tests see it.
+pub const WRITE_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Lets the rest of a round arrive: waits [`WRITE_DEBOUNCE`] (cut short by
+/// `shutdown`, so that a change just before stopping is still written),
+/// then takes the wake-ups that arrived meanwhile, since the render that
+/// follows includes them. A change after that render wakes the writer again:
+/// none is lost.
+async fn settle(shared: &Shared, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(WRITE_DEBOUNCE) => {}
+        _ = shutdown.cancelled() => {}
+    }
+    take_pending_change(shared);
+}
+
+/// Resolves when the state changed since the last render.
+async fn state_changed(shared: &Shared) {
+    shared.changed.notified().await
+}
+
+/// Consumes a pending "state changed" wake-up without waiting. Returns
+/// whether there was one.
+fn take_pending_change(shared: &Shared) -> bool {
+    std::pin::pin!(shared.changed.notified()).enable()
 }
 
 /// Time until the next live session expires (so it can be removed).
@@ -183,3 +239,6 @@ fn next_expiry(shared: &Shared, now: SystemTime) -> Option<Duration> {
         // Wake just after the expiry so the session is seen as expired.
         .map(|d| d + Duration::from_millis(5))
 }
+
+#[cfg(test)]
+mod tests;
