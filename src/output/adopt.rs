@@ -5,10 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{CREDENTIALS_FILE, MAX_OUTPUT_BYTES, PROCESS_FILE, ProcessFile};
+use super::{CREDENTIALS_FILE, MAX_OUTPUT_BYTES, PROCESS_FILE, ProcessFile, ini_safe};
 use crate::config::{CredentialsMode, Profile};
 use crate::session::{Secret, Session, parse_time};
-use crate::sts::ini_safe;
 
 /// Sessions that an earlier rolecall left in `dir` and that are still valid
 /// for these profiles (same name, same role, same credentials mode, more than

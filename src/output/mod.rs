@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use adopt::adopt;
 pub use helper::Helper;
-pub use render::{Rendered, render};
+pub use render::{Rendered, ini_safe, render};
 pub use writer::{WRITE_DEBOUNCE, WriteError, Writer};
 
 pub const CREDENTIALS_FILE: &str = "credentials";

@@ -8,10 +8,16 @@ use super::{ProcessCredentials, ProcessEntry, ProcessFile, ProfileStatus, Status
 use crate::config::CredentialsMode;
 use crate::session::format_time;
 use crate::state::ProfileState;
-use crate::sts::ini_safe;
 
 pub(super) const HEADER: &str =
     "# Written by rolecall; do not edit: it is replaced as sessions refresh.\n";
+
+/// True for text that can stand as an INI value: printable ASCII, no
+/// spaces. Sessions are checked with it when STS returns them, when they are
+/// rendered and when they are adopted at a restart.
+pub fn ini_safe(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
+}
 
 /// The rendered contents of both files.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -91,6 +91,16 @@ fn process_mode_profiles_go_to_config_not_credentials() {
 }
 
 #[test]
+fn only_printable_ascii_without_spaces_is_ini_safe() {
+    assert!(ini_safe("ASIA123/+="));
+    assert!(!ini_safe(""));
+    assert!(!ini_safe("a b"));
+    assert!(!ini_safe("a\nb"));
+    assert!(!ini_safe("a\rb"));
+    assert!(!ini_safe("é"));
+}
+
+#[test]
 fn a_session_value_with_a_newline_is_never_rendered() {
     let now = SystemTime::now();
     let mut s = session("X", now + Duration::from_secs(60));
