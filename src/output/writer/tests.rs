@@ -213,3 +213,19 @@ fn a_pending_change_is_taken_once() {
     assert!(take_pending_change(&shared));
     assert!(!take_pending_change(&shared));
 }
+
+#[test]
+fn write_returns_how_many_files_it_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = shared();
+    let w = Writer::for_dir(dir.path());
+    let now = SystemTime::now();
+    assert_eq!(
+        w.write(&shared, now).unwrap(),
+        3,
+        "credentials, config, status"
+    );
+    assert_eq!(w.write(&shared, now).unwrap(), 0, "nothing changed");
+    publish(&shared, 0);
+    assert_eq!(w.write(&shared, now).unwrap(), 2, "credentials, status");
+}
