@@ -1,6 +1,9 @@
 //! Command line: parse, set up logging, call the library, map to exit codes
 //! (0 success, 1 runtime failure, 64 invalid configuration or usage).
 
+// As in the library: the one unsafe call, below, allows itself.
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -59,14 +62,20 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    // The AWS SDK logs whole STS response bodies (secret keys and session
-    // tokens) at trace level when LOG_SENSITIVE_BODIES=true is set, a switch
-    // meant for debugging applications. rolecall promises no secret at any
-    // level, so the switch is removed before anything can read it.
-    // SAFETY: nothing else runs yet (no runtime, no other thread), so no
-    // concurrent reader of the environment exists.
+/// The AWS SDK logs whole STS response bodies (secret keys and session
+/// tokens) at trace level when LOG_SENSITIVE_BODIES=true is set, a switch
+/// meant for debugging applications. rolecall promises no secret at any
+/// level, so the switch is removed before anything can read it. Called
+/// first thing in `main`, before any thread exists.
+#[allow(unsafe_code)]
+fn remove_sdk_body_log_switch() {
+    // SAFETY: called before anything else runs (no runtime, no other
+    // thread), so no concurrent reader of the environment exists.
     unsafe { std::env::remove_var(rolecall::logging::SDK_BODY_LOG_SWITCH) };
+}
+
+fn main() -> ExitCode {
+    remove_sdk_body_log_switch();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

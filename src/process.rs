@@ -220,9 +220,7 @@ mod tests {
     fn a_fifo_or_a_symlink_is_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(PROCESS_FILE);
-        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o640) }, 0);
+        crate::sys::mkfifo(&p, 0o640).unwrap();
         let e = credentials(dir.path(), "svc", SystemTime::now()).unwrap_err();
         assert!(
             matches!(

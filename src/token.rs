@@ -18,8 +18,16 @@ use serde::Deserialize;
 pub const MAX_TOKEN_BYTES: u64 = 64 * 1024;
 /// A token whose `exp` is further in the past than this is not sent to STS.
 pub const EXPIRY_GRACE: Duration = Duration::from_secs(60);
-/// The largest `exp` accepted: the end of year 9999, as RFC 3339 can write it.
+/// The earliest `exp` accepted, in seconds since the Unix epoch: the
+/// epoch itself (1970-01-01T00:00:00Z).
+const MIN_EXP: f64 = 0.0;
+/// The largest `exp` accepted, in seconds since the Unix epoch: the end of
+/// year 9999 (9999-12-31T23:59:59Z), the last time RFC 3339 can write.
 const MAX_EXP: f64 = 253_402_300_799.0;
+/// The bytes a compact JWT may hold besides ASCII letters and digits: `-`
+/// and `_` of the base64url alphabet, the `.` between its three parts, and
+/// `=` padding, which some issuers leave in.
+const JWT_EXTRA_BYTES: &[u8] = b"-_.=";
 
 /// Why the token could not be used. Each variant names the path so the log
 /// line tells the operator where to look; none carries the token itself.
@@ -110,7 +118,7 @@ impl Token {
         };
         if raw
             .bytes()
-            .any(|b| !(b.is_ascii_alphanumeric() || b"-_.=".contains(&b)))
+            .any(|b| !(b.is_ascii_alphanumeric() || JWT_EXTRA_BYTES.contains(&b)))
         {
             return Err("contains characters outside base64url");
         }
@@ -119,7 +127,10 @@ impl Token {
             .map_err(|_| "payload is not base64url")?;
         let claims: RawClaims =
             serde_json::from_slice(&payload).map_err(|_| "payload is not a JSON claims object")?;
-        if claims.exp.is_some_and(|e| !(0.0..=MAX_EXP).contains(&e)) {
+        if claims
+            .exp
+            .is_some_and(|e| !(MIN_EXP..=MAX_EXP).contains(&e))
+        {
             return Err("the exp claim is not a time between 1970 and 9999");
         }
         let aud = match claims.aud {
@@ -135,7 +146,7 @@ impl Token {
                 aud,
                 exp: claims
                     .exp
-                    .filter(|e| e.is_finite() && *e >= 0.0)
+                    .filter(|e| e.is_finite() && *e >= MIN_EXP)
                     .map(|e| e as u64),
             },
         })
@@ -243,18 +254,15 @@ mod tests {
         assert!(Token::parse(&jwt(r#"{"exp":1e300}"#)).is_err());
         assert!(Token::parse(&jwt(r#"{"exp":-5}"#)).is_err());
         assert!(Token::parse(&jwt(r#"{"exp":253402300799}"#)).is_ok());
+        assert!(Token::parse(&jwt(r#"{"exp":253402300800}"#)).is_err());
+        assert!(Token::parse(&jwt(r#"{"exp":0}"#)).is_ok());
     }
 
     #[test]
     fn a_fifo_at_the_token_path_is_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("token");
-        let ok = std::process::Command::new("mkfifo")
-            .arg(&p)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mkfifo");
+        crate::sys::mkfifo(&p, 0o600).expect("mkfifo");
         assert!(matches!(
             read(&p, SystemTime::now()),
             Err(TokenError::NotRegular { .. })

@@ -217,9 +217,7 @@ mod tests {
     fn a_fifo_at_the_target_is_replaced_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("credentials");
-        let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o640) }, 0);
+        crate::sys::mkfifo(&target, 0o640).unwrap();
         assert!(replace(dir.path(), "credentials", b"new", 0o640).unwrap());
         assert_eq!(fs::read(&target).unwrap(), b"new");
     }

@@ -1,7 +1,14 @@
+use super::render::HEADER;
 use super::*;
+use crate::config::CredentialsMode;
 use crate::config::Profile;
 use crate::session::{Secret, Session};
+use crate::state::{ProfileState, Shared};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+use std::time::SystemTime;
 
 fn profile(name: &str, mode: CredentialsMode, region: Option<&str>) -> Arc<Profile> {
     Arc::new(Profile {
@@ -84,6 +91,16 @@ fn process_mode_profiles_go_to_config_not_credentials() {
 }
 
 #[test]
+fn only_printable_ascii_without_spaces_is_ini_safe() {
+    assert!(ini_safe("ASIA123/+="));
+    assert!(!ini_safe(""));
+    assert!(!ini_safe("a b"));
+    assert!(!ini_safe("a\nb"));
+    assert!(!ini_safe("a\rb"));
+    assert!(!ini_safe("é"));
+}
+
+#[test]
 fn a_session_value_with_a_newline_is_never_rendered() {
     let now = SystemTime::now();
     let mut s = session("X", now + Duration::from_secs(60));
@@ -135,9 +152,7 @@ fn writes_both_files_and_reports_a_failure_without_touching_the_old_file() {
 }
 
 fn mkfifo(p: &Path) {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o640) }, 0, "mkfifo");
+    crate::sys::mkfifo(p, 0o640).expect("mkfifo");
 }
 
 fn writer(dir: &Path) -> Writer {

@@ -1,0 +1,126 @@
+//! The process-mode helper binary: installing it and keeping it installed.
+
+use std::path::{Path, PathBuf};
+
+use super::{HELPER_FILE, WriteError, Writer, atomic};
+
+/// The most rolecall reads of its own binary to install it as the helper.
+const MAX_HELPER_BYTES: u64 = 1 << 30;
+
+/// The process-mode helper as installed, shared by the code that installs
+/// it (start, reload) and the writer's re-check.
+#[derive(Debug, Default)]
+pub struct Helper(std::sync::Mutex<Option<Installed>>);
+
+impl Helper {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Installed>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops checking (no profile uses process mode any more).
+    pub fn forget(&self) {
+        *self.lock() = None;
+    }
+}
+
+#[derive(Debug)]
+struct Installed {
+    /// What it was installed from.
+    binary: PathBuf,
+    id: Option<FileId>,
+}
+
+/// What changes when a file is replaced, modified or re-moded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    mode: u32,
+}
+
+impl FileId {
+    /// The identity of the file at `path` itself (a symlink is not followed).
+    fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).ok()?;
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            mode: m.mode(),
+        })
+    }
+}
+
+impl Writer {
+    /// Installs `binary` (rolecall itself) as the process-mode helper,
+    /// atomically and only when it differs. Executable by whoever may read
+    /// the outputs (0640 gives 0750).
+    pub fn install_helper(&self, binary: &Path) -> Result<bool, WriteError> {
+        let err = |source| WriteError {
+            file: HELPER_FILE,
+            path: self.dir.join(HELPER_FILE),
+            source,
+        };
+        // `/proc/self/exe` is a link to the running binary: followed.
+        let bytes = crate::fsread::read(binary, MAX_HELPER_BYTES, crate::fsread::Follow::Yes)
+            .map_err(|e| match e {
+                crate::fsread::ReadError::Io(e) => err(e),
+                e => err(std::io::Error::other(format!("{} {e}", binary.display()))),
+            })?;
+        let mode = self.mode | ((self.mode & 0o444) >> 2);
+        let installed = atomic::replace(&self.dir, HELPER_FILE, &bytes, mode).map_err(err)?;
+        if installed {
+            tracing::info!(path = %self.dir.join(HELPER_FILE).display(), "installed the credential_process helper");
+        }
+        Ok(installed)
+    }
+
+    /// [`Writer::install_helper`], remembering the installed file in
+    /// `helper` so that [`Writer::check_helper`] can tell when it changes.
+    pub fn install_tracked_helper(
+        &self,
+        binary: &Path,
+        helper: &Helper,
+    ) -> Result<bool, WriteError> {
+        let installed = self.install_helper(binary)?;
+        *helper.lock() = Some(Installed {
+            binary: binary.to_owned(),
+            id: FileId::of(&self.dir.join(HELPER_FILE)),
+        });
+        Ok(installed)
+    }
+
+    /// Reinstalls the helper if the file at `<dir>/rolecall` is no longer
+    /// the one installed (replaced, removed, modified or re-moded). Cheap
+    /// when nothing changed: one `lstat`, compared with the identity
+    /// remembered at install (device, inode, size, times, mode); the
+    /// contents are compared with the running binary only when that
+    /// differs. Returns whether it was reinstalled.
+    pub fn check_helper(&self, helper: &Helper) -> Result<bool, WriteError> {
+        let Some((binary, id)) = helper
+            .lock()
+            .as_ref()
+            .map(|i| (i.binary.clone(), i.id.clone()))
+        else {
+            return Ok(false);
+        };
+        let path = self.dir.join(HELPER_FILE);
+        if id.is_some() && FileId::of(&path) == id {
+            return Ok(false);
+        }
+        let reinstalled = self.install_tracked_helper(&binary, helper)?;
+        if reinstalled {
+            tracing::warn!(
+                path = %path.display(),
+                "the credential_process helper was changed or removed from outside; reinstalled it"
+            );
+        }
+        Ok(reinstalled)
+    }
+}

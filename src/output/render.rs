@@ -1,0 +1,120 @@
+//! Rendering the state into the contents of the output files.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::{ProcessCredentials, ProcessEntry, ProcessFile, ProfileStatus, Status};
+use crate::config::CredentialsMode;
+use crate::session::format_time;
+use crate::state::ProfileState;
+
+pub(super) const HEADER: &str =
+    "# Written by rolecall; do not edit: it is replaced as sessions refresh.\n";
+
+/// True for text that can stand as an INI value: printable ASCII, no
+/// spaces. Sessions are checked with it when STS returns them, when they are
+/// rendered and when they are adopted at a restart.
+pub fn ini_safe(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The rendered contents of both files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    /// Contains secrets: never logged.
+    pub credentials: String,
+    pub config: String,
+    /// [`STATUS_FILE`] as JSON.
+    pub status: String,
+    /// [`PROCESS_FILE`] as JSON (secrets), when a profile uses process mode.
+    pub process: Option<String>,
+}
+
+/// Renders the outputs for the profiles in `states` at `now`.
+pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> Rendered {
+    let mut credentials = String::from(HEADER);
+    let mut config = String::from(HEADER);
+    let mut status = Status {
+        version: 1,
+        profiles: Vec::new(),
+    };
+    let mut process: Option<ProcessFile> = None;
+    for state in states {
+        let p = &state.profile;
+        status.profiles.push(ProfileStatus {
+            name: p.name.clone(),
+            role_arn: p.role_arn.clone(),
+            credentials: p.credentials.as_str().into(),
+            region: p.region.clone(),
+            expiration: state.session.as_ref().map(|s| format_time(s.expiration)),
+            last_refresh: state.last_refresh.map(format_time),
+            last_error: state.last_error.clone(),
+        });
+        // Profile names, regions and paths are validated at load; sessions
+        // are checked by `ini_safe` when they arrive. Checked again here so
+        // that no future code path can inject a line.
+        if p.credentials == CredentialsMode::File
+            && let Some(s) = state.live_session(now)
+            && [
+                s.access_key_id.expose(),
+                s.secret_access_key.expose(),
+                s.session_token.expose(),
+            ]
+            .iter()
+            .all(|v| ini_safe(v))
+        {
+            let _ = write!(
+                credentials,
+                "\n# {} expires {}\n[{}]\naws_access_key_id = {}\naws_secret_access_key = {}\naws_session_token = {}\n",
+                p.role_arn,
+                format_time(s.expiration),
+                p.name,
+                s.access_key_id.expose(),
+                s.secret_access_key.expose(),
+                s.session_token.expose(),
+            );
+        }
+        if p.name == "default" {
+            config.push_str("\n[default]\n");
+        } else {
+            let _ = write!(config, "\n[profile {}]\n", p.name);
+        }
+        if let Some(region) = &p.region {
+            let _ = writeln!(config, "region = {region}");
+        }
+        if p.credentials == CredentialsMode::Process {
+            let file = process.get_or_insert_with(ProcessFile::default);
+            if let Some(s) = state.live_session(now) {
+                file.profiles.insert(
+                    p.name.clone(),
+                    ProcessEntry {
+                        role_arn: p.role_arn.clone(),
+                        real_expiration: Some(format_time(s.expiration)),
+                        credentials: ProcessCredentials {
+                            version: 1,
+                            access_key_id: s.access_key_id.expose().to_owned(),
+                            secret_access_key: s.secret_access_key.expose().to_owned(),
+                            session_token: s.session_token.expose().to_owned(),
+                            expiration: format_time(state.reported_expiry(s, now)),
+                        },
+                    },
+                );
+            }
+            let _ = writeln!(
+                config,
+                "credential_process = {} credential-process --profile {}",
+                output_dir.join("rolecall").display(),
+                p.name
+            );
+        }
+    }
+    let mut status = serde_json::to_string_pretty(&status).expect("serialisable");
+    status.push('\n');
+    Rendered {
+        credentials,
+        config,
+        status,
+        process: process.map(|p| serde_json::to_string(&p).expect("serialisable") + "\n"),
+    }
+}

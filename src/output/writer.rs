@@ -1,0 +1,244 @@
+//! The writer: renders the state and replaces the files whose bytes changed,
+//! and the task that keeps them current.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    CONFIG_FILE, CREDENTIALS_FILE, Helper, PROCESS_FILE, RECHECK_INTERVAL, STATUS_FILE, atomic,
+    render,
+};
+use crate::config::Config;
+use crate::metrics::FileLabel;
+use crate::schedule;
+use crate::state::{ProfileState, Shared};
+
+/// Writes the outputs of one configuration.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    pub dir: PathBuf,
+    /// The output dir as the application sees it.
+    pub app_dir: PathBuf,
+    pub mode: u32,
+}
+
+/// A failed write, naming the file; the previous file is left whole.
+#[derive(Debug, thiserror::Error)]
+#[error("could not write {path}: {source} (the previous file is kept)")]
+pub struct WriteError {
+    pub file: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl Writer {
+    /// A writer for `dir` (the app sees the same path) with the default
+    /// mode, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_dir(dir: &std::path::Path) -> Writer {
+        Writer {
+            dir: dir.to_owned(),
+            app_dir: dir.to_owned(),
+            mode: crate::config::DEFAULT_FILE_MODE,
+        }
+    }
+
+    pub fn new(config: &Config) -> Writer {
+        Writer {
+            dir: config.output_dir.clone(),
+            app_dir: config.app_output_dir.clone(),
+            mode: config.file_mode,
+        }
+    }
+
+    /// The mode of an output dir rolecall creates: searchable by whoever
+    /// may read the files (0640 gives 0750, 0600 gives 0700).
+    pub fn dir_mode(&self) -> u32 {
+        let read = self.mode & 0o044;
+        0o700 | read | (read >> 2)
+    }
+
+    /// Creates the directory if needed and removes temporaries left by a
+    /// killed process. A directory rolecall creates gets [`Writer::dir_mode`]
+    /// whatever the umask; an existing one (a mounted emptyDir) is left as
+    /// it is.
+    pub fn prepare(&self) -> Result<(), WriteError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let err = |source| WriteError {
+            file: "output_dir",
+            path: self.dir.clone(),
+            source,
+        };
+        if std::fs::symlink_metadata(&self.dir).is_err() {
+            let mode = self.dir_mode();
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(&self.dir)
+                .map_err(err)?;
+            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(mode))
+                .map_err(err)?;
+        }
+        let removed = atomic::remove_stale_temporaries(&self.dir).map_err(err)?;
+        if removed > 0 {
+            tracing::info!(removed, dir = %self.dir.display(), "removed temporary files left by an earlier run");
+        }
+        Ok(())
+    }
+
+    /// Renders the current state and writes every file whose content
+    /// changed. Tries every file even when one fails. Returns how many files
+    /// it replaced or removed.
+    pub fn write(&self, shared: &Shared, now: SystemTime) -> Result<usize, WriteError> {
+        let rendered = {
+            let map = shared.lock();
+            let states: Vec<&ProfileState> = map.values().collect();
+            render(&states, &self.app_dir, now)
+        };
+        let mut first_error = None;
+        let mut written = 0;
+        for (file, contents) in [
+            (CREDENTIALS_FILE, Some(rendered.credentials.as_bytes())),
+            (CONFIG_FILE, Some(rendered.config.as_bytes())),
+            (STATUS_FILE, Some(rendered.status.as_bytes())),
+            (
+                PROCESS_FILE,
+                rendered.process.as_ref().map(|p| p.as_bytes()),
+            ),
+        ] {
+            let result = match contents {
+                Some(c) => atomic::replace(&self.dir, file, c, self.mode),
+                None => atomic::remove(&self.dir, file),
+            };
+            match result {
+                Ok(true) => {
+                    written += 1;
+                    tracing::debug!(file, "output written");
+                }
+                Ok(false) => {}
+                Err(source) => {
+                    shared
+                        .metrics
+                        .write_errors
+                        .get_or_create(&FileLabel { file: file.into() })
+                        .inc();
+                    let e = WriteError {
+                        file,
+                        path: self.dir.join(file),
+                        source,
+                    };
+                    tracing::error!(file, error = %e, "write failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let ok = first_error.is_none();
+        shared.outputs_ok.store(ok, Ordering::Release);
+        first_error.map_or(Ok(written), Err)
+    }
+
+    /// Keeps the outputs current until `shutdown`: rewrites on every state
+    /// change, when a session expires (to remove it), and after a failed
+    /// write with the refresh backoff.
+    ///
+    /// A state change is written after [`WRITE_DEBOUNCE`], so that the
+    /// sessions of one round (profiles refreshed together) are written in
+    /// one pass; the first pass, on start, is not delayed.
+    ///
+    /// Every pass also checks the process-mode helper ([`Writer::check_helper`]),
+    /// so a helper replaced from outside is restored within
+    /// [`RECHECK_INTERVAL`].
+    pub async fn run(self, shared: Arc<Shared>, helper: Arc<Helper>, shutdown: CancellationToken) {
+        self.keep_current(shared, helper, shutdown, &AtomicUsize::new(0))
+            .await
+    }
+
+    /// [`Writer::run`], adding the number of files each pass replaced or
+    /// removed to `written` (what the tests count).
+    pub(crate) async fn keep_current(
+        self,
+        shared: Arc<Shared>,
+        helper: Arc<Helper>,
+        shutdown: CancellationToken,
+        written: &AtomicUsize,
+    ) {
+        let mut failures: u32 = 0;
+        loop {
+            let now = SystemTime::now();
+            if let Err(e) = self.check_helper(&helper) {
+                tracing::error!(error = %e, "cannot reinstall the credential_process helper");
+            }
+            let wait = match self.write(&shared, now) {
+                Ok(files) => {
+                    written.fetch_add(files, Ordering::Relaxed);
+                    failures = 0;
+                    next_expiry(&shared, now).map_or(RECHECK_INTERVAL, |d| d.min(RECHECK_INTERVAL))
+                }
+                Err(_) => {
+                    let d = schedule::backoff(failures, schedule::random_jitter());
+                    failures = failures.saturating_add(1);
+                    d
+                }
+            };
+            crate::health::update_ready(&shared, SystemTime::now());
+            tokio::select! {
+                _ = state_changed(&shared) => settle(&shared, &shutdown).await,
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// How long the writer waits after a state change before it renders, so
+/// that one round (a token change, `SIGUSR1`, a reload, a source and its
+/// chained profiles: profiles whose STS answers arrive together) is written
+/// once instead of once per profile, each pass replacing `credentials` and
+/// `status.json` with an fsync each. Short beside any refresh schedule
+/// (minutes before expiry) and the SDKs' re-reads; measured on tokio's
+/// clock, so paused-time tests see it.
+pub const WRITE_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Lets the rest of a round arrive: waits [`WRITE_DEBOUNCE`] (cut short by
+/// `shutdown`, so that a change just before stopping is still written),
+/// then takes the wake-ups that arrived meanwhile, since the render that
+/// follows includes them. A change after that render wakes the writer again:
+/// none is lost.
+async fn settle(shared: &Shared, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(WRITE_DEBOUNCE) => {}
+        _ = shutdown.cancelled() => {}
+    }
+    take_pending_change(shared);
+}
+
+/// Resolves when the state changed since the last render.
+async fn state_changed(shared: &Shared) {
+    shared.changed.notified().await
+}
+
+/// Consumes a pending "state changed" wake-up without waiting. Returns
+/// whether there was one.
+fn take_pending_change(shared: &Shared) -> bool {
+    std::pin::pin!(shared.changed.notified()).enable()
+}
+
+/// Time until the next live session expires (so it can be removed).
+fn next_expiry(shared: &Shared, now: SystemTime) -> Option<Duration> {
+    shared
+        .lock()
+        .values()
+        .filter_map(|s| s.live_session(now))
+        .filter_map(|s| s.expiration.duration_since(now).ok())
+        .min()
+        // Wake just after the expiry so the session is seen as expired.
+        .map(|d| d + Duration::from_millis(5))
+}
+
+#[cfg(test)]
+mod tests;
