@@ -1,3 +1,5 @@
+use super::checks::check_session_name;
+use super::yaml::nesting_depth;
 use super::*;
 
 const ARN_A: &str = "arn:aws:iam::111122223333:role/reader";

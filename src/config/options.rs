@@ -1,0 +1,314 @@
+//! The table of options: every global option declared once, with its flag,
+//! environment variables, YAML key, how its YAML value reads, its check
+//! (which also gives its default) and whether a reload applies it. The YAML
+//! key lists, the sources, the merge and the restart list are derived from
+//! [`OPTIONS`]; the command line is clap's [`Flags`], which the table reads.
+
+use std::path::PathBuf;
+
+use super::Config;
+use super::sources::{Problems, Src, Values};
+use super::validate::{self, Globals};
+
+/// Command-line options shared by `run`, `once` and `check`. Values are kept
+/// as text here and validated in [`Config::load`](super::Config::load), so that a bad flag is
+/// reported together with every other problem.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Flags {
+    /// YAML configuration file [env: ROLECALL_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A profile to publish, NAME=ROLE_ARN (repeatable) [env: ROLECALL_PROFILES=a=arn,b=arn]
+    #[arg(long = "profile", value_name = "NAME=ROLE_ARN")]
+    pub profiles: Vec<String>,
+    /// Projected service-account token [env: AWS_WEB_IDENTITY_TOKEN_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<String>,
+    /// Directory the credentials and config files are written to [env: ROLECALL_OUTPUT_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<String>,
+    /// Where the application container mounts the output dir, for the
+    /// credential_process lines in `config` [env: ROLECALL_APP_OUTPUT_DIR; default: the output dir]
+    #[arg(long, value_name = "DIR")]
+    pub app_output_dir: Option<String>,
+    /// AWS region for STS calls and the config file [env: AWS_REGION, AWS_DEFAULT_REGION]
+    #[arg(long)]
+    pub region: Option<String>,
+    /// STS endpoint URL [env: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL]
+    #[arg(long, value_name = "URL")]
+    pub sts_endpoint: Option<String>,
+    /// Session duration in seconds, 900-43200 [default: 3600]
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<String>,
+    /// Role session name [env: AWS_ROLE_SESSION_NAME; default: rolecall-$HOSTNAME]
+    #[arg(long, value_name = "NAME")]
+    pub session_name: Option<String>,
+    /// How profiles are published: file, process or endpoint [default: file]
+    #[arg(long, value_name = "MODE")]
+    pub credentials: Option<String>,
+    /// Mode of the written files, in octal; group/other write is refused [default: 0640]
+    #[arg(long, value_name = "OCTAL")]
+    pub file_mode: Option<String>,
+    /// Allow a --file-mode that every user can read (e.g. 0644) [env: ROLECALL_ALLOW_WORLD_READABLE; default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub allow_world_readable: Option<String>,
+    /// Health and metrics listener; empty disables [env: ROLECALL_HEALTH_ADDR; default: 0.0.0.0:9911]
+    #[arg(long, value_name = "ADDR")]
+    pub health_addr: Option<String>,
+    /// Loopback credentials endpoint, e.g. 127.0.0.1:9912 [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub endpoint_addr: Option<String>,
+    /// The endpoint's authorization token, read from this file (e.g. a
+    /// mounted Secret) instead of generated; needs --endpoint-addr [env: ROLECALL_ENDPOINT_TOKEN_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub endpoint_token_file: Option<String>,
+    /// Log format: text or json [env: ROLECALL_LOG_FORMAT; default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// How an option's YAML value reads as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Yaml {
+    /// A string or a number.
+    Text,
+    /// A number is the mode itself (`0o640` == 416), a string octal text.
+    Mode,
+    /// A boolean, or the same words as text.
+    Bool,
+}
+
+/// Where an option's value is checked.
+#[derive(Clone, Copy)]
+pub(super) enum Scope {
+    /// Process-wide: this checks the merged value (or gives the default)
+    /// into the globals, once; it may look at the other merged values.
+    Global(fn(Option<&Src>, &Values, &mut Globals, &mut Problems)),
+    /// A default that every profile inherits and may set for itself (the
+    /// same key in a profile): checked where a profile inherits it
+    /// (profiles.rs), so a bad default nobody inherits is not an error.
+    Profile,
+}
+
+/// Whether a reload (SIGHUP) applies a change of the option.
+#[derive(Clone, Copy)]
+pub(super) enum Reload {
+    Live,
+    /// Only a restart applies it; tells whether two configurations differ in it.
+    Restart(fn(&Config, &Config) -> bool),
+}
+
+/// One global option.
+pub(super) struct Opt {
+    /// The YAML key; also its name in the restart warning.
+    pub key: &'static str,
+    /// The long flag, without `--`.
+    pub flag: &'static str,
+    pub flag_value: fn(&Flags) -> &Option<String>,
+    /// Environment variables, in order of precedence.
+    pub env: &'static [&'static str],
+    /// Whether an empty environment value is a value (otherwise it is unset).
+    pub env_empty_counts: bool,
+    pub yaml: Yaml,
+    pub scope: Scope,
+    pub reload: Reload,
+}
+
+/// Every global option, in the order the YAML key list shows them and
+/// their checks run (an option may depend on one above it).
+pub(super) const OPTIONS: &[Opt] = &[
+    Opt {
+        key: "token_file",
+        flag: "token-file",
+        flag_value: |f| &f.token_file,
+        env: &["AWS_WEB_IDENTITY_TOKEN_FILE"],
+        env_empty_counts: false,
+        yaml: Yaml::Text,
+        scope: Scope::Global(validate::token_file),
+        reload: Reload::Restart(|a, b| a.token_file != b.token_file),
+    },
+    Opt {
+        key: "output_dir",
+        flag: "output-dir",
+        flag_value: |f| &f.output_dir,
+        env: &["ROLECALL_OUTPUT_DIR"],
+        env_empty_counts: false,
+        yaml: Yaml::Text,
+        scope: Scope::Global(validate::output_dir),
+        reload: Reload::Restart(|a, b| a.output_dir != b.output_dir),
+    },
+    Opt {
+        key: "app_output_dir",
+        flag: "app-output-dir",
+        flag_value: |f| &f.app_output_dir,
+        env: &["ROLECALL_APP_OUTPUT_DIR"],
+        env_empty_counts: false,
+        yaml: Yaml::Text,
+        scope: Scope::Global(validate::app_output_dir),
+        reload: Reload::Live,
+    },
+    Opt {
+        key: "region",
+        flag: "region",
+        flag_value: |f| &f.region,
+        env: &["AWS_REGION", "AWS_DEFAULT_REGION"],
+        env_empty_counts: false,
+        yaml: Yaml::Text,
+        scope: Scope::Profile,
+        reload: Reload::Live,
+    },
+    Opt {
+        key: "sts_endpoint",
+        flag: "sts-endpoint",
+        flag_value: |f| &f.sts_endpoint,
+        env: &["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"],
+        env_empty_counts: false,
+        yaml: Yaml::Text,
+        scope: Scope::Profile,
+        reload: Reload::Live,
+    },
+    Opt {
+        key: "duration_seconds",
+        flag: "duration",
+        flag_value: |f| &f.duration,
+        env: &[],
+        env_empty_counts: false,
+        yaml: Yaml::Text,
+        scope: Scope::Profile,
+        reload: Reload::Live,
+    },
+    Opt {
+        key: "role_session_name",
+        flag: "session-name",
+        flag_value: |f| &f.session_name,
+        env: &["AWS_ROLE_SESSION_NAME"],
+        env_empty_counts: false,
+        yaml: Yaml::Text,
+        scope: Scope::Profile,
+        reload: Reload::Live,
+    },
+    Opt {
+        key: "credentials",
+        flag: "credentials",
+        flag_value: |f| &f.credentials,
+        env: &[],
+        env_empty_counts: false,
+        yaml: Yaml::Text,
+        scope: Scope::Profile,
+        reload: Reload::Live,
+    },
+    Opt {
+        key: "file_mode",
+        flag: "file-mode",
+        flag_value: |f| &f.file_mode,
+        env: &[],
+        env_empty_counts: false,
+        yaml: Yaml::Mode,
+        scope: Scope::Global(validate::file_mode),
+        reload: Reload::Restart(|a, b| a.file_mode != b.file_mode),
+    },
+    Opt {
+        key: "allow_world_readable",
+        flag: "allow-world-readable",
+        flag_value: |f| &f.allow_world_readable,
+        env: &["ROLECALL_ALLOW_WORLD_READABLE"],
+        env_empty_counts: false,
+        yaml: Yaml::Bool,
+        scope: Scope::Global(validate::allow_world_readable),
+        reload: Reload::Restart(|a, b| a.allow_world_readable != b.allow_world_readable),
+    },
+    Opt {
+        key: "health_addr",
+        flag: "health-addr",
+        flag_value: |f| &f.health_addr,
+        env: &["ROLECALL_HEALTH_ADDR"],
+        // Empty disables the listener.
+        env_empty_counts: true,
+        yaml: Yaml::Text,
+        scope: Scope::Global(validate::health_addr),
+        reload: Reload::Restart(|a, b| a.health_addr != b.health_addr),
+    },
+    Opt {
+        key: "endpoint_addr",
+        flag: "endpoint-addr",
+        flag_value: |f| &f.endpoint_addr,
+        env: &[],
+        env_empty_counts: false,
+        yaml: Yaml::Text,
+        scope: Scope::Global(validate::endpoint_addr),
+        reload: Reload::Restart(|a, b| a.endpoint_addr != b.endpoint_addr),
+    },
+    Opt {
+        key: "endpoint_token_file",
+        flag: "endpoint-token-file",
+        flag_value: |f| &f.endpoint_token_file,
+        env: &["ROLECALL_ENDPOINT_TOKEN_FILE"],
+        env_empty_counts: false,
+        yaml: Yaml::Text,
+        scope: Scope::Global(validate::endpoint_token_file),
+        reload: Reload::Restart(|a, b| a.endpoint_token_file != b.endpoint_token_file),
+    },
+    Opt {
+        key: "log_format",
+        flag: "log-format",
+        flag_value: |f| &f.log_format,
+        env: &["ROLECALL_LOG_FORMAT"],
+        env_empty_counts: false,
+        yaml: Yaml::Text,
+        scope: Scope::Global(validate::log_format),
+        reload: Reload::Restart(|a, b| a.log_format != b.log_format),
+    },
+];
+
+/// The top-level YAML key that holds the profiles.
+pub(super) const PROFILES_KEY: &str = "profiles";
+/// `--profile NAME=ROLE_ARN` and its environment variable (`a=arn,b=arn`).
+pub(super) const PROFILES_ENV: &str = "ROLECALL_PROFILES";
+/// With no profile configured, this variable (set by the EKS webhook) gives
+/// the profile `default`.
+pub(super) const ROLE_ARN_ENV: &str = "AWS_ROLE_ARN";
+/// The configuration file's variable (the flag is `--config`).
+pub(super) const CONFIG_ENV: &str = "ROLECALL_CONFIG";
+
+/// Per-profile keys besides the inherited options ([`Scope::Profile`]).
+pub(super) const ROLE_ARN: &str = "role_arn";
+/// The per-profile list key.
+pub(super) const POLICY_ARNS: &str = "policy_arns";
+const OWN_PROFILE_KEYS: &[&str] = &["policy", POLICY_ARNS, "source_profile", "external_id"];
+
+/// The option a YAML top-level key names.
+pub(super) fn option(key: &str) -> Option<&'static Opt> {
+    OPTIONS.iter().find(|o| o.key == key)
+}
+
+/// The top-level YAML keys, in the order error messages list them.
+pub(super) fn top_keys() -> Vec<&'static str> {
+    OPTIONS
+        .iter()
+        .map(|o| o.key)
+        .chain([PROFILES_KEY])
+        .collect()
+}
+
+/// The keys a profile may set: its role, the inherited options, its own.
+pub(super) fn profile_keys() -> Vec<&'static str> {
+    let inherited = OPTIONS
+        .iter()
+        .filter(|o| matches!(o.scope, Scope::Profile))
+        .map(|o| o.key);
+    [ROLE_ARN]
+        .into_iter()
+        .chain(inherited)
+        .chain(OWN_PROFILE_KEYS.iter().copied())
+        .collect()
+}
+
+/// The options that differ between `old` and `new` and that only a restart
+/// applies, in table order.
+pub(super) fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+    OPTIONS
+        .iter()
+        .filter(|o| matches!(o.reload, Reload::Restart(changed) if changed(old, new)))
+        .map(|o| o.key)
+        .collect()
+}
