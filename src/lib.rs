@@ -479,16 +479,6 @@ fn spawn_refresher(r: Refresher, first: Duration, stop: &CancellationToken) -> T
     }
 }
 
-/// Whether a change of profile settings invalidates the session it holds
-/// (a different role or different permissions).
-fn keeps_session(old: &Profile, new: &Profile) -> bool {
-    old.role_arn == new.role_arn
-        && old.source_profile == new.source_profile
-        && old.external_id == new.external_id
-        && old.policy == new.policy
-        && old.policy_arns == new.policy_arns
-}
-
 fn apply_reload(
     core: &Core,
     tasks: &mut BTreeMap<String, Task>,
@@ -496,25 +486,7 @@ fn apply_reload(
     new: &Config,
     stop: &CancellationToken,
 ) {
-    let restart_needed: Vec<&str> = [
-        ("token_file", old.token_file != new.token_file),
-        ("output_dir", old.output_dir != new.output_dir),
-        ("file_mode", old.file_mode != new.file_mode),
-        (
-            "allow_world_readable",
-            old.allow_world_readable != new.allow_world_readable,
-        ),
-        ("health_addr", old.health_addr != new.health_addr),
-        ("endpoint_addr", old.endpoint_addr != new.endpoint_addr),
-        (
-            "endpoint_token_file",
-            old.endpoint_token_file != new.endpoint_token_file,
-        ),
-        ("log_format", old.log_format != new.log_format),
-    ]
-    .into_iter()
-    .filter_map(|(k, changed)| changed.then_some(k))
-    .collect();
+    let restart_needed = Config::restart_needed(old, new);
     if !restart_needed.is_empty() {
         tracing::warn!(
             options = %restart_needed.join(","),
@@ -536,7 +508,7 @@ fn apply_reload(
         match tasks.get(&p.name) {
             Some(t) if *t.profile == *p => {}
             existing => {
-                let keep = existing.is_some_and(|t| keeps_session(&t.profile, p));
+                let keep = existing.is_some_and(|t| t.profile.same_identity(p));
                 if let Some(t) = tasks.remove(&p.name) {
                     t.stop.cancel();
                     changed.push(p.name.clone());

@@ -222,3 +222,103 @@ fn parse_pairs<'a>(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn flags_are_read_with_their_flag_as_origin() {
+        let s = from_flags(&Flags {
+            region: Some("eu-west-1".into()),
+            duration: Some("900".into()),
+            profiles: vec!["a=arn".into(), " b = arn2 ".into(), "".into()],
+            ..Flags::default()
+        });
+        assert_eq!(s.values["region"], src("eu-west-1", "--region"));
+        assert_eq!(s.values["duration_seconds"], src("900", "--duration"));
+        assert_eq!(s.values.len(), 2);
+        let names: Vec<_> = s.profiles.iter().map(|(n, _)| n.value.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(s.profiles[1].0.origin, "--profile  b = arn2 ");
+        assert_eq!(s.profiles[1].1.get(ROLE_ARN).unwrap().value, "arn2");
+        assert!(s.problems.into_vec().is_empty() && s.fallback.is_none());
+    }
+
+    #[test]
+    fn the_environment_skips_empty_values_but_an_empty_health_address_counts() {
+        let s = from_env(&env(&[
+            ("AWS_REGION", ""),
+            ("AWS_DEFAULT_REGION", "us-west-1"),
+            ("ROLECALL_OUTPUT_DIR", ""),
+            ("ROLECALL_HEALTH_ADDR", ""),
+            ("AWS_ROLE_ARN", "arn"),
+        ]));
+        assert_eq!(
+            s.values["region"],
+            src("us-west-1", "environment AWS_DEFAULT_REGION")
+        );
+        assert!(!s.values.contains_key("output_dir"));
+        assert_eq!(
+            s.values["health_addr"],
+            src("", "environment ROLECALL_HEALTH_ADDR")
+        );
+        let (name, raw) = s.fallback.unwrap();
+        assert_eq!(name, src("default", "environment AWS_ROLE_ARN"));
+        assert_eq!(
+            raw.get(ROLE_ARN),
+            Some(&src("arn", "environment AWS_ROLE_ARN"))
+        );
+    }
+
+    #[test]
+    fn a_malformed_profile_list_is_one_problem_per_bad_item() {
+        let s = from_env(&env(&[("ROLECALL_PROFILES", "a=x,,oops,oops,b=y")]));
+        assert_eq!(s.profiles.len(), 2);
+        let p = s.problems.into_vec();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].origin, "environment ROLECALL_PROFILES");
+        assert_eq!(p[0].message, "expected NAME=ROLE_ARN, got \"oops\"");
+    }
+
+    #[test]
+    fn problems_keep_their_order_list_each_once_and_know_the_file_s() {
+        let mut p = Problems::default();
+        p.push("b", "two");
+        p.push("a", "one");
+        p.push("b", "two");
+        assert!(!p.touch_file());
+        let mut q = Problems::default();
+        q.at(
+            &Src {
+                in_file: true,
+                ..src("x", "/c.yaml: region")
+            },
+            "bad",
+        );
+        q.push("a", "one");
+        p.append(q);
+        assert!(p.touch_file());
+        let listed: Vec<_> = p
+            .as_slice()
+            .iter()
+            .map(|p| format!("{}: {}", p.origin, p.message))
+            .collect();
+        assert_eq!(listed, ["b: two", "a: one", "/c.yaml: region: bad"]);
+    }
+
+    #[test]
+    fn printable_escapes_and_shortens() {
+        assert_eq!(printable("a\nb"), "a\\nb");
+        assert_eq!(printable(&"x".repeat(100)), format!("{}…", "x".repeat(80)));
+        assert_eq!(join("", "k"), "k");
+        assert_eq!(join("p", "k"), "p.k");
+    }
+}
