@@ -94,3 +94,82 @@ pub(super) fn waves(profiles: &[Profile]) -> Vec<Vec<&Profile>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::sources::{RawProfile, src};
+
+    fn profiles(specs: &[(&str, Option<&str>)]) -> Vec<Profile> {
+        let mut out: Vec<Profile> = specs
+            .iter()
+            .map(|(n, s)| Profile {
+                source_profile: s.map(Into::into),
+                ..Profile::new(*n, "arn")
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn names(ps: &[&Profile]) -> Vec<String> {
+        ps.iter().map(|p| p.name.clone()).collect()
+    }
+
+    #[test]
+    fn order_puts_each_source_first_and_keeps_name_order_otherwise() {
+        let ps = profiles(&[("a", Some("z")), ("b", None), ("c", Some("b")), ("z", None)]);
+        assert_eq!(names(&order(&ps)), ["b", "c", "z", "a"]);
+        let ps = profiles(&[("a", None), ("b", Some("a")), ("c", None)]);
+        assert_eq!(names(&order(&ps)), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn waves_are_layers_sources_first() {
+        let ps = profiles(&[
+            ("a", None),
+            ("b", Some("a")),
+            ("c", None),
+            ("d", Some("b")),
+            ("e", Some("a")),
+        ]);
+        let w: Vec<Vec<String>> = waves(&ps).iter().map(|w| names(w)).collect();
+        assert_eq!(w, [vec!["a", "c"], vec!["b", "e"], vec!["d"]]);
+        assert!(waves(&[]).is_empty());
+        // A source that is not configured does not hold a profile back.
+        let ps = profiles(&[("x", Some("gone"))]);
+        assert_eq!(waves(&ps).len(), 1);
+    }
+
+    #[test]
+    fn a_cycle_is_one_problem_per_profile_on_it() {
+        let mut merged = RawProfiles::new();
+        for (name, source) in [
+            ("a", Some("b")),
+            ("b", Some("a")),
+            ("c", Some("a")),
+            ("d", None),
+        ] {
+            let mut raw = RawProfile::role(src("arn", name));
+            if let Some(s) = source {
+                raw.keys
+                    .insert("source_profile", src(s, format!("{name}.source_profile")));
+            }
+            merged.insert(name.into(), (src(name, format!("p.{name}")), raw));
+        }
+        let mut p = Problems::default();
+        check_cycles(&merged, &mut p);
+        let got: Vec<_> = p
+            .into_vec()
+            .into_iter()
+            .map(|p| format!("{}: {}", p.origin, p.message))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "p.a.source_profile: source_profile cycle: a -> b -> a",
+                "p.b.source_profile: source_profile cycle: b -> a -> b",
+            ]
+        );
+    }
+}

@@ -205,3 +205,91 @@ pub(super) fn log_format(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut P
         })
         .unwrap_or(LogFormat::Text);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(pairs: &[(&'static str, &str)]) -> Values {
+        pairs
+            .iter()
+            .map(|(k, v)| (*k, src(*v, format!("--{k}"))))
+            .collect()
+    }
+
+    fn messages(p: Problems) -> Vec<String> {
+        p.into_vec()
+            .into_iter()
+            .map(|p| format!("{}: {}", p.origin, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn nothing_set_gives_the_defaults() {
+        let (g, p) = globals(&Values::new());
+        assert!(messages(p).is_empty());
+        assert_eq!(g.token_file, PathBuf::from(DEFAULT_TOKEN_FILE));
+        assert_eq!(g.output_dir, PathBuf::from(DEFAULT_OUTPUT_DIR));
+        assert_eq!(g.app_output_dir, PathBuf::from(DEFAULT_OUTPUT_DIR));
+        assert_eq!(g.file_mode, DEFAULT_FILE_MODE);
+        assert_eq!(g.health_addr, Some(DEFAULT_HEALTH_ADDR.parse().unwrap()));
+        assert_eq!((g.endpoint_addr, g.endpoint_set), (None, false));
+        assert_eq!(g.log_format, LogFormat::Text);
+        assert!(g.inherited.is_empty());
+    }
+
+    #[test]
+    fn inherited_defaults_are_passed_on_unchecked() {
+        let (g, p) = globals(&values(&[
+            ("region", "Not A Region"),
+            ("duration_seconds", "5"),
+        ]));
+        assert!(messages(p).is_empty());
+        assert_eq!(g.inherited["region"].value, "Not A Region");
+        assert_eq!(g.inherited.len(), 2);
+    }
+
+    #[test]
+    fn each_global_is_checked_once_in_table_order() {
+        let (g, p) = globals(&values(&[
+            ("log_format", "xml"),
+            ("file_mode", "0644"),
+            ("output_dir", ""),
+            ("health_addr", " "),
+            ("endpoint_addr", "10.0.0.1:1"),
+        ]));
+        assert_eq!(
+            messages(p),
+            [
+                "--output_dir: must be a non-empty path without control characters",
+                "--file_mode: mode 0644 makes the credentials readable by every user: use 0640 with a shared fsGroup for the application container, or pass --allow-world-readable (ROLECALL_ALLOW_WORLD_READABLE=true, `allow_world_readable: true`) if every user of the pod may hold them",
+                "--endpoint_addr: 10.0.0.1:1 is not a loopback address: the credentials endpoint must only be reachable inside the pod (use 127.0.0.1:PORT)",
+                "--log_format: \"xml\" is not a log format: use text or json",
+            ]
+        );
+        assert_eq!(g.health_addr, None, "blank disables the listener");
+        assert!(g.endpoint_set && g.endpoint_addr.is_none());
+    }
+
+    #[test]
+    fn the_app_output_dir_defaults_to_the_output_dir_and_must_be_absolute() {
+        let (g, _) = globals(&values(&[("output_dir", "/out")]));
+        assert_eq!(g.app_output_dir, PathBuf::from("/out"));
+        let (_, p) = globals(&values(&[("app_output_dir", "rel")]));
+        assert_eq!(messages(p).len(), 1);
+    }
+
+    #[test]
+    fn an_endpoint_token_file_needs_the_endpoint() {
+        let (_, p) = globals(&values(&[("endpoint_token_file", "/t")]));
+        let m = messages(p);
+        assert_eq!(m.len(), 1);
+        assert!(m[0].contains("set endpoint_addr"), "{m:?}");
+        let (_, p) = globals(&values(&[
+            ("endpoint_addr", "127.0.0.1:9912"),
+            ("endpoint_token_file", "/does/not/exist"),
+        ]));
+        let m = messages(p);
+        assert!(m.len() == 1 && m[0].contains("does not exist"), "{m:?}");
+    }
+}
