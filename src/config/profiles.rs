@@ -236,3 +236,122 @@ fn check_process_dir(profiles: &[Profile], g: &Globals, problems: &mut Problems)
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::sources::src;
+    use crate::config::validate::globals;
+
+    const ARN: &str = "arn:aws:iam::111122223333:role/r";
+
+    fn raw(name: &str, keys: &[(&'static str, &str)]) -> (String, (Src, RawProfile)) {
+        let mut p = RawProfile::role(src(ARN, format!("p.{name}")));
+        for (k, v) in keys {
+            p.keys.insert(*k, src(*v, format!("p.{name}.{k}")));
+        }
+        (name.to_owned(), (src(name, format!("p.{name}")), p))
+    }
+
+    fn with_defaults(pairs: &[(&'static str, &str)]) -> Globals {
+        let values = pairs
+            .iter()
+            .map(|(k, v)| (*k, src(*v, format!("--{k}"))))
+            .collect();
+        globals(&values).0
+    }
+
+    fn messages(p: Problems) -> Vec<String> {
+        p.into_vec()
+            .into_iter()
+            .map(|p| format!("{}: {}", p.origin, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_bad_default_is_one_problem_and_one_nobody_inherits_is_none() {
+        let g = with_defaults(&[("region", "BAD"), ("role_session_name", "x")]);
+        let merged = RawProfiles::from([
+            raw("a", &[("role_session_name", "own-name")]),
+            raw("b", &[("role_session_name", "own-name")]),
+        ]);
+        let (ps, p) = resolve(&merged, &g, "host", false);
+        assert_eq!(
+            messages(p),
+            ["--region: \"BAD\" is not an AWS region such as eu-west-1"]
+        );
+        assert_eq!(ps.len(), 2, "a bad region does not drop the profile");
+        assert_eq!(ps[0].session_name, "own-name");
+    }
+
+    #[test]
+    fn profiles_inherit_and_override_the_defaults() {
+        let g = with_defaults(&[
+            ("region", "eu-west-1"),
+            ("duration_seconds", "7200"),
+            ("credentials", "process"),
+        ]);
+        let merged = RawProfiles::from([
+            raw("a", &[("region", "us-east-1")]),
+            raw("b", &[("source_profile", "a")]),
+            raw("c", &[("credentials", "file"), ("duration_seconds", "900")]),
+        ]);
+        let (ps, p) = resolve(&merged, &g, "rolecall-host", false);
+        assert!(messages(p).is_empty());
+        let [a, b, c] = &ps[..] else { panic!("{ps:?}") };
+        assert_eq!(a.region.as_deref(), Some("us-east-1"));
+        assert_eq!(b.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(a.duration, Duration::from_secs(7200));
+        assert_eq!(b.duration, Duration::from_secs(3600), "chained: capped");
+        assert_eq!(c.duration, Duration::from_secs(900));
+        assert_eq!(
+            (a.credentials, c.credentials),
+            (CredentialsMode::Process, CredentialsMode::File)
+        );
+        assert_eq!(a.session_name, "rolecall-host");
+        assert_eq!(b.source_profile.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_missing_region_is_said_once_and_no_profiles_unless_the_file_was_reported() {
+        let g = with_defaults(&[]);
+        let merged = RawProfiles::from([raw("a", &[]), raw("b", &[])]);
+        let (_, p) = resolve(&merged, &g, "h", false);
+        let m = messages(p);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].starts_with("region: no AWS region"));
+        let (_, p) = resolve(&RawProfiles::new(), &g, "h", false);
+        assert!(messages(p)[0].starts_with("profiles: no profiles configured"));
+        let (_, p) = resolve(&RawProfiles::new(), &g, "h", true);
+        assert!(messages(p).is_empty());
+    }
+
+    #[test]
+    fn each_profile_s_own_problems_name_it() {
+        let g = with_defaults(&[("region", "eu-west-1"), ("credentials", "endpoint")]);
+        let mut merged = RawProfiles::from([raw("a", &[("source_profile", "nope")])]);
+        merged.get_mut("a").unwrap().1.keys.remove(ROLE_ARN);
+        let (ps, p) = resolve(&merged, &g, "h", false);
+        assert!(ps.is_empty());
+        let m = messages(p);
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert_eq!(m[0], "p.a.role_arn: missing role_arn");
+        assert!(m[1].starts_with("--credentials: profile \"a\" uses credentials: endpoint"));
+        assert_eq!(m[2], "p.a.source_profile: unknown source_profile \"nope\"");
+    }
+
+    #[test]
+    fn process_mode_needs_a_shell_safe_app_output_dir() {
+        let g = with_defaults(&[
+            ("region", "eu-west-1"),
+            ("credentials", "process"),
+            ("app_output_dir", "/a$b"),
+        ]);
+        let (_, p) = resolve(&RawProfiles::from([raw("a", &[])]), &g, "h", false);
+        let m = messages(p);
+        assert!(
+            m.len() == 1 && m[0].starts_with("app_output_dir: process mode"),
+            "{m:?}"
+        );
+    }
+}
