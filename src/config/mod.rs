@@ -88,9 +88,8 @@ impl CredentialsMode {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
-    #[default]
     Text,
     Json,
 }
@@ -289,31 +288,10 @@ fn assemble(
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
-    let validate::Globals {
-        token_file,
-        output_dir,
-        app_output_dir,
-        file_mode,
-        allow_world_readable,
-        health_addr,
-        endpoint_addr,
-        endpoint_token_file,
-        log_format,
-        ..
-    } = globals;
-    Ok(Config {
-        config_file: path.map(Path::to_owned),
-        token_file,
-        output_dir,
-        app_output_dir,
-        file_mode,
-        allow_world_readable,
-        health_addr,
-        endpoint_addr,
-        endpoint_token_file,
-        log_format,
-        profiles,
-    })
+    let mut config = globals.config;
+    config.config_file = path.map(Path::to_owned);
+    config.profiles = profiles;
+    Ok(config)
 }
 
 #[cfg(test)]

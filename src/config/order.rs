@@ -159,13 +159,8 @@ mod tests {
         }
         let mut p = Problems::default();
         check_cycles(&merged, &mut p);
-        let got: Vec<_> = p
-            .into_vec()
-            .into_iter()
-            .map(|p| format!("{}: {}", p.origin, p.message))
-            .collect();
         assert_eq!(
-            got,
+            p.lines(),
             [
                 "p.a.source_profile: source_profile cycle: a -> b -> a",
                 "p.b.source_profile: source_profile cycle: b -> a -> b",

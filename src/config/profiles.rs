@@ -220,7 +220,7 @@ pub(super) fn resolve(
 /// The SDKs split the credential_process line on spaces, and several run
 /// it with `sh -c`: only characters that mean nothing to a shell.
 fn check_process_dir(profiles: &[Profile], g: &Globals, problems: &mut Problems) {
-    let dir = g.app_output_dir.to_string_lossy();
+    let dir = g.config.app_output_dir.to_string_lossy();
     let shell_safe = |c: char| c.is_ascii_alphanumeric() || "/._+,=@%:-".contains(c);
     if profiles
         .iter()
@@ -261,13 +261,6 @@ mod tests {
         globals(&values).0
     }
 
-    fn messages(p: Problems) -> Vec<String> {
-        p.into_vec()
-            .into_iter()
-            .map(|p| format!("{}: {}", p.origin, p.message))
-            .collect()
-    }
-
     #[test]
     fn a_bad_default_is_one_problem_and_one_nobody_inherits_is_none() {
         let g = with_defaults(&[("region", "BAD"), ("role_session_name", "x")]);
@@ -277,7 +270,7 @@ mod tests {
         ]);
         let (ps, p) = resolve(&merged, &g, "host", false);
         assert_eq!(
-            messages(p),
+            p.lines(),
             ["--region: \"BAD\" is not an AWS region such as eu-west-1"]
         );
         assert_eq!(ps.len(), 2, "a bad region does not drop the profile");
@@ -297,7 +290,7 @@ mod tests {
             raw("c", &[("credentials", "file"), ("duration_seconds", "900")]),
         ]);
         let (ps, p) = resolve(&merged, &g, "rolecall-host", false);
-        assert!(messages(p).is_empty());
+        assert!(p.lines().is_empty());
         let [a, b, c] = &ps[..] else { panic!("{ps:?}") };
         assert_eq!(a.region.as_deref(), Some("us-east-1"));
         assert_eq!(b.region.as_deref(), Some("eu-west-1"));
@@ -317,13 +310,13 @@ mod tests {
         let g = with_defaults(&[]);
         let merged = RawProfiles::from([raw("a", &[]), raw("b", &[])]);
         let (_, p) = resolve(&merged, &g, "h", false);
-        let m = messages(p);
+        let m = p.lines();
         assert_eq!(m.len(), 1, "{m:?}");
         assert!(m[0].starts_with("region: no AWS region"));
         let (_, p) = resolve(&RawProfiles::new(), &g, "h", false);
-        assert!(messages(p)[0].starts_with("profiles: no profiles configured"));
+        assert!(p.lines()[0].starts_with("profiles: no profiles configured"));
         let (_, p) = resolve(&RawProfiles::new(), &g, "h", true);
-        assert!(messages(p).is_empty());
+        assert!(p.lines().is_empty());
     }
 
     #[test]
@@ -333,7 +326,7 @@ mod tests {
         merged.get_mut("a").unwrap().1.keys.remove(ROLE_ARN);
         let (ps, p) = resolve(&merged, &g, "h", false);
         assert!(ps.is_empty());
-        let m = messages(p);
+        let m = p.lines();
         assert_eq!(m.len(), 3, "{m:?}");
         assert_eq!(m[0], "p.a.role_arn: missing role_arn");
         assert!(m[1].starts_with("--credentials: profile \"a\" uses credentials: endpoint"));
@@ -348,7 +341,7 @@ mod tests {
             ("app_output_dir", "/a$b"),
         ]);
         let (_, p) = resolve(&RawProfiles::from([raw("a", &[])]), &g, "h", false);
-        let m = messages(p);
+        let m = p.lines();
         assert!(
             m.len() == 1 && m[0].starts_with("app_output_dir: process mode"),
             "{m:?}"

@@ -110,9 +110,13 @@ impl Problems {
         self.list
     }
 
+    /// Each problem as `origin: message`, as the error shows it.
     #[cfg(test)]
-    pub fn as_slice(&self) -> &[Problem] {
-        &self.list
+    pub fn lines(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .map(|p| format!("{}: {}", p.origin, p.message))
+            .collect()
     }
 }
 
@@ -306,12 +310,7 @@ mod tests {
         q.push("a", "one");
         p.append(q);
         assert!(p.touch_file());
-        let listed: Vec<_> = p
-            .as_slice()
-            .iter()
-            .map(|p| format!("{}: {}", p.origin, p.message))
-            .collect();
-        assert_eq!(listed, ["b: two", "a: one", "/c.yaml: region: bad"]);
+        assert_eq!(p.lines(), ["b: two", "a: one", "/c.yaml: region: bad"]);
     }
 
     #[test]

@@ -3,37 +3,50 @@
 //! sets it). The options that profiles inherit are passed on unchecked:
 //! profiles.rs checks them where a profile inherits them.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::LogFormat;
 use super::checks::{parse_addr, parse_bool};
 use super::options::{OPTIONS, Scope};
 use super::sources::{Problems, Src, Values, printable, src};
+use super::{Config, LogFormat};
 use super::{DEFAULT_FILE_MODE, DEFAULT_HEALTH_ADDR, DEFAULT_OUTPUT_DIR, DEFAULT_TOKEN_FILE};
 
 /// The checked process-wide options.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(super) struct Globals {
-    pub token_file: PathBuf,
-    pub output_dir: PathBuf,
-    pub app_output_dir: PathBuf,
-    pub file_mode: u32,
-    pub allow_world_readable: bool,
-    pub health_addr: Option<SocketAddr>,
-    pub endpoint_addr: Option<SocketAddr>,
+    /// Every process-wide field set; no profiles yet.
+    pub config: Config,
     /// Whether an endpoint address is set (even a bad one): what needs the
     /// endpoint says so only when it is not.
     pub endpoint_set: bool,
-    pub endpoint_token_file: Option<PathBuf>,
-    pub log_format: LogFormat,
     /// The defaults every profile inherits, as given ([`Scope::Profile`]).
     pub inherited: Values,
 }
 
+/// A configuration with nothing set yet: each option's check sets its field.
+fn unset() -> Config {
+    Config {
+        config_file: None,
+        token_file: PathBuf::new(),
+        output_dir: PathBuf::new(),
+        app_output_dir: PathBuf::new(),
+        file_mode: 0,
+        allow_world_readable: false,
+        health_addr: None,
+        endpoint_addr: None,
+        endpoint_token_file: None,
+        log_format: LogFormat::Text,
+        profiles: Vec::new(),
+    }
+}
+
 /// Checks the merged values of the global options, each once.
 pub(super) fn globals(values: &Values) -> (Globals, Problems) {
-    let mut g = Globals::default();
+    let mut g = Globals {
+        config: unset(),
+        endpoint_set: false,
+        inherited: Values::new(),
+    };
     let mut problems = Problems::default();
     for o in OPTIONS {
         let value = values.get(o.key);
@@ -74,16 +87,16 @@ fn check_path(s: &Src, problems: &mut Problems) -> PathBuf {
 }
 
 pub(super) fn token_file(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
-    g.token_file = s.map_or_else(|| DEFAULT_TOKEN_FILE.into(), |s| check_path(s, p));
+    g.config.token_file = s.map_or_else(|| DEFAULT_TOKEN_FILE.into(), |s| check_path(s, p));
 }
 
 pub(super) fn output_dir(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
-    g.output_dir = s.map_or_else(|| DEFAULT_OUTPUT_DIR.into(), |s| check_path(s, p));
+    g.config.output_dir = s.map_or_else(|| DEFAULT_OUTPUT_DIR.into(), |s| check_path(s, p));
 }
 
 /// Defaults to the output dir (made absolute).
 pub(super) fn app_output_dir(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
-    g.app_output_dir = match s {
+    g.config.app_output_dir = match s {
         Some(s) => {
             let dir = check_path(s, p);
             if !dir.is_absolute() || s.value.chars().any(char::is_whitespace) {
@@ -91,12 +104,13 @@ pub(super) fn app_output_dir(s: Option<&Src>, _: &Values, g: &mut Globals, p: &m
             }
             dir
         }
-        None => std::path::absolute(&g.output_dir).unwrap_or_else(|_| g.output_dir.clone()),
+        None => std::path::absolute(&g.config.output_dir)
+            .unwrap_or_else(|_| g.config.output_dir.clone()),
     };
 }
 
 pub(super) fn file_mode(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
-    g.file_mode = s
+    g.config.file_mode = s
         .and_then(|s| {
             validate(s, p, |v| {
                 u32::from_str_radix(v.trim_start_matches("0o"), 8)
@@ -120,8 +134,8 @@ pub(super) fn allow_world_readable(
     g: &mut Globals,
     p: &mut Problems,
 ) {
-    g.allow_world_readable = s.and_then(|s| validate(s, p, parse_bool)).unwrap_or(false);
-    let mode = g.file_mode;
+    g.config.allow_world_readable = s.and_then(|s| validate(s, p, parse_bool)).unwrap_or(false);
+    let mode = g.config.file_mode;
     let at = values
         .get("file_mode")
         .cloned()
@@ -134,7 +148,7 @@ pub(super) fn allow_world_readable(
                 if mode & 0o002 != 0 { "every user" } else { "the group" }
             ),
         );
-    } else if mode & 0o004 != 0 && !g.allow_world_readable {
+    } else if mode & 0o004 != 0 && !g.config.allow_world_readable {
         p.at(
             &at,
             format!(
@@ -146,7 +160,7 @@ pub(super) fn allow_world_readable(
 
 /// Empty disables the listener.
 pub(super) fn health_addr(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
-    g.health_addr = match s {
+    g.config.health_addr = match s {
         None => Some(DEFAULT_HEALTH_ADDR.parse().expect("valid default")),
         Some(s) if s.value.trim().is_empty() => None,
         Some(s) => validate(s, p, parse_addr),
@@ -157,7 +171,7 @@ pub(super) fn health_addr(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut 
 pub(super) fn endpoint_addr(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
     let s = s.filter(|s| !s.value.trim().is_empty());
     g.endpoint_set = s.is_some();
-    g.endpoint_addr = s.and_then(|s| {
+    g.config.endpoint_addr = s.and_then(|s| {
         validate(s, p, |v| {
             let a = parse_addr(v)?;
             if a.ip().is_loopback() {
@@ -175,7 +189,7 @@ pub(super) fn endpoint_addr(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mu
 /// (and a SIGHUP while it is bad is refused); the endpoint reads it again
 /// when it changes. The token never appears in a message.
 pub(super) fn endpoint_token_file(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
-    g.endpoint_token_file = s.map(|s| {
+    g.config.endpoint_token_file = s.map(|s| {
         let path = check_path(s, p);
         if !g.endpoint_set {
             p.at(
@@ -192,7 +206,7 @@ pub(super) fn endpoint_token_file(s: Option<&Src>, _: &Values, g: &mut Globals, 
 }
 
 pub(super) fn log_format(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
-    g.log_format = s
+    g.config.log_format = s
         .and_then(|s| {
             validate(s, p, |v| match v {
                 "text" => Ok(LogFormat::Text),
@@ -217,24 +231,20 @@ mod tests {
             .collect()
     }
 
-    fn messages(p: Problems) -> Vec<String> {
-        p.into_vec()
-            .into_iter()
-            .map(|p| format!("{}: {}", p.origin, p.message))
-            .collect()
-    }
-
     #[test]
     fn nothing_set_gives_the_defaults() {
         let (g, p) = globals(&Values::new());
-        assert!(messages(p).is_empty());
-        assert_eq!(g.token_file, PathBuf::from(DEFAULT_TOKEN_FILE));
-        assert_eq!(g.output_dir, PathBuf::from(DEFAULT_OUTPUT_DIR));
-        assert_eq!(g.app_output_dir, PathBuf::from(DEFAULT_OUTPUT_DIR));
-        assert_eq!(g.file_mode, DEFAULT_FILE_MODE);
-        assert_eq!(g.health_addr, Some(DEFAULT_HEALTH_ADDR.parse().unwrap()));
-        assert_eq!((g.endpoint_addr, g.endpoint_set), (None, false));
-        assert_eq!(g.log_format, LogFormat::Text);
+        assert!(p.lines().is_empty());
+        assert_eq!(g.config.token_file, PathBuf::from(DEFAULT_TOKEN_FILE));
+        assert_eq!(g.config.output_dir, PathBuf::from(DEFAULT_OUTPUT_DIR));
+        assert_eq!(g.config.app_output_dir, PathBuf::from(DEFAULT_OUTPUT_DIR));
+        assert_eq!(g.config.file_mode, DEFAULT_FILE_MODE);
+        assert_eq!(
+            g.config.health_addr,
+            Some(DEFAULT_HEALTH_ADDR.parse().unwrap())
+        );
+        assert_eq!((g.config.endpoint_addr, g.endpoint_set), (None, false));
+        assert_eq!(g.config.log_format, LogFormat::Text);
         assert!(g.inherited.is_empty());
     }
 
@@ -244,7 +254,7 @@ mod tests {
             ("region", "Not A Region"),
             ("duration_seconds", "5"),
         ]));
-        assert!(messages(p).is_empty());
+        assert!(p.lines().is_empty());
         assert_eq!(g.inherited["region"].value, "Not A Region");
         assert_eq!(g.inherited.len(), 2);
     }
@@ -259,7 +269,7 @@ mod tests {
             ("endpoint_addr", "10.0.0.1:1"),
         ]));
         assert_eq!(
-            messages(p),
+            p.lines(),
             [
                 "--output_dir: must be a non-empty path without control characters",
                 "--file_mode: mode 0644 makes the credentials readable by every user: use 0640 with a shared fsGroup for the application container, or pass --allow-world-readable (ROLECALL_ALLOW_WORLD_READABLE=true, `allow_world_readable: true`) if every user of the pod may hold them",
@@ -267,29 +277,29 @@ mod tests {
                 "--log_format: \"xml\" is not a log format: use text or json",
             ]
         );
-        assert_eq!(g.health_addr, None, "blank disables the listener");
-        assert!(g.endpoint_set && g.endpoint_addr.is_none());
+        assert_eq!(g.config.health_addr, None, "blank disables the listener");
+        assert!(g.endpoint_set && g.config.endpoint_addr.is_none());
     }
 
     #[test]
     fn the_app_output_dir_defaults_to_the_output_dir_and_must_be_absolute() {
         let (g, _) = globals(&values(&[("output_dir", "/out")]));
-        assert_eq!(g.app_output_dir, PathBuf::from("/out"));
+        assert_eq!(g.config.app_output_dir, PathBuf::from("/out"));
         let (_, p) = globals(&values(&[("app_output_dir", "rel")]));
-        assert_eq!(messages(p).len(), 1);
+        assert_eq!(p.lines().len(), 1);
     }
 
     #[test]
     fn an_endpoint_token_file_needs_the_endpoint() {
         let (_, p) = globals(&values(&[("endpoint_token_file", "/t")]));
-        let m = messages(p);
+        let m = p.lines();
         assert_eq!(m.len(), 1);
         assert!(m[0].contains("set endpoint_addr"), "{m:?}");
         let (_, p) = globals(&values(&[
             ("endpoint_addr", "127.0.0.1:9912"),
             ("endpoint_token_file", "/does/not/exist"),
         ]));
-        let m = messages(p);
+        let m = p.lines();
         assert!(m.len() == 1 && m[0].contains("does not exist"), "{m:?}");
     }
 }
