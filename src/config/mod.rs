@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod checks;
+mod flags;
 mod merge;
 mod options;
 mod order;
@@ -35,7 +36,7 @@ mod validate;
 mod yaml;
 
 pub use checks::{check_role_arn, default_session_name};
-pub use options::Flags;
+pub use flags::Flags;
 
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 pub const DEFAULT_OUTPUT_DIR: &str = "/aws";
