@@ -56,150 +56,120 @@ pub(super) struct Opt {
     pub reload: Reload,
 }
 
+impl Opt {
+    /// An option with no variable, read from YAML as text, that profiles
+    /// inherit and a reload applies; the methods below say otherwise.
+    const fn new(
+        key: &'static str,
+        flag: &'static str,
+        flag_value: fn(&Flags) -> &Option<String>,
+    ) -> Opt {
+        Opt {
+            key,
+            flag,
+            flag_value,
+            env: &[],
+            env_empty_counts: false,
+            yaml: Yaml::Text,
+            scope: Scope::Profile,
+            reload: Reload::Live,
+        }
+    }
+
+    /// A default of every profile ([`Scope::Profile`]), as `new` gives.
+    const fn inherited(self) -> Opt {
+        Opt {
+            scope: Scope::Profile,
+            ..self
+        }
+    }
+
+    const fn env(self, env: &'static [&'static str]) -> Opt {
+        Opt { env, ..self }
+    }
+
+    const fn empty_env_counts(self) -> Opt {
+        Opt {
+            env_empty_counts: true,
+            ..self
+        }
+    }
+
+    const fn yaml(self, yaml: Yaml) -> Opt {
+        Opt { yaml, ..self }
+    }
+
+    const fn global(self, check: fn(Option<&Src>, &Values, &mut Globals, &mut Problems)) -> Opt {
+        Opt {
+            scope: Scope::Global(check),
+            ..self
+        }
+    }
+
+    /// Only a restart applies it; `changed` compares the two configurations.
+    const fn restart(self, changed: fn(&Config, &Config) -> bool) -> Opt {
+        Opt {
+            reload: Reload::Restart(changed),
+            ..self
+        }
+    }
+}
+
 /// Every global option, in the order the YAML key list shows them and
 /// their checks run (an option may depend on one above it).
 pub(super) const OPTIONS: &[Opt] = &[
-    Opt {
-        key: "token_file",
-        flag: "token-file",
-        flag_value: |f| &f.token_file,
-        env: &["AWS_WEB_IDENTITY_TOKEN_FILE"],
-        env_empty_counts: false,
-        yaml: Yaml::Text,
-        scope: Scope::Global(validate::token_file),
-        reload: Reload::Restart(|a, b| a.token_file != b.token_file),
-    },
-    Opt {
-        key: "output_dir",
-        flag: "output-dir",
-        flag_value: |f| &f.output_dir,
-        env: &["ROLECALL_OUTPUT_DIR"],
-        env_empty_counts: false,
-        yaml: Yaml::Text,
-        scope: Scope::Global(validate::output_dir),
-        reload: Reload::Restart(|a, b| a.output_dir != b.output_dir),
-    },
-    Opt {
-        key: "app_output_dir",
-        flag: "app-output-dir",
-        flag_value: |f| &f.app_output_dir,
-        env: &["ROLECALL_APP_OUTPUT_DIR"],
-        env_empty_counts: false,
-        yaml: Yaml::Text,
-        scope: Scope::Global(validate::app_output_dir),
-        reload: Reload::Live,
-    },
-    Opt {
-        key: "region",
-        flag: "region",
-        flag_value: |f| &f.region,
-        env: &["AWS_REGION", "AWS_DEFAULT_REGION"],
-        env_empty_counts: false,
-        yaml: Yaml::Text,
-        scope: Scope::Profile,
-        reload: Reload::Live,
-    },
-    Opt {
-        key: "sts_endpoint",
-        flag: "sts-endpoint",
-        flag_value: |f| &f.sts_endpoint,
-        env: &["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"],
-        env_empty_counts: false,
-        yaml: Yaml::Text,
-        scope: Scope::Profile,
-        reload: Reload::Live,
-    },
-    Opt {
-        key: "duration_seconds",
-        flag: "duration",
-        flag_value: |f| &f.duration,
-        env: &[],
-        env_empty_counts: false,
-        yaml: Yaml::Text,
-        scope: Scope::Profile,
-        reload: Reload::Live,
-    },
-    Opt {
-        key: "role_session_name",
-        flag: "session-name",
-        flag_value: |f| &f.session_name,
-        env: &["AWS_ROLE_SESSION_NAME"],
-        env_empty_counts: false,
-        yaml: Yaml::Text,
-        scope: Scope::Profile,
-        reload: Reload::Live,
-    },
-    Opt {
-        key: "credentials",
-        flag: "credentials",
-        flag_value: |f| &f.credentials,
-        env: &[],
-        env_empty_counts: false,
-        yaml: Yaml::Text,
-        scope: Scope::Profile,
-        reload: Reload::Live,
-    },
-    Opt {
-        key: "file_mode",
-        flag: "file-mode",
-        flag_value: |f| &f.file_mode,
-        env: &[],
-        env_empty_counts: false,
-        yaml: Yaml::Mode,
-        scope: Scope::Global(validate::file_mode),
-        reload: Reload::Restart(|a, b| a.file_mode != b.file_mode),
-    },
-    Opt {
-        key: "allow_world_readable",
-        flag: "allow-world-readable",
-        flag_value: |f| &f.allow_world_readable,
-        env: &["ROLECALL_ALLOW_WORLD_READABLE"],
-        env_empty_counts: false,
-        yaml: Yaml::Bool,
-        scope: Scope::Global(validate::allow_world_readable),
-        reload: Reload::Restart(|a, b| a.allow_world_readable != b.allow_world_readable),
-    },
-    Opt {
-        key: "health_addr",
-        flag: "health-addr",
-        flag_value: |f| &f.health_addr,
-        env: &["ROLECALL_HEALTH_ADDR"],
+    Opt::new("token_file", "token-file", |f| &f.token_file)
+        .env(&["AWS_WEB_IDENTITY_TOKEN_FILE"])
+        .global(validate::token_file)
+        .restart(|a, b| a.token_file != b.token_file),
+    Opt::new("output_dir", "output-dir", |f| &f.output_dir)
+        .env(&["ROLECALL_OUTPUT_DIR"])
+        .global(validate::output_dir)
+        .restart(|a, b| a.output_dir != b.output_dir),
+    Opt::new("app_output_dir", "app-output-dir", |f| &f.app_output_dir)
+        .env(&["ROLECALL_APP_OUTPUT_DIR"])
+        .global(validate::app_output_dir),
+    Opt::new("region", "region", |f| &f.region)
+        .env(&["AWS_REGION", "AWS_DEFAULT_REGION"])
+        .inherited(),
+    Opt::new("sts_endpoint", "sts-endpoint", |f| &f.sts_endpoint)
+        .env(&["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"])
+        .inherited(),
+    Opt::new("duration_seconds", "duration", |f| &f.duration).inherited(),
+    Opt::new("role_session_name", "session-name", |f| &f.session_name)
+        .env(&["AWS_ROLE_SESSION_NAME"])
+        .inherited(),
+    Opt::new("credentials", "credentials", |f| &f.credentials).inherited(),
+    Opt::new("file_mode", "file-mode", |f| &f.file_mode)
+        .yaml(Yaml::Mode)
+        .global(validate::file_mode)
+        .restart(|a, b| a.file_mode != b.file_mode),
+    Opt::new("allow_world_readable", "allow-world-readable", |f| {
+        &f.allow_world_readable
+    })
+    .env(&["ROLECALL_ALLOW_WORLD_READABLE"])
+    .yaml(Yaml::Bool)
+    .global(validate::allow_world_readable)
+    .restart(|a, b| a.allow_world_readable != b.allow_world_readable),
+    Opt::new("health_addr", "health-addr", |f| &f.health_addr)
+        .env(&["ROLECALL_HEALTH_ADDR"])
         // Empty disables the listener.
-        env_empty_counts: true,
-        yaml: Yaml::Text,
-        scope: Scope::Global(validate::health_addr),
-        reload: Reload::Restart(|a, b| a.health_addr != b.health_addr),
-    },
-    Opt {
-        key: "endpoint_addr",
-        flag: "endpoint-addr",
-        flag_value: |f| &f.endpoint_addr,
-        env: &[],
-        env_empty_counts: false,
-        yaml: Yaml::Text,
-        scope: Scope::Global(validate::endpoint_addr),
-        reload: Reload::Restart(|a, b| a.endpoint_addr != b.endpoint_addr),
-    },
-    Opt {
-        key: "endpoint_token_file",
-        flag: "endpoint-token-file",
-        flag_value: |f| &f.endpoint_token_file,
-        env: &["ROLECALL_ENDPOINT_TOKEN_FILE"],
-        env_empty_counts: false,
-        yaml: Yaml::Text,
-        scope: Scope::Global(validate::endpoint_token_file),
-        reload: Reload::Restart(|a, b| a.endpoint_token_file != b.endpoint_token_file),
-    },
-    Opt {
-        key: "log_format",
-        flag: "log-format",
-        flag_value: |f| &f.log_format,
-        env: &["ROLECALL_LOG_FORMAT"],
-        env_empty_counts: false,
-        yaml: Yaml::Text,
-        scope: Scope::Global(validate::log_format),
-        reload: Reload::Restart(|a, b| a.log_format != b.log_format),
-    },
+        .empty_env_counts()
+        .global(validate::health_addr)
+        .restart(|a, b| a.health_addr != b.health_addr),
+    Opt::new("endpoint_addr", "endpoint-addr", |f| &f.endpoint_addr)
+        .global(validate::endpoint_addr)
+        .restart(|a, b| a.endpoint_addr != b.endpoint_addr),
+    Opt::new("endpoint_token_file", "endpoint-token-file", |f| {
+        &f.endpoint_token_file
+    })
+    .env(&["ROLECALL_ENDPOINT_TOKEN_FILE"])
+    .global(validate::endpoint_token_file)
+    .restart(|a, b| a.endpoint_token_file != b.endpoint_token_file),
+    Opt::new("log_format", "log-format", |f| &f.log_format)
+        .env(&["ROLECALL_LOG_FORMAT"])
+        .global(validate::log_format)
+        .restart(|a, b| a.log_format != b.log_format),
 ];
 
 /// The top-level YAML key that holds the profiles.
