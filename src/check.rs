@@ -106,7 +106,7 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts) -> Report {
     text.push_str(&desc);
     let iss = token.claims.iss.clone().unwrap_or_default();
     let mut sessions: Vec<(String, Session)> = Vec::new();
-    for p in ordered(config) {
+    for p in config.order() {
         let _ = writeln!(text, "\nprofile {} -> {}", p.name, p.role_arn);
         let policy = if p.source_profile.is_some() {
             let _ = writeln!(
@@ -173,27 +173,4 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts) -> Report {
         }
     }
     Report { text, ok }
-}
-
-/// Profiles with sources before the profiles chained to them.
-fn ordered(config: &Config) -> Vec<&Profile> {
-    let mut out: Vec<&Profile> = Vec::new();
-    let mut rest: Vec<&Profile> = config.profiles.iter().collect();
-    while !rest.is_empty() {
-        let before = rest.len();
-        rest.retain(|p| {
-            let ready = p
-                .source_profile
-                .as_ref()
-                .is_none_or(|s| out.iter().any(|q| &q.name == s));
-            if ready {
-                out.push(p);
-            }
-            !ready
-        });
-        if rest.len() == before {
-            out.append(&mut rest);
-        }
-    }
-    out
 }

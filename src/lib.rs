@@ -41,8 +41,6 @@
 
 pub mod check;
 pub mod clock;
-// Until config/tests.rs makes its FIFO with `sys::mkfifo`.
-#[cfg_attr(test, allow(unsafe_code))]
 pub mod config;
 // Until endpoint.rs calls `sys::effective_uid()` instead of `libc::geteuid`.
 #[allow(unsafe_code)]

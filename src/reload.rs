@@ -67,48 +67,15 @@ pub fn plan(old: &Config, new: &Config, running: &BTreeMap<String, Arc<Profile>>
             r => Some(Start {
                 profile: p.clone(),
                 replaces: r.is_some(),
-                keep_session: r.is_some_and(|r| keeps_session(r, p)),
+                keep_session: r.is_some_and(|r| r.same_identity(p)),
             }),
         })
         .collect();
     ReloadPlan {
-        restart_needed: restart_needed(old, new),
+        restart_needed: Config::restart_needed(old, new),
         removed,
         start,
     }
-}
-
-/// Whether a change of profile settings invalidates the session it holds
-/// (a different role or different permissions).
-fn keeps_session(old: &Profile, new: &Profile) -> bool {
-    old.role_arn == new.role_arn
-        && old.source_profile == new.source_profile
-        && old.external_id == new.external_id
-        && old.policy == new.policy
-        && old.policy_arns == new.policy_arns
-}
-
-/// The process-wide options whose change needs a restart.
-fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
-    [
-        ("token_file", old.token_file != new.token_file),
-        ("output_dir", old.output_dir != new.output_dir),
-        ("file_mode", old.file_mode != new.file_mode),
-        (
-            "allow_world_readable",
-            old.allow_world_readable != new.allow_world_readable,
-        ),
-        ("health_addr", old.health_addr != new.health_addr),
-        ("endpoint_addr", old.endpoint_addr != new.endpoint_addr),
-        (
-            "endpoint_token_file",
-            old.endpoint_token_file != new.endpoint_token_file,
-        ),
-        ("log_format", old.log_format != new.log_format),
-    ]
-    .into_iter()
-    .filter_map(|(k, changed)| changed.then_some(k))
-    .collect()
 }
 
 #[cfg(test)]
@@ -185,18 +152,5 @@ profiles:
             ["output_dir", "health_addr", "log_format"]
         );
         assert!(p.start.is_empty() && p.removed.is_empty());
-    }
-
-    #[test]
-    fn a_change_of_permissions_drops_the_session() {
-        let old = Profile::new("p", "arn:aws:iam::111122223333:role/p");
-        let mut new = old.clone();
-        new.duration = std::time::Duration::from_secs(900);
-        assert!(keeps_session(&old, &new));
-        new.external_id = Some("x".into());
-        assert!(!keeps_session(&old, &new));
-        let mut new = old.clone();
-        new.policy_arns = vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()];
-        assert!(!keeps_session(&old, &new));
     }
 }

@@ -86,30 +86,24 @@ impl Core {
         }
     }
 
-    /// Assumes every profile once, concurrently (bounded), sources before
-    /// the profiles chained to them. Returns each refresher with its outcome.
+    /// Assumes every profile once, concurrently (bounded), in the
+    /// configuration's waves: sources before the profiles chained to them.
+    /// Returns each refresher with its outcome.
     async fn initial_pass(
         &self,
+        config: &Config,
         profiles: &[Arc<Profile>],
         concurrency: usize,
     ) -> Vec<(Refresher, Outcome)> {
         let mut done: Vec<(Refresher, Outcome)> = Vec::new();
-        let mut pending: Vec<Arc<Profile>> = profiles.to_vec();
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-        while !pending.is_empty() {
-            let (ready, waiting): (Vec<_>, Vec<_>) = pending.into_iter().partition(|p| {
-                p.source_profile.as_ref().is_none_or(|s| {
-                    !profiles.iter().any(|q| &q.name == s)
-                        || done.iter().any(|(r, _)| &r.profile.name == s)
-                })
-            });
-            if ready.is_empty() {
-                // Unreachable with a validated configuration (no cycles).
-                break;
-            }
+        for wave in config.waves() {
             let mut set = JoinSet::new();
-            for p in ready {
-                let mut r = Refresher::new(p, self.ctx.clone());
+            for p in profiles
+                .iter()
+                .filter(|p| wave.iter().any(|w| w.name == p.name))
+            {
+                let mut r = Refresher::new(p.clone(), self.ctx.clone());
                 let permits = permits.clone();
                 set.spawn(async move {
                     let _permit = permits.acquire_owned().await;
@@ -123,7 +117,6 @@ impl Core {
                     Err(e) => tracing::error!(error = %e, "initial refresh task failed"),
                 }
             }
-            pending = waiting;
         }
         done
     }
@@ -158,7 +151,7 @@ pub async fn once(config: &Config, opts: &Options) -> Result<OnceReport, RunErro
     let core = Core::new(config, opts)?;
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
     core.add_states(&profiles);
-    let results = core.initial_pass(&profiles, opts.concurrency).await;
+    let results = core.initial_pass(config, &profiles, opts.concurrency).await;
     core.writer.write(&core.shared, core.clock.now())?;
     let mut failed: Vec<String> = results
         .iter()
@@ -233,7 +226,9 @@ pub async fn run(
 
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
     core.add_states(&profiles);
-    let results = core.initial_pass(&profiles, opts.concurrency).await;
+    let results = core
+        .initial_pass(&config, &profiles, opts.concurrency)
+        .await;
     if let Err(e) = core.writer.write(&core.shared, core.clock.now()) {
         tracing::error!(error = %e, "initial write failed; retrying with backoff");
     }

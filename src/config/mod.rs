@@ -1,0 +1,299 @@
+//! Configuration: flags, environment and a YAML file, merged and validated.
+//!
+//! Precedence is flag > environment > file > default. Every value is checked
+//! before anything talks to STS, and every problem found is reported at once
+//! (the caller exits 64), each with the flag, variable or YAML key path it came
+//! from. Tests pass the environment as a map instead of mutating the process.
+//!
+//! Every global option is declared once, in the table of `options.rs` (flag,
+//! environment variables, YAML key, check and default, whether a reload
+//! applies it). [`Config::load`] builds the configuration in stages, each a
+//! module with its own tests:
+//!
+//! 1. `sources`: the flags, the environment and the file (`yaml`), each on
+//!    its own;
+//! 2. `merge`: the precedence rule;
+//! 3. `validate`: the process-wide options, each checked once;
+//! 4. `profiles`: each profile checked and completed with the defaults it
+//!    inherits (`checks` holds the checks of single values);
+//! 5. `order`: the source_profile graph (cycles; sources before the
+//!    profiles chained to them, [`Config::order`] and [`Config::waves`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod checks;
+mod flags;
+mod merge;
+mod options;
+mod order;
+mod profiles;
+mod sources;
+mod validate;
+mod yaml;
+
+pub use checks::{check_role_arn, default_session_name};
+pub use flags::Flags;
+
+pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
+pub const DEFAULT_OUTPUT_DIR: &str = "/aws";
+pub const DEFAULT_DURATION: u32 = 3600;
+pub const MIN_DURATION: u32 = 900;
+pub const MAX_DURATION: u32 = 43200;
+/// AWS caps role-chained sessions at one hour.
+pub const MAX_CHAINED_DURATION: u32 = 3600;
+pub const DEFAULT_FILE_MODE: u32 = 0o640;
+pub const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:9911";
+pub const MAX_POLICY_CHARS: usize = 2048;
+pub const MAX_POLICY_ARNS: usize = 10;
+/// The largest configuration file read: a real one is a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
+/// The deepest nesting accepted in the configuration file (a real one
+/// nests 4 levels: profiles, name, key, list). Checked before the YAML
+/// parser runs, whose time grows with the square of the depth.
+pub const MAX_CONFIG_DEPTH: usize = 32;
+
+/// The environment as a map, so tests never touch the process environment.
+pub type Env = BTreeMap<String, String>;
+
+/// The process environment (only valid UTF-8 entries).
+pub fn process_env() -> Env {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// How a profile's credentials reach the application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialsMode {
+    /// Keys in the shared `credentials` file.
+    File,
+    /// A `credential_process` line in `config` running the rolecall helper.
+    Process,
+    /// Served only by the loopback credentials endpoint: never written to
+    /// `credentials` or `credential-process.json`; `config` holds its region.
+    Endpoint,
+}
+
+impl CredentialsMode {
+    /// The name used in the configuration and in `status.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialsMode::File => "file",
+            CredentialsMode::Process => "process",
+            CredentialsMode::Endpoint => "endpoint",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// One validated profile: everything needed for its STS call and its output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub role_arn: String,
+    pub region: Option<String>,
+    pub sts_endpoint: Option<String>,
+    pub duration: Duration,
+    pub session_name: String,
+    pub credentials: CredentialsMode,
+    pub policy: Option<String>,
+    pub policy_arns: Vec<String>,
+    pub source_profile: Option<String>,
+    pub external_id: Option<String>,
+}
+
+impl Profile {
+    /// A profile with the defaults a configuration gives when nothing else is
+    /// said (for tests and tools; the role ARN is not validated here).
+    pub fn new(name: impl Into<String>, role_arn: impl Into<String>) -> Profile {
+        Profile {
+            name: name.into(),
+            role_arn: role_arn.into(),
+            region: None,
+            sts_endpoint: None,
+            duration: Duration::from_secs(DEFAULT_DURATION.into()),
+            session_name: "rolecall".into(),
+            credentials: CredentialsMode::File,
+            policy: None,
+            policy_arns: Vec::new(),
+            source_profile: None,
+            external_id: None,
+        }
+    }
+
+    /// Whether `other` is the same identity: the same role, reached the same
+    /// way, with the same permissions. A session assumed for one serves the
+    /// other (its name, region or duration may differ).
+    pub fn same_identity(&self, other: &Profile) -> bool {
+        self.role_arn == other.role_arn
+            && self.source_profile == other.source_profile
+            && self.external_id == other.external_id
+            && self.policy == other.policy
+            && self.policy_arns == other.policy_arns
+    }
+
+    /// The account that owns the role (the ARN's fifth field).
+    pub fn account(&self) -> &str {
+        self.role_arn.split(':').nth(4).unwrap_or_default()
+    }
+}
+
+/// The validated configuration of one rolecall process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub config_file: Option<PathBuf>,
+    pub token_file: PathBuf,
+    pub output_dir: PathBuf,
+    /// The output dir as the application sees it (process mode).
+    pub app_output_dir: PathBuf,
+    pub file_mode: u32,
+    /// Whether a `file_mode` with the other-read bit was explicitly allowed.
+    pub allow_world_readable: bool,
+    pub health_addr: Option<SocketAddr>,
+    pub endpoint_addr: Option<SocketAddr>,
+    /// A file holding the endpoint's authorization token (validated at load).
+    pub endpoint_token_file: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// Sorted by name; [`Config::order`] gives them sources first.
+    pub profiles: Vec<Profile>,
+}
+
+/// One thing wrong with the configuration, and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub origin: String,
+    pub message: String,
+}
+
+/// Every problem found, reported together.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "invalid configuration ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {}: {}", p.origin, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads the file named by `--config` or `ROLECALL_CONFIG` (if any),
+    /// merges it with flags and environment, and validates everything.
+    pub fn load(flags: &Flags, env: &Env) -> Result<Config, ConfigError> {
+        let config_file = flags.config.clone().or_else(|| {
+            env.get(options::CONFIG_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        // Followed if a symlink (a ConfigMap mount is kubelet's `..data`
+        // layout), but a regular file only, opened non-blocking and capped.
+        let text = config_file.as_ref().map(|path| {
+            crate::fsread::read(path, MAX_CONFIG_BYTES, crate::fsread::Follow::Yes).map_err(|e| {
+                match e {
+                    crate::fsread::ReadError::TooLarge { .. } => yaml::too_large(),
+                    e => format!("cannot read the configuration file: it {e}"),
+                }
+            })
+        });
+        assemble(flags, env, config_file.as_deref(), text)
+    }
+
+    /// Like [`Config::load`], with the file's bytes given instead of read
+    /// (for fuzzing and tests); `name` stands for the file in messages.
+    pub fn load_text(
+        flags: &Flags,
+        env: &Env,
+        name: &Path,
+        text: &[u8],
+    ) -> Result<Config, ConfigError> {
+        assemble(flags, env, Some(name), Some(Ok(text.to_vec())))
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// Every profile, each after its source profile (otherwise by name).
+    pub fn order(&self) -> Vec<&Profile> {
+        order::order(&self.profiles)
+    }
+
+    /// The profiles in layers, sources first: every profile of a layer can
+    /// be assumed once the layers before it have been (by name within one).
+    pub fn waves(&self) -> Vec<Vec<&Profile>> {
+        order::waves(&self.profiles)
+    }
+
+    /// The options that differ between `old` and `new` but that a reload
+    /// cannot apply (only a restart), by their YAML keys, in table order.
+    pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+        options::restart_needed(old, new)
+    }
+}
+
+/// The stages: sources, merge, globals, profiles (with their order checks).
+/// Problems are listed in the order of the stages: the file's, the global
+/// options', the profile lists' (environment, flags), the duplicates, then
+/// each profile's.
+fn assemble(
+    flags: &Flags,
+    env: &Env,
+    path: Option<&Path>,
+    text: Option<Result<Vec<u8>, String>>,
+) -> Result<Config, ConfigError> {
+    let file = match (path, text) {
+        (Some(path), Some(text)) => sources::from_file(path, text),
+        _ => sources::Source::default(),
+    };
+    let from_env = sources::from_env(env);
+    let from_flags = sources::from_flags(flags);
+    let merged = merge::merge([&file, &from_env, &from_flags]);
+    let (globals, global_problems) = validate::globals(&merged.values);
+    let mut problems = sources::Problems::default();
+    for p in [
+        file.problems,
+        global_problems,
+        from_env.problems,
+        from_flags.problems,
+        merged.problems,
+    ] {
+        problems.append(p);
+    }
+    let (profiles, profile_problems) = profiles::resolve(
+        &merged.profiles,
+        &globals,
+        &default_session_name(env),
+        problems.touch_file(),
+    );
+    problems.append(profile_problems);
+    let problems = problems.into_vec();
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    let mut config = globals.config;
+    config.config_file = path.map(Path::to_owned);
+    config.profiles = profiles;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,305 @@
+//! Stage 3, the globals: each process-wide option of the table checked
+//! once, in table order, into [`Globals`] (with its default when no source
+//! sets it). The options that profiles inherit are passed on unchecked:
+//! profiles.rs checks them where a profile inherits them.
+
+use std::path::PathBuf;
+
+use super::checks::{parse_addr, parse_bool};
+use super::options::{OPTIONS, Scope};
+use super::sources::{Problems, Src, Values, printable, src};
+use super::{Config, LogFormat};
+use super::{DEFAULT_FILE_MODE, DEFAULT_HEALTH_ADDR, DEFAULT_OUTPUT_DIR, DEFAULT_TOKEN_FILE};
+
+/// The checked process-wide options.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Globals {
+    /// Every process-wide field set; no profiles yet.
+    pub config: Config,
+    /// Whether an endpoint address is set (even a bad one): what needs the
+    /// endpoint says so only when it is not.
+    pub endpoint_set: bool,
+    /// The defaults every profile inherits, as given ([`Scope::Profile`]).
+    pub inherited: Values,
+}
+
+/// A configuration with nothing set yet: each option's check sets its field.
+fn unset() -> Config {
+    Config {
+        config_file: None,
+        token_file: PathBuf::new(),
+        output_dir: PathBuf::new(),
+        app_output_dir: PathBuf::new(),
+        file_mode: 0,
+        allow_world_readable: false,
+        health_addr: None,
+        endpoint_addr: None,
+        endpoint_token_file: None,
+        log_format: LogFormat::Text,
+        profiles: Vec::new(),
+    }
+}
+
+/// Checks the merged values of the global options, each once.
+pub(super) fn globals(values: &Values) -> (Globals, Problems) {
+    let mut g = Globals {
+        config: unset(),
+        endpoint_set: false,
+        inherited: Values::new(),
+    };
+    let mut problems = Problems::default();
+    for o in OPTIONS {
+        let value = values.get(o.key);
+        match o.scope {
+            Scope::Global(check) => check(value, values, &mut g, &mut problems),
+            Scope::Profile => {
+                if let Some(v) = value {
+                    g.inherited.insert(o.key, v.clone());
+                }
+            }
+        }
+    }
+    (g, problems)
+}
+
+/// Runs a check over a sourced value (trimmed), recording a problem on failure.
+pub(super) fn validate<T>(
+    s: &Src,
+    problems: &mut Problems,
+    f: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    match f(s.value.trim()) {
+        Ok(v) => Some(v),
+        Err(msg) => {
+            problems.at(s, msg);
+            None
+        }
+    }
+}
+
+/// A path: recorded as given, with a problem when it is empty or holds a
+/// control character.
+fn check_path(s: &Src, problems: &mut Problems) -> PathBuf {
+    if s.value.is_empty() || s.value.chars().any(char::is_control) {
+        problems.at(s, "must be a non-empty path without control characters");
+    }
+    PathBuf::from(&s.value)
+}
+
+pub(super) fn token_file(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+    g.config.token_file = s.map_or_else(|| DEFAULT_TOKEN_FILE.into(), |s| check_path(s, p));
+}
+
+pub(super) fn output_dir(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+    g.config.output_dir = s.map_or_else(|| DEFAULT_OUTPUT_DIR.into(), |s| check_path(s, p));
+}
+
+/// Defaults to the output dir (made absolute).
+pub(super) fn app_output_dir(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+    g.config.app_output_dir = match s {
+        Some(s) => {
+            let dir = check_path(s, p);
+            if !dir.is_absolute() || s.value.chars().any(char::is_whitespace) {
+                p.at(s, "must be an absolute path without spaces (it is written into credential_process lines)");
+            }
+            dir
+        }
+        None => std::path::absolute(&g.config.output_dir)
+            .unwrap_or_else(|_| g.config.output_dir.clone()),
+    };
+}
+
+pub(super) fn file_mode(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+    g.config.file_mode = s
+        .and_then(|s| {
+            validate(s, p, |v| {
+                u32::from_str_radix(v.trim_start_matches("0o"), 8)
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| {
+                        format!(
+                            "\"{}\" is not an octal file mode such as 0640",
+                            printable(v)
+                        )
+                    })
+            })
+        })
+        .unwrap_or(DEFAULT_FILE_MODE);
+}
+
+/// Also judges the file mode (above in the table) now that both are known.
+pub(super) fn allow_world_readable(
+    s: Option<&Src>,
+    values: &Values,
+    g: &mut Globals,
+    p: &mut Problems,
+) {
+    g.config.allow_world_readable = s.and_then(|s| validate(s, p, parse_bool)).unwrap_or(false);
+    let mode = g.config.file_mode;
+    let at = values
+        .get("file_mode")
+        .cloned()
+        .unwrap_or_else(|| src(String::new(), "--file-mode"));
+    if mode & 0o022 != 0 {
+        p.at(
+            &at,
+            format!(
+                "mode {mode:04o} makes the credentials writable by {}: anyone could replace the keys the application uses; use 0640 (readable by the group, e.g. a shared fsGroup) or 0600",
+                if mode & 0o002 != 0 { "every user" } else { "the group" }
+            ),
+        );
+    } else if mode & 0o004 != 0 && !g.config.allow_world_readable {
+        p.at(
+            &at,
+            format!(
+                "mode {mode:04o} makes the credentials readable by every user: use 0640 with a shared fsGroup for the application container, or pass --allow-world-readable (ROLECALL_ALLOW_WORLD_READABLE=true, `allow_world_readable: true`) if every user of the pod may hold them"
+            ),
+        );
+    }
+}
+
+/// Empty disables the listener.
+pub(super) fn health_addr(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+    g.config.health_addr = match s {
+        None => Some(DEFAULT_HEALTH_ADDR.parse().expect("valid default")),
+        Some(s) if s.value.trim().is_empty() => None,
+        Some(s) => validate(s, p, parse_addr),
+    };
+}
+
+/// Off unless set (empty is off); loopback only.
+pub(super) fn endpoint_addr(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+    let s = s.filter(|s| !s.value.trim().is_empty());
+    g.endpoint_set = s.is_some();
+    g.config.endpoint_addr = s.and_then(|s| {
+        validate(s, p, |v| {
+            let a = parse_addr(v)?;
+            if a.ip().is_loopback() {
+                Ok(a)
+            } else {
+                Err(format!(
+                    "{a} is not a loopback address: the credentials endpoint must only be reachable inside the pod (use 127.0.0.1:PORT)"
+                ))
+            }
+        })
+    });
+}
+
+/// Read and validated here, so that a bad token file exits 64 at start
+/// (and a SIGHUP while it is bad is refused); the endpoint reads it again
+/// when it changes. The token never appears in a message.
+pub(super) fn endpoint_token_file(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+    g.config.endpoint_token_file = s.map(|s| {
+        let path = check_path(s, p);
+        if !g.endpoint_set {
+            p.at(
+                s,
+                "the token is only used by the credentials endpoint: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT) too, or remove this option",
+            );
+        } else if !s.value.is_empty()
+            && let Err(e) = crate::endpoint::read_supplied_token(&path)
+        {
+            p.at(s, e);
+        }
+        path
+    });
+}
+
+pub(super) fn log_format(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+    g.config.log_format = s
+        .and_then(|s| {
+            validate(s, p, |v| match v {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err(format!(
+                    "\"{}\" is not a log format: use text or json",
+                    printable(v)
+                )),
+            })
+        })
+        .unwrap_or(LogFormat::Text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(pairs: &[(&'static str, &str)]) -> Values {
+        pairs
+            .iter()
+            .map(|(k, v)| (*k, src(*v, format!("--{k}"))))
+            .collect()
+    }
+
+    #[test]
+    fn nothing_set_gives_the_defaults() {
+        let (g, p) = globals(&Values::new());
+        assert!(p.lines().is_empty());
+        assert_eq!(g.config.token_file, PathBuf::from(DEFAULT_TOKEN_FILE));
+        assert_eq!(g.config.output_dir, PathBuf::from(DEFAULT_OUTPUT_DIR));
+        assert_eq!(g.config.app_output_dir, PathBuf::from(DEFAULT_OUTPUT_DIR));
+        assert_eq!(g.config.file_mode, DEFAULT_FILE_MODE);
+        assert_eq!(
+            g.config.health_addr,
+            Some(DEFAULT_HEALTH_ADDR.parse().unwrap())
+        );
+        assert_eq!((g.config.endpoint_addr, g.endpoint_set), (None, false));
+        assert_eq!(g.config.log_format, LogFormat::Text);
+        assert!(g.inherited.is_empty());
+    }
+
+    #[test]
+    fn inherited_defaults_are_passed_on_unchecked() {
+        let (g, p) = globals(&values(&[
+            ("region", "Not A Region"),
+            ("duration_seconds", "5"),
+        ]));
+        assert!(p.lines().is_empty());
+        assert_eq!(g.inherited["region"].value, "Not A Region");
+        assert_eq!(g.inherited.len(), 2);
+    }
+
+    #[test]
+    fn each_global_is_checked_once_in_table_order() {
+        let (g, p) = globals(&values(&[
+            ("log_format", "xml"),
+            ("file_mode", "0644"),
+            ("output_dir", ""),
+            ("health_addr", " "),
+            ("endpoint_addr", "10.0.0.1:1"),
+        ]));
+        assert_eq!(
+            p.lines(),
+            [
+                "--output_dir: must be a non-empty path without control characters",
+                "--file_mode: mode 0644 makes the credentials readable by every user: use 0640 with a shared fsGroup for the application container, or pass --allow-world-readable (ROLECALL_ALLOW_WORLD_READABLE=true, `allow_world_readable: true`) if every user of the pod may hold them",
+                "--endpoint_addr: 10.0.0.1:1 is not a loopback address: the credentials endpoint must only be reachable inside the pod (use 127.0.0.1:PORT)",
+                "--log_format: \"xml\" is not a log format: use text or json",
+            ]
+        );
+        assert_eq!(g.config.health_addr, None, "blank disables the listener");
+        assert!(g.endpoint_set && g.config.endpoint_addr.is_none());
+    }
+
+    #[test]
+    fn the_app_output_dir_defaults_to_the_output_dir_and_must_be_absolute() {
+        let (g, _) = globals(&values(&[("output_dir", "/out")]));
+        assert_eq!(g.config.app_output_dir, PathBuf::from("/out"));
+        let (_, p) = globals(&values(&[("app_output_dir", "rel")]));
+        assert_eq!(p.lines().len(), 1);
+    }
+
+    #[test]
+    fn an_endpoint_token_file_needs_the_endpoint() {
+        let (_, p) = globals(&values(&[("endpoint_token_file", "/t")]));
+        let m = p.lines();
+        assert_eq!(m.len(), 1);
+        assert!(m[0].contains("set endpoint_addr"), "{m:?}");
+        let (_, p) = globals(&values(&[
+            ("endpoint_addr", "127.0.0.1:9912"),
+            ("endpoint_token_file", "/does/not/exist"),
+        ]));
+        let m = p.lines();
+        assert!(m.len() == 1 && m[0].contains("does not exist"), "{m:?}");
+    }
+}
