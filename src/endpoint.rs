@@ -30,7 +30,7 @@ use crate::fsread::{self, Follow};
 use crate::output::{WriteError, Writer, atomic};
 use crate::ratelimit::{LOG_INTERVAL, LogLimit};
 use crate::session::{Secret, format_time};
-use crate::state::Shared;
+use crate::state::{Lookup, Shared};
 
 pub const TOKEN_FILE: &str = "endpoint-token";
 const PREFIX: &str = "/v1/credentials/";
@@ -377,7 +377,7 @@ impl Endpoint {
         // Debug escapes control characters in a name from the request.
         let shown: String = name.chars().take(64).collect();
         if let Some(reason) = rejected {
-            self.shared.metrics.count_endpoint_rejection(reason);
+            self.shared.count_endpoint_rejection(reason);
             if let Some(suppressed) = REJECTED_LOG.admit() {
                 tracing::warn!(
                     profile = ?shown,
@@ -400,36 +400,40 @@ impl Endpoint {
                 )
             };
         }
-        let map = self.shared.lock();
-        let Some(state) = map.get(name) else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "UnknownProfile",
-                &format!("no profile {shown:?} is configured in rolecall"),
-            );
-        };
-        let Some(s) = state.live_session(SystemTime::now()) else {
-            let why = state
-                .last_error
-                .as_deref()
-                .map(|e| format!(" (last error: {e})"))
-                .unwrap_or_default();
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "CredentialsNotReady",
-                &format!(
-                    "profile {name} has no valid credentials yet{why}; rolecall keeps retrying, try again in {RETRY_AFTER_SECS} s"
-                ),
-            );
-            r.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-            return r;
+        let now = SystemTime::now();
+        let (s, expiration) = match self.shared.credentials_for(name, now) {
+            Lookup::Live {
+                session,
+                expiration,
+            } => (session, expiration),
+            Lookup::Unknown => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "UnknownProfile",
+                    &format!("no profile {shown:?} is configured in rolecall"),
+                );
+            }
+            Lookup::NotReady { last_error } => {
+                let why = last_error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default();
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "CredentialsNotReady",
+                    &format!(
+                        "profile {name} has no valid credentials yet{why}; rolecall keeps retrying, try again in {RETRY_AFTER_SECS} s"
+                    ),
+                );
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                return r;
+            }
         };
         let body = json!({
             "AccessKeyId": s.access_key_id.expose(),
             "SecretAccessKey": s.secret_access_key.expose(),
             "Token": s.session_token.expose(),
-            "Expiration": format_time(state.reported_expiry(s, SystemTime::now())),
+            "Expiration": format_time(expiration),
         });
         let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
         r.headers_mut()

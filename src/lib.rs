@@ -59,7 +59,6 @@ pub mod watch;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Semaphore, mpsc, watch as tokio_watch};
@@ -70,7 +69,7 @@ use crate::config::{Config, ConfigError, Profile};
 use crate::output::{WriteError, Writer};
 use crate::refresher::{Context, Outcome, Refresher};
 use crate::schedule::Jitter;
-use crate::state::{ProfileState, Shared};
+use crate::state::Shared;
 use crate::sts::Sts;
 
 /// The AWS SDK's environment switch for logging response bodies, which
@@ -228,11 +227,9 @@ impl Core {
                 "kept valid credentials from the previous run until they are refreshed"
             );
         }
-        let mut map = self.shared.lock();
         for p in profiles {
-            let mut state = ProfileState::new(p.clone());
-            state.session = adopted.remove(&p.name);
-            map.insert(p.name.clone(), state);
+            self.shared
+                .register(p.clone(), adopted.remove(&p.name), SystemTime::now());
         }
     }
 
@@ -340,7 +337,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let core = Core::new(&config, &opts)?;
     let stop = CancellationToken::new();
-    let live = Arc::new(AtomicBool::new(true));
+    let live = state::Readiness::new(true);
     let mut background = JoinSet::new();
     if let Some(addr) = config.health_addr {
         let health = health::Health {
@@ -452,7 +449,7 @@ pub async fn run(
         }
     }
 
-    live.store(false, Ordering::Release);
+    live.set(false);
     stop.cancel();
     let handles = tasks.into_values().map(|t| t.handle);
     let all = async {
@@ -527,8 +524,7 @@ fn apply_reload(
         if new.profile(&name).is_none() {
             let t = tasks.remove(&name).expect("listed");
             t.stop.cancel();
-            core.shared.lock().remove(&name);
-            core.shared.metrics.forget_profile(&name);
+            core.shared.remove(&name, SystemTime::now());
             removed.push(name);
         }
     }
@@ -544,14 +540,7 @@ fn apply_reload(
                     added.push(p.name.clone());
                 }
                 let profile = Arc::new(p.clone());
-                {
-                    let mut map = core.shared.lock();
-                    let mut state = ProfileState::new(profile.clone());
-                    if keep {
-                        state.session = map.get(&p.name).and_then(|s| s.session.clone());
-                    }
-                    map.insert(p.name.clone(), state);
-                }
+                core.shared.upsert(profile.clone(), keep, SystemTime::now());
                 let r = Refresher::new(profile, core.ctx.clone());
                 tasks.insert(p.name.clone(), spawn_refresher(r, Duration::ZERO, stop));
             }

@@ -12,10 +12,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Profile;
-use crate::metrics::ProfileLabel;
 use crate::schedule::{self, Jitter};
-use crate::session::{Session, format_time, unix_seconds};
-use crate::state::{RefreshPlan, Shared};
+use crate::session::{Session, format_time};
+use crate::state::Shared;
 use crate::sts::{ErrorClass, Sts, StsError};
 use crate::token;
 use crate::trust;
@@ -164,17 +163,13 @@ impl Refresher {
         let skew = self.ctx.sts.clock_skew();
         let result = result.and_then(|a| usable(a, now, skew));
         if let Some(skew) = skew {
-            self.ctx.shared.metrics.sts_clock_skew.set(skew);
+            self.ctx.shared.record_clock_skew(skew);
         }
         if result.as_ref().map_or_else(
             |e| e.code != "TokenUnavailable" && e.code != "SourceUnavailable",
             |_| true,
         ) {
-            self.ctx
-                .shared
-                .metrics
-                .sts_latency
-                .observe(took.as_secs_f64());
+            self.ctx.shared.record_sts_call(took);
         }
         match result {
             Ok(assumed) => {
@@ -211,12 +206,17 @@ impl Refresher {
                     }
                 };
                 let hint = trust::hint(&e.code, &p, claims.as_ref());
+                // status.json reports the error; the last good session stays.
                 let still_valid = self
                     .ctx
                     .shared
-                    .lock()
-                    .get(&p.name)
-                    .and_then(|s| s.live_session(now).map(|s| format_time(s.expiration)));
+                    .record_failure(
+                        &p.name,
+                        class.result(),
+                        format!("{}: {}", e.code, e.message),
+                        now,
+                    )
+                    .map(format_time);
                 tracing::error!(
                     profile = %p.name,
                     role = %p.role_arn,
@@ -229,15 +229,6 @@ impl Refresher {
                     request_id = e.request_id.as_deref().unwrap_or("-"),
                     "refresh failed",
                 );
-                self.ctx
-                    .shared
-                    .metrics
-                    .count_refresh(&p.name, class.as_str());
-                if let Some(s) = self.ctx.shared.lock().get_mut(&p.name) {
-                    s.last_error = Some(format!("{}: {}", e.code, e.message));
-                }
-                // status.json reports the error.
-                self.ctx.shared.request_write();
                 Outcome::Failed { class, next }
             }
         }
@@ -246,9 +237,7 @@ impl Refresher {
     fn source_session(&self, source: &str) -> Result<Session, StsError> {
         self.ctx
             .shared
-            .lock()
-            .get(source)
-            .and_then(|s| s.live_session(SystemTime::now()).cloned())
+            .session_for(source, SystemTime::now())
             .ok_or_else(|| StsError {
                 class: ErrorClass::Transient,
                 code: "SourceUnavailable".into(),
@@ -261,28 +250,14 @@ impl Refresher {
     /// `next_refresh` (recorded as its [`RefreshPlan`] when refreshes are
     /// planned, see [`Refresher::plan`]).
     fn publish(&mut self, session: Session, now: SystemTime, next_refresh: SystemTime) {
-        let p = &self.profile;
-        self.ctx
-            .shared
-            .metrics
-            .credentials_expiry
-            .get_or_create(&ProfileLabel {
-                profile: p.name.clone(),
-            })
-            .set(unix_seconds(session.expiration) as i64);
-        self.ctx.shared.metrics.count_refresh(&p.name, "success");
-        if let Some(s) = self.ctx.shared.lock().get_mut(&p.name) {
-            s.session = Some(session);
-            s.last_refresh = Some(now);
-            s.last_error = None;
-            s.plan = self.planning.then_some(RefreshPlan {
-                received: now,
-                next_refresh,
-            });
-        }
+        self.ctx.shared.record_success(
+            &self.profile.name,
+            session,
+            now,
+            self.planning.then_some(next_refresh),
+        );
         self.published = Some(now);
         self.ctx.sessions.send_modify(|g| *g = g.wrapping_add(1));
-        self.ctx.shared.request_write();
     }
 
     /// Records that the session this refresher published (in the initial
@@ -295,32 +270,17 @@ impl Refresher {
         let Some(received) = self.published else {
             return;
         };
-        if let Some(s) = self.ctx.shared.lock().get_mut(&self.profile.name)
-            && s.last_refresh == Some(received)
-        {
-            s.plan = Some(RefreshPlan {
-                received,
-                next_refresh,
-            });
-        }
-        self.ctx.shared.request_write();
+        self.ctx
+            .shared
+            .plan_refresh(&self.profile.name, received, next_refresh);
     }
 
     /// Whether a token change should make this profile retry now: it has no
     /// live session, its last attempt failed, or it is close to expiry.
     fn wants_token_retry(&self) -> bool {
-        let now = SystemTime::now();
-        let map = self.ctx.shared.lock();
-        let Some(state) = map.get(&self.profile.name) else {
-            return false;
-        };
-        match state.live_session(now) {
-            None => true,
-            Some(s) => {
-                state.last_error.is_some()
-                    || s.expiration.duration_since(now).unwrap_or_default() < schedule::NEAR_EXPIRY
-            }
-        }
+        self.ctx
+            .shared
+            .wants_token_retry(&self.profile.name, SystemTime::now())
     }
 
     /// Whether the source session changed since this profile was assumed.
@@ -331,9 +291,8 @@ impl Refresher {
         let current = self
             .ctx
             .shared
-            .lock()
-            .get(source)
-            .and_then(|s| s.live_session(SystemTime::now()).map(|s| s.expiration));
+            .session_for(source, SystemTime::now())
+            .map(|s| s.expiration);
         current.is_some() && current != self.source_used
     }
 

@@ -31,6 +31,7 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
 use crate::config::Profile;
+use crate::metrics::RefreshResult;
 use crate::session::{Secret, Session};
 
 /// Time allowed for one STS attempt, connection included.
@@ -65,13 +66,19 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub fn as_str(self) -> &'static str {
+    /// The `result` label a failure of this class counts under.
+    pub fn result(self) -> RefreshResult {
         match self {
-            ErrorClass::Transient => "transient_error",
-            ErrorClass::Token => "token_error",
-            ErrorClass::Configuration => "config_error",
-            ErrorClass::Clock => "clock_error",
+            ErrorClass::Transient => RefreshResult::TransientError,
+            ErrorClass::Token => RefreshResult::TokenError,
+            ErrorClass::Configuration => RefreshResult::ConfigError,
+            ErrorClass::Clock => RefreshResult::ClockError,
         }
+    }
+
+    /// The class as logs and metrics name it (`transient_error`...).
+    pub fn as_str(self) -> &'static str {
+        self.result().as_str()
     }
 }
 

@@ -92,7 +92,7 @@ impl TokenWatcher {
             if !watcher.is_watching() {
                 watcher.establish(&tx, &lost, &filter);
             }
-            self.shared.metrics.token_checks.inc();
+            self.shared.count_token_check();
             self.check(&mut seen, true);
         }
     }
@@ -114,7 +114,7 @@ impl TokenWatcher {
             Seen::Content(_) => match token::read(&self.token_file, now) {
                 Ok(t) => {
                     let exp = t.claims.exp.unwrap_or(0);
-                    self.shared.metrics.token_expiry.set(exp as i64);
+                    self.shared.record_token_expiry(exp);
                     if announce {
                         tracing::info!(path = %self.token_file.display(), exp, "token changed");
                     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rolecall::config::Profile;
 use rolecall::metrics::RefreshLabels;
 use rolecall::refresher::{Context, Refresher};
-use rolecall::state::{ProfileState, Shared};
+use rolecall::state::Shared;
 use rolecall::sts::Sts;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,7 @@ fn profile() -> Arc<Profile> {
 
 fn token_errors(shared: &Shared) -> u64 {
     shared
-        .metrics
+        .metrics()
         .refresh
         .get(&RefreshLabels {
             profile: "reader".into(),
@@ -42,9 +42,7 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
     let dir = tempfile::tempdir().unwrap();
     let shared = Shared::new();
     let p = profile();
-    shared
-        .lock()
-        .insert(p.name.clone(), ProfileState::new(p.clone()));
+    shared.register(p.clone(), None, std::time::SystemTime::now());
     let nudge = watch::channel(0u64).0;
     let all = watch::channel(0u64).0;
     let ctx = Context {
@@ -76,7 +74,7 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
         (exact - 1..=exact).contains(&day),
         "{day} attempts in a day, expected {exact}"
     );
-    let last = shared.lock()["reader"].last_error.clone().unwrap();
+    let last = shared.get("reader").unwrap().last_error.unwrap();
     assert!(last.starts_with("TokenUnavailable: token file"), "{last}");
 
     stop.cancel();

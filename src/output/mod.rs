@@ -16,7 +16,6 @@ pub mod atomic;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
@@ -24,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 use std::collections::BTreeMap;
 
 use crate::config::{Config, CredentialsMode, Profile};
-use crate::metrics::FileLabel;
 use crate::schedule;
 use crate::session::{Secret, Session, format_time, parse_time};
 use crate::state::{ProfileState, Shared};
@@ -541,8 +539,8 @@ impl Writer {
     /// changed. Tries every file even when one fails.
     pub fn write(&self, shared: &Shared, now: SystemTime) -> Result<(), WriteError> {
         let rendered = {
-            let map = shared.lock();
-            let states: Vec<&ProfileState> = map.values().collect();
+            let states = shared.snapshot();
+            let states: Vec<&ProfileState> = states.iter().collect();
             render(&states, &self.app_dir, now)
         };
         let mut first_error = None;
@@ -563,11 +561,7 @@ impl Writer {
                 Ok(true) => tracing::debug!(file, "output written"),
                 Ok(false) => {}
                 Err(source) => {
-                    shared
-                        .metrics
-                        .write_errors
-                        .get_or_create(&FileLabel { file: file.into() })
-                        .inc();
+                    shared.count_write_error(file);
                     let e = WriteError {
                         file,
                         path: self.dir.join(file),
@@ -578,8 +572,7 @@ impl Writer {
                 }
             }
         }
-        let ok = first_error.is_none();
-        shared.outputs_ok.store(ok, Ordering::Release);
+        shared.record_outputs_written(first_error.is_none(), now);
         first_error.map_or(Ok(()), Err)
     }
 
@@ -600,7 +593,9 @@ impl Writer {
             let wait = match self.write(&shared, now) {
                 Ok(()) => {
                     failures = 0;
-                    next_expiry(&shared, now).map_or(RECHECK_INTERVAL, |d| d.min(RECHECK_INTERVAL))
+                    shared
+                        .next_expiry(now)
+                        .map_or(RECHECK_INTERVAL, |d| d.min(RECHECK_INTERVAL))
                 }
                 Err(_) => {
                     let d = schedule::backoff(failures, schedule::random_jitter());
@@ -608,26 +603,13 @@ impl Writer {
                     d
                 }
             };
-            crate::health::update_ready(&shared, SystemTime::now());
             tokio::select! {
-                _ = shared.changed.notified() => {}
+                _ = shared.write_requested() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return,
             }
         }
     }
-}
-
-/// Time until the next live session expires (so it can be removed).
-fn next_expiry(shared: &Shared, now: SystemTime) -> Option<Duration> {
-    shared
-        .lock()
-        .values()
-        .filter_map(|s| s.live_session(now))
-        .filter_map(|s| s.expiration.duration_since(now).ok())
-        .min()
-        // Wake just after the expiry so the session is seen as expired.
-        .map(|d| d + Duration::from_millis(5))
 }
 
 #[cfg(test)]
