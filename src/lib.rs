@@ -205,7 +205,6 @@ impl Core {
             jitter: opts.jitter,
             token_changed: nudge.subscribe(),
             refresh_all: refresh_all.subscribe(),
-            sessions: Arc::new(tokio_watch::channel(0u64).0),
         };
         Ok(Core {
             shared,

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Profile;
 use crate::schedule::{self, Jitter};
 use crate::session::{Session, format_time};
-use crate::state::Shared;
+use crate::state::{SessionWatch, Shared};
 use crate::sts::{ErrorClass, Sts, StsError};
 use crate::token;
 use crate::trust;
@@ -30,8 +30,6 @@ pub struct Context {
     pub token_changed: watch::Receiver<u64>,
     /// Bumped on SIGUSR1: every profile refreshes now.
     pub refresh_all: watch::Receiver<u64>,
-    /// Bumped whenever any profile receives a new session (role chaining).
-    pub sessions: Arc<watch::Sender<u64>>,
 }
 
 /// The result of one attempt: when to try next.
@@ -96,14 +94,26 @@ fn usable(
     })
 }
 
+/// Completes with the source's session when it changes; never for a
+/// profile without a source (`None`), or once the channel closed.
+async fn next_source_session(source: &mut Option<SessionWatch>) -> Option<Option<Session>> {
+    match source {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// One profile's refresher.
 pub struct Refresher {
     pub profile: Arc<Profile>,
     ctx: Context,
     /// Consecutive transient failures, for the backoff.
     failures: u32,
-    /// Expiry of the source session this profile was last assumed with.
-    source_used: Option<SystemTime>,
+    /// The source session this profile was last assumed with.
+    source_used: Option<Session>,
     /// When the last attempt started, to space out manual refreshes.
     last_attempt: Option<Instant>,
     /// Whether the wait for the next attempt is a backoff after a
@@ -140,7 +150,7 @@ impl Refresher {
         let result = match &p.source_profile {
             Some(source) => match self.source_session(source) {
                 Ok(s) => {
-                    self.source_used = Some(s.expiration);
+                    self.source_used = Some(s.clone());
                     self.ctx.sts.assume_with_session(&p, &s).await
                 }
                 Err(e) => Err(e),
@@ -257,7 +267,6 @@ impl Refresher {
             self.planning.then_some(next_refresh),
         );
         self.published = Some(now);
-        self.ctx.sessions.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     /// Records that the session this refresher published (in the initial
@@ -283,17 +292,11 @@ impl Refresher {
             .wants_token_retry(&self.profile.name, SystemTime::now())
     }
 
-    /// Whether the source session changed since this profile was assumed.
-    fn source_changed(&self) -> bool {
-        let Some(source) = &self.profile.source_profile else {
-            return false;
-        };
-        let current = self
-            .ctx
-            .shared
-            .session_for(source, SystemTime::now())
-            .map(|s| s.expiration);
-        current.is_some() && current != self.source_used
+    /// Whether the source's session `current` is live and not the one this
+    /// profile was last assumed with.
+    fn source_changed(&self, current: Option<&Session>) -> bool {
+        let now = SystemTime::now();
+        current.is_some_and(|s| !s.is_expired(now) && Some(s) != self.source_used.as_ref())
     }
 
     /// When a manual refresh (SIGUSR1) requested now should run, given the
@@ -315,8 +318,13 @@ impl Refresher {
     pub async fn run(mut self, first: Duration, shutdown: CancellationToken) {
         let mut token_changed = self.ctx.token_changed.clone();
         let mut refresh_all = self.ctx.refresh_all.clone();
-        let mut sessions = self.ctx.sessions.subscribe();
-        let chained = self.profile.source_profile.is_some();
+        // Role chaining: only this profile's source wakes it.
+        let mut source = self
+            .profile
+            .source_profile
+            .as_deref()
+            .map(|s| self.ctx.shared.subscribe(s));
+        let chained = source.is_some();
         let mut next = Instant::now() + first;
         self.planning = true;
         // The session of the initial pass, if it succeeded.
@@ -346,8 +354,8 @@ impl Refresher {
                         }
                     }
                 }
-                Ok(()) = sessions.changed(), if chained => {
-                    if !self.source_changed() {
+                Some(current) = next_source_session(&mut source) => {
+                    if !self.source_changed(current.as_ref()) {
                         continue;
                     }
                     tracing::info!(profile = %self.profile.name, "source session changed; refreshing");
@@ -420,7 +428,6 @@ mod tests {
             jitter: crate::schedule::no_jitter,
             token_changed: watch::channel(0).1,
             refresh_all: watch::channel(0).1,
-            sessions: Arc::new(watch::channel(0).0),
         };
         let run = Refresher::new(profile, ctx).run(Duration::ZERO, CancellationToken::new());
         let size = std::mem::size_of_val(&run);

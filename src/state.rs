@@ -130,9 +130,10 @@ pub enum Lookup {
     },
 }
 
-/// The expiry of a profile's current session, as role chaining sees it:
-/// `None` while it has none.
-pub type SessionWatch = watch::Receiver<Option<SystemTime>>;
+/// A profile's current session, as role chaining sees it: `None` while it
+/// has none. Changes with every new session (two sessions issued in the
+/// same second have the same expiry, so the expiry alone would not do).
+pub type SessionWatch = watch::Receiver<Option<Session>>;
 
 #[derive(Debug, Default)]
 struct State {
@@ -140,20 +141,23 @@ struct State {
     /// Per profile, the expiry of its session, for the profiles chained to
     /// it ([`Shared::subscribe`]). Kept while subscribed across a removal,
     /// so that a reload that replaces a source keeps its subscribers.
-    sessions: BTreeMap<String, watch::Sender<Option<SystemTime>>>,
+    sessions: BTreeMap<String, watch::Sender<Option<Session>>>,
 }
 
 impl State {
-    /// Publishes `name`'s session expiry to its subscribers when it changed.
+    /// Publishes `name`'s session to its subscribers when it changed.
     fn announce(&mut self, name: &str) {
-        let expiry = self
-            .profiles
-            .get(name)
-            .and_then(|s| s.session.as_ref())
-            .map(|s| s.expiration);
-        if let Some(tx) = self.sessions.get(name) {
-            tx.send_if_modified(|v| std::mem::replace(v, expiry) != expiry);
-        }
+        let Some(tx) = self.sessions.get(name) else {
+            return;
+        };
+        let session = self.profiles.get(name).and_then(|s| s.session.as_ref());
+        tx.send_if_modified(|v| {
+            if v.as_ref() == session {
+                return false;
+            }
+            *v = session.cloned();
+            true
+        });
     }
 }
 
@@ -320,8 +324,8 @@ impl Shared {
             .and_then(|s| s.live_session(now).cloned())
     }
 
-    /// The expiry of `source`'s session, now and whenever it changes (a
-    /// refresh, a reload), for a profile chained to it.
+    /// `source`'s session, now and whenever it changes (a refresh, a
+    /// reload), for a profile chained to it.
     pub fn subscribe(&self, source: &str) -> SessionWatch {
         let mut state = self.lock();
         if !state.sessions.contains_key(source) {

@@ -1,5 +1,8 @@
 //! Schedules under paused tokio time: hours of retries run in milliseconds,
-//! and every attempt lands exactly when the backoff says.
+//! and every attempt lands exactly when the backoff says; a chained profile
+//! wakes for its own source's sessions only.
+
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +12,7 @@ use rolecall::metrics::RefreshLabels;
 use rolecall::refresher::{Context, Refresher};
 use rolecall::state::Shared;
 use rolecall::sts::Sts;
+use support::*;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +56,6 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
         jitter: ceiling_jitter,
         token_changed: nudge.subscribe(),
         refresh_all: all.subscribe(),
-        sessions: Arc::new(watch::channel(0u64).0),
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));
@@ -79,4 +82,88 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
 
     stop.cancel();
     task.await.unwrap();
+}
+
+const SOURCE: &str = "arn:aws:iam::111122223333:role/source";
+const SOURCE_2: &str = "arn:aws:iam::111122223333:role/source-2";
+const OTHER: &str = "arn:aws:iam::111122223333:role/other";
+const CHAINED: &str = "arn:aws:iam::444455556666:role/chained";
+
+fn local_profile(sts: &FakeSts, name: &str, role: &str, source: Option<&str>) -> Arc<Profile> {
+    Arc::new(Profile {
+        region: Some("eu-west-1".into()),
+        sts_endpoint: Some(sts.endpoint()),
+        source_profile: source.map(str::to_owned),
+        ..Profile::new(name, role)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_it() {
+    let sts = FakeSts::start_local();
+    let token = TokenDir::new(&valid_jwt());
+    let shared = Shared::new();
+    let ctx = |refresh_all: &watch::Sender<u64>| Context {
+        shared: shared.clone(),
+        sts: Sts::new(Duration::from_secs(5)),
+        token_file: token.path(),
+        jitter: ceiling_jitter,
+        token_changed: watch::channel(0u64).1,
+        refresh_all: refresh_all.subscribe(),
+    };
+    let quiet = watch::channel(0u64).0;
+    let poke_other = watch::channel(0u64).0;
+    let stop = CancellationToken::new();
+    let spawn = |p: Arc<Profile>, all: &watch::Sender<u64>, stop: &CancellationToken| {
+        shared.register(p.clone(), None, std::time::SystemTime::now());
+        tokio::spawn(Refresher::new(p, ctx(all)).run(Duration::ZERO, stop.clone()))
+    };
+    let source_stop = stop.child_token();
+    spawn(
+        local_profile(&sts, "src", SOURCE, None),
+        &quiet,
+        &source_stop,
+    );
+    spawn(
+        local_profile(&sts, "other", OTHER, None),
+        &poke_other,
+        &stop,
+    );
+    assert!(wait_until(Duration::from_secs(5), || sts.calls() == 2).await);
+    spawn(
+        local_profile(&sts, "chained", CHAINED, Some("src")),
+        &quiet,
+        &stop,
+    );
+    assert!(wait_until(Duration::from_secs(5), || sts.calls_for_role(CHAINED) == 1).await);
+
+    // Another profile's new session does not concern it.
+    poke_other.send_modify(|g| *g += 1);
+    assert!(wait_until(Duration::from_secs(10), || sts.calls_for_role(OTHER) == 2).await);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(sts.calls_for_role(CHAINED), 1);
+
+    // A reload gives the source another role: its new refresher's first
+    // session reaches the running chained refresher, which follows once.
+    source_stop.cancel();
+    let replaced = local_profile(&sts, "src", SOURCE_2, None);
+    shared.upsert(replaced.clone(), false, std::time::SystemTime::now());
+    tokio::spawn(Refresher::new(replaced, ctx(&quiet)).run(Duration::ZERO, stop.clone()));
+    assert!(wait_until(Duration::from_secs(5), || sts.calls_for_role(CHAINED) == 2).await);
+    let signed_with = signing_key(
+        sts.requests_for_role(CHAINED)[1]
+            .authorization
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap()
+    .to_owned();
+    assert_eq!(
+        Some(signed_with),
+        sts.last_issued_for_role(SOURCE_2).map(|c| c.access_key_id),
+        "signed with the replaced source's session"
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(sts.calls_for_role(CHAINED), 2, "once per source session");
+    stop.cancel();
 }

@@ -302,7 +302,6 @@ fn paused_refresher(
         jitter: ceiling_jitter,
         token_changed: watch::channel(0u64).1,
         refresh_all: all.subscribe(),
-        sessions: Arc::new(watch::channel(0u64).0),
     };
     let stop = CancellationToken::new();
     tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));

@@ -382,3 +382,40 @@ fn watcher_and_endpoint_counters_reach_the_metrics() {
     assert!(text.contains(r#"rolecall_endpoint_rejected_requests_total{reason="wrong_token"} 1"#));
     assert!(text.contains("rolecall_sts_request_duration_seconds_count 1"));
 }
+
+#[test]
+fn subscribers_see_their_source_session_change_and_survive_a_reload() {
+    let shared = shared_with(&["src", "other"]);
+    let exp = t0() + secs(3600);
+    let (a, b, c) = (session("A", exp), session("B", exp), session("C", exp));
+    shared.record_success("src", a.clone(), t0(), None);
+    let mut rx = shared.subscribe("src");
+    assert_eq!(*rx.borrow_and_update(), Some(a), "the current session");
+    // Another profile's session does not wake it.
+    shared.record_success("other", session("O", exp), t0(), None);
+    assert!(!rx.has_changed().unwrap());
+    // A new session with the same expiry (issued in the same second) does.
+    shared.record_success("src", b.clone(), t0(), None);
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(*rx.borrow_and_update(), Some(b));
+    // A reload that keeps the session changes nothing for it.
+    shared.upsert(profile("src"), true, t0());
+    assert!(!rx.has_changed().unwrap());
+    // Removed and added back (a reload that replaces the source): the same
+    // subscription sees both.
+    shared.remove("src", t0());
+    assert_eq!(*rx.borrow_and_update(), None);
+    shared.register(profile("src"), None, t0());
+    shared.record_success("src", c.clone(), t0(), None);
+    assert_eq!(*rx.borrow_and_update(), Some(c));
+    // A source nobody listens to any more is dropped with the profile.
+    drop(rx);
+    shared.remove("src", t0());
+    assert!(!shared.lock().sessions.contains_key("src"));
+    // Subscribing before the source exists works too.
+    let mut early = shared.subscribe("later");
+    assert_eq!(*early.borrow_and_update(), None);
+    let l = session("L", exp);
+    shared.register(profile("later"), Some(l.clone()), t0());
+    assert_eq!(*early.borrow_and_update(), Some(l));
+}
