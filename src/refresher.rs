@@ -15,9 +15,14 @@ use crate::config::Profile;
 use crate::schedule::{self, Jitter};
 use crate::session::{Session, format_time};
 use crate::state::{SessionWatch, Shared};
-use crate::sts::{ErrorClass, Sts, StsError};
-use crate::token;
+use crate::sts::{Assumed, ErrorClass, Sts};
+use crate::token::{self, Claims};
 use crate::trust;
+
+mod error;
+
+pub use error::RefreshError;
+use error::usable;
 
 /// Everything a refresher needs besides its profile.
 #[derive(Clone)]
@@ -49,49 +54,6 @@ impl Outcome {
     pub fn is_success(self) -> bool {
         matches!(self, Outcome::Refreshed { .. })
     }
-}
-
-/// Refuses a session that expires before it can be used: already past by
-/// the local clock, or with less than [`schedule::MIN_USEFUL_LIFETIME`] left
-/// — or less than half of what STS granted, when STS grants less than twice
-/// that (only test endpoints do). What STS granted is measured from STS's
-/// own clock (its `Date` header, as `skew_s`); without one, only a session
-/// already past is refused. Publishing such a session would replace a better
-/// one (or none) with credentials the SDKs discard at once, and its refresh
-/// would come seconds later, again and again.
-fn usable(
-    assumed: crate::sts::Assumed,
-    now: SystemTime,
-    skew_s: Option<i64>,
-) -> Result<crate::sts::Assumed, StsError> {
-    let expiration = assumed.session.expiration;
-    let left = expiration.duration_since(now).unwrap_or_default();
-    let sts_now = match skew_s {
-        Some(s) if s >= 0 => now + Duration::from_secs(s as u64),
-        Some(s) => now - Duration::from_secs(s.unsigned_abs()),
-        None => now,
-    };
-    let granted = expiration.duration_since(sts_now).unwrap_or_default();
-    if !left.is_zero() && left >= schedule::MIN_USEFUL_LIFETIME.min(granted / 2) {
-        return Ok(assumed);
-    }
-    let when = match expiration.duration_since(now) {
-        Ok(d) => format!("{} s from now", d.as_secs()),
-        Err(e) => format!("{} s ago", e.duration().as_secs()),
-    };
-    let skew = skew_s.map_or_else(
-        || "STS sent no Date header".to_owned(),
-        |s| format!("STS's clock is {s} s ahead of the local clock by its Date header"),
-    );
-    Err(StsError {
-        class: ErrorClass::Clock,
-        code: "ExpiredOnArrival".into(),
-        message: format!(
-            "STS returned credentials expiring at {} ({when} by the local clock; {skew}); too little is left to use them, so they were not published",
-            format_time(expiration),
-        ),
-        request_id: assumed.request_id,
-    })
 }
 
 /// Completes with the source's session when it changes; never for a
@@ -140,47 +102,68 @@ impl Refresher {
         }
     }
 
-    /// One refresh attempt: read the token (or the source session), call
-    /// STS, and record the result in the shared state.
+    /// One refresh attempt: obtain a session, then record the result in the
+    /// shared state. Returns when to try next.
     pub async fn attempt(&mut self) -> Outcome {
         let started = Instant::now();
         self.last_attempt = Some(started);
+        let (result, claims) = self.obtain().await;
+        self.record(result, claims.as_ref(), started.elapsed())
+    }
+
+    /// Reads the token (or takes the source session), calls STS and checks
+    /// that the answer can be used. Also returns the token's claims, for
+    /// the hint of a failure.
+    async fn obtain(&mut self) -> (Result<Assumed, RefreshError>, Option<Claims>) {
         let p = self.profile.clone();
         let mut claims = None;
         let result = match &p.source_profile {
-            Some(source) => match self.source_session(source) {
-                Ok(s) => {
+            Some(source) => match self.ctx.shared.session_for(source, SystemTime::now()) {
+                Some(s) => {
                     self.source_used = Some(s.clone());
                     self.ctx.sts.assume_with_session(&p, &s).await
                 }
-                Err(e) => Err(e),
+                None => {
+                    let source_profile = source.clone();
+                    return (
+                        Err(RefreshError::SourceUnavailable { source_profile }),
+                        None,
+                    );
+                }
             },
             None => match token::read(&self.ctx.token_file, SystemTime::now()) {
                 Ok(t) => {
                     claims = Some(t.claims.clone());
                     self.ctx.sts.assume_with_token(&p, t.expose()).await
                 }
-                Err(e) => Err(StsError {
-                    class: ErrorClass::Token,
-                    code: "TokenUnavailable".into(),
-                    message: e.to_string(),
-                    request_id: None,
-                }),
+                Err(e) => return (Err(e.into()), None),
             },
         };
-        let took = started.elapsed();
-        let now = SystemTime::now();
         let skew = self.ctx.sts.clock_skew();
-        let result = result.and_then(|a| usable(a, now, skew));
         if let Some(skew) = skew {
             self.ctx.shared.record_clock_skew(skew);
         }
-        if result.as_ref().map_or_else(
-            |e| e.code != "TokenUnavailable" && e.code != "SourceUnavailable",
-            |_| true,
-        ) {
+        let result = result.and_then(|a| usable(a, SystemTime::now(), skew));
+        (result.map_err(RefreshError::from), claims)
+    }
+
+    /// Records what [`Refresher::obtain`] got (an STS call of `took`):
+    /// publishes the session, or logs and counts the failure and plans the
+    /// retry.
+    fn record(
+        &mut self,
+        result: Result<Assumed, RefreshError>,
+        claims: Option<&Claims>,
+        took: Duration,
+    ) -> Outcome {
+        if result
+            .as_ref()
+            .map_or_else(RefreshError::called_sts, |_| true)
+        {
             self.ctx.shared.record_sts_call(took);
         }
+        let now = SystemTime::now();
+        let p = self.profile.clone();
         match result {
             Ok(assumed) => {
                 self.failures = 0;
@@ -205,7 +188,7 @@ impl Refresher {
                 Outcome::Refreshed { next }
             }
             Err(e) => {
-                let class = e.class;
+                let class = e.class();
                 self.backing_off = class != ErrorClass::Configuration;
                 let next = match class {
                     ErrorClass::Configuration => schedule::CONFIG_RETRY,
@@ -215,45 +198,28 @@ impl Refresher {
                         d
                     }
                 };
-                let hint = trust::hint(&e.code, &p, claims.as_ref());
+                let hint = trust::hint(e.code(), &p, claims);
                 // status.json reports the error; the last good session stays.
                 let still_valid = self
                     .ctx
                     .shared
-                    .record_failure(
-                        &p.name,
-                        class.result(),
-                        format!("{}: {}", e.code, e.message),
-                        now,
-                    )
+                    .record_failure(&p.name, e.result(), format!("{}: {e}", e.code()), now)
                     .map(format_time);
                 tracing::error!(
                     profile = %p.name,
                     role = %p.role_arn,
                     class = class.as_str(),
-                    code = %e.code,
-                    error = %e.message,
+                    code = %e.code(),
+                    error = %e,
                     hint = hint.as_deref().unwrap_or("-"),
                     retry_in_s = next.as_secs_f64().ceil() as u64,
                     kept_until = still_valid.as_deref().unwrap_or("-"),
-                    request_id = e.request_id.as_deref().unwrap_or("-"),
+                    request_id = e.request_id().unwrap_or("-"),
                     "refresh failed",
                 );
                 Outcome::Failed { class, next }
             }
         }
-    }
-
-    fn source_session(&self, source: &str) -> Result<Session, StsError> {
-        self.ctx
-            .shared
-            .session_for(source, SystemTime::now())
-            .ok_or_else(|| StsError {
-                class: ErrorClass::Transient,
-                code: "SourceUnavailable".into(),
-                message: format!("source profile {source} has no valid session yet"),
-                request_id: None,
-            })
     }
 
     /// Publishes `session`, received at `now`, to be refreshed at
@@ -377,46 +343,6 @@ impl Refresher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn assumed(expiration: SystemTime) -> crate::sts::Assumed {
-        use crate::session::Secret;
-        crate::sts::Assumed {
-            session: Session {
-                access_key_id: Secret::new("ASIAX"),
-                secret_access_key: Secret::new("s3cr3t"),
-                session_token: Secret::new("tok"),
-                expiration,
-                assumed_role_arn: None,
-            },
-            request_id: Some("rid".into()),
-        }
-    }
-
-    #[test]
-    fn a_session_that_expires_before_it_can_be_used_is_refused_as_a_clock_error() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
-        let secs = Duration::from_secs;
-        // Healthy: an hour left, clocks agree (or no Date header).
-        assert!(usable(assumed(now + secs(3600)), now, Some(0)).is_ok());
-        assert!(usable(assumed(now + secs(3600)), now, None).is_ok());
-        // Already past, with or without a Date header.
-        for skew in [Some(0), None, Some(-4000)] {
-            let e = usable(assumed(now - secs(60)), now, skew).unwrap_err();
-            assert_eq!(e.class, ErrorClass::Clock);
-            assert_eq!(e.code, "ExpiredOnArrival");
-            assert!(e.message.contains("60 s ago"), "{}", e.message);
-            assert_eq!(e.request_id.as_deref(), Some("rid"));
-        }
-        // The local clock 3400 s ahead of STS: an hour's session has 200 s
-        // left here, under the five minutes an application needs.
-        let e = usable(assumed(now + secs(200)), now, Some(-3400)).unwrap_err();
-        assert!(e.message.contains("200 s from now"), "{}", e.message);
-        assert!(e.message.contains("-3400 s"), "{}", e.message);
-        assert!(!e.message.contains("s3cr3t") && !format!("{e:?}").contains("s3cr3t"));
-        // A test endpoint granting 4 s sessions: usable while half is left.
-        assert!(usable(assumed(now + secs(4)), now, Some(0)).is_ok());
-        assert!(usable(assumed(now + secs(1)), now, Some(-3)).is_err());
-    }
 
     #[test]
     fn an_idle_refresher_task_is_small() {

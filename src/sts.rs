@@ -32,7 +32,10 @@ use aws_smithy_types::timeout::TimeoutConfig;
 
 use crate::config::Profile;
 use crate::metrics::RefreshResult;
+
+pub mod codes;
 use crate::session::{Secret, Session};
+pub use codes::classify_code;
 
 /// Time allowed for one STS attempt, connection included.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -384,7 +387,7 @@ fn to_session(
     let assumed_role_arn = user.map(|u| u.arn().to_owned());
     let malformed = |what: &str| StsError {
         class: ErrorClass::Transient,
-        code: "MalformedResponse".into(),
+        code: codes::MALFORMED_RESPONSE.into(),
         message: format!("STS answered without {what}"),
         request_id: request_id.clone(),
     };
@@ -395,7 +398,7 @@ fn to_session(
         if !ini_safe(v) {
             return Err(StsError {
                 class: ErrorClass::Transient,
-                code: "MalformedResponse".into(),
+                code: codes::MALFORMED_RESPONSE.into(),
                 message: "STS returned a credential with spaces or control characters; it was not written".into(),
                 request_id,
             });
@@ -413,25 +416,6 @@ fn to_session(
     })
 }
 
-const TRANSIENT_CODES: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "IDPCommunicationError",
-    "InternalFailure",
-    "InternalError",
-    "ServiceUnavailable",
-    "RequestTimeout",
-    "RequestTimeoutException",
-];
-const TOKEN_CODES: &[&str] = &[
-    "InvalidIdentityToken",
-    "ExpiredTokenException",
-    "ExpiredToken",
-];
-
 /// Sorts an SDK error into an [`ErrorClass`] with a code and message.
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     err: SdkError<E, aws_smithy_runtime_api::http::Response>,
@@ -444,7 +428,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 // a truncated body). Treated as transient.
                 return StsError {
                     class: ErrorClass::Transient,
-                    code: "MalformedResponse".into(),
+                    code: codes::MALFORMED_RESPONSE.into(),
                     message: format!("STS sent a response that could not be read (HTTP {status})"),
                     request_id: None,
                 };
@@ -465,16 +449,16 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         }
         SdkError::TimeoutError(_) => StsError {
             class: ErrorClass::Transient,
-            code: "Timeout".into(),
+            code: codes::TIMEOUT.into(),
             message: "STS did not answer within the attempt timeout".into(),
             request_id: None,
         },
         SdkError::DispatchFailure(d) => StsError {
             class: ErrorClass::Transient,
             code: if d.is_timeout() {
-                "Timeout"
+                codes::TIMEOUT
             } else {
-                "ConnectionError"
+                codes::CONNECTION_ERROR
             }
             .into(),
             message: format!("could not reach STS: {}", source_chain(&err)),
@@ -482,7 +466,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         },
         SdkError::ResponseError(r) => StsError {
             class: ErrorClass::Transient,
-            code: "MalformedResponse".into(),
+            code: codes::MALFORMED_RESPONSE.into(),
             message: format!(
                 "STS sent a response that could not be read (HTTP {})",
                 r.raw().status().as_u16()
@@ -491,21 +475,10 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         },
         _ => StsError {
             class: ErrorClass::Configuration,
-            code: "InvalidRequest".into(),
+            code: codes::INVALID_REQUEST.into(),
             message: format!("the STS request could not be built: {}", source_chain(&err)),
             request_id: None,
         },
-    }
-}
-
-/// The class for an STS error code and HTTP status.
-pub fn classify_code(code: &str, status: u16) -> ErrorClass {
-    if TOKEN_CODES.contains(&code) {
-        ErrorClass::Token
-    } else if TRANSIENT_CODES.contains(&code) || status >= 500 || status == 429 {
-        ErrorClass::Transient
-    } else {
-        ErrorClass::Configuration
     }
 }
 
@@ -535,32 +508,6 @@ fn source_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sorts_sts_error_codes_by_what_the_operator_must_do() {
-        for code in ["Throttling", "IDPCommunicationError", "InternalFailure"] {
-            assert_eq!(classify_code(code, 400), ErrorClass::Transient, "{code}");
-        }
-        assert_eq!(classify_code("Whatever", 503), ErrorClass::Transient);
-        assert_eq!(classify_code("Whatever", 429), ErrorClass::Transient);
-        for code in ["InvalidIdentityToken", "ExpiredTokenException"] {
-            assert_eq!(classify_code(code, 400), ErrorClass::Token, "{code}");
-        }
-        for code in [
-            "AccessDenied",
-            "IDPRejectedClaim",
-            "RegionDisabledException",
-            "MalformedPolicyDocument",
-            "PackedPolicyTooLarge",
-            "ValidationError",
-        ] {
-            assert_eq!(
-                classify_code(code, 400),
-                ErrorClass::Configuration,
-                "{code}"
-            );
-        }
-    }
 
     #[test]
     fn only_printable_ascii_without_spaces_is_ini_safe() {
