@@ -2,7 +2,10 @@
 //! labels rolecall gives failures that carry none. [`classify_code`] sorts
 //! them by what the operator must do; [`crate::trust::hint`] explains them.
 
-use super::ErrorClass;
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::RequestId;
+
+use super::{ErrorClass, StsError};
 
 // STS's codes.
 pub const ACCESS_DENIED: &str = "AccessDenied";
@@ -75,6 +78,95 @@ pub fn classify_code(code: &str, status: u16) -> ErrorClass {
     }
 }
 
+/// Sorts an SDK error into an [`ErrorClass`] with a code and message.
+pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> StsError {
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            let Some(code) = ctx.err().code().map(str::to_owned) else {
+                // No error code: not an STS error document (a proxy's page,
+                // a truncated body). Treated as transient.
+                return StsError {
+                    class: ErrorClass::Transient,
+                    code: MALFORMED_RESPONSE.into(),
+                    message: format!("STS sent a response that could not be read (HTTP {status})"),
+                    request_id: None,
+                };
+            };
+            let message = ctx
+                .err()
+                .message()
+                .map(clean_message)
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            let request_id = err.meta().request_id().map(str::to_owned);
+            let class = classify_code(&code, status);
+            StsError {
+                class,
+                code,
+                message,
+                request_id,
+            }
+        }
+        SdkError::TimeoutError(_) => StsError {
+            class: ErrorClass::Transient,
+            code: TIMEOUT.into(),
+            message: "STS did not answer within the attempt timeout".into(),
+            request_id: None,
+        },
+        SdkError::DispatchFailure(d) => StsError {
+            class: ErrorClass::Transient,
+            code: if d.is_timeout() {
+                TIMEOUT
+            } else {
+                CONNECTION_ERROR
+            }
+            .into(),
+            message: format!("could not reach STS: {}", source_chain(&err)),
+            request_id: None,
+        },
+        SdkError::ResponseError(r) => StsError {
+            class: ErrorClass::Transient,
+            code: MALFORMED_RESPONSE.into(),
+            message: format!(
+                "STS sent a response that could not be read (HTTP {})",
+                r.raw().status().as_u16()
+            ),
+            request_id: None,
+        },
+        _ => StsError {
+            class: ErrorClass::Configuration,
+            code: INVALID_REQUEST.into(),
+            message: format!("the STS request could not be built: {}", source_chain(&err)),
+            request_id: None,
+        },
+    }
+}
+
+/// One line, bounded length, no control characters.
+fn clean_message(m: &str) -> String {
+    m.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(400)
+        .collect()
+}
+
+fn source_chain(err: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push(e.to_string());
+        cur = e.source();
+    }
+    let text = if out.is_empty() {
+        err.to_string()
+    } else {
+        out.join(": ")
+    };
+    clean_message(&text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +195,11 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    #[test]
+    fn messages_are_single_bounded_lines() {
+        assert_eq!(clean_message("a\nb\rc"), "a b c");
+        assert_eq!(clean_message(&"x".repeat(1000)).len(), 400);
     }
 }
