@@ -35,7 +35,7 @@ fn token_errors(shared: &Shared) -> u64 {
         .refresh
         .get(&RefreshLabels {
             profile: "reader".into(),
-            result: "token_error".into(),
+            result: "token_error",
         })
         .map(|c| c.get())
         .unwrap_or(0)
