@@ -16,7 +16,7 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -400,7 +400,7 @@ impl Endpoint {
                 )
             };
         }
-        let now = SystemTime::now();
+        let now = self.shared.now();
         let (s, expiration) = match self.shared.credentials_for(name, now) {
             Lookup::Live {
                 session,

@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -38,7 +37,7 @@ impl Health {
                 }
             }
             "/readyz" => {
-                let not_ready = self.shared.not_ready(SystemTime::now());
+                let not_ready = self.shared.not_ready(self.shared.now());
                 if not_ready.is_empty() {
                     text(StatusCode::OK, "ready\n".into())
                 } else {
@@ -50,7 +49,7 @@ impl Health {
                 }
             }
             "/metrics" => {
-                let body = self.shared.encode_metrics(SystemTime::now());
+                let body = self.shared.encode_metrics(self.shared.now());
                 let mut r = text(StatusCode::OK, body);
                 r.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,

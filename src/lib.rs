@@ -36,6 +36,7 @@
 //!   interval.
 
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod endpoint;
 pub mod fsread;
@@ -140,6 +141,9 @@ pub struct Options {
     /// The binary installed as the process-mode helper; `None` for this
     /// executable (tests of the library point it at the built binary).
     pub helper_binary: Option<std::path::PathBuf>,
+    /// Wall time for expiry and token checks: the system clock, or
+    /// [`clock::Clock::tokio`] in tests under paused time.
+    pub clock: clock::Clock,
 }
 
 impl Default for Options {
@@ -151,6 +155,7 @@ impl Default for Options {
             concurrency: 16,
             stop_grace: Duration::from_millis(1500),
             helper_binary: None,
+            clock: clock::Clock::system(),
         }
     }
 }
@@ -190,7 +195,7 @@ struct Core {
 
 impl Core {
     fn new(config: &Config, opts: &Options) -> Result<Core, RunError> {
-        let shared = Shared::new();
+        let shared = Shared::with_clock(opts.clock);
         sts::warn_plaintext_endpoints(&config.profiles);
         let writer = Writer::new(config);
         writer.prepare()?;
@@ -200,11 +205,12 @@ impl Core {
         let refresh_all = tokio_watch::channel(0u64).0;
         let ctx = Context {
             shared: shared.clone(),
-            sts: Sts::new(opts.attempt_timeout),
+            sts: Sts::new(opts.attempt_timeout).with_clock(opts.clock),
             token_file: config.token_file.clone(),
             jitter: opts.jitter,
             token_changed: nudge.subscribe(),
             refresh_all: refresh_all.subscribe(),
+            clock: opts.clock,
         };
         Ok(Core {
             shared,

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::Profile;
 use crate::schedule::{self, Jitter};
 use crate::session::{Session, format_time};
@@ -35,6 +36,8 @@ pub struct Context {
     pub token_changed: watch::Receiver<u64>,
     /// Bumped on SIGUSR1: every profile refreshes now.
     pub refresh_all: watch::Receiver<u64>,
+    /// Wall time: token validity, session lifetimes and expiry.
+    pub clock: Clock,
 }
 
 /// The result of one attempt: when to try next.
@@ -118,7 +121,7 @@ impl Refresher {
         let p = self.profile.clone();
         let mut claims = None;
         let result = match &p.source_profile {
-            Some(source) => match self.ctx.shared.session_for(source, SystemTime::now()) {
+            Some(source) => match self.ctx.shared.session_for(source, self.ctx.clock.now()) {
                 Some(s) => {
                     self.source_used = Some(s.clone());
                     self.ctx.sts.assume_with_session(&p, &s).await
@@ -131,7 +134,7 @@ impl Refresher {
                     );
                 }
             },
-            None => match token::read(&self.ctx.token_file, SystemTime::now()) {
+            None => match token::read(&self.ctx.token_file, self.ctx.clock.now()) {
                 Ok(t) => {
                     claims = Some(t.claims.clone());
                     self.ctx.sts.assume_with_token(&p, t.expose()).await
@@ -143,7 +146,7 @@ impl Refresher {
         if let Some(skew) = skew {
             self.ctx.shared.record_clock_skew(skew);
         }
-        let result = result.and_then(|a| usable(a, SystemTime::now(), skew));
+        let result = result.and_then(|a| usable(a, self.ctx.clock.now(), skew));
         (result.map_err(RefreshError::from), claims)
     }
 
@@ -162,7 +165,7 @@ impl Refresher {
         {
             self.ctx.shared.record_sts_call(took);
         }
-        let now = SystemTime::now();
+        let now = self.ctx.clock.now();
         let p = self.profile.clone();
         match result {
             Ok(assumed) => {
@@ -255,13 +258,13 @@ impl Refresher {
     fn wants_token_retry(&self) -> bool {
         self.ctx
             .shared
-            .wants_token_retry(&self.profile.name, SystemTime::now())
+            .wants_token_retry(&self.profile.name, self.ctx.clock.now())
     }
 
     /// Whether the source's session `current` is live and not the one this
     /// profile was last assumed with.
     fn source_changed(&self, current: Option<&Session>) -> bool {
-        let now = SystemTime::now();
+        let now = self.ctx.clock.now();
         current.is_some_and(|s| !s.is_expired(now) && Some(s) != self.source_used.as_ref())
     }
 
@@ -294,7 +297,7 @@ impl Refresher {
         let mut next = Instant::now() + first;
         self.planning = true;
         // The session of the initial pass, if it succeeded.
-        self.plan(SystemTime::now() + first);
+        self.plan(self.ctx.clock.now() + first);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
@@ -354,6 +357,7 @@ mod tests {
             jitter: crate::schedule::no_jitter,
             token_changed: watch::channel(0).1,
             refresh_all: watch::channel(0).1,
+            clock: Clock::system(),
         };
         let run = Refresher::new(profile, ctx).run(Duration::ZERO, CancellationToken::new());
         let size = std::mem::size_of_val(&run);

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 
+use crate::clock::Clock;
 use crate::config::Profile;
 use crate::metrics::{Metrics, RefreshResult};
 use crate::schedule;
@@ -91,11 +92,28 @@ pub struct Shared {
     /// [`Shared::update_readiness`] only.
     ready: Readiness,
     metrics: Metrics,
+    /// Wall time for the tasks that read the state (health, endpoint,
+    /// watcher).
+    clock: Clock,
 }
 
 impl Shared {
+    /// Shared state on the system clock.
     pub fn new() -> Arc<Shared> {
         Arc::new(Shared::default())
+    }
+
+    /// Shared state whose readers take wall time from `clock`.
+    pub fn with_clock(clock: Clock) -> Arc<Shared> {
+        Arc::new(Shared {
+            clock,
+            ..Shared::default()
+        })
+    }
+
+    /// The current wall time, by the injected clock.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -19,6 +19,7 @@ use aws_smithy_http_client::tls;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
+use crate::clock::Clock;
 use crate::config::Profile;
 use crate::metrics::RefreshResult;
 use crate::session::{Secret, Session};
@@ -109,6 +110,8 @@ pub struct Sts {
     attempt_timeout: Duration,
     clients: Arc<Mutex<HashMap<ClientKey, aws_sdk_sts::Client>>>,
     clock: Arc<ClockCheck>,
+    /// Local wall time, to compare STS's `Date` header with.
+    wall: Clock,
 }
 
 impl std::fmt::Debug for Sts {
@@ -131,7 +134,14 @@ impl Sts {
             attempt_timeout,
             clients: Arc::default(),
             clock: Arc::default(),
+            wall: Clock::system(),
         }
+    }
+
+    /// The same, comparing STS's `Date` header with `wall` instead of the
+    /// system clock.
+    pub fn with_clock(self, wall: Clock) -> Sts {
+        Sts { wall, ..self }
     }
 
     /// STS's clock minus the local clock, in whole seconds, from the `Date`
@@ -164,6 +174,7 @@ impl Sts {
                 }
                 conf = conf.interceptor(ResponseGuard {
                     clock: self.clock.clone(),
+                    wall: self.wall,
                 });
                 aws_sdk_sts::Client::from_conf(conf.build())
             })

@@ -28,7 +28,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
@@ -98,7 +98,7 @@ impl TokenWatcher {
     }
 
     fn check(&self, seen: &mut Seen, announce: bool) {
-        let now = SystemTime::now();
+        let now = self.shared.now();
         let current = match token::read_capped(&self.token_file) {
             Ok(bytes) => {
                 let mut h = DefaultHasher::new();

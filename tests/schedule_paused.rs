@@ -56,6 +56,7 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
         jitter: ceiling_jitter,
         token_changed: nudge.subscribe(),
         refresh_all: all.subscribe(),
+        clock: rolecall::clock::Clock::system(),
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));
@@ -110,6 +111,7 @@ async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_i
         jitter: ceiling_jitter,
         token_changed: watch::channel(0u64).1,
         refresh_all: refresh_all.subscribe(),
+        clock: rolecall::clock::Clock::system(),
     };
     let quiet = watch::channel(0u64).0;
     let poke_other = watch::channel(0u64).0;
@@ -165,5 +167,63 @@ async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_i
     );
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(sts.calls_for_role(CHAINED), 2, "once per source session");
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_token_is_never_sent_even_when_only_paused_time_reached_its_expiry() {
+    let clock = rolecall::clock::Clock::tokio();
+    let unix =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let sts = FakeSts::start_local();
+    // Ten minutes left on the token; the session's refresh is due in about 25.
+    let token = TokenDir::new(&jwt(
+        TEST_ISSUER,
+        TEST_SUBJECT,
+        TEST_AUDIENCE,
+        unix(clock.now()) + 600,
+    ));
+    let shared = Shared::with_clock(clock);
+    let p = local_profile(&sts, "reader", SOURCE, None);
+    shared.register(p.clone(), None, clock.now());
+    let all = watch::channel(0u64).0;
+    let ctx = Context {
+        shared: shared.clone(),
+        sts: Sts::new(Duration::from_secs(5)).with_clock(clock),
+        token_file: token.path(),
+        jitter: ceiling_jitter,
+        token_changed: watch::channel(0u64).1,
+        refresh_all: all.subscribe(),
+        clock,
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));
+    assert!(wait_until(Duration::from_secs(5), || sts.calls() == 1).await);
+
+    // The refresh falls after the token's exp by the injected clock (the
+    // system clock has not moved): refused before any STS call.
+    assert!(wait_until(Duration::from_secs(3600), || token_errors(&shared) == 1).await);
+    assert_eq!(sts.calls(), 1, "the expired token was not sent");
+    let last = shared.get("reader").unwrap().last_error.unwrap();
+    assert!(last.starts_with("TokenUnavailable: token in"), "{last}");
+    assert!(last.contains("expired at"), "{last}");
+    assert!(
+        shared.get("reader").unwrap().session.is_some(),
+        "the last good session is kept"
+    );
+
+    // kubelet rotates it: the retry after the backoff sends the new one.
+    let fresh = jwt(
+        TEST_ISSUER,
+        TEST_SUBJECT,
+        TEST_AUDIENCE,
+        unix(clock.now()) + 3600,
+    );
+    token.rotate(&fresh);
+    assert!(wait_until(Duration::from_secs(10), || sts.calls() == 2).await);
+    assert_eq!(
+        sts.requests()[1].param("WebIdentityToken"),
+        Some(fresh.as_str())
+    );
     stop.cancel();
 }

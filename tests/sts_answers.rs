@@ -302,6 +302,7 @@ fn paused_refresher(
         jitter: ceiling_jitter,
         token_changed: watch::channel(0u64).1,
         refresh_all: all.subscribe(),
+        clock: rolecall::clock::Clock::system(),
     };
     let stop = CancellationToken::new();
     tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));

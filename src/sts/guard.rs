@@ -16,6 +16,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::date_time::{DateTime, Format};
 
 use super::{MAX_RESPONSE_BYTES, SKEW_WARNING};
+use crate::clock::Clock;
 
 /// What the `Date` headers of STS answers say about the local clock.
 #[derive(Debug, Default)]
@@ -61,6 +62,8 @@ impl ClockCheck {
 #[derive(Debug)]
 pub(super) struct ResponseGuard {
     pub(super) clock: Arc<ClockCheck>,
+    /// The local wall time the `Date` header is compared with.
+    pub(super) wall: Clock,
 }
 
 impl Intercept for ResponseGuard {
@@ -81,7 +84,7 @@ impl Intercept for ResponseGuard {
             .and_then(|d| DateTime::from_str(d, Format::HttpDate).ok())
             .and_then(|d| SystemTime::try_from(d).ok());
         if let Some(date) = date {
-            self.clock.record(date, SystemTime::now());
+            self.clock.record(date, self.wall.now());
         }
         Ok(())
     }
