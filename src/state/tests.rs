@@ -419,3 +419,32 @@ fn subscribers_see_their_source_session_change_and_survive_a_reload() {
     shared.register(profile("later"), Some(l.clone()), t0());
     assert_eq!(*early.borrow_and_update(), Some(l));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_session_expires_under_paused_time_on_the_injected_clock() {
+    let shared = Shared::with_clock(Clock::tokio());
+    let start = shared.now();
+    shared.register(
+        profile("p"),
+        Some(session("OLD", start + secs(3600))),
+        start,
+    );
+    shared.record_outputs_written(true, start);
+    assert!(shared.not_ready(shared.now()).is_empty());
+    assert_eq!(
+        shared.next_expiry(shared.now()),
+        Some(secs(3600) + Duration::from_millis(5))
+    );
+    tokio::time::sleep(secs(3600)).await;
+    let now = shared.now();
+    assert_eq!(
+        shared.not_ready(now),
+        vec![("p".to_owned(), "credentials expired".to_owned())]
+    );
+    assert_eq!(shared.metrics().ready.get(), 0);
+    assert_eq!(
+        shared.credentials_for("p", now),
+        Lookup::NotReady { last_error: None }
+    );
+    assert_eq!(shared.next_expiry(now), None);
+}
