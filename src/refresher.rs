@@ -150,9 +150,7 @@ impl Refresher {
         (result.map_err(RefreshError::from), claims)
     }
 
-    /// Records what [`Refresher::obtain`] got (an STS call of `took`):
-    /// publishes the session, or logs and counts the failure and plans the
-    /// retry.
+    /// Records what [`Refresher::obtain`] got (an STS call of `took`).
     fn record(
         &mut self,
         result: Result<Assumed, RefreshError>,
@@ -166,67 +164,76 @@ impl Refresher {
             self.ctx.shared.record_sts_call(took);
         }
         let now = self.ctx.clock.now();
-        let p = self.profile.clone();
         match result {
-            Ok(assumed) => {
-                self.failures = 0;
-                self.backing_off = false;
-                let lifetime = assumed
-                    .session
-                    .expiration
-                    .duration_since(now)
-                    .unwrap_or_default();
-                let next = schedule::refresh_in(lifetime, (self.ctx.jitter)());
-                tracing::info!(
-                    profile = %p.name,
-                    role = %p.role_arn,
-                    expires = %format_time(assumed.session.expiration),
-                    session_s = lifetime.as_secs(),
-                    next_refresh_in_s = next.as_secs(),
-                    sts_ms = took.as_millis() as u64,
-                    request_id = assumed.request_id.as_deref().unwrap_or("-"),
-                    "refreshed",
-                );
-                self.publish(assumed.session, now, now + next);
-                Outcome::Refreshed { next }
-            }
-            Err(e) => {
-                let class = e.class();
-                self.backing_off = class != ErrorClass::Configuration;
-                let next = match class {
-                    ErrorClass::Configuration => schedule::CONFIG_RETRY,
-                    ErrorClass::Transient | ErrorClass::Token | ErrorClass::Clock => {
-                        let d = schedule::backoff(self.failures, (self.ctx.jitter)());
-                        self.failures = self.failures.saturating_add(1);
-                        d
-                    }
-                };
-                let hint = trust::hint(e.code(), &p, claims);
-                // status.json reports the error; the last good session stays.
-                let still_valid = self
-                    .ctx
-                    .shared
-                    .record_failure(&p.name, e.result(), format!("{}: {e}", e.code()), now)
-                    .map(format_time);
-                tracing::error!(
-                    profile = %p.name,
-                    role = %p.role_arn,
-                    class = class.as_str(),
-                    code = %e.code(),
-                    error = %e,
-                    hint = hint.as_deref().unwrap_or("-"),
-                    retry_in_s = next.as_secs_f64().ceil() as u64,
-                    kept_until = still_valid.as_deref().unwrap_or("-"),
-                    request_id = e.request_id().unwrap_or("-"),
-                    "refresh failed",
-                );
-                Outcome::Failed { class, next }
-            }
+            Ok(assumed) => self.refreshed(assumed, took, now),
+            Err(e) => self.failed(&e, claims, now),
         }
     }
 
+    /// Logs and publishes a new session; plans its refresh at half its
+    /// lifetime.
+    fn refreshed(&mut self, assumed: Assumed, took: Duration, now: SystemTime) -> Outcome {
+        self.failures = 0;
+        self.backing_off = false;
+        let p = self.profile.clone();
+        let lifetime = assumed
+            .session
+            .expiration
+            .duration_since(now)
+            .unwrap_or_default();
+        let next = schedule::refresh_in(lifetime, (self.ctx.jitter)());
+        tracing::info!(
+            profile = %p.name,
+            role = %p.role_arn,
+            expires = %format_time(assumed.session.expiration),
+            session_s = lifetime.as_secs(),
+            next_refresh_in_s = next.as_secs(),
+            sts_ms = took.as_millis() as u64,
+            request_id = assumed.request_id.as_deref().unwrap_or("-"),
+            "refreshed",
+        );
+        self.publish(assumed.session, now, now + next);
+        Outcome::Refreshed { next }
+    }
+
+    /// Records, counts and logs a failure (the last good session stays);
+    /// plans the retry by its class.
+    fn failed(&mut self, e: &RefreshError, claims: Option<&Claims>, now: SystemTime) -> Outcome {
+        let p = self.profile.clone();
+        let class = e.class();
+        self.backing_off = class != ErrorClass::Configuration;
+        let next = match class {
+            ErrorClass::Configuration => schedule::CONFIG_RETRY,
+            ErrorClass::Transient | ErrorClass::Token | ErrorClass::Clock => {
+                let d = schedule::backoff(self.failures, (self.ctx.jitter)());
+                self.failures = self.failures.saturating_add(1);
+                d
+            }
+        };
+        let hint = trust::hint(e.code(), &p, claims);
+        // status.json reports the error.
+        let still_valid = self
+            .ctx
+            .shared
+            .record_failure(&p.name, e.result(), format!("{}: {e}", e.code()), now)
+            .map(format_time);
+        tracing::error!(
+            profile = %p.name,
+            role = %p.role_arn,
+            class = class.as_str(),
+            code = %e.code(),
+            error = %e,
+            hint = hint.as_deref().unwrap_or("-"),
+            retry_in_s = next.as_secs_f64().ceil() as u64,
+            kept_until = still_valid.as_deref().unwrap_or("-"),
+            request_id = e.request_id().unwrap_or("-"),
+            "refresh failed",
+        );
+        Outcome::Failed { class, next }
+    }
+
     /// Publishes `session`, received at `now`, to be refreshed at
-    /// `next_refresh` (recorded as its [`RefreshPlan`] when refreshes are
+    /// `next_refresh` (recorded as its [`crate::state::RefreshPlan`] when refreshes are
     /// planned, see [`Refresher::plan`]).
     fn publish(&mut self, session: Session, now: SystemTime, next_refresh: SystemTime) {
         self.ctx.shared.record_success(
