@@ -227,3 +227,49 @@ async fn an_expired_token_is_never_sent_even_when_only_paused_time_reached_its_e
     );
     stop.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn through_an_sts_outage_the_last_session_is_kept_until_it_expires_on_the_injected_clock() {
+    let clock = rolecall::clock::Clock::tokio();
+    let sts = FakeSts::start_local();
+    let token = TokenDir::new(&valid_jwt());
+    let shared = Shared::with_clock(clock);
+    let p = local_profile(&sts, "reader", SOURCE, None);
+    shared.register(p.clone(), None, clock.now());
+    shared.record_outputs_written(true, clock.now());
+    let all = watch::channel(0u64).0;
+    let ctx = Context {
+        shared: shared.clone(),
+        sts: Sts::new(Duration::from_secs(5)).with_clock(clock),
+        token_file: token.path(),
+        jitter: ceiling_jitter,
+        token_changed: watch::channel(0u64).1,
+        refresh_all: all.subscribe(),
+        clock,
+    };
+    let stop = CancellationToken::new();
+    let start = tokio::time::Instant::now();
+    tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));
+    assert!(wait_until(Duration::from_secs(5), || sts.calls() == 1).await);
+    let expiry = shared.get("reader").unwrap().session.unwrap().expiration;
+    sts.set_default(Reply::server_error());
+
+    // Refreshes fail from half-life on; the session stays published.
+    tokio::time::sleep_until(start + Duration::from_secs(3000)).await;
+    assert!(sts.calls() > 1, "the refresh was attempted");
+    let last = shared.get("reader").unwrap().last_error.unwrap();
+    assert!(last.starts_with("InternalFailure: "), "{last}");
+    assert!(shared.session_for("reader", shared.now()).is_some());
+    assert!(shared.not_ready(shared.now()).is_empty());
+
+    // An hour on the injected clock: expired, and so not ready, without
+    // an hour of real waiting.
+    let left = expiry.duration_since(shared.now()).unwrap();
+    tokio::time::sleep(left).await;
+    assert_eq!(shared.session_for("reader", shared.now()), None);
+    assert_eq!(
+        shared.not_ready(shared.now()),
+        vec![("reader".to_owned(), last)]
+    );
+    stop.cancel();
+}
