@@ -234,7 +234,7 @@ impl Core {
         }
         for p in profiles {
             self.shared
-                .register(p.clone(), adopted.remove(&p.name), SystemTime::now());
+                .register(p.clone(), adopted.remove(&p.name), self.shared.now());
         }
     }
 
@@ -529,7 +529,7 @@ fn apply_reload(
         if new.profile(&name).is_none() {
             let t = tasks.remove(&name).expect("listed");
             t.stop.cancel();
-            core.shared.remove(&name, SystemTime::now());
+            core.shared.remove(&name, core.shared.now());
             removed.push(name);
         }
     }
@@ -545,7 +545,7 @@ fn apply_reload(
                     added.push(p.name.clone());
                 }
                 let profile = Arc::new(p.clone());
-                core.shared.upsert(profile.clone(), keep, SystemTime::now());
+                core.shared.upsert(profile.clone(), keep, core.shared.now());
                 let r = Refresher::new(profile, core.ctx.clone());
                 tasks.insert(p.name.clone(), spawn_refresher(r, Duration::ZERO, stop));
             }
