@@ -1,69 +1,70 @@
-//! Wall-clock time, injected.
+//! Wall time, injected (as aws-config's `TimeSource`): expiry, token
+//! validity and readiness are judged by a [`Clock`] carried in the
+//! refresher's context and in the shared state, never by
+//! `SystemTime::now()` directly.
 //!
-//! Session expiry, token expiry and the reported `Expiration` are wall-clock
-//! facts (STS and kubelet speak in absolute times), while the sidecar waits
-//! with tokio's clock. Every wall-clock reading in the program goes through
-//! a [`Clock`] carried in its context (as aws-config carries a
-//! `TimeSource`), so a test can run the wall clock from tokio's clock:
-//! with paused time, a day of sessions expiring and being refreshed runs in
-//! milliseconds.
+//! The running sidecar reads the system clock, so a wall-clock step (NTP)
+//! moves it as before. Tests under paused tokio time use
+//! [`Clock::tokio`], whose wall time advances with tokio's clock, so a
+//! paused test reaches a session's or a token's expiry without waiting.
 
 use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-/// Where wall-clock time comes from.
+/// Where "now" comes from.
 #[derive(Clone, Copy, Debug, Default)]
-pub enum Clock {
-    /// The system's wall clock (production). Steps of the system clock
-    /// (NTP corrections) are seen as they happen.
+pub struct Clock(Source);
+
+#[derive(Clone, Copy, Debug, Default)]
+enum Source {
+    /// The system clock.
     #[default]
     System,
-    /// `start` plus the time tokio's clock has moved since `at`: paused or
-    /// auto-advanced tokio time moves the wall clock too.
-    FollowsTokio { start: SystemTime, at: Instant },
+    /// `wall` at `at`, moving with tokio's clock from there.
+    Tokio { wall: SystemTime, at: Instant },
 }
 
 impl Clock {
-    /// A clock that reads `start` now and then follows tokio's clock (call
-    /// it inside the runtime whose time should drive it).
-    pub fn following_tokio(start: SystemTime) -> Clock {
-        Clock::FollowsTokio {
-            start,
-            at: Instant::now(),
-        }
+    /// The system clock: what the sidecar uses.
+    pub fn system() -> Clock {
+        Clock(Source::System)
     }
 
-    /// The current wall-clock time.
+    /// Wall time that starts at the system clock's current value and then
+    /// moves with tokio's clock: paused time moves it, in steps as large as
+    /// the test advances.
+    pub fn tokio() -> Clock {
+        Clock(Source::Tokio {
+            wall: SystemTime::now(),
+            at: Instant::now(),
+        })
+    }
+
+    /// The current wall time.
     pub fn now(&self) -> SystemTime {
-        match self {
-            Clock::System => SystemTime::now(),
-            Clock::FollowsTokio { start, at } => *start + at.elapsed(),
+        match self.0 {
+            Source::System => SystemTime::now(),
+            Source::Tokio { wall, at } => wall + at.elapsed(),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use std::time::Duration;
 
-    use super::*;
-
     #[tokio::test(start_paused = true)]
-    async fn a_clock_following_tokio_moves_with_paused_time_only() {
-        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
-        let clock = Clock::following_tokio(start);
-        assert_eq!(clock.now(), start);
-        tokio::time::advance(Duration::from_secs(86_400)).await;
-        assert_eq!(clock.now(), start + Duration::from_secs(86_400));
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        assert_eq!(clock.now(), start + Duration::from_secs(90_000));
-    }
-
-    #[test]
-    fn the_system_clock_reads_the_system_time() {
-        let before = SystemTime::now();
-        let now = Clock::System.now();
-        assert!(now >= before && now <= SystemTime::now());
+    async fn a_tokio_clock_moves_with_paused_time() {
+        let clock = Clock::tokio();
+        let start = clock.now();
+        tokio::time::sleep(Duration::from_secs(30 * 86_400)).await;
+        let moved = clock.now().duration_since(start).unwrap();
+        assert!(moved >= Duration::from_secs(30 * 86_400), "{moved:?}");
+        assert!(moved < Duration::from_secs(30 * 86_400 + 1), "{moved:?}");
+        // The system clock did not move a month meanwhile.
+        let system = Clock::system().now();
+        assert!(system < start + Duration::from_secs(86_400));
     }
 }

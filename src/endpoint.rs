@@ -12,11 +12,7 @@
 //! through `AWS_CONTAINER_AUTHORIZATION_TOKEN`) and re-read when it changes.
 //! Every refusal is a JSON object with `code` and `message` ([`error`]).
 
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -24,23 +20,19 @@ use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
-use crate::fsread::{self, Follow};
-use crate::output::{WriteError, Writer, atomic};
 use crate::ratelimit::{LOG_INTERVAL, LogLimit};
-use crate::session::{Secret, format_time};
-use crate::state::Shared;
+use crate::session::format_time;
+use crate::state::{Lookup, Shared};
 
-pub const TOKEN_FILE: &str = "endpoint-token";
+mod token;
+
+pub use token::{
+    EndpointToken, MAX_TOKEN_BYTES, MIN_TOKEN_LEN, TOKEN_FILE, TOKEN_RECHECK, TokenError,
+    check_token, read_supplied_token,
+};
+
 const PREFIX: &str = "/v1/credentials/";
-/// The shortest token accepted (from a supplied file or a previous run).
-pub const MIN_TOKEN_LEN: usize = 32;
-/// The most rolecall reads of a token file.
-pub const MAX_TOKEN_BYTES: u64 = 4096;
-/// How often a supplied token file is checked for a change (a request also
-/// checks it), and the copy in the output dir restored if it was changed.
-pub const TOKEN_RECHECK: Duration = Duration::from_secs(5);
 /// The `Retry-After` of a 503 (no valid session yet), in seconds.
 pub const RETRY_AFTER_SECS: u64 = 5;
 
@@ -48,272 +40,6 @@ pub const RETRY_AFTER_SECS: u64 = 5;
 /// the app could otherwise fill the log), and all counted in
 /// `rolecall_endpoint_rejected_requests_total`.
 static REJECTED_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
-
-/// Checks a token file's bytes: one trailing newline is stripped; the rest
-/// must be at least [`MIN_TOKEN_LEN`] visible ASCII characters (`!` to `~`:
-/// no space, no newline, no control character). The error lists every
-/// problem and never the token.
-pub fn check_token(bytes: &[u8]) -> Result<String, String> {
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    let mut problems = Vec::new();
-    if body.contains(&b'\n') {
-        problems.push("it has a newline inside (only one trailing newline is allowed)".to_owned());
-    }
-    if body
-        .iter()
-        .any(|b| *b != b'\n' && !(0x21..=0x7e).contains(b))
-    {
-        problems.push(
-            "it has a character that is not visible ASCII (a space, control character or non-ASCII byte)"
-                .to_owned(),
-        );
-    }
-    if body.len() < MIN_TOKEN_LEN {
-        problems.push(format!(
-            "it is {} characters long; at least {MIN_TOKEN_LEN} are needed",
-            body.len()
-        ));
-    }
-    if problems.is_empty() {
-        Ok(String::from_utf8(body.to_vec()).expect("checked ASCII"))
-    } else {
-        Err(format!("the token is not usable: {}", problems.join("; ")))
-    }
-}
-
-/// Reads and checks a supplied token file (a Secret mount is kubelet's
-/// `..data` symlink layout, so the link is followed; the target must be a
-/// regular file, at most [`MAX_TOKEN_BYTES`]).
-pub fn read_supplied_token(path: &Path) -> Result<Secret, String> {
-    let bytes = fsread::read(path, MAX_TOKEN_BYTES, Follow::Yes).map_err(|e| {
-        format!(
-            "cannot read the endpoint token file {}: it {e}",
-            path.display()
-        )
-    })?;
-    check_token(&bytes)
-        .map(Secret::new)
-        .map_err(|e| format!("endpoint token file {}: {e}", path.display()))
-}
-
-/// The token a previous run left in `<dir>/endpoint-token`, if it is a
-/// regular file (not a link) owned by this user and well formed.
-fn previous_token(dir: &Path) -> Option<Secret> {
-    let path = dir.join(TOKEN_FILE);
-    let file = match fsread::open(&path, Follow::No) {
-        Ok(f) => f,
-        Err(e) if e.is_missing() => return None,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), "{TOKEN_FILE} {e}: a new token is made");
-            return None;
-        }
-    };
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    if file.metadata().map(|m| m.uid()).ok() != Some(me) {
-        tracing::warn!(path = %path.display(), "{TOKEN_FILE} is not owned by rolecall's user: a new token is made");
-        return None;
-    }
-    let mut bytes = Vec::new();
-    if file
-        .take(MAX_TOKEN_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .is_err()
-        || bytes.len() as u64 > MAX_TOKEN_BYTES
-    {
-        tracing::warn!(path = %path.display(), "{TOKEN_FILE} could not be read: a new token is made");
-        return None;
-    }
-    match check_token(&bytes) {
-        Ok(t) => Some(Secret::new(t)),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), "{TOKEN_FILE}: {e}; a new token is made");
-            None
-        }
-    }
-}
-
-/// A fresh random token (64 hex characters) from the kernel's CSPRNG.
-fn random_token() -> std::io::Result<Secret> {
-    let mut raw = [0u8; 32];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut raw))?;
-    Ok(Secret::new(
-        raw.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-    ))
-}
-
-/// What identifies one version of a supplied file (a kubelet `..data` swap
-/// changes the inode; an in-place write changes the size or times).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl FileId {
-    fn of(path: &Path) -> Option<FileId> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        })
-    }
-}
-
-/// Why the endpoint token could not be set up at start (exit 1).
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    #[error("{0}")]
-    Supplied(String),
-}
-
-/// The token the endpoint accepts, and its copy in `<dir>/endpoint-token`.
-///
-/// Without a supplied file, the token a previous run left is kept (so apps
-/// that copied it into `AWS_CONTAINER_AUTHORIZATION_TOKEN` survive a
-/// sidecar restart), or a random one is made. With a supplied file, its
-/// content is used and copied, and re-read whenever the file changes.
-pub struct EndpointToken {
-    writer: Writer,
-    supplied: Option<PathBuf>,
-    current: Mutex<(Secret, Option<FileId>)>,
-}
-
-impl std::fmt::Debug for EndpointToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EndpointToken")
-            .field("supplied", &self.supplied)
-            .finish_non_exhaustive()
-    }
-}
-
-impl EndpointToken {
-    /// Sets the token up and writes its copy (see the type's docs).
-    pub fn start(
-        writer: &Writer,
-        supplied: Option<&Path>,
-    ) -> Result<Arc<EndpointToken>, TokenError> {
-        let (token, id) = match supplied {
-            Some(path) => {
-                let id = FileId::of(path);
-                (read_supplied_token(path).map_err(TokenError::Supplied)?, id)
-            }
-            None => match previous_token(&writer.dir) {
-                Some(t) => {
-                    tracing::info!("kept the endpoint token of the previous run");
-                    (t, None)
-                }
-                None => (
-                    random_token().map_err(|source| WriteError {
-                        file: TOKEN_FILE,
-                        path: writer.dir.join(TOKEN_FILE),
-                        source,
-                    })?,
-                    None,
-                ),
-            },
-        };
-        let this = Arc::new(EndpointToken {
-            writer: writer.clone(),
-            supplied: supplied.map(Path::to_owned),
-            current: Mutex::new((token, id)),
-        });
-        this.write_copy()?;
-        Ok(this)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Secret, Option<FileId>)> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The token now. Contains a secret: never logged.
-    pub fn current(&self) -> Secret {
-        self.lock().0.clone()
-    }
-
-    /// Writes `<dir>/endpoint-token` (only when its bytes or mode differ).
-    fn write_copy(&self) -> Result<bool, WriteError> {
-        let token = self.current();
-        atomic::replace(
-            &self.writer.dir,
-            TOKEN_FILE,
-            token.expose().as_bytes(),
-            self.writer.mode,
-        )
-        .map_err(|source| WriteError {
-            file: TOKEN_FILE,
-            path: self.writer.dir.join(TOKEN_FILE),
-            source,
-        })
-    }
-
-    /// Re-reads a supplied file whose identity changed. A bad new content is
-    /// logged (without the token) and the current token kept. Returns
-    /// whether the token changed.
-    pub fn reload_if_changed(&self) -> bool {
-        let Some(path) = &self.supplied else {
-            return false;
-        };
-        let id = FileId::of(path);
-        {
-            let mut cur = self.lock();
-            if cur.1 == id {
-                return false;
-            }
-            // Recorded first, so a bad version is reported once.
-            cur.1 = id;
-        }
-        match read_supplied_token(path) {
-            Ok(t) => {
-                let changed = {
-                    let mut cur = self.lock();
-                    let changed = cur.0.expose() != t.expose();
-                    cur.0 = t;
-                    changed
-                };
-                if changed {
-                    tracing::info!(path = %path.display(), "endpoint token file changed; the new token is accepted from now on");
-                    if let Err(e) = self.write_copy() {
-                        tracing::error!(error = %e, "cannot update the copy of the endpoint token");
-                    }
-                }
-                changed
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "endpoint token file changed but is not usable; the previous token is kept");
-                false
-            }
-        }
-    }
-
-    /// Every [`TOKEN_RECHECK`] until `shutdown`: reloads a changed supplied
-    /// file and restores the copy in the output dir if it was changed or
-    /// removed from outside.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(TOKEN_RECHECK) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            self.reload_if_changed();
-            match self.write_copy() {
-                Ok(true) => {
-                    tracing::warn!("{TOKEN_FILE} was changed or removed from outside; rewrote it")
-                }
-                Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, "cannot write the endpoint token"),
-            }
-        }
-    }
-}
 
 /// Equality that takes the same time wherever the inputs differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -377,7 +103,7 @@ impl Endpoint {
         // Debug escapes control characters in a name from the request.
         let shown: String = name.chars().take(64).collect();
         if let Some(reason) = rejected {
-            self.shared.metrics.count_endpoint_rejection(reason);
+            self.shared.count_endpoint_rejection(reason);
             if let Some(suppressed) = REJECTED_LOG.admit() {
                 tracing::warn!(
                     profile = ?shown,
@@ -400,36 +126,40 @@ impl Endpoint {
                 )
             };
         }
-        let map = self.shared.lock();
-        let Some(state) = map.get(name) else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "UnknownProfile",
-                &format!("no profile {shown:?} is configured in rolecall"),
-            );
-        };
-        let Some(s) = state.live_session(SystemTime::now()) else {
-            let why = state
-                .last_error
-                .as_deref()
-                .map(|e| format!(" (last error: {e})"))
-                .unwrap_or_default();
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "CredentialsNotReady",
-                &format!(
-                    "profile {name} has no valid credentials yet{why}; rolecall keeps retrying, try again in {RETRY_AFTER_SECS} s"
-                ),
-            );
-            r.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-            return r;
+        let now = self.shared.now();
+        let (s, expiration) = match self.shared.credentials_for(name, now) {
+            Lookup::Live {
+                session,
+                expiration,
+            } => (session, expiration),
+            Lookup::Unknown => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "UnknownProfile",
+                    &format!("no profile {shown:?} is configured in rolecall"),
+                );
+            }
+            Lookup::NotReady { last_error } => {
+                let why = last_error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default();
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "CredentialsNotReady",
+                    &format!(
+                        "profile {name} has no valid credentials yet{why}; rolecall keeps retrying, try again in {RETRY_AFTER_SECS} s"
+                    ),
+                );
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                return r;
+            }
         };
         let body = json!({
             "AccessKeyId": s.access_key_id.expose(),
             "SecretAccessKey": s.secret_access_key.expose(),
             "Token": s.session_token.expose(),
-            "Expiration": format_time(state.reported_expiry(s, SystemTime::now())),
+            "Expiration": format_time(expiration),
         });
         let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
         r.headers_mut()
@@ -448,102 +178,5 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(!constant_time_eq(b"", b"a"));
-    }
-
-    fn writer(dir: &Path) -> Writer {
-        Writer::for_dir(dir)
-    }
-
-    #[test]
-    fn a_new_token_is_random_hex_without_newline_and_a_restart_keeps_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = EndpointToken::start(&writer(dir.path()), None)
-            .unwrap()
-            .current();
-        assert_eq!(a.expose().len(), 64);
-        assert!(a.expose().bytes().all(|c| c.is_ascii_hexdigit()));
-        let copy = dir.path().join(TOKEN_FILE);
-        assert_eq!(std::fs::read_to_string(&copy).unwrap(), a.expose());
-        let b = EndpointToken::start(&writer(dir.path()), None)
-            .unwrap()
-            .current();
-        assert_eq!(a.expose(), b.expose(), "a restart keeps the token");
-
-        // A malformed or linked file is replaced by a new random token.
-        std::fs::write(&copy, "short").unwrap();
-        let c = EndpointToken::start(&writer(dir.path()), None)
-            .unwrap()
-            .current();
-        assert_ne!(c.expose(), "short");
-        assert_eq!(c.expose().len(), 64);
-        let other = dir.path().join("elsewhere");
-        std::fs::write(&other, "x".repeat(40)).unwrap();
-        std::fs::remove_file(&copy).unwrap();
-        std::os::unix::fs::symlink(&other, &copy).unwrap();
-        let d = EndpointToken::start(&writer(dir.path()), None)
-            .unwrap()
-            .current();
-        assert_ne!(d.expose(), "x".repeat(40), "a planted link is not adopted");
-        assert!(!std::fs::symlink_metadata(&copy).unwrap().is_symlink());
-    }
-
-    #[test]
-    fn tokens_are_checked_without_echoing_them() {
-        let good = "A".repeat(32);
-        assert_eq!(check_token(good.as_bytes()).unwrap(), good);
-        assert_eq!(check_token(format!("{good}\n").as_bytes()).unwrap(), good);
-        for (bad, why) in [
-            ("Secret-but-short".to_owned(), "16 characters long"),
-            (format!("{good}\n\n"), "newline inside"),
-            (format!("{good}\nmore"), "newline inside"),
-            (format!("{good} tail"), "not visible ASCII"),
-            (format!("{good}\u{7}"), "not visible ASCII"),
-            (format!("{good}é"), "not visible ASCII"),
-            (String::new(), "0 characters long"),
-        ] {
-            let e = check_token(bad.as_bytes()).unwrap_err();
-            assert!(e.contains(why), "{bad:?}: {e}");
-            assert!(bad.is_empty() || !e.contains(bad.trim()), "{e}");
-            assert!(!e.contains("AAAA"), "{e}");
-        }
-    }
-
-    #[test]
-    fn a_supplied_token_is_copied_and_reloaded_when_it_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = tempfile::tempdir().unwrap();
-        let path = src.path().join("token");
-        let first = "f".repeat(40);
-        std::fs::write(&path, format!("{first}\n")).unwrap();
-        let t = EndpointToken::start(&writer(dir.path()), Some(&path)).unwrap();
-        assert_eq!(t.current().expose(), first);
-        let copy = dir.path().join(TOKEN_FILE);
-        assert_eq!(std::fs::read_to_string(&copy).unwrap(), first);
-        assert!(!t.reload_if_changed(), "nothing changed");
-
-        // Replaced by rename, as kubelet swaps `..data`.
-        let second = "s".repeat(48);
-        std::fs::write(src.path().join("new"), &second).unwrap();
-        std::fs::rename(src.path().join("new"), &path).unwrap();
-        assert!(t.reload_if_changed());
-        assert_eq!(t.current().expose(), second);
-        assert_eq!(std::fs::read_to_string(&copy).unwrap(), second);
-
-        // A bad version is refused and the current token kept.
-        std::fs::write(src.path().join("new"), "tiny").unwrap();
-        std::fs::rename(src.path().join("new"), &path).unwrap();
-        assert!(!t.reload_if_changed());
-        assert_eq!(t.current().expose(), second);
-        assert_eq!(std::fs::read_to_string(&copy).unwrap(), second);
-    }
-
-    #[test]
-    fn a_bad_supplied_token_fails_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("supplied");
-        std::fs::write(&path, "tiny-token").unwrap();
-        let e = EndpointToken::start(&writer(dir.path()), Some(&path)).unwrap_err();
-        assert!(e.to_string().contains("10 characters long"), "{e}");
-        assert!(!e.to_string().contains("tiny-token"), "{e}");
     }
 }

@@ -7,8 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,20 +14,13 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::state::Shared;
-
-/// Sets the `rolecall_ready` gauge from the current state.
-pub fn update_ready(shared: &Shared, now: SystemTime) -> bool {
-    let ready = shared.not_ready(now).is_empty();
-    shared.metrics.ready.set(i64::from(ready));
-    ready
-}
+use crate::state::{Readiness, Shared};
 
 /// The health server's view of the process.
 pub struct Health {
     pub shared: Arc<Shared>,
     /// True while the supervisor loop runs.
-    pub live: Arc<AtomicBool>,
+    pub live: Readiness,
 }
 
 impl Health {
@@ -39,14 +30,14 @@ impl Health {
         }
         match req.uri().path() {
             "/livez" | "/healthz" => {
-                if self.live.load(Ordering::Acquire) {
+                if self.live.get() {
                     text(StatusCode::OK, "ok\n".into())
                 } else {
                     text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n".into())
                 }
             }
             "/readyz" => {
-                let not_ready = self.shared.not_ready(SystemTime::now());
+                let not_ready = self.shared.not_ready(self.shared.now());
                 if not_ready.is_empty() {
                     text(StatusCode::OK, "ready\n".into())
                 } else {
@@ -58,8 +49,8 @@ impl Health {
                 }
             }
             "/metrics" => {
-                update_ready(&self.shared, SystemTime::now());
-                let mut r = text(StatusCode::OK, self.shared.metrics.encode());
+                let body = self.shared.encode_metrics(self.shared.now());
+                let mut r = text(StatusCode::OK, body);
                 r.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
                     hyper::header::HeaderValue::from_static(

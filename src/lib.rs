@@ -42,8 +42,6 @@
 pub mod check;
 pub mod clock;
 pub mod config;
-// Until endpoint.rs calls `sys::effective_uid()` instead of `libc::geteuid`.
-#[allow(unsafe_code)]
 pub mod endpoint;
 pub mod fsread;
 pub mod health;
@@ -95,7 +93,8 @@ pub struct Options {
     /// The binary installed as the process-mode helper; `None` for this
     /// executable (tests of the library point it at the built binary).
     pub helper_binary: Option<std::path::PathBuf>,
-    /// Where wall-clock time comes from (tests run it from tokio's clock).
+    /// Wall time for expiry and token checks: the system clock, or
+    /// [`clock::Clock::tokio`] in tests under paused time.
     pub clock: clock::Clock,
 }
 
@@ -108,7 +107,7 @@ impl Default for Options {
             concurrency: 16,
             stop_grace: Duration::from_millis(1500),
             helper_binary: None,
-            clock: clock::Clock::System,
+            clock: clock::Clock::system(),
         }
     }
 }

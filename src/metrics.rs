@@ -16,9 +16,40 @@ pub struct ProfileLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefreshLabels {
     pub profile: String,
-    /// `success`, `transient_error`, `token_error`, `config_error`,
-    /// `clock_error`.
-    pub result: String,
+    /// [`RefreshResult::as_str`].
+    pub result: &'static str,
+}
+
+/// The `result` label of `rolecall_refresh_total`: a success, or the class
+/// of the failure (see [`crate::sts::ErrorClass`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefreshResult {
+    Success,
+    TransientError,
+    TokenError,
+    ConfigError,
+    ClockError,
+}
+
+impl RefreshResult {
+    /// Every value, for dropping a profile's series.
+    pub const ALL: [RefreshResult; 5] = [
+        RefreshResult::Success,
+        RefreshResult::TransientError,
+        RefreshResult::TokenError,
+        RefreshResult::ConfigError,
+        RefreshResult::ClockError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshResult::Success => "success",
+            RefreshResult::TransientError => "transient_error",
+            RefreshResult::TokenError => "token_error",
+            RefreshResult::ConfigError => "config_error",
+            RefreshResult::ClockError => "clock_error",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -139,12 +170,28 @@ impl Metrics {
             .inc();
     }
 
-    pub fn count_refresh(&self, profile: &str, result: &str) {
+    pub fn count_refresh(&self, profile: &str, result: RefreshResult) {
         self.refresh
             .get_or_create(&RefreshLabels {
                 profile: profile.to_owned(),
-                result: result.to_owned(),
+                result: result.as_str(),
             })
+            .inc();
+    }
+
+    /// Sets the expiry (Unix seconds) of the session published for `profile`.
+    pub fn set_credentials_expiry(&self, profile: &str, unix_s: u64) {
+        self.credentials_expiry
+            .get_or_create(&ProfileLabel {
+                profile: profile.to_owned(),
+            })
+            .set(unix_s as i64);
+    }
+
+    /// Counts a failed write of the output `file`.
+    pub fn count_write_error(&self, file: &'static str) {
+        self.write_errors
+            .get_or_create(&FileLabel { file: file.into() })
             .inc();
     }
 
@@ -153,16 +200,10 @@ impl Metrics {
         self.credentials_expiry.remove(&ProfileLabel {
             profile: profile.to_owned(),
         });
-        for result in [
-            "success",
-            "transient_error",
-            "token_error",
-            "config_error",
-            "clock_error",
-        ] {
+        for result in RefreshResult::ALL {
             self.refresh.remove(&RefreshLabels {
                 profile: profile.to_owned(),
-                result: result.to_owned(),
+                result: result.as_str(),
             });
         }
     }

@@ -1,177 +1,421 @@
 //! What the sidecar knows about each profile, shared by the refreshers, the
-//! writer and the health server.
+//! writer, the endpoint and the health server.
+//!
+//! [`Shared`] keeps its map private (as mini-redis's `Db` does) and offers
+//! the operations the tasks mean: a refresher records a success or a
+//! failure, the writer takes a snapshot to render, a reload upserts or
+//! removes a profile. Each fact has one writer here: a profile's session
+//! and last error, the per-source session channels role chaining listens
+//! to, whether the outputs are written, and readiness (recomputed whenever a
+//! fact that feeds it changes, and when a probe asks).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, watch};
 
+use crate::clock::Clock;
 use crate::config::Profile;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RefreshResult};
 use crate::schedule;
-use crate::session::Session;
+use crate::session::{Session, unix_seconds};
 
-/// One profile's current state.
-#[derive(Clone, Debug)]
-pub struct ProfileState {
-    pub profile: Arc<Profile>,
-    /// The last good session; kept through failures until it expires.
-    pub session: Option<Session>,
-    pub last_refresh: Option<SystemTime>,
-    /// `CODE: message` of the last failure, cleared by a success.
-    pub last_error: Option<String>,
-    /// When `session` was received and its refresh is planned, set with it
-    /// by the refresher; `None` for a session adopted from an earlier run
-    /// until the first refresh.
-    pub plan: Option<RefreshPlan>,
-}
+mod profile;
 
-/// The refresher's plan for the session it published.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RefreshPlan {
-    pub received: SystemTime,
-    pub next_refresh: SystemTime,
-}
+pub use profile::{Lookup, ProfileState, RefreshPlan};
 
-impl ProfileState {
-    pub fn new(profile: Arc<Profile>) -> ProfileState {
-        ProfileState {
-            profile,
-            session: None,
-            last_refresh: None,
-            last_error: None,
-            plan: None,
-        }
+/// A flag one task sets and others read: liveness (the supervisor runs)
+/// or readiness (every profile has credentials and the outputs are
+/// written). Cloning shares the flag, as linkerd's admin `Readiness`.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn new(value: bool) -> Readiness {
+        Readiness(Arc::new(AtomicBool::new(value)))
     }
 
-    /// The `Expiration` that process mode and the endpoint report for
-    /// `session` (this profile's session) at `now`:
-    /// [`schedule::reported_expiry`] from its real expiry and the refresh
-    /// plan while newer keys are due; the real expiry once a refresh failed
-    /// (nothing newer can come until one succeeds), without a plan (adopted
-    /// at a restart), or once the reported expiry has passed without the
-    /// refresh (a wall-clock step, a stuck refresher), so that no client is
-    /// handed valid keys with an expiry in the past. Depends on `now` only
-    /// through that last case, so the writer's periodic re-render does not
-    /// rewrite an unchanged file.
-    pub fn reported_expiry(&self, session: &Session, now: SystemTime) -> SystemTime {
-        let Some(plan) = self.plan.filter(|_| self.last_error.is_none()) else {
-            return session.expiration;
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub fn set(&self, value: bool) {
+        self.0.store(value, Ordering::Release);
+    }
+}
+
+/// A profile's current session, as role chaining sees it: `None` while it
+/// has none. Changes with every new session (two sessions issued in the
+/// same second have the same expiry, so the expiry alone would not do).
+pub type SessionWatch = watch::Receiver<Option<Session>>;
+
+#[derive(Debug, Default)]
+struct State {
+    profiles: BTreeMap<String, ProfileState>,
+    /// Per profile, the expiry of its session, for the profiles chained to
+    /// it ([`Shared::subscribe`]). Kept while subscribed across a removal,
+    /// so that a reload that replaces a source keeps its subscribers.
+    sessions: BTreeMap<String, watch::Sender<Option<Session>>>,
+}
+
+impl State {
+    /// Publishes `name`'s session to its subscribers when it changed.
+    fn announce(&mut self, name: &str) {
+        let Some(tx) = self.sessions.get(name) else {
+            return;
         };
-        let reported =
-            schedule::reported_expiry(session.expiration, plan.received, Some(plan.next_refresh));
-        if reported <= now {
-            return session.expiration;
-        }
-        reported
-    }
-
-    /// The session if it is still valid at `now`.
-    pub fn live_session(&self, now: SystemTime) -> Option<&Session> {
-        self.session.as_ref().filter(|s| !s.is_expired(now))
+        let session = self.profiles.get(name).and_then(|s| s.session.as_ref());
+        tx.send_if_modified(|v| {
+            if v.as_ref() == session {
+                return false;
+            }
+            *v = session.cloned();
+            true
+        });
     }
 }
 
 /// State shared between tasks. The lock is only held for short, synchronous
-/// sections (never across an await).
+/// sections (never across an await), and never outside this module.
 #[derive(Debug, Default)]
 pub struct Shared {
-    profiles: Mutex<BTreeMap<String, ProfileState>>,
+    state: Mutex<State>,
     /// Wakes the writer: state changed and the outputs should be rendered.
-    pub changed: Notify,
-    /// Set by the writer: whether the last write of the outputs succeeded.
-    pub outputs_ok: std::sync::atomic::AtomicBool,
-    pub metrics: Metrics,
+    changed: Notify,
+    /// Whether the last write of the outputs succeeded.
+    outputs_ok: AtomicBool,
+    /// Every profile holds unexpired credentials and the outputs are
+    /// written; kept with the `rolecall_ready` gauge by
+    /// [`Shared::update_readiness`] only.
+    ready: Readiness,
+    metrics: Metrics,
+    /// Wall time for the tasks that read the state (health, endpoint,
+    /// watcher).
+    clock: Clock,
 }
 
 impl Shared {
+    /// Shared state on the system clock.
     pub fn new() -> Arc<Shared> {
         Arc::new(Shared::default())
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, BTreeMap<String, ProfileState>> {
-        // A panic while holding the lock cannot leave the map half-updated
-        // in a way that matters (each update is a single assignment).
-        self.profiles.lock().unwrap_or_else(|p| p.into_inner())
+    /// Shared state whose readers take wall time from `clock`.
+    pub fn with_clock(clock: Clock) -> Arc<Shared> {
+        Arc::new(Shared {
+            clock,
+            ..Shared::default()
+        })
     }
 
-    /// Profiles that are not ready at `now`, with the reason; empty when ready.
-    pub fn not_ready(&self, now: SystemTime) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
-            .lock()
-            .values()
-            .filter(|s| s.live_session(now).is_none())
-            .map(|s| {
-                let why = match (&s.session, &s.last_error) {
-                    (_, Some(e)) => e.clone(),
-                    (Some(_), None) => "credentials expired".into(),
-                    (None, None) => "no credentials yet".into(),
-                };
-                (s.profile.name.clone(), why)
-            })
-            .collect();
-        if !self.outputs_ok.load(std::sync::atomic::Ordering::Acquire) {
-            out.push(("outputs".into(), "the output files are not written".into()));
+    /// The current wall time, by the injected clock.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the map half-updated
+        // in a way that matters (each update is a single assignment).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- the supervisor: profiles come and go -------------------------
+
+    /// Registers `profile` at start, with the still-valid session an
+    /// earlier run left in the output dir, if any.
+    pub fn register(&self, profile: Arc<Profile>, adopted: Option<Session>, now: SystemTime) {
+        let mut state = self.lock();
+        let name = profile.name.clone();
+        let mut entry = ProfileState::new(profile);
+        entry.session = adopted;
+        state.profiles.insert(name.clone(), entry);
+        state.announce(&name);
+        self.update_readiness(&state, now);
+    }
+
+    /// Installs `profile` (new or changed at a reload) with a fresh state,
+    /// keeping the session it holds when `keep_session` (the same role and
+    /// permissions).
+    pub fn upsert(&self, profile: Arc<Profile>, keep_session: bool, now: SystemTime) {
+        let mut state = self.lock();
+        let name = profile.name.clone();
+        let kept = keep_session
+            .then(|| state.profiles.get(&name).and_then(|s| s.session.clone()))
+            .flatten();
+        let mut entry = ProfileState::new(profile);
+        entry.session = kept;
+        state.profiles.insert(name.clone(), entry);
+        state.announce(&name);
+        self.update_readiness(&state, now);
+    }
+
+    /// Forgets a profile that is no longer configured, with its metric
+    /// series.
+    pub fn remove(&self, name: &str, now: SystemTime) {
+        let mut state = self.lock();
+        state.profiles.remove(name);
+        self.metrics.forget_profile(name);
+        if state
+            .sessions
+            .get(name)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            state.sessions.remove(name);
+        } else {
+            state.announce(name);
         }
-        out
+        self.update_readiness(&state, now);
+    }
+
+    // ---- refreshers ----------------------------------------------------
+
+    /// Publishes a new `session` for `name`, received at `received`, with
+    /// its refresh planned at `next_refresh` (`None` when nothing newer will
+    /// come: a one-shot run). Clears the last error, updates the metrics,
+    /// tells the profiles chained to it and wakes the writer.
+    pub fn record_success(
+        &self,
+        name: &str,
+        session: Session,
+        received: SystemTime,
+        next_refresh: Option<SystemTime>,
+    ) {
+        let mut state = self.lock();
+        let Some(entry) = state.profiles.get_mut(name) else {
+            return;
+        };
+        self.metrics
+            .set_credentials_expiry(name, unix_seconds(session.expiration));
+        self.metrics.count_refresh(name, RefreshResult::Success);
+        entry.session = Some(session);
+        entry.last_refresh = Some(received);
+        entry.last_error = None;
+        entry.plan = next_refresh.map(|next_refresh| RefreshPlan {
+            received,
+            next_refresh,
+        });
+        state.announce(name);
+        self.update_readiness(&state, received);
+        drop(state);
+        self.request_write();
+    }
+
+    /// Records that the session `name` received at `received` is to be
+    /// refreshed at `next_refresh`, if it is still the profile's, and wakes
+    /// the writer (the reported expiry depends on it).
+    pub fn plan_refresh(&self, name: &str, received: SystemTime, next_refresh: SystemTime) {
+        if let Some(entry) = self.lock().profiles.get_mut(name)
+            && entry.last_refresh == Some(received)
+        {
+            entry.plan = Some(RefreshPlan {
+                received,
+                next_refresh,
+            });
+        }
+        self.request_write();
+    }
+
+    /// Records a failed refresh of `name` (`error` is `CODE: message`) and
+    /// wakes the writer (`status.json` reports it). The last good session
+    /// is kept; returns its expiry while it is live at `now`.
+    pub fn record_failure(
+        &self,
+        name: &str,
+        result: RefreshResult,
+        error: String,
+        now: SystemTime,
+    ) -> Option<SystemTime> {
+        let mut state = self.lock();
+        let entry = state.profiles.get_mut(name)?;
+        self.metrics.count_refresh(name, result);
+        entry.last_error = Some(error);
+        let kept = entry.live_session(now).map(|s| s.expiration);
+        self.update_readiness(&state, now);
+        drop(state);
+        self.request_write();
+        kept
+    }
+
+    /// Records the duration of one STS call.
+    pub fn record_sts_call(&self, took: Duration) {
+        self.metrics.sts_latency.observe(took.as_secs_f64());
+    }
+
+    /// Records STS's clock minus the local clock, in seconds.
+    pub fn record_clock_skew(&self, skew_s: i64) {
+        self.metrics.sts_clock_skew.set(skew_s);
+    }
+
+    /// The session of `source` if it is live at `now`: what a profile
+    /// chained to it signs its call with.
+    pub fn session_for(&self, source: &str, now: SystemTime) -> Option<Session> {
+        self.lock()
+            .profiles
+            .get(source)
+            .and_then(|s| s.live_session(now).cloned())
+    }
+
+    /// `source`'s session, now and whenever it changes (a refresh, a
+    /// reload), for a profile chained to it.
+    pub fn subscribe(&self, source: &str) -> SessionWatch {
+        let mut state = self.lock();
+        if !state.sessions.contains_key(source) {
+            state
+                .sessions
+                .insert(source.to_owned(), watch::channel(None).0);
+            state.announce(source);
+        }
+        state.sessions[source].subscribe()
+    }
+
+    /// Whether a token change should make `name` retry now: it has no live
+    /// session, its last attempt failed, or it is close to expiry.
+    pub fn wants_token_retry(&self, name: &str, now: SystemTime) -> bool {
+        let state = self.lock();
+        let Some(entry) = state.profiles.get(name) else {
+            return false;
+        };
+        match entry.live_session(now) {
+            None => true,
+            Some(s) => {
+                entry.last_error.is_some()
+                    || s.expiration.duration_since(now).unwrap_or_default() < schedule::NEAR_EXPIRY
+            }
+        }
+    }
+
+    // ---- the writer ----------------------------------------------------
+
+    /// A copy of every profile's state, in name order, to render.
+    pub fn snapshot(&self) -> Vec<ProfileState> {
+        self.lock().profiles.values().cloned().collect()
+    }
+
+    /// One profile's state, copied.
+    pub fn get(&self, name: &str) -> Option<ProfileState> {
+        self.lock().profiles.get(name).cloned()
+    }
+
+    /// Time from `now` until just after the next live session expires (so
+    /// the writer removes it then).
+    pub fn next_expiry(&self, now: SystemTime) -> Option<Duration> {
+        self.lock()
+            .profiles
+            .values()
+            .filter_map(|s| s.live_session(now))
+            .filter_map(|s| s.expiration.duration_since(now).ok())
+            .min()
+            // Wake just after the expiry so the session is seen as expired.
+            .map(|d| d + Duration::from_millis(5))
+    }
+
+    /// Records whether the last write of the outputs succeeded.
+    pub fn record_outputs_written(&self, ok: bool, now: SystemTime) {
+        self.outputs_ok.store(ok, Ordering::Release);
+        let state = self.lock();
+        self.update_readiness(&state, now);
+    }
+
+    /// Whether the last write of the outputs succeeded.
+    pub fn outputs_written(&self) -> bool {
+        self.outputs_ok.load(Ordering::Acquire)
+    }
+
+    /// Counts a failed write of the output `file`.
+    pub fn count_write_error(&self, file: &'static str) {
+        self.metrics.count_write_error(file);
     }
 
     /// Asks the writer to render and write the outputs.
     pub fn request_write(&self) {
         self.changed.notify_one();
     }
+
+    /// Completes when a write was requested since the last one was taken.
+    pub fn write_requested(&self) -> Notified<'_> {
+        self.changed.notified()
+    }
+
+    // ---- the endpoint and the watcher ----------------------------------
+
+    /// What the credentials endpoint answers for `name` at `now`.
+    pub fn credentials_for(&self, name: &str, now: SystemTime) -> Lookup {
+        let state = self.lock();
+        let Some(entry) = state.profiles.get(name) else {
+            return Lookup::Unknown;
+        };
+        match entry.live_session(now) {
+            Some(s) => Lookup::Live {
+                session: s.clone(),
+                expiration: entry.reported_expiry(s, now),
+            },
+            None => Lookup::NotReady {
+                last_error: entry.last_error.clone(),
+            },
+        }
+    }
+
+    /// Counts a request the endpoint refused (see
+    /// [`Metrics::count_endpoint_rejection`]).
+    pub fn count_endpoint_rejection(&self, reason: &'static str) {
+        self.metrics.count_endpoint_rejection(reason);
+    }
+
+    /// Counts one re-read of the token by the watcher.
+    pub fn count_token_check(&self) {
+        self.metrics.token_checks.inc();
+    }
+
+    /// Records the `exp` of the token last read.
+    pub fn record_token_expiry(&self, exp: u64) {
+        self.metrics.token_expiry.set(exp as i64);
+    }
+
+    // ---- health --------------------------------------------------------
+
+    /// Profiles that are not ready at `now`, with the reason; empty when
+    /// ready. Also brings the stored readiness up to date.
+    pub fn not_ready(&self, now: SystemTime) -> Vec<(String, String)> {
+        let state = self.lock();
+        self.update_readiness(&state, now)
+    }
+
+    /// Readiness as last computed.
+    pub fn is_ready(&self) -> bool {
+        self.ready.get()
+    }
+
+    /// The Prometheus text exposition, with readiness as of `now`.
+    pub fn encode_metrics(&self, now: SystemTime) -> String {
+        self.not_ready(now);
+        self.metrics.encode()
+    }
+
+    /// The metrics, to read (tests, benchmarks); they are changed only
+    /// through the operations above.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The one writer of readiness and its gauge; returns why not ready.
+    fn update_readiness(&self, state: &State, now: SystemTime) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = state
+            .profiles
+            .values()
+            .filter_map(|s| s.not_ready(now).map(|why| (s.profile.name.clone(), why)))
+            .collect();
+        if !self.outputs_ok.load(Ordering::Acquire) {
+            out.push(("outputs".into(), "the output files are not written".into()));
+        }
+        let ready = out.is_empty();
+        self.ready.set(ready);
+        self.metrics.ready.set(i64::from(ready));
+        out
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::session::Secret;
-    use std::time::Duration;
-
-    fn state(error: Option<&str>, plan: Option<RefreshPlan>) -> (ProfileState, Session) {
-        let received = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
-        let session = Session {
-            access_key_id: Secret::new("ASIAX"),
-            secret_access_key: Secret::new("s"),
-            session_token: Secret::new("t"),
-            expiration: received + Duration::from_secs(3600),
-            assumed_role_arn: None,
-        };
-        let mut s = ProfileState::new(Arc::new(Profile::new(
-            "p",
-            "arn:aws:iam::111122223333:role/p",
-        )));
-        s.session = Some(session.clone());
-        s.last_error = error.map(str::to_owned);
-        s.plan = plan;
-        (s, session)
-    }
-
-    #[test]
-    fn reports_the_rule_while_healthy_and_the_real_expiry_otherwise() {
-        let received = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
-        let plan = RefreshPlan {
-            received,
-            next_refresh: received + Duration::from_secs(1800),
-        };
-        let min = |m: u64| received + Duration::from_secs(m * 60);
-        // Healthy: 16 minutes after the planned refresh, whenever rendered
-        // before then.
-        let (s, session) = state(None, Some(plan));
-        for now in [received, min(30), min(45)] {
-            assert_eq!(s.reported_expiry(&session, now), min(46));
-        }
-        // The last refresh failed (an STS outage): the real expiry.
-        let (s, session) = state(Some("InternalFailure: down"), Some(plan));
-        assert_eq!(s.reported_expiry(&session, received), min(60));
-        // Adopted at a restart, no refresh planned yet: the real expiry.
-        let (s, session) = state(None, None);
-        assert_eq!(s.reported_expiry(&session, received), min(60));
-        // The reported expiry passed without the refresh (a wall-clock step,
-        // a stuck refresher): the real expiry, never one in the past.
-        let (s, session) = state(None, Some(plan));
-        assert_eq!(s.reported_expiry(&session, min(46)), min(60));
-        assert_eq!(s.reported_expiry(&session, min(59)), min(60));
-    }
-}
+mod tests;

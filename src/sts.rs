@@ -8,30 +8,28 @@
 //! profile.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_sts::config::{BehaviorVersion, Region, SharedAsyncSleep};
-use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::RequestId;
 use aws_sdk_sts::types::PolicyDescriptorType;
 use aws_smithy_async::rt::sleep::TokioSleep;
 use aws_smithy_http_client::tls;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeDeserializationInterceptorContextMut, BeforeDeserializationInterceptorContextRef,
-};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::date_time::{DateTime, Format};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
+use crate::clock::Clock;
 use crate::config::Profile;
+use crate::metrics::RefreshResult;
 use crate::session::{Secret, Session};
+
+pub mod codes;
+mod guard;
+
+use codes::classify;
+pub use codes::classify_code;
+use guard::{ClockCheck, ResponseGuard};
 
 /// Time allowed for one STS attempt, connection included.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,13 +63,19 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub fn as_str(self) -> &'static str {
+    /// The `result` label a failure of this class counts under.
+    pub fn result(self) -> RefreshResult {
         match self {
-            ErrorClass::Transient => "transient_error",
-            ErrorClass::Token => "token_error",
-            ErrorClass::Configuration => "config_error",
-            ErrorClass::Clock => "clock_error",
+            ErrorClass::Transient => RefreshResult::TransientError,
+            ErrorClass::Token => RefreshResult::TokenError,
+            ErrorClass::Configuration => RefreshResult::ConfigError,
+            ErrorClass::Clock => RefreshResult::ClockError,
         }
+    }
+
+    /// The class as logs and metrics name it (`transient_error`...).
+    pub fn as_str(self) -> &'static str {
+        self.result().as_str()
     }
 }
 
@@ -106,6 +110,8 @@ pub struct Sts {
     attempt_timeout: Duration,
     clients: Arc<Mutex<HashMap<ClientKey, aws_sdk_sts::Client>>>,
     clock: Arc<ClockCheck>,
+    /// Local wall time, to compare STS's `Date` header with.
+    wall: Clock,
 }
 
 impl std::fmt::Debug for Sts {
@@ -128,7 +134,14 @@ impl Sts {
             attempt_timeout,
             clients: Arc::default(),
             clock: Arc::default(),
+            wall: Clock::system(),
         }
+    }
+
+    /// The same, comparing STS's `Date` header with `wall` instead of the
+    /// system clock.
+    pub fn with_clock(self, wall: Clock) -> Sts {
+        Sts { wall, ..self }
     }
 
     /// STS's clock minus the local clock, in whole seconds, from the `Date`
@@ -161,6 +174,7 @@ impl Sts {
                 }
                 conf = conf.interceptor(ResponseGuard {
                     clock: self.clock.clone(),
+                    wall: self.wall,
                 });
                 aws_sdk_sts::Client::from_conf(conf.build())
             })
@@ -269,89 +283,6 @@ pub fn sends_token_in_clear(url: &str) -> bool {
     !loopback
 }
 
-/// What the `Date` headers of STS answers say about the local clock.
-#[derive(Debug, Default)]
-struct ClockCheck {
-    known: AtomicBool,
-    skew_s: AtomicI64,
-    /// Whether the last measured skew was over [`SKEW_WARNING`].
-    warned: AtomicBool,
-}
-
-impl ClockCheck {
-    fn skew(&self) -> Option<i64> {
-        self.known
-            .load(Ordering::Acquire)
-            .then(|| self.skew_s.load(Ordering::Acquire))
-    }
-
-    /// Records one answer's `Date`; logs when the skew crosses
-    /// [`SKEW_WARNING`] either way (not on every answer).
-    fn record(&self, sts_time: SystemTime, local: SystemTime) {
-        let skew = match sts_time.duration_since(local) {
-            Ok(ahead) => ahead.as_secs() as i64,
-            Err(behind) => -(behind.duration().as_secs() as i64),
-        };
-        self.skew_s.store(skew, Ordering::Release);
-        self.known.store(true, Ordering::Release);
-        let over = skew.unsigned_abs() > SKEW_WARNING.as_secs();
-        if over != self.warned.swap(over, Ordering::AcqRel) {
-            if over {
-                tracing::warn!(
-                    clock_skew_s = skew,
-                    "the local clock differs from STS's (its Date header) by more than a minute; credential expiry is judged by the local clock: check the node's time sync (NTP)"
-                );
-            } else {
-                tracing::info!(clock_skew_s = skew, "the local clock agrees with STS again");
-            }
-        }
-    }
-}
-
-/// Reads each STS answer's `Date` header into [`ClockCheck`] and caps the
-/// body at [`MAX_RESPONSE_BYTES`] before the SDK reads it.
-#[derive(Debug)]
-struct ResponseGuard {
-    clock: Arc<ClockCheck>,
-}
-
-impl Intercept for ResponseGuard {
-    fn name(&self) -> &'static str {
-        "rolecall-response-guard"
-    }
-
-    fn read_after_transmit(
-        &self,
-        context: &BeforeDeserializationInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let date = context
-            .response()
-            .headers()
-            .get("date")
-            .and_then(|d| DateTime::from_str(d, Format::HttpDate).ok())
-            .and_then(|d| SystemTime::try_from(d).ok());
-        if let Some(date) = date {
-            self.clock.record(date, SystemTime::now());
-        }
-        Ok(())
-    }
-
-    fn modify_before_deserialization(
-        &self,
-        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let response = context.response_mut();
-        let body = response.take_body();
-        *response.body_mut() =
-            SdkBody::from_body_1_x(http_body_util::Limited::new(body, MAX_RESPONSE_BYTES));
-        Ok(())
-    }
-}
-
 fn descriptors(arns: &[String]) -> Option<Vec<PolicyDescriptorType>> {
     if arns.is_empty() {
         return None;
@@ -375,7 +306,7 @@ fn to_session(
     let assumed_role_arn = user.map(|u| u.arn().to_owned());
     let malformed = |what: &str| StsError {
         class: ErrorClass::Transient,
-        code: "MalformedResponse".into(),
+        code: codes::MALFORMED_RESPONSE.into(),
         message: format!("STS answered without {what}"),
         request_id: request_id.clone(),
     };
@@ -386,7 +317,7 @@ fn to_session(
         if !ini_safe(v) {
             return Err(StsError {
                 class: ErrorClass::Transient,
-                code: "MalformedResponse".into(),
+                code: codes::MALFORMED_RESPONSE.into(),
                 message: "STS returned a credential with spaces or control characters; it was not written".into(),
                 request_id,
             });
@@ -404,154 +335,9 @@ fn to_session(
     })
 }
 
-const TRANSIENT_CODES: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "IDPCommunicationError",
-    "InternalFailure",
-    "InternalError",
-    "ServiceUnavailable",
-    "RequestTimeout",
-    "RequestTimeoutException",
-];
-const TOKEN_CODES: &[&str] = &[
-    "InvalidIdentityToken",
-    "ExpiredTokenException",
-    "ExpiredToken",
-];
-
-/// Sorts an SDK error into an [`ErrorClass`] with a code and message.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> StsError {
-    match &err {
-        SdkError::ServiceError(ctx) => {
-            let status = ctx.raw().status().as_u16();
-            let Some(code) = ctx.err().code().map(str::to_owned) else {
-                // No error code: not an STS error document (a proxy's page,
-                // a truncated body). Treated as transient.
-                return StsError {
-                    class: ErrorClass::Transient,
-                    code: "MalformedResponse".into(),
-                    message: format!("STS sent a response that could not be read (HTTP {status})"),
-                    request_id: None,
-                };
-            };
-            let message = ctx
-                .err()
-                .message()
-                .map(clean_message)
-                .unwrap_or_else(|| format!("HTTP {status}"));
-            let request_id = err.meta().request_id().map(str::to_owned);
-            let class = classify_code(&code, status);
-            StsError {
-                class,
-                code,
-                message,
-                request_id,
-            }
-        }
-        SdkError::TimeoutError(_) => StsError {
-            class: ErrorClass::Transient,
-            code: "Timeout".into(),
-            message: "STS did not answer within the attempt timeout".into(),
-            request_id: None,
-        },
-        SdkError::DispatchFailure(d) => StsError {
-            class: ErrorClass::Transient,
-            code: if d.is_timeout() {
-                "Timeout"
-            } else {
-                "ConnectionError"
-            }
-            .into(),
-            message: format!("could not reach STS: {}", source_chain(&err)),
-            request_id: None,
-        },
-        SdkError::ResponseError(r) => StsError {
-            class: ErrorClass::Transient,
-            code: "MalformedResponse".into(),
-            message: format!(
-                "STS sent a response that could not be read (HTTP {})",
-                r.raw().status().as_u16()
-            ),
-            request_id: None,
-        },
-        _ => StsError {
-            class: ErrorClass::Configuration,
-            code: "InvalidRequest".into(),
-            message: format!("the STS request could not be built: {}", source_chain(&err)),
-            request_id: None,
-        },
-    }
-}
-
-/// The class for an STS error code and HTTP status.
-pub fn classify_code(code: &str, status: u16) -> ErrorClass {
-    if TOKEN_CODES.contains(&code) {
-        ErrorClass::Token
-    } else if TRANSIENT_CODES.contains(&code) || status >= 500 || status == 429 {
-        ErrorClass::Transient
-    } else {
-        ErrorClass::Configuration
-    }
-}
-
-/// One line, bounded length, no control characters.
-fn clean_message(m: &str) -> String {
-    m.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(400)
-        .collect()
-}
-
-fn source_chain(err: &dyn std::error::Error) -> String {
-    let mut out = Vec::new();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push(e.to_string());
-        cur = e.source();
-    }
-    let text = if out.is_empty() {
-        err.to_string()
-    } else {
-        out.join(": ")
-    };
-    clean_message(&text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sorts_sts_error_codes_by_what_the_operator_must_do() {
-        for code in ["Throttling", "IDPCommunicationError", "InternalFailure"] {
-            assert_eq!(classify_code(code, 400), ErrorClass::Transient, "{code}");
-        }
-        assert_eq!(classify_code("Whatever", 503), ErrorClass::Transient);
-        assert_eq!(classify_code("Whatever", 429), ErrorClass::Transient);
-        for code in ["InvalidIdentityToken", "ExpiredTokenException"] {
-            assert_eq!(classify_code(code, 400), ErrorClass::Token, "{code}");
-        }
-        for code in [
-            "AccessDenied",
-            "IDPRejectedClaim",
-            "RegionDisabledException",
-            "MalformedPolicyDocument",
-            "PackedPolicyTooLarge",
-            "ValidationError",
-        ] {
-            assert_eq!(
-                classify_code(code, 400),
-                ErrorClass::Configuration,
-                "{code}"
-            );
-        }
-    }
 
     #[test]
     fn only_plain_http_to_a_non_loopback_host_counts_as_sending_the_token_in_clear() {
@@ -587,11 +373,5 @@ mod tests {
             plaintext_endpoints(&[a, b, c]),
             vec!["http://sts.example.com"]
         );
-    }
-
-    #[test]
-    fn messages_are_single_bounded_lines() {
-        assert_eq!(clean_message("a\nb\rc"), "a b c");
-        assert_eq!(clean_message(&"x".repeat(1000)).len(), 400);
     }
 }

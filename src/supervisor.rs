@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch as tokio_watch};
@@ -21,7 +20,7 @@ use crate::config::{self, Config, ConfigError, Profile};
 use crate::output::{self, WriteError, Writer};
 use crate::refresher::{Context, Outcome, Refresher};
 use crate::reload::ReloadPlan;
-use crate::state::{ProfileState, Shared};
+use crate::state::Shared;
 use crate::sts::Sts;
 use crate::{Control, OnceReport, Options, RunError};
 use crate::{endpoint, health, http, ratelimit, sts, watch};
@@ -40,7 +39,7 @@ struct Core {
 
 impl Core {
     fn new(config: &Config, opts: &Options) -> Result<Core, RunError> {
-        let shared = Shared::new();
+        let shared = Shared::with_clock(opts.clock);
         sts::warn_plaintext_endpoints(&config.profiles);
         let writer = Writer::new(config);
         writer.prepare()?;
@@ -50,12 +49,12 @@ impl Core {
         let refresh_all = tokio_watch::channel(0u64).0;
         let ctx = Context {
             shared: shared.clone(),
-            sts: Sts::new(opts.attempt_timeout),
+            sts: Sts::new(opts.attempt_timeout).with_clock(opts.clock),
             token_file: config.token_file.clone(),
             jitter: opts.jitter,
             token_changed: nudge.subscribe(),
             refresh_all: refresh_all.subscribe(),
-            sessions: Arc::new(tokio_watch::channel(0u64).0),
+            clock: opts.clock,
         };
         Ok(Core {
             shared,
@@ -78,11 +77,10 @@ impl Core {
                 "kept valid credentials from the previous run until they are refreshed"
             );
         }
-        let mut map = self.shared.lock();
+        let now = self.clock.now();
         for p in profiles {
-            let mut state = ProfileState::new(p.clone());
-            state.session = adopted.remove(&p.name);
-            map.insert(p.name.clone(), state);
+            self.shared
+                .register(p.clone(), adopted.remove(&p.name), now);
         }
     }
 
@@ -183,7 +181,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let core = Core::new(&config, &opts)?;
     let stop = CancellationToken::new();
-    let live = Arc::new(AtomicBool::new(true));
+    let live = crate::state::Readiness::new(true);
     let mut background = JoinSet::new();
     if let Some(addr) = config.health_addr {
         let health = health::Health {
@@ -298,7 +296,7 @@ pub async fn run(
         }
     }
 
-    live.store(false, Ordering::Release);
+    live.set(false);
     stop.cancel();
     let handles = tasks.into_values().map(|t| t.handle);
     let all = async {
@@ -346,22 +344,15 @@ fn apply_reload(
         if let Some(t) = tasks.remove(name) {
             t.stop.cancel();
         }
-        core.shared.lock().remove(name);
-        core.shared.metrics.forget_profile(name);
+        core.shared.remove(name, core.clock.now());
     }
     for start in plan.start {
         if let Some(t) = tasks.remove(&start.profile.name) {
             t.stop.cancel();
         }
         let profile = Arc::new(start.profile);
-        {
-            let mut map = core.shared.lock();
-            let mut state = ProfileState::new(profile.clone());
-            if start.keep_session {
-                state.session = map.get(&profile.name).and_then(|s| s.session.clone());
-            }
-            map.insert(profile.name.clone(), state);
-        }
+        core.shared
+            .upsert(profile.clone(), start.keep_session, core.clock.now());
         let r = Refresher::new(profile.clone(), core.ctx.clone());
         tasks.insert(
             profile.name.clone(),

@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use crate::config::Profile;
+use crate::sts::codes;
 use crate::token::Claims;
 
 /// The issuer as IAM names it in condition keys: the URL without `https://`.
@@ -67,38 +68,38 @@ pub fn hint(code: &str, profile: &Profile, claims: Option<&Claims>) -> Option<St
         .map(|iss| provider_arn(profile, iss))
         .unwrap_or_else(|| "the cluster's OIDC provider".into());
     Some(match code {
-        "AccessDenied" if profile.source_profile.is_some() => format!(
+        codes::ACCESS_DENIED if profile.source_profile.is_some() => format!(
             "the trust policy of {} must allow sts:AssumeRole by the source profile's role{}",
             profile.role_arn,
             if profile.external_id.is_some() { " with this external_id" } else { "" }
         ),
-        "AccessDenied" => format!(
+        codes::ACCESS_DENIED => format!(
             "the trust policy of {} must allow sts:AssumeRoleWithWebIdentity for federated principal {provider} with StringEquals on {who} (`rolecall check` prints the policy)",
             profile.role_arn
         ),
-        "IDPRejectedClaim" => format!(
+        codes::IDP_REJECTED_CLAIM => format!(
             "the identity provider rejected the token's claims ({who}): the audience must be a client ID of the IAM OIDC provider (usually sts.amazonaws.com)"
         ),
-        "InvalidIdentityToken" => format!(
+        codes::INVALID_IDENTITY_TOKEN => format!(
             "STS could not validate the token: create the IAM OIDC provider {provider} (or fix its thumbprint); rolecall re-reads the token and retries"
         ),
-        "ExpiredTokenException" | "ExpiredToken" => {
+        codes::EXPIRED_TOKEN_EXCEPTION | codes::EXPIRED_TOKEN => {
             "the token had expired: check that kubelet rotates the projected token (expirationSeconds) and the node clock".into()
         }
-        "ExpiredOnArrival" => {
+        codes::EXPIRED_ON_ARRIVAL => {
             "check the node's clock (NTP): expiry is judged by the local clock; or the STS endpoint or a proxy is replaying an old answer. The last good session stays published".into()
         }
-        "RegionDisabledException" => format!(
+        codes::REGION_DISABLED => format!(
             "STS is not activated in {region} for account {}: activate it in IAM account settings or set another region",
             profile.account()
         ),
-        "MalformedPolicyDocument" => "the session policy is not accepted by IAM: fix the profile's `policy`".into(),
-        "PackedPolicyTooLarge" => "the session policies are too large: shorten `policy` or use fewer `policy_arns`".into(),
-        "ValidationError" => "STS rejected a parameter: check duration_seconds against the role's MaxSessionDuration, the role ARN and the session name".into(),
-        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
+        codes::MALFORMED_POLICY_DOCUMENT => "the session policy is not accepted by IAM: fix the profile's `policy`".into(),
+        codes::PACKED_POLICY_TOO_LARGE => "the session policies are too large: shorten `policy` or use fewer `policy_arns`".into(),
+        codes::VALIDATION_ERROR => "STS rejected a parameter: check duration_seconds against the role's MaxSessionDuration, the role ARN and the session name".into(),
+        codes::THROTTLING | codes::THROTTLING_EXCEPTION | codes::REQUEST_LIMIT_EXCEEDED => {
             "STS is throttling requests; rolecall backs off".into()
         }
-        "Timeout" | "ConnectionError" => {
+        codes::TIMEOUT | codes::CONNECTION_ERROR => {
             format!("check network access to the STS endpoint ({})", profile.sts_endpoint.as_deref().unwrap_or("regional"))
         }
         _ => return None,

@@ -28,7 +28,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
@@ -92,13 +92,13 @@ impl TokenWatcher {
             if !watcher.is_watching() {
                 watcher.establish(&tx, &lost, &filter);
             }
-            self.shared.metrics.token_checks.inc();
+            self.shared.count_token_check();
             self.check(&mut seen, true);
         }
     }
 
     fn check(&self, seen: &mut Seen, announce: bool) {
-        let now = SystemTime::now();
+        let now = self.shared.now();
         let current = match token::read_capped(&self.token_file) {
             Ok(bytes) => {
                 let mut h = DefaultHasher::new();
@@ -114,7 +114,7 @@ impl TokenWatcher {
             Seen::Content(_) => match token::read(&self.token_file, now) {
                 Ok(t) => {
                     let exp = t.claims.exp.unwrap_or(0);
-                    self.shared.metrics.token_expiry.set(exp as i64);
+                    self.shared.record_token_expiry(exp);
                     if announce {
                         tracing::info!(path = %self.token_file.display(), exp, "token changed");
                     }

@@ -1,5 +1,8 @@
 //! Schedules under paused tokio time: hours of retries run in milliseconds,
-//! and every attempt lands exactly when the backoff says.
+//! and every attempt lands exactly when the backoff says; a chained profile
+//! wakes for its own source's sessions only.
+
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,8 +10,9 @@ use std::time::Duration;
 use rolecall::config::Profile;
 use rolecall::metrics::RefreshLabels;
 use rolecall::refresher::{Context, Refresher};
-use rolecall::state::{ProfileState, Shared};
+use rolecall::state::Shared;
 use rolecall::sts::Sts;
+use support::*;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -27,11 +31,11 @@ fn profile() -> Arc<Profile> {
 
 fn token_errors(shared: &Shared) -> u64 {
     shared
-        .metrics
+        .metrics()
         .refresh
         .get(&RefreshLabels {
             profile: "reader".into(),
-            result: "token_error".into(),
+            result: "token_error",
         })
         .map(|c| c.get())
         .unwrap_or(0)
@@ -42,9 +46,7 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
     let dir = tempfile::tempdir().unwrap();
     let shared = Shared::new();
     let p = profile();
-    shared
-        .lock()
-        .insert(p.name.clone(), ProfileState::new(p.clone()));
+    shared.register(p.clone(), None, std::time::SystemTime::now());
     let nudge = watch::channel(0u64).0;
     let all = watch::channel(0u64).0;
     let ctx = Context {
@@ -54,7 +56,7 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
         jitter: ceiling_jitter,
         token_changed: nudge.subscribe(),
         refresh_all: all.subscribe(),
-        sessions: Arc::new(watch::channel(0u64).0),
+        clock: rolecall::clock::Clock::system(),
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));
@@ -76,9 +78,198 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
         (exact - 1..=exact).contains(&day),
         "{day} attempts in a day, expected {exact}"
     );
-    let last = shared.lock()["reader"].last_error.clone().unwrap();
+    let last = shared.get("reader").unwrap().last_error.unwrap();
     assert!(last.starts_with("TokenUnavailable: token file"), "{last}");
 
     stop.cancel();
     task.await.unwrap();
+}
+
+const SOURCE: &str = "arn:aws:iam::111122223333:role/source";
+const SOURCE_2: &str = "arn:aws:iam::111122223333:role/source-2";
+const OTHER: &str = "arn:aws:iam::111122223333:role/other";
+const CHAINED: &str = "arn:aws:iam::444455556666:role/chained";
+
+fn local_profile(sts: &FakeSts, name: &str, role: &str, source: Option<&str>) -> Arc<Profile> {
+    Arc::new(Profile {
+        region: Some("eu-west-1".into()),
+        sts_endpoint: Some(sts.endpoint()),
+        source_profile: source.map(str::to_owned),
+        ..Profile::new(name, role)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_it() {
+    let sts = FakeSts::start_local();
+    let token = TokenDir::new(&valid_jwt());
+    let shared = Shared::new();
+    let ctx = |refresh_all: &watch::Sender<u64>| Context {
+        shared: shared.clone(),
+        sts: Sts::new(Duration::from_secs(5)),
+        token_file: token.path(),
+        jitter: ceiling_jitter,
+        token_changed: watch::channel(0u64).1,
+        refresh_all: refresh_all.subscribe(),
+        clock: rolecall::clock::Clock::system(),
+    };
+    let quiet = watch::channel(0u64).0;
+    let poke_other = watch::channel(0u64).0;
+    let stop = CancellationToken::new();
+    let spawn = |p: Arc<Profile>, all: &watch::Sender<u64>, stop: &CancellationToken| {
+        shared.register(p.clone(), None, std::time::SystemTime::now());
+        tokio::spawn(Refresher::new(p, ctx(all)).run(Duration::ZERO, stop.clone()))
+    };
+    let source_stop = stop.child_token();
+    spawn(
+        local_profile(&sts, "src", SOURCE, None),
+        &quiet,
+        &source_stop,
+    );
+    spawn(
+        local_profile(&sts, "other", OTHER, None),
+        &poke_other,
+        &stop,
+    );
+    assert!(wait_until(Duration::from_secs(5), || sts.calls() == 2).await);
+    spawn(
+        local_profile(&sts, "chained", CHAINED, Some("src")),
+        &quiet,
+        &stop,
+    );
+    assert!(wait_until(Duration::from_secs(5), || sts.calls_for_role(CHAINED) == 1).await);
+
+    // Another profile's new session does not concern it.
+    poke_other.send_modify(|g| *g += 1);
+    assert!(wait_until(Duration::from_secs(10), || sts.calls_for_role(OTHER) == 2).await);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(sts.calls_for_role(CHAINED), 1);
+
+    // A reload gives the source another role: its new refresher's first
+    // session reaches the running chained refresher, which follows once.
+    source_stop.cancel();
+    let replaced = local_profile(&sts, "src", SOURCE_2, None);
+    shared.upsert(replaced.clone(), false, std::time::SystemTime::now());
+    tokio::spawn(Refresher::new(replaced, ctx(&quiet)).run(Duration::ZERO, stop.clone()));
+    assert!(wait_until(Duration::from_secs(5), || sts.calls_for_role(CHAINED) == 2).await);
+    let signed_with = signing_key(
+        sts.requests_for_role(CHAINED)[1]
+            .authorization
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap()
+    .to_owned();
+    assert_eq!(
+        Some(signed_with),
+        sts.last_issued_for_role(SOURCE_2).map(|c| c.access_key_id),
+        "signed with the replaced source's session"
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(sts.calls_for_role(CHAINED), 2, "once per source session");
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_token_is_never_sent_even_when_only_paused_time_reached_its_expiry() {
+    let clock = rolecall::clock::Clock::tokio();
+    let unix =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let sts = FakeSts::start_local();
+    // Ten minutes left on the token; the session's refresh is due in about 25.
+    let token = TokenDir::new(&jwt(
+        TEST_ISSUER,
+        TEST_SUBJECT,
+        TEST_AUDIENCE,
+        unix(clock.now()) + 600,
+    ));
+    let shared = Shared::with_clock(clock);
+    let p = local_profile(&sts, "reader", SOURCE, None);
+    shared.register(p.clone(), None, clock.now());
+    let all = watch::channel(0u64).0;
+    let ctx = Context {
+        shared: shared.clone(),
+        sts: Sts::new(Duration::from_secs(5)).with_clock(clock),
+        token_file: token.path(),
+        jitter: ceiling_jitter,
+        token_changed: watch::channel(0u64).1,
+        refresh_all: all.subscribe(),
+        clock,
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));
+    assert!(wait_until(Duration::from_secs(5), || sts.calls() == 1).await);
+
+    // The refresh falls after the token's exp by the injected clock (the
+    // system clock has not moved): refused before any STS call.
+    assert!(wait_until(Duration::from_secs(3600), || token_errors(&shared) == 1).await);
+    assert_eq!(sts.calls(), 1, "the expired token was not sent");
+    let last = shared.get("reader").unwrap().last_error.unwrap();
+    assert!(last.starts_with("TokenUnavailable: token in"), "{last}");
+    assert!(last.contains("expired at"), "{last}");
+    assert!(
+        shared.get("reader").unwrap().session.is_some(),
+        "the last good session is kept"
+    );
+
+    // kubelet rotates it: the retry after the backoff sends the new one.
+    let fresh = jwt(
+        TEST_ISSUER,
+        TEST_SUBJECT,
+        TEST_AUDIENCE,
+        unix(clock.now()) + 3600,
+    );
+    token.rotate(&fresh);
+    assert!(wait_until(Duration::from_secs(10), || sts.calls() == 2).await);
+    assert_eq!(
+        sts.requests()[1].param("WebIdentityToken"),
+        Some(fresh.as_str())
+    );
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn through_an_sts_outage_the_last_session_is_kept_until_it_expires_on_the_injected_clock() {
+    let clock = rolecall::clock::Clock::tokio();
+    let sts = FakeSts::start_local();
+    let token = TokenDir::new(&valid_jwt());
+    let shared = Shared::with_clock(clock);
+    let p = local_profile(&sts, "reader", SOURCE, None);
+    shared.register(p.clone(), None, clock.now());
+    shared.record_outputs_written(true, clock.now());
+    let all = watch::channel(0u64).0;
+    let ctx = Context {
+        shared: shared.clone(),
+        sts: Sts::new(Duration::from_secs(5)).with_clock(clock),
+        token_file: token.path(),
+        jitter: ceiling_jitter,
+        token_changed: watch::channel(0u64).1,
+        refresh_all: all.subscribe(),
+        clock,
+    };
+    let stop = CancellationToken::new();
+    let start = tokio::time::Instant::now();
+    tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));
+    assert!(wait_until(Duration::from_secs(5), || sts.calls() == 1).await);
+    let expiry = shared.get("reader").unwrap().session.unwrap().expiration;
+    sts.set_default(Reply::server_error());
+
+    // Refreshes fail from half-life on; the session stays published.
+    tokio::time::sleep_until(start + Duration::from_secs(3000)).await;
+    assert!(sts.calls() > 1, "the refresh was attempted");
+    let last = shared.get("reader").unwrap().last_error.unwrap();
+    assert!(last.starts_with("InternalFailure: "), "{last}");
+    assert!(shared.session_for("reader", shared.now()).is_some());
+    assert!(shared.not_ready(shared.now()).is_empty());
+
+    // An hour on the injected clock: expired, and so not ready, without
+    // an hour of real waiting.
+    let left = expiry.duration_since(shared.now()).unwrap();
+    tokio::time::sleep(left).await;
+    assert_eq!(shared.session_for("reader", shared.now()), None);
+    assert_eq!(
+        shared.not_ready(shared.now()),
+        vec![("reader".to_owned(), last)]
+    );
+    stop.cancel();
 }

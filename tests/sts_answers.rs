@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rolecall::config::{Config, Env, Flags, Profile};
 use rolecall::refresher::{Context, Refresher};
-use rolecall::state::{ProfileState, Shared};
+use rolecall::state::Shared;
 use rolecall::sts::Sts;
 use rolecall::{Control, Options};
 use support::*;
@@ -293,9 +293,7 @@ fn paused_refresher(
         sts_endpoint: Some(sts.endpoint()),
         ..Profile::new("reader", ROLE)
     });
-    shared
-        .lock()
-        .insert(p.name.clone(), ProfileState::new(p.clone()));
+    shared.register(p.clone(), None, std::time::SystemTime::now());
     let all = watch::channel(0u64).0;
     let ctx = Context {
         shared: shared.clone(),
@@ -304,7 +302,7 @@ fn paused_refresher(
         jitter: ceiling_jitter,
         token_changed: watch::channel(0u64).1,
         refresh_all: all.subscribe(),
-        sessions: Arc::new(watch::channel(0u64).0),
+        clock: rolecall::clock::Clock::system(),
     };
     let stop = CancellationToken::new();
     tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));

@@ -82,12 +82,12 @@ impl Watched {
 
     /// Times the watcher re-read the token after an event or a poll.
     fn checks(&self) -> u64 {
-        self.shared.metrics.token_checks.get()
+        self.shared.metrics().token_checks.get()
     }
 
     /// The `exp` of the token the watcher last read.
     fn exp(&self) -> u64 {
-        self.shared.metrics.token_expiry.get() as u64
+        self.shared.metrics().token_expiry.get() as u64
     }
 
     fn generation(&self) -> u64 {

@@ -6,7 +6,6 @@ use crate::session::{Secret, Session};
 use crate::state::{ProfileState, Shared};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::SystemTime;
 
@@ -117,12 +116,10 @@ fn writes_both_files_and_reports_a_failure_without_touching_the_old_file() {
     let dir = tempfile::tempdir().unwrap();
     let shared = Shared::new();
     let p = profile("reader", CredentialsMode::File, Some("eu-west-1"));
-    shared.lock().insert(
-        "reader".into(),
-        state(
-            p,
-            Some(session("W1", SystemTime::now() + Duration::from_secs(600))),
-        ),
+    shared.register(
+        p,
+        Some(session("W1", SystemTime::now() + Duration::from_secs(600))),
+        SystemTime::now(),
     );
     let w = Writer {
         dir: dir.path().to_owned(),
@@ -133,7 +130,7 @@ fn writes_both_files_and_reports_a_failure_without_touching_the_old_file() {
     w.write(&shared, SystemTime::now()).unwrap();
     let creds = std::fs::read_to_string(dir.path().join("credentials")).unwrap();
     assert!(creds.contains("ASIAW1"));
-    assert!(shared.outputs_ok.load(Ordering::Acquire));
+    assert!(shared.outputs_written());
     // Make the directory unwritable for the temporary file: root ignores
     // permissions, so replace the directory path with a file instead.
     let broken = Writer {
@@ -144,7 +141,7 @@ fn writes_both_files_and_reports_a_failure_without_touching_the_old_file() {
     let e = broken.write(&shared, SystemTime::now()).unwrap_err();
     assert!(e.to_string().contains("previous file is kept"), "{e}");
     assert!(!e.to_string().contains("ASIAW1"));
-    assert!(!shared.outputs_ok.load(Ordering::Acquire));
+    assert!(!shared.outputs_written());
     assert_eq!(
         std::fs::read_to_string(dir.path().join("credentials")).unwrap(),
         creds

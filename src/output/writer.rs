@@ -13,7 +13,6 @@ use super::{
     render,
 };
 use crate::config::Config;
-use crate::metrics::FileLabel;
 use crate::schedule;
 use crate::state::{ProfileState, Shared};
 
@@ -96,8 +95,8 @@ impl Writer {
     /// it replaced or removed.
     pub fn write(&self, shared: &Shared, now: SystemTime) -> Result<usize, WriteError> {
         let rendered = {
-            let map = shared.lock();
-            let states: Vec<&ProfileState> = map.values().collect();
+            let states = shared.snapshot();
+            let states: Vec<&ProfileState> = states.iter().collect();
             render(&states, &self.app_dir, now)
         };
         let mut first_error = None;
@@ -122,11 +121,7 @@ impl Writer {
                 }
                 Ok(false) => {}
                 Err(source) => {
-                    shared
-                        .metrics
-                        .write_errors
-                        .get_or_create(&FileLabel { file: file.into() })
-                        .inc();
+                    shared.count_write_error(file);
                     let e = WriteError {
                         file,
                         path: self.dir.join(file),
@@ -137,8 +132,7 @@ impl Writer {
                 }
             }
         }
-        let ok = first_error.is_none();
-        shared.outputs_ok.store(ok, Ordering::Release);
+        shared.record_outputs_written(first_error.is_none(), now);
         first_error.map_or(Ok(written), Err)
     }
 
@@ -169,7 +163,7 @@ impl Writer {
     ) {
         let mut failures: u32 = 0;
         loop {
-            let now = SystemTime::now();
+            let now = shared.now();
             if let Err(e) = self.check_helper(&helper) {
                 tracing::error!(error = %e, "cannot reinstall the credential_process helper");
             }
@@ -177,7 +171,9 @@ impl Writer {
                 Ok(files) => {
                     written.fetch_add(files, Ordering::Relaxed);
                     failures = 0;
-                    next_expiry(&shared, now).map_or(RECHECK_INTERVAL, |d| d.min(RECHECK_INTERVAL))
+                    shared
+                        .next_expiry(now)
+                        .map_or(RECHECK_INTERVAL, |d| d.min(RECHECK_INTERVAL))
                 }
                 Err(_) => {
                     let d = schedule::backoff(failures, schedule::random_jitter());
@@ -185,7 +181,6 @@ impl Writer {
                     d
                 }
             };
-            crate::health::update_ready(&shared, SystemTime::now());
             tokio::select! {
                 _ = state_changed(&shared) => settle(&shared, &shutdown).await,
                 _ = tokio::time::sleep(wait) => {}
@@ -219,25 +214,13 @@ async fn settle(shared: &Shared, shutdown: &CancellationToken) {
 
 /// Resolves when the state changed since the last render.
 async fn state_changed(shared: &Shared) {
-    shared.changed.notified().await
+    shared.write_requested().await
 }
 
 /// Consumes a pending "state changed" wake-up without waiting. Returns
 /// whether there was one.
 fn take_pending_change(shared: &Shared) -> bool {
-    std::pin::pin!(shared.changed.notified()).enable()
-}
-
-/// Time until the next live session expires (so it can be removed).
-fn next_expiry(shared: &Shared, now: SystemTime) -> Option<Duration> {
-    shared
-        .lock()
-        .values()
-        .filter_map(|s| s.live_session(now))
-        .filter_map(|s| s.expiration.duration_since(now).ok())
-        .min()
-        // Wake just after the expiry so the session is seen as expired.
-        .map(|d| d + Duration::from_millis(5))
+    std::pin::pin!(shared.write_requested()).enable()
 }
 
 #[cfg(test)]

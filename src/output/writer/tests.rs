@@ -11,7 +11,7 @@ use super::{WRITE_DEBOUNCE, Writer, take_pending_change};
 use crate::config::Profile;
 use crate::output::{CREDENTIALS_FILE, Helper, RECHECK_INTERVAL};
 use crate::session::{Secret, Session};
-use crate::state::{ProfileState, Shared};
+use crate::state::Shared;
 
 const PROFILES: usize = 10;
 
@@ -22,15 +22,13 @@ fn name(i: usize) -> String {
 /// Shared state with [`PROFILES`] file-mode profiles, none with a session.
 fn shared() -> Arc<Shared> {
     let shared = Shared::new();
-    let mut map = shared.lock();
     for i in 0..PROFILES {
         let p = Profile::new(
             name(i),
             format!("arn:aws:iam::111122223333:role/{}", name(i)),
         );
-        map.insert(name(i), ProfileState::new(Arc::new(p)));
+        shared.register(Arc::new(p), None, SystemTime::now());
     }
-    drop(map);
     shared
 }
 
@@ -43,8 +41,7 @@ fn publish(shared: &Shared, i: usize) {
         expiration: SystemTime::now() + Duration::from_secs(3600),
         assumed_role_arn: None,
     };
-    shared.lock().get_mut(&name(i)).expect("registered").session = Some(session);
-    shared.request_write();
+    shared.record_success(&name(i), session, SystemTime::now(), None);
 }
 
 /// The writer task for `dir`, counting the files it replaces.

@@ -1,0 +1,185 @@
+//! Why a refresh attempt failed, and the check that refuses an answer that
+//! cannot be used.
+
+use std::time::{Duration, SystemTime};
+
+use crate::metrics::RefreshResult;
+use crate::schedule;
+use crate::session::format_time;
+use crate::sts::{Assumed, ErrorClass, StsError, codes};
+use crate::token::TokenError;
+
+/// A failed attempt: before STS (the token, the source session) or from it.
+/// Holds no token and no credential.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The projected token could not be read or used; no call was made.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A chained profile's source has no valid session; no call was made.
+    #[error("source profile {source_profile} has no valid session yet")]
+    SourceUnavailable { source_profile: String },
+    /// STS refused, failed, or answered with something unusable.
+    #[error(transparent)]
+    Sts(#[from] StsError),
+}
+
+impl RefreshError {
+    /// What kind of failure, and so how soon to retry.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RefreshError::Token(_) => ErrorClass::Token,
+            RefreshError::SourceUnavailable { .. } => ErrorClass::Transient,
+            RefreshError::Sts(e) => e.class,
+        }
+    }
+
+    /// The code logs, `status.json` and `/readyz` show (`CODE: message`).
+    pub fn code(&self) -> &str {
+        match self {
+            RefreshError::Token(_) => codes::TOKEN_UNAVAILABLE,
+            RefreshError::SourceUnavailable { .. } => codes::SOURCE_UNAVAILABLE,
+            RefreshError::Sts(e) => &e.code,
+        }
+    }
+
+    /// The `result` label the failure counts under.
+    pub fn result(&self) -> RefreshResult {
+        self.class().result()
+    }
+
+    /// STS's request id, when STS answered.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            RefreshError::Sts(e) => e.request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether STS was called (its duration is then measured).
+    pub fn called_sts(&self) -> bool {
+        matches!(self, RefreshError::Sts(_))
+    }
+}
+
+/// Refuses a session that expires before it can be used: already past by
+/// the local clock, or with less than [`schedule::MIN_USEFUL_LIFETIME`] left
+/// — or less than half of what STS granted, when STS grants less than twice
+/// that (only test endpoints do). What STS granted is measured from STS's
+/// own clock (its `Date` header, as `skew_s`); without one, only a session
+/// already past is refused. Publishing such a session would replace a better
+/// one (or none) with credentials the SDKs discard at once, and its refresh
+/// would come seconds later, again and again.
+pub(super) fn usable(
+    assumed: Assumed,
+    now: SystemTime,
+    skew_s: Option<i64>,
+) -> Result<Assumed, StsError> {
+    let expiration = assumed.session.expiration;
+    let left = expiration.duration_since(now).unwrap_or_default();
+    let sts_now = match skew_s {
+        Some(s) if s >= 0 => now + Duration::from_secs(s as u64),
+        Some(s) => now - Duration::from_secs(s.unsigned_abs()),
+        None => now,
+    };
+    let granted = expiration.duration_since(sts_now).unwrap_or_default();
+    if !left.is_zero() && left >= schedule::MIN_USEFUL_LIFETIME.min(granted / 2) {
+        return Ok(assumed);
+    }
+    let when = match expiration.duration_since(now) {
+        Ok(d) => format!("{} s from now", d.as_secs()),
+        Err(e) => format!("{} s ago", e.duration().as_secs()),
+    };
+    let skew = skew_s.map_or_else(
+        || "STS sent no Date header".to_owned(),
+        |s| format!("STS's clock is {s} s ahead of the local clock by its Date header"),
+    );
+    Err(StsError {
+        class: ErrorClass::Clock,
+        code: codes::EXPIRED_ON_ARRIVAL.into(),
+        message: format!(
+            "STS returned credentials expiring at {} ({when} by the local clock; {skew}); too little is left to use them, so they were not published",
+            format_time(expiration),
+        ),
+        request_id: assumed.request_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Session;
+
+    fn assumed(expiration: SystemTime) -> Assumed {
+        use crate::session::Secret;
+        Assumed {
+            session: Session {
+                access_key_id: Secret::new("ASIAX"),
+                secret_access_key: Secret::new("s3cr3t"),
+                session_token: Secret::new("tok"),
+                expiration,
+                assumed_role_arn: None,
+            },
+            request_id: Some("rid".into()),
+        }
+    }
+
+    #[test]
+    fn a_session_that_expires_before_it_can_be_used_is_refused_as_a_clock_error() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let secs = Duration::from_secs;
+        // Healthy: an hour left, clocks agree (or no Date header).
+        assert!(usable(assumed(now + secs(3600)), now, Some(0)).is_ok());
+        assert!(usable(assumed(now + secs(3600)), now, None).is_ok());
+        // Already past, with or without a Date header.
+        for skew in [Some(0), None, Some(-4000)] {
+            let e = usable(assumed(now - secs(60)), now, skew).unwrap_err();
+            assert_eq!(e.class, ErrorClass::Clock);
+            assert_eq!(e.code, "ExpiredOnArrival");
+            assert!(e.message.contains("60 s ago"), "{}", e.message);
+            assert_eq!(e.request_id.as_deref(), Some("rid"));
+        }
+        // The local clock 3400 s ahead of STS: an hour's session has 200 s
+        // left here, under the five minutes an application needs.
+        let e = usable(assumed(now + secs(200)), now, Some(-3400)).unwrap_err();
+        assert!(e.message.contains("200 s from now"), "{}", e.message);
+        assert!(e.message.contains("-3400 s"), "{}", e.message);
+        assert!(!e.message.contains("s3cr3t") && !format!("{e:?}").contains("s3cr3t"));
+        // A test endpoint granting 4 s sessions: usable while half is left.
+        assert!(usable(assumed(now + secs(4)), now, Some(0)).is_ok());
+        assert!(usable(assumed(now + secs(1)), now, Some(-3)).is_err());
+    }
+
+    #[test]
+    fn each_failure_has_its_class_code_and_label() {
+        let token = RefreshError::from(TokenError::Empty {
+            path: "/var/run/token".into(),
+        });
+        assert_eq!(token.class(), ErrorClass::Token);
+        assert_eq!(token.code(), "TokenUnavailable");
+        assert_eq!(token.result(), RefreshResult::TokenError);
+        assert!(!token.called_sts());
+        let source = RefreshError::SourceUnavailable {
+            source_profile: "reader".into(),
+        };
+        assert_eq!(source.class(), ErrorClass::Transient);
+        assert_eq!(source.code(), "SourceUnavailable");
+        assert_eq!(
+            source.to_string(),
+            "source profile reader has no valid session yet"
+        );
+        assert_eq!(source.request_id(), None);
+        let sts = RefreshError::from(StsError {
+            class: ErrorClass::Configuration,
+            code: "AccessDenied".into(),
+            message: "Not authorized".into(),
+            request_id: Some("rid".into()),
+        });
+        assert_eq!(sts.class(), ErrorClass::Configuration);
+        assert_eq!(sts.code(), "AccessDenied");
+        assert_eq!(sts.result(), RefreshResult::ConfigError);
+        assert_eq!(sts.to_string(), "Not authorized");
+        assert_eq!(sts.request_id(), Some("rid"));
+        assert!(sts.called_sts());
+    }
+}

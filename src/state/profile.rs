@@ -1,0 +1,97 @@
+//! One profile's state, as [`super::Shared`] keeps it, and what the
+//! endpoint can learn of it.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::config::Profile;
+use crate::schedule;
+use crate::session::Session;
+
+/// One profile's current state.
+#[derive(Clone, Debug)]
+pub struct ProfileState {
+    pub profile: Arc<Profile>,
+    /// The last good session; kept through failures until it expires.
+    pub session: Option<Session>,
+    pub last_refresh: Option<SystemTime>,
+    /// `CODE: message` of the last failure, cleared by a success.
+    pub last_error: Option<String>,
+    /// When `session` was received and its refresh is planned, set with it
+    /// by the refresher; `None` for a session adopted from an earlier run
+    /// until the first refresh.
+    pub plan: Option<RefreshPlan>,
+}
+
+/// The refresher's plan for the session it published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefreshPlan {
+    pub received: SystemTime,
+    pub next_refresh: SystemTime,
+}
+
+impl ProfileState {
+    pub fn new(profile: Arc<Profile>) -> ProfileState {
+        ProfileState {
+            profile,
+            session: None,
+            last_refresh: None,
+            last_error: None,
+            plan: None,
+        }
+    }
+
+    /// The `Expiration` that process mode and the endpoint report for
+    /// `session` (this profile's session) at `now`:
+    /// [`schedule::reported_expiry`] from its real expiry and the refresh
+    /// plan while newer keys are due; the real expiry once a refresh failed
+    /// (nothing newer can come until one succeeds), without a plan (adopted
+    /// at a restart), or once the reported expiry has passed without the
+    /// refresh (a wall-clock step, a stuck refresher), so that no client is
+    /// handed valid keys with an expiry in the past. Depends on `now` only
+    /// through that last case, so the writer's periodic re-render does not
+    /// rewrite an unchanged file.
+    pub fn reported_expiry(&self, session: &Session, now: SystemTime) -> SystemTime {
+        let Some(plan) = self.plan.filter(|_| self.last_error.is_none()) else {
+            return session.expiration;
+        };
+        let reported =
+            schedule::reported_expiry(session.expiration, plan.received, Some(plan.next_refresh));
+        if reported <= now {
+            return session.expiration;
+        }
+        reported
+    }
+
+    /// The session if it is still valid at `now`.
+    pub fn live_session(&self, now: SystemTime) -> Option<&Session> {
+        self.session.as_ref().filter(|s| !s.is_expired(now))
+    }
+
+    /// Why this profile is not ready at `now`, or `None` when it is.
+    pub(super) fn not_ready(&self, now: SystemTime) -> Option<String> {
+        if self.live_session(now).is_some() {
+            return None;
+        }
+        Some(match (&self.session, &self.last_error) {
+            (_, Some(e)) => e.clone(),
+            (Some(_), None) => "credentials expired".into(),
+            (None, None) => "no credentials yet".into(),
+        })
+    }
+}
+
+/// What the credentials endpoint can answer for a profile name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// No such profile is configured.
+    Unknown,
+    /// Configured, but without a valid session; the last error if any.
+    NotReady { last_error: Option<String> },
+    /// The live session and the `Expiration` to report for it
+    /// ([`ProfileState::reported_expiry`]).
+    Live {
+        session: Session,
+        expiration: SystemTime,
+    },
+}

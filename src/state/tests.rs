@@ -1,0 +1,450 @@
+use super::*;
+use crate::session::Secret;
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000)
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn session(key: &str, expiration: SystemTime) -> Session {
+    Session {
+        access_key_id: Secret::new(format!("ASIA{key}")),
+        secret_access_key: Secret::new("s"),
+        session_token: Secret::new("t"),
+        expiration,
+        assumed_role_arn: None,
+    }
+}
+
+fn profile(name: &str) -> Arc<Profile> {
+    Arc::new(Profile::new(
+        name,
+        format!("arn:aws:iam::111122223333:role/{name}"),
+    ))
+}
+
+fn state(error: Option<&str>, plan: Option<RefreshPlan>) -> (ProfileState, Session) {
+    let session = session("X", t0() + secs(3600));
+    let mut s = ProfileState::new(profile("p"));
+    s.session = Some(session.clone());
+    s.last_error = error.map(str::to_owned);
+    s.plan = plan;
+    (s, session)
+}
+
+/// A `Shared` whose outputs are written, with `names` registered.
+fn shared_with(names: &[&str]) -> Arc<Shared> {
+    let shared = Shared::new();
+    for name in names {
+        shared.register(profile(name), None, t0());
+    }
+    shared.record_outputs_written(true, t0());
+    shared
+}
+
+fn refreshes(shared: &Shared, name: &str, result: RefreshResult) -> u64 {
+    shared
+        .metrics()
+        .refresh
+        .get(&crate::metrics::RefreshLabels {
+            profile: name.into(),
+            result: result.as_str(),
+        })
+        .map_or(0, |c| c.get())
+}
+
+#[test]
+fn reports_the_rule_while_healthy_and_the_real_expiry_otherwise() {
+    let received = t0();
+    let plan = RefreshPlan {
+        received,
+        next_refresh: received + secs(1800),
+    };
+    let min = |m: u64| received + secs(m * 60);
+    // Healthy: 16 minutes after the planned refresh, whenever rendered
+    // before then.
+    let (s, session) = state(None, Some(plan));
+    for now in [received, min(30), min(45)] {
+        assert_eq!(s.reported_expiry(&session, now), min(46));
+    }
+    // The last refresh failed (an STS outage): the real expiry.
+    let (s, session) = state(Some("InternalFailure: down"), Some(plan));
+    assert_eq!(s.reported_expiry(&session, received), min(60));
+    // Adopted at a restart, no refresh planned yet: the real expiry.
+    let (s, session) = state(None, None);
+    assert_eq!(s.reported_expiry(&session, received), min(60));
+    // The reported expiry passed without the refresh (a wall-clock step,
+    // a stuck refresher): the real expiry, never one in the past.
+    let (s, session) = state(None, Some(plan));
+    assert_eq!(s.reported_expiry(&session, min(46)), min(60));
+    assert_eq!(s.reported_expiry(&session, min(59)), min(60));
+}
+
+#[test]
+fn readiness_flag_is_shared_by_its_clones() {
+    let live = Readiness::new(true);
+    let seen = live.clone();
+    assert!(seen.get());
+    live.set(false);
+    assert!(!seen.get());
+    assert!(!Readiness::default().get());
+}
+
+#[test]
+fn register_seeds_the_adopted_session_and_readiness_follows() {
+    let shared = Shared::new();
+    shared.register(profile("a"), Some(session("A", t0() + secs(600))), t0());
+    shared.register(profile("b"), None, t0());
+    assert_eq!(
+        shared.not_ready(t0()),
+        vec![
+            ("b".to_owned(), "no credentials yet".to_owned()),
+            (
+                "outputs".to_owned(),
+                "the output files are not written".to_owned()
+            ),
+        ]
+    );
+    assert!(!shared.is_ready());
+    shared.record_success("b", session("B", t0() + secs(900)), t0(), None);
+    shared.record_outputs_written(true, t0());
+    assert!(shared.is_ready(), "one writer keeps the flag current");
+    assert_eq!(shared.metrics().ready.get(), 1, "and the gauge with it");
+    assert!(shared.not_ready(t0()).is_empty());
+    // Time alone makes a session expire: a probe sees it at once.
+    assert_eq!(
+        shared.not_ready(t0() + secs(600)),
+        vec![("a".to_owned(), "credentials expired".to_owned())]
+    );
+    assert!(!shared.is_ready());
+    assert_eq!(shared.metrics().ready.get(), 0);
+}
+
+#[test]
+fn record_success_publishes_the_session_and_clears_the_error() {
+    let shared = shared_with(&["p"]);
+    shared.record_failure(
+        "p",
+        RefreshResult::TransientError,
+        "Throttling: slow".into(),
+        t0(),
+    );
+    let s = session("NEW", t0() + secs(3600));
+    shared.record_success("p", s.clone(), t0(), Some(t0() + secs(1800)));
+    let st = shared.get("p").unwrap();
+    assert_eq!(st.session, Some(s));
+    assert_eq!(st.last_refresh, Some(t0()));
+    assert_eq!(st.last_error, None);
+    assert_eq!(
+        st.plan,
+        Some(RefreshPlan {
+            received: t0(),
+            next_refresh: t0() + secs(1800)
+        })
+    );
+    assert_eq!(refreshes(&shared, "p", RefreshResult::Success), 1);
+    let expiry = shared
+        .metrics()
+        .credentials_expiry
+        .get(&crate::metrics::ProfileLabel {
+            profile: "p".into(),
+        })
+        .unwrap()
+        .get();
+    assert_eq!(expiry, unix_seconds(t0() + secs(3600)) as i64);
+    // Unplanned (a one-shot run): no plan.
+    shared.record_success("p", session("ONCE", t0() + secs(60)), t0(), None);
+    assert_eq!(shared.get("p").unwrap().plan, None);
+    // A profile removed meanwhile is not brought back.
+    shared.record_success("gone", session("G", t0() + secs(60)), t0(), None);
+    assert!(shared.get("gone").is_none());
+    assert_eq!(refreshes(&shared, "gone", RefreshResult::Success), 0);
+}
+
+#[test]
+fn record_failure_keeps_the_last_good_session_and_says_until_when() {
+    let shared = shared_with(&["p"]);
+    let until = t0() + secs(600);
+    assert_eq!(
+        shared.record_failure(
+            "p",
+            RefreshResult::ConfigError,
+            "AccessDenied: no".into(),
+            t0()
+        ),
+        None,
+        "nothing to keep yet"
+    );
+    shared.record_success("p", session("OK", until), t0(), None);
+    let kept = shared.record_failure(
+        "p",
+        RefreshResult::TransientError,
+        "Timeout: slow".into(),
+        t0(),
+    );
+    assert_eq!(kept, Some(until));
+    let st = shared.get("p").unwrap();
+    assert_eq!(st.last_error.as_deref(), Some("Timeout: slow"));
+    assert!(st.session.is_some());
+    assert!(shared.is_ready(), "a live session is still ready");
+    assert_eq!(refreshes(&shared, "p", RefreshResult::TransientError), 1);
+    assert_eq!(refreshes(&shared, "p", RefreshResult::ConfigError), 1);
+    // Once the session expired, the error is the reason.
+    assert_eq!(
+        shared.not_ready(until),
+        vec![("p".to_owned(), "Timeout: slow".to_owned())]
+    );
+    assert_eq!(
+        shared.record_failure("nope", RefreshResult::TokenError, "x".into(), t0()),
+        None
+    );
+}
+
+#[test]
+fn plan_refresh_applies_only_to_the_session_it_was_made_for() {
+    let shared = shared_with(&["p"]);
+    shared.record_success("p", session("A", t0() + secs(3600)), t0(), None);
+    shared.plan_refresh("p", t0() + secs(1), t0() + secs(1800));
+    assert_eq!(
+        shared.get("p").unwrap().plan,
+        None,
+        "another session's plan"
+    );
+    shared.plan_refresh("p", t0(), t0() + secs(1800));
+    assert_eq!(
+        shared.get("p").unwrap().plan.map(|p| p.next_refresh),
+        Some(t0() + secs(1800))
+    );
+}
+
+#[test]
+fn session_for_gives_only_a_live_session() {
+    let shared = shared_with(&["src"]);
+    assert_eq!(shared.session_for("src", t0()), None);
+    let s = session("S", t0() + secs(60));
+    shared.record_success("src", s.clone(), t0(), None);
+    assert_eq!(shared.session_for("src", t0()), Some(s));
+    assert_eq!(shared.session_for("src", t0() + secs(60)), None, "expired");
+    assert_eq!(shared.session_for("other", t0()), None);
+}
+
+#[test]
+fn wants_token_retry_without_a_session_after_a_failure_or_near_expiry() {
+    let shared = shared_with(&["p"]);
+    assert!(shared.wants_token_retry("p", t0()), "no session");
+    shared.record_success("p", session("A", t0() + secs(3600)), t0(), None);
+    assert!(!shared.wants_token_retry("p", t0()), "healthy");
+    let near = t0() + secs(3600) - schedule::NEAR_EXPIRY + secs(1);
+    assert!(shared.wants_token_retry("p", near), "close to expiry");
+    shared.record_failure("p", RefreshResult::TokenError, "x".into(), t0());
+    assert!(shared.wants_token_retry("p", t0()), "failing");
+    assert!(!shared.wants_token_retry("unknown", t0()));
+}
+
+#[test]
+fn upsert_keeps_the_session_only_when_asked() {
+    let shared = shared_with(&["p"]);
+    let s = session("A", t0() + secs(3600));
+    shared.record_success("p", s.clone(), t0(), Some(t0() + secs(1800)));
+    shared.record_failure("p", RefreshResult::TransientError, "x: y".into(), t0());
+    shared.upsert(profile("p"), true, t0());
+    let st = shared.get("p").unwrap();
+    assert_eq!(st.session, Some(s), "same role: kept");
+    assert_eq!(
+        (st.last_error, st.plan, st.last_refresh),
+        (None, None, None)
+    );
+    shared.upsert(profile("p"), false, t0());
+    assert_eq!(shared.get("p").unwrap().session, None, "another role");
+    shared.upsert(profile("new"), true, t0());
+    assert_eq!(shared.get("new").unwrap().session, None);
+}
+
+#[test]
+fn remove_forgets_the_profile_and_its_metric_series() {
+    let shared = shared_with(&["a", "b"]);
+    shared.record_success("a", session("A", t0() + secs(60)), t0(), None);
+    shared.record_failure("a", RefreshResult::ClockError, "x: y".into(), t0());
+    shared.record_success("b", session("B", t0() + secs(60)), t0(), None);
+    shared.remove("a", t0());
+    assert!(shared.get("a").is_none());
+    let text = shared.encode_metrics(t0());
+    assert!(!text.contains(r#"profile="a""#), "{text}");
+    assert!(text.contains(r#"profile="b""#), "{text}");
+    assert!(shared.is_ready(), "the remaining profile is ready");
+}
+
+#[test]
+fn snapshot_and_next_expiry_see_live_sessions_in_name_order() {
+    let shared = shared_with(&["b", "a", "c"]);
+    shared.record_success("a", session("A", t0() + secs(60)), t0(), None);
+    shared.record_success("b", session("B", t0() + secs(30)), t0(), None);
+    let names: Vec<String> = shared
+        .snapshot()
+        .iter()
+        .map(|s| s.profile.name.clone())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(
+        shared.next_expiry(t0()),
+        Some(secs(30) + Duration::from_millis(5))
+    );
+    assert_eq!(
+        shared.next_expiry(t0() + secs(30)),
+        Some(secs(30) + Duration::from_millis(5)),
+        "the expired one no longer counts"
+    );
+    assert_eq!(shared.next_expiry(t0() + secs(60)), None);
+}
+
+#[test]
+fn record_outputs_written_feeds_readiness() {
+    let shared = shared_with(&["p"]);
+    shared.record_success("p", session("A", t0() + secs(60)), t0(), None);
+    assert!(shared.is_ready() && shared.outputs_written());
+    shared.record_outputs_written(false, t0());
+    assert!(!shared.is_ready() && !shared.outputs_written());
+    assert_eq!(
+        shared.not_ready(t0()),
+        vec![(
+            "outputs".to_owned(),
+            "the output files are not written".to_owned()
+        )]
+    );
+    shared.count_write_error("credentials");
+    assert!(
+        shared
+            .encode_metrics(t0())
+            .contains(r#"rolecall_write_errors_total{file="credentials"} 1"#)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_request_wakes_the_writer_once() {
+    let shared = Shared::new();
+    shared.request_write();
+    shared.request_write();
+    tokio::time::timeout(secs(1), shared.write_requested())
+        .await
+        .expect("a pending request completes at once");
+    assert!(
+        tokio::time::timeout(secs(1), shared.write_requested())
+            .await
+            .is_err(),
+        "requests before the wait coalesce into one"
+    );
+}
+
+#[test]
+fn credentials_for_answers_unknown_not_ready_or_live() {
+    let shared = shared_with(&["p"]);
+    assert_eq!(shared.credentials_for("x", t0()), Lookup::Unknown);
+    shared.record_failure(
+        "p",
+        RefreshResult::ConfigError,
+        "AccessDenied: no".into(),
+        t0(),
+    );
+    assert_eq!(
+        shared.credentials_for("p", t0()),
+        Lookup::NotReady {
+            last_error: Some("AccessDenied: no".into())
+        }
+    );
+    let s = session("A", t0() + secs(3600));
+    shared.record_success("p", s.clone(), t0(), Some(t0() + secs(1800)));
+    assert_eq!(
+        shared.credentials_for("p", t0()),
+        Lookup::Live {
+            session: s,
+            expiration: t0() + secs(46 * 60),
+        },
+        "the reported expiry, not the real one"
+    );
+}
+
+#[test]
+fn watcher_and_endpoint_counters_reach_the_metrics() {
+    let shared = Shared::new();
+    shared.count_token_check();
+    shared.record_token_expiry(1_900_000_000);
+    shared.count_endpoint_rejection("wrong_token");
+    shared.record_sts_call(Duration::from_millis(20));
+    shared.record_clock_skew(-3);
+    let m = shared.metrics();
+    assert_eq!(m.token_checks.get(), 1);
+    assert_eq!(m.token_expiry.get(), 1_900_000_000);
+    assert_eq!(m.sts_clock_skew.get(), -3);
+    let text = shared.encode_metrics(t0());
+    assert!(text.contains(r#"rolecall_endpoint_rejected_requests_total{reason="wrong_token"} 1"#));
+    assert!(text.contains("rolecall_sts_request_duration_seconds_count 1"));
+}
+
+#[test]
+fn subscribers_see_their_source_session_change_and_survive_a_reload() {
+    let shared = shared_with(&["src", "other"]);
+    let exp = t0() + secs(3600);
+    let (a, b, c) = (session("A", exp), session("B", exp), session("C", exp));
+    shared.record_success("src", a.clone(), t0(), None);
+    let mut rx = shared.subscribe("src");
+    assert_eq!(*rx.borrow_and_update(), Some(a), "the current session");
+    // Another profile's session does not wake it.
+    shared.record_success("other", session("O", exp), t0(), None);
+    assert!(!rx.has_changed().unwrap());
+    // A new session with the same expiry (issued in the same second) does.
+    shared.record_success("src", b.clone(), t0(), None);
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(*rx.borrow_and_update(), Some(b));
+    // A reload that keeps the session changes nothing for it.
+    shared.upsert(profile("src"), true, t0());
+    assert!(!rx.has_changed().unwrap());
+    // Removed and added back (a reload that replaces the source): the same
+    // subscription sees both.
+    shared.remove("src", t0());
+    assert_eq!(*rx.borrow_and_update(), None);
+    shared.register(profile("src"), None, t0());
+    shared.record_success("src", c.clone(), t0(), None);
+    assert_eq!(*rx.borrow_and_update(), Some(c));
+    // A source nobody listens to any more is dropped with the profile.
+    drop(rx);
+    shared.remove("src", t0());
+    assert!(!shared.lock().sessions.contains_key("src"));
+    // Subscribing before the source exists works too.
+    let mut early = shared.subscribe("later");
+    assert_eq!(*early.borrow_and_update(), None);
+    let l = session("L", exp);
+    shared.register(profile("later"), Some(l.clone()), t0());
+    assert_eq!(*early.borrow_and_update(), Some(l));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_session_expires_under_paused_time_on_the_injected_clock() {
+    let shared = Shared::with_clock(Clock::tokio());
+    let start = shared.now();
+    shared.register(
+        profile("p"),
+        Some(session("OLD", start + secs(3600))),
+        start,
+    );
+    shared.record_outputs_written(true, start);
+    assert!(shared.not_ready(shared.now()).is_empty());
+    assert_eq!(
+        shared.next_expiry(shared.now()),
+        Some(secs(3600) + Duration::from_millis(5))
+    );
+    tokio::time::sleep(secs(3600)).await;
+    let now = shared.now();
+    assert_eq!(
+        shared.not_ready(now),
+        vec![("p".to_owned(), "credentials expired".to_owned())]
+    );
+    assert_eq!(shared.metrics().ready.get(), 0);
+    assert_eq!(
+        shared.credentials_for("p", now),
+        Lookup::NotReady { last_error: None }
+    );
+    assert_eq!(shared.next_expiry(now), None);
+}

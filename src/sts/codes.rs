@@ -1,0 +1,205 @@
+//! Every error code rolecall names, in one place: STS's own codes, and the
+//! labels rolecall gives failures that carry none. [`classify_code`] sorts
+//! them by what the operator must do; [`crate::trust::hint`] explains them.
+
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::RequestId;
+
+use super::{ErrorClass, StsError};
+
+// STS's codes.
+pub const ACCESS_DENIED: &str = "AccessDenied";
+pub const IDP_REJECTED_CLAIM: &str = "IDPRejectedClaim";
+pub const IDP_COMMUNICATION_ERROR: &str = "IDPCommunicationError";
+pub const INVALID_IDENTITY_TOKEN: &str = "InvalidIdentityToken";
+pub const EXPIRED_TOKEN_EXCEPTION: &str = "ExpiredTokenException";
+pub const EXPIRED_TOKEN: &str = "ExpiredToken";
+pub const REGION_DISABLED: &str = "RegionDisabledException";
+pub const MALFORMED_POLICY_DOCUMENT: &str = "MalformedPolicyDocument";
+pub const PACKED_POLICY_TOO_LARGE: &str = "PackedPolicyTooLarge";
+pub const VALIDATION_ERROR: &str = "ValidationError";
+pub const THROTTLING: &str = "Throttling";
+pub const THROTTLING_EXCEPTION: &str = "ThrottlingException";
+pub const THROTTLED_EXCEPTION: &str = "ThrottledException";
+pub const REQUEST_LIMIT_EXCEEDED: &str = "RequestLimitExceeded";
+pub const TOO_MANY_REQUESTS: &str = "TooManyRequestsException";
+pub const INTERNAL_FAILURE: &str = "InternalFailure";
+pub const INTERNAL_ERROR: &str = "InternalError";
+pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailable";
+pub const REQUEST_TIMEOUT: &str = "RequestTimeout";
+pub const REQUEST_TIMEOUT_EXCEPTION: &str = "RequestTimeoutException";
+
+// rolecall's labels for failures without an STS code.
+/// No answer within the attempt timeout.
+pub const TIMEOUT: &str = "Timeout";
+/// STS could not be reached.
+pub const CONNECTION_ERROR: &str = "ConnectionError";
+/// An answer that could not be read, or without usable credentials.
+pub const MALFORMED_RESPONSE: &str = "MalformedResponse";
+/// The SDK could not build the request.
+pub const INVALID_REQUEST: &str = "InvalidRequest";
+/// Credentials that expire before they can be used, by the local clock.
+pub const EXPIRED_ON_ARRIVAL: &str = "ExpiredOnArrival";
+/// The projected token could not be read (no STS call was made).
+pub const TOKEN_UNAVAILABLE: &str = "TokenUnavailable";
+/// A chained profile's source has no valid session (no STS call was made).
+pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
+
+/// Codes that mean "try again later".
+pub const TRANSIENT: &[&str] = &[
+    THROTTLING,
+    THROTTLING_EXCEPTION,
+    THROTTLED_EXCEPTION,
+    REQUEST_LIMIT_EXCEEDED,
+    TOO_MANY_REQUESTS,
+    IDP_COMMUNICATION_ERROR,
+    INTERNAL_FAILURE,
+    INTERNAL_ERROR,
+    SERVICE_UNAVAILABLE,
+    REQUEST_TIMEOUT,
+    REQUEST_TIMEOUT_EXCEPTION,
+];
+
+/// Codes that mean STS rejected the token itself.
+pub const TOKEN: &[&str] = &[
+    INVALID_IDENTITY_TOKEN,
+    EXPIRED_TOKEN_EXCEPTION,
+    EXPIRED_TOKEN,
+];
+
+/// The class for an STS error code and HTTP status.
+pub fn classify_code(code: &str, status: u16) -> ErrorClass {
+    if TOKEN.contains(&code) {
+        ErrorClass::Token
+    } else if TRANSIENT.contains(&code) || status >= 500 || status == 429 {
+        ErrorClass::Transient
+    } else {
+        ErrorClass::Configuration
+    }
+}
+
+/// Sorts an SDK error into an [`ErrorClass`] with a code and message.
+pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> StsError {
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            let Some(code) = ctx.err().code().map(str::to_owned) else {
+                // No error code: not an STS error document (a proxy's page,
+                // a truncated body). Treated as transient.
+                return StsError {
+                    class: ErrorClass::Transient,
+                    code: MALFORMED_RESPONSE.into(),
+                    message: format!("STS sent a response that could not be read (HTTP {status})"),
+                    request_id: None,
+                };
+            };
+            let message = ctx
+                .err()
+                .message()
+                .map(clean_message)
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            let request_id = err.meta().request_id().map(str::to_owned);
+            let class = classify_code(&code, status);
+            StsError {
+                class,
+                code,
+                message,
+                request_id,
+            }
+        }
+        SdkError::TimeoutError(_) => StsError {
+            class: ErrorClass::Transient,
+            code: TIMEOUT.into(),
+            message: "STS did not answer within the attempt timeout".into(),
+            request_id: None,
+        },
+        SdkError::DispatchFailure(d) => StsError {
+            class: ErrorClass::Transient,
+            code: if d.is_timeout() {
+                TIMEOUT
+            } else {
+                CONNECTION_ERROR
+            }
+            .into(),
+            message: format!("could not reach STS: {}", source_chain(&err)),
+            request_id: None,
+        },
+        SdkError::ResponseError(r) => StsError {
+            class: ErrorClass::Transient,
+            code: MALFORMED_RESPONSE.into(),
+            message: format!(
+                "STS sent a response that could not be read (HTTP {})",
+                r.raw().status().as_u16()
+            ),
+            request_id: None,
+        },
+        _ => StsError {
+            class: ErrorClass::Configuration,
+            code: INVALID_REQUEST.into(),
+            message: format!("the STS request could not be built: {}", source_chain(&err)),
+            request_id: None,
+        },
+    }
+}
+
+/// One line, bounded length, no control characters.
+fn clean_message(m: &str) -> String {
+    m.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(400)
+        .collect()
+}
+
+fn source_chain(err: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push(e.to_string());
+        cur = e.source();
+    }
+    let text = if out.is_empty() {
+        err.to_string()
+    } else {
+        out.join(": ")
+    };
+    clean_message(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorts_sts_error_codes_by_what_the_operator_must_do() {
+        for code in ["Throttling", "IDPCommunicationError", "InternalFailure"] {
+            assert_eq!(classify_code(code, 400), ErrorClass::Transient, "{code}");
+        }
+        assert_eq!(classify_code("Whatever", 503), ErrorClass::Transient);
+        assert_eq!(classify_code("Whatever", 429), ErrorClass::Transient);
+        for code in ["InvalidIdentityToken", "ExpiredTokenException"] {
+            assert_eq!(classify_code(code, 400), ErrorClass::Token, "{code}");
+        }
+        for code in [
+            "AccessDenied",
+            "IDPRejectedClaim",
+            "RegionDisabledException",
+            "MalformedPolicyDocument",
+            "PackedPolicyTooLarge",
+            "ValidationError",
+        ] {
+            assert_eq!(
+                classify_code(code, 400),
+                ErrorClass::Configuration,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_are_single_bounded_lines() {
+        assert_eq!(clean_message("a\nb\rc"), "a b c");
+        assert_eq!(clean_message(&"x".repeat(1000)).len(), 400);
+    }
+}
