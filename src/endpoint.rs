@@ -27,10 +27,7 @@ use crate::state::{Lookup, Shared};
 
 mod token;
 
-pub use token::{
-    EndpointToken, MAX_TOKEN_BYTES, MIN_TOKEN_LEN, TOKEN_FILE, TOKEN_RECHECK, TokenError,
-    check_token, read_supplied_token,
-};
+pub use token::{EndpointToken, TOKEN_FILE, TokenError, read_supplied_token};
 
 const PREFIX: &str = "/v1/credentials/";
 /// The `Retry-After` of a 503 (no valid session yet), in seconds.

@@ -43,6 +43,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a kept-alive connection may wait for its next request. hyper 1.x
 /// restarts the header-read timer as soon as a response is sent (see
 /// `State::idle` in hyper's `proto/h1/conn.rs`), so this is the same timer.
+/// (Named for the tests and the docs; the code sets only the header timer.)
+#[cfg_attr(not(test), allow(dead_code))]
 pub const IDLE_TIMEOUT: Duration = HEADER_READ_TIMEOUT;
 /// Longest life of one connection, whatever it does: bounds a client that
 /// keeps a connection busy, or stops reading its responses. At the end, a

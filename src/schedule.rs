@@ -137,6 +137,7 @@ pub fn backoff(attempt: u32, jitter: f64) -> Duration {
 }
 
 /// The ceiling that [`backoff`] draws under for `attempt`, without jitter.
+#[cfg(test)]
 pub fn backoff_ceiling(attempt: u32) -> Duration {
     backoff(attempt, 1.0)
 }
@@ -151,6 +152,7 @@ pub fn random_jitter() -> f64 {
 }
 
 /// No jitter: refreshes at exactly half the lifetime, backoff at its ceiling.
+#[cfg(test)]
 pub fn no_jitter() -> f64 {
     0.0
 }
