@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use serde_json::json;
 
+use crate::clock::Clock;
 use crate::config::{Config, Profile};
 use crate::session::{Session, format_time, unix_seconds};
 use crate::sts::Sts;
@@ -82,9 +83,10 @@ fn describe_token(claims: &Claims, now: SystemTime) -> (String, bool) {
     (out, ok)
 }
 
-/// Builds the report; with `assume`, calls STS once per profile.
-pub async fn check(config: &Config, assume: bool, sts: &Sts) -> Report {
-    let now = SystemTime::now();
+/// Builds the report at `clock`'s time; with `assume`, calls STS once per
+/// profile.
+pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Report {
+    let now = clock.now();
     let mut text = String::new();
     let _ = writeln!(text, "token: {}", config.token_file.display());
     for endpoint in crate::sts::plaintext_endpoints(&config.profiles) {

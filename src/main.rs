@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rolecall::clock::Clock;
 use rolecall::config::{self, Config, Flags, LogFormat};
 
 const EXIT_FAILURE: u8 = 1;
@@ -106,11 +107,7 @@ fn main() -> ExitCode {
                     env.get("ROLECALL_OUTPUT_DIR").map(String::as_str),
                 )
             });
-            return match rolecall::process::credentials(
-                &dir,
-                &profile,
-                std::time::SystemTime::now(),
-            ) {
+            return match rolecall::process::credentials(&dir, &profile, Clock::system().now()) {
                 Ok(json) => {
                     println!("{json}");
                     ExitCode::SUCCESS
@@ -189,7 +186,12 @@ fn check(flags: &Flags, env: &config::Env, assume: bool) -> ExitCode {
         return ExitCode::from(EXIT_FAILURE);
     };
     let sts = rolecall::sts::Sts::new(rolecall::sts::ATTEMPT_TIMEOUT);
-    let report = runtime.block_on(rolecall::check::check(&config, assume, &sts));
+    let report = runtime.block_on(rolecall::check::check(
+        &config,
+        assume,
+        &sts,
+        Clock::system(),
+    ));
     print!("{}", report.text);
     if report.ok {
         ExitCode::SUCCESS
@@ -205,10 +207,7 @@ fn status(dir: &std::path::Path, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(s) => {
-            print!(
-                "{}",
-                rolecall::status::table(&s, std::time::SystemTime::now())
-            );
+            print!("{}", rolecall::status::table(&s, Clock::system().now()));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -41,7 +41,7 @@ impl Core {
     fn new(config: &Config, opts: &Options) -> Result<Core, RunError> {
         let shared = Shared::with_clock(opts.clock);
         sts::warn_plaintext_endpoints(&config.profiles);
-        let writer = Writer::new(config);
+        let writer = Writer::new(config).with_jitter(opts.jitter);
         writer.prepare()?;
         let helper = Arc::new(output::Helper::default());
         install_helper_if_needed(&writer, &helper, config, opts)?;

@@ -121,11 +121,7 @@ fn writes_both_files_and_reports_a_failure_without_touching_the_old_file() {
         Some(session("W1", SystemTime::now() + Duration::from_secs(600))),
         SystemTime::now(),
     );
-    let w = Writer {
-        dir: dir.path().to_owned(),
-        app_dir: dir.path().to_owned(),
-        mode: 0o640,
-    };
+    let w = Writer::for_dir(dir.path());
     w.prepare().unwrap();
     w.write(&shared, SystemTime::now()).unwrap();
     let creds = std::fs::read_to_string(dir.path().join("credentials")).unwrap();
@@ -135,8 +131,7 @@ fn writes_both_files_and_reports_a_failure_without_touching_the_old_file() {
     // permissions, so replace the directory path with a file instead.
     let broken = Writer {
         dir: dir.path().join("credentials"),
-        app_dir: dir.path().to_owned(),
-        mode: 0o640,
+        ..Writer::for_dir(dir.path())
     };
     let e = broken.write(&shared, SystemTime::now()).unwrap_err();
     assert!(e.to_string().contains("previous file is kept"), "{e}");

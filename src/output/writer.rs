@@ -23,6 +23,9 @@ pub struct Writer {
     /// The output dir as the application sees it.
     pub app_dir: PathBuf,
     pub mode: u32,
+    /// The jitter of the backoff after a failed write (injected, as the
+    /// refreshers' is).
+    pub jitter: schedule::Jitter,
 }
 
 /// A failed write, naming the file; the previous file is left whole.
@@ -44,6 +47,7 @@ impl Writer {
             dir: dir.to_owned(),
             app_dir: dir.to_owned(),
             mode: crate::config::DEFAULT_FILE_MODE,
+            jitter: schedule::random_jitter,
         }
     }
 
@@ -52,7 +56,13 @@ impl Writer {
             dir: config.output_dir.clone(),
             app_dir: config.app_output_dir.clone(),
             mode: config.file_mode,
+            jitter: schedule::random_jitter,
         }
+    }
+
+    /// The same writer with `jitter` for its backoff.
+    pub fn with_jitter(self, jitter: schedule::Jitter) -> Writer {
+        Writer { jitter, ..self }
     }
 
     /// The mode of an output dir rolecall creates: searchable by whoever
@@ -176,7 +186,7 @@ impl Writer {
                         .map_or(RECHECK_INTERVAL, |d| d.min(RECHECK_INTERVAL))
                 }
                 Err(_) => {
-                    let d = schedule::backoff(failures, schedule::random_jitter());
+                    let d = schedule::backoff(failures, (self.jitter)());
                     failures = failures.saturating_add(1);
                     d
                 }
