@@ -8,32 +8,75 @@
 //!
 //! ```text
 //!                       SIGHUP/SIGUSR1            SIGTERM
-//!   signal ────────────▶ supervisor (run) ◀──────── shutdown token
-//!                          │ spawns, reloads, stops
+//!   signal ────────────▶ supervisor ◀──────────── shutdown future
+//!                          │ spawns, reloads (reload::plan), stops
 //!   watch (notify on the   ├──────────────┬───────────────┐
 //!   token dir + 60 s poll) ▼              ▼               ▼
-//!     │ "token changed" refresher(a)  refresher(b) …  writer ──▶ credentials, config
-//!     └────────────────▶   │ STS          │ STS          ▲ (atomic, on change)
-//!                          └──── Shared state ───────────┘
-//!                                    ▲
-//!                        health: /livez /readyz /metrics
+//!     │ "token changed" refresher(a)  refresher(b) …  writer ──▶ credentials, config,
+//!     └────────────────▶   │ STS          │ STS          ▲        status.json, …
+//!                          ▼              ▼              │ (debounced, atomic)
+//!                  Shared state: sessions, readiness, metrics
+//!                          │ per-source watch ──▶ chained refreshers
+//!                          ▼
+//!            health (/livez /readyz /metrics), endpoint (/v1/credentials/NAME)
 //! ```
 //!
-//! - [`config`] merges flags, environment and YAML and reports every problem.
-//! - [`token`] reads and decodes the JWT on every use.
-//! - [`watch`] turns directory events and a poll into "the token changed".
-//! - [`sts`] makes the calls and sorts errors into transient, token and
-//!   configuration classes; [`schedule`] is the pure timing arithmetic.
+//! ## A token rotation, from kubelet to the files
+//!
+//! 1. kubelet swaps the token directory's `..data` link. [`watch`] gets the
+//!    directory event (or, on layouts without events, its 60 s poll fires),
+//!    re-reads the token, and only if its content changed bumps the "token
+//!    changed" generation.
+//! 2. Every [`refresher`] task (one per profile, started by the supervisor)
+//!    receives the bump. A profile that needs it (no live session, a failed
+//!    last attempt, or close to expiry) runs an attempt at once; the others
+//!    keep their schedule: the token is re-read at every attempt anyway.
+//! 3. The attempt reads the token with [`token`], calls
+//!    `AssumeRoleWithWebIdentity` through [`sts`] (which sorts failures into
+//!    transient, token, clock and configuration classes), and records the
+//!    result in [`state::Shared`] with one intent: `record_success` or
+//!    `record_failure`. The next attempt is planned by `schedule` (pure
+//!    arithmetic: half the lifetime with jitter, or a backoff).
+//! 4. `record_success` stores the session, recomputes readiness (one writer,
+//!    one value), updates the metrics, pushes the session to the profiles
+//!    chained to this one (their refreshers subscribe to their source only),
+//!    and asks the [`output`] writer to write.
+//! 5. The writer waits a short debounce so that a round of profiles is
+//!    written once, renders every file from a snapshot of the state, and
+//!    replaces each file whose bytes changed atomically (temporary file,
+//!    fsync, rename). A failed write keeps the previous file and is retried
+//!    with backoff.
+//!
+//! Applications then read the new keys: from `credentials` (file mode), by
+//! running the installed helper ([`process`]), or from the loopback
+//! endpoint, which reads the same state.
+//!
+//! ## The modules
+//!
+//! - [`config`] declares each option once (flag, variables, YAML key,
+//!   default, validator, reloadable) and builds the configuration in stages,
+//!   reporting every problem at once.
+//! - The supervisor (private) starts the listeners, the watcher, the writer
+//!   and the refreshers, and carries out reloads: `reload::plan` compares
+//!   the running and the new configuration without a runtime.
+//! - [`state`] is the shared state, private behind intent methods;
+//!   [`clock`] is the injected wall clock (tests run it from tokio's).
+//! - [`token`] reads and decodes the JWT on every use; [`watch`] turns
+//!   directory events and a poll into "the token changed".
+//! - [`sts`] makes the calls (its error codes are listed once, in
+//!   `sts::codes`); [`trust`] turns a refusal into a hint about the trust
+//!   policy.
 //! - [`refresher`] is one task per profile; [`output`] renders and writes the
-//!   files atomically; [`health`] serves probes and metrics through the
-//!   bounded server in [`http`].
-//! - [`endpoint`] serves the loopback container-credentials endpoint; its
-//!   token survives restarts, or comes from a supplied file that is
-//!   re-read when it changes.
-//! - [`fsread`] is the one way any file is read (regular, non-blocking,
-//!   capped; never through a link in the output dir); [`ratelimit`] keeps
-//!   floods (accept errors, bad endpoint tokens, SIGUSR1) to a log line per
-//!   interval.
+//!   files; the health server serves probes and metrics ([`metrics`])
+//!   through the bounded HTTP server; the endpoint serves the loopback
+//!   container-credentials endpoint, whose token survives restarts or comes
+//!   from a supplied file.
+//! - `fsread` is the one way any file is read (regular, non-blocking,
+//!   capped; never through a link in the output dir); `ratelimit` keeps
+//!   floods to a log line per interval; `sys` holds the only unsafe calls.
+//! - [`logging`] builds the `RUST_LOG` filter that keeps secrets out of
+//!   every level; [`status`] and [`check`] are the `status` and `check`
+//!   commands.
 
 // `deny`, not `forbid`: forbid cannot be lifted per module, and the libc
 // calls std lacks live in `sys`, which alone allows unsafe code.

@@ -3,7 +3,7 @@
 //! and the sorting of failures into what the operator must do.
 //!
 //! The SDK's own retries are off: rolecall owns the retry schedule (see
-//! [`crate::schedule`]) so that every STS call is counted and jittered in one
+//! `schedule`) so that every STS call is counted and jittered in one
 //! place. Each attempt has a timeout, so a hanging endpoint cannot stall a
 //! profile.
 

@@ -188,7 +188,7 @@ pub fn read_unchecked(path: &Path) -> Result<Token, TokenError> {
 }
 
 /// The raw bytes of the file, at most [`MAX_TOKEN_BYTES`]. Used by the
-/// watcher to notice a change of content. Read with [`crate::fsread`]: the
+/// watcher to notice a change of content. Read with `fsread`: the
 /// path may be kubelet's `..data` symlink (followed), but the file must be a
 /// regular file, and it is opened non-blocking.
 pub fn read_capped(path: &Path) -> Result<Vec<u8>, TokenError> {

@@ -64,7 +64,7 @@ pub struct ProcessEntry {
     pub role_arn: String,
     /// The keys' real expiry (RFC 3339), which a restart adopts; the
     /// helper prints `credentials`, whose `Expiration` is the reported one
-    /// ([`crate::schedule::reported_expiry`]). Absent in files written
+    /// (`schedule::reported_expiry`). Absent in files written
     /// before it existed, whose `Expiration` was the real expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub real_expiration: Option<String>,

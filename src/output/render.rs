@@ -25,9 +25,9 @@ pub struct Rendered {
     /// Contains secrets: never logged.
     pub credentials: String,
     pub config: String,
-    /// [`STATUS_FILE`] as JSON.
+    /// [`STATUS_FILE`](super::STATUS_FILE) as JSON.
     pub status: String,
-    /// [`PROCESS_FILE`] as JSON (secrets), when a profile uses process mode.
+    /// [`PROCESS_FILE`](super::PROCESS_FILE) as JSON (secrets), when a profile uses process mode.
     pub process: Option<String>,
 }
 

@@ -43,7 +43,7 @@ impl ProfileState {
 
     /// The `Expiration` that process mode and the endpoint report for
     /// `session` (this profile's session) at `now`:
-    /// [`schedule::reported_expiry`] from its real expiry and the refresh
+    /// `schedule::reported_expiry` from its real expiry and the refresh
     /// plan while newer keys are due; the real expiry once a refresh failed
     /// (nothing newer can come until one succeeds), without a plan (adopted
     /// at a restart), or once the reported expiry has passed without the
