@@ -2,7 +2,7 @@
 # rolecall benchmarks (docs/BENCHMARKS.md): the static release binary, measured.
 #
 #   make bench                    every row (about 4.5 minutes once built; the 60 s windows and the five 25 s layout windows dominate)
-#   make bench ROWS="rss idle"    some rows: rss size startup rotation idle idle-layouts sts-calls burst compare
+#   make bench ROWS="rss idle"    some rows: rss size startup rotation idle idle-layouts sts-calls burst compare writes
 #   scripts/bench.sh rss          the same, without make
 #
 # 1. builds the static binary exactly as images/build-local.sh and the Containerfile do:

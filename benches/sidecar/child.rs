@@ -21,6 +21,14 @@ pub(crate) struct Sidecar {
     pub(crate) started: Instant,
 }
 
+/// A fresh, empty output directory for a [`Sidecar`].
+pub(crate) fn output_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rolecall-bench-out-")
+        .tempdir()
+        .expect("output dir")
+}
+
 impl Sidecar {
     pub(crate) fn start(env: &Env, endpoint: &str, profiles: usize, token: &TokenDir) -> Sidecar {
         Sidecar::start_at(env, endpoint, profiles, &token.path())
@@ -28,10 +36,18 @@ impl Sidecar {
 
     /// [`Sidecar::start`] with the token at any path (any layout).
     pub(crate) fn start_at(env: &Env, endpoint: &str, profiles: usize, token: &Path) -> Sidecar {
-        let out = tempfile::Builder::new()
-            .prefix("rolecall-bench-out-")
-            .tempdir()
-            .expect("output dir");
+        Sidecar::start_in(env, endpoint, profiles, token, output_dir())
+    }
+
+    /// [`Sidecar::start_at`] writing to `out` (from [`output_dir`]), which
+    /// the caller may watch before the sidecar starts.
+    pub(crate) fn start_in(
+        env: &Env,
+        endpoint: &str,
+        profiles: usize,
+        token: &Path,
+        out: tempfile::TempDir,
+    ) -> Sidecar {
         let log = out.path().with_extension("log");
         let health = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cmd = Command::new(&env.bin);

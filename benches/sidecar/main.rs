@@ -20,7 +20,7 @@
 //! ```
 //!
 //! Rows: `rss size startup rotation idle idle-layouts sts-calls burst
-//! compare` (all by default). `ROLECALL_BENCH_IDLE_SECS` (default 60) and
+//! compare writes` (all by default). `ROLECALL_BENCH_IDLE_SECS` (default 60) and
 //! `ROLECALL_BENCH_STS_SECS` (default 60) shorten the two long windows;
 //! `ROLECALL_BENCH_LAYOUT_SECS` (default 20) is the window per token layout.
 //!
@@ -63,6 +63,7 @@ pub(crate) const ROWS: &[&str] = &[
     "sts-calls",
     "burst",
     "compare",
+    "writes",
 ];
 
 unsafe extern "C" {
@@ -133,6 +134,7 @@ fn main() {
             "sts-calls" => row_sts_calls(&env, &mut r),
             "burst" => row_burst(&env, &mut r),
             "compare" => row_compare(&env, &mut r),
+            "writes" => row_writes(&env, &mut r),
             _ => unreachable!(),
         }
         eprintln!("   ({:.1} s)", t.elapsed().as_secs_f64());
