@@ -43,23 +43,20 @@ fn profile_roles() -> BTreeMap<String, String> {
 }
 
 fn spawn(sts: &FakeSts, token: &TokenDir, out: &Path, log: &File) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rolecall"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOSTNAME", "crash-test")
-        .env("RUST_LOG", "info")
-        .arg("run")
-        .args(["--token-file", &token.path().display().to_string()])
-        .args(["--output-dir", &out.display().to_string()])
-        .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
-        .args(["--health-addr", ""]);
-    for (name, arn) in profile_roles() {
-        c.args(["--profile", &format!("{name}={arn}")]);
-    }
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log.try_clone().expect("clone log file"));
-    c.spawn().expect("spawn rolecall")
+    let roles = profile_roles();
+    rolecall_run(
+        sts,
+        token,
+        out,
+        roles
+            .iter()
+            .map(|(name, arn)| (name.as_str(), arn.as_str())),
+    )
+    .args(["--health-addr", ""])
+    .stdout(Stdio::null())
+    .stderr(log.try_clone().expect("clone log file"))
+    .spawn()
+    .expect("spawn rolecall")
 }
 
 /// Whether the process has installed its SIGUSR1 handler (before that, the
@@ -297,12 +294,6 @@ fn reader(dir: PathBuf, sts: FakeSts, stats: Arc<Stats>, stop: Arc<AtomicBool>) 
         }
         std::thread::yield_now();
     }
-}
-
-fn reliability_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
-    fs::create_dir_all(&dir).expect("create target/reliability");
-    dir
 }
 
 /// Sum of `removed=N` over rolecall's "removed temporary files" log lines.

@@ -12,12 +12,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use support::*;
 
@@ -58,79 +56,32 @@ fn assert_sane(case: &str, what: &str, r: &Run, sts: &FakeSts) {
 // The report
 // ---------------------------------------------------------------------------
 
-static RESULTS: Mutex<Option<BTreeMap<String, String>>> = Mutex::new(None);
+/// `target/reliability/hostile.txt`: one line per case, kept across runs,
+/// so a filtered run does not erase the table.
+static TABLE: Table = Table::new("hostile.txt", "case\tinjected\toutcome");
 
-fn reliability_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
-    fs::create_dir_all(&dir).expect("create target/reliability");
-    dir
-}
-
-/// Records a case's line in `target/reliability/hostile.txt`, replacing that
-/// case's line from an earlier run and keeping the others, so a filtered run
-/// does not erase the table.
-fn record(case: &str, injected: &str, outcome: &str) {
-    let path = reliability_dir().join("hostile.txt");
-    let mut guard = RESULTS.lock().unwrap_or_else(|e| e.into_inner());
-    let results = guard.get_or_insert_with(|| {
-        fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .filter_map(|l| Some((l.split('\t').next()?.to_owned(), l.to_owned())))
-            .collect()
-    });
-    // One line per case: control characters are shown escaped.
-    let injected: String = injected
-        .chars()
-        .map(|c| match c {
-            '\n' => "\\n".to_owned(),
-            '\r' => "\\r".to_owned(),
-            '\t' => "\\t".to_owned(),
-            c if c.is_control() => c.escape_unicode().to_string(),
-            c => c.to_string(),
-        })
-        .collect();
-    results.insert(
-        case.to_owned(),
-        format!(
-            "{case}\t{injected}\t{outcome}\t{}",
-            format_utc(SystemTime::now())
-        ),
-    );
-    let mut text = String::from("case\tinjected\toutcome\tmeasured\n");
-    for line in results.values() {
-        text.push_str(line);
-        text.push('\n');
-    }
-    fs::write(&path, text).expect("write hostile.txt");
-}
-
-/// Records FAILED for a case whose test panics before it records.
+/// A case's line in the table: its outcome when it passes, FAILED when its
+/// test panics first.
 struct CaseGuard {
     case: &'static str,
-    injected: String,
+    report: ReportGuard,
+    /// `case<TAB>injected`, control characters escaped.
+    line: String,
 }
 
 impl CaseGuard {
     fn new(case: &'static str, injected: impl Into<String>) -> CaseGuard {
+        let line = format!("{case}\t{}", one_line(&injected.into()));
+        let failed = format!("{line}\tFAILED (see the test output)");
         CaseGuard {
             case,
-            injected: injected.into(),
+            report: ReportGuard::new(&TABLE, case, failed),
+            line,
         }
     }
 
     fn pass(self, outcome: &str) {
-        record(self.case, &self.injected, outcome);
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for CaseGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            record(self.case, &self.injected, "FAILED (see the test output)");
-        }
+        self.report.pass(&format!("{}\t{outcome}", self.line));
     }
 }
 

@@ -15,9 +15,9 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rolecall::config::{Config, Env, Flags};
 use support::*;
@@ -32,47 +32,6 @@ fn reader() -> [String; 2] {
 
 fn run(cmd: &mut Command) -> Run {
     run_for(cmd, LIMIT)
-}
-
-/// Reads a pipe to its end on a thread; the bytes so far are readable at
-/// any time (to wait for a log line of a process that is still running).
-fn collect(
-    mut pipe: impl std::io::Read + Send + 'static,
-) -> (Arc<Mutex<Vec<u8>>>, std::thread::JoinHandle<()>) {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let b = buf.clone();
-    let t = std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            b.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
-    });
-    (buf, t)
-}
-
-/// Waits for `child` on the wall clock, killing it after `limit`; the
-/// status and whether it had to be killed.
-fn wait_exit(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, bool) {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return (s, false);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return (child.wait().expect("wait after kill"), true);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: kill(2) on our own child's pid.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-    assert_eq!(rc, 0, "kill({sig})");
 }
 
 fn mkfifo(p: &Path) {
@@ -90,33 +49,27 @@ fn mode_of(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
-/// The sidecar as a process, with its stderr collected as it runs.
+/// The sidecar as a process, with its stderr collected as it runs and its
+/// health listener on a free port.
 struct Sidecar {
-    child: Child,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    process: ChildSidecar,
     port: u16,
 }
 
 impl Sidecar {
     fn start(args: &[String]) -> Sidecar {
         let port = free_port();
-        let mut child = rolecall_piped()
-            .arg("run")
-            .args(args)
-            .args(["--health-addr", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn rolecall run");
-        let (stderr, _) = collect(child.stderr.take().expect("stderr"));
-        Sidecar {
-            child,
-            stderr,
-            port,
-        }
+        let process = ChildSidecar::spawn(
+            rolecall_piped()
+                .arg("run")
+                .args(args)
+                .args(["--health-addr", &format!("127.0.0.1:{port}")]),
+        );
+        Sidecar { process, port }
     }
 
     fn logs(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+        self.process.log()
     }
 
     async fn livez(&self) -> u16 {
@@ -127,16 +80,9 @@ impl Sidecar {
 
     /// SIGTERM; the exit code, or `None` if it did not stop within 3 s.
     fn stop(mut self) -> Option<i32> {
-        signal(&self.child, libc::SIGTERM);
-        let (status, hung) = wait_exit(&mut self.child, Duration::from_secs(3));
-        if hung { None } else { status.code() }
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process
+            .stop_within(Duration::from_secs(3))
+            .and_then(|status| status.code())
     }
 }
 
@@ -310,7 +256,7 @@ async fn a_fifo_at_the_config_path_and_sighup_do_not_hang_the_sidecar() {
         sidecar.logs()
     );
     mkfifo(&cfg);
-    signal(&sidecar.child, libc::SIGHUP);
+    sidecar.process.signal(libc::SIGHUP);
     assert!(
         wait_until(Duration::from_secs(10), || sidecar
             .logs()

@@ -25,7 +25,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -151,9 +151,8 @@ impl Drop for Tmpfs {
 // ---------------------------------------------------------------------------
 
 struct Sidecar {
-    child: Child,
+    process: ChildSidecar,
     port: u16,
-    log: Arc<Mutex<String>>,
     out: PathBuf,
     roles: BTreeMap<String, String>,
 }
@@ -167,66 +166,41 @@ impl Sidecar {
         as_user: Option<u32>,
     ) -> Sidecar {
         let port = free_port();
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rolecall"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOSTNAME", "volume-test")
-            .env("RUST_LOG", "info")
-            .arg("run")
-            .args(["--token-file", &token.path().display().to_string()])
-            .args(["--output-dir", &out.display().to_string()])
-            .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
-            .args(["--health-addr", &format!("127.0.0.1:{port}")])
+        let mut c = rolecall_run(
+            sts,
+            token,
+            out,
+            roles
+                .iter()
+                .map(|(name, arn)| (name.as_str(), arn.as_str())),
+        );
+        c.args(["--health-addr", &format!("127.0.0.1:{port}")])
             .args(["--file-mode", "0640"]);
-        for (name, arn) in roles {
-            c.args(["--profile", &format!("{name}={arn}")]);
-        }
         if let Some(uid) = as_user {
             c.uid(uid).gid(uid);
         }
-        let mut child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rolecall");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
         Sidecar {
-            child,
+            process: ChildSidecar::spawn(&mut c),
             port,
-            log,
             out: out.to_path_buf(),
             roles: roles.clone(),
         }
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.process.log()
     }
 
     fn usr1(&self) {
-        run("kill", &["-USR1", &self.pid().to_string()]);
+        self.process.signal(libc::SIGUSR1);
     }
 
     fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.port, path)
+        http_get_blocking(self.port, path)
     }
 
     fn write_errors(&self) -> u64 {
@@ -273,42 +247,11 @@ impl Sidecar {
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "rolecall exited with {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        match self.process.stop_within(Duration::from_secs(5)) {
+            Some(status) => assert!(status.success(), "rolecall exited with {status}"),
+            None => panic!("rolecall did not stop on SIGTERM within 5 s"),
         }
-        panic!("rolecall did not stop on SIGTERM within 5 s");
     }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A raw HTTP/1.1 GET: (status, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let status = resp.split_whitespace().nth(1)?.parse().ok()?;
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
 }
 
 // ---------------------------------------------------------------------------
@@ -549,54 +492,18 @@ fn temporaries(dir: &Path) -> Vec<String> {
 // The report
 // ---------------------------------------------------------------------------
 
-static RESULTS: Mutex<Option<BTreeMap<String, String>>> = Mutex::new(None);
+/// `target/reliability/volume.txt`: one line per case, kept across runs
+/// (each line says when it was measured), so a filtered run does not erase
+/// the table.
+static TABLE: Table = Table::new("volume.txt", "case\tinjected\ttimes\tlost\toutcome");
 
-/// Records a case's line in `target/reliability/volume.txt`, replacing that
-/// case's line from an earlier run and keeping the others (each line says
-/// when it was measured), so a filtered run does not erase the table.
-fn record(case: &'static str, line: String) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
-    fs::create_dir_all(&dir).expect("create target/reliability");
-    let path = dir.join("volume.txt");
-    let mut guard = RESULTS.lock().unwrap_or_else(|e| e.into_inner());
-    let results = guard.get_or_insert_with(|| {
-        fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .filter_map(|l| Some((l.split('\t').next()?.to_owned(), l.to_owned())))
-            .collect()
-    });
-    results.insert(
-        case.to_owned(),
-        format!("{line}\t{}", format_utc(SystemTime::now())),
-    );
-    let mut text = String::from("case\tinjected\ttimes\tlost\toutcome\tmeasured\n");
-    for line in results.values() {
-        text.push_str(line);
-        text.push('\n');
-    }
-    fs::write(&path, text).expect("write volume.txt");
-}
-
-/// Records FAILED for a case whose test panics before recording.
-struct CaseGuard {
-    case: &'static str,
-    injected: &'static str,
-}
-
-impl Drop for CaseGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            record(
-                self.case,
-                format!(
-                    "{}\t{}\t-\t-\tFAILED (see the test output)",
-                    self.case, self.injected
-                ),
-            );
-        }
-    }
+/// Records FAILED for a case whose test panics before it reports.
+fn guard(case: &'static str, injected: &'static str) -> ReportGuard {
+    ReportGuard::new(
+        &TABLE,
+        case,
+        format!("{case}\t{injected}\t-\t-\tFAILED (see the test output)"),
+    )
 }
 
 fn report(case: &'static str, injected: &str, times: usize, counts: &Counts, outcome: &str) {
@@ -609,7 +516,7 @@ fn report(case: &'static str, injected: &str, times: usize, counts: &Counts, out
         reads = counts.reads.load(Ordering::Relaxed),
     );
     eprintln!("volume: {line}");
-    record(case, line);
+    TABLE.record(case, &line);
 }
 
 // ---------------------------------------------------------------------------
@@ -697,10 +604,7 @@ fn fill(dir: &Path) -> PathBuf {
 #[tokio::test]
 async fn a_full_disk_keeps_the_old_files_whole_and_writing_resumes_by_itself() {
     const CYCLES: usize = 2;
-    let _guard = CaseGuard {
-        case: "a-disk-full",
-        injected: "tmpfs size=64k filled to ENOSPC + SIGUSR1",
-    };
+    let _guard = guard("a-disk-full", "tmpfs size=64k filled to ENOSPC + SIGUSR1");
     let vol = Tmpfs::mount("64k");
     let sts = FakeSts::start();
     sts.set_default(Reply::ok_for(SESSION));
@@ -748,10 +652,7 @@ async fn a_full_disk_keeps_the_old_files_whole_and_writing_resumes_by_itself() {
 #[tokio::test]
 async fn a_read_only_volume_keeps_the_old_files_whole_and_writing_resumes_by_itself() {
     const CYCLES: usize = 2;
-    let _guard = CaseGuard {
-        case: "b-read-only",
-        injected: "mount -o remount,ro + SIGUSR1",
-    };
+    let _guard = guard("b-read-only", "mount -o remount,ro + SIGUSR1");
     let vol = Tmpfs::mount("1m");
     let sts = FakeSts::start();
     sts.set_default(Reply::ok_for(SESSION));
@@ -797,10 +698,7 @@ async fn a_read_only_volume_keeps_the_old_files_whole_and_writing_resumes_by_its
 
 #[tokio::test]
 async fn a_removed_and_recreated_output_dir_is_written_again_without_a_signal() {
-    let _guard = CaseGuard {
-        case: "c-dir-recreated",
-        injected: "rm -rf output dir; mkdir",
-    };
+    let _guard = guard("c-dir-recreated", "rm -rf output dir; mkdir");
     require_root();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("aws");
@@ -856,10 +754,7 @@ async fn a_removed_and_recreated_output_dir_is_written_again_without_a_signal() 
 
 #[tokio::test]
 async fn a_planted_symlink_is_replaced_never_followed() {
-    let _guard = CaseGuard {
-        case: "d-symlink",
-        injected: "symlink to a victim file at each output",
-    };
+    let _guard = guard("d-symlink", "symlink to a victim file at each output");
     require_root();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("aws");
@@ -954,10 +849,7 @@ async fn a_planted_symlink_is_replaced_never_followed() {
 async fn outputs_chowned_to_another_user_are_replaced_with_its_own() {
     const APP_UID: u32 = 65532;
     const OTHER: u32 = 65534;
-    let _guard = CaseGuard {
-        case: "e-ownership",
-        injected: "chown 65534:65534, chmod 0600",
-    };
+    let _guard = guard("e-ownership", "chown 65534:65534, chmod 0600");
     require_root();
     // rolecall runs as a non-root user, like the image does.
     let work = tempfile::tempdir().unwrap();

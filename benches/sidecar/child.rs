@@ -1,7 +1,7 @@
 //! The sidecar under test as a child process, and moto's server.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -175,55 +175,4 @@ impl Drop for Sidecar {
 pub(crate) fn send_signal_quiet(pid: i32, sig: i32) -> bool {
     // SAFETY: as in send_signal.
     unsafe { kill(pid, sig) == 0 }
-}
-
-/// moto's server on a free loopback port, killed on drop.
-pub(crate) struct Moto {
-    pub(crate) child: Child,
-    pub(crate) port: u16,
-    pub(crate) log: PathBuf,
-}
-
-impl Moto {
-    pub(crate) fn start(env: &Env) -> Moto {
-        let bin = env.venv.join("bin/moto_server");
-        let port = free_port();
-        let log = std::env::temp_dir().join(format!("rolecall-bench-moto-{port}.log"));
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).expect("moto log"))
-            .stderr(std::fs::File::create(&log).expect("moto log"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {} (run make venv): {e}", bin.display()));
-        let mut moto = Moto { child, port, log };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let up = poll(Duration::from_secs(30), Duration::from_millis(50), || {
-            if moto.child.try_wait().ok().flatten().is_some() {
-                return Some(false);
-            }
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-                .ok()
-                .map(|_| true)
-        });
-        if up != Some(true) {
-            panic!(
-                "moto_server did not listen on {addr} within 30 s; log:\n{}",
-                std::fs::read_to_string(&moto.log).unwrap_or_default()
-            );
-        }
-        moto
-    }
-
-    pub(crate) fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
 }

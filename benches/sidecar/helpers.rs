@@ -95,19 +95,12 @@ pub(crate) fn keys_in(path: &Path) -> BTreeMap<String, String> {
     out
 }
 
-/// GET `path` from a plain HTTP/1.1 server; the body.
+/// `GET path` on the health listener: the body of a 200 answer.
 pub(crate) fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let (head, body) = buf.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    match support::http_get_blocking(addr.port(), path)? {
+        (200, body) => Some(body),
+        _ => None,
+    }
 }
 
 /// Sum of every sample of `name` (any labels) whose labels contain `filter`.

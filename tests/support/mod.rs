@@ -1,35 +1,52 @@
-//! Shared support for rolecall's integration tests.
+//! Shared support for rolecall's integration tests (and `benches/sidecar`).
 //!
-//! Tests fake only the boundary (see STYLE.md, habit 10):
+//! Tests fake only the boundary (see STYLE.md, habit 10). One module a
+//! concern, all re-exported here (`use support::*`):
 //!
-//! - [`FakeSts`]: a real HTTP server on `127.0.0.1:0` that speaks the AWS
-//!   Query protocol the way `aws-sdk-sts` sends it (`AssumeRoleWithWebIdentity`
-//!   and `AssumeRole`), answers from a script of [`Reply`]s and records every
-//!   request. It runs on its own thread with its own current-thread runtime,
-//!   so it answers even while the test's runtime has paused time or is blocked.
-//! - [`TokenDir`]: a temporary directory laid out the way kubelet's
-//!   AtomicWriter lays out a projected service-account token volume, with
-//!   AtomicWriter-style rotation.
-//! - JWT helpers ([`jwt`], [`valid_jwt`], [`expired_jwt`], ...), time helpers
-//!   ([`now_unix`], [`format_utc`], [`parse_utc`]), waiting helpers
-//!   ([`wait_until`], [`wait_until_real`]), [`free_port`] and a strict
-//!   [`parse_ini`] for asserting on rolecall's output files.
+//! - `fake_sts`: [`FakeSts`], a real HTTP server on `127.0.0.1:0` that speaks
+//!   the AWS Query protocol the way `aws-sdk-sts` sends it
+//!   (`AssumeRoleWithWebIdentity` and `AssumeRole`), answers from a script of
+//!   [`Reply`]s and records every request. It runs on its own thread with its
+//!   own current-thread runtime (or, [`FakeSts::start_local`], on the test's
+//!   runtime), so it answers even while the test's runtime has paused time or
+//!   is blocked.
+//! - `token_dir`: [`TokenDir`], a temporary directory laid out the way
+//!   kubelet's AtomicWriter lays out a projected service-account token
+//!   volume, with AtomicWriter-style rotation.
+//! - `jwt`: [`jwt`], [`valid_jwt`], [`expired_jwt`], [`decode_jwt_claims`], ...
+//! - `utc`: [`format_utc`], [`parse_utc`] (no chrono).
+//! - `ini`: a strict [`parse_ini`] for asserting on rolecall's output files.
+//! - `wait`: [`wait_until`], [`wait_until_real`], [`free_port`].
+//! - `process`: the command builder [`rolecall_command`] and one-shot runs
+//!   ([`run_for`], [`Run`]).
+//! - `child`: `rolecall run` as a child process ([`rolecall_run`],
+//!   [`ChildSidecar`]).
+//! - `in_process`: [`Running`], the sidecar on a task of the test's runtime,
+//!   and [`test_flags`].
+//! - `probe`: [`http_get`] (async) and [`http_get_blocking`].
+//! - `moto`: [`Moto`], moto's STS server from the venv.
+//! - `report`: reliability tables in `target/reliability/` ([`Table`]).
 //!
 //! Use it from a test file with `mod support;`.
 #![allow(dead_code)]
 
 use std::sync::{Mutex, MutexGuard};
 
+mod child;
 mod fake_sts;
 mod in_process;
 mod ini;
 mod jwt;
+mod moto;
 mod probe;
 mod process;
+mod report;
 mod token_dir;
 mod utc;
 mod wait;
 
+#[allow(unused_imports)]
+pub use child::*;
 #[allow(unused_imports)]
 pub use fake_sts::*;
 #[allow(unused_imports)]
@@ -39,9 +56,13 @@ pub use ini::*;
 #[allow(unused_imports)]
 pub use jwt::*;
 #[allow(unused_imports)]
+pub use moto::*;
+#[allow(unused_imports)]
 pub use probe::*;
 #[allow(unused_imports)]
 pub use process::*;
+#[allow(unused_imports)]
+pub use report::*;
 #[allow(unused_imports)]
 pub use token_dir::*;
 #[allow(unused_imports)]

@@ -1,4 +1,7 @@
-//! HTTP probes of rolecall's listeners.
+//! HTTP probes of rolecall's listeners: [`http_get`] on the test's runtime,
+//! [`http_get_blocking`] from a plain thread.
+
+use std::time::Duration;
 
 /// `GET path` on 127.0.0.1:`port` with an optional `Authorization` header;
 /// `(status, body)`, or `(0, "")` when nothing listens.
@@ -23,4 +26,25 @@ pub async fn http_get(port: u16, path: &str, auth: Option<&str>) -> (u16, String
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A blocking `GET path` on 127.0.0.1:`port` (connect within 2 s, answer
+/// within 5 s): `(status, body)`, or `None` when nothing answers.
+pub fn http_get_blocking(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
 }

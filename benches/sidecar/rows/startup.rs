@@ -6,7 +6,7 @@ use crate::child::*;
 use crate::env::*;
 use crate::helpers::*;
 use crate::report::*;
-use crate::support::{self, FakeSts, TokenDir};
+use crate::support::{self, FakeSts, Moto, TokenDir};
 
 pub(crate) fn startup_times(env: &Env, endpoint: &str, runs: usize) -> Vec<f64> {
     let token = TokenDir::new(&support::valid_jwt());
@@ -34,7 +34,7 @@ pub(crate) fn row_startup(env: &Env, r: &mut Report) {
         "—",
         None,
     );
-    let moto = Moto::start(env);
+    let moto = Moto::start(&env.venv);
     let mut m = startup_times(env, &moto.endpoint(), 10);
     let (lo, hi) = min_max(&m);
     r.line(
