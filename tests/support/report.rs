@@ -104,3 +104,23 @@ impl Drop for ReportGuard {
         }
     }
 }
+
+/// Runs `check` on every case of a table, each to its end even when an
+/// earlier one failed, then panics naming every case that failed (each
+/// case's own panic message, printed as it happened, says what went wrong
+/// and names the case too).
+pub fn run_cases<C>(cases: &[C], name: impl Fn(&C) -> &str, check: impl Fn(&C)) {
+    assert!(!cases.is_empty(), "an empty table of cases");
+    let failed: Vec<&str> = cases
+        .iter()
+        .filter(|c| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(c))).is_err())
+        .map(&name)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} cases failed: {}",
+        failed.len(),
+        cases.len(),
+        failed.join("; ")
+    );
+}
