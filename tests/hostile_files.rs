@@ -190,46 +190,72 @@ async fn a_fifo_at_credentials_does_not_hang_run_and_sigterm_stops_it() {
     assert_eq!(sidecar.stop(), Some(0), "SIGTERM did not stop it in 3 s");
 }
 
-#[test]
-fn a_fifo_or_a_link_at_status_json_does_not_hang_status() {
-    let out = tempfile::tempdir().unwrap();
-    let status = out.path().join("status.json");
-    mkfifo(&status);
-    let r = run_for(
-        rolecall_piped()
-            .args(["status", "--output-dir"])
-            .arg(out.path()),
-        Duration::from_secs(10),
-    );
-    assert!(!r.hung, "{}", r.describe());
-    assert_eq!(r.code, Some(1), "{}", r.describe());
-    assert!(r.stderr.contains("not a regular file"), "{}", r.describe());
-
-    // A link to a file elsewhere is refused, not followed.
-    std::fs::remove_file(&status).unwrap();
-    let elsewhere = out.path().join("elsewhere.json");
-    std::fs::write(&elsewhere, r#"{"version":1,"profiles":[]}"#).unwrap();
-    std::os::unix::fs::symlink(&elsewhere, &status).unwrap();
-    let r = run(rolecall_piped()
-        .args(["status", "--output-dir"])
-        .arg(out.path()));
-    assert_eq!(r.code, Some(1), "{}", r.describe());
-    assert!(r.stderr.contains("symbolic link"), "{}", r.describe());
+/// Something hostile where a read-only command (`status`, the helper)
+/// reads: refused at once, never waited on nor followed.
+struct PlantedRead {
+    case: &'static str,
+    /// The file in the output dir.
+    file: &'static str,
+    plant: fn(&Path),
+    command: &'static [&'static str],
+    phrase: &'static str,
 }
 
+const PLANTED_READS: &[PlantedRead] = &[
+    PlantedRead {
+        case: "a FIFO at status.json, `status`",
+        file: "status.json",
+        plant: mkfifo,
+        command: &["status"],
+        phrase: "not a regular file",
+    },
+    // A link to a file elsewhere is refused, not followed.
+    PlantedRead {
+        case: "a link at status.json to a file elsewhere, `status`",
+        file: "status.json",
+        plant: |path| {
+            let elsewhere = path.with_file_name("elsewhere.json");
+            std::fs::write(&elsewhere, r#"{"version":1,"profiles":[]}"#).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, path).unwrap();
+        },
+        command: &["status"],
+        phrase: "symbolic link",
+    },
+    PlantedRead {
+        case: "a FIFO at credential-process.json, the helper",
+        file: "credential-process.json",
+        plant: mkfifo,
+        command: &["credential-process", "--profile", "reader"],
+        phrase: "not a regular file",
+    },
+];
+
 #[test]
-fn a_fifo_at_credential_process_json_does_not_hang_the_helper() {
-    let out = tempfile::tempdir().unwrap();
-    mkfifo(&out.path().join("credential-process.json"));
-    let r = run_for(
-        rolecall_piped()
-            .args(["credential-process", "--profile", "reader", "--output-dir"])
-            .arg(out.path()),
-        Duration::from_secs(10),
+fn a_fifo_or_a_link_where_status_or_the_helper_reads_does_not_hang_it() {
+    run_cases(
+        PLANTED_READS,
+        |c| c.case,
+        |c| {
+            let case = c.case;
+            let out = tempfile::tempdir().unwrap();
+            (c.plant)(&out.path().join(c.file));
+            let r = run_for(
+                rolecall_piped()
+                    .args(c.command)
+                    .arg("--output-dir")
+                    .arg(out.path()),
+                Duration::from_secs(10),
+            );
+            assert!(!r.hung, "{case}: {}", r.describe());
+            assert_eq!(r.code, Some(1), "{case}: {}", r.describe());
+            assert!(
+                r.stderr.contains(c.phrase),
+                "{case}: does not say {:?}: {}",
+                c.phrase,
+                r.describe()
+            );
+        },
     );
-    assert!(!r.hung, "{}", r.describe());
-    assert_eq!(r.code, Some(1), "{}", r.describe());
-    assert!(r.stderr.contains("not a regular file"), "{}", r.describe());
 }
 
 #[tokio::test]

@@ -531,15 +531,16 @@ async fn expect_write_failure(
     sts: &FakeSts,
     before: &BTreeMap<&str, String>,
     errors_before: u64,
-    os_error: &str,
+    c: &WriteFaultCase,
 ) {
+    let (case, os_error) = (c.case, c.error);
     let issued = sts.issued().len();
     sc.usr1();
     assert!(
         wait_until(Duration::from_secs(10), || sts.issued().len()
             >= issued + sc.roles.len())
         .await,
-        "SIGUSR1 did not refresh every profile"
+        "{case}: SIGUSR1 did not refresh every profile"
     );
     let logged = wait_until(Duration::from_secs(10), || {
         sc.log()
@@ -549,30 +550,38 @@ async fn expect_write_failure(
     .await;
     assert!(
         logged,
-        "no `write failed` error naming {os_error:?} in the log:\n{}",
+        "{case}: no `write failed` error naming {os_error:?} in the log:\n{}",
         sc.log()
     );
     assert!(
         wait_until(Duration::from_secs(5), || sc.write_errors() > errors_before).await,
-        "rolecall_write_errors_total did not grow past {errors_before}"
+        "{case}: rolecall_write_errors_total did not grow past {errors_before}"
     );
     let ready = sc.get("/readyz").expect("GET /readyz");
-    assert_eq!(ready.0, 503, "/readyz during a write fault: {}", ready.1);
+    assert_eq!(
+        ready.0, 503,
+        "{case}: /readyz during a write fault: {}",
+        ready.1
+    );
     assert!(
         ready.1.contains("outputs"),
-        "/readyz does not name the outputs: {}",
+        "{case}: /readyz does not name the outputs: {}",
         ready.1
     );
     for (file, old) in before {
-        let now = read_nofollow(&sc.out.join(file)).expect("the old file is still there");
-        assert_eq!(&now, old, "{file} changed during the write fault");
+        let now = read_nofollow(&sc.out.join(file))
+            .unwrap_or_else(|e| panic!("{case}: the old file {file} is gone: {e}"));
+        assert_eq!(&now, old, "{case}: {file} changed during the write fault");
     }
     assert!(
         !sc.current(sts),
-        "the new sessions cannot have been written"
+        "{case}: the new sessions cannot have been written"
     );
     let tmp = temporaries(&sc.out);
-    assert!(tmp.is_empty(), "failed writes left temporaries: {tmp:?}");
+    assert!(
+        tmp.is_empty(),
+        "{case}: failed writes left temporaries: {tmp:?}"
+    );
 }
 
 fn snapshot(dir: &Path) -> BTreeMap<&'static str, String> {
@@ -601,19 +610,90 @@ fn fill(dir: &Path) -> PathBuf {
     filler
 }
 
-#[tokio::test]
-async fn a_full_disk_keeps_the_old_files_whole_and_writing_resumes_by_itself() {
+/// A fault that makes every write to the output volume fail until lifted.
+#[derive(Clone, Copy, Debug)]
+enum WriteFault {
+    /// The tmpfs filled to ENOSPC; lifted by removing the filler.
+    DiskFull,
+    /// `mount -o remount,ro`; lifted by remounting read-write.
+    ReadOnly,
+}
+
+impl WriteFault {
+    /// Puts the fault in place; what [`lift`](Self::lift) needs.
+    fn inject(self, vol: &Tmpfs) -> Option<PathBuf> {
+        match self {
+            WriteFault::DiskFull => Some(fill(&vol.path)),
+            WriteFault::ReadOnly => {
+                vol.remount("ro");
+                None
+            }
+        }
+    }
+
+    fn lift(self, vol: &Tmpfs, filler: Option<PathBuf>) {
+        match self {
+            WriteFault::DiskFull => fs::remove_file(filler.expect("the filler")).unwrap(),
+            WriteFault::ReadOnly => vol.remount("rw"),
+        }
+    }
+}
+
+/// One write-fault case of `target/reliability/volume.txt`.
+struct WriteFaultCase {
+    case: &'static str,
+    /// The fault, as the FAILED line names it.
+    injected: &'static str,
+    /// The fault, as the report line names it.
+    reported: &'static str,
+    fault: WriteFault,
+    tmpfs_size: &'static str,
+    profiles: usize,
+    /// What the log says about a failed write.
+    error: &'static str,
+    /// What lifting the fault is called in the messages.
+    lifted: &'static str,
+}
+
+const WRITE_FAULTS: &[WriteFaultCase] = &[
+    WriteFaultCase {
+        case: "a-disk-full",
+        injected: "tmpfs size=64k filled to ENOSPC + SIGUSR1",
+        reported: "tmpfs size=64k filled to ENOSPC, then SIGUSR1 (8 profiles)",
+        fault: WriteFault::DiskFull,
+        tmpfs_size: "64k",
+        profiles: 8,
+        error: "No space left on device",
+        lifted: "space was freed",
+    },
+    WriteFaultCase {
+        case: "b-read-only",
+        injected: "mount -o remount,ro + SIGUSR1",
+        reported: "mount -o remount,ro on the output tmpfs, then SIGUSR1 (4 profiles)",
+        fault: WriteFault::ReadOnly,
+        tmpfs_size: "1m",
+        profiles: 4,
+        error: "Read-only file system",
+        lifted: "remount rw",
+    },
+];
+
+/// Twice: the fault while new sessions are asked for (the old files are
+/// kept whole, see [`expect_write_failure`]), then lifted: the writer's own
+/// retry, with no signal, must bring the new sessions out.
+async fn write_fault_case(c: &'static WriteFaultCase) {
     const CYCLES: usize = 2;
-    let _guard = guard("a-disk-full", "tmpfs size=64k filled to ENOSPC + SIGUSR1");
-    let vol = Tmpfs::mount("64k");
+    let case = c.case;
+    let _guard = guard(case, c.injected);
+    let vol = Tmpfs::mount(c.tmpfs_size);
     let sts = FakeSts::start();
     sts.set_default(Reply::ok_for(SESSION));
     let token = TokenDir::new(&valid_jwt());
-    let roles = roles(8);
+    let roles = roles(c.profiles);
     let sc = Sidecar::start(&sts, &token, &vol.path, &roles, None);
     assert!(
         sc.wait_current(&sts, Duration::from_secs(15)).await,
-        "{}",
+        "{case}: not written at start:\n{}",
         sc.log()
     );
     let mon = Monitor::start(&vol.path, &sts, &roles);
@@ -621,79 +701,38 @@ async fn a_full_disk_keeps_the_old_files_whole_and_writing_resumes_by_itself() {
     for _ in 0..CYCLES {
         let before = snapshot(&vol.path);
         let errors = sc.write_errors();
-        let filler = fill(&vol.path);
-        expect_write_failure(&sc, &sts, &before, errors, "No space left on device").await;
-        fs::remove_file(&filler).unwrap();
-        let freed = Instant::now();
-        // No signal: the writer's own retry must bring the new sessions out.
+        let undo = c.fault.inject(&vol);
+        expect_write_failure(&sc, &sts, &before, errors, c).await;
+        c.fault.lift(&vol, undo);
+        let lifted = Instant::now();
         assert!(
             sc.wait_current(&sts, RECOVERY_LIMIT).await,
-            "writing did not resume within {RECOVERY_LIMIT:?} after space was freed:\n{}",
+            "{case}: writing did not resume within {RECOVERY_LIMIT:?} after {}:\n{}",
+            c.lifted,
             sc.log()
         );
-        recoveries.push(freed.elapsed());
+        recoveries.push(lifted.elapsed());
     }
     let counts = mon.finish();
     let errors = sc.write_errors();
     sc.stop();
     report(
-        "a-disk-full",
-        "tmpfs size=64k filled to ENOSPC, then SIGUSR1 (8 profiles)",
+        case,
+        c.reported,
         CYCLES,
         &counts,
         &format!(
-            "old files kept byte-identical; `write failed ... No space left on device` logged; \
+            "old files kept byte-identical; `write failed ... {}` logged; \
              rolecall_write_errors_total={errors}; /readyz 503 naming outputs; \
-             resumed without a signal {recoveries:.1?} after space was freed"
+             resumed without a signal {recoveries:.1?} after {}",
+            c.error, c.lifted
         ),
     );
 }
 
 #[tokio::test]
-async fn a_read_only_volume_keeps_the_old_files_whole_and_writing_resumes_by_itself() {
-    const CYCLES: usize = 2;
-    let _guard = guard("b-read-only", "mount -o remount,ro + SIGUSR1");
-    let vol = Tmpfs::mount("1m");
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(SESSION));
-    let token = TokenDir::new(&valid_jwt());
-    let roles = roles(4);
-    let sc = Sidecar::start(&sts, &token, &vol.path, &roles, None);
-    assert!(
-        sc.wait_current(&sts, Duration::from_secs(15)).await,
-        "{}",
-        sc.log()
-    );
-    let mon = Monitor::start(&vol.path, &sts, &roles);
-    let mut recoveries = Vec::new();
-    for _ in 0..CYCLES {
-        let before = snapshot(&vol.path);
-        let errors = sc.write_errors();
-        vol.remount("ro");
-        expect_write_failure(&sc, &sts, &before, errors, "Read-only file system").await;
-        vol.remount("rw");
-        let freed = Instant::now();
-        assert!(
-            sc.wait_current(&sts, RECOVERY_LIMIT).await,
-            "writing did not resume within {RECOVERY_LIMIT:?} after remount rw:\n{}",
-            sc.log()
-        );
-        recoveries.push(freed.elapsed());
-    }
-    let counts = mon.finish();
-    let errors = sc.write_errors();
-    sc.stop();
-    report(
-        "b-read-only",
-        "mount -o remount,ro on the output tmpfs, then SIGUSR1 (4 profiles)",
-        CYCLES,
-        &counts,
-        &format!(
-            "old files kept byte-identical; `write failed ... Read-only file system` logged; \
-             rolecall_write_errors_total={errors}; /readyz 503 naming outputs; \
-             resumed without a signal {recoveries:.1?} after remount rw"
-        ),
-    );
+async fn write_faults_keep_the_old_files_whole_and_writing_resumes_by_itself() {
+    run_cases_async(WRITE_FAULTS, |c| c.case, write_fault_case).await;
 }
 
 #[tokio::test]

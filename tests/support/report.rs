@@ -124,3 +124,29 @@ pub fn run_cases<C>(cases: &[C], name: impl Fn(&C) -> &str, check: impl Fn(&C)) 
         failed.join("; ")
     );
 }
+
+/// [`run_cases`] for async checks: each case runs as a task of the test's
+/// runtime (a panic fails that case only), one after the other.
+pub async fn run_cases_async<C, F>(
+    cases: &'static [C],
+    name: impl Fn(&C) -> &str,
+    check: impl Fn(&'static C) -> F,
+) where
+    C: Sync,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    assert!(!cases.is_empty(), "an empty table of cases");
+    let mut failed = Vec::new();
+    for case in cases {
+        if tokio::spawn(check(case)).await.is_err() {
+            failed.push(name(case));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} cases failed: {}",
+        failed.len(),
+        cases.len(),
+        failed.join("; ")
+    );
+}
