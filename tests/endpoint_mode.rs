@@ -18,9 +18,8 @@ const WRITER: &str = "arn:aws:iam::111122223333:role/writer";
 
 fn opts() -> Options {
     Options {
-        attempt_timeout: Duration::from_secs(2),
-        jitter: || 1.0,
-        ..Options::default()
+        helper_binary: None,
+        ..test_options()
     }
 }
 

@@ -26,8 +26,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use support::*;
@@ -254,6 +254,26 @@ impl Sidecar {
     }
 }
 
+/// STS granting [`SESSION`]-long sessions, a token, and a sidecar of
+/// `profiles` profiles writing to `out`, once its outputs are current.
+async fn start_current(
+    out: &Path,
+    profiles: usize,
+    as_user: Option<u32>,
+) -> (FakeSts, TokenDir, BTreeMap<String, String>, Sidecar) {
+    let sts = FakeSts::start();
+    sts.set_default(Reply::ok_for(SESSION));
+    let token = TokenDir::new(&valid_jwt());
+    let roles = roles(profiles);
+    let sc = Sidecar::start(&sts, &token, out, &roles, as_user);
+    assert!(
+        sc.wait_current(&sts, Duration::from_secs(15)).await,
+        "not written at start:\n{}",
+        sc.log()
+    );
+    (sts, token, roles, sc)
+}
+
 // ---------------------------------------------------------------------------
 // Reading the outputs
 // ---------------------------------------------------------------------------
@@ -272,30 +292,13 @@ fn read_nofollow(path: &Path) -> io::Result<String> {
 
 #[derive(Debug, Default)]
 struct Counts {
-    reads: AtomicU64,
+    faults: ReadFaults,
     /// No file at the path (only while a case has removed it).
     absent: AtomicU64,
     /// A symlink at the path (only while a case has planted one).
     symlink: AtomicU64,
-    torn: AtomicU64,
-    mixed: AtomicU64,
-    lost: AtomicU64,
-    samples: Mutex<Vec<String>>,
 }
 
-impl Counts {
-    fn fault(&self, c: &AtomicU64, what: String) {
-        c.fetch_add(1, Ordering::Relaxed);
-        let mut s = self.samples.lock().unwrap();
-        if s.len() < 10 {
-            s.push(what);
-        }
-    }
-}
-
-/// Reads `credentials`, `config` and `status.json` in a loop and checks
-/// them: whole, every section one issued set of its own role, and no
-/// profile vanishing while the session last seen for it is valid.
 struct Monitor {
     counts: Arc<Counts>,
     stop: Arc<AtomicBool>,
@@ -323,18 +326,18 @@ impl Monitor {
         }
         let c = self.counts.clone();
         let (torn, mixed, lost) = (
-            c.torn.load(Ordering::Relaxed),
-            c.mixed.load(Ordering::Relaxed),
-            c.lost.load(Ordering::Relaxed),
+            c.faults.torn.load(Ordering::Relaxed),
+            c.faults.mixed.load(Ordering::Relaxed),
+            c.faults.lost.load(Ordering::Relaxed),
         );
         assert_eq!(
             torn + mixed + lost,
             0,
             "the reader saw {torn} torn, {mixed} mixed, {lost} lost:\n{}",
-            c.samples.lock().unwrap().join("\n")
+            c.faults.samples().join("\n")
         );
         assert!(
-            c.reads.load(Ordering::Relaxed) > 0,
+            c.faults.reads.load(Ordering::Relaxed) > 0,
             "the reader read nothing"
         );
         c
@@ -369,18 +372,18 @@ fn monitor(
                     continue;
                 }
                 Err(e) => {
-                    c.fault(&c.torn, format!("{file}: {e}"));
+                    c.faults.torn(format!("{file}: {e}"));
                     continue;
                 }
             };
             let now = SystemTime::now();
             match file {
                 "credentials" => {
-                    c.reads.fetch_add(1, Ordering::Relaxed);
+                    c.faults.read();
                     let sections = match try_parse_written_ini(&text) {
                         Ok(s) => s,
                         Err(e) => {
-                            c.fault(&c.torn, format!("credentials: {e}: {text:?}"));
+                            c.faults.torn(format!("credentials: {e}: {text:?}"));
                             continue;
                         }
                     };
@@ -392,7 +395,7 @@ fn monitor(
                             keys.get("aws_session_token"),
                             keys.len(),
                         ) else {
-                            c.fault(&c.torn, format!("credentials: [{name}] {keys:?}"));
+                            c.faults.torn(format!("credentials: [{name}] {keys:?}"));
                             continue;
                         };
                         if !issued.contains_key(id) {
@@ -410,19 +413,19 @@ fn monitor(
                             {
                                 last.insert(name.clone(), (id.clone(), i.expiration));
                             }
-                            _ => c.fault(&c.mixed, format!("credentials: [{name}] {id} mixed")),
+                            _ => c.faults.mixed(format!("credentials: [{name}] {id} mixed")),
                         }
                     }
                     for (name, (id, exp)) in &last {
                         if !sections.contains_key(name) && *exp > now {
-                            c.fault(&c.lost, format!("[{name}] {id} vanished while valid"));
+                            c.faults.lost(format!("[{name}] {id} vanished while valid"));
                         }
                     }
                 }
                 "config" => {
                     let ok = try_parse_written_ini(&text).is_ok_and(|s| s.len() == roles.len());
                     if !ok {
-                        c.fault(&c.torn, format!("config: {text:?}"));
+                        c.faults.torn(format!("config: {text:?}"));
                     }
                 }
                 _ => {
@@ -432,7 +435,7 @@ fn monitor(
                             .is_some_and(|p| p.len() == roles.len())
                     });
                     if !ok {
-                        c.fault(&c.torn, format!("status.json: {text:?}"));
+                        c.faults.torn(format!("status.json: {text:?}"));
                     }
                 }
             }
@@ -510,10 +513,10 @@ fn report(case: &'static str, injected: &str, times: usize, counts: &Counts, out
     let line = format!(
         "{case}\t{injected}\t{times}\t{lost} valid sessions lost, {torn} torn, {mixed} mixed \
          ({reads} reads)\t{outcome}",
-        lost = counts.lost.load(Ordering::Relaxed),
-        torn = counts.torn.load(Ordering::Relaxed),
-        mixed = counts.mixed.load(Ordering::Relaxed),
-        reads = counts.reads.load(Ordering::Relaxed),
+        lost = counts.faults.lost.load(Ordering::Relaxed),
+        torn = counts.faults.torn.load(Ordering::Relaxed),
+        mixed = counts.faults.mixed.load(Ordering::Relaxed),
+        reads = counts.faults.reads.load(Ordering::Relaxed),
     );
     eprintln!("volume: {line}");
     TABLE.record(case, &line);
@@ -686,16 +689,7 @@ async fn write_fault_case(c: &'static WriteFaultCase) {
     let case = c.case;
     let _guard = guard(case, c.injected);
     let vol = Tmpfs::mount(c.tmpfs_size);
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(SESSION));
-    let token = TokenDir::new(&valid_jwt());
-    let roles = roles(c.profiles);
-    let sc = Sidecar::start(&sts, &token, &vol.path, &roles, None);
-    assert!(
-        sc.wait_current(&sts, Duration::from_secs(15)).await,
-        "{case}: not written at start:\n{}",
-        sc.log()
-    );
+    let (sts, _token, roles, sc) = start_current(&vol.path, c.profiles, None).await;
     let mon = Monitor::start(&vol.path, &sts, &roles);
     let mut recoveries = Vec::new();
     for _ in 0..CYCLES {
@@ -741,16 +735,7 @@ async fn a_removed_and_recreated_output_dir_is_written_again_without_a_signal() 
     require_root();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("aws");
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(SESSION));
-    let token = TokenDir::new(&valid_jwt());
-    let roles = roles(4);
-    let sc = Sidecar::start(&sts, &token, &out, &roles, None);
-    assert!(
-        sc.wait_current(&sts, Duration::from_secs(15)).await,
-        "{}",
-        sc.log()
-    );
+    let (sts, _token, roles, sc) = start_current(&out, 4, None).await;
     let mon = Monitor::start(&out, &sts, &roles);
     wait_quiet(&out).await;
     let calls = sts.calls();
@@ -798,16 +783,7 @@ async fn a_planted_symlink_is_replaced_never_followed() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("aws");
     let elsewhere = tempfile::tempdir().unwrap();
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(SESSION));
-    let token = TokenDir::new(&valid_jwt());
-    let roles = roles(4);
-    let sc = Sidecar::start(&sts, &token, &out, &roles, None);
-    assert!(
-        sc.wait_current(&sts, Duration::from_secs(15)).await,
-        "{}",
-        sc.log()
-    );
+    let (sts, _token, roles, sc) = start_current(&out, 4, None).await;
     let mon = Monitor::start(&out, &sts, &roles);
     let files = ["credentials", "config", "status.json"];
     let plant = |round: usize| -> Vec<(PathBuf, String)> {

@@ -116,13 +116,7 @@ pub fn run_cases<C>(cases: &[C], name: impl Fn(&C) -> &str, check: impl Fn(&C)) 
         .filter(|c| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(c))).is_err())
         .map(&name)
         .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} cases failed: {}",
-        failed.len(),
-        cases.len(),
-        failed.join("; ")
-    );
+    assert_no_case_failed(&failed, cases.len());
 }
 
 /// [`run_cases`] for async checks: each case runs as a task of the test's
@@ -142,11 +136,59 @@ pub async fn run_cases_async<C, F>(
             failed.push(name(case));
         }
     }
+    assert_no_case_failed(&failed, cases.len());
+}
+
+/// What a reader racing rolecall's writer found: whole reads, torn files,
+/// mixed sets (a key with another set's secret or token), valid sessions
+/// lost; and the first ten faults, described.
+#[derive(Debug, Default)]
+pub struct ReadFaults {
+    pub reads: std::sync::atomic::AtomicU64,
+    pub torn: std::sync::atomic::AtomicU64,
+    pub mixed: std::sync::atomic::AtomicU64,
+    pub lost: std::sync::atomic::AtomicU64,
+    samples: Mutex<Vec<String>>,
+}
+
+impl ReadFaults {
+    /// One whole read.
+    pub fn read(&self) {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn torn(&self, what: String) {
+        self.note(&self.torn, what);
+    }
+
+    pub fn mixed(&self, what: String) {
+        self.note(&self.mixed, what);
+    }
+
+    pub fn lost(&self, what: String) {
+        self.note(&self.lost, what);
+    }
+
+    /// The first ten faults found.
+    pub fn samples(&self) -> Vec<String> {
+        lock(&self.samples).clone()
+    }
+
+    fn note(&self, counter: &std::sync::atomic::AtomicU64, what: String) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut samples = lock(&self.samples);
+        if samples.len() < 10 {
+            samples.push(what);
+        }
+    }
+}
+
+fn assert_no_case_failed(failed: &[&str], total: usize) {
     assert!(
         failed.is_empty(),
-        "{} of {} cases failed: {}",
+        "{} of {total} cases failed: {}",
         failed.len(),
-        cases.len(),
         failed.join("; ")
     );
 }
