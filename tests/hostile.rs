@@ -765,61 +765,17 @@ struct InjectionCase {
     needle: &'static str,
 }
 
+#[rustfmt::skip]
 const INJECTION_CASES: &[InjectionCase] = &[
-    InjectionCase {
-        case: "inject: --profile name",
-        value: || format!("a\n[evil]={READER}"),
-        via: Via::Flags(&["--profile"]),
-        needle: "must be 1-64 characters",
-    },
-    InjectionCase {
-        case: "inject: --profile role ARN",
-        value: || format!("reader={READER}\n[evil]\naws_access_key_id = AKIAEVIL"),
-        via: Via::Flags(&["--profile"]),
-        needle: "is not an IAM role ARN",
-    },
-    InjectionCase {
-        case: "inject: --region",
-        value: || "eu-west-1\naws_access_key_id=x".into(),
-        via: Via::Flags(&["--region"]),
-        needle: "is not an AWS region",
-    },
-    InjectionCase {
-        case: "inject: AWS_REGION",
-        value: || "eu-west-1\n[evil]".into(),
-        via: Via::Var("AWS_REGION"),
-        needle: "environment AWS_REGION",
-    },
-    InjectionCase {
-        case: "inject: --session-name",
-        value: || "pod\naws_secret_access_key=x".into(),
-        via: Via::Flags(&["--session-name"]),
-        needle: "role session name",
-    },
-    InjectionCase {
-        case: "inject: AWS_ROLE_SESSION_NAME",
-        value: || "pod\r\n[evil]".into(),
-        via: Via::Var("AWS_ROLE_SESSION_NAME"),
-        needle: "environment AWS_ROLE_SESSION_NAME",
-    },
-    InjectionCase {
-        case: "inject: ROLECALL_PROFILES",
-        value: || format!("a={ARN_A}\n[evil]={READER}"),
-        via: Via::Var("ROLECALL_PROFILES"),
-        needle: "environment ROLECALL_PROFILES",
-    },
-    InjectionCase {
-        case: "inject: ROLECALL_PROFILES name",
-        value: || format!("a\n[evil]={READER},b={ARN_A}"),
-        via: Via::Var("ROLECALL_PROFILES"),
-        needle: "must be 1-64 characters",
-    },
-    InjectionCase {
-        case: "inject: --app-output-dir",
-        value: || "/aws dir\n[evil]".into(),
-        via: Via::Flags(&["--credentials", "process", "--app-output-dir"]),
-        needle: "--app-output-dir",
-    },
+    InjectionCase { case: "inject: --profile name", value: || format!("a\n[evil]={READER}"), via: Via::Flags(&["--profile"]), needle: "must be 1-64 characters" },
+    InjectionCase { case: "inject: --profile role ARN", value: || format!("reader={READER}\n[evil]\naws_access_key_id = AKIAEVIL"), via: Via::Flags(&["--profile"]), needle: "is not an IAM role ARN" },
+    InjectionCase { case: "inject: --region", value: || "eu-west-1\naws_access_key_id=x".into(), via: Via::Flags(&["--region"]), needle: "is not an AWS region" },
+    InjectionCase { case: "inject: AWS_REGION", value: || "eu-west-1\n[evil]".into(), via: Via::Var("AWS_REGION"), needle: "environment AWS_REGION" },
+    InjectionCase { case: "inject: --session-name", value: || "pod\naws_secret_access_key=x".into(), via: Via::Flags(&["--session-name"]), needle: "role session name" },
+    InjectionCase { case: "inject: AWS_ROLE_SESSION_NAME", value: || "pod\r\n[evil]".into(), via: Via::Var("AWS_ROLE_SESSION_NAME"), needle: "environment AWS_ROLE_SESSION_NAME" },
+    InjectionCase { case: "inject: ROLECALL_PROFILES", value: || format!("a={ARN_A}\n[evil]={READER}"), via: Via::Var("ROLECALL_PROFILES"), needle: "environment ROLECALL_PROFILES" },
+    InjectionCase { case: "inject: ROLECALL_PROFILES name", value: || format!("a\n[evil]={READER},b={ARN_A}"), via: Via::Var("ROLECALL_PROFILES"), needle: "must be 1-64 characters" },
+    InjectionCase { case: "inject: --app-output-dir", value: || "/aws dir\n[evil]".into(), via: Via::Flags(&["--credentials", "process", "--app-output-dir"]), needle: "--app-output-dir" },
 ];
 
 #[test]
@@ -854,44 +810,63 @@ fn inject_through_the_output_dir() {
     assert!(!Path::new(&v).exists());
 }
 
-#[test]
-fn inject_through_the_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("rolecall.yaml");
-    fs::write(
-        &file,
-        format!(
-            "profiles:\n  a:\n    role_arn: {ARN_A}\n    region: \"eu-west-1\\n[evil]\\naws_access_key_id = x\"\n    role_session_name: \"pod\\n[evil]\"\n"
-        ),
-    )
-    .unwrap();
-    injection_case(
-        "inject: YAML region and session name",
-        "region: \"eu-west-1\\n[evil]\\naws_access_key_id = x\", role_session_name: \"pod\\n[evil]\"",
-        &["--config", file.to_str().unwrap()],
-        &[],
-        "profiles.a.region: \"eu-west-1",
-    );
+/// Lines injected through the configuration file, and what the error
+/// report must say.
+struct FileInjection {
+    case: &'static str,
+    injected: &'static str,
+    yaml: fn() -> String,
+    needle: &'static str,
 }
 
-/// A key or profile name with a line break in the YAML file is refused, and
-/// echoed escaped: the file cannot forge lines of the error report (it
-/// could before: the raw key was the problem's origin).
+const FILE_INJECTIONS: &[FileInjection] = &[
+    FileInjection {
+        case: "inject: YAML region and session name",
+        injected: "region: \"eu-west-1\\n[evil]\\naws_access_key_id = x\", role_session_name: \"pod\\n[evil]\"",
+        yaml: || {
+            format!(
+                "profiles:\n  a:\n    role_arn: {ARN_A}\n    region: \"eu-west-1\\n[evil]\\naws_access_key_id = x\"\n    role_session_name: \"pod\\n[evil]\"\n"
+            )
+        },
+        needle: "profiles.a.region: \"eu-west-1",
+    },
+    // A key or profile name with a line break in the YAML file is refused,
+    // and echoed escaped: the file cannot forge lines of the error report
+    // (it could before: the raw key was the problem's origin).
+    FileInjection {
+        case: "inject: YAML keys with a line break",
+        injected: "key \"x\\n[evil]\", profile \"b\\n[evil]\"",
+        yaml: || {
+            format!("region: eu-west-1\n\"x\\n[evil]\": 1\nprofiles:\n  \"b\\n[evil]\": {ARN_A}\n")
+        },
+        needle: "must be 1-64 characters",
+    },
+    // The credentials endpoint on a public address, from the file.
+    FileInjection {
+        case: "endpoint: 0.0.0.0 in the file",
+        injected: "endpoint_addr: 0.0.0.0:9912",
+        yaml: || "endpoint_addr: 0.0.0.0:9912\n".into(),
+        needle: "rolecall.yaml: endpoint_addr: 0.0.0.0:9912 is not a loopback address",
+    },
+];
+
 #[test]
-fn inject_through_a_yaml_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("rolecall.yaml");
-    fs::write(
-        &file,
-        format!("region: eu-west-1\n\"x\\n[evil]\": 1\nprofiles:\n  \"b\\n[evil]\": {ARN_A}\n"),
-    )
-    .unwrap();
-    injection_case(
-        "inject: YAML keys with a line break",
-        "key \"x\\n[evil]\", profile \"b\\n[evil]\"",
-        &["--config", file.to_str().unwrap()],
-        &[],
-        "must be 1-64 characters",
+fn lines_injected_through_the_file_exit_64() {
+    run_cases(
+        FILE_INJECTIONS,
+        |c| c.case,
+        |c| {
+            let tmp = tempfile::tempdir().unwrap();
+            let file = tmp.path().join("rolecall.yaml");
+            fs::write(&file, (c.yaml)()).unwrap();
+            injection_case(
+                c.case,
+                c.injected,
+                &["--config", file.to_str().unwrap()],
+                &[],
+                c.needle,
+            );
+        },
     );
 }
 
@@ -910,9 +885,7 @@ fn process_mode_output_dir_with_a_space() {
     let out = tmp.path().join("out dir");
     let r = run(rolecall_piped()
         .arg("once")
-        .args(["--token-file", token.path().to_str().unwrap()])
-        .args(["--output-dir", out.to_str().unwrap()])
-        .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
+        .args(base_args(&sts, &token, &out))
         .args(["--credentials", "process"])
         .args(["--profile", &format!("reader={READER}")]));
     assert!(!r.hung && !r.all().contains("panicked"), "{}", r.describe());
@@ -964,10 +937,8 @@ fn process_mode_app_output_dir_with_shell_syntax() {
     let out = tmp.path().join("out");
     let r = run(rolecall_piped()
         .arg("once")
-        .args(["--token-file", token.path().to_str().unwrap()])
-        .args(["--output-dir", out.to_str().unwrap()])
+        .args(base_args(&sts, &token, &out))
         .args(["--app-output-dir", &app_dir])
-        .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
         .args(["--credentials", "process"])
         .args(["--profile", &format!("reader={READER}")]));
     assert!(!r.hung && !r.all().contains("panicked"), "{}", r.describe());
@@ -1064,19 +1035,5 @@ fn an_endpoint_on_a_public_address_exits_64() {
                 "is not a loopback address",
             )
         },
-    );
-}
-
-#[test]
-fn endpoint_on_all_interfaces_from_the_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("rolecall.yaml");
-    fs::write(&file, "endpoint_addr: 0.0.0.0:9912\n").unwrap();
-    injection_case(
-        "endpoint: 0.0.0.0 in the file",
-        "endpoint_addr: 0.0.0.0:9912",
-        &["--config", file.to_str().unwrap()],
-        &[],
-        "rolecall.yaml: endpoint_addr: 0.0.0.0:9912 is not a loopback address",
     );
 }
