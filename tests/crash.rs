@@ -30,7 +30,6 @@ const DEFAULT_KILLS: usize = 200;
 const TIME_CAP: Duration = Duration::from_secs(75);
 /// Below this many kills the run proves too little: fail.
 const MIN_KILLS: usize = 50;
-const TMP_MARKER: &str = ".rolecall-tmp-";
 /// SIGUSR1 is signal 10: bit 9 of `SigCgt` in /proc/PID/status.
 const SIGUSR1_BIT: u64 = 1 << 9;
 
@@ -43,20 +42,12 @@ fn profile_roles() -> BTreeMap<String, String> {
 }
 
 fn spawn(sts: &FakeSts, token: &TokenDir, out: &Path, log: &File) -> Child {
-    let roles = profile_roles();
-    rolecall_run(
-        sts,
-        token,
-        out,
-        roles
-            .iter()
-            .map(|(name, arn)| (name.as_str(), arn.as_str())),
-    )
-    .args(["--health-addr", ""])
-    .stdout(Stdio::null())
-    .stderr(log.try_clone().expect("clone log file"))
-    .spawn()
-    .expect("spawn rolecall")
+    rolecall_run(sts, token, out, profile_roles())
+        .args(["--health-addr", ""])
+        .stdout(Stdio::null())
+        .stderr(log.try_clone().expect("clone log file"))
+        .spawn()
+        .expect("spawn rolecall")
 }
 
 /// Whether the process has installed its SIGUSR1 handler (before that, the
@@ -79,18 +70,6 @@ fn send(pid: u32, sig: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// Names of temporary files in `dir` (none if `dir` does not exist yet).
-fn temporaries(dir: &Path) -> BTreeSet<String> {
-    fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(TMP_MARKER))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------

@@ -23,18 +23,6 @@ fn opts() -> Options {
     }
 }
 
-fn flags(sts: &FakeSts, token: &TokenDir, out: &Path, port: u16) -> Flags {
-    Flags {
-        endpoint_addr: Some(format!("127.0.0.1:{port}")),
-        ..test_flags(
-            sts,
-            token,
-            out,
-            &[&format!("reader={READER}"), &format!("writer={WRITER}")],
-        )
-    }
-}
-
 /// One request with any method; `(status, headers, body)`, headers
 /// lower-cased, or `(0, "", "")` when nothing listens.
 async fn request(port: u16, method: &str, path: &str, auth: Option<&str>) -> (u16, String, String) {
@@ -300,7 +288,8 @@ async fn every_error_answer_is_json_with_a_code_and_a_message() {
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = Config::load(&flags(&sts, &token, out.path(), port), &Env::new()).unwrap();
+    let config =
+        Config::load(&endpoint_flags(&sts, &token, out.path(), port), &Env::new()).unwrap();
     let r = Running::start(config, opts());
     let copy = out.path().join("endpoint-token");
     assert!(wait_until(Duration::from_secs(10), || copy.exists()).await);

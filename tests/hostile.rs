@@ -52,6 +52,27 @@ fn assert_sane(case: &str, what: &str, r: &Run, sts: &FakeSts) {
     assert!(calls.is_empty(), "{case}: {what} called STS: {calls:?}");
 }
 
+/// What a case runs against: a fake STS, a kubelet-style token, and an
+/// output dir inside `tmp` that does not exist yet.
+struct World {
+    sts: FakeSts,
+    token: TokenDir,
+    tmp: tempfile::TempDir,
+    out: PathBuf,
+}
+
+impl World {
+    fn new(token: &str, out_name: &str) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        World {
+            sts: FakeSts::start(),
+            token: TokenDir::new(token),
+            out: tmp.path().join(out_name),
+            tmp,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The report
 // ---------------------------------------------------------------------------
@@ -359,16 +380,12 @@ fn hostile_tokens_are_refused_by_once_check_and_check_assume() {
 fn token_expired() {
     let case = "token: expired an hour ago";
     let guard = CaseGuard::new(case, "JWT with exp = now - 3600");
-    let sts = FakeSts::start();
-    let token = TokenDir::new(&expired_jwt());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
+    let w = World::new(&expired_jwt(), "out");
+    let (sts, token, out) = (&w.sts, &w.token, &w.out);
     for sub in ["once", "check"] {
         let r = run(rolecall_piped()
             .arg(sub)
-            .args(["--token-file", token.path().to_str().unwrap()])
-            .args(["--output-dir", out.to_str().unwrap()])
-            .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
+            .args(base_args(&sts, &token, &out))
             .args(["--profile", &format!("reader={READER}")]));
         assert_sane(case, sub, &r, &sts);
         assert_eq!(r.code, Some(1), "{case}: {sub}:\n{}", r.describe());
@@ -701,10 +718,8 @@ fn injection_case(
 
 fn injection_checks(guard: CaseGuard, args: &[&str], env: &[(&str, &str)], needle: &str) {
     let case = guard.case;
-    let sts = FakeSts::start();
-    let token = TokenDir::new(&valid_jwt());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
+    let w = World::new(&valid_jwt(), "out");
+    let (sts, token, out) = (&w.sts, &w.token, &w.out);
     let mut cmd = rolecall_piped();
     cmd.arg("once")
         .args(["--token-file", token.path().to_str().unwrap()])
@@ -729,7 +744,7 @@ fn injection_checks(guard: CaseGuard, args: &[&str], env: &[(&str, &str)], needl
         r.describe()
     );
     assert!(!out.exists(), "{case}: the output dir was created");
-    let written: Vec<_> = fs::read_dir(tmp.path())
+    let written: Vec<_> = fs::read_dir(w.tmp.path())
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -877,44 +892,30 @@ fn lines_injected_through_the_file_exit_64() {
 /// line whose first shell word is the whole helper path.
 #[test]
 fn process_mode_output_dir_with_a_space() {
-    let case = "inject: process mode, output dir with a space";
-    let guard = CaseGuard::new(case, "--credentials process --output-dir '/tmp/x/out dir'");
-    let sts = FakeSts::start();
-    let token = TokenDir::new(&valid_jwt());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out dir");
-    let r = run(rolecall_piped()
-        .arg("once")
-        .args(base_args(&sts, &token, &out))
-        .args(["--credentials", "process"])
-        .args(["--profile", &format!("reader={READER}")]));
-    assert!(!r.hung && !r.all().contains("panicked"), "{}", r.describe());
-    let outcome = if r.code == Some(64) {
-        assert_sane(case, "once", &r, &sts);
-        assert!(!out.exists(), "{case}: the output dir was created");
-        assert!(
-            r.stderr.contains("app-output-dir") || r.stderr.contains("app_output_dir"),
-            "{}",
-            r.describe()
-        );
-        "exit 64 (use --app-output-dir without spaces), 0 STS calls, nothing written".to_owned()
-    } else {
-        let config = fs::read_to_string(out.join("config")).unwrap_or_default();
-        let line = config
-            .lines()
-            .find(|l| l.starts_with("credential_process"))
-            .unwrap_or_default()
-            .to_owned();
-        let command = line.split_once(" = ").map(|(_, v)| v).unwrap_or_default();
-        let words = shell_split(command);
-        assert_eq!(
-            words.first().map(String::as_str),
-            Some(out.join("rolecall").to_str().unwrap()),
-            "{case}: the SDKs split the helper path: {line:?}"
-        );
-        format!("exit {:?}, helper path read back whole", r.code)
-    };
-    guard.pass(&outcome);
+    let w = World::new(&valid_jwt(), "out dir");
+    process_mode_case(
+        "inject: process mode, output dir with a space",
+        "--credentials process --output-dir '/tmp/x/out dir'".into(),
+        &w,
+        &[],
+        |r| {
+            assert!(
+                r.stderr.contains("app-output-dir") || r.stderr.contains("app_output_dir"),
+                "{}",
+                r.describe()
+            );
+            "(use --app-output-dir without spaces)"
+        },
+        |case, command| {
+            let words = shell_split(command);
+            assert_eq!(
+                words.first().map(String::as_str),
+                Some(w.out.join("rolecall").to_str().unwrap()),
+                "{case}: the SDKs split the helper path: {command:?}"
+            );
+            "helper path read back whole"
+        },
+    );
 }
 
 /// The Rust, Go, JS and Java SDKs run `credential_process` through `sh -c`.
@@ -924,43 +925,65 @@ fn process_mode_output_dir_with_a_space() {
 /// 64), or quoted so that `sh` reads the helper path back whole.
 #[test]
 fn process_mode_app_output_dir_with_shell_syntax() {
-    let case = "inject: process mode, shell syntax in app_output_dir";
-    let tmp = tempfile::tempdir().unwrap();
-    let marker = tmp.path().join("pwned");
+    let w = World::new(&valid_jwt(), "out");
+    let marker = w.tmp.path().join("pwned");
     let app_dir = format!("/aws;touch${{IFS}}{};#", marker.display());
-    let guard = CaseGuard::new(
-        case,
+    process_mode_case(
+        "inject: process mode, shell syntax in app_output_dir",
         format!("--credentials process --app-output-dir '{app_dir}'"),
+        &w,
+        &["--app-output-dir", &app_dir],
+        |_| "",
+        |case, command| {
+            // What an SDK does with the line (the helper is not there: only
+            // whether the shell ran something else matters).
+            let _ = Command::new("sh").args(["-c", command]).output();
+            assert!(
+                !marker.exists(),
+                "{case}: the app's shell ran a command from the path: {command:?}"
+            );
+            "the shell ran nothing but the helper"
+        },
     );
-    let sts = FakeSts::start();
-    let token = TokenDir::new(&valid_jwt());
-    let out = tmp.path().join("out");
+}
+
+/// `once` in process mode with `extra` arguments: refused (exit 64, no STS
+/// call, nothing written, and `refused` holds), or else `accepted` checks
+/// the command written as `credential_process` into `config`. Each returns
+/// what the table line adds.
+fn process_mode_case(
+    case: &'static str,
+    injected: String,
+    w: &World,
+    extra: &[&str],
+    refused: impl Fn(&Run) -> &'static str,
+    accepted: impl Fn(&str, &str) -> &'static str,
+) {
+    let guard = CaseGuard::new(case, injected);
     let r = run(rolecall_piped()
         .arg("once")
-        .args(base_args(&sts, &token, &out))
-        .args(["--app-output-dir", &app_dir])
+        .args(base_args(&w.sts, &w.token, &w.out))
+        .args(extra)
         .args(["--credentials", "process"])
         .args(["--profile", &format!("reader={READER}")]));
     assert!(!r.hung && !r.all().contains("panicked"), "{}", r.describe());
     let outcome = if r.code == Some(64) {
-        assert_sane(case, "once", &r, &sts);
-        assert!(!out.exists(), "{case}: the output dir was created");
-        "exit 64, 0 STS calls, nothing written".to_owned()
+        assert_sane(case, "once", &r, &w.sts);
+        assert!(!w.out.exists(), "{case}: the output dir was created");
+        let why = refused(&r);
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!(" {why}")
+        };
+        format!("exit 64{why}, 0 STS calls, nothing written")
     } else {
-        let config = fs::read_to_string(out.join("config")).unwrap_or_default();
-        let line = config
+        let config = fs::read_to_string(w.out.join("config")).unwrap_or_default();
+        let command = config
             .lines()
             .find_map(|l| l.strip_prefix("credential_process = "))
-            .unwrap_or_default()
-            .to_owned();
-        // What an SDK does with the line (the helper is not there: only
-        // whether the shell ran something else matters).
-        let _ = Command::new("sh").args(["-c", &line]).output();
-        assert!(
-            !marker.exists(),
-            "{case}: the app's shell ran a command from the path: {line:?}"
-        );
-        format!("exit {:?}, the shell ran nothing but the helper", r.code)
+            .unwrap_or_default();
+        format!("exit {:?}, {}", r.code, accepted(case, command))
     };
     guard.pass(&outcome);
 }

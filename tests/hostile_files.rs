@@ -118,22 +118,11 @@ fn links_to_dev_zero_at_the_outputs_are_replaced_not_read() {
         });
     }
     let r = run(&mut cmd);
-    assert_eq!(r.code, Some(0), "{}", r.describe());
-    let creds = out.path().join("credentials");
-    assert!(is_regular(&creds));
-    assert!(
-        std::fs::read_to_string(&creds)
-            .unwrap()
-            .contains("[reader]")
-    );
+    // The planted link is logged.
+    assert_credentials_replaced(&r, out.path(), &["symbolic link", "credentials"]);
     assert!(is_regular(&out.path().join("status.json")));
     // The process-mode file is not used by this configuration: removed.
     assert!(std::fs::symlink_metadata(out.path().join("credential-process.json")).is_err());
-    assert!(
-        r.stderr.contains("symbolic link") && r.stderr.contains("credentials"),
-        "the planted link is logged:\n{}",
-        r.describe()
-    );
 }
 
 #[test]
@@ -148,15 +137,20 @@ fn a_fifo_at_credentials_does_not_hang_once() {
         .args(base_args(&sts, &token, out.path()))
         .args(reader()));
     assert!(!r.hung, "{}", r.describe());
-    assert_eq!(r.code, Some(0), "{}", r.describe());
-    let creds = out.path().join("credentials");
-    assert!(is_regular(&creds));
+    assert_credentials_replaced(&r, out.path(), &["not a regular file"]);
+}
+
+/// `once` succeeded, saying each of `logged`, and replaced what was planted
+/// at `out/credentials` with a regular file holding `reader`.
+fn assert_credentials_replaced(r: &Run, out: &Path, logged: &[&str]) {
+    r.assert_says(0, logged, "once");
+    let creds = out.join("credentials");
+    assert!(is_regular(&creds), "{}", r.describe());
     assert!(
         std::fs::read_to_string(&creds)
             .unwrap()
             .contains("[reader]")
     );
-    assert!(r.stderr.contains("not a regular file"), "{}", r.describe());
 }
 
 #[tokio::test]
@@ -247,13 +241,7 @@ fn a_fifo_or_a_link_where_status_or_the_helper_reads_does_not_hang_it() {
                 Duration::from_secs(10),
             );
             assert!(!r.hung, "{case}: {}", r.describe());
-            assert_eq!(r.code, Some(1), "{case}: {}", r.describe());
-            assert!(
-                r.stderr.contains(c.phrase),
-                "{case}: does not say {:?}: {}",
-                c.phrase,
-                r.describe()
-            );
+            r.assert_says(1, &[c.phrase], case);
         },
     );
 }
@@ -363,12 +351,7 @@ fn a_huge_or_deeply_nested_config_is_refused_before_parsing() {
         let r = run(rolecall_piped()
             .args(["check", "--region", "eu-west-1", "--config"])
             .arg(&cfg));
-        assert_eq!(r.code, Some(64), "{case}: {}", r.describe());
-        assert!(
-            r.stderr.contains(&cfg.display().to_string()) && r.stderr.contains(needle),
-            "{case}: {}",
-            r.describe()
-        );
+        r.assert_says(64, &[&cfg.display().to_string(), needle], case);
     }
 }
 
@@ -390,22 +373,15 @@ fn unsafe_file_modes_are_refused_unless_world_reading_is_allowed() {
     };
     for mode in ["0644", "0604"] {
         let r = once(&["--file-mode", mode], &[]);
-        assert_eq!(r.code, Some(64), "{mode}: {}", r.describe());
-        assert!(
-            r.stderr.contains("--file-mode")
-                && r.stderr.contains("0640")
-                && r.stderr.contains("--allow-world-readable"),
-            "{mode}: the error says what to do:\n{}",
-            r.describe()
-        );
+        // The error says what to do.
+        r.assert_says(64, &["--file-mode", "0640", "--allow-world-readable"], mode);
     }
     for mode in ["0666", "0777", "0660", "0602"] {
         for allow in [&[][..], &["--allow-world-readable"][..]] {
             let mut args = vec!["--file-mode", mode];
             args.extend(allow);
             let r = once(&args, &[]);
-            assert_eq!(r.code, Some(64), "{mode} {allow:?}: {}", r.describe());
-            assert!(r.stderr.contains("writable"), "{mode}: {}", r.describe());
+            r.assert_says(64, &["writable"], &format!("{mode} {allow:?}"));
         }
     }
     assert_eq!(sts.calls(), 0, "nothing was assumed with a refused mode");
@@ -426,12 +402,10 @@ fn unsafe_file_modes_are_refused_unless_world_reading_is_allowed() {
     );
     assert_eq!(r.code, Some(64), "{}", r.describe());
     let r = once(&[], &[("ROLECALL_ALLOW_WORLD_READABLE", "maybe")]);
-    assert_eq!(r.code, Some(64), "{}", r.describe());
-    assert!(
-        r.stderr
-            .contains("environment ROLECALL_ALLOW_WORLD_READABLE"),
-        "{}",
-        r.describe()
+    r.assert_says(
+        64,
+        &["environment ROLECALL_ALLOW_WORLD_READABLE"],
+        "ROLECALL_ALLOW_WORLD_READABLE=maybe",
     );
 
     // The YAML key, and a bad value for it.
@@ -441,12 +415,7 @@ fn unsafe_file_modes_are_refused_unless_world_reading_is_allowed() {
     assert_eq!(r.code, Some(0), "{}", r.describe());
     std::fs::write(&cfg, "allow_world_readable: [yes]\n").unwrap();
     let r = once(&["--config", &cfg.display().to_string()], &[]);
-    assert_eq!(r.code, Some(64), "{}", r.describe());
-    assert!(
-        r.stderr.contains("allow_world_readable"),
-        "{}",
-        r.describe()
-    );
+    r.assert_says(64, &["allow_world_readable"], "allow_world_readable: [yes]");
 }
 
 #[test]

@@ -23,13 +23,7 @@ const QUARTER: Duration = Duration::from_secs(900);
 fn config(sts: &FakeSts, token: &TokenDir, out: &Path, port: u16) -> Config {
     let f = Flags {
         credentials: Some("process".into()),
-        endpoint_addr: Some(format!("127.0.0.1:{port}")),
-        ..test_flags(
-            sts,
-            token,
-            out,
-            &[&format!("reader={READER}"), &format!("writer={WRITER}")],
-        )
+        ..endpoint_flags(sts, token, out, port)
     };
     Config::load(&f, &Env::new()).unwrap()
 }

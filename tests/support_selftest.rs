@@ -527,40 +527,34 @@ async fn the_real_sdk_understands_the_fake() {
     assert_eq!(req.policy_arns, ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
     assert_eq!(req.authorization, None, "web identity calls are unsigned");
 
-    sts.push(Reply::access_denied());
-    let err = client
-        .assume_role_with_web_identity()
-        .role_arn(ROLE_A)
-        .role_session_name("rolecall-pod")
-        .web_identity_token(&token)
-        .send()
-        .await
-        .expect_err("AccessDenied");
-    assert_eq!(err.code(), Some("AccessDenied"));
-    assert_eq!(
-        err.message(),
-        Some("Not authorized to perform sts:AssumeRoleWithWebIdentity")
-    );
-
-    sts.push(Reply::Garbage);
-    client
-        .assume_role_with_web_identity()
-        .role_arn(ROLE_A)
-        .role_session_name("rolecall-pod")
-        .web_identity_token(&token)
-        .send()
-        .await
-        .expect_err("garbage must not parse");
-
-    sts.push(Reply::Reset);
-    client
-        .assume_role_with_web_identity()
-        .role_arn(ROLE_A)
-        .role_session_name("rolecall-pod")
-        .web_identity_token(&token)
-        .send()
-        .await
-        .expect_err("reset must fail");
+    // (reply, why the call must fail, the error code and message the SDK reads)
+    let refusals = [
+        (
+            Reply::access_denied(),
+            "AccessDenied",
+            Some((
+                "AccessDenied",
+                "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+            )),
+        ),
+        (Reply::Garbage, "garbage must not parse", None),
+        (Reply::Reset, "reset must fail", None),
+    ];
+    for (reply, why, code_and_message) in refusals {
+        sts.push(reply);
+        let err = client
+            .assume_role_with_web_identity()
+            .role_arn(ROLE_A)
+            .role_session_name("rolecall-pod")
+            .web_identity_token(&token)
+            .send()
+            .await
+            .expect_err(why);
+        if let Some((code, message)) = code_and_message {
+            assert_eq!(err.code(), Some(code));
+            assert_eq!(err.message(), Some(message));
+        }
+    }
 
     let out = client
         .assume_role()

@@ -39,7 +39,6 @@ const SESSION: Duration = Duration::from_secs(600);
 const RECOVERY_LIMIT: Duration = Duration::from_secs(75);
 /// The writer re-checks its files every 30 s.
 const RECHECK_LIMIT: Duration = Duration::from_secs(40);
-const TMP_MARKER: &str = ".rolecall-tmp-";
 /// `O_NOFOLLOW` on Linux (the same values as `src/output/atomic.rs` uses).
 const O_NOFOLLOW: i32 = if cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
     0o100000
@@ -166,14 +165,7 @@ impl Sidecar {
         as_user: Option<u32>,
     ) -> Sidecar {
         let port = free_port();
-        let mut c = rolecall_run(
-            sts,
-            token,
-            out,
-            roles
-                .iter()
-                .map(|(name, arn)| (name.as_str(), arn.as_str())),
-        );
+        let mut c = rolecall_run(sts, token, out, roles);
         c.args(["--health-addr", &format!("127.0.0.1:{port}")])
             .args(["--file-mode", "0640"]);
         if let Some(uid) = as_user {
@@ -478,17 +470,6 @@ fn by_what(took: Duration) -> &'static str {
     } else {
         "by a pending writer pass"
     }
-}
-
-fn temporaries(dir: &Path) -> Vec<String> {
-    fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(TMP_MARKER))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------

@@ -13,18 +13,18 @@ use super::{FakeSts, TokenDir, base_args, lock, rolecall_command};
 /// `rolecall run` against `sts` and `token`, writing to `out`, publishing
 /// `profiles` (`(name, role ARN)`), logging at `info`; the caller adds the
 /// listeners and anything else.
-pub fn rolecall_run<'a>(
+pub fn rolecall_run<N: AsRef<str>, A: AsRef<str>>(
     sts: &FakeSts,
     token: &TokenDir,
     out: &Path,
-    profiles: impl IntoIterator<Item = (&'a str, &'a str)>,
+    profiles: impl IntoIterator<Item = (N, A)>,
 ) -> Command {
     let mut c = rolecall_command();
     c.env("RUST_LOG", "info")
         .arg("run")
         .args(base_args(sts, token, out));
     for (name, arn) in profiles {
-        c.args(["--profile", &format!("{name}={arn}")]);
+        c.args(["--profile", &format!("{}={}", name.as_ref(), arn.as_ref())]);
     }
     c
 }
@@ -160,4 +160,20 @@ impl Drop for ChildSidecar {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What marks rolecall's temporary files (`.NAME.rolecall-tmp-PID-N`).
+pub const TMP_MARKER: &str = ".rolecall-tmp-";
+
+/// Names of rolecall's temporary files in `dir` (none if `dir` does not
+/// exist yet).
+pub fn temporaries(dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(TMP_MARKER))
+                .collect()
+        })
+        .unwrap_or_default()
 }

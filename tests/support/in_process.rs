@@ -86,3 +86,25 @@ pub fn test_options() -> rolecall::Options {
         ..rolecall::Options::default()
     }
 }
+
+/// [`test_flags`] publishing `reader` and `writer` (account 111122223333)
+/// with the credentials endpoint on 127.0.0.1:`port`.
+pub fn endpoint_flags(
+    sts: &FakeSts,
+    token: &TokenDir,
+    out: &Path,
+    port: u16,
+) -> rolecall::config::Flags {
+    rolecall::config::Flags {
+        endpoint_addr: Some(format!("127.0.0.1:{port}")),
+        ..test_flags(
+            sts,
+            token,
+            out,
+            &[
+                "reader=arn:aws:iam::111122223333:role/reader",
+                "writer=arn:aws:iam::111122223333:role/writer",
+            ],
+        )
+    }
+}

@@ -58,6 +58,19 @@ impl Run {
         format!("{}{}", self.stdout, self.stderr)
     }
 
+    /// Asserts the exit code, and that stderr says every one of `needles`;
+    /// `what` names the case in the failure message.
+    pub fn assert_says(&self, code: i32, needles: &[&str], what: &str) {
+        assert_eq!(self.code, Some(code), "{what}: {}", self.describe());
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "{what}: stderr does not say {needle:?}:\n{}",
+                self.describe()
+            );
+        }
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "exit {:?}{}\n--- stdout\n{}--- stderr\n{}",
