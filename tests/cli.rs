@@ -203,27 +203,25 @@ async fn nothing_secret_reaches_the_logs_even_at_trace_level_with_sensitive_bodi
         let token = TokenDir::new(&first);
         let out = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut child = rolecall_command()
-            .args(base_args(&sts, &token, out.path()))
-            .args([
-                "--profile",
-                &format!("reader={READER}"),
-                "--profile",
-                &format!("writer={WRITER}"),
-            ])
-            .args([
-                "--health-addr",
-                &format!("127.0.0.1:{port}"),
-                "--log-format",
-                format,
-            ])
-            .env("RUST_LOG", "trace")
-            // The SDK's switch for logging response bodies, which hold the
-            // issued keys: rolecall must ignore it.
-            .env("LOG_SENSITIVE_BODIES", "true")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = rolecall_run(
+            &sts,
+            &token,
+            out.path(),
+            [("reader", READER), ("writer", WRITER)],
+        )
+        .args([
+            "--health-addr",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            format,
+        ])
+        .env("RUST_LOG", "trace")
+        // The SDK's switch for logging response bodies, which hold the
+        // issued keys: rolecall must ignore it.
+        .env("LOG_SENSITIVE_BODIES", "true")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
         let reader = drain_stderr(&mut child);
         assert!(
             sts.wait_for_calls(3, Duration::from_secs(10)).await,
@@ -516,14 +514,8 @@ async fn a_burst_of_sigusr1_costs_one_refresh_and_one_log_line() {
     let sts = FakeSts::start();
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
-    let mut child = rolecall_command()
-        .args(base_args(&sts, &token, out.path()))
-        .args([
-            "--profile",
-            &format!("reader={READER}"),
-            "--health-addr",
-            "",
-        ])
+    let mut child = rolecall_run(&sts, &token, out.path(), [("reader", READER)])
+        .args(["--health-addr", ""])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
