@@ -385,9 +385,9 @@ fn token_expired() {
     for sub in ["once", "check"] {
         let r = run(rolecall_piped()
             .arg(sub)
-            .args(base_args(&sts, &token, &out))
+            .args(base_args(sts, token, out))
             .args(["--profile", &format!("reader={READER}")]));
-        assert_sane(case, sub, &r, &sts);
+        assert_sane(case, sub, &r, sts);
         assert_eq!(r.code, Some(1), "{case}: {sub}:\n{}", r.describe());
         assert!(
             r.all().contains("expired"),
@@ -724,7 +724,7 @@ fn injection_checks(guard: CaseGuard, args: &[&str], env: &[(&str, &str)], needl
     cmd.arg("once")
         .args(["--token-file", token.path().to_str().unwrap()])
         .args(["--sts-endpoint", &sts.endpoint()])
-        .env("ROLECALL_OUTPUT_DIR", &out)
+        .env("ROLECALL_OUTPUT_DIR", out)
         .args(args);
     if !args.contains(&"--region") && !env.iter().any(|(k, _)| *k == "AWS_REGION") {
         cmd.args(["--region", "eu-west-1"]);
@@ -736,7 +736,7 @@ fn injection_checks(guard: CaseGuard, args: &[&str], env: &[(&str, &str)], needl
         cmd.env(k, v);
     }
     let r = run(&mut cmd);
-    assert_sane(case, "once", &r, &sts);
+    assert_sane(case, "once", &r, sts);
     assert_eq!(r.code, Some(64), "{case}:\n{}", r.describe());
     assert!(
         r.stderr.contains(needle),
