@@ -161,19 +161,3 @@ impl Drop for ChildSidecar {
         let _ = self.child.wait();
     }
 }
-
-/// What marks rolecall's temporary files (`.NAME.rolecall-tmp-PID-N`).
-pub const TMP_MARKER: &str = ".rolecall-tmp-";
-
-/// Names of rolecall's temporary files in `dir` (none if `dir` does not
-/// exist yet).
-pub fn temporaries(dir: &Path) -> std::collections::BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(TMP_MARKER))
-                .collect()
-        })
-        .unwrap_or_default()
-}

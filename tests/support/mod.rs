@@ -20,24 +20,31 @@
 //! - `process`: the command builder [`rolecall_command`] and one-shot runs
 //!   ([`run_for`], [`Run`]).
 //! - `child`: `rolecall run` as a child process ([`rolecall_run`],
-//!   [`ChildSidecar`]).
+//!   [`ChildSidecar`], [`wait_exit`], [`signal_pid`]).
 //! - `in_process`: [`Running`], the sidecar on a task of the test's runtime,
 //!   and [`test_flags`].
 //! - `probe`: [`http_get`] (async) and [`http_get_blocking`].
 //! - `moto`: [`Moto`], moto's STS server from the venv.
-//! - `report`: reliability tables in `target/reliability/` ([`Table`]).
+//! - `report`: reliability tables in `target/reliability/` ([`Table`],
+//!   [`ReportGuard`]).
+//! - `cases`: tables of cases run by one test ([`run_cases`],
+//!   [`run_cases_async`]).
+//! - `outputs`: rolecall's temporary files ([`temporaries`]) and the fault
+//!   tally of readers racing its writer ([`ReadFaults`]).
 //!
 //! Use it from a test file with `mod support;`.
 #![allow(dead_code)]
 
 use std::sync::{Mutex, MutexGuard};
 
+mod cases;
 mod child;
 mod fake_sts;
 mod in_process;
 mod ini;
 mod jwt;
 mod moto;
+mod outputs;
 mod probe;
 mod process;
 mod report;
@@ -45,6 +52,8 @@ mod token_dir;
 mod utc;
 mod wait;
 
+#[allow(unused_imports)]
+pub use cases::*;
 #[allow(unused_imports)]
 pub use child::*;
 #[allow(unused_imports)]
@@ -57,6 +66,8 @@ pub use ini::*;
 pub use jwt::*;
 #[allow(unused_imports)]
 pub use moto::*;
+#[allow(unused_imports)]
+pub use outputs::*;
 #[allow(unused_imports)]
 pub use probe::*;
 #[allow(unused_imports)]
