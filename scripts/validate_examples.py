@@ -104,6 +104,16 @@ def docs_of(path):
         return [d for d in yaml.safe_load_all(f) if d]
 
 
+def parse_each(files, parse, error):
+    """parse(open file, path) for every file; an `error` is reported for it."""
+    for path in files:
+        try:
+            with open(path) as f:
+                parse(f, path)
+        except error as e:
+            err(path, str(e))
+
+
 def file_checks(what, files):
     if what == "pods":
         n = 0
@@ -138,21 +148,11 @@ def file_checks(what, files):
         print(f"{n} embedded files parsed")
 
     elif what == "json":
-        for path in files:
-            try:
-                with open(path) as f:
-                    json.load(f)
-            except ValueError as e:
-                err(path, str(e))
+        parse_each(files, lambda f, path: json.load(f), ValueError)
         print(f"{len(files)} JSON files parsed")
 
     elif what == "python":
-        for path in files:
-            try:
-                with open(path) as f:
-                    compile(f.read(), path, "exec")
-            except SyntaxError as e:
-                err(path, str(e))
+        parse_each(files, lambda f, path: compile(f.read(), path, "exec"), SyntaxError)
         print(f"{len(files)} Python files compiled")
 
     elif what == "cfn-trust":
