@@ -17,12 +17,13 @@
 //! - `utc`: [`format_utc`], [`parse_utc`] (no chrono).
 //! - `ini`: a strict [`parse_ini`] for asserting on rolecall's output files.
 //! - `wait`: [`wait_until`], [`wait_until_real`], [`free_port`].
-//! - `process`: the command builder [`rolecall_command`] and one-shot runs
-//!   ([`run_for`], [`Run`]).
+//! - `process`: the command builder [`rolecall_command`] ([`base_args`]) and
+//!   one-shot runs ([`run_for`], [`Run`]).
 //! - `child`: `rolecall run` as a child process ([`rolecall_run`],
 //!   [`ChildSidecar`], [`wait_exit`], [`signal_pid`]).
 //! - `in_process`: [`Running`], the sidecar on a task of the test's runtime,
-//!   and [`test_flags`].
+//!   and what it is started with ([`test_flags`], [`endpoint_flags`],
+//!   [`test_options`]).
 //! - `probe`: [`http_get`] (async) and [`http_get_blocking`].
 //! - `moto`: [`Moto`], moto's STS server from the venv.
 //! - `report`: reliability tables in `target/reliability/` ([`Table`],
