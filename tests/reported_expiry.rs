@@ -143,8 +143,7 @@ fn assert_healthy(profile: &str, r: &Reported, real: SystemTime, lifetime: Durat
 
 #[tokio::test]
 async fn reports_an_expiry_after_the_planned_refresh_and_the_real_one_once_refreshes_fail() {
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(HOUR));
+    let sts = FakeSts::granting(HOUR);
     sts.push_for_role(WRITER, Reply::ok_for(QUARTER));
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
@@ -205,10 +204,7 @@ async fn reports_an_expiry_after_the_planned_refresh_and_the_real_one_once_refre
 
 #[tokio::test]
 async fn a_restart_adopts_the_real_expiry_not_the_reported_one() {
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(HOUR));
-    let token = TokenDir::new(&valid_jwt());
-    let out = tempfile::tempdir().unwrap();
+    let Sandbox { sts, token, out } = Sandbox::granting(HOUR);
     let port = free_port();
     let r = Running::start(config(&sts, &token, out.path(), port), test_options());
     assert!(wait_until(Duration::from_secs(10), || sts.issued().len() == 2).await);
@@ -242,10 +238,7 @@ async fn a_restart_adopts_the_real_expiry_not_the_reported_one() {
 
 #[tokio::test]
 async fn a_one_shot_run_reports_the_real_expiry_since_nothing_newer_comes() {
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(HOUR));
-    let token = TokenDir::new(&valid_jwt());
-    let out = tempfile::tempdir().unwrap();
+    let Sandbox { sts, token, out } = Sandbox::granting(HOUR);
     let config = config(&sts, &token, out.path(), free_port());
     let report = rolecall::once(&config, &test_options()).await.unwrap();
     assert!(report.failed.is_empty());

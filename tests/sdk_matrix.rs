@@ -362,8 +362,7 @@ fn start_sidecar(
 
 /// Runs one cell.
 async fn cell(sdk: Sdk, mode: Mode) -> Outcome {
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(LIFETIME));
+    let sts = FakeSts::granting(LIFETIME);
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();

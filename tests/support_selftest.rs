@@ -925,3 +925,18 @@ fn a_child_sidecar_collects_its_log_and_stops_on_sigterm() {
     assert!(sc.log().contains("reader"), "{}", sc.log());
     assert_eq!(sc.log_path(), None);
 }
+
+#[tokio::test]
+async fn a_sandbox_grants_sessions_of_its_lifetime() {
+    let Sandbox { sts, token, out } = Sandbox::granting(Duration::from_secs(900));
+    assert!(out.path().read_dir().unwrap().next().is_none(), "empty");
+    assert_eq!(decode_jwt_claims(&token.read())["sub"], TEST_SUBJECT);
+    let answer = post(&sts, &web_identity_form(ROLE_A, "s", &token.read())).await;
+    assert_eq!(answer.status, 200);
+    let issued = sts.issued();
+    let left = issued[0]
+        .expiration
+        .duration_since(SystemTime::now())
+        .unwrap();
+    assert!(left > Duration::from_secs(890) && left <= Duration::from_secs(900));
+}

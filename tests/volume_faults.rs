@@ -253,8 +253,7 @@ async fn start_current(
     profiles: usize,
     as_user: Option<u32>,
 ) -> (FakeSts, TokenDir, BTreeMap<String, String>, Sidecar) {
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(SESSION));
+    let sts = FakeSts::granting(SESSION);
     let token = TokenDir::new(&valid_jwt());
     let roles = roles(profiles);
     let sc = Sidecar::start(&sts, &token, out, &roles, as_user);
@@ -856,8 +855,7 @@ async fn outputs_chowned_to_another_user_are_replaced_with_its_own() {
         "chown",
         &[&format!("{APP_UID}:{APP_UID}"), out.to_str().unwrap()],
     );
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(SESSION));
+    let sts = FakeSts::granting(SESSION);
     let token = TokenDir::new(&valid_jwt());
     fs::set_permissions(token.dir(), fs::Permissions::from_mode(0o755)).unwrap();
     let roles = roles(4);
@@ -932,8 +930,7 @@ async fn outputs_chowned_to_another_user_are_replaced_with_its_own() {
 async fn a_partial_write_failure_never_pairs_old_keys_with_a_new_expiry() {
     const PAGE: u64 = 4096;
     let vol = Tmpfs::mount("64k");
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(Duration::from_secs(600)));
+    let sts = FakeSts::granting(Duration::from_secs(600));
     let token = TokenDir::new(&valid_jwt());
     // 12 profiles: credentials needs two pages, status.json one.
     let roles = roles(12);

@@ -16,6 +16,7 @@
 //! - `jwt`: [`jwt`], [`valid_jwt`], [`expired_jwt`], [`decode_jwt_claims`], ...
 //! - `utc`: [`format_utc`], [`parse_utc`] (no chrono).
 //! - `ini`: a strict [`parse_ini`] for asserting on rolecall's output files.
+//! - `sandbox`: [`Sandbox`], a fake STS, a token and an output dir.
 //! - `wait`: [`wait_until`], [`wait_until_real`], [`free_port`].
 //! - `process`: the command builder [`rolecall_command`] ([`base_args`]) and
 //!   one-shot runs ([`run_for`], [`Run`]).
@@ -49,6 +50,7 @@ mod outputs;
 mod probe;
 mod process;
 mod report;
+mod sandbox;
 mod token_dir;
 mod utc;
 mod wait;
@@ -75,6 +77,8 @@ pub use probe::*;
 pub use process::*;
 #[allow(unused_imports)]
 pub use report::*;
+#[allow(unused_imports)]
+pub use sandbox::*;
 #[allow(unused_imports)]
 pub use token_dir::*;
 #[allow(unused_imports)]

@@ -247,6 +247,14 @@ impl FakeSts {
         state.issued = Vec::new();
     }
 
+    /// [`start`](Self::start), answering by default with sessions of
+    /// `lifetime` ([`Reply::ok_for`]).
+    pub fn granting(lifetime: Duration) -> FakeSts {
+        let sts = FakeSts::start();
+        sts.set_default(Reply::ok_for(lifetime));
+        sts
+    }
+
     /// Binds `127.0.0.1:0` and starts serving on a dedicated thread.
     pub fn start() -> FakeSts {
         let (listener, addr, shared) = bind();
