@@ -2,13 +2,13 @@
 # rolecall benchmarks (docs/BENCHMARKS.md): the static release binary, measured.
 #
 #   make bench                    every row (about 4.5 minutes once built; the 60 s windows and the five 25 s layout windows dominate)
-#   make bench ROWS="rss idle"    some rows: rss size startup rotation idle idle-layouts sts-calls burst compare
+#   make bench ROWS="rss idle"    some rows: rss size startup rotation idle idle-layouts sts-calls burst compare writes
 #   scripts/bench.sh rss          the same, without make
 #
 # 1. builds the static binary exactly as images/build-local.sh and the Containerfile do:
 #      RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target x86_64-unknown-linux-gnu
 # 2. makes sure .venv holds moto, the AWS CLI and boto3 (make venv; only for the startup and compare rows);
-# 3. runs the harness benches/sidecar.rs, which starts that binary as a child process against
+# 3. runs the harness benches/sidecar/ (main.rs and a module per group of rows), which starts that binary as a child process against
 #    the in-process fake STS and moto, prints the table and writes target/bench/results.md:
 #      ROLECALL_BIN=... ROLECALL_VENV=... cargo bench --bench sidecar -- [ROW...]
 #

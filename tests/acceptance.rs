@@ -6,11 +6,13 @@
 //! `ROLECALL_VENV=$PWD/.venv cargo test --test acceptance -- --ignored --test-threads=1`.
 //! Without `ROLECALL_VENV` they look for `<crate>/.venv`.
 //!
-//! Self-contained on purpose: std only, no helpers shared with other tests.
+//! Plain std threads and processes; from tests/support only [`Moto`], the
+//! venv paths and the blocking HTTP probe.
+
+mod support;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -18,29 +20,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use support::{Moto, http_get_blocking, venv, venv_bin};
+
 const ACCOUNT: &str = "111122223333";
 const PROFILES: [&str; 3] = ["audit", "reader", "writer"];
 const ISSUER: &str = "https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
 const SUBJECT: &str = "system:serviceaccount:acceptance:app";
 
 // ------------------------------------------------------------------ plumbing
-
-fn venv() -> PathBuf {
-    match std::env::var_os("ROLECALL_VENV") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"),
-    }
-}
-
-fn venv_bin(name: &str) -> PathBuf {
-    let path = venv().join("bin").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `make venv` (or set ROLECALL_VENV) first",
-        path.display()
-    );
-    path
-}
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -192,91 +179,6 @@ fn run(cmd: &mut Command, scratch: &Path, timeout: Duration) -> Output {
     }
 }
 
-/// A plain HTTP/1.1 GET on loopback: (status code, body).
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-// ------------------------------------------------------------------ moto
-
-/// moto's server on a free loopback port, killed on drop.
-struct Moto {
-    server: ChildGuard,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let dir = TempDir::new("moto");
-        let log = dir.path().join("moto.log");
-        let port = free_port();
-        let child = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&log).expect("moto log"))
-            .stderr(fs::File::create(&log).expect("moto log"))
-            .spawn()
-            .expect("start moto_server");
-        let mut server = ChildGuard {
-            child,
-            what: "moto_server".into(),
-        };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let up = wait_until(Duration::from_secs(30), || {
-            server.exited().is_none()
-                && TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
-        });
-        assert!(
-            up,
-            "moto_server did not listen on {addr} within 30 s (exited: {:?}); log:\n{}",
-            server.exited(),
-            fs::read_to_string(&log).unwrap_or_default()
-        );
-        Moto {
-            server,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        // ChildGuard kills it; say which server it was when a test failed.
-        if std::thread::panicking() {
-            eprintln!(
-                "moto_server pid {} on port {}",
-                self.server.pid(),
-                self.port
-            );
-        }
-    }
-}
-
 // ------------------------------------------------------------------ token
 
 fn base64url(bytes: &[u8]) -> String {
@@ -377,7 +279,7 @@ struct Setup {
 
 impl Setup {
     fn new(tag: &str) -> Setup {
-        let moto = Moto::start();
+        let moto = Moto::start(&venv());
         let root = TempDir::new(tag);
         let tokens = TokenDir::new(
             root.path().join("serviceaccount"),
@@ -595,7 +497,7 @@ fn run_refreshes_after_token_rotation_and_stops_on_sigterm() {
 
     // Ready: every profile holds credentials.
     let ready = wait_until(Duration::from_secs(60), || {
-        rc.exited().is_none() && matches!(http_get(health, "/readyz"), Ok((200, _)))
+        rc.exited().is_none() && matches!(http_get_blocking(port, "/readyz"), Some((200, _)))
     });
     assert!(
         ready,
@@ -635,8 +537,7 @@ fn run_refreshes_after_token_rotation_and_stops_on_sigterm() {
     // The refresh used the rotated token.
     let mut seen = None;
     let rotated = wait_until(Duration::from_secs(10), || {
-        seen = http_get(health, "/metrics")
-            .ok()
+        seen = http_get_blocking(port, "/metrics")
             .and_then(|(_, body)| metric(&body, "rolecall_token_expiry_timestamp_seconds"));
         seen == Some(new_exp as f64)
     });

@@ -74,6 +74,16 @@ async fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::E
     }
 }
 
+/// SIGTERM; waits (at most 5 s) for the exit; everything it logged.
+async fn stop_and_read_logs(child: &mut Child, reader: std::thread::JoinHandle<String>) -> String {
+    signal(child, "TERM");
+    assert!(
+        wait_exit(child, Duration::from_secs(5)).await.is_some(),
+        "SIGTERM did not stop it within 5 s"
+    );
+    reader.join().unwrap()
+}
+
 #[test]
 fn configuration_errors_exit_64_listing_every_problem() {
     let out = rolecall_command()
@@ -193,27 +203,25 @@ async fn nothing_secret_reaches_the_logs_even_at_trace_level_with_sensitive_bodi
         let token = TokenDir::new(&first);
         let out = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut child = rolecall_command()
-            .args(base_args(&sts, &token, out.path()))
-            .args([
-                "--profile",
-                &format!("reader={READER}"),
-                "--profile",
-                &format!("writer={WRITER}"),
-            ])
-            .args([
-                "--health-addr",
-                &format!("127.0.0.1:{port}"),
-                "--log-format",
-                format,
-            ])
-            .env("RUST_LOG", "trace")
-            // The SDK's switch for logging response bodies, which hold the
-            // issued keys: rolecall must ignore it.
-            .env("LOG_SENSITIVE_BODIES", "true")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = rolecall_run(
+            &sts,
+            &token,
+            out.path(),
+            [("reader", READER), ("writer", WRITER)],
+        )
+        .args([
+            "--health-addr",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            format,
+        ])
+        .env("RUST_LOG", "trace")
+        // The SDK's switch for logging response bodies, which hold the
+        // issued keys: rolecall must ignore it.
+        .env("LOG_SENSITIVE_BODIES", "true")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
         let reader = drain_stderr(&mut child);
         assert!(
             sts.wait_for_calls(3, Duration::from_secs(10)).await,
@@ -225,13 +233,7 @@ async fn nothing_secret_reaches_the_logs_even_at_trace_level_with_sensitive_bodi
         // The reader's manual refresh waits out the 5 s spacing after its
         // first attempt.
         assert!(sts.wait_for_calls(5, Duration::from_secs(10)).await);
-        signal(&child, "TERM");
-        assert!(
-            wait_exit(&mut child, Duration::from_secs(5))
-                .await
-                .is_some()
-        );
-        let logs = reader.join().unwrap();
+        let logs = stop_and_read_logs(&mut child, reader).await;
         assert!(
             logs.contains("refreshed"),
             "{format}: expected refresh lines"
@@ -512,14 +514,8 @@ async fn a_burst_of_sigusr1_costs_one_refresh_and_one_log_line() {
     let sts = FakeSts::start();
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
-    let mut child = rolecall_command()
-        .args(base_args(&sts, &token, out.path()))
-        .args([
-            "--profile",
-            &format!("reader={READER}"),
-            "--health-addr",
-            "",
-        ])
+    let mut child = rolecall_run(&sts, &token, out.path(), [("reader", READER)])
+        .args(["--health-addr", ""])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -539,13 +535,7 @@ async fn a_burst_of_sigusr1_costs_one_refresh_and_one_log_line() {
         wait_until(Duration::from_secs(5), || sts.issued().len() == 2).await,
         "the refresh succeeded"
     );
-    signal(&child, "TERM");
-    assert!(
-        wait_exit(&mut child, Duration::from_secs(5))
-            .await
-            .is_some()
-    );
-    let logs = reader.join().unwrap();
+    let logs = stop_and_read_logs(&mut child, reader).await;
     assert_eq!(sts.calls(), 2, "one call at start, one for the burst");
     let lines = logs
         .lines()

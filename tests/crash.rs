@@ -18,8 +18,8 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use support::*;
@@ -30,7 +30,6 @@ const DEFAULT_KILLS: usize = 200;
 const TIME_CAP: Duration = Duration::from_secs(75);
 /// Below this many kills the run proves too little: fail.
 const MIN_KILLS: usize = 50;
-const TMP_MARKER: &str = ".rolecall-tmp-";
 /// SIGUSR1 is signal 10: bit 9 of `SigCgt` in /proc/PID/status.
 const SIGUSR1_BIT: u64 = 1 << 9;
 
@@ -43,23 +42,12 @@ fn profile_roles() -> BTreeMap<String, String> {
 }
 
 fn spawn(sts: &FakeSts, token: &TokenDir, out: &Path, log: &File) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rolecall"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOSTNAME", "crash-test")
-        .env("RUST_LOG", "info")
-        .arg("run")
-        .args(["--token-file", &token.path().display().to_string()])
-        .args(["--output-dir", &out.display().to_string()])
-        .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
-        .args(["--health-addr", ""]);
-    for (name, arn) in profile_roles() {
-        c.args(["--profile", &format!("{name}={arn}")]);
-    }
-    c.stdin(Stdio::null())
+    rolecall_run(sts, token, out, profile_roles())
+        .args(["--health-addr", ""])
         .stdout(Stdio::null())
-        .stderr(log.try_clone().expect("clone log file"));
-    c.spawn().expect("spawn rolecall")
+        .stderr(log.try_clone().expect("clone log file"))
+        .spawn()
+        .expect("spawn rolecall")
 }
 
 /// Whether the process has installed its SIGUSR1 handler (before that, the
@@ -82,18 +70,6 @@ fn send(pid: u32, sig: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// Names of temporary files in `dir` (none if `dir` does not exist yet).
-fn temporaries(dir: &Path) -> BTreeSet<String> {
-    fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(TMP_MARKER))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------
@@ -178,25 +154,11 @@ fn check_credentials(
 
 #[derive(Debug, Default)]
 struct Stats {
-    reads: AtomicU64,
+    faults: ReadFaults,
     missing: AtomicU64,
-    torn: AtomicU64,
-    mixed: AtomicU64,
-    lost: AtomicU64,
     config_reads: AtomicU64,
     status_reads: AtomicU64,
     versions: AtomicU64,
-    samples: Mutex<Vec<String>>,
-}
-
-impl Stats {
-    fn fault(&self, counter: &AtomicU64, what: String) {
-        counter.fetch_add(1, Ordering::Relaxed);
-        let mut s = self.samples.lock().unwrap();
-        if s.len() < 10 {
-            s.push(what);
-        }
-    }
 }
 
 fn read_opt(path: &Path) -> Result<Option<String>, String> {
@@ -223,15 +185,13 @@ fn reader(dir: PathBuf, sts: FakeSts, stats: Arc<Stats>, stop: Arc<AtomicBool>) 
             Ok(None) => {
                 stats.missing.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => stats.fault(&stats.torn, e),
+            Err(e) => stats.faults.torn(e),
             Ok(Some(text)) => {
                 let now = SystemTime::now();
-                stats.reads.fetch_add(1, Ordering::Relaxed);
+                stats.faults.read();
                 match check_credentials(&text, &roles, &mut issued) {
-                    Err(Bad::Torn(e)) => stats.fault(&stats.torn, format!("credentials torn: {e}")),
-                    Err(Bad::Mixed(e)) => {
-                        stats.fault(&stats.mixed, format!("credentials mixed: {e}"))
-                    }
+                    Err(Bad::Torn(e)) => stats.faults.torn(format!("credentials torn: {e}")),
+                    Err(Bad::Mixed(e)) => stats.faults.mixed(format!("credentials mixed: {e}")),
                     Ok(seen) => {
                         if text != last_text {
                             stats.versions.fetch_add(1, Ordering::Relaxed);
@@ -239,12 +199,9 @@ fn reader(dir: PathBuf, sts: FakeSts, stats: Arc<Stats>, stop: Arc<AtomicBool>) 
                         }
                         for (name, (id, exp, _)) in &last {
                             if !seen.contains_key(name) && *exp > now {
-                                stats.fault(
-                                    &stats.lost,
-                                    format!(
-                                        "[{name}] ({id}, still valid) vanished from credentials"
-                                    ),
-                                );
+                                stats.faults.lost(format!(
+                                    "[{name}] ({id}, still valid) vanished from credentials"
+                                ));
                             }
                         }
                         for (name, v) in seen {
@@ -262,7 +219,7 @@ fn reader(dir: PathBuf, sts: FakeSts, stats: Arc<Stats>, stop: Arc<AtomicBool>) 
         // config
         match read_opt(&dir.join("config")) {
             Ok(None) => {}
-            Err(e) => stats.fault(&stats.torn, e),
+            Err(e) => stats.faults.torn(e),
             Ok(Some(text)) => {
                 stats.config_reads.fetch_add(1, Ordering::Relaxed);
                 let ok = text.ends_with('\n')
@@ -275,14 +232,14 @@ fn reader(dir: PathBuf, sts: FakeSts, stats: Arc<Stats>, stop: Arc<AtomicBool>) 
                             })
                     });
                 if !ok {
-                    stats.fault(&stats.torn, format!("config torn: {text:?}"));
+                    stats.faults.torn(format!("config torn: {text:?}"));
                 }
             }
         }
         // status.json
         match read_opt(&dir.join("status.json")) {
             Ok(None) => {}
-            Err(e) => stats.fault(&stats.torn, e),
+            Err(e) => stats.faults.torn(e),
             Ok(Some(text)) => {
                 stats.status_reads.fetch_add(1, Ordering::Relaxed);
                 let ok = serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| {
@@ -291,18 +248,12 @@ fn reader(dir: PathBuf, sts: FakeSts, stats: Arc<Stats>, stop: Arc<AtomicBool>) 
                         .is_some_and(|p| p.len() == PROFILES)
                 });
                 if !ok {
-                    stats.fault(&stats.torn, format!("status.json torn: {text:?}"));
+                    stats.faults.torn(format!("status.json torn: {text:?}"));
                 }
             }
         }
         std::thread::yield_now();
     }
-}
-
-fn reliability_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
-    fs::create_dir_all(&dir).expect("create target/reliability");
-    dir
 }
 
 /// Sum of `removed=N` over rolecall's "removed temporary files" log lines.
@@ -444,10 +395,10 @@ async fn kill_9_at_random_moments_loses_nothing_and_tears_nothing() {
     let log_text = fs::read_to_string(&log_path).unwrap_or_default();
     let removed_logged = removed_per_log(&log_text);
 
-    let reads = stats.reads.load(Ordering::Relaxed);
-    let torn = stats.torn.load(Ordering::Relaxed);
-    let mixed = stats.mixed.load(Ordering::Relaxed);
-    let lost = stats.lost.load(Ordering::Relaxed);
+    let reads = stats.faults.reads.load(Ordering::Relaxed);
+    let torn = stats.faults.torn.load(Ordering::Relaxed);
+    let mixed = stats.faults.mixed.load(Ordering::Relaxed);
+    let lost = stats.faults.lost.load(Ordering::Relaxed);
     let summary = format!(
         "crash: {kills} kills, {reads} reads, {torn} torn, {mixed} mixed, {left_by_kills} stale temporaries cleaned\n\
          crash: details: {PROFILES} profiles, 3 s sessions, {usr1} SIGUSR1 sent, {calls} STS calls, \
@@ -470,7 +421,7 @@ async fn kill_9_at_random_moments_loses_nothing_and_tears_nothing() {
     eprint!("{summary}");
     fs::write(reliability_dir().join("crash.txt"), &summary).expect("write crash.txt");
 
-    let samples = stats.samples.lock().unwrap().clone();
+    let samples = stats.faults.samples();
     assert_eq!(
         torn + mixed + lost,
         0,

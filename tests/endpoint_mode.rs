@@ -5,9 +5,8 @@
 
 mod support;
 
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::fs;
+use std::path::Path;
 use std::time::Duration;
 
 use rolecall::Options;
@@ -19,21 +18,8 @@ const WRITER: &str = "arn:aws:iam::111122223333:role/writer";
 
 fn opts() -> Options {
     Options {
-        attempt_timeout: Duration::from_secs(2),
-        jitter: || 1.0,
-        ..Options::default()
-    }
-}
-
-fn flags(sts: &FakeSts, token: &TokenDir, out: &Path, port: u16) -> Flags {
-    Flags {
-        endpoint_addr: Some(format!("127.0.0.1:{port}")),
-        ..test_flags(
-            sts,
-            token,
-            out,
-            &[&format!("reader={READER}"), &format!("writer={WRITER}")],
-        )
+        helper_binary: None,
+        ..test_options()
     }
 }
 
@@ -98,38 +84,17 @@ async fn served(port: u16, name: &str, auth: &str) -> Option<serde_json::Value> 
     None
 }
 
-/// The rolecall binary running as a sidecar, its log in a file.
-struct Sidecar {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Sidecar {
-    fn start(args: &[String], env: &[(&str, &str)], log: &Path) -> Sidecar {
-        let mut c = rolecall_command();
-        c.env("RUST_LOG", "debug")
+/// The rolecall binary running as a sidecar, its debug log in the file `log`.
+fn sidecar(args: &[String], env: &[(&str, &str)], log: &Path) -> ChildSidecar {
+    ChildSidecar::spawn_logging_to(
+        rolecall_command()
+            .env("RUST_LOG", "debug")
             .env("ROLECALL_HEALTH_ADDR", "")
             .envs(env.iter().copied())
             .arg("run")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(File::create(log).expect("log file"));
-        Sidecar {
-            child: c.spawn().expect("spawn rolecall"),
-            log: log.to_owned(),
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .args(args),
+        log,
+    )
 }
 
 fn endpoint_args(sts: &FakeSts, token: &TokenDir, out: &Path, port: u16) -> Vec<String> {
@@ -152,7 +117,7 @@ async fn a_restarted_sidecar_keeps_its_token_and_serves_clients_holding_it() {
     let port = free_port();
     let args = endpoint_args(&sts, &token, &out, port);
 
-    let first = Sidecar::start(&args, &[], &root.path().join("first.log"));
+    let first = sidecar(&args, &[], &root.path().join("first.log"));
     let copy = out.join("endpoint-token");
     assert!(wait_until(Duration::from_secs(10), || copy.exists()).await);
     // An app that copied it into AWS_CONTAINER_AUTHORIZATION_TOKEN.
@@ -164,7 +129,7 @@ async fn a_restarted_sidecar_keeps_its_token_and_serves_clients_holding_it() {
     );
     drop(first); // killed: a crash, or the kubelet restarting the container
 
-    let second = Sidecar::start(&args, &[], &root.path().join("second.log"));
+    let second = sidecar(&args, &[], &root.path().join("second.log"));
     assert!(listening(port).await, "{}", second.log());
     assert!(
         served(port, "reader", &held).await.is_some(),
@@ -199,7 +164,7 @@ async fn a_supplied_token_is_used_copied_and_followed_through_a_secret_rotation(
     let port = free_port();
     let args = endpoint_args(&sts, &token, &out, port);
     let secret_path = secret.path().display().to_string();
-    let sc = Sidecar::start(
+    let sc = sidecar(
         &args,
         &[("ROLECALL_ENDPOINT_TOKEN_FILE", secret_path.as_str())],
         &root.path().join("rolecall.log"),
@@ -323,7 +288,8 @@ async fn every_error_answer_is_json_with_a_code_and_a_message() {
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = Config::load(&flags(&sts, &token, out.path(), port), &Env::new()).unwrap();
+    let config =
+        Config::load(&endpoint_flags(&sts, &token, out.path(), port), &Env::new()).unwrap();
     let r = Running::start(config, opts());
     let copy = out.path().join("endpoint-token");
     assert!(wait_until(Duration::from_secs(10), || copy.exists()).await);

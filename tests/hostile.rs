@@ -12,12 +12,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use support::*;
 
@@ -54,83 +52,57 @@ fn assert_sane(case: &str, what: &str, r: &Run, sts: &FakeSts) {
     assert!(calls.is_empty(), "{case}: {what} called STS: {calls:?}");
 }
 
+/// What a case runs against: a fake STS, a kubelet-style token, and an
+/// output dir inside `tmp` that does not exist yet.
+struct World {
+    sts: FakeSts,
+    token: TokenDir,
+    tmp: tempfile::TempDir,
+    out: PathBuf,
+}
+
+impl World {
+    fn new(token: &str, out_name: &str) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        World {
+            sts: FakeSts::start(),
+            token: TokenDir::new(token),
+            out: tmp.path().join(out_name),
+            tmp,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The report
 // ---------------------------------------------------------------------------
 
-static RESULTS: Mutex<Option<BTreeMap<String, String>>> = Mutex::new(None);
+/// `target/reliability/hostile.txt`: one line per case, kept across runs,
+/// so a filtered run does not erase the table.
+static TABLE: Table = Table::new("hostile.txt", "case\tinjected\toutcome");
 
-fn reliability_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
-    fs::create_dir_all(&dir).expect("create target/reliability");
-    dir
-}
-
-/// Records a case's line in `target/reliability/hostile.txt`, replacing that
-/// case's line from an earlier run and keeping the others, so a filtered run
-/// does not erase the table.
-fn record(case: &str, injected: &str, outcome: &str) {
-    let path = reliability_dir().join("hostile.txt");
-    let mut guard = RESULTS.lock().unwrap_or_else(|e| e.into_inner());
-    let results = guard.get_or_insert_with(|| {
-        fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .filter_map(|l| Some((l.split('\t').next()?.to_owned(), l.to_owned())))
-            .collect()
-    });
-    // One line per case: control characters are shown escaped.
-    let injected: String = injected
-        .chars()
-        .map(|c| match c {
-            '\n' => "\\n".to_owned(),
-            '\r' => "\\r".to_owned(),
-            '\t' => "\\t".to_owned(),
-            c if c.is_control() => c.escape_unicode().to_string(),
-            c => c.to_string(),
-        })
-        .collect();
-    results.insert(
-        case.to_owned(),
-        format!(
-            "{case}\t{injected}\t{outcome}\t{}",
-            format_utc(SystemTime::now())
-        ),
-    );
-    let mut text = String::from("case\tinjected\toutcome\tmeasured\n");
-    for line in results.values() {
-        text.push_str(line);
-        text.push('\n');
-    }
-    fs::write(&path, text).expect("write hostile.txt");
-}
-
-/// Records FAILED for a case whose test panics before it records.
+/// A case's line in the table: its outcome when it passes, FAILED when its
+/// test panics first.
 struct CaseGuard {
     case: &'static str,
-    injected: String,
+    report: ReportGuard,
+    /// `case<TAB>injected`, control characters escaped.
+    line: String,
 }
 
 impl CaseGuard {
     fn new(case: &'static str, injected: impl Into<String>) -> CaseGuard {
+        let line = format!("{case}\t{}", one_line(&injected.into()));
+        let failed = format!("{line}\tFAILED (see the test output)");
         CaseGuard {
             case,
-            injected: injected.into(),
+            report: ReportGuard::new(&TABLE, case, failed),
+            line,
         }
     }
 
     fn pass(self, outcome: &str) {
-        record(self.case, &self.injected, outcome);
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for CaseGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            record(self.case, &self.injected, "FAILED (see the test output)");
-        }
+        self.report.pass(&format!("{}\t{outcome}", self.line));
     }
 }
 
@@ -250,140 +222,154 @@ fn jwt_with_payload(payload: &[u8]) -> String {
     )
 }
 
-#[test]
-fn token_binary_bytes() {
-    let mut bytes = vec![0xff, 0xfe, 0x00, 0x01, 0x80, 0xc3, 0x28];
-    bytes.extend((0..=255u8).rev());
-    token_case(
-        "token: binary bytes",
-        "263 bytes, not UTF-8",
-        TokenAt::Bytes(bytes),
-        "does not hold a JWT",
-    );
+/// One hostile token: what sits at the token path, and the phrase every
+/// command must say about it.
+struct TokenCase {
+    case: &'static str,
+    injected: &'static str,
+    at: fn() -> TokenAt,
+    phrase: &'static str,
 }
 
-#[test]
-fn token_empty() {
-    token_case("token: empty", "", TokenAt::Bytes(Vec::new()), "is empty");
-}
-
-#[test]
-fn token_whitespace_only() {
-    token_case(
-        "token: whitespace only",
-        " \n\t \r\n",
-        TokenAt::Bytes(b" \n\t \r\n".to_vec()),
-        "is empty",
-    );
-}
-
-#[test]
-fn token_larger_than_64_kib() {
+const TOKEN_CASES: &[TokenCase] = &[
+    TokenCase {
+        case: "token: binary bytes",
+        injected: "263 bytes, not UTF-8",
+        at: || {
+            let mut bytes = vec![0xff, 0xfe, 0x00, 0x01, 0x80, 0xc3, 0x28];
+            bytes.extend((0..=255u8).rev());
+            TokenAt::Bytes(bytes)
+        },
+        phrase: "does not hold a JWT",
+    },
+    TokenCase {
+        case: "token: empty",
+        injected: "",
+        at: || TokenAt::Bytes(Vec::new()),
+        phrase: "is empty",
+    },
+    TokenCase {
+        case: "token: whitespace only",
+        injected: " \n\t \r\n",
+        at: || TokenAt::Bytes(b" \n\t \r\n".to_vec()),
+        phrase: "is empty",
+    },
     // A well-formed JWT, but over the size cap: refused before it is parsed.
-    let claims = serde_json::json!({
-        "iss": TEST_ISSUER, "sub": TEST_SUBJECT, "aud": TEST_AUDIENCE,
-        "exp": now_unix() + 3600, "pad": "x".repeat(70 * 1024),
-    });
-    let token = jwt_from_claims(&claims);
-    assert!(token.len() > 64 * 1024);
-    token_case(
-        "token: larger than 64 KiB",
-        "a valid JWT of 95 KiB",
-        TokenAt::Bytes(token.into_bytes()),
-        "is larger than 65536 bytes",
-    );
-}
+    TokenCase {
+        case: "token: larger than 64 KiB",
+        injected: "a valid JWT of 95 KiB",
+        at: || {
+            let claims = serde_json::json!({
+                "iss": TEST_ISSUER, "sub": TEST_SUBJECT, "aud": TEST_AUDIENCE,
+                "exp": now_unix() + 3600, "pad": "x".repeat(70 * 1024),
+            });
+            let token = jwt_from_claims(&claims);
+            assert!(token.len() > 64 * 1024);
+            TokenAt::Bytes(token.into_bytes())
+        },
+        phrase: "is larger than 65536 bytes",
+    },
+    TokenCase {
+        case: "token: /dev/zero",
+        injected: "/dev/zero as the token file",
+        at: || TokenAt::Path("/dev/zero"),
+        phrase: "is not a regular file",
+    },
+    TokenCase {
+        case: "token: abc",
+        injected: "abc",
+        at: || TokenAt::Bytes(b"abc".to_vec()),
+        phrase: "does not hold a JWT",
+    },
+    TokenCase {
+        case: "token: a.b",
+        injected: "a.b",
+        at: || TokenAt::Bytes(b"a.b".to_vec()),
+        phrase: "does not hold a JWT",
+    },
+    TokenCase {
+        case: "token: a.b.c.d",
+        injected: "a.b.c.d",
+        at: || TokenAt::Bytes(b"a.b.c.d".to_vec()),
+        phrase: "does not hold a JWT",
+    },
+    TokenCase {
+        case: "token: two JWTs, one per line",
+        injected: "JWT\\nJWT",
+        at: || TokenAt::Bytes(format!("{}\n{}\n", valid_jwt(), valid_jwt()).into_bytes()),
+        phrase: "does not hold a JWT",
+    },
+    TokenCase {
+        case: "token: NUL byte inside a JWT",
+        injected: "a valid JWT with \\0 at offset 10",
+        at: || {
+            let mut t = valid_jwt().into_bytes();
+            t.insert(10, 0);
+            TokenAt::Bytes(t)
+        },
+        phrase: "does not hold a JWT",
+    },
+    TokenCase {
+        case: "token: payload not JSON",
+        injected: "header.base64(\"not json {\").sig",
+        at: || TokenAt::Bytes(jwt_with_payload(b"not json {").into_bytes()),
+        phrase: "does not hold a JWT",
+    },
+    TokenCase {
+        case: "token: payload a JSON list",
+        injected: "header.base64(\"[1,2,3]\").sig",
+        at: || TokenAt::Bytes(jwt_with_payload(b"[1,2,3]").into_bytes()),
+        phrase: "does not hold a JWT",
+    },
+    TokenCase {
+        case: "token: payload not base64url",
+        injected: "header.!!!!.sig",
+        at: || TokenAt::Bytes(b"eyJhbGciOiJSUzI1NiJ9.!!!!.c2ln".to_vec()),
+        phrase: "does not hold a JWT",
+    },
+    TokenCase {
+        case: "token: a directory",
+        injected: "mkdir at the token path",
+        at: || TokenAt::Directory,
+        phrase: "is a directory",
+    },
+    TokenCase {
+        case: "token: dangling symlink",
+        injected: "token -> ..data/token (missing)",
+        at: || TokenAt::DanglingSymlink,
+        phrase: "does not exist",
+    },
+    // A claim `exp` larger than the system clock can hold (1e300 would become
+    // u64::MAX): refused as not a JWT, rather than overflowing the clock (it
+    // made `check` panic before).
+    TokenCase {
+        case: "token: exp 1e300",
+        injected: "JWT with \"exp\": 1e300",
+        at: || {
+            let payload = format!(
+                r#"{{"iss":"{TEST_ISSUER}","sub":"{TEST_SUBJECT}","aud":"{TEST_AUDIENCE}","exp":1e300}}"#
+            );
+            TokenAt::Bytes(jwt_with_payload(payload.as_bytes()).into_bytes())
+        },
+        phrase: "the exp claim is not a time",
+    },
+    // A FIFO at the token path would block `open(2)` until a writer appears
+    // (before it was refused, `once` hung, and `run` stopped answering /livez
+    // and SIGTERM). Every case runs with a 30 s limit.
+    TokenCase {
+        case: "token: a FIFO",
+        injected: "mkfifo at the token path",
+        at: || TokenAt::Fifo,
+        phrase: "is not a regular file",
+    },
+];
 
 #[test]
-fn token_endless_device() {
-    token_case(
-        "token: /dev/zero",
-        "/dev/zero as the token file",
-        TokenAt::Path("/dev/zero"),
-        "is not a regular file",
-    );
-}
-
-#[test]
-fn token_not_a_jwt_one_part() {
-    token_case(
-        "token: abc",
-        "abc",
-        TokenAt::Bytes(b"abc".to_vec()),
-        "does not hold a JWT",
-    );
-}
-
-#[test]
-fn token_not_a_jwt_two_parts() {
-    token_case(
-        "token: a.b",
-        "a.b",
-        TokenAt::Bytes(b"a.b".to_vec()),
-        "does not hold a JWT",
-    );
-}
-
-#[test]
-fn token_not_a_jwt_four_parts() {
-    token_case(
-        "token: a.b.c.d",
-        "a.b.c.d",
-        TokenAt::Bytes(b"a.b.c.d".to_vec()),
-        "does not hold a JWT",
-    );
-}
-
-#[test]
-fn token_two_jwts_on_two_lines() {
-    let two = format!("{}\n{}\n", valid_jwt(), valid_jwt());
-    token_case(
-        "token: two JWTs, one per line",
-        "JWT\\nJWT",
-        TokenAt::Bytes(two.into_bytes()),
-        "does not hold a JWT",
-    );
-}
-
-#[test]
-fn token_with_a_nul_inside() {
-    let mut t = valid_jwt().into_bytes();
-    t.insert(10, 0);
-    token_case(
-        "token: NUL byte inside a JWT",
-        "a valid JWT with \\0 at offset 10",
-        TokenAt::Bytes(t),
-        "does not hold a JWT",
-    );
-}
-
-#[test]
-fn token_payload_not_json() {
-    token_case(
-        "token: payload not JSON",
-        "header.base64(\"not json {\").sig",
-        TokenAt::Bytes(jwt_with_payload(b"not json {").into_bytes()),
-        "does not hold a JWT",
-    );
-}
-
-#[test]
-fn token_payload_json_but_not_an_object() {
-    token_case(
-        "token: payload a JSON list",
-        "header.base64(\"[1,2,3]\").sig",
-        TokenAt::Bytes(jwt_with_payload(b"[1,2,3]").into_bytes()),
-        "does not hold a JWT",
-    );
-}
-
-#[test]
-fn token_payload_not_base64() {
-    token_case(
-        "token: payload not base64url",
-        "header.!!!!.sig",
-        TokenAt::Bytes(b"eyJhbGciOiJSUzI1NiJ9.!!!!.c2ln".to_vec()),
-        "does not hold a JWT",
+fn hostile_tokens_are_refused_by_once_check_and_check_assume() {
+    run_cases(
+        TOKEN_CASES,
+        |c| c.case,
+        |c| token_case(c.case, c.injected, (c.at)(), c.phrase),
     );
 }
 
@@ -394,18 +380,14 @@ fn token_payload_not_base64() {
 fn token_expired() {
     let case = "token: expired an hour ago";
     let guard = CaseGuard::new(case, "JWT with exp = now - 3600");
-    let sts = FakeSts::start();
-    let token = TokenDir::new(&expired_jwt());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
+    let w = World::new(&expired_jwt(), "out");
+    let (sts, token, out) = (&w.sts, &w.token, &w.out);
     for sub in ["once", "check"] {
         let r = run(rolecall_piped()
             .arg(sub)
-            .args(["--token-file", token.path().to_str().unwrap()])
-            .args(["--output-dir", out.to_str().unwrap()])
-            .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
+            .args(base_args(sts, token, out))
             .args(["--profile", &format!("reader={READER}")]));
-        assert_sane(case, sub, &r, &sts);
+        assert_sane(case, sub, &r, sts);
         assert_eq!(r.code, Some(1), "{case}: {sub}:\n{}", r.describe());
         assert!(
             r.all().contains("expired"),
@@ -438,55 +420,6 @@ fn check_assume_never_sends_an_expired_token() {
     assert_eq!(r.code, Some(1), "{}", r.describe());
     assert!(r.all().contains("expired"), "{}", r.describe());
     guard.pass("check --assume: exit 1, \"expired\", 0 STS calls");
-}
-
-#[test]
-fn token_path_is_a_directory() {
-    token_case(
-        "token: a directory",
-        "mkdir at the token path",
-        TokenAt::Directory,
-        "is a directory",
-    );
-}
-
-#[test]
-fn token_path_is_a_dangling_symlink() {
-    token_case(
-        "token: dangling symlink",
-        "token -> ..data/token (missing)",
-        TokenAt::DanglingSymlink,
-        "does not exist",
-    );
-}
-
-/// A claim `exp` larger than the system clock can hold (1e300 would become
-/// u64::MAX): refused as not a JWT, rather than overflowing the clock (it
-/// made `check` panic before).
-#[test]
-fn token_exp_beyond_the_clock() {
-    let payload = format!(
-        r#"{{"iss":"{TEST_ISSUER}","sub":"{TEST_SUBJECT}","aud":"{TEST_AUDIENCE}","exp":1e300}}"#
-    );
-    token_case(
-        "token: exp 1e300",
-        "JWT with \"exp\": 1e300",
-        TokenAt::Bytes(jwt_with_payload(payload.as_bytes()).into_bytes()),
-        "the exp claim is not a time",
-    );
-}
-
-/// A FIFO at the token path would block `open(2)` until a writer appears
-/// (before it was refused, `once` hung, and `run` stopped answering /livez
-/// and SIGTERM). Every case runs with a 30 s limit.
-#[test]
-fn token_path_is_a_fifo() {
-    token_case(
-        "token: a FIFO",
-        "mkfifo at the token path",
-        TokenAt::Fifo,
-        "is not a regular file",
-    );
 }
 
 // ---------------------------------------------------------------------------
@@ -533,217 +466,192 @@ fn config_case(case: &'static str, injected: &str, yaml: &[u8], needles: &[&str]
 
 const ARN_A: &str = "arn:aws:iam::111122223333:role/a";
 
-#[test]
-fn config_duplicate_top_level_key() {
-    config_case(
-        "yaml: duplicate key",
-        "region twice",
-        format!("region: eu-west-1\nregion: us-east-1\nprofiles:\n  a: {ARN_A}\n").as_bytes(),
-        &["rolecall.yaml", "duplicate entry with key \"region\""],
-    );
+/// One broken configuration file, and what the error report must say.
+struct ConfigCase {
+    case: &'static str,
+    injected: &'static str,
+    yaml: fn() -> Vec<u8>,
+    needles: &'static [&'static str],
 }
 
-#[test]
-fn config_duplicate_profile() {
-    config_case(
-        "yaml: duplicate profile",
-        "profiles.a twice",
-        format!("region: eu-west-1\nprofiles:\n  a: {ARN_A}\n  a: {ARN_A}\n").as_bytes(),
-        &["profiles: duplicate entry with key \"a\""],
-    );
-}
-
-#[test]
-fn config_duplicate_profile_key() {
-    config_case(
-        "yaml: duplicate profile key",
-        "profiles.a.role_arn twice",
-        format!(
-            "region: eu-west-1\nprofiles:\n  a:\n    role_arn: {ARN_A}\n    role_arn: {ARN_A}\n"
-        )
-        .as_bytes(),
-        &["profiles.a: duplicate entry with key \"role_arn\""],
-    );
-}
-
-#[test]
-fn config_unknown_top_level_key() {
-    config_case(
-        "yaml: unknown key",
-        "regoin: eu-west-1",
-        format!("regoin: eu-west-1\nprofiles:\n  a: {ARN_A}\n").as_bytes(),
-        &["rolecall.yaml: regoin: unknown key `regoin`"],
-    );
-}
-
-#[test]
-fn config_unknown_profile_key() {
-    config_case(
-        "yaml: unknown profile key",
-        "profiles.a.rolearn",
-        format!("region: eu-west-1\nprofiles:\n  a:\n    rolearn: {ARN_A}\n").as_bytes(),
-        &[
+const CONFIG_CASES: &[ConfigCase] = &[
+    ConfigCase {
+        case: "yaml: duplicate key",
+        injected: "region twice",
+        yaml: || {
+            format!("region: eu-west-1\nregion: us-east-1\nprofiles:\n  a: {ARN_A}\n").into_bytes()
+        },
+        needles: &["rolecall.yaml", "duplicate entry with key \"region\""],
+    },
+    ConfigCase {
+        case: "yaml: duplicate profile",
+        injected: "profiles.a twice",
+        yaml: || format!("region: eu-west-1\nprofiles:\n  a: {ARN_A}\n  a: {ARN_A}\n").into_bytes(),
+        needles: &["profiles: duplicate entry with key \"a\""],
+    },
+    ConfigCase {
+        case: "yaml: duplicate profile key",
+        injected: "profiles.a.role_arn twice",
+        yaml: || {
+            format!(
+                "region: eu-west-1\nprofiles:\n  a:\n    role_arn: {ARN_A}\n    role_arn: {ARN_A}\n"
+            )
+            .into_bytes()
+        },
+        needles: &["profiles.a: duplicate entry with key \"role_arn\""],
+    },
+    ConfigCase {
+        case: "yaml: unknown key",
+        injected: "regoin: eu-west-1",
+        yaml: || format!("regoin: eu-west-1\nprofiles:\n  a: {ARN_A}\n").into_bytes(),
+        needles: &["rolecall.yaml: regoin: unknown key `regoin`"],
+    },
+    ConfigCase {
+        case: "yaml: unknown profile key",
+        injected: "profiles.a.rolearn",
+        yaml: || format!("region: eu-west-1\nprofiles:\n  a:\n    rolearn: {ARN_A}\n").into_bytes(),
+        needles: &[
             "profiles.a.rolearn: unknown key `rolearn`",
             "profiles.a.role_arn: missing role_arn",
         ],
-    );
-}
-
-#[test]
-fn config_list_where_a_string_is_expected() {
-    config_case(
-        "yaml: list for a string",
-        "region: [eu-west-1]",
-        format!("region: [eu-west-1]\nprofiles:\n  a: {ARN_A}\n").as_bytes(),
-        &["region: expected a single value, found a list"],
-    );
-}
-
-#[test]
-fn config_bool_for_a_duration() {
-    config_case(
-        "yaml: bool for a duration",
-        "duration_seconds: true",
-        format!("region: eu-west-1\nduration_seconds: true\nprofiles:\n  a: {ARN_A}\n").as_bytes(),
-        &["duration_seconds: expected a string or number, found a boolean"],
-    );
-}
-
-#[test]
-fn config_mapping_for_a_role_arn() {
-    config_case(
-        "yaml: mapping for a role ARN",
-        "profiles.a.role_arn: {x: 1}",
-        b"region: eu-west-1\nprofiles:\n  a:\n    role_arn: {x: 1}\n",
-        &["profiles.a.role_arn: expected a single value, found a mapping"],
-    );
-}
-
-#[test]
-fn config_profiles_as_a_list() {
-    config_case(
-        "yaml: profiles as a list",
-        "profiles: [a, b]",
-        b"region: eu-west-1\nprofiles: [a, b]\n",
-        &["profiles: expected a mapping of profile name to settings"],
-    );
-}
-
-#[test]
-fn config_not_a_mapping() {
-    config_case(
-        "yaml: a scalar file",
-        "just some text",
-        b"just some text\n",
-        &["rolecall.yaml: the file must hold a mapping of options"],
-    );
-}
-
-#[test]
-fn config_non_utf8_bytes() {
-    let mut yaml = b"region: eu-west-1".to_vec();
-    yaml.extend([0xff, 0xfe, 0xc3, 0x28]);
-    yaml.extend(format!("\nprofiles:\n  a: {ARN_A}\n").as_bytes());
-    config_case(
-        "yaml: non-UTF-8 bytes",
-        "\\xff\\xfe\\xc3\\x28 after region",
-        &yaml,
-        &["rolecall.yaml: not valid YAML", "UTF-8"],
-    );
-}
-
-#[test]
-fn config_nested_10000_deep() {
-    let yaml = format!(
-        "region: eu-west-1\nprofiles:\n  a: {}{}\n",
-        "[".repeat(10_000),
-        "]".repeat(10_000)
-    );
-    config_case(
-        "yaml: 10,000-deep nesting",
-        "[[[[... 10,000 deep",
-        yaml.as_bytes(),
-        &["rolecall.yaml: the file nests deeper than 32 levels"],
-    );
-}
-
-#[test]
-fn config_nested_mappings_10000_deep() {
-    let yaml = format!(
-        "profiles: {}1{}\n",
-        "{a: ".repeat(10_000),
-        "}".repeat(10_000)
-    );
-    config_case(
-        "yaml: 10,000-deep mappings",
-        "{a: {a: ... 10,000 deep",
-        yaml.as_bytes(),
-        &["rolecall.yaml: the file nests deeper than 32 levels"],
-    );
-}
-
-#[test]
-fn config_alias_bomb() {
-    let mut yaml = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
-    for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
-        .iter()
-        .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
-    {
-        let refs = vec![format!("*{prev}"); 9].join(", ");
-        yaml += &format!("{name}: &{name} [{refs}]\n");
-    }
-    config_case(
-        "yaml: alias bomb",
-        "9 levels of 9 aliases (387M nodes)",
-        yaml.as_bytes(),
-        &["rolecall.yaml: not valid YAML: repetition limit exceeded"],
-    );
-}
-
-#[test]
-fn config_source_profile_cycle() {
-    let yaml = format!(
-        "region: eu-west-1\nprofiles:\n  a: {{role_arn: \"{ARN_A}\", source_profile: b}}\n  b: {{role_arn: \"{ARN_A}\", source_profile: a}}\n  c: {{role_arn: \"{ARN_A}\", source_profile: c}}\n"
-    );
-    config_case(
-        "yaml: source_profile cycle",
-        "a -> b -> a, c -> c",
-        yaml.as_bytes(),
-        &[
+    },
+    ConfigCase {
+        case: "yaml: list for a string",
+        injected: "region: [eu-west-1]",
+        yaml: || format!("region: [eu-west-1]\nprofiles:\n  a: {ARN_A}\n").into_bytes(),
+        needles: &["region: expected a single value, found a list"],
+    },
+    ConfigCase {
+        case: "yaml: bool for a duration",
+        injected: "duration_seconds: true",
+        yaml: || {
+            format!("region: eu-west-1\nduration_seconds: true\nprofiles:\n  a: {ARN_A}\n")
+                .into_bytes()
+        },
+        needles: &["duration_seconds: expected a string or number, found a boolean"],
+    },
+    ConfigCase {
+        case: "yaml: mapping for a role ARN",
+        injected: "profiles.a.role_arn: {x: 1}",
+        yaml: || b"region: eu-west-1\nprofiles:\n  a:\n    role_arn: {x: 1}\n".to_vec(),
+        needles: &["profiles.a.role_arn: expected a single value, found a mapping"],
+    },
+    ConfigCase {
+        case: "yaml: profiles as a list",
+        injected: "profiles: [a, b]",
+        yaml: || b"region: eu-west-1\nprofiles: [a, b]\n".to_vec(),
+        needles: &["profiles: expected a mapping of profile name to settings"],
+    },
+    ConfigCase {
+        case: "yaml: a scalar file",
+        injected: "just some text",
+        yaml: || b"just some text\n".to_vec(),
+        needles: &["rolecall.yaml: the file must hold a mapping of options"],
+    },
+    ConfigCase {
+        case: "yaml: non-UTF-8 bytes",
+        injected: "\\xff\\xfe\\xc3\\x28 after region",
+        yaml: || {
+            let mut yaml = b"region: eu-west-1".to_vec();
+            yaml.extend([0xff, 0xfe, 0xc3, 0x28]);
+            yaml.extend(format!("\nprofiles:\n  a: {ARN_A}\n").as_bytes());
+            yaml
+        },
+        needles: &["rolecall.yaml: not valid YAML", "UTF-8"],
+    },
+    ConfigCase {
+        case: "yaml: 10,000-deep nesting",
+        injected: "[[[[... 10,000 deep",
+        yaml: || {
+            let yaml = format!(
+                "region: eu-west-1\nprofiles:\n  a: {}{}\n",
+                "[".repeat(10_000),
+                "]".repeat(10_000)
+            );
+            yaml.into_bytes()
+        },
+        needles: &["rolecall.yaml: the file nests deeper than 32 levels"],
+    },
+    ConfigCase {
+        case: "yaml: 10,000-deep mappings",
+        injected: "{a: {a: ... 10,000 deep",
+        yaml: || {
+            let yaml = format!(
+                "profiles: {}1{}\n",
+                "{a: ".repeat(10_000),
+                "}".repeat(10_000)
+            );
+            yaml.into_bytes()
+        },
+        needles: &["rolecall.yaml: the file nests deeper than 32 levels"],
+    },
+    ConfigCase {
+        case: "yaml: alias bomb",
+        injected: "9 levels of 9 aliases (387M nodes)",
+        yaml: || {
+            let mut yaml = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+            for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+                .iter()
+                .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+            {
+                let refs = vec![format!("*{prev}"); 9].join(", ");
+                yaml += &format!("{name}: &{name} [{refs}]\n");
+            }
+            yaml.into_bytes()
+        },
+        needles: &["rolecall.yaml: not valid YAML: repetition limit exceeded"],
+    },
+    ConfigCase {
+        case: "yaml: source_profile cycle",
+        injected: "a -> b -> a, c -> c",
+        yaml: || {
+            let yaml = format!(
+                "region: eu-west-1\nprofiles:\n  a: {{role_arn: \"{ARN_A}\", source_profile: b}}\n  b: {{role_arn: \"{ARN_A}\", source_profile: a}}\n  c: {{role_arn: \"{ARN_A}\", source_profile: c}}\n"
+            );
+            yaml.into_bytes()
+        },
+        needles: &[
             "profiles.a.source_profile: source_profile cycle: a -> b -> a",
             "profiles.c.source_profile: source_profile cycle: c -> c",
         ],
-    );
-}
+    },
+    ConfigCase {
+        case: "yaml: 2,100-char policy",
+        injected: "a 2210-character session policy",
+        yaml: || {
+            let policy = format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::{}/*"}}]}}"#,
+                "b".repeat(2100)
+            );
+            assert!(policy.len() > 2100);
+            let yaml = format!(
+                "region: eu-west-1\nprofiles:\n  a:\n    role_arn: {ARN_A}\n    policy: '{policy}'\n"
+            );
+            yaml.into_bytes()
+        },
+        needles: &["profiles.a.policy: the session policy is longer than 2048 characters"],
+    },
+    ConfigCase {
+        case: "yaml: unknown source_profile",
+        injected: "source_profile: ghost",
+        yaml: || {
+            let yaml = format!(
+                "region: eu-west-1\nprofiles:\n  a:\n    role_arn: {ARN_A}\n    source_profile: ghost\n"
+            );
+            yaml.into_bytes()
+        },
+        needles: &["profiles.a.source_profile: unknown source_profile \"ghost\""],
+    },
+];
 
 #[test]
-fn config_policy_of_2100_characters() {
-    let policy = format!(
-        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::{}/*"}}]}}"#,
-        "b".repeat(2100)
-    );
-    assert!(policy.len() > 2100);
-    let yaml = format!(
-        "region: eu-west-1\nprofiles:\n  a:\n    role_arn: {ARN_A}\n    policy: '{policy}'\n"
-    );
-    config_case(
-        "yaml: 2,100-char policy",
-        &format!("a {}-character session policy", policy.len()),
-        yaml.as_bytes(),
-        &["profiles.a.policy: the session policy is longer than 2048 characters"],
-    );
-}
-
-#[test]
-fn config_unknown_source_profile() {
-    let yaml = format!(
-        "region: eu-west-1\nprofiles:\n  a:\n    role_arn: {ARN_A}\n    source_profile: ghost\n"
-    );
-    config_case(
-        "yaml: unknown source_profile",
-        "source_profile: ghost",
-        yaml.as_bytes(),
-        &["profiles.a.source_profile: unknown source_profile \"ghost\""],
+fn broken_configuration_files_exit_64_saying_what_is_wrong() {
+    run_cases(
+        CONFIG_CASES,
+        |c| c.case,
+        |c| {
+            config_case(c.case, c.injected, &(c.yaml)(), c.needles);
+        },
     );
 }
 
@@ -810,15 +718,13 @@ fn injection_case(
 
 fn injection_checks(guard: CaseGuard, args: &[&str], env: &[(&str, &str)], needle: &str) {
     let case = guard.case;
-    let sts = FakeSts::start();
-    let token = TokenDir::new(&valid_jwt());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
+    let w = World::new(&valid_jwt(), "out");
+    let (sts, token, out) = (&w.sts, &w.token, &w.out);
     let mut cmd = rolecall_piped();
     cmd.arg("once")
         .args(["--token-file", token.path().to_str().unwrap()])
         .args(["--sts-endpoint", &sts.endpoint()])
-        .env("ROLECALL_OUTPUT_DIR", &out)
+        .env("ROLECALL_OUTPUT_DIR", out)
         .args(args);
     if !args.contains(&"--region") && !env.iter().any(|(k, _)| *k == "AWS_REGION") {
         cmd.args(["--region", "eu-west-1"]);
@@ -830,7 +736,7 @@ fn injection_checks(guard: CaseGuard, args: &[&str], env: &[(&str, &str)], needl
         cmd.env(k, v);
     }
     let r = run(&mut cmd);
-    assert_sane(case, "once", &r, &sts);
+    assert_sane(case, "once", &r, sts);
     assert_eq!(r.code, Some(64), "{case}:\n{}", r.describe());
     assert!(
         r.stderr.contains(needle),
@@ -838,7 +744,7 @@ fn injection_checks(guard: CaseGuard, args: &[&str], env: &[(&str, &str)], needl
         r.describe()
     );
     assert!(!out.exists(), "{case}: the output dir was created");
-    let written: Vec<_> = fs::read_dir(tmp.path())
+    let written: Vec<_> = fs::read_dir(w.tmp.path())
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -859,99 +765,49 @@ fn injection_checks(guard: CaseGuard, args: &[&str], env: &[(&str, &str)], needl
     ));
 }
 
-#[test]
-fn inject_through_the_profile_name() {
-    let v = format!("a\n[evil]={READER}");
-    injection_case(
-        "inject: --profile name",
-        &v,
-        &["--profile", &v],
-        &[],
-        "must be 1-64 characters",
-    );
+/// Where an injected value goes: after these flags, or into a variable.
+enum Via {
+    Flags(&'static [&'static str]),
+    Var(&'static str),
 }
 
-#[test]
-fn inject_through_the_role_arn() {
-    let v = format!("reader={READER}\n[evil]\naws_access_key_id = AKIAEVIL");
-    injection_case(
-        "inject: --profile role ARN",
-        &v,
-        &["--profile", &v],
-        &[],
-        "is not an IAM role ARN",
-    );
+/// A value with a line break (or a bad address) in one option, and what
+/// the error report must say.
+struct InjectionCase {
+    case: &'static str,
+    value: fn() -> String,
+    via: Via,
+    needle: &'static str,
 }
 
-#[test]
-fn inject_through_the_region_flag() {
-    let v = "eu-west-1\naws_access_key_id=x";
-    injection_case(
-        "inject: --region",
-        v,
-        &["--region", v],
-        &[],
-        "is not an AWS region",
-    );
-}
+#[rustfmt::skip]
+const INJECTION_CASES: &[InjectionCase] = &[
+    InjectionCase { case: "inject: --profile name", value: || format!("a\n[evil]={READER}"), via: Via::Flags(&["--profile"]), needle: "must be 1-64 characters" },
+    InjectionCase { case: "inject: --profile role ARN", value: || format!("reader={READER}\n[evil]\naws_access_key_id = AKIAEVIL"), via: Via::Flags(&["--profile"]), needle: "is not an IAM role ARN" },
+    InjectionCase { case: "inject: --region", value: || "eu-west-1\naws_access_key_id=x".into(), via: Via::Flags(&["--region"]), needle: "is not an AWS region" },
+    InjectionCase { case: "inject: AWS_REGION", value: || "eu-west-1\n[evil]".into(), via: Via::Var("AWS_REGION"), needle: "environment AWS_REGION" },
+    InjectionCase { case: "inject: --session-name", value: || "pod\naws_secret_access_key=x".into(), via: Via::Flags(&["--session-name"]), needle: "role session name" },
+    InjectionCase { case: "inject: AWS_ROLE_SESSION_NAME", value: || "pod\r\n[evil]".into(), via: Via::Var("AWS_ROLE_SESSION_NAME"), needle: "environment AWS_ROLE_SESSION_NAME" },
+    InjectionCase { case: "inject: ROLECALL_PROFILES", value: || format!("a={ARN_A}\n[evil]={READER}"), via: Via::Var("ROLECALL_PROFILES"), needle: "environment ROLECALL_PROFILES" },
+    InjectionCase { case: "inject: ROLECALL_PROFILES name", value: || format!("a\n[evil]={READER},b={ARN_A}"), via: Via::Var("ROLECALL_PROFILES"), needle: "must be 1-64 characters" },
+    InjectionCase { case: "inject: --app-output-dir", value: || "/aws dir\n[evil]".into(), via: Via::Flags(&["--credentials", "process", "--app-output-dir"]), needle: "--app-output-dir" },
+];
 
 #[test]
-fn inject_through_the_region_variable() {
-    let v = "eu-west-1\n[evil]";
-    injection_case(
-        "inject: AWS_REGION",
-        v,
-        &[],
-        &[("AWS_REGION", v)],
-        "environment AWS_REGION",
-    );
-}
-
-#[test]
-fn inject_through_the_session_name_flag() {
-    let v = "pod\naws_secret_access_key=x";
-    injection_case(
-        "inject: --session-name",
-        v,
-        &["--session-name", v],
-        &[],
-        "role session name",
-    );
-}
-
-#[test]
-fn inject_through_the_session_name_variable() {
-    let v = "pod\r\n[evil]";
-    injection_case(
-        "inject: AWS_ROLE_SESSION_NAME",
-        v,
-        &[],
-        &[("AWS_ROLE_SESSION_NAME", v)],
-        "environment AWS_ROLE_SESSION_NAME",
-    );
-}
-
-#[test]
-fn inject_through_rolecall_profiles() {
-    let v = format!("a={ARN_A}\n[evil]={READER}");
-    injection_case(
-        "inject: ROLECALL_PROFILES",
-        &v,
-        &[],
-        &[("ROLECALL_PROFILES", &v)],
-        "environment ROLECALL_PROFILES",
-    );
-}
-
-#[test]
-fn inject_through_rolecall_profiles_name() {
-    let v = format!("a\n[evil]={READER},b={ARN_A}");
-    injection_case(
-        "inject: ROLECALL_PROFILES name",
-        &v,
-        &[],
-        &[("ROLECALL_PROFILES", &v)],
-        "must be 1-64 characters",
+fn values_with_injected_lines_exit_64() {
+    run_cases(
+        INJECTION_CASES,
+        |c| c.case,
+        |c| {
+            let value = (c.value)();
+            match c.via {
+                Via::Flags(flags) => {
+                    let args: Vec<&str> = flags.iter().copied().chain([value.as_str()]).collect();
+                    injection_case(c.case, &value, &args, &[], c.needle);
+                }
+                Via::Var(var) => injection_case(c.case, &value, &[], &[(var, &value)], c.needle),
+            }
+        },
     );
 }
 
@@ -969,56 +825,63 @@ fn inject_through_the_output_dir() {
     assert!(!Path::new(&v).exists());
 }
 
-#[test]
-fn inject_through_the_app_output_dir() {
-    let v = "/aws dir\n[evil]";
-    injection_case(
-        "inject: --app-output-dir",
-        v,
-        &["--credentials", "process", "--app-output-dir", v],
-        &[],
-        "--app-output-dir",
-    );
+/// Lines injected through the configuration file, and what the error
+/// report must say.
+struct FileInjection {
+    case: &'static str,
+    injected: &'static str,
+    yaml: fn() -> String,
+    needle: &'static str,
 }
 
-#[test]
-fn inject_through_the_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("rolecall.yaml");
-    fs::write(
-        &file,
-        format!(
-            "profiles:\n  a:\n    role_arn: {ARN_A}\n    region: \"eu-west-1\\n[evil]\\naws_access_key_id = x\"\n    role_session_name: \"pod\\n[evil]\"\n"
-        ),
-    )
-    .unwrap();
-    injection_case(
-        "inject: YAML region and session name",
-        "region: \"eu-west-1\\n[evil]\\naws_access_key_id = x\", role_session_name: \"pod\\n[evil]\"",
-        &["--config", file.to_str().unwrap()],
-        &[],
-        "profiles.a.region: \"eu-west-1",
-    );
-}
+const FILE_INJECTIONS: &[FileInjection] = &[
+    FileInjection {
+        case: "inject: YAML region and session name",
+        injected: "region: \"eu-west-1\\n[evil]\\naws_access_key_id = x\", role_session_name: \"pod\\n[evil]\"",
+        yaml: || {
+            format!(
+                "profiles:\n  a:\n    role_arn: {ARN_A}\n    region: \"eu-west-1\\n[evil]\\naws_access_key_id = x\"\n    role_session_name: \"pod\\n[evil]\"\n"
+            )
+        },
+        needle: "profiles.a.region: \"eu-west-1",
+    },
+    // A key or profile name with a line break in the YAML file is refused,
+    // and echoed escaped: the file cannot forge lines of the error report
+    // (it could before: the raw key was the problem's origin).
+    FileInjection {
+        case: "inject: YAML keys with a line break",
+        injected: "key \"x\\n[evil]\", profile \"b\\n[evil]\"",
+        yaml: || {
+            format!("region: eu-west-1\n\"x\\n[evil]\": 1\nprofiles:\n  \"b\\n[evil]\": {ARN_A}\n")
+        },
+        needle: "must be 1-64 characters",
+    },
+    // The credentials endpoint on a public address, from the file.
+    FileInjection {
+        case: "endpoint: 0.0.0.0 in the file",
+        injected: "endpoint_addr: 0.0.0.0:9912",
+        yaml: || "endpoint_addr: 0.0.0.0:9912\n".into(),
+        needle: "rolecall.yaml: endpoint_addr: 0.0.0.0:9912 is not a loopback address",
+    },
+];
 
-/// A key or profile name with a line break in the YAML file is refused, and
-/// echoed escaped: the file cannot forge lines of the error report (it
-/// could before: the raw key was the problem's origin).
 #[test]
-fn inject_through_a_yaml_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("rolecall.yaml");
-    fs::write(
-        &file,
-        format!("region: eu-west-1\n\"x\\n[evil]\": 1\nprofiles:\n  \"b\\n[evil]\": {ARN_A}\n"),
-    )
-    .unwrap();
-    injection_case(
-        "inject: YAML keys with a line break",
-        "key \"x\\n[evil]\", profile \"b\\n[evil]\"",
-        &["--config", file.to_str().unwrap()],
-        &[],
-        "must be 1-64 characters",
+fn lines_injected_through_the_file_exit_64() {
+    run_cases(
+        FILE_INJECTIONS,
+        |c| c.case,
+        |c| {
+            let tmp = tempfile::tempdir().unwrap();
+            let file = tmp.path().join("rolecall.yaml");
+            fs::write(&file, (c.yaml)()).unwrap();
+            injection_case(
+                c.case,
+                c.injected,
+                &["--config", file.to_str().unwrap()],
+                &[],
+                c.needle,
+            );
+        },
     );
 }
 
@@ -1029,46 +892,30 @@ fn inject_through_a_yaml_key() {
 /// line whose first shell word is the whole helper path.
 #[test]
 fn process_mode_output_dir_with_a_space() {
-    let case = "inject: process mode, output dir with a space";
-    let guard = CaseGuard::new(case, "--credentials process --output-dir '/tmp/x/out dir'");
-    let sts = FakeSts::start();
-    let token = TokenDir::new(&valid_jwt());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out dir");
-    let r = run(rolecall_piped()
-        .arg("once")
-        .args(["--token-file", token.path().to_str().unwrap()])
-        .args(["--output-dir", out.to_str().unwrap()])
-        .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
-        .args(["--credentials", "process"])
-        .args(["--profile", &format!("reader={READER}")]));
-    assert!(!r.hung && !r.all().contains("panicked"), "{}", r.describe());
-    let outcome = if r.code == Some(64) {
-        assert_sane(case, "once", &r, &sts);
-        assert!(!out.exists(), "{case}: the output dir was created");
-        assert!(
-            r.stderr.contains("app-output-dir") || r.stderr.contains("app_output_dir"),
-            "{}",
-            r.describe()
-        );
-        "exit 64 (use --app-output-dir without spaces), 0 STS calls, nothing written".to_owned()
-    } else {
-        let config = fs::read_to_string(out.join("config")).unwrap_or_default();
-        let line = config
-            .lines()
-            .find(|l| l.starts_with("credential_process"))
-            .unwrap_or_default()
-            .to_owned();
-        let command = line.split_once(" = ").map(|(_, v)| v).unwrap_or_default();
-        let words = shell_split(command);
-        assert_eq!(
-            words.first().map(String::as_str),
-            Some(out.join("rolecall").to_str().unwrap()),
-            "{case}: the SDKs split the helper path: {line:?}"
-        );
-        format!("exit {:?}, helper path read back whole", r.code)
-    };
-    guard.pass(&outcome);
+    let w = World::new(&valid_jwt(), "out dir");
+    process_mode_case(
+        "inject: process mode, output dir with a space",
+        "--credentials process --output-dir '/tmp/x/out dir'".into(),
+        &w,
+        &[],
+        |r| {
+            assert!(
+                r.stderr.contains("app-output-dir") || r.stderr.contains("app_output_dir"),
+                "{}",
+                r.describe()
+            );
+            "(use --app-output-dir without spaces)"
+        },
+        |case, command| {
+            let words = shell_split(command);
+            assert_eq!(
+                words.first().map(String::as_str),
+                Some(w.out.join("rolecall").to_str().unwrap()),
+                "{case}: the SDKs split the helper path: {command:?}"
+            );
+            "helper path read back whole"
+        },
+    );
 }
 
 /// The Rust, Go, JS and Java SDKs run `credential_process` through `sh -c`.
@@ -1078,45 +925,65 @@ fn process_mode_output_dir_with_a_space() {
 /// 64), or quoted so that `sh` reads the helper path back whole.
 #[test]
 fn process_mode_app_output_dir_with_shell_syntax() {
-    let case = "inject: process mode, shell syntax in app_output_dir";
-    let tmp = tempfile::tempdir().unwrap();
-    let marker = tmp.path().join("pwned");
+    let w = World::new(&valid_jwt(), "out");
+    let marker = w.tmp.path().join("pwned");
     let app_dir = format!("/aws;touch${{IFS}}{};#", marker.display());
-    let guard = CaseGuard::new(
-        case,
+    process_mode_case(
+        "inject: process mode, shell syntax in app_output_dir",
         format!("--credentials process --app-output-dir '{app_dir}'"),
+        &w,
+        &["--app-output-dir", &app_dir],
+        |_| "",
+        |case, command| {
+            // What an SDK does with the line (the helper is not there: only
+            // whether the shell ran something else matters).
+            let _ = Command::new("sh").args(["-c", command]).output();
+            assert!(
+                !marker.exists(),
+                "{case}: the app's shell ran a command from the path: {command:?}"
+            );
+            "the shell ran nothing but the helper"
+        },
     );
-    let sts = FakeSts::start();
-    let token = TokenDir::new(&valid_jwt());
-    let out = tmp.path().join("out");
+}
+
+/// `once` in process mode with `extra` arguments: refused (exit 64, no STS
+/// call, nothing written, and `refused` holds), or else `accepted` checks
+/// the command written as `credential_process` into `config`. Each returns
+/// what the table line adds.
+fn process_mode_case(
+    case: &'static str,
+    injected: String,
+    w: &World,
+    extra: &[&str],
+    refused: impl Fn(&Run) -> &'static str,
+    accepted: impl Fn(&str, &str) -> &'static str,
+) {
+    let guard = CaseGuard::new(case, injected);
     let r = run(rolecall_piped()
         .arg("once")
-        .args(["--token-file", token.path().to_str().unwrap()])
-        .args(["--output-dir", out.to_str().unwrap()])
-        .args(["--app-output-dir", &app_dir])
-        .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
+        .args(base_args(&w.sts, &w.token, &w.out))
+        .args(extra)
         .args(["--credentials", "process"])
         .args(["--profile", &format!("reader={READER}")]));
     assert!(!r.hung && !r.all().contains("panicked"), "{}", r.describe());
     let outcome = if r.code == Some(64) {
-        assert_sane(case, "once", &r, &sts);
-        assert!(!out.exists(), "{case}: the output dir was created");
-        "exit 64, 0 STS calls, nothing written".to_owned()
+        assert_sane(case, "once", &r, &w.sts);
+        assert!(!w.out.exists(), "{case}: the output dir was created");
+        let why = refused(&r);
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!(" {why}")
+        };
+        format!("exit 64{why}, 0 STS calls, nothing written")
     } else {
-        let config = fs::read_to_string(out.join("config")).unwrap_or_default();
-        let line = config
+        let config = fs::read_to_string(w.out.join("config")).unwrap_or_default();
+        let command = config
             .lines()
             .find_map(|l| l.strip_prefix("credential_process = "))
-            .unwrap_or_default()
-            .to_owned();
-        // What an SDK does with the line (the helper is not there: only
-        // whether the shell ran something else matters).
-        let _ = Command::new("sh").args(["-c", &line]).output();
-        assert!(
-            !marker.exists(),
-            "{case}: the app's shell ran a command from the path: {line:?}"
-        );
-        format!("exit {:?}, the shell ran nothing but the helper", r.code)
+            .unwrap_or_default();
+        format!("exit {:?}, {}", r.code, accepted(case, command))
     };
     guard.pass(&outcome);
 }
@@ -1170,41 +1037,26 @@ fn shell_split(s: &str) -> Vec<String> {
 // The credentials endpoint on a public address
 // ---------------------------------------------------------------------------
 
-fn endpoint_case(case: &'static str, addr: &str) {
-    injection_case(
-        case,
-        &format!("--endpoint-addr {addr}"),
-        &["--endpoint-addr", addr],
-        &[],
-        "is not a loopback address",
-    );
-}
+/// (case, address) of a credentials endpoint on a public address.
+const PUBLIC_ENDPOINTS: [(&str, &str); 3] = [
+    ("endpoint: 0.0.0.0", "0.0.0.0:9912"),
+    ("endpoint: [::]", "[::]:9912"),
+    ("endpoint: 10.0.0.7", "10.0.0.7:9912"),
+];
 
 #[test]
-fn endpoint_on_all_interfaces() {
-    endpoint_case("endpoint: 0.0.0.0", "0.0.0.0:9912");
-}
-
-#[test]
-fn endpoint_on_all_ipv6_interfaces() {
-    endpoint_case("endpoint: [::]", "[::]:9912");
-}
-
-#[test]
-fn endpoint_on_a_pod_address() {
-    endpoint_case("endpoint: 10.0.0.7", "10.0.0.7:9912");
-}
-
-#[test]
-fn endpoint_on_all_interfaces_from_the_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("rolecall.yaml");
-    fs::write(&file, "endpoint_addr: 0.0.0.0:9912\n").unwrap();
-    injection_case(
-        "endpoint: 0.0.0.0 in the file",
-        "endpoint_addr: 0.0.0.0:9912",
-        &["--config", file.to_str().unwrap()],
-        &[],
-        "rolecall.yaml: endpoint_addr: 0.0.0.0:9912 is not a loopback address",
+fn an_endpoint_on_a_public_address_exits_64() {
+    run_cases(
+        &PUBLIC_ENDPOINTS,
+        |c| c.0,
+        |&(case, addr)| {
+            injection_case(
+                case,
+                &format!("--endpoint-addr {addr}"),
+                &["--endpoint-addr", addr],
+                &[],
+                "is not a loopback address",
+            )
+        },
     );
 }

@@ -15,9 +15,9 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rolecall::config::{Config, Env, Flags};
 use support::*;
@@ -32,47 +32,6 @@ fn reader() -> [String; 2] {
 
 fn run(cmd: &mut Command) -> Run {
     run_for(cmd, LIMIT)
-}
-
-/// Reads a pipe to its end on a thread; the bytes so far are readable at
-/// any time (to wait for a log line of a process that is still running).
-fn collect(
-    mut pipe: impl std::io::Read + Send + 'static,
-) -> (Arc<Mutex<Vec<u8>>>, std::thread::JoinHandle<()>) {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let b = buf.clone();
-    let t = std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            b.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
-    });
-    (buf, t)
-}
-
-/// Waits for `child` on the wall clock, killing it after `limit`; the
-/// status and whether it had to be killed.
-fn wait_exit(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, bool) {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return (s, false);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return (child.wait().expect("wait after kill"), true);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: kill(2) on our own child's pid.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-    assert_eq!(rc, 0, "kill({sig})");
 }
 
 fn mkfifo(p: &Path) {
@@ -90,33 +49,27 @@ fn mode_of(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
-/// The sidecar as a process, with its stderr collected as it runs.
+/// The sidecar as a process, with its stderr collected as it runs and its
+/// health listener on a free port.
 struct Sidecar {
-    child: Child,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    process: ChildSidecar,
     port: u16,
 }
 
 impl Sidecar {
     fn start(args: &[String]) -> Sidecar {
         let port = free_port();
-        let mut child = rolecall_piped()
-            .arg("run")
-            .args(args)
-            .args(["--health-addr", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn rolecall run");
-        let (stderr, _) = collect(child.stderr.take().expect("stderr"));
-        Sidecar {
-            child,
-            stderr,
-            port,
-        }
+        let process = ChildSidecar::spawn(
+            rolecall_piped()
+                .arg("run")
+                .args(args)
+                .args(["--health-addr", &format!("127.0.0.1:{port}")]),
+        );
+        Sidecar { process, port }
     }
 
     fn logs(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+        self.process.log()
     }
 
     async fn livez(&self) -> u16 {
@@ -127,16 +80,9 @@ impl Sidecar {
 
     /// SIGTERM; the exit code, or `None` if it did not stop within 3 s.
     fn stop(mut self) -> Option<i32> {
-        signal(&self.child, libc::SIGTERM);
-        let (status, hung) = wait_exit(&mut self.child, Duration::from_secs(3));
-        if hung { None } else { status.code() }
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process
+            .stop_within(Duration::from_secs(3))
+            .and_then(|status| status.code())
     }
 }
 
@@ -172,22 +118,11 @@ fn links_to_dev_zero_at_the_outputs_are_replaced_not_read() {
         });
     }
     let r = run(&mut cmd);
-    assert_eq!(r.code, Some(0), "{}", r.describe());
-    let creds = out.path().join("credentials");
-    assert!(is_regular(&creds));
-    assert!(
-        std::fs::read_to_string(&creds)
-            .unwrap()
-            .contains("[reader]")
-    );
+    // The planted link is logged.
+    assert_credentials_replaced(&r, out.path(), &["symbolic link", "credentials"]);
     assert!(is_regular(&out.path().join("status.json")));
     // The process-mode file is not used by this configuration: removed.
     assert!(std::fs::symlink_metadata(out.path().join("credential-process.json")).is_err());
-    assert!(
-        r.stderr.contains("symbolic link") && r.stderr.contains("credentials"),
-        "the planted link is logged:\n{}",
-        r.describe()
-    );
 }
 
 #[test]
@@ -202,15 +137,20 @@ fn a_fifo_at_credentials_does_not_hang_once() {
         .args(base_args(&sts, &token, out.path()))
         .args(reader()));
     assert!(!r.hung, "{}", r.describe());
-    assert_eq!(r.code, Some(0), "{}", r.describe());
-    let creds = out.path().join("credentials");
-    assert!(is_regular(&creds));
+    assert_credentials_replaced(&r, out.path(), &["not a regular file"]);
+}
+
+/// `once` succeeded, saying each of `logged`, and replaced what was planted
+/// at `out/credentials` with a regular file holding `reader`.
+fn assert_credentials_replaced(r: &Run, out: &Path, logged: &[&str]) {
+    r.assert_says(0, logged, "once");
+    let creds = out.join("credentials");
+    assert!(is_regular(&creds), "{}", r.describe());
     assert!(
         std::fs::read_to_string(&creds)
             .unwrap()
             .contains("[reader]")
     );
-    assert!(r.stderr.contains("not a regular file"), "{}", r.describe());
 }
 
 #[tokio::test]
@@ -244,46 +184,66 @@ async fn a_fifo_at_credentials_does_not_hang_run_and_sigterm_stops_it() {
     assert_eq!(sidecar.stop(), Some(0), "SIGTERM did not stop it in 3 s");
 }
 
-#[test]
-fn a_fifo_or_a_link_at_status_json_does_not_hang_status() {
-    let out = tempfile::tempdir().unwrap();
-    let status = out.path().join("status.json");
-    mkfifo(&status);
-    let r = run_for(
-        rolecall_piped()
-            .args(["status", "--output-dir"])
-            .arg(out.path()),
-        Duration::from_secs(10),
-    );
-    assert!(!r.hung, "{}", r.describe());
-    assert_eq!(r.code, Some(1), "{}", r.describe());
-    assert!(r.stderr.contains("not a regular file"), "{}", r.describe());
-
-    // A link to a file elsewhere is refused, not followed.
-    std::fs::remove_file(&status).unwrap();
-    let elsewhere = out.path().join("elsewhere.json");
-    std::fs::write(&elsewhere, r#"{"version":1,"profiles":[]}"#).unwrap();
-    std::os::unix::fs::symlink(&elsewhere, &status).unwrap();
-    let r = run(rolecall_piped()
-        .args(["status", "--output-dir"])
-        .arg(out.path()));
-    assert_eq!(r.code, Some(1), "{}", r.describe());
-    assert!(r.stderr.contains("symbolic link"), "{}", r.describe());
+/// Something hostile where a read-only command (`status`, the helper)
+/// reads: refused at once, never waited on nor followed.
+struct PlantedRead {
+    case: &'static str,
+    /// The file in the output dir.
+    file: &'static str,
+    plant: fn(&Path),
+    command: &'static [&'static str],
+    phrase: &'static str,
 }
 
+const PLANTED_READS: &[PlantedRead] = &[
+    PlantedRead {
+        case: "a FIFO at status.json, `status`",
+        file: "status.json",
+        plant: mkfifo,
+        command: &["status"],
+        phrase: "not a regular file",
+    },
+    // A link to a file elsewhere is refused, not followed.
+    PlantedRead {
+        case: "a link at status.json to a file elsewhere, `status`",
+        file: "status.json",
+        plant: |path| {
+            let elsewhere = path.with_file_name("elsewhere.json");
+            std::fs::write(&elsewhere, r#"{"version":1,"profiles":[]}"#).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, path).unwrap();
+        },
+        command: &["status"],
+        phrase: "symbolic link",
+    },
+    PlantedRead {
+        case: "a FIFO at credential-process.json, the helper",
+        file: "credential-process.json",
+        plant: mkfifo,
+        command: &["credential-process", "--profile", "reader"],
+        phrase: "not a regular file",
+    },
+];
+
 #[test]
-fn a_fifo_at_credential_process_json_does_not_hang_the_helper() {
-    let out = tempfile::tempdir().unwrap();
-    mkfifo(&out.path().join("credential-process.json"));
-    let r = run_for(
-        rolecall_piped()
-            .args(["credential-process", "--profile", "reader", "--output-dir"])
-            .arg(out.path()),
-        Duration::from_secs(10),
+fn a_fifo_or_a_link_where_status_or_the_helper_reads_does_not_hang_it() {
+    run_cases(
+        PLANTED_READS,
+        |c| c.case,
+        |c| {
+            let case = c.case;
+            let out = tempfile::tempdir().unwrap();
+            (c.plant)(&out.path().join(c.file));
+            let r = run_for(
+                rolecall_piped()
+                    .args(c.command)
+                    .arg("--output-dir")
+                    .arg(out.path()),
+                Duration::from_secs(10),
+            );
+            assert!(!r.hung, "{case}: {}", r.describe());
+            r.assert_says(1, &[c.phrase], case);
+        },
     );
-    assert!(!r.hung, "{}", r.describe());
-    assert_eq!(r.code, Some(1), "{}", r.describe());
-    assert!(r.stderr.contains("not a regular file"), "{}", r.describe());
 }
 
 #[tokio::test]
@@ -310,7 +270,7 @@ async fn a_fifo_at_the_config_path_and_sighup_do_not_hang_the_sidecar() {
         sidecar.logs()
     );
     mkfifo(&cfg);
-    signal(&sidecar.child, libc::SIGHUP);
+    sidecar.process.signal(libc::SIGHUP);
     assert!(
         wait_until(Duration::from_secs(10), || sidecar
             .logs()
@@ -391,12 +351,7 @@ fn a_huge_or_deeply_nested_config_is_refused_before_parsing() {
         let r = run(rolecall_piped()
             .args(["check", "--region", "eu-west-1", "--config"])
             .arg(&cfg));
-        assert_eq!(r.code, Some(64), "{case}: {}", r.describe());
-        assert!(
-            r.stderr.contains(&cfg.display().to_string()) && r.stderr.contains(needle),
-            "{case}: {}",
-            r.describe()
-        );
+        r.assert_says(64, &[&cfg.display().to_string(), needle], case);
     }
 }
 
@@ -418,22 +373,15 @@ fn unsafe_file_modes_are_refused_unless_world_reading_is_allowed() {
     };
     for mode in ["0644", "0604"] {
         let r = once(&["--file-mode", mode], &[]);
-        assert_eq!(r.code, Some(64), "{mode}: {}", r.describe());
-        assert!(
-            r.stderr.contains("--file-mode")
-                && r.stderr.contains("0640")
-                && r.stderr.contains("--allow-world-readable"),
-            "{mode}: the error says what to do:\n{}",
-            r.describe()
-        );
+        // The error says what to do.
+        r.assert_says(64, &["--file-mode", "0640", "--allow-world-readable"], mode);
     }
     for mode in ["0666", "0777", "0660", "0602"] {
         for allow in [&[][..], &["--allow-world-readable"][..]] {
             let mut args = vec!["--file-mode", mode];
             args.extend(allow);
             let r = once(&args, &[]);
-            assert_eq!(r.code, Some(64), "{mode} {allow:?}: {}", r.describe());
-            assert!(r.stderr.contains("writable"), "{mode}: {}", r.describe());
+            r.assert_says(64, &["writable"], &format!("{mode} {allow:?}"));
         }
     }
     assert_eq!(sts.calls(), 0, "nothing was assumed with a refused mode");
@@ -454,12 +402,10 @@ fn unsafe_file_modes_are_refused_unless_world_reading_is_allowed() {
     );
     assert_eq!(r.code, Some(64), "{}", r.describe());
     let r = once(&[], &[("ROLECALL_ALLOW_WORLD_READABLE", "maybe")]);
-    assert_eq!(r.code, Some(64), "{}", r.describe());
-    assert!(
-        r.stderr
-            .contains("environment ROLECALL_ALLOW_WORLD_READABLE"),
-        "{}",
-        r.describe()
+    r.assert_says(
+        64,
+        &["environment ROLECALL_ALLOW_WORLD_READABLE"],
+        "ROLECALL_ALLOW_WORLD_READABLE=maybe",
     );
 
     // The YAML key, and a bad value for it.
@@ -469,12 +415,7 @@ fn unsafe_file_modes_are_refused_unless_world_reading_is_allowed() {
     assert_eq!(r.code, Some(0), "{}", r.describe());
     std::fs::write(&cfg, "allow_world_readable: [yes]\n").unwrap();
     let r = once(&["--config", &cfg.display().to_string()], &[]);
-    assert_eq!(r.code, Some(64), "{}", r.describe());
-    assert!(
-        r.stderr.contains("allow_world_readable"),
-        "{}",
-        r.describe()
-    );
+    r.assert_says(64, &["allow_world_readable"], "allow_world_readable: [yes]");
 }
 
 #[test]

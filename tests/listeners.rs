@@ -10,8 +10,8 @@
 mod support;
 
 use std::fs::{self, File};
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -39,19 +39,12 @@ static FLOODS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 // ---------------------------------------------------------------------------
 
 struct Sidecar {
-    child: Child,
+    process: ChildSidecar,
     health: u16,
     endpoint: Option<u16>,
     log: PathBuf,
     out: PathBuf,
     _root: tempfile::TempDir,
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Start {
@@ -67,41 +60,32 @@ impl Sidecar {
         let log = root.path().join("rolecall.log");
         let health = free_port();
         let endpoint = how.endpoint.then(free_port);
-        let bin = env!("CARGO_BIN_EXE_rolecall");
-        let mut c = match how.nofile {
-            // `ulimit -n` in sh sets the soft and the hard limit; `exec`
-            // keeps the pid, so /proc and signals reach rolecall itself.
-            Some(n) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
-                    .arg(bin);
-                c
-            }
-            None => Command::new(bin),
-        };
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOSTNAME", "listeners-test")
-            .env("RUST_LOG", "info")
-            .arg("run")
-            .args(["--token-file", &token.path().display().to_string()])
-            .args(["--output-dir", &out.display().to_string()])
-            .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
-            .args(["--health-addr", &format!("0.0.0.0:{health}")])
-            .args(["--log-format", "json"])
-            .args(["--profile", &format!("reader={ROLE}")]);
+        let mut c = rolecall_run(sts, token, &out, [("reader", ROLE)]);
+        c.args(["--health-addr", &format!("0.0.0.0:{health}")])
+            .args(["--log-format", "json"]);
         if let Some(port) = endpoint {
             c.args(["--endpoint-addr", &format!("127.0.0.1:{port}")]);
         }
-        let child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn rolecall");
+        if let Some(n) = how.nofile {
+            // What `ulimit -n` does, in the child before exec.
+            let limit = libc::rlimit {
+                rlim_cur: libc::rlim_t::from(n),
+                rlim_max: libc::rlim_t::from(n),
+            };
+            // SAFETY: setrlimit(2) is async-signal-safe and reads only
+            // `limit`, which the closure owns.
+            unsafe {
+                c.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         Sidecar {
-            child,
+            process: ChildSidecar::spawn_logging_to(&mut c, &log),
             health,
             endpoint,
             log,
@@ -111,7 +95,7 @@ impl Sidecar {
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     async fn wait_ready(&mut self) {
@@ -123,7 +107,7 @@ impl Sidecar {
                 break;
             }
             assert!(
-                self.child.try_wait().expect("try_wait").is_none(),
+                self.process.running(),
                 "rolecall exited before it was ready; log:\n{}",
                 self.log_text()
             );
@@ -181,11 +165,7 @@ impl Sidecar {
     }
 
     fn sigusr1(&self) {
-        let ok = Command::new("kill")
-            .args(["-USR1", &self.pid().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill -USR1");
+        self.process.signal(libc::SIGUSR1);
     }
 
     fn access_key(&self) -> Option<String> {

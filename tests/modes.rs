@@ -8,21 +8,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use rolecall::Control;
 use rolecall::config::{Config, Env, Flags};
-use rolecall::{Control, Options};
 use support::*;
 
 const READER: &str = "arn:aws:iam::111122223333:role/reader";
 const WRITER: &str = "arn:aws:iam::111122223333:role/writer";
-
-fn opts() -> Options {
-    Options {
-        attempt_timeout: Duration::from_secs(2),
-        jitter: || 1.0,
-        helper_binary: Some(env!("CARGO_BIN_EXE_rolecall").into()),
-        ..Options::default()
-    }
-}
 
 fn flags(sts: &FakeSts, token: &TokenDir, out: &Path) -> Flags {
     test_flags(
@@ -56,7 +47,7 @@ async fn process_mode_publishes_a_helper_that_prints_the_latest_session() {
     f.credentials = Some("process".into());
     f.app_output_dir = Some("/aws".into());
     let config = Config::load(&f, &Env::new()).unwrap();
-    let report = rolecall::once(&config, &opts()).await.unwrap();
+    let report = rolecall::once(&config, &test_options()).await.unwrap();
     assert!(report.failed.is_empty());
 
     // config names the helper where the app sees the volume; credentials has no keys.
@@ -103,7 +94,7 @@ async fn process_mode_publishes_a_helper_that_prints_the_latest_session() {
 
     // Reinstalling an identical helper does not rewrite it.
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&installed).unwrap());
-    rolecall::once(&config, &opts()).await.unwrap();
+    rolecall::once(&config, &test_options()).await.unwrap();
     assert_eq!(
         std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&installed).unwrap()),
         ino
@@ -125,7 +116,7 @@ async fn a_profile_can_choose_process_mode_alone_in_yaml() {
     f.profiles.clear();
     f.config = Some(file);
     let config = Config::load(&f, &Env::new()).unwrap();
-    rolecall::once(&config, &opts()).await.unwrap();
+    rolecall::once(&config, &test_options()).await.unwrap();
     let creds = parse_ini(&std::fs::read_to_string(out.path().join("credentials")).unwrap());
     assert_eq!(creds.keys().collect::<Vec<_>>(), ["reader"]);
     assert!(helper(out.path(), "writer").status.success());
@@ -144,7 +135,7 @@ async fn the_endpoint_serves_container_credentials_only_with_the_token() {
     let mut f = flags(&sts, &token, out.path());
     f.endpoint_addr = Some(format!("127.0.0.1:{port}"));
     let config = Config::load(&f, &Env::new()).unwrap();
-    let r = Running::start(config, opts());
+    let r = Running::start(config, test_options());
     let token_path = out.path().join("endpoint-token");
     assert!(
         wait_until(Duration::from_secs(5), || sts.calls() == 2
@@ -235,7 +226,7 @@ async fn a_chained_profile_is_refreshed_when_its_source_session_changes() {
     f.profiles.clear();
     f.config = Some(file);
     let config = Config::load(&f, &Env::new()).unwrap();
-    let r = Running::start(config, opts());
+    let r = Running::start(config, test_options());
     // reader refreshes at ~1.8 s (4 s sessions); audit (1 h) follows its source at once.
     assert!(wait_until(Duration::from_secs(6), || sts.calls_for_role(AUDIT) >= 2).await);
     let readers = sts
@@ -284,7 +275,7 @@ async fn reload_adds_and_removes_process_and_endpoint_profiles_in_every_output()
     let r = Running::start_with_reload(
         config,
         move || Config::load(&reload_flags, &Env::new()),
-        opts(),
+        test_options(),
     );
     let token_file = out.path().join("endpoint-token");
     assert!(

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use rolecall::Control;
 use rolecall::config::{Config, Env, Flags};
-use rolecall::{Control, Options};
 use support::*;
 
 const READER: &str = "arn:aws:iam::111122223333:role/reader";
@@ -19,28 +19,11 @@ const WRITER: &str = "arn:aws:iam::111122223333:role/writer";
 const HOUR: Duration = Duration::from_secs(3600);
 const QUARTER: Duration = Duration::from_secs(900);
 
-fn opts() -> Options {
-    Options {
-        attempt_timeout: Duration::from_secs(2),
-        // The most jitter: refreshes at 45 % of the lifetime, and failed
-        // attempts back off at the ceiling (1 s, 2 s, ...), not 10 ms.
-        jitter: || 1.0,
-        helper_binary: Some(env!("CARGO_BIN_EXE_rolecall").into()),
-        ..Options::default()
-    }
-}
-
 /// `reader` and `writer` in process mode, with the endpoint on `port`.
 fn config(sts: &FakeSts, token: &TokenDir, out: &Path, port: u16) -> Config {
     let f = Flags {
         credentials: Some("process".into()),
-        endpoint_addr: Some(format!("127.0.0.1:{port}")),
-        ..test_flags(
-            sts,
-            token,
-            out,
-            &[&format!("reader={READER}"), &format!("writer={WRITER}")],
-        )
+        ..endpoint_flags(sts, token, out, port)
     };
     Config::load(&f, &Env::new()).unwrap()
 }
@@ -163,13 +146,12 @@ fn assert_healthy(profile: &str, r: &Reported, real: SystemTime, lifetime: Durat
 
 #[tokio::test]
 async fn reports_an_expiry_after_the_planned_refresh_and_the_real_one_once_refreshes_fail() {
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(HOUR));
+    let sts = FakeSts::granting(HOUR);
     sts.push_for_role(WRITER, Reply::ok_for(QUARTER));
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
     let port = free_port();
-    let r = Running::start(config(&sts, &token, out.path(), port), opts());
+    let r = Running::start(config(&sts, &token, out.path(), port), test_options());
     assert!(wait_until(Duration::from_secs(10), || sts.issued().len() == 2).await);
     let reader = sts.last_issued_for_role(READER).unwrap();
     let writer = sts.last_issued_for_role(WRITER).unwrap();
@@ -225,12 +207,9 @@ async fn reports_an_expiry_after_the_planned_refresh_and_the_real_one_once_refre
 
 #[tokio::test]
 async fn a_restart_adopts_the_real_expiry_not_the_reported_one() {
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(HOUR));
-    let token = TokenDir::new(&valid_jwt());
-    let out = tempfile::tempdir().unwrap();
+    let Sandbox { sts, token, out } = Sandbox::granting(HOUR);
     let port = free_port();
-    let r = Running::start(config(&sts, &token, out.path(), port), opts());
+    let r = Running::start(config(&sts, &token, out.path(), port), test_options());
     assert!(wait_until(Duration::from_secs(10), || sts.issued().len() == 2).await);
     let reader = sts.last_issued_for_role(READER).unwrap();
     let got = wait_reported(out.path(), port, "reader", &reader.access_key_id).await;
@@ -241,7 +220,7 @@ async fn a_restart_adopts_the_real_expiry_not_the_reported_one() {
     // expiry (not the earlier reported one), and reported with it.
     sts.set_default(Reply::server_error());
     let port = free_port();
-    let r = Running::start(config(&sts, &token, out.path(), port), opts());
+    let r = Running::start(config(&sts, &token, out.path(), port), test_options());
     assert!(
         wait_until(Duration::from_secs(15), || status(out.path(), "reader")
             .1
@@ -262,12 +241,9 @@ async fn a_restart_adopts_the_real_expiry_not_the_reported_one() {
 
 #[tokio::test]
 async fn a_one_shot_run_reports_the_real_expiry_since_nothing_newer_comes() {
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(HOUR));
-    let token = TokenDir::new(&valid_jwt());
-    let out = tempfile::tempdir().unwrap();
+    let Sandbox { sts, token, out } = Sandbox::granting(HOUR);
     let config = config(&sts, &token, out.path(), free_port());
-    let report = rolecall::once(&config, &opts()).await.unwrap();
+    let report = rolecall::once(&config, &test_options()).await.unwrap();
     assert!(report.failed.is_empty());
     let issued = sts.last_issued_for_role(READER).unwrap();
     let v = helper(out.path(), "reader").expect("the helper serves reader");

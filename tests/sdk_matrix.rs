@@ -333,13 +333,8 @@ fn start_sidecar(
     home: &Path,
     endpoint_port: u16,
 ) -> Sidecar {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rolecall"));
-    cmd.args(["run", "--profile", &format!("reader={READER}")])
-        .args(["--token-file", &token.path().display().to_string()])
-        .args(["--output-dir", &out.display().to_string()])
-        .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
-        .args(["--health-addr", ""])
-        .env_clear()
+    let mut cmd = rolecall_run(sts, token, out, [("reader", READER)]);
+    cmd.args(["--health-addr", ""])
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit());
     match mode {
@@ -367,8 +362,7 @@ fn start_sidecar(
 
 /// Runs one cell.
 async fn cell(sdk: Sdk, mode: Mode) -> Outcome {
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(LIFETIME));
+    let sts = FakeSts::granting(LIFETIME);
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();

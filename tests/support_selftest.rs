@@ -527,40 +527,34 @@ async fn the_real_sdk_understands_the_fake() {
     assert_eq!(req.policy_arns, ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
     assert_eq!(req.authorization, None, "web identity calls are unsigned");
 
-    sts.push(Reply::access_denied());
-    let err = client
-        .assume_role_with_web_identity()
-        .role_arn(ROLE_A)
-        .role_session_name("rolecall-pod")
-        .web_identity_token(&token)
-        .send()
-        .await
-        .expect_err("AccessDenied");
-    assert_eq!(err.code(), Some("AccessDenied"));
-    assert_eq!(
-        err.message(),
-        Some("Not authorized to perform sts:AssumeRoleWithWebIdentity")
-    );
-
-    sts.push(Reply::Garbage);
-    client
-        .assume_role_with_web_identity()
-        .role_arn(ROLE_A)
-        .role_session_name("rolecall-pod")
-        .web_identity_token(&token)
-        .send()
-        .await
-        .expect_err("garbage must not parse");
-
-    sts.push(Reply::Reset);
-    client
-        .assume_role_with_web_identity()
-        .role_arn(ROLE_A)
-        .role_session_name("rolecall-pod")
-        .web_identity_token(&token)
-        .send()
-        .await
-        .expect_err("reset must fail");
+    // (reply, why the call must fail, the error code and message the SDK reads)
+    let refusals = [
+        (
+            Reply::access_denied(),
+            "AccessDenied",
+            Some((
+                "AccessDenied",
+                "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+            )),
+        ),
+        (Reply::Garbage, "garbage must not parse", None),
+        (Reply::Reset, "reset must fail", None),
+    ];
+    for (reply, why, code_and_message) in refusals {
+        sts.push(reply);
+        let err = client
+            .assume_role_with_web_identity()
+            .role_arn(ROLE_A)
+            .role_session_name("rolecall-pod")
+            .web_identity_token(&token)
+            .send()
+            .await
+            .expect_err(why);
+        if let Some((code, message)) = code_and_message {
+            assert_eq!(err.code(), Some(code));
+            assert_eq!(err.message(), Some(message));
+        }
+    }
 
     let out = client
         .assume_role()
@@ -778,4 +772,171 @@ async fn misc_helpers_work() {
     assert!(start.elapsed() >= Duration::from_millis(20));
     assert!(!wait_until(Duration::from_millis(50), || false).await);
     assert!(!wait_until_real(Duration::from_millis(50), || false).await);
+}
+
+#[test]
+fn run_cases_runs_every_case_and_names_the_failed_ones() {
+    let ran = std::sync::Mutex::new(Vec::new());
+    let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_cases(
+            &["a", "b", "c"],
+            |c| c,
+            |c| {
+                ran.lock().unwrap().push(*c);
+                assert_ne!(*c, "b", "case b fails");
+            },
+        )
+    }));
+    assert_eq!(
+        *ran.lock().unwrap(),
+        ["a", "b", "c"],
+        "c ran after b failed"
+    );
+    let message = verdict.expect_err("a failed case fails the table");
+    let message = message
+        .downcast_ref::<String>()
+        .expect("a formatted message");
+    assert_eq!(message, "1 of 3 cases failed: b");
+    run_cases(&[1, 2], |_| "passes", |n| assert!(*n > 0));
+}
+
+#[tokio::test]
+async fn run_cases_async_runs_every_case_and_names_the_failed_ones() {
+    static CASES: [&str; 3] = ["a", "b", "c"];
+    static RAN: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
+    let verdict = tokio::spawn(run_cases_async(
+        &CASES,
+        |c| c,
+        |c| async move {
+            RAN.lock().unwrap().push(c);
+            assert_ne!(*c, "a", "case a fails");
+        },
+    ))
+    .await;
+    assert_eq!(*RAN.lock().unwrap(), ["a", "b", "c"]);
+    let panic = verdict
+        .expect_err("a failed case fails the table")
+        .into_panic();
+    assert_eq!(
+        panic.downcast_ref::<String>().map(String::as_str),
+        Some("1 of 3 cases failed: a")
+    );
+}
+
+#[test]
+fn one_line_escapes_control_characters() {
+    assert_eq!(one_line("a\nb\r\tc\u{1b}d"), "a\\nb\\r\\tc\\u{1b}d");
+    assert_eq!(one_line("plain é"), "plain é");
+}
+
+#[test]
+fn a_table_keeps_the_lines_of_other_cases() {
+    static TABLE: Table = Table::new("selftest.txt", "case\tvalue");
+    let path = reliability_dir().join("selftest.txt");
+    std::fs::write(
+        &path,
+        "case\tvalue\tmeasured\nold\tkept\t2026-01-01T00:00:00Z\n",
+    )
+    .unwrap();
+    TABLE.record("new", "new\t1");
+    TABLE.record("new", "new\t2");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "case\tvalue\tmeasured");
+    assert_eq!(lines[2], "old\tkept\t2026-01-01T00:00:00Z");
+    assert!(lines[1].starts_with("new\t2\t20"), "{text}");
+    assert_eq!(lines.len(), 3, "{text}");
+}
+
+#[test]
+fn read_faults_count_everything_and_keep_ten_samples() {
+    let faults = ReadFaults::default();
+    faults.read();
+    for i in 0..12 {
+        faults.torn(format!("torn {i}"));
+    }
+    faults.mixed("mixed".into());
+    faults.lost("lost".into());
+    assert_eq!(faults.reads.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(faults.torn.load(std::sync::atomic::Ordering::Relaxed), 12);
+    assert_eq!(faults.mixed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(faults.lost.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let samples = faults.samples();
+    assert_eq!(samples.len(), 10);
+    assert_eq!(samples[0], "torn 0");
+}
+
+#[test]
+fn temporaries_lists_only_rolecalls_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(temporaries(&dir.path().join("missing")).is_empty());
+    std::fs::write(dir.path().join("credentials"), "").unwrap();
+    let tmp = format!(".credentials{TMP_MARKER}1-2");
+    std::fs::write(dir.path().join(&tmp), "").unwrap();
+    assert_eq!(
+        temporaries(dir.path()).into_iter().collect::<Vec<_>>(),
+        [tmp]
+    );
+}
+
+#[test]
+fn http_get_blocking_reads_status_and_body() {
+    assert_eq!(http_get_blocking(free_port(), "/livez"), None);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut request = [0u8; 1024];
+        let n = s.read(&mut request).unwrap();
+        s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 8\r\n\r\nnot yet\n")
+            .unwrap();
+        String::from_utf8_lossy(&request[..n]).into_owned()
+    });
+    assert_eq!(
+        http_get_blocking(port, "/readyz"),
+        Some((503, "not yet\n".to_owned()))
+    );
+    assert!(
+        server
+            .join()
+            .unwrap()
+            .starts_with("GET /readyz HTTP/1.1\r\n")
+    );
+}
+
+#[test]
+fn a_child_sidecar_collects_its_log_and_stops_on_sigterm() {
+    let sts = FakeSts::start();
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = rolecall_run(&sts, &token, out.path(), [("reader", ROLE_A)]);
+    cmd.args(["--health-addr", ""]);
+    let mut sc = ChildSidecar::spawn(&mut cmd);
+    assert!(sc.running());
+    let written = std::time::Instant::now() + Duration::from_secs(10);
+    while !out.path().join("credentials").exists() {
+        assert!(std::time::Instant::now() < written, "{}", sc.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = sc.stop_within(Duration::from_secs(5));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(sc.log().contains("reader"), "{}", sc.log());
+    assert_eq!(sc.log_path(), None);
+}
+
+#[tokio::test]
+async fn a_sandbox_grants_sessions_of_its_lifetime() {
+    let Sandbox { sts, token, out } = Sandbox::granting(Duration::from_secs(900));
+    assert!(out.path().read_dir().unwrap().next().is_none(), "empty");
+    assert_eq!(decode_jwt_claims(&token.read())["sub"], TEST_SUBJECT);
+    let answer = post(&sts, &web_identity_form(ROLE_A, "s", &token.read())).await;
+    assert_eq!(answer.status, 200);
+    let issued = sts.issued();
+    let left = issued[0]
+        .expiration
+        .duration_since(SystemTime::now())
+        .unwrap();
+    assert!(left > Duration::from_secs(890) && left <= Duration::from_secs(900));
 }

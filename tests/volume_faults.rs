@@ -25,9 +25,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use support::*;
@@ -39,7 +39,6 @@ const SESSION: Duration = Duration::from_secs(600);
 const RECOVERY_LIMIT: Duration = Duration::from_secs(75);
 /// The writer re-checks its files every 30 s.
 const RECHECK_LIMIT: Duration = Duration::from_secs(40);
-const TMP_MARKER: &str = ".rolecall-tmp-";
 /// `O_NOFOLLOW` on Linux (the same values as `src/output/atomic.rs` uses).
 const O_NOFOLLOW: i32 = if cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
     0o100000
@@ -151,9 +150,8 @@ impl Drop for Tmpfs {
 // ---------------------------------------------------------------------------
 
 struct Sidecar {
-    child: Child,
+    process: ChildSidecar,
     port: u16,
-    log: Arc<Mutex<String>>,
     out: PathBuf,
     roles: BTreeMap<String, String>,
 }
@@ -167,66 +165,34 @@ impl Sidecar {
         as_user: Option<u32>,
     ) -> Sidecar {
         let port = free_port();
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rolecall"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOSTNAME", "volume-test")
-            .env("RUST_LOG", "info")
-            .arg("run")
-            .args(["--token-file", &token.path().display().to_string()])
-            .args(["--output-dir", &out.display().to_string()])
-            .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
-            .args(["--health-addr", &format!("127.0.0.1:{port}")])
+        let mut c = rolecall_run(sts, token, out, roles);
+        c.args(["--health-addr", &format!("127.0.0.1:{port}")])
             .args(["--file-mode", "0640"]);
-        for (name, arn) in roles {
-            c.args(["--profile", &format!("{name}={arn}")]);
-        }
         if let Some(uid) = as_user {
             c.uid(uid).gid(uid);
         }
-        let mut child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rolecall");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
         Sidecar {
-            child,
+            process: ChildSidecar::spawn(&mut c),
             port,
-            log,
             out: out.to_path_buf(),
             roles: roles.clone(),
         }
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.process.log()
     }
 
     fn usr1(&self) {
-        run("kill", &["-USR1", &self.pid().to_string()]);
+        self.process.signal(libc::SIGUSR1);
     }
 
     fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.port, path)
+        http_get_blocking(self.port, path)
     }
 
     fn write_errors(&self) -> u64 {
@@ -273,42 +239,30 @@ impl Sidecar {
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "rolecall exited with {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        match self.process.stop_within(Duration::from_secs(5)) {
+            Some(status) => assert!(status.success(), "rolecall exited with {status}"),
+            None => panic!("rolecall did not stop on SIGTERM within 5 s"),
         }
-        panic!("rolecall did not stop on SIGTERM within 5 s");
     }
 }
 
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A raw HTTP/1.1 GET: (status, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let status = resp.split_whitespace().nth(1)?.parse().ok()?;
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
+/// STS granting [`SESSION`]-long sessions, a token, and a sidecar of
+/// `profiles` profiles writing to `out`, once its outputs are current.
+async fn start_current(
+    out: &Path,
+    profiles: usize,
+    as_user: Option<u32>,
+) -> (FakeSts, TokenDir, BTreeMap<String, String>, Sidecar) {
+    let sts = FakeSts::granting(SESSION);
+    let token = TokenDir::new(&valid_jwt());
+    let roles = roles(profiles);
+    let sc = Sidecar::start(&sts, &token, out, &roles, as_user);
+    assert!(
+        sc.wait_current(&sts, Duration::from_secs(15)).await,
+        "not written at start:\n{}",
+        sc.log()
+    );
+    (sts, token, roles, sc)
 }
 
 // ---------------------------------------------------------------------------
@@ -329,30 +283,13 @@ fn read_nofollow(path: &Path) -> io::Result<String> {
 
 #[derive(Debug, Default)]
 struct Counts {
-    reads: AtomicU64,
+    faults: ReadFaults,
     /// No file at the path (only while a case has removed it).
     absent: AtomicU64,
     /// A symlink at the path (only while a case has planted one).
     symlink: AtomicU64,
-    torn: AtomicU64,
-    mixed: AtomicU64,
-    lost: AtomicU64,
-    samples: Mutex<Vec<String>>,
 }
 
-impl Counts {
-    fn fault(&self, c: &AtomicU64, what: String) {
-        c.fetch_add(1, Ordering::Relaxed);
-        let mut s = self.samples.lock().unwrap();
-        if s.len() < 10 {
-            s.push(what);
-        }
-    }
-}
-
-/// Reads `credentials`, `config` and `status.json` in a loop and checks
-/// them: whole, every section one issued set of its own role, and no
-/// profile vanishing while the session last seen for it is valid.
 struct Monitor {
     counts: Arc<Counts>,
     stop: Arc<AtomicBool>,
@@ -380,18 +317,18 @@ impl Monitor {
         }
         let c = self.counts.clone();
         let (torn, mixed, lost) = (
-            c.torn.load(Ordering::Relaxed),
-            c.mixed.load(Ordering::Relaxed),
-            c.lost.load(Ordering::Relaxed),
+            c.faults.torn.load(Ordering::Relaxed),
+            c.faults.mixed.load(Ordering::Relaxed),
+            c.faults.lost.load(Ordering::Relaxed),
         );
         assert_eq!(
             torn + mixed + lost,
             0,
             "the reader saw {torn} torn, {mixed} mixed, {lost} lost:\n{}",
-            c.samples.lock().unwrap().join("\n")
+            c.faults.samples().join("\n")
         );
         assert!(
-            c.reads.load(Ordering::Relaxed) > 0,
+            c.faults.reads.load(Ordering::Relaxed) > 0,
             "the reader read nothing"
         );
         c
@@ -426,18 +363,18 @@ fn monitor(
                     continue;
                 }
                 Err(e) => {
-                    c.fault(&c.torn, format!("{file}: {e}"));
+                    c.faults.torn(format!("{file}: {e}"));
                     continue;
                 }
             };
             let now = SystemTime::now();
             match file {
                 "credentials" => {
-                    c.reads.fetch_add(1, Ordering::Relaxed);
+                    c.faults.read();
                     let sections = match try_parse_written_ini(&text) {
                         Ok(s) => s,
                         Err(e) => {
-                            c.fault(&c.torn, format!("credentials: {e}: {text:?}"));
+                            c.faults.torn(format!("credentials: {e}: {text:?}"));
                             continue;
                         }
                     };
@@ -449,7 +386,7 @@ fn monitor(
                             keys.get("aws_session_token"),
                             keys.len(),
                         ) else {
-                            c.fault(&c.torn, format!("credentials: [{name}] {keys:?}"));
+                            c.faults.torn(format!("credentials: [{name}] {keys:?}"));
                             continue;
                         };
                         if !issued.contains_key(id) {
@@ -467,19 +404,19 @@ fn monitor(
                             {
                                 last.insert(name.clone(), (id.clone(), i.expiration));
                             }
-                            _ => c.fault(&c.mixed, format!("credentials: [{name}] {id} mixed")),
+                            _ => c.faults.mixed(format!("credentials: [{name}] {id} mixed")),
                         }
                     }
                     for (name, (id, exp)) in &last {
                         if !sections.contains_key(name) && *exp > now {
-                            c.fault(&c.lost, format!("[{name}] {id} vanished while valid"));
+                            c.faults.lost(format!("[{name}] {id} vanished while valid"));
                         }
                     }
                 }
                 "config" => {
                     let ok = try_parse_written_ini(&text).is_ok_and(|s| s.len() == roles.len());
                     if !ok {
-                        c.fault(&c.torn, format!("config: {text:?}"));
+                        c.faults.torn(format!("config: {text:?}"));
                     }
                 }
                 _ => {
@@ -489,7 +426,7 @@ fn monitor(
                             .is_some_and(|p| p.len() == roles.len())
                     });
                     if !ok {
-                        c.fault(&c.torn, format!("status.json: {text:?}"));
+                        c.faults.torn(format!("status.json: {text:?}"));
                     }
                 }
             }
@@ -534,82 +471,35 @@ fn by_what(took: Duration) -> &'static str {
     }
 }
 
-fn temporaries(dir: &Path) -> Vec<String> {
-    fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(TMP_MARKER))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 // ---------------------------------------------------------------------------
 // The report
 // ---------------------------------------------------------------------------
 
-static RESULTS: Mutex<Option<BTreeMap<String, String>>> = Mutex::new(None);
+/// `target/reliability/volume.txt`: one line per case, kept across runs
+/// (each line says when it was measured), so a filtered run does not erase
+/// the table.
+static TABLE: Table = Table::new("volume.txt", "case\tinjected\ttimes\tlost\toutcome");
 
-/// Records a case's line in `target/reliability/volume.txt`, replacing that
-/// case's line from an earlier run and keeping the others (each line says
-/// when it was measured), so a filtered run does not erase the table.
-fn record(case: &'static str, line: String) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
-    fs::create_dir_all(&dir).expect("create target/reliability");
-    let path = dir.join("volume.txt");
-    let mut guard = RESULTS.lock().unwrap_or_else(|e| e.into_inner());
-    let results = guard.get_or_insert_with(|| {
-        fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .filter_map(|l| Some((l.split('\t').next()?.to_owned(), l.to_owned())))
-            .collect()
-    });
-    results.insert(
-        case.to_owned(),
-        format!("{line}\t{}", format_utc(SystemTime::now())),
-    );
-    let mut text = String::from("case\tinjected\ttimes\tlost\toutcome\tmeasured\n");
-    for line in results.values() {
-        text.push_str(line);
-        text.push('\n');
-    }
-    fs::write(&path, text).expect("write volume.txt");
-}
-
-/// Records FAILED for a case whose test panics before recording.
-struct CaseGuard {
-    case: &'static str,
-    injected: &'static str,
-}
-
-impl Drop for CaseGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            record(
-                self.case,
-                format!(
-                    "{}\t{}\t-\t-\tFAILED (see the test output)",
-                    self.case, self.injected
-                ),
-            );
-        }
-    }
+/// Records FAILED for a case whose test panics before it reports.
+fn guard(case: &'static str, injected: &'static str) -> ReportGuard {
+    ReportGuard::new(
+        &TABLE,
+        case,
+        format!("{case}\t{injected}\t-\t-\tFAILED (see the test output)"),
+    )
 }
 
 fn report(case: &'static str, injected: &str, times: usize, counts: &Counts, outcome: &str) {
     let line = format!(
         "{case}\t{injected}\t{times}\t{lost} valid sessions lost, {torn} torn, {mixed} mixed \
          ({reads} reads)\t{outcome}",
-        lost = counts.lost.load(Ordering::Relaxed),
-        torn = counts.torn.load(Ordering::Relaxed),
-        mixed = counts.mixed.load(Ordering::Relaxed),
-        reads = counts.reads.load(Ordering::Relaxed),
+        lost = counts.faults.lost.load(Ordering::Relaxed),
+        torn = counts.faults.torn.load(Ordering::Relaxed),
+        mixed = counts.faults.mixed.load(Ordering::Relaxed),
+        reads = counts.faults.reads.load(Ordering::Relaxed),
     );
     eprintln!("volume: {line}");
-    record(case, line);
+    TABLE.record(case, &line);
 }
 
 // ---------------------------------------------------------------------------
@@ -624,15 +514,16 @@ async fn expect_write_failure(
     sts: &FakeSts,
     before: &BTreeMap<&str, String>,
     errors_before: u64,
-    os_error: &str,
+    c: &WriteFaultCase,
 ) {
+    let (case, os_error) = (c.case, c.error);
     let issued = sts.issued().len();
     sc.usr1();
     assert!(
         wait_until(Duration::from_secs(10), || sts.issued().len()
             >= issued + sc.roles.len())
         .await,
-        "SIGUSR1 did not refresh every profile"
+        "{case}: SIGUSR1 did not refresh every profile"
     );
     let logged = wait_until(Duration::from_secs(10), || {
         sc.log()
@@ -642,30 +533,38 @@ async fn expect_write_failure(
     .await;
     assert!(
         logged,
-        "no `write failed` error naming {os_error:?} in the log:\n{}",
+        "{case}: no `write failed` error naming {os_error:?} in the log:\n{}",
         sc.log()
     );
     assert!(
         wait_until(Duration::from_secs(5), || sc.write_errors() > errors_before).await,
-        "rolecall_write_errors_total did not grow past {errors_before}"
+        "{case}: rolecall_write_errors_total did not grow past {errors_before}"
     );
     let ready = sc.get("/readyz").expect("GET /readyz");
-    assert_eq!(ready.0, 503, "/readyz during a write fault: {}", ready.1);
+    assert_eq!(
+        ready.0, 503,
+        "{case}: /readyz during a write fault: {}",
+        ready.1
+    );
     assert!(
         ready.1.contains("outputs"),
-        "/readyz does not name the outputs: {}",
+        "{case}: /readyz does not name the outputs: {}",
         ready.1
     );
     for (file, old) in before {
-        let now = read_nofollow(&sc.out.join(file)).expect("the old file is still there");
-        assert_eq!(&now, old, "{file} changed during the write fault");
+        let now = read_nofollow(&sc.out.join(file))
+            .unwrap_or_else(|e| panic!("{case}: the old file {file} is gone: {e}"));
+        assert_eq!(&now, old, "{case}: {file} changed during the write fault");
     }
     assert!(
         !sc.current(sts),
-        "the new sessions cannot have been written"
+        "{case}: the new sessions cannot have been written"
     );
     let tmp = temporaries(&sc.out);
-    assert!(tmp.is_empty(), "failed writes left temporaries: {tmp:?}");
+    assert!(
+        tmp.is_empty(),
+        "{case}: failed writes left temporaries: {tmp:?}"
+    );
 }
 
 fn snapshot(dir: &Path) -> BTreeMap<&'static str, String> {
@@ -694,126 +593,129 @@ fn fill(dir: &Path) -> PathBuf {
     filler
 }
 
-#[tokio::test]
-async fn a_full_disk_keeps_the_old_files_whole_and_writing_resumes_by_itself() {
-    const CYCLES: usize = 2;
-    let _guard = CaseGuard {
+/// A fault that makes every write to the output volume fail until lifted.
+#[derive(Clone, Copy, Debug)]
+enum WriteFault {
+    /// The tmpfs filled to ENOSPC; lifted by removing the filler.
+    DiskFull,
+    /// `mount -o remount,ro`; lifted by remounting read-write.
+    ReadOnly,
+}
+
+impl WriteFault {
+    /// Puts the fault in place; what [`lift`](Self::lift) needs.
+    fn inject(self, vol: &Tmpfs) -> Option<PathBuf> {
+        match self {
+            WriteFault::DiskFull => Some(fill(&vol.path)),
+            WriteFault::ReadOnly => {
+                vol.remount("ro");
+                None
+            }
+        }
+    }
+
+    fn lift(self, vol: &Tmpfs, filler: Option<PathBuf>) {
+        match self {
+            WriteFault::DiskFull => fs::remove_file(filler.expect("the filler")).unwrap(),
+            WriteFault::ReadOnly => vol.remount("rw"),
+        }
+    }
+}
+
+/// One write-fault case of `target/reliability/volume.txt`.
+struct WriteFaultCase {
+    case: &'static str,
+    /// The fault, as the FAILED line names it.
+    injected: &'static str,
+    /// The fault, as the report line names it.
+    reported: &'static str,
+    fault: WriteFault,
+    tmpfs_size: &'static str,
+    profiles: usize,
+    /// What the log says about a failed write.
+    error: &'static str,
+    /// What lifting the fault is called in the messages.
+    lifted: &'static str,
+}
+
+const WRITE_FAULTS: &[WriteFaultCase] = &[
+    WriteFaultCase {
         case: "a-disk-full",
         injected: "tmpfs size=64k filled to ENOSPC + SIGUSR1",
-    };
-    let vol = Tmpfs::mount("64k");
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(SESSION));
-    let token = TokenDir::new(&valid_jwt());
-    let roles = roles(8);
-    let sc = Sidecar::start(&sts, &token, &vol.path, &roles, None);
-    assert!(
-        sc.wait_current(&sts, Duration::from_secs(15)).await,
-        "{}",
-        sc.log()
-    );
+        reported: "tmpfs size=64k filled to ENOSPC, then SIGUSR1 (8 profiles)",
+        fault: WriteFault::DiskFull,
+        tmpfs_size: "64k",
+        profiles: 8,
+        error: "No space left on device",
+        lifted: "space was freed",
+    },
+    WriteFaultCase {
+        case: "b-read-only",
+        injected: "mount -o remount,ro + SIGUSR1",
+        reported: "mount -o remount,ro on the output tmpfs, then SIGUSR1 (4 profiles)",
+        fault: WriteFault::ReadOnly,
+        tmpfs_size: "1m",
+        profiles: 4,
+        error: "Read-only file system",
+        lifted: "remount rw",
+    },
+];
+
+/// Twice: the fault while new sessions are asked for (the old files are
+/// kept whole, see [`expect_write_failure`]), then lifted: the writer's own
+/// retry, with no signal, must bring the new sessions out.
+async fn write_fault_case(c: &'static WriteFaultCase) {
+    const CYCLES: usize = 2;
+    let case = c.case;
+    let _guard = guard(case, c.injected);
+    let vol = Tmpfs::mount(c.tmpfs_size);
+    let (sts, _token, roles, sc) = start_current(&vol.path, c.profiles, None).await;
     let mon = Monitor::start(&vol.path, &sts, &roles);
     let mut recoveries = Vec::new();
     for _ in 0..CYCLES {
         let before = snapshot(&vol.path);
         let errors = sc.write_errors();
-        let filler = fill(&vol.path);
-        expect_write_failure(&sc, &sts, &before, errors, "No space left on device").await;
-        fs::remove_file(&filler).unwrap();
-        let freed = Instant::now();
-        // No signal: the writer's own retry must bring the new sessions out.
+        let undo = c.fault.inject(&vol);
+        expect_write_failure(&sc, &sts, &before, errors, c).await;
+        c.fault.lift(&vol, undo);
+        let lifted = Instant::now();
         assert!(
             sc.wait_current(&sts, RECOVERY_LIMIT).await,
-            "writing did not resume within {RECOVERY_LIMIT:?} after space was freed:\n{}",
+            "{case}: writing did not resume within {RECOVERY_LIMIT:?} after {}:\n{}",
+            c.lifted,
             sc.log()
         );
-        recoveries.push(freed.elapsed());
+        recoveries.push(lifted.elapsed());
     }
     let counts = mon.finish();
     let errors = sc.write_errors();
     sc.stop();
     report(
-        "a-disk-full",
-        "tmpfs size=64k filled to ENOSPC, then SIGUSR1 (8 profiles)",
+        case,
+        c.reported,
         CYCLES,
         &counts,
         &format!(
-            "old files kept byte-identical; `write failed ... No space left on device` logged; \
+            "old files kept byte-identical; `write failed ... {}` logged; \
              rolecall_write_errors_total={errors}; /readyz 503 naming outputs; \
-             resumed without a signal {recoveries:.1?} after space was freed"
+             resumed without a signal {recoveries:.1?} after {}",
+            c.error, c.lifted
         ),
     );
 }
 
 #[tokio::test]
-async fn a_read_only_volume_keeps_the_old_files_whole_and_writing_resumes_by_itself() {
-    const CYCLES: usize = 2;
-    let _guard = CaseGuard {
-        case: "b-read-only",
-        injected: "mount -o remount,ro + SIGUSR1",
-    };
-    let vol = Tmpfs::mount("1m");
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(SESSION));
-    let token = TokenDir::new(&valid_jwt());
-    let roles = roles(4);
-    let sc = Sidecar::start(&sts, &token, &vol.path, &roles, None);
-    assert!(
-        sc.wait_current(&sts, Duration::from_secs(15)).await,
-        "{}",
-        sc.log()
-    );
-    let mon = Monitor::start(&vol.path, &sts, &roles);
-    let mut recoveries = Vec::new();
-    for _ in 0..CYCLES {
-        let before = snapshot(&vol.path);
-        let errors = sc.write_errors();
-        vol.remount("ro");
-        expect_write_failure(&sc, &sts, &before, errors, "Read-only file system").await;
-        vol.remount("rw");
-        let freed = Instant::now();
-        assert!(
-            sc.wait_current(&sts, RECOVERY_LIMIT).await,
-            "writing did not resume within {RECOVERY_LIMIT:?} after remount rw:\n{}",
-            sc.log()
-        );
-        recoveries.push(freed.elapsed());
-    }
-    let counts = mon.finish();
-    let errors = sc.write_errors();
-    sc.stop();
-    report(
-        "b-read-only",
-        "mount -o remount,ro on the output tmpfs, then SIGUSR1 (4 profiles)",
-        CYCLES,
-        &counts,
-        &format!(
-            "old files kept byte-identical; `write failed ... Read-only file system` logged; \
-             rolecall_write_errors_total={errors}; /readyz 503 naming outputs; \
-             resumed without a signal {recoveries:.1?} after remount rw"
-        ),
-    );
+async fn write_faults_keep_the_old_files_whole_and_writing_resumes_by_itself() {
+    run_cases_async(WRITE_FAULTS, |c| c.case, write_fault_case).await;
 }
 
 #[tokio::test]
 async fn a_removed_and_recreated_output_dir_is_written_again_without_a_signal() {
-    let _guard = CaseGuard {
-        case: "c-dir-recreated",
-        injected: "rm -rf output dir; mkdir",
-    };
+    let _guard = guard("c-dir-recreated", "rm -rf output dir; mkdir");
     require_root();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("aws");
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(SESSION));
-    let token = TokenDir::new(&valid_jwt());
-    let roles = roles(4);
-    let sc = Sidecar::start(&sts, &token, &out, &roles, None);
-    assert!(
-        sc.wait_current(&sts, Duration::from_secs(15)).await,
-        "{}",
-        sc.log()
-    );
+    let (sts, _token, roles, sc) = start_current(&out, 4, None).await;
     let mon = Monitor::start(&out, &sts, &roles);
     wait_quiet(&out).await;
     let calls = sts.calls();
@@ -856,24 +758,12 @@ async fn a_removed_and_recreated_output_dir_is_written_again_without_a_signal() 
 
 #[tokio::test]
 async fn a_planted_symlink_is_replaced_never_followed() {
-    let _guard = CaseGuard {
-        case: "d-symlink",
-        injected: "symlink to a victim file at each output",
-    };
+    let _guard = guard("d-symlink", "symlink to a victim file at each output");
     require_root();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("aws");
     let elsewhere = tempfile::tempdir().unwrap();
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(SESSION));
-    let token = TokenDir::new(&valid_jwt());
-    let roles = roles(4);
-    let sc = Sidecar::start(&sts, &token, &out, &roles, None);
-    assert!(
-        sc.wait_current(&sts, Duration::from_secs(15)).await,
-        "{}",
-        sc.log()
-    );
+    let (sts, _token, roles, sc) = start_current(&out, 4, None).await;
     let mon = Monitor::start(&out, &sts, &roles);
     let files = ["credentials", "config", "status.json"];
     let plant = |round: usize| -> Vec<(PathBuf, String)> {
@@ -954,10 +844,7 @@ async fn a_planted_symlink_is_replaced_never_followed() {
 async fn outputs_chowned_to_another_user_are_replaced_with_its_own() {
     const APP_UID: u32 = 65532;
     const OTHER: u32 = 65534;
-    let _guard = CaseGuard {
-        case: "e-ownership",
-        injected: "chown 65534:65534, chmod 0600",
-    };
+    let _guard = guard("e-ownership", "chown 65534:65534, chmod 0600");
     require_root();
     // rolecall runs as a non-root user, like the image does.
     let work = tempfile::tempdir().unwrap();
@@ -968,8 +855,7 @@ async fn outputs_chowned_to_another_user_are_replaced_with_its_own() {
         "chown",
         &[&format!("{APP_UID}:{APP_UID}"), out.to_str().unwrap()],
     );
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(SESSION));
+    let sts = FakeSts::granting(SESSION);
     let token = TokenDir::new(&valid_jwt());
     fs::set_permissions(token.dir(), fs::Permissions::from_mode(0o755)).unwrap();
     let roles = roles(4);
@@ -1044,8 +930,7 @@ async fn outputs_chowned_to_another_user_are_replaced_with_its_own() {
 async fn a_partial_write_failure_never_pairs_old_keys_with_a_new_expiry() {
     const PAGE: u64 = 4096;
     let vol = Tmpfs::mount("64k");
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(Duration::from_secs(600)));
+    let sts = FakeSts::granting(Duration::from_secs(600));
     let token = TokenDir::new(&valid_jwt());
     // 12 profiles: credentials needs two pages, status.json one.
     let roles = roles(12);

@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""The Python checks of scripts/validate-examples.sh, run with the venv's Python.
+
+    validate_examples.py pods|configmaps|json|python|cfn-trust FILE...
+        check what the examples promise (see validate-examples.sh's header)
+    validate_examples.py rolecall-args MANIFEST...
+        print one JSON line per rolecall sidecar: where it is, its args and the
+        ConfigMap files mounted into it (mountPath/key -> text)
+    validate_examples.py rolecall-setup SPEC_JSON DIR
+        lay out one such sidecar's files and a token with the example cluster's
+        claims under DIR; print the `rolecall check` arguments, one a line
+    validate_examples.py rolecall-trust WHERE OUT_TXT
+        compare the trust policies `rolecall check` printed with examples/iam
+
+Every problem goes to stderr, and the exit code is then 1.
+"""
+
+import base64
+import json
+import os
+import re
+import sys
+import time
+
+import yaml
+
+errors = []
+
+
+def err(where, msg):
+    errors.append(f"{where}: {msg}")
+
+
+def pod_templates(doc):
+    spec = doc.get("spec") or {}
+    kind = doc.get("kind")
+    if kind == "Pod":
+        return [spec]
+    if kind == "CronJob":
+        return [spec["jobTemplate"]["spec"]["template"]["spec"]]
+    if "template" in spec:
+        return [spec["template"]["spec"]]
+    return []
+
+
+def token_volumes(pod):
+    return {
+        v["name"]
+        for v in pod.get("volumes", [])
+        if any("serviceAccountToken" in s for s in (v.get("projected") or {}).get("sources", []))
+    }
+
+
+def check_pod(where, pod):
+    inits = pod.get("initContainers", [])
+    sidecars = [c for c in inits if c["name"] == "rolecall"]
+    apps = pod.get("containers", [])
+    if len(sidecars) != 1:
+        return err(where, "exactly one init container named rolecall expected")
+    rc = sidecars[0]
+    if rc.get("restartPolicy") != "Always":
+        err(where, "rolecall needs restartPolicy: Always (native sidecar)")
+    probe = (rc.get("startupProbe") or {}).get("httpGet") or {}
+    if probe.get("path") != "/readyz":
+        err(where, "rolecall needs a startupProbe on /readyz")
+    for name in ("livenessProbe",):
+        if ((rc.get(name) or {}).get("httpGet") or {}).get("path") != "/livez":
+            err(where, f"rolecall {name} should use /livez")
+    sc = rc.get("securityContext") or {}
+    for key, want in (
+        ("runAsNonRoot", True),
+        ("readOnlyRootFilesystem", True),
+        ("allowPrivilegeEscalation", False),
+    ):
+        if sc.get(key) is not want:
+            err(where, f"rolecall securityContext.{key} should be {want}")
+    if (sc.get("capabilities") or {}).get("drop") != ["ALL"]:
+        err(where, "rolecall should drop ALL capabilities")
+    if pod.get("automountServiceAccountToken") is not False:
+        err(where, "automountServiceAccountToken: false expected on the pod")
+    if "fsGroup" not in (pod.get("securityContext") or {}):
+        err(where, "a pod fsGroup is needed for the app to read 0640 files")
+    tokens = token_volumes(pod)
+    if not tokens:
+        err(where, "no projected serviceAccountToken volume")
+    for c in inits + apps:
+        for m in c.get("volumeMounts", []):
+            if m["name"] in tokens:
+                if c is not rc:
+                    err(where, f"container {c['name']} mounts the token volume {m['name']}")
+                elif m.get("readOnly") is not True:
+                    err(where, "rolecall should mount the token read-only")
+    aws = [m for m in rc.get("volumeMounts", []) if m["mountPath"] == "/aws"]
+    if not aws:
+        err(where, "rolecall mounts nothing at /aws")
+    for c in apps:
+        for m in c.get("volumeMounts", []):
+            if aws and m["name"] == aws[0]["name"] and m.get("readOnly") is not True:
+                err(where, f"container {c['name']} should mount {m['name']} read-only")
+
+
+def docs_of(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def parse_each(files, parse, error):
+    """parse(open file, path) for every file; an `error` is reported for it."""
+    for path in files:
+        try:
+            with open(path) as f:
+                parse(f, path)
+        except error as e:
+            err(path, str(e))
+
+
+def file_checks(what, files):
+    if what == "pods":
+        n = 0
+        for path in files:
+            for doc in docs_of(path):
+                for pod in pod_templates(doc):
+                    n += 1
+                    check_pod(f"{path} {doc['kind']}/{doc['metadata']['name']}", pod)
+        if n == 0:
+            err("examples/kubernetes", "no pod templates found")
+        print(f"{n} pod templates checked")
+
+    elif what == "configmaps":
+        n = 0
+        for path in files:
+            for doc in docs_of(path):
+                if doc.get("kind") != "ConfigMap":
+                    continue
+                for key, text in (doc.get("data") or {}).items():
+                    where = f"{path} configmap/{doc['metadata']['name']} {key}"
+                    n += 1
+                    try:
+                        if key.endswith((".yaml", ".yml")):
+                            if not isinstance(yaml.safe_load(text), dict):
+                                err(where, "not a YAML mapping")
+                        elif key.endswith(".py"):
+                            compile(text, where, "exec")
+                        elif key.endswith(".json"):
+                            json.loads(text)
+                    except Exception as e:  # noqa: BLE001 - report any parse error
+                        err(where, str(e))
+        print(f"{n} embedded files parsed")
+
+    elif what == "json":
+        parse_each(files, lambda f, path: json.load(f), ValueError)
+        print(f"{len(files)} JSON files parsed")
+
+    elif what == "python":
+        parse_each(files, lambda f, path: compile(f.read(), path, "exec"), SyntaxError)
+        print(f"{len(files)} Python files compiled")
+
+    elif what == "cfn-trust":
+        # The template's web-identity trust policies, rendered with the example
+        # values, must equal the JSON files' documents.
+        class Loader(yaml.SafeLoader):
+            pass
+
+        def tag(loader, suffix, node):
+            if isinstance(node, yaml.ScalarNode):
+                return {suffix: loader.construct_scalar(node)}
+            if isinstance(node, yaml.SequenceNode):
+                return {suffix: loader.construct_sequence(node, deep=True)}
+            return {suffix: loader.construct_mapping(node, deep=True)}
+
+        Loader.add_multi_constructor("!", tag)
+        values = {
+            "AWS::Partition": "aws",
+            "AWS::AccountId": "111122223333",
+            "OidcIssuer": "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
+            "Namespace": "shop",
+            "ServiceAccount": "shop-cart",
+            "Audience": "sts.amazonaws.com",
+        }
+        template = files[0]
+        with open(template) as f:
+            resources = yaml.load(f, Loader)["Resources"]
+        for resource, role in (("ReaderRole", "reader"), ("WriterRole", "writer")):
+            where = f"{template} {resource}"
+            try:
+                sub = resources[resource]["Properties"]["AssumeRolePolicyDocument"]["Sub"]
+                rendered = json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], sub))
+                with open(f"examples/iam/trust-policy-{role}.json") as f:
+                    expected = json.load(f)
+                for s in expected["Statement"]:
+                    s.pop("Sid", None)
+                if rendered != expected:
+                    err(where, f"renders to {json.dumps(rendered)}, not trust-policy-{role}.json")
+            except (KeyError, TypeError, ValueError) as e:
+                err(where, f"cannot render the trust policy: {e!r}")
+        print("trust policies match the JSON files")
+
+    elif what == "rolecall-args":
+        # Print one line per rolecall sidecar: its args as JSON, and the ConfigMap
+        # files mounted into it (mountPath/key -> text) as JSON.
+        for path in files:
+            docs = docs_of(path)
+            maps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "ConfigMap"}
+            for doc in docs:
+                for pod in pod_templates(doc):
+                    vols = {v["name"]: v for v in pod.get("volumes", [])}
+                    for c in pod.get("initContainers", []):
+                        if c["name"] != "rolecall":
+                            continue
+                        files_in = {}
+                        for m in c.get("volumeMounts", []):
+                            cm = (vols.get(m["name"]) or {}).get("configMap")
+                            if cm and cm["name"] in maps:
+                                for key, text in maps[cm["name"]].items():
+                                    files_in[f"{m['mountPath']}/{key}"] = text
+                        print(json.dumps({"where": f"{path} {doc['kind']}/{doc['metadata']['name']}",
+                                          "args": c.get("args", []), "files": files_in}))
+
+
+def rolecall_setup(spec, root):
+    paths = {}
+    for mount_path, text in spec["files"].items():
+        local = os.path.join(root, "files", mount_path.lstrip("/"))
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        with open(local, "w") as f:
+            f.write(text)
+        paths[mount_path] = local
+    b64 = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()
+    claims = {"iss": "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
+              "sub": "system:serviceaccount:shop:shop-cart",
+              "aud": ["sts.amazonaws.com"], "exp": int(time.time()) + 3600}
+    with open(os.path.join(root, "token"), "w") as f:
+        f.write(b64({"alg": "RS256", "kid": "example"}) + "." + b64(claims) + ".c2lnbmF0dXJl")
+    args = [paths.get(a, a) for a in spec["args"]]
+    args = [next((a[: -len(p)] + paths[p] for p in paths if a.endswith("=" + p)), a) for a in args]
+    if args and args[0] == "run":
+        args = args[1:]
+    print("\n".join(["check"] + args))
+
+
+def rolecall_trust(where, out):
+    bad, compared = [], []
+    # Blocks: "profile NAME -> ARN", then an indented JSON document.
+    for m in re.finditer(r"^profile (\S+) -> [^\n]*\n(?:(?!profile |  \{)[^\n]*\n){0,3}(  \{\n.*?\n  \})$", out, re.M | re.S):
+        name, doc = m.group(1), json.loads(m.group(2))
+        path = f"examples/iam/trust-policy-{name}.json"
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            want = json.load(f)
+        for s in want.get("Statement", []):
+            s.pop("Sid", None)
+        compared.append(name)
+        if doc != want:
+            bad.append(f"{where}: rolecall check prints for {name}:\n{json.dumps(doc, indent=2)}\nwhich differs from {path}")
+    if bad:
+        errors.extend(bad)
+        return
+    print(f"{where}: accepted" + (f"; trust policies of {', '.join(compared)} match examples/iam" if compared else ""))
+
+
+def main(argv):
+    what, rest = argv[1], argv[2:]
+    if what == "rolecall-setup":
+        rolecall_setup(json.loads(rest[0]), rest[1])
+    elif what == "rolecall-trust":
+        with open(rest[1]) as f:
+            rolecall_trust(rest[0], f.read())
+    else:
+        file_checks(what, rest)
+    if errors:
+        print("\n".join(errors), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,163 @@
+//! `rolecall run` as a child process: [`rolecall_run`] builds the command,
+//! [`ChildSidecar`] runs it with its stderr collected (or logged to a file)
+//! and kills it when dropped.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{FakeSts, TokenDir, base_args, lock, rolecall_command};
+
+/// `rolecall run` against `sts` and `token`, writing to `out`, publishing
+/// `profiles` (`(name, role ARN)`), logging at `info`; the caller adds the
+/// listeners and anything else.
+pub fn rolecall_run<N: AsRef<str>, A: AsRef<str>>(
+    sts: &FakeSts,
+    token: &TokenDir,
+    out: &Path,
+    profiles: impl IntoIterator<Item = (N, A)>,
+) -> Command {
+    let mut c = rolecall_command();
+    c.env("RUST_LOG", "info")
+        .arg("run")
+        .args(base_args(sts, token, out));
+    for (name, arn) in profiles {
+        c.args(["--profile", &format!("{}={}", name.as_ref(), arn.as_ref())]);
+    }
+    c
+}
+
+/// Reads a pipe to its end on a thread; the bytes so far are readable at
+/// any time (to wait for a log line of a process that is still running).
+pub fn collect(
+    mut pipe: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<Vec<u8>>>, std::thread::JoinHandle<()>) {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let b = buf.clone();
+    let t = std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            lock(&b).extend_from_slice(&chunk[..n]);
+        }
+    });
+    (buf, t)
+}
+
+/// Sends `sig` to `pid`; panics if that fails.
+pub fn signal_pid(pid: u32, sig: i32) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+/// Waits for `child` on the wall clock, killing it after `limit`; the
+/// status and whether it had to be killed.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> (ExitStatus, bool) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return (s, false);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return (child.wait().expect("wait after kill"), true);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Where a [`ChildSidecar`]'s stderr goes.
+enum Log {
+    /// Collected in memory as it comes.
+    Collected(Arc<Mutex<Vec<u8>>>),
+    /// Written to a file (a log that may run away).
+    File(PathBuf),
+}
+
+/// A long-running rolecall child process (usually from [`rolecall_run`]),
+/// standard output discarded; killed and reaped when dropped.
+pub struct ChildSidecar {
+    pub child: Child,
+    log: Log,
+}
+
+impl ChildSidecar {
+    /// Spawns `cmd` with its stderr collected in memory.
+    pub fn spawn(cmd: &mut Command) -> ChildSidecar {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rolecall");
+        let (log, _) = collect(child.stderr.take().expect("stderr"));
+        ChildSidecar {
+            child,
+            log: Log::Collected(log),
+        }
+    }
+
+    /// Spawns `cmd` with its stderr written to the file `log`.
+    pub fn spawn_logging_to(cmd: &mut Command, log: &Path) -> ChildSidecar {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(log).expect("log file"))
+            .spawn()
+            .expect("spawn rolecall");
+        ChildSidecar {
+            child,
+            log: Log::File(log.to_owned()),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        match &self.log {
+            Log::Collected(buf) => String::from_utf8_lossy(&lock(buf)).into_owned(),
+            Log::File(path) => std::fs::read_to_string(path).unwrap_or_default(),
+        }
+    }
+
+    /// The log file, for a sidecar from [`spawn_logging_to`](Self::spawn_logging_to).
+    pub fn log_path(&self) -> Option<&Path> {
+        match &self.log {
+            Log::Collected(_) => None,
+            Log::File(path) => Some(path),
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGUSR1`); panics if that fails.
+    pub fn signal(&self, sig: i32) {
+        signal_pid(self.pid(), sig);
+    }
+
+    /// SIGTERM, then waits at most `limit`: the exit status, or `None` if it
+    /// had to be killed.
+    pub fn stop_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.signal(libc::SIGTERM);
+        let (status, hung) = wait_exit(&mut self.child, limit);
+        (!hung).then_some(status)
+    }
+}
+
+impl Drop for ChildSidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
