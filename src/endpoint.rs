@@ -37,6 +37,11 @@ pub const RETRY_AFTER_SECS: u64 = 5;
 /// the app could otherwise fill the log), and all counted in
 /// `rolecall_endpoint_rejected_requests_total`.
 static REJECTED_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
+/// Requests for a profile rolecall does not have are logged as rarely:
+/// several SDKs (the Rust SDK, JS v3's default chain) show their user only
+/// the status or a generic message, so this line is where the operator
+/// finds rolecall's answer.
+static UNKNOWN_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
 
 /// Equality that takes the same time wherever the inputs differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -130,6 +135,13 @@ impl Endpoint {
                 expiration,
             } => (session, expiration),
             Lookup::Unknown => {
+                if let Some(suppressed) = UNKNOWN_LOG.admit() {
+                    tracing::warn!(
+                        profile = ?shown,
+                        suppressed,
+                        "credentials endpoint: request for a profile that is not configured (check the app's AWS_CONTAINER_CREDENTIALS_FULL_URI)"
+                    );
+                }
                 return error(
                     StatusCode::NOT_FOUND,
                     "UnknownProfile",
