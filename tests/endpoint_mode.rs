@@ -142,14 +142,18 @@ async fn a_restarted_sidecar_keeps_its_token_and_serves_clients_holding_it() {
     let (status, _) = http_get(port, "/v1/credentials/writer", Some(&held)).await;
     assert_eq!(status, 404);
     assert!(
-        wait_until(Duration::from_secs(5), || second.log().contains(
-            "request for a profile that is not configured"
-        ))
+        wait_until(Duration::from_secs(5), || second
+            .log()
+            .contains("request for a profile that is not configured"))
         .await,
         "{}",
         second.log()
     );
-    assert!(second.log().contains("profile=\"writer\""), "{}", second.log());
+    assert!(
+        second.log().contains("profile=\"writer\""),
+        "{}",
+        second.log()
+    );
     assert!(
         second
             .log()
