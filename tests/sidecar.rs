@@ -6,6 +6,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use rolecall::clock::Clock;
 use rolecall::config::{Config, Env, Flags};
 use rolecall::{Control, Options};
 use support::*;
@@ -33,9 +34,32 @@ struct Harness {
     token: TokenDir,
     out: tempfile::TempDir,
     health_port: u16,
+    clock: Clock,
 }
 
 impl Harness {
+    /// For a test under paused time: the fake STS on the test's runtime
+    /// (see `FakeSts::start_local`), it and the sidecar ([`Harness::opts`])
+    /// on one [`Clock::tokio`], so sessions expire in simulated time.
+    fn paused() -> Harness {
+        let clock = Clock::tokio();
+        let sts = FakeSts::start_local();
+        sts.set_clock(clock);
+        Harness {
+            sts,
+            clock,
+            ..Harness::new()
+        }
+    }
+
+    /// [`opts`] on the harness's clock.
+    fn opts(&self) -> Options {
+        Options {
+            clock: self.clock,
+            ..opts()
+        }
+    }
+
     fn new() -> Harness {
         use tracing_subscriber::prelude::*;
         let _ = tracing_subscriber::registry()
@@ -51,6 +75,7 @@ impl Harness {
             token: TokenDir::new(&valid_jwt()),
             out: tempfile::tempdir().unwrap(),
             health_port: free_port(),
+            clock: Clock::system(),
         }
     }
 
@@ -164,24 +189,21 @@ async fn once_reports_the_profiles_that_failed_and_still_writes_the_others() {
     assert!(!creds.contains_key("writer"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn refreshes_each_profile_at_about_half_its_lifetime() {
-    let h = Harness::new();
-    h.sts.set_default(Reply::ok_for(Duration::from_secs(4)));
-    let started = Instant::now();
-    let r = Running::start(h.config(&[("reader", READER)]), opts());
+    let h = Harness::paused();
+    let r = Running::start(h.config(&[("reader", READER)]), h.opts());
     assert!(h.sts.wait_for_calls(3, Duration::from_secs(10)).await);
-    let elapsed = started.elapsed();
-    // Three calls: at 0, then twice at 45 % of a ~4 s lifetime (whole
-    // seconds on the wire make it 3-4 s), so between ~2.6 s and ~4 s.
-    assert!(
-        elapsed >= Duration::from_millis(2400),
-        "{elapsed:?}: refreshed too early"
-    );
-    assert!(
-        elapsed <= Duration::from_millis(5000),
-        "{elapsed:?}: refreshed too late"
-    );
+    // Three calls: at 0, then twice at 45 % of an hour's session (whole
+    // seconds on the wire make it 3599-3600 s): 1619.55-1620 s apart, on the
+    // paused clock.
+    let at: Vec<_> = h.sts.requests().iter().map(|r| r.received).collect();
+    for gap in at.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()) {
+        assert!(
+            (1619.5..=1620.01).contains(&gap),
+            "refreshed {gap:.3} s after the previous call, not at 45 % of the lifetime"
+        );
+    }
     // A request is recorded before its credentials are issued: wait for both.
     assert!(
         wait_until(Duration::from_secs(2), || {
@@ -193,33 +215,45 @@ async fn refreshes_each_profile_at_about_half_its_lifetime() {
     r.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn keeps_last_good_credentials_when_sts_fails_and_removes_them_at_expiry() {
-    let h = Harness::new();
-    h.sts.push(Reply::ok_for(Duration::from_secs(4)));
+    let h = Harness::paused();
+    h.sts.push(Reply::ok());
     h.sts.set_default(Reply::server_error());
-    let r = Running::start(h.config(&[("reader", READER)]), opts());
+    let r = Running::start(h.config(&[("reader", READER)]), h.opts());
     assert!(wait_until(Duration::from_secs(5), || h.key_of("reader").is_some()).await);
     let good = h.key_of("reader").unwrap();
     assert_eq!(h.get("/readyz").await.0, 200);
+    let expiry = h.sts.issued()[0].expiration;
 
-    // The refresh at ~1.8 s fails; the old keys stay published and ready.
-    assert!(h.sts.wait_for_calls(2, Duration::from_secs(5)).await);
+    // The refresh at ~27 min fails; the old keys stay published and ready,
+    // up to a second before they expire.
+    assert!(h.sts.wait_for_calls(2, Duration::from_secs(10)).await);
+    let failing_since = tokio::time::Instant::now();
+    assert_eq!(h.key_of("reader").as_deref(), Some(good.as_str()));
+    assert_eq!(h.get("/readyz").await.0, 200);
+    let left = expiry.duration_since(h.clock.now()).unwrap();
+    tokio::time::sleep(left - Duration::from_secs(1)).await;
     assert_eq!(h.key_of("reader").as_deref(), Some(good.as_str()));
     assert_eq!(h.get("/readyz").await.0, 200);
 
-    // At expiry they are removed from the file and readiness drops.
-    assert!(wait_until(Duration::from_secs(6), || h.key_of("reader").is_none()).await);
+    // At expiry (by the injected clock) they are removed from the file and
+    // readiness drops.
+    assert!(wait_until(Duration::from_secs(2), || h.key_of("reader").is_none()).await);
+    assert!(h.clock.now() >= expiry, "removed before expiry");
     assert!(h.path("credentials").exists(), "the file itself stays");
     let (status, body) = h.get("/readyz").await;
     assert_eq!(status, 503);
     assert!(body.contains("reader: InternalFailure"), "{body}");
-    // Backoff, not a hot loop: 1 s, 2 s, 4 s ceilings over ~5 s.
-    assert!(h.sts.calls() <= 5, "{} calls", h.sts.calls());
+    // Backoff, not a hot loop: ceilings 1 s, 2 s, ..., 32 s, then 60 s.
+    let failing = failing_since.elapsed().as_secs();
+    let calls = h.sts.calls() as u64;
+    assert!(calls <= 2 + 6 + failing / 60 + 1, "{calls} calls in {failing} s");
 
-    // STS comes back: recovery by itself.
+    // STS comes back: recovery by itself, within one backoff.
     h.sts.set_default(Reply::ok());
-    assert!(wait_until(Duration::from_secs(10), || h.key_of("reader").is_some()).await);
+    assert!(wait_until(Duration::from_secs(61), || h.key_of("reader").is_some()).await);
+    assert_eq!(h.get("/readyz").await.0, 200);
     r.stop().await;
 }
 
