@@ -318,35 +318,44 @@ async fn a_missing_or_expired_token_is_never_sent_and_is_picked_up_when_it_appea
     r.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn refresh_now_refreshes_every_profile_once() {
-    let h = Harness::new();
-    let r = Running::start(h.config(&[("reader", READER), ("writer", WRITER)]), opts());
+    let h = Harness::paused();
+    let r = Running::start(h.config(&[("reader", READER), ("writer", WRITER)]), h.opts());
     assert!(h.sts.wait_for_calls(2, Duration::from_secs(5)).await);
     assert!(wait_until(Duration::from_secs(2), || h.key_of("writer").is_some()).await);
     let first = h.key_of("reader");
     // Within 5 s of the first attempts: held until 5 s have passed.
     r.controls.send(Control::RefreshNow).await.unwrap();
     assert!(h.sts.wait_for_calls(4, Duration::from_secs(10)).await);
+    let reqs = h.sts.requests();
+    let held = reqs[2].received - reqs[0].received;
+    assert!(
+        (Duration::from_secs(5)..Duration::from_secs(6)).contains(&held),
+        "{held:?}"
+    );
     assert!(wait_until(Duration::from_secs(2), || h.key_of("reader") != first).await);
     assert_eq!(h.sts.calls_for_role(READER), 2);
     assert_eq!(h.sts.calls_for_role(WRITER), 2);
     r.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn transient_errors_back_off_exponentially() {
-    let h = Harness::new();
+    let h = Harness::paused();
     h.sts.set_default(Reply::throttle());
-    let started = Instant::now();
-    let r = Running::start(h.config(&[("reader", READER)]), opts());
+    let r = Running::start(h.config(&[("reader", READER)]), h.opts());
     assert!(h.sts.wait_for_calls(3, Duration::from_secs(6)).await);
-    // 0, then +1 s, then +2 s.
-    assert!(
-        started.elapsed() >= Duration::from_millis(2900),
-        "{:?}",
-        started.elapsed()
-    );
+    // 0, then +1 s, then +2 s (the ceilings, with this jitter), on the
+    // paused clock.
+    let at: Vec<_> = h.sts.requests().iter().map(|r| r.received).collect();
+    for (i, want) in [(1, 1), (2, 2)] {
+        let gap = at[i] - at[i - 1];
+        assert!(
+            gap >= Duration::from_secs(want) && gap < Duration::from_millis(want * 1000 + 100),
+            "retry {i} after {gap:?}"
+        );
+    }
     h.sts.set_default(Reply::ok());
     assert!(wait_until(Duration::from_secs(6), || h.key_of("reader").is_some()).await);
     let (_, metrics) = h.get("/metrics").await;
@@ -592,5 +601,37 @@ async fn a_restart_during_an_sts_outage_keeps_the_previous_valid_credentials() {
         !after.contains_key("writer"),
         "a session for a different role is not adopted"
     );
+    r.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_adopted_after_a_restart_leaves_the_files_at_its_expiry_on_the_injected_clock() {
+    let h = Harness::paused();
+    let report = rolecall::once(&h.config(&[("reader", READER)]), &h.opts())
+        .await
+        .unwrap();
+    assert!(report.failed.is_empty());
+    let good = h.key_of("reader").unwrap();
+    let expiry = h.sts.issued()[0].expiration;
+
+    // Half an hour later rolecall restarts while STS is down: it adopts the
+    // session from its files and keeps it published while it is valid.
+    tokio::time::sleep(Duration::from_secs(30 * 60)).await;
+    h.sts.set_default(Reply::server_error());
+    let r = Running::start(h.config(&[("reader", READER)]), h.opts());
+    assert!(h.sts.wait_for_calls(2, Duration::from_secs(5)).await);
+    assert_eq!(h.key_of("reader").as_deref(), Some(good.as_str()));
+    assert_eq!(h.get("/readyz").await.0, 200);
+    let left = expiry.duration_since(h.clock.now()).unwrap();
+    assert!(left < Duration::from_secs(31 * 60), "{left:?} left");
+    tokio::time::sleep(left - Duration::from_secs(1)).await;
+    assert_eq!(h.key_of("reader").as_deref(), Some(good.as_str()));
+
+    // At its expiry by the injected clock it is removed, and not ready.
+    assert!(wait_until(Duration::from_secs(2), || h.key_of("reader").is_none()).await);
+    assert!(h.clock.now() >= expiry, "removed before expiry");
+    let (status, body) = h.get("/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("reader: InternalFailure"), "{body}");
     r.stop().await;
 }
