@@ -242,7 +242,11 @@ async fn a_chained_profile_is_refreshed_when_its_source_session_changes() {
     assert_eq!(reqs[2].role_arn, READER);
     assert!(at(2) >= Duration::from_secs(1619), "{:?}", at(2));
     assert_eq!(reqs[3].role_arn, AUDIT);
-    assert!(at(3) - at(2) < Duration::from_secs(1), "{:?}", at(3) - at(2));
+    assert!(
+        at(3) - at(2) < Duration::from_secs(1),
+        "{:?}",
+        at(3) - at(2)
+    );
     let readers = sts
         .issued()
         .into_iter()

@@ -248,7 +248,10 @@ async fn keeps_last_good_credentials_when_sts_fails_and_removes_them_at_expiry()
     // Backoff, not a hot loop: ceilings 1 s, 2 s, ..., 32 s, then 60 s.
     let failing = failing_since.elapsed().as_secs();
     let calls = h.sts.calls() as u64;
-    assert!(calls <= 2 + 6 + failing / 60 + 1, "{calls} calls in {failing} s");
+    assert!(
+        calls <= 2 + 6 + failing / 60 + 1,
+        "{calls} calls in {failing} s"
+    );
 
     // STS comes back: recovery by itself, within one backoff.
     h.sts.set_default(Reply::ok());
@@ -321,7 +324,10 @@ async fn a_missing_or_expired_token_is_never_sent_and_is_picked_up_when_it_appea
 #[tokio::test(start_paused = true)]
 async fn refresh_now_refreshes_every_profile_once() {
     let h = Harness::paused();
-    let r = Running::start(h.config(&[("reader", READER), ("writer", WRITER)]), h.opts());
+    let r = Running::start(
+        h.config(&[("reader", READER), ("writer", WRITER)]),
+        h.opts(),
+    );
     assert!(h.sts.wait_for_calls(2, Duration::from_secs(5)).await);
     assert!(wait_until(Duration::from_secs(2), || h.key_of("writer").is_some()).await);
     let first = h.key_of("reader");
