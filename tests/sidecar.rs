@@ -45,11 +45,7 @@ impl Harness {
         let clock = Clock::tokio();
         let sts = FakeSts::start_local();
         sts.set_clock(clock);
-        Harness {
-            sts,
-            clock,
-            ..Harness::new()
-        }
+        Harness::with(sts, clock)
     }
 
     /// [`opts`] on the harness's clock.
@@ -61,6 +57,10 @@ impl Harness {
     }
 
     fn new() -> Harness {
+        Harness::with(FakeSts::start(), Clock::system())
+    }
+
+    fn with(sts: FakeSts, clock: Clock) -> Harness {
         use tracing_subscriber::prelude::*;
         let _ = tracing_subscriber::registry()
             .with(
@@ -71,11 +71,11 @@ impl Harness {
             )
             .try_init();
         Harness {
-            sts: FakeSts::start(),
+            sts,
             token: TokenDir::new(&valid_jwt()),
             out: tempfile::tempdir().unwrap(),
             health_port: free_port(),
-            clock: Clock::system(),
+            clock,
         }
     }
 
@@ -260,6 +260,8 @@ async fn keeps_last_good_credentials_when_sts_fails_and_removes_them_at_expiry()
     r.stop().await;
 }
 
+// Real time: how fast a rotation is noticed is the watcher's inotify events
+// on real files (and its poll fallback), measured on the wall clock.
 #[tokio::test]
 async fn token_rotation_retries_failing_profiles_at_once_and_leaves_healthy_ones_alone() {
     let h = Harness::new();
@@ -372,22 +374,29 @@ async fn transient_errors_back_off_exponentially() {
     r.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn invalid_identity_token_is_retried_with_backoff_not_every_five_minutes() {
-    let h = Harness::new();
+    let h = Harness::paused();
     h.sts.push(Reply::error(
         400,
         "InvalidIdentityToken",
         "Couldn't retrieve verification key from your identity provider",
     ));
-    let started = Instant::now();
-    let r = Running::start(h.config(&[("reader", READER)]), opts());
+    let r = Running::start(h.config(&[("reader", READER)]), h.opts());
     assert!(h.sts.wait_for_calls(2, Duration::from_secs(4)).await);
-    assert!(started.elapsed() < Duration::from_secs(3));
+    // The first backoff ceiling (1 s), on the paused clock.
+    let reqs = h.sts.requests();
+    let gap = reqs[1].received - reqs[0].received;
+    assert!(
+        gap >= Duration::from_secs(1) && gap < Duration::from_millis(1100),
+        "{gap:?}"
+    );
     assert!(wait_until(Duration::from_secs(2), || h.key_of("reader").is_some()).await);
     r.stop().await;
 }
 
+// Real time: a prompt shutdown is measured on the wall clock (a paused
+// clock would skip the stop grace instead of proving it is not needed).
 #[tokio::test]
 async fn a_hanging_sts_times_out_per_attempt_and_shutdown_is_prompt() {
     let h = Harness::new();
