@@ -205,12 +205,15 @@ async fn the_endpoint_serves_container_credentials_only_with_the_token() {
 
 const AUDIT: &str = "arn:aws:iam::444455556666:role/audit";
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_chained_profile_is_refreshed_when_its_source_session_changes() {
-    let sts = FakeSts::start();
-    sts.set_default(Reply::ok_for(Duration::from_secs(4)));
+    // Paused time: the fake STS on this runtime and on the sidecar's clock.
+    let clock = rolecall::clock::Clock::tokio();
+    let sts = FakeSts::start_local();
+    sts.set_clock(clock);
+    sts.set_default(Reply::ok());
     for _ in 0..3 {
-        sts.push_for_role(AUDIT, Reply::ok());
+        sts.push_for_role(AUDIT, Reply::ok_for(Duration::from_secs(12 * 3600)));
     }
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
@@ -226,9 +229,24 @@ async fn a_chained_profile_is_refreshed_when_its_source_session_changes() {
     f.profiles.clear();
     f.config = Some(file);
     let config = Config::load(&f, &Env::new()).unwrap();
-    let r = Running::start(config, test_options());
-    // reader refreshes at ~1.8 s (4 s sessions); audit (1 h) follows its source at once.
-    assert!(wait_until(Duration::from_secs(6), || sts.calls_for_role(AUDIT) >= 2).await);
+    let opts = rolecall::Options {
+        clock,
+        ..test_options()
+    };
+    let r = Running::start(config, opts);
+    // reader refreshes at 27 min (one-hour sessions); audit (12 h, so not
+    // due itself) follows its source at once.
+    assert!(sts.wait_for_calls(4, Duration::from_secs(10)).await);
+    let reqs = sts.requests();
+    let at = |i: usize| reqs[i].received - reqs[0].received;
+    assert_eq!(reqs[2].role_arn, READER);
+    assert!(at(2) >= Duration::from_secs(1619), "{:?}", at(2));
+    assert_eq!(reqs[3].role_arn, AUDIT);
+    assert!(
+        at(3) - at(2) < Duration::from_secs(1),
+        "{:?}",
+        at(3) - at(2)
+    );
     let readers = sts
         .issued()
         .into_iter()

@@ -176,6 +176,7 @@ async fn an_expired_token_is_never_sent_even_when_only_paused_time_reached_its_e
     let unix =
         |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let sts = FakeSts::start_local();
+    sts.set_clock(clock);
     // Ten minutes left on the token; the session's refresh is due in about 25.
     let token = TokenDir::new(&jwt(
         TEST_ISSUER,
@@ -232,6 +233,7 @@ async fn an_expired_token_is_never_sent_even_when_only_paused_time_reached_its_e
 async fn through_an_sts_outage_the_last_session_is_kept_until_it_expires_on_the_injected_clock() {
     let clock = rolecall::clock::Clock::tokio();
     let sts = FakeSts::start_local();
+    sts.set_clock(clock);
     let token = TokenDir::new(&valid_jwt());
     let shared = Shared::with_clock(clock);
     let p = local_profile(&sts, "reader", SOURCE, None);

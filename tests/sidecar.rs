@@ -6,6 +6,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use rolecall::clock::Clock;
 use rolecall::config::{Config, Env, Flags};
 use rolecall::{Control, Options};
 use support::*;
@@ -33,10 +34,33 @@ struct Harness {
     token: TokenDir,
     out: tempfile::TempDir,
     health_port: u16,
+    clock: Clock,
 }
 
 impl Harness {
+    /// For a test under paused time: the fake STS on the test's runtime
+    /// (see `FakeSts::start_local`), it and the sidecar ([`Harness::opts`])
+    /// on one [`Clock::tokio`], so sessions expire in simulated time.
+    fn paused() -> Harness {
+        let clock = Clock::tokio();
+        let sts = FakeSts::start_local();
+        sts.set_clock(clock);
+        Harness::with(sts, clock)
+    }
+
+    /// [`opts`] on the harness's clock.
+    fn opts(&self) -> Options {
+        Options {
+            clock: self.clock,
+            ..opts()
+        }
+    }
+
     fn new() -> Harness {
+        Harness::with(FakeSts::start(), Clock::system())
+    }
+
+    fn with(sts: FakeSts, clock: Clock) -> Harness {
         use tracing_subscriber::prelude::*;
         let _ = tracing_subscriber::registry()
             .with(
@@ -47,10 +71,11 @@ impl Harness {
             )
             .try_init();
         Harness {
-            sts: FakeSts::start(),
+            sts,
             token: TokenDir::new(&valid_jwt()),
             out: tempfile::tempdir().unwrap(),
             health_port: free_port(),
+            clock,
         }
     }
 
@@ -164,24 +189,21 @@ async fn once_reports_the_profiles_that_failed_and_still_writes_the_others() {
     assert!(!creds.contains_key("writer"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn refreshes_each_profile_at_about_half_its_lifetime() {
-    let h = Harness::new();
-    h.sts.set_default(Reply::ok_for(Duration::from_secs(4)));
-    let started = Instant::now();
-    let r = Running::start(h.config(&[("reader", READER)]), opts());
+    let h = Harness::paused();
+    let r = Running::start(h.config(&[("reader", READER)]), h.opts());
     assert!(h.sts.wait_for_calls(3, Duration::from_secs(10)).await);
-    let elapsed = started.elapsed();
-    // Three calls: at 0, then twice at 45 % of a ~4 s lifetime (whole
-    // seconds on the wire make it 3-4 s), so between ~2.6 s and ~4 s.
-    assert!(
-        elapsed >= Duration::from_millis(2400),
-        "{elapsed:?}: refreshed too early"
-    );
-    assert!(
-        elapsed <= Duration::from_millis(5000),
-        "{elapsed:?}: refreshed too late"
-    );
+    // Three calls: at 0, then twice at 45 % of an hour's session (whole
+    // seconds on the wire make it 3599-3600 s): 1619.55-1620 s apart, on the
+    // paused clock.
+    let at: Vec<_> = h.sts.requests().iter().map(|r| r.received).collect();
+    for gap in at.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()) {
+        assert!(
+            (1619.5..=1620.01).contains(&gap),
+            "refreshed {gap:.3} s after the previous call, not at 45 % of the lifetime"
+        );
+    }
     // A request is recorded before its credentials are issued: wait for both.
     assert!(
         wait_until(Duration::from_secs(2), || {
@@ -193,36 +215,53 @@ async fn refreshes_each_profile_at_about_half_its_lifetime() {
     r.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn keeps_last_good_credentials_when_sts_fails_and_removes_them_at_expiry() {
-    let h = Harness::new();
-    h.sts.push(Reply::ok_for(Duration::from_secs(4)));
+    let h = Harness::paused();
+    h.sts.push(Reply::ok());
     h.sts.set_default(Reply::server_error());
-    let r = Running::start(h.config(&[("reader", READER)]), opts());
+    let r = Running::start(h.config(&[("reader", READER)]), h.opts());
     assert!(wait_until(Duration::from_secs(5), || h.key_of("reader").is_some()).await);
     let good = h.key_of("reader").unwrap();
     assert_eq!(h.get("/readyz").await.0, 200);
+    let expiry = h.sts.issued()[0].expiration;
 
-    // The refresh at ~1.8 s fails; the old keys stay published and ready.
-    assert!(h.sts.wait_for_calls(2, Duration::from_secs(5)).await);
+    // The refresh at ~27 min fails; the old keys stay published and ready,
+    // up to a second before they expire.
+    assert!(h.sts.wait_for_calls(2, Duration::from_secs(10)).await);
+    let failing_since = tokio::time::Instant::now();
+    assert_eq!(h.key_of("reader").as_deref(), Some(good.as_str()));
+    assert_eq!(h.get("/readyz").await.0, 200);
+    let left = expiry.duration_since(h.clock.now()).unwrap();
+    tokio::time::sleep(left - Duration::from_secs(1)).await;
     assert_eq!(h.key_of("reader").as_deref(), Some(good.as_str()));
     assert_eq!(h.get("/readyz").await.0, 200);
 
-    // At expiry they are removed from the file and readiness drops.
-    assert!(wait_until(Duration::from_secs(6), || h.key_of("reader").is_none()).await);
+    // At expiry (by the injected clock) they are removed from the file and
+    // readiness drops.
+    assert!(wait_until(Duration::from_secs(2), || h.key_of("reader").is_none()).await);
+    assert!(h.clock.now() >= expiry, "removed before expiry");
     assert!(h.path("credentials").exists(), "the file itself stays");
     let (status, body) = h.get("/readyz").await;
     assert_eq!(status, 503);
     assert!(body.contains("reader: InternalFailure"), "{body}");
-    // Backoff, not a hot loop: 1 s, 2 s, 4 s ceilings over ~5 s.
-    assert!(h.sts.calls() <= 5, "{} calls", h.sts.calls());
+    // Backoff, not a hot loop: ceilings 1 s, 2 s, ..., 32 s, then 60 s.
+    let failing = failing_since.elapsed().as_secs();
+    let calls = h.sts.calls() as u64;
+    assert!(
+        calls <= 2 + 6 + failing / 60 + 1,
+        "{calls} calls in {failing} s"
+    );
 
-    // STS comes back: recovery by itself.
+    // STS comes back: recovery by itself, within one backoff.
     h.sts.set_default(Reply::ok());
-    assert!(wait_until(Duration::from_secs(10), || h.key_of("reader").is_some()).await);
+    assert!(wait_until(Duration::from_secs(61), || h.key_of("reader").is_some()).await);
+    assert_eq!(h.get("/readyz").await.0, 200);
     r.stop().await;
 }
 
+// Real time: how fast a rotation is noticed is the watcher's inotify events
+// on real files (and its poll fallback), measured on the wall clock.
 #[tokio::test]
 async fn token_rotation_retries_failing_profiles_at_once_and_leaves_healthy_ones_alone() {
     let h = Harness::new();
@@ -284,35 +323,47 @@ async fn a_missing_or_expired_token_is_never_sent_and_is_picked_up_when_it_appea
     r.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn refresh_now_refreshes_every_profile_once() {
-    let h = Harness::new();
-    let r = Running::start(h.config(&[("reader", READER), ("writer", WRITER)]), opts());
+    let h = Harness::paused();
+    let r = Running::start(
+        h.config(&[("reader", READER), ("writer", WRITER)]),
+        h.opts(),
+    );
     assert!(h.sts.wait_for_calls(2, Duration::from_secs(5)).await);
     assert!(wait_until(Duration::from_secs(2), || h.key_of("writer").is_some()).await);
     let first = h.key_of("reader");
     // Within 5 s of the first attempts: held until 5 s have passed.
     r.controls.send(Control::RefreshNow).await.unwrap();
     assert!(h.sts.wait_for_calls(4, Duration::from_secs(10)).await);
+    let reqs = h.sts.requests();
+    let held = reqs[2].received - reqs[0].received;
+    assert!(
+        (Duration::from_secs(5)..Duration::from_secs(6)).contains(&held),
+        "{held:?}"
+    );
     assert!(wait_until(Duration::from_secs(2), || h.key_of("reader") != first).await);
     assert_eq!(h.sts.calls_for_role(READER), 2);
     assert_eq!(h.sts.calls_for_role(WRITER), 2);
     r.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn transient_errors_back_off_exponentially() {
-    let h = Harness::new();
+    let h = Harness::paused();
     h.sts.set_default(Reply::throttle());
-    let started = Instant::now();
-    let r = Running::start(h.config(&[("reader", READER)]), opts());
+    let r = Running::start(h.config(&[("reader", READER)]), h.opts());
     assert!(h.sts.wait_for_calls(3, Duration::from_secs(6)).await);
-    // 0, then +1 s, then +2 s.
-    assert!(
-        started.elapsed() >= Duration::from_millis(2900),
-        "{:?}",
-        started.elapsed()
-    );
+    // 0, then +1 s, then +2 s (the ceilings, with this jitter), on the
+    // paused clock.
+    let at: Vec<_> = h.sts.requests().iter().map(|r| r.received).collect();
+    for (i, want) in [(1, 1), (2, 2)] {
+        let gap = at[i] - at[i - 1];
+        assert!(
+            gap >= Duration::from_secs(want) && gap < Duration::from_millis(want * 1000 + 100),
+            "retry {i} after {gap:?}"
+        );
+    }
     h.sts.set_default(Reply::ok());
     assert!(wait_until(Duration::from_secs(6), || h.key_of("reader").is_some()).await);
     let (_, metrics) = h.get("/metrics").await;
@@ -323,22 +374,29 @@ async fn transient_errors_back_off_exponentially() {
     r.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn invalid_identity_token_is_retried_with_backoff_not_every_five_minutes() {
-    let h = Harness::new();
+    let h = Harness::paused();
     h.sts.push(Reply::error(
         400,
         "InvalidIdentityToken",
         "Couldn't retrieve verification key from your identity provider",
     ));
-    let started = Instant::now();
-    let r = Running::start(h.config(&[("reader", READER)]), opts());
+    let r = Running::start(h.config(&[("reader", READER)]), h.opts());
     assert!(h.sts.wait_for_calls(2, Duration::from_secs(4)).await);
-    assert!(started.elapsed() < Duration::from_secs(3));
+    // The first backoff ceiling (1 s), on the paused clock.
+    let reqs = h.sts.requests();
+    let gap = reqs[1].received - reqs[0].received;
+    assert!(
+        gap >= Duration::from_secs(1) && gap < Duration::from_millis(1100),
+        "{gap:?}"
+    );
     assert!(wait_until(Duration::from_secs(2), || h.key_of("reader").is_some()).await);
     r.stop().await;
 }
 
+// Real time: a prompt shutdown is measured on the wall clock (a paused
+// clock would skip the stop grace instead of proving it is not needed).
 #[tokio::test]
 async fn a_hanging_sts_times_out_per_attempt_and_shutdown_is_prompt() {
     let h = Harness::new();
@@ -558,5 +616,37 @@ async fn a_restart_during_an_sts_outage_keeps_the_previous_valid_credentials() {
         !after.contains_key("writer"),
         "a session for a different role is not adopted"
     );
+    r.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_adopted_after_a_restart_leaves_the_files_at_its_expiry_on_the_injected_clock() {
+    let h = Harness::paused();
+    let report = rolecall::once(&h.config(&[("reader", READER)]), &h.opts())
+        .await
+        .unwrap();
+    assert!(report.failed.is_empty());
+    let good = h.key_of("reader").unwrap();
+    let expiry = h.sts.issued()[0].expiration;
+
+    // Half an hour later rolecall restarts while STS is down: it adopts the
+    // session from its files and keeps it published while it is valid.
+    tokio::time::sleep(Duration::from_secs(30 * 60)).await;
+    h.sts.set_default(Reply::server_error());
+    let r = Running::start(h.config(&[("reader", READER)]), h.opts());
+    assert!(h.sts.wait_for_calls(2, Duration::from_secs(5)).await);
+    assert_eq!(h.key_of("reader").as_deref(), Some(good.as_str()));
+    assert_eq!(h.get("/readyz").await.0, 200);
+    let left = expiry.duration_since(h.clock.now()).unwrap();
+    assert!(left < Duration::from_secs(31 * 60), "{left:?} left");
+    tokio::time::sleep(left - Duration::from_secs(1)).await;
+    assert_eq!(h.key_of("reader").as_deref(), Some(good.as_str()));
+
+    // At its expiry by the injected clock it is removed, and not ready.
+    assert!(wait_until(Duration::from_secs(2), || h.key_of("reader").is_none()).await);
+    assert!(h.clock.now() >= expiry, "removed before expiry");
+    let (status, body) = h.get("/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("reader: InternalFailure"), "{body}");
     r.stop().await;
 }

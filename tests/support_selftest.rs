@@ -940,3 +940,45 @@ async fn a_sandbox_grants_sessions_of_its_lifetime() {
         .unwrap();
     assert!(left > Duration::from_secs(890) && left <= Duration::from_secs(900));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_local_server_on_an_injected_clock_stamps_expirations_and_dates_in_paused_time() {
+    let clock = rolecall::clock::Clock::tokio();
+    let sts = FakeSts::start_local();
+    sts.set_clock(clock);
+    // Thirty simulated days: the system clock has not moved meanwhile.
+    tokio::time::sleep(Duration::from_secs(30 * 86_400)).await;
+    let now = clock.now();
+    assert!(now > SystemTime::now() + Duration::from_secs(29 * 86_400));
+    let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert_eq!(unix(sts.now()), unix(now));
+
+    let resp = post(&sts, &web_identity_form(ROLE_A, "s", "t")).await;
+    assert_eq!(resp.status, 200);
+    let exp = parse_utc(tag(&resp.body, "Expiration"));
+    assert!(
+        (unix(now) + 3599..=unix(now) + 3600).contains(&unix(exp)),
+        "expiration {} for now {}",
+        unix(exp),
+        unix(now)
+    );
+    assert_eq!(sts.issued()[0].expiration, exp);
+    let date = aws_smithy_types::DateTime::from_str(
+        resp.header("date").unwrap(),
+        aws_smithy_types::date_time::Format::HttpDate,
+    )
+    .unwrap();
+    assert!(
+        date.secs().abs_diff(unix(now) as i64) <= 1,
+        "Date {date} for now {}",
+        unix(now)
+    );
+
+    // Stale answers are stale by the same clock.
+    sts.push(Reply::Stale {
+        expired_ago: Duration::from_secs(60),
+    });
+    let resp = post(&sts, &web_identity_form(ROLE_A, "s", "t")).await;
+    let exp = parse_utc(tag(&resp.body, "Expiration"));
+    assert!((unix(now) - 61..=unix(now) - 59).contains(&unix(exp)));
+}

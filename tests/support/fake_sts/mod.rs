@@ -7,6 +7,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use rolecall::clock::Clock;
+
 use super::lock;
 
 mod server;
@@ -19,7 +21,8 @@ pub use server::{parse_form, signing_key};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
     /// Success with fresh, unique credentials expiring `lifetime` from now
-    /// (wall clock, truncated to whole seconds).
+    /// (by the server's clock, see [`FakeSts::set_clock`]; truncated to whole
+    /// seconds).
     Ok { lifetime: Duration },
     /// An AWS Query `ErrorResponse` with this HTTP status and error code.
     Error {
@@ -145,8 +148,10 @@ struct State {
     global: VecDeque<Reply>,
     per_role: HashMap<String, VecDeque<Reply>>,
     default: Reply,
-    /// Seconds added to the real time in every answer's `Date` header.
+    /// Seconds added to the clock's time in every answer's `Date` header.
     date_offset_s: i64,
+    /// Where expirations and the `Date` header take "now" from.
+    clock: Clock,
     requests: Vec<StsRequest>,
     issued: Vec<IssuedCredentials>,
 }
@@ -211,6 +216,7 @@ fn bind() -> (std::net::TcpListener, SocketAddr, Arc<Shared>) {
             per_role: HashMap::new(),
             default: Reply::ok(),
             date_offset_s: 0,
+            clock: Clock::system(),
             requests: Vec::new(),
             issued: Vec::new(),
         }),
@@ -310,13 +316,27 @@ impl FakeSts {
             .push_back(reply);
     }
 
-    /// The reply used when both queues are empty (initially [`Reply::ok`]).
-    /// Makes every answer's `Date` header `offset_s` seconds off the real
-    /// time (STS's clock as a skewed caller sees it).
+    /// Makes every answer's `Date` header `offset_s` seconds off the
+    /// server's clock (STS's clock as a skewed caller sees it).
     pub fn set_date_offset(&self, offset_s: i64) {
-        lock(&self.inner.shared.state).date_offset_s = offset_s;
+        self.state().date_offset_s = offset_s;
     }
 
+    /// Takes "now" (for expirations and the `Date` header) from `clock`
+    /// instead of the system clock: give it the [`Clock::tokio`] that the
+    /// sidecar under paused time runs on, and sessions expire in simulated
+    /// time. Meant for [`start_local`](Self::start_local), whose server runs
+    /// on the test's (paused) runtime.
+    pub fn set_clock(&self, clock: Clock) {
+        self.state().clock = clock;
+    }
+
+    /// "Now" by the server's clock.
+    pub fn now(&self) -> SystemTime {
+        self.state().clock.now()
+    }
+
+    /// The reply used when both queues are empty (initially [`Reply::ok`]).
     pub fn set_default(&self, reply: Reply) {
         self.state().default = reply;
     }

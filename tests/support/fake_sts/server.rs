@@ -197,15 +197,18 @@ async fn handle(
     shared.notify.notify_waiters();
 
     let rid = request_id();
-    let offset = lock(&shared.state).date_offset_s;
+    let (offset, now) = {
+        let state = lock(&shared.state);
+        (state.date_offset_s, state.clock.now())
+    };
     let date = aws_smithy_types::DateTime::from(if offset >= 0 {
-        SystemTime::now() + Duration::from_secs(offset as u64)
+        now + Duration::from_secs(offset as u64)
     } else {
-        SystemTime::now() - Duration::from_secs(offset.unsigned_abs())
+        now - Duration::from_secs(offset.unsigned_abs())
     })
     .fmt(aws_smithy_types::date_time::Format::HttpDate)
     .expect("FakeSts: date");
-    let mut response = answer(&shared, &request, reply, &rid, &reset_fd).await?;
+    let mut response = answer(&shared, &request, reply, now, &rid, &reset_fd).await?;
     response
         .headers_mut()
         .insert("date", date.parse().expect("FakeSts: date header"));
@@ -216,17 +219,13 @@ async fn answer(
     shared: &Shared,
     request: &StsRequest,
     reply: Reply,
+    now: SystemTime,
     rid: &str,
     reset_fd: &Mutex<Option<std::net::TcpStream>>,
 ) -> Result<Response<Full<Bytes>>, BoxError> {
     match reply {
-        Reply::Ok { lifetime } => Ok(success(shared, request, SystemTime::now() + lifetime, rid)),
-        Reply::Stale { expired_ago } => Ok(success(
-            shared,
-            request,
-            SystemTime::now() - expired_ago,
-            rid,
-        )),
+        Reply::Ok { lifetime } => Ok(success(shared, request, now + lifetime, rid)),
+        Reply::Stale { expired_ago } => Ok(success(shared, request, now - expired_ago, rid)),
         Reply::Huge { bytes } => {
             let mut body = b"<AssumeRoleWithWebIdentityResponse><!--".to_vec();
             body.resize(bytes, b'x');
