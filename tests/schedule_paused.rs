@@ -170,6 +170,35 @@ async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_i
     stop.cancel();
 }
 
+/// A "reader" profile on `sts`, its state and its refresher, all on `clock`.
+struct Reader {
+    shared: Arc<Shared>,
+    refresher: Refresher,
+    /// Keeps the refresher's SIGUSR1 channel open.
+    _all: watch::Sender<u64>,
+}
+
+fn reader_on(sts: &FakeSts, token: &TokenDir, clock: rolecall::clock::Clock) -> Reader {
+    let shared = Shared::with_clock(clock);
+    let p = local_profile(sts, "reader", SOURCE, None);
+    shared.register(p.clone(), None, clock.now());
+    let all = watch::channel(0u64).0;
+    let ctx = Context {
+        shared: shared.clone(),
+        sts: Sts::new(Duration::from_secs(5)).with_clock(clock),
+        token_file: token.path(),
+        jitter: ceiling_jitter,
+        token_changed: watch::channel(0u64).1,
+        refresh_all: all.subscribe(),
+        clock,
+    };
+    Reader {
+        shared,
+        refresher: Refresher::new(p, ctx),
+        _all: all,
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_expired_token_is_never_sent_even_when_only_paused_time_reached_its_expiry() {
     let clock = rolecall::clock::Clock::tokio();
@@ -184,21 +213,13 @@ async fn an_expired_token_is_never_sent_even_when_only_paused_time_reached_its_e
         TEST_AUDIENCE,
         unix(clock.now()) + 600,
     ));
-    let shared = Shared::with_clock(clock);
-    let p = local_profile(&sts, "reader", SOURCE, None);
-    shared.register(p.clone(), None, clock.now());
-    let all = watch::channel(0u64).0;
-    let ctx = Context {
-        shared: shared.clone(),
-        sts: Sts::new(Duration::from_secs(5)).with_clock(clock),
-        token_file: token.path(),
-        jitter: ceiling_jitter,
-        token_changed: watch::channel(0u64).1,
-        refresh_all: all.subscribe(),
-        clock,
-    };
+    let Reader {
+        shared,
+        refresher,
+        _all,
+    } = reader_on(&sts, &token, clock);
     let stop = CancellationToken::new();
-    tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));
+    tokio::spawn(refresher.run(Duration::ZERO, stop.clone()));
     assert!(wait_until(Duration::from_secs(5), || sts.calls() == 1).await);
 
     // The refresh falls after the token's exp by the injected clock (the
@@ -235,23 +256,15 @@ async fn through_an_sts_outage_the_last_session_is_kept_until_it_expires_on_the_
     let sts = FakeSts::start_local();
     sts.set_clock(clock);
     let token = TokenDir::new(&valid_jwt());
-    let shared = Shared::with_clock(clock);
-    let p = local_profile(&sts, "reader", SOURCE, None);
-    shared.register(p.clone(), None, clock.now());
+    let Reader {
+        shared,
+        refresher,
+        _all,
+    } = reader_on(&sts, &token, clock);
     shared.record_outputs_written(true, clock.now());
-    let all = watch::channel(0u64).0;
-    let ctx = Context {
-        shared: shared.clone(),
-        sts: Sts::new(Duration::from_secs(5)).with_clock(clock),
-        token_file: token.path(),
-        jitter: ceiling_jitter,
-        token_changed: watch::channel(0u64).1,
-        refresh_all: all.subscribe(),
-        clock,
-    };
     let stop = CancellationToken::new();
     let start = tokio::time::Instant::now();
-    tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));
+    tokio::spawn(refresher.run(Duration::ZERO, stop.clone()));
     assert!(wait_until(Duration::from_secs(5), || sts.calls() == 1).await);
     let expiry = shared.get("reader").unwrap().session.unwrap().expiration;
     sts.set_default(Reply::server_error());

@@ -82,25 +82,29 @@ fn token_at(clock: &Clock) -> (String, SystemTime) {
     )
 }
 
-/// kubelet: sleeps until `until`, rotating the token every [`ROTATION`]
-/// from `start`; `rotations` counts them.
-async fn rotating_until(
-    token: &TokenDir,
-    clock: &Clock,
+/// kubelet's side of the soak: rotates the token every [`ROTATION`] from
+/// `start` (with an `exp` an hour ahead on `clock`), counting rotations.
+struct Kubelet<'a> {
+    token: &'a TokenDir,
+    clock: &'a Clock,
     start: Instant,
-    rotations: &mut u32,
-    until: Instant,
-) {
-    loop {
-        let next = start + ROTATION * (*rotations + 1);
-        if next > until {
-            break;
+    rotations: u32,
+}
+
+impl Kubelet<'_> {
+    /// Rotates on schedule until `until`, then waits for it.
+    async fn rotate_until(&mut self, until: Instant) {
+        loop {
+            let next = self.start + ROTATION * (self.rotations + 1);
+            if next > until {
+                break;
+            }
+            tokio::time::sleep_until(next).await;
+            self.token.rotate(&token_at(self.clock).0);
+            self.rotations += 1;
         }
-        tokio::time::sleep_until(next).await;
-        token.rotate(&token_at(clock).0);
-        *rotations += 1;
+        tokio::time::sleep_until(until).await;
     }
-    tokio::time::sleep_until(until).await;
 }
 
 /// The tokio instant at which `clock` shows `wall`.
@@ -117,13 +121,16 @@ fn published(out: &std::path::Path) -> usize {
         .count()
 }
 
-/// Every profile's `last_error` in `status.json`.
-fn last_errors(out: &std::path::Path) -> Vec<Option<String>> {
+/// Every profile's entry in `status.json`.
+fn status_profiles(out: &std::path::Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(out.join("status.json")).unwrap();
     let status: serde_json::Value = serde_json::from_str(&text).unwrap();
-    status["profiles"]
-        .as_array()
-        .unwrap()
+    status["profiles"].as_array().unwrap().clone()
+}
+
+/// Every profile's `last_error` in `status.json`.
+fn last_errors(out: &std::path::Path) -> Vec<Option<String>> {
+    status_profiles(out)
         .iter()
         .map(|p| p["last_error"].as_str().map(str::to_owned))
         .collect()
@@ -131,11 +138,7 @@ fn last_errors(out: &std::path::Path) -> Vec<Option<String>> {
 
 /// The latest session expiry in `status.json`.
 fn last_expiry(out: &std::path::Path) -> SystemTime {
-    let text = std::fs::read_to_string(out.join("status.json")).unwrap();
-    let status: serde_json::Value = serde_json::from_str(&text).unwrap();
-    status["profiles"]
-        .as_array()
-        .unwrap()
+    status_profiles(out)
         .iter()
         .map(|p| parse_utc(p["expiration"].as_str().unwrap()))
         .max()
@@ -184,7 +187,12 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
     let mut last: BTreeMap<String, Instant> = BTreeMap::new();
     let (mut min_gap, mut max_gap) = (f64::MAX, 0.0f64);
-    let mut rotations = 0;
+    let mut kubelet = Kubelet {
+        token: &token,
+        clock: &clock,
+        start,
+        rotations: 0,
+    };
     let mut live_by_day = Vec::new();
     let mut tally = |sts: &FakeSts| {
         for r in sts.requests() {
@@ -199,11 +207,11 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
     };
     for day in 1..=DAYS {
         let end = start + Duration::from_secs(day * 86_400);
-        rotating_until(&token, &clock, start, &mut rotations, end).await;
+        kubelet.rotate_until(end).await;
         tally(&sts);
         live_by_day.push(LIVE.load(Ordering::Relaxed));
     }
-    let soak_rotations = rotations;
+    let soak_rotations = kubelet.rotations;
     let out = out.path();
     assert_eq!(published(out), PROFILES);
     assert_eq!(http_get(health_port, "/readyz", None).await.0, 200);
@@ -216,19 +224,14 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
     // Idle (nothing in flight) before reading what was published.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let expiry = instant_of(&clock, last_expiry(out));
-    rotating_until(
-        &token,
-        &clock,
-        start,
-        &mut rotations,
-        outage + Duration::from_secs(28 * 60),
-    )
-    .await;
+    kubelet
+        .rotate_until(outage + Duration::from_secs(28 * 60))
+        .await;
     assert!(sts.calls() > 0, "refreshes were attempted");
     assert_eq!(published(out), PROFILES, "kept while valid");
     assert_eq!(http_get(health_port, "/readyz", None).await.0, 200);
     // ...and leave `credentials` when they expire, by the injected clock.
-    rotating_until(&token, &clock, start, &mut rotations, expiry).await;
+    kubelet.rotate_until(expiry).await;
     assert!(wait_until(Duration::from_secs(60), || published(out) == 0).await);
     let (status, body) = http_get(health_port, "/readyz", None).await;
     assert_eq!(status, 503, "{body}");
@@ -239,14 +242,9 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
         );
     }
     // More than an hour down; failed attempts back off instead of looping.
-    rotating_until(
-        &token,
-        &clock,
-        start,
-        &mut rotations,
-        outage + Duration::from_secs(75 * 60),
-    )
-    .await;
+    kubelet
+        .rotate_until(outage + Duration::from_secs(75 * 60))
+        .await;
     let down = (Instant::now() - outage).as_secs();
     for role in &roles {
         let n = sts.calls_for_role(role) as u64;
@@ -261,24 +259,14 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
     sts.set_default(Reply::ok());
     sts.clear_history();
     let back = Instant::now();
-    rotating_until(
-        &token,
-        &clock,
-        start,
-        &mut rotations,
-        back + BACKOFF_CAP + Duration::from_secs(1),
-    )
-    .await;
+    kubelet
+        .rotate_until(back + BACKOFF_CAP + Duration::from_secs(1))
+        .await;
     assert_eq!(published(out), PROFILES, "recovered within one backoff");
     assert_eq!(http_get(health_port, "/readyz", None).await.0, 200);
-    rotating_until(
-        &token,
-        &clock,
-        start,
-        &mut rotations,
-        back + Duration::from_secs_f64(0.45 * (SESSION - 2.0)),
-    )
-    .await;
+    kubelet
+        .rotate_until(back + Duration::from_secs_f64(0.45 * (SESSION - 2.0)))
+        .await;
     for role in &roles {
         assert_eq!(sts.calls_for_role(role), 1, "{role}: recovery calls");
     }
