@@ -9,7 +9,9 @@
 //!   [`Reply`]s and records every request. It runs on its own thread with its
 //!   own current-thread runtime (or, [`FakeSts::start_local`], on the test's
 //!   runtime), so it answers even while the test's runtime has paused time or
-//!   is blocked.
+//!   is blocked. [`FakeSts::set_clock`] stamps expirations and the
+//!   `Date` header from an injected `rolecall::clock::Clock`, so paused-time
+//!   tests reach expiry.
 //! - `token_dir`: [`TokenDir`], a temporary directory laid out the way
 //!   kubelet's AtomicWriter lays out a projected service-account token
 //!   volume, with AtomicWriter-style rotation.
