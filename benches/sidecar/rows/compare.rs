@@ -255,42 +255,28 @@ pub(crate) fn row_compare(env: &Env, r: &mut Report) {
          | | rolecall | AWS CLI loop (bash + aws) | boto3 refresher (one client) |\n\
          |---|---:|---:|---:|\n",
     );
-    let _ = writeln!(
-        d,
-        "| resident between rounds | {} | {} ({}) | {} ({}) |",
-        mib(rc.steady_kb),
-        mib(cli.steady_kb),
-        ratio(cli.steady_kb, rc.steady_kb),
-        mib(boto.steady_kb),
-        ratio(boto.steady_kb, rc.steady_kb)
-    );
-    let _ = writeln!(
-        d,
-        "| peak resident (process tree) | {} | {} ({}) | {} ({}) |",
-        mib(rc.peak_kb),
-        mib(cli.peak_kb),
-        ratio(cli.peak_kb, rc.peak_kb),
-        mib(boto.peak_kb),
-        ratio(boto.peak_kb, rc.peak_kb)
-    );
-    let _ = writeln!(
-        d,
-        "| CPU for one refresh round | {:.1} ms | {:.0} ms ({}) | {:.1} ms ({}) |",
-        rc.round_ms,
-        cli.round_ms,
-        ratio(cli.round_ms, rc.round_ms),
-        boto.round_ms,
-        ratio(boto.round_ms, rc.round_ms)
-    );
-    let _ = writeln!(
-        d,
-        "| CPU from start to the first round done | {:.1} ms | {:.0} ms ({}) | {:.0} ms ({}) |",
-        rc.cold_ms,
-        cli.cold_ms,
-        ratio(cli.cold_ms, rc.cold_ms),
-        boto.cold_ms,
-        ratio(boto.cold_ms, rc.cold_ms)
-    );
+    // One line of the table: each side's figure, the others with their
+    // ratio to rolecall's.
+    type Line = (&'static str, fn(&Side) -> f64, fn(f64) -> String);
+    let ms = |v: f64| format!("{v:.1} ms");
+    let lines: [Line; 4] = [
+        ("resident between rounds", |s| s.steady_kb, mib),
+        ("peak resident (process tree)", |s| s.peak_kb, mib),
+        ("CPU for one refresh round", |s| s.round_ms, ms),
+        ("CPU from start to the first round done", |s| s.cold_ms, ms),
+    ];
+    for (label, of, show) in lines {
+        let (r, c, b) = (of(&rc), of(&cli), of(&boto));
+        let _ = writeln!(
+            d,
+            "| {label} | {} | {} ({}) | {} ({}) |",
+            show(r),
+            show(c),
+            ratio(c, r),
+            show(b),
+            ratio(b, r)
+        );
+    }
     let _ = writeln!(
         d,
         "| wall time of one round | {:.1} ms | {:.0} ms | {:.1} ms |",
