@@ -105,6 +105,15 @@ impl Refresher {
         }
     }
 
+    /// The same refresher, recording a [`crate::state::RefreshPlan`] with
+    /// every session it publishes from the first (the supervisor's initial
+    /// pass of a running sidecar): the first write of the outputs then
+    /// already reports the planned expiry.
+    pub fn planning_refreshes(mut self) -> Refresher {
+        self.planning = true;
+        self
+    }
+
     /// One refresh attempt: obtain a session, then record the result in the
     /// shared state. Returns when to try next.
     pub async fn attempt(&mut self) -> Outcome {
@@ -302,9 +311,11 @@ impl Refresher {
             .map(|s| self.ctx.shared.subscribe(s));
         let chained = source.is_some();
         let mut next = Instant::now() + first;
-        self.planning = true;
-        // The session of the initial pass, if it succeeded.
-        self.plan(self.ctx.clock.now() + first);
+        if !self.planning {
+            self.planning = true;
+            // A session published before refreshes were planned, if any.
+            self.plan(self.ctx.clock.now() + first);
+        }
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}

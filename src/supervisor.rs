@@ -86,12 +86,16 @@ impl Core {
 
     /// Assumes every profile once, concurrently (bounded), in the
     /// configuration's waves: sources before the profiles chained to them.
-    /// Returns each refresher with its outcome.
+    /// With `planning` (a running sidecar, not `once`), each session is
+    /// published with its refresh plan, so the first write already reports
+    /// the planned expiry to process mode and the endpoint. Returns each
+    /// refresher with its outcome.
     async fn initial_pass(
         &self,
         config: &Config,
         profiles: &[Arc<Profile>],
         concurrency: usize,
+        planning: bool,
     ) -> Vec<(Refresher, Outcome)> {
         let mut done: Vec<(Refresher, Outcome)> = Vec::new();
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -101,7 +105,8 @@ impl Core {
                 .iter()
                 .filter(|p| wave.iter().any(|w| w.name == p.name))
             {
-                let mut r = Refresher::new(p.clone(), self.ctx.clone());
+                let r = Refresher::new(p.clone(), self.ctx.clone());
+                let mut r = if planning { r.planning_refreshes() } else { r };
                 let permits = permits.clone();
                 set.spawn(async move {
                     let _permit = permits.acquire_owned().await;
@@ -149,7 +154,9 @@ pub async fn once(config: &Config, opts: &Options) -> Result<OnceReport, RunErro
     let core = Core::new(config, opts)?;
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
     core.add_states(&profiles);
-    let results = core.initial_pass(config, &profiles, opts.concurrency).await;
+    let results = core
+        .initial_pass(config, &profiles, opts.concurrency, false)
+        .await;
     core.writer.write(&core.shared, core.clock.now())?;
     let mut failed: Vec<String> = results
         .iter()
@@ -225,7 +232,7 @@ pub async fn run(
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
     core.add_states(&profiles);
     let results = core
-        .initial_pass(&config, &profiles, opts.concurrency)
+        .initial_pass(&config, &profiles, opts.concurrency, true)
         .await;
     if let Err(e) = core.writer.write(&core.shared, core.clock.now()) {
         tracing::error!(error = %e, "initial write failed; retrying with backoff");
