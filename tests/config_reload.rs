@@ -60,8 +60,8 @@ impl Sidecar {
     }
 
     fn status_json(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.sb.out.path().join("status.json"))
-            .expect("status.json");
+        let text =
+            std::fs::read_to_string(self.sb.out.path().join("status.json")).expect("status.json");
         serde_json::from_str(&text).expect("status.json is JSON")
     }
 
@@ -74,8 +74,10 @@ impl Sidecar {
     }
 
     async fn reloads(&self, result: &str) -> f64 {
-        self.metric(&format!("rolecall_config_reloads_total{{result=\"{result}\"}}"))
-            .await
+        self.metric(&format!(
+            "rolecall_config_reloads_total{{result=\"{result}\"}}"
+        ))
+        .await
     }
 }
 
@@ -105,18 +107,27 @@ async fn applies(dir: ConfigDir, change: impl FnOnce(&ConfigDir, &str)) {
         wait_until(WAIT, || s.key_of("writer").is_some()).await,
         "the new profile is served"
     );
-    assert_eq!(s.key_of("reader"), reader_key, "an unchanged profile is kept");
+    assert_eq!(
+        s.key_of("reader"),
+        reader_key,
+        "an unchanged profile is kept"
+    );
     assert!(eventually(WAIT, || async { s.reloads("success").await == 1.0 }).await);
     assert_eq!(s.reloads("invalid").await, 0.0);
-    assert!(s.metric("rolecall_config_last_reload_success_timestamp_seconds").await > 0.0);
+    assert!(
+        s.metric("rolecall_config_last_reload_success_timestamp_seconds")
+            .await
+            > 0.0
+    );
     s.running.stop().await;
 }
 
 #[tokio::test]
 async fn a_configmap_swap_is_applied_without_a_restart() {
-    applies(ConfigDir::configmap(&yaml(&[("reader", READER)])), |d, y| {
-        d.swap(y)
-    })
+    applies(
+        ConfigDir::configmap(&yaml(&[("reader", READER)])),
+        |d, y| d.swap(y),
+    )
     .await;
 }
 
@@ -164,7 +175,10 @@ async fn an_invalid_file_is_refused_and_shown_until_a_fixed_one_is_applied() {
         .iter()
         .map(|p| p.as_str().unwrap())
         .collect();
-    assert!(problems.iter().any(|p| p.contains("role_arn")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("role_arn")),
+        "{problems:?}"
+    );
     assert!(problems.len() >= 2, "every problem: {problems:?}");
     // The running configuration is still good: ready, and served.
     assert_eq!(http_get(s.port, "/readyz", None).await.0, 200);

@@ -61,14 +61,23 @@ mod tests {
         assert_eq!(shared.rejected_config().len(), REJECTED_PROBLEMS);
         assert_eq!(shared.rejected_config()[0], "problem 0");
         let text = shared.metrics().encode();
-        assert!(text.contains(r#"rolecall_config_reloads_total{result="invalid"} 1"#), "{text}");
-        assert!(text.contains(r#"rolecall_config_reloads_total{result="success"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"rolecall_config_reloads_total{result="invalid"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"rolecall_config_reloads_total{result="success"} 0"#),
+            "{text}"
+        );
 
         let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         shared.record_config_reloaded(at);
         assert!(shared.rejected_config().is_empty());
         let text = shared.metrics().encode();
-        assert!(text.contains(r#"rolecall_config_reloads_total{result="success"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"rolecall_config_reloads_total{result="success"} 1"#),
+            "{text}"
+        );
         assert!(
             text.contains("rolecall_config_last_reload_success_timestamp_seconds 1800000000"),
             "{text}"

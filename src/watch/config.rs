@@ -37,27 +37,17 @@ enum Seen {
 impl ConfigWatcher {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut events = FileEvents::new(&self.config_file, "configuration");
-        let mut last = self.read();
-        let mut content = match last {
-            Seen::Content(h) => Some(h),
-            Seen::Unreadable => None,
-        };
+        let mut tracker = Tracker::new(self.read());
         while events.next(self.poll_interval, &shutdown).await {
-            let now = self.read();
-            if now == last {
-                continue;
-            }
-            last = now;
-            match now {
-                Seen::Unreadable => {
+            match tracker.observe(self.read()) {
+                Change::None => {}
+                Change::Unreadable => {
                     tracing::warn!(path = %self.config_file.display(), "the configuration file cannot be read; keeping the running configuration until it is back");
                 }
-                Seen::Content(h) if content != Some(h) => {
-                    content = Some(h);
+                Change::Reload => {
                     tracing::info!(path = %self.config_file.display(), "configuration file changed; reloading");
                     let _ = self.changed.try_send(());
                 }
-                Seen::Content(_) => {}
             }
         }
     }
@@ -72,8 +62,84 @@ impl ConfigWatcher {
     }
 }
 
+/// What a read of the file means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// Nothing new (the same content, or still unreadable).
+    None,
+    /// The file just became unreadable: say so once; nothing is reloaded.
+    Unreadable,
+    /// New content: reload.
+    Reload,
+}
+
+/// Decides, read after read, when the file asks for a reload: only content
+/// that differs from the last content read (a file deleted and recreated
+/// with the same content reloads nothing).
+#[derive(Debug)]
+struct Tracker {
+    last: Seen,
+    content: Option<u64>,
+}
+
+impl Tracker {
+    fn new(first: Seen) -> Tracker {
+        let content = match first {
+            Seen::Content(h) => Some(h),
+            Seen::Unreadable => None,
+        };
+        Tracker {
+            last: first,
+            content,
+        }
+    }
+
+    fn observe(&mut self, now: Seen) -> Change {
+        if now == self.last {
+            return Change::None;
+        }
+        self.last = now;
+        match now {
+            Seen::Unreadable => Change::Unreadable,
+            Seen::Content(h) if self.content != Some(h) => {
+                self.content = Some(h);
+                Change::Reload
+            }
+            Seen::Content(_) => Change::None,
+        }
+    }
+}
+
 fn hash(bytes: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     bytes.hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_new_content_asks_for_a_reload() {
+        let (a, b) = (Seen::Content(hash(b"a")), Seen::Content(hash(b"b")));
+        let mut t = Tracker::new(a);
+        assert_eq!(t.observe(a), Change::None, "an event without a change");
+        assert_eq!(t.observe(b), Change::Reload);
+        assert_eq!(t.observe(b), Change::None);
+        // Deleted: said once, nothing reloaded; back as it was: nothing.
+        assert_eq!(t.observe(Seen::Unreadable), Change::Unreadable);
+        assert_eq!(t.observe(Seen::Unreadable), Change::None);
+        assert_eq!(t.observe(b), Change::None);
+        // Deleted and recreated with other content: reloaded.
+        assert_eq!(t.observe(Seen::Unreadable), Change::Unreadable);
+        assert_eq!(t.observe(a), Change::Reload);
+    }
+
+    #[test]
+    fn a_file_unreadable_at_start_is_reloaded_when_it_appears() {
+        let mut t = Tracker::new(Seen::Unreadable);
+        assert_eq!(t.observe(Seen::Unreadable), Change::None);
+        assert_eq!(t.observe(Seen::Content(hash(b"a"))), Change::Reload);
+    }
 }
