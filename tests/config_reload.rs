@@ -193,6 +193,13 @@ async fn an_invalid_file_is_refused_and_shown_until_a_fixed_one_is_applied() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("configuration change was refused"), "{text}");
     assert!(text.contains("role_arn"), "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rolecall"))
+        .args(["status", "--json", "--output-dir"])
+        .arg(s.sb.out.path())
+        .output()
+        .expect("rolecall status --json");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(json["rejected_config"][0].is_string(), "{json}");
 
     dir.swap(&yaml(&[("reader", READER), ("writer", WRITER)]));
     assert!(wait_until(WAIT, || s.key_of("writer").is_some()).await);
@@ -220,5 +227,19 @@ async fn a_burst_of_changes_collapses_into_a_few_reloads() {
     let reloads = s.reloads("success").await + s.reloads("invalid").await;
     assert!(reloads <= 5.0, "50 changes made {reloads} reloads");
     assert_eq!(s.key_of("reader"), reader_key);
+    s.running.stop().await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_are_counted_like_watched_ones() {
+    let dir = ConfigDir::plain(&yaml(&[("reader", READER)]));
+    let s = Sidecar::start(&dir).await;
+    s.running
+        .controls
+        .send(rolecall::Control::Reload)
+        .await
+        .unwrap();
+    assert!(eventually(WAIT, || async { s.reloads("success").await == 1.0 }).await);
+    assert_eq!(s.reloads("invalid").await, 0.0);
     s.running.stop().await;
 }
