@@ -57,6 +57,12 @@ pub struct FileLabel {
     pub file: String,
 }
 
+/// The `result` of a configuration reload: `success` or `invalid`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabel {
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     /// See [`Metrics::count_endpoint_rejection`].
@@ -77,6 +83,9 @@ pub struct Metrics {
     /// Wake-ups of the token watcher (each re-reads the token): a handful
     /// per rotation, one per poll; a fast-growing value means a loop.
     pub token_checks: Counter,
+    /// Reloads (`SIGHUP` or a change of the watched file), by result.
+    pub config_reloads: Family<ReloadLabel, Counter>,
+    pub config_last_reload_success: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -148,6 +157,23 @@ impl Metrics {
             "times the token watcher re-read the token after a file event or poll",
             token_checks.clone(),
         );
+        let config_reloads = Family::<ReloadLabel, Counter>::default();
+        registry.register(
+            "rolecall_config_reloads",
+            "Configuration reloads (SIGHUP or a change of the configuration file) by result: success, or invalid (the running configuration was kept)",
+            config_reloads.clone(),
+        );
+        // Both series exist from the start, so that an alert on `invalid`
+        // sees its first increase.
+        for result in ["success", "invalid"] {
+            let _ = config_reloads.get_or_create(&ReloadLabel { result });
+        }
+        let config_last_reload_success = Gauge::default();
+        registry.register(
+            "rolecall_config_last_reload_success_timestamp_seconds",
+            "Unix time at which the running configuration was loaded: the start, or the last successful reload",
+            config_last_reload_success.clone(),
+        );
         Metrics {
             registry,
             credentials_expiry,
@@ -159,6 +185,20 @@ impl Metrics {
             sts_clock_skew,
             endpoint_rejected,
             token_checks,
+            config_reloads,
+            config_last_reload_success,
+        }
+    }
+
+    /// Counts a configuration reload; a success also sets the time of the
+    /// last successful one (Unix seconds).
+    pub fn count_config_reload(&self, success: bool, unix_s: u64) {
+        let result = if success { "success" } else { "invalid" };
+        self.config_reloads
+            .get_or_create(&ReloadLabel { result })
+            .inc();
+        if success {
+            self.config_last_reload_success.set(unix_s as i64);
         }
     }
 

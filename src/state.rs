@@ -59,6 +59,9 @@ struct State {
     /// it ([`Shared::subscribe`]). Kept while subscribed across a removal,
     /// so that a reload that replaces a source keeps its subscribers.
     sessions: BTreeMap<String, watch::Sender<Option<Session>>>,
+    /// The first problems of the last configuration a reload refused;
+    /// empty once a reload succeeds.
+    rejected_config: Vec<String>,
 }
 
 impl State {
@@ -416,6 +419,8 @@ impl Shared {
         out
     }
 }
+
+mod reloads;
 
 #[cfg(test)]
 mod tests;

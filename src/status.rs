@@ -160,6 +160,14 @@ pub fn table(status: &Status, now: SystemTime) -> String {
     for r in &rows {
         line(&r.each_ref().map(String::as_str));
     }
+    if !status.rejected_config.is_empty() {
+        out.push_str(
+            "\nthe last configuration change was refused; the running configuration is kept:\n",
+        );
+        for p in &status.rejected_config {
+            let _ = writeln!(out, "  - {}", escape_controls(p));
+        }
+    }
     out
 }
 
@@ -193,6 +201,7 @@ mod tests {
                     last_error: Some("AccessDenied: Not authorized".into()),
                 },
             ],
+            rejected_config: vec![],
         };
         let t = table(&status, now);
         let lines: Vec<&str> = t.lines().collect();
@@ -201,6 +210,7 @@ mod tests {
         assert!(lines[1].contains("1h02m"), "{t}");
         assert!(lines[2].contains("expired 3m00s ago"), "{t}");
         assert!(lines[2].ends_with("AccessDenied: Not authorized"), "{t}");
+        assert_eq!(lines.len(), 3, "no refused configuration, no note: {t}");
     }
 
     #[test]
@@ -221,9 +231,11 @@ mod tests {
                 last_refresh: None,
                 last_error: Some("one\ntwo\u{9b}".into()),
             }],
+            rejected_config: vec!["profiles.x\u{1b}[2J: bad\nline".into()],
         };
         let t = table(&status, SystemTime::now());
-        assert_eq!(t.lines().count(), 2, "{t}");
+        assert_eq!(t.lines().count(), 5, "{t}");
+        assert!(t.contains("configuration change was refused"), "{t}");
         assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
         let j = to_json(&status);
         assert!(!j.chars().any(|c| c.is_control() && c != '\n'), "{j:?}");

@@ -187,6 +187,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let core = Core::new(&config, &opts)?;
+    core.shared.record_config_loaded(core.clock.now());
     let stop = CancellationToken::new();
     let live = crate::state::Readiness::new(true);
     let mut background = JoinSet::new();
@@ -228,6 +229,18 @@ pub async fn run(
         }
         .run(stop.clone()),
     );
+    // A change of the configuration file asks for a reload, as SIGHUP does.
+    let (config_tx, mut config_changed) = mpsc::channel::<()>(1);
+    if let Some(path) = &config.config_file {
+        background.spawn(
+            watch::ConfigWatcher {
+                config_file: path.clone(),
+                poll_interval: opts.poll_interval,
+                changed: config_tx,
+            }
+            .run(stop.clone()),
+        );
+    }
 
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
     core.add_states(&profiles);
@@ -282,6 +295,13 @@ pub async fn run(
                 Control::Reload if reloading.is_some() => reload_again = true,
                 Control::Reload => reloading = Some(start_reload()),
             },
+            Some(()) = config_changed.recv() => {
+                if reloading.is_some() {
+                    reload_again = true;
+                } else {
+                    reloading = Some(start_reload());
+                }
+            }
             done = async { reloading.as_mut().expect("guarded").await }, if reloading.is_some() => {
                 reloading = reload_again.then(start_reload);
                 reload_again = false;
@@ -293,10 +313,17 @@ pub async fn run(
                         let running = tasks.iter().map(|(n, t)| (n.clone(), t.profile.clone())).collect();
                         let plan = crate::reload::plan(&current, &new, &running);
                         apply_reload(&core, &mut tasks, plan, &stop);
+                        core.shared.record_config_reloaded(core.clock.now());
                         current = new;
                     }
-                    Ok(Err(e)) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
-                    Err(e) => tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration"),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "reload refused; keeping the running configuration");
+                        core.shared.record_config_rejected(e.problems.iter().map(|p| format!("{}: {}", p.origin, p.message)).collect());
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration");
+                        core.shared.record_config_rejected(vec![format!("the reload task failed: {e}")]);
+                    }
                 }
             },
             _ = &mut shutdown => break,

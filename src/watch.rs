@@ -1,4 +1,5 @@
-//! Noticing token rotations.
+//! Noticing token rotations (and, through the same [`FileEvents`], changes
+//! of the configuration file: [`ConfigWatcher`]).
 //!
 //! kubelet publishes a projected token by writing a new timestamped directory
 //! and swapping the `..data` symlink, so a watch on the token file itself dies
@@ -65,33 +66,10 @@ enum Seen {
 
 impl TokenWatcher {
     pub async fn run(self, shutdown: CancellationToken) {
-        let (tx, mut rx) = mpsc::channel::<()>(1);
-        let lost = Arc::new(AtomicBool::new(false));
-        let filter = Filter::new(&self.token_file);
-        let mut watcher = Watch::new(filter.dir.clone());
-        watcher.establish(&tx, &lost, &filter);
+        let mut events = FileEvents::new(&self.token_file, "token");
         let mut seen = Seen::Nothing;
         self.check(&mut seen, false);
-        loop {
-            // While the directory is not watched, try again soon: it may
-            // come back (a recreated directory raises no event we can see).
-            let wait = if watcher.is_watching() {
-                self.poll_interval
-            } else {
-                self.poll_interval.min(REWATCH_INTERVAL)
-            };
-            tokio::select! {
-                Some(()) = rx.recv() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            if lost.swap(false, Ordering::SeqCst) {
-                tracing::info!(dir = %filter.dir.display(), "the token directory went away; watching it again when it is back");
-                watcher.drop_watch();
-            }
-            if !watcher.is_watching() {
-                watcher.establish(&tx, &lost, &filter);
-            }
+        while events.next(self.poll_interval, &shutdown).await {
             self.shared.count_token_check();
             self.check(&mut seen, true);
         }
@@ -128,6 +106,58 @@ impl TokenWatcher {
         if announce {
             self.changed.send_modify(|g| *g = g.wrapping_add(1));
         }
+    }
+}
+
+/// The wake-ups of a watched file: a notify event that can change what its
+/// path reads (see [`Filter`]), or the poll. Shared by the token and the
+/// configuration watchers; `what` names the file in log lines.
+pub(crate) struct FileEvents {
+    rx: mpsc::Receiver<()>,
+    tx: mpsc::Sender<()>,
+    lost: Arc<AtomicBool>,
+    filter: Filter,
+    watch: Watch,
+}
+
+impl FileEvents {
+    pub(crate) fn new(file: &Path, what: &'static str) -> FileEvents {
+        let (tx, rx) = mpsc::channel::<()>(1);
+        let lost = Arc::new(AtomicBool::new(false));
+        let filter = Filter::new(file);
+        let mut watch = Watch::new(filter.dir.clone(), what);
+        watch.establish(&tx, &lost, &filter);
+        FileEvents {
+            rx,
+            tx,
+            lost,
+            filter,
+            watch,
+        }
+    }
+
+    /// Waits for the next event or poll; false once `shutdown` is cancelled.
+    pub(crate) async fn next(&mut self, poll: Duration, shutdown: &CancellationToken) -> bool {
+        // While the directory is not watched, try again soon: it may come
+        // back (a recreated directory raises no event we can see).
+        let wait = if self.watch.is_watching() {
+            poll
+        } else {
+            poll.min(REWATCH_INTERVAL)
+        };
+        tokio::select! {
+            Some(()) = self.rx.recv() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return false,
+        }
+        if self.lost.swap(false, Ordering::SeqCst) {
+            tracing::info!(dir = %self.filter.dir.display(), "the {} directory went away; watching it again when it is back", self.watch.what);
+            self.watch.drop_watch();
+        }
+        if !self.watch.is_watching() {
+            self.watch.establish(&self.tx, &self.lost, &self.filter);
+        }
+        true
     }
 }
 
@@ -204,6 +234,8 @@ impl Filter {
 /// again when the directory comes back.
 struct Watch {
     dir: PathBuf,
+    /// The watched file, for log lines ("token", "configuration").
+    what: &'static str,
     watcher: Option<notify::RecommendedWatcher>,
     watching: bool,
     /// Whether the last failure to watch was logged (log transitions only:
@@ -212,9 +244,10 @@ struct Watch {
 }
 
 impl Watch {
-    fn new(dir: PathBuf) -> Watch {
+    fn new(dir: PathBuf, what: &'static str) -> Watch {
         Watch {
             dir,
+            what,
             watcher: None,
             watching: false,
             warned: false,
@@ -272,13 +305,13 @@ impl Watch {
         };
         match w.watch(&self.dir, RecursiveMode::NonRecursive) {
             Ok(()) => {
-                tracing::debug!(dir = %self.dir.display(), "watching the token directory");
+                tracing::debug!(dir = %self.dir.display(), "watching the {} directory", self.what);
                 self.watching = true;
                 self.warned = false;
             }
             Err(e) => {
                 if !self.warned {
-                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot watch the token directory yet; polling");
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot watch the {} directory yet; polling", self.what);
                     self.warned = true;
                 }
             }
@@ -292,6 +325,9 @@ fn watch_dir(token_file: &Path) -> PathBuf {
         _ => PathBuf::from("."),
     }
 }
+
+mod config;
+pub use config::ConfigWatcher;
 
 #[cfg(test)]
 mod tests;

@@ -99,6 +99,11 @@ pub struct ProfileStatus {
 pub struct Status {
     pub version: u32,
     pub profiles: Vec<ProfileStatus>,
+    /// The first problems of the configuration file the last reload
+    /// refused (the running configuration was kept); absent once a reload
+    /// succeeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_config: Vec<String>,
 }
 
 /// How often the writer re-checks its files even without a state change,

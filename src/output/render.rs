@@ -31,13 +31,21 @@ pub struct Rendered {
     pub process: Option<String>,
 }
 
-/// Renders the outputs for the profiles in `states` at `now`.
-pub fn render(states: &[&ProfileState], output_dir: &Path, now: SystemTime) -> Rendered {
+/// Renders the outputs for the profiles in `states` at `now`;
+/// `rejected_config` is the refused configuration's first problems, for
+/// `status.json`.
+pub fn render(
+    states: &[&ProfileState],
+    rejected_config: &[String],
+    output_dir: &Path,
+    now: SystemTime,
+) -> Rendered {
     let mut credentials = String::from(HEADER);
     let mut config = String::from(HEADER);
     let mut status = Status {
         version: 1,
         profiles: Vec::new(),
+        rejected_config: rejected_config.to_vec(),
     };
     let mut process: Option<ProcessFile> = None;
     for state in states {

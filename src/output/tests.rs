@@ -56,7 +56,7 @@ fn renders_sorted_sections_with_live_sessions_only() {
         ),
     ];
     let refs: Vec<&ProfileState> = states.iter().collect();
-    let r = render(&refs, Path::new("/aws"), now);
+    let r = render(&refs, &[], Path::new("/aws"), now);
     assert!(r.credentials.contains("[default]\naws_access_key_id = ASIAAAA\naws_secret_access_key = secret/AAA\naws_session_token = token+AAA=\n"));
     assert!(
         r.credentials
@@ -84,7 +84,7 @@ fn process_mode_profiles_go_to_config_not_credentials() {
         Some(session("PPP", now + Duration::from_secs(60))),
     )];
     let refs: Vec<&ProfileState> = states.iter().collect();
-    let r = render(&refs, Path::new("/aws"), now);
+    let r = render(&refs, &[], Path::new("/aws"), now);
     assert!(!r.credentials.contains("PPP"));
     assert!(r.config.contains("[profile svc]\nregion = eu-west-1\ncredential_process = /aws/rolecall credential-process --profile svc\n"));
 }
@@ -106,7 +106,7 @@ fn a_session_value_with_a_newline_is_never_rendered() {
     s.session_token = Secret::new("tok\n[evil]\naws_access_key_id = stolen");
     let states = [state(profile("a", CredentialsMode::File, None), Some(s))];
     let refs: Vec<&ProfileState> = states.iter().collect();
-    let r = render(&refs, Path::new("/aws"), now);
+    let r = render(&refs, &[], Path::new("/aws"), now);
     assert!(!r.credentials.contains("evil"));
     assert!(!r.credentials.contains("[a]"));
 }
@@ -170,7 +170,7 @@ fn adopt_ignores_fifos_and_symlinks_without_blocking_or_following() {
         ),
     ];
     let refs: Vec<&ProfileState> = states.iter().collect();
-    let r = render(&refs, elsewhere.path(), now);
+    let r = render(&refs, &[], elsewhere.path(), now);
     std::fs::write(elsewhere.path().join(CREDENTIALS_FILE), &r.credentials).unwrap();
     std::fs::write(elsewhere.path().join(PROCESS_FILE), r.process.unwrap()).unwrap();
     let profiles = [file_p, proc_p];
@@ -269,7 +269,7 @@ fn endpoint_only_profiles_are_in_config_and_status_and_nowhere_else() {
         ),
     ];
     let refs: Vec<&ProfileState> = states.iter().collect();
-    let r = render(&refs, Path::new("/aws"), now);
+    let r = render(&refs, &[], Path::new("/aws"), now);
     assert!(!r.credentials.contains("EEE") && !r.credentials.contains("[api]"));
     assert!(
         r.config

@@ -107,7 +107,7 @@ impl Writer {
         let rendered = {
             let states = shared.snapshot();
             let states: Vec<&ProfileState> = states.iter().collect();
-            render(&states, &self.app_dir, now)
+            render(&states, &shared.rejected_config(), &self.app_dir, now)
         };
         let mut first_error = None;
         let mut written = 0;

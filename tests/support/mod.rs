@@ -12,6 +12,8 @@
 //!   is blocked. [`FakeSts::set_clock`] stamps expirations and the
 //!   `Date` header from an injected `rolecall::clock::Clock`, so paused-time
 //!   tests reach expiry.
+//! - `config_dir`: [`ConfigDir`], a configuration file as a ConfigMap volume
+//!   (`..data` swaps) or a plain file edited, renamed over or recreated.
 //! - `token_dir`: [`TokenDir`], a temporary directory laid out the way
 //!   kubelet's AtomicWriter lays out a projected service-account token
 //!   volume, with AtomicWriter-style rotation.
@@ -43,6 +45,7 @@ use std::sync::{Mutex, MutexGuard};
 
 mod cases;
 mod child;
+mod config_dir;
 mod fake_sts;
 mod in_process;
 mod ini;
@@ -61,6 +64,8 @@ mod wait;
 pub use cases::*;
 #[allow(unused_imports)]
 pub use child::*;
+#[allow(unused_imports)]
+pub use config_dir::*;
 #[allow(unused_imports)]
 pub use fake_sts::*;
 #[allow(unused_imports)]

@@ -1,0 +1,145 @@
+//! Noticing configuration changes: the configuration file is watched like
+//! the token ([`FileEvents`]: its directory, kubelet's `..data` swap of a
+//! ConfigMap volume, the poll fallback), and each real change of its content
+//! asks the supervisor for a reload, as `SIGHUP` does.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::FileEvents;
+use crate::config::MAX_CONFIG_BYTES;
+use crate::fsread::{self, Follow};
+
+/// Watches `config_file` until `shutdown`, sending on `changed` whenever its
+/// content differs from what was last read.
+pub struct ConfigWatcher {
+    pub config_file: PathBuf,
+    pub poll_interval: Duration,
+    /// The supervisor's reload requests: a full channel already holds one,
+    /// which is enough (the reload reads the file when it runs).
+    pub changed: mpsc::Sender<()>,
+}
+
+/// What the watcher last saw of the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// The hash of its content.
+    Content(u64),
+    /// It could not be read (missing during a delete-and-recreate, a
+    /// directory, too large): the running configuration is kept.
+    Unreadable,
+}
+
+impl ConfigWatcher {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut events = FileEvents::new(&self.config_file, "configuration");
+        let mut tracker = Tracker::new(self.read());
+        while events.next(self.poll_interval, &shutdown).await {
+            match tracker.observe(self.read()) {
+                Change::None => {}
+                Change::Unreadable => {
+                    tracing::warn!(path = %self.config_file.display(), "the configuration file cannot be read; keeping the running configuration until it is back");
+                }
+                Change::Reload => {
+                    tracing::info!(path = %self.config_file.display(), "configuration file changed; reloading");
+                    let _ = self.changed.try_send(());
+                }
+            }
+        }
+    }
+
+    /// Reads the file as `Config::load` does (followed if a symlink, a
+    /// regular file only, capped) and hashes it.
+    fn read(&self) -> Seen {
+        match fsread::read(&self.config_file, MAX_CONFIG_BYTES, Follow::Yes) {
+            Ok(bytes) => Seen::Content(hash(&bytes)),
+            Err(_) => Seen::Unreadable,
+        }
+    }
+}
+
+/// What a read of the file means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// Nothing new (the same content, or still unreadable).
+    None,
+    /// The file just became unreadable: say so once; nothing is reloaded.
+    Unreadable,
+    /// New content: reload.
+    Reload,
+}
+
+/// Decides, read after read, when the file asks for a reload: only content
+/// that differs from the last content read (a file deleted and recreated
+/// with the same content reloads nothing).
+#[derive(Debug)]
+struct Tracker {
+    last: Seen,
+    content: Option<u64>,
+}
+
+impl Tracker {
+    fn new(first: Seen) -> Tracker {
+        let content = match first {
+            Seen::Content(h) => Some(h),
+            Seen::Unreadable => None,
+        };
+        Tracker {
+            last: first,
+            content,
+        }
+    }
+
+    fn observe(&mut self, now: Seen) -> Change {
+        if now == self.last {
+            return Change::None;
+        }
+        self.last = now;
+        match now {
+            Seen::Unreadable => Change::Unreadable,
+            Seen::Content(h) if self.content != Some(h) => {
+                self.content = Some(h);
+                Change::Reload
+            }
+            Seen::Content(_) => Change::None,
+        }
+    }
+}
+
+fn hash(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_new_content_asks_for_a_reload() {
+        let (a, b) = (Seen::Content(hash(b"a")), Seen::Content(hash(b"b")));
+        let mut t = Tracker::new(a);
+        assert_eq!(t.observe(a), Change::None, "an event without a change");
+        assert_eq!(t.observe(b), Change::Reload);
+        assert_eq!(t.observe(b), Change::None);
+        // Deleted: said once, nothing reloaded; back as it was: nothing.
+        assert_eq!(t.observe(Seen::Unreadable), Change::Unreadable);
+        assert_eq!(t.observe(Seen::Unreadable), Change::None);
+        assert_eq!(t.observe(b), Change::None);
+        // Deleted and recreated with other content: reloaded.
+        assert_eq!(t.observe(Seen::Unreadable), Change::Unreadable);
+        assert_eq!(t.observe(a), Change::Reload);
+    }
+
+    #[test]
+    fn a_file_unreadable_at_start_is_reloaded_when_it_appears() {
+        let mut t = Tracker::new(Seen::Unreadable);
+        assert_eq!(t.observe(Seen::Unreadable), Change::None);
+        assert_eq!(t.observe(Seen::Content(hash(b"a"))), Change::Reload);
+    }
+}

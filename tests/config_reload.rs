@@ -1,0 +1,245 @@
+//! Live configuration reload: a change of the configuration file (a
+//! ConfigMap `..data` swap, an edit in place, a rename over it, a delete and
+//! recreate) is applied like `SIGHUP`'s reload, without a restart; an
+//! invalid file is refused (metrics and status say so) while the running
+//! profiles keep being served.
+
+mod support;
+
+use std::future::Future;
+use std::time::Duration;
+
+use rolecall::config::{Config, Env};
+use support::*;
+
+const READER: &str = "arn:aws:iam::111122223333:role/reader";
+const WRITER: &str = "arn:aws:iam::111122223333:role/writer";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn yaml(profiles: &[(&str, &str)]) -> String {
+    let mut s = String::from("profiles:\n");
+    for (name, arn) in profiles {
+        s.push_str(&format!("  {name}: {{role_arn: '{arn}'}}\n"));
+    }
+    s
+}
+
+/// The sidecar in-process, started with `--config dir.path()` and a health
+/// listener; a reload reads the file as `rolecall run` does.
+struct Sidecar {
+    sb: Sandbox,
+    port: u16,
+    running: Running,
+}
+
+impl Sidecar {
+    async fn start(dir: &ConfigDir) -> Sidecar {
+        let sb = Sandbox::granting(Duration::from_secs(3600));
+        let port = free_port();
+        let flags = rolecall::config::Flags {
+            config: Some(dir.path()),
+            health_addr: Some(format!("127.0.0.1:{port}")),
+            ..test_flags(&sb.sts, &sb.token, sb.out.path(), &[])
+        };
+        let config = Config::load(&flags, &Env::new()).expect("the first configuration");
+        let running = Running::start_with_reload(
+            config,
+            move || Config::load(&flags, &Env::new()),
+            test_options(),
+        );
+        let s = Sidecar { sb, port, running };
+        assert!(wait_until(WAIT, || s.key_of("reader").is_some()).await);
+        s
+    }
+
+    fn key_of(&self, profile: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.sb.out.path().join("credentials")).ok()?;
+        parse_ini(&text)
+            .get(profile)
+            .and_then(|s| s.get("aws_access_key_id").cloned())
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        let text =
+            std::fs::read_to_string(self.sb.out.path().join("status.json")).expect("status.json");
+        serde_json::from_str(&text).expect("status.json is JSON")
+    }
+
+    /// The value of the metric series `series` (name and labels), or 0.
+    async fn metric(&self, series: &str) -> f64 {
+        let (_, body) = http_get(self.port, "/metrics", None).await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    async fn reloads(&self, result: &str) -> f64 {
+        self.metric(&format!(
+            "rolecall_config_reloads_total{{result=\"{result}\"}}"
+        ))
+        .await
+    }
+}
+
+/// Polls the async condition `f` every 10 ms; false after `timeout`.
+async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Starts with `reader`, applies `change` (which adds `writer`), and checks
+/// that it is served without a restart, `reader`'s session kept.
+async fn applies(dir: ConfigDir, change: impl FnOnce(&ConfigDir, &str)) {
+    let s = Sidecar::start(&dir).await;
+    let reader_key = s.key_of("reader");
+    change(&dir, &yaml(&[("reader", READER), ("writer", WRITER)]));
+    assert!(
+        wait_until(WAIT, || s.key_of("writer").is_some()).await,
+        "the new profile is served"
+    );
+    assert_eq!(
+        s.key_of("reader"),
+        reader_key,
+        "an unchanged profile is kept"
+    );
+    assert!(eventually(WAIT, || async { s.reloads("success").await == 1.0 }).await);
+    assert_eq!(s.reloads("invalid").await, 0.0);
+    assert!(
+        s.metric("rolecall_config_last_reload_success_timestamp_seconds")
+            .await
+            > 0.0
+    );
+    s.running.stop().await;
+}
+
+#[tokio::test]
+async fn a_configmap_swap_is_applied_without_a_restart() {
+    applies(
+        ConfigDir::configmap(&yaml(&[("reader", READER)])),
+        |d, y| d.swap(y),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_edit_in_place_is_applied() {
+    applies(ConfigDir::plain(&yaml(&[("reader", READER)])), |d, y| {
+        d.edit_in_place(y)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_file_renamed_over_is_applied() {
+    applies(ConfigDir::plain(&yaml(&[("reader", READER)])), |d, y| {
+        d.rename_over(y)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deleted_and_recreated_file_is_applied() {
+    applies(ConfigDir::plain(&yaml(&[("reader", READER)])), |d, y| {
+        d.remove();
+        d.edit_in_place(y);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_invalid_file_is_refused_and_shown_until_a_fixed_one_is_applied() {
+    let dir = ConfigDir::configmap(&yaml(&[("reader", READER)]));
+    let s = Sidecar::start(&dir).await;
+    let reader_key = s.key_of("reader");
+
+    dir.swap("profiles:\n  reader: {role_arn: 'not-an-arn'}\n  writer: {}\n");
+    assert!(eventually(WAIT, || async { s.reloads("invalid").await == 1.0 }).await);
+    assert!(
+        wait_until(WAIT, || s.status_json()["rejected_config"].is_array()).await,
+        "status.json shows the refused file"
+    );
+    let problems = s.status_json()["rejected_config"].clone();
+    let problems: Vec<&str> = problems
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        problems.iter().any(|p| p.contains("role_arn")),
+        "{problems:?}"
+    );
+    assert!(problems.len() >= 2, "every problem: {problems:?}");
+    // The running configuration is still good: ready, and served.
+    assert_eq!(http_get(s.port, "/readyz", None).await.0, 200);
+    assert_eq!(s.key_of("reader"), reader_key);
+    assert_eq!(s.reloads("success").await, 0.0);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rolecall"))
+        .args(["status", "--output-dir"])
+        .arg(s.sb.out.path())
+        .output()
+        .expect("rolecall status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("configuration change was refused"), "{text}");
+    assert!(text.contains("role_arn"), "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rolecall"))
+        .args(["status", "--json", "--output-dir"])
+        .arg(s.sb.out.path())
+        .output()
+        .expect("rolecall status --json");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(json["rejected_config"][0].is_string(), "{json}");
+
+    dir.swap(&yaml(&[("reader", READER), ("writer", WRITER)]));
+    assert!(wait_until(WAIT, || s.key_of("writer").is_some()).await);
+    assert!(eventually(WAIT, || async { s.reloads("success").await == 1.0 }).await);
+    assert!(
+        wait_until(WAIT, || s.status_json().get("rejected_config").is_none()).await,
+        "a successful reload clears the refused file's problems"
+    );
+    assert_eq!(s.reloads("invalid").await, 1.0);
+    s.running.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_changes_collapses_into_a_few_reloads() {
+    let dir = ConfigDir::plain(&yaml(&[("reader", READER)]));
+    let s = Sidecar::start(&dir).await;
+    let reader_key = s.key_of("reader");
+    // 50 different valid files in a row, the last one adding `writer`.
+    for i in 0..49 {
+        dir.rename_over(&format!("# edit {i}\n{}", yaml(&[("reader", READER)])));
+    }
+    dir.rename_over(&yaml(&[("reader", READER), ("writer", WRITER)]));
+    assert!(wait_until(WAIT, || s.key_of("writer").is_some()).await);
+    assert!(eventually(WAIT, || async { s.reloads("success").await >= 1.0 }).await);
+    let reloads = s.reloads("success").await + s.reloads("invalid").await;
+    assert!(reloads <= 5.0, "50 changes made {reloads} reloads");
+    assert_eq!(s.key_of("reader"), reader_key);
+    s.running.stop().await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_are_counted_like_watched_ones() {
+    let dir = ConfigDir::plain(&yaml(&[("reader", READER)]));
+    let s = Sidecar::start(&dir).await;
+    s.running
+        .controls
+        .send(rolecall::Control::Reload)
+        .await
+        .unwrap();
+    assert!(eventually(WAIT, || async { s.reloads("success").await == 1.0 }).await);
+    assert_eq!(s.reloads("invalid").await, 0.0);
+    s.running.stop().await;
+}
