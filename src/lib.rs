@@ -62,7 +62,9 @@
 //! - [`state`] is the shared state, private behind intent methods;
 //!   [`clock`] is the injected wall clock (tests run it from tokio's).
 //! - [`token`] reads and decodes the JWT on every use; [`watch`] turns
-//!   directory events and a poll into "the token changed".
+//!   directory events and a poll into "the token changed", and watches the
+//!   configuration file the same way: a change of its content (a ConfigMap
+//!   edit) reloads as SIGHUP does.
 //! - [`sts`] makes the calls (its error codes are listed once, in
 //!   `sts::codes`); [`trust`] turns a refusal into a hint about the trust
 //!   policy.
