@@ -285,7 +285,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            Some(ctl) = controls.recv() => match ctl {
+            ctl = next_control(&mut controls, &mut config_changed) => match ctl {
                 Control::RefreshNow => {
                     if let Some(suppressed) = refresh_log.admit() {
                         tracing::info!(suppressed, "refreshing every profile now (at most once per profile every 5 s)");
@@ -295,13 +295,6 @@ pub async fn run(
                 Control::Reload if reloading.is_some() => reload_again = true,
                 Control::Reload => reloading = Some(start_reload()),
             },
-            Some(()) = config_changed.recv() => {
-                if reloading.is_some() {
-                    reload_again = true;
-                } else {
-                    reloading = Some(start_reload());
-                }
-            }
             done = async { reloading.as_mut().expect("guarded").await }, if reloading.is_some() => {
                 reloading = reload_again.then(start_reload);
                 reload_again = false;
@@ -344,6 +337,20 @@ pub async fn run(
     }
     tracing::info!("stopped; output files left in place");
     Ok(())
+}
+
+/// The next request for the supervisor: a control message (a signal), or a
+/// reload because the configuration file changed, which is handled exactly
+/// as SIGHUP. Pending while neither comes (or both channels are closed).
+async fn next_control(
+    controls: &mut mpsc::Receiver<Control>,
+    config_changed: &mut mpsc::Receiver<()>,
+) -> Control {
+    tokio::select! {
+        Some(ctl) = controls.recv() => ctl,
+        Some(()) = config_changed.recv() => Control::Reload,
+        else => std::future::pending().await,
+    }
 }
 
 fn spawn_refresher(r: Refresher, first: Duration, stop: &CancellationToken) -> Task {
