@@ -307,7 +307,10 @@ fuzz_target!(|input: Input| {
         })
         .collect();
     let refs: Vec<&ProfileState> = states.iter().collect();
-    let out = render(&refs, &config.app_output_dir, now);
+    // A refused configuration's problems are text from the operator's file:
+    // the profiles' fuzzed errors stand in for them.
+    let rejected: Vec<String> = states.iter().filter_map(|s| s.last_error.clone()).collect();
+    let out = render(&refs, &rejected, &config.app_output_dir, now);
 
     // credentials: exactly the file-mode profiles with a live, well-formed session.
     let expected: Vec<(&str, [&str; 3])> = states
@@ -391,6 +394,7 @@ fuzz_target!(|input: Input| {
 
     // status.json and credential-process.json parse back to the same profiles.
     let status: Status = serde_json::from_str(&out.status).expect("status.json parses");
+    assert_eq!(status.rejected_config, rejected, "refused problems round-trip");
     let names: BTreeSet<&str> = status.profiles.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names.len(), config.profiles.len());
     let process_live: BTreeSet<&str> = states
