@@ -139,17 +139,29 @@ impl Shared {
         self.update_readiness(&state, now);
     }
 
-    /// Installs `profile` (new or changed at a reload) with a fresh state,
-    /// keeping the session it holds when `keep_session` (the same role and
-    /// permissions).
-    pub fn upsert(&self, profile: Arc<Profile>, keep_session: bool, now: SystemTime) {
+    /// Installs `profile` (new or changed at a reload) with a fresh state.
+    /// The session it holds is kept: as its own when `same_identity` (the
+    /// same role and permissions), otherwise as the previous identity's,
+    /// served until the first attempt for the new one ends
+    /// ([`ProfileState::superseded`]).
+    pub fn upsert(&self, profile: Arc<Profile>, same_identity: bool, now: SystemTime) {
         let mut state = self.lock();
         let name = profile.name.clone();
-        let kept = keep_session
-            .then(|| state.profiles.get(&name).and_then(|s| s.session.clone()))
-            .flatten();
+        let previous = state.profiles.get(&name);
+        let kept = previous.and_then(|s| s.session.clone());
+        // A session already superseded stays the older identity's.
+        let superseded = match previous {
+            Some(prev) if kept.is_some() && same_identity => prev.superseded.clone(),
+            Some(prev) if kept.is_some() => Some(
+                prev.superseded
+                    .clone()
+                    .unwrap_or_else(|| prev.profile.clone()),
+            ),
+            _ => None,
+        };
         let mut entry = ProfileState::new(profile);
         entry.session = kept;
+        entry.superseded = superseded;
         state.profiles.insert(name.clone(), entry);
         state.announce(&name);
         self.update_readiness(&state, now);
@@ -194,6 +206,7 @@ impl Shared {
             .set_credentials_expiry(name, unix_seconds(session.expiration));
         self.metrics.count_refresh(name, RefreshResult::Success);
         entry.session = Some(session);
+        entry.superseded = None;
         entry.last_refresh = Some(received);
         entry.last_error = None;
         entry.plan = next_refresh.map(|next_refresh| RefreshPlan {
@@ -235,6 +248,13 @@ impl Shared {
         let entry = state.profiles.get_mut(name)?;
         self.metrics.count_refresh(name, result);
         entry.last_error = Some(error);
+        // A previous identity's session is not kept through a failure of
+        // the new one: the configuration no longer names that role.
+        if entry.superseded.take().is_some() {
+            entry.session = None;
+            state.announce(name);
+        }
+        let entry = state.profiles.get(name)?;
         let kept = entry.live_session(now).map(|s| s.expiration);
         self.update_readiness(&state, now);
         drop(state);

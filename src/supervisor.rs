@@ -237,6 +237,7 @@ pub async fn run(
                 config_file: path.clone(),
                 poll_interval: opts.poll_interval,
                 changed: config_tx,
+                loaded: config.file_digest,
             }
             .run(stop.clone()),
         );

@@ -243,3 +243,96 @@ async fn sighup_reloads_are_counted_like_watched_ones() {
     assert_eq!(s.reloads("invalid").await, 0.0);
     s.running.stop().await;
 }
+
+const WRITER_2: &str = "arn:aws:iam::111122223333:role/writer-2";
+
+/// The `credentials` section of `profile`'s role comment (`# ARN expires`).
+fn role_of(s: &Sidecar, profile: &str) -> Option<String> {
+    let text = std::fs::read_to_string(s.sb.out.path().join("credentials")).ok()?;
+    let at = text.find(&format!("[{profile}]\n"))?;
+    let comment = text[..at].trim_end().lines().last()?;
+    Some(comment.strip_prefix("# ")?.split(' ').next()?.to_owned())
+}
+
+#[tokio::test]
+async fn a_changed_role_keeps_the_old_keys_until_the_new_ones_arrive() {
+    let dir = ConfigDir::configmap(&yaml(&[("reader", READER), ("writer", WRITER)]));
+    let s = Sidecar::start(&dir).await;
+    assert!(wait_until(WAIT, || s.key_of("writer").is_some()).await);
+    let old = s.key_of("writer");
+    dir.swap(&yaml(&[("reader", READER), ("writer", WRITER_2)]));
+    // Every look at the file until the new keys are there finds keys: the
+    // old role's, then the new role's; never none.
+    let mut gaps = 0;
+    let replaced = wait_until(WAIT, || {
+        let now = s.key_of("writer");
+        gaps += usize::from(now.is_none());
+        now.is_some() && now != old
+    })
+    .await;
+    assert!(replaced, "the new role's keys are published");
+    assert_eq!(gaps, 0, "the profile was missing from credentials");
+    assert_eq!(role_of(&s, "writer").as_deref(), Some(WRITER_2));
+    assert_eq!(s.sb.sts.calls_for_role(WRITER_2), 1);
+    s.running.stop().await;
+}
+
+#[tokio::test]
+async fn a_changed_role_serves_the_old_keys_during_the_call_and_drops_them_if_it_fails() {
+    let dir = ConfigDir::configmap(&yaml(&[("reader", READER), ("writer", WRITER)]));
+    let s = Sidecar::start(&dir).await;
+    assert!(wait_until(WAIT, || s.key_of("writer").is_some()).await);
+    let old = s.key_of("writer");
+    s.sb.sts.push_for_role(WRITER_2, Reply::Hang);
+    s.sb.sts.push_for_role(WRITER_2, Reply::access_denied());
+    dir.swap(&yaml(&[("reader", READER), ("writer", WRITER_2)]));
+    assert!(wait_until(WAIT, || s.sb.sts.calls_for_role(WRITER_2) == 1).await);
+    // The new role's call is in flight: the old keys are still served,
+    // marked as the old role's (a restart would not adopt them for the new).
+    assert_eq!(s.key_of("writer"), old);
+    assert_eq!(role_of(&s, "writer").as_deref(), Some(WRITER));
+    // It times out, then is refused: the old role's keys are not kept for
+    // a profile that now names another role, and status says why.
+    assert!(wait_until(WAIT, || s.sb.sts.calls_for_role(WRITER_2) >= 2).await);
+    assert!(wait_until(WAIT, || s.key_of("writer").is_none()).await);
+    assert!(
+        wait_until(WAIT, || {
+            s.status_json()["profiles"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["name"] == "writer"))
+                .is_some_and(|p| {
+                    p["last_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("AccessDenied"))
+                })
+        })
+        .await
+    );
+    assert!(s.key_of("reader").is_some(), "other profiles are untouched");
+    s.running.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_made_while_starting_is_applied() {
+    // The configuration is read, then the ConfigMap changes before the
+    // watcher is up (kubelet does not wait for rolecall to start).
+    let dir = ConfigDir::configmap(&yaml(&[("reader", READER)]));
+    let sb = Sandbox::granting(Duration::from_secs(3600));
+    let flags = rolecall::config::Flags {
+        config: Some(dir.path()),
+        ..test_flags(&sb.sts, &sb.token, sb.out.path(), &[])
+    };
+    let config = Config::load(&flags, &Env::new()).expect("the first configuration");
+    dir.swap(&yaml(&[("reader", READER), ("writer", WRITER)]));
+    let running = Running::start_with_reload(
+        config,
+        move || Config::load(&flags, &Env::new()),
+        test_options(),
+    );
+    let writer = || {
+        std::fs::read_to_string(sb.out.path().join("credentials"))
+            .is_ok_and(|t| parse_ini(&t).contains_key("writer"))
+    };
+    assert!(wait_until(WAIT, writer).await, "the change was missed");
+    running.stop().await;
+}

@@ -151,6 +151,10 @@ impl Profile {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub config_file: Option<PathBuf>,
+    /// The [`digest`] of the file's bytes this configuration was built
+    /// from: where the configuration watcher starts, so that a change made
+    /// while rolecall was starting is not missed.
+    pub file_digest: Option<u64>,
     pub token_file: PathBuf,
     pub output_dir: PathBuf,
     /// The output dir as the application sees it (process mode).
@@ -250,6 +254,15 @@ impl Config {
     }
 }
 
+/// A digest of a configuration file's bytes (equal bytes, equal digests;
+/// only compared within one process).
+pub fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
 /// The stages: sources, merge, globals, profiles (with their order checks).
 /// Problems are listed in the order of the stages: the file's, the global
 /// options', the profile lists' (environment, flags), the duplicates, then
@@ -260,6 +273,10 @@ fn assemble(
     path: Option<&Path>,
     text: Option<Result<Vec<u8>, String>>,
 ) -> Result<Config, ConfigError> {
+    let file_digest = text
+        .as_ref()
+        .and_then(|t| t.as_ref().ok())
+        .map(|b| digest(b));
     let file = match (path, text) {
         (Some(path), Some(text)) => sources::from_file(path, text),
         _ => sources::Source::default(),
@@ -291,6 +308,7 @@ fn assemble(
     }
     let mut config = globals.config;
     config.config_file = path.map(Path::to_owned);
+    config.file_digest = file_digest;
     config.profiles = profiles;
     Ok(config)
 }

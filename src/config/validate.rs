@@ -27,6 +27,7 @@ pub(super) struct Globals {
 fn unset() -> Config {
     Config {
         config_file: None,
+        file_digest: None,
         token_file: PathBuf::new(),
         output_dir: PathBuf::new(),
         app_output_dir: PathBuf::new(),

@@ -75,7 +75,7 @@ pub fn render(
             let _ = write!(
                 credentials,
                 "\n# {} expires {}\n[{}]\naws_access_key_id = {}\naws_secret_access_key = {}\naws_session_token = {}\n",
-                p.role_arn,
+                state.session_role(),
                 format_time(s.expiration),
                 p.name,
                 s.access_key_id.expose(),
@@ -97,7 +97,7 @@ pub fn render(
                 file.profiles.insert(
                     p.name.clone(),
                     ProcessEntry {
-                        role_arn: p.role_arn.clone(),
+                        role_arn: state.session_role().to_owned(),
                         real_expiration: Some(format_time(s.expiration)),
                         credentials: ProcessCredentials {
                             version: 1,

@@ -21,6 +21,12 @@ pub struct ProfileState {
     /// by the refresher; `None` for a session adopted from an earlier run
     /// until the first refresh.
     pub plan: Option<RefreshPlan>,
+    /// The profile's previous configuration, when a reload changed its
+    /// identity (another role, source or permissions) and `session` still
+    /// belongs to that one: the old session is served until the first
+    /// attempt for the new identity ends (so a ConfigMap change leaves no
+    /// gap in any file), replaced by its success, dropped by its failure.
+    pub superseded: Option<Arc<Profile>>,
 }
 
 /// The refresher's plan for the session it published.
@@ -38,7 +44,17 @@ impl ProfileState {
             last_refresh: None,
             last_error: None,
             plan: None,
+            superseded: None,
         }
+    }
+
+    /// The role `session` was assumed for: the profile's, or the previous
+    /// configuration's while its session is still served (written beside
+    /// the keys, so a restart never adopts them for the new role).
+    pub fn session_role(&self) -> &str {
+        self.superseded
+            .as_ref()
+            .map_or(&self.profile.role_arn, |old| &old.role_arn)
     }
 
     /// The `Expiration` that process mode and the endpoint report for

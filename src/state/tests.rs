@@ -245,22 +245,74 @@ fn wants_token_retry_without_a_session_after_a_failure_or_near_expiry() {
 }
 
 #[test]
-fn upsert_keeps_the_session_only_when_asked() {
+fn upsert_keeps_the_session_as_its_own_only_for_the_same_identity() {
     let shared = shared_with(&["p"]);
     let s = session("A", t0() + secs(3600));
     shared.record_success("p", s.clone(), t0(), Some(t0() + secs(1800)));
     shared.record_failure("p", RefreshResult::TransientError, "x: y".into(), t0());
     shared.upsert(profile("p"), true, t0());
     let st = shared.get("p").unwrap();
-    assert_eq!(st.session, Some(s), "same role: kept");
+    assert_eq!(st.session, Some(s.clone()), "same role: kept");
     assert_eq!(
-        (st.last_error, st.plan, st.last_refresh),
-        (None, None, None)
+        (st.last_error, st.plan, st.last_refresh, st.superseded),
+        (None, None, None, None)
     );
-    shared.upsert(profile("p"), false, t0());
-    assert_eq!(shared.get("p").unwrap().session, None, "another role");
     shared.upsert(profile("new"), true, t0());
     assert_eq!(shared.get("new").unwrap().session, None);
+}
+
+#[test]
+fn a_changed_role_serves_the_old_session_until_its_first_success() {
+    let shared = shared_with(&["p"]);
+    let old = session("A", t0() + secs(3600));
+    shared.record_success("p", old.clone(), t0(), None);
+    let mut seen = shared.subscribe("p");
+    seen.borrow_and_update();
+    let moved = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/other"));
+    shared.upsert(moved.clone(), false, t0());
+    let st = shared.get("p").unwrap();
+    assert_eq!(st.session, Some(old.clone()), "no gap in any file");
+    assert_eq!(st.session_role(), "arn:aws:iam::111122223333:role/p");
+    assert!(shared.is_ready(), "still ready on the old session");
+    assert!(
+        !seen.has_changed().unwrap(),
+        "the same session is not re-announced"
+    );
+    // Changed again before its first attempt: still the first role's.
+    shared.upsert(moved.clone(), true, t0());
+    assert_eq!(
+        shared.get("p").unwrap().session_role(),
+        "arn:aws:iam::111122223333:role/p"
+    );
+    let new = session("B", t0() + secs(3600));
+    shared.record_success("p", new.clone(), t0() + secs(1), None);
+    let st = shared.get("p").unwrap();
+    assert_eq!(st.session_role(), "arn:aws:iam::111122223333:role/other");
+    assert_eq!((st.session, st.superseded), (Some(new), None));
+}
+
+#[test]
+fn a_changed_role_drops_the_old_session_when_its_first_attempt_fails() {
+    let shared = shared_with(&["p"]);
+    shared.record_success("p", session("A", t0() + secs(3600)), t0(), None);
+    let mut seen = shared.subscribe("p");
+    seen.borrow_and_update();
+    let moved = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/other"));
+    shared.upsert(moved, false, t0());
+    let kept = shared.record_failure(
+        "p",
+        RefreshResult::ConfigError,
+        "AccessDenied: no".into(),
+        t0(),
+    );
+    assert_eq!(kept, None, "the old role's keys are not kept");
+    let st = shared.get("p").unwrap();
+    assert_eq!((st.session, st.superseded), (None, None));
+    assert!(!shared.is_ready());
+    assert!(
+        seen.has_changed().unwrap(),
+        "chained profiles learn it is gone"
+    );
 }
 
 #[test]

@@ -3,7 +3,6 @@
 //! ConfigMap volume, the poll fallback), and each real change of its content
 //! asks the supervisor for a reload, as `SIGHUP` does.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::FileEvents;
-use crate::config::MAX_CONFIG_BYTES;
+use crate::config::{MAX_CONFIG_BYTES, digest};
 use crate::fsread::{self, Follow};
 
 /// Watches `config_file` until `shutdown`, sending on `changed` whenever its
@@ -22,6 +21,9 @@ pub struct ConfigWatcher {
     /// The supervisor's reload requests: a full channel already holds one,
     /// which is enough (the reload reads the file when it runs).
     pub changed: mpsc::Sender<()>,
+    /// The digest of the content the running configuration was built from
+    /// ([`crate::config::Config::file_digest`]); `None` if it was unreadable.
+    pub loaded: Option<u64>,
 }
 
 /// What the watcher last saw of the file.
@@ -36,18 +38,25 @@ enum Seen {
 
 impl ConfigWatcher {
     pub async fn run(self, shutdown: CancellationToken) {
+        // Armed before the first read: a change after it is an event, a
+        // change since the configuration was loaded is seen by the read.
         let mut events = FileEvents::new(&self.config_file, "configuration");
-        let mut tracker = Tracker::new(self.read());
+        let mut tracker = Tracker::new(self.loaded.map_or(Seen::Unreadable, Seen::Content));
+        self.act(tracker.observe(self.read()));
         while events.next(self.poll_interval, &shutdown).await {
-            match tracker.observe(self.read()) {
-                Change::None => {}
-                Change::Unreadable => {
-                    tracing::warn!(path = %self.config_file.display(), "the configuration file cannot be read; keeping the running configuration until it is back");
-                }
-                Change::Reload => {
-                    tracing::info!(path = %self.config_file.display(), "configuration file changed; reloading");
-                    let _ = self.changed.try_send(());
-                }
+            self.act(tracker.observe(self.read()));
+        }
+    }
+
+    fn act(&self, change: Change) {
+        match change {
+            Change::None => {}
+            Change::Unreadable => {
+                tracing::warn!(path = %self.config_file.display(), "the configuration file cannot be read; keeping the running configuration until it is back");
+            }
+            Change::Reload => {
+                tracing::info!(path = %self.config_file.display(), "configuration file changed; reloading");
+                let _ = self.changed.try_send(());
             }
         }
     }
@@ -56,7 +65,7 @@ impl ConfigWatcher {
     /// regular file only, capped) and hashes it.
     fn read(&self) -> Seen {
         match fsread::read(&self.config_file, MAX_CONFIG_BYTES, Follow::Yes) {
-            Ok(bytes) => Seen::Content(hash(&bytes)),
+            Ok(bytes) => Seen::Content(digest(&bytes)),
             Err(_) => Seen::Unreadable,
         }
     }
@@ -110,19 +119,13 @@ impl Tracker {
     }
 }
 
-fn hash(bytes: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn only_new_content_asks_for_a_reload() {
-        let (a, b) = (Seen::Content(hash(b"a")), Seen::Content(hash(b"b")));
+        let (a, b) = (Seen::Content(digest(b"a")), Seen::Content(digest(b"b")));
         let mut t = Tracker::new(a);
         assert_eq!(t.observe(a), Change::None, "an event without a change");
         assert_eq!(t.observe(b), Change::Reload);
@@ -137,9 +140,17 @@ mod tests {
     }
 
     #[test]
+    fn a_change_since_the_configuration_was_loaded_asks_for_a_reload() {
+        let loaded = Seen::Content(digest(b"loaded"));
+        assert_eq!(Tracker::new(loaded).observe(loaded), Change::None);
+        let changed = Seen::Content(digest(b"changed while starting"));
+        assert_eq!(Tracker::new(loaded).observe(changed), Change::Reload);
+    }
+
+    #[test]
     fn a_file_unreadable_at_start_is_reloaded_when_it_appears() {
         let mut t = Tracker::new(Seen::Unreadable);
         assert_eq!(t.observe(Seen::Unreadable), Change::None);
-        assert_eq!(t.observe(Seen::Content(hash(b"a"))), Change::Reload);
+        assert_eq!(t.observe(Seen::Content(digest(b"a"))), Change::Reload);
     }
 }
