@@ -18,7 +18,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: fuzz help venv sdk-deps go-driver sdk-tests sdk-matrix build fmt-check clippy unit-test acceptance validate-examples image-test test demo bench clean
+.PHONY: fuzz help test-deps venv sdk-deps go-driver sdk-tests sdk-matrix build fmt-check clippy unit-test acceptance validate-examples image-test test demo bench clean
 
 help:
 	@echo "make demo       build rolecall and run it against a local STS (moto)"
@@ -81,12 +81,16 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --all-targets $(LOCKED) -- -D warnings
 
-# Hermetic: tests that need the Python tools are #[ignore]d here.
-unit-test:
+# Hermetic: tests that need the Python tools are #[ignore]d here. The TLS
+# tests make their CA with the openssl command (Debian's openssl package).
+test-deps:
+	command -v openssl >/dev/null || { apt-get update && apt-get install -y openssl; }
+
+unit-test: test-deps
 	$(CARGO) test $(LOCKED)
 
 # The real binary against moto's STS, read by the AWS CLI and boto3.
-acceptance: venv
+acceptance: venv test-deps
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test acceptance -- --ignored --test-threads=1
 
 # The Kubernetes manifests against the Kubernetes schemas (offline), the

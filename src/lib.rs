@@ -106,6 +106,7 @@ pub mod status;
 pub mod sts;
 mod supervisor;
 mod sys;
+pub mod tls;
 pub mod token;
 pub mod trust;
 pub mod watch;

@@ -185,7 +185,8 @@ fn check(flags: &Flags, env: &config::Env, assume: bool) -> ExitCode {
     let Ok(runtime) = runtime else {
         return ExitCode::from(EXIT_FAILURE);
     };
-    let sts = rolecall::sts::Sts::new(rolecall::sts::ATTEMPT_TIMEOUT);
+    let sts = rolecall::sts::Sts::new(rolecall::sts::ATTEMPT_TIMEOUT)
+        .with_ca_bundle(config.ca_bundle.as_ref());
     let report = runtime.block_on(rolecall::check::check(
         &config,
         assume,

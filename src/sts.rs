@@ -23,6 +23,7 @@ use crate::clock::Clock;
 use crate::config::Profile;
 use crate::metrics::RefreshResult;
 use crate::session::{Secret, Session};
+use crate::tls::CaBundle;
 
 pub mod codes;
 mod guard;
@@ -98,6 +99,25 @@ pub struct Assumed {
     pub request_id: Option<String>,
 }
 
+/// The HTTPS client every STS call shares: rustls with the platform's roots
+/// (read by rustls-native-certs), plus `bundle`'s certificates.
+fn https_client(bundle: Option<&CaBundle>) -> aws_sdk_sts::config::SharedHttpClient {
+    let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::Ring,
+    ));
+    match bundle {
+        None => builder.build_https(),
+        Some(bundle) => {
+            let trust = tls::TrustStore::default().with_pem_certificate(bundle.pem());
+            let context = tls::TlsContext::builder()
+                .with_trust_store(trust)
+                .build()
+                .expect("a TLS context with a trust store always builds");
+            builder.tls_context(context).build_https()
+        }
+    }
+}
+
 /// A profile's region and STS endpoint: profiles that share both share a client.
 type ClientKey = (Option<String>, Option<String>);
 
@@ -124,17 +144,22 @@ impl std::fmt::Debug for Sts {
 
 impl Sts {
     pub fn new(attempt_timeout: Duration) -> Sts {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
         Sts {
-            http,
+            http: https_client(None),
             attempt_timeout,
             clients: Arc::default(),
             clock: Arc::default(),
             wall: Clock::system(),
+        }
+    }
+
+    /// The same, trusting `bundle`'s certificates besides the system's
+    /// roots (`ca_bundle`, `AWS_CA_BUNDLE`).
+    pub fn with_ca_bundle(self, bundle: Option<&CaBundle>) -> Sts {
+        Sts {
+            http: https_client(bundle),
+            clients: Arc::default(),
+            ..self
         }
     }
 

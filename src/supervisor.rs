@@ -49,7 +49,9 @@ impl Core {
         let refresh_all = tokio_watch::channel(0u64).0;
         let ctx = Context {
             shared: shared.clone(),
-            sts: Sts::new(opts.attempt_timeout).with_clock(opts.clock),
+            sts: Sts::new(opts.attempt_timeout)
+                .with_ca_bundle(config.ca_bundle.as_ref())
+                .with_clock(opts.clock),
             token_file: config.token_file.clone(),
             jitter: opts.jitter,
             token_changed: nudge.subscribe(),

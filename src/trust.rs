@@ -99,6 +99,10 @@ pub fn hint(code: &str, profile: &Profile, claims: Option<&Claims>) -> Option<St
         codes::THROTTLING | codes::THROTTLING_EXCEPTION | codes::REQUEST_LIMIT_EXCEEDED => {
             "STS is throttling requests; rolecall backs off".into()
         }
+        codes::CERTIFICATE_REFUSED => format!(
+            "the certificate of {} is not trusted: if STS is reached through a TLS-inspecting proxy or a private endpoint, add its CA certificate with ca_bundle (--ca-bundle, AWS_CA_BUNDLE); otherwise check the image's /etc/ssl/certs and the endpoint's name",
+            profile.sts_endpoint.as_deref().unwrap_or("the regional STS endpoint")
+        ),
         codes::TIMEOUT | codes::CONNECTION_ERROR => {
             format!("check network access to the STS endpoint ({})", profile.sts_endpoint.as_deref().unwrap_or("regional"))
         }

@@ -7,7 +7,8 @@
 //! Without `ROLECALL_VENV` they look for `<crate>/.venv`.
 //!
 //! Plain std threads and processes; from tests/support only [`Moto`], the
-//! venv paths and the blocking HTTP probe.
+//! venv paths, the blocking HTTP probe, and [`TestCa`]/[`TlsFront`] for STS
+//! over TLS.
 
 mod support;
 
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{Moto, http_get_blocking, venv, venv_bin};
+use support::{Moto, TestCa, TlsFront, http_get_blocking, venv, venv_bin};
 
 const ACCOUNT: &str = "111122223333";
 const PROFILES: [&str; 3] = ["audit", "reader", "writer"];
@@ -297,6 +298,11 @@ impl Setup {
 
     /// `rolecall SUBCOMMAND` with the three profiles and everything pointed here.
     fn rolecall(&self, subcommand: &str) -> Command {
+        self.rolecall_at(subcommand, &self.moto.endpoint())
+    }
+
+    /// The same, calling STS at `endpoint`.
+    fn rolecall_at(&self, subcommand: &str, endpoint: &str) -> Command {
         let mut cmd = rolecall();
         cmd.arg(subcommand);
         for p in PROFILES {
@@ -308,7 +314,7 @@ impl Setup {
             .arg(&self.out)
             .args(["--region", "us-east-1", "--session-name", "acceptance"])
             .arg("--sts-endpoint")
-            .arg(self.moto.endpoint());
+            .arg(endpoint);
         cmd
     }
 
@@ -345,14 +351,24 @@ impl Setup {
     }
 
     fn cli_caller_arn(&self, profile: &str) -> String {
+        self.cli_caller_arn_at(profile, &self.moto.endpoint(), None)
+    }
+
+    /// The caller ARN the AWS CLI gets for `profile` from STS at
+    /// `endpoint`, trusting `ca_bundle` (`AWS_CA_BUNDLE`) if given.
+    fn cli_caller_arn_at(&self, profile: &str, endpoint: &str, ca_bundle: Option<&Path>) -> String {
+        let mut reader = self.reader(&venv_bin("aws"));
+        if let Some(ca) = ca_bundle {
+            reader.env("AWS_CA_BUNDLE", ca);
+        }
         let out = run(
-            self.reader(&venv_bin("aws")).args([
+            reader.args([
                 "sts",
                 "get-caller-identity",
                 "--profile",
                 profile,
                 "--endpoint-url",
-                &self.moto.endpoint(),
+                endpoint,
                 "--query",
                 "Arn",
                 "--output",
@@ -616,4 +632,39 @@ fn config_errors_exit_64_listing_every_problem() {
         !dir.path().join("out").join("credentials").exists(),
         "nothing is written on a configuration error"
     );
+}
+
+#[test]
+#[ignore = "needs the Python tools: run by make test"]
+fn sts_over_tls_with_a_private_ca_is_trusted_only_through_the_ca_bundle() {
+    let s = Setup::new("tls");
+    let ca = TestCa::new("rolecall acceptance CA");
+    let front = TlsFront::start(SocketAddr::from(([127, 0, 0, 1], s.moto.port())), &ca);
+    let endpoint = front.endpoint();
+
+    // Without the bundle: refused before any request, naming the reason.
+    let out = run(
+        &mut s.rolecall_at("once", &endpoint),
+        s.root.path(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    for needle in ["CertificateRefused", "UnknownIssuer", "ca_bundle"] {
+        assert!(out.stderr.contains(needle), "{needle}: {}", out.describe());
+    }
+    let written = fs::read_to_string(s.credentials()).unwrap_or_default();
+    assert!(access_keys(&written).is_empty(), "nothing was assumed");
+
+    // With AWS_CA_BUNDLE, as the AWS CLI and boto3 read it too.
+    let out = run(
+        s.rolecall_at("once", &endpoint)
+            .env("AWS_CA_BUNDLE", ca.ca_pem()),
+        s.root.path(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+    for p in PROFILES {
+        let arn = s.cli_caller_arn_at(p, &endpoint, Some(&ca.ca_pem()));
+        assert_assumed(p, &arn);
+    }
 }

@@ -58,6 +58,10 @@ pub struct Flags {
     /// mounted Secret) instead of generated; needs --endpoint-addr [env: ROLECALL_ENDPOINT_TOKEN_FILE]
     #[arg(long, value_name = "PATH")]
     pub endpoint_token_file: Option<String>,
+    /// PEM certificates trusted for STS calls besides the system's roots (a
+    /// TLS-inspecting proxy, a private STS endpoint) [env: AWS_CA_BUNDLE]
+    #[arg(long, value_name = "FILE")]
+    pub ca_bundle: Option<String>,
     /// Log format: text or json [env: ROLECALL_LOG_FORMAT; default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,

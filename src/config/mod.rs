@@ -166,6 +166,8 @@ pub struct Config {
     pub endpoint_addr: Option<SocketAddr>,
     /// A file holding the endpoint's authorization token (validated at load).
     pub endpoint_token_file: Option<PathBuf>,
+    /// Certificates trusted for STS calls besides the system's (checked at load).
+    pub ca_bundle: Option<crate::tls::CaBundle>,
     pub log_format: LogFormat,
     /// Sorted by name; [`Config::order`] gives them sources first.
     pub profiles: Vec<Profile>,

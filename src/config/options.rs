@@ -166,6 +166,10 @@ pub(super) const OPTIONS: &[Opt] = &[
     .env(&["ROLECALL_ENDPOINT_TOKEN_FILE"])
     .global(validate::endpoint_token_file)
     .restart(|a, b| a.endpoint_token_file != b.endpoint_token_file),
+    Opt::new("ca_bundle", "ca-bundle", |f| &f.ca_bundle)
+        .env(&["AWS_CA_BUNDLE"])
+        .global(validate::ca_bundle)
+        .restart(|a, b| a.ca_bundle != b.ca_bundle),
     Opt::new("log_format", "log-format", |f| &f.log_format)
         .env(&["ROLECALL_LOG_FORMAT"])
         .global(validate::log_format)
@@ -253,7 +257,7 @@ mod tests {
             top_keys().join(", "),
             "token_file, output_dir, app_output_dir, region, sts_endpoint, duration_seconds, \
              role_session_name, credentials, file_mode, allow_world_readable, health_addr, \
-             endpoint_addr, endpoint_token_file, log_format, profiles"
+             endpoint_addr, endpoint_token_file, ca_bundle, log_format, profiles"
         );
         assert_eq!(
             profile_keys().join(", "),

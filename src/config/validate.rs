@@ -36,6 +36,7 @@ fn unset() -> Config {
         health_addr: None,
         endpoint_addr: None,
         endpoint_token_file: None,
+        ca_bundle: None,
         log_format: LogFormat::Text,
         profiles: Vec::new(),
     }
@@ -203,6 +204,19 @@ pub(super) fn endpoint_token_file(s: Option<&Src>, _: &Values, g: &mut Globals, 
             p.at(s, e);
         }
         path
+    });
+}
+
+/// Read and checked now, as the HTTP client will parse it (`crate::tls`).
+pub(super) fn ca_bundle(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+    g.config.ca_bundle = s.and_then(|s| {
+        let path = check_path(s, p);
+        if s.value.is_empty() {
+            return None;
+        }
+        crate::tls::CaBundle::load(&path)
+            .map_err(|e| p.at(s, e))
+            .ok()
     });
 }
 

@@ -34,6 +34,9 @@ pub const REQUEST_TIMEOUT_EXCEPTION: &str = "RequestTimeoutException";
 pub const TIMEOUT: &str = "Timeout";
 /// STS could not be reached.
 pub const CONNECTION_ERROR: &str = "ConnectionError";
+/// The STS endpoint's TLS certificate was refused (an unknown issuer, an
+/// expired certificate, another name): the operator must trust its CA.
+pub const CERTIFICATE_REFUSED: &str = "CertificateRefused";
 /// An answer that could not be read, or without usable credentials.
 pub const MALFORMED_RESPONSE: &str = "MalformedResponse";
 /// The SDK could not build the request.
@@ -115,6 +118,16 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             message: "STS did not answer within the attempt timeout".into(),
             request_id: None,
         },
+        SdkError::DispatchFailure(_)
+            if let Some(problem) = crate::tls::refused_certificate(&err) =>
+        {
+            StsError {
+                class: ErrorClass::Configuration,
+                code: CERTIFICATE_REFUSED.into(),
+                message: format!("the STS endpoint's TLS certificate was refused: {problem}"),
+                request_id: None,
+            }
+        }
         SdkError::DispatchFailure(d) => StsError {
             class: ErrorClass::Transient,
             code: if d.is_timeout() {

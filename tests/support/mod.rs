@@ -35,6 +35,8 @@
 //!   [`ReportGuard`]).
 //! - `cases`: tables of cases run by one test ([`run_cases`],
 //!   [`run_cases_async`]).
+//! - `tls`: [`TestCa`] (a CA made with `openssl` for the test) and
+//!   [`TlsFront`], TLS on loopback in front of the fake STS or moto.
 //! - `outputs`: rolecall's temporary files ([`temporaries`]) and the fault
 //!   tally of readers racing its writer ([`ReadFaults`]).
 //!
@@ -56,6 +58,7 @@ mod probe;
 mod process;
 mod report;
 mod sandbox;
+mod tls;
 mod token_dir;
 mod utc;
 mod wait;
@@ -86,6 +89,8 @@ pub use process::*;
 pub use report::*;
 #[allow(unused_imports)]
 pub use sandbox::*;
+#[allow(unused_imports)]
+pub use tls::*;
 #[allow(unused_imports)]
 pub use token_dir::*;
 #[allow(unused_imports)]
