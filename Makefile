@@ -103,7 +103,7 @@ validate-examples: venv
 # Builds the runtime image with buildah from a static host build, checks its
 # user, entrypoint, size and contents, and runs it from its root filesystem
 # with chroot (containers cannot run on these machines).
-image-test:
+image-test: test-deps
 	./scripts/image-test.sh
 
 # One long-lived client per SDK and mode across three refreshes

@@ -49,10 +49,12 @@ if [ "$(id -u)" != 0 ]; then fail "run as root (buildah mount and chroot need it
 
 WORK=$(mktemp -d /tmp/rolecall-image-test.XXXXXX)
 STS_PID=
+TLS_STS_PID=
 MOUNTS=() # unmounted in reverse order
 cleanup() {
 	local i
 	if [ -n "$STS_PID" ]; then kill "$STS_PID" 2>/dev/null || true; fi
+	if [ -n "$TLS_STS_PID" ]; then kill "$TLS_STS_PID" 2>/dev/null || true; fi
 	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null || true; done
 	if [ -n "${DRIVER:-}" ]; then
 		command buildah --storage-driver "$DRIVER" umount "$CHECK" >/dev/null 2>&1 || true
@@ -276,6 +278,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if len(sys.argv) > 4:  # TLS with this certificate and key
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
 with open(sys.argv[1] + ".tmp", "w") as f:
     f.write(str(server.server_address[1]))
 import os
@@ -349,5 +356,62 @@ ok "exit 0; Host sts.rolecall.test:$PORT resolved from /etc/hosts; /out/credenti
 snapshot >"$WORK/after"
 cmp -s "$WORK/before" "$WORK/after" || fail "rolecall changed its root filesystem: $(diff "$WORK/before" "$WORK/after")"
 ok "nothing written outside /out: $(cd "$WORK/out" && find . -mindepth 1 -printf '%P ')"
+
+# ------------------------------------------------------------------ TLS trust in the image
+
+step "TLS in the image: rustls trusts the image's CA bundle (SSL_CERT_FILE), plus --ca-bundle"
+# A CA made here signs the certificate of an HTTPS STS stand-in for sts.rolecall.test. The
+# image's bundle does not hold that CA: refused. Appended to the image's bundle (in the copy):
+# trusted, so the bundle at SSL_CERT_FILE is the one rustls reads. With the image's own bundle
+# and --ca-bundle naming the CA: trusted.
+TLS=$WORK/tls
+mkdir -p "$TLS"
+(cd "$TLS" &&
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+		-subj "/CN=rolecall image-test CA" -keyout ca.key -out ca.pem \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign &&
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-subj "/CN=sts.rolecall.test" -keyout sts.key -out sts.csr &&
+	printf 'subjectAltName=DNS:sts.rolecall.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >sts.ext &&
+	openssl x509 -req -in sts.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+		-extfile sts.ext -out sts.pem) >"$TLS/openssl.log" 2>&1 || fail "openssl could not make the test CA: $(cat "$TLS/openssl.log")"
+python3 "$WORK/sts.py" "$WORK/sts-tls.port" "$WORK/sts-tls.log" "$TLS/sts.pem" "$TLS/sts.key" 2>"$WORK/sts-tls.err" &
+TLS_STS_PID=$!
+for _ in $(seq 100); do
+	[ -s "$WORK/sts-tls.port" ] && break
+	sleep 0.1
+done
+[ -s "$WORK/sts-tls.port" ] || fail "the HTTPS STS stand-in did not start: $(cat "$WORK/sts-tls.err")"
+TLS_PORT=$(cat "$WORK/sts-tls.port")
+ssl_cert_file=$(config Env | python3 -c 'import json,sys; print(next(e.split("=",1)[1] for e in json.load(sys.stdin) if e.startswith("SSL_CERT_FILE=")))')
+mkdir -p "$R/ca"
+cp "$TLS/ca.pem" "$R/ca/test-ca.pem"
+chmod 0644 "$R/ca/test-ca.pem"
+once_tls() {
+	rm -f "$WORK/out/"*
+	timeout 60 env -i HOSTNAME=image-test SSL_CERT_FILE="$ssl_cert_file" "$CHROOT" --userspec="$UID_GID" "$RO" /rolecall once \
+		--profile app=arn:aws:iam::111122223333:role/app --region eu-west-1 \
+		--sts-endpoint "https://sts.rolecall.test:$TLS_PORT" --token-file /token/token --output-dir /out "$@"
+}
+rc=0
+once_tls >"$WORK/tls-refused.log" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] || fail "rolecall once exited $rc against an untrusted certificate (want 1): $(cat "$WORK/tls-refused.log")"
+grep -q 'CertificateRefused' "$WORK/tls-refused.log" && grep -q 'UnknownIssuer' "$WORK/tls-refused.log" ||
+	fail "the refusal does not name the certificate problem: $(cat "$WORK/tls-refused.log")"
+ok "a certificate from a CA outside the image's bundle: refused (CertificateRefused, UnknownIssuer)"
+bundle=$R${ssl_cert_file}
+cp "$bundle" "$WORK/bundle.orig"
+cat "$TLS/ca.pem" >>"$bundle"
+rc=0
+once_tls >"$WORK/tls-bundle.log" 2>&1 || rc=$?
+cp "$WORK/bundle.orig" "$bundle"
+[ "$rc" -eq 0 ] || fail "rolecall once exited $rc with the CA in the image's bundle: $(cat "$WORK/tls-bundle.log")"
+grep -q 'aws_access_key_id *= *ASIAIMAGETESTKEY0001' "$WORK/out/credentials" || fail "no [app] keys after the TLS call"
+ok "the CA added to $ssl_cert_file: trusted (that file is the bundle rustls reads)"
+rc=0
+once_tls --ca-bundle /ca/test-ca.pem >"$WORK/tls-flag.log" 2>&1 || rc=$?
+[ "$rc" -eq 0 ] || fail "rolecall once --ca-bundle exited $rc: $(cat "$WORK/tls-flag.log")"
+grep -q 'aws_access_key_id *= *ASIAIMAGETESTKEY0001' "$WORK/out/credentials" || fail "no [app] keys with --ca-bundle"
+ok "the image's own bundle plus --ca-bundle /ca/test-ca.pem: trusted"
 
 printf '\nimage-test: all checks passed: %s, %s bytes (%s MiB) uncompressed; /rolecall %s bytes\n' "$IMAGE" "$bytes" "$mib" "$BIN_BYTES"
