@@ -110,6 +110,10 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Re
     let mut sessions: Vec<(String, Session)> = Vec::new();
     for p in config.order() {
         let _ = writeln!(text, "\nprofile {} -> {}", p.name, p.role_arn);
+        // The SDK's resolver, as the calls use it (checked at load).
+        if let Ok(url) = crate::sts::endpoint_for(p) {
+            let _ = writeln!(text, "  STS endpoint: {url}");
+        }
         let policy = if p.source_profile.is_some() {
             let _ = writeln!(
                 text,

@@ -390,6 +390,28 @@ fn check_prints_the_claims_and_the_trust_policy_each_role_needs() {
         !out.contains(&token.read()),
         "the token itself is never printed"
     );
+    assert!(
+        out.contains("STS endpoint: https://sts.eu-west-1.amazonaws.com"),
+        "the endpoint each profile calls: {out}"
+    );
+}
+
+#[test]
+fn check_prints_the_fips_and_dual_stack_endpoints_the_sdk_resolves() {
+    let token = TokenDir::new(&valid_jwt());
+    let o = rolecall_command()
+        .args(["check", "--token-file", &token.path().display().to_string()])
+        .args(["--region", "us-east-1", "--use-fips-endpoint"])
+        .args(["--profile", &format!("reader={READER}")])
+        .env("AWS_USE_DUALSTACK_ENDPOINT", "true")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("STS endpoint: https://sts-fips.us-east-1.api.aws"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -33,6 +33,12 @@ pub struct Flags {
     /// STS endpoint URL [env: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL]
     #[arg(long, value_name = "URL")]
     pub sts_endpoint: Option<String>,
+    /// Call STS's FIPS endpoints (sts-fips.REGION...) [env: AWS_USE_FIPS_ENDPOINT; default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub use_fips_endpoint: Option<String>,
+    /// Call STS's dual-stack (IPv4 and IPv6) endpoints (sts.REGION.api.aws) [env: AWS_USE_DUALSTACK_ENDPOINT; default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub use_dualstack_endpoint: Option<String>,
     /// Session duration in seconds, 900-43200 [default: 3600]
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<String>,

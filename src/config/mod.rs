@@ -102,6 +102,10 @@ pub struct Profile {
     pub role_arn: String,
     pub region: Option<String>,
     pub sts_endpoint: Option<String>,
+    /// `use_fips_endpoint`: the SDK's resolver picks STS's FIPS endpoint.
+    pub use_fips: bool,
+    /// `use_dualstack_endpoint`: the SDK's resolver picks the dual-stack one.
+    pub use_dualstack: bool,
     pub duration: Duration,
     pub session_name: String,
     pub credentials: CredentialsMode,
@@ -120,6 +124,8 @@ impl Profile {
             role_arn: role_arn.into(),
             region: None,
             sts_endpoint: None,
+            use_fips: false,
+            use_dualstack: false,
             duration: Duration::from_secs(DEFAULT_DURATION.into()),
             session_name: "rolecall".into(),
             credentials: CredentialsMode::File,

@@ -135,6 +135,18 @@ pub(super) const OPTIONS: &[Opt] = &[
     Opt::new("sts_endpoint", "sts-endpoint", |f| &f.sts_endpoint)
         .env(&["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"])
         .inherited(),
+    Opt::new("use_fips_endpoint", "use-fips-endpoint", |f| {
+        &f.use_fips_endpoint
+    })
+    .env(&["AWS_USE_FIPS_ENDPOINT"])
+    .yaml(Yaml::Bool)
+    .inherited(),
+    Opt::new("use_dualstack_endpoint", "use-dualstack-endpoint", |f| {
+        &f.use_dualstack_endpoint
+    })
+    .env(&["AWS_USE_DUALSTACK_ENDPOINT"])
+    .yaml(Yaml::Bool)
+    .inherited(),
     Opt::new("duration_seconds", "duration", |f| &f.duration).inherited(),
     Opt::new("role_session_name", "session-name", |f| &f.session_name)
         .env(&["AWS_ROLE_SESSION_NAME"])
@@ -255,14 +267,14 @@ mod tests {
     fn the_yaml_key_lists_are_derived_from_the_table() {
         assert_eq!(
             top_keys().join(", "),
-            "token_file, output_dir, app_output_dir, region, sts_endpoint, duration_seconds, \
-             role_session_name, credentials, file_mode, allow_world_readable, health_addr, \
+            "token_file, output_dir, app_output_dir, region, sts_endpoint, use_fips_endpoint, \
+             use_dualstack_endpoint, duration_seconds, role_session_name, credentials, file_mode, allow_world_readable, health_addr, \
              endpoint_addr, endpoint_token_file, ca_bundle, log_format, profiles"
         );
         assert_eq!(
             profile_keys().join(", "),
-            "role_arn, region, sts_endpoint, duration_seconds, role_session_name, credentials, \
-             policy, policy_arns, source_profile, external_id"
+            "role_arn, region, sts_endpoint, use_fips_endpoint, use_dualstack_endpoint, \
+             duration_seconds, role_session_name, credentials, policy, policy_arns, source_profile, external_id"
         );
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::checks::{
     check_duration, check_endpoint, check_external_id, check_policy, check_policy_arn,
-    check_profile_name, check_region, check_role_arn, check_session_name,
+    check_profile_name, check_region, check_role_arn, check_session_name, parse_bool,
 };
 use super::options::{POLICY_ARNS, ROLE_ARN};
 use super::sources::{Problems, RawProfile, Src, join, printable};
@@ -96,6 +96,8 @@ pub(super) fn resolve(
     let mut duration_default = Inherited::new(g, "duration_seconds");
     let mut session_name_default = Inherited::new(g, "role_session_name");
     let mut credentials_default = Inherited::new(g, "credentials");
+    let mut fips_default = Inherited::new(g, "use_fips_endpoint");
+    let mut dualstack_default = Inherited::new(g, "use_dualstack_endpoint");
     let mut region_missing_reported = false;
     let mut profiles = Vec::new();
     for (name, (name_src, raw)) in merged {
@@ -146,6 +148,20 @@ pub(super) fn resolve(
             },
         }
         .map(|s| Duration::from_secs(s.into()));
+        let use_fips = own_or_inherited(
+            raw.get("use_fips_endpoint"),
+            &mut fips_default,
+            p,
+            parse_bool,
+        )
+        .unwrap_or(Some(false));
+        let use_dualstack = own_or_inherited(
+            raw.get("use_dualstack_endpoint"),
+            &mut dualstack_default,
+            p,
+            parse_bool,
+        )
+        .unwrap_or(Some(false));
         let session_name = own_or_inherited(
             raw.get("role_session_name"),
             &mut session_name_default,
@@ -194,14 +210,30 @@ pub(super) fn resolve(
         let external_id = raw
             .get("external_id")
             .and_then(|s| validate(s, p, check_external_id));
-        if let (Some(()), Some(role_arn), Some(duration), Some(session_name), Some(credentials)) =
-            (ok_name, role_arn, duration, session_name, credentials)
-        {
-            profiles.push(Profile {
+        if let (
+            Some(()),
+            Some(role_arn),
+            Some(duration),
+            Some(session_name),
+            Some(credentials),
+            Some(use_fips),
+            Some(use_dualstack),
+        ) = (
+            ok_name,
+            role_arn,
+            duration,
+            session_name,
+            credentials,
+            use_fips,
+            use_dualstack,
+        ) {
+            let profile = Profile {
                 name: name.clone(),
                 role_arn,
                 region,
                 sts_endpoint,
+                use_fips,
+                use_dualstack,
                 duration,
                 session_name,
                 credentials,
@@ -209,7 +241,17 @@ pub(super) fn resolve(
                 policy_arns,
                 source_profile,
                 external_id,
-            });
+            };
+            // Resolved now by the SDK's own rules, so a combination it
+            // refuses (FIPS with a custom endpoint, a partition without
+            // dual-stack) is a configuration error, not a failed call.
+            if let Err(e) = crate::sts::endpoint_for(&profile) {
+                p.push(
+                    name_src.origin.clone(),
+                    format!("the STS endpoint cannot be resolved: {e}"),
+                );
+            }
+            profiles.push(profile);
         }
     }
     super::order::check_cycles(merged, &mut problems);

@@ -203,7 +203,12 @@ fn profile(m: &Mapping, porigin: &str, p: &mut RawProfile, problems: &mut Proble
             }
             continue;
         }
-        match scalar(v, &korigin, problems) {
+        let bool_key = options::option(key).is_some_and(|o| o.yaml == Yaml::Bool);
+        let text = match v {
+            Value::Bool(b) if bool_key => Some(b.to_string()),
+            _ => scalar(v, &korigin, problems),
+        };
+        match text {
             Some(s) => p.keys.insert(key, file_src(s, &korigin)),
             None => p.keys.remove(key),
         };

@@ -1,6 +1,7 @@
 use super::checks::check_session_name;
 use super::*;
 
+mod endpoints;
 mod file;
 mod listeners;
 
