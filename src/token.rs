@@ -62,6 +62,30 @@ pub struct Claims {
     pub sub: Option<String>,
     pub aud: Vec<String>,
     pub exp: Option<u64>,
+    /// The `kubernetes.io` claims of a projected service-account token
+    /// (for `kubernetes_tags`); empty fields when absent.
+    pub kubernetes: KubernetesClaims,
+}
+
+/// What a projected token says of its pod: namespace, service account and,
+/// for a token bound to a pod, the pod's name and uid.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct KubernetesClaims {
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub serviceaccount: Option<NamedObject>,
+    #[serde(default)]
+    pub pod: Option<NamedObject>,
+}
+
+/// A Kubernetes object a token names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct NamedObject {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub uid: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +95,15 @@ struct RawClaims {
     #[serde(default)]
     aud: Option<Audience>,
     exp: Option<f64>,
+    /// Claims of another shape are ignored, not an error: only the tags
+    /// that need them are left out.
+    #[serde(default, rename = "kubernetes.io", deserialize_with = "lenient")]
+    kubernetes: KubernetesClaims,
+}
+
+fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<KubernetesClaims, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -148,6 +181,7 @@ impl Token {
                     .exp
                     .filter(|e| e.is_finite() && *e >= MIN_EXP)
                     .map(|e| e as u64),
+                kubernetes: claims.kubernetes,
             },
         })
     }

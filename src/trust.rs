@@ -127,6 +127,7 @@ mod tests {
             sub: Some("system:serviceaccount:shop:cart".into()),
             aud: vec!["sts.amazonaws.com".into()],
             exp: Some(1),
+            ..Claims::default()
         }
     }
 
