@@ -58,6 +58,10 @@ pub struct Flags {
     /// mounted Secret) instead of generated; needs --endpoint-addr [env: ROLECALL_ENDPOINT_TOKEN_FILE]
     #[arg(long, value_name = "PATH")]
     pub endpoint_token_file: Option<String>,
+    /// Unix socket of `rolecall reload` and `rolecall refresh`, in a directory
+    /// only this container mounts; empty disables [env: ROLECALL_CONTROL_SOCKET; default: /run/rolecall/control.sock]
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<String>,
     /// Log format: text or json [env: ROLECALL_LOG_FORMAT; default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,

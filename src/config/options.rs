@@ -166,6 +166,12 @@ pub(super) const OPTIONS: &[Opt] = &[
     .env(&["ROLECALL_ENDPOINT_TOKEN_FILE"])
     .global(validate::endpoint_token_file)
     .restart(|a, b| a.endpoint_token_file != b.endpoint_token_file),
+    Opt::new("control_socket", "control-socket", |f| &f.control_socket)
+        .env(&["ROLECALL_CONTROL_SOCKET"])
+        // Empty disables the socket.
+        .empty_env_counts()
+        .global(validate::control_socket)
+        .restart(|a, b| a.control_socket != b.control_socket),
     Opt::new("log_format", "log-format", |f| &f.log_format)
         .env(&["ROLECALL_LOG_FORMAT"])
         .global(validate::log_format)
@@ -253,7 +259,7 @@ mod tests {
             top_keys().join(", "),
             "token_file, output_dir, app_output_dir, region, sts_endpoint, duration_seconds, \
              role_session_name, credentials, file_mode, allow_world_readable, health_addr, \
-             endpoint_addr, endpoint_token_file, log_format, profiles"
+             endpoint_addr, endpoint_token_file, control_socket, log_format, profiles"
         );
         assert_eq!(
             profile_keys().join(", "),
@@ -309,6 +315,7 @@ mod tests {
             health_addr: None,
             endpoint_addr: Some("127.0.0.1:1".parse().unwrap()),
             endpoint_token_file: Some("/e".into()),
+            control_socket: None,
             log_format: LogFormat::Json,
             ..old.clone()
         };
@@ -322,6 +329,7 @@ mod tests {
                 "health_addr",
                 "endpoint_addr",
                 "endpoint_token_file",
+                "control_socket",
                 "log_format",
             ]
         );
