@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +59,32 @@ impl Outcome {
     }
 }
 
+/// What a refresh asked of one profile (`rolecall refresh`) did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManualOutcome {
+    /// An attempt ran (the state holds its session or its error).
+    Attempted(Outcome),
+    /// None ran, and why: refreshed less than 5 s ago, or backing off.
+    Skipped(String),
+}
+
+/// Asks one refresher to refresh now; it answers on the oneshot sender.
+pub type Manual = mpsc::Sender<oneshot::Sender<ManualOutcome>>;
+
+/// The next refresh asked of this profile; never without a channel (or
+/// once it closed).
+async fn next_manual(
+    rx: &mut Option<mpsc::Receiver<oneshot::Sender<ManualOutcome>>>,
+) -> oneshot::Sender<ManualOutcome> {
+    match rx {
+        Some(rx) => match rx.recv().await {
+            Some(reply) => reply,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// Completes with the source's session when it changes; never for a
 /// profile without a source (`None`), or once the channel closed.
 async fn next_source_session(source: &mut Option<SessionWatch>) -> Option<Option<Session>> {
@@ -89,6 +115,9 @@ pub struct Refresher {
     /// Set by [`Refresher::run`]: refreshes are planned, so the state gets
     /// a [`RefreshPlan`] (a one-shot run plans none: nothing newer comes).
     planning: bool,
+    /// Refreshes asked of this profile alone, with where to say what came
+    /// of them ([`Refresher::manual`]).
+    manual: Option<mpsc::Receiver<oneshot::Sender<ManualOutcome>>>,
 }
 
 impl Refresher {
@@ -102,7 +131,17 @@ impl Refresher {
             backing_off: false,
             published: None,
             planning: false,
+            manual: None,
         }
+    }
+
+    /// The same refresher, also refreshing when asked through the returned
+    /// sender (the control socket's `refresh`), under the same spacing as
+    /// SIGUSR1; each request is answered with what came of it.
+    pub fn manual(mut self) -> (Refresher, Manual) {
+        let (tx, rx) = mpsc::channel(1);
+        self.manual = Some(rx);
+        (self, tx)
     }
 
     /// The same refresher, recording a [`crate::state::RefreshPlan`] with
@@ -299,8 +338,30 @@ impl Refresher {
         Some(earliest.min(next))
     }
 
+    /// Why a refresh asked now (with the next attempt at `next`) does not
+    /// run: [`Refresher::manual_refresh_at`] said later or never.
+    fn skipped_because(&self, next: Instant) -> String {
+        let now = Instant::now();
+        if self.backing_off {
+            return format!(
+                "backing off after a failure; the next attempt is in {} s (see rolecall status)",
+                next.saturating_duration_since(now).as_secs_f64().ceil() as u64
+            );
+        }
+        let ago = self
+            .last_attempt
+            .map_or(0, |t| now.saturating_duration_since(t).as_secs());
+        format!(
+            "refreshed {ago} s ago (at most once per profile every {} s)",
+            schedule::MANUAL_REFRESH_INTERVAL.as_secs()
+        )
+    }
+
     /// Runs until `shutdown`, first attempting after `first`.
     pub async fn run(mut self, first: Duration, shutdown: CancellationToken) {
+        let mut manual = self.manual.take();
+        // The refresh asked of this profile that the next attempt answers.
+        let mut asked: Option<oneshot::Sender<ManualOutcome>> = None;
         let mut token_changed = self.ctx.token_changed.clone();
         let mut refresh_all = self.ctx.refresh_all.clone();
         // Role chaining: only this profile's source wakes it.
@@ -341,6 +402,18 @@ impl Refresher {
                         }
                     }
                 }
+                reply = next_manual(&mut manual) => {
+                    match self.manual_refresh_at(next) {
+                        Some(at) if at <= Instant::now() => {
+                            tracing::info!(profile = %self.profile.name, "refresh asked through the control socket");
+                            asked = Some(reply);
+                        }
+                        _ => {
+                            let _ = reply.send(ManualOutcome::Skipped(self.skipped_because(next)));
+                            continue;
+                        }
+                    }
+                }
                 Some(current) = next_source_session(&mut source) => {
                     if !self.source_changed(current.as_ref()) {
                         continue;
@@ -356,6 +429,9 @@ impl Refresher {
                 o = Box::pin(self.attempt()) => o,
                 _ = shutdown.cancelled() => return,
             };
+            if let Some(reply) = asked.take() {
+                let _ = reply.send(ManualOutcome::Attempted(outcome));
+            }
             next = Instant::now() + outcome.next();
         }
     }

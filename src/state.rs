@@ -420,6 +420,7 @@ impl Shared {
     }
 }
 
+mod control;
 mod reloads;
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ mod yaml;
 
 pub use checks::{check_role_arn, default_session_name};
 pub use flags::Flags;
+pub(crate) use sources::printable;
 
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 pub const DEFAULT_OUTPUT_DIR: &str = "/aws";
