@@ -21,8 +21,11 @@ use crate::token::{self, Claims};
 use crate::trust;
 
 mod error;
+mod manual;
 
 pub use error::RefreshError;
+pub use manual::{Manual, ManualOutcome};
+use manual::next_manual;
 use error::usable;
 
 /// Everything a refresher needs besides its profile.
@@ -56,32 +59,6 @@ impl Outcome {
 
     pub fn is_success(self) -> bool {
         matches!(self, Outcome::Refreshed { .. })
-    }
-}
-
-/// What a refresh asked of one profile (`rolecall refresh`) did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ManualOutcome {
-    /// An attempt ran (the state holds its session or its error).
-    Attempted(Outcome),
-    /// None ran, and why: refreshed less than 5 s ago, or backing off.
-    Skipped(String),
-}
-
-/// Asks one refresher to refresh now; it answers on the oneshot sender.
-pub type Manual = mpsc::Sender<oneshot::Sender<ManualOutcome>>;
-
-/// The next refresh asked of this profile; never without a channel (or
-/// once it closed).
-async fn next_manual(
-    rx: &mut Option<mpsc::Receiver<oneshot::Sender<ManualOutcome>>>,
-) -> oneshot::Sender<ManualOutcome> {
-    match rx {
-        Some(rx) => match rx.recv().await {
-            Some(reply) => reply,
-            None => std::future::pending().await,
-        },
-        None => std::future::pending().await,
     }
 }
 
@@ -133,15 +110,6 @@ impl Refresher {
             planning: false,
             manual: None,
         }
-    }
-
-    /// The same refresher, also refreshing when asked through the returned
-    /// sender (the control socket's `refresh`), under the same spacing as
-    /// SIGUSR1; each request is answered with what came of it.
-    pub fn manual(mut self) -> (Refresher, Manual) {
-        let (tx, rx) = mpsc::channel(1);
-        self.manual = Some(rx);
-        (self, tx)
     }
 
     /// The same refresher, recording a [`crate::state::RefreshPlan`] with
@@ -321,40 +289,6 @@ impl Refresher {
     fn source_changed(&self, current: Option<&Session>) -> bool {
         let now = self.ctx.clock.now();
         current.is_some_and(|s| !s.is_expired(now) && Some(s) != self.source_used.as_ref())
-    }
-
-    /// When a manual refresh (SIGUSR1) requested now should run, given the
-    /// attempt already scheduled at `next`: at once, or at the end of
-    /// [`schedule::MANUAL_REFRESH_INTERVAL`] after the last attempt (so a
-    /// burst of signals costs one call), or `None` while a backoff after a
-    /// transient, token or clock failure runs (the request never shortens it).
-    fn manual_refresh_at(&self, next: Instant) -> Option<Instant> {
-        if self.backing_off {
-            return None;
-        }
-        let earliest = self
-            .last_attempt
-            .map_or_else(Instant::now, |t| t + schedule::MANUAL_REFRESH_INTERVAL);
-        Some(earliest.min(next))
-    }
-
-    /// Why a refresh asked now (with the next attempt at `next`) does not
-    /// run: [`Refresher::manual_refresh_at`] said later or never.
-    fn skipped_because(&self, next: Instant) -> String {
-        let now = Instant::now();
-        if self.backing_off {
-            return format!(
-                "backing off after a failure; the next attempt is in {} s (see rolecall status)",
-                next.saturating_duration_since(now).as_secs_f64().ceil() as u64
-            );
-        }
-        let ago = self
-            .last_attempt
-            .map_or(0, |t| now.saturating_duration_since(t).as_secs());
-        format!(
-            "refreshed {ago} s ago (at most once per profile every {} s)",
-            schedule::MANUAL_REFRESH_INTERVAL.as_secs()
-        )
     }
 
     /// Runs until `shutdown`, first attempting after `first`.

@@ -19,11 +19,12 @@ use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError, Profile};
 use crate::output::{self, WriteError, Writer};
 use crate::refresher::{Context, Manual, Outcome, Refresher};
-use crate::reload::ReloadPlan;
 use crate::state::Shared;
 use crate::sts::Sts;
 use crate::{Control, OnceReport, Options, RunError};
 use crate::{control, endpoint, health, http, ratelimit, sts, watch};
+
+mod reloads;
 
 /// The pieces every mode shares.
 struct Core {
@@ -321,32 +322,7 @@ pub async fn run(
             done = async { reloading.as_mut().expect("guarded").await }, if reloading.is_some() => {
                 reloading = reload_again.then(start_reload);
                 reload_again = false;
-                let answer = match done {
-                    Ok(Ok(new)) => {
-                        if let Err(e) = install_helper_if_needed(&core.writer, &core.helper, &new, &opts) {
-                            tracing::error!(error = %e, "cannot install the credential_process helper");
-                        }
-                        let running = tasks.iter().map(|(n, t)| (n.clone(), t.profile.clone())).collect();
-                        let plan = crate::reload::plan(&current, &new, &running);
-                        let answer = control::reload_applied(&plan);
-                        apply_reload(&core, &mut tasks, plan, &stop);
-                        core.shared.record_config_reloaded(core.clock.now());
-                        current = new;
-                        answer
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "reload refused; keeping the running configuration");
-                        let problems: Vec<String> = e.problems.iter().map(|p| format!("{}: {}", p.origin, p.message)).collect();
-                        core.shared.record_config_rejected(problems.clone());
-                        control::protocol::Answer::refused(problems)
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration");
-                        let problems = vec![format!("the reload task failed: {e}")];
-                        core.shared.record_config_rejected(problems.clone());
-                        control::protocol::Answer::refused(problems)
-                    }
-                };
+                let answer = reloads::finish(&core, &mut tasks, &mut current, done, &opts, &stop);
                 reload_waiters.answer(&answer);
             },
             _ = &mut shutdown => break,
@@ -394,46 +370,4 @@ fn spawn_refresher(r: Refresher, first: Duration, stop: &CancellationToken) -> T
         handle,
         manual,
     }
-}
-
-/// Carries out a reload's [`ReloadPlan`]: warns about options that need a
-/// restart, stops removed and changed profiles, starts new and changed ones
-/// (keeping a session the change leaves valid).
-fn apply_reload(
-    core: &Core,
-    tasks: &mut BTreeMap<String, Task>,
-    plan: ReloadPlan,
-    stop: &CancellationToken,
-) {
-    if !plan.restart_needed.is_empty() {
-        tracing::warn!(
-            options = %plan.restart_needed.join(","),
-            "these options only take effect after a restart; the running values are kept"
-        );
-    }
-    let (added, changed, removed) = plan.summary();
-    let (added, changed, removed) = (added.join(","), changed.join(","), removed.join(","));
-    for name in &plan.removed {
-        if let Some(t) = tasks.remove(name) {
-            t.stop.cancel();
-        }
-        core.shared.remove(name, core.clock.now());
-    }
-    for start in plan.start {
-        if let Some(t) = tasks.remove(&start.profile.name) {
-            t.stop.cancel();
-        }
-        let profile = Arc::new(start.profile);
-        core.shared
-            .upsert(profile.clone(), start.keep_session, core.clock.now());
-        let r = Refresher::new(profile.clone(), core.ctx.clone());
-        tasks.insert(
-            profile.name.clone(),
-            spawn_refresher(r, Duration::ZERO, stop),
-        );
-    }
-    tracing::info!(added = %added, changed = %changed, removed = %removed, "configuration reloaded");
-    // Unchanged profiles that are failing retry now, as on a token change.
-    core.nudge.send_modify(|g| *g = g.wrapping_add(1));
-    core.shared.request_write();
 }

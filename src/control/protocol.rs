@@ -20,6 +20,8 @@ pub const MAX_REQUEST_BYTES: usize = 4096;
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Request {
     /// Re-read the configuration, as SIGHUP does, and say what changed.
+    /// (Other fields are ignored; a misspelt `refresh` field is refused, so
+    /// that a typo never refreshes every profile.)
     Reload,
     /// Refresh every profile (`None`) or one, now, at most once per
     /// profile every 5 s.
@@ -34,11 +36,18 @@ impl Request {
     /// what is wrong with it.
     pub fn parse(line: &[u8]) -> Result<Request, String> {
         let text = std::str::from_utf8(line).map_err(|_| "the request is not UTF-8".to_owned())?;
-        serde_json::from_str(text.trim()).map_err(|e| {
+        let bad = |e: String| {
             format!(
                 "the request is not one of {{\"op\":\"reload\"}} or {{\"op\":\"refresh\",\"profile\":null|\"NAME\"}}: {e}"
             )
-        })
+        };
+        // An object only (serde would also take a tagged enum as a list).
+        match serde_json::from_str(text.trim()).map_err(|e| bad(e.to_string()))? {
+            v @ serde_json::Value::Object(_) => {
+                serde_json::from_value(v).map_err(|e| bad(e.to_string()))
+            }
+            _ => Err(bad("not a JSON object".into())),
+        }
     }
 
     /// The request as one line, newline included.
@@ -163,7 +172,7 @@ mod tests {
             &b""[..],
             b"reload",
             br#"{"op":"status"}"#,
-            br#"{"op":"reload","extra":1}"#,
+            br#"{"op":"refresh","profil":"a"}"#,
             br#"{"op":"refresh","profile":7}"#,
             br#"["reload"]"#,
             b"\xff\xfe",

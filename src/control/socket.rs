@@ -66,6 +66,7 @@ impl Bound {
     /// Removes the socket if it is still the one this process bound.
     pub fn remove(&self) {
         if let Ok(m) = fs::symlink_metadata(&self.path)
+            && m.file_type().is_socket()
             && m.dev() == self.dev
             && m.ino() == self.ino
         {
