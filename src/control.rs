@@ -281,7 +281,10 @@ pub(crate) fn refresh(
                 Err(()) => Some(ManualOutcome::Skipped(
                     "a refresh of this profile was already asked for".into(),
                 )),
-                Ok(rx) => tokio::time::timeout_at(deadline, rx).await.ok().and_then(Result::ok),
+                Ok(rx) => tokio::time::timeout_at(deadline, rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok),
             };
             results.push(profile_result(&shared, name, outcome));
         }

@@ -24,9 +24,9 @@ mod error;
 mod manual;
 
 pub use error::RefreshError;
-pub use manual::{Manual, ManualOutcome};
-use manual::next_manual;
 use error::usable;
+use manual::next_manual;
+pub use manual::{Manual, ManualOutcome};
 
 /// Everything a refresher needs besides its profile.
 #[derive(Clone)]

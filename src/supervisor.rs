@@ -248,7 +248,12 @@ pub async fn run(
     // wait in the channel until the loop below takes them.
     let (commands_tx, mut commands) = mpsc::channel::<control::Command>(4);
     if let Some(path) = &config.control_socket {
-        background.spawn(control::serve(path.clone(), core.shared.clone(), commands_tx, stop.clone()));
+        background.spawn(control::serve(
+            path.clone(),
+            core.shared.clone(),
+            commands_tx,
+            stop.clone(),
+        ));
     }
 
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();

@@ -129,7 +129,11 @@ fn mode(p: &Path) -> u32 {
 async fn reload_applies_the_changed_file_and_says_what_changed_or_why_it_refused() {
     let cfg = tempfile::tempdir().unwrap();
     let file = cfg.path().join("rolecall.yaml");
-    let s = Sidecar::start(FakeSts::granting(Duration::from_secs(3600)), None, Some(file.clone()));
+    let s = Sidecar::start(
+        FakeSts::granting(Duration::from_secs(3600)),
+        None,
+        Some(file.clone()),
+    );
     s.wait_for(&["reader", "writer"]).await;
     assert!(wait_until_real(WAIT, || s.sock.exists()).await);
 
@@ -174,7 +178,12 @@ async fn reload_applies_the_changed_file_and_says_what_changed_or_why_it_refused
     assert_eq!(r.code, Some(1), "{}", r.describe());
     let answer: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(answer["ok"], false);
-    assert!(answer["problems"][0].as_str().unwrap().contains("not-an-arn"));
+    assert!(
+        answer["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("not-an-arn")
+    );
     s.wait_for(&["reader", "ops"]).await;
     s.running.stop().await;
 }
@@ -192,8 +201,14 @@ async fn refresh_calls_sts_once_per_profile_at_most_every_5_s_and_once_for_the_o
     assert_eq!(r.code, Some(0), "{}", r.describe());
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{}", r.describe());
-    assert!(lines[0].starts_with("reader: refreshed, expires 20"), "{lines:?}");
-    assert!(lines[1].starts_with("writer: refreshed, expires 20"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("reader: refreshed, expires 20"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("writer: refreshed, expires 20"),
+        "{lines:?}"
+    );
     assert_eq!(s.calls(), (reader + 1, writer + 1), "one call per profile");
 
     // 2 s later: inside the spacing, no call, and the answer says so.
@@ -209,14 +224,20 @@ async fn refresh_calls_sts_once_per_profile_at_most_every_5_s_and_once_for_the_o
 
     // One profile: one call, for it only.
     tokio::time::advance(Duration::from_secs(4)).await;
-    let r = s.rolecall(&["refresh", "--profile", "writer", "--json"]).await;
+    let r = s
+        .rolecall(&["refresh", "--profile", "writer", "--json"])
+        .await;
     assert_eq!(r.code, Some(0), "{}", r.describe());
     let answer: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(answer["ok"], true);
     assert_eq!(answer["profiles"].as_array().unwrap().len(), 1);
     assert_eq!(answer["profiles"][0]["profile"], "writer");
     assert_eq!(answer["profiles"][0]["result"], "refreshed");
-    assert!(!r.stdout.contains("Secret") && !r.stdout.contains("ASIA"), "no key: {}", r.stdout);
+    assert!(
+        !r.stdout.contains("Secret") && !r.stdout.contains("ASIA"),
+        "no key: {}",
+        r.stdout
+    );
     assert_eq!(s.calls(), (reader + 1, writer + 2));
 
     // A refusal is reported as status shows it, exit 1.
@@ -228,7 +249,11 @@ async fn refresh_calls_sts_once_per_profile_at_most_every_5_s_and_once_for_the_o
 
     // An unknown profile is a usage error that lists the configured ones.
     let r = s.rolecall(&["refresh", "--profile", "nope"]).await;
-    r.assert_says(64, &["no profile nope; configured: reader, writer"], "unknown");
+    r.assert_says(
+        64,
+        &["no profile nope; configured: reader, writer"],
+        "unknown",
+    );
     assert_eq!(s.calls(), (reader + 1, writer + 3));
     s.running.stop().await;
 }
@@ -247,7 +272,11 @@ async fn no_sidecar_at_the_socket_is_exit_1_with_what_to_check() {
         "no sidecar",
     );
     // Bad usage of the client itself is 64, as everywhere.
-    let r = client(&dir.path().join("control.sock"), &["refresh", "--profil", "a"]).await;
+    let r = client(
+        &dir.path().join("control.sock"),
+        &["refresh", "--profil", "a"],
+    )
+    .await;
     assert_eq!(r.code, Some(64), "{}", r.describe());
 }
 
@@ -256,7 +285,11 @@ async fn the_socket_is_0600_in_a_private_directory_and_removed_at_a_clean_stop()
     let s = Sidecar::start(FakeSts::granting(Duration::from_secs(3600)), None, None);
     assert!(wait_until_real(WAIT, || s.sock.exists()).await);
     assert_eq!(mode(&s.sock), 0o600, "the socket");
-    assert_eq!(mode(s.sock.parent().unwrap()), 0o700, "the directory it created");
+    assert_eq!(
+        mode(s.sock.parent().unwrap()),
+        0o700,
+        "the directory it created"
+    );
     let sock = s.sock.clone();
     let run = s.run.path().to_owned();
     s.running.stop().await;
@@ -270,12 +303,13 @@ async fn a_stale_socket_is_replaced_and_a_regular_file_is_never_deleted() {
     let sock = run.path().join("control.sock");
     // A killed run's socket: bound, its process gone.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    let s = Sidecar::start(FakeSts::granting(Duration::from_secs(3600)), Some(sock.clone()), None);
+    let s = Sidecar::start(
+        FakeSts::granting(Duration::from_secs(3600)),
+        Some(sock.clone()),
+        None,
+    );
     s.wait_for(&["reader"]).await;
-    let answered = wait_until_real(WAIT, || {
-        UnixStream::connect(&sock).is_ok()
-    })
-    .await;
+    let answered = wait_until_real(WAIT, || UnixStream::connect(&sock).is_ok()).await;
     assert!(answered, "the stale socket was replaced by a live one");
     let r = s.rolecall(&["refresh", "--profile", "nope"]).await;
     assert_eq!(r.code, Some(64), "{}", r.describe());
@@ -296,7 +330,10 @@ async fn a_stale_socket_is_replaced_and_a_regular_file_is_never_deleted() {
     let (status, _) = http_get(port, "/readyz", None).await;
     assert_eq!(status, 200, "ready without its control socket");
     let (_, metrics) = http_get(port, "/metrics", None).await;
-    assert!(metrics.contains("rolecall_control_socket_up 0"), "{metrics}");
+    assert!(
+        metrics.contains("rolecall_control_socket_up 0"),
+        "{metrics}"
+    );
     s.running.stop().await;
     assert_eq!(std::fs::read_to_string(&sock).unwrap(), "not a socket");
 }
@@ -346,7 +383,10 @@ async fn a_1_mib_line_is_refused() {
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(answer["ok"], false);
     assert!(
-        answer["problems"][0].as_str().unwrap().contains("longer than 4096 bytes"),
+        answer["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("longer than 4096 bytes"),
         "{answer}"
     );
     s.running.stop().await;
@@ -356,10 +396,14 @@ async fn a_1_mib_line_is_refused() {
 async fn a_fifth_connection_is_closed_at_once() {
     let s = Sidecar::start(FakeSts::granting(Duration::from_secs(3600)), None, None);
     assert!(wait_until_real(WAIT, || s.sock.exists()).await);
-    let _four: Vec<UnixStream> = (0..4).map(|_| UnixStream::connect(&s.sock).unwrap()).collect();
+    let _four: Vec<UnixStream> = (0..4)
+        .map(|_| UnixStream::connect(&s.sock).unwrap())
+        .collect();
     let mut fifth = UnixStream::connect(&s.sock).unwrap();
     // Closed well before the 5 s a served connection has to send its line.
-    fifth.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
     let read = blocking(move || {
         let mut got = Vec::new();
         fifth.read_to_end(&mut got).map(|_| got)
@@ -428,10 +472,12 @@ async fn an_unwritable_directory_is_one_warning_and_the_sidecar_is_ready() {
         .collect();
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(
-        warnings[0].contains("mount an emptyDir at")
-            && warnings[0].contains("to silence this"),
+        warnings[0].contains("mount an emptyDir at") && warnings[0].contains("to silence this"),
         "{}",
         warnings[0]
     );
-    assert_eq!(child.stop_within(Duration::from_secs(5)).map(|s| s.code()), Some(Some(0)));
+    assert_eq!(
+        child.stop_within(Duration::from_secs(5)).map(|s| s.code()),
+        Some(Some(0))
+    );
 }

@@ -121,7 +121,11 @@ pub fn summary(req: &Request, answer: &Answer) -> String {
             list(&answer.changed),
             list(&answer.removed)
         ));
-        if answer.restart_needed.as_ref().is_some_and(|r| !r.is_empty()) {
+        if answer
+            .restart_needed
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+        {
             out.push_str(&format!(
                 "these options only take effect after a restart (the running values are kept): {}\n",
                 list(&answer.restart_needed)
@@ -150,14 +154,26 @@ mod tests {
         let path = dir.path().join("control.sock");
         let e = call(&path, &Request::Reload).unwrap_err();
         let text = e.to_string();
-        assert!(text.starts_with("no rolecall sidecar answers at "), "{text}");
+        assert!(
+            text.starts_with("no rolecall sidecar answers at "),
+            "{text}"
+        );
         assert!(text.contains("is this the rolecall container"), "{text}");
-        assert!(text.contains(&format!("is {} an emptyDir", dir.path().display())), "{text}");
+        assert!(
+            text.contains(&format!("is {} an emptyDir", dir.path().display())),
+            "{text}"
+        );
     }
 
     #[test]
     fn exit_codes_follow_the_answer() {
-        assert_eq!(exit_code(&Answer { ok: true, ..Answer::default() }), 0);
+        assert_eq!(
+            exit_code(&Answer {
+                ok: true,
+                ..Answer::default()
+            }),
+            0
+        );
         assert_eq!(exit_code(&Answer::refused(vec!["x".into()])), 1);
         assert_eq!(exit_code(&Answer::bad_request("x".into())), 64);
     }

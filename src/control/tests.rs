@@ -5,7 +5,11 @@ use crate::config::Profile;
 
 /// `handle` on one end of a socket pair; the other end for the test, and
 /// the commands the supervisor would receive.
-fn served() -> (UnixStream, mpsc::Receiver<Command>, tokio::task::JoinHandle<()>) {
+fn served() -> (
+    UnixStream,
+    mpsc::Receiver<Command>,
+    tokio::task::JoinHandle<()>,
+) {
     let (client, server) = UnixStream::pair().unwrap();
     let (tx, rx) = mpsc::channel(4);
     let task = tokio::spawn(async move { handle(server, &tx).await });
@@ -57,14 +61,23 @@ async fn a_line_over_4_kib_and_a_bad_request_are_refused_as_usage_errors() {
     let long = vec![b' '; MAX_REQUEST_BYTES + 1];
     client.write_all(&long).await.unwrap();
     let a = answer_of(client).await;
-    assert!(a.usage && a.problems[0].contains("longer than 4096 bytes"), "{a:?}");
+    assert!(
+        a.usage && a.problems[0].contains("longer than 4096 bytes"),
+        "{a:?}"
+    );
     task.await.unwrap();
-    assert!(commands.try_recv().is_err(), "nothing reached the supervisor");
+    assert!(
+        commands.try_recv().is_err(),
+        "nothing reached the supervisor"
+    );
 
     let (mut client, _commands, _task) = served();
     client.write_all(b"{\"op\":\"status\"}\n").await.unwrap();
     let a = answer_of(client).await;
-    assert!(a.usage && a.problems[0].contains(r#"{"op":"reload"}"#), "{a:?}");
+    assert!(
+        a.usage && a.problems[0].contains(r#"{"op":"reload"}"#),
+        "{a:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -98,7 +111,12 @@ fn reload_waiters_get_the_answer_of_the_reload_that_read_the_file_after_they_ask
     assert!(second_rx.try_recv().unwrap().ok);
 }
 
-fn refreshers(names: &[&str]) -> (BTreeMap<String, Manual>, Vec<mpsc::Receiver<oneshot::Sender<ManualOutcome>>>) {
+fn refreshers(
+    names: &[&str],
+) -> (
+    BTreeMap<String, Manual>,
+    Vec<mpsc::Receiver<oneshot::Sender<ManualOutcome>>>,
+) {
     let mut map = BTreeMap::new();
     let mut rxs = Vec::new();
     for n in names {
@@ -124,7 +142,10 @@ async fn a_refresh_reports_each_profile_in_name_order() {
     let shared = Shared::new();
     let now = std::time::SystemTime::now();
     for n in ["a", "b", "c"] {
-        let p = Arc::new(Profile::new(n, format!("arn:aws:iam::111122223333:role/{n}")));
+        let p = Arc::new(Profile::new(
+            n,
+            format!("arn:aws:iam::111122223333:role/{n}"),
+        ));
         shared.register(p, None, now);
     }
     let expiry = now + Duration::from_secs(3600);
@@ -149,13 +170,25 @@ async fn a_refresh_reports_each_profile_in_name_order() {
     let (map, mut rxs) = refreshers(&["a", "b", "c"]);
     let (tx, rx) = oneshot::channel();
     refresh(map, None, shared, tx);
-    let ok = crate::refresher::Outcome::Refreshed { next: Duration::ZERO };
+    let ok = crate::refresher::Outcome::Refreshed {
+        next: Duration::ZERO,
+    };
     let failed = crate::refresher::Outcome::Failed {
         class: crate::sts::ErrorClass::Configuration,
         next: Duration::ZERO,
     };
-    rxs[0].recv().await.unwrap().send(ManualOutcome::Attempted(ok)).unwrap();
-    rxs[1].recv().await.unwrap().send(ManualOutcome::Attempted(failed)).unwrap();
+    rxs[0]
+        .recv()
+        .await
+        .unwrap()
+        .send(ManualOutcome::Attempted(ok))
+        .unwrap();
+    rxs[1]
+        .recv()
+        .await
+        .unwrap()
+        .send(ManualOutcome::Attempted(failed))
+        .unwrap();
     rxs[2]
         .recv()
         .await
@@ -170,6 +203,13 @@ async fn a_refresh_reports_each_profile_in_name_order() {
     assert_eq!(p[1].result, RefreshResult::Failed);
     assert_eq!(p[1].detail.as_deref(), Some("AccessDenied: not authorized"));
     assert_eq!(p[2].result, RefreshResult::Skipped);
-    let line = Answer { profiles: Some(p), ..Answer::default() }.to_line();
-    assert!(!line.contains("secret") && !line.contains("ASIAKEY") && !line.contains("sessiontoken"), "{line}");
+    let line = Answer {
+        profiles: Some(p),
+        ..Answer::default()
+    }
+    .to_line();
+    assert!(
+        !line.contains("secret") && !line.contains("ASIAKEY") && !line.contains("sessiontoken"),
+        "{line}"
+    );
 }

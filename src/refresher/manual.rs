@@ -78,5 +78,4 @@ impl Refresher {
             schedule::MANUAL_REFRESH_INTERVAL.as_secs()
         )
     }
-
 }

@@ -22,6 +22,11 @@ mod tests {
         let text = shared.metrics().encode();
         assert!(text.contains("rolecall_control_socket_up 1"), "{text}");
         shared.record_control_socket(false);
-        assert!(shared.metrics().encode().contains("rolecall_control_socket_up 0"));
+        assert!(
+            shared
+                .metrics()
+                .encode()
+                .contains("rolecall_control_socket_up 0")
+        );
     }
 }

@@ -273,5 +273,8 @@ fn a_control_socket_must_be_absolute_short_and_outside_the_output_dir() {
         "region: r1\ncontrol_socket: /aws/c.sock\nprofiles: {{a: '{ARN_A}'}}\n"
     ));
     let p = problems(Config::load(&fl, &Env::new()));
-    assert!(has(&p, ": control_socket", "inside the output dir"), "{p:#?}");
+    assert!(
+        has(&p, ": control_socket", "inside the output dir"),
+        "{p:#?}"
+    );
 }
