@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::ratelimit::{LOG_INTERVAL, LogLimit};
-use crate::refresher::{Manual, ManualOutcome};
+use crate::refresher::{Manual, ManualOutcome, Outcome};
 use crate::reload::ReloadPlan;
 use crate::session::format_time;
 use crate::state::Shared;
@@ -303,23 +303,27 @@ pub(crate) fn refresh(
 /// (`None`: no word in time) and its state.
 fn profile_result(shared: &Shared, name: String, outcome: Option<ManualOutcome>) -> ProfileResult {
     let state = shared.get(&name);
+    let mut class = None;
     let (result, expiration, detail) = match outcome {
-        Some(ManualOutcome::Attempted(o)) if o.is_success() => (
+        Some(ManualOutcome::Attempted(Outcome::Refreshed { .. })) => (
             RefreshResult::Refreshed,
             state
                 .and_then(|s| s.session)
                 .map(|s| format_time(s.expiration)),
             None,
         ),
-        Some(ManualOutcome::Attempted(_)) => (
-            RefreshResult::Failed,
-            None,
-            Some(
-                state
-                    .and_then(|s| s.last_error)
-                    .unwrap_or_else(|| "the refresh failed; see the sidecar's logs".into()),
-            ),
-        ),
+        Some(ManualOutcome::Attempted(Outcome::Failed { class: c, .. })) => {
+            class = Some(c.as_str().to_owned());
+            (
+                RefreshResult::Failed,
+                None,
+                Some(
+                    state
+                        .and_then(|s| s.last_error)
+                        .unwrap_or_else(|| "the refresh failed; see the sidecar's logs".into()),
+                ),
+            )
+        }
         Some(ManualOutcome::Skipped(why)) => (RefreshResult::Skipped, None, Some(why)),
         None => (
             RefreshResult::Pending,
@@ -335,6 +339,7 @@ fn profile_result(shared: &Shared, name: String, outcome: Option<ManualOutcome>)
         result,
         expiration,
         detail,
+        class,
     }
 }
 

@@ -245,7 +245,16 @@ async fn refresh_calls_sts_once_per_profile_at_most_every_5_s_and_once_for_the_o
     s.sts.push_for_role(WRITER, Reply::access_denied());
     let r = s.rolecall(&["refresh", "--profile", "writer"]).await;
     r.assert_says(1, &["writer: FAILED: AccessDenied: "], "a refused refresh");
-    assert_eq!(s.calls(), (reader + 1, writer + 3));
+    tokio::time::advance(Duration::from_secs(6)).await;
+    s.sts.push_for_role(WRITER, Reply::access_denied());
+    let r = s
+        .rolecall(&["refresh", "--profile", "writer", "--json"])
+        .await;
+    assert_eq!(r.code, Some(1), "{}", r.describe());
+    let answer: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(answer["profiles"][0]["result"], "failed");
+    assert_eq!(answer["profiles"][0]["class"], "config_error");
+    assert_eq!(s.calls(), (reader + 1, writer + 4));
 
     // An unknown profile is a usage error that lists the configured ones.
     let r = s.rolecall(&["refresh", "--profile", "nope"]).await;
@@ -254,7 +263,7 @@ async fn refresh_calls_sts_once_per_profile_at_most_every_5_s_and_once_for_the_o
         &["no profile nope; configured: reader, writer"],
         "unknown",
     );
-    assert_eq!(s.calls(), (reader + 1, writer + 3));
+    assert_eq!(s.calls(), (reader + 1, writer + 4));
     s.running.stop().await;
 }
 

@@ -206,12 +206,14 @@ mod tests {
                     result: RefreshResult::Refreshed,
                     expiration: Some("2026-01-01T00:00:00Z".into()),
                     detail: None,
+                    class: None,
                 },
                 ProfileResult {
                     profile: "b".into(),
                     result: RefreshResult::Failed,
                     expiration: None,
                     detail: Some("AccessDenied: no".into()),
+                    class: Some("config_error".into()),
                 },
             ]),
             ..Answer::default()

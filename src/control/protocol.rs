@@ -122,6 +122,10 @@ pub struct ProfileResult {
     /// `skipped` and `pending`: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// `failed`: its class as logs and metrics name it (`config_error`,
+    /// `transient_error`, `token_error`, `clock_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
 }
 
 /// The outcome of one profile's refresh.
@@ -211,6 +215,7 @@ mod tests {
             result: RefreshResult::Skipped,
             expiration: None,
             detail: Some("refreshed 2 s ago".into()),
+            class: None,
         };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),

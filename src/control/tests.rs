@@ -202,6 +202,8 @@ async fn a_refresh_reports_each_profile_in_name_order() {
     assert_eq!(p[0].expiration, Some(format_time(expiry)));
     assert_eq!(p[1].result, RefreshResult::Failed);
     assert_eq!(p[1].detail.as_deref(), Some("AccessDenied: not authorized"));
+    assert_eq!(p[1].class.as_deref(), Some("config_error"));
+    assert_eq!(p[0].class, None);
     assert_eq!(p[2].result, RefreshResult::Skipped);
     let line = Answer {
         profiles: Some(p),
