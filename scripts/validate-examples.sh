@@ -7,7 +7,9 @@
 #               kubernetes-validate, whose wheel bundles the schemas
 #   pods        what the examples promise: the token is mounted into rolecall
 #               only, rolecall is a native sidecar gated by /readyz, the app
-#               mounts /aws read-only and gets no API token
+#               mounts /aws read-only and gets no API token, and rolecall's
+#               control socket directory (/run/rolecall) is an emptyDir that
+#               only rolecall mounts
 #   configmaps  embedded YAML and Python parse
 #   json        every *.json parses
 #   cfn         cfn-lint (offline: it bundles the resource specs), and the

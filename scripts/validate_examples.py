@@ -90,6 +90,7 @@ def check_pod(where, pod):
                     err(where, f"container {c['name']} mounts the token volume {m['name']}")
                 elif m.get("readOnly") is not True:
                     err(where, "rolecall should mount the token read-only")
+    check_control_volume(where, pod, rc, inits + apps)
     aws = [m for m in rc.get("volumeMounts", []) if m["mountPath"] == "/aws"]
     if not aws:
         err(where, "rolecall mounts nothing at /aws")
@@ -97,6 +98,38 @@ def check_pod(where, pod):
         for m in c.get("volumeMounts", []):
             if aws and m["name"] == aws[0]["name"] and m.get("readOnly") is not True:
                 err(where, f"container {c['name']} should mount {m['name']} read-only")
+
+
+def control_dir(rc):
+    """The directory of rolecall's control socket, from its args (None when disabled)."""
+    args = rc.get("args", [])
+    sock = "/run/rolecall/control.sock"
+    for i, a in enumerate(args):
+        if a == "--control-socket" and i + 1 < len(args):
+            sock = args[i + 1]
+        elif a.startswith("--control-socket="):
+            sock = a.split("=", 1)[1]
+    return os.path.dirname(sock) if sock else None
+
+
+def check_control_volume(where, pod, rc, containers):
+    """rolecall's control socket directory is an emptyDir mounted in rolecall only."""
+    path = control_dir(rc)
+    if path is None:
+        return
+    mounts = [m for m in rc.get("volumeMounts", []) if m["mountPath"].rstrip("/") == path]
+    if not mounts:
+        return err(where, f"rolecall needs an emptyDir at {path} for its control socket (rolecall reload/refresh)")
+    name = mounts[0]["name"]
+    vol = {v["name"]: v for v in pod.get("volumes", [])}.get(name) or {}
+    if "emptyDir" not in vol:
+        err(where, f"the control socket's volume {name} should be an emptyDir")
+    for c in containers:
+        if c is rc:
+            continue
+        for m in c.get("volumeMounts", []):
+            if m["name"] == name:
+                err(where, f"container {c['name']} mounts the control socket's volume {name}: only rolecall may")
 
 
 def docs_of(path):

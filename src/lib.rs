@@ -87,6 +87,7 @@
 pub mod check;
 pub mod clock;
 pub mod config;
+pub mod control;
 mod endpoint;
 mod fsread;
 mod health;

@@ -51,6 +51,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make the running sidecar in this container re-read its configuration
+    /// (as SIGHUP does) and print what changed
+    Reload {
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Make the running sidecar refresh every profile, or one, now (at most
+    /// once per profile every 5 s) and print each result
+    Refresh {
+        /// Only this profile
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
     /// Print credential_process JSON for a profile (run by the AWS SDKs)
     CredentialProcess {
         /// The profile to print
@@ -61,6 +76,17 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         output_dir: Option<std::path::PathBuf>,
     },
+}
+
+/// How `reload` and `refresh` reach the sidecar.
+#[derive(clap::Args, Debug)]
+struct ControlArgs {
+    /// The sidecar's control socket [env: ROLECALL_CONTROL_SOCKET; default: /run/rolecall/control.sock]
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<std::path::PathBuf>,
+    /// Print the sidecar's answer as JSON
+    #[arg(long)]
+    json: bool,
 }
 
 /// The AWS SDK logs whole STS response bodies (secret keys and session
@@ -96,6 +122,13 @@ fn main() -> ExitCode {
                 .or_else(|| env.get("ROLECALL_OUTPUT_DIR").map(Into::into))
                 .unwrap_or_else(|| config::DEFAULT_OUTPUT_DIR.into());
             return status(&dir, json);
+        }
+        Some(Command::Reload { control }) => {
+            return control_request(rolecall::control::protocol::Request::Reload, control, &env);
+        }
+        Some(Command::Refresh { profile, control }) => {
+            let req = rolecall::control::protocol::Request::Refresh { profile };
+            return control_request(req, control, &env);
         }
         Some(Command::CredentialProcess {
             profile,
@@ -210,6 +243,45 @@ fn status(dir: &std::path::Path, json: bool) -> ExitCode {
         Ok(s) => {
             print!("{}", rolecall::status::table(&s, Clock::system().now()));
             ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rolecall: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `rolecall reload` and `rolecall refresh`: one request to the sidecar's
+/// control socket; 0 when it succeeded, 1 when it failed or no sidecar
+/// answered, 64 when the request was wrong (an unknown profile).
+fn control_request(
+    req: rolecall::control::protocol::Request,
+    args: ControlArgs,
+    env: &config::Env,
+) -> ExitCode {
+    use rolecall::control::client;
+    let path = args
+        .control_socket
+        .or_else(|| {
+            env.get("ROLECALL_CONTROL_SOCKET")
+                .filter(|v| !v.is_empty())
+                .map(Into::into)
+        })
+        .unwrap_or_else(|| config::DEFAULT_CONTROL_SOCKET.into());
+    match client::call(&path, &req) {
+        Ok((answer, line)) => {
+            let code = client::exit_code(&answer);
+            let text = if args.json {
+                format!("{line}\n")
+            } else {
+                client::summary(&req, &answer)
+            };
+            if code == 0 || args.json {
+                print!("{text}");
+            } else {
+                eprint!("{text}");
+            }
+            ExitCode::from(code)
         }
         Err(e) => {
             eprintln!("rolecall: {e}");

@@ -86,6 +86,9 @@ pub struct Metrics {
     /// Reloads (`SIGHUP` or a change of the watched file), by result.
     pub config_reloads: Family<ReloadLabel, Counter>,
     pub config_last_reload_success: Gauge,
+    /// 1 while the control socket (`rolecall reload`, `rolecall refresh`)
+    /// listens.
+    pub control_socket_up: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -174,6 +177,12 @@ impl Metrics {
             "Unix time at which the running configuration was loaded: the start, or the last successful reload",
             config_last_reload_success.clone(),
         );
+        let control_socket_up = Gauge::default();
+        registry.register(
+            "rolecall_control_socket_up",
+            "1 while the control socket of rolecall reload and rolecall refresh listens; 0 when it is disabled or could not be set up",
+            control_socket_up.clone(),
+        );
         Metrics {
             registry,
             credentials_expiry,
@@ -187,6 +196,7 @@ impl Metrics {
             token_checks,
             config_reloads,
             config_last_reload_success,
+            control_socket_up,
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -21,9 +21,12 @@ use crate::token::{self, Claims};
 use crate::trust;
 
 mod error;
+mod manual;
 
 pub use error::RefreshError;
 use error::usable;
+use manual::next_manual;
+pub use manual::{Manual, ManualOutcome};
 
 /// Everything a refresher needs besides its profile.
 #[derive(Clone)]
@@ -89,6 +92,9 @@ pub struct Refresher {
     /// Set by [`Refresher::run`]: refreshes are planned, so the state gets
     /// a [`RefreshPlan`] (a one-shot run plans none: nothing newer comes).
     planning: bool,
+    /// Refreshes asked of this profile alone, with where to say what came
+    /// of them ([`Refresher::manual`]).
+    manual: Option<mpsc::Receiver<oneshot::Sender<ManualOutcome>>>,
 }
 
 impl Refresher {
@@ -102,6 +108,7 @@ impl Refresher {
             backing_off: false,
             published: None,
             planning: false,
+            manual: None,
         }
     }
 
@@ -284,23 +291,11 @@ impl Refresher {
         current.is_some_and(|s| !s.is_expired(now) && Some(s) != self.source_used.as_ref())
     }
 
-    /// When a manual refresh (SIGUSR1) requested now should run, given the
-    /// attempt already scheduled at `next`: at once, or at the end of
-    /// [`schedule::MANUAL_REFRESH_INTERVAL`] after the last attempt (so a
-    /// burst of signals costs one call), or `None` while a backoff after a
-    /// transient, token or clock failure runs (the request never shortens it).
-    fn manual_refresh_at(&self, next: Instant) -> Option<Instant> {
-        if self.backing_off {
-            return None;
-        }
-        let earliest = self
-            .last_attempt
-            .map_or_else(Instant::now, |t| t + schedule::MANUAL_REFRESH_INTERVAL);
-        Some(earliest.min(next))
-    }
-
     /// Runs until `shutdown`, first attempting after `first`.
     pub async fn run(mut self, first: Duration, shutdown: CancellationToken) {
+        let mut manual = self.manual.take();
+        // The refresh asked of this profile that the next attempt answers.
+        let mut asked: Option<oneshot::Sender<ManualOutcome>> = None;
         let mut token_changed = self.ctx.token_changed.clone();
         let mut refresh_all = self.ctx.refresh_all.clone();
         // Role chaining: only this profile's source wakes it.
@@ -341,6 +336,18 @@ impl Refresher {
                         }
                     }
                 }
+                reply = next_manual(&mut manual) => {
+                    match self.manual_refresh_at(next) {
+                        Some(at) if at <= Instant::now() => {
+                            tracing::info!(profile = %self.profile.name, "refresh asked through the control socket");
+                            asked = Some(reply);
+                        }
+                        _ => {
+                            let _ = reply.send(ManualOutcome::Skipped(self.skipped_because(next)));
+                            continue;
+                        }
+                    }
+                }
                 Some(current) = next_source_session(&mut source) => {
                     if !self.source_changed(current.as_ref()) {
                         continue;
@@ -356,6 +363,9 @@ impl Refresher {
                 o = Box::pin(self.attempt()) => o,
                 _ = shutdown.cancelled() => return,
             };
+            if let Some(reply) = asked.take() {
+                let _ = reply.send(ManualOutcome::Attempted(outcome));
+            }
             next = Instant::now() + outcome.next();
         }
     }

@@ -440,6 +440,7 @@ impl Shared {
     }
 }
 
+mod control;
 mod reloads;
 
 #[cfg(test)]

@@ -18,12 +18,13 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError, Profile};
 use crate::output::{self, WriteError, Writer};
-use crate::refresher::{Context, Outcome, Refresher};
-use crate::reload::ReloadPlan;
+use crate::refresher::{Context, Manual, Outcome, Refresher};
 use crate::state::Shared;
 use crate::sts::Sts;
 use crate::{Control, OnceReport, Options, RunError};
-use crate::{endpoint, health, http, ratelimit, sts, watch};
+use crate::{control, endpoint, health, http, ratelimit, sts, watch};
+
+mod reloads;
 
 /// The pieces every mode shares.
 struct Core {
@@ -174,6 +175,8 @@ struct Task {
     profile: Arc<Profile>,
     stop: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
+    /// Asks this profile alone to refresh (the control socket).
+    manual: Manual,
 }
 
 /// The long-running sidecar: initial pass, then one task per profile, the
@@ -244,6 +247,17 @@ pub async fn run(
             .run(stop.clone()),
         );
     }
+    // `rolecall reload` and `rolecall refresh` (kubectl exec): requests
+    // wait in the channel until the loop below takes them.
+    let (commands_tx, mut commands) = mpsc::channel::<control::Command>(4);
+    if let Some(path) = &config.control_socket {
+        background.spawn(control::serve(
+            path.clone(),
+            core.shared.clone(),
+            commands_tx,
+            stop.clone(),
+        ));
+    }
 
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
     core.add_states(&profiles);
@@ -283,6 +297,7 @@ pub async fn run(
     };
     let mut reloading: Option<tokio::task::JoinHandle<Result<Config, ConfigError>>> = None;
     let mut reload_again = false;
+    let mut reload_waiters = control::ReloadWaiters::default();
     // A burst of SIGUSR1 logs one line per interval, with the count left out.
     let refresh_log = ratelimit::LogLimit::new(ratelimit::LOG_INTERVAL);
     tokio::pin!(shutdown);
@@ -298,29 +313,25 @@ pub async fn run(
                 Control::Reload if reloading.is_some() => reload_again = true,
                 Control::Reload => reloading = Some(start_reload()),
             },
+            Some(cmd) = commands.recv() => match cmd {
+                control::Command::Reload(reply) => {
+                    reload_waiters.wait(reply, reloading.is_some());
+                    if reloading.is_some() {
+                        reload_again = true;
+                    } else {
+                        reloading = Some(start_reload());
+                    }
+                }
+                control::Command::Refresh { profile, reply } => {
+                    let manual = tasks.iter().map(|(n, t)| (n.clone(), t.manual.clone())).collect();
+                    control::refresh(manual, profile, core.shared.clone(), reply);
+                }
+            },
             done = async { reloading.as_mut().expect("guarded").await }, if reloading.is_some() => {
                 reloading = reload_again.then(start_reload);
                 reload_again = false;
-                match done {
-                    Ok(Ok(new)) => {
-                        if let Err(e) = install_helper_if_needed(&core.writer, &core.helper, &new, &opts) {
-                            tracing::error!(error = %e, "cannot install the credential_process helper");
-                        }
-                        let running = tasks.iter().map(|(n, t)| (n.clone(), t.profile.clone())).collect();
-                        let plan = crate::reload::plan(&current, &new, &running);
-                        apply_reload(&core, &mut tasks, plan, &stop);
-                        core.shared.record_config_reloaded(core.clock.now());
-                        current = new;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "reload refused; keeping the running configuration");
-                        core.shared.record_config_rejected(e.problems.iter().map(|p| format!("{}: {}", p.origin, p.message)).collect());
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration");
-                        core.shared.record_config_rejected(vec![format!("the reload task failed: {e}")]);
-                    }
-                }
+                let answer = reloads::finish(&core, &mut tasks, &mut current, done, &opts, &stop);
+                reload_waiters.answer(&answer);
             },
             _ = &mut shutdown => break,
         }
@@ -359,52 +370,12 @@ async fn next_control(
 fn spawn_refresher(r: Refresher, first: Duration, stop: &CancellationToken) -> Task {
     let child = stop.child_token();
     let profile = r.profile.clone();
+    let (r, manual) = r.manual();
     let handle = tokio::spawn(r.run(first, child.clone()));
     Task {
         profile,
         stop: child,
         handle,
+        manual,
     }
-}
-
-/// Carries out a reload's [`ReloadPlan`]: warns about options that need a
-/// restart, stops removed and changed profiles, starts new and changed ones
-/// (keeping a session the change leaves valid).
-fn apply_reload(
-    core: &Core,
-    tasks: &mut BTreeMap<String, Task>,
-    plan: ReloadPlan,
-    stop: &CancellationToken,
-) {
-    if !plan.restart_needed.is_empty() {
-        tracing::warn!(
-            options = %plan.restart_needed.join(","),
-            "these options only take effect after a restart; the running values are kept"
-        );
-    }
-    let (added, changed, removed) = plan.summary();
-    let (added, changed, removed) = (added.join(","), changed.join(","), removed.join(","));
-    for name in &plan.removed {
-        if let Some(t) = tasks.remove(name) {
-            t.stop.cancel();
-        }
-        core.shared.remove(name, core.clock.now());
-    }
-    for start in plan.start {
-        if let Some(t) = tasks.remove(&start.profile.name) {
-            t.stop.cancel();
-        }
-        let profile = Arc::new(start.profile);
-        core.shared
-            .upsert(profile.clone(), start.keep_session, core.clock.now());
-        let r = Refresher::new(profile.clone(), core.ctx.clone());
-        tasks.insert(
-            profile.name.clone(),
-            spawn_refresher(r, Duration::ZERO, stop),
-        );
-    }
-    tracing::info!(added = %added, changed = %changed, removed = %removed, "configuration reloaded");
-    // Unchanged profiles that are failing retry now, as on a token change.
-    core.nudge.send_modify(|g| *g = g.wrapping_add(1));
-    core.shared.request_write();
 }

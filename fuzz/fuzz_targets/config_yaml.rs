@@ -42,6 +42,19 @@ fn check(config: &Config) {
         no_control(what, &s);
         assert!(!s.is_empty(), "{what} is empty");
     }
+    if let Some(sock) = &config.control_socket {
+        let s = sock.to_string_lossy();
+        no_control("control_socket", &s);
+        assert!(
+            sock.is_absolute() && s.len() <= 107,
+            "control_socket {s:?} is not absolute or too long for sun_path"
+        );
+        let out = std::path::absolute(&config.output_dir).unwrap();
+        assert!(
+            !sock.starts_with(&out),
+            "control_socket {s:?} is inside the output dir"
+        );
+    }
     let names: Vec<&str> = config.profiles.iter().map(|p| p.name.as_str()).collect();
     let mut sorted = names.clone();
     sorted.sort_unstable();

@@ -68,6 +68,10 @@ pub struct Flags {
     /// TLS-inspecting proxy, a private STS endpoint) [env: AWS_CA_BUNDLE]
     #[arg(long, value_name = "FILE")]
     pub ca_bundle: Option<String>,
+    /// Unix socket of `rolecall reload` and `rolecall refresh`, in a directory
+    /// only this container mounts; empty disables [env: ROLECALL_CONTROL_SOCKET; default: /run/rolecall/control.sock]
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<String>,
     /// Log format: text or json [env: ROLECALL_LOG_FORMAT; default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,

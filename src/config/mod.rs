@@ -37,6 +37,7 @@ mod yaml;
 
 pub use checks::{check_role_arn, default_session_name};
 pub use flags::Flags;
+pub(crate) use sources::printable;
 
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 pub const DEFAULT_OUTPUT_DIR: &str = "/aws";
@@ -47,6 +48,11 @@ pub const MAX_DURATION: u32 = 43200;
 pub const MAX_CHAINED_DURATION: u32 = 3600;
 pub const DEFAULT_FILE_MODE: u32 = 0o640;
 pub const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:9911";
+/// The control socket of `rolecall reload` and `rolecall refresh`: in a
+/// directory that only the rolecall container mounts (an emptyDir).
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/rolecall/control.sock";
+/// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
+pub const MAX_SOCKET_PATH_BYTES: usize = 107;
 pub const MAX_POLICY_CHARS: usize = 2048;
 pub const MAX_POLICY_ARNS: usize = 10;
 /// The largest configuration file read: a real one is a few KiB.
@@ -174,6 +180,8 @@ pub struct Config {
     pub endpoint_token_file: Option<PathBuf>,
     /// Certificates trusted for STS calls besides the system's (checked at load).
     pub ca_bundle: Option<crate::tls::CaBundle>,
+    /// The control socket (`None`: disabled).
+    pub control_socket: Option<PathBuf>,
     pub log_format: LogFormat,
     /// Sorted by name; [`Config::order`] gives them sources first.
     pub profiles: Vec<Profile>,

@@ -182,6 +182,12 @@ pub(super) const OPTIONS: &[Opt] = &[
         .env(&["AWS_CA_BUNDLE"])
         .global(validate::ca_bundle)
         .restart(|a, b| a.ca_bundle != b.ca_bundle),
+    Opt::new("control_socket", "control-socket", |f| &f.control_socket)
+        .env(&["ROLECALL_CONTROL_SOCKET"])
+        // Empty disables the socket.
+        .empty_env_counts()
+        .global(validate::control_socket)
+        .restart(|a, b| a.control_socket != b.control_socket),
     Opt::new("log_format", "log-format", |f| &f.log_format)
         .env(&["ROLECALL_LOG_FORMAT"])
         .global(validate::log_format)
@@ -268,8 +274,9 @@ mod tests {
         assert_eq!(
             top_keys().join(", "),
             "token_file, output_dir, app_output_dir, region, sts_endpoint, use_fips_endpoint, \
-             use_dualstack_endpoint, duration_seconds, role_session_name, credentials, file_mode, allow_world_readable, health_addr, \
-             endpoint_addr, endpoint_token_file, ca_bundle, log_format, profiles"
+             use_dualstack_endpoint, duration_seconds, role_session_name, credentials, file_mode, \
+             allow_world_readable, health_addr, endpoint_addr, endpoint_token_file, ca_bundle, \
+             control_socket, log_format, profiles"
         );
         assert_eq!(
             profile_keys().join(", "),
@@ -325,6 +332,7 @@ mod tests {
             health_addr: None,
             endpoint_addr: Some("127.0.0.1:1".parse().unwrap()),
             endpoint_token_file: Some("/e".into()),
+            control_socket: None,
             log_format: LogFormat::Json,
             ..old.clone()
         };
@@ -338,6 +346,7 @@ mod tests {
                 "health_addr",
                 "endpoint_addr",
                 "endpoint_token_file",
+                "control_socket",
                 "log_format",
             ]
         );

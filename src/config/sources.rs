@@ -121,7 +121,7 @@ impl Problems {
 }
 
 /// Shortens and escapes a user value for an error message.
-pub(super) fn printable(s: &str) -> String {
+pub(crate) fn printable(s: &str) -> String {
     let mut out: String = s.chars().take(80).flat_map(char::escape_debug).collect();
     if s.chars().count() > 80 {
         out.push('…');

@@ -9,7 +9,10 @@ use super::checks::{parse_addr, parse_bool};
 use super::options::{OPTIONS, Scope};
 use super::sources::{Problems, Src, Values, printable, src};
 use super::{Config, LogFormat};
-use super::{DEFAULT_FILE_MODE, DEFAULT_HEALTH_ADDR, DEFAULT_OUTPUT_DIR, DEFAULT_TOKEN_FILE};
+use super::{
+    DEFAULT_CONTROL_SOCKET, DEFAULT_FILE_MODE, DEFAULT_HEALTH_ADDR, DEFAULT_OUTPUT_DIR,
+    DEFAULT_TOKEN_FILE, MAX_SOCKET_PATH_BYTES,
+};
 
 /// The checked process-wide options.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,6 +40,7 @@ fn unset() -> Config {
         endpoint_addr: None,
         endpoint_token_file: None,
         ca_bundle: None,
+        control_socket: None,
         log_format: LogFormat::Text,
         profiles: Vec::new(),
     }
@@ -218,6 +222,63 @@ pub(super) fn ca_bundle(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Pr
             .map_err(|e| p.at(s, e))
             .ok()
     });
+}
+
+/// Empty disables the socket. Absolute, short enough for `sun_path`, and
+/// never inside the output dir: the application containers mount that one,
+/// and they must not reach the socket.
+pub(super) fn control_socket(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+    g.config.control_socket = match s {
+        // The default is checked too: an output dir of /run would hold it.
+        None => validate(
+            &src(DEFAULT_CONTROL_SOCKET, "control_socket (default)"),
+            p,
+            |v| check_control_socket(v, &g.config.output_dir),
+        ),
+        Some(s) if s.value.trim().is_empty() => None,
+        Some(s) => validate(s, p, |v| check_control_socket(v, &g.config.output_dir)),
+    };
+}
+
+/// The checks of [`control_socket`]'s value against the output dir `out`.
+pub(super) fn check_control_socket(v: &str, out: &std::path::Path) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let path = PathBuf::from(v);
+    if v.chars().any(char::is_control) {
+        return Err("must be a path without control characters".into());
+    }
+    if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
+        return Err(format!(
+            "\"{}\" must be an absolute path without \"..\", such as {DEFAULT_CONTROL_SOCKET}",
+            printable(v)
+        ));
+    }
+    if v.len() > MAX_SOCKET_PATH_BYTES {
+        return Err(format!(
+            "the path is {} bytes long; a Unix socket path holds at most {MAX_SOCKET_PATH_BYTES}: use a shorter one, such as {DEFAULT_CONTROL_SOCKET}",
+            v.len()
+        ));
+    }
+    if path.parent().is_none_or(|d| d == std::path::Path::new("/")) {
+        return Err(format!(
+            "\"{}\" must be in a directory of its own (an emptyDir only this container mounts), such as {DEFAULT_CONTROL_SOCKET}",
+            printable(v)
+        ));
+    }
+    if out.as_os_str().is_empty() {
+        // A problem of its own already.
+        return Ok(path);
+    }
+    let out = std::path::absolute(out).unwrap_or_else(|_| out.to_owned());
+    let normal = |p: &std::path::Path| -> PathBuf { p.components().collect() };
+    if normal(&path).starts_with(normal(&out)) {
+        return Err(format!(
+            "\"{}\" is inside the output dir {}, which the application containers mount: they must never reach the control socket; use a directory only this container mounts, such as {DEFAULT_CONTROL_SOCKET}",
+            printable(v),
+            out.display()
+        ));
+    }
+    Ok(path)
 }
 
 pub(super) fn log_format(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {

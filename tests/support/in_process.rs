@@ -8,7 +8,8 @@ use super::{FakeSts, TokenDir};
 
 /// The flags of an in-process sidecar against `sts` and `token`, writing to
 /// `out`, publishing `profiles` (`NAME=ROLE_ARN`), region `eu-west-1`, no
-/// health listener; tests override the rest with struct update syntax.
+/// health listener and no control socket (parallel tests would share its
+/// default path); tests override the rest with struct update syntax.
 pub fn test_flags(
     sts: &FakeSts,
     token: &TokenDir,
@@ -22,6 +23,7 @@ pub fn test_flags(
         region: Some("eu-west-1".into()),
         sts_endpoint: Some(sts.endpoint()),
         health_addr: Some(String::new()),
+        control_socket: Some(String::new()),
         ..rolecall::config::Flags::default()
     }
 }

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use super::{FakeSts, TokenDir};
 
-/// The rolecall binary with an empty environment (but `PATH` and a
-/// `HOSTNAME`) and no standard input.
+/// The rolecall binary with an empty environment (but `PATH`, a `HOSTNAME`
+/// and no control socket: parallel sidecars would share its default path)
+/// and no standard input.
 pub fn rolecall_command() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rolecall"));
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOSTNAME", "test-pod")
+        .env("ROLECALL_CONTROL_SOCKET", "")
         .stdin(std::process::Stdio::null());
     c
 }

@@ -190,3 +190,91 @@ fn load_missing(path: &Path) -> Result<Config, ConfigError> {
     f.endpoint_token_file = Some(path.display().to_string());
     Config::load(&f, &Env::new())
 }
+
+#[test]
+fn the_control_socket_comes_from_flag_env_or_file_and_empty_disables_it() {
+    let base = || flags(&[&format!("reader={ARN_A}")]);
+    let c = Config::load(&base(), &Env::new()).unwrap();
+    assert_eq!(
+        c.control_socket,
+        Some(PathBuf::from("/run/rolecall/control.sock"))
+    );
+    let e = env(&[("ROLECALL_CONTROL_SOCKET", "/run/x/env.sock")]);
+    let c = Config::load(&base(), &e).unwrap();
+    assert_eq!(c.control_socket, Some(PathBuf::from("/run/x/env.sock")));
+    // flag > env
+    let mut f = base();
+    f.control_socket = Some("/run/x/flag.sock".into());
+    let c = Config::load(&f, &e).unwrap();
+    assert_eq!(c.control_socket, Some(PathBuf::from("/run/x/flag.sock")));
+    // An empty variable disables it (it is a value, not "unset").
+    let c = Config::load(&base(), &env(&[("ROLECALL_CONTROL_SOCKET", "")])).unwrap();
+    assert_eq!(c.control_socket, None);
+    let (_f, fl) = yaml(&format!(
+        "region: r1\ncontrol_socket: /run/y/file.sock\nprofiles: {{a: '{ARN_A}'}}\n"
+    ));
+    let c = Config::load(&fl, &Env::new()).unwrap();
+    assert_eq!(c.control_socket, Some(PathBuf::from("/run/y/file.sock")));
+    // env > file
+    let c = Config::load(&fl, &e).unwrap();
+    assert_eq!(c.control_socket, Some(PathBuf::from("/run/x/env.sock")));
+    let (_f, fl) = yaml(&format!(
+        "region: r1\ncontrol_socket: \"\"\nprofiles: {{a: '{ARN_A}'}}\n"
+    ));
+    assert_eq!(Config::load(&fl, &Env::new()).unwrap().control_socket, None);
+}
+
+#[test]
+fn a_control_socket_must_be_absolute_short_and_outside_the_output_dir() {
+    let load = |sock: &str, out: &str| {
+        let mut f = flags(&[&format!("reader={ARN_A}")]);
+        f.control_socket = Some(sock.into());
+        f.output_dir = Some(out.into());
+        Config::load(&f, &Env::new())
+    };
+    assert!(load("/run/rolecall/control.sock", "/aws").is_ok());
+    let long = format!("/run/{}", "s".repeat(103));
+    assert_eq!(long.len(), 108);
+    for (sock, out, why) in [
+        ("run/control.sock", "/aws", "absolute path"),
+        ("/run/../aws/control.sock", "/aws", "absolute path"),
+        ("/control.sock", "/aws", "directory of its own"),
+        (long.as_str(), "/aws", "at most 107"),
+        ("/aws/control.sock", "/aws", "inside the output dir"),
+        ("/aws/sub/control.sock", "/aws/", "inside the output dir"),
+        ("/aws//./control.sock", "/aws", "inside the output dir"),
+    ] {
+        let p = problems(load(sock, out));
+        assert!(has(&p, "--control-socket", why), "{sock}: {p:#?}");
+    }
+    assert!(load(&long[..107], "/aws").is_ok(), "107 bytes fit");
+    assert!(
+        load("/awsome/control.sock", "/aws").is_ok(),
+        "a sibling is not inside"
+    );
+    // The default is checked against the output dir too.
+    let mut f = flags(&[&format!("reader={ARN_A}")]);
+    f.output_dir = Some("/run".into());
+    let p = problems(Config::load(&f, &Env::new()));
+    assert!(
+        has(&p, "control_socket (default)", "inside the output dir"),
+        "{p:#?}"
+    );
+    // Bad values from the environment and the file name their origin.
+    let p = problems(Config::load(
+        &flags(&[&format!("reader={ARN_A}")]),
+        &env(&[("ROLECALL_CONTROL_SOCKET", "relative.sock")]),
+    ));
+    assert!(
+        has(&p, "environment ROLECALL_CONTROL_SOCKET", "absolute"),
+        "{p:#?}"
+    );
+    let (_f, fl) = yaml(&format!(
+        "region: r1\ncontrol_socket: /aws/c.sock\nprofiles: {{a: '{ARN_A}'}}\n"
+    ));
+    let p = problems(Config::load(&fl, &Env::new()));
+    assert!(
+        has(&p, ": control_socket", "inside the output dir"),
+        "{p:#?}"
+    );
+}

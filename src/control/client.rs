@@ -1,0 +1,226 @@
+//! The client side: `rolecall reload` and `rolecall refresh` connect to the
+//! sidecar's control socket, send one request, and read its answer.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::protocol::{Answer, RefreshResult, Request};
+
+/// How long the client waits for the whole answer (a refresh waits up to
+/// 30 s for STS).
+pub const TIMEOUT: Duration = Duration::from_secs(40);
+/// The largest answer read: a refresh of many profiles is a few KiB.
+const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
+
+/// Why no answer came.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "no rolecall sidecar answers at {path}: is this the rolecall container, and is {dir} an emptyDir mounted in it? ({source})"
+    )]
+    NoSidecar {
+        path: PathBuf,
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "cannot connect to {path}: permission denied; run this as the sidecar's user (kubectl exec runs as the container's user)"
+    )]
+    Denied { path: PathBuf },
+    #[error("the sidecar at {path} did not answer within {} s; see its logs", TIMEOUT.as_secs())]
+    Timeout { path: PathBuf },
+    #[error("talking to the sidecar at {path} failed: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the sidecar at {path} answered something that is not an answer: {detail}")]
+    BadAnswer { path: PathBuf, detail: String },
+}
+
+/// Sends `req` to the sidecar at `path`; its answer, and the answer's line
+/// as received (for `--json`).
+pub fn call(path: &Path, req: &Request) -> Result<(Answer, String), ClientError> {
+    let io_err = |source: io::Error| match source.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
+            path: path.to_owned(),
+        },
+        _ => ClientError::Io {
+            path: path.to_owned(),
+            source,
+        },
+    };
+    let mut s = UnixStream::connect(path).map_err(|source| match source.kind() {
+        io::ErrorKind::PermissionDenied => ClientError::Denied {
+            path: path.to_owned(),
+        },
+        _ => ClientError::NoSidecar {
+            path: path.to_owned(),
+            dir: path.parent().unwrap_or(Path::new("/")).to_owned(),
+            source,
+        },
+    })?;
+    s.set_read_timeout(Some(TIMEOUT)).map_err(io_err)?;
+    s.set_write_timeout(Some(TIMEOUT)).map_err(io_err)?;
+    s.write_all(req.to_line().as_bytes()).map_err(io_err)?;
+    let mut raw = String::new();
+    (&mut s)
+        .take(MAX_ANSWER_BYTES)
+        .read_to_string(&mut raw)
+        .map_err(io_err)?;
+    let line = raw.lines().next().unwrap_or_default().to_owned();
+    let answer = serde_json::from_str(&line).map_err(|e| ClientError::BadAnswer {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?;
+    Ok((answer, line))
+}
+
+/// The exit code for `answer`: 0 ok, 64 when the request was wrong (an
+/// unknown profile), 1 otherwise (a refused reload, a failed refresh).
+pub fn exit_code(answer: &Answer) -> u8 {
+    match (answer.ok, answer.usage) {
+        (true, _) => 0,
+        (false, true) => 64,
+        (false, false) => 1,
+    }
+}
+
+/// The answer for a person: what changed, or what each profile did.
+pub fn summary(req: &Request, answer: &Answer) -> String {
+    let mut out = String::new();
+    let list = |v: &Option<Vec<String>>| match v.as_deref() {
+        None | Some([]) => "-".to_owned(),
+        Some(v) => v.join(", "),
+    };
+    if let Some(profiles) = &answer.profiles {
+        for p in profiles {
+            let what = match p.result {
+                RefreshResult::Refreshed => "refreshed",
+                RefreshResult::Skipped => "skipped",
+                RefreshResult::Failed => "FAILED",
+                RefreshResult::Pending => "pending",
+            };
+            out.push_str(&format!("{}: {what}", p.profile));
+            if let Some(e) = &p.expiration {
+                out.push_str(&format!(", expires {e}"));
+            }
+            if let Some(d) = &p.detail {
+                out.push_str(&format!(": {d}"));
+            }
+            out.push('\n');
+        }
+    } else if answer.ok && *req == Request::Reload {
+        out.push_str(&format!(
+            "configuration reloaded: added {}; changed {}; removed {}\n",
+            list(&answer.added),
+            list(&answer.changed),
+            list(&answer.removed)
+        ));
+        if answer
+            .restart_needed
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+        {
+            out.push_str(&format!(
+                "these options only take effect after a restart (the running values are kept): {}\n",
+                list(&answer.restart_needed)
+            ));
+        }
+    }
+    if !answer.problems.is_empty() {
+        if *req == Request::Reload && !answer.usage {
+            out.push_str("reload refused; the running configuration is kept:\n");
+        }
+        for p in &answer.problems {
+            out.push_str(&format!("  - {p}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::ProfileResult;
+
+    #[test]
+    fn a_missing_socket_says_what_to_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let e = call(&path, &Request::Reload).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("no rolecall sidecar answers at "),
+            "{text}"
+        );
+        assert!(text.contains("is this the rolecall container"), "{text}");
+        assert!(
+            text.contains(&format!("is {} an emptyDir", dir.path().display())),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn exit_codes_follow_the_answer() {
+        assert_eq!(
+            exit_code(&Answer {
+                ok: true,
+                ..Answer::default()
+            }),
+            0
+        );
+        assert_eq!(exit_code(&Answer::refused(vec!["x".into()])), 1);
+        assert_eq!(exit_code(&Answer::bad_request("x".into())), 64);
+    }
+
+    #[test]
+    fn summaries_name_what_changed_and_each_profile() {
+        let reload = Answer {
+            ok: true,
+            added: Some(vec!["c".into()]),
+            changed: Some(vec![]),
+            removed: Some(vec!["a".into(), "b".into()]),
+            restart_needed: Some(vec!["log_format".into()]),
+            ..Answer::default()
+        };
+        assert_eq!(
+            summary(&Request::Reload, &reload),
+            "configuration reloaded: added c; changed -; removed a, b\n\
+             these options only take effect after a restart (the running values are kept): log_format\n"
+        );
+        let refused = Answer::refused(vec!["f.yaml: region: bad".into()]);
+        assert_eq!(
+            summary(&Request::Reload, &refused),
+            "reload refused; the running configuration is kept:\n  - f.yaml: region: bad\n"
+        );
+        let refresh = Answer {
+            ok: false,
+            profiles: Some(vec![
+                ProfileResult {
+                    profile: "a".into(),
+                    result: RefreshResult::Refreshed,
+                    expiration: Some("2026-01-01T00:00:00Z".into()),
+                    detail: None,
+                    class: None,
+                },
+                ProfileResult {
+                    profile: "b".into(),
+                    result: RefreshResult::Failed,
+                    expiration: None,
+                    detail: Some("AccessDenied: no".into()),
+                    class: Some("config_error".into()),
+                },
+            ]),
+            ..Answer::default()
+        };
+        assert_eq!(
+            summary(&Request::Refresh { profile: None }, &refresh),
+            "a: refreshed, expires 2026-01-01T00:00:00Z\nb: FAILED: AccessDenied: no\n"
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! The end of a reload: a valid configuration applied (its
+//! [`ReloadPlan`] carried out), or a refused one recorded; either way, the
+//! answer for those who asked through the control socket.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Core, Task, install_helper_if_needed, spawn_refresher};
+use crate::Options;
+use crate::config::{Config, ConfigError};
+use crate::control::{self, protocol::Answer};
+use crate::refresher::Refresher;
+use crate::reload::ReloadPlan;
+
+/// Carries out the reload that finished with `done`, replacing `current`
+/// when the new configuration is valid.
+pub(super) fn finish(
+    core: &Core,
+    tasks: &mut BTreeMap<String, Task>,
+    current: &mut Config,
+    done: Result<Result<Config, ConfigError>, tokio::task::JoinError>,
+    opts: &Options,
+    stop: &CancellationToken,
+) -> Answer {
+    match done {
+        Ok(Ok(new)) => {
+            if let Err(e) = install_helper_if_needed(&core.writer, &core.helper, &new, opts) {
+                tracing::error!(error = %e, "cannot install the credential_process helper");
+            }
+            let running = tasks
+                .iter()
+                .map(|(n, t)| (n.clone(), t.profile.clone()))
+                .collect();
+            let plan = crate::reload::plan(current, &new, &running);
+            let answer = control::reload_applied(&plan);
+            apply_reload(core, tasks, plan, stop);
+            core.shared.record_config_reloaded(core.clock.now());
+            *current = new;
+            answer
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reload refused; keeping the running configuration");
+            let problems: Vec<String> = e
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.origin, p.message))
+                .collect();
+            core.shared.record_config_rejected(problems.clone());
+            Answer::refused(problems)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration");
+            let problems = vec![format!("the reload task failed: {e}")];
+            core.shared.record_config_rejected(problems.clone());
+            Answer::refused(problems)
+        }
+    }
+}
+
+/// Carries out a reload's [`ReloadPlan`]: warns about options that need a
+/// restart, stops removed and changed profiles, starts new and changed ones
+/// (keeping a session the change leaves valid).
+fn apply_reload(
+    core: &Core,
+    tasks: &mut BTreeMap<String, Task>,
+    plan: ReloadPlan,
+    stop: &CancellationToken,
+) {
+    if !plan.restart_needed.is_empty() {
+        tracing::warn!(
+            options = %plan.restart_needed.join(","),
+            "these options only take effect after a restart; the running values are kept"
+        );
+    }
+    let (added, changed, removed) = plan.summary();
+    let (added, changed, removed) = (added.join(","), changed.join(","), removed.join(","));
+    for name in &plan.removed {
+        if let Some(t) = tasks.remove(name) {
+            t.stop.cancel();
+        }
+        core.shared.remove(name, core.clock.now());
+    }
+    for start in plan.start {
+        if let Some(t) = tasks.remove(&start.profile.name) {
+            t.stop.cancel();
+        }
+        let profile = Arc::new(start.profile);
+        core.shared
+            .upsert(profile.clone(), start.keep_session, core.clock.now());
+        let r = Refresher::new(profile.clone(), core.ctx.clone());
+        tasks.insert(
+            profile.name.clone(),
+            spawn_refresher(r, Duration::ZERO, stop),
+        );
+    }
+    tracing::info!(added = %added, changed = %changed, removed = %removed, "configuration reloaded");
+    // Unchanged profiles that are failing retry now, as on a token change.
+    core.nudge.send_modify(|g| *g = g.wrapping_add(1));
+    core.shared.request_write();
+}
