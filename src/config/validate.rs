@@ -37,6 +37,8 @@ fn unset() -> Config {
         endpoint_token_file: None,
         log_format: LogFormat::Text,
         profiles: Vec::new(),
+        outputs: Vec::new(),
+        sets_declared: false,
     }
 }
 
