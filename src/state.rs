@@ -62,6 +62,8 @@ struct State {
     /// The first problems of the last configuration a reload refused;
     /// empty once a reload succeeds.
     rejected_config: Vec<String>,
+    /// The profiles of each output set ([`Shared::set_members`]).
+    members: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl State {
@@ -421,6 +423,7 @@ impl Shared {
 }
 
 mod reloads;
+mod sets;
 
 #[cfg(test)]
 mod tests;
