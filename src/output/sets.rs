@@ -197,3 +197,84 @@ impl Sets {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Env, Flags};
+
+    fn config(root: &Path) -> Config {
+        let yaml = format!(
+            "region: eu-west-1\nprofiles:\n  a: arn:aws:iam::111122223333:role/a\n  b: arn:aws:iam::111122223333:role/b\noutputs:\n  one: {{ dir: {}, profiles: [a] }}\n  two: {{ dir: {}, profiles: [b] }}\n",
+            root.join("one").display(),
+            root.join("two").display()
+        );
+        Config::load_text(
+            &Flags::default(),
+            &Env::new(),
+            Path::new("c.yaml"),
+            yaml.as_bytes(),
+        )
+        .unwrap()
+    }
+
+    /// A credentials file as rolecall writes it, with a session for each of
+    /// `names` expiring at `exp`.
+    fn credentials(names: &[&str], exp: SystemTime) -> String {
+        let mut s = String::new();
+        for n in names {
+            s += &format!(
+                "# arn:aws:iam::111122223333:role/{n} expires {}\n[{n}]\naws_access_key_id = ASIA{n}\naws_secret_access_key = secret{n}\naws_session_token = token{n}\n",
+                crate::session::format_time(exp)
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn a_session_left_in_a_set_s_dir_is_adopted_only_for_that_set_s_profiles() {
+        let root = tempfile::tempdir().unwrap();
+        let c = config(root.path());
+        let shared = Shared::new();
+        let sets = Sets::new(&c, schedule::random_jitter);
+        sets.prepare().unwrap();
+        sets.publish_members(&shared, &c);
+        let now = SystemTime::now();
+        let exp = now + Duration::from_secs(3000);
+        // Set one's dir holds a session for b too (b was moved to set two
+        // since): it is not adopted from there.
+        std::fs::write(
+            root.path().join("one/credentials"),
+            credentials(&["a", "b"], exp),
+        )
+        .unwrap();
+        let profiles: Vec<Arc<Profile>> = c.profiles.iter().cloned().map(Arc::new).collect();
+        let adopted = sets.adopt(&shared, &profiles, now);
+        assert_eq!(adopted.keys().collect::<Vec<_>>(), ["a"]);
+        std::fs::write(
+            root.path().join("two/credentials"),
+            credentials(&["b"], exp),
+        )
+        .unwrap();
+        let adopted = sets.adopt(&shared, &profiles, now);
+        assert_eq!(adopted.keys().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn one_set_s_failed_write_does_not_stop_the_other_s() {
+        let root = tempfile::tempdir().unwrap();
+        let c = config(root.path());
+        let shared = Shared::new();
+        let sets = Sets::new(&c, schedule::random_jitter);
+        sets.prepare().unwrap();
+        sets.publish_members(&shared, &c);
+        // Set one's dir replaced by a file: its writes fail.
+        std::fs::remove_dir(root.path().join("one")).unwrap();
+        std::fs::write(root.path().join("one"), "not a dir").unwrap();
+        assert!(sets.write(&shared, SystemTime::now()).is_err());
+        assert!(!shared.outputs_written());
+        assert!(root.path().join("two/status.json").is_file());
+    }
+}
