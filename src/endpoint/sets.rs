@@ -84,3 +84,69 @@ pub(super) fn not_in_set(shared: &Shared, shown: &str, set: &str) -> Response<Fu
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Env, Flags};
+    use crate::schedule;
+
+    fn config(root: &Path, supplied: Option<(&Path, &Path)>) -> Config {
+        let token = |p: Option<&Path>| {
+            p.map(|p| format!(", endpoint_token_file: {}", p.display()))
+                .unwrap_or_default()
+        };
+        let yaml = format!(
+            "region: eu-west-1\nendpoint_addr: 127.0.0.1:9912\nprofiles:\n  a: arn:aws:iam::111122223333:role/a\n  b: arn:aws:iam::111122223333:role/b\noutputs:\n  one: {{ dir: {}, profiles: [a]{} }}\n  two: {{ dir: {}, profiles: [b]{} }}\n",
+            root.join("one").display(),
+            token(supplied.map(|s| s.0)),
+            root.join("two").display(),
+            token(supplied.map(|s| s.1)),
+        );
+        Config::load_text(
+            &Flags::default(),
+            &Env::new(),
+            Path::new("c.yaml"),
+            yaml.as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn each_set_gets_its_own_token_and_a_token_picks_its_set() {
+        let root = tempfile::tempdir().unwrap();
+        let c = config(root.path(), None);
+        let sets = Sets::new(&c, schedule::random_jitter);
+        sets.prepare().unwrap();
+        let tokens = start_tokens(&sets, &c).unwrap();
+        let read = |set: &str| {
+            std::fs::read_to_string(root.path().join(set).join("endpoint-token")).unwrap()
+        };
+        let (one, two) = (read("one"), read("two"));
+        assert_ne!(one, two);
+        assert_eq!(token_set(&tokens, one.as_bytes()).as_deref(), Some("one"));
+        assert_eq!(token_set(&tokens, two.as_bytes()).as_deref(), Some("two"));
+        assert_eq!(token_set(&tokens, b"not-a-token"), None);
+        assert_eq!(token_set(&tokens, &one.as_bytes()[1..]), None);
+    }
+
+    #[test]
+    fn two_sets_supplied_the_same_token_are_refused_without_showing_it() {
+        let root = tempfile::tempdir().unwrap();
+        let same = "s".repeat(40);
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        std::fs::write(&a, &same).unwrap();
+        std::fs::write(&b, &same).unwrap();
+        let c = config(root.path(), Some((&a, &b)));
+        let sets = Sets::new(&c, schedule::random_jitter);
+        sets.prepare().unwrap();
+        let e = start_tokens(&sets, &c).unwrap_err().to_string();
+        assert!(
+            e.contains("output sets one and two have the same endpoint token"),
+            "{e}"
+        );
+        assert!(!e.contains(&same), "{e}");
+    }
+}
