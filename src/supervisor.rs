@@ -128,7 +128,7 @@ impl Core {
 /// (or stop checking it).
 fn install_helper_if_needed(
     sets: &Sets,
-    shared: &crate::state::Shared,
+    shared: &Shared,
     config: &Config,
     opts: &Options,
 ) -> Result<(), WriteError> {
