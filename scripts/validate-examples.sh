@@ -7,9 +7,11 @@
 #               kubernetes-validate, whose wheel bundles the schemas
 #   pods        what the examples promise: the token is mounted into rolecall
 #               only, rolecall is a native sidecar gated by /readyz, the app
-#               mounts /aws read-only and gets no API token, and rolecall's
+#               mounts /aws read-only and gets no API token; rolecall's
 #               control socket directory (/run/rolecall) is an emptyDir that
-#               only rolecall mounts
+#               only rolecall mounts; with output sets, each set's volume is
+#               mounted at its dir in rolecall and in at most one other
+#               container (read-only, at its app_dir)
 #   configmaps  embedded YAML and Python parse
 #   json        every *.json parses
 #   cfn         cfn-lint (offline: it bundles the resource specs), and the
@@ -145,7 +147,7 @@ rolecall_checks_configs() {
     mapfile -t args < <("$py" scripts/validate_examples.py rolecall-setup "$line" "$dir")
     rc=0
     timeout 60 "$ROLECALL_BIN" "${args[@]}" \
-      --token-file "$dir/token" --output-dir "$dir/out" --health-addr '' \
+      --token-file "$dir/token" --health-addr '' \
       >"$dir/out.txt" 2>"$dir/err.txt" || rc=$?
     if [ "$rc" -ne 0 ]; then
       echo "$where: rolecall ${args[*]} exited $rc" >&2

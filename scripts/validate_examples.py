@@ -51,7 +51,7 @@ def token_volumes(pod):
     }
 
 
-def check_pod(where, pod):
+def check_pod(where, pod, config=None):
     inits = pod.get("initContainers", [])
     sidecars = [c for c in inits if c["name"] == "rolecall"]
     apps = pod.get("containers", [])
@@ -91,6 +91,9 @@ def check_pod(where, pod):
                 elif m.get("readOnly") is not True:
                     err(where, "rolecall should mount the token read-only")
     check_control_volume(where, pod, rc, inits + apps)
+    sets = ((config or {}).get("outputs")) or {}
+    if sets:
+        return check_sets(where, pod, rc, apps, sets)
     aws = [m for m in rc.get("volumeMounts", []) if m["mountPath"] == "/aws"]
     if not aws:
         err(where, "rolecall mounts nothing at /aws")
@@ -132,6 +135,64 @@ def check_control_volume(where, pod, rc, containers):
                 err(where, f"container {c['name']} mounts the control socket's volume {name}: only rolecall may")
 
 
+def check_sets(where, pod, rc, apps, sets):
+    """Output sets: each set's dir is a mount path of rolecall, of a volume of
+    its own (an emptyDir) that at most one other container mounts, read-only,
+    at the set's app_dir (default: its dir). One volume per set: a container
+    mounting a shared volume would see the other sets' roles."""
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    rc_mounts = {m["mountPath"].rstrip("/"): m for m in rc.get("volumeMounts", [])}
+    seen = {}
+    for name, s in sets.items():
+        dir_ = str((s or {}).get("dir", "")).rstrip("/")
+        m = rc_mounts.get(dir_)
+        if m is None:
+            err(where, f"output set {name}: rolecall mounts no volume at its dir {dir_!r}")
+            continue
+        vol = m["name"]
+        if vol in seen:
+            err(where, f"output sets {seen[vol]} and {name} share the volume {vol}")
+        seen[vol] = name
+        if "emptyDir" not in (vols.get(vol) or {}):
+            err(where, f"output set {name}: volume {vol} should be an emptyDir")
+        if m.get("readOnly"):
+            err(where, f"output set {name}: rolecall must mount {vol} read-write")
+        users = [(c, cm) for c in apps for cm in c.get("volumeMounts", []) if cm["name"] == vol]
+        if len(users) > 1:
+            err(where, f"output set {name}: volume {vol} is mounted in {len(users)} app containers "
+                       f"({', '.join(c['name'] for c, _ in users)}); a set is for one container")
+        app_dir = str((s or {}).get("app_dir") or dir_).rstrip("/")
+        for c, cm in users:
+            if cm.get("readOnly") is not True:
+                err(where, f"container {c['name']} should mount {vol} read-only")
+            if cm["mountPath"].rstrip("/") != app_dir:
+                err(where, f"container {c['name']} mounts set {name} at {cm['mountPath']}, "
+                           f"but the set's app_dir is {app_dir}")
+    control = control_dir(rc)
+    for m in rc.get("volumeMounts", []):
+        if m["mountPath"].rstrip("/") == control:
+            continue  # the control socket's own emptyDir (check_control_volume)
+        if "emptyDir" in (vols.get(m["name"]) or {}) and m["name"] not in seen:
+            err(where, f"rolecall mounts the emptyDir {m['name']} at {m['mountPath']}, which is no set's dir")
+
+
+def sidecar_config(pod, maps):
+    """The rolecall YAML config mounted into the pod's rolecall sidecar from a
+    ConfigMap of the same file, or None."""
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    for c in pod.get("initContainers", []):
+        if c["name"] != "rolecall":
+            continue
+        for m in c.get("volumeMounts", []):
+            cm = (vols.get(m["name"]) or {}).get("configMap")
+            for key, text in (maps.get(cm["name"]) or {}).items() if cm else ():
+                if key.endswith((".yaml", ".yml")):
+                    doc = yaml.safe_load(text)
+                    if isinstance(doc, dict):
+                        return doc
+    return None
+
+
 def docs_of(path):
     with open(path) as f:
         return [d for d in yaml.safe_load_all(f) if d]
@@ -151,10 +212,12 @@ def file_checks(what, files):
     if what == "pods":
         n = 0
         for path in files:
-            for doc in docs_of(path):
+            docs = docs_of(path)
+            maps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "ConfigMap"}
+            for doc in docs:
                 for pod in pod_templates(doc):
                     n += 1
-                    check_pod(f"{path} {doc['kind']}/{doc['metadata']['name']}", pod)
+                    check_pod(f"{path} {doc['kind']}/{doc['metadata']['name']}", pod, sidecar_config(pod, maps))
         if n == 0:
             err("examples/kubernetes", "no pod templates found")
         print(f"{n} pod templates checked")
@@ -268,6 +331,12 @@ def rolecall_setup(spec, root):
     args = [next((a[: -len(p)] + paths[p] for p in paths if a.endswith("=" + p)), a) for a in args]
     if args and args[0] == "run":
         args = args[1:]
+    # Output sets name their own dirs (an --output-dir beside them is refused).
+    declared = any(isinstance(d, dict) and d.get("outputs")
+                   for p, t in spec["files"].items() if p.endswith((".yaml", ".yml"))
+                   for d in [yaml.safe_load(t)])
+    if not declared:
+        args.append("--output-dir=" + os.path.join(root, "out"))
     print("\n".join(["check"] + args))
 
 

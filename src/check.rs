@@ -83,12 +83,32 @@ fn describe_token(claims: &Claims, now: SystemTime) -> (String, bool) {
     (out, ok)
 }
 
+/// With declared output sets, which set (container) gets which roles: one
+/// line per set. Nothing without sets (every profile is in the output dir).
+pub fn describe_sets(config: &Config) -> String {
+    let mut out = String::new();
+    if !config.declared_sets() {
+        return out;
+    }
+    for s in &config.outputs {
+        let _ = writeln!(
+            out,
+            "output set {} ({}): {}",
+            s.name,
+            s.dir.display(),
+            s.profiles.join(", ")
+        );
+    }
+    out
+}
+
 /// Builds the report at `clock`'s time; with `assume`, calls STS once per
 /// profile.
 pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Report {
     let now = clock.now();
     let mut text = String::new();
     let _ = writeln!(text, "token: {}", config.token_file.display());
+    text.push_str(&describe_sets(config));
     for endpoint in crate::sts::plaintext_endpoints(&config.profiles) {
         let _ = writeln!(
             text,

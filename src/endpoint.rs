@@ -11,6 +11,10 @@
 //! operator (`--endpoint-token-file`, e.g. a Secret that older SDKs read
 //! through `AWS_CONTAINER_AUTHORIZATION_TOKEN`) and re-read when it changes.
 //! Every refusal is a JSON object with `code` and `message` ([`error`]).
+//!
+//! Each output set has its own token (in its own dir): the token a request
+//! carries picks the set, and a profile outside it is refused with a 403
+//! when the configuration declares sets ([`sets`]).
 
 use std::sync::Arc;
 
@@ -25,8 +29,10 @@ use crate::ratelimit::{LOG_INTERVAL, LogLimit};
 use crate::session::format_time;
 use crate::state::{Lookup, Shared};
 
+mod sets;
 mod token;
 
+pub use sets::start_tokens;
 pub use token::{EndpointToken, TOKEN_FILE, TokenError, read_supplied_token};
 
 const PREFIX: &str = "/v1/credentials/";
@@ -44,7 +50,7 @@ static REJECTED_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
 static UNKNOWN_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
 
 /// Equality that takes the same time wherever the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -66,10 +72,18 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Byt
     r
 }
 
+/// Requests for a profile outside the token's output set, logged as rarely.
+static NOT_IN_SET_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
+
 /// The endpoint's view of the process.
 pub struct Endpoint {
     pub shared: Arc<Shared>,
-    pub token: Arc<EndpointToken>,
+    /// One token per output set ([`sets::start_tokens`]): the token a
+    /// request carries picks its set.
+    pub tokens: Vec<Arc<EndpointToken>>,
+    /// Whether the configuration declares output sets: then a profile
+    /// outside the token's set is refused (403 `ProfileNotInSet`).
+    pub sets_declared: bool,
 }
 
 impl Endpoint {
@@ -91,17 +105,13 @@ impl Endpoint {
                 &format!("no such path: credentials are at {PREFIX}PROFILE"),
             );
         };
-        // A rotated Secret is accepted from the first request after the swap.
-        self.token.reload_if_changed();
-        let token = self.token.current();
-        let rejected = match req.headers().get(hyper::header::AUTHORIZATION) {
-            None => Some("missing_token"),
-            Some(v) if !constant_time_eq(v.as_bytes(), token.expose().as_bytes()) => {
-                Some("wrong_token")
-            }
-            Some(_) => None,
+        let (rejected, set) = match req.headers().get(hyper::header::AUTHORIZATION) {
+            None => (Some("missing_token"), None),
+            Some(v) => match sets::token_set(&self.tokens, v.as_bytes()) {
+                Some(set) => (None, Some(set)),
+                None => (Some("wrong_token"), None),
+            },
         };
-        drop(token);
         // Debug escapes control characters in a name from the request.
         let shown: String = name.chars().take(64).collect();
         if let Some(reason) = rejected {
@@ -127,6 +137,12 @@ impl Endpoint {
                     "the Authorization header does not match rolecall's endpoint-token (a token copied before the endpoint token file was rotated?)",
                 )
             };
+        }
+        if let Some(set) = set
+            .as_deref()
+            .filter(|set| self.sets_declared && !self.shared.in_set(set, name))
+        {
+            return sets::not_in_set(&self.shared, &shown, set);
         }
         let now = self.shared.now();
         let (s, expiration) = match self.shared.credentials_for(name, now) {

@@ -151,7 +151,7 @@ impl Metrics {
         let endpoint_rejected = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "rolecall_endpoint_rejected_requests",
-            "Requests the credentials endpoint refused for their Authorization header, by reason",
+            "Requests the credentials endpoint refused for their Authorization header (or for a profile outside the token's output set), by reason",
             endpoint_rejected.clone(),
         );
         let token_checks = Counter::default();
@@ -213,7 +213,8 @@ impl Metrics {
     }
 
     /// Counts a request the credentials endpoint refused: `reason` is
-    /// `missing_token` (no `Authorization` header) or `wrong_token`.
+    /// `missing_token` (no `Authorization` header), `wrong_token`, or
+    /// `not_in_set` (a profile outside the token's output set).
     pub fn count_endpoint_rejection(&self, reason: &'static str) {
         self.endpoint_rejected
             .get_or_create(&ReasonLabel { reason })

@@ -153,4 +153,19 @@ profiles:
         );
         assert!(p.start.is_empty() && p.removed.is_empty());
     }
+
+    #[test]
+    fn a_set_s_members_are_a_reload_s_but_its_dir_needs_a_restart() {
+        let sets = |app: &str, dir: &str| {
+            format!(
+                "{BASE}outputs:\n  app: {{ dir: /a, profiles: [{app}] }}\n  ship: {{ dir: {dir}, profiles: [c] }}\n"
+            )
+        };
+        let old = config(&sets("a, b", "/s"));
+        let moved = config(&sets("a, b, c", "/s"));
+        let p = plan(&old, &moved, &running(&old));
+        assert_eq!(p, ReloadPlan::default(), "membership is no profile change");
+        let p = plan(&old, &config(&sets("a, b", "/elsewhere")), &running(&old));
+        assert_eq!(p.restart_needed, ["outputs"]);
+    }
 }

@@ -62,6 +62,8 @@ struct State {
     /// The first problems of the last configuration a reload refused;
     /// empty once a reload succeeds.
     rejected_config: Vec<String>,
+    /// The profiles of each output set ([`Shared::set_members`]).
+    members: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl State {
@@ -442,6 +444,7 @@ impl Shared {
 
 mod control;
 mod reloads;
+mod sets;
 
 #[cfg(test)]
 mod tests;

@@ -144,6 +144,9 @@ pub fn table(status: &Status, now: SystemTime) -> String {
         }
     }
     let mut out = String::new();
+    if let Some(set) = &status.set {
+        let _ = writeln!(out, "output set {}", escape_controls(set));
+    }
     let mut line = |cells: &[&str]| {
         let mut l = String::new();
         for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
@@ -181,6 +184,7 @@ mod tests {
         let now = parse_time("2026-11-29T01:00:00Z").unwrap();
         let status = Status {
             version: 1,
+            set: None,
             profiles: vec![
                 ProfileStatus {
                     name: "reader".into(),
@@ -222,6 +226,7 @@ mod tests {
         );
         let status = Status {
             version: 1,
+            set: None,
             profiles: vec![ProfileStatus {
                 name: "x\u{1b}]0;t\u{7}".into(),
                 role_arn: "r".into(),
@@ -240,5 +245,24 @@ mod tests {
         let j = to_json(&status);
         assert!(!j.chars().any(|c| c.is_control() && c != '\n'), "{j:?}");
         assert_eq!(serde_json::from_str::<Status>(&j).unwrap(), status);
+    }
+
+    #[test]
+    fn a_set_is_named_above_its_table_and_absent_without_sets() {
+        let mut status = Status {
+            version: 1,
+            set: Some("shipper".into()),
+            profiles: Vec::new(),
+            rejected_config: Vec::new(),
+        };
+        let t = table(&status, SystemTime::now());
+        assert_eq!(t.lines().next(), Some("output set shipper"), "{t}");
+        assert!(to_json(&status).contains("\"set\": \"shipper\""));
+        status.set = None;
+        assert!(table(&status, SystemTime::now()).starts_with("PROFILE"));
+        assert!(
+            !to_json(&status).contains("\"set\""),
+            "old readers see no new field"
+        );
     }
 }

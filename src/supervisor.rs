@@ -16,8 +16,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::{self, Config, ConfigError, Profile};
-use crate::output::{self, WriteError, Writer};
+use crate::config::{Config, ConfigError, Profile};
+use crate::output::{Sets, WriteError};
 use crate::refresher::{Context, Manual, Outcome, Refresher};
 use crate::state::Shared;
 use crate::sts::Sts;
@@ -30,9 +30,8 @@ mod reloads;
 struct Core {
     shared: Arc<Shared>,
     ctx: Context,
-    writer: Writer,
-    /// The installed process-mode helper, for the writer's re-check.
-    helper: Arc<output::Helper>,
+    /// One writer per output set (each with its process-mode helper).
+    sets: Sets,
     nudge: Arc<tokio_watch::Sender<u64>>,
     refresh_all: tokio_watch::Sender<u64>,
     clock: Clock,
@@ -42,10 +41,10 @@ impl Core {
     fn new(config: &Config, opts: &Options) -> Result<Core, RunError> {
         let shared = Shared::with_clock(opts.clock);
         sts::warn_plaintext_endpoints(&config.profiles);
-        let writer = Writer::new(config).with_jitter(opts.jitter);
-        writer.prepare()?;
-        let helper = Arc::new(output::Helper::default());
-        install_helper_if_needed(&writer, &helper, config, opts)?;
+        let sets = Sets::new(config, opts.jitter);
+        sets.prepare()?;
+        sets.publish_members(&shared, config);
+        install_helper_if_needed(&sets, &shared, config, opts)?;
         let nudge = Arc::new(tokio_watch::channel(0u64).0);
         let refresh_all = tokio_watch::channel(0u64).0;
         let ctx = Context {
@@ -62,8 +61,7 @@ impl Core {
         Ok(Core {
             shared,
             ctx,
-            writer,
-            helper,
+            sets,
             nudge,
             refresh_all,
             clock: opts.clock,
@@ -71,9 +69,9 @@ impl Core {
     }
 
     /// Registers the profiles, seeded with the still-valid sessions an
-    /// earlier run left in the output dir (see [`output::adopt`]).
+    /// earlier run left in the output sets' dirs (see [`Sets::adopt`]).
     fn add_states(&self, profiles: &[Arc<Profile>]) {
-        let mut adopted = output::adopt(&self.writer.dir, profiles, self.clock.now());
+        let mut adopted = self.sets.adopt(&self.shared, profiles, self.clock.now());
         if !adopted.is_empty() {
             tracing::info!(
                 profiles = %adopted.keys().cloned().collect::<Vec<_>>().join(","),
@@ -128,28 +126,20 @@ impl Core {
     }
 }
 
-/// Installs rolecall as `<dir>/rolecall` when a profile uses process mode,
-/// and has the writer's re-check keep it installed (or stop checking it).
+/// Installs rolecall as `<dir>/rolecall` in each output set that holds a
+/// process-mode profile, and has the writer's re-check keep it installed
+/// (or stop checking it).
 fn install_helper_if_needed(
-    writer: &Writer,
-    helper: &output::Helper,
+    sets: &Sets,
+    shared: &Shared,
     config: &Config,
     opts: &Options,
 ) -> Result<(), WriteError> {
-    if config
-        .profiles
-        .iter()
-        .any(|p| p.credentials == config::CredentialsMode::Process)
-    {
-        let exe = opts
-            .helper_binary
-            .clone()
-            .unwrap_or_else(|| "/proc/self/exe".into());
-        writer.install_tracked_helper(&exe, helper)?;
-    } else {
-        helper.forget();
-    }
-    Ok(())
+    let exe = opts
+        .helper_binary
+        .clone()
+        .unwrap_or_else(|| "/proc/self/exe".into());
+    sets.install_helpers(shared, config, &exe)
 }
 
 /// `rolecall once`: assume every profile, write the outputs, return.
@@ -160,7 +150,7 @@ pub async fn once(config: &Config, opts: &Options) -> Result<OnceReport, RunErro
     let results = core
         .initial_pass(config, &profiles, opts.concurrency, false)
         .await;
-    core.writer.write(&core.shared, core.clock.now())?;
+    core.sets.write(&core.shared, core.clock.now())?;
     let mut failed: Vec<String> = results
         .iter()
         .filter(|(_, o)| !o.is_success())
@@ -210,17 +200,24 @@ pub async fn run(
         });
     }
     if let Some(addr) = config.endpoint_addr {
-        let token =
-            endpoint::EndpointToken::start(&core.writer, config.endpoint_token_file.as_deref())?;
-        background.spawn(token.clone().run(stop.clone()));
+        let tokens = endpoint::start_tokens(&core.sets, &config)?;
+        for token in &tokens {
+            background.spawn(token.clone().run(stop.clone()));
+        }
         let ep = endpoint::Endpoint {
             shared: core.shared.clone(),
-            token,
+            tokens,
+            sets_declared: config.declared_sets(),
         };
         let (bound, task) = http::serve(addr, move |req| ep.respond(req), stop.clone())
             .await
             .map_err(|source| RunError::Listen { addr, source })?;
-        tracing::info!(addr = %bound, token_file = %core.writer.dir.join(endpoint::TOKEN_FILE).display(), "credentials endpoint listening");
+        let token_files: Vec<String> = core
+            .sets
+            .writers()
+            .map(|w| w.dir.join(endpoint::TOKEN_FILE).display().to_string())
+            .collect();
+        tracing::info!(addr = %bound, token_file = %token_files.join(","), "credentials endpoint listening");
         background.spawn(async move {
             let _ = task.await;
         });
@@ -264,7 +261,7 @@ pub async fn run(
     let results = core
         .initial_pass(&config, &profiles, opts.concurrency, true)
         .await;
-    if let Err(e) = core.writer.write(&core.shared, core.clock.now()) {
+    if let Err(e) = core.sets.write(&core.shared, core.clock.now()) {
         tracing::error!(error = %e, "initial write failed; retrying with backoff");
     }
     let ok = results.iter().filter(|(_, o)| o.is_success()).count();
@@ -272,14 +269,10 @@ pub async fn run(
         profiles = results.len(),
         ok,
         failing = results.len() - ok,
-        output_dir = %config.output_dir.display(),
+        output_dir = %core.sets.writers().map(|w| w.dir.display().to_string()).collect::<Vec<_>>().join(","),
         "started"
     );
-    background.spawn(core.writer.clone().run(
-        core.shared.clone(),
-        core.helper.clone(),
-        stop.clone(),
-    ));
+    background.spawn(core.sets.clone().run(core.shared.clone(), stop.clone()));
 
     let mut tasks: BTreeMap<String, Task> = BTreeMap::new();
     for (r, outcome) in results {

@@ -668,3 +668,96 @@ fn sts_over_tls_with_a_private_ca_is_trusted_only_through_the_ca_bundle() {
         assert_assumed(p, &arn);
     }
 }
+
+/// Output sets: the AWS CLI reading set `app`'s dir finds reader and writer
+/// and can use them; `audit`, which only set `ops` holds, is not there.
+#[test]
+#[ignore = "needs the Python tools: run by make test"]
+fn the_aws_cli_reading_one_set_s_dir_finds_only_that_set_s_profiles() {
+    let s = Setup::new("sets-cli");
+    let (app, ops) = (s.root.path().join("app"), s.root.path().join("ops"));
+    let yaml = format!(
+        "profiles:\n  reader: {}\n  writer: {}\n  audit: {}\noutputs:\n  app: {{ dir: {}, profiles: [reader, writer] }}\n  ops: {{ dir: {}, profiles: [audit] }}\n",
+        role_arn("reader"),
+        role_arn("writer"),
+        role_arn("audit"),
+        app.display(),
+        ops.display()
+    );
+    let config = s.root.path().join("rolecall.yaml");
+    fs::write(&config, yaml).expect("config file");
+    let mut cmd = rolecall();
+    cmd.arg("once")
+        .arg("--config")
+        .arg(&config)
+        .arg("--token-file")
+        .arg(s.tokens.token_path())
+        .args(["--region", "us-east-1", "--session-name", "acceptance"])
+        .arg("--sts-endpoint")
+        .arg(s.moto.endpoint());
+    let out = run(&mut cmd, s.root.path(), Duration::from_secs(60));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "rolecall once\n{}",
+        out.describe()
+    );
+
+    let reader = |program: &Path, dir: &Path, args: &[&str]| {
+        let mut cmd = Command::new(program);
+        clean_env(&mut cmd)
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("credentials"))
+            .env("AWS_CONFIG_FILE", dir.join("config"))
+            .env("HOME", s.root.path())
+            .args(args);
+        run(&mut cmd, s.root.path(), Duration::from_secs(60))
+    };
+    let cli = |dir: &Path, args: &[&str]| reader(&venv_bin("aws"), dir, args);
+    // botocore's own list of the profiles it finds in the two files.
+    let listed = reader(
+        &venv_bin("python"),
+        &app,
+        &[
+            "-c",
+            "import botocore.session; print(' '.join(sorted(botocore.session.Session().available_profiles)))",
+        ],
+    );
+    assert!(listed.status.success(), "{}", listed.describe());
+    assert_eq!(
+        listed.stdout.trim(),
+        "reader writer",
+        "{}",
+        listed.describe()
+    );
+    let endpoint = s.moto.endpoint();
+    let identity = |dir: &Path, profile: &str| {
+        cli(
+            dir,
+            &[
+                "sts",
+                "get-caller-identity",
+                "--profile",
+                profile,
+                "--endpoint-url",
+                &endpoint,
+                "--query",
+                "Arn",
+                "--output",
+                "text",
+            ],
+        )
+    };
+    let ok = identity(&app, "reader");
+    assert!(ok.status.success(), "{}", ok.describe());
+    assert_assumed("reader", ok.stdout.trim());
+    let refused = identity(&app, "audit");
+    assert!(!refused.status.success(), "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("audit") && refused.stderr.contains("could not be found"),
+        "{}",
+        refused.describe()
+    );
+    let ops_ok = identity(&ops, "audit");
+    assert!(ops_ok.status.success(), "{}", ops_ok.describe());
+    assert!(!identity(&ops, "writer").status.success());
+}

@@ -30,6 +30,7 @@ mod flags;
 mod merge;
 mod options;
 mod order;
+mod outputs;
 mod profiles;
 mod sources;
 mod validate;
@@ -37,6 +38,7 @@ mod yaml;
 
 pub use checks::{check_role_arn, default_session_name};
 pub use flags::Flags;
+pub use outputs::{DEFAULT_SET, valid_set_name};
 pub(crate) use sources::printable;
 
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
@@ -185,6 +187,32 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Sorted by name; [`Config::order`] gives them sources first.
     pub profiles: Vec<Profile>,
+    /// The output sets, sorted by name; never empty: without `outputs`,
+    /// one set [`DEFAULT_SET`] with the output dir and every profile.
+    pub outputs: Vec<OutputSet>,
+    /// Whether the configuration declares `outputs` (see
+    /// [`Config::declared_sets`]).
+    pub sets_declared: bool,
+}
+
+/// One output set: a directory, for one application container, holding
+/// only its own profiles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputSet {
+    pub name: String,
+    pub dir: PathBuf,
+    /// The dir as the application container sees it (process mode).
+    pub app_dir: PathBuf,
+    /// Sorted by name.
+    pub profiles: Vec<String>,
+    /// A supplied endpoint token for this set.
+    pub endpoint_token_file: Option<PathBuf>,
+}
+
+impl OutputSet {
+    pub fn has(&self, profile: &str) -> bool {
+        self.profiles.iter().any(|p| p == profile)
+    }
 }
 
 /// One thing wrong with the configuration, and where it came from.
@@ -266,7 +294,25 @@ impl Config {
     /// The options that differ between `old` and `new` but that a reload
     /// cannot apply (only a restart), by their YAML keys, in table order.
     pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
-        options::restart_needed(old, new)
+        let mut keys = options::restart_needed(old, new);
+        if (old.sets_declared || new.sets_declared)
+            && outputs::layout_changed(&old.outputs, &new.outputs)
+        {
+            keys.push(outputs::OUTPUTS_KEY);
+        }
+        keys
+    }
+
+    /// Whether the configuration declares output sets (otherwise it has
+    /// the one set [`DEFAULT_SET`]): decides what is shown, never how
+    /// files are written.
+    pub fn declared_sets(&self) -> bool {
+        self.sets_declared
+    }
+
+    /// The output set named `name`.
+    pub fn output_set(&self, name: &str) -> Option<&OutputSet> {
+        self.outputs.iter().find(|s| s.name == name)
     }
 }
 
@@ -300,6 +346,7 @@ fn assemble(
     let from_env = sources::from_env(env);
     let from_flags = sources::from_flags(flags);
     let merged = merge::merge([&file, &from_env, &from_flags]);
+    let raw_outputs = file.outputs.clone();
     let (globals, global_problems) = validate::globals(&merged.values);
     let mut problems = sources::Problems::default();
     for p in [
@@ -318,6 +365,41 @@ fn assemble(
         problems.touch_file(),
     );
     problems.append(profile_problems);
+    let names = merged
+        .profiles
+        .iter()
+        .map(|(n, (s, _))| (n.clone(), s.clone()))
+        .collect();
+    let (sets, declared) = outputs::resolve(
+        raw_outputs,
+        &outputs::Context {
+            values: &merged.values,
+            profiles: &names,
+            endpoint_set: globals.endpoint_set,
+            output_dir: &globals.config.output_dir,
+            app_output_dir: &globals.config.app_output_dir,
+            endpoint_token_file: globals.config.endpoint_token_file.as_deref(),
+        },
+        &mut problems,
+    );
+    // The apps mount the sets' dirs: none may hold the control socket.
+    if let Some(sock) = &globals.config.control_socket {
+        for set in sets.iter().filter(|_| declared) {
+            if sock.starts_with(&set.dir) {
+                problems.push(
+                    merged
+                        .values
+                        .get("control_socket")
+                        .map_or_else(|| "control_socket (default)".into(), |s| s.origin.clone()),
+                    format!(
+                        "{} is inside output set {}'s dir, which an application container mounts: it must never reach the control socket; use a directory only this container mounts, such as /run/rolecall/control.sock",
+                        sock.display(),
+                        set.name
+                    ),
+                );
+            }
+        }
+    }
     let problems = problems.into_vec();
     if !problems.is_empty() {
         return Err(ConfigError { problems });
@@ -326,6 +408,8 @@ fn assemble(
     config.config_file = path.map(Path::to_owned);
     config.file_digest = file_digest;
     config.profiles = profiles;
+    config.outputs = sets;
+    config.sets_declared = declared;
     Ok(config)
 }
 

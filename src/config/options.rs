@@ -220,7 +220,7 @@ pub(super) fn top_keys() -> Vec<&'static str> {
     OPTIONS
         .iter()
         .map(|o| o.key)
-        .chain([PROFILES_KEY])
+        .chain([PROFILES_KEY, super::outputs::OUTPUTS_KEY])
         .collect()
 }
 
@@ -276,7 +276,7 @@ mod tests {
             "token_file, output_dir, app_output_dir, region, sts_endpoint, use_fips_endpoint, \
              use_dualstack_endpoint, duration_seconds, role_session_name, credentials, file_mode, \
              allow_world_readable, health_addr, endpoint_addr, endpoint_token_file, ca_bundle, \
-             control_socket, log_format, profiles"
+             control_socket, log_format, profiles, outputs"
         );
         assert_eq!(
             profile_keys().join(", "),

@@ -59,6 +59,8 @@ pub(super) struct Source {
     pub profiles: Vec<(Src, RawProfile)>,
     /// The profile to use when no source names one (`AWS_ROLE_ARN`).
     pub fallback: Option<(Src, RawProfile)>,
+    /// The output sets (only the file declares them).
+    pub outputs: Option<super::outputs::RawOutputs>,
     pub problems: Problems,
 }
 

@@ -43,6 +43,8 @@ fn unset() -> Config {
         control_socket: None,
         log_format: LogFormat::Text,
         profiles: Vec::new(),
+        outputs: Vec::new(),
+        sets_declared: false,
     }
 }
 

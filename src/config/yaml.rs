@@ -7,6 +7,7 @@ use std::path::Path;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::options::{self, POLICY_ARNS, PROFILES_KEY, Yaml};
+use super::outputs;
 use super::sources::{Problems, RawProfile, Source, Src, join, printable};
 use super::{MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH};
 
@@ -76,6 +77,10 @@ fn top_level(map: &Mapping, prefix: &str, out: &mut Source, problems: &mut Probl
         let origin = format!("{prefix}: {}", printable(&key));
         if key == PROFILES_KEY {
             out.profiles = parse_profiles(v, &origin, problems);
+            continue;
+        }
+        if key == outputs::OUTPUTS_KEY {
+            out.outputs = outputs::parse(v, &origin, problems);
             continue;
         }
         let Some(opt) = options::option(&key) else {

@@ -161,6 +161,7 @@ pub struct EndpointToken {
 impl std::fmt::Debug for EndpointToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndpointToken")
+            .field("set", &self.writer.set)
             .field("supplied", &self.supplied)
             .finish_non_exhaustive()
     }
@@ -199,6 +200,11 @@ impl EndpointToken {
         });
         this.write_copy()?;
         Ok(this)
+    }
+
+    /// The output set this token is for.
+    pub fn set(&self) -> &str {
+        &self.writer.set
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (Secret, Option<FileId>)> {

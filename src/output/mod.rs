@@ -14,12 +14,14 @@
 //! The module is split by concern: [`render`] (state to file contents),
 //! [`adopt`] (sessions left by an earlier run), [`Writer`] (writing, and
 //! the task that keeps the files current), [`Helper`] (the process-mode
-//! helper binary) and [`atomic`] (replacing one file).
+//! helper binary), [`Sets`] (one writer per output set, kept current by
+//! one task) and [`atomic`] (replacing one file).
 
 mod adopt;
 pub mod atomic;
 mod helper;
 mod render;
+mod sets;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -27,7 +29,8 @@ use std::time::Duration;
 
 pub use adopt::adopt;
 pub use helper::Helper;
-pub use render::{Rendered, ini_safe, render};
+pub use render::{Rendered, ini_safe, render, render_set};
+pub use sets::Sets;
 pub use writer::{WRITE_DEBOUNCE, WriteError, Writer};
 
 pub const CREDENTIALS_FILE: &str = "credentials";
@@ -98,6 +101,10 @@ pub struct ProfileStatus {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Status {
     pub version: u32,
+    /// The output set this directory is (only when the configuration
+    /// declares sets; absent for the one default set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<String>,
     pub profiles: Vec<ProfileStatus>,
     /// The first problems of the configuration file the last reload
     /// refused (the running configuration was kept); absent once a reload

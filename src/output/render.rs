@@ -40,10 +40,23 @@ pub fn render(
     output_dir: &Path,
     now: SystemTime,
 ) -> Rendered {
+    render_set(states, rejected_config, output_dir, None, now)
+}
+
+/// [`render`] for the output set `set` (named in `status.json` when given:
+/// only when the configuration declares sets).
+pub fn render_set(
+    states: &[&ProfileState],
+    rejected_config: &[String],
+    output_dir: &Path,
+    set: Option<&str>,
+    now: SystemTime,
+) -> Rendered {
     let mut credentials = String::from(HEADER);
     let mut config = String::from(HEADER);
     let mut status = Status {
         version: 1,
+        set: set.map(str::to_owned),
         profiles: Vec::new(),
         rejected_config: rejected_config.to_vec(),
     };

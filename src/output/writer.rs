@@ -3,22 +3,24 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    CONFIG_FILE, CREDENTIALS_FILE, Helper, PROCESS_FILE, RECHECK_INTERVAL, STATUS_FILE, atomic,
-    render,
-};
-use crate::config::Config;
+use super::{CONFIG_FILE, CREDENTIALS_FILE, Helper, PROCESS_FILE, STATUS_FILE, atomic, render_set};
+use crate::config::{Config, OutputSet};
 use crate::schedule;
 use crate::state::{ProfileState, Shared};
 
-/// Writes the outputs of one configuration.
+/// Writes the outputs of one output set: only its members' profiles
+/// ([`Shared::snapshot_of`]).
 #[derive(Clone, Debug)]
 pub struct Writer {
+    /// The output set written (its members are kept in [`Shared`]).
+    pub set: String,
+    /// Whether `status.json` names the set (only when sets are declared).
+    pub show_set: bool,
     pub dir: PathBuf,
     /// The output dir as the application sees it.
     pub app_dir: PathBuf,
@@ -44,6 +46,8 @@ impl Writer {
     #[cfg(test)]
     pub(crate) fn for_dir(dir: &std::path::Path) -> Writer {
         Writer {
+            set: crate::config::DEFAULT_SET.into(),
+            show_set: false,
             dir: dir.to_owned(),
             app_dir: dir.to_owned(),
             mode: crate::config::DEFAULT_FILE_MODE,
@@ -51,10 +55,19 @@ impl Writer {
         }
     }
 
+    /// The writer of the configuration's first output set (the only one
+    /// without declared sets).
     pub fn new(config: &Config) -> Writer {
+        Writer::for_set(config, &config.outputs[0])
+    }
+
+    /// The writer of output set `set` of `config`.
+    pub fn for_set(config: &Config, set: &OutputSet) -> Writer {
         Writer {
-            dir: config.output_dir.clone(),
-            app_dir: config.app_output_dir.clone(),
+            set: set.name.clone(),
+            show_set: config.declared_sets(),
+            dir: set.dir.clone(),
+            app_dir: set.app_dir.clone(),
             mode: config.file_mode,
             jitter: schedule::random_jitter,
         }
@@ -104,10 +117,23 @@ impl Writer {
     /// changed. Tries every file even when one fails. Returns how many files
     /// it replaced or removed.
     pub fn write(&self, shared: &Shared, now: SystemTime) -> Result<usize, WriteError> {
+        let result = self.write_files(shared, now);
+        shared.record_outputs_written(result.is_ok(), now);
+        result
+    }
+
+    /// [`Writer::write`] without recording the outcome (the caller records
+    /// the outcome of every set's write).
+    pub(crate) fn write_files(
+        &self,
+        shared: &Shared,
+        now: SystemTime,
+    ) -> Result<usize, WriteError> {
         let rendered = {
-            let states = shared.snapshot();
+            let states = shared.snapshot_of(&self.set);
             let states: Vec<&ProfileState> = states.iter().collect();
-            render(&states, &shared.rejected_config(), &self.app_dir, now)
+            let set = self.show_set.then_some(self.set.as_str());
+            render_set(&states, &shared.rejected_config(), &self.app_dir, set, now)
         };
         let mut first_error = None;
         let mut written = 0;
@@ -137,12 +163,11 @@ impl Writer {
                         path: self.dir.join(file),
                         source,
                     };
-                    tracing::error!(file, error = %e, "write failed");
+                    tracing::error!(file, set = %self.set, error = %e, "write failed");
                     first_error.get_or_insert(e);
                 }
             }
         }
-        shared.record_outputs_written(first_error.is_none(), now);
         first_error.map_or(Ok(written), Err)
     }
 
@@ -156,7 +181,7 @@ impl Writer {
     ///
     /// Every pass also checks the process-mode helper ([`Writer::check_helper`]),
     /// so a helper replaced from outside is restored within
-    /// [`RECHECK_INTERVAL`].
+    /// [`RECHECK_INTERVAL`](super::RECHECK_INTERVAL).
     pub async fn run(self, shared: Arc<Shared>, helper: Arc<Helper>, shutdown: CancellationToken) {
         self.keep_current(shared, helper, shutdown, &AtomicUsize::new(0))
             .await
@@ -171,32 +196,9 @@ impl Writer {
         shutdown: CancellationToken,
         written: &AtomicUsize,
     ) {
-        let mut failures: u32 = 0;
-        loop {
-            let now = shared.now();
-            if let Err(e) = self.check_helper(&helper) {
-                tracing::error!(error = %e, "cannot reinstall the credential_process helper");
-            }
-            let wait = match self.write(&shared, now) {
-                Ok(files) => {
-                    written.fetch_add(files, Ordering::Relaxed);
-                    failures = 0;
-                    shared
-                        .next_expiry(now)
-                        .map_or(RECHECK_INTERVAL, |d| d.min(RECHECK_INTERVAL))
-                }
-                Err(_) => {
-                    let d = schedule::backoff(failures, (self.jitter)());
-                    failures = failures.saturating_add(1);
-                    d
-                }
-            };
-            tokio::select! {
-                _ = state_changed(&shared) => settle(&shared, &shutdown).await,
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => return,
-            }
-        }
+        super::Sets::from_writers(vec![(self, helper)])
+            .keep_current(shared, shutdown, written)
+            .await
     }
 }
 
@@ -214,7 +216,7 @@ pub const WRITE_DEBOUNCE: Duration = Duration::from_millis(50);
 /// then takes the wake-ups that arrived meanwhile, since the render that
 /// follows includes them. A change after that render wakes the writer again:
 /// none is lost.
-async fn settle(shared: &Shared, shutdown: &CancellationToken) {
+pub(super) async fn settle(shared: &Shared, shutdown: &CancellationToken) {
     tokio::select! {
         _ = tokio::time::sleep(WRITE_DEBOUNCE) => {}
         _ = shutdown.cancelled() => {}
@@ -223,7 +225,7 @@ async fn settle(shared: &Shared, shutdown: &CancellationToken) {
 }
 
 /// Resolves when the state changed since the last render.
-async fn state_changed(shared: &Shared) {
+pub(super) async fn state_changed(shared: &Shared) {
     shared.write_requested().await
 }
 

@@ -27,7 +27,8 @@ pub(super) fn finish(
 ) -> Answer {
     match done {
         Ok(Ok(new)) => {
-            if let Err(e) = install_helper_if_needed(&core.writer, &core.helper, &new, opts) {
+            apply_members(core, &new);
+            if let Err(e) = install_helper_if_needed(&core.sets, &core.shared, &new, opts) {
                 tracing::error!(error = %e, "cannot install the credential_process helper");
             }
             let running = tasks
@@ -57,6 +58,20 @@ pub(super) fn finish(
             core.shared.record_config_rejected(problems.clone());
             Answer::refused(problems)
         }
+    }
+}
+
+/// Applies the output sets' new members (a reload may move a profile from
+/// one container's set to another's); sets added or removed only take
+/// effect after a restart (their volumes are in the pod spec).
+fn apply_members(core: &Core, new: &Config) {
+    let (added, gone) = core.sets.publish_members(&core.shared, new);
+    if !added.is_empty() || !gone.is_empty() {
+        tracing::warn!(
+            added = %added.join(","),
+            removed = %gone.join(","),
+            "output sets only change after a restart; the running sets are kept (their members are updated)"
+        );
     }
 }
 

@@ -278,3 +278,28 @@ fn a_control_socket_must_be_absolute_short_and_outside_the_output_dir() {
         "{p:#?}"
     );
 }
+
+#[test]
+fn a_control_socket_inside_an_output_sets_dir_is_refused() {
+    let (_f, mut flags) = yaml(&format!(
+        "region: eu-west-1\nprofiles:\n  reader: {ARN_A}\n\
+         outputs:\n  app: {{dir: /run/rolecall, profiles: [reader]}}\n"
+    ));
+    let p = problems(Config::load(&flags, &Env::new()));
+    assert!(
+        has(
+            &p,
+            "control_socket (default)",
+            "inside output set app's dir"
+        ),
+        "{p:#?}"
+    );
+    flags.control_socket = Some("/run/ctl/control.sock".into());
+    assert!(Config::load(&flags, &Env::new()).is_ok());
+    flags.control_socket = Some("/run/rolecall/x/control.sock".into());
+    let p = problems(Config::load(&flags, &Env::new()));
+    assert!(
+        has(&p, "--control-socket", "inside output set app's dir"),
+        "{p:#?}"
+    );
+}

@@ -1,0 +1,280 @@
+//! The output sets at run time: one [`Writer`] per set (each its own
+//! directory, for one application container), kept current by one task.
+//! A set's files hold only its members' profiles; membership lives in
+//! [`Shared`] (a reload changes it). One set's failed write is logged with
+//! its set and retried with backoff; it never stops the others' writes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
+
+use super::writer::{settle, state_changed};
+use super::{Helper, RECHECK_INTERVAL, WriteError, Writer};
+use crate::config::{Config, CredentialsMode, Profile};
+use crate::schedule;
+use crate::session::Session;
+use crate::state::Shared;
+
+/// The writers of every output set, each with its process-mode helper.
+#[derive(Clone, Debug)]
+pub struct Sets {
+    writers: Vec<(Writer, Arc<Helper>)>,
+}
+
+impl Sets {
+    /// A writer per output set of `config`, with `jitter` for the backoff.
+    pub fn new(config: &Config, jitter: schedule::Jitter) -> Sets {
+        Sets::from_writers(
+            config
+                .outputs
+                .iter()
+                .map(|s| {
+                    let w = Writer::for_set(config, s).with_jitter(jitter);
+                    (w, Arc::new(Helper::default()))
+                })
+                .collect(),
+        )
+    }
+
+    pub fn from_writers(writers: Vec<(Writer, Arc<Helper>)>) -> Sets {
+        Sets { writers }
+    }
+
+    /// The writers, in set-name order.
+    pub fn writers(&self) -> impl Iterator<Item = &Writer> {
+        self.writers.iter().map(|(w, _)| w)
+    }
+
+    /// Prepares every set's directory ([`Writer::prepare`]).
+    pub fn prepare(&self) -> Result<(), WriteError> {
+        self.writers.iter().try_for_each(|(w, _)| w.prepare())
+    }
+
+    /// Publishes each running set's members from `config` into `shared`.
+    /// Sets `config` no longer has keep their members; returns, for the
+    /// log, the sets `config` names that are not running and the running
+    /// ones it does not name (both only take effect after a restart).
+    pub fn publish_members(&self, shared: &Shared, config: &Config) -> (Vec<String>, Vec<String>) {
+        for (w, _) in &self.writers {
+            if let Some(set) = config.output_set(&w.set) {
+                shared.set_members(&w.set, set.profiles.iter().cloned());
+            }
+        }
+        let running = |name: &str| self.writers().any(|w| w.set == name);
+        let new = config
+            .outputs
+            .iter()
+            .filter(|s| !running(&s.name))
+            .map(|s| s.name.clone())
+            .collect();
+        let gone = self
+            .writers()
+            .filter(|w| config.output_set(&w.set).is_none())
+            .map(|w| w.set.clone())
+            .collect();
+        (new, gone)
+    }
+
+    /// Installs `binary` as the process-mode helper in each set that holds
+    /// a process-mode profile of `config` (and stops checking it in the
+    /// others). Tries every set; returns the first error.
+    pub fn install_helpers(
+        &self,
+        shared: &Shared,
+        config: &Config,
+        binary: &Path,
+    ) -> Result<(), WriteError> {
+        let mut first = None;
+        for (w, helper) in &self.writers {
+            let needs = config.profiles.iter().any(|p| {
+                p.credentials == CredentialsMode::Process && shared.in_set(&w.set, &p.name)
+            });
+            if !needs {
+                helper.forget();
+            } else if let Err(e) = w.install_tracked_helper(binary, helper) {
+                tracing::error!(set = %w.set, error = %e, "cannot install the credential_process helper");
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// The still-valid sessions an earlier run left in the sets' dirs, each
+    /// adopted only for a profile of the set it was found in ([`super::adopt`]);
+    /// the latest-expiring one when several sets hold one.
+    pub fn adopt(
+        &self,
+        shared: &Shared,
+        profiles: &[Arc<Profile>],
+        now: SystemTime,
+    ) -> BTreeMap<String, Session> {
+        let mut out: BTreeMap<String, Session> = BTreeMap::new();
+        for w in self.writers() {
+            let members: Vec<Arc<Profile>> = profiles
+                .iter()
+                .filter(|p| shared.in_set(&w.set, &p.name))
+                .cloned()
+                .collect();
+            for (name, s) in super::adopt(&w.dir, &members, now) {
+                if out.get(&name).is_none_or(|o| o.expiration < s.expiration) {
+                    out.insert(name, s);
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes every set ([`Writer::write_files`]), even when one fails;
+    /// records whether all succeeded. Returns how many files were replaced
+    /// or removed, or the first error.
+    pub fn write(&self, shared: &Shared, now: SystemTime) -> Result<usize, WriteError> {
+        let mut first = None;
+        let mut written = 0;
+        for (w, _) in &self.writers {
+            match w.write_files(shared, now) {
+                Ok(n) => written += n,
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        shared.record_outputs_written(first.is_none(), now);
+        first.map_or(Ok(written), Err)
+    }
+
+    /// Keeps every set's outputs current until `shutdown` (see
+    /// [`Writer::run`]).
+    pub async fn run(self, shared: Arc<Shared>, shutdown: CancellationToken) {
+        self.keep_current(shared, shutdown, &AtomicUsize::new(0))
+            .await
+    }
+
+    /// [`Sets::run`], adding the number of files each pass replaced or
+    /// removed to `written`.
+    pub(crate) async fn keep_current(
+        self,
+        shared: Arc<Shared>,
+        shutdown: CancellationToken,
+        written: &AtomicUsize,
+    ) {
+        let jitter = self
+            .writers
+            .first()
+            .map_or(schedule::random_jitter as schedule::Jitter, |(w, _)| {
+                w.jitter
+            });
+        let mut failures: u32 = 0;
+        loop {
+            let now = shared.now();
+            for (w, helper) in &self.writers {
+                if let Err(e) = w.check_helper(helper) {
+                    tracing::error!(set = %w.set, error = %e, "cannot reinstall the credential_process helper");
+                }
+            }
+            let wait = match self.write(&shared, now) {
+                Ok(files) => {
+                    written.fetch_add(files, Ordering::Relaxed);
+                    failures = 0;
+                    shared
+                        .next_expiry(now)
+                        .map_or(RECHECK_INTERVAL, |d| d.min(RECHECK_INTERVAL))
+                }
+                Err(_) => {
+                    let d = schedule::backoff(failures, jitter());
+                    failures = failures.saturating_add(1);
+                    d
+                }
+            };
+            tokio::select! {
+                _ = state_changed(&shared) => settle(&shared, &shutdown).await,
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Env, Flags};
+
+    fn config(root: &Path) -> Config {
+        let yaml = format!(
+            "region: eu-west-1\nprofiles:\n  a: arn:aws:iam::111122223333:role/a\n  b: arn:aws:iam::111122223333:role/b\noutputs:\n  one: {{ dir: {}, profiles: [a] }}\n  two: {{ dir: {}, profiles: [b] }}\n",
+            root.join("one").display(),
+            root.join("two").display()
+        );
+        Config::load_text(
+            &Flags::default(),
+            &Env::new(),
+            Path::new("c.yaml"),
+            yaml.as_bytes(),
+        )
+        .unwrap()
+    }
+
+    /// A credentials file as rolecall writes it, with a session for each of
+    /// `names` expiring at `exp`.
+    fn credentials(names: &[&str], exp: SystemTime) -> String {
+        let mut s = String::new();
+        for n in names {
+            s += &format!(
+                "# arn:aws:iam::111122223333:role/{n} expires {}\n[{n}]\naws_access_key_id = ASIA{n}\naws_secret_access_key = secret{n}\naws_session_token = token{n}\n",
+                crate::session::format_time(exp)
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn a_session_left_in_a_set_s_dir_is_adopted_only_for_that_set_s_profiles() {
+        let root = tempfile::tempdir().unwrap();
+        let c = config(root.path());
+        let shared = Shared::new();
+        let sets = Sets::new(&c, schedule::random_jitter);
+        sets.prepare().unwrap();
+        sets.publish_members(&shared, &c);
+        let now = SystemTime::now();
+        let exp = now + Duration::from_secs(3000);
+        // Set one's dir holds a session for b too (b was moved to set two
+        // since): it is not adopted from there.
+        std::fs::write(
+            root.path().join("one/credentials"),
+            credentials(&["a", "b"], exp),
+        )
+        .unwrap();
+        let profiles: Vec<Arc<Profile>> = c.profiles.iter().cloned().map(Arc::new).collect();
+        let adopted = sets.adopt(&shared, &profiles, now);
+        assert_eq!(adopted.keys().collect::<Vec<_>>(), ["a"]);
+        std::fs::write(
+            root.path().join("two/credentials"),
+            credentials(&["b"], exp),
+        )
+        .unwrap();
+        let adopted = sets.adopt(&shared, &profiles, now);
+        assert_eq!(adopted.keys().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn one_set_s_failed_write_does_not_stop_the_other_s() {
+        let root = tempfile::tempdir().unwrap();
+        let c = config(root.path());
+        let shared = Shared::new();
+        let sets = Sets::new(&c, schedule::random_jitter);
+        sets.prepare().unwrap();
+        sets.publish_members(&shared, &c);
+        // Set one's dir replaced by a file: its writes fail.
+        std::fs::remove_dir(root.path().join("one")).unwrap();
+        std::fs::write(root.path().join("one"), "not a dir").unwrap();
+        assert!(sets.write(&shared, SystemTime::now()).is_err());
+        assert!(!shared.outputs_written());
+        assert!(root.path().join("two/status.json").is_file());
+    }
+}

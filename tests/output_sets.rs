@@ -1,0 +1,545 @@
+//! Output sets (issue 12, item 2): each application container gets only its
+//! roles. A set's `credentials`, `config`, `status.json`,
+//! `credential-process.json` and helper hold only its own profiles; the
+//! endpoint's token picks the set and refuses (403) any other profile; a
+//! reload moves a profile between sets; and the configuration refuses sets
+//! that would leak or lose a profile.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rolecall::config::{Config, Env, Flags};
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn arn(name: &str) -> String {
+    format!("arn:aws:iam::111122223333:role/{name}")
+}
+
+/// The profiles every test configures: `svc` uses process mode.
+fn profiles_yaml() -> String {
+    format!(
+        "profiles:\n  reader: '{}'\n  writer: '{}'\n  logs: '{}'\n  svc: {{ role_arn: '{}', credentials: process }}\n",
+        arn("reader"),
+        arn("writer"),
+        arn("logs"),
+        arn("svc")
+    )
+}
+
+const ALL: [&str; 4] = ["logs", "reader", "svc", "writer"];
+
+/// The flags of an in-process sidecar reading `config`: no output dir (the
+/// sets name theirs), no health listener unless asked.
+fn flags(sb: &Sandbox, config: &Path) -> Flags {
+    Flags {
+        config: Some(config.to_owned()),
+        output_dir: None,
+        ..test_flags(&sb.sts, &sb.token, sb.out.path(), &[])
+    }
+}
+
+/// Two sets under `root`: `app` (reader, writer, svc; the app sees its dir
+/// at /app-view) and `shipper` (logs, reader).
+fn two_sets(root: &Path) -> String {
+    format!(
+        "{}outputs:\n  app: {{ dir: {}, app_dir: /app-view, profiles: [reader, writer, svc] }}\n  shipper: {{ dir: {}, profiles: [logs, reader] }}\n",
+        profiles_yaml(),
+        root.join("app").display(),
+        root.join("shipper").display()
+    )
+}
+
+/// What a reader of `dir` can find, by file: the profile names in
+/// `credentials` (sections with keys), `config`, `status.json` and
+/// `credential-process.json`, and every role ARN mentioned anywhere.
+struct Seen {
+    credentials: BTreeSet<String>,
+    config: BTreeSet<String>,
+    status: BTreeSet<String>,
+    process: BTreeSet<String>,
+    text: String,
+}
+
+fn seen(dir: &Path) -> Seen {
+    let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let credentials = parse_ini(&read("credentials")).into_keys().collect();
+    let config = parse_ini(&read("config"))
+        .into_keys()
+        .map(|k| k.trim_start_matches("profile ").to_owned())
+        .collect();
+    let status: serde_json::Value =
+        serde_json::from_str(&read("status.json")).unwrap_or(serde_json::Value::Null);
+    let status = status["profiles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect();
+    let process: serde_json::Value =
+        serde_json::from_str(&read("credential-process.json")).unwrap_or(serde_json::Value::Null);
+    let process = process["profiles"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let text = [
+        "credentials",
+        "config",
+        "status.json",
+        "credential-process.json",
+    ]
+    .map(read)
+    .join("\n");
+    Seen {
+        credentials,
+        config,
+        status,
+        process,
+        text,
+    }
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// Whether `dir`'s files hold exactly `members` (svc in process mode: in
+/// `config` and `credential-process.json`, not `credentials`).
+fn holds_exactly(dir: &Path, members: &[&str]) -> bool {
+    let s = seen(dir);
+    let file: Vec<&str> = members.iter().copied().filter(|m| *m != "svc").collect();
+    let process: Vec<&str> = members.iter().copied().filter(|m| *m == "svc").collect();
+    s.credentials == set(&file)
+        && s.config == set(members)
+        && s.status == set(members)
+        && s.process == set(&process)
+}
+
+/// Asserts that nothing of `profile` (its name as a section or entry, its
+/// role ARN) is in `dir`'s files.
+fn assert_absent(dir: &Path, profile: &str) {
+    let s = seen(dir);
+    for (what, names) in [
+        ("credentials", &s.credentials),
+        ("config", &s.config),
+        ("status.json", &s.status),
+        ("credential-process.json", &s.process),
+    ] {
+        assert!(
+            !names.contains(profile),
+            "{profile} is in {}/{what}",
+            dir.display()
+        );
+    }
+    assert!(
+        !s.text.contains(&arn(profile)),
+        "{profile}'s role is mentioned in {}",
+        dir.display()
+    );
+}
+
+#[tokio::test]
+async fn each_set_gets_only_its_profiles_through_every_file_and_the_endpoint() {
+    let sb = Sandbox::granting(Duration::from_secs(3600));
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = ConfigDir::plain(&format!(
+        "endpoint_addr: 127.0.0.1:{port}\n{}",
+        two_sets(root.path())
+    ));
+    let config = Config::load(&flags(&sb, &cfg.path()), &Env::new()).expect("valid sets");
+    let running = Running::start(config, test_options());
+    let app = root.path().join("app");
+    let shipper = root.path().join("shipper");
+    let members: [(&Path, &[&str]); 2] = [
+        (&app, &["reader", "svc", "writer"]),
+        (&shipper, &["logs", "reader"]),
+    ];
+    assert!(
+        wait_until(WAIT, || members.iter().all(|(d, m)| holds_exactly(d, m))).await,
+        "app: {:?} / shipper: {:?}",
+        seen(&app).status,
+        seen(&shipper).status
+    );
+
+    // A profile in two sets is in both, with the same live keys.
+    let key = |d: &Path| {
+        parse_ini(&fs::read_to_string(d.join("credentials")).unwrap())["reader"]["aws_access_key_id"].clone()
+    };
+    assert_eq!(key(&app), key(&shipper));
+    // The helper only where a process-mode profile is; its line uses the
+    // set's app_dir.
+    assert!(app.join("rolecall").is_file());
+    assert!(!shipper.join("rolecall").exists());
+    let app_config = fs::read_to_string(app.join("config")).unwrap();
+    assert!(
+        app_config
+            .contains("credential_process = /app-view/rolecall credential-process --profile svc"),
+        "{app_config}"
+    );
+    // status.json names its set; `rolecall status` shows it above the table.
+    for (dir, name) in [(&app, "app"), (&shipper, "shipper")] {
+        let v: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(dir.join("status.json")).unwrap()).unwrap();
+        assert_eq!(v["set"], name);
+        let out = rolecall_command()
+            .args(["status", "--output-dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with(&format!("output set {name}\n")), "{text}");
+    }
+
+    // One token per set, each in its own dir, all different.
+    let token = |d: &Path| fs::read_to_string(d.join("endpoint-token")).unwrap();
+    let (app_token, shipper_token) = (token(&app), token(&shipper));
+    assert_ne!(app_token, shipper_token);
+
+    // Every (set, profile) pair: a member is served, any other profile is
+    // in none of the set's files and refused by the endpoint with a 403
+    // that names no other set's profiles.
+    for (dir, own, tok, set_name) in [
+        (&app, &members[0].1, &app_token, "app"),
+        (&shipper, &members[1].1, &shipper_token, "shipper"),
+    ] {
+        for profile in ALL {
+            let (status, body) =
+                http_get(port, &format!("/v1/credentials/{profile}"), Some(tok)).await;
+            if own.contains(&profile) {
+                assert_eq!(status, 200, "{set_name}/{profile}: {body}");
+                continue;
+            }
+            assert_absent(dir, profile);
+            assert_eq!(status, 403, "{set_name}/{profile}: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["code"], "ProfileNotInSet", "{body}");
+            let message = v["message"].as_str().unwrap();
+            assert!(
+                message.contains(&format!("output set {set_name}")),
+                "{message}"
+            );
+            for other in ALL.iter().filter(|o| **o != profile) {
+                assert!(
+                    !message.contains(&format!("\"{other}\"")),
+                    "the refusal reveals {other}: {message}"
+                );
+            }
+        }
+    }
+    // A profile no set has gets the same 403 (not a 404 that would tell
+    // configured names apart), and a wrong token is refused as before.
+    let (status, _) = http_get(port, "/v1/credentials/nobody", Some(&shipper_token)).await;
+    assert_eq!(status, 403);
+    let (status, body) = http_get(port, "/v1/credentials/reader", Some(&"x".repeat(64))).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("InvalidToken"), "{body}");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn the_rejections_outside_a_set_are_counted() {
+    let sb = Sandbox::granting(Duration::from_secs(3600));
+    let root = tempfile::tempdir().unwrap();
+    let (port, health) = (free_port(), free_port());
+    let cfg = ConfigDir::plain(&format!(
+        "endpoint_addr: 127.0.0.1:{port}\n{}",
+        two_sets(root.path())
+    ));
+    let config = Config::load(
+        &Flags {
+            health_addr: Some(format!("127.0.0.1:{health}")),
+            ..flags(&sb, &cfg.path())
+        },
+        &Env::new(),
+    )
+    .unwrap();
+    let running = Running::start(config, test_options());
+    let token_file = root.path().join("shipper/endpoint-token");
+    assert!(wait_until(WAIT, || token_file.exists()).await);
+    let tok = fs::read_to_string(&token_file).unwrap();
+    for _ in 0..3 {
+        let (status, _) = http_get(port, "/v1/credentials/writer", Some(&tok)).await;
+        assert_eq!(status, 403);
+    }
+    let (_, metrics) = http_get(health, "/metrics", None).await;
+    assert!(
+        metrics.contains("rolecall_endpoint_rejected_requests_total{reason=\"not_in_set\"} 3"),
+        "{metrics}"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_supplied_token_per_set_is_used_and_the_other_set_keeps_its_own() {
+    let sb = Sandbox::granting(Duration::from_secs(3600));
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let supplied = "shipper-supplied-token-0123456789abcdef";
+    let secret = TokenDir::new(&format!("{supplied}\n"));
+    let yaml = two_sets(root.path()).replace(
+        "profiles: [logs, reader] }",
+        &format!(
+            "profiles: [logs, reader], endpoint_token_file: {} }}",
+            secret.path().display()
+        ),
+    );
+    let cfg = ConfigDir::plain(&format!("endpoint_addr: 127.0.0.1:{port}\n{yaml}"));
+    let config = Config::load(&flags(&sb, &cfg.path()), &Env::new()).unwrap();
+    let running = Running::start(config, test_options());
+    let copy = root.path().join("shipper/endpoint-token");
+    assert!(
+        wait_until(WAIT, || fs::read_to_string(&copy)
+            .is_ok_and(|t| t == supplied))
+        .await
+    );
+    assert!(
+        wait_until(WAIT, || holds_exactly(
+            &root.path().join("shipper"),
+            &["logs", "reader"]
+        ))
+        .await
+    );
+    let app_token = fs::read_to_string(root.path().join("app/endpoint-token")).unwrap();
+    assert_ne!(app_token, supplied);
+    let (status, body) = http_get(port, "/v1/credentials/logs", Some(supplied)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http_get(port, "/v1/credentials/logs", Some(&app_token)).await;
+    assert_eq!(
+        status, 403,
+        "the app's token does not get the shipper's profile"
+    );
+    let (status, _) = http_get(port, "/v1/credentials/writer", Some(supplied)).await;
+    assert_eq!(status, 403);
+    running.stop().await;
+}
+
+#[test]
+fn two_sets_supplied_the_same_token_are_refused_at_start() {
+    let sb = Sandbox::granting(Duration::from_secs(3600));
+    let root = tempfile::tempdir().unwrap();
+    let same = "the-same-token-in-two-files-0123456789";
+    let (a, b) = (root.path().join("a.token"), root.path().join("b.token"));
+    fs::write(&a, same).unwrap();
+    fs::write(&b, same).unwrap();
+    let yaml = format!(
+        "endpoint_addr: 127.0.0.1:{}\n{}outputs:\n  app: {{ dir: {}, profiles: [reader, writer, svc], endpoint_token_file: {} }}\n  shipper: {{ dir: {}, profiles: [logs], endpoint_token_file: {} }}\n",
+        free_port(),
+        profiles_yaml(),
+        root.path().join("app").display(),
+        a.display(),
+        root.path().join("shipper").display(),
+        b.display()
+    );
+    let cfg = ConfigDir::plain(&yaml);
+    let run = run_for(
+        rolecall_piped()
+            .env("ROLECALL_HEALTH_ADDR", "")
+            .args(["run", "--token-file"])
+            .arg(sb.token.path())
+            .args([
+                "--region",
+                "eu-west-1",
+                "--sts-endpoint",
+                &sb.sts.endpoint(),
+                "--config",
+            ])
+            .arg(cfg.path()),
+        WAIT,
+    );
+    run.assert_says(
+        1,
+        &["output sets app and shipper have the same endpoint token"],
+        "equal supplied tokens",
+    );
+    assert!(!run.all().contains(same), "the token is never shown");
+}
+
+#[test]
+fn bad_sets_exit_64_with_every_problem_and_check_lists_good_ones() {
+    let sb = Sandbox::granting(Duration::from_secs(3600));
+    let root = tempfile::tempdir().unwrap();
+    let check = |yaml: &str| {
+        let cfg = ConfigDir::plain(yaml);
+        run_for(
+            rolecall_piped()
+                .args(["check", "--token-file"])
+                .arg(sb.token.path())
+                .args([
+                    "--region",
+                    "eu-west-1",
+                    "--sts-endpoint",
+                    &sb.sts.endpoint(),
+                    "--config",
+                ])
+                .arg(cfg.path()),
+            WAIT,
+        )
+    };
+    let bad = format!(
+        "{}outputs:\n  Bad_Name: {{ dir: /x, profiles: [reader] }}\n  a: {{ dir: /aws, profiles: [reader, ghost, reader] }}\n  b: {{ dir: /aws/b, profiles: [] }}\n  c: {{ dir: relative, profiles: [logs], extra: 1 }}\n",
+        profiles_yaml()
+    );
+    let run = check(&bad);
+    run.assert_says(
+        64,
+        &[
+            "outputs.Bad_Name: \"Bad_Name\" is not a valid set name",
+            "outputs.a.profiles[1]: unknown profile \"ghost\"",
+            "outputs.a.profiles[2]: profile \"reader\" is listed twice",
+            "outputs.b.dir: is inside set a's dir /aws",
+            "outputs.b.profiles: is empty",
+            "outputs.c.dir: must be an absolute path",
+            "outputs.c.extra: unknown key `extra`",
+            "profiles.writer: profile \"writer\" is in no output set",
+            "profiles.svc: profile \"svc\" is in no output set",
+        ],
+        "bad sets",
+    );
+    let run = check(&format!("output_dir: /aws\n{}", two_sets(root.path())));
+    run.assert_says(
+        64,
+        &["output_dir: `outputs` is set", "remove output_dir"],
+        "output_dir beside outputs",
+    );
+    let run = check(&format!("{}outputs: {{}}\n", profiles_yaml()));
+    run.assert_says(64, &["outputs: declares no output set"], "empty outputs");
+
+    let run = check(&two_sets(root.path()));
+    let app = root.path().join("app");
+    let shipper = root.path().join("shipper");
+    for line in [
+        format!("output set app ({}): reader, svc, writer", app.display()),
+        format!("output set shipper ({}): logs, reader", shipper.display()),
+    ] {
+        assert!(run.stdout.contains(&line), "{line}\n{}", run.describe());
+    }
+    // Without sets, check says nothing new.
+    let run = check(&profiles_yaml());
+    assert!(!run.stdout.contains("output set"), "{}", run.describe());
+}
+
+/// A reload (here a ConfigMap swap, seen by the watcher) moves `logs` from
+/// the shipper's set to the app's: it leaves one container's files and
+/// appears in the other's. A changed dir needs a restart: logged, and the
+/// running dir is kept.
+#[test]
+fn a_reload_moves_a_profile_between_sets_and_a_new_dir_waits_for_a_restart() {
+    let sb = Sandbox::granting(Duration::from_secs(3600));
+    let root = tempfile::tempdir().unwrap();
+    let first = two_sets(root.path());
+    let cfg = ConfigDir::configmap(&first);
+    let app = root.path().join("app");
+    let shipper = root.path().join("shipper");
+    let sc = ChildSidecar::spawn_logging_to(
+        rolecall_command()
+            .env("ROLECALL_HEALTH_ADDR", "")
+            .args(["run", "--token-file"])
+            .arg(sb.token.path())
+            .args([
+                "--region",
+                "eu-west-1",
+                "--sts-endpoint",
+                &sb.sts.endpoint(),
+                "--config",
+            ])
+            .arg(cfg.path()),
+        &root.path().join("rolecall.log"),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert!(
+            wait_until(WAIT, || holds_exactly(&shipper, &["logs", "reader"])
+                && holds_exactly(&app, &["reader", "svc", "writer"]))
+            .await,
+            "{}",
+            sc.log()
+        );
+        let moved = first
+            .replace(
+                "profiles: [reader, writer, svc]",
+                "profiles: [reader, writer, svc, logs]",
+            )
+            .replace("profiles: [logs, reader]", "profiles: [reader]");
+        cfg.swap(&moved);
+        assert!(
+            wait_until(WAIT, || holds_exactly(&shipper, &["reader"])
+                && holds_exactly(&app, &["logs", "reader", "svc", "writer"]))
+            .await,
+            "{}",
+            sc.log()
+        );
+        assert_absent(&shipper, "logs");
+
+        // A new dir for the shipper, and writer moved to it: the dir waits
+        // for a restart, the membership is applied to the running dir.
+        let elsewhere = root.path().join("elsewhere");
+        let redir = moved
+            .replace(
+                &shipper.display().to_string(),
+                &elsewhere.display().to_string(),
+            )
+            .replace("profiles: [reader] }", "profiles: [reader, writer] }");
+        cfg.swap(&redir);
+        assert!(
+            wait_until(WAIT, || sc
+                .log()
+                .contains("only take effect after a restart")
+                && sc.log().contains("outputs"))
+            .await,
+            "{}",
+            sc.log()
+        );
+        assert!(
+            wait_until(WAIT, || holds_exactly(&shipper, &["reader", "writer"])).await,
+            "{}",
+            sc.log()
+        );
+        assert!(
+            !elsewhere.exists(),
+            "the new dir is only used after a restart"
+        );
+    });
+    drop(sc);
+}
+
+/// `rolecall once` (an init container) writes each set's dir with only its
+/// profiles too.
+#[test]
+fn once_writes_each_set_with_only_its_profiles() {
+    let root = tempfile::tempdir().unwrap();
+    let sb = Sandbox::granting(Duration::from_secs(3600));
+    let cfg = ConfigDir::plain(&two_sets(root.path()));
+    let run = run_for(
+        rolecall_piped()
+            .env("ROLECALL_HEALTH_ADDR", "")
+            .args(["once", "--token-file"])
+            .arg(sb.token.path())
+            .args([
+                "--region",
+                "eu-west-1",
+                "--sts-endpoint",
+                &sb.sts.endpoint(),
+                "--config",
+            ])
+            .arg(cfg.path()),
+        WAIT,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    let app: PathBuf = root.path().join("app");
+    let shipper: PathBuf = root.path().join("shipper");
+    assert!(holds_exactly(&app, &["reader", "svc", "writer"]));
+    assert!(holds_exactly(&shipper, &["logs", "reader"]));
+    for p in ["svc", "writer"] {
+        assert_absent(&shipper, p);
+    }
+    assert_absent(&app, "logs");
+}
