@@ -389,6 +389,7 @@ async fn endpoint_only_profiles_are_served_but_never_written_as_keys() {
         region: Some("eu-west-1".into()),
         sts_endpoint: Some(sts.endpoint()),
         health_addr: Some(String::new()),
+        control_socket: Some(String::new()), // no socket in the host's /run
         ..Flags::default()
     };
     let config = Config::load(&f, &Env::new()).unwrap();

@@ -88,6 +88,7 @@ impl Harness {
             sts_endpoint: Some(self.sts.endpoint()),
             session_name: Some("rolecall-test".into()),
             health_addr: Some(format!("127.0.0.1:{}", self.health_port)),
+            control_socket: Some(String::new()), // no socket in the host's /run
             ..Flags::default()
         }
     }

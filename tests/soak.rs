@@ -173,6 +173,7 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
         region: Some("eu-west-1".into()),
         sts_endpoint: Some(sts.endpoint()),
         health_addr: Some(format!("127.0.0.1:{health_port}")),
+        control_socket: Some(String::new()), // no socket in the host's /run
         ..Flags::default()
     };
     let config = Config::load(&flags, &Env::new()).unwrap();

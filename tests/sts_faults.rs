@@ -33,6 +33,7 @@ async fn outage(case: &str, fault: Reply) {
         region: Some("eu-west-1".into()),
         sts_endpoint: Some(sts.endpoint()),
         health_addr: Some(format!("127.0.0.1:{port}")),
+        control_socket: Some(String::new()), // no socket in the host's /run
         ..Flags::default()
     };
     let config = Config::load(&flags, &Env::new()).unwrap();

@@ -54,6 +54,7 @@ impl Sidecar {
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOSTNAME", "bench-pod")
+            .env("ROLECALL_CONTROL_SOCKET", "")
             .arg("run")
             .arg("--token-file")
             .arg(token)
