@@ -54,6 +54,7 @@ pub(crate) enum Command {
         profile: Option<String>,
         reply: oneshot::Sender<Answer>,
     },
+    Sets(oneshot::Sender<Answer>),
 }
 
 /// Serves the socket at `path` until `stop`; then removes it. Never fails
@@ -184,6 +185,7 @@ async fn carry_out(req: Request, commands: &mpsc::Sender<Command>) -> Answer {
     let cmd = match req {
         Request::Reload => Command::Reload(reply),
         Request::Refresh { profile } => Command::Refresh { profile, reply },
+        Request::Sets => Command::Sets(reply),
     };
     if commands.send(cmd).await.is_err() {
         return Answer::refused(vec!["the sidecar is stopping".into()]);
@@ -195,6 +197,22 @@ async fn carry_out(req: Request, commands: &mpsc::Sender<Command>) -> Answer {
             "no answer within {} s; see the sidecar's logs and rolecall status",
             ANSWER_TIMEOUT.as_secs()
         )]),
+    }
+}
+
+/// The answer to `sets`: each writer's set and directory.
+pub(crate) fn sets_answer<'a>(writers: impl Iterator<Item = &'a crate::output::Writer>) -> Answer {
+    let mut sets: Vec<protocol::SetDir> = writers
+        .map(|w| protocol::SetDir {
+            name: w.set.clone(),
+            dir: w.dir.display().to_string(),
+        })
+        .collect();
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    Answer {
+        ok: true,
+        sets: Some(sets),
+        ..Answer::default()
     }
 }
 

@@ -42,14 +42,21 @@ enum Command {
         #[command(flatten)]
         flags: Flags,
     },
-    /// Show the profiles in an output directory: role, expiry, last refresh, last error
+    /// Show the profiles in an output directory: role, expiry, last refresh,
+    /// last error. Without --output-dir, every output set of the sidecar
+    /// in this container (asked through its control socket), else
+    /// ROLECALL_OUTPUT_DIR or /aws
     Status {
-        /// The output directory [env: ROLECALL_OUTPUT_DIR; default: /aws]
+        /// The output directory [env: ROLECALL_OUTPUT_DIR; default: each set's, then /aws]
         #[arg(long, value_name = "DIR")]
         output_dir: Option<std::path::PathBuf>,
-        /// Print the status as JSON
+        /// Print the status as JSON (with several output sets, a list of
+        /// them)
         #[arg(long)]
         json: bool,
+        /// The sidecar's control socket, asked for its output sets [env: ROLECALL_CONTROL_SOCKET; default: /run/rolecall/control.sock]
+        #[arg(long, value_name = "PATH")]
+        control_socket: Option<std::path::PathBuf>,
     },
     /// Make the running sidecar in this container re-read its configuration
     /// (as SIGHUP does) and print what changed
@@ -117,11 +124,28 @@ fn main() -> ExitCode {
         Some(Command::Run(f)) => (false, f),
         Some(Command::Once(f)) => (true, f),
         Some(Command::Check { assume, flags }) => return check(&flags, &env, assume),
-        Some(Command::Status { output_dir, json }) => {
-            let dir = output_dir
-                .or_else(|| env.get("ROLECALL_OUTPUT_DIR").map(Into::into))
+        Some(Command::Status {
+            output_dir,
+            json,
+            control_socket,
+        }) => {
+            if let Some(dir) = output_dir {
+                return status(&[dir], json);
+            }
+            // The sidecar in this container knows its sets' dirs (unless
+            // its socket is disabled: ROLECALL_CONTROL_SOCKET="").
+            let disabled = control_socket.is_none()
+                && env
+                    .get("ROLECALL_CONTROL_SOCKET")
+                    .is_some_and(|v| v.is_empty());
+            if !disabled && let Some(dirs) = set_dirs(socket_path(control_socket, &env)) {
+                return status(&dirs, json);
+            }
+            let dir = env
+                .get("ROLECALL_OUTPUT_DIR")
+                .map(Into::into)
                 .unwrap_or_else(|| config::DEFAULT_OUTPUT_DIR.into());
-            return status(&dir, json);
+            return status(&[dir], json);
         }
         Some(Command::Reload { control }) => {
             return control_request(rolecall::control::protocol::Request::Reload, control, &env);
@@ -234,21 +258,70 @@ fn check(flags: &Flags, env: &config::Env, assume: bool) -> ExitCode {
     }
 }
 
-fn status(dir: &std::path::Path, json: bool) -> ExitCode {
-    match rolecall::status::read(dir) {
-        Ok(s) if json => {
-            println!("{}", rolecall::status::to_json(&s));
-            ExitCode::SUCCESS
-        }
-        Ok(s) => {
-            print!("{}", rolecall::status::table(&s, Clock::system().now()));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("rolecall: {e}");
-            ExitCode::from(EXIT_FAILURE)
+/// The status of each of `dirs` (one output set each): tables one after
+/// another, or JSON (one object, or a list of them with several sets). A
+/// set that cannot be read is reported and makes the exit 1; the others
+/// are still shown.
+fn status(dirs: &[std::path::PathBuf], json: bool) -> ExitCode {
+    let mut ok = true;
+    let mut read = Vec::new();
+    for dir in dirs {
+        match rolecall::status::read(dir) {
+            Ok(s) => read.push(s),
+            Err(e) => {
+                eprintln!("rolecall: {e}");
+                ok = false;
+            }
         }
     }
+    if json {
+        match read.as_slice() {
+            [one] if dirs.len() == 1 => println!("{}", rolecall::status::to_json(one)),
+            [] => {}
+            many => println!(
+                "[{}]",
+                many.iter()
+                    .map(rolecall::status::to_json)
+                    .collect::<Vec<_>>()
+                    .join(",\n")
+            ),
+        }
+    } else {
+        let now = Clock::system().now();
+        let tables: Vec<String> = read
+            .iter()
+            .map(|s| rolecall::status::table(s, now))
+            .collect();
+        print!("{}", tables.join("\n"));
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+/// The control socket: the flag, else `ROLECALL_CONTROL_SOCKET`, else the
+/// default.
+fn socket_path(flag: Option<std::path::PathBuf>, env: &config::Env) -> std::path::PathBuf {
+    flag.or_else(|| {
+        env.get("ROLECALL_CONTROL_SOCKET")
+            .filter(|v| !v.is_empty())
+            .map(Into::into)
+    })
+    .unwrap_or_else(|| config::DEFAULT_CONTROL_SOCKET.into())
+}
+
+/// The output sets' dirs, as the sidecar at `socket` names them; `None`
+/// when no sidecar answers there (status then reads the output dir).
+fn set_dirs(socket: std::path::PathBuf) -> Option<Vec<std::path::PathBuf>> {
+    use rolecall::control::{client, protocol::Request};
+    if !socket.exists() {
+        return None;
+    }
+    let (answer, _) = client::call(&socket, &Request::Sets).ok()?;
+    let sets = answer.sets.filter(|s| answer.ok && !s.is_empty())?;
+    Some(sets.into_iter().map(|s| s.dir.into()).collect())
 }
 
 /// `rolecall reload` and `rolecall refresh`: one request to the sidecar's
@@ -260,14 +333,7 @@ fn control_request(
     env: &config::Env,
 ) -> ExitCode {
     use rolecall::control::client;
-    let path = args
-        .control_socket
-        .or_else(|| {
-            env.get("ROLECALL_CONTROL_SOCKET")
-                .filter(|v| !v.is_empty())
-                .map(Into::into)
-        })
-        .unwrap_or_else(|| config::DEFAULT_CONTROL_SOCKET.into());
+    let path = socket_path(args.control_socket, env);
     match client::call(&path, &req) {
         Ok((answer, line)) => {
             let code = client::exit_code(&answer);

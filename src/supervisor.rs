@@ -319,6 +319,9 @@ pub async fn run(
                     let manual = tasks.iter().map(|(n, t)| (n.clone(), t.manual.clone())).collect();
                     control::refresh(manual, profile, core.shared.clone(), reply);
                 }
+                control::Command::Sets(reply) => {
+                    let _ = reply.send(control::sets_answer(core.sets.writers()));
+                }
             },
             done = async { reloading.as_mut().expect("guarded").await }, if reloading.is_some() => {
                 reloading = reload_again.then(start_reload);

@@ -290,6 +290,38 @@ async fn no_sidecar_at_the_socket_is_exit_1_with_what_to_check() {
 }
 
 #[tokio::test]
+async fn status_asks_the_sidecar_for_its_output_dir_and_falls_back_to_the_default() {
+    let s = Sidecar::start(FakeSts::granting(Duration::from_secs(3600)), None, None);
+    s.wait_for(&["reader", "writer"]).await;
+    assert!(wait_until_real(WAIT, || s.sock.exists()).await);
+    // Without --output-dir: the sidecar's one (default) set, as --output-dir
+    // would show it, with no set header.
+    let asked = client(&s.sock, &["status"]).await;
+    assert_eq!(asked.code, Some(0), "{}", asked.describe());
+    assert!(!asked.stdout.contains("output set"), "{}", asked.stdout);
+    let mut cmd = rolecall_piped();
+    cmd.args(["status", "--output-dir"]).arg(s.out.path());
+    let direct = blocking(move || run_for(&mut cmd, Duration::from_secs(30))).await;
+    let rows = |t: &str| {
+        t.lines()
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&asked.stdout), rows(&direct.stdout));
+    s.running.stop().await;
+    // No sidecar answers: the output dir of the environment, as before.
+    let gone = tempfile::tempdir().unwrap();
+    let mut cmd = rolecall_piped();
+    cmd.arg("status")
+        .arg("--control-socket")
+        .arg(gone.path().join("control.sock"))
+        .env("ROLECALL_OUTPUT_DIR", s.out.path());
+    let fallback = blocking(move || run_for(&mut cmd, Duration::from_secs(30))).await;
+    assert_eq!(fallback.code, Some(0), "{}", fallback.describe());
+    assert_eq!(rows(&fallback.stdout), rows(&direct.stdout));
+}
+
+#[tokio::test]
 async fn the_socket_is_0600_in_a_private_directory_and_removed_at_a_clean_stop() {
     let s = Sidecar::start(FakeSts::granting(Duration::from_secs(3600)), None, None);
     assert!(wait_until_real(WAIT, || s.sock.exists()).await);

@@ -196,6 +196,26 @@ async fn each_set_gets_only_its_profiles_through_every_file_and_the_endpoint() {
         assert!(text.starts_with(&format!("output set {name}\n")), "{text}");
     }
 
+    // Process mode: the app set's helper prints its own process profile,
+    // and nothing for a profile of another set.
+    let helper = |profile: &str| {
+        std::process::Command::new(app.join("rolecall"))
+            .args(["credential-process", "--profile", profile])
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let svc = helper("svc");
+    assert!(
+        svc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&svc.stderr)
+    );
+    assert!(String::from_utf8_lossy(&svc.stdout).contains("\"AccessKeyId\""));
+    let logs = helper("logs");
+    assert!(!logs.status.success(), "logs is the shipper's");
+    assert!(logs.stdout.is_empty());
+
     // One token per set, each in its own dir, all different.
     let token = |d: &Path| fs::read_to_string(d.join("endpoint-token")).unwrap();
     let (app_token, shipper_token) = (token(&app), token(&shipper));
@@ -542,4 +562,64 @@ fn once_writes_each_set_with_only_its_profiles() {
         assert_absent(&shipper, p);
     }
     assert_absent(&app, "logs");
+}
+
+/// `kubectl exec POD -c rolecall -- /rolecall status`: without
+/// `--output-dir`, the sidecar in the container names its sets through the
+/// control socket and every set's table is shown (JSON: a list).
+#[tokio::test]
+async fn status_through_the_control_socket_shows_every_set() {
+    let sb = Sandbox::granting(Duration::from_secs(3600));
+    let root = tempfile::tempdir().unwrap();
+    let cfg = ConfigDir::plain(&two_sets(root.path()));
+    let sock = root.path().join("run/control.sock");
+    let f = Flags {
+        control_socket: Some(sock.display().to_string()),
+        ..flags(&sb, &cfg.path())
+    };
+    let running = Running::start(Config::load(&f, &Env::new()).unwrap(), test_options());
+    let app = root.path().join("app");
+    let shipper = root.path().join("shipper");
+    assert!(
+        wait_until(WAIT, || holds_exactly(&app, &["reader", "svc", "writer"])
+            && holds_exactly(&shipper, &["logs", "reader"])
+            && sock.exists())
+        .await
+    );
+    let status = |json: bool| {
+        let mut cmd = rolecall_piped();
+        cmd.arg("status").arg("--control-socket").arg(&sock);
+        if json {
+            cmd.arg("--json");
+        }
+        tokio::task::spawn_blocking(move || run_for(&mut cmd, Duration::from_secs(30)))
+    };
+    let text = status(false).await.unwrap();
+    assert_eq!(text.code, Some(0), "{}", text.describe());
+    let app_at = text.stdout.find("output set app\n").expect("the app set");
+    let shipper_at = text
+        .stdout
+        .find("output set shipper\n")
+        .expect("the shipper set");
+    assert!(app_at < shipper_at, "{}", text.stdout);
+    for p in ["reader", "svc", "writer"] {
+        assert!(
+            text.stdout[app_at..shipper_at].contains(p),
+            "{}",
+            text.stdout
+        );
+    }
+    assert!(!text.stdout[app_at..shipper_at].contains("logs"));
+    assert!(text.stdout[shipper_at..].contains("logs"));
+    let json = status(true).await.unwrap();
+    assert_eq!(json.code, Some(0), "{}", json.describe());
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let sets: Vec<&str> = v
+        .as_array()
+        .expect("a list, one status per set")
+        .iter()
+        .map(|s| s["set"].as_str().unwrap())
+        .collect();
+    assert_eq!(sets, ["app", "shipper"]);
+    running.stop().await;
 }

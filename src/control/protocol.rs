@@ -5,6 +5,7 @@
 //! {"op":"reload"}
 //! {"op":"refresh","profile":null}      every profile
 //! {"op":"refresh","profile":"reader"}  one
+//! {"op":"sets"}                        the output sets and their dirs
 //! ```
 //!
 //! Answers never hold a key, a session token or the pod's token: only
@@ -29,6 +30,8 @@ pub enum Request {
         #[serde(default)]
         profile: Option<String>,
     },
+    /// The output sets and their directories (what `rolecall status` reads).
+    Sets,
 }
 
 impl Request {
@@ -38,7 +41,7 @@ impl Request {
         let text = std::str::from_utf8(line).map_err(|_| "the request is not UTF-8".to_owned())?;
         let bad = |e: String| {
             format!(
-                "the request is not one of {{\"op\":\"reload\"}} or {{\"op\":\"refresh\",\"profile\":null|\"NAME\"}}: {e}"
+                "the request is not one of {{\"op\":\"reload\"}}, {{\"op\":\"refresh\",\"profile\":null|\"NAME\"}} or {{\"op\":\"sets\"}}: {e}"
             )
         };
         // An object only (serde would also take a tagged enum as a list).
@@ -80,6 +83,10 @@ pub struct Answer {
     /// A refresh: one entry per profile asked for, in name order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiles: Option<Vec<ProfileResult>>,
+    /// `sets`: each output set's name and directory, by name (one set,
+    /// `default`, without declared sets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sets: Option<Vec<SetDir>>,
     /// Why the request failed (`origin: message` for a refused reload).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
@@ -108,6 +115,13 @@ impl Answer {
         s.push('\n');
         s
     }
+}
+
+/// One output set, as the `sets` answer names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetDir {
+    pub name: String,
+    pub dir: String,
 }
 
 /// What a refresh did for one profile.
@@ -163,7 +177,12 @@ mod tests {
                 profile: Some("reader".into())
             })
         );
-        for r in [Request::Reload, Request::Refresh { profile: None }] {
+        assert_eq!(Request::parse(br#"{"op":"sets"}"#), Ok(Request::Sets));
+        for r in [
+            Request::Reload,
+            Request::Refresh { profile: None },
+            Request::Sets,
+        ] {
             let line = r.to_line();
             assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
             assert_eq!(Request::parse(line.trim_end().as_bytes()), Ok(r));
