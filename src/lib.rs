@@ -7,8 +7,8 @@
 //! and never sees the token.
 //!
 //! ```text
-//!                       SIGHUP/SIGUSR1            SIGTERM
-//!   signal ────────────▶ supervisor ◀──────────── shutdown future
+//!   SIGHUP/SIGUSR1, control socket (reload, refresh)    SIGTERM
+//!   signal, control ───▶ supervisor ◀──────────── shutdown future
 //!                          │ spawns, reloads (reload::plan), stops
 //!   watch (notify on the   ├──────────────┬───────────────┐
 //!   token dir + 60 s poll) ▼              ▼               ▼
@@ -76,6 +76,14 @@
 //! - `fsread` is the one way any file is read (regular, non-blocking,
 //!   capped; never through a link in the output dir); `ratelimit` keeps
 //!   floods to a log line per interval; `sys` holds the only unsafe calls.
+//! - [`output`] writes one directory per output set (`output::Sets`):
+//!   each app container mounts only its set's volume, and the endpoint's
+//!   token of a set is served only that set's profiles.
+//! - [`control`] is the control socket of `rolecall reload`, `refresh` and
+//!   `status` (through `kubectl exec`: the image has no shell to send a
+//!   signal), and its client.
+//! - [`tls`] is the trust for STS calls: the platform's roots plus a
+//!   checked `ca_bundle`, and the name of a refused certificate.
 //! - [`logging`] builds the `RUST_LOG` filter that keeps secrets out of
 //!   every level; [`status`] and [`check`] are the `status` and `check`
 //!   commands.
