@@ -28,10 +28,22 @@ fn chained_policy(profile: &Profile, config: &Config) -> serde_json::Value {
         .and_then(|s| config.profile(s))
         .map(|s| s.role_arn.clone())
         .unwrap_or_default();
+    // Tags and a source identity need their own actions in the same
+    // statement (sts:TagSession, sts:SetSourceIdentity).
+    let extra = profile.extra_trust_actions();
+    let action = if extra.is_empty() {
+        json!("sts:AssumeRole")
+    } else {
+        json!(
+            std::iter::once("sts:AssumeRole")
+                .chain(extra)
+                .collect::<Vec<_>>()
+        )
+    };
     let mut statement = json!({
         "Effect": "Allow",
         "Principal": { "AWS": source },
-        "Action": "sts:AssumeRole",
+        "Action": action,
     });
     if let Some(id) = &profile.external_id {
         statement["Condition"] = json!({ "StringEquals": { "sts:ExternalId": id } });
@@ -140,6 +152,22 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Re
                 "  chained from profile {}: the role's trust policy must allow sts:AssumeRole by the source role:",
                 p.source_profile.as_deref().unwrap_or_default()
             );
+            let extra = p.extra_trust_actions();
+            if !extra.is_empty() {
+                let _ = writeln!(
+                    text,
+                    "  it sends {}: the trust policy must also allow {}",
+                    [
+                        (!p.tags.is_empty() || p.kubernetes_tags).then_some("session tags"),
+                        p.source_identity.as_ref().map(|_| "a source identity"),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                    extra.join(" and ")
+                );
+            }
             chained_policy(p, config)
         } else {
             let _ = writeln!(
@@ -158,7 +186,10 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Re
         }
         let result = match &p.source_profile {
             Some(src) => match sessions.iter().find(|(n, _)| n == src) {
-                Some((_, s)) => sts.assume_with_session(p, s).await,
+                Some((_, s)) => {
+                    sts.assume_with_session(p, s, Some(&token.claims.kubernetes))
+                        .await
+                }
                 None => {
                     let _ = writeln!(
                         text,

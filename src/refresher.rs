@@ -139,8 +139,22 @@ impl Refresher {
         let result = match &p.source_profile {
             Some(source) => match self.ctx.shared.session_for(source, self.ctx.clock.now()) {
                 Some(s) => {
+                    // kubernetes_tags: the pod's claims tag the session; a
+                    // token that cannot be read fails the attempt (nothing
+                    // is sent untagged).
+                    let kubernetes = if p.kubernetes_tags {
+                        match token::read_unchecked(&self.ctx.token_file) {
+                            Ok(t) => Some(t.claims.kubernetes),
+                            Err(e) => return (Err(e.into()), None),
+                        }
+                    } else {
+                        None
+                    };
                     self.source_used = Some(s.clone());
-                    self.ctx.sts.assume_with_session(&p, &s).await
+                    self.ctx
+                        .sts
+                        .assume_with_session(&p, &s, kubernetes.as_ref())
+                        .await
                 }
                 None => {
                     let source_profile = source.clone();

@@ -27,6 +27,7 @@ use crate::tls::CaBundle;
 
 pub mod codes;
 mod guard;
+pub mod tags;
 
 use codes::classify;
 pub use codes::classify_code;
@@ -260,11 +261,16 @@ impl Sts {
     }
 
     /// `AssumeRole` for `profile`, signed with the `source` session.
+    /// `AssumeRole` for `profile`, signed with `source`, with its session
+    /// tags (`kubernetes` holds the token's claims for `kubernetes_tags`)
+    /// and source identity.
     pub async fn assume_with_session(
         &self,
         profile: &Profile,
         source: &Session,
+        kubernetes: Option<&crate::token::KubernetesClaims>,
     ) -> Result<Assumed, StsError> {
+        let (tags, transitive) = tags::session_tags(profile, kubernetes);
         let credentials = aws_credential_types::Credentials::new(
             source.access_key_id.expose(),
             source.secret_access_key.expose(),
@@ -281,6 +287,9 @@ impl Sts {
             .set_external_id(profile.external_id.clone())
             .set_policy(profile.policy.clone())
             .set_policy_arns(descriptors(&profile.policy_arns))
+            .set_tags(tags::sdk_tags(&tags))
+            .set_transitive_tag_keys((!transitive.is_empty()).then_some(transitive))
+            .set_source_identity(profile.source_identity.clone())
             .customize()
             .config_override(aws_sdk_sts::Config::builder().credentials_provider(credentials))
             .send()

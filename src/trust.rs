@@ -94,7 +94,7 @@ pub fn hint(code: &str, profile: &Profile, claims: Option<&Claims>) -> Option<St
             profile.account()
         ),
         codes::MALFORMED_POLICY_DOCUMENT => "the session policy is not accepted by IAM: fix the profile's `policy`".into(),
-        codes::PACKED_POLICY_TOO_LARGE => "the session policies are too large: shorten `policy` or use fewer `policy_arns`".into(),
+        codes::PACKED_POLICY_TOO_LARGE => "the session policies and session tags share one packed size limit: shorten `policy`, use fewer `policy_arns`, or fewer or shorter `tags`".into(),
         codes::VALIDATION_ERROR => "STS rejected a parameter: check duration_seconds against the role's MaxSessionDuration, the role ARN and the session name".into(),
         codes::THROTTLING | codes::THROTTLING_EXCEPTION | codes::REQUEST_LIMIT_EXCEEDED => {
             "STS is throttling requests; rolecall backs off".into()

@@ -763,3 +763,40 @@ fn the_aws_cli_reading_one_set_s_dir_finds_only_that_set_s_profiles() {
     assert!(ops_ok.status.success(), "{}", ops_ok.describe());
     assert!(!identity(&ops, "writer").status.success());
 }
+
+/// Session tags on a chained hop: moto accepts the `AssumeRole` with tags,
+/// transitive keys, a source identity and the Kubernetes tags, and the AWS
+/// CLI uses the session it gave.
+#[test]
+#[ignore = "needs the Python tools: run by make test"]
+fn a_tagged_chained_session_is_assumed_and_works() {
+    let s = Setup::new("tags");
+    let yaml = format!(
+        "profiles:\n  reader: {}\n  tagged:\n    role_arn: {}\n    source_profile: reader\n    \
+         tags: {{team: shop, cost-center: '1234'}}\n    transitive_tag_keys: [team]\n    \
+         source_identity: acceptance-test\n    kubernetes_tags: true\n",
+        role_arn("reader"),
+        role_arn("tagged"),
+    );
+    let config = s.root.path().join("rolecall.yaml");
+    fs::write(&config, yaml).expect("config file");
+    let mut cmd = rolecall();
+    cmd.arg("once")
+        .arg("--config")
+        .arg(&config)
+        .arg("--token-file")
+        .arg(s.tokens.token_path())
+        .arg("--output-dir")
+        .arg(&s.out)
+        .args(["--region", "us-east-1", "--session-name", "acceptance"])
+        .arg("--sts-endpoint")
+        .arg(s.moto.endpoint());
+    let out = run(&mut cmd, s.root.path(), Duration::from_secs(60));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "rolecall once\n{}",
+        out.describe()
+    );
+    assert_assumed("tagged", &s.cli_caller_arn("tagged"));
+}

@@ -33,6 +33,7 @@ mod order;
 mod outputs;
 mod profiles;
 mod sources;
+mod tags;
 mod validate;
 mod yaml;
 
@@ -121,7 +122,27 @@ pub struct Profile {
     pub policy_arns: Vec<String>,
     pub source_profile: Option<String>,
     pub external_id: Option<String>,
+    /// Session tags of a chained profile's `AssumeRole`, by key.
+    pub tags: Vec<(String, String)>,
+    /// Of those (and of the Kubernetes tags), the keys passed on to
+    /// sessions chained further.
+    pub transitive_tag_keys: Vec<String>,
+    /// `SourceIdentity` of a chained profile's `AssumeRole`.
+    pub source_identity: Option<String>,
+    /// Tag a chained session from the token's `kubernetes.io` claims, with
+    /// the keys EKS Pod Identity uses ([`KUBERNETES_TAG_KEYS`]).
+    pub kubernetes_tags: bool,
 }
+
+/// The session tags `kubernetes_tags` adds, named as EKS Pod Identity names
+/// its own (so one policy serves both), all transitive as Pod Identity's
+/// are: the namespace, the service account, the pod's name and uid.
+pub const KUBERNETES_TAG_KEYS: [&str; 4] = [
+    "kubernetes-namespace",
+    "kubernetes-service-account",
+    "kubernetes-pod-name",
+    "kubernetes-pod-uid",
+];
 
 impl Profile {
     /// A profile with the defaults a configuration gives when nothing else is
@@ -141,6 +162,10 @@ impl Profile {
             policy_arns: Vec::new(),
             source_profile: None,
             external_id: None,
+            tags: Vec::new(),
+            transitive_tag_keys: Vec::new(),
+            source_identity: None,
+            kubernetes_tags: false,
         }
     }
 
@@ -153,6 +178,23 @@ impl Profile {
             && self.external_id == other.external_id
             && self.policy == other.policy
             && self.policy_arns == other.policy_arns
+            && self.tags == other.tags
+            && self.transitive_tag_keys == other.transitive_tag_keys
+            && self.source_identity == other.source_identity
+            && self.kubernetes_tags == other.kubernetes_tags
+    }
+
+    /// The permissions besides `sts:AssumeRole` that the role's trust
+    /// policy must grant the source role for this profile's call.
+    pub fn extra_trust_actions(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.tags.is_empty() || self.kubernetes_tags {
+            out.push("sts:TagSession");
+        }
+        if self.source_identity.is_some() {
+            out.push("sts:SetSourceIdentity");
+        }
+        out
     }
 
     /// The account that owns the role (the ARN's fifth field).

@@ -208,7 +208,21 @@ pub(super) const CONFIG_ENV: &str = "ROLECALL_CONFIG";
 pub(super) const ROLE_ARN: &str = "role_arn";
 /// The per-profile list key.
 pub(super) const POLICY_ARNS: &str = "policy_arns";
-const OWN_PROFILE_KEYS: &[&str] = &["policy", POLICY_ARNS, "source_profile", "external_id"];
+/// The per-profile map of session tags, and its list of transitive keys.
+pub(super) const TAGS: &str = "tags";
+pub(super) const TRANSITIVE_TAG_KEYS: &str = "transitive_tag_keys";
+/// Per-profile keys read as booleans.
+pub(super) const OWN_BOOL_KEYS: &[&str] = &["kubernetes_tags"];
+const OWN_PROFILE_KEYS: &[&str] = &[
+    "policy",
+    POLICY_ARNS,
+    "source_profile",
+    "external_id",
+    TAGS,
+    TRANSITIVE_TAG_KEYS,
+    "source_identity",
+    "kubernetes_tags",
+];
 
 /// The option a YAML top-level key names.
 pub(super) fn option(key: &str) -> Option<&'static Opt> {
@@ -281,7 +295,8 @@ mod tests {
         assert_eq!(
             profile_keys().join(", "),
             "role_arn, region, sts_endpoint, use_fips_endpoint, use_dualstack_endpoint, \
-             duration_seconds, role_session_name, credentials, policy, policy_arns, source_profile, external_id"
+             duration_seconds, role_session_name, credentials, policy, policy_arns, source_profile, \
+             external_id, tags, transitive_tag_keys, source_identity, kubernetes_tags"
         );
     }
 

@@ -210,6 +210,7 @@ pub(super) fn resolve(
         let external_id = raw
             .get("external_id")
             .and_then(|s| validate(s, p, check_external_id));
+        let tags = super::tags::resolve(raw, &name_src.origin, chained, p);
         if let (
             Some(()),
             Some(role_arn),
@@ -241,6 +242,10 @@ pub(super) fn resolve(
                 policy_arns,
                 source_profile,
                 external_id,
+                tags: tags.tags,
+                transitive_tag_keys: tags.transitive,
+                source_identity: tags.source_identity,
+                kubernetes_tags: tags.kubernetes,
             };
             // Resolved now by the SDK's own rules, so a combination it
             // refuses (FIPS with a custom endpoint, a partition without

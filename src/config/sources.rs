@@ -35,6 +35,9 @@ pub(super) type Values = BTreeMap<&'static str, Src>;
 pub(super) struct RawProfile {
     pub keys: BTreeMap<&'static str, Src>,
     pub policy_arns: Vec<Src>,
+    /// `tags`: each key and value with where they came from.
+    pub tags: Vec<(Src, Src)>,
+    pub transitive_tag_keys: Vec<Src>,
 }
 
 impl RawProfile {
@@ -46,7 +49,7 @@ impl RawProfile {
     pub fn role(arn: Src) -> RawProfile {
         RawProfile {
             keys: BTreeMap::from([(ROLE_ARN, arn)]),
-            policy_arns: Vec::new(),
+            ..RawProfile::default()
         }
     }
 }

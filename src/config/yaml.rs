@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::options::{self, POLICY_ARNS, PROFILES_KEY, Yaml};
+use super::options::{self, POLICY_ARNS, PROFILES_KEY, TAGS, TRANSITIVE_TAG_KEYS, Yaml};
 use super::outputs;
 use super::sources::{Problems, RawProfile, Source, Src, join, printable};
 use super::{MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH};
@@ -193,6 +193,45 @@ fn profile(m: &Mapping, porigin: &str, p: &mut RawProfile, problems: &mut Proble
             );
             continue;
         };
+        if key == TAGS {
+            match v {
+                Value::Mapping(m) => {
+                    for (k, val) in m {
+                        let Some(tag) = key_name(k, &korigin, problems) else {
+                            continue;
+                        };
+                        let o = join(&korigin, &printable(&tag));
+                        // A tag value may be empty; a YAML null is one.
+                        let value = match val {
+                            Value::Null => Some(String::new()),
+                            Value::Bool(b) => Some(b.to_string()),
+                            other => scalar(other, &o, problems),
+                        };
+                        if let Some(value) = value {
+                            p.tags.push((file_src(tag, &o), file_src(value, &o)));
+                        }
+                    }
+                }
+                Value::Null => {}
+                _ => problems.push(&korigin, "expected a map of tag keys to values"),
+            }
+            continue;
+        }
+        if key == TRANSITIVE_TAG_KEYS {
+            match v {
+                Value::Sequence(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let o = format!("{korigin}[{i}]");
+                        if let Some(s) = scalar(item, &o, problems) {
+                            p.transitive_tag_keys.push(file_src(s, &o));
+                        }
+                    }
+                }
+                Value::Null => {}
+                _ => problems.push(&korigin, "expected a list of tag keys"),
+            }
+            continue;
+        }
         if key == POLICY_ARNS {
             match v {
                 Value::Sequence(items) => {
@@ -208,7 +247,8 @@ fn profile(m: &Mapping, porigin: &str, p: &mut RawProfile, problems: &mut Proble
             }
             continue;
         }
-        let bool_key = options::option(key).is_some_and(|o| o.yaml == Yaml::Bool);
+        let bool_key = options::option(key).is_some_and(|o| o.yaml == Yaml::Bool)
+            || options::OWN_BOOL_KEYS.contains(&key);
         let text = match v {
             Value::Bool(b) if bool_key => Some(b.to_string()),
             _ => scalar(v, &korigin, problems),
