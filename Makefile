@@ -82,9 +82,11 @@ clippy:
 	$(CARGO) clippy --all-targets $(LOCKED) -- -D warnings
 
 # Hermetic: tests that need the Python tools are #[ignore]d here. The TLS
-# tests make their CA with the openssl command (Debian's openssl package).
+# tests make their CA with the openssl command, and the proxy tests run
+# squid (Debian's openssl and squid packages).
 test-deps:
-	command -v openssl >/dev/null || { apt-get update && apt-get install -y openssl; }
+	command -v openssl >/dev/null && command -v squid >/dev/null \
+	  || { apt-get update && apt-get install -y openssl squid; }
 
 unit-test: test-deps
 	$(CARGO) test $(LOCKED)

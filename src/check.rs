@@ -120,6 +120,20 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Re
     let now = clock.now();
     let mut text = String::new();
     let _ = writeln!(text, "token: {}", config.token_file.display());
+    if let Some(proxy) = &config.proxy {
+        let _ = writeln!(
+            text,
+            "proxy: {} (not for: {}{})",
+            proxy.shown(),
+            config
+                .no_proxy
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .map(|n| format!("{n},"))
+                .unwrap_or_default(),
+            crate::proxy::LOOPBACK
+        );
+    }
     text.push_str(&describe_sets(config));
     for endpoint in crate::sts::plaintext_endpoints(&config.profiles) {
         let _ = writeln!(

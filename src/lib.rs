@@ -104,6 +104,7 @@ pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod process;
+pub mod proxy;
 mod ratelimit;
 pub mod refresher;
 mod reload;

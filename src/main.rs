@@ -242,8 +242,13 @@ fn check(flags: &Flags, env: &config::Env, assume: bool) -> ExitCode {
     let Ok(runtime) = runtime else {
         return ExitCode::from(EXIT_FAILURE);
     };
-    let sts = rolecall::sts::Sts::new(rolecall::sts::ATTEMPT_TIMEOUT)
-        .with_ca_bundle(config.ca_bundle.as_ref());
+    let sts = rolecall::sts::Sts::new(rolecall::sts::ATTEMPT_TIMEOUT).with_network(
+        config.ca_bundle.as_ref(),
+        config
+            .proxy
+            .as_ref()
+            .map(|p| p.config(config.no_proxy.as_deref())),
+    );
     let report = runtime.block_on(rolecall::check::check(
         &config,
         assume,

@@ -101,22 +101,42 @@ pub struct Assumed {
 }
 
 /// The HTTPS client every STS call shares: rustls with the platform's roots
-/// (read by rustls-native-certs), plus `bundle`'s certificates.
-fn https_client(bundle: Option<&CaBundle>) -> aws_sdk_sts::config::SharedHttpClient {
-    let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
-        tls::rustls_provider::CryptoMode::Ring,
-    ));
-    match bundle {
-        None => builder.build_https(),
-        Some(bundle) => {
-            let trust = tls::TrustStore::default().with_pem_certificate(bundle.pem());
-            let context = tls::TlsContext::builder()
-                .with_trust_store(trust)
-                .build()
-                .expect("a TLS context with a trust store always builds");
-            builder.tls_context(context).build_https()
+/// (read by rustls-native-certs), plus `bundle`'s certificates; through
+/// `proxy` (the SDK client's own CONNECT support) when given.
+fn https_client(
+    bundle: Option<&CaBundle>,
+    proxy: Option<aws_smithy_http_client::proxy::ProxyConfig>,
+) -> aws_sdk_sts::config::SharedHttpClient {
+    let provider = || tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring);
+    let trust = match bundle {
+        None => tls::TrustStore::default(),
+        Some(bundle) => tls::TrustStore::default().with_pem_certificate(bundle.pem()),
+    };
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("a TLS context with a trust store always builds");
+    let Some(proxy) = proxy else {
+        return aws_smithy_http_client::Builder::new()
+            .tls_provider(provider())
+            .tls_context(context)
+            .build_https();
+    };
+    // The high-level builder has no proxy setting: the connector builder
+    // does, with the same settings the high-level one passes on.
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut b = aws_smithy_http_client::Connector::builder();
+        b.set_connector_settings(settings.cloned());
+        // (The time source the high-level builder also copies only feeds
+        // request telemetry; the connector's own setter is private.)
+        if let Some(c) = components {
+            b.set_sleep_impl(c.sleep_impl());
         }
-    }
+        b.proxy_config(proxy.clone())
+            .tls_provider(provider())
+            .tls_context(context.clone())
+            .build()
+    })
 }
 
 /// A profile's region, STS endpoint, FIPS and dual-stack choices: profiles
@@ -169,7 +189,7 @@ impl std::fmt::Debug for Sts {
 impl Sts {
     pub fn new(attempt_timeout: Duration) -> Sts {
         Sts {
-            http: https_client(None),
+            http: https_client(None, None),
             attempt_timeout,
             clients: Arc::default(),
             clock: Arc::default(),
@@ -180,8 +200,18 @@ impl Sts {
     /// The same, trusting `bundle`'s certificates besides the system's
     /// roots (`ca_bundle`, `AWS_CA_BUNDLE`).
     pub fn with_ca_bundle(self, bundle: Option<&CaBundle>) -> Sts {
+        self.with_network(bundle, None)
+    }
+
+    /// The same, trusting `bundle` besides the system's roots, and calling
+    /// through `proxy` (with its bypass list) when given.
+    pub fn with_network(
+        self,
+        bundle: Option<&CaBundle>,
+        proxy: Option<aws_smithy_http_client::proxy::ProxyConfig>,
+    ) -> Sts {
         Sts {
-            http: https_client(bundle),
+            http: https_client(bundle, proxy),
             clients: Arc::default(),
             ..self
         }

@@ -50,7 +50,13 @@ impl Core {
         let ctx = Context {
             shared: shared.clone(),
             sts: Sts::new(opts.attempt_timeout)
-                .with_ca_bundle(config.ca_bundle.as_ref())
+                .with_network(
+                    config.ca_bundle.as_ref(),
+                    config
+                        .proxy
+                        .as_ref()
+                        .map(|p| p.config(config.no_proxy.as_deref())),
+                )
                 .with_clock(opts.clock),
             token_file: config.token_file.clone(),
             jitter: opts.jitter,

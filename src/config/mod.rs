@@ -226,6 +226,10 @@ pub struct Config {
     pub ca_bundle: Option<crate::tls::CaBundle>,
     /// The control socket (`None`: disabled).
     pub control_socket: Option<PathBuf>,
+    /// The proxy of STS calls (its `Debug` masks the password).
+    pub proxy: Option<crate::proxy::Proxy>,
+    /// Hosts reached without the proxy (loopback always is).
+    pub no_proxy: Option<String>,
     pub log_format: LogFormat,
     /// Sorted by name; [`Config::order`] gives them sources first.
     pub profiles: Vec<Profile>,

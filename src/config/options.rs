@@ -188,6 +188,14 @@ pub(super) const OPTIONS: &[Opt] = &[
         .empty_env_counts()
         .global(validate::control_socket)
         .restart(|a, b| a.control_socket != b.control_socket),
+    Opt::new("proxy", "proxy", |f| &f.proxy)
+        .env(&["HTTPS_PROXY", "https_proxy"])
+        .global(validate::proxy)
+        .restart(|a, b| a.proxy != b.proxy),
+    Opt::new("no_proxy", "no-proxy", |f| &f.no_proxy)
+        .env(&["NO_PROXY", "no_proxy"])
+        .global(validate::no_proxy)
+        .restart(|a, b| a.no_proxy != b.no_proxy),
     Opt::new("log_format", "log-format", |f| &f.log_format)
         .env(&["ROLECALL_LOG_FORMAT"])
         .global(validate::log_format)
@@ -290,7 +298,7 @@ mod tests {
             "token_file, output_dir, app_output_dir, region, sts_endpoint, use_fips_endpoint, \
              use_dualstack_endpoint, duration_seconds, role_session_name, credentials, file_mode, \
              allow_world_readable, health_addr, endpoint_addr, endpoint_token_file, ca_bundle, \
-             control_socket, log_format, profiles, outputs"
+             control_socket, proxy, no_proxy, log_format, profiles, outputs"
         );
         assert_eq!(
             profile_keys().join(", "),

@@ -41,6 +41,8 @@ fn unset() -> Config {
         endpoint_token_file: None,
         ca_bundle: None,
         control_socket: None,
+        proxy: None,
+        no_proxy: None,
         log_format: LogFormat::Text,
         profiles: Vec::new(),
         outputs: Vec::new(),
@@ -224,6 +226,24 @@ pub(super) fn ca_bundle(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Pr
             .map_err(|e| p.at(s, e))
             .ok()
     });
+}
+
+/// Checked now; the password never reaches a message (`crate::proxy`).
+pub(super) fn proxy(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+    g.config.proxy = s.filter(|s| !s.value.trim().is_empty()).and_then(|s| {
+        match crate::proxy::Proxy::parse(s.value.trim()) {
+            Ok(proxy) => Some(proxy),
+            Err(e) => {
+                // `validate` would quote the value, password and all.
+                p.at(s, e);
+                None
+            }
+        }
+    });
+}
+
+pub(super) fn no_proxy(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+    g.config.no_proxy = s.and_then(|s| validate(s, p, crate::proxy::check_no_proxy));
 }
 
 /// Empty disables the socket. Absolute, short enough for `sun_path`, and

@@ -35,6 +35,8 @@
 //!   [`ReportGuard`]).
 //! - `cases`: tables of cases run by one test ([`run_cases`],
 //!   [`run_cases_async`]).
+//! - `squid`: [`Squid`], Debian's squid on loopback with basic auth and its
+//!   own hosts file, whose access log shows each CONNECT.
 //! - `tls`: [`TestCa`] (a CA made with `openssl` for the test) and
 //!   [`TlsFront`], TLS on loopback in front of the fake STS or moto.
 //! - `outputs`: rolecall's temporary files ([`temporaries`]) and the fault
@@ -58,6 +60,7 @@ mod probe;
 mod process;
 mod report;
 mod sandbox;
+mod squid;
 mod tls;
 mod token_dir;
 mod utc;
@@ -89,6 +92,8 @@ pub use process::*;
 pub use report::*;
 #[allow(unused_imports)]
 pub use sandbox::*;
+#[allow(unused_imports)]
+pub use squid::*;
 #[allow(unused_imports)]
 pub use tls::*;
 #[allow(unused_imports)]

@@ -37,6 +37,12 @@ impl TestCa {
     /// `server.key`) for `localhost` and `127.0.0.1`, valid for a day;
     /// `subject` names the CA (two CAs of one test differ by it).
     pub fn new(subject: &str) -> TestCa {
+        TestCa::for_names(subject, &[])
+    }
+
+    /// [`TestCa::new`] whose server certificate also names `names` (hosts a
+    /// test proxy maps to loopback, such as STS's FIPS host).
+    pub fn for_names(subject: &str, names: &[&str]) -> TestCa {
         let dir = tempfile::tempdir().expect("tempdir");
         let ec = [
             "-newkey",
@@ -58,8 +64,14 @@ impl TestCa {
         openssl(dir.path(), &args);
         std::fs::write(
             dir.path().join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+            format!(
+                "subjectAltName=DNS:localhost,IP:127.0.0.1{}\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+                names
+                    .iter()
+                    .map(|n| format!(",DNS:{n}"))
+                    .collect::<String>()
+            ),
         )
         .unwrap();
         openssl(
@@ -158,6 +170,10 @@ impl TlsFront {
     /// `https://localhost:PORT`, for `--sts-endpoint`.
     pub fn endpoint(&self) -> String {
         format!("https://localhost:{}", self.addr.port())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
     }
 }
 

@@ -4,6 +4,7 @@ use super::*;
 mod endpoints;
 mod file;
 mod listeners;
+mod network;
 
 const ARN_A: &str = "arn:aws:iam::111122223333:role/reader";
 const ARN_B: &str = "arn:aws:iam::111122223333:role/writer";
