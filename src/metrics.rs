@@ -63,6 +63,12 @@ pub struct ReloadLabel {
     pub result: &'static str,
 }
 
+/// The watched file: `token` or `configuration`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabel {
+    pub file: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     /// See [`Metrics::count_endpoint_rejection`].
@@ -89,6 +95,9 @@ pub struct Metrics {
     /// 1 while the control socket (`rolecall reload`, `rolecall refresh`)
     /// listens.
     pub control_socket_up: Gauge,
+    /// 1 while a watched file is only polled: no inotify watcher could be
+    /// started (the node's inotify limits).
+    pub watch_polling: Family<WatchLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -183,6 +192,12 @@ impl Metrics {
             "1 while the control socket of rolecall reload and rolecall refresh listens; 0 when it is disabled or could not be set up",
             control_socket_up.clone(),
         );
+        let watch_polling = Family::<WatchLabel, Gauge>::default();
+        registry.register(
+            "rolecall_watch_polling",
+            "1 while the file is only polled (every 60 s) because no inotify watcher could be started: the node's fs.inotify.max_user_instances or max_user_watches is exhausted",
+            watch_polling.clone(),
+        );
         Metrics {
             registry,
             credentials_expiry,
@@ -197,6 +212,7 @@ impl Metrics {
             config_reloads,
             config_last_reload_success,
             control_socket_up,
+            watch_polling,
         }
     }
 

@@ -389,6 +389,14 @@ impl Shared {
         self.metrics.count_endpoint_rejection(reason);
     }
 
+    /// Records whether the watched `file` is only polled (no inotify).
+    pub fn record_watch_polling(&self, file: &'static str, polling: bool) {
+        self.metrics
+            .watch_polling
+            .get_or_create(&crate::metrics::WatchLabel { file })
+            .set(i64::from(polling));
+    }
+
     /// Counts one re-read of the token by the watcher.
     pub fn count_token_check(&self) {
         self.metrics.token_checks.inc();

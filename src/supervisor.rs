@@ -246,6 +246,7 @@ pub async fn run(
                 poll_interval: opts.poll_interval,
                 changed: config_tx,
                 loaded: config.file_digest,
+                shared: core.shared.clone(),
             }
             .run(stop.clone()),
         );

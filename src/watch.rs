@@ -66,7 +66,7 @@ enum Seen {
 
 impl TokenWatcher {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut events = FileEvents::new(&self.token_file, "token");
+        let mut events = FileEvents::new(&self.token_file, "token", self.shared.clone());
         let mut seen = Seen::Nothing;
         self.check(&mut seen, false);
         while events.next(self.poll_interval, &shutdown).await {
@@ -118,29 +118,34 @@ pub(crate) struct FileEvents {
     lost: Arc<AtomicBool>,
     filter: Filter,
     watch: Watch,
+    shared: Arc<Shared>,
 }
 
 impl FileEvents {
-    pub(crate) fn new(file: &Path, what: &'static str) -> FileEvents {
+    pub(crate) fn new(file: &Path, what: &'static str, shared: Arc<Shared>) -> FileEvents {
         let (tx, rx) = mpsc::channel::<()>(1);
         let lost = Arc::new(AtomicBool::new(false));
         let filter = Filter::new(file);
         let mut watch = Watch::new(filter.dir.clone(), what);
         watch.establish(&tx, &lost, &filter);
+        shared.record_watch_polling(what, watch.limited());
         FileEvents {
             rx,
             tx,
             lost,
             filter,
             watch,
+            shared,
         }
     }
 
     /// Waits for the next event or poll; false once `shutdown` is cancelled.
     pub(crate) async fn next(&mut self, poll: Duration, shutdown: &CancellationToken) -> bool {
         // While the directory is not watched, try again soon: it may come
-        // back (a recreated directory raises no event we can see).
-        let wait = if self.watch.is_watching() {
+        // back (a recreated directory raises no event we can see). Without
+        // a watcher at all (the node's inotify limits), the poll is all
+        // there is: retrying every second would not free an instance.
+        let wait = if self.watch.is_watching() || self.watch.limited() {
             poll
         } else {
             poll.min(REWATCH_INTERVAL)
@@ -155,7 +160,18 @@ impl FileEvents {
             self.watch.drop_watch();
         }
         if !self.watch.is_watching() {
+            let was = self.watch.limited();
             self.watch.establish(&self.tx, &self.lost, &self.filter);
+            if was != self.watch.limited() {
+                self.shared
+                    .record_watch_polling(self.watch.what, self.watch.limited());
+                if !self.watch.limited() {
+                    tracing::info!(
+                        file = self.watch.what,
+                        "inotify is available again: watching instead of polling"
+                    );
+                }
+            }
         }
         true
     }
@@ -241,6 +257,49 @@ struct Watch {
     /// Whether the last failure to watch was logged (log transitions only:
     /// a missing directory is re-tried every second).
     warned: bool,
+    /// No watcher could be started, or the watch limit was reached: the
+    /// node's inotify limits; the file is polled.
+    limited: bool,
+}
+
+/// Whether the inotify limits were logged: once per process (the token and
+/// the configuration watchers meet the same limit).
+static LIMIT_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// A kernel inotify limit as the node has it (`/proc/sys/fs/inotify/NAME`).
+fn inotify_limit(name: &str) -> String {
+    crate::fsread::read(
+        &Path::new("/proc/sys/fs/inotify").join(name),
+        64,
+        crate::fsread::Follow::No,
+    )
+    .ok()
+    .and_then(|b| String::from_utf8(b).ok())
+    .map(|s| s.trim().to_owned())
+    .unwrap_or_else(|| "?".into())
+}
+
+/// Logs, once per process, that the node's inotify limits were met.
+fn log_limit(what: &'static str, e: &notify::Error, watches: bool) {
+    if LIMIT_LOGGED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let (sysctl, meaning) = if watches {
+        ("max_user_watches", "inotify watches")
+    } else {
+        (
+            "max_user_instances",
+            "inotify instances (or this process's open files)",
+        )
+    };
+    let limit = inotify_limit(sysctl);
+    tracing::warn!(
+        file = what,
+        error = %e,
+        sysctl = %format!("fs.inotify.{sysctl}"),
+        limit = %limit,
+        "the node's {meaning} are exhausted: every container running as this user on the node shares fs.inotify.{sysctl} ({limit} here), and each rolecall uses one instance (two with --config); the token and configuration are polled every 60 s instead, and credentials keep being refreshed. Raise it on the node: sysctl -w fs.inotify.{sysctl}=8192 (docs/OPERATIONS.md, Node limits)"
+    );
 }
 
 impl Watch {
@@ -251,11 +310,16 @@ impl Watch {
             watcher: None,
             watching: false,
             warned: false,
+            limited: false,
         }
     }
 
     fn is_watching(&self) -> bool {
         self.watching
+    }
+
+    fn limited(&self) -> bool {
+        self.limited
     }
 
     /// Forgets a dead watch. A directory moved away is still watched by
@@ -290,12 +354,15 @@ impl Watch {
                 let _ = tx.try_send(());
             };
             match notify::recommended_watcher(handler) {
-                Ok(w) => self.watcher = Some(w),
+                Ok(w) => {
+                    self.watcher = Some(w);
+                    self.limited = false;
+                }
                 Err(e) => {
-                    if !self.warned {
-                        tracing::warn!(error = %e, "cannot start a file watcher; polling only");
-                        self.warned = true;
-                    }
+                    // inotify_init fails with EMFILE at the user's
+                    // instance limit (or the process's file limit).
+                    self.limited = true;
+                    log_limit(self.what, &e, false);
                     return;
                 }
             }
@@ -308,6 +375,11 @@ impl Watch {
                 tracing::debug!(dir = %self.dir.display(), "watching the {} directory", self.what);
                 self.watching = true;
                 self.warned = false;
+                self.limited = false;
+            }
+            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                self.limited = true;
+                log_limit(self.what, &e, true);
             }
             Err(e) => {
                 if !self.warned {
