@@ -352,6 +352,30 @@ impl Setup {
         );
     }
 
+    /// `rolecall once` with `yaml` as its configuration file (and `extra`
+    /// arguments) against moto; asserts exit 0.
+    fn once_with_config(&self, yaml: &str, extra: &[&std::ffi::OsStr]) {
+        let config = self.root.path().join("rolecall.yaml");
+        fs::write(&config, yaml).expect("config file");
+        let mut cmd = rolecall();
+        cmd.arg("once")
+            .arg("--config")
+            .arg(&config)
+            .arg("--token-file")
+            .arg(self.tokens.token_path())
+            .args(extra)
+            .args(["--region", "us-east-1", "--session-name", "acceptance"])
+            .arg("--sts-endpoint")
+            .arg(self.moto.endpoint());
+        let out = run(&mut cmd, self.root.path(), Duration::from_secs(60));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "rolecall once\n{}",
+            out.describe()
+        );
+    }
+
     fn cli_caller_arn(&self, profile: &str) -> String {
         self.cli_caller_arn_at(profile, &self.moto.endpoint(), None)
     }
@@ -686,24 +710,7 @@ fn the_aws_cli_reading_one_set_s_dir_finds_only_that_set_s_profiles() {
         app.display(),
         ops.display()
     );
-    let config = s.root.path().join("rolecall.yaml");
-    fs::write(&config, yaml).expect("config file");
-    let mut cmd = rolecall();
-    cmd.arg("once")
-        .arg("--config")
-        .arg(&config)
-        .arg("--token-file")
-        .arg(s.tokens.token_path())
-        .args(["--region", "us-east-1", "--session-name", "acceptance"])
-        .arg("--sts-endpoint")
-        .arg(s.moto.endpoint());
-    let out = run(&mut cmd, s.root.path(), Duration::from_secs(60));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "rolecall once\n{}",
-        out.describe()
-    );
+    s.once_with_config(&yaml, &[]);
 
     let reader = |program: &Path, dir: &Path, args: &[&str]| {
         let mut cmd = Command::new(program);
@@ -778,25 +785,6 @@ fn a_tagged_chained_session_is_assumed_and_works() {
         role_arn("reader"),
         role_arn("tagged"),
     );
-    let config = s.root.path().join("rolecall.yaml");
-    fs::write(&config, yaml).expect("config file");
-    let mut cmd = rolecall();
-    cmd.arg("once")
-        .arg("--config")
-        .arg(&config)
-        .arg("--token-file")
-        .arg(s.tokens.token_path())
-        .arg("--output-dir")
-        .arg(&s.out)
-        .args(["--region", "us-east-1", "--session-name", "acceptance"])
-        .arg("--sts-endpoint")
-        .arg(s.moto.endpoint());
-    let out = run(&mut cmd, s.root.path(), Duration::from_secs(60));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "rolecall once\n{}",
-        out.describe()
-    );
+    s.once_with_config(&yaml, &["--output-dir".as_ref(), s.out.as_os_str()]);
     assert_assumed("tagged", &s.cli_caller_arn("tagged"));
 }

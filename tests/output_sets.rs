@@ -44,6 +44,24 @@ fn flags(sb: &Sandbox, config: &Path) -> Flags {
     }
 }
 
+/// `rolecall SUBCOMMAND` (no health listener) against `sb`, reading
+/// `config`.
+fn binary(subcommand: &str, sb: &Sandbox, config: &Path) -> std::process::Command {
+    let mut c = rolecall_piped();
+    c.arg(subcommand)
+        .arg("--token-file")
+        .arg(sb.token.path())
+        .args([
+            "--region",
+            "eu-west-1",
+            "--sts-endpoint",
+            &sb.sts.endpoint(),
+        ])
+        .arg("--config")
+        .arg(config);
+    c
+}
+
 /// Two sets under `root`: `app` (reader, writer, svc; the app sees its dir
 /// at /app-view) and `shipper` (logs, reader).
 fn two_sets(root: &Path) -> String {
@@ -357,21 +375,7 @@ fn two_sets_supplied_the_same_token_are_refused_at_start() {
         b.display()
     );
     let cfg = ConfigDir::plain(&yaml);
-    let run = run_for(
-        rolecall_piped()
-            .env("ROLECALL_HEALTH_ADDR", "")
-            .args(["run", "--token-file"])
-            .arg(sb.token.path())
-            .args([
-                "--region",
-                "eu-west-1",
-                "--sts-endpoint",
-                &sb.sts.endpoint(),
-                "--config",
-            ])
-            .arg(cfg.path()),
-        WAIT,
-    );
+    let run = run_for(&mut binary("run", &sb, &cfg.path()), WAIT);
     run.assert_says(
         1,
         &["output sets app and shipper have the same endpoint token"],
@@ -386,20 +390,7 @@ fn bad_sets_exit_64_with_every_problem_and_check_lists_good_ones() {
     let root = tempfile::tempdir().unwrap();
     let check = |yaml: &str| {
         let cfg = ConfigDir::plain(yaml);
-        run_for(
-            rolecall_piped()
-                .args(["check", "--token-file"])
-                .arg(sb.token.path())
-                .args([
-                    "--region",
-                    "eu-west-1",
-                    "--sts-endpoint",
-                    &sb.sts.endpoint(),
-                    "--config",
-                ])
-                .arg(cfg.path()),
-            WAIT,
-        )
+        run_for(&mut binary("check", &sb, &cfg.path()), WAIT)
     };
     let bad = format!(
         "{}outputs:\n  Bad_Name: {{ dir: /x, profiles: [reader] }}\n  a: {{ dir: /aws, profiles: [reader, ghost, reader] }}\n  b: {{ dir: /aws/b, profiles: [] }}\n  c: {{ dir: relative, profiles: [logs], extra: 1 }}\n",
@@ -457,18 +448,7 @@ fn a_reload_moves_a_profile_between_sets_and_a_new_dir_waits_for_a_restart() {
     let app = root.path().join("app");
     let shipper = root.path().join("shipper");
     let sc = ChildSidecar::spawn_logging_to(
-        rolecall_command()
-            .env("ROLECALL_HEALTH_ADDR", "")
-            .args(["run", "--token-file"])
-            .arg(sb.token.path())
-            .args([
-                "--region",
-                "eu-west-1",
-                "--sts-endpoint",
-                &sb.sts.endpoint(),
-                "--config",
-            ])
-            .arg(cfg.path()),
+        &mut binary("run", &sb, &cfg.path()),
         &root.path().join("rolecall.log"),
     );
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -538,21 +518,7 @@ fn once_writes_each_set_with_only_its_profiles() {
     let root = tempfile::tempdir().unwrap();
     let sb = Sandbox::granting(Duration::from_secs(3600));
     let cfg = ConfigDir::plain(&two_sets(root.path()));
-    let run = run_for(
-        rolecall_piped()
-            .env("ROLECALL_HEALTH_ADDR", "")
-            .args(["once", "--token-file"])
-            .arg(sb.token.path())
-            .args([
-                "--region",
-                "eu-west-1",
-                "--sts-endpoint",
-                &sb.sts.endpoint(),
-                "--config",
-            ])
-            .arg(cfg.path()),
-        WAIT,
-    );
+    let run = run_for(&mut binary("once", &sb, &cfg.path()), WAIT);
     assert_eq!(run.code, Some(0), "{}", run.describe());
     let app: PathBuf = root.path().join("app");
     let shipper: PathBuf = root.path().join("shipper");
