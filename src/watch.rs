@@ -1,5 +1,6 @@
 //! Noticing token rotations (and, through the same [`FileEvents`], changes
-//! of the configuration file: [`ConfigWatcher`]).
+//! of the configuration file: [`ConfigWatcher`]). One notify watcher (one
+//! inotify instance) serves every watched file of the process (`hub`).
 //!
 //! kubelet publishes a projected token by writing a new timestamped directory
 //! and swapping the `..data` symlink, so a watch on the token file itself dies
@@ -32,7 +33,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
-use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -235,7 +235,8 @@ impl Filter {
                     return Wake::Lost;
                 }
                 wake = Wake::Check;
-            } else if let Some(name) = path.file_name()
+            } else if path.parent() == Some(self.dir.as_path())
+                && let Some(name) = path.file_name()
                 && (Some(name) == self.name.as_deref() || name == KUBELET_DATA)
             {
                 wake = Wake::Check;
@@ -245,14 +246,15 @@ impl Filter {
     }
 }
 
-/// The notify watcher and its watch on the token's directory. The watcher
-/// (an inotify instance and its thread) is kept; only the watch is set up
-/// again when the directory comes back.
+/// The watch on the file's directory, through the process's one notify
+/// watcher ([`hub`]); only the watch is set up again when the directory
+/// comes back.
 struct Watch {
     dir: PathBuf,
     /// The watched file, for log lines ("token", "configuration").
     what: &'static str,
-    watcher: Option<notify::RecommendedWatcher>,
+    /// This file's subscription to the hub (0: none yet).
+    sub: u64,
     watching: bool,
     /// Whether the last failure to watch was logged (log transitions only:
     /// a missing directory is re-tried every second).
@@ -298,7 +300,7 @@ fn log_limit(what: &'static str, e: &notify::Error, watches: bool) {
         error = %e,
         sysctl = %format!("fs.inotify.{sysctl}"),
         limit = %limit,
-        "the node's {meaning} are exhausted: every container running as this user on the node shares fs.inotify.{sysctl} ({limit} here), and each rolecall uses one instance (two with --config); the token and configuration are polled every 60 s instead, and credentials keep being refreshed. Raise it on the node: sysctl -w fs.inotify.{sysctl}=8192 (docs/OPERATIONS.md, Node limits)"
+        "the node's {meaning} are exhausted: every container running as this user on the node shares fs.inotify.{sysctl} ({limit} here), and each rolecall uses one instance; the token and configuration are polled every 60 s instead, and credentials keep being refreshed. Raise it on the node: sysctl -w fs.inotify.{sysctl}=8192 (docs/OPERATIONS.md, Node limits)"
     );
 }
 
@@ -307,7 +309,7 @@ impl Watch {
         Watch {
             dir,
             what,
-            watcher: None,
+            sub: 0,
             watching: false,
             warned: false,
             limited: false,
@@ -326,8 +328,8 @@ impl Watch {
     /// inode under its old path: remove that too (after `DELETE_SELF` the
     /// watch is already gone and this fails harmlessly).
     fn drop_watch(&mut self) {
-        if let Some(w) = self.watcher.as_mut() {
-            let _ = w.unwatch(&self.dir);
+        if self.watching {
+            hub::HUB.unwatch(&self.dir);
         }
         self.watching = false;
     }
@@ -335,42 +337,18 @@ impl Watch {
     /// Watches the directory, starting the notify watcher first if needed;
     /// if the directory cannot be watched yet, the poll continues.
     fn establish(&mut self, tx: &mpsc::Sender<()>, lost: &Arc<AtomicBool>, filter: &Filter) {
-        if self.watcher.is_none() {
-            let (tx, lost, filter) = (tx.clone(), lost.clone(), filter.clone());
-            let handler = move |res: notify::Result<notify::Event>| {
-                let wake = match res {
-                    Ok(event) => filter.wakes(&event),
-                    // The watch may be broken (the queue failed, the
-                    // directory vanished under it): set it up again.
-                    Err(_) => Wake::Lost,
-                };
-                if wake == Wake::No {
-                    return;
-                }
-                if wake == Wake::Lost {
-                    lost.store(true, Ordering::SeqCst);
-                }
-                // Full channel: a wake-up is already pending, which is enough.
-                let _ = tx.try_send(());
-            };
-            match notify::recommended_watcher(handler) {
-                Ok(w) => {
-                    self.watcher = Some(w);
-                    self.limited = false;
-                }
-                Err(e) => {
-                    // inotify_init fails with EMFILE at the user's
-                    // instance limit (or the process's file limit).
-                    self.limited = true;
-                    log_limit(self.what, &e, false);
-                    return;
-                }
-            }
+        if self.sub == 0 {
+            self.sub = hub::HUB.subscribe(filter.clone(), tx.clone(), lost.clone());
         }
-        let Some(w) = self.watcher.as_mut() else {
+        if let Err(e) = hub::HUB.start() {
+            // inotify_init fails with EMFILE at the user's instance limit
+            // (or the process's file limit).
+            self.limited = true;
+            log_limit(self.what, &e, false);
             return;
-        };
-        match w.watch(&self.dir, RecursiveMode::NonRecursive) {
+        }
+        self.limited = false;
+        match hub::HUB.watch(&self.dir) {
             Ok(()) => {
                 tracing::debug!(dir = %self.dir.display(), "watching the {} directory", self.what);
                 self.watching = true;
@@ -391,6 +369,15 @@ impl Watch {
     }
 }
 
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.drop_watch();
+        if self.sub != 0 {
+            hub::HUB.unsubscribe(self.sub);
+        }
+    }
+}
+
 fn watch_dir(token_file: &Path) -> PathBuf {
     match token_file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -399,6 +386,7 @@ fn watch_dir(token_file: &Path) -> PathBuf {
 }
 
 mod config;
+mod hub;
 pub use config::ConfigWatcher;
 
 #[cfg(test)]

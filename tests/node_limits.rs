@@ -107,3 +107,43 @@ async fn the_sidecar_past_the_inotify_instance_limit_polls_and_says_which_sysctl
     sidecar.signal(15);
     assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
 }
+
+/// The inotify instances a process holds (`anon_inode:inotify` descriptors).
+fn inotify_instances(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| t.to_string_lossy().contains("inotify"))
+        .count()
+}
+
+#[tokio::test]
+async fn one_sidecar_watching_its_token_and_its_configuration_holds_one_inotify_instance() {
+    let sts = FakeSts::granting(Duration::from_secs(3600));
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let cfg = ConfigDir::configmap("profiles:\n  reader: arn:aws:iam::111122223333:role/reader\n");
+    let port = free_port();
+    let mut cmd = rolecall_run(&sts, &token, out.path(), std::iter::empty::<(&str, &str)>());
+    cmd.env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(cfg.path());
+    let mut sidecar = ChildSidecar::spawn(&mut cmd);
+    let ready = wait_until_real(Duration::from_secs(20), || {
+        http_get_blocking(port, "/readyz").is_some_and(|(code, _)| code == 200)
+    })
+    .await;
+    assert!(ready, "{}", sidecar.log());
+    let (_, metrics) = http_get_blocking(port, "/metrics").expect("metrics");
+    for file in ["token", "configuration"] {
+        assert!(
+            metrics.contains(&format!("rolecall_watch_polling{{file=\"{file}\"}} 0")),
+            "{file} watched: {metrics}"
+        );
+    }
+    // Two watched files (in two directories), one instance: a node's
+    // fs.inotify.max_user_instances counts each sidecar once.
+    assert_eq!(inotify_instances(sidecar.pid()), 1);
+    sidecar.signal(15);
+    assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
+}

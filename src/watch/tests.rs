@@ -125,3 +125,22 @@ fn a_relative_token_path_is_matched_against_the_absolute_paths_notify_reports() 
     );
     assert_eq!(f.wakes(&gone), Wake::Lost);
 }
+
+#[test]
+fn a_file_of_the_same_name_in_another_directory_is_not_this_one() {
+    // One notify watcher serves every watched file of the process: an
+    // event is this filter's only in its own directory.
+    let f = filter();
+    for path in ["/run/other/token", "/run/other/..data", "/run/sa/sub/token"] {
+        let e = event(
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            &[path],
+        );
+        assert_eq!(f.wakes(&e), Wake::No, "{path}");
+    }
+    let own = event(
+        EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+        &["/run/sa/token"],
+    );
+    assert_eq!(f.wakes(&own), Wake::Check);
+}
