@@ -259,6 +259,31 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_claims_are_read_and_any_other_shape_is_left_empty() {
+        let t = Token::parse(&jwt(
+            r#"{"sub":"s","kubernetes.io":{"namespace":"shop","serviceaccount":{"name":"cart","uid":"u1"},"pod":{"name":"p","uid":"u2"},"extra":1}}"#,
+        ))
+        .unwrap();
+        let k = &t.claims.kubernetes;
+        assert_eq!(k.namespace.as_deref(), Some("shop"));
+        assert_eq!(
+            k.serviceaccount.as_ref().and_then(|s| s.name.as_deref()),
+            Some("cart")
+        );
+        assert_eq!(k.pod.as_ref().and_then(|p| p.uid.as_deref()), Some("u2"));
+        for odd in [
+            r#"{"sub":"s","kubernetes.io":"shop"}"#,
+            r#"{"sub":"s","kubernetes.io":{"namespace":7}}"#,
+            r#"{"sub":"s","kubernetes.io":null}"#,
+            r#"{"sub":"s"}"#,
+        ] {
+            let t = Token::parse(&jwt(odd)).expect("still a token");
+            assert_eq!(t.claims.kubernetes, KubernetesClaims::default(), "{odd}");
+            assert_eq!(t.claims.sub.as_deref(), Some("s"));
+        }
+    }
+
+    #[test]
     fn decodes_claims_with_a_string_or_list_audience() {
         let t = Token::parse(&jwt(
             r#"{"iss":"https://oidc.example/id/X","sub":"system:serviceaccount:ns:sa","aud":"sts.amazonaws.com","exp":2000000000}"#,

@@ -250,3 +250,19 @@ async fn the_yaml_key_is_read_as_the_flag_is() {
         .failed;
     assert!(failed.is_empty(), "{}", s.last_error());
 }
+
+#[tokio::test]
+async fn a_bundle_mounted_from_a_configmap_is_read_through_its_data_link() {
+    // kubelet's layout: ca.pem -> ..data/ca.pem -> ..2026_…/ca.pem.
+    let s = Secure::new();
+    let pem = std::fs::read_to_string(s.ca.ca_pem()).unwrap();
+    let mounted = ConfigDir::configmap(&pem);
+    assert!(
+        std::fs::symlink_metadata(mounted.path())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let failed = s.once(&s.flags(Some(&mounted.path())), &Env::new()).await;
+    assert!(failed.is_empty(), "{}", s.last_error());
+}
