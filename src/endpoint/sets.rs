@@ -11,6 +11,7 @@ use hyper::{Response, StatusCode};
 use super::{EndpointToken, NOT_IN_SET_LOG, TokenError, constant_time_eq, error};
 use crate::config::Config;
 use crate::output::Sets;
+use crate::ratelimit::{LOG_INTERVAL, LogLimit};
 use crate::state::Shared;
 
 /// Starts one token per output set (supplied by the set's
@@ -41,6 +42,9 @@ pub fn start_tokens(sets: &Sets, config: &Config) -> Result<Vec<Arc<EndpointToke
     Ok(tokens)
 }
 
+/// Equal tokens (after a rotation) are logged at most once per interval.
+static EQUAL_TOKENS_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
+
 /// The set whose token `presented` is: every token is compared, in constant
 /// time, whatever matches. `None` when none matches (or, after a rotation
 /// made two equal, more than one).
@@ -56,9 +60,13 @@ pub(super) fn token_set(tokens: &[Arc<EndpointToken>], presented: &[u8]) -> Opti
         }
     }
     if matches > 1 {
-        tracing::error!(
-            "two output sets' endpoint tokens are equal (a supplied token file was rotated to another set's token): requests with it are refused until they differ"
-        );
+        // Every request with that token gets here: one line per interval.
+        if let Some(suppressed) = EQUAL_TOKENS_LOG.admit() {
+            tracing::error!(
+                suppressed,
+                "two output sets' endpoint tokens are equal (a supplied token file was rotated to another set's token): requests with it are refused until they differ"
+            );
+        }
         return None;
     }
     found
