@@ -58,6 +58,37 @@ fn params(sts: &FakeSts, role: &str, prefix: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The fake STS, a pod-bound token and the configuration of [`yaml`].
+struct Tagged {
+    sts: FakeSts,
+    token: TokenDir,
+    out: tempfile::TempDir,
+    _cfg: ConfigDir,
+    config: Config,
+}
+
+impl Tagged {
+    fn new() -> Tagged {
+        let sts = FakeSts::granting(Duration::from_secs(3600));
+        let token = TokenDir::new(&pod_token());
+        let out = tempfile::tempdir().unwrap();
+        let cfg = ConfigDir::plain(&yaml());
+        let flags = Flags {
+            config: Some(cfg.path()),
+            region: None,
+            ..test_flags(&sts, &token, out.path(), &[])
+        };
+        let config = Config::load(&flags, &Env::new()).expect("valid");
+        Tagged {
+            sts,
+            token,
+            out,
+            _cfg: cfg,
+            config,
+        }
+    }
+}
+
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
     v.iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -66,16 +97,13 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn a_chained_call_sends_exactly_the_configured_tags_and_source_identity() {
-    let sts = FakeSts::granting(Duration::from_secs(3600));
-    let token = TokenDir::new(&pod_token());
-    let out = tempfile::tempdir().unwrap();
-    let cfg = ConfigDir::plain(&yaml());
-    let flags = Flags {
-        config: Some(cfg.path()),
-        region: None,
-        ..test_flags(&sts, &token, out.path(), &[])
-    };
-    let config = Config::load(&flags, &Env::new()).expect("valid");
+    let Tagged {
+        sts,
+        token: _token,
+        out: _out,
+        _cfg,
+        config,
+    } = Tagged::new();
     let report = rolecall::once(&config, &test_options()).await.unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
 
@@ -208,16 +236,14 @@ fn check_names_the_extra_trust_permissions_tags_and_source_identity_need() {
 
 #[tokio::test]
 async fn kubernetes_tags_without_a_readable_token_send_nothing_untagged() {
-    let sts = FakeSts::granting(Duration::from_secs(3600));
-    let token = TokenDir::new(&pod_token());
-    let out = tempfile::tempdir().unwrap();
-    let cfg = ConfigDir::plain(&yaml());
-    let flags = Flags {
-        config: Some(cfg.path()),
-        region: None,
-        ..test_flags(&sts, &token, out.path(), &[])
-    };
-    let running = Running::start(Config::load(&flags, &Env::new()).unwrap(), test_options());
+    let Tagged {
+        sts,
+        token,
+        out,
+        _cfg,
+        config,
+    } = Tagged::new();
+    let running = Running::start(config, test_options());
     assert!(wait_until(Duration::from_secs(10), || sts.calls_for_role(TAGGED) == 1).await);
     token.remove_token();
     running

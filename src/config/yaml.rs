@@ -109,6 +109,26 @@ fn top_level(map: &Mapping, prefix: &str, out: &mut Source, problems: &mut Probl
     }
 }
 
+/// A YAML list of scalars (`what` names them in the error), each with its
+/// path (`key[i]`); null is an empty list.
+fn scalar_list(v: &Value, origin: &str, what: &str, problems: &mut Problems) -> Vec<Src> {
+    match v {
+        Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let o = format!("{origin}[{i}]");
+                scalar(item, &o, problems).map(|s| file_src(s, &o))
+            })
+            .collect(),
+        Value::Null => Vec::new(),
+        _ => {
+            problems.push(origin, format!("expected a list of {what}"));
+            Vec::new()
+        }
+    }
+}
+
 /// A YAML scalar as text. `file_mode` and `allow_world_readable` are
 /// special-cased by the caller: YAML reads `0o640` as a number and `0640`
 /// as a string.
@@ -218,33 +238,11 @@ fn profile(m: &Mapping, porigin: &str, p: &mut RawProfile, problems: &mut Proble
             continue;
         }
         if key == TRANSITIVE_TAG_KEYS {
-            match v {
-                Value::Sequence(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        let o = format!("{korigin}[{i}]");
-                        if let Some(s) = scalar(item, &o, problems) {
-                            p.transitive_tag_keys.push(file_src(s, &o));
-                        }
-                    }
-                }
-                Value::Null => {}
-                _ => problems.push(&korigin, "expected a list of tag keys"),
-            }
+            p.transitive_tag_keys = scalar_list(v, &korigin, "tag keys", problems);
             continue;
         }
         if key == POLICY_ARNS {
-            match v {
-                Value::Sequence(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        let o = format!("{korigin}[{i}]");
-                        if let Some(s) = scalar(item, &o, problems) {
-                            p.policy_arns.push(file_src(s, &o));
-                        }
-                    }
-                }
-                Value::Null => {}
-                _ => problems.push(&korigin, "expected a list of policy ARNs"),
-            }
+            p.policy_arns = scalar_list(v, &korigin, "policy ARNs", problems);
             continue;
         }
         let bool_key = options::option(key).is_some_and(|o| o.yaml == Yaml::Bool)
