@@ -197,12 +197,6 @@ impl Sts {
         }
     }
 
-    /// The same, trusting `bundle`'s certificates besides the system's
-    /// roots (`ca_bundle`, `AWS_CA_BUNDLE`).
-    pub fn with_ca_bundle(self, bundle: Option<&CaBundle>) -> Sts {
-        self.with_network(bundle, None)
-    }
-
     /// The same, trusting `bundle` besides the system's roots, and calling
     /// through `proxy` (with its bypass list) when given.
     pub fn with_network(

@@ -220,6 +220,16 @@ mod tests {
         .unwrap()
     }
 
+    /// Two sets under `root`, prepared, with their members published.
+    fn prepared(root: &Path) -> (Config, Arc<Shared>, Sets) {
+        let c = config(root);
+        let shared = Shared::new();
+        let sets = Sets::new(&c, schedule::random_jitter);
+        sets.prepare().unwrap();
+        sets.publish_members(&shared, &c);
+        (c, shared, sets)
+    }
+
     /// A credentials file as rolecall writes it, with a session for each of
     /// `names` expiring at `exp`.
     fn credentials(names: &[&str], exp: SystemTime) -> String {
@@ -236,11 +246,7 @@ mod tests {
     #[test]
     fn a_session_left_in_a_set_s_dir_is_adopted_only_for_that_set_s_profiles() {
         let root = tempfile::tempdir().unwrap();
-        let c = config(root.path());
-        let shared = Shared::new();
-        let sets = Sets::new(&c, schedule::random_jitter);
-        sets.prepare().unwrap();
-        sets.publish_members(&shared, &c);
+        let (c, shared, sets) = prepared(root.path());
         let now = SystemTime::now();
         let exp = now + Duration::from_secs(3000);
         // Set one's dir holds a session for b too (b was moved to set two
@@ -265,11 +271,7 @@ mod tests {
     #[test]
     fn one_set_s_failed_write_does_not_stop_the_other_s() {
         let root = tempfile::tempdir().unwrap();
-        let c = config(root.path());
-        let shared = Shared::new();
-        let sets = Sets::new(&c, schedule::random_jitter);
-        sets.prepare().unwrap();
-        sets.publish_members(&shared, &c);
+        let (_, shared, sets) = prepared(root.path());
         // Set one's dir replaced by a file: its writes fail.
         std::fs::remove_dir(root.path().join("one")).unwrap();
         std::fs::write(root.path().join("one"), "not a dir").unwrap();
