@@ -103,6 +103,7 @@ mod http;
 pub mod logging;
 pub mod metrics;
 pub mod output;
+mod pacer;
 pub mod process;
 pub mod proxy;
 mod ratelimit;
@@ -142,6 +143,10 @@ pub struct Options {
     pub poll_interval: Duration,
     pub attempt_timeout: Duration,
     pub jitter: Jitter,
+    /// The draw that spreads the first refresh of a session obtained off
+    /// the schedule ([`schedule::spread_refresh_in`]); tests that check
+    /// the steady schedule pass [`schedule::no_jitter`].
+    pub spread: Jitter,
     /// How many STS calls the initial pass makes at once.
     pub concurrency: usize,
     /// How long shutdown waits for tasks before giving up on them.
@@ -160,6 +165,7 @@ impl Default for Options {
             poll_interval: watch::POLL_INTERVAL,
             attempt_timeout: sts::ATTEMPT_TIMEOUT,
             jitter: schedule::random_jitter,
+            spread: schedule::random_jitter,
             concurrency: 16,
             stop_grace: Duration::from_millis(1500),
             helper_binary: None,

@@ -98,6 +98,8 @@ pub struct Metrics {
     /// 1 while a watched file is only polled: no inotify watcher could be
     /// started (the node's inotify limits).
     pub watch_polling: Family<WatchLabel, Gauge>,
+    /// STS calls answered with a throttling code ([`crate::pacer`]).
+    pub sts_throttled: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -198,6 +200,12 @@ impl Metrics {
             "1 while the file is only polled (every 60 s) because no inotify watcher could be started: the node's fs.inotify.max_user_instances or max_user_watches is exhausted",
             watch_polling.clone(),
         );
+        let sts_throttled = Counter::default();
+        registry.register(
+            "rolecall_sts_throttled",
+            "STS calls answered with Throttling: the account's STS rate limit was hit. Each one makes this sidecar pause its STS calls and make them one at a time",
+            sts_throttled.clone(),
+        );
         Metrics {
             registry,
             credentials_expiry,
@@ -213,6 +221,7 @@ impl Metrics {
             config_last_reload_success,
             control_socket_up,
             watch_polling,
+            sts_throttled,
         }
     }
 

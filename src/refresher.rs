@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Profile;
+use crate::pacer::{Change, Paced, Permit};
 use crate::schedule::{self, Jitter};
 use crate::session::{Session, format_time};
 use crate::state::{SessionWatch, Shared};
-use crate::sts::{Assumed, ErrorClass, Sts};
+use crate::sts::{Assumed, ErrorClass, Sts, StsError, codes};
 use crate::token::{self, Claims};
 use crate::trust;
 
@@ -35,6 +36,8 @@ pub struct Context {
     pub sts: Sts,
     pub token_file: PathBuf,
     pub jitter: Jitter,
+    /// Spreads the first refresh of a session obtained off the schedule.
+    pub spread: Jitter,
     /// Bumped by the token watcher when the token's content changes.
     pub token_changed: watch::Receiver<u64>,
     /// Bumped on SIGUSR1: every profile refreshes now.
@@ -42,6 +45,10 @@ pub struct Context {
     /// Wall time: token validity, session lifetimes and expiry.
     pub clock: Clock,
 }
+
+/// A throttled profile retries as soon as the sidecar's pacer lets it, and
+/// not sooner than this.
+const THROTTLED_RETRY: Duration = Duration::from_millis(10);
 
 /// The result of one attempt: when to try next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,16 +131,18 @@ impl Refresher {
     /// One refresh attempt: obtain a session, then record the result in the
     /// shared state. Returns when to try next.
     pub async fn attempt(&mut self) -> Outcome {
-        let started = Instant::now();
-        self.last_attempt = Some(started);
-        let (result, claims) = self.obtain().await;
-        self.record(result, claims.as_ref(), started.elapsed())
+        self.last_attempt = Some(Instant::now());
+        let (result, claims, took) = self.obtain().await;
+        self.record(result, claims.as_ref(), took)
     }
 
-    /// Reads the token (or takes the source session), calls STS and checks
-    /// that the answer can be used. Also returns the token's claims, for
-    /// the hint of a failure.
-    async fn obtain(&mut self) -> (Result<Assumed, RefreshError>, Option<Claims>) {
+    /// Reads the token (or takes the source session), calls STS when the
+    /// sidecar's [`crate::pacer`] allows, and checks that the answer can be
+    /// used. Also returns the token's claims, for the hint of a failure,
+    /// and how long the STS call took.
+    async fn obtain(&mut self) -> (Result<Assumed, RefreshError>, Option<Claims>, Duration) {
+        let permit = self.ctx.shared.pacer().acquire().await;
+        let started = Instant::now();
         let p = self.profile.clone();
         let mut claims = None;
         let result = match &p.source_profile {
@@ -145,7 +154,7 @@ impl Refresher {
                     let kubernetes = if p.kubernetes_tags {
                         match token::read_unchecked(&self.ctx.token_file) {
                             Ok(t) => Some(t.claims.kubernetes),
-                            Err(e) => return (Err(e.into()), None),
+                            Err(e) => return (Err(e.into()), None, Duration::ZERO),
                         }
                     } else {
                         None
@@ -161,6 +170,7 @@ impl Refresher {
                     return (
                         Err(RefreshError::SourceUnavailable { source_profile }),
                         None,
+                        Duration::ZERO,
                     );
                 }
             },
@@ -169,15 +179,48 @@ impl Refresher {
                     claims = Some(t.claims.clone());
                     self.ctx.sts.assume_with_token(&p, t.expose()).await
                 }
-                Err(e) => return (Err(e.into()), None),
+                Err(e) => return (Err(e.into()), None, Duration::ZERO),
             },
         };
+        let took = started.elapsed();
+        self.pace(permit, &result);
         let skew = self.ctx.sts.clock_skew();
         if let Some(skew) = skew {
             self.ctx.shared.record_clock_skew(skew);
         }
         let result = result.and_then(|a| usable(a, self.ctx.clock.now(), skew));
-        (result.map_err(RefreshError::from), claims)
+        (result.map_err(RefreshError::from), claims, took)
+    }
+
+    /// Ends a paced STS call: a throttled one slows the whole sidecar down,
+    /// an answered one speeds it up again. Logs when the sidecar starts
+    /// being throttled and when that ends.
+    fn pace(&self, permit: Permit<'_>, result: &Result<Assumed, StsError>) {
+        let how = match result {
+            Ok(_) => Paced::Answered,
+            Err(e) if codes::is_throttling(&e.code) => Paced::Throttled,
+            Err(e) if e.class == ErrorClass::Transient => Paced::Failed,
+            Err(_) => Paced::Answered,
+        };
+        if how == Paced::Throttled {
+            self.ctx.shared.record_throttled();
+        }
+        let change = permit.finish(how, self.ctx.jitter);
+        match change {
+            Change::Throttled { level: 1, pause } => tracing::warn!(
+                profile = %self.profile.name,
+                pause_s = pause.as_secs_f64().ceil() as u64,
+                "STS is throttling this account: this sidecar now makes one STS call at a time, with a pause between calls (rolecall_sts_throttled_total counts the throttled calls)",
+            ),
+            Change::Throttled { level, pause } => tracing::debug!(
+                profile = %self.profile.name,
+                level,
+                pause_s = pause.as_secs_f64().ceil() as u64,
+                "throttled again",
+            ),
+            Change::Recovered => tracing::info!("STS calls are no longer throttled"),
+            Change::None => {}
+        }
     }
 
     /// Records what [`Refresher::obtain`] got (an STS call of `took`).
@@ -203,6 +246,9 @@ impl Refresher {
     /// Logs and publishes a new session; plans its refresh at half its
     /// lifetime.
     fn refreshed(&mut self, assumed: Assumed, took: Duration, now: SystemTime) -> Outcome {
+        // The first session of this refresher, or the end of a run of
+        // failures: other pods may have got theirs at the same moment.
+        let off_schedule = self.published.is_none() || self.failures > 0;
         self.failures = 0;
         self.backing_off = false;
         let p = self.profile.clone();
@@ -211,7 +257,12 @@ impl Refresher {
             .expiration
             .duration_since(now)
             .unwrap_or_default();
-        let next = schedule::refresh_in(lifetime, (self.ctx.jitter)());
+        let jitter = (self.ctx.jitter)();
+        let next = if off_schedule {
+            schedule::spread_refresh_in(lifetime, jitter, (self.ctx.spread)())
+        } else {
+            schedule::refresh_in(lifetime, jitter)
+        };
         tracing::info!(
             profile = %p.name,
             role = %p.role_arn,
@@ -234,6 +285,11 @@ impl Refresher {
         self.backing_off = class != ErrorClass::Configuration;
         let next = match class {
             ErrorClass::Configuration => schedule::CONFIG_RETRY,
+            // The sidecar's pacer holds every call for the pause it drew.
+            ErrorClass::Transient if codes::is_throttling(e.code()) => {
+                self.failures = self.failures.saturating_add(1);
+                self.ctx.shared.pacer().held_for().max(THROTTLED_RETRY)
+            }
             ErrorClass::Transient | ErrorClass::Token | ErrorClass::Clock => {
                 let d = schedule::backoff(self.failures, (self.ctx.jitter)());
                 self.failures = self.failures.saturating_add(1);
@@ -397,6 +453,7 @@ mod tests {
             sts: Sts::new(Duration::from_secs(1)),
             token_file: "/nonexistent".into(),
             jitter: crate::schedule::no_jitter,
+            spread: crate::schedule::no_jitter,
             token_changed: watch::channel(0).1,
             refresh_all: watch::channel(0).1,
             clock: Clock::system(),

@@ -17,6 +17,20 @@ pub const CONFIG_RETRY: Duration = Duration::from_secs(300);
 /// A refresh happens at half the session lifetime, moved earlier by up to
 /// this fraction of the lifetime so that many pods started together spread out.
 pub const JITTER_FRACTION: f64 = 0.05;
+/// A session obtained off the schedule (the first of a profile, or the end
+/// of a run of failures) is refreshed up to this fraction of its lifetime
+/// earlier still ([`spread_refresh_in`]): pods started together, or that all
+/// recovered when STS came back, would otherwise refresh together for as
+/// long as they live.
+pub const SPREAD_FRACTION: f64 = 0.25;
+/// After a `Throttling` answer, the sidecar's next STS call waits at least
+/// half of this ceiling, which doubles with each further throttled call
+/// ([`throttle_pause`], [`crate::pacer`])...
+pub const THROTTLE_BASE: Duration = Duration::from_secs(5);
+/// ...up to this: twice [`BACKOFF_CAP`], because a fleet that STS throttles
+/// needs each sidecar to wait about (sidecars waiting) / (account rate)
+/// between calls, minutes for a thousand pods at five calls a second.
+pub const THROTTLE_CAP: Duration = Duration::from_secs(120);
 /// Never schedule a refresh sooner than this after a success, whatever STS
 /// returned: a session that is (nearly) expired on arrival must not turn the
 /// refresher into a hot loop.
@@ -123,6 +137,42 @@ pub fn refresh_in(lifetime: Duration, jitter: f64) -> Duration {
     half.saturating_sub(early).max(MIN_REFRESH)
 }
 
+/// [`refresh_in`] for a session obtained off the schedule: moved earlier by
+/// up to a further [`SPREAD_FRACTION`] of the lifetime, by the draw
+/// `spread` in `[0, 1)`. Between 20 % and 50 % of the lifetime: never later
+/// than [`refresh_in`], so never later than half the lifetime.
+pub fn spread_refresh_in(lifetime: Duration, jitter: f64, spread: f64) -> Duration {
+    let early = lifetime.mul_f64(SPREAD_FRACTION * spread.clamp(0.0, 1.0));
+    refresh_in(lifetime, jitter)
+        .saturating_sub(early)
+        .max(MIN_REFRESH)
+}
+
+/// The ceiling of the pause at throttling level `level` (1 after the first
+/// throttled call): [`THROTTLE_BASE`] doubled per level, capped at
+/// [`THROTTLE_CAP`].
+pub fn throttle_ceiling(level: u32) -> Duration {
+    THROTTLE_BASE
+        .saturating_mul(2u32.saturating_pow(level.saturating_sub(1).min(16)))
+        .min(THROTTLE_CAP)
+}
+
+/// The pause before a sidecar's next STS call after a `Throttling` answer
+/// raised its level to `level`: equal jitter, between half the ceiling and
+/// the ceiling. Unlike [`backoff`]'s full jitter it never draws a pause
+/// near zero: a throttled fleet that retries at once only offers more calls
+/// to a bucket it already emptied. Measured against full jitter in
+/// docs/SCALE.md.
+pub fn throttle_pause(level: u32, jitter: f64) -> Duration {
+    throttle_ceiling(level).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+/// The pause before the next call after an accepted one while the level is
+/// still `level` (> 0): full jitter under that level's ceiling.
+pub fn recovery_pace(level: u32, jitter: f64) -> Duration {
+    throttle_ceiling(level).mul_f64(jitter.clamp(0.0, 1.0))
+}
+
 /// Delay before retry number `attempt` (0 for the first retry) after a
 /// transient failure: exponential from [`BACKOFF_BASE`] capped at
 /// [`BACKOFF_CAP`], with full jitter (`jitter` in `[0, 1)` scales the whole
@@ -151,7 +201,8 @@ pub fn random_jitter() -> f64 {
     fastrand::f64()
 }
 
-/// No jitter: refreshes at exactly half the lifetime, backoff at its ceiling.
+/// No jitter: refreshes at exactly half the lifetime, backoff at its floor;
+/// as the spread of [`spread_refresh_in`], no spread.
 #[cfg(test)]
 pub fn no_jitter() -> f64 {
     0.0

@@ -20,6 +20,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::Clock;
 use crate::config::Profile;
 use crate::metrics::{Metrics, RefreshResult};
+use crate::pacer::Pacer;
 use crate::schedule;
 use crate::session::{Session, unix_seconds};
 
@@ -97,6 +98,8 @@ pub struct Shared {
     /// [`Shared::update_readiness`] only.
     ready: Readiness,
     metrics: Metrics,
+    /// The pace of this sidecar's STS calls.
+    pacer: Pacer,
     /// Wall time for the tasks that read the state (health, endpoint,
     /// watcher).
     clock: Clock,
@@ -262,6 +265,16 @@ impl Shared {
         drop(state);
         self.request_write();
         kept
+    }
+
+    /// The pace of this sidecar's STS calls: every call waits for a permit.
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    /// Counts an STS call answered with a throttling code.
+    pub fn record_throttled(&self) {
+        self.metrics.sts_throttled.inc();
     }
 
     /// Records the duration of one STS call.

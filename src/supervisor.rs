@@ -60,6 +60,7 @@ impl Core {
                 .with_clock(opts.clock),
             token_file: config.token_file.clone(),
             jitter: opts.jitter,
+            spread: opts.spread,
             token_changed: nudge.subscribe(),
             refresh_all: refresh_all.subscribe(),
             clock: opts.clock,

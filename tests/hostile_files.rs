@@ -608,6 +608,7 @@ async fn a_replaced_helper_is_restored_by_the_recheck() {
         rolecall::Options {
             helper_binary: Some(binary.into()),
             jitter: || 1.0,
+            spread: || 0.0,
             ..rolecall::Options::default()
         },
     );

@@ -25,6 +25,8 @@ fn opts() -> Options {
     Options {
         attempt_timeout: Duration::from_secs(2),
         jitter: ceiling_jitter,
+        // The steady schedule: no spread of a first refresh.
+        spread: || 0.0,
         ..Options::default()
     }
 }
@@ -352,7 +354,12 @@ async fn refresh_now_refreshes_every_profile_once() {
 #[tokio::test(start_paused = true)]
 async fn transient_errors_back_off_exponentially() {
     let h = Harness::paused();
-    h.sts.set_default(Reply::throttle());
+    // Throttling has its own pace (tests/throttling.rs).
+    h.sts.set_default(Reply::error(
+        503,
+        "ServiceUnavailable",
+        "Service is unavailable",
+    ));
     let r = Running::start(h.config(&[("reader", READER)]), h.opts());
     assert!(h.sts.wait_for_calls(3, Duration::from_secs(6)).await);
     // 0, then +1 s, then +2 s (the ceilings, with this jitter), on the

@@ -1,8 +1,9 @@
 //! Thirty simulated days under paused tokio time: five profiles with one-hour
 //! sessions, kubelet rotating one-hour tokens every 48 minutes. The STS calls
 //! must be exactly the minimum the schedule implies (rotations cost nothing
-//! while profiles are healthy), no refresh may be late, and memory must not
-//! grow. Then, still in simulated time, what only expiry shows: an STS outage
+//! while profiles are healthy; the first refresh, spread to its earliest
+//! point, costs at most one call more), no refresh may be late, and memory
+//! must not grow. Then, still in simulated time, what only expiry shows: an STS outage
 //! longer than a session (the sessions expire and leave `credentials`,
 //! readiness drops, and recovery costs one call a profile), and kubelet
 //! stopping rotation (the token's `exp` passes and rolecall stops sending it).
@@ -179,6 +180,9 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
     let config = Config::load(&flags, &Env::new()).unwrap();
     let opts = Options {
         jitter: || 1.0,
+        // The first refresh after the start and after the outage spread
+        // to its earliest point: 20 % of the session (schedule::spread_refresh_in).
+        spread: || 1.0,
         clock,
         ..Options::default()
     };
@@ -187,7 +191,7 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
     let start = Instant::now();
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
     let mut last: BTreeMap<String, Instant> = BTreeMap::new();
-    let (mut min_gap, mut max_gap) = (f64::MAX, 0.0f64);
+    let (mut first_gap, mut min_gap, mut max_gap) = (f64::MAX, f64::MAX, 0.0f64);
     let mut kubelet = Kubelet {
         token: &token,
         clock: &clock,
@@ -198,9 +202,14 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
     let mut tally = |sts: &FakeSts| {
         for r in sts.requests() {
             *calls.entry(r.role_arn.clone()).or_default() += 1;
+            let n = calls[&r.role_arn];
             if let Some(prev) = last.insert(r.role_arn.clone(), r.received) {
                 let gap = (r.received - prev).as_secs_f64();
-                min_gap = min_gap.min(gap);
+                if n == 2 {
+                    first_gap = first_gap.min(gap);
+                } else {
+                    min_gap = min_gap.min(gap);
+                }
                 max_gap = max_gap.max(gap);
             }
         }
@@ -256,7 +265,8 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
     }
     assert_eq!(published(out), 0);
 
-    // STS is back: one call a profile, none more before the next half-life.
+    // STS is back: one call a profile, none more before the next refresh,
+    // spread after a recovery to 20 % of the session at the earliest.
     sts.set_default(Reply::ok());
     sts.clear_history();
     let back = Instant::now();
@@ -266,7 +276,7 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
     assert_eq!(published(out), PROFILES, "recovered within one backoff");
     assert_eq!(http_get(health_port, "/readyz", None).await.0, 200);
     kubelet
-        .rotate_until(back + Duration::from_secs_f64(0.45 * (SESSION - 2.0)))
+        .rotate_until(back + Duration::from_secs_f64(0.2 * (SESSION - 2.0)))
         .await;
     for role in &roles {
         assert_eq!(sts.calls_for_role(role), 1, "{role}: recovery calls");
@@ -306,12 +316,14 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
     assert_eq!(sts.calls(), PROFILES);
     r.stop().await;
 
-    // The minimum: one call at start, then one every 45 % of a session
-    // (refresh at half the lifetime, the full 5 % jitter with this draw);
-    // sessions are 3598-3600 s after the fake STS truncates to whole seconds.
+    // The minimum: one call at start, the first refresh at 20 % of a
+    // session (the spread at its earliest with this draw), then one every
+    // 45 % (refresh at half the lifetime, the full 5 % jitter with this
+    // draw); sessions are 3598-3600 s after the fake STS truncates to whole
+    // seconds.
     let horizon = (DAYS * 86_400) as f64;
-    let fewest = 1 + (horizon / (0.45 * SESSION)).floor() as u64;
-    let most = 1 + (horizon / (0.45 * (SESSION - 2.0))).floor() as u64;
+    let fewest = 2 + ((horizon - 0.2 * SESSION) / (0.45 * SESSION)).floor() as u64;
+    let most = 2 + ((horizon - 0.2 * (SESSION - 2.0)) / (0.45 * (SESSION - 2.0))).floor() as u64;
     assert_eq!(calls.len(), PROFILES);
     for (role, n) in &calls {
         assert!(
@@ -326,6 +338,10 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
     assert!(
         min_gap >= 0.45 * (SESSION - 2.0) - 1.0,
         "a refresh came only {min_gap:.1} s after the previous one"
+    );
+    assert!(
+        first_gap >= 0.2 * (SESSION - 2.0) - 1.0,
+        "the first refresh came only {first_gap:.1} s after the start"
     );
     assert!(soak_rotations >= 30 * 30, "{soak_rotations} rotations");
 

@@ -71,6 +71,7 @@ async fn good_session_then(fault: Reply) -> Faulted {
     let config = Config::load(&flags(&sts, &token, out.path(), port), &Env::new()).unwrap();
     let opts = Options {
         jitter: ceiling_jitter,
+        spread: || 0.0,
         ..Options::default()
     };
     let running = Running::start(config, opts);
@@ -300,6 +301,7 @@ fn paused_refresher(
         sts: Sts::new(Duration::from_secs(5)),
         token_file: token.path(),
         jitter: ceiling_jitter,
+        spread: || 0.0,
         token_changed: watch::channel(0u64).1,
         refresh_all: all.subscribe(),
         clock: rolecall::clock::Clock::system(),
@@ -333,7 +335,7 @@ async fn a_burst_of_manual_refreshes_costs_one_call_per_five_seconds() {
 #[tokio::test(start_paused = true)]
 async fn manual_refreshes_never_cut_a_backoff_short() {
     let sts = FakeSts::start_local();
-    sts.set_default(Reply::throttle());
+    sts.set_default(Reply::server_error());
     let token = TokenDir::new(&valid_jwt());
     let (_shared, all, stop) = paused_refresher(&sts, &token);
     let start = tokio::time::Instant::now();

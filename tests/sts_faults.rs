@@ -40,6 +40,7 @@ async fn outage(case: &str, fault: Reply) {
     let opts = Options {
         attempt_timeout: Duration::from_millis(500),
         jitter: || 1.0,
+        spread: || 0.0,
         ..Options::default()
     };
     let r = Running::start(config, opts);

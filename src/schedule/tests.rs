@@ -264,3 +264,50 @@ fn a_refresh_planned_too_late_or_a_degenerate_session_reports_the_real_expiry() 
         t0() + Duration::from_secs(18)
     );
 }
+
+#[test]
+fn a_first_refresh_spreads_over_twenty_to_fifty_percent_of_the_lifetime() {
+    let hour = Duration::from_secs(3600);
+    // No spread: the steady schedule.
+    for j in [0.0, 0.5, 1.0] {
+        assert_eq!(spread_refresh_in(hour, j, 0.0), refresh_in(hour, j));
+    }
+    // The whole spread: 20 % at the earliest, never after half the lifetime.
+    assert_eq!(spread_refresh_in(hour, 1.0, 1.0), Duration::from_secs(720));
+    assert_eq!(spread_refresh_in(hour, 0.0, 1.0), Duration::from_secs(900));
+    for i in 0..=100 {
+        for k in 0..=10 {
+            let d = spread_refresh_in(hour, f64::from(i) / 100.0, f64::from(k) / 10.0);
+            assert!(
+                (Duration::from_secs(720)..=Duration::from_secs(1800)).contains(&d),
+                "{d:?}"
+            );
+        }
+    }
+    // Out-of-range draws are clamped; tiny sessions keep MIN_REFRESH.
+    assert_eq!(spread_refresh_in(hour, 1.0, 7.0), Duration::from_secs(720));
+    assert_eq!(
+        spread_refresh_in(Duration::from_millis(100), 1.0, 1.0),
+        MIN_REFRESH
+    );
+}
+
+#[test]
+fn throttling_pauses_with_equal_jitter_under_a_doubling_ceiling() {
+    let s = Duration::from_secs;
+    let ceilings: Vec<_> = (1..=7).map(throttle_ceiling).collect();
+    assert_eq!(ceilings, [s(5), s(10), s(20), s(40), s(80), s(120), s(120)]);
+    assert_eq!(throttle_ceiling(0), s(5));
+    assert_eq!(throttle_ceiling(u32::MAX), THROTTLE_CAP);
+    for level in 1..=6 {
+        let c = throttle_ceiling(level);
+        // Never less than half the ceiling, never more than it.
+        assert_eq!(throttle_pause(level, 0.0), c / 2);
+        assert_eq!(throttle_pause(level, 1.0), c);
+        assert_eq!(throttle_pause(level, -3.0), c / 2);
+        assert_eq!(throttle_pause(level, 0.5), c.mul_f64(0.75));
+        // The pace after an answer: full jitter under the same ceiling.
+        assert_eq!(recovery_pace(level, 0.0), Duration::ZERO);
+        assert_eq!(recovery_pace(level, 1.0), c);
+    }
+}

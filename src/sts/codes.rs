@@ -63,6 +63,21 @@ pub const TRANSIENT: &[&str] = &[
     REQUEST_TIMEOUT_EXCEPTION,
 ];
 
+/// The transient codes that mean the account's rate limit was hit: they set
+/// the pace of the sidecar's calls ([`crate::pacer`]).
+pub const THROTTLED: &[&str] = &[
+    THROTTLING,
+    THROTTLING_EXCEPTION,
+    THROTTLED_EXCEPTION,
+    REQUEST_LIMIT_EXCEEDED,
+    TOO_MANY_REQUESTS,
+];
+
+/// Whether `code` says the account's rate limit was hit.
+pub fn is_throttling(code: &str) -> bool {
+    THROTTLED.contains(&code)
+}
+
 /// Codes that mean STS rejected the token itself.
 pub const TOKEN: &[&str] = &[
     INVALID_IDENTITY_TOKEN,

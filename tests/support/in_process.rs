@@ -78,12 +78,14 @@ impl Running {
 
 /// The options of an in-process sidecar under test: STS attempts time out
 /// after 2 s; the most jitter (refreshes at 45 % of the lifetime, failed
-/// attempts back off at the ceiling: 1 s, 2 s, ..., not 10 ms); the built
+/// attempts back off at the ceiling: 1 s, 2 s, ..., not 10 ms) and no
+/// spread of a first refresh (the steady schedule from the start); the built
 /// binary is the process-mode helper.
 pub fn test_options() -> rolecall::Options {
     rolecall::Options {
         attempt_timeout: Duration::from_secs(2),
         jitter: || 1.0,
+        spread: || 0.0,
         helper_binary: Some(env!("CARGO_BIN_EXE_rolecall").into()),
         ..rolecall::Options::default()
     }
