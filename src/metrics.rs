@@ -75,6 +75,34 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Where a limit was reached: see [`count_limit_reached`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// [`crate::sys::limits::Limit::label`]: `open_files` or `local_ports`.
+    pub limit: &'static str,
+    /// `listener` (the health listener or the credentials endpoint),
+    /// `control_socket`, `sts` (a call to STS) or `output` (a file write).
+    pub site: &'static str,
+}
+
+/// Operations that failed at a limit of the process or the node. The limits
+/// are the process's (or the node's), not a sidecar state's, so the series
+/// are too: every [`Metrics`] of the process exports the same family.
+fn limit_reached() -> &'static Family<LimitLabels, Counter> {
+    static FAMILY: std::sync::OnceLock<Family<LimitLabels, Counter>> = std::sync::OnceLock::new();
+    FAMILY.get_or_init(Family::default)
+}
+
+/// Counts an operation at `site` that failed because `limit` was reached.
+pub fn count_limit_reached(limit: crate::sys::limits::Limit, site: &'static str) {
+    limit_reached()
+        .get_or_create(&LimitLabels {
+            limit: limit.label(),
+            site,
+        })
+        .inc();
+}
+
 /// Every metric rolecall exports.
 pub struct Metrics {
     registry: Registry,
@@ -197,6 +225,11 @@ impl Metrics {
             "rolecall_watch_polling",
             "1 while the file is only polled (every 60 s) because no inotify watcher could be started: the node's fs.inotify.max_user_instances or max_user_watches is exhausted",
             watch_polling.clone(),
+        );
+        registry.register(
+            "rolecall_limit_reached",
+            "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range) and site (listener, control_socket, sts, output)",
+            limit_reached().clone(),
         );
         Metrics {
             registry,
