@@ -184,7 +184,10 @@ fn main() -> ExitCode {
         }
     };
     rolecall::logging::init(config.log_format, env.get("RUST_LOG").map(String::as_str));
-    open_file_limit(&config);
+    if let Err(e) = open_file_limit(&config) {
+        eprintln!("rolecall: {e}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -239,8 +242,8 @@ fn limit_hint(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Raises the soft open-file limit to the hard one (see
 /// [`rolecall::sys::limits`]), and says once if it is still below what this
-/// configuration may hold open.
-fn open_file_limit(config: &Config) {
+/// configuration may hold open. Too few to start is an error.
+fn open_file_limit(config: &Config) -> Result<(), String> {
     use rolecall::sys::limits;
     let now = match limits::raise_open_files() {
         Ok((before, after)) => {
@@ -255,9 +258,17 @@ fn open_file_limit(config: &Config) {
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read or raise the open-file limit (RLIMIT_NOFILE)");
-            return;
+            return Ok(());
         }
     };
+    if now.soft < limits::MIN_OPEN_FILES {
+        return Err(format!(
+            "the open-file limit (RLIMIT_NOFILE, `ulimit -n`: {} (hard {})) is below the {} descriptors rolecall needs to start; raise the container runtime's nofile ulimit (containerd/CRI-O: LimitNOFILE= in its systemd unit; Docker: --ulimit nofile=)",
+            now.soft,
+            now.hard,
+            limits::MIN_OPEN_FILES
+        ));
+    }
     let listeners =
         usize::from(config.health_addr.is_some()) + usize::from(config.endpoint_addr.is_some());
     let needed = limits::open_files_needed(listeners, config.profiles.len());
@@ -268,6 +279,7 @@ fn open_file_limit(config: &Config) {
             "the open-file limit (RLIMIT_NOFILE, `ulimit -n`) is below what this configuration may hold open; connections beyond it wait and refreshes fail until descriptors free up: raise the container runtime's nofile ulimit (containerd/CRI-O: LimitNOFILE= in its systemd unit; Docker: --ulimit nofile=)"
         );
     }
+    Ok(())
 }
 
 fn check(flags: &Flags, env: &config::Env, assume: bool) -> ExitCode {

@@ -147,3 +147,152 @@ async fn one_sidecar_watching_its_token_and_its_configuration_holds_one_inotify_
     sidecar.signal(15);
     assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
 }
+
+/// `RLIMIT_NOFILE` (soft and hard) of the sidecar in the open-file tests:
+/// enough to start and serve (it holds about 20 at rest), far below the
+/// 40 + 64 per listener it may need.
+const NOFILE: u32 = 48;
+const ROLE: &str = "arn:aws:iam::111122223333:role/reader";
+
+/// The `suppressed=N` of a rate-limited log line.
+fn suppressed(line: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("suppressed="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no suppressed= in {line}"))
+}
+
+#[tokio::test]
+async fn at_its_open_file_limit_the_sidecar_keeps_its_credentials_names_the_limit_and_recovers() {
+    let sts = FakeSts::granting(Duration::from_secs(3600));
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let (health, endpoint) = (free_port(), free_port());
+    let mut cmd = rolecall_run(&sts, &token, out.path(), [("reader", ROLE)]);
+    cmd.env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{health}"))
+        .args(["--endpoint-addr", &format!("127.0.0.1:{endpoint}")]);
+    limit_open_files(&mut cmd, NOFILE);
+    let mut sidecar = ChildSidecar::spawn(&mut cmd);
+    let ready = wait_until_real(Duration::from_secs(20), || {
+        http_get_blocking(health, "/readyz").is_some_and(|(code, _)| code == 200)
+    })
+    .await;
+    assert!(
+        ready,
+        "not ready at {NOFILE} descriptors:\n{}",
+        sidecar.log()
+    );
+    assert!(
+        sidecar.log().contains("the open-file limit (RLIMIT_NOFILE, `ulimit -n`) is below what this configuration may hold open"),
+        "the low limit is said at start:\n{}",
+        sidecar.log()
+    );
+    let credentials = std::fs::read(out.path().join("credentials")).unwrap();
+    let at_rest = std::fs::read_dir(format!("/proc/{}/fd", sidecar.pid()))
+        .unwrap()
+        .count();
+    assert!(at_rest < 32, "{at_rest} descriptors at rest");
+
+    // A hundred clients of the credentials endpoint hold a connection each:
+    // more than the descriptors left, so accept fails with EMFILE.
+    let started = std::time::Instant::now();
+    let held: Vec<_> = (0..100)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", endpoint)).unwrap())
+        .collect();
+    let accept_lines = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("accept failed"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let said = wait_until_real(Duration::from_secs(30), || {
+        !accept_lines(&sidecar.log()).is_empty()
+    })
+    .await;
+    assert!(said, "no accept failure logged:\n{}", sidecar.log());
+    let first = accept_lines(&sidecar.log())[0].clone();
+    assert!(
+        first.contains(&format!("`ulimit -n`: {NOFILE} (hard {NOFILE})")),
+        "names the limit and its value: {first}"
+    );
+    assert!(first.contains("LimitNOFILE"), "{first}");
+    assert!(sidecar.running());
+    // No hot loop: the next line comes a rate-limiting interval (10 s)
+    // later and counts the failed accepts in between, which back off to
+    // one a second (a spinning loop would make hundreds of thousands).
+    let again = wait_until_real(Duration::from_secs(40), || {
+        accept_lines(&sidecar.log()).len() >= 2
+    })
+    .await;
+    assert!(
+        again,
+        "the connections kept the limit reached:\n{}",
+        sidecar.log()
+    );
+    let second = accept_lines(&sidecar.log())[1].clone();
+    assert!(suppressed(&second) < 200, "{second}");
+    assert_eq!(
+        std::fs::read(out.path().join("credentials")).unwrap(),
+        credentials,
+        "the credentials stay published"
+    );
+
+    // The clients go away: the sidecar accepts again, on both listeners.
+    drop(held);
+    let recovered = wait_until_real(Duration::from_secs(30), || {
+        http_get_blocking(health, "/readyz").is_some_and(|(code, _)| code == 200)
+    })
+    .await;
+    assert!(recovered, "{}", sidecar.log());
+    let endpoint_token = std::fs::read_to_string(out.path().join("endpoint-token")).unwrap();
+    let (code, body) = http_get(endpoint, "/v1/credentials/reader", Some(&endpoint_token)).await;
+    assert_eq!(code, 200, "the endpoint serves again: {body}");
+    let (_, metrics) = http_get_blocking(health, "/metrics").expect("metrics");
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("rolecall_limit_reached_total{limit=\"open_files\",site=\"listener\"} ")
+        })
+        .unwrap_or_else(|| panic!("no listener series: {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(counted >= 1, "{metrics}");
+    let log = sidecar.log();
+    let lines = accept_lines(&log).len() as u64;
+    let allowed = started.elapsed().as_secs() / 10 + 2;
+    assert!(
+        lines <= allowed,
+        "{lines} accept-failure lines, {allowed} allowed:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    sidecar.signal(15);
+    assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
+}
+
+#[tokio::test]
+async fn with_too_few_descriptors_to_start_the_sidecar_exits_1_naming_the_limit() {
+    let sts = FakeSts::granting(Duration::from_secs(3600));
+    let token = TokenDir::new(&valid_jwt());
+    // 3 are stdin, stdout and stderr; under 32, tokio's runtime, the
+    // signal handlers or the first write would fail (tokio by a panic), so
+    // rolecall refuses to start.
+    for n in [4u32, 6, 16, 31] {
+        let out = tempfile::tempdir().unwrap();
+        let mut cmd = rolecall_run(&sts, &token, out.path(), [("reader", ROLE)]);
+        cmd.env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{}", free_port()));
+        limit_open_files(&mut cmd, n);
+        let mut sidecar = ChildSidecar::spawn(&mut cmd);
+        let (status, hung) = wait_exit(&mut sidecar.child, Duration::from_secs(20));
+        let log = sidecar.log();
+        assert!(!hung, "still running at {n} descriptors:\n{log}");
+        assert_eq!(status.code(), Some(1), "at {n} descriptors:\n{log}");
+        assert!(
+            log.contains(&format!(
+                "`ulimit -n`: {n} (hard {n})) is below the 32 descriptors rolecall needs to start"
+            )),
+            "names the limit at {n}:\n{log}"
+        );
+        assert!(log.contains("LimitNOFILE"), "{log}");
+        assert!(!log.contains("panicked"), "{log}");
+    }
+}

@@ -63,6 +63,13 @@ pub fn raise_open_files() -> io::Result<(OpenFiles, OpenFiles)> {
     Ok((before, open_files()?))
 }
 
+/// The fewest descriptors rolecall starts with. It holds about 20 at rest
+/// (standard streams, the runtime, signals, the watcher, listeners, the
+/// control socket, a pooled STS connection); below this, the runtime or a
+/// library could fail (tokio panics when it cannot create its signal
+/// pipe), so rolecall refuses to start with a clear error instead.
+pub const MIN_OPEN_FILES: u64 = 32;
+
 /// Descriptors rolecall may hold at once with this many listeners (health,
 /// credentials endpoint: at most [`crate::http::MAX_CONNECTIONS`] each) and
 /// profiles (an STS connection each, at worst, while they refresh together):
