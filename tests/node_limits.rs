@@ -296,3 +296,197 @@ async fn with_too_few_descriptors_to_start_the_sidecar_exits_1_naming_the_limit(
         assert!(!log.contains("panicked"), "{log}");
     }
 }
+
+/// Runs `body` on a thread of its own in a new network namespace with
+/// loopback up (a namespace is per thread: whatever the thread creates,
+/// sockets, threads and child processes, lives in it). Root only.
+fn in_own_netns(body: impl std::future::Future<Output = ()> + Send + 'static) {
+    let thread = std::thread::spawn(move || {
+        // SAFETY: unshare(2) takes a flag and touches no memory; it moves
+        // only this thread to a new network namespace.
+        assert_eq!(
+            unsafe { libc::unshare(libc::CLONE_NEWNET) },
+            0,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+        run_ok(Command::new("ip").args(["link", "set", "lo", "up"]));
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(body);
+    });
+    if let Err(panic) = thread.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sets the ephemeral port range of the calling thread's namespace.
+fn set_port_range(range: &str) {
+    run_ok(Command::new("sysctl").args(["-w", &format!("net.ipv4.ip_local_port_range={range}")]));
+}
+
+/// Connections to `to` from every local port of the range, held by the
+/// test (as connections in TIME_WAIT hold them on a busy node); then shows
+/// that one more fails with EADDRNOTAVAIL.
+fn hold_every_port(to: std::net::SocketAddr, ports: usize) -> Vec<std::net::TcpStream> {
+    let held: Vec<_> = (0..ports)
+        .map(|_| std::net::TcpStream::connect(to).expect("a port of the range"))
+        .collect();
+    let e = std::net::TcpStream::connect(to).expect_err("the range is exhausted");
+    assert_eq!(e.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{e}");
+    held
+}
+
+/// Closes `s` with a reset, so that its port is free at once (a normal
+/// close would leave it in TIME_WAIT).
+fn close_with_reset(s: std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt(2) reads `linger`, which outlives the call, on a
+    // descriptor `s` owns.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(s);
+}
+
+fn lines_with(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn without_a_free_local_port_sts_calls_fail_as_transient_naming_the_sysctl_and_keep_the_credentials()
+ {
+    if !is_root() {
+        eprintln!("skipped: only root can make a network namespace and set its port range");
+        return;
+    }
+    in_own_netns(async {
+        let sts = FakeSts::granting(Duration::from_secs(3600));
+        // After the fake STS took its port: a listener's port (bound to
+        // port 0) comes from the same range and blocks it for connects.
+        set_port_range("40000 40001");
+        let token = TokenDir::new(&valid_jwt());
+        let out = tempfile::tempdir().unwrap();
+        let health = free_port();
+        let mut cmd = rolecall_run(&sts, &token, out.path(), [("reader", ROLE)]);
+        cmd.env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{health}"))
+            .env("ROLECALL_CONTROL_SOCKET", "");
+
+        // 1. Every port of the range is taken when the sidecar starts.
+        let mut held = hold_every_port(sts.addr(), 2);
+        let mut sidecar = ChildSidecar::spawn(&mut cmd);
+        let failed = wait_until_real(Duration::from_secs(20), || {
+            lines_with(&sidecar.log(), "code=LocalPortsExhausted") >= 2
+        })
+        .await;
+        let log = sidecar.log();
+        assert!(failed, "no LocalPortsExhausted failure, twice:\n{log}");
+        let line = log
+            .lines()
+            .find(|l| l.contains("code=LocalPortsExhausted"))
+            .unwrap();
+        for said in [
+            "class=\"transient_error\"",
+            "no free local port (EADDRNOTAVAIL; net.ipv4.ip_local_port_range: 40000 40001)",
+            "Cannot assign requested address",
+            "sysctl",
+            "net.ipv4.tcp_tw_reuse",
+            "retry_in_s=",
+        ] {
+            assert!(line.contains(said), "{said:?} missing: {line}");
+        }
+        assert_eq!(sts.calls(), 0, "no call reached STS");
+        assert!(sidecar.running());
+        let (code, _) = http_get_blocking(health, "/readyz").expect("readyz");
+        assert_eq!(code, 503, "not ready without credentials");
+        let (_, metrics) = http_get_blocking(health, "/metrics").expect("metrics");
+        assert!(
+            metrics.contains("rolecall_limit_reached_total{limit=\"local_ports\",site=\"sts\"} "),
+            "{metrics}"
+        );
+        assert!(
+            metrics
+                .contains("rolecall_refresh_total{profile=\"reader\",result=\"transient_error\"} "),
+            "{metrics}"
+        );
+
+        // 2. A port frees up: the next retry gets credentials.
+        close_with_reset(held.pop().unwrap());
+        let ready = wait_until_real(Duration::from_secs(60), || {
+            http_get_blocking(health, "/readyz").is_some_and(|(code, _)| code == 200)
+        })
+        .await;
+        assert!(ready, "{}", sidecar.log());
+        let creds_path = out.path().join("credentials");
+        let written = wait_until_real(Duration::from_secs(10), || {
+            std::fs::read_to_string(&creds_path).is_ok_and(|c| c.contains("[reader]"))
+        })
+        .await;
+        assert!(written, "{}", sidecar.log());
+        let credentials = std::fs::read(&creds_path).unwrap();
+
+        // 3. Ready, with its pooled connection to STS on a port of the old
+        // range. A new range, every port of it held: when STS resets the
+        // pooled connection, the refresh that follows finds no port. The
+        // published credentials stay.
+        set_port_range("40100 40101");
+        let _held_too = hold_every_port(sts.addr(), 2);
+        let failures_before = lines_with(&sidecar.log(), "code=LocalPortsExhausted");
+        let calls = sts.calls();
+        sts.push(Reply::Reset);
+        // SIGUSR1 refreshes now, at most once per 5 s a profile.
+        let called = wait_until_real(Duration::from_secs(20), || {
+            sidecar.signal(libc::SIGUSR1);
+            sts.calls() > calls
+        })
+        .await;
+        assert!(called, "{}", sidecar.log());
+        let failed_again = wait_until_real(Duration::from_secs(30), || {
+            lines_with(&sidecar.log(), "code=LocalPortsExhausted") > failures_before
+        })
+        .await;
+        assert!(failed_again, "{}", sidecar.log());
+        assert_eq!(
+            std::fs::read(out.path().join("credentials")).unwrap(),
+            credentials,
+            "the credentials stay published"
+        );
+        let status_path = out.path().join("status.json");
+        let reported = wait_until_real(Duration::from_secs(10), || {
+            std::fs::read_to_string(&status_path).is_ok_and(|s| s.contains("LocalPortsExhausted"))
+        })
+        .await;
+        assert!(
+            reported,
+            "status.json: {:?}",
+            std::fs::read_to_string(&status_path)
+        );
+        let (code, _) = http_get_blocking(health, "/readyz").expect("readyz");
+        assert_eq!(code, 200, "still ready on the kept credentials");
+        assert!(!sidecar.log().contains("panicked"));
+        sidecar.signal(15);
+        assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
+    });
+}
