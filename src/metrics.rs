@@ -316,3 +316,31 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::limits::Limit;
+
+    #[test]
+    fn limits_reached_are_counted_by_limit_and_site_in_every_registry() {
+        let m = Metrics::new();
+        count_limit_reached(Limit::LocalPorts, "sts");
+        count_limit_reached(Limit::NodeOpenFiles, "output");
+        let text = m.encode();
+        assert!(
+            text.contains("rolecall_limit_reached_total{limit=\"local_ports\",site=\"sts\"} "),
+            "{text}"
+        );
+        assert!(
+            text.contains("rolecall_limit_reached_total{limit=\"open_files\",site=\"output\"} "),
+            "{text}"
+        );
+        // The limits are the process's: a second registry exports the same.
+        assert!(
+            Metrics::new()
+                .encode()
+                .contains("limit=\"local_ports\",site=\"sts\"")
+        );
+    }
+}
