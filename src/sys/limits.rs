@@ -30,15 +30,15 @@ pub fn open_files() -> io::Result<OpenFiles> {
         return Err(io::Error::last_os_error());
     }
     Ok(OpenFiles {
-        soft: r.rlim_cur as u64,
-        hard: r.rlim_max as u64,
+        soft: r.rlim_cur,
+        hard: r.rlim_max,
     })
 }
 
 fn set_open_files(l: OpenFiles) -> io::Result<()> {
     let r = libc::rlimit {
-        rlim_cur: l.soft as libc::rlim_t,
-        rlim_max: l.hard as libc::rlim_t,
+        rlim_cur: l.soft,
+        rlim_max: l.hard,
     };
     // SAFETY: setrlimit(2) only reads `r`, which lives for the whole call.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
