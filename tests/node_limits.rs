@@ -4,6 +4,12 @@
 //! another process of the sidecar's user holds every instance left, as 128
 //! other sidecars would: rolecall still serves credentials, polls instead,
 //! says once which sysctl to raise, and exports it as a metric.
+//!
+//! The same for the open-file limit (the child sidecar's `RLIMIT_NOFILE`
+//! lowered, as `ulimit -n` would: clients of the credentials endpoint
+//! exhaust it, or it is too low to start) and for ephemeral ports (a network
+//! namespace of the test's own, whose `net.ipv4.ip_local_port_range` the
+//! test fills with held connections to the fake STS; root only).
 
 mod support;
 

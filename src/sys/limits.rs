@@ -8,6 +8,16 @@
 //! 1,024 only for programs still using `select(2)`; rolecall does not). An
 //! operation that still meets the limit fails as a transient error, says so
 //! naming the setting, and counts in `rolecall_limit_reached_total`.
+//!
+//! Where rolecall opens descriptors: the standard streams; the runtime's
+//! epoll and wake-up descriptors and the signal pipe; one inotify instance;
+//! the health and endpoint listeners and each connection they accept (at
+//! most [`crate::http::MAX_CONNECTIONS`] each, the oldest closed beyond);
+//! the control socket and its connections; one STS connection per call in
+//! flight, kept alive in the SDK's pool for 90 s after it; the token, the
+//! configuration file and the CA bundle while they are read; an output file
+//! and its directory while one is written; the system's CA certificates,
+//! once, when the first STS client is built.
 
 use std::io;
 
