@@ -86,8 +86,13 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((s, _)) => s,
                 Err(e) => {
+                    let limit = crate::sys::limits::Limit::of(&e);
+                    if let Some(limit) = limit {
+                        crate::metrics::count_limit_reached(limit, "control_socket");
+                    }
                     if let Some(suppressed) = refused.admit() {
-                        tracing::warn!(error = %e, suppressed, "control socket: accept failed");
+                        let hint = limit.map(|l| l.hint());
+                        tracing::warn!(error = %e, suppressed, hint = hint.as_deref(), "control socket: accept failed");
                     }
                     // EMFILE and the like: let the condition pass.
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -15,7 +15,9 @@
 //! - the accept loop backs off on errors (at the descriptor limit, `accept`
 //!   fails until a connection closes) from [`ACCEPT_BACKOFF_MIN`] to
 //!   [`ACCEPT_BACKOFF_MAX`], and logs them once per
-//!   [`LOG_INTERVAL`](crate::ratelimit::LOG_INTERVAL) with a count.
+//!   [`LOG_INTERVAL`](crate::ratelimit::LOG_INTERVAL) with a count; a
+//!   failure at the open-file limit names it (`hint`) and counts in
+//!   `rolecall_limit_reached_total{site="listener"}`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -32,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::ratelimit::{LOG_INTERVAL, LogLimit};
+use crate::sys::limits::Limit;
 
 /// Largest request head (request line and headers) read, in bytes: hyper's
 /// minimum buffer. Probes, scrapes and SDK calls to the endpoint send well
@@ -190,13 +193,19 @@ where
                 Err(e) => {
                     let wait = accept_backoff(backoff);
                     backoff = Some(wait);
+                    let limit = Limit::of(&e);
+                    if let Some(limit) = limit {
+                        crate::metrics::count_limit_reached(limit, "listener");
+                    }
                     if let Some(suppressed) = accept_log.admit() {
+                        let hint = limit.map(Limit::hint);
                         tracing::warn!(
                             error = %e,
                             addr = %local,
                             suppressed,
                             retry_in_ms = wait.as_millis() as u64,
                             open_connections = slots.len(),
+                            hint = hint.as_deref(),
                             "accept failed"
                         );
                     }

@@ -116,7 +116,7 @@ pub mod state;
 pub mod status;
 pub mod sts;
 mod supervisor;
-mod sys;
+pub mod sys;
 pub mod tls;
 pub mod token;
 pub mod trust;

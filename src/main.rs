@@ -184,13 +184,20 @@ fn main() -> ExitCode {
         }
     };
     rolecall::logging::init(config.log_format, env.get("RUST_LOG").map(String::as_str));
+    if let Err(e) = open_file_limit(&config) {
+        eprintln!("rolecall: {e}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("rolecall: cannot start the runtime: {e}");
+            eprintln!(
+                "rolecall: cannot start the runtime: {e}; {}",
+                limit_hint(&e)
+            );
             return ExitCode::from(EXIT_FAILURE);
         }
     };
@@ -212,7 +219,7 @@ fn main() -> ExitCode {
         let (controls, stop) = match rolecall::signal::install() {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "cannot install signal handlers");
+                tracing::error!(error = %e, hint = limit_hint(&e), "cannot install signal handlers");
                 return ExitCode::from(EXIT_FAILURE);
             }
         };
@@ -220,11 +227,59 @@ fn main() -> ExitCode {
         match rolecall::run(config, reload, opts, controls, stop.cancelled_owned()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!(error = %e, "failed");
+                tracing::error!(error = %e, hint = limit_hint(&e), "failed");
                 ExitCode::from(EXIT_FAILURE)
             }
         }
     })
+}
+
+/// What to raise, when `e` failed at the open-file limit (too low to even
+/// start); `-` otherwise.
+fn limit_hint(e: &(dyn std::error::Error + 'static)) -> String {
+    rolecall::sys::limits::limit_in_chain(e).map_or_else(|| "-".to_owned(), |l| l.hint())
+}
+
+/// Raises the soft open-file limit to the hard one (see
+/// [`rolecall::sys::limits`]), and says once if it is still below what this
+/// configuration may hold open. Too few to start is an error.
+fn open_file_limit(config: &Config) -> Result<(), String> {
+    use rolecall::sys::limits;
+    let now = match limits::raise_open_files() {
+        Ok((before, after)) => {
+            if before != after {
+                tracing::debug!(
+                    from = before.soft,
+                    to = after.soft,
+                    "raised the soft open-file limit to the hard one"
+                );
+            }
+            after
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit (RLIMIT_NOFILE)");
+            return Ok(());
+        }
+    };
+    if now.soft < limits::MIN_OPEN_FILES {
+        return Err(format!(
+            "the open-file limit (RLIMIT_NOFILE, `ulimit -n`: {} (hard {})) is below the {} descriptors rolecall needs to start; raise the container runtime's nofile ulimit (containerd/CRI-O: LimitNOFILE= in its systemd unit; Docker: --ulimit nofile=)",
+            now.soft,
+            now.hard,
+            limits::MIN_OPEN_FILES
+        ));
+    }
+    let listeners =
+        usize::from(config.health_addr.is_some()) + usize::from(config.endpoint_addr.is_some());
+    let needed = limits::open_files_needed(listeners, config.profiles.len());
+    if now.soft < needed {
+        tracing::warn!(
+            limit = now.soft,
+            needed,
+            "the open-file limit (RLIMIT_NOFILE, `ulimit -n`) is below what this configuration may hold open; connections beyond it wait and refreshes fail until descriptors free up: raise the container runtime's nofile ulimit (containerd/CRI-O: LimitNOFILE= in its systemd unit; Docker: --ulimit nofile=)"
+        );
+    }
+    Ok(())
 }
 
 fn check(flags: &Flags, env: &config::Env, assume: bool) -> ExitCode {

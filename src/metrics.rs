@@ -75,6 +75,34 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Where a limit was reached: see [`count_limit_reached`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// [`crate::sys::limits::Limit::label`]: `open_files` or `local_ports`.
+    pub limit: &'static str,
+    /// `listener` (the health listener or the credentials endpoint),
+    /// `control_socket`, `sts` (a call to STS) or `output` (a file write).
+    pub site: &'static str,
+}
+
+/// Operations that failed at a limit of the process or the node. The limits
+/// are the process's (or the node's), not a sidecar state's, so the series
+/// are too: every [`Metrics`] of the process exports the same family.
+fn limit_reached() -> &'static Family<LimitLabels, Counter> {
+    static FAMILY: std::sync::OnceLock<Family<LimitLabels, Counter>> = std::sync::OnceLock::new();
+    FAMILY.get_or_init(Family::default)
+}
+
+/// Counts an operation at `site` that failed because `limit` was reached.
+pub fn count_limit_reached(limit: crate::sys::limits::Limit, site: &'static str) {
+    limit_reached()
+        .get_or_create(&LimitLabels {
+            limit: limit.label(),
+            site,
+        })
+        .inc();
+}
+
 /// Every metric rolecall exports.
 pub struct Metrics {
     registry: Registry,
@@ -206,6 +234,11 @@ impl Metrics {
             "STS calls answered with Throttling: the account's STS rate limit was hit. Each one makes this sidecar pause its STS calls and make them one at a time",
             sts_throttled.clone(),
         );
+        registry.register(
+            "rolecall_limit_reached",
+            "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range) and site (listener, control_socket, sts, output)",
+            limit_reached().clone(),
+        );
         Metrics {
             registry,
             credentials_expiry,
@@ -290,5 +323,33 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::limits::Limit;
+
+    #[test]
+    fn limits_reached_are_counted_by_limit_and_site_in_every_registry() {
+        let m = Metrics::new();
+        count_limit_reached(Limit::LocalPorts, "sts");
+        count_limit_reached(Limit::NodeOpenFiles, "output");
+        let text = m.encode();
+        assert!(
+            text.contains("rolecall_limit_reached_total{limit=\"local_ports\",site=\"sts\"} "),
+            "{text}"
+        );
+        assert!(
+            text.contains("rolecall_limit_reached_total{limit=\"open_files\",site=\"output\"} "),
+            "{text}"
+        );
+        // The limits are the process's: a second registry exports the same.
+        assert!(
+            Metrics::new()
+                .encode()
+                .contains("limit=\"local_ports\",site=\"sts\"")
+        );
     }
 }

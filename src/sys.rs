@@ -11,6 +11,8 @@
 //! [`crate::output::atomic`].)
 #![allow(unsafe_code)]
 
+pub mod limits;
+
 /// This process's effective user id.
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid(2) takes no argument, always succeeds and touches no

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::config::Profile;
 use crate::sts::codes;
+use crate::sys::limits::Limit;
 use crate::token::Claims;
 
 /// The issuer as IAM names it in condition keys: the URL without `https://`.
@@ -103,6 +104,9 @@ pub fn hint(code: &str, profile: &Profile, claims: Option<&Claims>) -> Option<St
             "the certificate of {} is not trusted: if STS is reached through a TLS-inspecting proxy or a private endpoint, add its CA certificate with ca_bundle (--ca-bundle, AWS_CA_BUNDLE); otherwise check the image's /etc/ssl/certs and the endpoint's name",
             profile.sts_endpoint.as_deref().unwrap_or("the regional STS endpoint")
         ),
+        codes::TOO_MANY_OPEN_FILES => Limit::ProcessOpenFiles.hint(),
+        codes::FILE_TABLE_FULL => Limit::NodeOpenFiles.hint(),
+        codes::LOCAL_PORTS_EXHAUSTED => Limit::LocalPorts.hint(),
         codes::TIMEOUT | codes::CONNECTION_ERROR => {
             format!("check network access to the STS endpoint ({})", profile.sts_endpoint.as_deref().unwrap_or("regional"))
         }

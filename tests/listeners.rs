@@ -10,7 +10,6 @@
 mod support;
 
 use std::fs::{self, File};
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,22 +66,7 @@ impl Sidecar {
             c.args(["--endpoint-addr", &format!("127.0.0.1:{port}")]);
         }
         if let Some(n) = how.nofile {
-            // What `ulimit -n` does, in the child before exec.
-            let limit = libc::rlimit {
-                rlim_cur: libc::rlim_t::from(n),
-                rlim_max: libc::rlim_t::from(n),
-            };
-            // SAFETY: setrlimit(2) is async-signal-safe and reads only
-            // `limit`, which the closure owns.
-            unsafe {
-                c.pre_exec(move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
+            limit_open_files(&mut c, n);
         }
         Sidecar {
             process: ChildSidecar::spawn_logging_to(&mut c, &log),

@@ -4,6 +4,12 @@
 //! another process of the sidecar's user holds every instance left, as 128
 //! other sidecars would: rolecall still serves credentials, polls instead,
 //! says once which sysctl to raise, and exports it as a metric.
+//!
+//! The same for the open-file limit (the child sidecar's `RLIMIT_NOFILE`
+//! lowered, as `ulimit -n` would: clients of the credentials endpoint
+//! exhaust it, or it is too low to start) and for ephemeral ports (a network
+//! namespace of the test's own, whose `net.ipv4.ip_local_port_range` the
+//! test fills with held connections to the fake STS; root only).
 
 mod support;
 
@@ -146,4 +152,347 @@ async fn one_sidecar_watching_its_token_and_its_configuration_holds_one_inotify_
     assert_eq!(inotify_instances(sidecar.pid()), 1);
     sidecar.signal(15);
     assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
+}
+
+/// `RLIMIT_NOFILE` (soft and hard) of the sidecar in the open-file tests:
+/// enough to start and serve (it holds about 20 at rest), far below the
+/// 40 + 64 per listener it may need.
+const NOFILE: u32 = 48;
+const ROLE: &str = "arn:aws:iam::111122223333:role/reader";
+
+/// The `suppressed=N` of a rate-limited log line.
+fn suppressed(line: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("suppressed="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no suppressed= in {line}"))
+}
+
+#[tokio::test]
+async fn at_its_open_file_limit_the_sidecar_keeps_its_credentials_names_the_limit_and_recovers() {
+    let sts = FakeSts::granting(Duration::from_secs(3600));
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let (health, endpoint) = (free_port(), free_port());
+    let mut cmd = rolecall_run(&sts, &token, out.path(), [("reader", ROLE)]);
+    cmd.env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{health}"))
+        .args(["--endpoint-addr", &format!("127.0.0.1:{endpoint}")]);
+    limit_open_files(&mut cmd, NOFILE);
+    let mut sidecar = ChildSidecar::spawn(&mut cmd);
+    let ready = wait_until_real(Duration::from_secs(20), || {
+        http_get_blocking(health, "/readyz").is_some_and(|(code, _)| code == 200)
+    })
+    .await;
+    assert!(
+        ready,
+        "not ready at {NOFILE} descriptors:\n{}",
+        sidecar.log()
+    );
+    assert!(
+        sidecar.log().contains("the open-file limit (RLIMIT_NOFILE, `ulimit -n`) is below what this configuration may hold open"),
+        "the low limit is said at start:\n{}",
+        sidecar.log()
+    );
+    let credentials = std::fs::read(out.path().join("credentials")).unwrap();
+    let at_rest = std::fs::read_dir(format!("/proc/{}/fd", sidecar.pid()))
+        .unwrap()
+        .count();
+    assert!(at_rest < 32, "{at_rest} descriptors at rest");
+
+    // A hundred clients of the credentials endpoint hold a connection each:
+    // more than the descriptors left, so accept fails with EMFILE.
+    let started = std::time::Instant::now();
+    let held: Vec<_> = (0..100)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", endpoint)).unwrap())
+        .collect();
+    let accept_lines = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("accept failed"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let said = wait_until_real(Duration::from_secs(30), || {
+        !accept_lines(&sidecar.log()).is_empty()
+    })
+    .await;
+    assert!(said, "no accept failure logged:\n{}", sidecar.log());
+    let first = accept_lines(&sidecar.log())[0].clone();
+    assert!(
+        first.contains(&format!("`ulimit -n`: {NOFILE} (hard {NOFILE})")),
+        "names the limit and its value: {first}"
+    );
+    assert!(first.contains("LimitNOFILE"), "{first}");
+    assert!(sidecar.running());
+    // No hot loop: the next line comes a rate-limiting interval (10 s)
+    // later and counts the failed accepts in between, which back off to
+    // one a second (a spinning loop would make hundreds of thousands).
+    let again = wait_until_real(Duration::from_secs(40), || {
+        accept_lines(&sidecar.log()).len() >= 2
+    })
+    .await;
+    assert!(
+        again,
+        "the connections kept the limit reached:\n{}",
+        sidecar.log()
+    );
+    let second = accept_lines(&sidecar.log())[1].clone();
+    assert!(suppressed(&second) < 200, "{second}");
+    assert_eq!(
+        std::fs::read(out.path().join("credentials")).unwrap(),
+        credentials,
+        "the credentials stay published"
+    );
+
+    // The clients go away: the sidecar accepts again, on both listeners.
+    drop(held);
+    let recovered = wait_until_real(Duration::from_secs(30), || {
+        http_get_blocking(health, "/readyz").is_some_and(|(code, _)| code == 200)
+    })
+    .await;
+    assert!(recovered, "{}", sidecar.log());
+    let endpoint_token = std::fs::read_to_string(out.path().join("endpoint-token")).unwrap();
+    let (code, body) = http_get(endpoint, "/v1/credentials/reader", Some(&endpoint_token)).await;
+    assert_eq!(code, 200, "the endpoint serves again: {body}");
+    let (_, metrics) = http_get_blocking(health, "/metrics").expect("metrics");
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("rolecall_limit_reached_total{limit=\"open_files\",site=\"listener\"} ")
+        })
+        .unwrap_or_else(|| panic!("no listener series: {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(counted >= 1, "{metrics}");
+    let log = sidecar.log();
+    let lines = accept_lines(&log).len() as u64;
+    let allowed = started.elapsed().as_secs() / 10 + 2;
+    assert!(
+        lines <= allowed,
+        "{lines} accept-failure lines, {allowed} allowed:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    sidecar.signal(15);
+    assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
+}
+
+#[tokio::test]
+async fn with_too_few_descriptors_to_start_the_sidecar_exits_1_naming_the_limit() {
+    let sts = FakeSts::granting(Duration::from_secs(3600));
+    let token = TokenDir::new(&valid_jwt());
+    // 3 are stdin, stdout and stderr; under 32, tokio's runtime, the
+    // signal handlers or the first write would fail (tokio by a panic), so
+    // rolecall refuses to start.
+    for n in [4u32, 6, 16, 31] {
+        let out = tempfile::tempdir().unwrap();
+        let mut cmd = rolecall_run(&sts, &token, out.path(), [("reader", ROLE)]);
+        cmd.env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{}", free_port()));
+        limit_open_files(&mut cmd, n);
+        let mut sidecar = ChildSidecar::spawn(&mut cmd);
+        let (status, hung) = wait_exit(&mut sidecar.child, Duration::from_secs(20));
+        let log = sidecar.log();
+        assert!(!hung, "still running at {n} descriptors:\n{log}");
+        assert_eq!(status.code(), Some(1), "at {n} descriptors:\n{log}");
+        assert!(
+            log.contains(&format!(
+                "`ulimit -n`: {n} (hard {n})) is below the 32 descriptors rolecall needs to start"
+            )),
+            "names the limit at {n}:\n{log}"
+        );
+        assert!(log.contains("LimitNOFILE"), "{log}");
+        assert!(!log.contains("panicked"), "{log}");
+    }
+}
+
+/// Runs `body` on a thread of its own in a new network namespace with
+/// loopback up (a namespace is per thread: whatever the thread creates,
+/// sockets, threads and child processes, lives in it). Root only.
+fn in_own_netns(body: impl std::future::Future<Output = ()> + Send + 'static) {
+    let thread = std::thread::spawn(move || {
+        // SAFETY: unshare(2) takes a flag and touches no memory; it moves
+        // only this thread to a new network namespace.
+        assert_eq!(
+            unsafe { libc::unshare(libc::CLONE_NEWNET) },
+            0,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+        run_ok(Command::new("ip").args(["link", "set", "lo", "up"]));
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(body);
+    });
+    if let Err(panic) = thread.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sets the ephemeral port range of the calling thread's namespace.
+fn set_port_range(range: &str) {
+    run_ok(Command::new("sysctl").args(["-w", &format!("net.ipv4.ip_local_port_range={range}")]));
+}
+
+/// Connections to `to` from every local port of the range, held by the
+/// test (as connections in TIME_WAIT hold them on a busy node); then shows
+/// that one more fails with EADDRNOTAVAIL.
+fn hold_every_port(to: std::net::SocketAddr, ports: usize) -> Vec<std::net::TcpStream> {
+    let held: Vec<_> = (0..ports)
+        .map(|_| std::net::TcpStream::connect(to).expect("a port of the range"))
+        .collect();
+    let e = std::net::TcpStream::connect(to).expect_err("the range is exhausted");
+    assert_eq!(e.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{e}");
+    held
+}
+
+/// Closes `s` with a reset, so that its port is free at once (a normal
+/// close would leave it in TIME_WAIT).
+fn close_with_reset(s: std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt(2) reads `linger`, which outlives the call, on a
+    // descriptor `s` owns.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(s);
+}
+
+fn lines_with(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn without_a_free_local_port_sts_calls_fail_as_transient_naming_the_sysctl_and_keep_the_credentials()
+ {
+    if !is_root() {
+        eprintln!("skipped: only root can make a network namespace and set its port range");
+        return;
+    }
+    in_own_netns(async {
+        let sts = FakeSts::granting(Duration::from_secs(3600));
+        // After the fake STS took its port: a listener's port (bound to
+        // port 0) comes from the same range and blocks it for connects.
+        set_port_range("40000 40001");
+        let token = TokenDir::new(&valid_jwt());
+        let out = tempfile::tempdir().unwrap();
+        let health = free_port();
+        let mut cmd = rolecall_run(&sts, &token, out.path(), [("reader", ROLE)]);
+        cmd.env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{health}"))
+            .env("ROLECALL_CONTROL_SOCKET", "");
+
+        // 1. Every port of the range is taken when the sidecar starts.
+        let mut held = hold_every_port(sts.addr(), 2);
+        let mut sidecar = ChildSidecar::spawn(&mut cmd);
+        let failed = wait_until_real(Duration::from_secs(20), || {
+            lines_with(&sidecar.log(), "code=LocalPortsExhausted") >= 2
+        })
+        .await;
+        let log = sidecar.log();
+        assert!(failed, "no LocalPortsExhausted failure, twice:\n{log}");
+        let line = log
+            .lines()
+            .find(|l| l.contains("code=LocalPortsExhausted"))
+            .unwrap();
+        for said in [
+            "class=\"transient_error\"",
+            "no free local port (EADDRNOTAVAIL; net.ipv4.ip_local_port_range: 40000 40001)",
+            "Cannot assign requested address",
+            "sysctl",
+            "net.ipv4.tcp_tw_reuse",
+            "retry_in_s=",
+        ] {
+            assert!(line.contains(said), "{said:?} missing: {line}");
+        }
+        assert_eq!(sts.calls(), 0, "no call reached STS");
+        assert!(sidecar.running());
+        let (code, _) = http_get_blocking(health, "/readyz").expect("readyz");
+        assert_eq!(code, 503, "not ready without credentials");
+        let (_, metrics) = http_get_blocking(health, "/metrics").expect("metrics");
+        assert!(
+            metrics.contains("rolecall_limit_reached_total{limit=\"local_ports\",site=\"sts\"} "),
+            "{metrics}"
+        );
+        assert!(
+            metrics
+                .contains("rolecall_refresh_total{profile=\"reader\",result=\"transient_error\"} "),
+            "{metrics}"
+        );
+
+        // 2. A port frees up: the next retry gets credentials.
+        close_with_reset(held.pop().unwrap());
+        let ready = wait_until_real(Duration::from_secs(60), || {
+            http_get_blocking(health, "/readyz").is_some_and(|(code, _)| code == 200)
+        })
+        .await;
+        assert!(ready, "{}", sidecar.log());
+        let creds_path = out.path().join("credentials");
+        let written = wait_until_real(Duration::from_secs(10), || {
+            std::fs::read_to_string(&creds_path).is_ok_and(|c| c.contains("[reader]"))
+        })
+        .await;
+        assert!(written, "{}", sidecar.log());
+        let credentials = std::fs::read(&creds_path).unwrap();
+
+        // 3. Ready, with its pooled connection to STS on a port of the old
+        // range. A new range, every port of it held: when STS resets the
+        // pooled connection, the refresh that follows finds no port. The
+        // published credentials stay.
+        set_port_range("40100 40101");
+        let _held_too = hold_every_port(sts.addr(), 2);
+        let failures_before = lines_with(&sidecar.log(), "code=LocalPortsExhausted");
+        let calls = sts.calls();
+        sts.push(Reply::Reset);
+        // SIGUSR1 refreshes now, at most once per 5 s a profile.
+        let called = wait_until_real(Duration::from_secs(20), || {
+            sidecar.signal(libc::SIGUSR1);
+            sts.calls() > calls
+        })
+        .await;
+        assert!(called, "{}", sidecar.log());
+        let failed_again = wait_until_real(Duration::from_secs(30), || {
+            lines_with(&sidecar.log(), "code=LocalPortsExhausted") > failures_before
+        })
+        .await;
+        assert!(failed_again, "{}", sidecar.log());
+        assert_eq!(
+            std::fs::read(out.path().join("credentials")).unwrap(),
+            credentials,
+            "the credentials stay published"
+        );
+        let status_path = out.path().join("status.json");
+        let reported = wait_until_real(Duration::from_secs(10), || {
+            std::fs::read_to_string(&status_path).is_ok_and(|s| s.contains("LocalPortsExhausted"))
+        })
+        .await;
+        assert!(
+            reported,
+            "status.json: {:?}",
+            std::fs::read_to_string(&status_path)
+        );
+        let (code, _) = http_get_blocking(health, "/readyz").expect("readyz");
+        assert_eq!(code, 200, "still ready on the kept credentials");
+        assert!(!sidecar.log().contains("panicked"));
+        sidecar.signal(15);
+        assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
+    });
 }

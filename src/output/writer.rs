@@ -163,7 +163,12 @@ impl Writer {
                         path: self.dir.join(file),
                         source,
                     };
-                    tracing::error!(file, set = %self.set, error = %e, "write failed");
+                    let limit = crate::sys::limits::Limit::of(&e.source);
+                    if let Some(limit) = limit {
+                        crate::metrics::count_limit_reached(limit, "output");
+                    }
+                    let hint = limit.map(|l| l.hint());
+                    tracing::error!(file, set = %self.set, error = %e, hint = hint.as_deref(), "write failed");
                     first_error.get_or_insert(e);
                 }
             }

@@ -7,6 +7,7 @@ use crate::metrics::RefreshResult;
 use crate::schedule;
 use crate::session::format_time;
 use crate::sts::{Assumed, ErrorClass, StsError, codes};
+use crate::sys::limits::Limit;
 use crate::token::TokenError;
 
 /// A failed attempt: before STS (the token, the source session) or from it.
@@ -28,6 +29,8 @@ impl RefreshError {
     /// What kind of failure, and so how soon to retry.
     pub fn class(&self) -> ErrorClass {
         match self {
+            // Not the token's fault: the process ran out of descriptors.
+            RefreshError::Token(_) if self.limit().is_some() => ErrorClass::Transient,
             RefreshError::Token(_) => ErrorClass::Token,
             RefreshError::SourceUnavailable { .. } => ErrorClass::Transient,
             RefreshError::Sts(e) => e.class,
@@ -37,9 +40,19 @@ impl RefreshError {
     /// The code logs, `status.json` and `/readyz` show (`CODE: message`).
     pub fn code(&self) -> &str {
         match self {
+            RefreshError::Token(_) if let Some(limit) = self.limit() => limit.code(),
             RefreshError::Token(_) => codes::TOKEN_UNAVAILABLE,
             RefreshError::SourceUnavailable { .. } => codes::SOURCE_UNAVAILABLE,
             RefreshError::Sts(e) => &e.code,
+        }
+    }
+
+    /// The open-file limit a token read met (`EMFILE`, `ENFILE`), if any.
+    /// (STS calls that meet a limit say so in their own code.)
+    fn limit(&self) -> Option<Limit> {
+        match self {
+            RefreshError::Token(TokenError::Unreadable { source, .. }) => Limit::of(source),
+            _ => None,
         }
     }
 
@@ -159,6 +172,23 @@ mod tests {
         assert_eq!(token.code(), "TokenUnavailable");
         assert_eq!(token.result(), RefreshResult::TokenError);
         assert!(!token.called_sts());
+        let no_fd = RefreshError::from(TokenError::Unreadable {
+            path: "/var/run/token".into(),
+            source: std::io::Error::from_raw_os_error(libc::EMFILE),
+        });
+        assert_eq!(
+            no_fd.class(),
+            ErrorClass::Transient,
+            "not the token's fault"
+        );
+        assert_eq!(no_fd.code(), "TooManyOpenFiles");
+        assert_eq!(no_fd.result(), RefreshResult::TransientError);
+        let unreadable = RefreshError::from(TokenError::Unreadable {
+            path: "/var/run/token".into(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        });
+        assert_eq!(unreadable.class(), ErrorClass::Token);
+        assert_eq!(unreadable.code(), "TokenUnavailable");
         let source = RefreshError::SourceUnavailable {
             source_profile: "reader".into(),
         };

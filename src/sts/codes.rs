@@ -37,6 +37,15 @@ pub const CONNECTION_ERROR: &str = "ConnectionError";
 /// The STS endpoint's TLS certificate was refused (an unknown issuer, an
 /// expired certificate, another name): the operator must trust its CA.
 pub const CERTIFICATE_REFUSED: &str = "CertificateRefused";
+/// No free local port to connect from (`EADDRNOTAVAIL`): the node's
+/// `net.ipv4.ip_local_port_range` is exhausted.
+pub const LOCAL_PORTS_EXHAUSTED: &str = "LocalPortsExhausted";
+/// A file or connection could not be opened at the process's open-file
+/// limit (`EMFILE`).
+pub const TOO_MANY_OPEN_FILES: &str = "TooManyOpenFiles";
+/// A file or connection could not be opened: the node's file table is full
+/// (`ENFILE`).
+pub const FILE_TABLE_FULL: &str = "FileTableFull";
 /// An answer that could not be read, or without usable credentials.
 pub const MALFORMED_RESPONSE: &str = "MalformedResponse";
 /// The SDK could not build the request.
@@ -143,6 +152,22 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 request_id: None,
             }
         }
+        SdkError::DispatchFailure(_)
+            if let Some(limit) = crate::sys::limits::limit_in_chain(&err) =>
+        {
+            // Counted here, where the SDK's error is read: once per call.
+            crate::metrics::count_limit_reached(limit, "sts");
+            StsError {
+                class: ErrorClass::Transient,
+                code: limit.code().into(),
+                message: format!(
+                    "could not reach STS: {}: {}",
+                    limit.summary(),
+                    source_chain(&err)
+                ),
+                request_id: None,
+            }
+        }
         SdkError::DispatchFailure(d) => StsError {
             class: ErrorClass::Transient,
             code: if d.is_timeout() {
@@ -223,6 +248,64 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    fn dispatch_failure(errno: i32) -> StsError {
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        // As hyper-util reports a failed connect: its ConnectError, whose
+        // source is the io::Error.
+        #[derive(Debug, thiserror::Error)]
+        #[error("tcp connect error")]
+        struct ConnectError(#[source] std::io::Error);
+        let io = ConnectError(std::io::Error::from_raw_os_error(errno));
+        let err: SdkError<aws_sdk_sts::Error, aws_smithy_runtime_api::http::Response> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(io)));
+        classify(err)
+    }
+
+    #[test]
+    fn a_connect_at_a_node_limit_is_transient_and_names_the_setting() {
+        let e = dispatch_failure(libc::EADDRNOTAVAIL);
+        assert_eq!(e.class, ErrorClass::Transient);
+        assert_eq!(e.code, LOCAL_PORTS_EXHAUSTED);
+        assert!(
+            e.message
+                .starts_with("could not reach STS: no free local port"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("net.ipv4.ip_local_port_range"),
+            "{}",
+            e.message
+        );
+        let hint = crate::trust::hint(
+            &e.code,
+            &crate::config::Profile::new("p", "arn:aws:iam::111122223333:role/r"),
+            None,
+        )
+        .unwrap();
+        assert!(
+            hint.contains("net.ipv4.tcp_tw_reuse"),
+            "the hint says what to raise: {hint}"
+        );
+        assert!(
+            e.message.contains("tcp connect error"),
+            "the SDK's chain follows: {}",
+            e.message
+        );
+        for (errno, code) in [
+            (libc::EMFILE, TOO_MANY_OPEN_FILES),
+            (libc::ENFILE, FILE_TABLE_FULL),
+        ] {
+            let e = dispatch_failure(errno);
+            assert_eq!(e.class, ErrorClass::Transient);
+            assert_eq!(e.code, code);
+        }
+        assert!(dispatch_failure(libc::EMFILE).message.contains("ulimit -n"));
+        let refused = dispatch_failure(libc::ECONNREFUSED);
+        assert_eq!(refused.code, CONNECTION_ERROR);
+        assert_eq!(refused.class, ErrorClass::Transient);
     }
 
     #[test]

@@ -29,6 +29,27 @@ pub fn rolecall_run<N: AsRef<str>, A: AsRef<str>>(
     c
 }
 
+/// Sets `RLIMIT_NOFILE` (soft and hard) to `n` in the child before exec, as
+/// `ulimit -n` or `prlimit --nofile=N:N` would: rolecall cannot raise it.
+pub fn limit_open_files(cmd: &mut Command, n: u32) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    let limit = libc::rlimit {
+        rlim_cur: libc::rlim_t::from(n),
+        rlim_max: libc::rlim_t::from(n),
+    };
+    // SAFETY: setrlimit(2) is async-signal-safe and reads only `limit`,
+    // which the closure owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+    }
+}
+
 /// Reads a pipe to its end on a thread; the bytes so far are readable at
 /// any time (to wait for a log line of a process that is still running).
 pub fn collect(
