@@ -120,8 +120,11 @@ async fn outage(case: &str, fault: Reply) {
     assert_eq!(ready_after_expiry, 0, "{summary}");
     assert!(ready_again, "{summary}");
     // Backoff, not a hot loop: ~5.3 s of outage allow attempts at +0, 1, 3
-    // (and a hang costs its 0.5 s timeout on top): at most 5.
-    assert!((2..=5).contains(&failed_calls), "{summary}");
+    // (and a hang costs its 0.5 s timeout on top): at most 5. Throttling
+    // pauses the sidecar's calls for 5 s with this jitter (src/pacer.rs):
+    // one or two.
+    let allowed = if case == "throttling" { 1..=2 } else { 2..=5 };
+    assert!(allowed.contains(&failed_calls), "{summary}");
 }
 
 #[tokio::test]
