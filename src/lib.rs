@@ -68,6 +68,9 @@
 //! - [`sts`] makes the calls (its error codes are listed once, in
 //!   `sts::codes`); [`trust`] turns a refusal into a hint about the trust
 //!   policy.
+//! - Every STS call waits for a permit of the sidecar's one `pacer`: slow
+//!   start, and after a `Throttling` answer one call at a time with growing
+//!   pauses, because the account's rate limit is shared by every pod.
 //! - [`refresher`] is one task per profile; [`output`] renders and writes the
 //!   files; the health server serves probes and metrics ([`metrics`])
 //!   through the bounded HTTP server; the endpoint serves the loopback
@@ -75,7 +78,9 @@
 //!   from a supplied file.
 //! - `fsread` is the one way any file is read (regular, non-blocking,
 //!   capped; never through a link in the output dir); `ratelimit` keeps
-//!   floods to a log line per interval; `sys` holds the only unsafe calls.
+//!   floods to a log line per interval; [`sys`] holds the only unsafe calls
+//!   and the process's limits (`sys::limits`: the open-file limit raised at
+//!   start, and the names of the limits an error met).
 //! - [`output`] writes one directory per output set (`output::Sets`):
 //!   each app container mounts only its set's volume, and the endpoint's
 //!   token of a set is served only that set's profiles.
