@@ -266,3 +266,399 @@ fn a_hundred_sidecars_against_a_throttling_sts_all_become_ready() {
         "one success per profile, none repeated: {summary}"
     );
 }
+
+// ------------------------------------------------------------ the full scenarios (make fleet)
+
+/// The sizes of `make fleet`, from the environment:
+///
+/// | variable | default | |
+/// |---|---|---|
+/// | `ROLECALL_FLEET_N` | 1000 | sidecars |
+/// | `ROLECALL_FLEET_P` | 3 | profiles per sidecar |
+/// | `ROLECALL_FLEET_RATE` | 50 | account limit, calls/s |
+/// | `ROLECALL_FLEET_BURST` | 100 | bucket size |
+/// | `ROLECALL_FLEET_SURGE` | N/4 | maxSurge of (b) |
+/// | `ROLECALL_FLEET_SESSION_SECS` | 300 | session length of (d) |
+/// | `ROLECALL_FLEET_STEADY_SECS` | 2 × session | (d)'s window after start-up, the outage in its middle |
+/// | `ROLECALL_FLEET_OUTAGE_SECS` | 60 | (d)'s outage |
+/// | `ROLECALL_FLEET_SCENARIOS` | `a,b,c,d` | which to run |
+#[derive(Clone, Debug)]
+struct Knobs {
+    n: usize,
+    p: usize,
+    rate: f64,
+    burst: u32,
+    surge: usize,
+    session_s: u64,
+    steady_s: u64,
+    outage_s: u64,
+    scenarios: Vec<String>,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
+        _ => default,
+    }
+}
+
+impl Knobs {
+    fn from_env() -> Knobs {
+        let n = env_or("ROLECALL_FLEET_N", 1000usize);
+        let session_s = env_or("ROLECALL_FLEET_SESSION_SECS", 300u64);
+        Knobs {
+            n,
+            p: env_or("ROLECALL_FLEET_P", 3),
+            rate: env_or("ROLECALL_FLEET_RATE", 50.0),
+            burst: env_or("ROLECALL_FLEET_BURST", 100),
+            surge: env_or("ROLECALL_FLEET_SURGE", n.div_ceil(4)),
+            session_s,
+            steady_s: env_or("ROLECALL_FLEET_STEADY_SECS", 2 * session_s),
+            outage_s: env_or("ROLECALL_FLEET_OUTAGE_SECS", 60),
+            scenarios: env_or("ROLECALL_FLEET_SCENARIOS", "a,b,c,d".to_owned())
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        }
+    }
+
+    /// The command that reproduces scenario `which` with these sizes.
+    fn command(&self, which: &str) -> String {
+        let mut c = format!(
+            "ROLECALL_FLEET_SCENARIOS={which} ROLECALL_FLEET_N={} ROLECALL_FLEET_P={} \
+             ROLECALL_FLEET_RATE={} ROLECALL_FLEET_BURST={}",
+            self.n, self.p, self.rate, self.burst
+        );
+        match which {
+            "b" => c.push_str(&format!(" ROLECALL_FLEET_SURGE={}", self.surge)),
+            "d" => c.push_str(&format!(
+                " ROLECALL_FLEET_SESSION_SECS={} ROLECALL_FLEET_STEADY_SECS={} ROLECALL_FLEET_OUTAGE_SECS={}",
+                self.session_s, self.steady_s, self.outage_s
+            )),
+            _ => {}
+        }
+        c + " make fleet"
+    }
+}
+
+fn rate_row(r: &Rate) -> String {
+    if r.mean == 0.0 {
+        return "n/a (window shorter than a bin, or no calls)".to_owned();
+    }
+    format!(
+        "mean {:.1}/s, peak {:.0}/s, peak-to-mean {:.2}",
+        r.mean, r.peak, r.peak_to_mean
+    )
+}
+
+/// Starts the fleet and adds the start-up figures to `section`; the fleet
+/// stays up for the caller.
+fn start_up(
+    k: &Knobs,
+    rate: f64,
+    burst: u32,
+    start: Start,
+    sts: FakeSts,
+    name: &str,
+    section: &mut Section,
+) -> (Fleet, Startup) {
+    let min_calls = k.n * k.p;
+    let ideal = (min_calls as f64 - f64::from(burst)).max(0.0) / rate;
+    sts.set_rate_limit(rate, burst);
+    let mut fleet = Fleet::new(
+        sts.clone(),
+        k.p,
+        &results_dir().join(format!("logs/{name}")),
+    );
+    let limit = Duration::from_secs_f64((ideal * 20.0).max(600.0));
+    let startup = fleet.start(k.n, start, limit);
+    let elapsed = fleet.t0.elapsed().as_secs_f64();
+    let res = fleet.resources();
+    let calls = Calls::of(&sts.call_log(), fleet.t0, 0.0, elapsed.ceil(), k.n);
+    let logs = fleet.logs();
+    section.row(
+        "sidecars × profiles",
+        format!("{} × {} ({})", k.n, k.p, start),
+    );
+    section.row("limit", format!("{rate}/s, burst {burst}"));
+    section.row(
+        "all ready after",
+        match startup.all_ready {
+            Some(t) => format!(
+                "{:.1} s (ideal (N×P − burst)/rate = {:.1} s; ratio {:.2})",
+                t.as_secs_f64(),
+                ideal,
+                t.as_secs_f64() / ideal.max(f64::EPSILON)
+            ),
+            None => format!(
+                "NOT ALL: {} of {} ready after {:.0} s",
+                startup.ready, k.n, elapsed
+            ),
+        },
+    );
+    let mut each = startup
+        .ready_after
+        .iter()
+        .map(|s| (s * 1000.0) as u64)
+        .collect::<Vec<_>>();
+    each.sort_unstable();
+    section.row(
+        "each sidecar ready after its start, ms (min/median/p90/p99/max)",
+        Spread::of(&each).to_string(),
+    );
+    section.row(
+        "STS calls",
+        format!(
+            "{} for a minimum of {min_calls} ({:.2}×); accepted {}, throttled {}, other {}",
+            calls.total,
+            calls.total as f64 / min_calls as f64,
+            calls.accepted,
+            calls.throttled,
+            calls.other
+        ),
+    );
+    section.row(
+        "calls per sidecar (min/median/p90/p99/max)",
+        calls.per_sidecar.to_string(),
+    );
+    section.row(
+        "peak offered load (attempts in a 1-s bin)",
+        format!(
+            "{:.0}/s against a limit of {rate}/s ({:.1}×)",
+            calls.rate_1s.peak,
+            calls.rate_1s.peak / rate
+        ),
+    );
+    section.row("offered load, 10-s bins", rate_row(&calls.rate_10s));
+    section.row(
+        "gave up or crashed",
+        format!("{} exited, {} panics", startup.exited, logs.panics),
+    );
+    section.row(
+        "alive at the end of start-up",
+        format!("{} of {}", res.alive, k.n),
+    );
+    section.row(
+        "fleet CPU during start-up",
+        format!(
+            "{:.1} s user+system ({:.1} ms per sidecar); fake STS {:.1} s",
+            res.cpu_s,
+            res.cpu_s * 1000.0 / k.n as f64,
+            res.sts_cpu_s
+        ),
+    );
+    section.row(
+        "fleet memory when ready",
+        format!(
+            "Pss {:.0} MiB, RSS {:.0} MiB ({:.2} / {:.2} MiB per sidecar)",
+            res.pss_kib as f64 / 1024.0,
+            res.rss_kib as f64 / 1024.0,
+            res.pss_kib as f64 / 1024.0 / res.alive.max(1) as f64,
+            res.rss_kib as f64 / 1024.0 / res.alive.max(1) as f64
+        ),
+    );
+    section.row(
+        "log lines",
+        format!(
+            "{} WARN, {} ERROR; most frequent: {}",
+            logs.warn,
+            logs.error,
+            logs.top
+                .iter()
+                .map(|(m, c)| format!("{c} × `{m}`"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    );
+    eprintln!("{}", section.markdown());
+    (fleet, startup)
+}
+
+/// Polls the fleet every second for `secs`: the fewest valid profiles
+/// seen, and when (seconds after t0) no profile's last refresh was failing
+/// any more, if that happened after `ok_after`.
+fn watch(fleet: &mut Fleet, secs: f64, ok_after: Option<f64>) -> (usize, Option<f64>) {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut min_valid = usize::MAX;
+    let mut recovered = None;
+    while Instant::now() < end {
+        fleet.poll();
+        let h = fleet.health();
+        min_valid = min_valid.min(h.valid);
+        let now = fleet.t0.elapsed().as_secs_f64();
+        if recovered.is_none() && h.failing == 0 && ok_after.is_some_and(|t| now >= t) {
+            recovered = Some(now);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    (min_valid, recovered)
+}
+
+fn steady_state(k: &Knobs, section: &mut Section) -> bool {
+    let sts = FakeSts::granting(Duration::from_secs(k.session_s));
+    let (mut fleet, startup) = start_up(
+        k,
+        k.rate,
+        k.burst,
+        Start::AllAtOnce,
+        sts.clone(),
+        "d",
+        section,
+    );
+    if startup.ready < k.n {
+        return false;
+    }
+    let all = k.n * k.p;
+    let ready = fleet.t0.elapsed().as_secs_f64();
+    let half = k.steady_s as f64 / 2.0;
+    section.row(
+        "session length",
+        format!(
+            "{} s (refresh at about half: {:.0} s)",
+            k.session_s,
+            k.session_s as f64 / 2.0
+        ),
+    );
+    let (min_before, _) = watch(&mut fleet, half, None);
+    let outage_from = fleet.t0.elapsed().as_secs_f64();
+    sts.set_default(Reply::server_error());
+    let (min_during, _) = watch(&mut fleet, k.outage_s as f64, None);
+    let outage_to = fleet.t0.elapsed().as_secs_f64();
+    sts.set_default(Reply::ok_for(Duration::from_secs(k.session_s)));
+    let (min_after, recovered) = watch(&mut fleet, half, Some(outage_to));
+    let end = fleet.t0.elapsed().as_secs_f64();
+    let log = sts.call_log();
+    let steady = Calls::of(&log, fleet.t0, ready.ceil(), outage_from.floor(), k.n);
+    let during = Calls::of(&log, fleet.t0, outage_from, outage_to, k.n);
+    let after = Calls::of(&log, fleet.t0, outage_to, end, k.n);
+    let res = fleet.resources();
+    let model = all as f64 / (k.session_s as f64 * (0.5 - 0.05 / 2.0));
+    section.row(
+        "steady state before the outage",
+        format!(
+            "{:.0} s to {:.0} s after the first start; {} calls, {} throttled",
+            ready.ceil(),
+            outage_from.floor(),
+            steady.total,
+            steady.throttled
+        ),
+    );
+    section.row(
+        "steady calls/s, 1-s bins",
+        format!("{} (model N×P/(0.475 × session) = {model:.1}/s; Poisson noise dominates 1-s bins at this rate)", rate_row(&steady.rate_1s)),
+    );
+    section.row("steady calls/s, 10-s bins", rate_row(&steady.rate_10s));
+    section.row(
+        "STS outage (500 InternalFailure)",
+        format!(
+            "{:.0} s, from {outage_from:.0} s: {} calls during it ({:.1}/s)",
+            outage_to - outage_from,
+            during.total,
+            during.total as f64 / (outage_to - outage_from)
+        ),
+    );
+    section.row(
+        "after the outage",
+        format!(
+            "{} calls in {:.0} s, {} throttled; peak {:.0}/s (1-s bins), {:.1}/s (10-s bins)",
+            after.total,
+            end - outage_to,
+            after.throttled,
+            after.rate_1s.peak,
+            after.rate_10s.peak
+        ),
+    );
+    section.row(
+        "time to full recovery (no profile failing)",
+        match recovered {
+            Some(t) => format!("{:.0} s after the outage ended", t - outage_to),
+            None => "NOT within the window".to_owned(),
+        },
+    );
+    let lowest = min_before.min(min_during).min(min_after);
+    section.row(
+        "credentials lost",
+        format!(
+            "{} (fewest valid profiles seen: {lowest} of {all})",
+            all.saturating_sub(lowest)
+        ),
+    );
+    section.row(
+        "alive at the end",
+        format!(
+            "{} of {}; fleet CPU in all {:.1} s, fake STS {:.1} s",
+            res.alive, k.n, res.cpu_s, res.sts_cpu_s
+        ),
+    );
+    eprintln!("{}", section.markdown());
+    lowest == all && res.alive == k.n && recovered.is_some()
+}
+
+#[test]
+#[ignore = "the full fleet: make fleet (minutes, about 6 GiB for 1,000 sidecars)"]
+fn fleet_scenarios() {
+    let k = Knobs::from_env();
+    let bin = fleet_bin();
+    let (nproc, mem_mib, size) = machine(&bin);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let machine = format!(
+        "{nproc} CPUs, {:.1} GiB, binary {} ({size} bytes), load average at the start {}",
+        mem_mib as f64 / 1024.0,
+        bin.display(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    eprintln!("fleet: {machine}; {k:?}");
+    let mut sections = Vec::new();
+    let mut failed = Vec::new();
+    for which in &k.scenarios {
+        let cmd = k.command(which);
+        let ok = match which.as_str() {
+            "a" | "b" | "c" => {
+                let (title, rate, burst, start) = match which.as_str() {
+                    "a" => ("(a) all at once", k.rate, k.burst, Start::AllAtOnce),
+                    "b" => (
+                        "(b) rolling update",
+                        k.rate,
+                        k.burst,
+                        Start::Rolling { max_surge: k.surge },
+                    ),
+                    _ => (
+                        "(c) all at once, limit 10× lower",
+                        k.rate / 10.0,
+                        (k.burst / 10).max(1),
+                        Start::AllAtOnce,
+                    ),
+                };
+                let mut s = Section::new(title, cmd);
+                let (fleet, startup) =
+                    start_up(&k, rate, burst, start, FakeSts::start(), which, &mut s);
+                drop(fleet);
+                sections.push(s);
+                startup.ready == k.n && startup.exited == 0
+            }
+            "d" => {
+                let mut s = Section::new("(d) steady state with a 1-minute STS outage", cmd);
+                let ok = steady_state(&k, &mut s);
+                sections.push(s);
+                ok
+            }
+            other => panic!("ROLECALL_FLEET_SCENARIOS: unknown scenario {other:?} (a, b, c, d)"),
+        };
+        if !ok {
+            failed.push(which.clone());
+        }
+        for path in write_results(&machine, &sections) {
+            eprintln!("fleet: wrote {}", path.display());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "scenarios with a failure (see the tables): {failed:?}"
+    );
+}

@@ -268,6 +268,7 @@ impl Fleet {
             }
         }
         r.sts_cpu_s = own_threads_cpu_s("fake-sts");
+        r.test_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
         r
     }
 
@@ -310,6 +311,9 @@ pub struct Resources {
     pub rss_kib: u64,
     /// CPU of the fake STS's threads in the test process.
     pub sts_cpu_s: f64,
+    /// Open descriptors of the test process (mostly the fake STS's
+    /// keep-alive connections).
+    pub test_fds: usize,
 }
 
 /// [`Fleet::logs`].
