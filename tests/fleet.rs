@@ -260,11 +260,6 @@ fn a_hundred_sidecars_against_a_throttling_sts_all_become_ready() {
         calls.total as f64 <= MAX_CALLS_FACTOR * (N * P) as f64,
         "more than {MAX_CALLS_FACTOR} × the minimum: {summary}"
     );
-    assert_eq!(
-        calls.accepted,
-        N * P,
-        "one success per profile, none repeated: {summary}"
-    );
 }
 
 // ------------------------------------------------------------ the full scenarios (make fleet)
@@ -653,7 +648,8 @@ fn fleet_scenarios() {
         if !ok {
             failed.push(which.clone());
         }
-        for path in write_results(&machine, &sections) {
+        let section = sections.last().expect("a section per scenario");
+        for path in write_results(&machine, which, section) {
             eprintln!("fleet: wrote {}", path.display());
         }
     }

@@ -295,7 +295,7 @@ impl Fleet {
             }
         }
         let mut top: Vec<(String, usize)> = messages.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.sort_by_key(|m| std::cmp::Reverse(m.1));
         top.truncate(6);
         sum.top = top;
         sum

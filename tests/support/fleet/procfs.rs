@@ -100,5 +100,5 @@ pub fn raise_nofile_limit() -> u64 {
             let _ = libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }

@@ -57,16 +57,41 @@ pub fn splice(doc: &str, block: &str) -> Option<String> {
     Some(format!("{}\n{}\n{}", &doc[..b], block.trim(), &doc[e..]))
 }
 
-/// Writes `target/fleet/results.md`; with `ROLECALL_FLEET_WRITE_DOCS=1`,
-/// also splices the same text into docs/SCALE.md (created with a title and
-/// the markers if missing). Returns what it wrote where.
-pub fn write_results(machine: &str, sections: &[Section]) -> Vec<PathBuf> {
-    let mut text = format!("Measured on {machine}.\n\n");
-    for s in sections {
-        text.push_str(&s.markdown());
-        text.push('\n');
-    }
-    let results = results_dir().join("results.md");
+/// Records `section` as scenario `key` (`target/fleet/scenario-KEY.md`,
+/// replacing that scenario's last figures and keeping the others), then
+/// writes `target/fleet/results.md` from every scenario recorded, in key
+/// order; with `ROLECALL_FLEET_WRITE_DOCS=1`, also splices the same text
+/// into docs/SCALE.md (created with a title and the markers if missing).
+/// Returns the files written.
+pub fn write_results(machine: &str, key: &str, section: &Section) -> Vec<PathBuf> {
+    let dir = results_dir();
+    std::fs::write(
+        dir.join(format!("scenario-{key}.md")),
+        format!(
+            "{}
+Measured on {machine}.
+",
+            section.markdown()
+        ),
+    )
+    .expect("write the scenario's figures");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("read target/fleet")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("scenario-") && n.ends_with(".md"))
+        })
+        .collect();
+    files.sort();
+    let text = files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let results = dir.join("results.md");
     std::fs::write(&results, format!("# Fleet results\n\n{text}")).expect("write results.md");
     let mut written = vec![results];
     if std::env::var("ROLECALL_FLEET_WRITE_DOCS").as_deref() == Ok("1") {
