@@ -468,7 +468,6 @@ fn start_up(
                 .join("; ")
         ),
     );
-    eprintln!("{}", section.markdown());
     (fleet, startup)
 }
 
@@ -633,6 +632,7 @@ fn fleet_scenarios() {
                 let mut s = Section::new(title, cmd);
                 let (fleet, startup) =
                     start_up(&k, rate, burst, start, FakeSts::start(), which, &mut s);
+                eprintln!("{}", s.markdown());
                 drop(fleet);
                 sections.push(s);
                 startup.ready == k.n && startup.exited == 0
