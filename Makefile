@@ -18,13 +18,14 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: fuzz help test-deps venv sdk-deps go-driver sdk-tests sdk-matrix build fmt-check clippy unit-test acceptance validate-examples image-test test demo bench clean
+.PHONY: fuzz help test-deps venv sdk-deps go-driver sdk-tests sdk-matrix build fmt-check clippy unit-test acceptance validate-examples image-test test demo bench fleet clean
 
 help:
 	@echo "make demo       build rolecall and run it against a local STS (moto)"
 	@echo "make test       fmt-check, clippy, cargo test, acceptance tests (what .ci/run runs)"
 	@echo "make venv       create .venv with the pinned Python tools (requirements-test.txt)"
 	@echo "make build      cargo build --release"
+	@echo "make fleet      1,000 sidecars against a rate-limited fake STS; figures into docs/SCALE.md (not part of make test)"
 	@echo "make clean      remove .venv and target/"
 
 # ---------------------------------------------------------------- Python tools
@@ -144,6 +145,13 @@ demo: venv build
 # AWS CLI loop and a boto3 refresher (docs/BENCHMARKS.md). ROWS="rss idle" selects rows.
 bench:
 	ROWS="$(ROWS)" ./scripts/bench.sh
+
+# The fleet simulator (tests/fleet.rs, issue 14): the static release binary, N sidecars
+# against a fake STS with an account-wide rate limit; writes target/fleet/results.md and
+# docs/SCALE.md's measured section. ROLECALL_FLEET_N=200 ROLECALL_FLEET_SCENARIOS=a,b for a
+# smaller run (scripts/fleet.sh lists the knobs).
+fleet:
+	./scripts/fleet.sh
 
 clean:
 	rm -rf $(VENV) target demo-out

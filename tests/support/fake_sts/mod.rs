@@ -11,8 +11,11 @@ use rolecall::clock::Clock;
 
 use super::lock;
 
+mod limit;
 mod server;
 
+#[allow(unused_imports)]
+pub use limit::{CallOutcome, CallRecord, TokenBucket};
 use server::serve;
 #[allow(unused_imports)]
 pub use server::{parse_form, signing_key};
@@ -154,6 +157,10 @@ struct State {
     clock: Clock,
     requests: Vec<StsRequest>,
     issued: Vec<IssuedCredentials>,
+    /// The account-wide rate limit ([`FakeSts::set_rate_limit`]).
+    limiter: Option<TokenBucket>,
+    /// Every `AssumeRole*` call with its outcome ([`FakeSts::call_log`]).
+    call_log: Vec<CallRecord>,
 }
 
 struct Shared {
@@ -219,6 +226,8 @@ fn bind() -> (std::net::TcpListener, SocketAddr, Arc<Shared>) {
             clock: Clock::system(),
             requests: Vec::new(),
             issued: Vec::new(),
+            limiter: None,
+            call_log: Vec::new(),
         }),
         notify: tokio::sync::Notify::new(),
     });
@@ -251,6 +260,7 @@ impl FakeSts {
         let mut state = self.state();
         state.requests = Vec::new();
         state.issued = Vec::new();
+        state.call_log = Vec::new();
     }
 
     /// [`start`](Self::start), answering by default with sessions of
@@ -339,6 +349,45 @@ impl FakeSts {
     /// The reply used when both queues are empty (initially [`Reply::ok`]).
     pub fn set_default(&self, reply: Reply) {
         self.state().default = reply;
+    }
+
+    /// Limits the whole "account" to `rate_per_s` successful calls per
+    /// second with bursts of `burst` (a token bucket, full when set): a
+    /// call over the limit gets what real STS sends, HTTP 400
+    /// `<Code>Throttling</Code>` "Rate exceeded" ([`Reply::throttle`]).
+    ///
+    /// Scripted replies win: only a call whose reply would be a success
+    /// ([`Reply::Ok`] or [`Reply::Stale`]) takes a token, so an outage
+    /// (`set_default(Reply::server_error())`) answers 500 to everyone and
+    /// leaves the bucket to refill, as a broken STS would not count calls
+    /// it never served. A success popped from a queue and then throttled is
+    /// used up all the same.
+    pub fn set_rate_limit(&self, rate_per_s: f64, burst: u32) {
+        self.state().limiter = Some(TokenBucket::new(
+            rate_per_s,
+            burst,
+            std::time::Instant::now(),
+        ));
+    }
+
+    /// Removes the rate limit.
+    pub fn clear_rate_limit(&self) {
+        self.state().limiter = None;
+    }
+
+    /// Every `AssumeRole*` call so far: when it arrived, its role, and
+    /// whether it was accepted, throttled or answered otherwise.
+    pub fn call_log(&self) -> Vec<CallRecord> {
+        self.state().call_log.clone()
+    }
+
+    /// The calls of [`call_log`](Self::call_log) refused by the rate limit.
+    pub fn throttled(&self) -> usize {
+        self.state()
+            .call_log
+            .iter()
+            .filter(|c| c.outcome == CallOutcome::Throttled)
+            .count()
     }
 
     /// Number of requests received so far (every request, every outcome).

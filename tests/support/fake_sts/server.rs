@@ -12,7 +12,10 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use super::super::{BoxError, format_utc, lock};
-use super::{CREDENTIAL_COUNTER, IssuedCredentials, REQUEST_COUNTER, Reply, Shared, StsRequest};
+use super::{
+    CREDENTIAL_COUNTER, CallOutcome, CallRecord, IssuedCredentials, REQUEST_COUNTER, Reply, Shared,
+    StsRequest,
+};
 
 pub(super) async fn serve(
     listener: std::net::TcpListener,
@@ -170,10 +173,11 @@ async fn handle(
         request.action.as_str(),
         "AssumeRoleWithWebIdentity" | "AssumeRole"
     );
+    let received = std::time::Instant::now();
     let reply = {
         let mut state = lock(&shared.state);
         state.requests.push(request.clone());
-        if !known {
+        let scripted = if !known {
             Reply::error(
                 400,
                 "InvalidAction",
@@ -192,6 +196,32 @@ async fn handle(
             reply
         } else {
             state.default.clone()
+        };
+        // The rate limit (FakeSts::set_rate_limit): only a would-be success
+        // takes a token; scripted errors (an outage) win.
+        let succeeds = matches!(scripted, Reply::Ok { .. } | Reply::Stale { .. });
+        let throttled = succeeds
+            && state
+                .limiter
+                .as_mut()
+                .is_some_and(|bucket| !bucket.try_take(received));
+        if known {
+            let outcome = match (succeeds, throttled) {
+                (_, true) => CallOutcome::Throttled,
+                (true, false) => CallOutcome::Accepted,
+                (false, false) => CallOutcome::Other,
+            };
+            let role_arn = request.role_arn.clone();
+            state.call_log.push(CallRecord {
+                at: received,
+                role_arn,
+                outcome,
+            });
+        }
+        if throttled {
+            Reply::throttle()
+        } else {
+            scripted
         }
     };
     shared.notify.notify_waiters();
