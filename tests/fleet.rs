@@ -311,7 +311,10 @@ impl Knobs {
             burst: env_or("ROLECALL_FLEET_BURST", 100),
             surge: env_or("ROLECALL_FLEET_SURGE", n.div_ceil(4)),
             session_s,
-            steady_s: env_or("ROLECALL_FLEET_STEADY_SECS", 2 * session_s),
+            // Long enough that, on each side of the outage, some cycles
+            // follow the first refreshes (which come at 20-50 % of a
+            // session after a start or a recovery).
+            steady_s: env_or("ROLECALL_FLEET_STEADY_SECS", 4 * session_s),
             outage_s: env_or("ROLECALL_FLEET_OUTAGE_SECS", 60),
             scenarios: env_or("ROLECALL_FLEET_SCENARIOS", "a,b,c,d".to_owned())
                 .split(',')
@@ -546,6 +549,27 @@ fn steady_state(k: &Knobs, section: &mut Section) -> bool {
         format!("{} (model N×P/(0.475 × session) = {model:.1}/s; Poisson noise dominates 1-s bins at this rate)", rate_row(&steady.rate_1s)),
     );
     section.row("steady calls/s, 10-s bins", rate_row(&steady.rate_10s));
+    // Once every profile has made its first refresh (spread over 20-50 % of
+    // a session after it became ready): the regime the fleet keeps.
+    let settled_from = ready + k.session_s as f64 / 2.0;
+    if settled_from + 2.0 * k.session_s as f64 * 0.475 <= outage_from {
+        let settled = Calls::of(
+            &log,
+            fleet.t0,
+            settled_from.ceil(),
+            outage_from.floor(),
+            k.n,
+        );
+        section.row(
+            "steady calls/s after the first refreshes, 1-s / 10-s bins",
+            format!(
+                "from {:.0} s: {} / {}",
+                settled_from.ceil(),
+                rate_row(&settled.rate_1s),
+                rate_row(&settled.rate_10s)
+            ),
+        );
+    }
     section.row(
         "STS outage (500 InternalFailure)",
         format!(
@@ -573,6 +597,24 @@ fn steady_state(k: &Knobs, section: &mut Section) -> bool {
             None => "NOT within the window".to_owned(),
         },
     );
+    // After the recovered profiles' first refreshes: did the outage leave
+    // the fleet synchronised?
+    if let Some(t) = recovered {
+        let again_from = t + k.session_s as f64 / 2.0;
+        if again_from + 2.0 * k.session_s as f64 * 0.475 <= end {
+            let again = Calls::of(&log, fleet.t0, again_from.ceil(), end.floor(), k.n);
+            section.row(
+                "steady calls/s again (after the recovered profiles' first refreshes), 1-s / 10-s bins",
+                format!(
+                    "from {:.0} s: {} / {}, {} throttled",
+                    again_from.ceil(),
+                    rate_row(&again.rate_1s),
+                    rate_row(&again.rate_10s),
+                    again.throttled
+                ),
+            );
+        }
+    }
     let lowest = min_before.min(min_during).min(min_after);
     section.row(
         "credentials lost",
