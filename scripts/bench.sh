@@ -19,23 +19,13 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-TRIPLE=$(uname -m)-unknown-linux-gnu
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/$TRIPLE/release/rolecall
 VENV=$ROOT/.venv
 START=$(date +%s)
 
 say() { printf '>> %s\n' "$*" >&2; }
 
-say "static release build: cargo build --release --locked --target $TRIPLE (RUSTFLAGS=-C target-feature=+crt-static)"
-(
-	unset CARGO_ENCODED_RUSTFLAGS
-	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TRIPLE"
-)
-[ -x "$BIN" ] || {
-	echo "bench.sh: cargo did not produce $BIN" >&2
-	exit 1
-}
+# shellcheck source=scripts/static-build.sh
+. "$ROOT/scripts/static-build.sh"
 
 # Only the startup (moto) and compare (AWS CLI, boto3) rows use the venv.
 case " ${ROWS:-all} $* " in

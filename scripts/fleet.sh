@@ -15,26 +15,16 @@
 # Environment (tests/fleet.rs, Knobs): ROLECALL_FLEET_N, _P, _RATE, _BURST, _SURGE, _SESSION_SECS,
 # _STEADY_SECS, _OUTAGE_SECS, _SCENARIOS, _WRITE_DOCS; CARGO_TARGET_DIR.
 # The defaults need about 6 GiB of memory, 1,000 processes and a few thousand descriptors;
-# all four scenarios take about 20 minutes. Sidecar logs: target/fleet/logs/SCENARIO/.
+# all four scenarios take about 35 minutes ((d) alone about 25). Sidecar logs: target/fleet/logs/SCENARIO/.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-TRIPLE=$(uname -m)-unknown-linux-gnu
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/$TRIPLE/release/rolecall
 
 say() { printf '>> %s\n' "$*" >&2; }
 
-say "static release build: cargo build --release --locked --target $TRIPLE (RUSTFLAGS=-C target-feature=+crt-static)"
-(
-	unset CARGO_ENCODED_RUSTFLAGS
-	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TRIPLE"
-)
-[ -x "$BIN" ] || {
-	echo "fleet.sh: cargo did not produce $BIN" >&2
-	exit 1
-}
+# shellcheck source=scripts/static-build.sh
+. "$ROOT/scripts/static-build.sh"
 
 # A thousand sidecars keep a thousand connections open in the test process.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -82,12 +82,14 @@ impl Paused {
         self.times().windows(2).map(|w| w[1] - w[0]).collect()
     }
 
-    async fn metric(&self, line_start: &str) -> String {
+    /// `rolecall_sts_throttled_total`, from `/metrics`.
+    async fn throttled(&self) -> usize {
         let (_, body) = http_get(self.port, "/metrics", None).await;
         body.lines()
-            .find(|l| l.starts_with(line_start))
-            .unwrap_or_else(|| panic!("no {line_start} in {body}"))
-            .to_owned()
+            .find_map(|l| l.strip_prefix("rolecall_sts_throttled_total "))
+            .unwrap_or_else(|| panic!("no rolecall_sts_throttled_total in {body}"))
+            .parse()
+            .unwrap()
     }
 
     fn published(&self) -> usize {
@@ -117,10 +119,7 @@ async fn a_throttled_sidecar_makes_one_call_at_a_time_with_growing_pauses() {
     // 120 s.
     assert!(s.sts.wait_for_calls(8, Duration::from_secs(500)).await);
     assert_gaps(&s.gaps()[..7], &[5, 10, 20, 40, 80, 120, 120]);
-    assert_eq!(
-        s.metric("rolecall_sts_throttled_total ").await,
-        format!("rolecall_sts_throttled_total {}", s.sts.calls())
-    );
+    assert_eq!(s.throttled().await, s.sts.calls());
     // STS lets calls through again. Each answer halves the level (6, 3, 1,
     // 0) and paces the next call under the lowered ceiling: 20 s, then 5 s.
     s.sts.clear_history();
@@ -145,10 +144,7 @@ async fn a_starting_sidecar_makes_one_call_before_the_others() {
     // A failure that is not throttling neither opens nor closes the window:
     // the hung profile retries (1 s backoff), the others go one by one.
     assert_eq!(s.sts.calls(), 4, "{times:?}");
-    assert_eq!(
-        s.metric("rolecall_sts_throttled_total ").await,
-        "rolecall_sts_throttled_total 0"
-    );
+    assert_eq!(s.throttled().await, 0);
     s.running.stop().await;
 }
 
@@ -165,10 +161,7 @@ async fn server_errors_do_not_pause_the_other_profiles() {
         "{:?}",
         s.times()
     );
-    assert_eq!(
-        s.metric("rolecall_sts_throttled_total ").await,
-        "rolecall_sts_throttled_total 0"
-    );
+    assert_eq!(s.throttled().await, 0);
     s.running.stop().await;
 }
 
