@@ -236,7 +236,7 @@ impl Metrics {
         );
         registry.register(
             "rolecall_limit_reached",
-            "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range) and site (listener, control_socket, sts, output)",
+            "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range) and site (listener, control_socket, sts, token, output)",
             limit_reached().clone(),
         );
         Metrics {

@@ -296,6 +296,9 @@ impl Refresher {
                 d
             }
         };
+        if let Some(limit) = e.limit() {
+            crate::metrics::count_limit_reached(limit, "token");
+        }
         let hint = trust::hint(e.code(), &p, claims);
         // status.json reports the error.
         let still_valid = self

@@ -49,7 +49,7 @@ impl RefreshError {
 
     /// The open-file limit a token read met (`EMFILE`, `ENFILE`), if any.
     /// (STS calls that meet a limit say so in their own code.)
-    fn limit(&self) -> Option<Limit> {
+    pub fn limit(&self) -> Option<Limit> {
         match self {
             RefreshError::Token(TokenError::Unreadable { source, .. }) => Limit::of(source),
             _ => None,
