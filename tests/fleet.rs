@@ -224,9 +224,13 @@ fn a_hundred_sidecars_against_a_throttling_sts_all_become_ready() {
     let end = fleet.t0.elapsed().as_secs_f64() + 1.0;
     let calls = Calls::of(&sts.call_log(), fleet.t0, 0.0, end, N);
     let logs = fleet.logs();
+    let mut lines: Vec<u64> = fleet.log_lines().iter().map(|l| *l as u64).collect();
+    lines.sort_unstable();
+    let lines = Spread::of(&lines);
+    let minutes = end / 60.0;
     let summary = format!(
         "ready {}/{N} after {:?}, exited {}, calls {} (minimum {}), throttled {}, per sidecar {}, \
-         peak {}/s, logs: {} WARN, {} ERROR, {} panics {:?}",
+         peak {}/s, log lines per sidecar {lines} in {minutes:.1} min, logs: {} WARN, {} ERROR, {} panics {:?}",
         startup.ready,
         startup.all_ready,
         startup.exited,
@@ -261,6 +265,85 @@ fn a_hundred_sidecars_against_a_throttling_sts_all_become_ready() {
         calls.total as f64 <= MAX_CALLS_FACTOR * (N * P) as f64,
         "more than {MAX_CALLS_FACTOR} × the minimum: {summary}"
     );
+}
+
+/// The reduced form of scenario (d), in `make test`: [`OUTAGE_N`] sidecars
+/// with [`OUTAGE_P`] profiles and sessions of [`OUTAGE_SESSION`], then an
+/// outage of [`OUTAGE`] (every STS call answered `500 InternalFailure`)
+/// placed over the first refreshes (20-50 % of a session after the start):
+/// nearly every profile is due while STS is down. Measures the calls and
+/// the log lines each sidecar makes during it, and the recovery after it.
+const OUTAGE_N: usize = 30;
+const OUTAGE_P: usize = 3;
+const OUTAGE_SESSION: Duration = Duration::from_secs(100);
+const OUTAGE: Duration = Duration::from_secs(30);
+
+#[test]
+fn an_sts_outage_costs_each_sidecar_one_probe_stream_and_loses_nothing() {
+    let (n, p) = (OUTAGE_N, OUTAGE_P);
+    let sts = FakeSts::granting(OUTAGE_SESSION);
+    let mut fleet = Fleet::new(sts.clone(), p, &results_dir().join("logs/reduced-outage"));
+    let startup = fleet.start(n, Start::AllAtOnce, Duration::from_secs(60));
+    assert_eq!(startup.ready, n, "{startup:?}");
+    // The first refreshes come 20 s to 50 s after each session: the
+    // outage covers them.
+    std::thread::sleep(Duration::from_secs(18).saturating_sub(fleet.t0.elapsed()));
+    let lines_before = fleet.log_lines();
+    let outage_from = fleet.t0.elapsed().as_secs_f64();
+    sts.set_default(Reply::server_error());
+    let mut min_valid = usize::MAX;
+    let end = Instant::now() + OUTAGE;
+    while Instant::now() < end {
+        fleet.poll();
+        min_valid = min_valid.min(fleet.health().valid);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let outage_to = fleet.t0.elapsed().as_secs_f64();
+    let lines_during = fleet.log_lines();
+    sts.set_default(Reply::ok_for(OUTAGE_SESSION));
+    // Recovery: no profile failing, within a generous bound.
+    let mut recovered = None;
+    let limit = Instant::now() + Duration::from_secs(75);
+    while Instant::now() < limit {
+        fleet.poll();
+        let h = fleet.health();
+        min_valid = min_valid.min(h.valid);
+        if h.failing == 0 {
+            recovered = Some(fleet.t0.elapsed().as_secs_f64() - outage_to);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = sts.call_log();
+    let during = Calls::of(&log, fleet.t0, outage_from, outage_to, n);
+    let per_minute = during.total as f64 / n as f64 * 60.0 / (outage_to - outage_from);
+    let mut lines: Vec<u64> = lines_during
+        .iter()
+        .zip(&lines_before)
+        .map(|(a, b)| (a - b) as u64)
+        .collect();
+    lines.sort_unstable();
+    let lines = Spread::of(&lines);
+    let logs = fleet.logs();
+    let summary = format!(
+        "{n} × {p}, {:.0} s outage from {outage_from:.1} s: {} calls ({per_minute:.1} per sidecar per minute; \
+         per sidecar {}); log lines per sidecar during it {lines}; recovered {} after it; \
+         fewest valid profiles {min_valid} of {}; {} exited, {} panics; top log lines {:?}",
+        outage_to - outage_from,
+        during.total,
+        during.per_sidecar,
+        recovered.map_or("NOT".to_owned(), |r| format!("{r:.1} s")),
+        n * p,
+        fleet.exited(),
+        logs.panics,
+        logs.top,
+    );
+    eprintln!("{summary}");
+    std::fs::write(results_dir().join("reduced-outage.txt"), summary.clone() + "\n").unwrap();
+    assert_eq!(fleet.exited(), 0, "{summary}");
+    assert_eq!(logs.panics, 0, "{summary}");
+    assert_eq!(min_valid, n * p, "a credential was lost: {summary}");
+    assert!(recovered.is_some(), "{summary}");
 }
 
 // ------------------------------------------------------------ the full scenarios (make fleet)
