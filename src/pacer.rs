@@ -185,6 +185,19 @@ impl Pacer {
     /// Waits until this sidecar may start an STS call to `endpoint` (the
     /// URL the call goes to: profiles with the same one share its gate).
     pub async fn acquire(&self, endpoint: &Arc<str>) -> Permit<'_> {
+        self.acquire_as(endpoint, true).await
+    }
+
+    /// [`Pacer::acquire`] for a profile's first call (at start, or after a
+    /// reload): it waits for the pace, not for a closed gate's probe. A
+    /// start during an outage then fails each profile once, at once, as
+    /// before (the start-up pass and `rolecall once` wait for every
+    /// profile's first attempt), and only their retries share the probe.
+    pub async fn acquire_first(&self, endpoint: &Arc<str>) -> Permit<'_> {
+        self.acquire_as(endpoint, false).await
+    }
+
+    async fn acquire_as(&self, endpoint: &Arc<str>, gated: bool) -> Permit<'_> {
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
@@ -193,7 +206,7 @@ impl Pacer {
                 let mut s = self.lock();
                 let now = Instant::now();
                 s.forget_old_throttling(now);
-                match s.admit(endpoint, now) {
+                match s.admit(endpoint, gated, now) {
                     Ok(probe) => {
                         return Permit {
                             pacer: self,
@@ -278,14 +291,18 @@ impl Pacer {
 
 impl PaceState {
     /// Takes a slot for a call to `endpoint` if one may start now: `Ok`,
-    /// with whether it is the probe of the endpoint's closed gate.
-    fn admit(&mut self, endpoint: &str, now: Instant) -> Result<bool, Wait> {
+    /// with whether it is the probe of the endpoint's closed gate (a call
+    /// that is not `gated` ignores the gate, and is no probe).
+    fn admit(&mut self, endpoint: &str, gated: bool, now: Instant) -> Result<bool, Wait> {
         if let Some(t) = self.hold_until
             && t > now
         {
             return Err(Wait::Until(t));
         }
-        let gate = self.outages.iter_mut().find(|o| &*o.endpoint == endpoint);
+        let gate = self
+            .outages
+            .iter_mut()
+            .find(|o| gated && &*o.endpoint == endpoint);
         let probe = match &gate {
             Some(o) if o.probing => return Err(Wait::Freed),
             Some(o) if o.hold_until > now => return Err(Wait::Until(o.hold_until)),

@@ -109,6 +109,9 @@ pub struct Refresher {
     source_used: Option<Session>,
     /// When the last attempt started, to space out manual refreshes.
     last_attempt: Option<Instant>,
+    /// When the last attempt ended: what its [`Outcome::next`] counts
+    /// from.
+    last_outcome: Option<Instant>,
     /// Whether the wait for the next attempt is a backoff after a
     /// transient, token or clock failure (which SIGUSR1 must not shorten).
     backing_off: bool,
@@ -135,6 +138,7 @@ impl Refresher {
             failing: Failures::default(),
             source_used: None,
             last_attempt: None,
+            last_outcome: None,
             backing_off: false,
             published: None,
             planning: false,
@@ -154,17 +158,29 @@ impl Refresher {
     /// One refresh attempt: obtain a session, then record the result in the
     /// shared state. Returns when to try next.
     pub async fn attempt(&mut self) -> Outcome {
+        let first = self.last_attempt.is_none();
         self.last_attempt = Some(Instant::now());
-        let (result, claims, took) = self.obtain().await;
-        self.record(result, claims.as_ref(), took)
+        let (result, claims, took) = self.obtain(first).await;
+        let outcome = self.record(result, claims.as_ref(), took);
+        self.last_outcome = Some(Instant::now());
+        outcome
     }
 
     /// Reads the token (or takes the source session), calls STS when the
     /// sidecar's [`crate::pacer`] allows, and checks that the answer can be
     /// used. Also returns the token's claims, for the hint of a failure,
-    /// and how long the STS call took.
-    async fn obtain(&mut self) -> (Result<Assumed, RefreshError>, Option<Claims>, Duration) {
-        let permit = self.ctx.shared.pacer().acquire(&self.endpoint).await;
+    /// and how long the STS call took. The `first` call of this refresher
+    /// does not wait for a closed gate's probe ([`crate::pacer::Pacer::acquire_first`]).
+    async fn obtain(
+        &mut self,
+        first: bool,
+    ) -> (Result<Assumed, RefreshError>, Option<Claims>, Duration) {
+        let pacer = self.ctx.shared.pacer();
+        let permit = if first {
+            pacer.acquire_first(&self.endpoint).await
+        } else {
+            pacer.acquire(&self.endpoint).await
+        };
         let started = Instant::now();
         let p = self.profile.clone();
         let mut claims = None;
@@ -469,7 +485,11 @@ impl Refresher {
         current.is_some_and(|s| !s.is_expired(now) && Some(s) != self.source_used.as_ref())
     }
 
-    /// Runs until `shutdown`, first attempting after `first`.
+    /// Runs until `shutdown`, first attempting `first` after the end of its
+    /// last attempt (the start-up pass's), or after now if it made none. A
+    /// profile that failed early in a long start-up pass (throttled while
+    /// the others waited their turn) retries when its pause ends, not that
+    /// long again after the pass.
     pub async fn run(mut self, first: Duration, shutdown: CancellationToken) {
         let mut manual = self.manual.take();
         // The refresh asked of this profile that the next attempt answers.
@@ -483,7 +503,7 @@ impl Refresher {
             .as_deref()
             .map(|s| self.ctx.shared.subscribe(s));
         let chained = source.is_some();
-        let mut next = Instant::now() + first;
+        let mut next = self.last_outcome.unwrap_or_else(Instant::now) + first;
         if !self.planning {
             self.planning = true;
             // A session published before refreshes were planned, if any.

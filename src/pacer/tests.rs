@@ -69,7 +69,11 @@ async fn futures_lite_acquire(pacer: &Pacer, n: usize) -> Vec<Permit<'_>> {
 async fn a_throttled_call_holds_every_call_for_an_equal_jitter_pause_that_doubles() {
     let pacer = Pacer::default();
     let t0 = Instant::now();
-    let change = pacer.acquire(&ep()).await.finish(Paced::Throttled, ceiling).0;
+    let change = pacer
+        .acquire(&ep())
+        .await
+        .finish(Paced::Throttled, ceiling)
+        .0;
     assert_eq!(
         change,
         Change::Throttled {
@@ -155,7 +159,11 @@ async fn each_answer_halves_the_level_and_paces_the_next_call_until_recovered() 
     assert_eq!(granted_after(&pacer, t).await, Duration::from_secs(5));
     // An answer at level 1: the sidecar has recovered.
     assert_eq!(
-        pacer.acquire(&ep()).await.finish(Paced::Answered, ceiling).0,
+        pacer
+            .acquire(&ep())
+            .await
+            .finish(Paced::Answered, ceiling)
+            .0,
         Change::Recovered
     );
     assert_eq!(pacer.level(), 0);

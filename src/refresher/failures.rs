@@ -2,8 +2,8 @@
 //! (configuration, trust policy, clock) every time, loudly; a run of the
 //! same failure that only waits for STS (throttling, an outage) once in
 //! full, then one summary line per [`SUMMARY_INTERVAL`] with the count and
-//! the last error ([`crate::ratelimit::LogLimit`]), and one line when it
-//! ends. docs/OPERATIONS.md (Troubleshooting, Log volume) has the lines.
+//! the last error ([`crate::ratelimit::LogLimit`]), and one line when a
+//! run of more than one ends. docs/OPERATIONS.md (Troubleshooting, Log volume) has the lines.
 
 use std::time::Duration;
 
@@ -98,9 +98,11 @@ impl Failures {
         }
     }
 
-    /// Records a success at `now`: the run it ended, if any.
+    /// Records a success at `now`: the run it ended, if it had more than
+    /// one failure (a single failure's line said all there is: the
+    /// `refreshed` line that follows ends it).
     pub fn ended(&mut self, now: Instant) -> Option<Ended> {
-        self.run.take().map(|r| Ended {
+        self.run.take().filter(|r| r.failures > 1).map(|r| Ended {
             class: r.class,
             failures: r.failures,
             failing_for: now.saturating_duration_since(r.since),
@@ -157,6 +159,11 @@ mod tests {
             f.record(ErrorClass::Transient, false, Instant::now()),
             Line::Full,
             "a new run after a success"
+        );
+        assert_eq!(
+            f.ended(Instant::now()),
+            None,
+            "a single failure needs no closing line"
         );
     }
 
