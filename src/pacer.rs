@@ -248,6 +248,12 @@ impl Pacer {
             })
     }
 
+    /// Whether `endpoint`'s gate is closed: a call found STS down, and none
+    /// has been answered since.
+    pub fn is_down(&self, endpoint: &str) -> bool {
+        self.lock().outages.iter().any(|o| &*o.endpoint == endpoint)
+    }
+
     fn release(&self, how: Paced, permit: &Permit<'_>, jitter: Jitter) -> (Change, Gate) {
         let mut s = self.lock();
         s.in_flight = s.in_flight.saturating_sub(1);

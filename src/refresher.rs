@@ -175,11 +175,14 @@ impl Refresher {
         &mut self,
         first: bool,
     ) -> (Result<Assumed, RefreshError>, Option<Claims>, Duration) {
-        let pacer = self.ctx.shared.pacer();
         let permit = if first {
-            pacer.acquire_first(&self.endpoint).await
+            self.ctx.shared.pacer().acquire_first(&self.endpoint).await
         } else {
-            pacer.acquire(&self.endpoint).await
+            // (A profile whose own last call failed is marked already.)
+            if self.failures == 0 && self.ctx.shared.pacer().is_down(&self.endpoint) {
+                self.waits_for_probe();
+            }
+            self.ctx.shared.pacer().acquire(&self.endpoint).await
         };
         let started = Instant::now();
         let p = self.profile.clone();
@@ -229,6 +232,26 @@ impl Refresher {
         }
         let result = result.and_then(|a| usable(a, self.ctx.clock.now(), skew));
         (result.map_err(RefreshError::from), claims, took)
+    }
+
+    /// Records that this profile's refresh waits for the probe of an STS
+    /// that is down: in `status.json` and `/readyz` (for when its session
+    /// expires) the profile is failing, with [`codes::STS_DOWN`]; process
+    /// mode and the endpoint report its real expiry, as after a failed
+    /// refresh (nothing newer can come before STS answers); and its next
+    /// session's first refresh is spread, as after any run of failures.
+    /// No line is logged: the sidecar's `STS is not answering` says it.
+    fn waits_for_probe(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        self.ctx.shared.record_failure(
+            &self.profile.name,
+            ErrorClass::Transient.result(),
+            format!(
+                "{}: STS is not answering; this profile waits for the sidecar's next call to it",
+                codes::STS_DOWN
+            ),
+            self.ctx.clock.now(),
+        );
     }
 
     /// Ends a paced STS call: a throttled one slows the whole sidecar down,
