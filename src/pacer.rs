@@ -219,7 +219,12 @@ impl Pacer {
                 }
             };
             match wait {
-                Wait::Until(t) => tokio::time::sleep_until(t).await,
+                // A release may open the gate before its probe was due (a
+                // profile's first call got an answer).
+                Wait::Until(t) => tokio::select! {
+                    _ = tokio::time::sleep_until(t) => {}
+                    _ = freed => {}
+                },
                 Wait::Freed => freed.await,
             }
         }
