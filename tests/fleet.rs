@@ -3,7 +3,12 @@
 //!
 //! - `a_hundred_sidecars_against_a_throttling_sts_all_become_ready`: the
 //!   reduced fleet of `make test` (N = 100, P = 3, 10 calls/s, burst 20, all
-//!   at once). It asserts the absence of failure, never a time.
+//!   at once). It asserts the absence of failure, never a time, and bounds
+//!   the log lines of each sidecar (no ERROR for a throttled call).
+//! - `an_sts_outage_costs_each_sidecar_one_probe_stream_and_loses_nothing`:
+//!   the reduced form of (d) in `make test` (N = 30, P = 3, a 30 s outage
+//!   over the first refreshes): calls per sidecar at most 1/P of one retry
+//!   stream per profile, recovery, no credential lost, few log lines.
 //! - `fleet_scenarios` (ignored; `make fleet`): the full runs, chosen and
 //!   sized by `ROLECALL_FLEET_*` (see [`Knobs`]); results in
 //!   `target/fleet/results.md`, and docs/SCALE.md with
