@@ -18,7 +18,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
-use crate::config::Profile;
+use crate::config::{CredentialsMode, Profile};
 use crate::metrics::{Metrics, RefreshResult};
 use crate::pacer::Pacer;
 use crate::schedule;
@@ -65,6 +65,59 @@ struct State {
     rejected_config: Vec<String>,
     /// The profiles of each output set ([`Shared::set_members`]).
     members: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// Per output set, what its last successful write holds
+    /// ([`Shared::record_set_written`]): readiness is computed from it.
+    written: BTreeMap<String, BTreeMap<String, Written>>,
+}
+
+/// A session an output set's files hold for one profile, as recorded when
+/// they were written: the configuration it was assumed for and its expiry
+/// (never the keys themselves).
+#[derive(Debug)]
+struct Written {
+    identity: Arc<Profile>,
+    expiration: SystemTime,
+}
+
+impl State {
+    /// Why the files that serve `entry`'s profile do not hold a valid
+    /// session of its current identity at `now`, or `None` when they all
+    /// do. An endpoint-only profile is served from memory alone; a file or
+    /// process-mode one by every output set that holds it (a set without
+    /// members, the lone writer of unit tests, holds every profile once it
+    /// wrote).
+    fn unwritten(&self, entry: &ProfileState, now: SystemTime) -> Option<String> {
+        if entry.profile.credentials == CredentialsMode::Endpoint {
+            return None;
+        }
+        let name = &entry.profile.name;
+        let identity = entry.identity();
+        let serving = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.contains(name))
+            .map(|(set, _)| set)
+            .chain(
+                self.written
+                    .keys()
+                    .filter(|set| !self.members.contains_key(*set)),
+            );
+        for set in serving {
+            let held = self.written.get(set).and_then(|w| w.get(name));
+            let valid = held.is_some_and(|w| {
+                w.expiration > now
+                    && (Arc::ptr_eq(&w.identity, identity) || w.identity.same_identity(identity))
+            });
+            if !valid {
+                return Some(if set == crate::config::DEFAULT_SET {
+                    "its session is not in the output files yet".into()
+                } else {
+                    format!("its session is not in output set {set}'s files yet")
+                });
+            }
+        }
+        None
+    }
 }
 
 impl State {
@@ -350,6 +403,34 @@ impl Shared {
             .map(|d| d + Duration::from_millis(5))
     }
 
+    /// Records what output set `set`'s files hold after a successful write:
+    /// for each profile whose keys they hold, the identity (configuration)
+    /// its session was assumed for and its expiry; `now` is when they were
+    /// rendered. Replaces what the set's
+    /// previous write recorded; readiness follows.
+    pub fn record_set_written(
+        &self,
+        set: &str,
+        sessions: impl IntoIterator<Item = (String, Arc<Profile>, SystemTime)>,
+        now: SystemTime,
+    ) {
+        let held = sessions
+            .into_iter()
+            .map(|(name, identity, expiration)| {
+                (
+                    name,
+                    Written {
+                        identity,
+                        expiration,
+                    },
+                )
+            })
+            .collect();
+        let mut state = self.lock();
+        state.written.insert(set.to_owned(), held);
+        self.update_readiness(&state, now);
+    }
+
     /// Records whether the last write of the outputs succeeded.
     pub fn record_outputs_written(&self, ok: bool, now: SystemTime) {
         self.outputs_ok.store(ok, Ordering::Release);
@@ -448,10 +529,18 @@ impl Shared {
 
     /// The one writer of readiness and its gauge; returns why not ready.
     fn update_readiness(&self, state: &State, now: SystemTime) -> Vec<(String, String)> {
+        // A profile is ready when it holds a valid session (what the
+        // endpoint serves, and what the next write renders) and every file
+        // that serves it holds a valid session of the same identity (what
+        // the application reads there now).
         let mut out: Vec<(String, String)> = state
             .profiles
             .values()
-            .filter_map(|s| s.not_ready(now).map(|why| (s.profile.name.clone(), why)))
+            .filter_map(|s| {
+                s.not_ready(now)
+                    .or_else(|| state.unwritten(s, now))
+                    .map(|why| (s.profile.name.clone(), why))
+            })
             .collect();
         if !self.outputs_ok.load(Ordering::Acquire) {
             out.push(("outputs".into(), "the output files are not written".into()));

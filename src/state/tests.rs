@@ -500,3 +500,48 @@ async fn an_adopted_session_expires_under_paused_time_on_the_injected_clock() {
     );
     assert_eq!(shared.next_expiry(now), None);
 }
+
+#[test]
+fn readiness_follows_what_each_set_s_files_hold() {
+    let shared = shared_with(&[]);
+    let p = profile("p");
+    shared.set_members("app", ["p".to_owned()]);
+    shared.set_members("other", ["q".to_owned()]);
+    shared.register(p.clone(), None, t0());
+    shared.record_success("p", session("A", t0() + secs(600)), t0(), None);
+    assert_eq!(
+        shared.not_ready(t0()),
+        vec![(
+            "p".to_owned(),
+            "its session is not in output set app's files yet".to_owned()
+        )],
+        "a session in memory only is not ready"
+    );
+    shared.record_set_written("other", [], t0());
+    assert!(!shared.is_ready(), "another set's write does not count");
+    shared.record_set_written("app", [("p".to_owned(), p.clone(), t0() + secs(600))], t0());
+    assert!(shared.is_ready());
+    assert_eq!(shared.metrics().ready.get(), 1);
+    // A changed role: the old session, in the files, still serves.
+    let moved = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/other"));
+    shared.upsert(moved.clone(), false, t0());
+    assert!(
+        shared.is_ready(),
+        "the old role's keys serve until the new ones come"
+    );
+    // The new role's session is ready once the files hold it.
+    shared.record_success("p", session("B", t0() + secs(900)), t0(), None);
+    assert!(
+        !shared.is_ready(),
+        "the files still hold the old role's keys"
+    );
+    shared.record_set_written("app", [("p".to_owned(), moved, t0() + secs(900))], t0());
+    assert!(shared.is_ready());
+    // An expired copy in the files is not ready, whatever memory holds.
+    shared.record_set_written("app", [("p".to_owned(), p, t0() + secs(1))], t0());
+    assert!(!shared.not_ready(t0() + secs(2)).is_empty());
+    // Moved to another set: that set's files must hold it.
+    shared.set_members("app", []);
+    shared.set_members("other", ["p".to_owned()]);
+    assert!(!shared.not_ready(t0()).is_empty());
+}
