@@ -245,19 +245,40 @@ impl Shared {
 
     // ---- refreshers ----------------------------------------------------
 
-    /// Publishes a new `session` for `name`, received at `received`, with
-    /// its refresh planned at `next_refresh` (`None` when nothing newer will
-    /// come: a one-shot run). Clears the last error, updates the metrics,
-    /// tells the profiles chained to it and wakes the writer.
+    /// The entry of `profile` when `profile` is its current configuration
+    /// (the very one registered or upserted, compared by pointer): an
+    /// attempt made for a configuration a reload has since replaced (a
+    /// refresher cancelled while its STS call was in flight) gets `None`,
+    /// so that its answer is never published: it may be for a role the
+    /// configuration no longer names.
+    fn current<'a>(state: &'a mut State, profile: &Arc<Profile>) -> Option<&'a mut ProfileState> {
+        let entry = state.profiles.get_mut(&profile.name)?;
+        if Arc::ptr_eq(&entry.profile, profile) {
+            return Some(entry);
+        }
+        tracing::debug!(
+            profile = %profile.name,
+            "an answer for a configuration a reload replaced is dropped"
+        );
+        None
+    }
+
+    /// Publishes a new `session` for `profile`, received at `received`,
+    /// with its refresh planned at `next_refresh` (`None` when nothing newer
+    /// will come: a one-shot run). Clears the last error, updates the
+    /// metrics, tells the profiles chained to it and wakes the writer.
+    /// Ignored unless `profile` is the profile's current configuration
+    /// (the attempt's, compared by pointer; see [`Shared::upsert`]).
     pub fn record_success(
         &self,
-        name: &str,
+        profile: &Arc<Profile>,
         session: Session,
         received: SystemTime,
         next_refresh: Option<SystemTime>,
     ) {
+        let name = profile.name.as_str();
         let mut state = self.lock();
-        let Some(entry) = state.profiles.get_mut(name) else {
+        let Some(entry) = Self::current(&mut state, profile) else {
             return;
         };
         self.metrics
@@ -292,18 +313,21 @@ impl Shared {
         self.request_write();
     }
 
-    /// Records a failed refresh of `name` (`error` is `CODE: message`) and
-    /// wakes the writer (`status.json` reports it). The last good session
-    /// is kept; returns its expiry while it is live at `now`.
+    /// Records a failed refresh of `profile` (`error` is `CODE: message`)
+    /// and wakes the writer (`status.json` reports it). The last good
+    /// session is kept; returns its expiry while it is live at `now`.
+    /// Ignored (`None`) unless `profile` is the profile's current
+    /// configuration, as [`Shared::record_success`].
     pub fn record_failure(
         &self,
-        name: &str,
+        profile: &Arc<Profile>,
         result: RefreshResult,
         error: String,
         now: SystemTime,
     ) -> Option<SystemTime> {
+        let name = profile.name.as_str();
         let mut state = self.lock();
-        let entry = state.profiles.get_mut(name)?;
+        let entry = Self::current(&mut state, profile)?;
         self.metrics.count_refresh(name, result);
         entry.last_error = Some(error);
         // A previous identity's session is not kept through a failure of
@@ -558,3 +582,19 @@ mod sets;
 
 #[cfg(test)]
 mod tests;
+
+/// The configuration `name` is registered with (what its refresher's
+/// attempts carry), or a new one for a name never registered: for tests
+/// that record outcomes by name.
+#[cfg(test)]
+pub(crate) fn current_profile(shared: &Shared, name: &str) -> Arc<Profile> {
+    shared.get(name).map_or_else(
+        || {
+            Arc::new(Profile::new(
+                name,
+                format!("arn:aws:iam::111122223333:role/{name}"),
+            ))
+        },
+        |s| s.profile,
+    )
+}
