@@ -42,7 +42,7 @@ fn publish(shared: &Shared, i: usize) {
         assumed_role_arn: None,
     };
     shared.record_success(
-        &current_profile(&shared, &name(i)),
+        &current_profile(shared, &name(i)),
         session,
         SystemTime::now(),
         None,
