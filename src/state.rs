@@ -103,8 +103,12 @@ impl State {
                     .filter(|set| !self.members.contains_key(*set)),
             );
         for set in serving {
-            let held = self.written.get(set).and_then(|w| w.get(name));
-            let valid = held.is_some_and(|w| {
+            // A set that never wrote: the last write did not succeed, which
+            // readiness reports once for all ("outputs").
+            let Some(written) = self.written.get(set) else {
+                continue;
+            };
+            let valid = written.get(name).is_some_and(|w| {
                 w.expiration > now
                     && (Arc::ptr_eq(&w.identity, identity) || w.identity.same_identity(identity))
             });

@@ -613,6 +613,8 @@ fn readiness_follows_what_each_set_s_files_hold() {
     shared.set_members("app", ["p".to_owned()]);
     shared.set_members("other", ["q".to_owned()]);
     shared.register(p.clone(), None, t0());
+    // The first write, before any session: the header only.
+    shared.record_set_written("app", [], t0());
     shared.record_success(
         &current_profile(&shared, "p"),
         session("A", t0() + secs(600)),
