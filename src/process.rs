@@ -169,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn prints_the_reported_expiry_and_the_real_one_once_the_reported_has_passed() {
+    fn a_file_without_the_slide_prints_its_fixed_expiry_and_the_real_one_once_that_passed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(PROCESS_FILE),
@@ -184,7 +184,8 @@ mod tests {
             assert!(v.get("real_expiration").is_none(), "{out}");
             v["Expiration"].as_str().unwrap().to_owned()
         };
-        // Before the reported expiry: the reported one.
+        // Before the fixed expiry (a file from an older sidecar, or one
+        // that carries no `slide_until`): the fixed one.
         assert_eq!(
             expiration(at("2030-01-01T00:00:00Z")),
             "2030-01-01T00:46:00Z"
