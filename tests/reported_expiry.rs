@@ -317,11 +317,38 @@ fn next_ask(window: Duration, held: SystemTime, from: SystemTime) -> SystemTime 
     (held - window).max(from)
 }
 
-#[tokio::test]
-async fn a_forced_refresh_mid_session_reaches_every_client_within_the_slide() {
+/// How the operator makes rolecall replace the sessions it serves.
+#[derive(Clone, Copy, Debug)]
+enum Forced {
+    /// `rolecall refresh` or SIGUSR1 (the same control).
+    Refresh,
+    /// A reload that gives the profile another role.
+    RoleChange,
+}
+
+/// The role `reader` has after the reload of [`Forced::RoleChange`].
+const READER2: &str = "arn:aws:iam::111122223333:role/reader2";
+
+/// A long-lived client of every SDK asks at `reader`'s first session (hour
+/// long); the operator forces new keys as `how` says; each client's next
+/// ask, inside its window of what it holds, gets them: at most the slide
+/// less its window after the forced refresh.
+async fn a_forced_change_reaches_every_client_within_the_slide(how: Forced) {
     let Sandbox { sts, token, out } = Sandbox::granting(HOUR);
     let port = free_port();
-    let r = Running::start(config(&sts, &token, out.path(), port), test_options());
+    let flags = Flags {
+        credentials: Some("process".into()),
+        ..endpoint_flags(&sts, &token, out.path(), port)
+    };
+    let reloaded = Flags {
+        profiles: vec![format!("reader={READER2}"), format!("writer={WRITER}")],
+        ..flags.clone()
+    };
+    let r = Running::start_with_reload(
+        Config::load(&flags, &Env::new()).unwrap(),
+        move || Config::load(&reloaded, &Env::new()),
+        test_options(),
+    );
     assert!(wait_until(Duration::from_secs(10), || sts.issued().len() == 2).await);
     let old = sts.last_issued_for_role(READER).unwrap();
     // Every client asks now (a long-lived client's first call): the helper
@@ -337,13 +364,22 @@ async fn a_forced_refresh_mid_session_reaches_every_client_within_the_slide() {
         );
     }
 
-    // The operator revokes the sessions and forces a refresh (SIGUSR1's
-    // path; `rolecall refresh` and a changed role publish the same way).
+    // The operator revokes the sessions and forces new keys.
     let before = sts.issued().len();
     let forced = SystemTime::now();
-    r.controls.send(Control::RefreshNow).await.unwrap();
-    assert!(wait_until(Duration::from_secs(15), || sts.issued().len() > before).await);
-    let new = sts.last_issued_for_role(READER).unwrap();
+    let (control, role) = match how {
+        Forced::Refresh => (Control::RefreshNow, READER),
+        Forced::RoleChange => (Control::Reload, READER2),
+    };
+    r.controls.send(control).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            sts.issued()[before..].iter().any(|c| c.role_arn == role)
+        })
+        .await,
+        "{how:?}: no new session for {role}"
+    );
+    let new = sts.last_issued_for_role(role).unwrap();
     let now = wait_reported(out.path(), port, "reader", &new.access_key_id).await;
     assert_healthy(out.path(), "reader", &now, new.expiration, HOUR);
 
@@ -357,14 +393,30 @@ async fn a_forced_refresh_mid_session_reaches_every_client_within_the_slide() {
             let lag = at.duration_since(forced).unwrap_or_default();
             assert!(
                 lag <= SLIDE.saturating_sub(window),
-                "{sdk}: would ask again {lag:?} after the forced refresh"
+                "{how:?}, {sdk}: would ask again {lag:?} after the forced refresh"
             );
             let (key, expiration) = helper_at(out.path(), "reader", at).unwrap();
-            assert_eq!(key, new.access_key_id, "{sdk}: not the new session");
-            assert!(expiration > at, "{sdk}: handed an expiry in the past");
+            assert_eq!(
+                key, new.access_key_id,
+                "{how:?}, {sdk}: not the new session"
+            );
+            assert!(
+                expiration > at,
+                "{how:?}, {sdk}: handed an expiry in the past"
+            );
         }
     }
     r.stop().await;
+}
+
+#[tokio::test]
+async fn a_forced_refresh_mid_session_reaches_every_client_within_the_slide() {
+    a_forced_change_reaches_every_client_within_the_slide(Forced::Refresh).await;
+}
+
+#[tokio::test]
+async fn a_role_change_mid_session_reaches_every_client_within_the_slide() {
+    a_forced_change_reaches_every_client_within_the_slide(Forced::RoleChange).await;
 }
 
 #[tokio::test]
