@@ -132,13 +132,17 @@ sdk-lag-start: venv sdk-deps
 	rm -rf $(SDK_LAG) && mkdir -p $(SDK_LAG)
 	bin=$$($(CARGO) test $(LOCKED) --test sdk_matrix --no-run --message-format=json \
 	  | $(PYTHON) -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "sdk_matrix"][0])'); \
-	( ROLECALL_VENV=$(CURDIR)/$(VENV) "$$bin" --ignored --test-threads=10 lag_ >$(SDK_LAG)/log 2>&1; echo $$? >$(SDK_LAG)/rc ) </dev/null >/dev/null 2>&1 &
+	( rc=0; ROLECALL_VENV=$(CURDIR)/$(VENV) "$$bin" --ignored --test-threads=10 lag_ >$(SDK_LAG)/log 2>&1 || rc=$$?; \
+	  echo $$rc >$(SDK_LAG)/rc ) </dev/null >/dev/null 2>&1 & echo $$! >$(SDK_LAG)/pid
 	@echo ">> SDK matrix lag cells started in the background ($(SDK_LAG)/log)"
 
 sdk-lag-wait:
-	@started=$$(date +%s); while ! [ -s $(SDK_LAG)/rc ]; do sleep 5; done; \
+	@started=$$(date +%s); \
+	  while ! [ -s $(SDK_LAG)/rc ] && kill -0 "$$(cat $(SDK_LAG)/pid)" 2>/dev/null; do sleep 5; done; \
 	  echo ">> waited $$(( $$(date +%s) - started )) s for the SDK matrix lag cells"; \
-	  cat $(SDK_LAG)/log; exit "$$(cat $(SDK_LAG)/rc)"
+	  cat $(SDK_LAG)/log; \
+	  [ -s $(SDK_LAG)/rc ] || { echo ">> the lag cells ended without a status (killed?)"; exit 1; }; \
+	  exit "$$(cat $(SDK_LAG)/rc)"
 
 # Re-runs the matrix and rewrites the README's table from its results.
 sdk-matrix: venv sdk-deps
