@@ -397,8 +397,10 @@ fn a_forced_refresh_reaches_every_client_within_the_slide_minus_its_window() {
 #[test]
 fn no_client_asks_in_a_loop_while_the_session_is_healthy() {
     // Sessions of 40 minutes or more: until the planned refresh (half the
-    // lifetime at most), each client asks at most once per slide minus its
-    // window (botocore every 2 minutes, JS v3 every 12, Go every 17).
+    // lifetime at most: jitter 0 is the latest, so the worst case; jitter
+    // and the first refresh's spread only move it earlier), each client
+    // asks at most once per slide minus its window (botocore every 2
+    // minutes, JS v3 every 12, Go every 17).
     for lifetime in LIFETIMES.into_iter().filter(|&l| l >= 40 * MIN) {
         let real = t0() + Duration::from_secs(lifetime);
         let cap = report_cap(real, t0()).unwrap();
