@@ -238,6 +238,9 @@ mod tests {
         assert_eq!(p.shown(), "https://proxy.corp");
         let p = Proxy::parse("http://bob@proxy.corp:3128").unwrap();
         assert_eq!(p.shown(), "http://***@proxy.corp:3128");
+        let p = Proxy::parse("http://u:p@[::1]:3128").unwrap();
+        assert_eq!(p.shown(), "http://***@[::1]:3128");
+        assert!(Proxy::parse("http://[::1]").is_ok());
     }
 
     /// The malformed forms of a URL holding the password `S3cr/et`-like
