@@ -294,7 +294,10 @@ pub(super) enum Shape {
 /// makes of it. The walk holds one count per anchor, never a value; it
 /// stops before the parser goes deeper than the limit, so a file of deep
 /// flow brackets (whose parse takes time growing with the square of the
-/// depth) costs as little as a shallow one.
+/// depth) costs as little as a shallow one. Neither library bounds this on
+/// its own: libyaml has no depth limit, and serde_yaml_ng's (128 levels,
+/// and a cap on alias jumps, not on the values they copy) applies only
+/// after the parser has read the whole document.
 pub(super) fn measure(text: &[u8]) -> Option<Shape> {
     /// An open sequence or mapping: its anchor, the value count when it
     /// opened, and the deepest level below it so far.
