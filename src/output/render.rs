@@ -127,12 +127,13 @@ pub fn render_set(
                     ProcessEntry {
                         role_arn: state.session_role().to_owned(),
                         real_expiration: Some(format_time(s.expiration)),
+                        slide_until: state.slide_cap(s).map(format_time),
                         credentials: ProcessCredentials {
                             version: 1,
                             access_key_id: s.access_key_id.expose().to_owned(),
                             secret_access_key: s.secret_access_key.expose().to_owned(),
                             session_token: s.session_token.expose().to_owned(),
-                            expiration: format_time(state.reported_expiry(s, now)),
+                            expiration: format_time(state.planned_expiry(s, now)),
                         },
                     },
                 );

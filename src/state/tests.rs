@@ -64,23 +64,32 @@ fn reports_the_rule_while_healthy_and_the_real_expiry_otherwise() {
         next_refresh: received + secs(1800),
     };
     let min = |m: u64| received + secs(m * 60);
-    // Healthy: 16 minutes after the planned refresh, whenever rendered
-    // before then.
+    // Healthy: 17 minutes from now, under the cap (55 min); the file's
+    // fixed value for older helpers, 16 minutes after the planned refresh.
     let (s, session) = state(None, Some(plan));
-    for now in [received, min(30), min(45)] {
-        assert_eq!(s.reported_expiry(&session, now), min(46));
+    assert_eq!(s.slide_cap(&session), Some(min(55)));
+    for now in [received, min(30)] {
+        assert_eq!(s.reported_expiry(&session, now), now + secs(17 * 60));
     }
-    // The last refresh failed (an STS outage): the real expiry.
+    assert_eq!(s.reported_expiry(&session, min(45)), min(55));
+    for now in [received, min(30), min(45)] {
+        assert_eq!(s.planned_expiry(&session, now), min(46));
+    }
+    // The last refresh failed (an STS outage): the real expiry, no cap.
     let (s, session) = state(Some("InternalFailure: down"), Some(plan));
+    assert_eq!(s.slide_cap(&session), None);
     assert_eq!(s.reported_expiry(&session, received), min(60));
+    assert_eq!(s.planned_expiry(&session, received), min(60));
     // Adopted at a restart, no refresh planned yet: the real expiry.
     let (s, session) = state(None, None);
+    assert_eq!(s.slide_cap(&session), None);
     assert_eq!(s.reported_expiry(&session, received), min(60));
-    // The reported expiry passed without the refresh (a wall-clock step,
-    // a stuck refresher): the real expiry, never one in the past.
+    // The cap passed without the refresh (a wall-clock step, a stuck
+    // refresher): the real expiry, never one in the past.
     let (s, session) = state(None, Some(plan));
-    assert_eq!(s.reported_expiry(&session, min(46)), min(60));
+    assert_eq!(s.reported_expiry(&session, min(55)), min(60));
     assert_eq!(s.reported_expiry(&session, min(59)), min(60));
+    assert_eq!(s.planned_expiry(&session, min(46)), min(60));
 }
 
 #[test]
@@ -512,7 +521,7 @@ fn credentials_for_answers_unknown_not_ready_or_live() {
         shared.credentials_for("p", t0()),
         Lookup::Live {
             session: s,
-            expiration: t0() + secs(46 * 60),
+            expiration: t0() + secs(17 * 60),
         },
         "the reported expiry, not the real one"
     );
