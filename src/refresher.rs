@@ -304,7 +304,7 @@ impl Refresher {
         let still_valid = self
             .ctx
             .shared
-            .record_failure(&p.name, e.result(), format!("{}: {e}", e.code()), now)
+            .record_failure(&p, e.result(), format!("{}: {e}", e.code()), now)
             .map(format_time);
         tracing::error!(
             profile = %p.name,
@@ -326,7 +326,7 @@ impl Refresher {
     /// planned, see [`Refresher::plan`]).
     fn publish(&mut self, session: Session, now: SystemTime, next_refresh: SystemTime) {
         self.ctx.shared.record_success(
-            &self.profile.name,
+            &self.profile,
             session,
             now,
             self.planning.then_some(next_refresh),
@@ -432,9 +432,14 @@ impl Refresher {
             // Boxed: the STS call's future is large, and a task holds its
             // whole future for its lifetime; boxed, an idle profile costs
             // only its small loop state.
+            // Biased: a refresher cancelled (a reload replaced or removed
+            // its profile) stops even when its answer is ready in the same
+            // poll; `Shared` also drops an answer for a replaced
+            // configuration.
             let outcome = tokio::select! {
-                o = Box::pin(self.attempt()) => o,
+                biased;
                 _ = shutdown.cancelled() => return,
+                o = Box::pin(self.attempt()) => o,
             };
             if let Some(reply) = asked.take() {
                 let _ = reply.send(ManualOutcome::Attempted(outcome));

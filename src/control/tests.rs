@@ -2,6 +2,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::config::Profile;
+use crate::state::current_profile;
 
 /// `handle` on one end of a socket pair; the other end for the test, and
 /// the commands the supervisor would receive.
@@ -150,7 +151,7 @@ async fn a_refresh_reports_each_profile_in_name_order() {
     }
     let expiry = now + Duration::from_secs(3600);
     shared.record_success(
-        "a",
+        &current_profile(&shared, "a"),
         crate::session::Session {
             access_key_id: crate::session::Secret::new("ASIAKEY"),
             secret_access_key: crate::session::Secret::new("secret"),
@@ -162,7 +163,7 @@ async fn a_refresh_reports_each_profile_in_name_order() {
         None,
     );
     shared.record_failure(
-        "b",
+        &current_profile(&shared, "b"),
         crate::metrics::RefreshResult::ConfigError,
         "AccessDenied: not authorized".into(),
         now,

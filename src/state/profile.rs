@@ -57,6 +57,12 @@ impl ProfileState {
             .map_or(&self.profile.role_arn, |old| &old.role_arn)
     }
 
+    /// The configuration `session` was assumed for: the previous one
+    /// while it is [`ProfileState::superseded`], else the profile's.
+    pub fn identity(&self) -> &Arc<Profile> {
+        self.superseded.as_ref().unwrap_or(&self.profile)
+    }
+
     /// The latest `Expiration` the helper and the endpoint may report for
     /// `session` (this profile's session) while it is healthy: its
     /// [`schedule::report_cap`] while the last refresh succeeded and the

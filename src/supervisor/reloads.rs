@@ -62,15 +62,17 @@ pub(super) fn finish(
 }
 
 /// Applies the output sets' new members (a reload may move a profile from
-/// one container's set to another's); sets added or removed only take
-/// effect after a restart (their volumes are in the pod spec).
+/// one container's set to another's). Sets added only start at a restart
+/// (their volumes are in the pod spec); a running set the configuration no
+/// longer names serves nothing from now on (no profile in its files, 403
+/// for its token) and is gone at the restart.
 fn apply_members(core: &Core, new: &Config) {
     let (added, gone) = core.sets.publish_members(&core.shared, new);
     if !added.is_empty() || !gone.is_empty() {
         tracing::warn!(
             added = %added.join(","),
             removed = %gone.join(","),
-            "output sets only change after a restart; the running sets are kept (their members are updated)"
+            "output sets only change after a restart: an added set starts then; a removed (or renamed) set serves no profile from now on (its files are emptied, its endpoint token refused) and disappears then; the other sets' members are updated"
         );
     }
 }
