@@ -78,10 +78,13 @@ pub struct ReasonLabel {
 /// Where a limit was reached: see [`count_limit_reached`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
-    /// [`crate::sys::limits::Limit::label`]: `open_files` or `local_ports`.
+    /// [`crate::sys::limits::Limit::label`]: `open_files`, `local_ports` or
+    /// `threads`.
     pub limit: &'static str,
     /// `listener` (the health listener or the credentials endpoint),
-    /// `control_socket`, `sts` (a call to STS) or `output` (a file write).
+    /// `control_socket`, `sts` (a call to STS, its host-name lookup
+    /// included), `token` (a read of the token), `output` (a file write) or
+    /// `reload` (a configuration reload's thread).
     pub site: &'static str,
 }
 
@@ -236,7 +239,7 @@ impl Metrics {
         );
         registry.register(
             "rolecall_limit_reached",
-            "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range) and site (listener, control_socket, sts, token, output)",
+            "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range; threads: the pod's pids limit or RLIMIT_NPROC) and site (listener, control_socket, sts, token, output, reload)",
             limit_reached().clone(),
         );
         Metrics {
