@@ -197,6 +197,9 @@ fn main() -> ExitCode {
         eprintln!("rolecall: {e}");
         return ExitCode::from(EXIT_FAILURE);
     }
+    // One thread. Its blocking pool is never used: it panics when no
+    // thread can be started (a pod at its pids limit), so a reload and a
+    // host-name lookup start their own thread (`sys::limits::run_on_thread`).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
