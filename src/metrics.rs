@@ -84,7 +84,8 @@ pub struct LimitLabels {
     /// `listener` (the health listener or the credentials endpoint),
     /// `control_socket`, `sts` (a call to STS, its host-name lookup
     /// included), `token` (a read of the token), `output` (a file write) or
-    /// `reload` (a configuration reload's thread).
+    /// `reload` (a configuration reload's thread) or `watch` (the file
+    /// watcher's thread).
     pub site: &'static str,
 }
 
@@ -239,7 +240,7 @@ impl Metrics {
         );
         registry.register(
             "rolecall_limit_reached",
-            "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range; threads: the pod's pids limit or RLIMIT_NPROC) and site (listener, control_socket, sts, token, output, reload)",
+            "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range; threads: the pod's pids limit or RLIMIT_NPROC) and site (listener, control_socket, sts, token, output, reload, watch)",
             limit_reached().clone(),
         );
         Metrics {

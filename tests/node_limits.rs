@@ -751,3 +751,59 @@ async fn at_its_thread_limit_the_sidecar_survives_a_reload_and_a_lookup_keeps_it
     sidecar.signal(15);
     assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
 }
+
+#[tokio::test]
+async fn started_at_its_thread_limit_the_sidecar_polls_instead_of_watching_and_serves() {
+    if !is_root() {
+        eprintln!(
+            "skipped: only root can run the sidecar as user {UID} and lower its RLIMIT_NPROC"
+        );
+        return;
+    }
+    let sts = FakeSts::granting(Duration::from_secs(3600));
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    for d in [token.dir(), token.data_dir()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::os::unix::fs::chown(out.path(), Some(UID), Some(UID)).unwrap();
+    // The pod is already at its pids limit when the sidecar (re)starts:
+    // not even the file watcher's thread can start. (The STS endpoint is an
+    // address: no lookup.)
+    let limit = uid_tasks() + 16;
+    let (mut holder, held) = exhaust_tasks(limit);
+    assert!(held > 0, "the holder started no thread");
+    let health = free_port();
+    let mut cmd = rolecall_run(&sts, &token, out.path(), [("reader", ROLE)]);
+    limit_tasks(&mut cmd, limit);
+    cmd.env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{health}"))
+        .uid(UID)
+        .gid(UID);
+    let mut sidecar = ChildSidecar::spawn(&mut cmd);
+    let creds_path = out.path().join("credentials");
+    let ready = wait_until_real(Duration::from_secs(20), || {
+        http_get_blocking(health, "/readyz").is_some_and(|(code, _)| code == 200)
+            && std::fs::read_to_string(&creds_path).is_ok_and(|c| c.contains("[reader]"))
+    })
+    .await;
+    let log = sidecar.log();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(ready, "not ready at the thread limit:\n{log}");
+    assert_eq!(
+        lines_with(&log, "cannot start the file watcher's thread"),
+        1,
+        "said once:\n{log}"
+    );
+    assert!(log.contains("RLIMIT_NPROC `ulimit -u`: "), "{log}");
+    let (_, metrics) = http_get_blocking(health, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("rolecall_watch_polling{file=\"token\"} 1"),
+        "{metrics}"
+    );
+    assert!(threads_reached(&metrics, "watch") >= 1, "{metrics}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(sidecar.running());
+    sidecar.signal(15);
+    assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
+}

@@ -30,8 +30,9 @@
 //! and thread of the uid) or `kernel.threads-max`, `pthread_create` fails
 //! with `EAGAIN`: the work resolves to [`ThreadError::Unavailable`], and the
 //! reload or the STS attempt fails as [`Limit::Threads`], transient,
-//! counted and logged with the hint; nothing else stops. (The file
-//! watcher's thread is started once, at start.)
+//! counted and logged with the hint; nothing else stops. The file
+//! watcher's one thread is started by notify, which ignores a failure to:
+//! `watch::hub` detects it and the files are polled instead.
 
 use std::io;
 
