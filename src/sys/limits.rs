@@ -151,11 +151,10 @@ where
     F: FnOnce() -> T + Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
+    // std's default stack (2 MiB, as tokio's blocking pool): the reload's
+    // YAML parser recurses with the nesting it is given.
     let started = std::thread::Builder::new()
         .name(name.to_owned())
-        // The work is a parse or a getaddrinfo: a small stack is plenty
-        // (std's default is 2 MiB of address space per thread).
-        .stack_size(THREAD_STACK_BYTES)
         .spawn(move || {
             let _ = tx.send(f());
         });
@@ -203,11 +202,6 @@ impl<T> std::future::Future for OnThread<T> {
         }
     }
 }
-
-/// The stack of a thread from [`run_on_thread`]. The reload's YAML parser recurses
-/// over the nesting the configuration's checks allow, and glibc's resolver
-/// wants a few tens of KiB: 1 MiB leaves a wide margin.
-const THREAD_STACK_BYTES: usize = 1024 * 1024;
 
 impl Limit {
     /// The limit an error of this raw OS code means.
