@@ -128,7 +128,7 @@ pub struct Metrics {
     /// listens.
     pub control_socket_up: Gauge,
     /// 1 while a watched file is only polled: no inotify watcher could be
-    /// started (the node's inotify limits).
+    /// started (the node's inotify limits, or no thread for it).
     pub watch_polling: Family<WatchLabel, Gauge>,
     /// STS calls answered with a throttling code ([`crate::pacer`]).
     pub sts_throttled: Counter,
@@ -229,7 +229,7 @@ impl Metrics {
         let watch_polling = Family::<WatchLabel, Gauge>::default();
         registry.register(
             "rolecall_watch_polling",
-            "1 while the file is only polled (every 60 s) because no inotify watcher could be started: the node's fs.inotify.max_user_instances or max_user_watches is exhausted",
+            "1 while the file is only polled (every 60 s) because no inotify watcher could be started: the node's fs.inotify.max_user_instances or max_user_watches is exhausted, or the watcher's thread could not start (the pod's pids limit)",
             watch_polling.clone(),
         );
         let sts_throttled = Counter::default();
