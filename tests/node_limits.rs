@@ -500,6 +500,10 @@ fn without_a_free_local_port_sts_calls_fail_as_transient_naming_the_sysctl_and_k
     });
 }
 
+/// Held by each test that brings user [`UID`] to its task limit: two at
+/// once would count each other's tasks.
+static TASK_LIMIT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The tasks (processes and threads) user [`UID`] runs: what
 /// `RLIMIT_NPROC` counts.
 fn uid_tasks() -> u64 {
@@ -559,7 +563,8 @@ fn transient_threads(pid: u32) -> Vec<String> {
 
 /// A process of user [`UID`] that starts threads until the user is at
 /// `limit` tasks (the other processes of a pod at its pids limit), and
-/// holds them; returns it and how many it started.
+/// holds them, taking any task that frees up (every 5 ms); returns it and
+/// how many it started at first.
 fn exhaust_tasks(limit: u64) -> (std::process::Child, u64) {
     let mut holder = Command::new("python3");
     holder
@@ -574,7 +579,11 @@ fn exhaust_tasks(limit: u64) -> (std::process::Child, u64) {
                  except RuntimeError:\n        break\n    \
                  n += 1\n\
              print(n, flush=True)\n\
-             time.sleep(300)\n",
+             deadline = time.time() + 300\n\
+             while time.time() < deadline:\n    \
+                 time.sleep(0.005)\n    \
+                 try:\n        threading.Thread(target=stop.wait, daemon=True).start()\n    \
+                 except RuntimeError:\n        pass\n",
         ])
         .uid(UID)
         .gid(UID)
@@ -606,6 +615,7 @@ async fn at_its_thread_limit_the_sidecar_survives_a_reload_and_a_lookup_keeps_it
         );
         return;
     }
+    let _serial = TASK_LIMIT.lock().await;
     let sts = FakeSts::granting(Duration::from_secs(3600));
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
@@ -760,6 +770,7 @@ async fn started_at_its_thread_limit_the_sidecar_polls_instead_of_watching_and_s
         );
         return;
     }
+    let _serial = TASK_LIMIT.lock().await;
     let sts = FakeSts::granting(Duration::from_secs(3600));
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
