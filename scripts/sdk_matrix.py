@@ -8,6 +8,12 @@
 Each result file holds "FOLLOWED/TOTAL", then optional "key value" lines:
 "late N" (calls signed with a key in its last sixteenth of life while a newer key
 existed) and, in endpoint mode, "token-var NAME" (how the SDK got the token).
+
+In process and endpoint mode, "SDK-MODE-lag" holds "lag SECONDS" (or "lag none")
+and "bound SECONDS": the wall time from `rolecall refresh` to the client's first
+call signed with the new session, with one-hour sessions (the lag cells). It is
+shown rounded to the minute, so that the table does not change from run to run
+with the seconds a client's calls happen to fall on.
 """
 import pathlib
 import sys
@@ -42,6 +48,21 @@ def read(sdk: str, mode: str) -> tuple[str, str, dict[str, str]]:
     return followed, total, extra
 
 
+def lag(sdk: str, mode: str) -> str:
+    path = RESULTS / f"{sdk}-{mode}-lag"
+    if not path.exists():
+        sys.exit(f"no lag result for {sdk}/{mode} in {RESULTS}: run the SDK matrix tests first (make sdk-matrix)")
+    values = dict(line.partition(" ")[::2] for line in path.read_text().strip().splitlines())
+    if values["lag"] == "none":
+        return "never"
+    seconds = int(values["lag"])
+    if seconds > int(values["bound"]) + 5:
+        sys.exit(f"{sdk}/{mode}: lag {seconds} s is over the bound of {values['bound']} s")
+    if seconds < 60:
+        return "under 1 min"
+    return f"{(seconds + 30) // 60} min"
+
+
 def cell(sdk: str, mode: str) -> str:
     followed, total, extra = read(sdk, mode)
     if followed == "0":
@@ -52,6 +73,8 @@ def cell(sdk: str, mode: str) -> str:
     token_var = extra.get("token-var", DEFAULT_TOKEN_VAR)
     if token_var != DEFAULT_TOKEN_VAR:
         text += f", with `{token_var}`"
+    if mode in ("process", "endpoint"):
+        text += f"; new session {lag(sdk, mode)} after `rolecall refresh`"
     return text
 
 

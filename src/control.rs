@@ -4,23 +4,28 @@
 //! in a directory only that container mounts (see [`socket`]).
 //!
 //! The listener is bounded like the HTTP ones: at most
-//! [`MAX_CONNECTIONS`] at once (more are closed at once), one request line
-//! of at most 4 KiB read within [`READ_TIMEOUT`], and only a peer running
-//! as this user or root (`SO_PEERCRED`) is answered. The supervisor carries
-//! a request out ([`Command`]) and answers on a oneshot channel; the
-//! answer is one JSON line ([`protocol`]), then the connection closes.
+//! [`MAX_CONNECTIONS`] at once, one request line of at most 4 KiB read
+//! within [`READ_TIMEOUT`], and only a peer running as this user or root
+//! (`SO_PEERCRED`) is answered. A new connection beyond the cap closes the
+//! oldest *idle* one (connected, its request line not yet complete), as the
+//! HTTP listeners close their oldest: clients that connect and say nothing
+//! cannot keep `rolecall reload` out. Only when every connection is a
+//! request being carried out is the new one refused, with a `busy` answer
+//! ([`protocol::Answer::busy`]) that the client prints. The supervisor
+//! carries a request out ([`Command`]) and answers on a oneshot channel;
+//! the answer is one JSON line ([`protocol`]), then the connection closes.
 //!
 //! The socket is a convenience: when it cannot be set up, one warning says
 //! how to fix it and the sidecar runs on. `rolecall_control_socket_up`
 //! tells whether it is up.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +41,8 @@ mod socket;
 
 use protocol::{Answer, MAX_REQUEST_BYTES, ProfileResult, RefreshResult, Request};
 
-/// Connections served at once; more are closed at once.
+/// Connections served at once. Beyond it, a new connection closes the
+/// oldest idle one, or is answered `busy` when none is idle.
 pub const MAX_CONNECTIONS: usize = 4;
 /// How long a client has to send its request line.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,9 +81,10 @@ pub(crate) async fn serve(
     };
     tracing::info!(path = %path.display(), "control socket listening");
     shared.record_control_socket(true);
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS);
     let uid = crate::sys::effective_uid();
     let refused = LogLimit::new(LOG_INTERVAL);
+    let evicted_log = LogLimit::new(LOG_INTERVAL);
     let mut conns = JoinSet::new();
     loop {
         let stream = tokio::select! {
@@ -106,20 +113,30 @@ pub(crate) async fn serve(
             }
             continue;
         }
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            if let Some(suppressed) = refused.admit() {
-                tracing::warn!(
-                    suppressed,
-                    "control socket: {MAX_CONNECTIONS} connections already open; connection closed"
-                );
+        let slot = match slots.admit(&stop) {
+            Admitted::Open(slot) => slot,
+            Admitted::ClosedIdle(slot) => {
+                if let Some(suppressed) = evicted_log.admit() {
+                    tracing::warn!(
+                        suppressed,
+                        "control socket: {MAX_CONNECTIONS} connections open; closed the oldest one that had not sent its request"
+                    );
+                }
+                slot
             }
-            continue;
+            Admitted::Busy => {
+                if let Some(suppressed) = refused.admit() {
+                    tracing::warn!(
+                        suppressed,
+                        "control socket: {MAX_CONNECTIONS} requests are being carried out; answered busy"
+                    );
+                }
+                refuse_busy(&stream);
+                continue;
+            }
         };
         let commands = commands.clone();
-        conns.spawn(async move {
-            handle(stream, &commands).await;
-            drop(permit);
-        });
+        conns.spawn(handle(stream, commands, slot));
     }
     conns.shutdown().await;
     bound.remove();
@@ -139,17 +156,145 @@ fn admit_peer(stream: &UnixStream, uid: u32) -> Result<(), String> {
     }
 }
 
-/// Reads one request, has it carried out, writes the answer, closes.
-async fn handle(stream: UnixStream, commands: &mpsc::Sender<Command>) {
+/// The open connections, oldest first, and which of them are idle (their
+/// request line not complete yet): those a new connection may close.
+struct Slots {
+    cap: usize,
+    open: Mutex<SlotsInner>,
+}
+
+#[derive(Default)]
+struct SlotsInner {
+    next: u64,
+    /// id → (idle, closes the connection).
+    by_age: BTreeMap<u64, (bool, CancellationToken)>,
+}
+
+/// What [`Slots::admit`] made of a new connection.
+enum Admitted {
+    /// Served, in a free slot.
+    Open(Slot),
+    /// Served, in the slot of the oldest idle connection, now closed.
+    ClosedIdle(Slot),
+    /// Every slot holds a request being carried out.
+    Busy,
+}
+
+/// One open connection; leaves [`Slots`] when dropped. `close` fires when a
+/// newer connection needs its slot (only while idle) or at shutdown.
+struct Slot {
+    slots: Arc<Slots>,
+    id: u64,
+    close: CancellationToken,
+}
+
+impl Slots {
+    fn new(cap: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            cap: cap.max(1),
+            open: Mutex::new(SlotsInner::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotsInner> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for a new connection: a free one, else the oldest idle
+    /// connection's (closing it), else none.
+    fn admit(self: &Arc<Slots>, shutdown: &CancellationToken) -> Admitted {
+        let mut inner = self.lock();
+        let mut closed = false;
+        if inner.by_age.len() >= self.cap {
+            let oldest_idle = inner
+                .by_age
+                .iter()
+                .find(|(_, (idle, _))| *idle)
+                .map(|(id, _)| *id);
+            let Some(id) = oldest_idle else {
+                return Admitted::Busy;
+            };
+            if let Some((_, close)) = inner.by_age.remove(&id) {
+                close.cancel();
+            }
+            closed = true;
+        }
+        let id = inner.next;
+        inner.next += 1;
+        let close = shutdown.child_token();
+        inner.by_age.insert(id, (true, close.clone()));
+        let slot = Slot {
+            slots: self.clone(),
+            id,
+            close,
+        };
+        if closed {
+            Admitted::ClosedIdle(slot)
+        } else {
+            Admitted::Open(slot)
+        }
+    }
+}
+
+impl Slot {
+    /// The request line is complete: the connection is no longer idle, so
+    /// no newer one closes it. False when it was closed meanwhile.
+    fn working(&self) -> bool {
+        match self.slots.lock().by_age.get_mut(&self.id) {
+            Some((idle, _)) => {
+                *idle = false;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots.lock().by_age.remove(&self.id);
+    }
+}
+
+/// Answers `busy` on a connection the listener has no slot for, without
+/// waiting: what the client already sent is read first (so that closing
+/// does not reset its read of the answer), then the answer goes into the
+/// socket's buffer, and the connection closes.
+fn refuse_busy(stream: &UnixStream) {
+    let mut sink = [0u8; 4096];
+    // Bounded: a request is one line of at most 4 KiB.
+    for _ in 0..2 {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    let _ = stream.try_write(Answer::busy(MAX_CONNECTIONS).to_line().as_bytes());
+}
+
+/// Reads one request, has it carried out, writes the answer, closes. An
+/// idle connection whose slot a newer one takes is closed without an
+/// answer.
+async fn handle(stream: UnixStream, commands: mpsc::Sender<Command>, slot: Slot) {
     let (rd, mut wr) = stream.into_split();
-    let answer = match tokio::time::timeout(READ_TIMEOUT, read_line(rd)).await {
+    let read = tokio::select! {
+        r = tokio::time::timeout(READ_TIMEOUT, read_line(rd)) => r,
+        _ = slot.close.cancelled() => return,
+    };
+    let answer = match read {
         // Too slow, or gone: dropped without an answer.
         Err(_) | Ok(Err(LineError::Io)) => return,
+        _ if !slot.working() => return,
         Ok(Err(LineError::TooLong)) => Answer::bad_request(format!(
             "the request is longer than {MAX_REQUEST_BYTES} bytes"
         )),
         Ok(Ok(line)) => match Request::parse(&line) {
-            Ok(req) => carry_out(req, commands).await,
+            Ok(req) => {
+                tokio::select! {
+                    a = carry_out(req, &commands) => a,
+                    _ = slot.close.cancelled() => return,
+                }
+            }
             Err(e) => Answer::bad_request(e),
         },
     };

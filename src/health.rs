@@ -1,7 +1,10 @@
 //! `/livez`, `/readyz` and `/metrics` on the health listener.
 //!
-//! `/readyz` answers 200 once every profile holds unexpired credentials and
-//! the outputs are written, else 503 with one line per profile that is not
+//! `/readyz` answers 200 once every profile holds an unexpired session
+//! where the application reads it (the files of every output set that
+//! holds it, as last written, or the endpoint) and the last write of the
+//! outputs succeeded ([`Shared::not_ready`]), else 503 with one line per
+//! profile that is not
 //! ready (its last error, never a secret) — a `startupProbe` on it makes the
 //! application container start only after its credentials exist.
 

@@ -45,7 +45,9 @@
 //!    written once, renders every file from a snapshot of the state, and
 //!    replaces each file whose bytes changed atomically (temporary file,
 //!    fsync, rename). A failed write keeps the previous file and is retried
-//!    with backoff.
+//!    with backoff. A set's successful write records in `Shared` which
+//!    session each profile now has in its files, and readiness follows: a
+//!    session is ready once the files that serve it hold it, not before.
 //!
 //! Applications then read the new keys: from `credentials` (file mode), by
 //! running the installed helper ([`process`]), or from the loopback

@@ -138,13 +138,22 @@ fn main() -> ExitCode {
                 && env
                     .get("ROLECALL_CONTROL_SOCKET")
                     .is_some_and(|v| v.is_empty());
-            if !disabled && let Some(dirs) = set_dirs(socket_path(control_socket, &env)) {
-                return status(&dirs, json);
-            }
-            let dir = env
+            let dir: std::path::PathBuf = env
                 .get("ROLECALL_OUTPUT_DIR")
                 .map(Into::into)
                 .unwrap_or_else(|| config::DEFAULT_OUTPUT_DIR.into());
+            if !disabled {
+                match set_dirs(socket_path(control_socket, &env)) {
+                    Ok(Some(dirs)) => return status(&dirs, json),
+                    Ok(None) => {}
+                    // A socket is there but gave no sets: say so, then show
+                    // what can be read without them.
+                    Err(why) => eprintln!(
+                        "rolecall: {why}; showing {} only (other output sets of the sidecar, if any, are left out)",
+                        dir.display()
+                    ),
+                }
+            }
             return status(&[dir], json);
         }
         Some(Command::Reload { control }) => {
@@ -188,6 +197,9 @@ fn main() -> ExitCode {
         eprintln!("rolecall: {e}");
         return ExitCode::from(EXIT_FAILURE);
     }
+    // One thread. Its blocking pool is never used: it panics when no
+    // thread can be started (a pod at its pids limit), so a reload and a
+    // host-name lookup start their own thread (`sys::limits::run_on_thread`).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -373,15 +385,30 @@ fn socket_path(flag: Option<std::path::PathBuf>, env: &config::Env) -> std::path
 }
 
 /// The output sets' dirs, as the sidecar at `socket` names them; `None`
-/// when no sidecar answers there (status then reads the output dir).
-fn set_dirs(socket: std::path::PathBuf) -> Option<Vec<std::path::PathBuf>> {
+/// when there is no socket (status then reads the output dir); why not,
+/// when a socket is there but gave no sets (no process answers on it, or
+/// the sidecar is busy).
+fn set_dirs(socket: std::path::PathBuf) -> Result<Option<Vec<std::path::PathBuf>>, String> {
     use rolecall::control::{client, protocol::Request};
     if !socket.exists() {
-        return None;
+        return Ok(None);
     }
-    let (answer, _) = client::call(&socket, &Request::Sets).ok()?;
-    let sets = answer.sets.filter(|s| answer.ok && !s.is_empty())?;
-    Some(sets.into_iter().map(|s| s.dir.into()).collect())
+    let (answer, _) = client::call(&socket, &Request::Sets).map_err(|e| e.to_string())?;
+    match answer.sets {
+        Some(sets) if answer.ok && !sets.is_empty() => {
+            Ok(Some(sets.into_iter().map(|s| s.dir.into()).collect()))
+        }
+        _ if answer.busy => Err(format!(
+            "the sidecar at {} is busy and did not name its output sets ({})",
+            socket.display(),
+            answer.problems.join("; ")
+        )),
+        _ => Err(format!(
+            "the sidecar at {} did not name its output sets ({})",
+            socket.display(),
+            answer.problems.join("; ")
+        )),
+    }
 }
 
 /// `rolecall reload` and `rolecall refresh`: one request to the sidecar's

@@ -78,10 +78,14 @@ pub struct ReasonLabel {
 /// Where a limit was reached: see [`count_limit_reached`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
-    /// [`crate::sys::limits::Limit::label`]: `open_files` or `local_ports`.
+    /// [`crate::sys::limits::Limit::label`]: `open_files`, `local_ports` or
+    /// `threads`.
     pub limit: &'static str,
     /// `listener` (the health listener or the credentials endpoint),
-    /// `control_socket`, `sts` (a call to STS) or `output` (a file write).
+    /// `control_socket`, `sts` (a call to STS, its host-name lookup
+    /// included), `token` (a read of the token), `output` (a file write) or
+    /// `reload` (a configuration reload's thread) or `watch` (the file
+    /// watcher's thread).
     pub site: &'static str,
 }
 
@@ -124,7 +128,7 @@ pub struct Metrics {
     /// listens.
     pub control_socket_up: Gauge,
     /// 1 while a watched file is only polled: no inotify watcher could be
-    /// started (the node's inotify limits).
+    /// started (the node's inotify limits, or no thread for it).
     pub watch_polling: Family<WatchLabel, Gauge>,
     /// STS calls answered with a throttling code ([`crate::pacer`]).
     pub sts_throttled: Counter,
@@ -225,7 +229,7 @@ impl Metrics {
         let watch_polling = Family::<WatchLabel, Gauge>::default();
         registry.register(
             "rolecall_watch_polling",
-            "1 while the file is only polled (every 60 s) because no inotify watcher could be started: the node's fs.inotify.max_user_instances or max_user_watches is exhausted",
+            "1 while the file is only polled (every 60 s) because no inotify watcher could be started: the node's fs.inotify.max_user_instances or max_user_watches is exhausted, or the watcher's thread could not start (the pod's pids limit)",
             watch_polling.clone(),
         );
         let sts_throttled = Counter::default();
@@ -236,7 +240,7 @@ impl Metrics {
         );
         registry.register(
             "rolecall_limit_reached",
-            "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range) and site (listener, control_socket, sts, token, output)",
+            "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range; threads: the pod's pids limit or RLIMIT_NPROC) and site (listener, control_socket, sts, token, output, reload, watch)",
             limit_reached().clone(),
         );
         Metrics {

@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 use crate::fsread::{self, Follow, ReadError};
 use crate::output::{HELPER_FILE, MAX_OUTPUT_BYTES, PROCESS_FILE, ProcessFile};
-use crate::session::parse_time;
+use crate::schedule;
+use crate::session::{format_time, parse_time};
 use crate::status::escape_controls;
 
 /// Why the helper printed nothing. Every value shown comes from the
@@ -91,25 +92,31 @@ pub fn credentials(dir: &Path, profile: &str, now: SystemTime) -> Result<String,
             },
         });
     };
-    // `Expiration` is the reported expiry (`schedule::reported_expiry`);
-    // `real_expiration` (absent in older files) the keys' own.
+    // `real_expiration` (absent in older files) is the keys' own expiry;
+    // `slide_until` (present while the session is healthy, absent in older
+    // files) the latest `Expiration` to print, slid from now.
     let c = &entry.credentials;
     let real = entry.real_expiration.as_ref().unwrap_or(&c.expiration);
-    if parse_time(real).is_none_or(|t| t <= now) {
+    let Some(real_t) = parse_time(real).filter(|&t| t > now) else {
         return Err(HelperError::Expired {
             profile: escape_controls(profile),
             expiration: escape_controls(real),
         });
-    }
-    if parse_time(&c.expiration).is_none_or(|t| t <= now) {
-        // The reported expiry passed without the refresh it was set after
-        // (rolecall stopped or stuck, or the clock stepped): the keys are
-        // still valid, so the real expiry rather than one in the past.
-        let mut c = c.clone();
+    };
+    let mut c = c.clone();
+    if let Some(cap) = entry.slide_until.as_deref().and_then(parse_time) {
+        // The same arithmetic as the endpoint's: now plus the slide, under
+        // the cap, or the real expiry once the cap has passed.
+        c.expiration = format_time(schedule::sliding_expiry(real_t, cap, now));
+    } else if parse_time(&c.expiration).is_none_or(|t| t <= now) {
+        // A file without `slide_until` (unhealthy, or written by an older
+        // sidecar) whose fixed expiry passed without the refresh it was
+        // set after (rolecall stopped or stuck, or the clock stepped): the
+        // keys are still valid, so the real expiry rather than one in the
+        // past.
         c.expiration.clone_from(real);
-        return Ok(serde_json::to_string(&c).expect("serialisable"));
     }
-    Ok(serde_json::to_string(c).expect("serialisable"))
+    Ok(serde_json::to_string(&c).expect("serialisable"))
 }
 
 #[cfg(test)]
@@ -162,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn prints_the_reported_expiry_and_the_real_one_once_the_reported_has_passed() {
+    fn a_file_without_the_slide_prints_its_fixed_expiry_and_the_real_one_once_that_passed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(PROCESS_FILE),
@@ -177,7 +184,8 @@ mod tests {
             assert!(v.get("real_expiration").is_none(), "{out}");
             v["Expiration"].as_str().unwrap().to_owned()
         };
-        // Before the reported expiry: the reported one.
+        // Before the fixed expiry (a file from an older sidecar, or one
+        // that carries no `slide_until`): the fixed one.
         assert_eq!(
             expiration(at("2030-01-01T00:00:00Z")),
             "2030-01-01T00:46:00Z"
@@ -197,6 +205,68 @@ mod tests {
         assert!(
             e.to_string().contains("expired at 2030-01-01T01:00:00Z"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn prints_an_expiry_slid_from_now_under_the_cap_while_the_file_allows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // Written at 00:00 for a session expiring at 01:00: fixed
+        // `Expiration` 00:46 (what an older helper prints), cap 00:55.
+        std::fs::write(
+            dir.path().join(PROCESS_FILE),
+            r#"{"profiles":{"svc":{"role_arn":"arn:aws:iam::111122223333:role/svc","real_expiration":"2030-01-01T01:00:00Z","slide_until":"2030-01-01T00:55:00Z","credentials":{"Version":1,"AccessKeyId":"ASIAX","SecretAccessKey":"s3cr3t","SessionToken":"tok","Expiration":"2030-01-01T00:46:00Z"}}}}"#,
+        )
+        .unwrap();
+        let at = |s: &str| crate::session::parse_time(s).unwrap();
+        let expiration = |now: SystemTime| {
+            let out = credentials(dir.path(), "svc", now).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["AccessKeyId"], "ASIAX");
+            assert!(v.get("slide_until").is_none(), "{out}");
+            at(v["Expiration"].as_str().unwrap())
+        };
+        // 17 minutes from now, in whole seconds, whenever the helper runs.
+        for now in ["2030-01-01T00:00:00Z", "2030-01-01T00:20:30Z"] {
+            assert_eq!(
+                expiration(at(now)),
+                at(now) + crate::schedule::REPORT_SLIDE,
+                "{now}"
+            );
+        }
+        let odd = at("2030-01-01T00:10:00Z") + Duration::from_millis(900);
+        assert_eq!(expiration(odd), at("2030-01-01T00:27:00Z"));
+        // Past the fixed 00:46 the slide goes on (this helper does not
+        // stop at it); within 17 minutes of the cap, the cap.
+        assert_eq!(
+            expiration(at("2030-01-01T00:45:00Z")),
+            at("2030-01-01T00:55:00Z")
+        );
+        // The cap passed without a refresh: the real expiry.
+        assert_eq!(
+            expiration(at("2030-01-01T00:55:00Z")),
+            at("2030-01-01T01:00:00Z")
+        );
+        assert!(credentials(dir.path(), "svc", at("2030-01-01T01:00:00Z")).is_err());
+    }
+
+    #[test]
+    fn a_field_from_a_newer_sidecar_does_not_break_the_helper() {
+        // How `slide_until` reaches a helper of the previous version (one
+        // copied into an app image): as a field it does not know, ignored;
+        // it prints `credentials.Expiration`. This version must do the same
+        // for whatever a later sidecar adds.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(PROCESS_FILE),
+            r#"{"version_2_field":1,"profiles":{"svc":{"role_arn":"r","later":"x","real_expiration":"2030-01-01T01:00:00Z","credentials":{"Version":1,"AccessKeyId":"ASIAX","SecretAccessKey":"s","SessionToken":"t","Expiration":"2030-01-01T00:46:00Z","Later":2}}}}"#,
+        )
+        .unwrap();
+        let at = crate::session::parse_time("2030-01-01T00:00:00Z").unwrap();
+        let out = credentials(dir.path(), "svc", at).unwrap();
+        assert!(
+            out.contains(r#""Expiration":"2030-01-01T00:46:00Z""#),
+            "{out}"
         );
     }
 

@@ -4,18 +4,37 @@
 //! `https://` endpoints; hyper-util's matcher reads the bypass list: hosts,
 //! domain suffixes, CIDRs and `*`).
 //!
-//! Credentials in the proxy URL (`http://user:pass@proxy:3128`) become
-//! basic authentication. They are kept as a [`Secret`]: the URL is only
-//! ever shown with the password masked ([`Proxy::shown`]), in `Debug`, in
-//! errors and in `check`. Loopback (`localhost`, `127.0.0.0/8`, `::1`) is
-//! never proxied, whatever the bypass list says.
+//! The URL is parsed once, by `http`'s URI parser (RFC 3986, the one the
+//! client itself uses). Credentials in it (`http://user:pass@proxy:3128`,
+//! `%`-escaped as RFC 3986 asks: `@` is `%40`, `/` is `%2F`) become basic
+//! authentication: they are decoded once and kept apart, the password as a
+//! [`Secret`]. The client's proxy builder pastes user and password back into
+//! a URL that it parses again, so they are handed to it `%`-escaped
+//! ([`Proxy::config`]): whatever they hold, the client decodes exactly the
+//! user and password given and the host stays the one named.
+//!
+//! The credentials are never shown: the URL appears with the whole userinfo
+//! masked (`http://***@proxy:3128`, [`Proxy::shown`]) in `Debug`, in errors
+//! and in `check`, and a URL that is refused is shown with everything up to
+//! its last `@` masked, however malformed it is ([`mask`]). Loopback
+//! (`localhost`, `127.0.0.0/8`, `::1`) is never proxied, whatever the bypass
+//! list says.
 
 use aws_smithy_http_client::proxy::ProxyConfig;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::session::Secret;
 
 /// What is always added to the bypass list.
 pub const LOOPBACK: &str = "localhost,127.0.0.0/8,::1";
+
+/// What the client's URL parser must not see raw in a user name or a
+/// password: everything but RFC 3986's unreserved characters.
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// A checked proxy URL, its credentials apart.
 #[derive(Clone, PartialEq, Eq)]
@@ -34,30 +53,57 @@ impl std::fmt::Debug for Proxy {
 
 impl Proxy {
     /// Parses `url` (`http://` or `https://`, a host, an optional port and
-    /// credentials). The error never holds the password.
+    /// `%`-escaped credentials). The error never holds the credentials.
     pub fn parse(url: &str) -> Result<Proxy, String> {
-        let masked = mask(url);
-        let bad = |why: &str| format!("\"{masked}\" is not a proxy URL: {why}");
+        let bad = |why: &str| {
+            format!(
+                "\"{}\" is not a proxy URL: {why}",
+                crate::config::printable(&mask(url))
+            )
+        };
         if url.chars().any(|c| c.is_control() || c == ' ') {
             return Err(bad("it has a space or control character"));
         }
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| bad("give it as http://HOST:PORT"))?;
+        let Some((scheme, _)) = url.split_once("://") else {
+            return Err(bad("give it as http://HOST:PORT"));
+        };
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
             return Err(bad("the scheme must be http or https"));
         }
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        if authority.contains(['/', '?', '#']) {
-            return Err(bad("it must not have a path"));
+        // `http` drops a fragment silently; a `#` is never part of a proxy
+        // URL (in a password it is written %23).
+        if url.contains('#') {
+            return Err(bad(
+                "it must not have a fragment (#; in a password write it %23)",
+            ));
         }
-        let (userinfo, host) = match authority.rsplit_once('@') {
+        let uri: http::Uri = url.parse().map_err(|_| {
+            bad("it is not a valid URL (in a user name or password, write @ as %40, / as %2F, ? as %3F, % as %25)")
+        })?;
+        let authority = uri.authority().ok_or_else(|| bad("it has no host"))?;
+        if uri.query().is_some() || !matches!(uri.path(), "" | "/") {
+            return Err(bad(
+                "it must not have a path or query (in a password write / as %2F, ? as %3F)",
+            ));
+        }
+        let (userinfo, host) = match authority.as_str().rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
-            None => (None, authority),
+            None => (None, authority.as_str()),
         };
+        if userinfo.is_some_and(|u| u.contains('@')) {
+            return Err(bad("write an @ in the user name or password as %40"));
+        }
         if host.is_empty() || host.starts_with(':') {
             return Err(bad("it has no host"));
+        }
+        // After an IPv6 address's `]`, if any.
+        let port = host.rsplit_once(']').map_or(host, |(_, rest)| rest);
+        if let Some((_, port)) = port.rsplit_once(':')
+            && !port.is_empty()
+            && port.parse::<u16>().is_err()
+        {
+            return Err(bad("the port must be a number"));
         }
         let (user, password) = match userinfo {
             None => (None, None),
@@ -77,22 +123,28 @@ impl Proxy {
         })
     }
 
-    /// The URL with the password masked, for logs, errors and `check`.
+    /// The URL with its credentials masked, for logs, errors and `check`.
     pub fn shown(&self) -> String {
-        match (&self.user, &self.password) {
-            (Some(u), Some(_)) => self.base.replacen("://", &format!("://{u}:***@"), 1),
-            (Some(u), None) => self.base.replacen("://", &format!("://{u}@"), 1),
-            _ => self.base.clone(),
+        if self.user.is_some() {
+            self.base.replacen("://", "://***@", 1)
+        } else {
+            self.base.clone()
         }
     }
 
     /// The SDK's proxy configuration: every STS call through this proxy,
-    /// except `no_proxy`'s hosts and loopback.
+    /// except `no_proxy`'s hosts and loopback. The client builds the
+    /// proxy's URL as `scheme://USER:PASSWORD@host` and parses it again (then
+    /// `%`-decodes the two): they are given `%`-escaped, so that an `@`, `/`,
+    /// `:` or `%` in them stays theirs.
     pub fn config(&self, no_proxy: Option<&str>) -> ProxyConfig {
         let mut c = ProxyConfig::all(self.base.as_str()).expect("checked when parsed");
         if let Some(user) = &self.user {
             let pass = self.password.as_ref().map(Secret::expose).unwrap_or("");
-            c = c.with_basic_auth(user, pass);
+            c = c.with_basic_auth(
+                utf8_percent_encode(user, USERINFO).to_string(),
+                utf8_percent_encode(pass, USERINFO).to_string(),
+            );
         }
         let bypass = match no_proxy.map(str::trim).filter(|s| !s.is_empty()) {
             Some(list) => format!("{list},{LOOPBACK}"),
@@ -102,23 +154,37 @@ impl Proxy {
     }
 }
 
-/// `url` with whatever follows `user:` in its credentials masked.
+/// `url`, however malformed, with everything between its scheme (or its
+/// start) and its last `@` masked: the credentials, and whatever a
+/// password with a raw `/`, `?`, `#` or `@` spilled into. Without an `@`, a
+/// port that is not a number is masked too (`http://user:pass`, the host
+/// forgotten).
 pub fn mask(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_owned()
-            };
-            format!("{scheme}://{masked}@{host}{}", &rest[end..])
+    let start = match url.split_once("://") {
+        Some((scheme, _))
+            if scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            scheme.len() + 3
         }
-        None => url.to_owned(),
+        _ => 0,
+    };
+    let rest = &url[start..];
+    if let Some(at) = rest.rfind('@') {
+        return format!("{}***{}", &url[..start], &rest[at..]);
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once(':') {
+        Some((host, port))
+            if !host.ends_with(']')
+                && !port.is_empty()
+                && !port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            format!("{}{host}:***{}", &url[..start], &rest[end..])
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -164,30 +230,100 @@ mod tests {
     #[test]
     fn credentials_are_split_off_and_never_shown() {
         let p = Proxy::parse("http://alice:p%40ss:w0rd@proxy.corp:3128/").unwrap();
-        assert_eq!(p.shown(), "http://alice:***@proxy.corp:3128");
-        assert_eq!(format!("{p:?}"), "http://alice:***@proxy.corp:3128");
+        assert_eq!(p.shown(), "http://***@proxy.corp:3128");
+        assert_eq!(format!("{p:?}"), "http://***@proxy.corp:3128");
         assert_eq!(p.password.as_ref().map(Secret::expose), Some("p@ss:w0rd"));
         assert_eq!(p.user.as_deref(), Some("alice"));
         let p = Proxy::parse("HTTPS://proxy.corp").unwrap();
         assert_eq!(p.shown(), "https://proxy.corp");
+        let p = Proxy::parse("http://bob@proxy.corp:3128").unwrap();
+        assert_eq!(p.shown(), "http://***@proxy.corp:3128");
+        let p = Proxy::parse("http://u:p@[::1]:3128").unwrap();
+        assert_eq!(p.shown(), "http://***@[::1]:3128");
+        assert!(Proxy::parse("http://[::1]").is_ok());
+    }
+
+    /// The malformed forms of a URL holding the password `S3cr/et`-like
+    /// text: refused, and no part of the password in the error.
+    pub(crate) const MALFORMED: &[&str] = &[
+        "proxy.corp:3128",
+        "socks5://u:s3cretPW@proxy:1080",
+        "http://",
+        "http://u:s3cretPW@",
+        "http://proxy:3128/path",
+        "http://pro xy:3128",
+        "http://u:s3cretPW%zz@proxy",
+        "u:s3cretPW@proxy.corp:3128",
+        "u:s3cret/PW@proxy.corp:3128",
+        "//u:s3cretPW@proxy.corp:3128",
+        "http://u:s3cret/PW@proxy.corp:3128",
+        "http://u:s3cret?PW@proxy.corp:3128",
+        "http://u:s3cret#PW@proxy.corp:3128",
+        "http://u:s3cret@PW@proxy.corp:3128",
+        "http://u:s3cret/PW@proxy.corp:3128/x",
+        "http://u:s3cret PW@proxy.corp:3128",
+        "http://u:s3cret\nPW@proxy.corp:3128",
+        "http://u:s3cretPW@proxy.corp:3128/#",
+        "http://u:s3cretPW@proxy.corp:3128?x=1",
+        "ftp://u:s3cret/PW@proxy.corp:21",
+        "http://u:s3cretPW@proxy.corp:port",
+        "http:/u:s3cretPW@proxy.corp:3128",
+        "http://u:s3cretPW",
+        "u:a://s3cretPW@proxy.corp:3128",
+    ];
+
+    #[test]
+    fn malformed_urls_are_refused_without_any_of_the_credentials() {
+        for bad in MALFORMED {
+            let e = Proxy::parse(bad).unwrap_err();
+            for part in ["s3cret", "PW", "%zz"] {
+                assert!(!e.contains(part), "{bad:?}: {e}");
+            }
+        }
+        assert_eq!(mask("http://u:secret@h:1/x"), "http://***@h:1/x");
+        assert_eq!(mask("http://u:se/cr@et@h:1"), "http://***@h:1");
+        assert_eq!(mask("u:se#cret@h"), "***@h");
+        assert_eq!(mask("http://h:1"), "http://h:1");
+        assert_eq!(mask("http://u:secret"), "http://u:***");
+        assert_eq!(mask("u:a://b@h"), "***@h");
+        assert_eq!(mask("http://[::1]:3128/"), "http://[::1]:3128/");
     }
 
     #[test]
-    fn bad_urls_are_refused_without_the_password() {
-        for bad in [
-            "proxy.corp:3128",
-            "socks5://proxy:1080",
-            "http://",
-            "http://u:secret@",
-            "http://proxy:3128/path",
-            "http://pro xy:3128",
-            "http://u:sec%zzret@proxy",
+    fn the_client_is_given_credentials_it_decodes_exactly() {
+        // The client's own URL handling (build_proxy_url, then hyper-util's
+        // parse of it) is private: what it parses is `scheme://` + the two
+        // escaped values + `@` + the rest, which http::Uri then splits at
+        // the first `@` and `%`-decodes. Replayed here on the escaped form.
+        for (url, user, pass) in [
+            (
+                "http://adv-user:Hunt3r%40pwfrag.example%2Frest@proxy.corp:3128",
+                "adv-user",
+                "Hunt3r@pwfrag.example/rest",
+            ),
+            (
+                "http://alice:p%40ss:w0rd@proxy.corp:3128",
+                "alice",
+                "p@ss:w0rd",
+            ),
+            (
+                "http://a%3Ab%40c:%25%2F%3F%23%20x@proxy.corp:3128",
+                "a:b@c",
+                "%/?# x",
+            ),
         ] {
-            let e = Proxy::parse(bad).unwrap_err();
-            assert!(!e.contains("secret") && !e.contains("sec%zz"), "{bad}: {e}");
+            let p = Proxy::parse(url).unwrap();
+            let u = utf8_percent_encode(p.user.as_deref().unwrap(), USERINFO).to_string();
+            let pw =
+                utf8_percent_encode(p.password.as_ref().unwrap().expose(), USERINFO).to_string();
+            let rebuilt: http::Uri = format!("http://{u}:{pw}@proxy.corp:3128/").parse().unwrap();
+            let authority = rebuilt.authority().unwrap();
+            assert_eq!(authority.host(), "proxy.corp", "{url}");
+            let (userinfo, _) = authority.as_str().split_once('@').unwrap();
+            let (du, dp) = userinfo.split_once(':').unwrap();
+            assert_eq!(decode(du).as_deref(), Some(user), "{url}");
+            assert_eq!(decode(dp).as_deref(), Some(pass), "{url}");
         }
-        assert_eq!(mask("http://u:secret@h:1/x"), "http://u:***@h:1/x");
-        assert_eq!(mask("http://u@h"), "http://u@h");
     }
 
     #[test]

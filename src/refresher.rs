@@ -244,7 +244,7 @@ impl Refresher {
     fn waits_for_probe(&mut self) {
         self.failures = self.failures.saturating_add(1);
         self.ctx.shared.record_failure(
-            &self.profile.name,
+            &self.profile,
             ErrorClass::Transient.result(),
             format!(
                 "{}: STS is not answering; this profile waits for the sidecar's next call to it",
@@ -410,7 +410,7 @@ impl Refresher {
         let still_valid = self
             .ctx
             .shared
-            .record_failure(&p.name, e.result(), format!("{}: {e}", e.code()), now)
+            .record_failure(&p, e.result(), format!("{}: {e}", e.code()), now)
             .map(format_time);
         let error = match class {
             ErrorClass::Configuration | ErrorClass::Clock | ErrorClass::Token => true,
@@ -419,7 +419,7 @@ impl Refresher {
         let retry_in_s = next.as_secs_f64().ceil() as u64;
         let kept_until = still_valid.as_deref().unwrap_or("-");
         let request_id = e.request_id().unwrap_or("-");
-        match self.failing.record(class, throttled, Instant::now()) {
+        match self.failing.record(class, e.code(), Instant::now()) {
             Line::Full => {
                 let hint = trust::hint(e.code(), &p, claims);
                 error_or_warn!(
@@ -470,7 +470,7 @@ impl Refresher {
     /// planned, see [`Refresher::plan`]).
     fn publish(&mut self, session: Session, now: SystemTime, next_refresh: SystemTime) {
         self.ctx.shared.record_success(
-            &self.profile.name,
+            &self.profile,
             session,
             now,
             self.planning.then_some(next_refresh),
@@ -580,9 +580,14 @@ impl Refresher {
             // Boxed: the STS call's future is large, and a task holds its
             // whole future for its lifetime; boxed, an idle profile costs
             // only its small loop state.
+            // Biased: a refresher cancelled (a reload replaced or removed
+            // its profile) stops even when its answer is ready in the same
+            // poll; `Shared` also drops an answer for a replaced
+            // configuration.
             let outcome = tokio::select! {
-                o = Box::pin(self.attempt()) => o,
+                biased;
                 _ = shutdown.cancelled() => return,
+                o = Box::pin(self.attempt()) => o,
             };
             if let Some(reply) = asked.take() {
                 let _ = reply.send(ManualOutcome::Attempted(outcome));

@@ -57,43 +57,87 @@ pub const NEAR_EXPIRY: Duration = Duration::from_secs(15 * 60);
 /// about 10 s; Go v2's `credential_process` provider has none).
 pub const CLIENT_REFRESH_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// How long after its planned refresh rolecall expects to hold the new
-/// session: far more than one attempt takes ([`crate::sts::ATTEMPT_TIMEOUT`]),
-/// and a failed attempt makes [`reported_expiry`] report the real expiry.
+/// session: far more than one attempt takes ([`crate::sts::ATTEMPT_TIMEOUT`]).
 pub const REFRESH_GRACE: Duration = Duration::from_secs(60);
-/// [`reported_expiry`] reports at most this long after the planned refresh
-/// (while it keeps the real expiry minus [`EXPIRY_MARGIN`] too): just over
-/// the largest client window, so no client is inside its window before
-/// newer keys exist, and every client re-fetches by then.
+/// [`planned_expiry`] reports at most this long after the planned refresh:
+/// just over the largest client window. What process mode wrote as
+/// `Expiration` before the sliding report ([`sliding_expiry`]), and still
+/// writes into `credential-process.json` for a helper of that age.
 pub const REPORT_AFTER_REFRESH: Duration =
     Duration::from_secs(CLIENT_REFRESH_WINDOW.as_secs() + REFRESH_GRACE.as_secs());
+/// While a session is healthy, process mode and the endpoint report an
+/// `Expiration` this long after the moment they answer ([`sliding_expiry`]):
+/// two minutes more than the largest client window ([`CLIENT_REFRESH_WINDOW`],
+/// botocore's advisory one), so every client asks again at most this long
+/// after it last asked (botocore about every 2 minutes, JS v3 every 12, Go
+/// v2 and the Rust SDK about every 17), each time a local read, and a
+/// forced refresh reaches every client within this bound.
+pub const REPORT_SLIDE: Duration = Duration::from_secs(CLIENT_REFRESH_WINDOW.as_secs() + 2 * 60);
 /// The reported expiry is at least this long before the real one...
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// ...or this fraction of the session's lifetime, when that is less (short
 /// sessions: 90 s for a 15-minute session).
 pub const EXPIRY_MARGIN_FRACTION: f64 = 0.1;
 
-/// The `Expiration` that process mode and the endpoint report for a session
-/// whose real expiry is `expiration`, received at `received`, with the next
-/// refresh planned at `next_refresh` (`None` when nothing newer is due: the
-/// last refresh failed, as in an STS outage, or no refresh is planned yet).
+/// The latest `Expiration` rolecall reports for a session whose real expiry
+/// is `expiration`, received at `received`: the real expiry minus the
+/// margin ([`EXPIRY_MARGIN`], or [`EXPIRY_MARGIN_FRACTION`] of the
+/// lifetime when that is less), rounded down to a whole second. A client
+/// that keeps keys until the `Expiration` it was given (Go v2's
+/// `credential_process` provider) then never signs with keys in their last
+/// minutes. `None` for a degenerate session (expired before it arrived).
+pub fn report_cap(expiration: SystemTime, received: SystemTime) -> Option<SystemTime> {
+    let lifetime = expiration.duration_since(received).unwrap_or_default();
+    let margin = EXPIRY_MARGIN.min(lifetime.mul_f64(EXPIRY_MARGIN_FRACTION));
+    let cap = whole_second(expiration.checked_sub(margin)?);
+    (cap < expiration).then_some(cap)
+}
+
+/// The `Expiration` process mode and the endpoint report at `now` for a
+/// healthy session (its last refresh succeeded and the next is planned)
+/// whose real expiry is `expiration` and whose [`report_cap`] is `cap`:
+/// `now + REPORT_SLIDE`, never later than `cap`, rounded down to a whole
+/// second; the real expiry once that is not after `now` (the cap passed
+/// without a refresh: a stopped refresher, a clock step), so valid keys
+/// never come with an expiry in the past.
+///
+/// Computed when a client asks (the helper when it runs, the endpoint per
+/// request), so nothing is rewritten for it. A client re-asks at most
+/// [`REPORT_SLIDE`] after it last asked, minus its own window, which bounds
+/// how long it keeps keys after a forced refresh; no client with a window
+/// under [`REPORT_SLIDE`] re-asks on every call while the cap is farther
+/// than its window, since each answer is [`REPORT_SLIDE`] away.
+pub fn sliding_expiry(expiration: SystemTime, cap: SystemTime, now: SystemTime) -> SystemTime {
+    let Some(slid) = now.checked_add(REPORT_SLIDE) else {
+        return expiration;
+    };
+    let reported = whole_second(slid.min(cap));
+    if reported <= now || reported > expiration {
+        return expiration;
+    }
+    reported
+}
+
+/// The fixed `Expiration` reported before the sliding report existed, and
+/// still written as `Expiration` into `credential-process.json` for a
+/// helper of that age (one copied into an app image), which prints it:
+/// for a session whose real expiry is `expiration`, received at
+/// `received`, with the next refresh planned at `next_refresh` (`None`
+/// when nothing newer is due: the last refresh failed, as in an STS outage,
+/// or no refresh is planned yet).
 ///
 /// - Nothing newer due: the real expiry, so that clients keep the last good
 ///   keys as long as they are valid.
 /// - Otherwise `next_refresh + REPORT_AFTER_REFRESH` (16 minutes after the
-///   refresh), but never later than `expiration - margin`, where the margin
-///   is [`EXPIRY_MARGIN`] or [`EXPIRY_MARGIN_FRACTION`] of the lifetime,
-///   whichever is less. Rounded down to a whole second (what the SDKs
-///   parse). A client without a refresh window (Go v2) then re-fetches
-///   after rolecall's refresh and well before the real expiry; a client with
-///   a window of up to 15 minutes is never inside it before the refresh
-///   while the session is long enough for the window to fit before the
-///   margin (sessions of about 42 minutes or more; see the README).
-/// - A planned refresh too late for that (after `expiration - margin`, or
-///   less than a second before it): the real expiry.
+///   refresh), but never later than [`report_cap`]. A client without a
+///   refresh window (Go v2) then re-fetches after rolecall's refresh and
+///   well before the real expiry.
+/// - A planned refresh too late for that (after the cap, or less than a
+///   second before it): the real expiry.
 ///
 /// Depends only on its arguments, not on the clock: the writer re-renders
 /// every [`crate::output::RECHECK_INTERVAL`] and rewrites only changed bytes.
-pub fn reported_expiry(
+pub fn planned_expiry(
     expiration: SystemTime,
     received: SystemTime,
     next_refresh: Option<SystemTime>,
@@ -101,9 +145,7 @@ pub fn reported_expiry(
     let Some(next) = next_refresh else {
         return expiration;
     };
-    let lifetime = expiration.duration_since(received).unwrap_or_default();
-    let margin = EXPIRY_MARGIN.min(lifetime.mul_f64(EXPIRY_MARGIN_FRACTION));
-    let Some(cap) = expiration.checked_sub(margin) else {
+    let Some(cap) = report_cap(expiration, received) else {
         return expiration;
     };
     let Some(early) = next.checked_add(REPORT_AFTER_REFRESH) else {

@@ -18,7 +18,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
-use crate::config::Profile;
+use crate::config::{CredentialsMode, Profile};
 use crate::metrics::{Metrics, RefreshResult};
 use crate::pacer::Pacer;
 use crate::schedule;
@@ -65,6 +65,63 @@ struct State {
     rejected_config: Vec<String>,
     /// The profiles of each output set ([`Shared::set_members`]).
     members: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// Per output set, what its last successful write holds
+    /// ([`Shared::record_set_written`]): readiness is computed from it.
+    written: BTreeMap<String, BTreeMap<String, Written>>,
+}
+
+/// A session an output set's files hold for one profile, as recorded when
+/// they were written: the configuration it was assumed for and its expiry
+/// (never the keys themselves).
+#[derive(Debug)]
+struct Written {
+    identity: Arc<Profile>,
+    expiration: SystemTime,
+}
+
+impl State {
+    /// Why the files that serve `entry`'s profile do not hold a valid
+    /// session of its current identity at `now`, or `None` when they all
+    /// do. An endpoint-only profile is served from memory alone; a file or
+    /// process-mode one by every output set that holds it (a set without
+    /// members, the lone writer of unit tests, holds every profile once it
+    /// wrote).
+    fn unwritten(&self, entry: &ProfileState, now: SystemTime) -> Option<String> {
+        if entry.profile.credentials == CredentialsMode::Endpoint {
+            return None;
+        }
+        let name = &entry.profile.name;
+        let identity = entry.identity();
+        let serving = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.contains(name))
+            .map(|(set, _)| set)
+            .chain(
+                self.written
+                    .keys()
+                    .filter(|set| !self.members.contains_key(*set)),
+            );
+        for set in serving {
+            // A set that never wrote: the last write did not succeed, which
+            // readiness reports once for all ("outputs").
+            let Some(written) = self.written.get(set) else {
+                continue;
+            };
+            let valid = written.get(name).is_some_and(|w| {
+                w.expiration > now
+                    && (Arc::ptr_eq(&w.identity, identity) || w.identity.same_identity(identity))
+            });
+            if !valid {
+                return Some(if set == crate::config::DEFAULT_SET {
+                    "its session is not in the output files yet".into()
+                } else {
+                    format!("its session is not in output set {set}'s files yet")
+                });
+            }
+        }
+        None
+    }
 }
 
 impl State {
@@ -192,19 +249,40 @@ impl Shared {
 
     // ---- refreshers ----------------------------------------------------
 
-    /// Publishes a new `session` for `name`, received at `received`, with
-    /// its refresh planned at `next_refresh` (`None` when nothing newer will
-    /// come: a one-shot run). Clears the last error, updates the metrics,
-    /// tells the profiles chained to it and wakes the writer.
+    /// The entry of `profile` when `profile` is its current configuration
+    /// (the very one registered or upserted, compared by pointer): an
+    /// attempt made for a configuration a reload has since replaced (a
+    /// refresher cancelled while its STS call was in flight) gets `None`,
+    /// so that its answer is never published: it may be for a role the
+    /// configuration no longer names.
+    fn current<'a>(state: &'a mut State, profile: &Arc<Profile>) -> Option<&'a mut ProfileState> {
+        let entry = state.profiles.get_mut(&profile.name)?;
+        if Arc::ptr_eq(&entry.profile, profile) {
+            return Some(entry);
+        }
+        tracing::debug!(
+            profile = %profile.name,
+            "an answer for a configuration a reload replaced is dropped"
+        );
+        None
+    }
+
+    /// Publishes a new `session` for `profile`, received at `received`,
+    /// with its refresh planned at `next_refresh` (`None` when nothing newer
+    /// will come: a one-shot run). Clears the last error, updates the
+    /// metrics, tells the profiles chained to it and wakes the writer.
+    /// Ignored unless `profile` is the profile's current configuration
+    /// (the attempt's, compared by pointer; see [`Shared::upsert`]).
     pub fn record_success(
         &self,
-        name: &str,
+        profile: &Arc<Profile>,
         session: Session,
         received: SystemTime,
         next_refresh: Option<SystemTime>,
     ) {
+        let name = profile.name.as_str();
         let mut state = self.lock();
-        let Some(entry) = state.profiles.get_mut(name) else {
+        let Some(entry) = Self::current(&mut state, profile) else {
             return;
         };
         self.metrics
@@ -239,18 +317,21 @@ impl Shared {
         self.request_write();
     }
 
-    /// Records a failed refresh of `name` (`error` is `CODE: message`) and
-    /// wakes the writer (`status.json` reports it). The last good session
-    /// is kept; returns its expiry while it is live at `now`.
+    /// Records a failed refresh of `profile` (`error` is `CODE: message`)
+    /// and wakes the writer (`status.json` reports it). The last good
+    /// session is kept; returns its expiry while it is live at `now`.
+    /// Ignored (`None`) unless `profile` is the profile's current
+    /// configuration, as [`Shared::record_success`].
     pub fn record_failure(
         &self,
-        name: &str,
+        profile: &Arc<Profile>,
         result: RefreshResult,
         error: String,
         now: SystemTime,
     ) -> Option<SystemTime> {
+        let name = profile.name.as_str();
         let mut state = self.lock();
-        let entry = state.profiles.get_mut(name)?;
+        let entry = Self::current(&mut state, profile)?;
         self.metrics.count_refresh(name, result);
         entry.last_error = Some(error);
         // A previous identity's session is not kept through a failure of
@@ -348,6 +429,34 @@ impl Shared {
             .min()
             // Wake just after the expiry so the session is seen as expired.
             .map(|d| d + Duration::from_millis(5))
+    }
+
+    /// Records what output set `set`'s files hold after a successful write:
+    /// for each profile whose keys they hold, the identity (configuration)
+    /// its session was assumed for and its expiry; `now` is when they were
+    /// rendered. Replaces what the set's
+    /// previous write recorded; readiness follows.
+    pub fn record_set_written(
+        &self,
+        set: &str,
+        sessions: impl IntoIterator<Item = (String, Arc<Profile>, SystemTime)>,
+        now: SystemTime,
+    ) {
+        let held = sessions
+            .into_iter()
+            .map(|(name, identity, expiration)| {
+                (
+                    name,
+                    Written {
+                        identity,
+                        expiration,
+                    },
+                )
+            })
+            .collect();
+        let mut state = self.lock();
+        state.written.insert(set.to_owned(), held);
+        self.update_readiness(&state, now);
     }
 
     /// Records whether the last write of the outputs succeeded.
@@ -448,10 +557,18 @@ impl Shared {
 
     /// The one writer of readiness and its gauge; returns why not ready.
     fn update_readiness(&self, state: &State, now: SystemTime) -> Vec<(String, String)> {
+        // A profile is ready when it holds a valid session (what the
+        // endpoint serves, and what the next write renders) and every file
+        // that serves it holds a valid session of the same identity (what
+        // the application reads there now).
         let mut out: Vec<(String, String)> = state
             .profiles
             .values()
-            .filter_map(|s| s.not_ready(now).map(|why| (s.profile.name.clone(), why)))
+            .filter_map(|s| {
+                s.not_ready(now)
+                    .or_else(|| state.unwritten(s, now))
+                    .map(|why| (s.profile.name.clone(), why))
+            })
             .collect();
         if !self.outputs_ok.load(Ordering::Acquire) {
             out.push(("outputs".into(), "the output files are not written".into()));
@@ -469,3 +586,19 @@ mod sets;
 
 #[cfg(test)]
 mod tests;
+
+/// The configuration `name` is registered with (what its refresher's
+/// attempts carry), or a new one for a name never registered: for tests
+/// that record outcomes by name.
+#[cfg(test)]
+pub(crate) fn current_profile(shared: &Shared, name: &str) -> Arc<Profile> {
+    shared.get(name).map_or_else(
+        || {
+            Arc::new(Profile::new(
+                name,
+                format!("arn:aws:iam::111122223333:role/{name}"),
+            ))
+        },
+        |s| s.profile,
+    )
+}

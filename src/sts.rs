@@ -26,6 +26,7 @@ use crate::session::{Secret, Session};
 use crate::tls::CaBundle;
 
 pub mod codes;
+mod dns;
 mod guard;
 pub mod tags;
 
@@ -102,7 +103,8 @@ pub struct Assumed {
 
 /// The HTTPS client every STS call shares: rustls with the platform's roots
 /// (read by rustls-native-certs), plus `bundle`'s certificates; through
-/// `proxy` (the SDK client's own CONNECT support) when given.
+/// `proxy` (the SDK client's own CONNECT support) when given. Host names
+/// are looked up by [`dns::ThreadResolver`], never on tokio's blocking pool.
 fn https_client(
     bundle: Option<&CaBundle>,
     proxy: Option<aws_smithy_http_client::proxy::ProxyConfig>,
@@ -120,7 +122,7 @@ fn https_client(
         return aws_smithy_http_client::Builder::new()
             .tls_provider(provider())
             .tls_context(context)
-            .build_https();
+            .build_with_resolver(dns::ThreadResolver);
     };
     // The high-level builder has no proxy setting: the connector builder
     // does, with the same settings the high-level one passes on.
@@ -135,7 +137,7 @@ fn https_client(
         b.proxy_config(proxy.clone())
             .tls_provider(provider())
             .tls_context(context.clone())
-            .build()
+            .build_with_resolver(dns::ThreadResolver)
     })
 }
 

@@ -179,7 +179,7 @@ struct Task {
 /// The long-running sidecar: initial pass, then one task per profile, the
 /// writer, the token watcher and the health server, until `shutdown`
 /// completes. `reload` re-reads the configuration on [`Control::Reload`],
-/// on the blocking pool: reading and parsing a file must not stop the
+/// on a thread of its own: reading and parsing a file must not stop the
 /// probes, the refreshers or shutdown (the runtime has one thread).
 pub async fn run(
     config: Config,
@@ -289,15 +289,23 @@ pub async fn run(
     }
 
     let mut current = config;
-    // One reload runs at a time, off the runtime's thread; a SIGHUP during
-    // it queues one more (the file may have changed after it was read).
+    // One reload runs at a time, on a thread of its own (not tokio's
+    // blocking pool, which panics when no thread can be started: see
+    // `sys::limits`); a SIGHUP during it queues one more (the file may have
+    // changed after it was read). A reload that could not start its thread
+    // is answered as failed and tried again after `RELOAD_THREAD_RETRY`.
     let reload = Arc::new(std::sync::Mutex::new(reload));
     let start_reload = || {
         let reload = reload.clone();
-        tokio::task::spawn_blocking(move || (reload.lock().unwrap_or_else(|e| e.into_inner()))())
+        crate::sys::limits::run_on_thread(
+            "rolecall-reload",
+            "the configuration reload",
+            move || (reload.lock().unwrap_or_else(|e| e.into_inner()))(),
+        )
     };
-    let mut reloading: Option<tokio::task::JoinHandle<Result<Config, ConfigError>>> = None;
+    let mut reloading: Option<crate::sys::limits::OnThread<Result<Config, ConfigError>>> = None;
     let mut reload_again = false;
+    let mut reload_retry: Option<tokio::time::Instant> = None;
     let mut reload_waiters = control::ReloadWaiters::default();
     // A burst of SIGUSR1 logs one line per interval, with the count left out.
     let refresh_log = ratelimit::LogLimit::new(ratelimit::LOG_INTERVAL);
@@ -332,10 +340,21 @@ pub async fn run(
                 }
             },
             done = async { reloading.as_mut().expect("guarded").await }, if reloading.is_some() => {
+                if matches!(done, Err(crate::sys::limits::ThreadError::Unavailable { .. })) {
+                    reload_retry = Some(tokio::time::Instant::now() + reloads::RELOAD_THREAD_RETRY);
+                }
                 reloading = reload_again.then(start_reload);
                 reload_again = false;
                 let answer = reloads::finish(&core, &mut tasks, &mut current, done, &opts, &stop);
                 reload_waiters.answer(&answer);
+            },
+            () = async { tokio::time::sleep_until(reload_retry.expect("guarded")).await }, if reload_retry.is_some() => {
+                reload_retry = None;
+                if reloading.is_some() {
+                    reload_again = true;
+                } else {
+                    reloading = Some(start_reload());
+                }
             },
             _ = &mut shutdown => break,
         }

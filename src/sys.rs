@@ -1,5 +1,6 @@
 //! The only `unsafe` code in the library: thin wrappers over the libc calls
-//! that the standard library does not offer.
+//! that the standard library does not offer, and over the YAML parser's
+//! event stream ([`yaml`]).
 //!
 //! The crate is `#![deny(unsafe_code)]` and this module alone allows it.
 //! `forbid` would be stronger but cannot be lifted for one module, so
@@ -12,6 +13,7 @@
 #![allow(unsafe_code)]
 
 pub mod limits;
+pub mod yaml;
 
 /// This process's effective user id.
 pub fn effective_uid() -> u32 {

@@ -107,6 +107,7 @@ pub fn hint(code: &str, profile: &Profile, claims: Option<&Claims>) -> Option<St
         codes::TOO_MANY_OPEN_FILES => Limit::ProcessOpenFiles.hint(),
         codes::FILE_TABLE_FULL => Limit::NodeOpenFiles.hint(),
         codes::LOCAL_PORTS_EXHAUSTED => Limit::LocalPorts.hint(),
+        codes::THREAD_LIMIT_REACHED => Limit::Threads.hint(),
         codes::TIMEOUT | codes::CONNECTION_ERROR => {
             format!("check network access to the STS endpoint ({})", profile.sts_endpoint.as_deref().unwrap_or("regional"))
         }

@@ -267,6 +267,8 @@ struct Watch {
 /// Whether the inotify limits were logged: once per process (the token and
 /// the configuration watchers meet the same limit).
 static LIMIT_LOGGED: AtomicBool = AtomicBool::new(false);
+/// Whether the watcher's thread failing to start was logged.
+static THREAD_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// A kernel inotify limit as the node has it (`/proc/sys/fs/inotify/NAME`).
 fn inotify_limit(name: &str) -> String {
@@ -340,12 +342,26 @@ impl Watch {
         if self.sub == 0 {
             self.sub = hub::HUB.subscribe(filter.clone(), tx.clone(), lost.clone());
         }
-        if let Err(e) = hub::HUB.start() {
-            // inotify_init fails with EMFILE at the user's instance limit
-            // (or the process's file limit).
-            self.limited = true;
-            log_limit(self.what, &e, false);
-            return;
+        match hub::HUB.start() {
+            Ok(()) => {}
+            Err(hub::StartError::Notify(e)) => {
+                // inotify_init fails with EMFILE at the user's instance
+                // limit (or the process's file limit).
+                self.limited = true;
+                log_limit(self.what, &e, false);
+                return;
+            }
+            Err(hub::StartError::NoThread) => {
+                self.limited = true;
+                if !THREAD_LOGGED.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(
+                        file = self.what,
+                        hint = %crate::sys::limits::Limit::Threads.hint(),
+                        "cannot start the file watcher's thread; the token and configuration are polled every 60 s instead, and credentials keep being refreshed"
+                    );
+                }
+                return;
+            }
         }
         self.limited = false;
         match hub::HUB.watch(&self.dir) {

@@ -336,3 +336,104 @@ async fn a_change_made_while_starting_is_applied() {
     assert!(wait_until(WAIT, writer).await, "the change was missed");
     running.stop().await;
 }
+
+/// An attempt for the old role whose STS answer arrives after the reload
+/// that changed the role (a refresher cancelled by the reload while its
+/// call was in flight), made deterministic by driving the old and the new
+/// configuration's refreshers by hand: `late_first` says whether the old
+/// role's answer lands before or after the new role's refusal. Returns
+/// the old role's keys and what the outputs hold afterwards.
+async fn late_answer_for_a_replaced_role(late_first: bool) {
+    use std::sync::Arc;
+
+    use rolecall::config::Profile;
+    use rolecall::refresher::{Context, Refresher};
+    use rolecall::state::{Lookup, Shared};
+    use tokio::sync::watch;
+
+    let sts = FakeSts::granting(Duration::from_secs(3600));
+    sts.push_for_role(WRITER_2, Reply::access_denied());
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let shared = Shared::new();
+    let old = Arc::new(Profile {
+        sts_endpoint: Some(sts.endpoint()),
+        region: Some("eu-west-1".into()),
+        ..Profile::new("writer", WRITER)
+    });
+    let now = std::time::SystemTime::now;
+    shared.register(old.clone(), None, now());
+    let ctx = Context {
+        shared: shared.clone(),
+        sts: rolecall::sts::Sts::new(Duration::from_secs(5)),
+        token_file: token.path(),
+        jitter: || 1.0,
+        spread: || 0.0,
+        token_changed: watch::channel(0u64).1,
+        refresh_all: watch::channel(0u64).1,
+        clock: rolecall::clock::Clock::system(),
+    };
+    let writer = rolecall::output::Writer {
+        set: rolecall::config::DEFAULT_SET.into(),
+        show_set: false,
+        dir: out.path().to_owned(),
+        app_dir: out.path().to_owned(),
+        mode: 0o640,
+        jitter: || 1.0,
+    };
+    let mut before = Refresher::new(old.clone(), ctx.clone());
+    assert!(before.attempt().await.is_success());
+    writer.write(&shared, now()).unwrap();
+    // The reload: the profile now names another role (as the supervisor
+    // applies it: the old refresher is cancelled, the state replaced).
+    let new = Arc::new(Profile {
+        role_arn: WRITER_2.into(),
+        ..(*old).clone()
+    });
+    shared.upsert(new.clone(), false, now());
+    let mut after = Refresher::new(new, ctx);
+    if late_first {
+        before.attempt().await;
+        assert!(!after.attempt().await.is_success());
+    } else {
+        assert!(!after.attempt().await.is_success());
+        before.attempt().await;
+    }
+    assert_eq!(sts.calls_for_role(WRITER), 2, "the late answer was sent");
+    writer.write(&shared, now()).unwrap();
+    let old_keys: Vec<String> = sts
+        .issued()
+        .iter()
+        .filter(|c| c.role_arn == WRITER)
+        .map(|c| c.access_key_id.clone())
+        .collect();
+    assert_eq!(old_keys.len(), 2);
+    let mut outputs = String::new();
+    for f in ["credentials", "config", "status.json"] {
+        outputs += &std::fs::read_to_string(out.path().join(f)).unwrap_or_default();
+    }
+    for key in &old_keys {
+        assert!(
+            !outputs.contains(key.as_str()),
+            "the old role's keys are still in the files:\n{outputs}"
+        );
+    }
+    assert!(
+        matches!(
+            shared.credentials_for("writer", now()),
+            Lookup::NotReady { .. }
+        ),
+        "the endpoint serves nothing for the profile"
+    );
+    assert!(shared.not_ready(now()).iter().any(|(n, _)| n == "writer"));
+}
+
+#[tokio::test]
+async fn a_late_answer_for_a_replaced_role_is_not_published_before_the_refusal() {
+    late_answer_for_a_replaced_role(true).await;
+}
+
+#[tokio::test]
+async fn a_late_answer_for_a_replaced_role_is_not_published_after_the_refusal() {
+    late_answer_for_a_replaced_role(false).await;
+}

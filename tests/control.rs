@@ -44,6 +44,21 @@ impl Sidecar {
         reload: Option<PathBuf>,
         more: impl FnOnce(Flags) -> Flags,
     ) -> Sidecar {
+        Self::start_gated(sts, sock, reload, more, None)
+    }
+
+    /// As [`start_with`](Self::start_with); with `gate`, each reload waits
+    /// for a message on it (or for its sender to be dropped) before it
+    /// reads the file: requests that stay in progress as long as the test
+    /// wants.
+    fn start_gated(
+        sts: FakeSts,
+        sock: Option<PathBuf>,
+        reload: Option<PathBuf>,
+        more: impl FnOnce(Flags) -> Flags,
+        gate: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> Sidecar {
+        let gate = gate.map(std::sync::Mutex::new);
         let token = TokenDir::new(&valid_jwt());
         let out = tempfile::tempdir().unwrap();
         let run = tempfile::tempdir().unwrap();
@@ -65,7 +80,12 @@ impl Sidecar {
         };
         let running = Running::start_with_reload(
             config,
-            move || Config::load(&reload_flags, &Env::new()),
+            move || {
+                if let Some(gate) = &gate {
+                    let _ = gate.lock().unwrap().recv();
+                }
+                Config::load(&reload_flags, &Env::new())
+            },
             test_options(),
         );
         Sidecar {
@@ -433,24 +453,145 @@ async fn a_1_mib_line_is_refused() {
     s.running.stop().await;
 }
 
+/// A configuration file with the profiles the test sidecar starts with.
+fn same_file(dir: &Path) -> PathBuf {
+    let file = dir.join("rolecall.yaml");
+    std::fs::write(
+        &file,
+        format!("profiles:\n  reader: {READER}\n  writer: {WRITER}\n"),
+    )
+    .unwrap();
+    file
+}
+
+/// The bytes `s` wrote that the peer has not read yet (`SIOCOUTQ`: a Unix
+/// socket's sent data counts against the sender until it is read).
+fn unread(s: &UnixStream) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: ioctl(2) SIOCOUTQ writes one int into `n`, which outlives the
+    // call, for a descriptor `s` owns.
+    let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    n
+}
+
 #[tokio::test]
-async fn a_fifth_connection_is_closed_at_once() {
-    let s = Sidecar::start(FakeSts::granting(Duration::from_secs(3600)), None, None);
+async fn idle_connections_cannot_keep_reload_out() {
+    let cfg = tempfile::tempdir().unwrap();
+    let s = Sidecar::start(
+        FakeSts::granting(Duration::from_secs(3600)),
+        None,
+        Some(same_file(cfg.path())),
+    );
+    s.wait_for(&["reader", "writer"]).await;
     assert!(wait_until_real(WAIT, || s.sock.exists()).await);
-    let _four: Vec<UnixStream> = (0..4)
-        .map(|_| UnixStream::connect(&s.sock).unwrap())
+    // Clients of the sidecar's own user that connect and say nothing, as
+    // many as the socket serves, reconnecting as soon as one is closed.
+    let mut idle: Vec<UnixStream> = Vec::new();
+    let mut closed = 0;
+    let open = |c: &UnixStream| {
+        let mut b = [0u8; 1];
+        c.set_nonblocking(true).unwrap();
+        // Closed by the sidecar: reads the end at once.
+        !matches!((&*c).read(&mut b), Ok(0))
+    };
+    for round in 0..5 {
+        let before = idle.len();
+        idle.retain(open);
+        closed += before - idle.len();
+        while idle.len() < 4 {
+            idle.push(UnixStream::connect(&s.sock).unwrap());
+        }
+        let r = s.rolecall(&["reload"]).await;
+        assert_eq!(r.code, Some(0), "round {round}: {}", r.describe());
+        assert!(
+            r.stdout.starts_with("configuration reloaded"),
+            "round {round}: {}",
+            r.describe()
+        );
+    }
+    let before = idle.len();
+    idle.retain(open);
+    closed += before - idle.len();
+    assert!(
+        closed >= 5,
+        "each reload took an idle one's slot: {closed} closed"
+    );
+    s.running.stop().await;
+}
+
+#[tokio::test]
+async fn with_four_requests_in_progress_a_fifth_is_answered_busy_and_status_says_so() {
+    let cfg = tempfile::tempdir().unwrap();
+    let (open, gate) = std::sync::mpsc::channel();
+    let s = Sidecar::start_gated(
+        FakeSts::granting(Duration::from_secs(3600)),
+        None,
+        Some(same_file(cfg.path())),
+        |f| f,
+        Some(gate),
+    );
+    s.wait_for(&["reader", "writer"]).await;
+    assert!(wait_until_real(WAIT, || s.sock.exists()).await);
+    // Four reloads in progress: the first waits at the gate, the others
+    // for the one after it.
+    let four: Vec<UnixStream> = (0..4)
+        .map(|_| {
+            let mut c = UnixStream::connect(&s.sock).unwrap();
+            c.write_all(b"{\"op\":\"reload\"}\n").unwrap();
+            c
+        })
         .collect();
-    let mut fifth = UnixStream::connect(&s.sock).unwrap();
-    // Closed well before the 5 s a served connection has to send its line.
-    fifth
-        .set_read_timeout(Some(Duration::from_secs(3)))
+    let read = wait_until_real(WAIT, || four.iter().all(|c| unread(c) == 0)).await;
+    assert!(read, "the sidecar read the four requests");
+
+    let r = s.rolecall(&["reload"]).await;
+    r.assert_says(
+        1,
+        &[
+            "the sidecar is busy: 4 requests are being carried out",
+            "try again",
+        ],
+        "a fifth reload",
+    );
+    assert!(!r.stderr.contains("reload refused"), "{}", r.describe());
+    let mut cmd = rolecall_piped();
+    cmd.arg("status")
+        .arg("--control-socket")
+        .arg(&s.sock)
+        .env("ROLECALL_OUTPUT_DIR", s.out.path());
+    let status = blocking(move || run_for(&mut cmd, Duration::from_secs(30))).await;
+    assert!(
+        status.stderr.contains(&format!(
+            "the sidecar at {} is busy and did not name its output sets",
+            s.sock.display()
+        )),
+        "{}",
+        status.describe()
+    );
+    assert!(
+        status
+            .stderr
+            .contains(&format!("showing {} only", s.out.path().display())),
+        "{}",
+        status.describe()
+    );
+    assert!(status.stdout.contains("reader"), "{}", status.describe());
+
+    // The gate opens: the four are answered.
+    drop(open);
+    for mut c in four {
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        let answer = blocking(move || {
+            let mut a = String::new();
+            c.read_to_string(&mut a).map(|_| a)
+        })
+        .await
         .unwrap();
-    let read = blocking(move || {
-        let mut got = Vec::new();
-        fifth.read_to_end(&mut got).map(|_| got)
-    })
-    .await;
-    assert!(read.as_ref().is_ok_and(Vec::is_empty), "{read:?}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["ok"], true, "{answer}");
+    }
     s.running.stop().await;
 }
 

@@ -599,7 +599,23 @@ const CONFIG_CASES: &[ConfigCase] = &[
             }
             yaml.into_bytes()
         },
-        needles: &["rolecall.yaml: not valid YAML: repetition limit exceeded"],
+        needles: &["rolecall.yaml: the file holds more than 100000 values"],
+    },
+    ConfigCase {
+        case: "yaml: apostrophe, then 120,000 levels",
+        injected: "x: a:'b, then y: [[[... 120,000 deep",
+        yaml: || {
+            // The apostrophe is text inside a plain scalar; the old nesting
+            // scan took it for a quote and let the parser spend minutes on
+            // the brackets (issue 20).
+            let yaml = format!(
+                "profiles:\n  a: {ARN_A}\nx: a:'b\ny: {}{}\n",
+                "[".repeat(120_000),
+                "]".repeat(120_000)
+            );
+            yaml.into_bytes()
+        },
+        needles: &["rolecall.yaml: the file nests deeper than 32 levels"],
     },
     ConfigCase {
         case: "yaml: source_profile cycle",

@@ -9,7 +9,10 @@
 //! lowered, as `ulimit -n` would: clients of the credentials endpoint
 //! exhaust it, or it is too low to start) and for ephemeral ports (a network
 //! namespace of the test's own, whose `net.ipv4.ip_local_port_range` the
-//! test fills with held connections to the fake STS; root only).
+//! test fills with held connections to the fake STS; root only), and for
+//! threads (the child's `RLIMIT_NPROC` lowered below the threads its user
+//! runs, as a pod at its pids limit: a reload and a host-name lookup fail
+//! and are retried, the sidecar lives on; root only).
 
 mod support;
 
@@ -498,4 +501,323 @@ fn without_a_free_local_port_sts_calls_fail_as_transient_naming_the_sysctl_and_k
         sidecar.signal(15);
         assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
     });
+}
+
+/// Held by each test that brings user [`UID`] to its task limit: two at
+/// once would count each other's tasks.
+static TASK_LIMIT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The tasks (processes and threads) user [`UID`] runs: what
+/// `RLIMIT_NPROC` counts.
+fn uid_tasks() -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if field("Uid:").split_whitespace().next() == Some(&UID.to_string()) {
+            n += field("Threads:").parse::<u64>().unwrap_or(1);
+        }
+    }
+    n
+}
+
+/// Sets `RLIMIT_NPROC` (soft and hard) to `n` in the child, after it
+/// became its user and before exec, as `ulimit -u` in a pod would.
+fn limit_tasks(cmd: &mut Command, n: u64) -> &mut Command {
+    let limit = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: setrlimit(2) is async-signal-safe and reads only `limit`,
+    // which the closure owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NPROC, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+    }
+}
+
+/// The threads of `pid` beyond its resting two (the runtime's and the
+/// file watcher's), by name.
+fn transient_threads(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|c| c.trim().to_owned())
+                .filter(|c| c != "rolecall" && !c.starts_with("notify-rs"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A process of user [`UID`] that starts threads until the user is at
+/// `limit` tasks (the other processes of a pod at its pids limit), and
+/// holds them, taking any task that frees up (every 5 ms); returns it and
+/// how many it started at first.
+fn exhaust_tasks(limit: u64) -> (std::process::Child, u64) {
+    let mut holder = Command::new("python3");
+    holder
+        .args([
+            "-c",
+            "import sys, threading, time\n\
+             threading.stack_size(128 * 1024)\n\
+             stop = threading.Event()\n\
+             n = 0\n\
+             while True:\n    \
+                 try:\n        threading.Thread(target=stop.wait, daemon=True).start()\n    \
+                 except RuntimeError:\n        break\n    \
+                 n += 1\n\
+             print(n, flush=True)\n\
+             deadline = time.time() + 300\n\
+             while time.time() < deadline:\n    \
+                 time.sleep(0.005)\n    \
+                 try:\n        threading.Thread(target=stop.wait, daemon=True).start()\n    \
+                 except RuntimeError:\n        pass\n",
+        ])
+        .uid(UID)
+        .gid(UID)
+        .stdout(Stdio::piped());
+    limit_tasks(&mut holder, limit);
+    let mut holder = holder.spawn().expect("python3");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (holder, line.trim().parse().expect("a count"))
+}
+
+/// `rolecall_limit_reached_total{limit="threads",site}`, 0 without a series.
+fn threads_reached(metrics: &str, site: &str) -> u64 {
+    let series = format!("rolecall_limit_reached_total{{limit=\"threads\",site=\"{site}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn at_its_thread_limit_the_sidecar_survives_a_reload_and_a_lookup_keeps_its_credentials_and_recovers()
+ {
+    if !is_root() {
+        eprintln!(
+            "skipped: only root can run the sidecar as user {UID} and lower its RLIMIT_NPROC"
+        );
+        return;
+    }
+    let _serial = TASK_LIMIT.lock().await;
+    let sts = FakeSts::granting(Duration::from_secs(3600));
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let cfg = tempfile::tempdir().unwrap();
+    for d in [token.dir(), token.data_dir(), cfg.path().to_path_buf()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::os::unix::fs::chown(out.path(), Some(UID), Some(UID)).unwrap();
+    let file = cfg.path().join("rolecall.yaml");
+    std::fs::write(&file, format!("profiles:\n  reader: {ROLE}\n")).unwrap();
+    let health = free_port();
+    // A host name, not an address: each new connection to STS looks it up.
+    let by_name = sts.endpoint().replace("127.0.0.1", "localhost");
+    assert_ne!(by_name, sts.endpoint());
+    // The user's tasks may grow this much (the sidecar's two threads, its
+    // lookups and reloads) before the limit.
+    let limit = uid_tasks() + 16;
+    let mut cmd = rolecall_command();
+    limit_tasks(&mut cmd, limit);
+    cmd.env("RUST_LOG", "info")
+        .env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{health}"))
+        .args(base_args(&sts, &token, out.path()).iter().map(|a| {
+            if *a == sts.endpoint() {
+                by_name.clone()
+            } else {
+                a.clone()
+            }
+        }))
+        .arg("--config")
+        .arg(&file)
+        .uid(UID)
+        .gid(UID);
+    let mut sidecar = ChildSidecar::spawn(&mut cmd);
+    let creds_path = out.path().join("credentials");
+    let ready = wait_until_real(Duration::from_secs(20), || {
+        http_get_blocking(health, "/readyz").is_some_and(|(code, _)| code == 200)
+            && std::fs::read_to_string(&creds_path).is_ok_and(|c| c.contains("[reader]"))
+    })
+    .await;
+    assert!(ready, "{}", sidecar.log());
+    let credentials = std::fs::read(&creds_path).unwrap();
+    // At rest: no thread left from the start's lookups (tokio's blocking
+    // pool keeps an idle thread 10 s, and a task queued behind a live one
+    // would not need a new thread).
+    let pid = sidecar.pid();
+    let at_rest = wait_until_real(Duration::from_secs(30), || {
+        transient_threads(pid).is_empty()
+    })
+    .await;
+    assert!(at_rest, "threads: {:?}", transient_threads(pid));
+
+    // The pod is at its pids limit: another process of the user holds
+    // every task left, so no thread of the sidecar can start.
+    let (mut holder, held) = exhaust_tasks(limit);
+    assert!(held > 0, "the holder started no thread");
+
+    // 1. A refresh: STS resets the pooled connection, so the retry opens a
+    // new one, whose lookup of `localhost` needs a thread.
+    let calls = sts.calls();
+    sts.push(Reply::Reset);
+    // SIGUSR1 refreshes now, at most once per 5 s a profile.
+    let called = wait_until_real(Duration::from_secs(20), || {
+        sidecar.signal(libc::SIGUSR1);
+        sts.calls() > calls
+    })
+    .await;
+    assert!(called, "{}", sidecar.log());
+    let failed = wait_until_real(Duration::from_secs(30), || {
+        lines_with(&sidecar.log(), "code=ThreadLimitReached") >= 1
+    })
+    .await;
+    let log = sidecar.log();
+    assert!(failed, "no ThreadLimitReached failure:\n{log}");
+    assert!(sidecar.running(), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("code=ThreadLimitReached"))
+        .unwrap();
+    for said in [
+        "refresh failed",
+        "class=\"transient_error\"",
+        "cannot start a thread for a host-name lookup",
+        &format!("RLIMIT_NPROC `ulimit -u`: {limit} (hard {limit})"),
+        "pids limit",
+        "retry_in_s=",
+    ] {
+        assert!(line.contains(said), "{said:?} missing: {line}");
+    }
+    assert_eq!(sts.calls(), calls + 1, "only the reset call reached STS");
+
+    // 2. A reload (SIGHUP; the edit alone asks for one too) that adds a
+    // profile: its thread cannot start either.
+    std::fs::write(
+        &file,
+        format!("profiles:\n  reader: {ROLE}\n  writer: arn:aws:iam::111122223333:role/writer\n"),
+    )
+    .unwrap();
+    sidecar.signal(libc::SIGHUP);
+    let refused = wait_until_real(Duration::from_secs(20), || {
+        lines_with(&sidecar.log(), "reload not carried out") >= 1
+    })
+    .await;
+    let log = sidecar.log();
+    assert!(refused, "no failed reload:\n{log}");
+    assert!(sidecar.running(), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("reload not carried out"))
+        .unwrap();
+    for said in [
+        "cannot start a thread for the configuration reload",
+        "RLIMIT_NPROC",
+        "retry_in_s=5",
+    ] {
+        assert!(line.contains(said), "{said:?} missing: {line}");
+    }
+    let (code, metrics) = http_get_blocking(health, "/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    assert!(threads_reached(&metrics, "sts") >= 1, "{metrics}");
+    assert!(threads_reached(&metrics, "reload") >= 1, "{metrics}");
+    let (code, _) = http_get_blocking(health, "/readyz").expect("readyz");
+    assert_eq!(code, 200, "still ready on the kept credentials");
+    assert_eq!(
+        std::fs::read(&creds_path).unwrap(),
+        credentials,
+        "the credentials stay published"
+    );
+
+    // 3. The holder goes away: the refresh's retry and the reload's retry
+    // both go through, with no restart.
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let recovered = wait_until_real(Duration::from_secs(60), || {
+        let c = std::fs::read_to_string(&creds_path).unwrap_or_default();
+        c.contains("[writer]") && sts.calls_for_role(ROLE) > calls + 1
+    })
+    .await;
+    let log = sidecar.log();
+    assert!(recovered, "not recovered:\n{log}");
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(sidecar.running());
+    sidecar.signal(15);
+    assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
+}
+
+#[tokio::test]
+async fn started_at_its_thread_limit_the_sidecar_polls_instead_of_watching_and_serves() {
+    if !is_root() {
+        eprintln!(
+            "skipped: only root can run the sidecar as user {UID} and lower its RLIMIT_NPROC"
+        );
+        return;
+    }
+    let _serial = TASK_LIMIT.lock().await;
+    let sts = FakeSts::granting(Duration::from_secs(3600));
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    for d in [token.dir(), token.data_dir()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::os::unix::fs::chown(out.path(), Some(UID), Some(UID)).unwrap();
+    // The pod is already at its pids limit when the sidecar (re)starts:
+    // not even the file watcher's thread can start. (The STS endpoint is an
+    // address: no lookup.)
+    let limit = uid_tasks() + 16;
+    let (mut holder, held) = exhaust_tasks(limit);
+    assert!(held > 0, "the holder started no thread");
+    let health = free_port();
+    let mut cmd = rolecall_run(&sts, &token, out.path(), [("reader", ROLE)]);
+    limit_tasks(&mut cmd, limit);
+    cmd.env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{health}"))
+        .uid(UID)
+        .gid(UID);
+    let mut sidecar = ChildSidecar::spawn(&mut cmd);
+    let creds_path = out.path().join("credentials");
+    let ready = wait_until_real(Duration::from_secs(20), || {
+        http_get_blocking(health, "/readyz").is_some_and(|(code, _)| code == 200)
+            && std::fs::read_to_string(&creds_path).is_ok_and(|c| c.contains("[reader]"))
+    })
+    .await;
+    let log = sidecar.log();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(ready, "not ready at the thread limit:\n{log}");
+    assert_eq!(
+        lines_with(&log, "cannot start the file watcher's thread"),
+        1,
+        "said once:\n{log}"
+    );
+    assert!(log.contains("RLIMIT_NPROC `ulimit -u`: "), "{log}");
+    let (_, metrics) = http_get_blocking(health, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("rolecall_watch_polling{file=\"token\"} 1"),
+        "{metrics}"
+    );
+    assert!(threads_reached(&metrics, "watch") >= 1, "{metrics}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(sidecar.running());
+    sidecar.signal(15);
+    assert!(sidecar.stop_within(Duration::from_secs(5)).is_some());
 }

@@ -589,3 +589,114 @@ async fn status_through_the_control_socket_shows_every_set() {
     assert_eq!(sets, ["app", "shipper"]);
     running.stop().await;
 }
+
+/// A reload that drops a set (here the shipper's, its profiles moved to the
+/// app's): the dropped set serves nothing from then on, neither in its
+/// files nor through the endpoint with its token; the app's set gets the
+/// moved profile. The log says the set is gone at the restart.
+#[test]
+fn a_set_dropped_by_a_reload_serves_nothing() {
+    let sb = Sandbox::granting(Duration::from_secs(3600));
+    let root = tempfile::tempdir().unwrap();
+    let first = two_sets(root.path());
+    let cfg = ConfigDir::configmap(&first);
+    let app = root.path().join("app");
+    let shipper = root.path().join("shipper");
+    let port = free_port();
+    let sc = ChildSidecar::spawn_logging_to(
+        binary("run", &sb, &cfg.path()).args(["--endpoint-addr", &format!("127.0.0.1:{port}")]),
+        &root.path().join("rolecall.log"),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert!(
+            wait_until(WAIT, || holds_exactly(&shipper, &["logs", "reader"])
+                && holds_exactly(&app, &["reader", "svc", "writer"]))
+            .await,
+            "{}",
+            sc.log()
+        );
+        let token = fs::read_to_string(shipper.join("endpoint-token")).unwrap();
+        let (status, _) = http_get(port, "/v1/credentials/logs", Some(token.trim())).await;
+        assert_eq!(status, 200, "the shipper's token gets its profile");
+        let dropped = format!(
+            "{}outputs:\n  app: {{ dir: {}, profiles: [reader, writer, svc, logs] }}\n",
+            profiles_yaml(),
+            app.display()
+        );
+        cfg.swap(&dropped);
+        assert!(
+            wait_until(WAIT, || holds_exactly(
+                &app,
+                &["logs", "reader", "svc", "writer"]
+            ))
+            .await,
+            "{}",
+            sc.log()
+        );
+        assert!(
+            wait_until(WAIT, || holds_exactly(&shipper, &[])).await,
+            "the dropped set's files still hold profiles:\n{}",
+            seen(&shipper).text
+        );
+        assert_absent(&shipper, "logs");
+        assert_absent(&shipper, "reader");
+        for profile in ["logs", "reader"] {
+            let (status, body) = http_get(
+                port,
+                &format!("/v1/credentials/{profile}"),
+                Some(token.trim()),
+            )
+            .await;
+            assert_eq!(
+                status, 403,
+                "{profile} through the dropped set's token: {body}"
+            );
+        }
+        assert!(
+            sc.log()
+                .contains("a removed (or renamed) set serves no profile"),
+            "{}",
+            sc.log()
+        );
+    });
+    drop(sc);
+}
+
+/// Two sets whose dirs are the same directory, or one inside the other,
+/// through a symlink are refused as the literal paths are.
+#[test]
+fn sets_whose_dirs_meet_through_a_symlink_are_refused() {
+    let sb = Sandbox::granting(Duration::from_secs(3600));
+    let root = tempfile::tempdir().unwrap();
+    let real = root.path().join("real");
+    fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, root.path().join("alias")).unwrap();
+    let load = |app: &Path, shipper: &Path| {
+        let yaml = format!(
+            "{}outputs:\n  app: {{ dir: {}, profiles: [reader, writer, svc] }}\n  shipper: {{ dir: {}, profiles: [logs] }}\n",
+            profiles_yaml(),
+            app.display(),
+            shipper.display()
+        );
+        let cfg = ConfigDir::plain(&yaml);
+        Config::load(&flags(&sb, &cfg.path()), &Env::new())
+    };
+    let same = load(&real, &root.path().join("alias"));
+    let e = same.expect_err("the same dir through a link").to_string();
+    assert!(e.contains("set app has the same dir"), "{e}");
+    // Nested: the shipper's dir (not created yet) under the link.
+    let nested = load(&real, &root.path().join("alias/shipper"));
+    let e = nested
+        .expect_err("a dir inside the other's through a link")
+        .to_string();
+    assert!(e.contains("is inside set app's dir"), "{e}");
+    let nested = load(&root.path().join("alias/app"), &real);
+    let e = nested.expect_err("the other way round").to_string();
+    assert!(e.contains("is inside set app's dir"), "{e}");
+    // Separate dirs are still accepted.
+    load(&real.join("app"), &real.join("shipper")).expect("separate dirs");
+}

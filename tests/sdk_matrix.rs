@@ -11,6 +11,15 @@
 //! (`make sdk-deps`), so they are `#[ignore]`d in plain `cargo test` and run
 //! by `make test`.
 //!
+//! The lag cells (`lag_*`) keep one client per SDK in process and endpoint
+//! mode with REAL session lengths (one hour, so each SDK's own refresh
+//! window applies as in production), force a refresh with `rolecall
+//! refresh` shortly after the client's first call, and measure the wall
+//! time until the client's first call signed with the new session: each must
+//! be within [`LAG_BOUND`] (README: "The `Expiration` process mode and the
+//! endpoint report"). They wait up to 17 minutes, mostly idle; `make test`
+//! starts them in the background early and collects them at the end.
+//!
 //! Besides following refreshes, every cell that follows checks that its
 //! client never signs with a key in the last [`LATE_MARGIN`] before that
 //! key's real expiry while rolecall had already issued a newer one (issue 10,
@@ -335,6 +344,10 @@ fn start_sidecar(
 ) -> Sidecar {
     let mut cmd = rolecall_run(sts, token, out, [("reader", READER)]);
     cmd.args(["--health-addr", ""])
+        .args([
+            "--control-socket",
+            &control_socket(home).display().to_string(),
+        ])
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit());
     match mode {
@@ -358,6 +371,169 @@ fn start_sidecar(
         }
     }
     Sidecar(cmd.spawn().unwrap())
+}
+
+/// The sidecar's control socket, in the app's home (a test's own dir).
+fn control_socket(home: &Path) -> PathBuf {
+    home.join("control.sock")
+}
+
+/// The session length of the lag cells: what STS grants by default, so the
+/// SDKs' windows (5 to 15 minutes, 10 s for Rust) apply as in production.
+const LAG_LIFETIME: Duration = Duration::from_secs(3600);
+/// The documented bound (README, "The `Expiration` process mode and the
+/// endpoint report"): a long-lived client signs with the session a forced
+/// refresh obtained within 17 minutes (`schedule::REPORT_SLIDE`, the
+/// sliding reported expiry), less its own refresh window.
+const LAG_BOUND: Duration = Duration::from_secs(17 * 60);
+/// How often the lag cells' clients call: the resolution of the figures.
+const LAG_CALL_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs one lag cell: the wall time from `rolecall refresh` to the start of
+/// the first call signed with the new session, and the resolution of that
+/// figure (the time between two calls' starts); `None` if that did not
+/// happen within [`LAG_BOUND`] and a minute.
+async fn lag_cell(sdk: Sdk, mode: Mode) -> Option<(Duration, Duration)> {
+    let sts = FakeSts::granting(LAG_LIFETIME);
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let endpoint_port = free_port();
+    let _sidecar = start_sidecar(
+        sdk,
+        mode,
+        &sts,
+        &token,
+        out.path(),
+        home.path(),
+        endpoint_port,
+    );
+    assert!(wait_until(Duration::from_secs(10), || !sts.issued().is_empty()).await);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            control_socket(home.path()).exists()
+                && match mode {
+                    Mode::Process => {
+                        std::fs::read_to_string(out.path().join("credential-process.json"))
+                            .is_ok_and(|c| c.contains(&sts.issued()[0].access_key_id))
+                    }
+                    _ => std::net::TcpStream::connect(("127.0.0.1", endpoint_port)).is_ok(),
+                }
+        })
+        .await
+    );
+    let mut client = Client::start(
+        sdk,
+        app_env(sdk, mode, out.path(), endpoint_port, home.path()),
+        &sts.endpoint(),
+    );
+    let answer = client.call();
+    assert!(answer.starts_with("ok "), "{sdk:?}/{mode:?}: {answer}");
+
+    // The operator's forced refresh, a moment into the client's session;
+    // `rolecall refresh` skips a profile refreshed under 5 s ago (the
+    // start's refresh), as it tells the operator, who runs it again.
+    let refresh = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_rolecall"))
+            .args(["refresh", "--control-socket"])
+            .arg(control_socket(home.path()))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "rolecall refresh: {said}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        !said.contains("skipped")
+    };
+    let tries = Instant::now();
+    let (before, forced) = loop {
+        let (before, forced) = (sts.issued().len(), Instant::now());
+        if refresh() {
+            break (before, forced);
+        }
+        assert!(
+            tries.elapsed() < Duration::from_secs(10),
+            "rolecall refresh kept skipping the profile"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        sts.issued().len() > before,
+        "rolecall refresh answered before its new session"
+    );
+    let new_keys = |key: &str| {
+        sts.issued()[before..]
+            .iter()
+            .any(|c| c.access_key_id == key)
+    };
+    // The lag is taken when the call that signs with the new session
+    // starts: the client asked for credentials within that call. Its
+    // resolution is the time between two calls' starts (the pause and the
+    // longest call so far, which a loaded machine stretches).
+    let mut slowest = Duration::ZERO;
+    while forced.elapsed() < LAG_BOUND + Duration::from_secs(60) {
+        let (lag, started) = (forced.elapsed(), Instant::now());
+        let answer = client.call();
+        slowest = slowest.max(started.elapsed());
+        assert!(answer.starts_with("ok "), "{sdk:?}/{mode:?}: {answer}");
+        if sts.signed_with().last().is_some_and(|k| new_keys(k)) {
+            record_lag(sdk, mode, Some(lag));
+            return Some((lag, LAG_CALL_EVERY + slowest));
+        }
+        tokio::time::sleep(LAG_CALL_EVERY).await;
+    }
+    record_lag(sdk, mode, None);
+    None
+}
+
+/// Writes `lag SECONDS` (or `lag none`) to `target/sdk-matrix/SDK-MODE-lag`
+/// for `scripts/sdk_matrix.py`.
+fn record_lag(sdk: Sdk, mode: Mode, lag: Option<Duration>) {
+    let dir = root().join("target/sdk-matrix");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("{sdk:?}-{mode:?}-lag").to_lowercase();
+    let value = lag.map_or("none".to_owned(), |l| l.as_secs().to_string());
+    std::fs::write(
+        dir.join(name),
+        format!("lag {value}\nbound {}\n", LAG_BOUND.as_secs()),
+    )
+    .unwrap();
+}
+
+macro_rules! lag_cells {
+    ($($name:ident: $sdk:ident, $mode:ident;)*) => {$(
+        #[tokio::test]
+        #[ignore = "needs the AWS CLI, boto3, the JavaScript SDK and the Go driver, and up to 18 minutes: run by make test"]
+        async fn $name() {
+            let (sdk, mode) = (Sdk::$sdk, Mode::$mode);
+            let lag = lag_cell(sdk, mode).await;
+            let (lag, resolution) = lag.unwrap_or_else(|| {
+                panic!("{sdk:?}/{mode:?} still signed with the old session {LAG_BOUND:?} and a minute after rolecall refresh")
+            });
+            // The bound, plus the time between two of the client's calls.
+            assert!(
+                lag <= LAG_BOUND + resolution,
+                "{sdk:?}/{mode:?} took {lag:?} to sign with the new session, over the documented {LAG_BOUND:?}"
+            );
+        }
+    )*};
+}
+
+// One long-lived client per SDK and mode, one-hour sessions, a forced
+// refresh: how long until it signs with the new session (README's table).
+lag_cells! {
+    lag_cli_process: Cli, Process;
+    lag_cli_endpoint: Cli, Endpoint;
+    lag_boto3_process: Boto3, Process;
+    lag_boto3_endpoint: Boto3, Endpoint;
+    lag_js_process: Js, Process;
+    lag_js_endpoint: Js, Endpoint;
+    lag_rust_process: Rust, Process;
+    lag_rust_endpoint: Rust, Endpoint;
+    lag_go_process: Go, Process;
+    lag_go_endpoint: Go, Endpoint;
 }
 
 /// Runs one cell.

@@ -72,8 +72,9 @@ pub struct Flags {
     /// only this container mounts; empty disables [env: ROLECALL_CONTROL_SOCKET; default: /run/rolecall/control.sock]
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<String>,
-    /// HTTP(S) proxy for STS calls, http://[USER:PASS@]HOST:PORT (a CONNECT
-    /// tunnel; loopback is never proxied) [env: HTTPS_PROXY, https_proxy]
+    /// HTTP(S) proxy for STS calls, http://[USER:PASS@]HOST:PORT, USER and
+    /// PASS %-escaped (a CONNECT tunnel; loopback is never proxied) [env:
+    /// HTTPS_PROXY, https_proxy]
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
     /// Hosts reached without the proxy: comma-separated names, .suffixes,

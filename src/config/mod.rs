@@ -61,9 +61,16 @@ pub const MAX_POLICY_ARNS: usize = 10;
 /// The largest configuration file read: a real one is a few KiB.
 pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 /// The deepest nesting accepted in the configuration file (a real one
-/// nests 4 levels: profiles, name, key, list). Checked before the YAML
-/// parser runs, whose time grows with the square of the depth.
+/// nests 4 levels: profiles, name, key, list), aliases expanded. Checked on
+/// the YAML parser's events, which stop there: the parser's time grows with
+/// the square of the depth of flow brackets.
 pub const MAX_CONFIG_DEPTH: usize = 32;
+/// The most values (scalars, lists, mappings; each alias counted as the
+/// copy of what it names) the configuration file may build: a real one
+/// holds a few hundred. Checked on the parser's events before serde_yaml_ng
+/// builds anything, so that a file of aliases to aliases cannot grow the
+/// process.
+pub const MAX_CONFIG_NODES: u64 = 100_000;
 
 /// The environment as a map, so tests never touch the process environment.
 pub type Env = BTreeMap<String, String>;

@@ -215,12 +215,25 @@ pub(super) fn resolve(
         };
         if let Some(dir) = &dir {
             for (other, other_name) in &dirs {
-                if other == dir {
+                let same_or_nested = |a: &Path, b: &Path| {
+                    if a == b {
+                        Some(true)
+                    } else if a.starts_with(b) || b.starts_with(a) {
+                        Some(false)
+                    } else {
+                        None
+                    }
+                };
+                // The paths as written, then as resolved: two sets must not
+                // meet through a symlink either.
+                let meet = same_or_nested(other, dir)
+                    .or_else(|| same_or_nested(&resolved(other), &resolved(dir)));
+                if meet == Some(true) {
                     problems.at(
                         r.dir.as_ref().expect("has a dir"),
                         format!("set {other_name} has the same dir: each set needs its own directory (its own volume)"),
                     );
-                } else if dir.starts_with(other) || other.starts_with(dir) {
+                } else if meet == Some(false) {
                     problems.at(
                         r.dir.as_ref().expect("has a dir"),
                         format!(
@@ -333,6 +346,26 @@ fn absolute_dir(s: &Src, problems: &mut Problems) -> Option<PathBuf> {
         return None;
     }
     Some(path.components().collect())
+}
+
+/// `path` with the symlinks of its longest existing ancestor resolved
+/// (the rest, not created yet, appended as written): where the set's files
+/// will really be.
+fn resolved(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                at = parent;
+            }
+            _ => return path.to_owned(),
+        }
+    }
 }
 
 /// Whether the running sets' layout (names, dirs, app dirs, token files)

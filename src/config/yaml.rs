@@ -1,6 +1,7 @@
-//! The configuration file's YAML, read into a [`Source`]: refused before
-//! parsing when too large or too deep, then every key checked against the
-//! option table ([`options::top_keys`], [`options::profile_keys`]).
+//! The configuration file's YAML, read into a [`Source`]: refused when too
+//! large, too deep or holding too many values (aliases expanded) before
+//! serde_yaml_ng loads it, then every key checked against the option table
+//! ([`options::top_keys`], [`options::profile_keys`]).
 
 use std::path::Path;
 
@@ -9,7 +10,8 @@ use serde_yaml_ng::{Mapping, Value};
 use super::options::{self, POLICY_ARNS, PROFILES_KEY, TAGS, TRANSITIVE_TAG_KEYS, Yaml};
 use super::outputs;
 use super::sources::{Problems, RawProfile, Source, Src, join, printable};
-use super::{MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH};
+use super::{MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, MAX_CONFIG_NODES};
+use crate::sys::yaml::Event;
 
 /// A value read from the file at `origin`.
 fn file_src(value: String, origin: &str) -> Src {
@@ -45,15 +47,30 @@ fn root(text: &[u8], file: &Path, problems: &mut Problems) -> Option<Mapping> {
         problems.push(prefix, too_large());
         return None;
     }
-    let depth = nesting_depth(text);
-    if depth > MAX_CONFIG_DEPTH {
-        problems.push(
-            prefix,
-            format!(
-                "the file nests deeper than {MAX_CONFIG_DEPTH} levels (a rolecall configuration needs 4); it is refused before parsing"
-            ),
-        );
-        return None;
+    match measure(text) {
+        Some(Shape::Fits) => {}
+        Some(Shape::TooDeep) => {
+            problems.push(
+                prefix,
+                format!(
+                    "the file nests deeper than {MAX_CONFIG_DEPTH} levels (a rolecall configuration needs 4); it is refused before it is loaded"
+                ),
+            );
+            return None;
+        }
+        Some(Shape::TooMany) => {
+            problems.push(
+                prefix,
+                format!(
+                    "the file holds more than {MAX_CONFIG_NODES} values, counting what its aliases (*name) repeat (a rolecall configuration holds a few hundred); it is refused before it is loaded"
+                ),
+            );
+            return None;
+        }
+        None => {
+            problems.push(prefix, "the YAML parser could not start (out of memory)");
+            return None;
+        }
     }
     match serde_yaml_ng::from_slice(text) {
         Ok(Value::Mapping(m)) => Some(m),
@@ -258,101 +275,98 @@ fn profile(m: &Mapping, porigin: &str, p: &mut RawProfile, problems: &mut Proble
     }
 }
 
-/// How deeply `text` nests, as YAML would read it, without parsing it: the
-/// deepest of flow nesting (`[` and `{` outside quotes and comments) and
-/// block nesting (indentation levels, plus `- ` and `? ` entries that open
-/// a level on the same line). Block scalars (`|`, `>`) are skipped. It may
-/// overestimate odd layouts, never underestimate: a file it passes cannot
-/// make the parser nest deeper than it says (plus one).
-pub(super) fn nesting_depth(text: &[u8]) -> usize {
-    let text = String::from_utf8_lossy(text);
-    let mut max = 0usize;
-    let mut flow = 0usize;
-    // Indentations of the open block levels.
-    let mut indents: Vec<usize> = Vec::new();
-    // Inside a block scalar: lines indented more than this belong to it.
-    let mut scalar_parent: Option<usize> = None;
-    let mut quote: Option<char> = None;
-    for line in text.lines() {
-        let indent = line.len() - line.trim_start_matches(' ').len();
-        let body = &line[indent..];
-        if let Some(parent) = scalar_parent {
-            if body.trim().is_empty() || indent > parent {
-                continue;
-            }
-            scalar_parent = None;
+/// What [`measure`] found a file to build, as the YAML loader would build
+/// it: aliases expanded.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Shape {
+    /// Within both limits (or the parser stopped at a syntax error first:
+    /// serde_yaml_ng reports it).
+    Fits,
+    /// Nests deeper than [`MAX_CONFIG_DEPTH`].
+    TooDeep,
+    /// Builds more than [`MAX_CONFIG_NODES`] values.
+    TooMany,
+}
+
+/// Walks the parser's events of `text` and stops at the first level or
+/// value beyond the limits: what serde_yaml_ng would build, each alias
+/// counted as the copy of its anchor's values and levels that the loader
+/// makes of it. The walk holds one count per anchor, never a value; it
+/// stops before the parser goes deeper than the limit, so a file of deep
+/// flow brackets (whose parse takes time growing with the square of the
+/// depth) costs as little as a shallow one. Neither library bounds this on
+/// its own: libyaml has no depth limit, and serde_yaml_ng's (128 levels,
+/// and a cap on alias jumps, not on the values they copy) applies only
+/// after the parser has read the whole document.
+pub(super) fn measure(text: &[u8]) -> Option<Shape> {
+    /// An open sequence or mapping: its anchor, the value count when it
+    /// opened, and the deepest level below it so far.
+    struct Open {
+        anchor: Option<Vec<u8>>,
+        nodes_before: u64,
+        below: usize,
+    }
+    let mut nodes: u64 = 0;
+    let mut open: Vec<Open> = Vec::new();
+    // Per anchor: the values it stands for, and its own depth.
+    let mut anchors: std::collections::HashMap<Vec<u8>, (u64, usize)> = Default::default();
+    // A value of `size` values and `height` levels at the current place.
+    fn add(open: &mut [Open], nodes: &mut u64, size: u64, height: usize) -> Option<Shape> {
+        *nodes = nodes.saturating_add(size);
+        if *nodes > MAX_CONFIG_NODES {
+            return Some(Shape::TooMany);
         }
-        if quote.is_none() && flow == 0 {
-            if body.trim().is_empty() || body.starts_with('#') {
-                continue;
-            }
-            while indents.last().is_some_and(|&i| i > indent) {
-                indents.pop();
-            }
-            if indents.last().is_none_or(|&i| i < indent) {
-                indents.push(indent);
-            }
-            // "- - - x" and "? ? x" open a level per indicator.
-            let mut rest = body;
-            let mut inline = 0;
-            while let Some(r) = rest
-                .strip_prefix("- ")
-                .or_else(|| rest.strip_prefix("? "))
-                .or_else(|| rest.strip_prefix(": "))
-            {
-                inline += 1;
-                rest = r.trim_start_matches(' ');
-            }
-            max = max.max(indents.len() + inline);
+        if open.len() + height > MAX_CONFIG_DEPTH {
+            return Some(Shape::TooDeep);
         }
-        let mut prev = ' ';
-        let mut chars = body.chars().peekable();
-        let mut last_significant = ' ';
-        while let Some(c) = chars.next() {
-            match quote {
-                Some('\'') if c == '\'' => {
-                    if chars.peek() == Some(&'\'') {
-                        chars.next();
-                    } else {
-                        quote = None;
-                    }
+        if let Some(parent) = open.last_mut() {
+            parent.below = parent.below.max(height);
+        }
+        None
+    }
+    for event in crate::sys::yaml::Events::new(text)? {
+        let Ok(event) = event else {
+            return Some(Shape::Fits);
+        };
+        let refused = match event {
+            Event::Scalar { anchor } => {
+                if let Some(a) = anchor {
+                    anchors.insert(a, (1, 0));
                 }
-                Some('"') if c == '\\' => {
-                    chars.next();
+                add(&mut open, &mut nodes, 1, 0)
+            }
+            Event::Alias(a) => {
+                let (size, height) = anchors.get(&a).copied().unwrap_or((1, 0));
+                add(&mut open, &mut nodes, size, height)
+            }
+            Event::Open { anchor } => {
+                let refused = add(&mut open, &mut nodes, 1, 1);
+                open.push(Open {
+                    anchor,
+                    nodes_before: nodes - 1,
+                    below: 0,
+                });
+                refused
+            }
+            Event::Close => {
+                let Some(done) = open.pop() else {
+                    continue;
+                };
+                let height = done.below + 1;
+                if let Some(parent) = open.last_mut() {
+                    parent.below = parent.below.max(height);
                 }
-                Some('"') if c == '"' => quote = None,
-                Some(_) => {}
-                None => match c {
-                    '#' if prev == ' ' || prev == '\t' => break,
-                    '\'' | '"' if matches!(prev, ' ' | '\t' | '[' | '{' | ',' | ':') => {
-                        quote = Some(c)
-                    }
-                    '[' | '{' => {
-                        flow += 1;
-                        max = max.max(indents.len() + flow);
-                    }
-                    ']' | '}' => flow = flow.saturating_sub(1),
-                    _ => {}
-                },
+                if let Some(a) = done.anchor {
+                    anchors.insert(a, (nodes - done.nodes_before, height));
+                }
+                None
             }
-            if !c.is_whitespace() {
-                last_significant = c;
-            }
-            prev = c;
-        }
-        // `key: |`, `- >-`, `key: |2+`: the following, more indented lines
-        // are text.
-        if quote.is_none() && flow == 0 {
-            let t = body.split(" #").next().unwrap_or_default().trim_end();
-            let indicator = t
-                .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '+')
-                .ends_with(['|', '>']);
-            if indicator && matches!(last_significant, '|' | '>' | '-' | '+' | '0'..='9') {
-                scalar_parent = Some(indent);
-            }
+        };
+        if refused.is_some() {
+            return refused;
         }
     }
-    max
+    Some(Shape::Fits)
 }
 
 #[cfg(test)]

@@ -66,18 +66,39 @@ pub fn call(path: &Path, req: &Request) -> Result<(Answer, String), ClientError>
     })?;
     s.set_read_timeout(Some(TIMEOUT)).map_err(io_err)?;
     s.set_write_timeout(Some(TIMEOUT)).map_err(io_err)?;
-    s.write_all(req.to_line().as_bytes()).map_err(io_err)?;
-    let mut raw = String::new();
-    (&mut s)
-        .take(MAX_ANSWER_BYTES)
-        .read_to_string(&mut raw)
-        .map_err(io_err)?;
-    let line = raw.lines().next().unwrap_or_default().to_owned();
+    // A sidecar with no room answers `busy` at once and closes, perhaps
+    // before the request is written: the answer is read even then.
+    let sent = s.write_all(req.to_line().as_bytes());
+    let raw = read_answer(&mut s);
+    let line = match (raw, sent) {
+        (Ok(line), _) => line,
+        (Err(e), Ok(())) | (_, Err(e)) => return Err(io_err(e)),
+    };
     let answer = serde_json::from_str(&line).map_err(|e| ClientError::BadAnswer {
         path: path.to_owned(),
         detail: e.to_string(),
     })?;
     Ok((answer, line))
+}
+
+/// The answer's first line. An error after a whole line (a reset that
+/// follows the answer when the sidecar closed with part of the request
+/// unread) does not lose it.
+fn read_answer(s: &mut UnixStream) -> io::Result<String> {
+    let mut raw = Vec::new();
+    let mut capped = s.take(MAX_ANSWER_BYTES);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match capped.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) if raw.contains(&b'\n') => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let text = String::from_utf8_lossy(&raw);
+    Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
 /// The exit code for `answer`: 0 ok, 64 when the request was wrong (an
@@ -93,6 +114,12 @@ pub fn exit_code(answer: &Answer) -> u8 {
 /// The answer for a person: what changed, or what each profile did.
 pub fn summary(req: &Request, answer: &Answer) -> String {
     let mut out = String::new();
+    if answer.busy {
+        for p in &answer.problems {
+            out.push_str(&format!("{p}\n"));
+        }
+        return out;
+    }
     let list = |v: &Option<Vec<String>>| match v.as_deref() {
         None | Some([]) => "-".to_owned(),
         Some(v) => v.join(", "),

@@ -70,6 +70,10 @@ pub struct Answer {
     /// client exits 64.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub usage: bool,
+    /// The sidecar had no room for the request (every connection a request
+    /// being carried out): nothing was done; try again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub busy: bool,
     /// A reload: the profiles it added, changed and removed, and the
     /// process-wide options that only a restart applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +102,17 @@ impl Answer {
         Answer {
             problems,
             ..Answer::default()
+        }
+    }
+
+    /// No room for the request: `connections` requests are being carried
+    /// out. Nothing was done.
+    pub fn busy(connections: usize) -> Answer {
+        Answer {
+            busy: true,
+            ..Answer::refused(vec![format!(
+                "the sidecar is busy: {connections} requests are being carried out; nothing was done, try again in a few seconds"
+            )])
         }
     }
 

@@ -2,6 +2,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::config::Profile;
+use crate::state::current_profile;
 
 /// `handle` on one end of a socket pair; the other end for the test, and
 /// the commands the supervisor would receive.
@@ -12,7 +13,10 @@ fn served() -> (
 ) {
     let (client, server) = UnixStream::pair().unwrap();
     let (tx, rx) = mpsc::channel(4);
-    let task = tokio::spawn(async move { handle(server, &tx).await });
+    let Admitted::Open(slot) = Slots::new(1).admit(&CancellationToken::new()) else {
+        panic!("a free slot");
+    };
+    let task = tokio::spawn(handle(server, tx, slot));
     (client, rx, task)
 }
 
@@ -150,7 +154,7 @@ async fn a_refresh_reports_each_profile_in_name_order() {
     }
     let expiry = now + Duration::from_secs(3600);
     shared.record_success(
-        "a",
+        &current_profile(&shared, "a"),
         crate::session::Session {
             access_key_id: crate::session::Secret::new("ASIAKEY"),
             secret_access_key: crate::session::Secret::new("secret"),
@@ -162,7 +166,7 @@ async fn a_refresh_reports_each_profile_in_name_order() {
         None,
     );
     shared.record_failure(
-        "b",
+        &current_profile(&shared, "b"),
         crate::metrics::RefreshResult::ConfigError,
         "AccessDenied: not authorized".into(),
         now,
@@ -213,5 +217,54 @@ async fn a_refresh_reports_each_profile_in_name_order() {
     assert!(
         !line.contains("secret") && !line.contains("ASIAKEY") && !line.contains("sessiontoken"),
         "{line}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_socket_closes_its_oldest_idle_connection_and_refuses_only_when_all_work() {
+    let stop = CancellationToken::new();
+    let slots = Slots::new(3);
+    let open = |slots: &Arc<Slots>| match slots.admit(&stop) {
+        Admitted::Open(s) => s,
+        _ => panic!("a free slot"),
+    };
+    let a = open(&slots);
+    let b = open(&slots);
+    let c = open(&slots);
+    assert!(b.working(), "b sent its request");
+    let Admitted::ClosedIdle(d) = slots.admit(&stop) else {
+        panic!("the oldest idle one makes room");
+    };
+    assert!(a.close.is_cancelled(), "a, idle and oldest, is closed");
+    assert!(!b.close.is_cancelled(), "b is working: kept although older");
+    assert!(!a.working(), "a closed connection does not start work");
+    assert!(c.working() && d.working());
+    assert!(
+        matches!(slots.admit(&stop), Admitted::Busy),
+        "every connection works"
+    );
+    drop(b);
+    assert!(
+        matches!(slots.admit(&stop), Admitted::Open(_)),
+        "b's slot is free"
+    );
+    drop(a);
+    stop.cancel();
+    assert!(c.close.is_cancelled() && d.close.is_cancelled());
+}
+
+#[tokio::test]
+async fn a_busy_answer_says_so_and_reaches_a_client_that_already_wrote() {
+    let (mut client, server) = UnixStream::pair().unwrap();
+    client.write_all(b"{\"op\":\"reload\"}\n").await.unwrap();
+    // The listener reads the request only to drop it, once it is there.
+    server.readable().await.unwrap();
+    refuse_busy(&server);
+    drop(server);
+    let a = answer_of(client).await;
+    assert!(a.busy && !a.ok && !a.usage, "{a:?}");
+    assert!(
+        a.problems[0].starts_with("the sidecar is busy: 4 requests are being carried out"),
+        "{a:?}"
     );
 }

@@ -34,6 +34,69 @@ pub fn replace(dir: &Path, name: &str, contents: &[u8], mode: u32) -> io::Result
     Ok(true)
 }
 
+/// [`replace`], also returning the identity (`fstat`) of the file that is
+/// now `dir/name` as rolecall wrote or checked it, taken from the open file
+/// and never by path: the temporary file before the rename (its `ctime`,
+/// which the rename itself may change, from the same descriptor after it,
+/// when nothing else moved), or the current file through the descriptor
+/// its contents were compared on. Whatever replaces or modifies the path
+/// after that differs from the identity returned.
+pub fn replace_tracked(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+    mode: u32,
+) -> io::Result<(bool, fs::Metadata)> {
+    let target = dir.join(name);
+    if let Some(meta) = current_file(&target, contents, mode) {
+        return Ok((false, meta));
+    }
+    let tmp = temp_path(dir, name);
+    let written = create_new(&tmp, contents, mode).and_then(|f| {
+        let before = f.metadata()?;
+        fs::rename(&tmp, &target)?;
+        Ok((f, before))
+    });
+    let (file, before) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    sync_dir(dir)?;
+    let after = file.metadata()?;
+    let unchanged = (after.dev(), after.ino(), after.size(), after.mode())
+        == (before.dev(), before.ino(), before.size(), before.mode())
+        && (after.mtime(), after.mtime_nsec()) == (before.mtime(), before.mtime_nsec());
+    Ok((true, if unchanged { after } else { before }))
+}
+
+/// The metadata of `target` when it is a regular file of ours with exactly
+/// `contents` and `mode`, read and checked through one descriptor (opened
+/// without following a symlink or blocking on a FIFO).
+fn current_file(target: &Path, contents: &[u8], mode: u32) -> Option<fs::Metadata> {
+    use std::io::Read as _;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(target)
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    let fits = meta.file_type().is_file()
+        && own_uid().is_none_or(|uid| meta.uid() == uid)
+        && meta.permissions().mode() & 0o7777 == mode
+        && meta.len() == contents.len() as u64;
+    if !fits {
+        return None;
+    }
+    let mut read = Vec::with_capacity(contents.len());
+    (&f).take(contents.len() as u64 + 1)
+        .read_to_end(&mut read)
+        .ok()?;
+    (read == contents).then_some(meta)
+}
+
 /// Removes `dir/name` if it exists (a planted symlink is removed, not followed).
 pub fn remove(dir: &Path, name: &str) -> io::Result<bool> {
     match fs::remove_file(dir.join(name)) {
@@ -74,6 +137,12 @@ fn temp_path(dir: &Path, name: &str) -> PathBuf {
 }
 
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    create_new(path, contents, mode).map(drop)
+}
+
+/// Creates `path` (never following a symlink) with `contents` and `mode`,
+/// synced; returns the open file.
+fn create_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<File> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -84,7 +153,8 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     // The umask may have narrowed the mode given to open(2).
     f.set_permissions(fs::Permissions::from_mode(mode))?;
     f.write_all(contents)?;
-    f.sync_all()
+    f.sync_all()?;
+    Ok(f)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -211,6 +281,43 @@ mod tests {
         fs::write(dir.path().join(".config.rolecall-tmp-2-def"), b"x").unwrap();
         assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
         assert!(planted.is_dir());
+    }
+
+    #[test]
+    fn the_identity_returned_is_the_written_file_s_own() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h");
+        let (wrote, meta) = replace_tracked(dir.path(), "h", b"helper", 0o750).unwrap();
+        assert!(wrote);
+        let on_disk = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(
+            (meta.ino(), meta.size(), meta.mode() & 0o7777),
+            (on_disk.ino(), 6, 0o750)
+        );
+        assert_eq!(
+            (meta.ctime(), meta.ctime_nsec()),
+            (on_disk.ctime(), on_disk.ctime_nsec()),
+            "taken after the rename, when nothing else touched the file"
+        );
+        // Unchanged: the identity of the file whose contents were compared.
+        let (wrote, again) = replace_tracked(dir.path(), "h", b"helper", 0o750).unwrap();
+        assert!(!wrote);
+        assert_eq!(again.ino(), on_disk.ino());
+        // Another file at the path with the same bytes: a new inode, and
+        // the identity returned is of the file checked, not of the one
+        // installed before.
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"helper").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o750)).unwrap();
+        let (wrote, other) = replace_tracked(dir.path(), "h", b"helper", 0o750).unwrap();
+        assert!(!wrote);
+        assert_eq!(other.ino(), fs::symlink_metadata(&path).unwrap().ino());
+        // A symlink or a FIFO is never "current": replaced, without blocking.
+        fs::remove_file(&path).unwrap();
+        crate::sys::mkfifo(&path, 0o750).unwrap();
+        let (wrote, meta) = replace_tracked(dir.path(), "h", b"helper", 0o750).unwrap();
+        assert!(wrote && meta.file_type().is_file());
     }
 
     #[test]

@@ -44,16 +44,23 @@ struct FileId {
 impl FileId {
     /// The identity of the file at `path` itself (a symlink is not followed).
     fn of(path: &Path) -> Option<FileId> {
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| FileId::from(&m))
+    }
+}
+
+impl From<&std::fs::Metadata> for FileId {
+    fn from(m: &std::fs::Metadata) -> FileId {
         use std::os::unix::fs::MetadataExt;
-        let m = std::fs::symlink_metadata(path).ok()?;
-        Some(FileId {
+        FileId {
             dev: m.dev(),
             ino: m.ino(),
             size: m.size(),
             mtime: (m.mtime(), m.mtime_nsec()),
             ctime: (m.ctime(), m.ctime_nsec()),
             mode: m.mode(),
-        })
+        }
     }
 }
 
@@ -62,6 +69,14 @@ impl Writer {
     /// atomically and only when it differs. Executable by whoever may read
     /// the outputs (0640 gives 0750).
     pub fn install_helper(&self, binary: &Path) -> Result<bool, WriteError> {
+        self.install(binary).map(|(installed, _)| installed)
+    }
+
+    /// [`Writer::install_helper`], also returning the identity of the file
+    /// installed (or found current), taken from the file itself before it
+    /// was renamed into place ([`atomic::replace_tracked`]): a change made
+    /// between the rename and the record cannot go unnoticed.
+    fn install(&self, binary: &Path) -> Result<(bool, FileId), WriteError> {
         let err = |source| WriteError {
             file: HELPER_FILE,
             path: self.dir.join(HELPER_FILE),
@@ -74,11 +89,12 @@ impl Writer {
                 e => err(std::io::Error::other(format!("{} {e}", binary.display()))),
             })?;
         let mode = self.mode | ((self.mode & 0o444) >> 2);
-        let installed = atomic::replace(&self.dir, HELPER_FILE, &bytes, mode).map_err(err)?;
+        let (installed, meta) =
+            atomic::replace_tracked(&self.dir, HELPER_FILE, &bytes, mode).map_err(err)?;
         if installed {
             tracing::info!(path = %self.dir.join(HELPER_FILE).display(), "installed the credential_process helper");
         }
-        Ok(installed)
+        Ok((installed, FileId::from(&meta)))
     }
 
     /// [`Writer::install_helper`], remembering the installed file in
@@ -88,10 +104,10 @@ impl Writer {
         binary: &Path,
         helper: &Helper,
     ) -> Result<bool, WriteError> {
-        let installed = self.install_helper(binary)?;
+        let (installed, id) = self.install(binary)?;
         *helper.lock() = Some(Installed {
             binary: binary.to_owned(),
-            id: FileId::of(&self.dir.join(HELPER_FILE)),
+            id: Some(id),
         });
         Ok(installed)
     }

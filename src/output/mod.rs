@@ -66,11 +66,19 @@ impl std::fmt::Debug for ProcessCredentials {
 pub struct ProcessEntry {
     pub role_arn: String,
     /// The keys' real expiry (RFC 3339), which a restart adopts; the
-    /// helper prints `credentials`, whose `Expiration` is the reported one
-    /// (`schedule::reported_expiry`). Absent in files written
-    /// before it existed, whose `Expiration` was the real expiry.
+    /// helper prints `credentials`. Absent in files written before it
+    /// existed, whose `Expiration` was the real expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub real_expiration: Option<String>,
+    /// While the session is healthy, the latest `Expiration` the helper
+    /// may print (`ProfileState::slide_cap`): the helper prints
+    /// `schedule::sliding_expiry` from it and the clock when it runs.
+    /// Absent when the real expiry is to be printed, and in files written
+    /// before the sliding report; a helper of that age ignores it and
+    /// prints `credentials.Expiration`, the fixed
+    /// `schedule::planned_expiry` (16 minutes after the planned refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slide_until: Option<String>,
     pub credentials: ProcessCredentials,
 }
 

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use super::{ProcessCredentials, ProcessEntry, ProcessFile, ProfileStatus, Status};
 use crate::config::CredentialsMode;
-use crate::session::format_time;
+use crate::session::{Session, format_time};
 use crate::state::ProfileState;
 
 pub(super) const HEADER: &str =
@@ -17,6 +17,28 @@ pub(super) const HEADER: &str =
 /// rendered and when they are adopted at a restart.
 pub fn ini_safe(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The session the files of an output set hold for the profile of `state`
+/// when rendered at `now`: its live session, in `credentials` (file mode,
+/// when every value can stand in the file) or `credential-process.json`
+/// (process mode); `None` for an endpoint-only profile, whose keys no file
+/// holds. What [`render_set`] writes, and what the writer records as
+/// written ([`crate::state::Shared::record_set_written`]).
+pub fn served(state: &ProfileState, now: SystemTime) -> Option<&Session> {
+    let s = state.live_session(now)?;
+    match state.profile.credentials {
+        CredentialsMode::File => [
+            s.access_key_id.expose(),
+            s.secret_access_key.expose(),
+            s.session_token.expose(),
+        ]
+        .iter()
+        .all(|v| ini_safe(v))
+        .then_some(s),
+        CredentialsMode::Process => Some(s),
+        CredentialsMode::Endpoint => None,
+    }
 }
 
 /// The rendered contents of both files.
@@ -76,14 +98,7 @@ pub fn render_set(
         // are checked by `ini_safe` when they arrive. Checked again here so
         // that no future code path can inject a line.
         if p.credentials == CredentialsMode::File
-            && let Some(s) = state.live_session(now)
-            && [
-                s.access_key_id.expose(),
-                s.secret_access_key.expose(),
-                s.session_token.expose(),
-            ]
-            .iter()
-            .all(|v| ini_safe(v))
+            && let Some(s) = served(state, now)
         {
             let _ = write!(
                 credentials,
@@ -106,18 +121,19 @@ pub fn render_set(
         }
         if p.credentials == CredentialsMode::Process {
             let file = process.get_or_insert_with(ProcessFile::default);
-            if let Some(s) = state.live_session(now) {
+            if let Some(s) = served(state, now) {
                 file.profiles.insert(
                     p.name.clone(),
                     ProcessEntry {
                         role_arn: state.session_role().to_owned(),
                         real_expiration: Some(format_time(s.expiration)),
+                        slide_until: state.slide_cap(s).map(format_time),
                         credentials: ProcessCredentials {
                             version: 1,
                             access_key_id: s.access_key_id.expose().to_owned(),
                             secret_access_key: s.secret_access_key.expose().to_owned(),
                             session_token: s.session_token.expose().to_owned(),
-                            expiration: format_time(state.reported_expiry(s, now)),
+                            expiration: format_time(state.planned_expiry(s, now)),
                         },
                     },
                 );

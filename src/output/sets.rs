@@ -55,13 +55,17 @@ impl Sets {
     }
 
     /// Publishes each running set's members from `config` into `shared`.
-    /// Sets `config` no longer has keep their members; returns, for the
-    /// log, the sets `config` names that are not running and the running
-    /// ones it does not name (both only take effect after a restart).
+    /// A running set `config` no longer names (dropped or renamed) gets no
+    /// members: it serves nothing (its files hold no profile, its endpoint
+    /// token is refused every profile) until a restart removes it. Returns,
+    /// for the log, the sets `config` names that are not running and the
+    /// running ones it does not name (the layout changes only at a restart:
+    /// volumes are in the pod spec).
     pub fn publish_members(&self, shared: &Shared, config: &Config) -> (Vec<String>, Vec<String>) {
         for (w, _) in &self.writers {
-            if let Some(set) = config.output_set(&w.set) {
-                shared.set_members(&w.set, set.profiles.iter().cloned());
+            match config.output_set(&w.set) {
+                Some(set) => shared.set_members(&w.set, set.profiles.iter().cloned()),
+                None => shared.set_members(&w.set, []),
             }
         }
         let running = |name: &str| self.writers().any(|w| w.set == name);

@@ -90,6 +90,41 @@ fn process_mode_profiles_go_to_config_not_credentials() {
 }
 
 #[test]
+fn the_process_file_carries_the_slide_cap_while_healthy_and_does_not_change_with_the_clock() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+    let min = |m: u64| t0 + Duration::from_secs(m * 60);
+    let mut st = state(
+        profile("svc", CredentialsMode::Process, None),
+        Some(session("PPP", min(60))),
+    );
+    st.plan = Some(crate::state::RefreshPlan {
+        received: t0,
+        next_refresh: min(30),
+    });
+    let entry = |st: &ProfileState, now: SystemTime| {
+        let r = render(&[st], &[], Path::new("/aws"), now);
+        let text = r.process.unwrap();
+        let file: ProcessFile = serde_json::from_str(&text).unwrap();
+        (text, file.profiles["svc"].clone())
+    };
+    let (text, e) = entry(&st, t0);
+    assert_eq!(e.slide_until.as_deref(), Some("2033-05-18T04:28:20Z"));
+    assert_eq!(e.real_expiration.as_deref(), Some("2033-05-18T04:33:20Z"));
+    // The fixed value an older helper prints: 16 minutes after the refresh.
+    assert_eq!(e.credentials.expiration, "2033-05-18T04:19:20Z");
+    // The writer re-renders every 30 s: the same bytes all along, since
+    // the slide is computed by whoever reads the file.
+    for m in [1, 10, 29, 45] {
+        assert_eq!(entry(&st, min(m)).0, text, "rewritten at {m} min");
+    }
+    // A failed refresh: no cap, the real expiry for every helper.
+    st.last_error = Some("InternalFailure: down".into());
+    let (_, e) = entry(&st, min(31));
+    assert_eq!(e.slide_until, None);
+    assert_eq!(e.credentials.expiration, "2033-05-18T04:33:20Z");
+}
+
+#[test]
 fn only_printable_ascii_without_spaces_is_ini_safe() {
     assert!(ini_safe("ASIA123/+="));
     assert!(!ini_safe(""));

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
+use super::render::served;
 use super::{CONFIG_FILE, CREDENTIALS_FILE, Helper, PROCESS_FILE, STATUS_FILE, atomic, render_set};
 use crate::config::{Config, OutputSet};
 use crate::schedule;
@@ -129,8 +130,8 @@ impl Writer {
         shared: &Shared,
         now: SystemTime,
     ) -> Result<usize, WriteError> {
+        let states = shared.snapshot_of(&self.set);
         let rendered = {
-            let states = shared.snapshot_of(&self.set);
             let states: Vec<&ProfileState> = states.iter().collect();
             let set = self.show_set.then_some(self.set.as_str());
             render_set(&states, &shared.rejected_config(), &self.app_dir, set, now)
@@ -173,7 +174,20 @@ impl Writer {
                 }
             }
         }
-        first_error.map_or(Ok(written), Err)
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        // Every file of the set now holds what was rendered: readiness
+        // counts these sessions (and only these) as served by this set.
+        shared.record_set_written(
+            &self.set,
+            states
+                .iter()
+                .filter_map(|st| served(st, now).map(|s| (st, s)))
+                .map(|(st, s)| (st.profile.name.clone(), st.identity().clone(), s.expiration)),
+            now,
+        );
+        Ok(written)
     }
 
     /// Keeps the outputs current until `shutdown`: rewrites on every state

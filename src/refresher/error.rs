@@ -84,8 +84,8 @@ impl RefreshError {
 /// it) is failing for every profile, not for this one: a transient failure
 /// that is not throttling (the account's rate, [`crate::pacer`]'s other
 /// half), not `IDPCommunicationError` (STS answered; the identity provider
-/// behind it did not), and not a limit of this process or node on files
-/// or ports. That leaves server errors (any 5xx, `InternalFailure`,
+/// behind it did not), and not a limit of this process or node on files,
+/// ports or threads. That leaves server errors (any 5xx, `InternalFailure`,
 /// `ServiceUnavailable`...), `RequestTimeout`, no answer within the attempt
 /// timeout, refused or reset connections and failed DNS lookups
 /// (`ConnectionError`), and answers that cannot be read
@@ -102,6 +102,7 @@ pub fn sts_is_down(e: &StsError) -> bool {
             codes::LOCAL_PORTS_EXHAUSTED,
             codes::TOO_MANY_OPEN_FILES,
             codes::FILE_TABLE_FULL,
+            codes::THREAD_LIMIT_REACHED,
         ]
         .contains(&e.code.as_str())
 }
@@ -221,6 +222,7 @@ mod tests {
             (Transient, "LocalPortsExhausted"),
             (Transient, "TooManyOpenFiles"),
             (Transient, "FileTableFull"),
+            (Transient, "ThreadLimitReached"),
             (Configuration, "AccessDenied"),
             (Configuration, "CertificateRefused"),
             (Token, "InvalidIdentityToken"),

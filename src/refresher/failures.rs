@@ -40,11 +40,11 @@ pub struct Ended {
     pub failing_for: Duration,
 }
 
-/// One run: the same class (and throttled or not) in a row.
+/// One run: the same failure (class and code) in a row.
 #[derive(Debug)]
 struct Run {
     class: ErrorClass,
-    throttled: bool,
+    code: String,
     since: Instant,
     failures: u32,
     log: LogLimit,
@@ -63,17 +63,17 @@ pub fn needs_a_human(class: ErrorClass) -> bool {
 }
 
 impl Failures {
-    /// Records a failure of `class` (`throttled`: a throttling code) at
-    /// `now`; says what to log.
-    pub fn record(&mut self, class: ErrorClass, throttled: bool, now: Instant) -> Line {
+    /// Records a failure of `class` with `code` at `now`; says what to
+    /// log. Another code starts another run: a new cause is worth a line.
+    pub fn record(&mut self, class: ErrorClass, code: &str, now: Instant) -> Line {
         let same = self
             .run
             .as_ref()
-            .is_some_and(|r| r.class == class && r.throttled == throttled);
+            .is_some_and(|r| r.class == class && r.code == code);
         if !same {
             let run = Run {
                 class,
-                throttled,
+                code: code.to_owned(),
                 since: now,
                 failures: 1,
                 log: LogLimit::new(SUMMARY_INTERVAL),
@@ -118,31 +118,34 @@ mod tests {
     async fn a_run_is_logged_once_then_once_a_minute_then_when_it_ends() {
         let mut f = Failures::default();
         let t0 = Instant::now();
-        assert_eq!(f.record(ErrorClass::Transient, false, t0), Line::Full);
+        assert_eq!(
+            f.record(ErrorClass::Transient, "InternalFailure", t0),
+            Line::Full
+        );
         // A minute of retries: counted, not logged.
         for s in [1, 3, 7, 15, 31] {
             tokio::time::advance(Duration::from_secs(s) - t0.elapsed()).await;
             assert_eq!(
-                f.record(ErrorClass::Transient, false, Instant::now()),
+                f.record(ErrorClass::Transient, "InternalFailure", Instant::now()),
                 Line::Quiet
             );
         }
         tokio::time::advance(Duration::from_secs(61) - t0.elapsed()).await;
         assert_eq!(
-            f.record(ErrorClass::Transient, false, Instant::now()),
+            f.record(ErrorClass::Transient, "InternalFailure", Instant::now()),
             Line::Summary {
                 failures: 7,
                 left_out: 5,
                 failing_for: Duration::from_secs(61)
             }
         );
-        // Throttling is another run: in full again.
+        // Another code is another run: in full again.
         assert_eq!(
-            f.record(ErrorClass::Transient, true, Instant::now()),
+            f.record(ErrorClass::Transient, "Throttling", Instant::now()),
             Line::Full
         );
         assert_eq!(
-            f.record(ErrorClass::Transient, true, Instant::now()),
+            f.record(ErrorClass::Transient, "Throttling", Instant::now()),
             Line::Quiet
         );
         tokio::time::advance(Duration::from_secs(9)).await;
@@ -156,7 +159,7 @@ mod tests {
         );
         assert_eq!(f.ended(Instant::now()), None, "one line per run");
         assert_eq!(
-            f.record(ErrorClass::Transient, false, Instant::now()),
+            f.record(ErrorClass::Transient, "InternalFailure", Instant::now()),
             Line::Full,
             "a new run after a success"
         );
@@ -172,7 +175,7 @@ mod tests {
         let mut f = Failures::default();
         for class in [ErrorClass::Configuration, ErrorClass::Clock] {
             for _ in 0..3 {
-                assert_eq!(f.record(class, false, Instant::now()), Line::Full);
+                assert_eq!(f.record(class, "AccessDenied", Instant::now()), Line::Full);
             }
         }
         assert!(needs_a_human(ErrorClass::Configuration));

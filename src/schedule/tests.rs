@@ -61,7 +61,7 @@ fn out_of_range_jitter_is_clamped() {
     assert_eq!(backoff(0, 7.0), Duration::from_secs(1));
 }
 
-// --- reported_expiry -------------------------------------------------
+// --- planned_expiry (what older helpers print) -------------------------------------------------
 
 const MIN: u64 = 60;
 
@@ -75,7 +75,7 @@ fn plan(lifetime_s: u64, jitter: f64) -> (SystemTime, SystemTime, SystemTime) {
     let lifetime = Duration::from_secs(lifetime_s);
     let real = t0() + lifetime;
     let next = t0() + refresh_in(lifetime, jitter);
-    (real, next, reported_expiry(real, t0(), Some(next)))
+    (real, next, planned_expiry(real, t0(), Some(next)))
 }
 
 fn secs_after_t0(t: SystemTime) -> u64 {
@@ -94,7 +94,7 @@ const SDK_WINDOWS: [(&str, u64); 6] = [
 ];
 
 #[test]
-fn reported_expiry_arithmetic_for_the_usual_sessions() {
+fn planned_expiry_arithmetic_for_the_usual_sessions() {
     // (lifetime, jitter, planned refresh, reported), seconds after receipt.
     let cases = [
         // One hour: refresh at 30 min (27 with the most jitter), report
@@ -128,12 +128,12 @@ fn reported_expiry_arithmetic_for_the_usual_sessions() {
 fn nothing_newer_due_reports_the_real_expiry() {
     for lifetime in [15 * MIN, 60 * MIN, 720 * MIN, 10, 0] {
         let real = t0() + Duration::from_secs(lifetime);
-        assert_eq!(reported_expiry(real, t0(), None), real);
+        assert_eq!(planned_expiry(real, t0(), None), real);
     }
 }
 
 #[test]
-fn reported_expiry_is_after_the_refresh_and_before_the_real_expiry_minus_the_margin() {
+fn planned_expiry_is_after_the_refresh_and_before_the_real_expiry_minus_the_margin() {
     // Every lifetime STS grants (15 min to 12 h, by minutes), jitter 0 to max.
     for lifetime in (15 * MIN..=720 * MIN).step_by(60) {
         for j in 0..=10 {
@@ -224,15 +224,15 @@ fn sessions_of_42_minutes_or_more_stay_outside_every_window_until_the_refresh() 
 }
 
 #[test]
-fn reported_expiry_does_not_move_with_the_receipt_time_fraction() {
+fn planned_expiry_does_not_move_with_the_receipt_time_fraction() {
     // Received at a fraction of a second: still whole seconds, the same
     // rule (the writer rewrites only changed bytes).
     let real = t0() + Duration::from_secs(3600);
     let received = t0() + Duration::from_millis(300);
     let next = received + refresh_in(real.duration_since(received).unwrap(), 0.0);
-    let reported = reported_expiry(real, received, Some(next));
+    let reported = planned_expiry(real, received, Some(next));
     assert_eq!(reported, t0() + Duration::from_secs(46 * MIN));
-    assert_eq!(reported_expiry(real, received, Some(next)), reported);
+    assert_eq!(planned_expiry(real, received, Some(next)), reported);
 }
 
 #[test]
@@ -240,14 +240,14 @@ fn a_refresh_planned_too_late_or_a_degenerate_session_reports_the_real_expiry() 
     let real = t0() + Duration::from_secs(3600);
     // Planned after the cap (55 min): nothing newer before it.
     assert_eq!(
-        reported_expiry(real, t0(), Some(t0() + Duration::from_secs(56 * MIN))),
+        planned_expiry(real, t0(), Some(t0() + Duration::from_secs(56 * MIN))),
         real
     );
-    assert_eq!(reported_expiry(real, t0(), Some(real)), real);
+    assert_eq!(planned_expiry(real, t0(), Some(real)), real);
     // A one-second session refreshed after MIN_REFRESH.
     let tiny = t0() + Duration::from_secs(1);
     assert_eq!(
-        reported_expiry(
+        planned_expiry(
             tiny,
             t0(),
             Some(t0() + refresh_in(Duration::from_secs(1), 0.0))
@@ -255,14 +255,202 @@ fn a_refresh_planned_too_late_or_a_degenerate_session_reports_the_real_expiry() 
         tiny
     );
     // Received after its expiry (a clock step): the real expiry.
-    assert_eq!(reported_expiry(t0(), real, Some(real)), t0());
+    assert_eq!(planned_expiry(t0(), real, Some(real)), t0());
     // Test-sized sessions keep the rule: 20 s, refresh at 10, cap 18.
     let short = t0() + Duration::from_secs(20);
     let next = t0() + refresh_in(Duration::from_secs(20), 0.0);
     assert_eq!(
-        reported_expiry(short, t0(), Some(next)),
+        planned_expiry(short, t0(), Some(next)),
         t0() + Duration::from_secs(18)
     );
+}
+
+// --- sliding_expiry (what the helper and the endpoint report) ----------
+
+/// The lifetimes STS grants worth checking: the shortest, around the one
+/// where the margin stops winning, an hour, two, twelve.
+const LIFETIMES: [u64; 7] = [
+    15 * MIN,
+    30 * MIN,
+    40 * MIN,
+    42 * MIN,
+    60 * MIN,
+    120 * MIN,
+    720 * MIN,
+];
+
+fn whole(t: SystemTime) -> bool {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        == 0
+}
+
+#[test]
+fn the_cap_is_the_real_expiry_minus_the_margin_in_whole_seconds() {
+    let at = |s: u64| t0() + Duration::from_secs(s);
+    assert_eq!(report_cap(at(3600), t0()), Some(at(55 * MIN)));
+    assert_eq!(report_cap(at(15 * MIN), t0()), Some(at(810)));
+    assert_eq!(report_cap(at(720 * MIN), t0()), Some(at(715 * MIN)));
+    // Received at a fraction of a second: rounded down.
+    let real = at(3600) + Duration::from_millis(700);
+    assert_eq!(report_cap(real, t0()), Some(at(55 * MIN)));
+    // Expired on arrival, or no lifetime at all: no cap.
+    assert_eq!(report_cap(t0(), at(10)), None);
+    assert_eq!(report_cap(t0(), t0()), None);
+}
+
+#[test]
+fn sliding_expiry_is_the_slide_from_now_under_the_cap_and_never_in_the_past() {
+    for lifetime in LIFETIMES {
+        let real = t0() + Duration::from_secs(lifetime);
+        let cap = report_cap(real, t0()).unwrap();
+        // Every 7 s from receipt to the last second, at odd sub-seconds.
+        for s in (0..lifetime).step_by(7) {
+            let now = t0() + Duration::from_secs(s) + Duration::from_millis(s % 1000);
+            let r = sliding_expiry(real, cap, now);
+            let ctx = format!("{lifetime} s session, {s} s in");
+            assert!(r > now, "{ctx}: valid keys reported as expired");
+            assert!(r <= real, "{ctx}: after the real expiry");
+            if now + REPORT_SLIDE <= cap {
+                assert_eq!(r, whole_second(now + REPORT_SLIDE), "{ctx}");
+            } else if cap > now + Duration::from_secs(1) {
+                assert_eq!(r, cap, "{ctx}: the cap dominates");
+            }
+            if r != real {
+                assert!(r <= cap && whole(r), "{ctx}: {r:?}");
+            }
+        }
+        // The cap passed without a refresh: the real expiry.
+        assert_eq!(sliding_expiry(real, cap, cap), real);
+        assert_eq!(
+            sliding_expiry(real, cap, real - Duration::from_secs(1)),
+            real
+        );
+    }
+    // A cap at or after the real expiry (not one `report_cap` makes) is
+    // never reported past it.
+    let real = t0() + Duration::from_secs(60);
+    assert_eq!(
+        sliding_expiry(real, real + Duration::from_secs(60), t0()),
+        real
+    );
+}
+
+/// One client of an SDK with refresh window `window`, calling once a second
+/// from `from` to `to`: when it asks rolecall (the helper or the endpoint),
+/// given that rolecall reports `report(now)`. It asks at its first call,
+/// then at the first call inside its window of the `Expiration` it holds
+/// (Go v2's process provider, window 0, at that `Expiration`).
+fn asks(
+    window: Duration,
+    from: SystemTime,
+    to: SystemTime,
+    report: impl Fn(SystemTime) -> SystemTime,
+) -> Vec<SystemTime> {
+    let mut asked = vec![from];
+    let mut held = report(from);
+    let mut now = from;
+    while now < to {
+        now += Duration::from_secs(1);
+        if now + window >= held {
+            asked.push(now);
+            held = report(now);
+        }
+    }
+    asked
+}
+
+#[test]
+fn a_forced_refresh_reaches_every_client_within_the_slide_minus_its_window() {
+    for lifetime in LIFETIMES {
+        let real = t0() + Duration::from_secs(lifetime);
+        let cap = report_cap(real, t0()).unwrap();
+        // A forced refresh at F publishes a session of the same lifetime:
+        // from F on, rolecall reports for the new one.
+        for forced in (60..lifetime / 2).step_by(97) {
+            let forced = t0() + Duration::from_secs(forced);
+            let new_real = forced + Duration::from_secs(lifetime);
+            let new_cap = report_cap(new_real, forced).unwrap();
+            let report = |now: SystemTime| {
+                if now < forced {
+                    sliding_expiry(real, cap, now)
+                } else {
+                    sliding_expiry(new_real, new_cap, now)
+                }
+            };
+            for (sdk, window) in SDK_WINDOWS {
+                let window = Duration::from_secs(window);
+                let asked = asks(window, t0(), forced + REPORT_SLIDE * 2, report);
+                let first_new = asked.iter().find(|&&t| t >= forced).unwrap();
+                let lag = first_new.duration_since(forced).unwrap();
+                let bound = REPORT_SLIDE.saturating_sub(window);
+                assert!(
+                    lag <= bound,
+                    "{sdk}, {lifetime} s session forced at {forced:?}: {lag:?} > {bound:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn no_client_asks_in_a_loop_while_the_session_is_healthy() {
+    // Sessions of 40 minutes or more: until the planned refresh (half the
+    // lifetime at most: jitter 0 is the latest, so the worst case; jitter
+    // and the first refresh's spread only move it earlier), each client
+    // asks at most once per slide minus its window (botocore every 2
+    // minutes, JS v3 every 12, Go every 17).
+    for lifetime in LIFETIMES.into_iter().filter(|&l| l >= 40 * MIN) {
+        let real = t0() + Duration::from_secs(lifetime);
+        let cap = report_cap(real, t0()).unwrap();
+        let refresh = t0() + refresh_in(Duration::from_secs(lifetime), 0.0);
+        for (sdk, window) in SDK_WINDOWS {
+            let window = Duration::from_secs(window);
+            let asked = asks(window, t0(), refresh, |now| sliding_expiry(real, cap, now));
+            for pair in asked.windows(2) {
+                let gap = pair[1].duration_since(pair[0]).unwrap();
+                assert!(
+                    gap + Duration::from_secs(1) >= REPORT_SLIDE - window,
+                    "{sdk}, {lifetime} s session: asked again after {gap:?}"
+                );
+            }
+        }
+    }
+    // Botocore's 2 minutes, JS v3's 12, Go's 17 for an hour's first half.
+    let real = t0() + Duration::from_secs(60 * MIN);
+    let cap = report_cap(real, t0()).unwrap();
+    let count = |window: u64| {
+        asks(
+            Duration::from_secs(window),
+            t0(),
+            t0() + Duration::from_secs(30 * MIN),
+            |now| sliding_expiry(real, cap, now),
+        )
+        .len()
+    };
+    assert_eq!(count(15 * MIN), 16);
+    assert_eq!(count(5 * MIN), 3);
+    assert_eq!(count(0), 2);
+}
+
+#[test]
+fn a_client_never_holds_keys_into_their_last_minutes_while_healthy() {
+    // Whatever it last asked, a client re-asks by the cap: Go v2 (no
+    // window) at the latest, which is the margin before the real expiry.
+    for lifetime in LIFETIMES {
+        let real = t0() + Duration::from_secs(lifetime);
+        let cap = report_cap(real, t0()).unwrap();
+        let margin = EXPIRY_MARGIN.min(Duration::from_secs(lifetime).mul_f64(0.1));
+        for s in (0..lifetime).step_by(11) {
+            let now = t0() + Duration::from_secs(s);
+            let r = sliding_expiry(real, cap, now);
+            assert!(
+                r == real || r + margin <= real,
+                "{lifetime} s session, {s} s in: {r:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -57,22 +57,50 @@ impl ProfileState {
             .map_or(&self.profile.role_arn, |old| &old.role_arn)
     }
 
+    /// The configuration `session` was assumed for: the previous one
+    /// while it is [`ProfileState::superseded`], else the profile's.
+    pub fn identity(&self) -> &Arc<Profile> {
+        self.superseded.as_ref().unwrap_or(&self.profile)
+    }
+
+    /// The latest `Expiration` the helper and the endpoint may report for
+    /// `session` (this profile's session) while it is healthy: its
+    /// [`schedule::report_cap`] while the last refresh succeeded and the
+    /// next is planned; `None` once a refresh failed (nothing newer can
+    /// come until one succeeds: clients keep the last good keys until they
+    /// really expire) or without a plan (adopted at a restart, `--once`),
+    /// when the real expiry is reported. Written into
+    /// `credential-process.json` (`slide_until`) for the helper, so the
+    /// file changes with the session's state, not with the clock.
+    pub fn slide_cap(&self, session: &Session) -> Option<SystemTime> {
+        let plan = self.plan.filter(|_| self.last_error.is_none())?;
+        schedule::report_cap(session.expiration, plan.received)
+    }
+
     /// The `Expiration` that process mode and the endpoint report for
-    /// `session` (this profile's session) at `now`:
-    /// `schedule::reported_expiry` from its real expiry and the refresh
-    /// plan while newer keys are due; the real expiry once a refresh failed
-    /// (nothing newer can come until one succeeds), without a plan (adopted
-    /// at a restart), or once the reported expiry has passed without the
-    /// refresh (a wall-clock step, a stuck refresher), so that no client is
-    /// handed valid keys with an expiry in the past. Depends on `now` only
-    /// through that last case, so the writer's periodic re-render does not
-    /// rewrite an unchanged file.
+    /// `session` at `now`: [`schedule::sliding_expiry`] (`now` plus
+    /// [`schedule::REPORT_SLIDE`], under the cap) while healthy
+    /// ([`Self::slide_cap`]), the real expiry otherwise. The endpoint
+    /// computes it per request; the helper computes the same from the file.
     pub fn reported_expiry(&self, session: &Session, now: SystemTime) -> SystemTime {
+        match self.slide_cap(session) {
+            Some(cap) => schedule::sliding_expiry(session.expiration, cap, now),
+            None => session.expiration,
+        }
+    }
+
+    /// The fixed `Expiration` written into `credential-process.json` for a
+    /// helper from before the sliding report (one copied into an app
+    /// image), which prints it: [`schedule::planned_expiry`] while healthy,
+    /// the real expiry otherwise or once it has passed. Depends on `now`
+    /// only through that last case, so the writer's periodic re-render
+    /// does not rewrite an unchanged file.
+    pub fn planned_expiry(&self, session: &Session, now: SystemTime) -> SystemTime {
         let Some(plan) = self.plan.filter(|_| self.last_error.is_none()) else {
             return session.expiration;
         };
         let reported =
-            schedule::reported_expiry(session.expiration, plan.received, Some(plan.next_refresh));
+            schedule::planned_expiry(session.expiration, plan.received, Some(plan.next_refresh));
         if reported <= now {
             return session.expiration;
         }

@@ -64,23 +64,32 @@ fn reports_the_rule_while_healthy_and_the_real_expiry_otherwise() {
         next_refresh: received + secs(1800),
     };
     let min = |m: u64| received + secs(m * 60);
-    // Healthy: 16 minutes after the planned refresh, whenever rendered
-    // before then.
+    // Healthy: 17 minutes from now, under the cap (55 min); the file's
+    // fixed value for older helpers, 16 minutes after the planned refresh.
     let (s, session) = state(None, Some(plan));
-    for now in [received, min(30), min(45)] {
-        assert_eq!(s.reported_expiry(&session, now), min(46));
+    assert_eq!(s.slide_cap(&session), Some(min(55)));
+    for now in [received, min(30)] {
+        assert_eq!(s.reported_expiry(&session, now), now + secs(17 * 60));
     }
-    // The last refresh failed (an STS outage): the real expiry.
+    assert_eq!(s.reported_expiry(&session, min(45)), min(55));
+    for now in [received, min(30), min(45)] {
+        assert_eq!(s.planned_expiry(&session, now), min(46));
+    }
+    // The last refresh failed (an STS outage): the real expiry, no cap.
     let (s, session) = state(Some("InternalFailure: down"), Some(plan));
+    assert_eq!(s.slide_cap(&session), None);
     assert_eq!(s.reported_expiry(&session, received), min(60));
+    assert_eq!(s.planned_expiry(&session, received), min(60));
     // Adopted at a restart, no refresh planned yet: the real expiry.
     let (s, session) = state(None, None);
+    assert_eq!(s.slide_cap(&session), None);
     assert_eq!(s.reported_expiry(&session, received), min(60));
-    // The reported expiry passed without the refresh (a wall-clock step,
-    // a stuck refresher): the real expiry, never one in the past.
+    // The cap passed without the refresh (a wall-clock step, a stuck
+    // refresher): the real expiry, never one in the past.
     let (s, session) = state(None, Some(plan));
-    assert_eq!(s.reported_expiry(&session, min(46)), min(60));
+    assert_eq!(s.reported_expiry(&session, min(55)), min(60));
     assert_eq!(s.reported_expiry(&session, min(59)), min(60));
+    assert_eq!(s.planned_expiry(&session, min(46)), min(60));
 }
 
 #[test]
@@ -109,7 +118,12 @@ fn register_seeds_the_adopted_session_and_readiness_follows() {
         ]
     );
     assert!(!shared.is_ready());
-    shared.record_success("b", session("B", t0() + secs(900)), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "b"),
+        session("B", t0() + secs(900)),
+        t0(),
+        None,
+    );
     shared.record_outputs_written(true, t0());
     assert!(shared.is_ready(), "one writer keeps the flag current");
     assert_eq!(shared.metrics().ready.get(), 1, "and the gauge with it");
@@ -127,13 +141,18 @@ fn register_seeds_the_adopted_session_and_readiness_follows() {
 fn record_success_publishes_the_session_and_clears_the_error() {
     let shared = shared_with(&["p"]);
     shared.record_failure(
-        "p",
+        &current_profile(&shared, "p"),
         RefreshResult::TransientError,
         "Throttling: slow".into(),
         t0(),
     );
     let s = session("NEW", t0() + secs(3600));
-    shared.record_success("p", s.clone(), t0(), Some(t0() + secs(1800)));
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        s.clone(),
+        t0(),
+        Some(t0() + secs(1800)),
+    );
     let st = shared.get("p").unwrap();
     assert_eq!(st.session, Some(s));
     assert_eq!(st.last_refresh, Some(t0()));
@@ -156,10 +175,20 @@ fn record_success_publishes_the_session_and_clears_the_error() {
         .get();
     assert_eq!(expiry, unix_seconds(t0() + secs(3600)) as i64);
     // Unplanned (a one-shot run): no plan.
-    shared.record_success("p", session("ONCE", t0() + secs(60)), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        session("ONCE", t0() + secs(60)),
+        t0(),
+        None,
+    );
     assert_eq!(shared.get("p").unwrap().plan, None);
     // A profile removed meanwhile is not brought back.
-    shared.record_success("gone", session("G", t0() + secs(60)), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "gone"),
+        session("G", t0() + secs(60)),
+        t0(),
+        None,
+    );
     assert!(shared.get("gone").is_none());
     assert_eq!(refreshes(&shared, "gone", RefreshResult::Success), 0);
 }
@@ -170,7 +199,7 @@ fn record_failure_keeps_the_last_good_session_and_says_until_when() {
     let until = t0() + secs(600);
     assert_eq!(
         shared.record_failure(
-            "p",
+            &current_profile(&shared, "p"),
             RefreshResult::ConfigError,
             "AccessDenied: no".into(),
             t0()
@@ -178,9 +207,14 @@ fn record_failure_keeps_the_last_good_session_and_says_until_when() {
         None,
         "nothing to keep yet"
     );
-    shared.record_success("p", session("OK", until), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        session("OK", until),
+        t0(),
+        None,
+    );
     let kept = shared.record_failure(
-        "p",
+        &current_profile(&shared, "p"),
         RefreshResult::TransientError,
         "Timeout: slow".into(),
         t0(),
@@ -198,7 +232,12 @@ fn record_failure_keeps_the_last_good_session_and_says_until_when() {
         vec![("p".to_owned(), "Timeout: slow".to_owned())]
     );
     assert_eq!(
-        shared.record_failure("nope", RefreshResult::TokenError, "x".into(), t0()),
+        shared.record_failure(
+            &current_profile(&shared, "nope"),
+            RefreshResult::TokenError,
+            "x".into(),
+            t0()
+        ),
         None
     );
 }
@@ -206,7 +245,12 @@ fn record_failure_keeps_the_last_good_session_and_says_until_when() {
 #[test]
 fn plan_refresh_applies_only_to_the_session_it_was_made_for() {
     let shared = shared_with(&["p"]);
-    shared.record_success("p", session("A", t0() + secs(3600)), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        session("A", t0() + secs(3600)),
+        t0(),
+        None,
+    );
     shared.plan_refresh("p", t0() + secs(1), t0() + secs(1800));
     assert_eq!(
         shared.get("p").unwrap().plan,
@@ -225,7 +269,7 @@ fn session_for_gives_only_a_live_session() {
     let shared = shared_with(&["src"]);
     assert_eq!(shared.session_for("src", t0()), None);
     let s = session("S", t0() + secs(60));
-    shared.record_success("src", s.clone(), t0(), None);
+    shared.record_success(&current_profile(&shared, "src"), s.clone(), t0(), None);
     assert_eq!(shared.session_for("src", t0()), Some(s));
     assert_eq!(shared.session_for("src", t0() + secs(60)), None, "expired");
     assert_eq!(shared.session_for("other", t0()), None);
@@ -235,11 +279,21 @@ fn session_for_gives_only_a_live_session() {
 fn wants_token_retry_without_a_session_after_a_failure_or_near_expiry() {
     let shared = shared_with(&["p"]);
     assert!(shared.wants_token_retry("p", t0()), "no session");
-    shared.record_success("p", session("A", t0() + secs(3600)), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        session("A", t0() + secs(3600)),
+        t0(),
+        None,
+    );
     assert!(!shared.wants_token_retry("p", t0()), "healthy");
     let near = t0() + secs(3600) - schedule::NEAR_EXPIRY + secs(1);
     assert!(shared.wants_token_retry("p", near), "close to expiry");
-    shared.record_failure("p", RefreshResult::TokenError, "x".into(), t0());
+    shared.record_failure(
+        &current_profile(&shared, "p"),
+        RefreshResult::TokenError,
+        "x".into(),
+        t0(),
+    );
     assert!(shared.wants_token_retry("p", t0()), "failing");
     assert!(!shared.wants_token_retry("unknown", t0()));
 }
@@ -248,8 +302,18 @@ fn wants_token_retry_without_a_session_after_a_failure_or_near_expiry() {
 fn upsert_keeps_the_session_as_its_own_only_for_the_same_identity() {
     let shared = shared_with(&["p"]);
     let s = session("A", t0() + secs(3600));
-    shared.record_success("p", s.clone(), t0(), Some(t0() + secs(1800)));
-    shared.record_failure("p", RefreshResult::TransientError, "x: y".into(), t0());
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        s.clone(),
+        t0(),
+        Some(t0() + secs(1800)),
+    );
+    shared.record_failure(
+        &current_profile(&shared, "p"),
+        RefreshResult::TransientError,
+        "x: y".into(),
+        t0(),
+    );
     shared.upsert(profile("p"), true, t0());
     let st = shared.get("p").unwrap();
     assert_eq!(st.session, Some(s.clone()), "same role: kept");
@@ -265,7 +329,7 @@ fn upsert_keeps_the_session_as_its_own_only_for_the_same_identity() {
 fn a_changed_role_serves_the_old_session_until_its_first_success() {
     let shared = shared_with(&["p"]);
     let old = session("A", t0() + secs(3600));
-    shared.record_success("p", old.clone(), t0(), None);
+    shared.record_success(&current_profile(&shared, "p"), old.clone(), t0(), None);
     let mut seen = shared.subscribe("p");
     seen.borrow_and_update();
     let moved = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/other"));
@@ -285,7 +349,12 @@ fn a_changed_role_serves_the_old_session_until_its_first_success() {
         "arn:aws:iam::111122223333:role/p"
     );
     let new = session("B", t0() + secs(3600));
-    shared.record_success("p", new.clone(), t0() + secs(1), None);
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        new.clone(),
+        t0() + secs(1),
+        None,
+    );
     let st = shared.get("p").unwrap();
     assert_eq!(st.session_role(), "arn:aws:iam::111122223333:role/other");
     assert_eq!((st.session, st.superseded), (Some(new), None));
@@ -294,13 +363,18 @@ fn a_changed_role_serves_the_old_session_until_its_first_success() {
 #[test]
 fn a_changed_role_drops_the_old_session_when_its_first_attempt_fails() {
     let shared = shared_with(&["p"]);
-    shared.record_success("p", session("A", t0() + secs(3600)), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        session("A", t0() + secs(3600)),
+        t0(),
+        None,
+    );
     let mut seen = shared.subscribe("p");
     seen.borrow_and_update();
     let moved = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/other"));
     shared.upsert(moved, false, t0());
     let kept = shared.record_failure(
-        "p",
+        &current_profile(&shared, "p"),
         RefreshResult::ConfigError,
         "AccessDenied: no".into(),
         t0(),
@@ -318,9 +392,24 @@ fn a_changed_role_drops_the_old_session_when_its_first_attempt_fails() {
 #[test]
 fn remove_forgets_the_profile_and_its_metric_series() {
     let shared = shared_with(&["a", "b"]);
-    shared.record_success("a", session("A", t0() + secs(60)), t0(), None);
-    shared.record_failure("a", RefreshResult::ClockError, "x: y".into(), t0());
-    shared.record_success("b", session("B", t0() + secs(60)), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "a"),
+        session("A", t0() + secs(60)),
+        t0(),
+        None,
+    );
+    shared.record_failure(
+        &current_profile(&shared, "a"),
+        RefreshResult::ClockError,
+        "x: y".into(),
+        t0(),
+    );
+    shared.record_success(
+        &current_profile(&shared, "b"),
+        session("B", t0() + secs(60)),
+        t0(),
+        None,
+    );
     shared.remove("a", t0());
     assert!(shared.get("a").is_none());
     let text = shared.encode_metrics(t0());
@@ -332,8 +421,18 @@ fn remove_forgets_the_profile_and_its_metric_series() {
 #[test]
 fn snapshot_and_next_expiry_see_live_sessions_in_name_order() {
     let shared = shared_with(&["b", "a", "c"]);
-    shared.record_success("a", session("A", t0() + secs(60)), t0(), None);
-    shared.record_success("b", session("B", t0() + secs(30)), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "a"),
+        session("A", t0() + secs(60)),
+        t0(),
+        None,
+    );
+    shared.record_success(
+        &current_profile(&shared, "b"),
+        session("B", t0() + secs(30)),
+        t0(),
+        None,
+    );
     let names: Vec<String> = shared
         .snapshot()
         .iter()
@@ -355,7 +454,12 @@ fn snapshot_and_next_expiry_see_live_sessions_in_name_order() {
 #[test]
 fn record_outputs_written_feeds_readiness() {
     let shared = shared_with(&["p"]);
-    shared.record_success("p", session("A", t0() + secs(60)), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        session("A", t0() + secs(60)),
+        t0(),
+        None,
+    );
     assert!(shared.is_ready() && shared.outputs_written());
     shared.record_outputs_written(false, t0());
     assert!(!shared.is_ready() && !shared.outputs_written());
@@ -395,7 +499,7 @@ fn credentials_for_answers_unknown_not_ready_or_live() {
     let shared = shared_with(&["p"]);
     assert_eq!(shared.credentials_for("x", t0()), Lookup::Unknown);
     shared.record_failure(
-        "p",
+        &current_profile(&shared, "p"),
         RefreshResult::ConfigError,
         "AccessDenied: no".into(),
         t0(),
@@ -407,12 +511,17 @@ fn credentials_for_answers_unknown_not_ready_or_live() {
         }
     );
     let s = session("A", t0() + secs(3600));
-    shared.record_success("p", s.clone(), t0(), Some(t0() + secs(1800)));
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        s.clone(),
+        t0(),
+        Some(t0() + secs(1800)),
+    );
     assert_eq!(
         shared.credentials_for("p", t0()),
         Lookup::Live {
             session: s,
-            expiration: t0() + secs(46 * 60),
+            expiration: t0() + secs(17 * 60),
         },
         "the reported expiry, not the real one"
     );
@@ -440,14 +549,19 @@ fn subscribers_see_their_source_session_change_and_survive_a_reload() {
     let shared = shared_with(&["src", "other"]);
     let exp = t0() + secs(3600);
     let (a, b, c) = (session("A", exp), session("B", exp), session("C", exp));
-    shared.record_success("src", a.clone(), t0(), None);
+    shared.record_success(&current_profile(&shared, "src"), a.clone(), t0(), None);
     let mut rx = shared.subscribe("src");
     assert_eq!(*rx.borrow_and_update(), Some(a), "the current session");
     // Another profile's session does not wake it.
-    shared.record_success("other", session("O", exp), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "other"),
+        session("O", exp),
+        t0(),
+        None,
+    );
     assert!(!rx.has_changed().unwrap());
     // A new session with the same expiry (issued in the same second) does.
-    shared.record_success("src", b.clone(), t0(), None);
+    shared.record_success(&current_profile(&shared, "src"), b.clone(), t0(), None);
     assert!(rx.has_changed().unwrap());
     assert_eq!(*rx.borrow_and_update(), Some(b));
     // A reload that keeps the session changes nothing for it.
@@ -458,7 +572,7 @@ fn subscribers_see_their_source_session_change_and_survive_a_reload() {
     shared.remove("src", t0());
     assert_eq!(*rx.borrow_and_update(), None);
     shared.register(profile("src"), None, t0());
-    shared.record_success("src", c.clone(), t0(), None);
+    shared.record_success(&current_profile(&shared, "src"), c.clone(), t0(), None);
     assert_eq!(*rx.borrow_and_update(), Some(c));
     // A source nobody listens to any more is dropped with the profile.
     drop(rx);
@@ -499,4 +613,61 @@ async fn an_adopted_session_expires_under_paused_time_on_the_injected_clock() {
         Lookup::NotReady { last_error: None }
     );
     assert_eq!(shared.next_expiry(now), None);
+}
+
+#[test]
+fn readiness_follows_what_each_set_s_files_hold() {
+    let shared = shared_with(&[]);
+    let p = profile("p");
+    shared.set_members("app", ["p".to_owned()]);
+    shared.set_members("other", ["q".to_owned()]);
+    shared.register(p.clone(), None, t0());
+    // The first write, before any session: the header only.
+    shared.record_set_written("app", [], t0());
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        session("A", t0() + secs(600)),
+        t0(),
+        None,
+    );
+    assert_eq!(
+        shared.not_ready(t0()),
+        vec![(
+            "p".to_owned(),
+            "its session is not in output set app's files yet".to_owned()
+        )],
+        "a session in memory only is not ready"
+    );
+    shared.record_set_written("other", [], t0());
+    assert!(!shared.is_ready(), "another set's write does not count");
+    shared.record_set_written("app", [("p".to_owned(), p.clone(), t0() + secs(600))], t0());
+    assert!(shared.is_ready());
+    assert_eq!(shared.metrics().ready.get(), 1);
+    // A changed role: the old session, in the files, still serves.
+    let moved = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/other"));
+    shared.upsert(moved.clone(), false, t0());
+    assert!(
+        shared.is_ready(),
+        "the old role's keys serve until the new ones come"
+    );
+    // The new role's session is ready once the files hold it.
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        session("B", t0() + secs(900)),
+        t0(),
+        None,
+    );
+    assert!(
+        !shared.is_ready(),
+        "the files still hold the old role's keys"
+    );
+    shared.record_set_written("app", [("p".to_owned(), moved, t0() + secs(900))], t0());
+    assert!(shared.is_ready());
+    // An expired copy in the files is not ready, whatever memory holds.
+    shared.record_set_written("app", [("p".to_owned(), p, t0() + secs(1))], t0());
+    assert!(!shared.not_ready(t0() + secs(2)).is_empty());
+    // Moved to another set: that set's files must hold it.
+    shared.set_members("app", []);
+    shared.set_members("other", ["p".to_owned()]);
+    assert!(!shared.not_ready(t0()).is_empty());
 }

@@ -46,6 +46,9 @@ pub const TOO_MANY_OPEN_FILES: &str = "TooManyOpenFiles";
 /// A file or connection could not be opened: the node's file table is full
 /// (`ENFILE`).
 pub const FILE_TABLE_FULL: &str = "FileTableFull";
+/// A thread the call needed (a host-name lookup) could not be started: the
+/// pod's pids limit, `RLIMIT_NPROC` or `kernel.threads-max`.
+pub const THREAD_LIMIT_REACHED: &str = "ThreadLimitReached";
 /// An answer that could not be read, or without usable credentials.
 pub const MALFORMED_RESPONSE: &str = "MalformedResponse";
 /// The SDK could not build the request.

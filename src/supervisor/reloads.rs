@@ -14,6 +14,11 @@ use crate::config::{Config, ConfigError};
 use crate::control::{self, protocol::Answer};
 use crate::refresher::Refresher;
 use crate::reload::ReloadPlan;
+use crate::sys::limits::{Limit, ThreadError};
+
+/// When a reload could not start its thread (the pod's pids limit), how
+/// long until it is tried again.
+pub(super) const RELOAD_THREAD_RETRY: Duration = Duration::from_secs(5);
 
 /// Carries out the reload that finished with `done`, replacing `current`
 /// when the new configuration is valid.
@@ -21,7 +26,7 @@ pub(super) fn finish(
     core: &Core,
     tasks: &mut BTreeMap<String, Task>,
     current: &mut Config,
-    done: Result<Result<Config, ConfigError>, tokio::task::JoinError>,
+    done: Result<Result<Config, ConfigError>, ThreadError>,
     opts: &Options,
     stop: &CancellationToken,
 ) -> Answer {
@@ -52,6 +57,16 @@ pub(super) fn finish(
             core.shared.record_config_rejected(problems.clone());
             Answer::refused(problems)
         }
+        Err(e @ ThreadError::Unavailable { .. }) => {
+            // Not the file's fault: nothing is recorded against it.
+            crate::metrics::count_limit_reached(Limit::Threads, "reload");
+            let hint = Limit::Threads.hint();
+            let retry_in_s = RELOAD_THREAD_RETRY.as_secs();
+            tracing::error!(error = %e, hint = %hint, retry_in_s, "reload not carried out; keeping the running configuration");
+            Answer::refused(vec![format!(
+                "{e}; {hint}; the reload is tried again in {retry_in_s} s"
+            )])
+        }
         Err(e) => {
             tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration");
             let problems = vec![format!("the reload task failed: {e}")];
@@ -62,15 +77,17 @@ pub(super) fn finish(
 }
 
 /// Applies the output sets' new members (a reload may move a profile from
-/// one container's set to another's); sets added or removed only take
-/// effect after a restart (their volumes are in the pod spec).
+/// one container's set to another's). Sets added only start at a restart
+/// (their volumes are in the pod spec); a running set the configuration no
+/// longer names serves nothing from now on (no profile in its files, 403
+/// for its token) and is gone at the restart.
 fn apply_members(core: &Core, new: &Config) {
     let (added, gone) = core.sets.publish_members(&core.shared, new);
     if !added.is_empty() || !gone.is_empty() {
         tracing::warn!(
             added = %added.join(","),
             removed = %gone.join(","),
-            "output sets only change after a restart; the running sets are kept (their members are updated)"
+            "output sets only change after a restart: an added set starts then; a removed (or renamed) set serves no profile from now on (its files are emptied, its endpoint token refused) and disappears then; the other sets' members are updated"
         );
     }
 }

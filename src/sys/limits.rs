@@ -1,6 +1,7 @@
-//! The per-process open-file limit (`RLIMIT_NOFILE`) and the node limits a
-//! socket call can meet: what they are, whether an error is one of them, and
-//! the sentence that tells the operator which setting raises it.
+//! The per-process open-file limit (`RLIMIT_NOFILE`), the node limits a
+//! socket call can meet, and the limit on threads: what they are, whether an
+//! error is one of them, and the sentence that tells the operator which
+//! setting raises it.
 //!
 //! At start rolecall raises its soft open-file limit to the hard one, as Go's
 //! runtime does since 1.19 and as systemd's documentation asks of programs
@@ -18,6 +19,20 @@
 //! configuration file and the CA bundle while they are read; an output file
 //! and its directory while one is written; the system's CA certificates,
 //! once, when the first STS client is built.
+//!
+//! Threads. rolecall runs on one thread (tokio's current-thread runtime);
+//! after start, a thread is started only for what cannot run there without
+//! stopping everything else: a configuration reload's read and parse, and a
+//! host-name lookup (`getaddrinfo` blocks). Both start their thread with
+//! [`run_on_thread`], never on tokio's blocking pool, which panics when the
+//! system refuses a thread (and the release build aborts on a panic). At the
+//! pod's pids limit, `RLIMIT_NPROC` (`ulimit -u`, counted over every process
+//! and thread of the uid) or `kernel.threads-max`, `pthread_create` fails
+//! with `EAGAIN`: the work resolves to [`ThreadError::Unavailable`], and the
+//! reload or the STS attempt fails as [`Limit::Threads`], transient,
+//! counted and logged with the hint; nothing else stops. The file
+//! watcher's one thread is started by notify, which ignores a failure to:
+//! `watch::hub` detects it and the files are polled instead.
 
 use std::io;
 
@@ -99,6 +114,93 @@ pub enum Limit {
     /// `EADDRNOTAVAIL` on connect: no free port in the node's (or the pod
     /// network namespace's) `net.ipv4.ip_local_port_range`.
     LocalPorts,
+    /// A thread could not be started ([`ThreadError::Unavailable`]): the
+    /// pod's pids limit, `RLIMIT_NPROC` or `kernel.threads-max`.
+    Threads,
+}
+
+/// Work that [`run_on_thread`] could not carry out.
+#[derive(Debug, thiserror::Error)]
+pub enum ThreadError {
+    /// No thread could be started: `pthread_create` failed, with `EAGAIN`
+    /// at the pod's pids limit (the cgroup's `pids.max`), the uid's
+    /// `RLIMIT_NPROC` or the node's `kernel.threads-max`.
+    #[error("cannot start a thread for {what}: {error}")]
+    Unavailable {
+        /// What the thread was for (`the configuration reload`, `a
+        /// host-name lookup`).
+        what: &'static str,
+        /// `pthread_create`'s error (shown in the message, so not a
+        /// `source`: chains printed whole would say it twice).
+        error: io::Error,
+    },
+    /// The thread ended without a result (it panicked; a release build
+    /// aborts instead).
+    #[error("the thread for {what} stopped without a result")]
+    Stopped { what: &'static str },
+}
+
+/// Runs `f` on a new thread named `name` (for `what`, in errors) and
+/// resolves to its result. Unlike tokio's blocking pool, which panics when
+/// the system refuses a thread (and the release build aborts on a panic), a
+/// refused thread resolves to [`ThreadError::Unavailable`], at once, for
+/// the caller to report (see the module docs).
+pub fn run_on_thread<T, F>(name: &str, what: &'static str, f: F) -> OnThread<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // std's default stack (2 MiB, as tokio's blocking pool): the reload's
+    // YAML parser recurses with the nesting it is given.
+    let started = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    OnThread {
+        what,
+        state: match started {
+            Ok(_detached) => Some(Ok(rx)),
+            Err(source) => Some(Err(source)),
+        },
+    }
+}
+
+/// The result of [`run_on_thread`], as a future.
+#[derive(Debug)]
+pub struct OnThread<T> {
+    what: &'static str,
+    /// The thread's answer to come, or why none will (taken when read).
+    state: Option<Result<tokio::sync::oneshot::Receiver<T>, io::Error>>,
+}
+
+impl<T> std::future::Future for OnThread<T> {
+    type Output = Result<T, ThreadError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let what = self.what;
+        match self.state.as_mut() {
+            Some(Ok(rx)) => match std::pin::Pin::new(rx).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(r) => {
+                    self.state = None;
+                    Poll::Ready(r.map_err(|_| ThreadError::Stopped { what }))
+                }
+            },
+            Some(Err(_)) => {
+                let Some(Err(error)) = self.state.take() else {
+                    unreachable!("matched above")
+                };
+                Poll::Ready(Err(ThreadError::Unavailable { what, error }))
+            }
+            None => Poll::Ready(Err(ThreadError::Stopped { what })),
+        }
+    }
 }
 
 impl Limit {
@@ -122,6 +224,7 @@ impl Limit {
         match self {
             Limit::ProcessOpenFiles | Limit::NodeOpenFiles => "open_files",
             Limit::LocalPorts => "local_ports",
+            Limit::Threads => "threads",
         }
     }
 
@@ -132,6 +235,7 @@ impl Limit {
             Limit::ProcessOpenFiles => codes::TOO_MANY_OPEN_FILES,
             Limit::NodeOpenFiles => codes::FILE_TABLE_FULL,
             Limit::LocalPorts => codes::LOCAL_PORTS_EXHAUSTED,
+            Limit::Threads => codes::THREAD_LIMIT_REACHED,
         }
     }
 
@@ -150,6 +254,7 @@ impl Limit {
                 "no free local port (EADDRNOTAVAIL; net.ipv4.ip_local_port_range: {})",
                 proc_value("/proc/sys/net/ipv4/ip_local_port_range")
             ),
+            Limit::Threads => format!("no thread could be started ({})", thread_limits()),
         }
     }
 
@@ -175,6 +280,10 @@ impl Limit {
                     "no free local port for a connection (EADDRNOTAVAIL): the network namespace's ephemeral ports are exhausted, often by connections in TIME_WAIT (net.ipv4.ip_local_port_range: {range}); widen the range or set net.ipv4.tcp_tw_reuse=1 (in the pod's securityContext.sysctls or on the node)"
                 )
             }
+            Limit::Threads => format!(
+                "no thread could be started ({}): the pod is at its pids limit, or its user at RLIMIT_NPROC (which counts every process and thread of the uid); find what in the pod holds them (a process or thread leak), or raise the kubelet's podPidsLimit or the container runtime's pids limit; rolecall retries",
+                thread_limits()
+            ),
         }
     }
 }
@@ -185,6 +294,56 @@ fn current_open_files() -> String {
         |_| "unknown".to_owned(),
         |l| format!("{} (hard {})", l.soft, l.hard),
     )
+}
+
+/// The limits a refused thread can have met, with their values where they
+/// can be read: the cgroup's `pids.max` (and `pids.current`), the
+/// `RLIMIT_NPROC` soft limit, `kernel.threads-max`.
+fn thread_limits() -> String {
+    let nproc = nproc_limit().map_or_else(
+        |_| "unknown".to_owned(),
+        |(soft, hard)| {
+            let show = |v: libc::rlim_t| {
+                if v == libc::RLIM_INFINITY {
+                    "unlimited".to_owned()
+                } else {
+                    v.to_string()
+                }
+            };
+            format!("{} (hard {})", show(soft), show(hard))
+        },
+    );
+    // The cgroup's files exist only where the container sees its own
+    // cgroup (cgroup v2, as in a pod).
+    let pids = match (
+        std::fs::read_to_string("/sys/fs/cgroup/pids.max"),
+        std::fs::read_to_string("/sys/fs/cgroup/pids.current"),
+    ) {
+        (Ok(max), Ok(current)) => format!(
+            "the cgroup's pids.max: {}, pids.current: {}, ",
+            max.trim(),
+            current.trim()
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "EAGAIN; {pids}RLIMIT_NPROC `ulimit -u`: {nproc}, kernel.threads-max: {}",
+        proc_value("/proc/sys/kernel/threads-max")
+    )
+}
+
+/// This process's `RLIMIT_NPROC`: soft, hard.
+fn nproc_limit() -> io::Result<(libc::rlim_t, libc::rlim_t)> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one `rlimit` into `r`, which lives for
+    // the whole call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut r) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((r.rlim_cur, r.rlim_max))
 }
 
 /// A sysctl's value from /proc, on one line (tabs become spaces), or
@@ -201,6 +360,9 @@ fn proc_value(path: &str) -> String {
 pub fn limit_in_chain(err: &(dyn std::error::Error + 'static)) -> Option<Limit> {
     let mut cur = Some(err);
     while let Some(e) = cur {
+        if let Some(ThreadError::Unavailable { .. }) = e.downcast_ref::<ThreadError>() {
+            return Some(Limit::Threads);
+        }
         if let Some(io) = e.downcast_ref::<io::Error>() {
             if let Some(l) = Limit::of(io) {
                 return Some(l);
@@ -260,6 +422,40 @@ mod tests {
         assert_eq!(limit_in_chain(&io::Error::other("refused")), None);
         assert_eq!(Limit::LocalPorts.label(), "local_ports");
         assert_eq!(Limit::NodeOpenFiles.label(), "open_files");
+    }
+
+    #[tokio::test]
+    async fn work_on_a_thread_returns_its_result_and_a_refused_thread_is_the_thread_limit() {
+        let name = run_on_thread("rolecall-test", "a test", || {
+            std::thread::current().name().map(str::to_owned)
+        })
+        .await
+        .unwrap();
+        assert_eq!(name.as_deref(), Some("rolecall-test"));
+        // As the STS client nests a failed lookup: the resolver's error
+        // inside an io::Error's payload.
+        let refused = ThreadError::Unavailable {
+            what: "a host-name lookup",
+            error: io::Error::from_raw_os_error(libc::EAGAIN),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "cannot start a thread for a host-name lookup: Resource temporarily unavailable (os error 11)"
+        );
+        let nested = io::Error::other(refused);
+        assert_eq!(limit_in_chain(&nested), Some(Limit::Threads));
+        // EAGAIN alone (a non-blocking read) is no limit.
+        let eagain = io::Error::from_raw_os_error(libc::EAGAIN);
+        assert_eq!(limit_in_chain(&eagain), None);
+        assert_eq!(Limit::Threads.label(), "threads");
+        assert_eq!(Limit::Threads.code(), "ThreadLimitReached");
+        let h = Limit::Threads.hint();
+        assert!(h.contains("RLIMIT_NPROC `ulimit -u`: "), "{h}");
+        assert!(h.contains("kernel.threads-max: "), "{h}");
+        assert!(
+            h.contains("pids limit") && h.contains("podPidsLimit"),
+            "{h}"
+        );
     }
 
     #[test]

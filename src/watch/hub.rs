@@ -27,9 +27,24 @@ struct Sub {
     lost: Arc<AtomicBool>,
 }
 
+/// Watchers whose event thread could not start, given up (see
+/// [`Hub::start`]) before the hub stops trying: each keeps one descriptor.
+const MAX_THREADLESS_WATCHERS: usize = 4;
+
+/// Why the watcher is not running.
+#[derive(Debug)]
+pub(super) enum StartError {
+    /// inotify's own error (the instance limit, or the process's open files).
+    Notify(notify::Error),
+    /// Its event thread could not be started (the pod's pids limit).
+    NoThread,
+}
+
 #[derive(Default)]
 struct Watching {
     watcher: Option<notify::RecommendedWatcher>,
+    /// Watchers given up because their thread did not start.
+    threadless: usize,
     /// How many subscribers watch each directory.
     dirs: HashMap<PathBuf, usize>,
 }
@@ -77,11 +92,15 @@ impl Hub {
     }
 
     /// Starts the process's watcher if it is not running; the error is
-    /// inotify's (the instance limit, or the process's open files).
-    pub(super) fn start(&self) -> Result<(), notify::Error> {
+    /// inotify's (the instance limit, or the process's open files), or
+    /// that its thread could not start.
+    pub(super) fn start(&self) -> Result<(), StartError> {
         let mut w = self.lock();
         if w.watcher.is_some() {
             return Ok(());
+        }
+        if w.threadless >= MAX_THREADLESS_WATCHERS {
+            return Err(StartError::NoThread);
         }
         let subs = self.subs.clone();
         let handler = move |res: notify::Result<notify::Event>| {
@@ -103,7 +122,19 @@ impl Hub {
                 let _ = s.tx.try_send(());
             }
         };
-        w.watcher = Some(notify::recommended_watcher(handler)?);
+        let mut watcher = notify::recommended_watcher(handler).map_err(StartError::Notify)?;
+        // notify ignores a failure to start its event thread (at the pod's
+        // pids limit); then every call of the watcher panics, and so does
+        // its drop, but for `configure`, a no-op for inotify that returns
+        // the error instead. Such a watcher is leaked (its wake-up
+        // descriptor), at most MAX_THREADLESS_WATCHERS times.
+        if watcher.configure(notify::Config::default()).is_err() {
+            std::mem::forget(watcher);
+            w.threadless += 1;
+            crate::metrics::count_limit_reached(crate::sys::limits::Limit::Threads, "watch");
+            return Err(StartError::NoThread);
+        }
+        w.watcher = Some(watcher);
         Ok(())
     }
 

@@ -15,6 +15,7 @@ pub struct Squid {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    password: String,
 }
 
 /// The user and password squid asks for.
@@ -26,6 +27,11 @@ impl Squid {
     /// authentication ([`PROXY_USER`], [`PROXY_PASSWORD`]); waits (at most
     /// 30 s) until it listens.
     pub fn start(names: &[&str]) -> Squid {
+        Squid::start_with_password(names, PROXY_PASSWORD)
+    }
+
+    /// [`Squid::start`], asking for `password` (any characters) instead.
+    pub fn start_with_password(names: &[&str], password: &str) -> Squid {
         let dir = tempfile::Builder::new()
             .prefix("rolecall-squid-")
             .tempdir()
@@ -35,7 +41,7 @@ impl Squid {
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
         std::fs::write(d.join("hosts"), format!("127.0.0.1 {}\n", names.join(" "))).unwrap();
         let hash = Command::new("openssl")
-            .args(["passwd", "-apr1", PROXY_PASSWORD])
+            .args(["passwd", "-apr1", password])
             .output()
             .expect("openssl passwd");
         let hash = String::from_utf8(hash.stdout).unwrap();
@@ -70,7 +76,12 @@ impl Squid {
             .stderr(std::fs::File::create(d.join("stderr.log")).unwrap())
             .spawn()
             .expect("start squid (make test installs Debian's squid)");
-        let mut squid = Squid { child, port, dir };
+        let mut squid = Squid {
+            child,
+            port,
+            dir,
+            password: password.to_owned(),
+        };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -94,12 +105,30 @@ impl Squid {
         std::fs::read_to_string(self.dir.path().join(file)).unwrap_or_default()
     }
 
-    /// `http://USER:PASSWORD@127.0.0.1:PORT`.
+    /// `http://USER:PASSWORD@127.0.0.1:PORT`, the password as given (for
+    /// one without characters a URL reserves).
     pub fn url(&self) -> String {
         format!(
-            "http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{}",
-            self.port
+            "http://{PROXY_USER}:{}@127.0.0.1:{}",
+            self.password, self.port
         )
+    }
+
+    /// [`Squid::url`] with every character of the password but letters and
+    /// digits `%`-escaped, as RFC 3986 asks of a URL's userinfo.
+    pub fn url_escaped(&self) -> String {
+        let escaped: String = self
+            .password
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        format!("http://{PROXY_USER}:{escaped}@127.0.0.1:{}", self.port)
     }
 
     /// The proxy without credentials (squid answers 407).

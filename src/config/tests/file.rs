@@ -1,7 +1,7 @@
 //! Loading from the configuration file: YAML shapes, limits, hostile input.
 
 use super::*;
-use crate::config::yaml::nesting_depth;
+use crate::config::yaml::{Shape, measure};
 
 #[test]
 fn the_yaml_example_from_the_spec_loads_with_per_profile_overrides() {
@@ -119,32 +119,88 @@ fn file_mode_accepts_octal_text_and_yaml_octal_numbers() {
     );
 }
 
-fn depth(text: &str) -> usize {
-    nesting_depth(text.as_bytes())
+fn shape(text: &str) -> Shape {
+    measure(text.as_bytes()).expect("the parser starts")
 }
 
 #[test]
-fn the_nesting_prescan_counts_flow_block_and_entry_levels() {
-    assert_eq!(depth(""), 0);
-    assert_eq!(depth("a: 1\n"), 1);
-    assert_eq!(depth("profiles:\n  reader:\n    role_arn: x\n"), 3);
-    assert_eq!(depth("profiles: {a: {b: [1, 2]}}\n"), 4);
-    assert_eq!(depth("a:\n  - - - x\n"), 5);
-    // Brackets in quotes and comments are text.
-    assert_eq!(depth("a: '[[[[' # {{{{\nb: \"{{\\\"[[\"\n"), 1);
-    // A block scalar's lines are text, however they are indented.
-    let policy = "p:\n  policy: |\n    {\n      \"a\": [\n        [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n    ]}\nq: 1\n";
-    assert_eq!(depth(policy), 2);
-    // Flow that spans lines keeps counting.
-    assert_eq!(depth("a: [\n [\n  [1]]]\n"), 4);
-    let deep_flow = format!("a: {}{}", "[".repeat(100), "]".repeat(100));
-    assert_eq!(depth(&deep_flow), 101);
-    let deep_block: String = (0..40).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
-    assert_eq!(depth(&deep_block), 40);
+fn the_measure_counts_levels_as_the_parser_reads_them() {
+    let nest = |n: usize| format!("a: {}{}\n", "[".repeat(n - 1), "]".repeat(n - 1));
+    assert_eq!(shape(""), Shape::Fits);
+    assert_eq!(shape(&nest(MAX_CONFIG_DEPTH)), Shape::Fits);
+    assert_eq!(shape(&nest(MAX_CONFIG_DEPTH + 1)), Shape::TooDeep);
+    let block: String = (0..MAX_CONFIG_DEPTH + 1)
+        .map(|i| format!("{}k:\n", " ".repeat(i)))
+        .collect();
+    assert_eq!(shape(&block), Shape::TooDeep);
+    assert_eq!(
+        shape(&format!("a:\n  {}x\n", "- ".repeat(40))),
+        Shape::TooDeep
+    );
+    // Brackets in quotes, comments and block scalars are text: the parser
+    // says so, not a guess.
+    let text = format!(
+        "a: '{b}' # {b}\nb: \"{b}\"\np: |\n  {b}\nq: a:'b\nr: x{b}\n",
+        b = "[".repeat(100)
+    );
+    assert_eq!(shape(&text), Shape::Fits);
+    // An apostrophe inside a plain scalar opens no quote (issue 20): the
+    // brackets after it nest, and the walk stops at the limit, however
+    // many follow.
+    let after_apostrophe = |n: usize| format!("x: a:'b\ny: {}{}\n", "[".repeat(n), "]".repeat(n));
+    assert_eq!(shape(&after_apostrophe(100)), Shape::TooDeep);
+    // 120,000 levels: serde_yaml_ng alone parses them in minutes.
+    assert_eq!(shape(&after_apostrophe(120_000)), Shape::TooDeep);
+    // An alias nests what it names where it stands.
+    let anchored = format!("a: &x {}{}\n", "[".repeat(20), "]".repeat(20));
+    assert_eq!(shape(&format!("{anchored}b: [[[[*x]]]]\n")), Shape::Fits);
+    assert_eq!(
+        shape(&format!(
+            "{anchored}b: {}*x{}\n",
+            "[".repeat(12),
+            "]".repeat(12)
+        )),
+        Shape::TooDeep
+    );
 }
 
 #[test]
-fn a_deep_or_huge_file_is_refused_before_parsing_and_the_spec_example_is_not() {
+fn the_measure_counts_every_value_an_alias_repeats() {
+    assert_eq!(shape("a: &x [1, 2, 3]\nb: [*x, *x]\n"), Shape::Fits);
+    // Issue 20's bomb: 40,000 aliases to one 60,000-element anchor, 243 KiB.
+    let bomb = format!(
+        "a: &a [{}]\nb: [{}]\n",
+        vec!["1"; 60_000].join(","),
+        vec!["*a"; 40_000].join(",")
+    );
+    assert!(bomb.len() as u64 <= MAX_CONFIG_BYTES, "{}", bomb.len());
+    assert_eq!(shape(&bomb), Shape::TooMany);
+    // Aliases of aliases: 9 levels of 9 (387M values).
+    let mut nested = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+    for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+    {
+        nested += &format!(
+            "{name}: &{name} [{}]\n",
+            vec![format!("*{prev}"); 9].join(", ")
+        );
+    }
+    assert_eq!(shape(&nested), Shape::TooMany);
+    // Without aliases, as many values as the limit allows.
+    let many = format!(
+        "a: [{}]\n",
+        vec!["1"; MAX_CONFIG_NODES as usize - 3].join(",")
+    );
+    assert_eq!(shape(&many), Shape::Fits);
+    let more = format!("a: [{}]\n", vec!["1"; MAX_CONFIG_NODES as usize].join(","));
+    assert_eq!(shape(&more), Shape::TooMany);
+    // A syntax error is serde_yaml_ng's to report.
+    assert_eq!(shape("a: [1,\n"), Shape::Fits);
+}
+
+#[test]
+fn a_deep_huge_or_expanding_file_is_refused_before_loading_and_the_spec_example_is_not() {
     let name = Path::new("/etc/rolecall.yaml");
     let deep = format!(
         "region: r1\nprofiles: {{a: '{ARN_A}', b: {}{}}}\n",
@@ -175,7 +231,22 @@ fn a_deep_or_huge_file_is_refused_before_parsing_and_the_spec_example_is_not() {
         has(&p, "/etc/rolecall.yaml", "larger than 256 KiB"),
         "{p:#?}"
     );
-    // Just inside both limits, it parses.
+    let bomb = format!(
+        "region: r1\nprofiles: {{a: '{ARN_A}'}}\nx: &a [{}]\ny: [{}]\n",
+        vec!["1"; 60_000].join(","),
+        vec!["*a"; 40_000].join(",")
+    );
+    let p = problems(Config::load_text(
+        &Flags::default(),
+        &Env::new(),
+        name,
+        bomb.as_bytes(),
+    ));
+    assert!(
+        has(&p, "/etc/rolecall.yaml", "holds more than 100000 values"),
+        "{p:#?}"
+    );
+    // Just inside the limits, it parses.
     let ok = format!(
         "region: r1\nprofiles: {{a: '{ARN_A}'}}\n# {}\n",
         "[".repeat(10_000)

@@ -11,7 +11,7 @@ use super::{WRITE_DEBOUNCE, Writer, take_pending_change};
 use crate::config::Profile;
 use crate::output::{CREDENTIALS_FILE, Helper, RECHECK_INTERVAL};
 use crate::session::{Secret, Session};
-use crate::state::Shared;
+use crate::state::{Shared, current_profile};
 
 const PROFILES: usize = 10;
 
@@ -41,7 +41,12 @@ fn publish(shared: &Shared, i: usize) {
         expiration: SystemTime::now() + Duration::from_secs(3600),
         assumed_role_arn: None,
     };
-    shared.record_success(&name(i), session, SystemTime::now(), None);
+    shared.record_success(
+        &current_profile(shared, &name(i)),
+        session,
+        SystemTime::now(),
+        None,
+    );
 }
 
 /// The writer task for `dir`, counting the files it replaces.
