@@ -72,7 +72,9 @@
 //!   policy.
 //! - Every STS call waits for a permit of the sidecar's one `pacer`: slow
 //!   start, and after a `Throttling` answer one call at a time with growing
-//!   pauses, because the account's rate limit is shared by every pod.
+//!   pauses, because the account's rate limit is shared by every pod; while
+//!   an STS endpoint fails (5xx, timeouts, refused connections), one probe at
+//!   a time to it for all profiles, the others waiting for its outcome.
 //! - [`refresher`] is one task per profile; [`output`] renders and writes the
 //!   files; the health server serves probes and metrics ([`metrics`])
 //!   through the bounded HTTP server; the endpoint serves the loopback

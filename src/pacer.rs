@@ -27,11 +27,30 @@
 //!   been throttled nor held for [`schedule::THROTTLE_CAP`] starts again
 //!   from level 0.
 //!
-//! Failures other than throttling (5xx, timeouts, refused connections) do
-//! not change the pace: they say nothing about the account's rate, and each
-//! profile backs off from them on its own ([`schedule::backoff`]).
+//! - **STS down.** A call that says STS itself is failing ([`Paced::Down`]:
+//!   a 5xx, no answer within the attempt timeout, a refused or reset
+//!   connection, a failed DNS lookup, an unreadable answer) closes a gate
+//!   for that STS endpoint: from then on one call at a time goes to it, a
+//!   *probe* for whichever profile is due first, and none before a pause
+//!   drawn by [`schedule::outage_pause`] (within a second after the first
+//!   failure, as a blip deserves; then equal jitter under a ceiling that
+//!   doubles from 10 s to [`schedule::BACKOFF_CAP`]). The other profiles
+//!   with a call to make wait for the probe's outcome and make no call of
+//!   their own. The first answer from that endpoint (a session, a refusal,
+//!   even `Throttling`) opens the gate, and the waiting profiles go at the
+//!   pace above, from slow start. So a sidecar's load on a failing STS is
+//!   one retry stream, whatever its number of profiles, and its recovery
+//!   waits at most one pause (60 s at the most, as each profile's own
+//!   backoff did before). Throttling says nothing about STS being down, and
+//!   an outage nothing about the account's rate: neither changes the other.
+//!
+//! Failures that say nothing about STS as a whole (`IDPCommunicationError`:
+//! the identity provider; the process's or the node's limits on files and
+//! ports; a token that cannot be read) neither pace nor gate: each profile
+//! backs off from them on its own ([`schedule::backoff`]). Refusals
+//! (AccessDenied...) are answers.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -52,8 +71,13 @@ pub enum Paced {
     Answered,
     /// STS answered `Throttling` (or another throttling code).
     Throttled,
-    /// The call failed in a way that says nothing about the rate: no
-    /// answer, a timeout, a server error, or the attempt was dropped.
+    /// STS itself is failing: a server error, no answer within the
+    /// attempt timeout, a refused or reset connection, an unreadable
+    /// answer. Closes the endpoint's gate (see the module documentation).
+    Down,
+    /// The call failed in a way that says nothing about STS: a limit of the
+    /// process or the node, the identity provider, or the attempt was
+    /// dropped.
     Failed,
 }
 
@@ -69,6 +93,24 @@ struct PaceState {
     in_flight: usize,
     /// How many calls may be in flight.
     window: usize,
+    /// The STS endpoints found down (usually none; at most one per
+    /// endpoint the profiles use).
+    outages: Vec<Outage>,
+}
+
+/// The closed gate of one STS endpoint.
+#[derive(Debug)]
+struct Outage {
+    endpoint: Arc<str>,
+    /// Calls that found it down: 1 for the call that closed the gate, one
+    /// more per failed probe.
+    level: u32,
+    /// No probe starts before this.
+    hold_until: Instant,
+    /// A probe is in flight.
+    probing: bool,
+    /// When the gate closed.
+    since: Instant,
 }
 
 impl Default for PaceState {
@@ -79,6 +121,7 @@ impl Default for PaceState {
             throttled_at: None,
             in_flight: 0,
             window: 1,
+            outages: Vec::new(),
         }
     }
 }
@@ -95,6 +138,19 @@ pub enum Change {
     Recovered,
 }
 
+/// What a call did to its STS endpoint's gate, for the log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Nothing.
+    None,
+    /// The call found STS down: the gate closed (`level` 1) or its probe
+    /// failed (`level` > 1); the next probe waits `pause`.
+    Down { level: u32, pause: Duration },
+    /// The endpoint answered after `calls` calls that found it down over
+    /// `down_for`: the gate opened.
+    Up { calls: u32, down_for: Duration },
+}
+
 /// The pace of one sidecar's STS calls. See the module documentation.
 #[derive(Debug, Default)]
 pub struct Pacer {
@@ -109,6 +165,16 @@ pub struct Pacer {
 pub struct Permit<'a> {
     pacer: &'a Pacer,
     finished: bool,
+    /// The STS endpoint called.
+    endpoint: Arc<str>,
+    /// Whether this call is the probe of the endpoint's closed gate.
+    probe: bool,
+}
+
+/// Why [`Pacer::acquire`] cannot start a call yet.
+enum Wait {
+    Until(Instant),
+    Freed,
 }
 
 impl Pacer {
@@ -116,30 +182,50 @@ impl Pacer {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits until this sidecar may start an STS call.
-    pub async fn acquire(&self) -> Permit<'_> {
+    /// Waits until this sidecar may start an STS call to `endpoint` (the
+    /// URL the call goes to: profiles with the same one share its gate).
+    pub async fn acquire(&self, endpoint: &Arc<str>) -> Permit<'_> {
+        self.acquire_as(endpoint, true).await
+    }
+
+    /// [`Pacer::acquire`] for a profile's first call (at start, or after a
+    /// reload): it waits for the pace, not for a closed gate's probe. A
+    /// start during an outage then fails each profile once, at once, as
+    /// before (the start-up pass and `rolecall once` wait for every
+    /// profile's first attempt), and only their retries share the probe.
+    pub async fn acquire_first(&self, endpoint: &Arc<str>) -> Permit<'_> {
+        self.acquire_as(endpoint, false).await
+    }
+
+    async fn acquire_as(&self, endpoint: &Arc<str>, gated: bool) -> Permit<'_> {
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            let hold = {
+            let wait = {
                 let mut s = self.lock();
-                s.forget_old_throttling(Instant::now());
-                match s.hold_until {
-                    Some(t) if t > Instant::now() => Some(t),
-                    _ if s.in_flight < s.window => {
-                        s.in_flight += 1;
+                let now = Instant::now();
+                s.forget_old_throttling(now);
+                match s.admit(endpoint, gated, now) {
+                    Ok(probe) => {
                         return Permit {
                             pacer: self,
                             finished: false,
+                            endpoint: endpoint.clone(),
+                            probe,
                         };
                     }
-                    _ => None,
+                    Err(wait) => wait,
                 }
             };
-            match hold {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => freed.await,
+            match wait {
+                // A release may open the gate before its probe was due (a
+                // profile's first call got an answer).
+                Wait::Until(t) => tokio::select! {
+                    _ = tokio::time::sleep_until(t) => {}
+                    _ = freed => {}
+                },
+                Wait::Freed => freed.await,
             }
         }
     }
@@ -149,17 +235,35 @@ impl Pacer {
         self.lock().level
     }
 
-    /// How long until a call may start (zero when none is held).
-    pub fn held_for(&self) -> Duration {
-        self.lock().hold_until.map_or(Duration::ZERO, |t| {
-            t.saturating_duration_since(Instant::now())
-        })
+    /// How long until a call to `endpoint` may start (zero when none is
+    /// held): the sidecar's throttling pause, or the endpoint's next probe.
+    pub fn held_for(&self, endpoint: &str) -> Duration {
+        let s = self.lock();
+        let probe = s
+            .outages
+            .iter()
+            .find(|o| &*o.endpoint == endpoint)
+            .map(|o| o.hold_until);
+        [s.hold_until, probe]
+            .into_iter()
+            .flatten()
+            .max()
+            .map_or(Duration::ZERO, |t| {
+                t.saturating_duration_since(Instant::now())
+            })
     }
 
-    fn release(&self, how: Paced, jitter: Jitter) -> Change {
+    /// Whether `endpoint`'s gate is closed: a call found STS down, and none
+    /// has been answered since.
+    pub fn is_down(&self, endpoint: &str) -> bool {
+        self.lock().outages.iter().any(|o| &*o.endpoint == endpoint)
+    }
+
+    fn release(&self, how: Paced, permit: &Permit<'_>, jitter: Jitter) -> (Change, Gate) {
         let mut s = self.lock();
         s.in_flight = s.in_flight.saturating_sub(1);
         let now = Instant::now();
+        let gate = s.gate(&permit.endpoint, how, permit.probe, now, jitter);
         let change = match how {
             Paced::Throttled => {
                 s.level = (s.level + 1).min(MAX_LEVEL);
@@ -188,15 +292,99 @@ impl Pacer {
                 s.window = (s.window * 2).min(MAX_IN_FLIGHT);
                 Change::None
             }
-            Paced::Failed => Change::None,
+            Paced::Down | Paced::Failed => Change::None,
         };
         drop(s);
         self.freed.notify_waiters();
-        change
+        (change, gate)
     }
 }
 
 impl PaceState {
+    /// Takes a slot for a call to `endpoint` if one may start now: `Ok`,
+    /// with whether it is the probe of the endpoint's closed gate (a call
+    /// that is not `gated` ignores the gate, and is no probe).
+    fn admit(&mut self, endpoint: &str, gated: bool, now: Instant) -> Result<bool, Wait> {
+        if let Some(t) = self.hold_until
+            && t > now
+        {
+            return Err(Wait::Until(t));
+        }
+        let gate = self
+            .outages
+            .iter_mut()
+            .find(|o| gated && &*o.endpoint == endpoint);
+        let probe = match &gate {
+            Some(o) if o.probing => return Err(Wait::Freed),
+            Some(o) if o.hold_until > now => return Err(Wait::Until(o.hold_until)),
+            Some(_) => true,
+            None => false,
+        };
+        if self.in_flight >= self.window {
+            return Err(Wait::Freed);
+        }
+        self.in_flight += 1;
+        if let Some(o) = gate {
+            o.probing = true;
+        }
+        Ok(probe)
+    }
+
+    /// What a call to `endpoint` that ended `how` does to its gate: the
+    /// first call that finds STS down closes it, a probe that finds it
+    /// still down holds the next probe longer, and any answer opens it.
+    fn gate(
+        &mut self,
+        endpoint: &Arc<str>,
+        how: Paced,
+        probe: bool,
+        now: Instant,
+        jitter: Jitter,
+    ) -> Gate {
+        let at = self.outages.iter().position(|o| o.endpoint == *endpoint);
+        match (how, at) {
+            (Paced::Down, None) => {
+                let pause = schedule::outage_pause(1, jitter());
+                self.outages.push(Outage {
+                    endpoint: endpoint.clone(),
+                    level: 1,
+                    hold_until: now + pause,
+                    probing: false,
+                    since: now,
+                });
+                // When it answers again, the calls go in slow start.
+                self.window = 1;
+                Gate::Down { level: 1, pause }
+            }
+            (Paced::Down, Some(i)) if probe => {
+                let o = &mut self.outages[i];
+                o.level = o.level.saturating_add(1);
+                o.probing = false;
+                let pause = schedule::outage_pause(o.level, jitter());
+                o.hold_until = now + pause;
+                Gate::Down {
+                    level: o.level,
+                    pause,
+                }
+            }
+            (Paced::Answered | Paced::Throttled, Some(i)) => {
+                let o = self.outages.swap_remove(i);
+                Gate::Up {
+                    calls: o.level,
+                    down_for: now.saturating_duration_since(o.since),
+                }
+            }
+            (Paced::Failed, Some(i)) if probe => {
+                // The probe learnt nothing: the next one may go at once.
+                self.outages[i].probing = false;
+                Gate::None
+            }
+            // A call that started before the gate closed, or an endpoint
+            // that is up.
+            _ => Gate::None,
+        }
+    }
+
     /// Back to level 0 when no call of this sidecar has been throttled or
     /// held for [`schedule::THROTTLE_CAP`]: the next call is a refresh half
     /// an hour later, say, and the throttling it saw is long over.
@@ -214,17 +402,19 @@ impl PaceState {
 
 impl Permit<'_> {
     /// Ends the call: `how` it ended sets the pace of the next ones;
-    /// `jitter` draws the pause. Returns what changed.
-    pub fn finish(mut self, how: Paced, jitter: Jitter) -> Change {
+    /// `jitter` draws the pause. Returns what changed in the pace, and what
+    /// the call did to its endpoint's gate.
+    pub fn finish(mut self, how: Paced, jitter: Jitter) -> (Change, Gate) {
         self.finished = true;
-        self.pacer.release(how, jitter)
+        self.pacer.release(how, &self, jitter)
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.pacer.release(Paced::Failed, schedule::random_jitter);
+            self.pacer
+                .release(Paced::Failed, self, schedule::random_jitter);
         }
     }
 }

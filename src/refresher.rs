@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Profile;
-use crate::pacer::{Change, Paced, Permit};
+use crate::pacer::{Change, Gate, Paced, Permit};
 use crate::schedule::{self, Jitter};
 use crate::session::{Session, format_time};
 use crate::state::{SessionWatch, Shared};
@@ -22,10 +22,12 @@ use crate::token::{self, Claims};
 use crate::trust;
 
 mod error;
+mod failures;
 mod manual;
 
 pub use error::RefreshError;
-use error::usable;
+use error::{sts_is_down, usable};
+use failures::{Failures, Line};
 use manual::next_manual;
 pub use manual::{Manual, ManualOutcome};
 
@@ -46,9 +48,20 @@ pub struct Context {
     pub clock: Clock,
 }
 
-/// A throttled profile retries as soon as the sidecar's pacer lets it, and
-/// not sooner than this.
+/// A throttled profile, or one that found STS down, retries as soon as the
+/// sidecar's pacer lets it, and not sooner than this.
 const THROTTLED_RETRY: Duration = Duration::from_millis(10);
+
+/// `tracing::error!` when the first argument is true, else `tracing::warn!`.
+macro_rules! error_or_warn {
+    ($error:expr, $($rest:tt)*) => {
+        if $error {
+            tracing::error!($($rest)*)
+        } else {
+            tracing::warn!($($rest)*)
+        }
+    };
+}
 
 /// The result of one attempt: when to try next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,12 +98,20 @@ async fn next_source_session(source: &mut Option<SessionWatch>) -> Option<Option
 pub struct Refresher {
     pub profile: Arc<Profile>,
     ctx: Context,
+    /// The URL of the profile's STS endpoint: the key of its gate in the
+    /// sidecar's [`crate::pacer`].
+    endpoint: Arc<str>,
     /// Consecutive transient failures, for the backoff.
     failures: u32,
+    /// The current run of failures, for the log.
+    failing: Failures,
     /// The source session this profile was last assumed with.
     source_used: Option<Session>,
     /// When the last attempt started, to space out manual refreshes.
     last_attempt: Option<Instant>,
+    /// When the last attempt ended: what its [`Outcome::next`] counts
+    /// from.
+    last_outcome: Option<Instant>,
     /// Whether the wait for the next attempt is a backoff after a
     /// transient, token or clock failure (which SIGUSR1 must not shorten).
     backing_off: bool,
@@ -106,12 +127,18 @@ pub struct Refresher {
 
 impl Refresher {
     pub fn new(profile: Arc<Profile>, ctx: Context) -> Refresher {
+        let endpoint = crate::sts::endpoint_for(&profile)
+            .unwrap_or_default()
+            .into();
         Refresher {
             profile,
             ctx,
+            endpoint,
             failures: 0,
+            failing: Failures::default(),
             source_used: None,
             last_attempt: None,
+            last_outcome: None,
             backing_off: false,
             published: None,
             planning: false,
@@ -131,17 +158,32 @@ impl Refresher {
     /// One refresh attempt: obtain a session, then record the result in the
     /// shared state. Returns when to try next.
     pub async fn attempt(&mut self) -> Outcome {
+        let first = self.last_attempt.is_none();
         self.last_attempt = Some(Instant::now());
-        let (result, claims, took) = self.obtain().await;
-        self.record(result, claims.as_ref(), took)
+        let (result, claims, took) = self.obtain(first).await;
+        let outcome = self.record(result, claims.as_ref(), took);
+        self.last_outcome = Some(Instant::now());
+        outcome
     }
 
     /// Reads the token (or takes the source session), calls STS when the
     /// sidecar's [`crate::pacer`] allows, and checks that the answer can be
     /// used. Also returns the token's claims, for the hint of a failure,
-    /// and how long the STS call took.
-    async fn obtain(&mut self) -> (Result<Assumed, RefreshError>, Option<Claims>, Duration) {
-        let permit = self.ctx.shared.pacer().acquire().await;
+    /// and how long the STS call took. The `first` call of this refresher
+    /// does not wait for a closed gate's probe ([`crate::pacer::Pacer::acquire_first`]).
+    async fn obtain(
+        &mut self,
+        first: bool,
+    ) -> (Result<Assumed, RefreshError>, Option<Claims>, Duration) {
+        let permit = if first {
+            self.ctx.shared.pacer().acquire_first(&self.endpoint).await
+        } else {
+            // (A profile whose own last call failed is marked already.)
+            if self.failures == 0 && self.ctx.shared.pacer().is_down(&self.endpoint) {
+                self.waits_for_probe();
+            }
+            self.ctx.shared.pacer().acquire(&self.endpoint).await
+        };
         let started = Instant::now();
         let p = self.profile.clone();
         let mut claims = None;
@@ -192,6 +234,26 @@ impl Refresher {
         (result.map_err(RefreshError::from), claims, took)
     }
 
+    /// Records that this profile's refresh waits for the probe of an STS
+    /// that is down: in `status.json` and `/readyz` (for when its session
+    /// expires) the profile is failing, with [`codes::STS_DOWN`]; process
+    /// mode and the endpoint report its real expiry, as after a failed
+    /// refresh (nothing newer can come before STS answers); and its next
+    /// session's first refresh is spread, as after any run of failures.
+    /// No line is logged: the sidecar's `STS is not answering` says it.
+    fn waits_for_probe(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        self.ctx.shared.record_failure(
+            &self.profile,
+            ErrorClass::Transient.result(),
+            format!(
+                "{}: STS is not answering; this profile waits for the sidecar's next call to it",
+                codes::STS_DOWN
+            ),
+            self.ctx.clock.now(),
+        );
+    }
+
     /// Ends a paced STS call: a throttled one slows the whole sidecar down,
     /// an answered one speeds it up again. Logs when the sidecar starts
     /// being throttled and when that ends.
@@ -199,13 +261,37 @@ impl Refresher {
         let how = match result {
             Ok(_) => Paced::Answered,
             Err(e) if codes::is_throttling(&e.code) => Paced::Throttled,
+            Err(e) if sts_is_down(e) => Paced::Down,
             Err(e) if e.class == ErrorClass::Transient => Paced::Failed,
             Err(_) => Paced::Answered,
         };
         if how == Paced::Throttled {
             self.ctx.shared.record_throttled();
         }
-        let change = permit.finish(how, self.ctx.jitter);
+        let (change, gate) = permit.finish(how, self.ctx.jitter);
+        match gate {
+            // One failed call is usually a blip: the first probe follows
+            // within a second. Two in a row, and STS is down.
+            Gate::Down { level: 2, pause } => tracing::warn!(
+                endpoint = %self.endpoint,
+                code = result.as_ref().err().map_or("-", |e| e.code.as_str()),
+                next_probe_in_s = pause.as_secs_f64().ceil() as u64,
+                "STS is not answering: this sidecar now sends it one call at a time for all its profiles (a probe), with a growing pause between probes, until it answers; the other profiles wait and keep their credentials",
+            ),
+            Gate::Down { level, pause } => tracing::debug!(
+                endpoint = %self.endpoint,
+                level,
+                next_probe_in_s = pause.as_secs_f64().ceil() as u64,
+                "STS still not answering",
+            ),
+            Gate::Up { calls, down_for } if calls >= 2 => tracing::info!(
+                endpoint = %self.endpoint,
+                failed_calls = calls,
+                down_for_s = down_for.as_secs(),
+                "STS answers again: the profiles that waited refresh now",
+            ),
+            Gate::Up { .. } | Gate::None => {}
+        }
         match change {
             Change::Throttled { level: 1, pause } => tracing::warn!(
                 profile = %self.profile.name,
@@ -249,6 +335,15 @@ impl Refresher {
         // The first session of this refresher, or the end of a run of
         // failures: other pods may have got theirs at the same moment.
         let off_schedule = self.published.is_none() || self.failures > 0;
+        if let Some(run) = self.failing.ended(Instant::now()) {
+            tracing::info!(
+                profile = %self.profile.name,
+                class = run.class.as_str(),
+                failures = run.failures,
+                failing_for_s = run.failing_for.as_secs(),
+                "refresh recovered",
+            );
+        }
         self.failures = 0;
         self.backing_off = false;
         let p = self.profile.clone();
@@ -279,16 +374,28 @@ impl Refresher {
 
     /// Records, counts and logs a failure (the last good session stays);
     /// plans the retry by its class.
+    ///
+    /// The log: a failure that needs a human (configuration, clock) is an
+    /// ERROR every time. A run of the same other failure is logged once in
+    /// full, then summarised once a minute ([`failures`]): a WARN while the
+    /// profile still holds a valid session (throttling always), an ERROR
+    /// when it holds none or the token is refused or unreadable.
     fn failed(&mut self, e: &RefreshError, claims: Option<&Claims>, now: SystemTime) -> Outcome {
         let p = self.profile.clone();
         let class = e.class();
+        let throttled = codes::is_throttling(e.code());
         self.backing_off = class != ErrorClass::Configuration;
         let next = match class {
             ErrorClass::Configuration => schedule::CONFIG_RETRY,
-            // The sidecar's pacer holds every call for the pause it drew.
-            ErrorClass::Transient if codes::is_throttling(e.code()) => {
+            // The sidecar's pacer holds every call for the pause it drew,
+            // or the STS endpoint's gate until its next probe.
+            ErrorClass::Transient if throttled || e.says_sts_is_down() => {
                 self.failures = self.failures.saturating_add(1);
-                self.ctx.shared.pacer().held_for().max(THROTTLED_RETRY)
+                self.ctx
+                    .shared
+                    .pacer()
+                    .held_for(&self.endpoint)
+                    .max(THROTTLED_RETRY)
             }
             ErrorClass::Transient | ErrorClass::Token | ErrorClass::Clock => {
                 let d = schedule::backoff(self.failures, (self.ctx.jitter)());
@@ -299,25 +406,62 @@ impl Refresher {
         if let Some(limit) = e.limit() {
             crate::metrics::count_limit_reached(limit, "token");
         }
-        let hint = trust::hint(e.code(), &p, claims);
         // status.json reports the error.
         let still_valid = self
             .ctx
             .shared
             .record_failure(&p, e.result(), format!("{}: {e}", e.code()), now)
             .map(format_time);
-        tracing::error!(
-            profile = %p.name,
-            role = %p.role_arn,
-            class = class.as_str(),
-            code = %e.code(),
-            error = %e,
-            hint = hint.as_deref().unwrap_or("-"),
-            retry_in_s = next.as_secs_f64().ceil() as u64,
-            kept_until = still_valid.as_deref().unwrap_or("-"),
-            request_id = e.request_id().unwrap_or("-"),
-            "refresh failed",
-        );
+        let error = match class {
+            ErrorClass::Configuration | ErrorClass::Clock | ErrorClass::Token => true,
+            ErrorClass::Transient => !throttled && still_valid.is_none(),
+        };
+        let retry_in_s = next.as_secs_f64().ceil() as u64;
+        let kept_until = still_valid.as_deref().unwrap_or("-");
+        let request_id = e.request_id().unwrap_or("-");
+        match self.failing.record(class, e.code(), Instant::now()) {
+            Line::Full => {
+                let hint = trust::hint(e.code(), &p, claims);
+                error_or_warn!(
+                    error,
+                    profile = %p.name,
+                    role = %p.role_arn,
+                    class = class.as_str(),
+                    code = %e.code(),
+                    error = %e,
+                    hint = hint.as_deref().unwrap_or("-"),
+                    retry_in_s,
+                    kept_until,
+                    request_id,
+                    "refresh failed",
+                );
+            }
+            Line::Summary {
+                failures,
+                left_out,
+                failing_for,
+            } => error_or_warn!(
+                error,
+                profile = %p.name,
+                role = %p.role_arn,
+                class = class.as_str(),
+                code = %e.code(),
+                error = %e,
+                failures,
+                left_out,
+                failing_for_s = failing_for.as_secs(),
+                retry_in_s,
+                kept_until,
+                request_id,
+                "refresh still failing",
+            ),
+            Line::Quiet => tracing::debug!(
+                profile = %p.name,
+                code = %e.code(),
+                retry_in_s,
+                "refresh failed again",
+            ),
+        }
         Outcome::Failed { class, next }
     }
 
@@ -364,7 +508,11 @@ impl Refresher {
         current.is_some_and(|s| !s.is_expired(now) && Some(s) != self.source_used.as_ref())
     }
 
-    /// Runs until `shutdown`, first attempting after `first`.
+    /// Runs until `shutdown`, first attempting `first` after the end of its
+    /// last attempt (the start-up pass's), or after now if it made none. A
+    /// profile that failed early in a long start-up pass (throttled while
+    /// the others waited their turn) retries when its pause ends, not that
+    /// long again after the pass.
     pub async fn run(mut self, first: Duration, shutdown: CancellationToken) {
         let mut manual = self.manual.take();
         // The refresh asked of this profile that the next attempt answers.
@@ -378,7 +526,7 @@ impl Refresher {
             .as_deref()
             .map(|s| self.ctx.shared.subscribe(s));
         let chained = source.is_some();
-        let mut next = Instant::now() + first;
+        let mut next = self.last_outcome.unwrap_or_else(Instant::now) + first;
         if !self.planning {
             self.planning = true;
             // A session published before refreshes were planned, if any.

@@ -215,6 +215,24 @@ pub fn recovery_pace(level: u32, jitter: f64) -> Duration {
     throttle_ceiling(level).mul_f64(jitter.clamp(0.0, 1.0))
 }
 
+/// The pause before the next call to an STS endpoint that `level` calls in
+/// a row found down (5xx, timeouts, refused connections; [`crate::pacer`]):
+/// after the first, [`backoff`]'s first retry (full jitter under
+/// [`BACKOFF_BASE`]: a single failed call is usually a blip); after more,
+/// equal jitter under a ceiling of 10 s doubling per level up to
+/// [`BACKOFF_CAP`] (5-10 s, 10-20 s, 20-40 s, then 30-60 s). One such
+/// stream serves all of a sidecar's profiles, so unlike [`backoff`]'s full
+/// jitter it never draws a pause near zero: a sidecar that found STS down
+/// twice has no reason to ask again within a second.
+pub fn outage_pause(level: u32, jitter: f64) -> Duration {
+    if level <= 1 {
+        return backoff(0, jitter);
+    }
+    throttle_ceiling(level)
+        .min(BACKOFF_CAP)
+        .mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
 /// Delay before retry number `attempt` (0 for the first retry) after a
 /// transient failure: exponential from [`BACKOFF_BASE`] capped at
 /// [`BACKOFF_CAP`], with full jitter (`jitter` in `[0, 1)` scales the whole

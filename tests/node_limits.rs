@@ -400,8 +400,11 @@ fn without_a_free_local_port_sts_calls_fail_as_transient_naming_the_sysctl_and_k
         let out = tempfile::tempdir().unwrap();
         let health = free_port();
         let mut cmd = rolecall_run(&sts, &token, out.path(), [("reader", ROLE)]);
+        // A run of the same failure is logged once a minute at info; its
+        // every retry (`refresh failed again`) at debug.
         cmd.env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{health}"))
-            .env("ROLECALL_CONTROL_SOCKET", "");
+            .env("ROLECALL_CONTROL_SOCKET", "")
+            .env("RUST_LOG", "info,rolecall::refresher=debug");
 
         // 1. Every port of the range is taken when the sidecar starts.
         let mut held = hold_every_port(sts.addr(), 2);

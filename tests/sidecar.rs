@@ -361,11 +361,12 @@ async fn transient_errors_back_off_exponentially() {
         "Service is unavailable",
     ));
     let r = Running::start(h.config(&[("reader", READER)]), h.opts());
-    assert!(h.sts.wait_for_calls(3, Duration::from_secs(6)).await);
-    // 0, then +1 s, then +2 s (the ceilings, with this jitter), on the
-    // paused clock.
+    assert!(h.sts.wait_for_calls(3, Duration::from_secs(15)).await);
+    // 0, then +1 s, then +10 s (the ceilings, with this jitter), on the
+    // paused clock: after two failures in a row STS is down, and the
+    // sidecar probes it 5-10 s, 10-20 s... apart (src/pacer.rs).
     let at: Vec<_> = h.sts.requests().iter().map(|r| r.received).collect();
-    for (i, want) in [(1, 1), (2, 2)] {
+    for (i, want) in [(1, 1), (2, 10)] {
         let gap = at[i] - at[i - 1];
         assert!(
             gap >= Duration::from_secs(want) && gap < Duration::from_millis(want * 1000 + 100),
@@ -373,7 +374,7 @@ async fn transient_errors_back_off_exponentially() {
         );
     }
     h.sts.set_default(Reply::ok());
-    assert!(wait_until(Duration::from_secs(6), || h.key_of("reader").is_some()).await);
+    assert!(wait_until(Duration::from_secs(25), || h.key_of("reader").is_some()).await);
     let (_, metrics) = h.get("/metrics").await;
     assert!(
         metrics.contains(r#"rolecall_refresh_total{profile="reader",result="transient_error"} 3"#),
@@ -433,7 +434,9 @@ async fn garbage_and_resets_are_transient() {
     h.sts.push(Reply::Garbage);
     h.sts.push(Reply::Reset);
     let r = Running::start(h.config(&[("reader", READER)]), opts());
-    assert!(wait_until(Duration::from_secs(6), || h.key_of("reader").is_some()).await);
+    // Two failures in a row: STS is down, probed again 10 s later (this
+    // jitter; src/pacer.rs).
+    assert!(wait_until(Duration::from_secs(15), || h.key_of("reader").is_some()).await);
     assert_eq!(h.sts.calls(), 3);
     r.stop().await;
 }

@@ -339,17 +339,18 @@ async fn manual_refreshes_never_cut_a_backoff_short() {
     let token = TokenDir::new(&valid_jwt());
     let (_shared, all, stop) = paused_refresher(&sts, &token);
     let start = tokio::time::Instant::now();
-    // Throttled at 0, 1, 3, 7, 15, 31 and 63 s: the backoff is now 60 s.
-    tokio::time::sleep_until(start + Duration::from_millis(63_500)).await;
-    assert_eq!(sts.calls(), 7);
+    // Failed at 0, 1, 11, 31 and 71 s (the probes of an STS that is down,
+    // src/pacer.rs): the pause is now 60 s.
+    tokio::time::sleep_until(start + Duration::from_millis(71_500)).await;
+    assert_eq!(sts.calls(), 5);
     // SIGUSR1 every 100 ms for 50 s during that backoff.
     for _ in 0..500 {
         all.send_modify(|g| *g += 1);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(sts.calls(), 7, "no call before the backoff ends");
-    tokio::time::sleep_until(start + Duration::from_millis(123_500)).await;
-    assert_eq!(sts.calls(), 8, "the scheduled retry, and only it");
+    assert_eq!(sts.calls(), 5, "no call before the backoff ends");
+    tokio::time::sleep_until(start + Duration::from_millis(131_500)).await;
+    assert_eq!(sts.calls(), 6, "the scheduled retry, and only it");
     stop.cancel();
 }
 

@@ -34,6 +34,16 @@ struct Paused {
 
 impl Paused {
     fn start(n: usize, spread: fn() -> f64, before: impl FnOnce(&FakeSts)) -> Paused {
+        Paused::start_with(n, || 1.0, spread, before)
+    }
+
+    /// [`Paused::start`] with the pacer's and the backoff's `jitter`.
+    fn start_with(
+        n: usize,
+        jitter: fn() -> f64,
+        spread: fn() -> f64,
+        before: impl FnOnce(&FakeSts),
+    ) -> Paused {
         let clock = Clock::tokio();
         let sts = FakeSts::start_local();
         sts.set_clock(clock);
@@ -41,10 +51,11 @@ impl Paused {
         let token = TokenDir::new(&valid_jwt());
         let out = tempfile::tempdir().unwrap();
         let port = free_port();
-        let profiles: Vec<String> = ROLES[..n]
-            .iter()
-            .enumerate()
-            .map(|(i, r)| format!("p{i}={r}"))
+        let profiles: Vec<String> = (0..n)
+            .map(|i| match ROLES.get(i) {
+                Some(r) => format!("p{i}={r}"),
+                None => format!("p{i}=arn:aws:iam::111122223333:role/r{i}"),
+            })
             .collect();
         let profiles: Vec<&str> = profiles.iter().map(String::as_str).collect();
         let flags = Flags {
@@ -54,6 +65,7 @@ impl Paused {
         let config = Config::load(&flags, &Env::new()).unwrap();
         let opts = Options {
             clock,
+            jitter,
             spread,
             ..test_options()
         };
@@ -141,28 +153,95 @@ async fn a_starting_sidecar_makes_one_call_before_the_others() {
     assert!(wait_until(Duration::from_secs(10), || s.published() == 3).await);
     let times = s.times();
     assert!(times[1] >= Duration::from_secs(2), "{times:?}");
-    // A failure that is not throttling neither opens nor closes the window:
-    // the hung profile retries (1 s backoff), the others go one by one.
+    // A timeout closes the gate of a failing STS: the next call, a probe,
+    // comes a second later (this jitter); its answer opens the gate, and
+    // the calls go on in slow start, as at the start.
     assert_eq!(s.sts.calls(), 4, "{times:?}");
     assert_eq!(s.throttled().await, 0);
     s.running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
-async fn server_errors_do_not_pause_the_other_profiles() {
+async fn a_sidecar_sends_one_probe_at_a_time_to_an_sts_that_is_down() {
     let s = Paused::start(3, || 0.0, |sts| sts.set_default(Reply::server_error()));
-    // All three profiles are tried at once (one after the other, each
-    // failing fast), then each backs off on its own: 1 s, 2 s, 4 s.
-    assert!(s.sts.wait_for_calls(3, Duration::from_millis(100)).await);
-    assert!(s.times()[2] < Duration::from_millis(100), "{:?}", s.times());
-    assert!(s.sts.wait_for_calls(9, Duration::from_secs(8)).await);
-    assert!(
-        s.times()[8] < Duration::from_millis(7100),
-        "{:?}",
-        s.times()
-    );
+    // Each profile's first call (the start-up pass waits for one attempt
+    // of each), then one stream of calls for the three: the first probe a
+    // second after the first failure (this jitter draws each ceiling), then
+    // 10, 20, 40 and 60 s apart. Each profile on its own made 8 calls in
+    // these two minutes (1, 2, 4... 60 s), 24 for the three.
+    assert!(s.sts.wait_for_calls(8, Duration::from_secs(200)).await);
+    tokio::time::sleep_until(s.start + Duration::from_secs(190)).await;
+    assert_eq!(s.sts.calls(), 8, "{:?}", s.times());
+    assert_gaps(&s.gaps(), &[0, 0, 1, 10, 20, 40, 60]);
+    // Every profile's call waits for the probe; each probe is the call of
+    // whichever profile came first, so all three took part.
+    let roles: std::collections::BTreeSet<String> = s
+        .sts
+        .requests()
+        .iter()
+        .filter_map(|r| r.param("RoleArn").map(str::to_owned))
+        .collect();
+    assert_eq!(roles.len(), 3, "{roles:?}");
     assert_eq!(s.throttled().await, 0);
+    // STS answers again: the next probe (60 s after the last) gets a
+    // session, and the two profiles that waited follow at once (slow start:
+    // one, then two): three calls for three profiles.
+    let back = tokio::time::Instant::now();
+    s.sts.clear_history();
+    s.sts.set_default(Reply::ok());
+    assert!(wait_until(Duration::from_secs(120), || s.published() == 3).await);
+    assert!(
+        back.elapsed() <= Duration::from_secs(61),
+        "{:?}",
+        back.elapsed()
+    );
+    assert_eq!(s.sts.calls(), 3, "{:?}", s.times());
     s.running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_during_throttling_is_ready_within_the_documented_startup_probe() {
+    // Issue 20: ten profiles started while STS throttled for 60 s. With a
+    // middle draw of the jitter (0.5), the throttled calls come at 0, 3.75,
+    // 11.25, 26.25 and 56.25 s (levels 1-5), the next one 60 s later; STS
+    // answered again at 60 s, so the sidecar learns it at 116 s, and the
+    // recovery pace adds 5 + 2.5 s: ready at about 124 s. (The five
+    // profiles throttled in the start-up pass used to wait their pause
+    // again after it: ready at 184 s.)
+    let budget = readme_startup_budget();
+    let s = Paused::start_with(10, || 0.5, || 0.0, |sts| sts.set_default(Reply::throttle()));
+    tokio::time::sleep_until(s.start + Duration::from_secs(60)).await;
+    s.sts.set_default(Reply::ok());
+    assert!(wait_until(Duration::from_secs(600), || s.published() == 10).await);
+    let ready = s.start.elapsed();
+    assert!(
+        ready <= budget,
+        "ready {ready:?} after the start, past the README's startupProbe budget of {budget:?}"
+    );
+    assert!(ready <= Duration::from_secs(130), "{ready:?}");
+    s.running.stop().await;
+}
+
+/// `failureThreshold × periodSeconds` of the `startupProbe` in the README's
+/// minimal pod: how long the app's start may wait for rolecall.
+fn readme_startup_budget() -> Duration {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let probe = &readme[readme
+        .find("startupProbe:")
+        .expect("a startupProbe in README.md")..];
+    let value = |key: &str| -> u64 {
+        let at = probe
+            .find(key)
+            .unwrap_or_else(|| panic!("{key} in the startupProbe"));
+        probe[at + key.len()..]
+            .trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a number after {key}"))
+    };
+    Duration::from_secs(value("failureThreshold:") * value("periodSeconds:"))
 }
 
 #[tokio::test(start_paused = true)]
@@ -195,6 +274,101 @@ async fn recovering_from_an_outage_spreads_the_next_refresh_too() {
     assert!(
         (gaps[2].as_secs_f64() - 0.2 * 3600.0).abs() < 3.0,
         "{gaps:?}"
+    );
+    s.running.stop().await;
+}
+
+/// The log lines of this thread's tasks, as the sidecar writes them (text,
+/// `info` and above), for counting.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Captures until the guard is dropped (paused-time tests run every
+    /// task on the test's thread).
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let me = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || me.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    /// The refreshers' lines (the per-profile and sidecar-wide ones).
+    fn refresher_lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains("rolecall::refresher"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// At most this many refresher lines per sidecar and minute of an incident:
+/// one sidecar-wide line when it starts and one when it ends, and per
+/// profile one `refresh failed` and one `refresh still failing`
+/// (docs/OPERATIONS.md, Log volume).
+const LINES_PER_MINUTE: usize = 2 + 2 * 3;
+
+#[tokio::test(start_paused = true)]
+async fn a_minute_of_sts_outage_logs_a_few_lines_not_one_per_retry() {
+    let log = Captured::default();
+    let _guard = log.install();
+    let s = Paused::start(3, || 0.0, |sts| sts.set_default(Reply::server_error()));
+    tokio::time::sleep_until(s.start + Duration::from_secs(60)).await;
+    let lines = log.refresher_lines();
+    // Before issue 20: one ERROR per failed call, 8 a profile (24).
+    assert!(lines.len() <= LINES_PER_MINUTE, "{lines:#?}");
+    let failed = lines
+        .iter()
+        .filter(|l| l.contains("refresh failed"))
+        .count();
+    assert_eq!(failed, 3, "each profile's first failure: {lines:#?}");
+    // No credentials yet: the profiles' failures are errors; the sidecar's
+    // line says what it does about it.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" WARN ") && l.contains("STS is not answering")),
+        "{lines:#?}"
+    );
+    s.sts.set_default(Reply::ok());
+    assert!(wait_until(Duration::from_secs(120), || s.published() == 3).await);
+    let lines = log.refresher_lines();
+    assert!(
+        lines.iter().any(|l| l.contains("STS answers again")),
+        "{lines:#?}"
+    );
+    s.running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_minute_of_throttling_logs_warnings_only_and_a_few() {
+    let log = Captured::default();
+    let _guard = log.install();
+    let s = Paused::start(3, || 0.0, |sts| sts.set_default(Reply::throttle()));
+    tokio::time::sleep_until(s.start + Duration::from_secs(60)).await;
+    let lines = log.refresher_lines();
+    assert!(lines.len() <= LINES_PER_MINUTE, "{lines:#?}");
+    // Before issue 20 each throttled call was an ERROR.
+    assert!(!lines.iter().any(|l| l.contains(" ERROR ")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains(" WARN ")
+            && l.contains("refresh failed")
+            && l.contains("code=Throttling")),
+        "{lines:#?}"
     );
     s.running.stop().await;
 }

@@ -69,10 +69,42 @@ impl RefreshError {
         }
     }
 
+    /// Whether the failure says STS itself is failing ([`sts_is_down`]).
+    pub fn says_sts_is_down(&self) -> bool {
+        matches!(self, RefreshError::Sts(e) if sts_is_down(e))
+    }
+
     /// Whether STS was called (its duration is then measured).
     pub fn called_sts(&self) -> bool {
         matches!(self, RefreshError::Sts(_))
     }
+}
+
+/// Whether a failed STS call says that STS (the endpoint, or the way to
+/// it) is failing for every profile, not for this one: a transient failure
+/// that is not throttling (the account's rate, [`crate::pacer`]'s other
+/// half), not `IDPCommunicationError` (STS answered; the identity provider
+/// behind it did not), and not a limit of this process or node on files,
+/// ports or threads. That leaves server errors (any 5xx, `InternalFailure`,
+/// `ServiceUnavailable`...), `RequestTimeout`, no answer within the attempt
+/// timeout, refused or reset connections and failed DNS lookups
+/// (`ConnectionError`), and answers that cannot be read
+/// (`MalformedResponse`: a proxy's error page, a cut body). Every profile
+/// calling the same endpoint would meet the same, so the sidecar sends one
+/// probe at a time for all of them ([`crate::pacer::Paced::Down`]).
+/// Refusals (`AccessDenied`, a rejected token...) are answers about one
+/// profile, and never count.
+pub fn sts_is_down(e: &StsError) -> bool {
+    e.class == ErrorClass::Transient
+        && !codes::is_throttling(&e.code)
+        && ![
+            codes::IDP_COMMUNICATION_ERROR,
+            codes::LOCAL_PORTS_EXHAUSTED,
+            codes::TOO_MANY_OPEN_FILES,
+            codes::FILE_TABLE_FULL,
+            codes::THREAD_LIMIT_REACHED,
+        ]
+        .contains(&e.code.as_str())
 }
 
 /// Refuses a session that expires before it can be used: already past by
@@ -161,6 +193,48 @@ mod tests {
         // A test endpoint granting 4 s sessions: usable while half is left.
         assert!(usable(assumed(now + secs(4)), now, Some(0)).is_ok());
         assert!(usable(assumed(now + secs(1)), now, Some(-3)).is_err());
+    }
+
+    #[test]
+    fn only_failures_of_sts_itself_say_it_is_down() {
+        let e = |class, code: &str| StsError {
+            class,
+            code: code.into(),
+            message: "m".into(),
+            request_id: None,
+        };
+        use ErrorClass::*;
+        for code in [
+            "InternalFailure",
+            "ServiceUnavailable",
+            "SomethingNewWith503",
+            "Timeout",
+            "RequestTimeout",
+            "ConnectionError",
+            "MalformedResponse",
+        ] {
+            assert!(sts_is_down(&e(Transient, code)), "{code}");
+        }
+        for (class, code) in [
+            (Transient, "Throttling"),
+            (Transient, "RequestLimitExceeded"),
+            (Transient, "IDPCommunicationError"),
+            (Transient, "LocalPortsExhausted"),
+            (Transient, "TooManyOpenFiles"),
+            (Transient, "FileTableFull"),
+            (Transient, "ThreadLimitReached"),
+            (Configuration, "AccessDenied"),
+            (Configuration, "CertificateRefused"),
+            (Token, "InvalidIdentityToken"),
+            (Clock, "ExpiredOnArrival"),
+        ] {
+            assert!(!sts_is_down(&e(class, code)), "{code}");
+        }
+        let token = RefreshError::from(TokenError::Empty {
+            path: "/var/run/token".into(),
+        });
+        assert!(!token.says_sts_is_down(), "no STS call was made");
+        assert!(RefreshError::from(e(Transient, "InternalFailure")).says_sts_is_down());
     }
 
     #[test]

@@ -499,3 +499,20 @@ fn throttling_pauses_with_equal_jitter_under_a_doubling_ceiling() {
         assert_eq!(recovery_pace(level, 1.0), c);
     }
 }
+
+#[test]
+fn probes_of_an_sts_that_is_down_come_within_a_second_then_5_to_60_s_apart() {
+    let s = Duration::from_secs;
+    assert_eq!(outage_pause(1, 1.0), s(1), "the first: as a blip's retry");
+    assert_eq!(outage_pause(1, 0.0), Duration::from_millis(10));
+    for (level, ceiling) in [(2, 10), (3, 20), (4, 40), (5, 60), (6, 60), (40, 60)] {
+        assert_eq!(outage_pause(level, 1.0), s(ceiling), "level {level}");
+        assert_eq!(
+            outage_pause(level, 0.0),
+            s(ceiling) / 2,
+            "level {level}: never under half the ceiling"
+        );
+    }
+    // Never longer than the backoff cap: recovery waits at most a minute.
+    assert!((0..100).all(|l| outage_pause(l, 1.0) <= BACKOFF_CAP));
+}

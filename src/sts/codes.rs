@@ -59,6 +59,9 @@ pub const EXPIRED_ON_ARRIVAL: &str = "ExpiredOnArrival";
 pub const TOKEN_UNAVAILABLE: &str = "TokenUnavailable";
 /// A chained profile's source has no valid session (no STS call was made).
 pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
+/// STS is down for the profile's endpoint and the profile waits for the
+/// sidecar's probe (no STS call was made; [`crate::pacer`]).
+pub const STS_DOWN: &str = "StsDown";
 
 /// Codes that mean "try again later".
 pub const TRANSIENT: &[&str] = &[

@@ -272,6 +272,15 @@ impl Fleet {
         r
     }
 
+    /// How many lines each sidecar has logged so far, in sidecar order:
+    /// the difference of two calls is what it logged in between.
+    pub fn log_lines(&self) -> Vec<usize> {
+        self.sidecars
+            .iter()
+            .map(|s| s.proc.log().lines().count())
+            .collect()
+    }
+
     /// What the logs say: WARN and ERROR lines, panics, and the most
     /// frequent WARN/ERROR messages (timestamps and fields stripped).
     pub fn logs(&self) -> LogSummary {
