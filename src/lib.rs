@@ -103,6 +103,7 @@
 
 pub mod check;
 pub mod clock;
+pub mod codes;
 pub mod config;
 pub mod control;
 mod endpoint;
@@ -206,3 +207,7 @@ pub struct OnceReport {
 }
 
 pub use supervisor::{once, run};
+
+/// The most connections each HTTP listener (health, credentials endpoint)
+/// holds open: `main` sizes the open-file limit it needs with it.
+pub use http::MAX_CONNECTIONS as LISTENER_MAX_CONNECTIONS;

@@ -283,7 +283,11 @@ fn open_file_limit(config: &Config) -> Result<(), String> {
     }
     let listeners =
         usize::from(config.health_addr.is_some()) + usize::from(config.endpoint_addr.is_some());
-    let needed = limits::open_files_needed(listeners, config.profiles.len());
+    let needed = limits::open_files_needed(
+        listeners,
+        rolecall::LISTENER_MAX_CONNECTIONS,
+        config.profiles.len(),
+    );
     if now.soft < needed {
         tracing::warn!(
             limit = now.soft,

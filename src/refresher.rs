@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::codes::Code;
 use crate::config::Profile;
 use crate::pacer::{Change, Gate, Paced, Permit};
 use crate::schedule::{self, Jitter};
@@ -236,7 +237,7 @@ impl Refresher {
 
     /// Records that this profile's refresh waits for the probe of an STS
     /// that is down: in `status.json` and `/readyz` (for when its session
-    /// expires) the profile is failing, with [`codes::STS_DOWN`]; process
+    /// expires) the profile is failing, with [`Code::StsDown`]; process
     /// mode and the endpoint report its real expiry, as after a failed
     /// refresh (nothing newer can come before STS answers); and its next
     /// session's first refresh is spread, as after any run of failures.
@@ -248,7 +249,7 @@ impl Refresher {
             ErrorClass::Transient.result(),
             format!(
                 "{}: STS is not answering; this profile waits for the sidecar's next call to it",
-                codes::STS_DOWN
+                Code::StsDown
             ),
             self.ctx.clock.now(),
         );

@@ -20,8 +20,10 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
 use crate::clock::Clock;
+use crate::codes::Code;
 use crate::config::Profile;
 use crate::metrics::RefreshResult;
+use crate::output::ini_safe;
 use crate::session::{Secret, Session};
 use crate::tls::CaBundle;
 
@@ -384,9 +386,6 @@ fn descriptors(arns: &[String]) -> Option<Vec<PolicyDescriptorType>> {
     )
 }
 
-// Kept at its old path; it lives with the files it protects.
-pub use crate::output::ini_safe;
-
 fn to_session(
     creds: Option<&aws_sdk_sts::types::Credentials>,
     user: Option<&aws_sdk_sts::types::AssumedRoleUser>,
@@ -396,7 +395,7 @@ fn to_session(
     let assumed_role_arn = user.map(|u| u.arn().to_owned());
     let malformed = |what: &str| StsError {
         class: ErrorClass::Transient,
-        code: codes::MALFORMED_RESPONSE.into(),
+        code: Code::MalformedResponse.into(),
         message: format!("STS answered without {what}"),
         request_id: request_id.clone(),
     };
@@ -407,7 +406,7 @@ fn to_session(
         if !ini_safe(v) {
             return Err(StsError {
                 class: ErrorClass::Transient,
-                code: codes::MALFORMED_RESPONSE.into(),
+                code: Code::MalformedResponse.into(),
                 message: "STS returned a credential with spaces or control characters; it was not written".into(),
                 request_id,
             });

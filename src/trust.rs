@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use crate::codes::Code;
 use crate::config::Profile;
 use crate::sts::codes;
 use crate::sys::limits::Limit;
@@ -50,9 +51,18 @@ pub fn trust_policy(profile: &Profile, claims: &Claims) -> serde_json::Value {
     })
 }
 
-/// A one-line hint for an STS error code, or `None` when the code speaks for
-/// itself. Mentions only claims (never the token) and configuration.
+/// A one-line hint for an error code (STS's or rolecall's own), or `None`
+/// when the code speaks for itself. Mentions only claims (never the token)
+/// and configuration.
 pub fn hint(code: &str, profile: &Profile, claims: Option<&Claims>) -> Option<String> {
+    match Code::parse(code) {
+        Some(own) => own_hint(own, profile),
+        None => sts_hint(code, profile, claims),
+    }
+}
+
+/// The hint for one of STS's codes.
+fn sts_hint(code: &str, profile: &Profile, claims: Option<&Claims>) -> Option<String> {
     let region = profile.region.as_deref().unwrap_or("the configured region");
     let who = claims
         .map(|c| {
@@ -87,9 +97,6 @@ pub fn hint(code: &str, profile: &Profile, claims: Option<&Claims>) -> Option<St
         codes::EXPIRED_TOKEN_EXCEPTION | codes::EXPIRED_TOKEN => {
             "the token had expired: check that kubelet rotates the projected token (expirationSeconds) and the node clock".into()
         }
-        codes::EXPIRED_ON_ARRIVAL => {
-            "check the node's clock (NTP): expiry is judged by the local clock; or the STS endpoint or a proxy is replaying an old answer. The last good session stays published".into()
-        }
         codes::REGION_DISABLED => format!(
             "STS is not activated in {region} for account {}: activate it in IAM account settings or set another region",
             profile.account()
@@ -100,18 +107,33 @@ pub fn hint(code: &str, profile: &Profile, claims: Option<&Claims>) -> Option<St
         codes::THROTTLING | codes::THROTTLING_EXCEPTION | codes::REQUEST_LIMIT_EXCEEDED => {
             "STS is throttling requests; rolecall backs off".into()
         }
-        codes::CERTIFICATE_REFUSED => format!(
+        _ => return None,
+    })
+}
+
+/// The hint for one of rolecall's own codes.
+fn own_hint(code: Code, profile: &Profile) -> Option<String> {
+    Some(match code {
+        Code::ExpiredOnArrival => {
+            "check the node's clock (NTP): expiry is judged by the local clock; or the STS endpoint or a proxy is replaying an old answer. The last good session stays published".into()
+        }
+        Code::CertificateRefused => format!(
             "the certificate of {} is not trusted: if STS is reached through a TLS-inspecting proxy or a private endpoint, add its CA certificate with ca_bundle (--ca-bundle, AWS_CA_BUNDLE); otherwise check the image's /etc/ssl/certs and the endpoint's name",
             profile.sts_endpoint.as_deref().unwrap_or("the regional STS endpoint")
         ),
-        codes::TOO_MANY_OPEN_FILES => Limit::ProcessOpenFiles.hint(),
-        codes::FILE_TABLE_FULL => Limit::NodeOpenFiles.hint(),
-        codes::LOCAL_PORTS_EXHAUSTED => Limit::LocalPorts.hint(),
-        codes::THREAD_LIMIT_REACHED => Limit::Threads.hint(),
-        codes::TIMEOUT | codes::CONNECTION_ERROR => {
-            format!("check network access to the STS endpoint ({})", profile.sts_endpoint.as_deref().unwrap_or("regional"))
-        }
-        _ => return None,
+        Code::TooManyOpenFiles => Limit::ProcessOpenFiles.hint(),
+        Code::FileTableFull => Limit::NodeOpenFiles.hint(),
+        Code::LocalPortsExhausted => Limit::LocalPorts.hint(),
+        Code::ThreadLimitReached => Limit::Threads.hint(),
+        Code::Timeout | Code::ConnectionError => format!(
+            "check network access to the STS endpoint ({})",
+            profile.sts_endpoint.as_deref().unwrap_or("regional")
+        ),
+        Code::MalformedResponse
+        | Code::InvalidRequest
+        | Code::TokenUnavailable
+        | Code::SourceUnavailable
+        | Code::StsDown => return None,
     })
 }
 

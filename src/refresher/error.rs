@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::codes::Code;
 use crate::metrics::RefreshResult;
 use crate::schedule;
 use crate::session::format_time;
@@ -40,9 +41,9 @@ impl RefreshError {
     /// The code logs, `status.json` and `/readyz` show (`CODE: message`).
     pub fn code(&self) -> &str {
         match self {
-            RefreshError::Token(_) if let Some(limit) = self.limit() => limit.code(),
-            RefreshError::Token(_) => codes::TOKEN_UNAVAILABLE,
-            RefreshError::SourceUnavailable { .. } => codes::SOURCE_UNAVAILABLE,
+            RefreshError::Token(_) if let Some(limit) = self.limit() => limit.code().as_str(),
+            RefreshError::Token(_) => Code::TokenUnavailable.as_str(),
+            RefreshError::SourceUnavailable { .. } => Code::SourceUnavailable.as_str(),
             RefreshError::Sts(e) => &e.code,
         }
     }
@@ -99,10 +100,10 @@ pub fn sts_is_down(e: &StsError) -> bool {
         && !codes::is_throttling(&e.code)
         && ![
             codes::IDP_COMMUNICATION_ERROR,
-            codes::LOCAL_PORTS_EXHAUSTED,
-            codes::TOO_MANY_OPEN_FILES,
-            codes::FILE_TABLE_FULL,
-            codes::THREAD_LIMIT_REACHED,
+            Code::LocalPortsExhausted.as_str(),
+            Code::TooManyOpenFiles.as_str(),
+            Code::FileTableFull.as_str(),
+            Code::ThreadLimitReached.as_str(),
         ]
         .contains(&e.code.as_str())
 }
@@ -141,7 +142,7 @@ pub(super) fn usable(
     );
     Err(StsError {
         class: ErrorClass::Clock,
-        code: codes::EXPIRED_ON_ARRIVAL.into(),
+        code: Code::ExpiredOnArrival.into(),
         message: format!(
             "STS returned credentials expiring at {} ({when} by the local clock; {skew}); too little is left to use them, so they were not published",
             format_time(expiration),

@@ -1,11 +1,15 @@
-//! Every error code rolecall names, in one place: STS's own codes, and the
-//! labels rolecall gives failures that carry none. [`classify_code`] sorts
-//! them by what the operator must do; [`crate::trust::hint`] explains them.
+//! STS's own error codes, and the sorting of a failed call into an
+//! [`ErrorClass`] with a code: STS's, or one of rolecall's own
+//! ([`crate::codes::Code`]) for a failure that carries none.
+//! [`classify_code`] sorts them by what the operator must do;
+//! [`crate::trust::hint`] explains them.
 
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::RequestId;
+use aws_smithy_runtime_api::http::Response;
 
 use super::{ErrorClass, StsError};
+use crate::codes::Code;
 
 // STS's codes.
 pub const ACCESS_DENIED: &str = "AccessDenied";
@@ -28,40 +32,6 @@ pub const INTERNAL_ERROR: &str = "InternalError";
 pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailable";
 pub const REQUEST_TIMEOUT: &str = "RequestTimeout";
 pub const REQUEST_TIMEOUT_EXCEPTION: &str = "RequestTimeoutException";
-
-// rolecall's labels for failures without an STS code.
-/// No answer within the attempt timeout.
-pub const TIMEOUT: &str = "Timeout";
-/// STS could not be reached.
-pub const CONNECTION_ERROR: &str = "ConnectionError";
-/// The STS endpoint's TLS certificate was refused (an unknown issuer, an
-/// expired certificate, another name): the operator must trust its CA.
-pub const CERTIFICATE_REFUSED: &str = "CertificateRefused";
-/// No free local port to connect from (`EADDRNOTAVAIL`): the node's
-/// `net.ipv4.ip_local_port_range` is exhausted.
-pub const LOCAL_PORTS_EXHAUSTED: &str = "LocalPortsExhausted";
-/// A file or connection could not be opened at the process's open-file
-/// limit (`EMFILE`).
-pub const TOO_MANY_OPEN_FILES: &str = "TooManyOpenFiles";
-/// A file or connection could not be opened: the node's file table is full
-/// (`ENFILE`).
-pub const FILE_TABLE_FULL: &str = "FileTableFull";
-/// A thread the call needed (a host-name lookup) could not be started: the
-/// pod's pids limit, `RLIMIT_NPROC` or `kernel.threads-max`.
-pub const THREAD_LIMIT_REACHED: &str = "ThreadLimitReached";
-/// An answer that could not be read, or without usable credentials.
-pub const MALFORMED_RESPONSE: &str = "MalformedResponse";
-/// The SDK could not build the request.
-pub const INVALID_REQUEST: &str = "InvalidRequest";
-/// Credentials that expire before they can be used, by the local clock.
-pub const EXPIRED_ON_ARRIVAL: &str = "ExpiredOnArrival";
-/// The projected token could not be read (no STS call was made).
-pub const TOKEN_UNAVAILABLE: &str = "TokenUnavailable";
-/// A chained profile's source has no valid session (no STS call was made).
-pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
-/// STS is down for the profile's endpoint and the profile waits for the
-/// sidecar's probe (no STS call was made; [`crate::pacer`]).
-pub const STS_DOWN: &str = "StsDown";
 
 /// Codes that mean "try again later".
 pub const TRANSIENT: &[&str] = &[
@@ -113,94 +83,108 @@ pub fn classify_code(code: &str, status: u16) -> ErrorClass {
 
 /// Sorts an SDK error into an [`ErrorClass`] with a code and message.
 pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
+    err: SdkError<E, Response>,
 ) -> StsError {
     match &err {
-        SdkError::ServiceError(ctx) => {
-            let status = ctx.raw().status().as_u16();
-            let Some(code) = ctx.err().code().map(str::to_owned) else {
-                // No error code: not an STS error document (a proxy's page,
-                // a truncated body). Treated as transient.
-                return StsError {
-                    class: ErrorClass::Transient,
-                    code: MALFORMED_RESPONSE.into(),
-                    message: format!("STS sent a response that could not be read (HTTP {status})"),
-                    request_id: None,
-                };
-            };
-            let message = ctx
-                .err()
-                .message()
-                .map(clean_message)
-                .unwrap_or_else(|| format!("HTTP {status}"));
-            let request_id = err.meta().request_id().map(str::to_owned);
-            let class = classify_code(&code, status);
-            StsError {
-                class,
-                code,
-                message,
-                request_id,
-            }
-        }
-        SdkError::TimeoutError(_) => StsError {
-            class: ErrorClass::Transient,
-            code: TIMEOUT.into(),
-            message: "STS did not answer within the attempt timeout".into(),
-            request_id: None,
-        },
-        SdkError::DispatchFailure(_)
-            if let Some(problem) = crate::tls::refused_certificate(&err) =>
-        {
-            StsError {
-                class: ErrorClass::Configuration,
-                code: CERTIFICATE_REFUSED.into(),
-                message: format!("the STS endpoint's TLS certificate was refused: {problem}"),
-                request_id: None,
-            }
-        }
-        SdkError::DispatchFailure(_)
-            if let Some(limit) = crate::sys::limits::limit_in_chain(&err) =>
-        {
-            // Counted here, where the SDK's error is read: once per call.
-            crate::metrics::count_limit_reached(limit, "sts");
-            StsError {
-                class: ErrorClass::Transient,
-                code: limit.code().into(),
-                message: format!(
-                    "could not reach STS: {}: {}",
-                    limit.summary(),
-                    source_chain(&err)
-                ),
-                request_id: None,
-            }
-        }
-        SdkError::DispatchFailure(d) => StsError {
-            class: ErrorClass::Transient,
-            code: if d.is_timeout() {
-                TIMEOUT
-            } else {
-                CONNECTION_ERROR
-            }
-            .into(),
-            message: format!("could not reach STS: {}", source_chain(&err)),
-            request_id: None,
-        },
-        SdkError::ResponseError(r) => StsError {
-            class: ErrorClass::Transient,
-            code: MALFORMED_RESPONSE.into(),
-            message: format!(
+        SdkError::ServiceError(ctx) => service_error(
+            ctx.err(),
+            ctx.raw().status().as_u16(),
+            err.meta().request_id(),
+        ),
+        SdkError::TimeoutError(_) => own(
+            ErrorClass::Transient,
+            Code::Timeout,
+            "STS did not answer within the attempt timeout".into(),
+        ),
+        SdkError::DispatchFailure(_) => dispatch_failure(&err),
+        SdkError::ResponseError(r) => own(
+            ErrorClass::Transient,
+            Code::MalformedResponse,
+            format!(
                 "STS sent a response that could not be read (HTTP {})",
                 r.raw().status().as_u16()
             ),
-            request_id: None,
-        },
-        _ => StsError {
-            class: ErrorClass::Configuration,
-            code: INVALID_REQUEST.into(),
-            message: format!("the STS request could not be built: {}", source_chain(&err)),
-            request_id: None,
-        },
+        ),
+        _ => own(
+            ErrorClass::Configuration,
+            Code::InvalidRequest,
+            format!("the STS request could not be built: {}", source_chain(&err)),
+        ),
     }
+}
+
+/// A failure rolecall names with one of its own codes (no request id:
+/// STS did not answer).
+fn own(class: ErrorClass, code: Code, message: String) -> StsError {
+    StsError {
+        class,
+        code: code.into(),
+        message,
+        request_id: None,
+    }
+}
+
+/// STS answered with an error: its code, message and request id.
+fn service_error(
+    err: &impl ProvideErrorMetadata,
+    status: u16,
+    request_id: Option<&str>,
+) -> StsError {
+    let Some(code) = err.code().map(str::to_owned) else {
+        // No error code: not an STS error document (a proxy's page, a
+        // truncated body). Treated as transient.
+        return own(
+            ErrorClass::Transient,
+            Code::MalformedResponse,
+            format!("STS sent a response that could not be read (HTTP {status})"),
+        );
+    };
+    let message = err
+        .message()
+        .map(clean_message)
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    StsError {
+        class: classify_code(&code, status),
+        code,
+        message,
+        request_id: request_id.map(str::to_owned),
+    }
+}
+
+/// The request did not reach STS, or no answer came back: a refused
+/// certificate, a limit of this process or node, a timeout, a refused
+/// connection.
+fn dispatch_failure<E: std::error::Error + 'static>(err: &SdkError<E, Response>) -> StsError {
+    if let Some(problem) = crate::tls::refused_certificate(err) {
+        return own(
+            ErrorClass::Configuration,
+            Code::CertificateRefused,
+            format!("the STS endpoint's TLS certificate was refused: {problem}"),
+        );
+    }
+    if let Some(limit) = crate::sys::limits::limit_in_chain(err) {
+        // Counted here, where the SDK's error is read: once per call.
+        crate::metrics::count_limit_reached(limit, "sts");
+        return own(
+            ErrorClass::Transient,
+            limit.code(),
+            format!(
+                "could not reach STS: {}: {}",
+                limit.summary(),
+                source_chain(err)
+            ),
+        );
+    }
+    let timeout = matches!(err, SdkError::DispatchFailure(d) if d.is_timeout());
+    own(
+        ErrorClass::Transient,
+        if timeout {
+            Code::Timeout
+        } else {
+            Code::ConnectionError
+        },
+        format!("could not reach STS: {}", source_chain(err)),
+    )
 }
 
 /// One line, bounded length, no control characters.
@@ -256,7 +240,7 @@ mod tests {
         }
     }
 
-    fn dispatch_failure(errno: i32) -> StsError {
+    fn failed_connect(errno: i32) -> StsError {
         use aws_smithy_runtime_api::client::result::ConnectorError;
         // As hyper-util reports a failed connect: its ConnectError, whose
         // source is the io::Error.
@@ -271,9 +255,9 @@ mod tests {
 
     #[test]
     fn a_connect_at_a_node_limit_is_transient_and_names_the_setting() {
-        let e = dispatch_failure(libc::EADDRNOTAVAIL);
+        let e = failed_connect(libc::EADDRNOTAVAIL);
         assert_eq!(e.class, ErrorClass::Transient);
-        assert_eq!(e.code, LOCAL_PORTS_EXHAUSTED);
+        assert_eq!(e.code, Code::LocalPortsExhausted.as_str());
         assert!(
             e.message
                 .starts_with("could not reach STS: no free local port"),
@@ -301,16 +285,16 @@ mod tests {
             e.message
         );
         for (errno, code) in [
-            (libc::EMFILE, TOO_MANY_OPEN_FILES),
-            (libc::ENFILE, FILE_TABLE_FULL),
+            (libc::EMFILE, Code::TooManyOpenFiles),
+            (libc::ENFILE, Code::FileTableFull),
         ] {
-            let e = dispatch_failure(errno);
+            let e = failed_connect(errno);
             assert_eq!(e.class, ErrorClass::Transient);
-            assert_eq!(e.code, code);
+            assert_eq!(e.code, code.as_str());
         }
-        assert!(dispatch_failure(libc::EMFILE).message.contains("ulimit -n"));
-        let refused = dispatch_failure(libc::ECONNREFUSED);
-        assert_eq!(refused.code, CONNECTION_ERROR);
+        assert!(failed_connect(libc::EMFILE).message.contains("ulimit -n"));
+        let refused = failed_connect(libc::ECONNREFUSED);
+        assert_eq!(refused.code, Code::ConnectionError.as_str());
         assert_eq!(refused.class, ErrorClass::Transient);
     }
 

@@ -13,7 +13,7 @@
 //! Where rolecall opens descriptors: the standard streams; the runtime's
 //! epoll and wake-up descriptors and the signal pipe; one inotify instance;
 //! the health and endpoint listeners and each connection they accept (at
-//! most [`crate::http::MAX_CONNECTIONS`] each, the oldest closed beyond);
+//! most the listener's cap each, the oldest closed beyond);
 //! the control socket and its connections; one STS connection per call in
 //! flight, kept alive in the SDK's pool for 90 s after it; the token, the
 //! configuration file and the CA bundle while they are read; an output file
@@ -35,6 +35,8 @@
 //! `watch::hub` detects it and the files are polled instead.
 
 use std::io;
+
+use crate::codes::Code;
 
 /// A process's open-file limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,12 +98,13 @@ pub fn raise_open_files() -> io::Result<(OpenFiles, OpenFiles)> {
 pub const MIN_OPEN_FILES: u64 = 32;
 
 /// Descriptors rolecall may hold at once with this many listeners (health,
-/// credentials endpoint: at most [`crate::http::MAX_CONNECTIONS`] each) and
-/// profiles (an STS connection each, at worst, while they refresh together):
-/// the binary itself, its runtime, the watcher, the control socket's
-/// connections and the files being read or written take about 40.
-pub fn open_files_needed(listeners: usize, profiles: usize) -> u64 {
-    (40 + listeners * crate::http::MAX_CONNECTIONS + profiles) as u64
+/// credentials endpoint), each holding at most `connections_each` open
+/// connections (the HTTP server's cap), and profiles (an STS connection
+/// each, at worst, while they refresh together): the binary itself, its
+/// runtime, the watcher, the control socket's connections and the files
+/// being read or written take about 40.
+pub fn open_files_needed(listeners: usize, connections_each: usize, profiles: usize) -> u64 {
+    (40 + listeners * connections_each + profiles) as u64
 }
 
 /// Which limit an I/O error means, if any.
@@ -229,13 +232,12 @@ impl Limit {
     }
 
     /// The code a refresh that failed at this limit reports.
-    pub fn code(self) -> &'static str {
-        use crate::sts::codes;
+    pub fn code(self) -> Code {
         match self {
-            Limit::ProcessOpenFiles => codes::TOO_MANY_OPEN_FILES,
-            Limit::NodeOpenFiles => codes::FILE_TABLE_FULL,
-            Limit::LocalPorts => codes::LOCAL_PORTS_EXHAUSTED,
-            Limit::Threads => codes::THREAD_LIMIT_REACHED,
+            Limit::ProcessOpenFiles => Code::TooManyOpenFiles,
+            Limit::NodeOpenFiles => Code::FileTableFull,
+            Limit::LocalPorts => Code::LocalPortsExhausted,
+            Limit::Threads => Code::ThreadLimitReached,
         }
     }
 
@@ -399,8 +401,8 @@ mod tests {
 
     #[test]
     fn the_descriptors_needed_grow_with_listeners_and_profiles() {
-        assert_eq!(open_files_needed(0, 0), 40);
-        assert_eq!(open_files_needed(2, 3), 40 + 128 + 3);
+        assert_eq!(open_files_needed(0, 64, 0), 40);
+        assert_eq!(open_files_needed(2, 64, 3), 40 + 128 + 3);
     }
 
     #[test]
@@ -448,7 +450,7 @@ mod tests {
         let eagain = io::Error::from_raw_os_error(libc::EAGAIN);
         assert_eq!(limit_in_chain(&eagain), None);
         assert_eq!(Limit::Threads.label(), "threads");
-        assert_eq!(Limit::Threads.code(), "ThreadLimitReached");
+        assert_eq!(Limit::Threads.code().as_str(), "ThreadLimitReached");
         let h = Limit::Threads.hint();
         assert!(h.contains("RLIMIT_NPROC `ulimit -u`: "), "{h}");
         assert!(h.contains("kernel.threads-max: "), "{h}");
