@@ -18,12 +18,13 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: fuzz help test-deps venv sdk-deps go-driver sdk-tests sdk-lag-start sdk-lag-wait sdk-matrix build fmt-check clippy unit-test acceptance validate-examples image-test test demo bench fleet clean
+.PHONY: fuzz help test-deps venv sdk-deps go-driver sdk-tests sdk-lag-start sdk-lag-wait sdk-matrix build fmt-check house clippy unit-test acceptance validate-examples image-test test demo bench fleet clean
 
 help:
 	@echo "make demo       build rolecall and run it against a local STS (moto)"
 	@echo "make test       fmt-check, clippy, cargo test, acceptance tests (what .ci/run runs)"
 	@echo "make venv       create .venv with the pinned Python tools (requirements-test.txt)"
+	@echo "make house      the house check: no import cycle or upward import, functions and files within their limits"
 	@echo "make build      cargo build --release"
 	@echo "make fleet      1,000 sidecars against a rate-limited fake STS; figures into docs/SCALE.md (not part of make test)"
 	@echo "make clean      remove .venv and target/"
@@ -78,6 +79,14 @@ build:
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+
+# The shape of src/ that docs/ARCHITECTURE.md ("Layers") promises: no import
+# cycle among the modules, no import of a higher layer, no function over 80
+# lines, no file over 400 production lines. The self-test first, so that a
+# broken check cannot pass everything.
+house:
+	$(PYTHON) scripts/house.py --selftest
+	$(PYTHON) scripts/house.py
 
 clippy:
 	$(CARGO) clippy --all-targets $(LOCKED) -- -D warnings
@@ -159,6 +168,7 @@ fuzz:
 # cells run in the background from sdk-lag-start to sdk-lag-wait.
 test:
 	$(MAKE) --no-print-directory fmt-check
+	$(MAKE) --no-print-directory house
 	$(MAKE) --no-print-directory clippy
 	$(MAKE) --no-print-directory sdk-lag-start
 	$(MAKE) --no-print-directory unit-test
