@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Profile};
 use crate::session::{Session, format_time, unix_seconds};
 use crate::sts::Sts;
-use crate::token::{self, Claims, EXPIRY_GRACE};
+use crate::token::{self, Claims, EXPIRY_GRACE, Token};
 use crate::trust;
 
 /// What `check` found: the report to print and whether all is well.
@@ -118,6 +118,36 @@ pub fn describe_sets(config: &Config) -> String {
 /// profile.
 pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Report {
     let now = clock.now();
+    let mut text = describe_setup(config);
+    let token = match token::read_unchecked(&config.token_file) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(text, "The token cannot be used: {e}.");
+            return Report { text, ok: false };
+        }
+    };
+    let (desc, mut ok) = describe_token(&token.claims, now);
+    // The same rule as the sidecar's: more than a minute past `exp` is dead.
+    let sendable = token::read(&config.token_file, now).is_ok();
+    text.push_str(&desc);
+    let mut sessions: Vec<(String, Session)> = Vec::new();
+    for p in config.order() {
+        describe_profile(&mut text, p, config, &token.claims);
+        if assume {
+            let call = Call {
+                sts,
+                token: &token,
+                sendable,
+            };
+            ok &= call.assume(&mut text, p, &mut sessions).await;
+        }
+    }
+    Report { text, ok }
+}
+
+/// The token's path, the proxy, the output sets and the endpoints that
+/// would send the token in clear.
+fn describe_setup(config: &Config) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "token: {}", config.token_file.display());
     if let Some(proxy) = &config.proxy {
@@ -141,67 +171,78 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Re
             "warning: STS endpoint {endpoint} is plain HTTP to a host that is not a loopback address: the token would cross the network unencrypted (use https://)"
         );
     }
-    let token = match token::read_unchecked(&config.token_file) {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = writeln!(text, "The token cannot be used: {e}.");
-            return Report { text, ok: false };
+    text
+}
+
+/// A profile's role, STS endpoint and the trust policy its role needs.
+fn describe_profile(text: &mut String, p: &Profile, config: &Config, claims: &Claims) {
+    let _ = writeln!(text, "\nprofile {} -> {}", p.name, p.role_arn);
+    // The SDK's resolver, as the calls use it (checked at load).
+    if let Ok(url) = crate::sts::endpoint_for(p) {
+        let _ = writeln!(text, "  STS endpoint: {url}");
+    }
+    let policy = if p.source_profile.is_some() {
+        let _ = writeln!(
+            text,
+            "  chained from profile {}: the role's trust policy must allow sts:AssumeRole by the source role:",
+            p.source_profile.as_deref().unwrap_or_default()
+        );
+        let extra = p.extra_trust_actions();
+        if !extra.is_empty() {
+            let _ = writeln!(
+                text,
+                "  it sends {}: the trust policy must also allow {}",
+                [
+                    (!p.tags.is_empty() || p.kubernetes_tags).then_some("session tags"),
+                    p.source_identity.as_ref().map(|_| "a source identity"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" and "),
+                extra.join(" and ")
+            );
         }
+        chained_policy(p, config)
+    } else {
+        let iss = claims.iss.clone().unwrap_or_default();
+        let _ = writeln!(
+            text,
+            "  trust policy the role needs (IAM OIDC provider {} must exist):",
+            trust::provider_arn(p, &iss)
+        );
+        trust::trust_policy(p, claims)
     };
-    let (desc, mut ok) = describe_token(&token.claims, now);
-    // The same rule as the sidecar's: more than a minute past `exp` is dead.
-    let sendable = token::read(&config.token_file, now).is_ok();
-    text.push_str(&desc);
-    let iss = token.claims.iss.clone().unwrap_or_default();
-    let mut sessions: Vec<(String, Session)> = Vec::new();
-    for p in config.order() {
-        let _ = writeln!(text, "\nprofile {} -> {}", p.name, p.role_arn);
-        // The SDK's resolver, as the calls use it (checked at load).
-        if let Ok(url) = crate::sts::endpoint_for(p) {
-            let _ = writeln!(text, "  STS endpoint: {url}");
-        }
-        let policy = if p.source_profile.is_some() {
-            let _ = writeln!(
-                text,
-                "  chained from profile {}: the role's trust policy must allow sts:AssumeRole by the source role:",
-                p.source_profile.as_deref().unwrap_or_default()
-            );
-            let extra = p.extra_trust_actions();
-            if !extra.is_empty() {
-                let _ = writeln!(
-                    text,
-                    "  it sends {}: the trust policy must also allow {}",
-                    [
-                        (!p.tags.is_empty() || p.kubernetes_tags).then_some("session tags"),
-                        p.source_identity.as_ref().map(|_| "a source identity"),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" and "),
-                    extra.join(" and ")
-                );
-            }
-            chained_policy(p, config)
-        } else {
-            let _ = writeln!(
-                text,
-                "  trust policy the role needs (IAM OIDC provider {} must exist):",
-                trust::provider_arn(p, &iss)
-            );
-            trust::trust_policy(p, &token.claims)
-        };
-        let pretty = serde_json::to_string_pretty(&policy).expect("serialisable");
-        for line in pretty.lines() {
-            let _ = writeln!(text, "  {line}");
-        }
-        if !assume {
-            continue;
-        }
+    let pretty = serde_json::to_string_pretty(&policy).expect("serialisable");
+    for line in pretty.lines() {
+        let _ = writeln!(text, "  {line}");
+    }
+}
+
+/// What `--assume` calls STS with.
+struct Call<'a> {
+    sts: &'a Sts,
+    token: &'a Token,
+    /// Whether the token may be sent (not expired).
+    sendable: bool,
+}
+
+impl Call<'_> {
+    /// Assumes `p`'s role once (a chained profile with its source's session
+    /// from `sessions`, which it joins) and says how it went; whether it
+    /// did.
+    async fn assume(
+        &self,
+        text: &mut String,
+        p: &Profile,
+        sessions: &mut Vec<(String, Session)>,
+    ) -> bool {
+        let claims = &self.token.claims;
         let result = match &p.source_profile {
             Some(src) => match sessions.iter().find(|(n, _)| n == src) {
                 Some((_, s)) => {
-                    sts.assume_with_session(p, s, Some(&token.claims.kubernetes))
+                    self.sts
+                        .assume_with_session(p, s, Some(&claims.kubernetes))
                         .await
                 }
                 None => {
@@ -209,19 +250,17 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Re
                         text,
                         "  assume: skipped, source profile {src} could not be assumed"
                     );
-                    ok = false;
-                    continue;
+                    return false;
                 }
             },
-            None if !sendable => {
+            None if !self.sendable => {
                 let _ = writeln!(
                     text,
                     "  assume: skipped, an expired token is never sent to STS"
                 );
-                ok = false;
-                continue;
+                return false;
             }
-            None => sts.assume_with_token(p, token.expose()).await,
+            None => self.sts.assume_with_token(p, self.token.expose()).await,
         };
         match result {
             Ok(a) => {
@@ -233,15 +272,15 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Re
                     a.request_id.as_deref().unwrap_or("-")
                 );
                 sessions.push((p.name.clone(), a.session));
+                true
             }
             Err(e) => {
-                ok = false;
                 let _ = writeln!(text, "  assume: FAILED {}: {}", e.code, e.message);
-                if let Some(h) = trust::hint(&e.code, p, Some(&token.claims)) {
+                if let Some(h) = trust::hint(&e.code, p, Some(claims)) {
                     let _ = writeln!(text, "  fix: {h}");
                 }
+                false
             }
         }
     }
-    Report { text, ok }
 }

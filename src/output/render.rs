@@ -85,15 +85,7 @@ pub fn render_set(
     let mut process: Option<ProcessFile> = None;
     for state in states {
         let p = &state.profile;
-        status.profiles.push(ProfileStatus {
-            name: p.name.clone(),
-            role_arn: p.role_arn.clone(),
-            credentials: p.credentials.as_str().into(),
-            region: p.region.clone(),
-            expiration: state.session.as_ref().map(|s| format_time(s.expiration)),
-            last_refresh: state.last_refresh.map(format_time),
-            last_error: state.last_error.clone(),
-        });
+        status.profiles.push(profile_status(state));
         // Profile names, regions and paths are validated at load; sessions
         // are checked by `ini_safe` when they arrive. Checked again here so
         // that no future code path can inject a line.
@@ -111,39 +103,13 @@ pub fn render_set(
                 s.session_token.expose(),
             );
         }
-        if p.name == "default" {
-            config.push_str("\n[default]\n");
-        } else {
-            let _ = write!(config, "\n[profile {}]\n", p.name);
-        }
-        if let Some(region) = &p.region {
-            let _ = writeln!(config, "region = {region}");
-        }
+        config_section(&mut config, state, output_dir);
         if p.credentials == CredentialsMode::Process {
             let file = process.get_or_insert_with(ProcessFile::default);
             if let Some(s) = served(state, now) {
-                file.profiles.insert(
-                    p.name.clone(),
-                    ProcessEntry {
-                        role_arn: state.session_role().to_owned(),
-                        real_expiration: Some(format_time(s.expiration)),
-                        slide_until: state.slide_cap(s).map(format_time),
-                        credentials: ProcessCredentials {
-                            version: 1,
-                            access_key_id: s.access_key_id.expose().to_owned(),
-                            secret_access_key: s.secret_access_key.expose().to_owned(),
-                            session_token: s.session_token.expose().to_owned(),
-                            expiration: format_time(state.planned_expiry(s, now)),
-                        },
-                    },
-                );
+                file.profiles
+                    .insert(p.name.clone(), process_entry(state, s, now));
             }
-            let _ = writeln!(
-                config,
-                "credential_process = {} credential-process --profile {}",
-                output_dir.join("rolecall").display(),
-                p.name
-            );
         }
     }
     let mut status = serde_json::to_string_pretty(&status).expect("serialisable");
@@ -153,5 +119,57 @@ pub fn render_set(
         config,
         status,
         process: process.map(|p| serde_json::to_string(&p).expect("serialisable") + "\n"),
+    }
+}
+
+/// The profile's entry in `status.json`.
+fn profile_status(state: &ProfileState) -> ProfileStatus {
+    let p = &state.profile;
+    ProfileStatus {
+        name: p.name.clone(),
+        role_arn: p.role_arn.clone(),
+        credentials: p.credentials.as_str().into(),
+        region: p.region.clone(),
+        expiration: state.session.as_ref().map(|s| format_time(s.expiration)),
+        last_refresh: state.last_refresh.map(format_time),
+        last_error: state.last_error.clone(),
+    }
+}
+
+/// The profile's section of the `config` file: its region, and the helper
+/// for a process-mode profile.
+fn config_section(config: &mut String, state: &ProfileState, output_dir: &Path) {
+    let p = &state.profile;
+    if p.name == "default" {
+        config.push_str("\n[default]\n");
+    } else {
+        let _ = write!(config, "\n[profile {}]\n", p.name);
+    }
+    if let Some(region) = &p.region {
+        let _ = writeln!(config, "region = {region}");
+    }
+    if p.credentials == CredentialsMode::Process {
+        let _ = writeln!(
+            config,
+            "credential_process = {} credential-process --profile {}",
+            output_dir.join("rolecall").display(),
+            p.name
+        );
+    }
+}
+
+/// The session `s` of a process-mode profile, as the helper prints it.
+fn process_entry(state: &ProfileState, s: &Session, now: SystemTime) -> ProcessEntry {
+    ProcessEntry {
+        role_arn: state.session_role().to_owned(),
+        real_expiration: Some(format_time(s.expiration)),
+        slide_until: state.slide_cap(s).map(format_time),
+        credentials: ProcessCredentials {
+            version: 1,
+            access_key_id: s.access_key_id.expose().to_owned(),
+            secret_access_key: s.secret_access_key.expose().to_owned(),
+            session_token: s.session_token.expose().to_owned(),
+            expiration: format_time(state.planned_expiry(s, now)),
+        },
     }
 }
