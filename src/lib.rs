@@ -67,9 +67,9 @@
 //!   directory events and a poll into "the token changed", and watches the
 //!   configuration file the same way: a change of its content (a ConfigMap
 //!   edit) reloads as SIGHUP does.
-//! - [`sts`] makes the calls (its error codes are listed once, in
-//!   `sts::codes`); [`trust`] turns a refusal into a hint about the trust
-//!   policy.
+//! - [`sts`] makes the calls (STS's error codes are listed once, in
+//!   `sts::codes`; rolecall's own, for failures without one, in [`codes`]);
+//!   [`trust`] turns a refusal into a hint about the trust policy.
 //! - Every STS call waits for a permit of the sidecar's one `pacer`: slow
 //!   start, and after a `Throttling` answer one call at a time with growing
 //!   pauses, because the account's rate limit is shared by every pod; while
