@@ -19,6 +19,7 @@ the top-level module, and in main.rs a `rolecall::foo` path. Comments
 (doc links included), strings and character literals are not read.
 
     python3 scripts/house.py [--root DIR]
+    python3 scripts/house.py --edges     every import between modules, with where
     python3 scripts/house.py --selftest
 
 Python 3.11 standard library only; runs in a few tens of milliseconds.
@@ -148,7 +149,8 @@ FN = re.compile(r"\bfn\s+(\w+)")
 class Source:
     path: Path  # relative to the root
     text: str
-    code: str = ""
+    code: str = ""  # the text, masked
+    braces: dict[int, int] = field(default_factory=dict)
     test_spans: list[tuple[int, int]] = field(default_factory=list)
     line_starts: list[int] = field(default_factory=list)
     is_test: bool = False  # the whole file is a test module
@@ -156,8 +158,7 @@ class Source:
     def __post_init__(self) -> None:
         self.code = mask(self.text)
         self.line_starts = [0] + [m.end() for m in re.finditer("\n", self.text)]
-        braces = matching_braces(self.code)
-        self.braces = braces
+        self.braces = braces = matching_braces(self.code)
         for m in CFG_TEST.finditer(self.code):
             start = m.end()
             while a := ATTRIBUTE.match(self.code, start):
@@ -500,7 +501,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     ap.add_argument("--selftest", action="store_true", help="check the check on synthetic trees")
+    ap.add_argument("--edges", action="store_true", help="list the imports between modules")
     args = ap.parse_args()
+    if args.edges:
+        files = read_tree(args.root)
+        layers, _ = read_layers(args.root / DOC)
+        for (a, b), e in sorted(imports(files, {module_of(p) for p in files}).items()):
+            print(f"{a} ({layers.get(a, '?')}) -> {b} ({layers.get(b, '?')})  {e.where}")
+        return 0
     started = time.monotonic()
     failed = selftest() if args.selftest else check(args.root)
     if time.monotonic() - started > 1:
