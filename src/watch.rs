@@ -8,8 +8,11 @@
 //! notify and, as a fallback for filesystems without events, polls every
 //! [`POLL_INTERVAL`]. Events are only a hint: each one (bridged into tokio
 //! through a bounded `try_send`, so a burst collapses into one wake-up) makes
-//! the watcher re-read the file and compare a hash of its content; only a
-//! real change bumps the generation that refreshers watch.
+//! the watcher re-read the file ([`Tracker`]); only other bytes than the
+//! last bytes read bump the generation that refreshers watch. A token that
+//! cannot be read is logged once and wakes nobody: the refreshers' own
+//! reads fail with the reason, and their backoff retries (at most a
+//! minute apart, as the poll) take the token when it is back.
 //!
 //! Only events that can change what the token path reads wake the watcher
 //! (`wakes`): a change to the token's own name or to kubelet's `..data`,
@@ -26,7 +29,6 @@
 //! back, and re-reads the token each time.
 
 use std::ffi::OsStr;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +38,7 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::fsread::{Change, Tracker};
 use crate::state::Shared;
 use crate::token;
 
@@ -48,7 +51,8 @@ pub const REWATCH_INTERVAL: Duration = Duration::from_secs(1);
 const KUBELET_DATA: &str = "..data";
 
 /// Watches `token_file` until `shutdown`, bumping `changed` whenever its
-/// content differs from what was last seen.
+/// bytes differ from the last bytes read ([`Tracker`]: the same bytes are
+/// no change, even after the file was gone for a while).
 pub struct TokenWatcher {
     pub token_file: PathBuf,
     pub poll_interval: Duration,
@@ -56,53 +60,45 @@ pub struct TokenWatcher {
     pub shared: Arc<Shared>,
 }
 
-/// What the watcher last saw, to report transitions once, not every poll.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Seen {
-    Nothing,
-    Content(u64),
-    Error(String),
-}
-
 impl TokenWatcher {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut events = FileEvents::new(&self.token_file, "token", self.shared.clone());
-        let mut seen = Seen::Nothing;
-        self.check(&mut seen, false);
+        let mut tracker = Tracker::new(&self.token_file, token::MAX_TOKEN_BYTES);
+        self.act(tracker.check(), false);
         while events.next(self.poll_interval, &shutdown).await {
             self.shared.count_token_check();
-            self.check(&mut seen, true);
+            self.act(tracker.check(), true);
         }
     }
 
-    fn check(&self, seen: &mut Seen, announce: bool) {
-        let now = self.shared.now();
-        let current = match token::read_capped(&self.token_file) {
-            Ok(bytes) => {
-                let mut h = DefaultHasher::new();
-                bytes.hash(&mut h);
-                Seen::Content(h.finish())
+    /// Decodes new bytes (the ones read, not a second read) and, after the
+    /// first read, announces them; a token that cannot be read is said
+    /// once and wakes nobody.
+    fn act(&self, change: Change, announce: bool) {
+        let bytes = match change {
+            Change::None => return,
+            Change::Restored => {
+                tracing::info!(path = %self.token_file.display(), "token readable again and unchanged");
+                return;
             }
-            Err(e) => Seen::Error(e.to_string()),
+            Change::Unreadable(e) => {
+                let e = token::TokenError::unreadable(&self.token_file, e);
+                tracing::warn!(error = %e, "token unavailable");
+                return;
+            }
+            Change::Content(bytes) => bytes,
         };
-        if current == *seen {
-            return;
-        }
-        match &current {
-            Seen::Content(_) => match token::read(&self.token_file, now) {
-                Ok(t) => {
-                    let exp = t.claims.exp.unwrap_or(0);
-                    self.shared.record_token_expiry(exp);
-                    if announce {
-                        tracing::info!(path = %self.token_file.display(), exp, "token changed");
-                    }
+        let now = self.shared.now();
+        match token::decode(&self.token_file, &bytes, now) {
+            Ok(t) => {
+                let exp = t.claims.exp.unwrap_or(0);
+                self.shared.record_token_expiry(exp);
+                if announce {
+                    tracing::info!(path = %self.token_file.display(), exp, "token changed");
                 }
-                Err(e) => tracing::warn!(error = %e, "token changed but cannot be used"),
-            },
-            Seen::Error(e) => tracing::warn!(error = %e, "token unavailable"),
-            Seen::Nothing => {}
+            }
+            Err(e) => tracing::warn!(error = %e, "token changed but cannot be used"),
         }
-        *seen = current;
         if announce {
             self.changed.send_modify(|g| *g = g.wrapping_add(1));
         }
