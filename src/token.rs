@@ -136,7 +136,7 @@ impl Token {
     }
 
     /// Decodes a JWT's claims without checking its signature.
-    pub fn parse(raw: &str) -> Result<Token, &'static str> {
+    fn parse(raw: &str) -> Result<Token, &'static str> {
         let raw = raw.trim();
         let mut parts = raw.split('.');
         let (Some(_header), Some(payload), Some(_sig), None) =
