@@ -177,7 +177,8 @@ impl EndpointToken {
                 let token = match tracker.check() {
                     Change::Content(bytes) => check_supplied(path, &bytes),
                     Change::Unreadable(e) => Err(unreadable(path, &e)),
-                    Change::None | Change::Restored => unreachable!("the first read"),
+                    // A first look finds bytes or a failure.
+                    Change::None | Change::Restored => read_supplied_token(path),
                 };
                 (
                     token.map_err(TokenError::Supplied)?,
