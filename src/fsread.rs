@@ -15,11 +15,18 @@
 //!   `fstat`, so a path swapped between the two checks is still refused;
 //! - reads at most `cap + 1` bytes, so a huge file (or a link to
 //!   `/dev/zero`) costs at most `cap` bytes of memory.
+//!
+//! It is also the one way rolecall notices that a file changed: [`Tracker`]
+//! follows an input (the token, the configuration file, a supplied endpoint
+//! token) read after read, and [`FileId`] names one version of a file
+//! without reading it. A file *changed* when its bytes differ from the
+//! last bytes read; see [`Tracker`] for why the same bytes, however they
+//! got there, are no change.
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 /// Whether the last component of the path may be a symlink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,100 +114,201 @@ pub fn open(path: &Path, follow: Follow) -> Result<File, ReadError> {
 
 /// Reads the whole of `path`, at most `cap` bytes (see the module docs).
 pub fn read(path: &Path, cap: u64, follow: Follow) -> Result<Vec<u8>, ReadError> {
+    read_with_id(path, cap, follow).map(|(bytes, _)| bytes)
+}
+
+/// [`read`], also returning the identity of the file read, taken from the
+/// opened descriptor before reading: a write during the read changes the
+/// file's identity after the one returned, so it is not missed.
+fn read_with_id(path: &Path, cap: u64, follow: Follow) -> Result<(Vec<u8>, FileId), ReadError> {
     let file = open(path, follow)?;
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut bytes = Vec::with_capacity(len.min(cap).saturating_add(1).min(1 << 20) as usize);
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    let mut bytes = Vec::with_capacity(meta.len().min(cap).saturating_add(1).min(1 << 20) as usize);
     file.take(cap.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| ReadError::from_io(e, follow))?;
     if bytes.len() as u64 > cap {
         return Err(ReadError::TooLarge { cap });
     }
-    Ok(bytes)
+    Ok((bytes, FileId::from(&meta)))
+}
+
+/// A digest of a file's bytes: equal bytes, equal digests. Only compared
+/// within one process (and never logged: it may be a secret's).
+pub fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// What identifies one version of a file without reading it: a rename over
+/// it (kubelet's `..data` swap) changes the inode, a write the size and
+/// times, a `chmod` the mode and ctime. A cheap "has it moved?" before a
+/// read, never the proof of a change: a write of the same size within one
+/// tick of the filesystem's clock leaves the identity as it was, and a
+/// rewrite of the same bytes changes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    mode: u32,
+}
+
+impl FileId {
+    /// The identity of the file at `path` (of the link itself with
+    /// [`Follow::No`]); `None` if there is nothing to stat.
+    pub fn of(path: &Path, follow: Follow) -> Option<FileId> {
+        match follow {
+            Follow::Yes => std::fs::metadata(path),
+            Follow::No => std::fs::symlink_metadata(path),
+        }
+        .ok()
+        .map(|m| FileId::from(&m))
+    }
+}
+
+impl From<&std::fs::Metadata> for FileId {
+    fn from(m: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            mode: m.mode(),
+        }
+    }
+}
+
+/// What a look at a tracked file found.
+pub enum Change {
+    /// Nothing new: the bytes last read, or the failure last reported.
+    None,
+    /// Bytes other than the last bytes read (the first read's too).
+    Content(Vec<u8>),
+    /// Readable again after a failure, with the bytes last read: no change.
+    Restored,
+    /// It cannot be read, for another reason than last time (or for the
+    /// first time): the bytes last read still stand.
+    Unreadable(ReadError),
+}
+
+impl std::fmt::Debug for Change {
+    /// Never the bytes: they may be a token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::None => f.write_str("None"),
+            Change::Content(b) => write!(f, "Content({} bytes)", b.len()),
+            Change::Restored => f.write_str("Restored"),
+            Change::Unreadable(e) => write!(f, "Unreadable({e})"),
+        }
+    }
+}
+
+/// Follows one input file (the token, the configuration file, a supplied
+/// endpoint token), read after read, and says when it changed: when its
+/// bytes differ from the last bytes read ([`digest`]).
+///
+/// The same bytes are no change, however they got there: a kubelet
+/// `..data` swap that republishes the volume for another file, a rewrite,
+/// a delete and recreate. A file that cannot be read is reported once per
+/// reason; it changed only if it comes back with other bytes. This is what
+/// the poll fallback sees anyway (a 60 s poll misses a short gap), so the
+/// outcome does not depend on which events arrived. The file is read
+/// following a final symlink (kubelet mounts inputs as links into
+/// `..data`), a regular file only, at most `cap` bytes.
+pub struct Tracker {
+    path: PathBuf,
+    cap: u64,
+    /// The digest of the bytes last read; `None` before any.
+    content: Option<u64>,
+    /// The identity of the file last looked at (read or failed to read).
+    id: Option<FileId>,
+    /// The failure last reported; `None` while the file reads.
+    failing: Option<String>,
+}
+
+impl std::fmt::Debug for Tracker {
+    /// Not the digest: it may be a secret's.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker")
+            .field("path", &self.path)
+            .field("failing", &self.failing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tracker {
+    /// Tracks `path`, nothing read yet: the first read is a change.
+    pub fn new(path: &Path, cap: u64) -> Tracker {
+        Tracker {
+            path: path.to_owned(),
+            cap,
+            content: None,
+            id: None,
+            failing: None,
+        }
+    }
+
+    /// Tracks `path` from bytes already read elsewhere, by their
+    /// [`digest`] (the configuration as loaded): a first read finding the
+    /// same bytes is no change.
+    pub fn starting_from(path: &Path, cap: u64, digest: Option<u64>) -> Tracker {
+        Tracker {
+            content: digest,
+            ..Tracker::new(path, cap)
+        }
+    }
+
+    /// The tracked file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file and says what changed since the last look.
+    pub fn check(&mut self) -> Change {
+        match read_with_id(&self.path, self.cap, Follow::Yes) {
+            Ok((bytes, id)) => {
+                self.id = Some(id);
+                let failed = self.failing.take().is_some();
+                let d = digest(&bytes);
+                if self.content == Some(d) {
+                    return if failed {
+                        Change::Restored
+                    } else {
+                        Change::None
+                    };
+                }
+                self.content = Some(d);
+                Change::Content(bytes)
+            }
+            Err(e) => {
+                self.id = FileId::of(&self.path, Follow::Yes);
+                let reason = e.to_string();
+                if self.failing.as_ref() == Some(&reason) {
+                    return Change::None;
+                }
+                self.failing = Some(reason);
+                Change::Unreadable(e)
+            }
+        }
+    }
+
+    /// [`Tracker::check`], unless the file's identity is the one last
+    /// looked at: one `stat` where a read is too dear (every request).
+    /// Misses a write of the same size within one tick of the
+    /// filesystem's clock until the next [`Tracker::check`].
+    pub fn check_if_moved(&mut self) -> Change {
+        if self.id.is_some() && FileId::of(&self.path, Follow::Yes) == self.id {
+            return Change::None;
+        }
+        self.check()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mkfifo(p: &Path) {
-        crate::sys::mkfifo(p, 0o600).expect("mkfifo");
-    }
-
-    #[test]
-    fn reads_a_regular_file_up_to_the_cap() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"hello").unwrap();
-        assert_eq!(read(&p, 5, Follow::No).unwrap(), b"hello");
-        assert!(matches!(
-            read(&p, 4, Follow::No),
-            Err(ReadError::TooLarge { cap: 4 })
-        ));
-        assert!(
-            read(&dir.path().join("nope"), 5, Follow::No)
-                .unwrap_err()
-                .is_missing()
-        );
-        assert!(matches!(
-            read(dir.path(), 5, Follow::Yes),
-            Err(ReadError::IsDirectory)
-        ));
-    }
-
-    #[test]
-    fn a_fifo_is_refused_without_blocking() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("fifo");
-        mkfifo(&p);
-        for follow in [Follow::Yes, Follow::No] {
-            assert!(matches!(read(&p, 1024, follow), Err(ReadError::NotRegular)));
-        }
-        // A symlink to it, followed, is refused the same way.
-        let l = dir.path().join("link");
-        std::os::unix::fs::symlink(&p, &l).unwrap();
-        assert!(matches!(
-            read(&l, 1024, Follow::Yes),
-            Err(ReadError::NotRegular)
-        ));
-    }
-
-    #[test]
-    fn a_symlink_is_followed_only_when_asked_and_never_to_a_device() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("target");
-        std::fs::write(&target, b"data").unwrap();
-        let l = dir.path().join("link");
-        std::os::unix::fs::symlink(&target, &l).unwrap();
-        assert!(matches!(
-            read(&l, 1024, Follow::No),
-            Err(ReadError::Symlink)
-        ));
-        assert_eq!(read(&l, 1024, Follow::Yes).unwrap(), b"data");
-        let z = dir.path().join("zero");
-        std::os::unix::fs::symlink("/dev/zero", &z).unwrap();
-        assert!(matches!(
-            read(&z, 1024, Follow::No),
-            Err(ReadError::Symlink)
-        ));
-        assert!(matches!(
-            read(&z, 1024, Follow::Yes),
-            Err(ReadError::NotRegular)
-        ));
-        assert!(matches!(
-            read(Path::new("/dev/zero"), 1024, Follow::Yes),
-            Err(ReadError::NotRegular)
-        ));
-    }
-
-    #[test]
-    fn a_socket_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("sock");
-        let _l = std::os::unix::net::UnixListener::bind(&p).unwrap();
-        assert!(matches!(
-            read(&p, 1024, Follow::No),
-            Err(ReadError::NotRegular)
-        ));
-    }
-}
+mod tests;

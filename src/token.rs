@@ -135,13 +135,8 @@ impl Token {
         &self.raw
     }
 
-    /// The token's expiry as a wall-clock time, if it has one.
-    pub fn expires_at(&self) -> Option<SystemTime> {
-        self.claims.exp.map(|e| UNIX_EPOCH + Duration::from_secs(e))
-    }
-
     /// Decodes a JWT's claims without checking its signature.
-    pub fn parse(raw: &str) -> Result<Token, &'static str> {
+    fn parse(raw: &str) -> Result<Token, &'static str> {
         let raw = raw.trim();
         let mut parts = raw.split('.');
         let (Some(_header), Some(payload), Some(_sig), None) =
@@ -190,7 +185,13 @@ impl Token {
 /// Reads and decodes the token at `path`, refusing one that expired more than
 /// [`EXPIRY_GRACE`] before `now`.
 pub fn read(path: &Path, now: SystemTime) -> Result<Token, TokenError> {
-    let token = read_unchecked(path)?;
+    decode(path, &read_capped(path)?, now)
+}
+
+/// Decodes the token `bytes` read from `path` as [`read`] does: the
+/// watcher decodes the bytes it read to notice a change.
+pub fn decode(path: &Path, bytes: &[u8], now: SystemTime) -> Result<Token, TokenError> {
+    let token = decode_unchecked(path, bytes)?;
     if let Some(exp) = token.claims.exp {
         let now_s = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         if exp.saturating_add(EXPIRY_GRACE.as_secs()) < now_s {
@@ -205,8 +206,11 @@ pub fn read(path: &Path, now: SystemTime) -> Result<Token, TokenError> {
 
 /// Reads and decodes the token at `path` whatever its expiry (for `check`).
 pub fn read_unchecked(path: &Path) -> Result<Token, TokenError> {
-    let bytes = read_capped(path)?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| TokenError::NotJwt {
+    decode_unchecked(path, &read_capped(path)?)
+}
+
+fn decode_unchecked(path: &Path, bytes: &[u8]) -> Result<Token, TokenError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| TokenError::NotJwt {
         path: path.to_owned(),
         reason: "not UTF-8 text",
     })?;
@@ -221,23 +225,27 @@ pub fn read_unchecked(path: &Path) -> Result<Token, TokenError> {
     })
 }
 
-/// The raw bytes of the file, at most [`MAX_TOKEN_BYTES`]. Used by the
-/// watcher to notice a change of content. Read with `fsread`: the
-/// path may be kubelet's `..data` symlink (followed), but the file must be a
-/// regular file, and it is opened non-blocking.
-pub fn read_capped(path: &Path) -> Result<Vec<u8>, TokenError> {
-    use crate::fsread::{self, Follow, ReadError};
-    let path_buf = || path.to_owned();
-    fsread::read(path, MAX_TOKEN_BYTES, Follow::Yes).map_err(|e| match e {
-        ReadError::Missing => TokenError::Missing { path: path_buf() },
-        ReadError::IsDirectory => TokenError::IsDirectory { path: path_buf() },
-        ReadError::NotRegular | ReadError::Symlink => TokenError::NotRegular { path: path_buf() },
-        ReadError::TooLarge { .. } => TokenError::TooLarge { path: path_buf() },
-        ReadError::Io(source) => TokenError::Unreadable {
-            path: path_buf(),
-            source,
-        },
-    })
+/// The raw bytes of the file, at most [`MAX_TOKEN_BYTES`]. Read with
+/// `fsread`: the path may be kubelet's `..data` symlink (followed), but the
+/// file must be a regular file, and it is opened non-blocking.
+fn read_capped(path: &Path) -> Result<Vec<u8>, TokenError> {
+    crate::fsread::read(path, MAX_TOKEN_BYTES, crate::fsread::Follow::Yes)
+        .map_err(|e| TokenError::unreadable(path, e))
+}
+
+impl TokenError {
+    /// Why the token file at `path` could not be read.
+    pub fn unreadable(path: &Path, e: crate::fsread::ReadError) -> TokenError {
+        use crate::fsread::ReadError;
+        let path = path.to_owned();
+        match e {
+            ReadError::Missing => TokenError::Missing { path },
+            ReadError::IsDirectory => TokenError::IsDirectory { path },
+            ReadError::NotRegular | ReadError::Symlink => TokenError::NotRegular { path },
+            ReadError::TooLarge { .. } => TokenError::TooLarge { path },
+            ReadError::Io(source) => TokenError::Unreadable { path, source },
+        }
+    }
 }
 
 #[cfg(test)]

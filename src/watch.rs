@@ -8,8 +8,11 @@
 //! notify and, as a fallback for filesystems without events, polls every
 //! [`POLL_INTERVAL`]. Events are only a hint: each one (bridged into tokio
 //! through a bounded `try_send`, so a burst collapses into one wake-up) makes
-//! the watcher re-read the file and compare a hash of its content; only a
-//! real change bumps the generation that refreshers watch.
+//! the watcher re-read the file ([`Tracker`]); only other bytes than the
+//! last bytes read bump the generation that refreshers watch. A token that
+//! cannot be read is logged once and wakes nobody: the refreshers' own
+//! reads fail with the reason, and their backoff retries (at most a
+//! minute apart, as the poll) take the token when it is back.
 //!
 //! Only events that can change what the token path reads wake the watcher
 //! (`wakes`): a change to the token's own name or to kubelet's `..data`,
@@ -26,7 +29,6 @@
 //! back, and re-reads the token each time.
 
 use std::ffi::OsStr;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,8 +38,10 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::fsread::{Change, Tracker};
 use crate::state::Shared;
 use crate::token;
+use directory::Watch;
 
 /// How often the token is re-read even without a file event.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(60);
@@ -48,7 +52,8 @@ pub const REWATCH_INTERVAL: Duration = Duration::from_secs(1);
 const KUBELET_DATA: &str = "..data";
 
 /// Watches `token_file` until `shutdown`, bumping `changed` whenever its
-/// content differs from what was last seen.
+/// bytes differ from the last bytes read ([`Tracker`]: the same bytes are
+/// no change, even after the file was gone for a while).
 pub struct TokenWatcher {
     pub token_file: PathBuf,
     pub poll_interval: Duration,
@@ -56,53 +61,45 @@ pub struct TokenWatcher {
     pub shared: Arc<Shared>,
 }
 
-/// What the watcher last saw, to report transitions once, not every poll.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Seen {
-    Nothing,
-    Content(u64),
-    Error(String),
-}
-
 impl TokenWatcher {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut events = FileEvents::new(&self.token_file, "token", self.shared.clone());
-        let mut seen = Seen::Nothing;
-        self.check(&mut seen, false);
+        let mut tracker = Tracker::new(&self.token_file, token::MAX_TOKEN_BYTES);
+        self.act(tracker.check(), false);
         while events.next(self.poll_interval, &shutdown).await {
             self.shared.count_token_check();
-            self.check(&mut seen, true);
+            self.act(tracker.check(), true);
         }
     }
 
-    fn check(&self, seen: &mut Seen, announce: bool) {
-        let now = self.shared.now();
-        let current = match token::read_capped(&self.token_file) {
-            Ok(bytes) => {
-                let mut h = DefaultHasher::new();
-                bytes.hash(&mut h);
-                Seen::Content(h.finish())
+    /// Decodes new bytes (the ones read, not a second read) and, after the
+    /// first read, announces them; a token that cannot be read is said
+    /// once and wakes nobody.
+    fn act(&self, change: Change, announce: bool) {
+        let bytes = match change {
+            Change::None => return,
+            Change::Restored => {
+                tracing::info!(path = %self.token_file.display(), "token readable again and unchanged");
+                return;
             }
-            Err(e) => Seen::Error(e.to_string()),
+            Change::Unreadable(e) => {
+                let e = token::TokenError::unreadable(&self.token_file, e);
+                tracing::warn!(error = %e, "token unavailable");
+                return;
+            }
+            Change::Content(bytes) => bytes,
         };
-        if current == *seen {
-            return;
-        }
-        match &current {
-            Seen::Content(_) => match token::read(&self.token_file, now) {
-                Ok(t) => {
-                    let exp = t.claims.exp.unwrap_or(0);
-                    self.shared.record_token_expiry(exp);
-                    if announce {
-                        tracing::info!(path = %self.token_file.display(), exp, "token changed");
-                    }
+        let now = self.shared.now();
+        match token::decode(&self.token_file, &bytes, now) {
+            Ok(t) => {
+                let exp = t.claims.exp.unwrap_or(0);
+                self.shared.record_token_expiry(exp);
+                if announce {
+                    tracing::info!(path = %self.token_file.display(), exp, "token changed");
                 }
-                Err(e) => tracing::warn!(error = %e, "token changed but cannot be used"),
-            },
-            Seen::Error(e) => tracing::warn!(error = %e, "token unavailable"),
-            Seen::Nothing => {}
+            }
+            Err(e) => tracing::warn!(error = %e, "token changed but cannot be used"),
         }
-        *seen = current;
         if announce {
             self.changed.send_modify(|g| *g = g.wrapping_add(1));
         }
@@ -246,154 +243,6 @@ impl Filter {
     }
 }
 
-/// The watch on the file's directory, through the process's one notify
-/// watcher ([`hub`]); only the watch is set up again when the directory
-/// comes back.
-struct Watch {
-    dir: PathBuf,
-    /// The watched file, for log lines ("token", "configuration").
-    what: &'static str,
-    /// This file's subscription to the hub (0: none yet).
-    sub: u64,
-    watching: bool,
-    /// Whether the last failure to watch was logged (log transitions only:
-    /// a missing directory is re-tried every second).
-    warned: bool,
-    /// No watcher could be started, or the watch limit was reached: the
-    /// node's inotify limits; the file is polled.
-    limited: bool,
-}
-
-/// Whether the inotify limits were logged: once per process (the token and
-/// the configuration watchers meet the same limit).
-static LIMIT_LOGGED: AtomicBool = AtomicBool::new(false);
-/// Whether the watcher's thread failing to start was logged.
-static THREAD_LOGGED: AtomicBool = AtomicBool::new(false);
-
-/// A kernel inotify limit as the node has it (`/proc/sys/fs/inotify/NAME`).
-fn inotify_limit(name: &str) -> String {
-    crate::fsread::read(
-        &Path::new("/proc/sys/fs/inotify").join(name),
-        64,
-        crate::fsread::Follow::No,
-    )
-    .ok()
-    .and_then(|b| String::from_utf8(b).ok())
-    .map(|s| s.trim().to_owned())
-    .unwrap_or_else(|| "?".into())
-}
-
-/// Logs, once per process, that the node's inotify limits were met.
-fn log_limit(what: &'static str, e: &notify::Error, watches: bool) {
-    if LIMIT_LOGGED.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    let (sysctl, meaning) = if watches {
-        ("max_user_watches", "inotify watches")
-    } else {
-        (
-            "max_user_instances",
-            "inotify instances (or this process's open files)",
-        )
-    };
-    let limit = inotify_limit(sysctl);
-    tracing::warn!(
-        file = what,
-        error = %e,
-        sysctl = %format!("fs.inotify.{sysctl}"),
-        limit = %limit,
-        "the node's {meaning} are exhausted: every container running as this user on the node shares fs.inotify.{sysctl} ({limit} here), and each rolecall uses one instance; the token and configuration are polled every 60 s instead, and credentials keep being refreshed. Raise it on the node: sysctl -w fs.inotify.{sysctl}=8192 (docs/OPERATIONS.md, Node limits)"
-    );
-}
-
-impl Watch {
-    fn new(dir: PathBuf, what: &'static str) -> Watch {
-        Watch {
-            dir,
-            what,
-            sub: 0,
-            watching: false,
-            warned: false,
-            limited: false,
-        }
-    }
-
-    fn is_watching(&self) -> bool {
-        self.watching
-    }
-
-    fn limited(&self) -> bool {
-        self.limited
-    }
-
-    /// Forgets a dead watch. A directory moved away is still watched by
-    /// inode under its old path: remove that too (after `DELETE_SELF` the
-    /// watch is already gone and this fails harmlessly).
-    fn drop_watch(&mut self) {
-        if self.watching {
-            hub::HUB.unwatch(&self.dir);
-        }
-        self.watching = false;
-    }
-
-    /// Watches the directory, starting the notify watcher first if needed;
-    /// if the directory cannot be watched yet, the poll continues.
-    fn establish(&mut self, tx: &mpsc::Sender<()>, lost: &Arc<AtomicBool>, filter: &Filter) {
-        if self.sub == 0 {
-            self.sub = hub::HUB.subscribe(filter.clone(), tx.clone(), lost.clone());
-        }
-        match hub::HUB.start() {
-            Ok(()) => {}
-            Err(hub::StartError::Notify(e)) => {
-                // inotify_init fails with EMFILE at the user's instance
-                // limit (or the process's file limit).
-                self.limited = true;
-                log_limit(self.what, &e, false);
-                return;
-            }
-            Err(hub::StartError::NoThread) => {
-                self.limited = true;
-                if !THREAD_LOGGED.swap(true, Ordering::SeqCst) {
-                    tracing::warn!(
-                        file = self.what,
-                        hint = %crate::sys::limits::Limit::Threads.hint(),
-                        "cannot start the file watcher's thread; the token and configuration are polled every 60 s instead, and credentials keep being refreshed"
-                    );
-                }
-                return;
-            }
-        }
-        self.limited = false;
-        match hub::HUB.watch(&self.dir) {
-            Ok(()) => {
-                tracing::debug!(dir = %self.dir.display(), "watching the {} directory", self.what);
-                self.watching = true;
-                self.warned = false;
-                self.limited = false;
-            }
-            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
-                self.limited = true;
-                log_limit(self.what, &e, true);
-            }
-            Err(e) => {
-                if !self.warned {
-                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot watch the {} directory yet; polling", self.what);
-                    self.warned = true;
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.drop_watch();
-        if self.sub != 0 {
-            hub::HUB.unsubscribe(self.sub);
-        }
-    }
-}
-
 fn watch_dir(token_file: &Path) -> PathBuf {
     match token_file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -402,6 +251,7 @@ fn watch_dir(token_file: &Path) -> PathBuf {
 }
 
 mod config;
+mod directory;
 mod hub;
 pub use config::ConfigWatcher;
 

@@ -156,6 +156,43 @@ async fn a_deleted_and_recreated_file_is_applied() {
     .await;
 }
 
+/// A change is the file's bytes differing from the last bytes read: the
+/// same bytes deleted and recreated, or republished by a ConfigMap swap,
+/// reload nothing; the next real change is applied.
+#[tokio::test]
+async fn the_same_bytes_deleted_and_recreated_or_swapped_in_again_reload_nothing() {
+    let logs = Logs::default();
+    let _logging = logs.install();
+    let first = yaml(&[("reader", READER)]);
+    let plain = ConfigDir::plain(&first);
+    let s = Sidecar::start(&plain).await;
+    plain.remove();
+    assert!(
+        wait_until(WAIT, || logs.count("the configuration file cannot be read")
+            == 1)
+        .await
+    );
+    plain.edit_in_place(&first);
+    let back = "the configuration file can be read again and is unchanged";
+    assert!(wait_until(WAIT, || logs.count(back) == 1).await);
+    assert_eq!(logs.count("configuration file changed; reloading"), 0);
+    plain.edit_in_place(&yaml(&[("reader", READER), ("writer", WRITER)]));
+    assert!(wait_until(WAIT, || s.key_of("writer").is_some()).await);
+    assert_eq!(logs.count("configuration file changed; reloading"), 1);
+    assert!(eventually(WAIT, || async { s.reloads("success").await == 1.0 }).await);
+    s.running.stop().await;
+
+    let configmap = ConfigDir::configmap(&first);
+    let s = Sidecar::start(&configmap).await;
+    // Swapped in again with the same bytes (another key changed), then
+    // with new ones: one reload in all.
+    configmap.swap(&first);
+    configmap.swap(&yaml(&[("reader", READER), ("writer", WRITER)]));
+    assert!(wait_until(WAIT, || s.key_of("writer").is_some()).await);
+    assert_eq!(logs.count("configuration file changed; reloading"), 2);
+    s.running.stop().await;
+}
+
 #[tokio::test]
 async fn an_invalid_file_is_refused_and_shown_until_a_fixed_one_is_applied() {
     let dir = ConfigDir::configmap(&yaml(&[("reader", READER)]));

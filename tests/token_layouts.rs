@@ -44,6 +44,8 @@ fn token(n: u64) -> (String, u64) {
 /// A running [`TokenWatcher`] and what it reports.
 struct Watched {
     path: PathBuf,
+    logs: Logs,
+    _logging: tracing::subscriber::DefaultGuard,
     shared: Arc<Shared>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
     stop: CancellationToken,
@@ -54,6 +56,8 @@ impl Watched {
     /// Starts watching `path` and waits for the first read, which found the
     /// token expiring at `exp` (the notify watch is set up before it).
     async fn start(path: &Path, poll_interval: Duration, exp: u64) -> Watched {
+        let logs = Logs::default();
+        let logging = logs.install();
         let shared = Shared::new();
         let generation = Arc::new(tokio::sync::watch::channel(0u64).0);
         let stop = CancellationToken::new();
@@ -68,6 +72,8 @@ impl Watched {
         );
         let w = Watched {
             path: path.to_owned(),
+            logs,
+            _logging: logging,
             shared,
             generation,
             stop,
@@ -116,16 +122,34 @@ impl Watched {
         );
     }
 
-    /// Waits until the watcher announced that the token cannot be read.
-    async fn wait_noticed_gone(&self, generation: u64, what: &str) {
+    /// How many times the watcher said the token cannot be read.
+    fn said_gone(&self) -> usize {
+        self.logs.count("token unavailable")
+    }
+
+    /// Waits until the watcher said (once more than `said`) that the token
+    /// cannot be read, and checks that it woke nobody (`generation`).
+    async fn wait_said_gone(&self, said: usize, generation: u64, what: &str) {
         assert!(
-            wait_until(NOTICE, || self.generation() > generation).await,
+            wait_until(NOTICE, || self.said_gone() > said).await,
             "{what}: not noticed within {NOTICE:?}"
         );
         assert!(
             rolecall::token::read(&self.path, SystemTime::now()).is_err(),
             "{what}: the token is still readable"
         );
+        assert_eq!(self.generation(), generation, "{what}: woke the refreshers");
+    }
+
+    /// Waits until the watcher read the token back, unchanged, and checks
+    /// that it woke nobody (`generation`).
+    async fn wait_back_unchanged(&self, said: usize, generation: u64, what: &str) {
+        let back = || self.logs.count("token readable again and unchanged");
+        assert!(
+            wait_until(NOTICE, || back() > said).await,
+            "{what}: not noticed within {NOTICE:?}"
+        );
+        assert_eq!(self.generation(), generation, "{what}: woke the refreshers");
     }
 
     /// Asserts that at most `max` re-reads happened since `before`.
@@ -225,24 +249,61 @@ async fn a_plain_file_replaced_by_rename_is_noticed_and_reads_do_not_wake_the_wa
 }
 
 #[tokio::test]
-async fn a_plain_file_deleted_and_recreated_is_noticed_both_times() {
+async fn a_plain_file_deleted_and_recreated_wakes_the_refreshers_only_with_new_bytes() {
     let (t0, exp0) = token(0);
     let (_root, path) = plain_layout(&t0);
     let w = Watched::start(&path, watch_poll(), exp0).await;
+    let mut current = t0;
     for n in 1..=2 {
-        let (c0, g0) = (w.checks(), w.generation());
+        // Deleted: said once, nobody woken (a refresher's own read fails
+        // with the reason; its backoff retries).
+        let (c0, g0, said) = (w.checks(), w.generation(), w.said_gone());
         w.read_like_refreshers();
         std::fs::remove_file(&path).unwrap();
-        w.wait_noticed_gone(g0, "delete").await;
+        w.wait_said_gone(said, g0, "delete").await;
         w.assert_checks(c0, MAX_CHECKS_PER_CHANGE, "delete");
-        // Nothing to read while it is gone.
+        // Recreated with the same bytes: no change.
+        std::fs::write(&path, &current).unwrap();
+        w.wait_back_unchanged(n as usize - 1, g0, "recreated with the same token")
+            .await;
+        // Deleted again and recreated with a new token: a change.
+        std::fs::remove_file(&path).unwrap();
+        w.wait_said_gone(said + 1, g0, "delete again").await;
         let (t, exp) = token(n);
-        let (c1, g1) = (w.checks(), w.generation());
-        w.count_change(c1, g1, exp, "recreate", || {
+        let c1 = w.checks();
+        w.count_change(c1, g0, exp, "recreate", || {
             std::fs::write(&path, &t).unwrap()
         })
         .await;
+        current = t;
     }
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_kubelet_swap_republishing_the_same_token_wakes_nobody() {
+    // AtomicWriter rewrites the whole volume when another of its files
+    // (`ca.crt`, `namespace`) changes: a new `..data`, the same token.
+    let (t0, exp0) = token(0);
+    let dir = TokenDir::new(&t0);
+    let w = Watched::start(&dir.path(), watch_poll(), exp0).await;
+    let g0 = w.generation();
+    for _ in 0..3 {
+        dir.rotate(&t0);
+    }
+    // Noticing the next real change proves the swaps were handled first
+    // (inotify keeps order): they moved nothing.
+    let (t1, exp1) = token(1);
+    let c0 = w.checks();
+    dir.rotate(&t1);
+    w.wait_noticed(exp1, g0, "a new token after the swaps")
+        .await;
+    assert_eq!(
+        w.generation(),
+        g0 + 1,
+        "only the new token woke the refreshers"
+    );
+    assert!(w.checks() > c0);
     w.stop().await;
 }
 
@@ -254,15 +315,14 @@ async fn the_token_directory_deleted_and_recreated_is_watched_again() {
     // The default poll (a minute): re-watching must not wait for it.
     let w = Watched::start(&path, rolecall::watch::POLL_INTERVAL, exp0).await;
     for n in 1..=2 {
-        let g0 = w.generation();
+        let (g0, said) = (w.generation(), w.said_gone());
         w.read_like_refreshers();
         std::fs::remove_dir_all(&dir).unwrap();
-        w.wait_noticed_gone(g0, "directory deleted").await;
+        w.wait_said_gone(said, g0, "directory deleted").await;
         let (t, exp) = token(n);
-        let g1 = w.generation();
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(&path, &t).unwrap();
-        w.wait_noticed(exp, g1, "directory recreated").await;
+        w.wait_noticed(exp, g0, "directory recreated").await;
         // And the new directory is watched: a change is noticed by its event.
         let (t, exp) = token(n + 10);
         w.change_and_count(exp, "write in the new directory", || {

@@ -214,7 +214,7 @@ impl Profile {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub config_file: Option<PathBuf>,
-    /// The [`digest`] of the file's bytes this configuration was built
+    /// The [`crate::fsread::digest`] of the file's bytes this configuration was built
     /// from: where the configuration watcher starts, so that a change made
     /// while rolecall was starting is not missed.
     pub file_digest: Option<u64>,
@@ -369,15 +369,6 @@ impl Config {
     }
 }
 
-/// A digest of a configuration file's bytes (equal bytes, equal digests;
-/// only compared within one process).
-pub fn digest(bytes: &[u8]) -> u64 {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
-}
-
 /// The stages: sources, merge, globals, profiles (with their order checks).
 /// Problems are listed in the order of the stages: the file's, the global
 /// options', the profile lists' (environment, flags), the duplicates, then
@@ -391,7 +382,7 @@ fn assemble(
     let file_digest = text
         .as_ref()
         .and_then(|t| t.as_ref().ok())
-        .map(|b| digest(b));
+        .map(|b| crate::fsread::digest(b));
     let file = match (path, text) {
         (Some(path), Some(text)) => sources::from_file(path, text),
         _ => sources::Source::default(),

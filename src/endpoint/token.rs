@@ -3,13 +3,13 @@
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::fsread::{self, Follow};
+use crate::fsread::{self, Change, Follow, Tracker};
 use crate::output::{WriteError, Writer, atomic};
 use crate::session::Secret;
 
@@ -57,13 +57,20 @@ pub fn check_token(bytes: &[u8]) -> Result<String, String> {
 /// `..data` symlink layout, so the link is followed; the target must be a
 /// regular file, at most [`MAX_TOKEN_BYTES`]).
 pub fn read_supplied_token(path: &Path) -> Result<Secret, String> {
-    let bytes = fsread::read(path, MAX_TOKEN_BYTES, Follow::Yes).map_err(|e| {
-        format!(
-            "cannot read the endpoint token file {}: it {e}",
-            path.display()
-        )
-    })?;
-    check_token(&bytes)
+    fsread::read(path, MAX_TOKEN_BYTES, Follow::Yes)
+        .map_err(|e| unreadable(path, &e))
+        .and_then(|bytes| check_supplied(path, &bytes))
+}
+
+fn unreadable(path: &Path, e: &fsread::ReadError) -> String {
+    format!(
+        "cannot read the endpoint token file {}: it {e}",
+        path.display()
+    )
+}
+
+fn check_supplied(path: &Path, bytes: &[u8]) -> Result<Secret, String> {
+    check_token(bytes)
         .map(Secret::new)
         .map_err(|e| format!("endpoint token file {}: {e}", path.display()))
 }
@@ -104,6 +111,19 @@ fn previous_token(dir: &Path) -> Option<Secret> {
     }
 }
 
+/// The token a previous run left in `dir`, or a new random one.
+fn previous_or_random(dir: &Path) -> Result<Secret, WriteError> {
+    if let Some(t) = previous_token(dir) {
+        tracing::info!("kept the endpoint token of the previous run");
+        return Ok(t);
+    }
+    random_token().map_err(|source| WriteError {
+        file: TOKEN_FILE,
+        path: dir.join(TOKEN_FILE),
+        source,
+    })
+}
+
 /// A fresh random token (64 hex characters) from the kernel's CSPRNG.
 fn random_token() -> std::io::Result<Secret> {
     let mut raw = [0u8; 32];
@@ -111,30 +131,6 @@ fn random_token() -> std::io::Result<Secret> {
     Ok(Secret::new(
         raw.iter().map(|b| format!("{b:02x}")).collect::<String>(),
     ))
-}
-
-/// What identifies one version of a supplied file (a kubelet `..data` swap
-/// changes the inode; an in-place write changes the size or times).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl FileId {
-    fn of(path: &Path) -> Option<FileId> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        })
-    }
 }
 
 /// Why the endpoint token could not be set up at start (exit 1).
@@ -154,8 +150,10 @@ pub enum TokenError {
 /// content is used and copied, and re-read whenever the file changes.
 pub struct EndpointToken {
     writer: Writer,
-    supplied: Option<PathBuf>,
-    current: Mutex<(Secret, Option<FileId>)>,
+    /// The supplied file, followed ([`Tracker`]: other bytes than the last
+    /// read are a change, whatever happened to the file meanwhile).
+    supplied: Option<Mutex<Tracker>>,
+    current: Mutex<Secret>,
 }
 
 impl std::fmt::Debug for EndpointToken {
@@ -173,30 +171,26 @@ impl EndpointToken {
         writer: &Writer,
         supplied: Option<&Path>,
     ) -> Result<Arc<EndpointToken>, TokenError> {
-        let (token, id) = match supplied {
+        let (token, supplied) = match supplied {
             Some(path) => {
-                let id = FileId::of(path);
-                (read_supplied_token(path).map_err(TokenError::Supplied)?, id)
+                let mut tracker = Tracker::new(path, MAX_TOKEN_BYTES);
+                let token = match tracker.check() {
+                    Change::Content(bytes) => check_supplied(path, &bytes),
+                    Change::Unreadable(e) => Err(unreadable(path, &e)),
+                    // A first look finds bytes or a failure.
+                    Change::None | Change::Restored => read_supplied_token(path),
+                };
+                (
+                    token.map_err(TokenError::Supplied)?,
+                    Some(Mutex::new(tracker)),
+                )
             }
-            None => match previous_token(&writer.dir) {
-                Some(t) => {
-                    tracing::info!("kept the endpoint token of the previous run");
-                    (t, None)
-                }
-                None => (
-                    random_token().map_err(|source| WriteError {
-                        file: TOKEN_FILE,
-                        path: writer.dir.join(TOKEN_FILE),
-                        source,
-                    })?,
-                    None,
-                ),
-            },
+            None => (previous_or_random(&writer.dir)?, None),
         };
         let this = Arc::new(EndpointToken {
             writer: writer.clone(),
-            supplied: supplied.map(Path::to_owned),
-            current: Mutex::new((token, id)),
+            supplied,
+            current: Mutex::new(token),
         });
         this.write_copy()?;
         Ok(this)
@@ -207,13 +201,13 @@ impl EndpointToken {
         &self.writer.set
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Secret, Option<FileId>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Secret> {
         self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The token now. Contains a secret: never logged.
     pub fn current(&self) -> Secret {
-        self.lock().0.clone()
+        self.lock().clone()
     }
 
     /// Writes `<dir>/endpoint-token` (only when its bytes or mode differ).
@@ -232,28 +226,37 @@ impl EndpointToken {
         })
     }
 
-    /// Re-reads a supplied file whose identity changed. A bad new content is
-    /// logged (without the token) and the current token kept. Returns
-    /// whether the token changed.
-    pub fn reload_if_changed(&self) -> bool {
-        let Some(path) = &self.supplied else {
-            return false;
+    /// Re-reads a supplied file whose identity changed (one `stat` when it
+    /// did not: every request asks). A bad new content is logged (without
+    /// the token) and the current token kept.
+    pub fn reload_if_changed(&self) {
+        self.reload(Tracker::check_if_moved);
+    }
+
+    /// Takes the supplied file's new bytes, as `look` finds them.
+    fn reload(&self, look: fn(&mut Tracker) -> Change) {
+        let Some(tracker) = &self.supplied else {
+            return;
         };
-        let id = FileId::of(path);
-        {
-            let mut cur = self.lock();
-            if cur.1 == id {
-                return false;
+        // Held while the file is read: one look at a time, so each
+        // version is reported once.
+        let mut tracker = tracker.lock().unwrap_or_else(|e| e.into_inner());
+        let path = tracker.path().to_owned();
+        let token = match look(&mut tracker) {
+            Change::None => return,
+            Change::Restored => {
+                tracing::info!(path = %path.display(), "endpoint token file readable again and unchanged");
+                return;
             }
-            // Recorded first, so a bad version is reported once.
-            cur.1 = id;
-        }
-        match read_supplied_token(path) {
+            Change::Unreadable(e) => Err(unreadable(&path, &e)),
+            Change::Content(bytes) => check_supplied(&path, &bytes),
+        };
+        match token {
             Ok(t) => {
                 let changed = {
                     let mut cur = self.lock();
-                    let changed = cur.0.expose() != t.expose();
-                    cur.0 = t;
+                    let changed = cur.expose() != t.expose();
+                    *cur = t;
                     changed
                 };
                 if changed {
@@ -262,11 +265,9 @@ impl EndpointToken {
                         tracing::error!(error = %e, "cannot update the copy of the endpoint token");
                     }
                 }
-                changed
             }
             Err(e) => {
                 tracing::error!(error = %e, "endpoint token file changed but is not usable; the previous token is kept");
-                false
             }
         }
     }
@@ -280,7 +281,9 @@ impl EndpointToken {
                 _ = tokio::time::sleep(TOKEN_RECHECK) => {}
                 _ = shutdown.cancelled() => return,
             }
-            self.reload_if_changed();
+            // A read, not only a stat: a write of the same size within
+            // one tick of the filesystem's clock keeps the identity.
+            self.reload(Tracker::check);
             match self.write_copy() {
                 Ok(true) => {
                     tracing::warn!("{TOKEN_FILE} was changed or removed from outside; rewrote it")
@@ -354,6 +357,16 @@ mod tests {
         }
     }
 
+    /// The token `t` serves, and the copy in `dir`.
+    fn served(t: &EndpointToken, dir: &Path) -> (String, String) {
+        let copy = std::fs::read_to_string(dir.join(TOKEN_FILE)).unwrap();
+        (t.current().expose().to_owned(), copy)
+    }
+
+    fn both(token: &str) -> (String, String) {
+        (token.to_owned(), token.to_owned())
+    }
+
     #[test]
     fn a_supplied_token_is_copied_and_reloaded_when_it_changes() {
         let dir = tempfile::tempdir().unwrap();
@@ -362,25 +375,67 @@ mod tests {
         let first = "f".repeat(40);
         std::fs::write(&path, format!("{first}\n")).unwrap();
         let t = EndpointToken::start(&writer(dir.path()), Some(&path)).unwrap();
-        assert_eq!(t.current().expose(), first);
-        let copy = dir.path().join(TOKEN_FILE);
-        assert_eq!(std::fs::read_to_string(&copy).unwrap(), first);
-        assert!(!t.reload_if_changed(), "nothing changed");
+        assert_eq!(served(&t, dir.path()), both(&first));
+        t.reload_if_changed();
+        assert_eq!(served(&t, dir.path()), both(&first), "nothing changed");
 
         // Replaced by rename, as kubelet swaps `..data`.
         let second = "s".repeat(48);
         std::fs::write(src.path().join("new"), &second).unwrap();
         std::fs::rename(src.path().join("new"), &path).unwrap();
-        assert!(t.reload_if_changed());
-        assert_eq!(t.current().expose(), second);
-        assert_eq!(std::fs::read_to_string(&copy).unwrap(), second);
+        t.reload_if_changed();
+        assert_eq!(served(&t, dir.path()), both(&second));
 
         // A bad version is refused and the current token kept.
         std::fs::write(src.path().join("new"), "tiny").unwrap();
         std::fs::rename(src.path().join("new"), &path).unwrap();
-        assert!(!t.reload_if_changed());
-        assert_eq!(t.current().expose(), second);
-        assert_eq!(std::fs::read_to_string(&copy).unwrap(), second);
+        t.reload_if_changed();
+        assert_eq!(served(&t, dir.path()), both(&second));
+    }
+
+    #[test]
+    fn a_supplied_token_gone_for_a_while_keeps_serving_and_same_bytes_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let path = src.path().join("token");
+        let first = "f".repeat(40);
+        std::fs::write(&path, &first).unwrap();
+        let t = EndpointToken::start(&writer(dir.path()), Some(&path)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        t.reload_if_changed();
+        assert_eq!(served(&t, dir.path()), both(&first), "the file is gone");
+        // Back with the same bytes: the same token, the copy untouched
+        // (removed here, so that a rewrite would show).
+        std::fs::remove_file(dir.path().join(TOKEN_FILE)).unwrap();
+        std::fs::write(&path, &first).unwrap();
+        t.reload_if_changed();
+        assert_eq!(t.current().expose(), first);
+        assert!(
+            !dir.path().join(TOKEN_FILE).exists(),
+            "nothing was rewritten"
+        );
+        // The same bytes written in place: no change either.
+        std::fs::write(&path, &first).unwrap();
+        t.reload_if_changed();
+        assert!(
+            !dir.path().join(TOKEN_FILE).exists(),
+            "nothing was rewritten"
+        );
+    }
+
+    #[test]
+    fn the_periodic_recheck_reads_the_file_whatever_its_identity_says() {
+        // A write of the same size may keep the file's identity (within one
+        // tick of the filesystem's clock): the recheck reads the bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let path = src.path().join("token");
+        std::fs::write(&path, "a".repeat(40)).unwrap();
+        let t = EndpointToken::start(&writer(dir.path()), Some(&path)).unwrap();
+        let second = "b".repeat(40);
+        std::fs::write(&path, &second).unwrap();
+        t.reload(Tracker::check);
+        assert_eq!(served(&t, dir.path()), both(&second));
     }
 
     #[test]

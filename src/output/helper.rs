@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{HELPER_FILE, WriteError, Writer, atomic};
+use crate::fsread::{FileId, Follow};
 
 /// The most rolecall reads of its own binary to install it as the helper.
 const MAX_HELPER_BYTES: u64 = 1 << 30;
@@ -27,41 +28,9 @@ impl Helper {
 struct Installed {
     /// What it was installed from.
     binary: PathBuf,
+    /// The installed file's identity (replaced, modified or re-moded: it
+    /// changes), looked at without following a link.
     id: Option<FileId>,
-}
-
-/// What changes when a file is replaced, modified or re-moded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    mode: u32,
-}
-
-impl FileId {
-    /// The identity of the file at `path` itself (a symlink is not followed).
-    fn of(path: &Path) -> Option<FileId> {
-        std::fs::symlink_metadata(path)
-            .ok()
-            .map(|m| FileId::from(&m))
-    }
-}
-
-impl From<&std::fs::Metadata> for FileId {
-    fn from(m: &std::fs::Metadata) -> FileId {
-        use std::os::unix::fs::MetadataExt;
-        FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-            mode: m.mode(),
-        }
-    }
 }
 
 impl Writer {
@@ -119,15 +88,11 @@ impl Writer {
     /// contents are compared with the running binary only when that
     /// differs. Returns whether it was reinstalled.
     pub fn check_helper(&self, helper: &Helper) -> Result<bool, WriteError> {
-        let Some((binary, id)) = helper
-            .lock()
-            .as_ref()
-            .map(|i| (i.binary.clone(), i.id.clone()))
-        else {
+        let Some((binary, id)) = helper.lock().as_ref().map(|i| (i.binary.clone(), i.id)) else {
             return Ok(false);
         };
         let path = self.dir.join(HELPER_FILE);
-        if id.is_some() && FileId::of(&path) == id {
+        if id.is_some() && FileId::of(&path, Follow::No) == id {
             return Ok(false);
         }
         let reinstalled = self.install_tracked_helper(&binary, helper)?;

@@ -39,6 +39,7 @@
 //!   own hosts file, whose access log shows each CONNECT.
 //! - `tls`: [`TestCa`] (a CA made with `openssl` for the test) and
 //!   [`TlsFront`], TLS on loopback in front of the fake STS or moto.
+//! - `logs`: [`Logs`], the log lines of a sidecar on the test's thread.
 //! - `outputs`: rolecall's temporary files ([`temporaries`]) and the fault
 //!   tally of readers racing its writer ([`ReadFaults`]).
 //!
@@ -54,6 +55,7 @@ mod fake_sts;
 mod in_process;
 mod ini;
 mod jwt;
+mod logs;
 mod moto;
 mod outputs;
 mod probe;
@@ -80,6 +82,8 @@ pub use in_process::*;
 pub use ini::*;
 #[allow(unused_imports)]
 pub use jwt::*;
+#[allow(unused_imports)]
+pub use logs::*;
 #[allow(unused_imports)]
 pub use moto::*;
 #[allow(unused_imports)]
