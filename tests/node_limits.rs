@@ -291,7 +291,7 @@ async fn with_too_few_descriptors_to_start_the_sidecar_exits_1_naming_the_limit(
         cmd.env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{}", free_port()));
         limit_open_files(&mut cmd, n);
         let mut sidecar = ChildSidecar::spawn(&mut cmd);
-        let (status, hung) = wait_exit(&mut sidecar.child, Duration::from_secs(20));
+        let (status, hung) = sidecar.exit_within(Duration::from_secs(20));
         let log = sidecar.log();
         assert!(!hung, "still running at {n} descriptors:\n{log}");
         assert_eq!(status.code(), Some(1), "at {n} descriptors:\n{log}");

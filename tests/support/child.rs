@@ -94,8 +94,12 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> (ExitStatus, bool) {
 
 /// Where a [`ChildSidecar`]'s stderr goes.
 enum Log {
-    /// Collected in memory as it comes.
-    Collected(Arc<Mutex<Vec<u8>>>),
+    /// Collected in memory as it comes, by a reader thread that ends when
+    /// the pipe does.
+    Collected(
+        Arc<Mutex<Vec<u8>>>,
+        Mutex<Option<std::thread::JoinHandle<()>>>,
+    ),
     /// Written to a file (a log that may run away).
     File(PathBuf),
 }
@@ -116,10 +120,10 @@ impl ChildSidecar {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn rolecall");
-        let (log, _) = collect(child.stderr.take().expect("stderr"));
+        let (log, reader) = collect(child.stderr.take().expect("stderr"));
         ChildSidecar {
             child,
-            log: Log::Collected(log),
+            log: Log::Collected(log, Mutex::new(Some(reader))),
         }
     }
 
@@ -144,7 +148,7 @@ impl ChildSidecar {
     /// Everything it logged so far.
     pub fn log(&self) -> String {
         match &self.log {
-            Log::Collected(buf) => String::from_utf8_lossy(&lock(buf)).into_owned(),
+            Log::Collected(buf, _) => String::from_utf8_lossy(&lock(buf)).into_owned(),
             Log::File(path) => std::fs::read_to_string(path).unwrap_or_default(),
         }
     }
@@ -152,7 +156,7 @@ impl ChildSidecar {
     /// The log file, for a sidecar from [`spawn_logging_to`](Self::spawn_logging_to).
     pub fn log_path(&self) -> Option<&Path> {
         match &self.log {
-            Log::Collected(_) => None,
+            Log::Collected(..) => None,
             Log::File(path) => Some(path),
         }
     }
@@ -168,11 +172,33 @@ impl ChildSidecar {
     }
 
     /// SIGTERM, then waits at most `limit`: the exit status, or `None` if it
-    /// had to be killed.
+    /// had to be killed. Everything it logged is in [`log`](Self::log) then.
     pub fn stop_within(&mut self, limit: Duration) -> Option<ExitStatus> {
         self.signal(libc::SIGTERM);
-        let (status, hung) = wait_exit(&mut self.child, limit);
+        let (status, hung) = self.exit_within(limit);
         (!hung).then_some(status)
+    }
+
+    /// Waits for it to exit on its own, killing it after `limit` (see
+    /// [`wait_exit`]); once it has exited, waits for the reader of its
+    /// stderr to reach the end of the pipe, so [`log`](Self::log) holds its
+    /// last lines too (the exit can be seen before the reader has read them).
+    pub fn exit_within(&mut self, limit: Duration) -> (ExitStatus, bool) {
+        let exited = wait_exit(&mut self.child, limit);
+        if let Log::Collected(_, reader) = &self.log
+            && let Some(reader) = lock(reader).take()
+        {
+            // The pipe ends with the process (rolecall starts no children
+            // that could inherit it); bounded all the same.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !reader.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
+        }
+        exited
     }
 }
 
