@@ -25,6 +25,8 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::ratelimit::{LOG_INTERVAL, LogLimit};
 use crate::session::format_time;
 use crate::state::{Lookup, Shared};
@@ -78,6 +80,10 @@ static NOT_IN_SET_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
 /// The endpoint's view of the process.
 pub struct Endpoint {
     pub shared: Arc<Shared>,
+    /// Counts refused requests.
+    pub metrics: Metrics,
+    /// Wall time: which sessions are live, what expiry to report.
+    pub clock: Clock,
     /// One token per output set ([`sets::start_tokens`]): the token a
     /// request carries picks its set.
     pub tokens: Vec<Arc<EndpointToken>>,
@@ -115,7 +121,7 @@ impl Endpoint {
         // Debug escapes control characters in a name from the request.
         let shown: String = name.chars().take(64).collect();
         if let Some(reason) = rejected {
-            self.shared.count_endpoint_rejection(reason);
+            self.metrics.count_endpoint_rejection(reason);
             if let Some(suppressed) = REJECTED_LOG.admit() {
                 tracing::warn!(
                     profile = ?shown,
@@ -142,9 +148,9 @@ impl Endpoint {
             .as_deref()
             .filter(|set| self.sets_declared && !self.shared.in_set(set, name))
         {
-            return sets::not_in_set(&self.shared, &shown, set);
+            return sets::not_in_set(&self.metrics, &shown, set);
         }
-        let now = self.shared.now();
+        let now = self.clock.now();
         let (s, expiration) = match self.shared.credentials_for(name, now) {
             Lookup::Live {
                 session,

@@ -156,8 +156,6 @@ pub struct Options {
     /// the schedule ([`schedule::spread_refresh_in`]); tests that check
     /// the steady schedule pass [`schedule::no_jitter`].
     pub spread: Jitter,
-    /// How many STS calls the initial pass makes at once.
-    pub concurrency: usize,
     /// How long shutdown waits for tasks before giving up on them.
     pub stop_grace: Duration,
     /// The binary installed as the process-mode helper; `None` for this
@@ -175,7 +173,6 @@ impl Default for Options {
             attempt_timeout: sts::ATTEMPT_TIMEOUT,
             jitter: schedule::random_jitter,
             spread: schedule::random_jitter,
-            concurrency: 16,
             stop_grace: Duration::from_millis(1500),
             helper_binary: None,
             clock: clock::Clock::system(),

@@ -36,7 +36,8 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::state::Shared;
+use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::token;
 
 /// How often the token is re-read even without a file event.
@@ -53,7 +54,9 @@ pub struct TokenWatcher {
     pub token_file: PathBuf,
     pub poll_interval: Duration,
     pub changed: Arc<watch::Sender<u64>>,
-    pub shared: Arc<Shared>,
+    pub metrics: Metrics,
+    /// Wall time: whether the token has expired.
+    pub clock: Clock,
 }
 
 /// What the watcher last saw, to report transitions once, not every poll.
@@ -66,17 +69,17 @@ enum Seen {
 
 impl TokenWatcher {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut events = FileEvents::new(&self.token_file, "token", self.shared.clone());
+        let mut events = FileEvents::new(&self.token_file, "token", self.metrics.clone());
         let mut seen = Seen::Nothing;
         self.check(&mut seen, false);
         while events.next(self.poll_interval, &shutdown).await {
-            self.shared.count_token_check();
+            self.metrics.count_token_check();
             self.check(&mut seen, true);
         }
     }
 
     fn check(&self, seen: &mut Seen, announce: bool) {
-        let now = self.shared.now();
+        let now = self.clock.now();
         let current = match token::read_capped(&self.token_file) {
             Ok(bytes) => {
                 let mut h = DefaultHasher::new();
@@ -92,7 +95,7 @@ impl TokenWatcher {
             Seen::Content(_) => match token::read(&self.token_file, now) {
                 Ok(t) => {
                     let exp = t.claims.exp.unwrap_or(0);
-                    self.shared.record_token_expiry(exp);
+                    self.metrics.record_token_expiry(exp);
                     if announce {
                         tracing::info!(path = %self.token_file.display(), exp, "token changed");
                     }
@@ -118,24 +121,24 @@ pub(crate) struct FileEvents {
     lost: Arc<AtomicBool>,
     filter: Filter,
     watch: Watch,
-    shared: Arc<Shared>,
+    metrics: Metrics,
 }
 
 impl FileEvents {
-    pub(crate) fn new(file: &Path, what: &'static str, shared: Arc<Shared>) -> FileEvents {
+    pub(crate) fn new(file: &Path, what: &'static str, metrics: Metrics) -> FileEvents {
         let (tx, rx) = mpsc::channel::<()>(1);
         let lost = Arc::new(AtomicBool::new(false));
         let filter = Filter::new(file);
         let mut watch = Watch::new(filter.dir.clone(), what);
         watch.establish(&tx, &lost, &filter);
-        shared.record_watch_polling(what, watch.limited());
+        metrics.record_watch_polling(what, watch.limited());
         FileEvents {
             rx,
             tx,
             lost,
             filter,
             watch,
-            shared,
+            metrics,
         }
     }
 
@@ -163,7 +166,7 @@ impl FileEvents {
             let was = self.watch.limited();
             self.watch.establish(&self.tx, &self.lost, &self.filter);
             if was != self.watch.limited() {
-                self.shared
+                self.metrics
                     .record_watch_polling(self.watch.what, self.watch.limited());
                 if !self.watch.limited() {
                     tracing::info!(

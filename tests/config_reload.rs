@@ -362,9 +362,11 @@ async fn late_answer_for_a_replaced_role(late_first: bool) {
         ..Profile::new("writer", WRITER)
     });
     let now = std::time::SystemTime::now;
-    shared.register(old.clone(), None, now());
+    shared.register(old.clone(), None);
     let ctx = Context {
         shared: shared.clone(),
+        metrics: rolecall::metrics::Metrics::new(),
+        pacer: Default::default(),
         sts: rolecall::sts::Sts::new(Duration::from_secs(5)),
         token_file: token.path(),
         jitter: || 1.0,
@@ -372,6 +374,7 @@ async fn late_answer_for_a_replaced_role(late_first: bool) {
         token_changed: watch::channel(0u64).1,
         refresh_all: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
+        once: false,
     };
     let writer = rolecall::output::Writer {
         set: rolecall::config::DEFAULT_SET.into(),
@@ -380,6 +383,8 @@ async fn late_answer_for_a_replaced_role(late_first: bool) {
         app_dir: out.path().to_owned(),
         mode: 0o640,
         jitter: || 1.0,
+        clock: rolecall::clock::Clock::system(),
+        metrics: rolecall::metrics::Metrics::new(),
     };
     let mut before = Refresher::new(old.clone(), ctx.clone());
     assert!(before.attempt().await.is_success());
@@ -390,7 +395,7 @@ async fn late_answer_for_a_replaced_role(late_first: bool) {
         role_arn: WRITER_2.into(),
         ..(*old).clone()
     });
-    shared.upsert(new.clone(), false, now());
+    shared.upsert(new.clone(), false);
     let mut after = Refresher::new(new, ctx);
     if late_first {
         before.attempt().await;

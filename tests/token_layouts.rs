@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rolecall::state::Shared;
+use rolecall::metrics::Metrics;
 use rolecall::watch::TokenWatcher;
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,7 @@ fn token(n: u64) -> (String, u64) {
 /// A running [`TokenWatcher`] and what it reports.
 struct Watched {
     path: PathBuf,
-    shared: Arc<Shared>,
+    metrics: Metrics,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -54,7 +54,7 @@ impl Watched {
     /// Starts watching `path` and waits for the first read, which found the
     /// token expiring at `exp` (the notify watch is set up before it).
     async fn start(path: &Path, poll_interval: Duration, exp: u64) -> Watched {
-        let shared = Shared::new();
+        let metrics = Metrics::new();
         let generation = Arc::new(tokio::sync::watch::channel(0u64).0);
         let stop = CancellationToken::new();
         let task = tokio::spawn(
@@ -62,13 +62,14 @@ impl Watched {
                 token_file: path.to_owned(),
                 poll_interval,
                 changed: generation.clone(),
-                shared: shared.clone(),
+                metrics: metrics.clone(),
+                clock: rolecall::clock::Clock::system(),
             }
             .run(stop.clone()),
         );
         let w = Watched {
             path: path.to_owned(),
-            shared,
+            metrics,
             generation,
             stop,
             task,
@@ -82,12 +83,16 @@ impl Watched {
 
     /// Times the watcher re-read the token after an event or a poll.
     fn checks(&self) -> u64 {
-        self.shared.metrics().token_checks.get()
+        self.metrics
+            .value("rolecall_token_checks_total")
+            .unwrap_or(0.0) as u64
     }
 
     /// The `exp` of the token the watcher last read.
     fn exp(&self) -> u64 {
-        self.shared.metrics().token_expiry.get() as u64
+        self.metrics
+            .value("rolecall_token_expiry_timestamp_seconds")
+            .unwrap_or(0.0) as u64
     }
 
     fn generation(&self) -> u64 {

@@ -91,7 +91,7 @@ pub fn render_set(
             credentials: p.credentials.as_str().into(),
             region: p.region.clone(),
             expiration: state.session.as_ref().map(|s| format_time(s.expiration)),
-            last_refresh: state.last_refresh.map(format_time),
+            last_refresh: state.last_refresh().map(format_time),
             last_error: state.last_error.clone(),
         });
         // Profile names, regions and paths are validated at load; sessions

@@ -25,7 +25,7 @@ pub struct ConfigWatcher {
     /// ([`crate::config::Config::file_digest`]); `None` if it was unreadable.
     pub loaded: Option<u64>,
     /// Where the watcher's own metrics go (polling instead of inotify).
-    pub shared: std::sync::Arc<crate::state::Shared>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// What the watcher last saw of the file.
@@ -42,7 +42,7 @@ impl ConfigWatcher {
     pub async fn run(self, shutdown: CancellationToken) {
         // Armed before the first read: a change after it is an event, a
         // change since the configuration was loaded is seen by the read.
-        let mut events = FileEvents::new(&self.config_file, "configuration", self.shared.clone());
+        let mut events = FileEvents::new(&self.config_file, "configuration", self.metrics.clone());
         let mut tracker = Tracker::new(self.loaded.map_or(Seen::Unreadable, Seen::Content));
         self.act(tracker.observe(self.read()));
         while events.next(self.poll_interval, &shutdown).await {
