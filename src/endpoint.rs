@@ -121,28 +121,7 @@ impl Endpoint {
         // Debug escapes control characters in a name from the request.
         let shown: String = name.chars().take(64).collect();
         if let Some(reason) = rejected {
-            self.metrics.count_endpoint_rejection(reason);
-            if let Some(suppressed) = REJECTED_LOG.admit() {
-                tracing::warn!(
-                    profile = ?shown,
-                    reason,
-                    suppressed,
-                    "credentials endpoint: request without the right Authorization header"
-                );
-            }
-            return if reason == "missing_token" {
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    "MissingToken",
-                    "no Authorization header: send the content of rolecall's endpoint-token (set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE to it, or AWS_CONTAINER_AUTHORIZATION_TOKEN for SDKs that predate the file variable)",
-                )
-            } else {
-                error(
-                    StatusCode::FORBIDDEN,
-                    "InvalidToken",
-                    "the Authorization header does not match rolecall's endpoint-token (a token copied before the endpoint token file was rotated?)",
-                )
-            };
+            return self.refuse(reason, &shown);
         }
         if let Some(set) = set
             .as_deref()
@@ -150,6 +129,12 @@ impl Endpoint {
         {
             return sets::not_in_set(&self.metrics, &shown, set);
         }
+        self.credentials(name, &shown)
+    }
+
+    /// The answer for profile `name` (`shown` in log lines): its live
+    /// session, or why there is none.
+    fn credentials(&self, name: &str, shown: &str) -> Response<Full<Bytes>> {
         let now = self.clock.now();
         let (s, expiration) = match self.shared.credentials_for(name, now) {
             Lookup::Live {
@@ -196,6 +181,33 @@ impl Endpoint {
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         r
+    }
+
+    /// Counts, logs (rarely) and answers a request without the right
+    /// `Authorization` header: `reason` is `missing_token` or `wrong_token`.
+    fn refuse(&self, reason: &'static str, shown: &str) -> Response<Full<Bytes>> {
+        self.metrics.count_endpoint_rejection(reason);
+        if let Some(suppressed) = REJECTED_LOG.admit() {
+            tracing::warn!(
+                profile = ?shown,
+                reason,
+                suppressed,
+                "credentials endpoint: request without the right Authorization header"
+            );
+        }
+        if reason == "missing_token" {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "MissingToken",
+                "no Authorization header: send the content of rolecall's endpoint-token (set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE to it, or AWS_CONTAINER_AUTHORIZATION_TOKEN for SDKs that predate the file variable)",
+            )
+        } else {
+            error(
+                StatusCode::FORBIDDEN,
+                "InvalidToken",
+                "the Authorization header does not match rolecall's endpoint-token (a token copied before the endpoint token file was rotated?)",
+            )
+        }
     }
 }
 

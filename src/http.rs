@@ -226,32 +226,47 @@ where
                     "connection limit reached; closed the oldest connection"
                 );
             }
-            let handler = handler.clone();
-            let builder = builder.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let r = handler(&req);
-                    async move { Ok::<_, Infallible>(r) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    _ = slot.close.cancelled() => {}
-                    _ = tokio::time::sleep(MAX_CONNECTION_LIFETIME) => {
-                        conn.as_mut().graceful_shutdown();
-                        tokio::select! {
-                            _ = conn.as_mut() => {}
-                            _ = slot.close.cancelled() => {}
-                            _ = tokio::time::sleep(LIFETIME_GRACE) => {}
-                        }
-                    }
-                }
-                drop(slot);
-            });
+            tokio::spawn(serve_connection(
+                stream,
+                handler.clone(),
+                builder.clone(),
+                slot,
+            ));
         }
     });
     Ok((local, task))
+}
+
+/// Serves one connection until it ends, its slot is taken back (the
+/// connection limit) or it reaches [`MAX_CONNECTION_LIFETIME`] (then a
+/// graceful shutdown of at most [`LIFETIME_GRACE`]).
+async fn serve_connection<H>(
+    stream: tokio::net::TcpStream,
+    handler: Arc<H>,
+    builder: Arc<hyper::server::conn::http1::Builder>,
+    slot: Slot,
+) where
+    H: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let r = handler(&req);
+        async move { Ok::<_, Infallible>(r) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = slot.close.cancelled() => {}
+        _ = tokio::time::sleep(MAX_CONNECTION_LIFETIME) => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = slot.close.cancelled() => {}
+                _ = tokio::time::sleep(LIFETIME_GRACE) => {}
+            }
+        }
+    }
+    drop(slot);
 }
 
 #[cfg(test)]

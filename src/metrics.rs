@@ -7,9 +7,6 @@ use std::time::{Duration, SystemTime};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 
 use crate::session::unix_seconds;
 
@@ -119,158 +116,9 @@ pub fn count_limit_reached(limit: crate::sys::limits::Limit, site: &'static str)
 #[derive(Clone, Default)]
 pub struct Metrics(Arc<Families>);
 
-struct Families {
-    registry: Registry,
-    credentials_expiry: Family<ProfileLabel, Gauge>,
-    refresh: Family<RefreshLabels, Counter>,
-    token_expiry: Gauge,
-    sts_latency: Histogram,
-    write_errors: Family<FileLabel, Counter>,
-    ready: Gauge,
-    sts_clock_skew: Gauge,
-    endpoint_rejected: Family<ReasonLabel, Counter>,
-    /// Wake-ups of the token watcher (each re-reads the token): a handful
-    /// per rotation, one per poll; a fast-growing value means a loop.
-    token_checks: Counter,
-    /// Reloads (`SIGHUP` or a change of the watched file), by result.
-    config_reloads: Family<ReloadLabel, Counter>,
-    config_last_reload_success: Gauge,
-    /// 1 while the control socket (`rolecall reload`, `rolecall refresh`)
-    /// listens.
-    control_socket_up: Gauge,
-    /// 1 while a watched file is only polled: no inotify watcher could be
-    /// started (the node's inotify limits, or no thread for it).
-    watch_polling: Family<WatchLabel, Gauge>,
-    /// STS calls answered with a throttling code ([`crate::pacer`]).
-    sts_throttled: Counter,
-}
-
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
-    }
-}
-
-impl Default for Families {
-    fn default() -> Self {
-        Families::new()
-    }
-}
-
-impl Families {
-    fn new() -> Families {
-        let mut registry = Registry::default();
-        let credentials_expiry = Family::<ProfileLabel, Gauge>::default();
-        registry.register(
-            "rolecall_credentials_expiry_timestamp_seconds",
-            "Unix time at which the published credentials of a profile expire",
-            credentials_expiry.clone(),
-        );
-        let refresh = Family::<RefreshLabels, Counter>::default();
-        registry.register(
-            "rolecall_refresh",
-            "STS refresh attempts per profile and result",
-            refresh.clone(),
-        );
-        let token_expiry = Gauge::default();
-        registry.register(
-            "rolecall_token_expiry_timestamp_seconds",
-            "Unix time at which the projected service-account token last read expires",
-            token_expiry.clone(),
-        );
-        let sts_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-        registry.register(
-            "rolecall_sts_request_duration_seconds",
-            "Duration of STS calls, successful or not",
-            sts_latency.clone(),
-        );
-        let write_errors = Family::<FileLabel, Counter>::default();
-        registry.register(
-            "rolecall_write_errors",
-            "Failed writes of an output file (the previous file is kept whole)",
-            write_errors.clone(),
-        );
-        let ready = Gauge::default();
-        registry.register(
-            "rolecall_ready",
-            "1 when every profile holds unexpired credentials and the outputs are written",
-            ready.clone(),
-        );
-        let sts_clock_skew = Gauge::default();
-        registry.register(
-            "rolecall_sts_clock_skew_seconds",
-            "STS's clock minus the local clock, from the Date header of the last STS answer",
-            sts_clock_skew.clone(),
-        );
-        let endpoint_rejected = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "rolecall_endpoint_rejected_requests",
-            "Requests the credentials endpoint refused for their Authorization header (or for a profile outside the token's output set), by reason",
-            endpoint_rejected.clone(),
-        );
-        let token_checks = Counter::default();
-        registry.register(
-            "rolecall_token_checks",
-            "times the token watcher re-read the token after a file event or poll",
-            token_checks.clone(),
-        );
-        let config_reloads = Family::<ReloadLabel, Counter>::default();
-        registry.register(
-            "rolecall_config_reloads",
-            "Configuration reloads (SIGHUP or a change of the configuration file) by result: success, or invalid (the running configuration was kept)",
-            config_reloads.clone(),
-        );
-        // Both series exist from the start, so that an alert on `invalid`
-        // sees its first increase.
-        for result in ["success", "invalid"] {
-            let _ = config_reloads.get_or_create(&ReloadLabel { result });
-        }
-        let config_last_reload_success = Gauge::default();
-        registry.register(
-            "rolecall_config_last_reload_success_timestamp_seconds",
-            "Unix time at which the running configuration was loaded: the start, or the last successful reload",
-            config_last_reload_success.clone(),
-        );
-        let control_socket_up = Gauge::default();
-        registry.register(
-            "rolecall_control_socket_up",
-            "1 while the control socket of rolecall reload and rolecall refresh listens; 0 when it is disabled or could not be set up",
-            control_socket_up.clone(),
-        );
-        let watch_polling = Family::<WatchLabel, Gauge>::default();
-        registry.register(
-            "rolecall_watch_polling",
-            "1 while the file is only polled (every 60 s) because no inotify watcher could be started: the node's fs.inotify.max_user_instances or max_user_watches is exhausted, or the watcher's thread could not start (the pod's pids limit)",
-            watch_polling.clone(),
-        );
-        let sts_throttled = Counter::default();
-        registry.register(
-            "rolecall_sts_throttled",
-            "STS calls answered with Throttling: the account's STS rate limit was hit. Each one makes this sidecar pause its STS calls and make them one at a time",
-            sts_throttled.clone(),
-        );
-        registry.register(
-            "rolecall_limit_reached",
-            "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range; threads: the pod's pids limit or RLIMIT_NPROC) and site (listener, control_socket, sts, token, output, reload, watch)",
-            limit_reached().clone(),
-        );
-        Families {
-            registry,
-            credentials_expiry,
-            refresh,
-            token_expiry,
-            sts_latency,
-            write_errors,
-            ready,
-            sts_clock_skew,
-            endpoint_rejected,
-            token_checks,
-            config_reloads,
-            config_last_reload_success,
-            control_socket_up,
-            watch_polling,
-            sts_throttled,
-        }
     }
 }
 
@@ -424,6 +272,10 @@ impl Metrics {
         })
     }
 }
+
+mod families;
+
+use families::Families;
 
 #[cfg(test)]
 mod tests {
