@@ -15,7 +15,7 @@
 //!     │ "token changed" refresher(a)  refresher(b) …  writer ──▶ credentials, config,
 //!     └────────────────▶   │ STS          │ STS          ▲        status.json, …
 //!                          ▼              ▼              │ (debounced, atomic)
-//!                  Shared state: sessions, readiness, metrics
+//!                  Shared state: profiles, sessions, what the files hold
 //!                          │ per-source watch ──▶ chained refreshers
 //!                          ▼
 //!            health (/livez /readyz /metrics), endpoint (/v1/credentials/NAME)

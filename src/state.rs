@@ -121,8 +121,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// An empty table, with metric series of its own (tests).
-    pub fn new() -> Arc<Shared> {
+    /// An empty table, with metric series of its own (unit tests).
+    #[cfg(test)]
+    pub(crate) fn new() -> Arc<Shared> {
         Shared::with_metrics(Metrics::new())
     }
 

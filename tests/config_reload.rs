@@ -355,7 +355,7 @@ async fn late_answer_for_a_replaced_role(late_first: bool) {
     sts.push_for_role(WRITER_2, Reply::access_denied());
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
-    let shared = Shared::new();
+    let shared = Shared::with_metrics(rolecall::metrics::Metrics::new());
     let old = Arc::new(Profile {
         sts_endpoint: Some(sts.endpoint()),
         region: Some("eu-west-1".into()),

@@ -102,7 +102,7 @@ fn local_profile(sts: &FakeSts, name: &str, role: &str, source: Option<&str>) ->
 async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_it() {
     let sts = FakeSts::start_local();
     let token = TokenDir::new(&valid_jwt());
-    let shared = Shared::new();
+    let shared = Shared::with_metrics(rolecall::metrics::Metrics::new());
     // One sidecar: its refreshers share its metrics and the pace of its
     // STS calls.
     let base = Context {

@@ -288,7 +288,7 @@ fn paused_refresher(
     sts: &FakeSts,
     token: &TokenDir,
 ) -> (Arc<Shared>, watch::Sender<u64>, CancellationToken) {
-    let shared = Shared::new();
+    let shared = Shared::with_metrics(rolecall::metrics::Metrics::new());
     let p = Arc::new(Profile {
         region: Some("eu-west-1".into()),
         sts_endpoint: Some(sts.endpoint()),
