@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::ratelimit::{LOG_INTERVAL, LogLimit};
 use crate::refresher::{Manual, ManualOutcome, Outcome};
 use crate::reload::ReloadPlan;
@@ -67,7 +68,7 @@ pub(crate) enum Command {
 /// the sidecar: a socket that cannot be set up is one warning.
 pub(crate) async fn serve(
     path: std::path::PathBuf,
-    shared: Arc<Shared>,
+    metrics: Metrics,
     commands: mpsc::Sender<Command>,
     stop: CancellationToken,
 ) {
@@ -75,12 +76,12 @@ pub(crate) async fn serve(
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(error = %e, "control socket not available: rolecall reload and rolecall refresh will not work (signals still do)");
-            shared.record_control_socket(false);
+            metrics.record_control_socket(false);
             return;
         }
     };
     tracing::info!(path = %path.display(), "control socket listening");
-    shared.record_control_socket(true);
+    metrics.record_control_socket(true);
     let slots = Slots::new(MAX_CONNECTIONS);
     let uid = crate::sys::effective_uid();
     let refused = LogLimit::new(LOG_INTERVAL);
@@ -140,7 +141,7 @@ pub(crate) async fn serve(
     }
     conns.shutdown().await;
     bound.remove();
-    shared.record_control_socket(false);
+    metrics.record_control_socket(false);
 }
 
 /// Only a process of this user (`uid`) or root is answered.

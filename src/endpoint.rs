@@ -25,6 +25,8 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::ratelimit::{LOG_INTERVAL, LogLimit};
 use crate::session::format_time;
 use crate::state::{Lookup, Shared};
@@ -78,6 +80,10 @@ static NOT_IN_SET_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
 /// The endpoint's view of the process.
 pub struct Endpoint {
     pub shared: Arc<Shared>,
+    /// Counts refused requests.
+    pub metrics: Metrics,
+    /// Wall time: which sessions are live, what expiry to report.
+    pub clock: Clock,
     /// One token per output set ([`sets::start_tokens`]): the token a
     /// request carries picks its set.
     pub tokens: Vec<Arc<EndpointToken>>,
@@ -115,36 +121,21 @@ impl Endpoint {
         // Debug escapes control characters in a name from the request.
         let shown: String = name.chars().take(64).collect();
         if let Some(reason) = rejected {
-            self.shared.count_endpoint_rejection(reason);
-            if let Some(suppressed) = REJECTED_LOG.admit() {
-                tracing::warn!(
-                    profile = ?shown,
-                    reason,
-                    suppressed,
-                    "credentials endpoint: request without the right Authorization header"
-                );
-            }
-            return if reason == "missing_token" {
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    "MissingToken",
-                    "no Authorization header: send the content of rolecall's endpoint-token (set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE to it, or AWS_CONTAINER_AUTHORIZATION_TOKEN for SDKs that predate the file variable)",
-                )
-            } else {
-                error(
-                    StatusCode::FORBIDDEN,
-                    "InvalidToken",
-                    "the Authorization header does not match rolecall's endpoint-token (a token copied before the endpoint token file was rotated?)",
-                )
-            };
+            return self.refuse(reason, &shown);
         }
         if let Some(set) = set
             .as_deref()
             .filter(|set| self.sets_declared && !self.shared.in_set(set, name))
         {
-            return sets::not_in_set(&self.shared, &shown, set);
+            return sets::not_in_set(&self.metrics, &shown, set);
         }
-        let now = self.shared.now();
+        self.credentials(name, &shown)
+    }
+
+    /// The answer for profile `name` (`shown` in log lines): its live
+    /// session, or why there is none.
+    fn credentials(&self, name: &str, shown: &str) -> Response<Full<Bytes>> {
+        let now = self.clock.now();
         let (s, expiration) = match self.shared.credentials_for(name, now) {
             Lookup::Live {
                 session,
@@ -190,6 +181,33 @@ impl Endpoint {
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         r
+    }
+
+    /// Counts, logs (rarely) and answers a request without the right
+    /// `Authorization` header: `reason` is `missing_token` or `wrong_token`.
+    fn refuse(&self, reason: &'static str, shown: &str) -> Response<Full<Bytes>> {
+        self.metrics.count_endpoint_rejection(reason);
+        if let Some(suppressed) = REJECTED_LOG.admit() {
+            tracing::warn!(
+                profile = ?shown,
+                reason,
+                suppressed,
+                "credentials endpoint: request without the right Authorization header"
+            );
+        }
+        if reason == "missing_token" {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "MissingToken",
+                "no Authorization header: send the content of rolecall's endpoint-token (set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE to it, or AWS_CONTAINER_AUTHORIZATION_TOKEN for SDKs that predate the file variable)",
+            )
+        } else {
+            error(
+                StatusCode::FORBIDDEN,
+                "InvalidToken",
+                "the Authorization header does not match rolecall's endpoint-token (a token copied before the endpoint token file was rotated?)",
+            )
+        }
     }
 }
 

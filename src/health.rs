@@ -17,13 +17,18 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::state::{Readiness, Shared};
 
 /// The health server's view of the process.
 pub struct Health {
     pub shared: Arc<Shared>,
+    pub metrics: Metrics,
     /// True while the supervisor loop runs.
     pub live: Readiness,
+    /// Wall time: which sessions are live.
+    pub clock: Clock,
 }
 
 impl Health {
@@ -40,7 +45,7 @@ impl Health {
                 }
             }
             "/readyz" => {
-                let not_ready = self.shared.not_ready(self.shared.now());
+                let not_ready = self.shared.not_ready(self.clock.now());
                 if not_ready.is_empty() {
                     text(StatusCode::OK, "ready\n".into())
                 } else {
@@ -52,7 +57,9 @@ impl Health {
                 }
             }
             "/metrics" => {
-                let body = self.shared.encode_metrics(self.shared.now());
+                // rolecall_ready: the same function /readyz answers.
+                let ready = self.shared.not_ready(self.clock.now()).is_empty();
+                let body = self.metrics.encode(ready);
                 let mut r = text(StatusCode::OK, body);
                 r.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,

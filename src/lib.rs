@@ -15,7 +15,7 @@
 //!     │ "token changed" refresher(a)  refresher(b) …  writer ──▶ credentials, config,
 //!     └────────────────▶   │ STS          │ STS          ▲        status.json, …
 //!                          ▼              ▼              │ (debounced, atomic)
-//!                  Shared state: sessions, readiness, metrics
+//!                  Shared state: profiles, sessions, what the files hold
 //!                          │ per-source watch ──▶ chained refreshers
 //!                          ▼
 //!            health (/livez /readyz /metrics), endpoint (/v1/credentials/NAME)
@@ -157,8 +157,6 @@ pub struct Options {
     /// the schedule ([`schedule::spread_refresh_in`]); tests that check
     /// the steady schedule pass [`schedule::no_jitter`].
     pub spread: Jitter,
-    /// How many STS calls the initial pass makes at once.
-    pub concurrency: usize,
     /// How long shutdown waits for tasks before giving up on them.
     pub stop_grace: Duration,
     /// The binary installed as the process-mode helper; `None` for this
@@ -176,7 +174,6 @@ impl Default for Options {
             attempt_timeout: sts::ATTEMPT_TIMEOUT,
             jitter: schedule::random_jitter,
             spread: schedule::random_jitter,
-            concurrency: 16,
             stop_grace: Duration::from_millis(1500),
             helper_binary: None,
             clock: clock::Clock::system(),

@@ -1,12 +1,14 @@
 //! Prometheus metrics. Labels carry profile names and result classes only:
 //! never a role session's keys, the token, or an STS message.
 
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+
+use crate::session::unix_seconds;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProfileLabel {
@@ -107,32 +109,12 @@ pub fn count_limit_reached(limit: crate::sys::limits::Limit, site: &'static str)
         .inc();
 }
 
-/// Every metric rolecall exports.
-pub struct Metrics {
-    registry: Registry,
-    pub credentials_expiry: Family<ProfileLabel, Gauge>,
-    pub refresh: Family<RefreshLabels, Counter>,
-    pub token_expiry: Gauge,
-    pub sts_latency: Histogram,
-    pub write_errors: Family<FileLabel, Counter>,
-    pub ready: Gauge,
-    pub sts_clock_skew: Gauge,
-    pub endpoint_rejected: Family<ReasonLabel, Counter>,
-    /// Wake-ups of the token watcher (each re-reads the token): a handful
-    /// per rotation, one per poll; a fast-growing value means a loop.
-    pub token_checks: Counter,
-    /// Reloads (`SIGHUP` or a change of the watched file), by result.
-    pub config_reloads: Family<ReloadLabel, Counter>,
-    pub config_last_reload_success: Gauge,
-    /// 1 while the control socket (`rolecall reload`, `rolecall refresh`)
-    /// listens.
-    pub control_socket_up: Gauge,
-    /// 1 while a watched file is only polled: no inotify watcher could be
-    /// started (the node's inotify limits, or no thread for it).
-    pub watch_polling: Family<WatchLabel, Gauge>,
-    /// STS calls answered with a throttling code ([`crate::pacer`]).
-    pub sts_throttled: Counter,
-}
+/// Every metric rolecall exports: one registry, shared by the clones each
+/// component holds (as linkerd gives every component a clonable metrics
+/// value). Components change it through the intent methods below; the
+/// series themselves stay private.
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<Families>);
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,151 +122,17 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::default();
-        let credentials_expiry = Family::<ProfileLabel, Gauge>::default();
-        registry.register(
-            "rolecall_credentials_expiry_timestamp_seconds",
-            "Unix time at which the published credentials of a profile expire",
-            credentials_expiry.clone(),
-        );
-        let refresh = Family::<RefreshLabels, Counter>::default();
-        registry.register(
-            "rolecall_refresh",
-            "STS refresh attempts per profile and result",
-            refresh.clone(),
-        );
-        let token_expiry = Gauge::default();
-        registry.register(
-            "rolecall_token_expiry_timestamp_seconds",
-            "Unix time at which the projected service-account token last read expires",
-            token_expiry.clone(),
-        );
-        let sts_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-        registry.register(
-            "rolecall_sts_request_duration_seconds",
-            "Duration of STS calls, successful or not",
-            sts_latency.clone(),
-        );
-        let write_errors = Family::<FileLabel, Counter>::default();
-        registry.register(
-            "rolecall_write_errors",
-            "Failed writes of an output file (the previous file is kept whole)",
-            write_errors.clone(),
-        );
-        let ready = Gauge::default();
-        registry.register(
-            "rolecall_ready",
-            "1 when every profile holds unexpired credentials and the outputs are written",
-            ready.clone(),
-        );
-        let sts_clock_skew = Gauge::default();
-        registry.register(
-            "rolecall_sts_clock_skew_seconds",
-            "STS's clock minus the local clock, from the Date header of the last STS answer",
-            sts_clock_skew.clone(),
-        );
-        let endpoint_rejected = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "rolecall_endpoint_rejected_requests",
-            "Requests the credentials endpoint refused for their Authorization header (or for a profile outside the token's output set), by reason",
-            endpoint_rejected.clone(),
-        );
-        let token_checks = Counter::default();
-        registry.register(
-            "rolecall_token_checks",
-            "times the token watcher re-read the token after a file event or poll",
-            token_checks.clone(),
-        );
-        let config_reloads = Family::<ReloadLabel, Counter>::default();
-        registry.register(
-            "rolecall_config_reloads",
-            "Configuration reloads (SIGHUP or a change of the configuration file) by result: success, or invalid (the running configuration was kept)",
-            config_reloads.clone(),
-        );
-        // Both series exist from the start, so that an alert on `invalid`
-        // sees its first increase.
-        for result in ["success", "invalid"] {
-            let _ = config_reloads.get_or_create(&ReloadLabel { result });
-        }
-        let config_last_reload_success = Gauge::default();
-        registry.register(
-            "rolecall_config_last_reload_success_timestamp_seconds",
-            "Unix time at which the running configuration was loaded: the start, or the last successful reload",
-            config_last_reload_success.clone(),
-        );
-        let control_socket_up = Gauge::default();
-        registry.register(
-            "rolecall_control_socket_up",
-            "1 while the control socket of rolecall reload and rolecall refresh listens; 0 when it is disabled or could not be set up",
-            control_socket_up.clone(),
-        );
-        let watch_polling = Family::<WatchLabel, Gauge>::default();
-        registry.register(
-            "rolecall_watch_polling",
-            "1 while the file is only polled (every 60 s) because no inotify watcher could be started: the node's fs.inotify.max_user_instances or max_user_watches is exhausted, or the watcher's thread could not start (the pod's pids limit)",
-            watch_polling.clone(),
-        );
-        let sts_throttled = Counter::default();
-        registry.register(
-            "rolecall_sts_throttled",
-            "STS calls answered with Throttling: the account's STS rate limit was hit. Each one makes this sidecar pause its STS calls and make them one at a time",
-            sts_throttled.clone(),
-        );
-        registry.register(
-            "rolecall_limit_reached",
-            "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range; threads: the pod's pids limit or RLIMIT_NPROC) and site (listener, control_socket, sts, token, output, reload, watch)",
-            limit_reached().clone(),
-        );
-        Metrics {
-            registry,
-            credentials_expiry,
-            refresh,
-            token_expiry,
-            sts_latency,
-            write_errors,
-            ready,
-            sts_clock_skew,
-            endpoint_rejected,
-            token_checks,
-            config_reloads,
-            config_last_reload_success,
-            control_socket_up,
-            watch_polling,
-            sts_throttled,
-        }
+        Metrics::default()
     }
 
-    /// Counts a configuration reload; a success also sets the time of the
-    /// last successful one (Unix seconds).
-    pub fn count_config_reload(&self, success: bool, unix_s: u64) {
-        let result = if success { "success" } else { "invalid" };
-        self.config_reloads
-            .get_or_create(&ReloadLabel { result })
-            .inc();
-        if success {
-            self.config_last_reload_success.set(unix_s as i64);
-        }
-    }
+    // ---- the profile table (`state::Shared`) --------------------------
 
-    /// Counts a request the credentials endpoint refused: `reason` is
-    /// `missing_token` (no `Authorization` header), `wrong_token`, or
-    /// `not_in_set` (a profile outside the token's output set).
-    pub fn count_endpoint_rejection(&self, reason: &'static str) {
-        self.endpoint_rejected
-            .get_or_create(&ReasonLabel { reason })
-            .inc();
-    }
-
+    /// Counts a refresh attempt of `profile` that ended with `result`.
     pub fn count_refresh(&self, profile: &str, result: RefreshResult) {
-        self.refresh
+        self.0
+            .refresh
             .get_or_create(&RefreshLabels {
                 profile: profile.to_owned(),
                 result: result.as_str(),
@@ -292,43 +140,142 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the expiry (Unix seconds) of the session published for `profile`.
-    pub fn set_credentials_expiry(&self, profile: &str, unix_s: u64) {
-        self.credentials_expiry
+    /// Sets the expiry of the session published for `profile`.
+    pub fn set_credentials_expiry(&self, profile: &str, expiry: SystemTime) {
+        self.0
+            .credentials_expiry
             .get_or_create(&ProfileLabel {
                 profile: profile.to_owned(),
             })
-            .set(unix_s as i64);
-    }
-
-    /// Counts a failed write of the output `file`.
-    pub fn count_write_error(&self, file: &'static str) {
-        self.write_errors
-            .get_or_create(&FileLabel { file: file.into() })
-            .inc();
+            .set(unix_seconds(expiry) as i64);
     }
 
     /// Drops every series of a profile that is no longer configured.
     pub fn forget_profile(&self, profile: &str) {
-        self.credentials_expiry.remove(&ProfileLabel {
+        self.0.credentials_expiry.remove(&ProfileLabel {
             profile: profile.to_owned(),
         });
         for result in RefreshResult::ALL {
-            self.refresh.remove(&RefreshLabels {
+            self.0.refresh.remove(&RefreshLabels {
                 profile: profile.to_owned(),
                 result: result.as_str(),
             });
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    // ---- the refreshers' STS calls ------------------------------------
+
+    /// Records the duration of one STS call.
+    pub fn record_sts_call(&self, took: Duration) {
+        self.0.sts_latency.observe(took.as_secs_f64());
+    }
+
+    /// Counts an STS call answered with a throttling code.
+    pub fn count_throttled(&self) {
+        self.0.sts_throttled.inc();
+    }
+
+    /// Records STS's clock minus the local clock, in seconds.
+    pub fn record_clock_skew(&self, skew_s: i64) {
+        self.0.sts_clock_skew.set(skew_s);
+    }
+
+    // ---- the watchers --------------------------------------------------
+
+    /// Counts one re-read of the token by the watcher.
+    pub fn count_token_check(&self) {
+        self.0.token_checks.inc();
+    }
+
+    /// Records the `exp` of the token last read.
+    pub fn record_token_expiry(&self, exp: u64) {
+        self.0.token_expiry.set(exp as i64);
+    }
+
+    /// Records whether the watched `file` (`token`, `configuration`) is
+    /// only polled (no inotify).
+    pub fn record_watch_polling(&self, file: &'static str, polling: bool) {
+        self.0
+            .watch_polling
+            .get_or_create(&WatchLabel { file })
+            .set(i64::from(polling));
+    }
+
+    // ---- the supervisor's reloads and the control socket ---------------
+
+    /// Records the configuration the sidecar started with (the time of the
+    /// last successful load).
+    pub fn record_config_loaded(&self, now: SystemTime) {
+        self.0
+            .config_last_reload_success
+            .set(unix_seconds(now) as i64);
+    }
+
+    /// Counts a configuration reload at `now`; a success also sets the time
+    /// of the last successful one.
+    pub fn count_config_reload(&self, success: bool, now: SystemTime) {
+        let result = if success { "success" } else { "invalid" };
+        self.0
+            .config_reloads
+            .get_or_create(&ReloadLabel { result })
+            .inc();
+        if success {
+            self.record_config_loaded(now);
+        }
+    }
+
+    /// Records whether the control socket listens.
+    pub fn record_control_socket(&self, up: bool) {
+        self.0.control_socket_up.set(i64::from(up));
+    }
+
+    // ---- the writers and the endpoint ----------------------------------
+
+    /// Counts a failed write of the output `file`.
+    pub fn count_write_error(&self, file: &'static str) {
+        self.0
+            .write_errors
+            .get_or_create(&FileLabel { file: file.into() })
+            .inc();
+    }
+
+    /// Counts a request the credentials endpoint refused: `reason` is
+    /// `missing_token` (no `Authorization` header), `wrong_token`, or
+    /// `not_in_set` (a profile outside the token's output set).
+    pub fn count_endpoint_rejection(&self, reason: &'static str) {
+        self.0
+            .endpoint_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    // ---- the health server ---------------------------------------------
+
+    /// The Prometheus text exposition, with `rolecall_ready` as `ready`
+    /// (computed by the caller when scraped: [`crate::state::Shared::not_ready`]).
+    pub fn encode(&self, ready: bool) -> String {
+        self.0.ready.set(i64::from(ready));
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        prometheus_client::encoding::text::encode(&mut out, &self.0.registry)
             .expect("writing to a String cannot fail");
         out
     }
+
+    /// The value of `series` (its name and labels as the exposition writes
+    /// them, e.g. `rolecall_token_checks_total`), if exported: for tests
+    /// and benchmarks, which read the metrics as a scrape would.
+    pub fn value(&self, series: &str) -> Option<f64> {
+        let ready = self.0.ready.get() == 1;
+        self.encode(ready).lines().find_map(|line| {
+            let rest = line.strip_prefix(series)?.strip_prefix(' ')?;
+            rest.split(' ').next()?.parse().ok()
+        })
+    }
 }
+
+mod families;
+
+use families::Families;
 
 #[cfg(test)]
 mod tests {
@@ -340,7 +287,7 @@ mod tests {
         let m = Metrics::new();
         count_limit_reached(Limit::LocalPorts, "sts");
         count_limit_reached(Limit::NodeOpenFiles, "output");
-        let text = m.encode();
+        let text = m.encode(false);
         assert!(
             text.contains("rolecall_limit_reached_total{limit=\"local_ports\",site=\"sts\"} "),
             "{text}"
@@ -352,8 +299,66 @@ mod tests {
         // The limits are the process's: a second registry exports the same.
         assert!(
             Metrics::new()
-                .encode()
+                .encode(false)
                 .contains("limit=\"local_ports\",site=\"sts\"")
         );
+    }
+
+    #[test]
+    fn each_component_s_counters_reach_the_exposition() {
+        let m = Metrics::new();
+        let component = m.clone();
+        component.count_token_check();
+        component.record_token_expiry(1_900_000_000);
+        component.count_endpoint_rejection("wrong_token");
+        component.record_sts_call(Duration::from_millis(20));
+        component.record_clock_skew(-3);
+        component.count_write_error("credentials");
+        component.record_control_socket(true);
+        assert_eq!(m.value("rolecall_token_checks_total"), Some(1.0));
+        assert_eq!(
+            m.value("rolecall_token_expiry_timestamp_seconds"),
+            Some(1.9e9)
+        );
+        assert_eq!(m.value("rolecall_sts_clock_skew_seconds"), Some(-3.0));
+        assert_eq!(m.value("rolecall_control_socket_up"), Some(1.0));
+        let text = m.encode(true);
+        assert!(
+            text.contains(r#"rolecall_endpoint_rejected_requests_total{reason="wrong_token"} 1"#)
+        );
+        assert!(text.contains("rolecall_sts_request_duration_seconds_count 1"));
+        assert!(text.contains(r#"rolecall_write_errors_total{file="credentials"} 1"#));
+        assert!(text.contains("rolecall_ready 1"));
+        assert!(m.encode(false).contains("rolecall_ready 0"));
+    }
+
+    #[test]
+    fn reloads_are_counted_by_result_from_the_start() {
+        let m = Metrics::new();
+        let invalid = r#"rolecall_config_reloads_total{result="invalid"}"#;
+        let success = r#"rolecall_config_reloads_total{result="success"}"#;
+        assert_eq!((m.value(invalid), m.value(success)), (Some(0.0), Some(0.0)));
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        m.count_config_reload(false, at);
+        assert_eq!(
+            m.value("rolecall_config_last_reload_success_timestamp_seconds"),
+            Some(0.0)
+        );
+        m.count_config_reload(true, at);
+        assert_eq!((m.value(invalid), m.value(success)), (Some(1.0), Some(1.0)));
+        assert_eq!(
+            m.value("rolecall_config_last_reload_success_timestamp_seconds"),
+            Some(1.8e9)
+        );
+    }
+
+    #[test]
+    fn the_control_socket_gauge_follows_the_socket() {
+        let m = Metrics::new();
+        assert_eq!(m.value("rolecall_control_socket_up"), Some(0.0));
+        m.record_control_socket(true);
+        assert_eq!(m.value("rolecall_control_socket_up"), Some(1.0));
+        m.record_control_socket(false);
+        assert_eq!(m.value("rolecall_control_socket_up"), Some(0.0));
     }
 }

@@ -11,12 +11,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, watch as tokio_watch};
+use tokio::sync::{mpsc, watch as tokio_watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Profile};
+use crate::metrics::Metrics;
 use crate::output::{Sets, WriteError};
 use crate::refresher::{Context, Manual, Outcome, Refresher};
 use crate::state::Shared;
@@ -29,6 +30,7 @@ mod reloads;
 /// The pieces every mode shares.
 struct Core {
     shared: Arc<Shared>,
+    metrics: Metrics,
     ctx: Context,
     /// One writer per output set (each with its process-mode helper).
     sets: Sets,
@@ -38,10 +40,11 @@ struct Core {
 }
 
 impl Core {
-    fn new(config: &Config, opts: &Options) -> Result<Core, RunError> {
-        let shared = Shared::with_clock(opts.clock);
+    fn new(config: &Config, opts: &Options, once: bool) -> Result<Core, RunError> {
+        let metrics = Metrics::new();
+        let shared = Shared::with_metrics(metrics.clone());
         sts::warn_plaintext_endpoints(&config.profiles);
-        let sets = Sets::new(config, opts.jitter);
+        let sets = Sets::new(config, opts.jitter, opts.clock, &metrics);
         sets.prepare()?;
         sets.publish_members(&shared, config);
         install_helper_if_needed(&sets, &shared, config, opts)?;
@@ -49,6 +52,8 @@ impl Core {
         let refresh_all = tokio_watch::channel(0u64).0;
         let ctx = Context {
             shared: shared.clone(),
+            metrics: metrics.clone(),
+            pacer: Arc::default(),
             sts: Sts::new(opts.attempt_timeout)
                 .with_network(
                     config.ca_bundle.as_ref(),
@@ -64,9 +69,11 @@ impl Core {
             token_changed: nudge.subscribe(),
             refresh_all: refresh_all.subscribe(),
             clock: opts.clock,
+            once,
         };
         Ok(Core {
             shared,
+            metrics,
             ctx,
             sets,
             nudge,
@@ -85,39 +92,28 @@ impl Core {
                 "kept valid credentials from the previous run until they are refreshed"
             );
         }
-        let now = self.clock.now();
         for p in profiles {
-            self.shared
-                .register(p.clone(), adopted.remove(&p.name), now);
+            self.shared.register(p.clone(), adopted.remove(&p.name));
         }
     }
 
-    /// Assumes every profile once, concurrently (bounded), in the
-    /// configuration's waves: sources before the profiles chained to them.
-    /// With `planning` (a running sidecar, not `once`), each session is
-    /// published with its refresh plan, so the first write already reports
-    /// the planned expiry to process mode and the endpoint. Returns each
-    /// refresher with its outcome.
+    /// Assumes every profile once, concurrently (as the pacer allows), in
+    /// the configuration's waves: sources before the profiles chained to
+    /// them. Returns each refresher with its outcome.
     async fn initial_pass(
         &self,
         config: &Config,
         profiles: &[Arc<Profile>],
-        concurrency: usize,
-        planning: bool,
     ) -> Vec<(Refresher, Outcome)> {
         let mut done: Vec<(Refresher, Outcome)> = Vec::new();
-        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
         for wave in config.waves() {
             let mut set = JoinSet::new();
             for p in profiles
                 .iter()
                 .filter(|p| wave.iter().any(|w| w.name == p.name))
             {
-                let r = Refresher::new(p.clone(), self.ctx.clone());
-                let mut r = if planning { r.planning_refreshes() } else { r };
-                let permits = permits.clone();
+                let mut r = Refresher::new(p.clone(), self.ctx.clone());
                 set.spawn(async move {
-                    let _permit = permits.acquire_owned().await;
                     let o = r.attempt().await;
                     (r, o)
                 });
@@ -151,12 +147,10 @@ fn install_helper_if_needed(
 
 /// `rolecall once`: assume every profile, write the outputs, return.
 pub async fn once(config: &Config, opts: &Options) -> Result<OnceReport, RunError> {
-    let core = Core::new(config, opts)?;
+    let core = Core::new(config, opts, true)?;
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
     core.add_states(&profiles);
-    let results = core
-        .initial_pass(config, &profiles, opts.concurrency, false)
-        .await;
+    let results = core.initial_pass(config, &profiles).await;
     core.sets.write(&core.shared, core.clock.now())?;
     let mut failed: Vec<String> = results
         .iter()
@@ -188,15 +182,17 @@ pub async fn run(
     mut controls: mpsc::Receiver<Control>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let core = Core::new(&config, &opts)?;
-    core.shared.record_config_loaded(core.clock.now());
+    let core = Core::new(&config, &opts, false)?;
+    core.metrics.record_config_loaded(core.clock.now());
     let stop = CancellationToken::new();
     let live = crate::state::Readiness::new(true);
     let mut background = JoinSet::new();
     if let Some(addr) = config.health_addr {
         let health = health::Health {
             shared: core.shared.clone(),
+            metrics: core.metrics.clone(),
             live: live.clone(),
+            clock: core.clock,
         };
         let (bound, task) = health::serve(addr, health, stop.clone())
             .await
@@ -213,6 +209,8 @@ pub async fn run(
         }
         let ep = endpoint::Endpoint {
             shared: core.shared.clone(),
+            metrics: core.metrics.clone(),
+            clock: core.clock,
             tokens,
             sets_declared: config.declared_sets(),
         };
@@ -234,7 +232,8 @@ pub async fn run(
             token_file: config.token_file.clone(),
             poll_interval: opts.poll_interval,
             changed: core.nudge.clone(),
-            shared: core.shared.clone(),
+            metrics: core.metrics.clone(),
+            clock: core.clock,
         }
         .run(stop.clone()),
     );
@@ -247,7 +246,7 @@ pub async fn run(
                 poll_interval: opts.poll_interval,
                 changed: config_tx,
                 loaded: config.file_digest,
-                shared: core.shared.clone(),
+                metrics: core.metrics.clone(),
             }
             .run(stop.clone()),
         );
@@ -258,7 +257,7 @@ pub async fn run(
     if let Some(path) = &config.control_socket {
         background.spawn(control::serve(
             path.clone(),
-            core.shared.clone(),
+            core.metrics.clone(),
             commands_tx,
             stop.clone(),
         ));
@@ -266,9 +265,7 @@ pub async fn run(
 
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
     core.add_states(&profiles);
-    let results = core
-        .initial_pass(&config, &profiles, opts.concurrency, true)
-        .await;
+    let results = core.initial_pass(&config, &profiles).await;
     if let Err(e) = core.sets.write(&core.shared, core.clock.now()) {
         tracing::error!(error = %e, "initial write failed; retrying with backoff");
     }

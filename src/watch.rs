@@ -38,8 +38,9 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::fsread::{Change, Tracker};
-use crate::state::Shared;
+use crate::metrics::Metrics;
 use crate::token;
 use directory::Watch;
 
@@ -58,16 +59,18 @@ pub struct TokenWatcher {
     pub token_file: PathBuf,
     pub poll_interval: Duration,
     pub changed: Arc<watch::Sender<u64>>,
-    pub shared: Arc<Shared>,
+    pub metrics: Metrics,
+    /// Wall time: whether the token has expired.
+    pub clock: Clock,
 }
 
 impl TokenWatcher {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut events = FileEvents::new(&self.token_file, "token", self.shared.clone());
+        let mut events = FileEvents::new(&self.token_file, "token", self.metrics.clone());
         let mut tracker = Tracker::new(&self.token_file, token::MAX_TOKEN_BYTES);
         self.act(tracker.check(), false);
         while events.next(self.poll_interval, &shutdown).await {
-            self.shared.count_token_check();
+            self.metrics.count_token_check();
             self.act(tracker.check(), true);
         }
     }
@@ -89,11 +92,11 @@ impl TokenWatcher {
             }
             Change::Content(bytes) => bytes,
         };
-        let now = self.shared.now();
+        let now = self.clock.now();
         match token::decode(&self.token_file, &bytes, now) {
             Ok(t) => {
                 let exp = t.claims.exp.unwrap_or(0);
-                self.shared.record_token_expiry(exp);
+                self.metrics.record_token_expiry(exp);
                 if announce {
                     tracing::info!(path = %self.token_file.display(), exp, "token changed");
                 }
@@ -115,24 +118,24 @@ pub(crate) struct FileEvents {
     lost: Arc<AtomicBool>,
     filter: Filter,
     watch: Watch,
-    shared: Arc<Shared>,
+    metrics: Metrics,
 }
 
 impl FileEvents {
-    pub(crate) fn new(file: &Path, what: &'static str, shared: Arc<Shared>) -> FileEvents {
+    pub(crate) fn new(file: &Path, what: &'static str, metrics: Metrics) -> FileEvents {
         let (tx, rx) = mpsc::channel::<()>(1);
         let lost = Arc::new(AtomicBool::new(false));
         let filter = Filter::new(file);
         let mut watch = Watch::new(filter.dir.clone(), what);
         watch.establish(&tx, &lost, &filter);
-        shared.record_watch_polling(what, watch.limited());
+        metrics.record_watch_polling(what, watch.limited());
         FileEvents {
             rx,
             tx,
             lost,
             filter,
             watch,
-            shared,
+            metrics,
         }
     }
 
@@ -160,7 +163,7 @@ impl FileEvents {
             let was = self.watch.limited();
             self.watch.establish(&self.tx, &self.lost, &self.filter);
             if was != self.watch.limited() {
-                self.shared
+                self.metrics
                     .record_watch_polling(self.watch.what, self.watch.limited());
                 if !self.watch.limited() {
                     tracing::info!(

@@ -392,16 +392,18 @@ async fn late_answer_for_a_replaced_role(late_first: bool) {
     sts.push_for_role(WRITER_2, Reply::access_denied());
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
-    let shared = Shared::new();
+    let shared = Shared::with_metrics(rolecall::metrics::Metrics::new());
     let old = Arc::new(Profile {
         sts_endpoint: Some(sts.endpoint()),
         region: Some("eu-west-1".into()),
         ..Profile::new("writer", WRITER)
     });
     let now = std::time::SystemTime::now;
-    shared.register(old.clone(), None, now());
+    shared.register(old.clone(), None);
     let ctx = Context {
         shared: shared.clone(),
+        metrics: rolecall::metrics::Metrics::new(),
+        pacer: Default::default(),
         sts: rolecall::sts::Sts::new(Duration::from_secs(5)),
         token_file: token.path(),
         jitter: || 1.0,
@@ -409,6 +411,7 @@ async fn late_answer_for_a_replaced_role(late_first: bool) {
         token_changed: watch::channel(0u64).1,
         refresh_all: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
+        once: false,
     };
     let writer = rolecall::output::Writer {
         set: rolecall::config::DEFAULT_SET.into(),
@@ -417,6 +420,8 @@ async fn late_answer_for_a_replaced_role(late_first: bool) {
         app_dir: out.path().to_owned(),
         mode: 0o640,
         jitter: || 1.0,
+        clock: rolecall::clock::Clock::system(),
+        metrics: rolecall::metrics::Metrics::new(),
     };
     let mut before = Refresher::new(old.clone(), ctx.clone());
     assert!(before.attempt().await.is_success());
@@ -427,7 +432,7 @@ async fn late_answer_for_a_replaced_role(late_first: bool) {
         role_arn: WRITER_2.into(),
         ..(*old).clone()
     });
-    shared.upsert(new.clone(), false, now());
+    shared.upsert(new.clone(), false);
     let mut after = Refresher::new(new, ctx);
     if late_first {
         before.attempt().await;

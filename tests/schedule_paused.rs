@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rolecall::config::Profile;
-use rolecall::metrics::RefreshLabels;
+use rolecall::metrics::Metrics;
 use rolecall::refresher::{Context, Refresher};
-use rolecall::state::Shared;
+use rolecall::state::{Lookup, Shared};
 use rolecall::sts::Sts;
 use support::*;
 use tokio::sync::watch;
@@ -29,28 +29,25 @@ fn profile() -> Arc<Profile> {
     })
 }
 
-fn token_errors(shared: &Shared) -> u64 {
-    shared
-        .metrics()
-        .refresh
-        .get(&RefreshLabels {
-            profile: "reader".into(),
-            result: "token_error",
-        })
-        .map(|c| c.get())
-        .unwrap_or(0)
+fn token_errors(metrics: &Metrics) -> u64 {
+    metrics
+        .value(r#"rolecall_refresh_total{profile="reader",result="token_error"}"#)
+        .unwrap_or(0.0) as u64
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
     let dir = tempfile::tempdir().unwrap();
-    let shared = Shared::new();
+    let metrics = Metrics::new();
+    let shared = Shared::with_metrics(metrics.clone());
     let p = profile();
-    shared.register(p.clone(), None, std::time::SystemTime::now());
+    shared.register(p.clone(), None);
     let nudge = watch::channel(0u64).0;
     let all = watch::channel(0u64).0;
     let ctx = Context {
         shared: shared.clone(),
+        metrics: metrics.clone(),
+        pacer: Default::default(),
         sts: Sts::new(Duration::from_secs(1)),
         token_file: dir.path().join("missing-token"),
         jitter: ceiling_jitter,
@@ -58,6 +55,7 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
         token_changed: nudge.subscribe(),
         refresh_all: all.subscribe(),
         clock: rolecall::clock::Clock::system(),
+        once: false,
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));
@@ -67,11 +65,11 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
     let start = tokio::time::Instant::now();
     for (n, at) in expected_at.iter().enumerate() {
         tokio::time::sleep_until(start + Duration::from_millis(at * 1000 + 500)).await;
-        assert_eq!(token_errors(&shared), n as u64 + 1, "after {at}.5 s");
+        assert_eq!(token_errors(&metrics), n as u64 + 1, "after {at}.5 s");
     }
     // A whole day: one attempt a minute, no more.
     tokio::time::sleep_until(start + Duration::from_secs(86_400 + 3)).await;
-    let day = token_errors(&shared);
+    let day = token_errors(&metrics);
     // tokio's timer rounds each deadline up to the next millisecond, so a
     // day of 1440 sleeps may drift by up to ~1.4 s: allow one fewer.
     let exact = 7 + (86_400 - 63) / 60 + 1;
@@ -104,22 +102,31 @@ fn local_profile(sts: &FakeSts, name: &str, role: &str, source: Option<&str>) ->
 async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_it() {
     let sts = FakeSts::start_local();
     let token = TokenDir::new(&valid_jwt());
-    let shared = Shared::new();
-    let ctx = |refresh_all: &watch::Sender<u64>| Context {
+    let shared = Shared::with_metrics(rolecall::metrics::Metrics::new());
+    // One sidecar: its refreshers share its metrics and the pace of its
+    // STS calls.
+    let base = Context {
         shared: shared.clone(),
+        metrics: rolecall::metrics::Metrics::new(),
+        pacer: Default::default(),
         sts: Sts::new(Duration::from_secs(5)),
         token_file: token.path(),
         jitter: ceiling_jitter,
         spread: || 0.0,
         token_changed: watch::channel(0u64).1,
-        refresh_all: refresh_all.subscribe(),
+        refresh_all: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
+        once: false,
+    };
+    let ctx = |refresh_all: &watch::Sender<u64>| Context {
+        refresh_all: refresh_all.subscribe(),
+        ..base.clone()
     };
     let quiet = watch::channel(0u64).0;
     let poke_other = watch::channel(0u64).0;
     let stop = CancellationToken::new();
     let spawn = |p: Arc<Profile>, all: &watch::Sender<u64>, stop: &CancellationToken| {
-        shared.register(p.clone(), None, std::time::SystemTime::now());
+        shared.register(p.clone(), None);
         tokio::spawn(Refresher::new(p, ctx(all)).run(Duration::ZERO, stop.clone()))
     };
     let source_stop = stop.child_token();
@@ -151,7 +158,7 @@ async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_i
     // session reaches the running chained refresher, which follows once.
     source_stop.cancel();
     let replaced = local_profile(&sts, "src", SOURCE_2, None);
-    shared.upsert(replaced.clone(), false, std::time::SystemTime::now());
+    shared.upsert(replaced.clone(), false);
     tokio::spawn(Refresher::new(replaced, ctx(&quiet)).run(Duration::ZERO, stop.clone()));
     assert!(wait_until(Duration::from_secs(5), || sts.calls_for_role(CHAINED) == 2).await);
     let signed_with = signing_key(
@@ -175,18 +182,22 @@ async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_i
 /// A "reader" profile on `sts`, its state and its refresher, all on `clock`.
 struct Reader {
     shared: Arc<Shared>,
+    metrics: Metrics,
     refresher: Refresher,
     /// Keeps the refresher's SIGUSR1 channel open.
     _all: watch::Sender<u64>,
 }
 
 fn reader_on(sts: &FakeSts, token: &TokenDir, clock: rolecall::clock::Clock) -> Reader {
-    let shared = Shared::with_clock(clock);
+    let metrics = Metrics::new();
+    let shared = Shared::with_metrics(metrics.clone());
     let p = local_profile(sts, "reader", SOURCE, None);
-    shared.register(p.clone(), None, clock.now());
+    shared.register(p.clone(), None);
     let all = watch::channel(0u64).0;
     let ctx = Context {
         shared: shared.clone(),
+        metrics: metrics.clone(),
+        pacer: Default::default(),
         sts: Sts::new(Duration::from_secs(5)).with_clock(clock),
         token_file: token.path(),
         jitter: ceiling_jitter,
@@ -194,9 +205,11 @@ fn reader_on(sts: &FakeSts, token: &TokenDir, clock: rolecall::clock::Clock) -> 
         token_changed: watch::channel(0u64).1,
         refresh_all: all.subscribe(),
         clock,
+        once: false,
     };
     Reader {
         shared,
+        metrics,
         refresher: Refresher::new(p, ctx),
         _all: all,
     }
@@ -218,6 +231,7 @@ async fn an_expired_token_is_never_sent_even_when_only_paused_time_reached_its_e
     ));
     let Reader {
         shared,
+        metrics,
         refresher,
         _all,
     } = reader_on(&sts, &token, clock);
@@ -227,7 +241,7 @@ async fn an_expired_token_is_never_sent_even_when_only_paused_time_reached_its_e
 
     // The refresh falls after the token's exp by the injected clock (the
     // system clock has not moved): refused before any STS call.
-    assert!(wait_until(Duration::from_secs(3600), || token_errors(&shared) == 1).await);
+    assert!(wait_until(Duration::from_secs(3600), || token_errors(&metrics) == 1).await);
     assert_eq!(sts.calls(), 1, "the expired token was not sent");
     let last = shared.get("reader").unwrap().last_error.unwrap();
     assert!(last.starts_with("TokenUnavailable: token in"), "{last}");
@@ -263,8 +277,9 @@ async fn through_an_sts_outage_the_last_session_is_kept_until_it_expires_on_the_
         shared,
         refresher,
         _all,
+        ..
     } = reader_on(&sts, &token, clock);
-    shared.record_outputs_written(true, clock.now());
+    shared.record_outputs_written(true);
     let stop = CancellationToken::new();
     let start = tokio::time::Instant::now();
     tokio::spawn(refresher.run(Duration::ZERO, stop.clone()));
@@ -277,16 +292,17 @@ async fn through_an_sts_outage_the_last_session_is_kept_until_it_expires_on_the_
     assert!(sts.calls() > 1, "the refresh was attempted");
     let last = shared.get("reader").unwrap().last_error.unwrap();
     assert!(last.starts_with("InternalFailure: "), "{last}");
-    assert!(shared.session_for("reader", shared.now()).is_some());
-    assert!(shared.not_ready(shared.now()).is_empty());
+    let live = |now| matches!(shared.credentials_for("reader", now), Lookup::Live { .. });
+    assert!(live(clock.now()));
+    assert!(shared.not_ready(clock.now()).is_empty());
 
     // An hour on the injected clock: expired, and so not ready, without
     // an hour of real waiting.
-    let left = expiry.duration_since(shared.now()).unwrap();
+    let left = expiry.duration_since(clock.now()).unwrap();
     tokio::time::sleep(left).await;
-    assert_eq!(shared.session_for("reader", shared.now()), None);
+    assert!(!live(clock.now()));
     assert_eq!(
-        shared.not_ready(shared.now()),
+        shared.not_ready(clock.now()),
         vec![("reader".to_owned(), last)]
     );
     stop.cancel();

@@ -288,16 +288,18 @@ fn paused_refresher(
     sts: &FakeSts,
     token: &TokenDir,
 ) -> (Arc<Shared>, watch::Sender<u64>, CancellationToken) {
-    let shared = Shared::new();
+    let shared = Shared::with_metrics(rolecall::metrics::Metrics::new());
     let p = Arc::new(Profile {
         region: Some("eu-west-1".into()),
         sts_endpoint: Some(sts.endpoint()),
         ..Profile::new("reader", ROLE)
     });
-    shared.register(p.clone(), None, std::time::SystemTime::now());
+    shared.register(p.clone(), None);
     let all = watch::channel(0u64).0;
     let ctx = Context {
         shared: shared.clone(),
+        metrics: rolecall::metrics::Metrics::new(),
+        pacer: Default::default(),
         sts: Sts::new(Duration::from_secs(5)),
         token_file: token.path(),
         jitter: ceiling_jitter,
@@ -305,6 +307,7 @@ fn paused_refresher(
         token_changed: watch::channel(0u64).1,
         refresh_all: all.subscribe(),
         clock: rolecall::clock::Clock::system(),
+        once: false,
     };
     let stop = CancellationToken::new();
     tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rolecall::state::Shared;
+use rolecall::metrics::Metrics;
 use rolecall::watch::TokenWatcher;
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,7 @@ struct Watched {
     path: PathBuf,
     logs: Logs,
     _logging: tracing::subscriber::DefaultGuard,
-    shared: Arc<Shared>,
+    metrics: Metrics,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -58,7 +58,7 @@ impl Watched {
     async fn start(path: &Path, poll_interval: Duration, exp: u64) -> Watched {
         let logs = Logs::default();
         let logging = logs.install();
-        let shared = Shared::new();
+        let metrics = Metrics::new();
         let generation = Arc::new(tokio::sync::watch::channel(0u64).0);
         let stop = CancellationToken::new();
         let task = tokio::spawn(
@@ -66,7 +66,8 @@ impl Watched {
                 token_file: path.to_owned(),
                 poll_interval,
                 changed: generation.clone(),
-                shared: shared.clone(),
+                metrics: metrics.clone(),
+                clock: rolecall::clock::Clock::system(),
             }
             .run(stop.clone()),
         );
@@ -74,7 +75,7 @@ impl Watched {
             path: path.to_owned(),
             logs,
             _logging: logging,
-            shared,
+            metrics,
             generation,
             stop,
             task,
@@ -88,12 +89,16 @@ impl Watched {
 
     /// Times the watcher re-read the token after an event or a poll.
     fn checks(&self) -> u64 {
-        self.shared.metrics().token_checks.get()
+        self.metrics
+            .value("rolecall_token_checks_total")
+            .unwrap_or(0.0) as u64
     }
 
     /// The `exp` of the token the watcher last read.
     fn exp(&self) -> u64 {
-        self.shared.metrics().token_expiry.get() as u64
+        self.metrics
+            .value("rolecall_token_expiry_timestamp_seconds")
+            .unwrap_or(0.0) as u64
     }
 
     fn generation(&self) -> u64 {

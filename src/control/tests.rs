@@ -150,7 +150,7 @@ async fn a_refresh_reports_each_profile_in_name_order() {
             n,
             format!("arn:aws:iam::111122223333:role/{n}"),
         ));
-        shared.register(p, None, now);
+        shared.register(p, None);
     }
     let expiry = now + Duration::from_secs(3600);
     shared.record_success(
@@ -162,8 +162,10 @@ async fn a_refresh_reports_each_profile_in_name_order() {
             expiration: expiry,
             assumed_role_arn: None,
         },
-        now,
-        None,
+        crate::state::RefreshPlan {
+            received: now,
+            next_refresh: None,
+        },
     );
     shared.record_failure(
         &current_profile(&shared, "b"),

@@ -10,9 +10,9 @@ use hyper::{Response, StatusCode};
 
 use super::{EndpointToken, NOT_IN_SET_LOG, TokenError, constant_time_eq, error};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::output::Sets;
 use crate::ratelimit::{LOG_INTERVAL, LogLimit};
-use crate::state::Shared;
 
 /// Starts one token per output set (supplied by the set's
 /// `endpoint_token_file`, or kept in its dir across restarts) and writes
@@ -74,8 +74,8 @@ pub(super) fn token_set(tokens: &[Arc<EndpointToken>], presented: &[u8]) -> Opti
 
 /// The 403 for a profile outside the token's output set: counted, logged
 /// (rate-limited), and naming only the request's set.
-pub(super) fn not_in_set(shared: &Shared, shown: &str, set: &str) -> Response<Full<Bytes>> {
-    shared.count_endpoint_rejection("not_in_set");
+pub(super) fn not_in_set(metrics: &Metrics, shown: &str, set: &str) -> Response<Full<Bytes>> {
+    metrics.count_endpoint_rejection("not_in_set");
     if let Some(suppressed) = NOT_IN_SET_LOG.admit() {
         tracing::warn!(
             profile = ?shown,
@@ -126,7 +126,12 @@ mod tests {
     fn each_set_gets_its_own_token_and_a_token_picks_its_set() {
         let root = tempfile::tempdir().unwrap();
         let c = config(root.path(), None);
-        let sets = Sets::new(&c, schedule::random_jitter);
+        let sets = Sets::new(
+            &c,
+            schedule::random_jitter,
+            crate::clock::Clock::system(),
+            &crate::metrics::Metrics::new(),
+        );
         sets.prepare().unwrap();
         let tokens = start_tokens(&sets, &c).unwrap();
         let read = |set: &str| {
@@ -148,7 +153,12 @@ mod tests {
         std::fs::write(&a, &same).unwrap();
         std::fs::write(&b, &same).unwrap();
         let c = config(root.path(), Some((&a, &b)));
-        let sets = Sets::new(&c, schedule::random_jitter);
+        let sets = Sets::new(
+            &c,
+            schedule::random_jitter,
+            crate::clock::Clock::system(),
+            &crate::metrics::Metrics::new(),
+        );
         sets.prepare().unwrap();
         let e = start_tokens(&sets, &c).unwrap_err().to_string();
         assert!(

@@ -131,7 +131,7 @@ fn profile_status(state: &ProfileState) -> ProfileStatus {
         credentials: p.credentials.as_str().into(),
         region: p.region.clone(),
         expiration: state.session.as_ref().map(|s| format_time(s.expiration)),
-        last_refresh: state.last_refresh.map(format_time),
+        last_refresh: state.last_refresh().map(format_time),
         last_error: state.last_error.clone(),
     }
 }

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::writer::{settle, state_changed};
 use super::{Helper, RECHECK_INTERVAL, WriteError, Writer};
+use crate::clock::Clock;
 use crate::config::{Config, CredentialsMode, Profile};
+use crate::metrics::Metrics;
 use crate::schedule;
 use crate::session::Session;
 use crate::state::Shared;
@@ -26,14 +28,19 @@ pub struct Sets {
 }
 
 impl Sets {
-    /// A writer per output set of `config`, with `jitter` for the backoff.
-    pub fn new(config: &Config, jitter: schedule::Jitter) -> Sets {
+    /// A writer per output set of `config`, with `jitter` for the backoff,
+    /// `clock` for wall time and `metrics` counting failed writes.
+    pub fn new(config: &Config, jitter: schedule::Jitter, clock: Clock, metrics: &Metrics) -> Sets {
         Sets::from_writers(
             config
                 .outputs
                 .iter()
                 .map(|s| {
-                    let w = Writer::for_set(config, s).with_jitter(jitter);
+                    let w = Writer {
+                        clock,
+                        metrics: metrics.clone(),
+                        ..Writer::for_set(config, s).with_jitter(jitter)
+                    };
                     (w, Arc::new(Helper::default()))
                 })
                 .collect(),
@@ -146,7 +153,7 @@ impl Sets {
                 }
             }
         }
-        shared.record_outputs_written(first.is_none(), now);
+        shared.record_outputs_written(first.is_none());
         first.map_or(Ok(written), Err)
     }
 
@@ -171,9 +178,13 @@ impl Sets {
             .map_or(schedule::random_jitter as schedule::Jitter, |(w, _)| {
                 w.jitter
             });
+        let clock = self
+            .writers
+            .first()
+            .map_or_else(Clock::system, |(w, _)| w.clock);
         let mut failures: u32 = 0;
         loop {
-            let now = shared.now();
+            let now = clock.now();
             for (w, helper) in &self.writers {
                 if let Err(e) = w.check_helper(helper) {
                     tracing::error!(set = %w.set, error = %e, "cannot reinstall the credential_process helper");
@@ -228,7 +239,12 @@ mod tests {
     fn prepared(root: &Path) -> (Config, Arc<Shared>, Sets) {
         let c = config(root);
         let shared = Shared::new();
-        let sets = Sets::new(&c, schedule::random_jitter);
+        let sets = Sets::new(
+            &c,
+            schedule::random_jitter,
+            Clock::system(),
+            &Metrics::new(),
+        );
         sets.prepare().unwrap();
         sets.publish_members(&shared, &c);
         (c, shared, sets)

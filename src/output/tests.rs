@@ -99,7 +99,7 @@ fn the_process_file_carries_the_slide_cap_while_healthy_and_does_not_change_with
     );
     st.plan = Some(crate::state::RefreshPlan {
         received: t0,
-        next_refresh: min(30),
+        next_refresh: Some(min(30)),
     });
     let entry = |st: &ProfileState, now: SystemTime| {
         let r = render(&[st], &[], Path::new("/aws"), now);
@@ -154,7 +154,6 @@ fn writes_both_files_and_reports_a_failure_without_touching_the_old_file() {
     shared.register(
         p,
         Some(session("W1", SystemTime::now() + Duration::from_secs(600))),
-        SystemTime::now(),
     );
     let w = Writer::for_dir(dir.path());
     w.prepare().unwrap();

@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::render::served;
 use super::{CONFIG_FILE, CREDENTIALS_FILE, Helper, PROCESS_FILE, STATUS_FILE, atomic, render_set};
+use crate::clock::Clock;
 use crate::config::{Config, OutputSet};
+use crate::metrics::Metrics;
 use crate::schedule;
 use crate::state::{ProfileState, Shared};
 
@@ -29,6 +31,10 @@ pub struct Writer {
     /// The jitter of the backoff after a failed write (injected, as the
     /// refreshers' is).
     pub jitter: schedule::Jitter,
+    /// Wall time of the writes (injected, as the refreshers' is).
+    pub clock: Clock,
+    /// Counts failed writes.
+    pub metrics: Metrics,
 }
 
 /// A failed write, naming the file; the previous file is left whole.
@@ -53,6 +59,8 @@ impl Writer {
             app_dir: dir.to_owned(),
             mode: crate::config::DEFAULT_FILE_MODE,
             jitter: schedule::random_jitter,
+            clock: Clock::system(),
+            metrics: Metrics::new(),
         }
     }
 
@@ -71,6 +79,8 @@ impl Writer {
             app_dir: set.app_dir.clone(),
             mode: config.file_mode,
             jitter: schedule::random_jitter,
+            clock: Clock::system(),
+            metrics: Metrics::new(),
         }
     }
 
@@ -119,7 +129,7 @@ impl Writer {
     /// it replaced or removed.
     pub fn write(&self, shared: &Shared, now: SystemTime) -> Result<usize, WriteError> {
         let result = self.write_files(shared, now);
-        shared.record_outputs_written(result.is_ok(), now);
+        shared.record_outputs_written(result.is_ok());
         result
     }
 
@@ -158,7 +168,7 @@ impl Writer {
                 }
                 Ok(false) => {}
                 Err(source) => {
-                    shared.count_write_error(file);
+                    self.metrics.count_write_error(file);
                     let e = WriteError {
                         file,
                         path: self.dir.join(file),
@@ -185,7 +195,6 @@ impl Writer {
                 .iter()
                 .filter_map(|st| served(st, now).map(|s| (st, s)))
                 .map(|(st, s)| (st.profile.name.clone(), st.identity().clone(), s.expiration)),
-            now,
         );
         Ok(written)
     }

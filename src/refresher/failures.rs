@@ -98,6 +98,11 @@ impl Failures {
         }
     }
 
+    /// Whether the last attempt failed (a run is open).
+    pub fn is_failing(&self) -> bool {
+        self.run.is_some()
+    }
+
     /// Records a success at `now`: the run it ended, if it had more than
     /// one failure (a single failure's line said all there is: the
     /// `refreshed` line that follows ends it).

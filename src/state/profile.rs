@@ -14,12 +14,11 @@ pub struct ProfileState {
     pub profile: Arc<Profile>,
     /// The last good session; kept through failures until it expires.
     pub session: Option<Session>,
-    pub last_refresh: Option<SystemTime>,
     /// `CODE: message` of the last failure, cleared by a success.
     pub last_error: Option<String>,
     /// When `session` was received and its refresh is planned, set with it
     /// by the refresher; `None` for a session adopted from an earlier run
-    /// until the first refresh.
+    /// (or kept through a reload) until the first refresh.
     pub plan: Option<RefreshPlan>,
     /// The profile's previous configuration, when a reload changed its
     /// identity (another role, source or permissions) and `session` still
@@ -29,11 +28,13 @@ pub struct ProfileState {
     pub superseded: Option<Arc<Profile>>,
 }
 
-/// The refresher's plan for the session it published.
+/// The refresher's plan for the session it published: when it was
+/// received (the one record of that time) and when its refresh is planned
+/// (`None` in a one-shot run: nothing newer will come).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RefreshPlan {
     pub received: SystemTime,
-    pub next_refresh: SystemTime,
+    pub next_refresh: Option<SystemTime>,
 }
 
 impl ProfileState {
@@ -41,11 +42,23 @@ impl ProfileState {
         ProfileState {
             profile,
             session: None,
-            last_refresh: None,
             last_error: None,
             plan: None,
             superseded: None,
         }
+    }
+
+    /// When the last session was received from STS; `None` before the
+    /// first refresh (an adopted or kept session).
+    pub fn last_refresh(&self) -> Option<SystemTime> {
+        self.plan.map(|p| p.received)
+    }
+
+    /// The plan of `session`'s refresh while it is healthy: the last
+    /// refresh succeeded and a next one is planned.
+    fn healthy_plan(&self) -> Option<(SystemTime, SystemTime)> {
+        let plan = self.plan.filter(|_| self.last_error.is_none())?;
+        Some((plan.received, plan.next_refresh?))
     }
 
     /// The role `session` was assumed for: the profile's, or the previous
@@ -73,8 +86,8 @@ impl ProfileState {
     /// `credential-process.json` (`slide_until`) for the helper, so the
     /// file changes with the session's state, not with the clock.
     pub fn slide_cap(&self, session: &Session) -> Option<SystemTime> {
-        let plan = self.plan.filter(|_| self.last_error.is_none())?;
-        schedule::report_cap(session.expiration, plan.received)
+        let (received, _) = self.healthy_plan()?;
+        schedule::report_cap(session.expiration, received)
     }
 
     /// The `Expiration` that process mode and the endpoint report for
@@ -96,11 +109,10 @@ impl ProfileState {
     /// only through that last case, so the writer's periodic re-render
     /// does not rewrite an unchanged file.
     pub fn planned_expiry(&self, session: &Session, now: SystemTime) -> SystemTime {
-        let Some(plan) = self.plan.filter(|_| self.last_error.is_none()) else {
+        let Some((received, next_refresh)) = self.healthy_plan() else {
             return session.expiration;
         };
-        let reported =
-            schedule::planned_expiry(session.expiration, plan.received, Some(plan.next_refresh));
+        let reported = schedule::planned_expiry(session.expiration, received, Some(next_refresh));
         if reported <= now {
             return session.expiration;
         }

@@ -3,8 +3,6 @@
 //! the endpoint, and changed by a reload (that is how an operator gives a
 //! container a role: by editing the ConfigMap).
 
-use std::collections::BTreeSet;
-
 use super::{ProfileState, Shared};
 
 impl Shared {
@@ -19,7 +17,8 @@ impl Shared {
 
     /// The profiles of output set `set`; `None` for a set never given
     /// members (a lone writer in tests: every profile).
-    pub fn members(&self, set: &str) -> Option<BTreeSet<String>> {
+    #[cfg(test)]
+    pub(crate) fn members(&self, set: &str) -> Option<std::collections::BTreeSet<String>> {
         self.lock().members.get(set).cloned()
     }
 
@@ -49,7 +48,6 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::SystemTime;
 
     use super::*;
     use crate::config::Profile;
@@ -62,7 +60,7 @@ mod tests {
                 n,
                 format!("arn:aws:iam::111122223333:role/{n}"),
             ));
-            shared.register(p, None, SystemTime::now());
+            shared.register(p, None);
         }
         let names = |set: &str| -> Vec<String> {
             shared

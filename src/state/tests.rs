@@ -39,21 +39,23 @@ fn state(error: Option<&str>, plan: Option<RefreshPlan>) -> (ProfileState, Sessi
 fn shared_with(names: &[&str]) -> Arc<Shared> {
     let shared = Shared::new();
     for name in names {
-        shared.register(profile(name), None, t0());
+        shared.register(profile(name), None);
     }
-    shared.record_outputs_written(true, t0());
+    shared.record_outputs_written(true);
     shared
 }
 
 fn refreshes(shared: &Shared, name: &str, result: RefreshResult) -> u64 {
-    shared
-        .metrics()
-        .refresh
-        .get(&crate::metrics::RefreshLabels {
-            profile: name.into(),
-            result: result.as_str(),
-        })
-        .map_or(0, |c| c.get())
+    let series = format!(
+        "rolecall_refresh_total{{profile=\"{name}\",result=\"{}\"}}",
+        result.as_str()
+    );
+    shared.metrics.value(&series).unwrap_or(0.0) as u64
+}
+
+/// Readiness at `t0()`, as `/readyz` computes it.
+fn ready(shared: &Shared) -> bool {
+    shared.not_ready(t0()).is_empty()
 }
 
 #[test]
@@ -61,7 +63,7 @@ fn reports_the_rule_while_healthy_and_the_real_expiry_otherwise() {
     let received = t0();
     let plan = RefreshPlan {
         received,
-        next_refresh: received + secs(1800),
+        next_refresh: Some(received + secs(1800)),
     };
     let min = |m: u64| received + secs(m * 60);
     // Healthy: 17 minutes from now, under the cap (55 min); the file's
@@ -105,8 +107,8 @@ fn readiness_flag_is_shared_by_its_clones() {
 #[test]
 fn register_seeds_the_adopted_session_and_readiness_follows() {
     let shared = Shared::new();
-    shared.register(profile("a"), Some(session("A", t0() + secs(600))), t0());
-    shared.register(profile("b"), None, t0());
+    shared.register(profile("a"), Some(session("A", t0() + secs(600))));
+    shared.register(profile("b"), None);
     assert_eq!(
         shared.not_ready(t0()),
         vec![
@@ -117,24 +119,22 @@ fn register_seeds_the_adopted_session_and_readiness_follows() {
             ),
         ]
     );
-    assert!(!shared.is_ready());
+    assert!(!ready(&shared));
     shared.record_success(
         &current_profile(&shared, "b"),
         session("B", t0() + secs(900)),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
-    shared.record_outputs_written(true, t0());
-    assert!(shared.is_ready(), "one writer keeps the flag current");
-    assert_eq!(shared.metrics().ready.get(), 1, "and the gauge with it");
-    assert!(shared.not_ready(t0()).is_empty());
+    shared.record_outputs_written(true);
+    assert!(ready(&shared));
     // Time alone makes a session expire: a probe sees it at once.
     assert_eq!(
         shared.not_ready(t0() + secs(600)),
         vec![("a".to_owned(), "credentials expired".to_owned())]
     );
-    assert!(!shared.is_ready());
-    assert_eq!(shared.metrics().ready.get(), 0);
 }
 
 #[test]
@@ -150,44 +150,51 @@ fn record_success_publishes_the_session_and_clears_the_error() {
     shared.record_success(
         &current_profile(&shared, "p"),
         s.clone(),
-        t0(),
-        Some(t0() + secs(1800)),
+        RefreshPlan {
+            received: t0(),
+            next_refresh: Some(t0() + secs(1800)),
+        },
     );
     let st = shared.get("p").unwrap();
     assert_eq!(st.session, Some(s));
-    assert_eq!(st.last_refresh, Some(t0()));
+    assert_eq!(st.last_refresh(), Some(t0()));
     assert_eq!(st.last_error, None);
     assert_eq!(
         st.plan,
         Some(RefreshPlan {
             received: t0(),
-            next_refresh: t0() + secs(1800)
+            next_refresh: Some(t0() + secs(1800))
         })
     );
     assert_eq!(refreshes(&shared, "p", RefreshResult::Success), 1);
     let expiry = shared
-        .metrics()
-        .credentials_expiry
-        .get(&crate::metrics::ProfileLabel {
-            profile: "p".into(),
-        })
-        .unwrap()
-        .get();
-    assert_eq!(expiry, unix_seconds(t0() + secs(3600)) as i64);
-    // Unplanned (a one-shot run): no plan.
+        .metrics
+        .value(r#"rolecall_credentials_expiry_timestamp_seconds{profile="p"}"#);
+    assert_eq!(
+        expiry,
+        Some(crate::session::unix_seconds(t0() + secs(3600)) as f64)
+    );
+    // Unplanned (a one-shot run): received, no refresh planned.
     shared.record_success(
         &current_profile(&shared, "p"),
         session("ONCE", t0() + secs(60)),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
-    assert_eq!(shared.get("p").unwrap().plan, None);
+    assert_eq!(
+        shared.get("p").unwrap().plan.map(|p| p.next_refresh),
+        Some(None)
+    );
     // A profile removed meanwhile is not brought back.
     shared.record_success(
         &current_profile(&shared, "gone"),
         session("G", t0() + secs(60)),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
     assert!(shared.get("gone").is_none());
     assert_eq!(refreshes(&shared, "gone", RefreshResult::Success), 0);
@@ -210,8 +217,10 @@ fn record_failure_keeps_the_last_good_session_and_says_until_when() {
     shared.record_success(
         &current_profile(&shared, "p"),
         session("OK", until),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
     let kept = shared.record_failure(
         &current_profile(&shared, "p"),
@@ -223,7 +232,7 @@ fn record_failure_keeps_the_last_good_session_and_says_until_when() {
     let st = shared.get("p").unwrap();
     assert_eq!(st.last_error.as_deref(), Some("Timeout: slow"));
     assert!(st.session.is_some());
-    assert!(shared.is_ready(), "a live session is still ready");
+    assert!(ready(&shared), "a live session is still ready");
     assert_eq!(refreshes(&shared, "p", RefreshResult::TransientError), 1);
     assert_eq!(refreshes(&shared, "p", RefreshResult::ConfigError), 1);
     // Once the session expired, the error is the reason.
@@ -243,59 +252,55 @@ fn record_failure_keeps_the_last_good_session_and_says_until_when() {
 }
 
 #[test]
-fn plan_refresh_applies_only_to_the_session_it_was_made_for() {
+fn the_plan_passed_with_a_session_decides_what_the_endpoint_reports() {
     let shared = shared_with(&["p"]);
+    let s = session("A", t0() + secs(3600));
+    let plan = |next_refresh| RefreshPlan {
+        received: t0(),
+        next_refresh,
+    };
+    shared.record_success(&current_profile(&shared, "p"), s.clone(), plan(None));
+    let real = Lookup::Live {
+        session: s.clone(),
+        expiration: s.expiration,
+    };
+    assert_eq!(
+        shared.credentials_for("p", t0()),
+        real,
+        "one-shot: the real expiry"
+    );
     shared.record_success(
         &current_profile(&shared, "p"),
-        session("A", t0() + secs(3600)),
-        t0(),
-        None,
+        s.clone(),
+        plan(Some(t0() + secs(1800))),
     );
-    shared.plan_refresh("p", t0() + secs(1), t0() + secs(1800));
-    assert_eq!(
-        shared.get("p").unwrap().plan,
-        None,
-        "another session's plan"
-    );
-    shared.plan_refresh("p", t0(), t0() + secs(1800));
-    assert_eq!(
-        shared.get("p").unwrap().plan.map(|p| p.next_refresh),
-        Some(t0() + secs(1800))
+    assert_ne!(
+        shared.credentials_for("p", t0()),
+        real,
+        "planned: the sliding expiry"
     );
 }
 
 #[test]
-fn session_for_gives_only_a_live_session() {
+fn credentials_for_gives_only_a_live_session() {
     let shared = shared_with(&["src"]);
-    assert_eq!(shared.session_for("src", t0()), None);
+    let live = |at| match shared.credentials_for("src", at) {
+        Lookup::Live { session, .. } => Some(session),
+        _ => None,
+    };
+    assert_eq!(live(t0()), None);
     let s = session("S", t0() + secs(60));
-    shared.record_success(&current_profile(&shared, "src"), s.clone(), t0(), None);
-    assert_eq!(shared.session_for("src", t0()), Some(s));
-    assert_eq!(shared.session_for("src", t0() + secs(60)), None, "expired");
-    assert_eq!(shared.session_for("other", t0()), None);
-}
-
-#[test]
-fn wants_token_retry_without_a_session_after_a_failure_or_near_expiry() {
-    let shared = shared_with(&["p"]);
-    assert!(shared.wants_token_retry("p", t0()), "no session");
     shared.record_success(
-        &current_profile(&shared, "p"),
-        session("A", t0() + secs(3600)),
-        t0(),
-        None,
+        &current_profile(&shared, "src"),
+        s.clone(),
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
-    assert!(!shared.wants_token_retry("p", t0()), "healthy");
-    let near = t0() + secs(3600) - schedule::NEAR_EXPIRY + secs(1);
-    assert!(shared.wants_token_retry("p", near), "close to expiry");
-    shared.record_failure(
-        &current_profile(&shared, "p"),
-        RefreshResult::TokenError,
-        "x".into(),
-        t0(),
-    );
-    assert!(shared.wants_token_retry("p", t0()), "failing");
-    assert!(!shared.wants_token_retry("unknown", t0()));
+    assert_eq!(live(t0()), Some(s));
+    assert_eq!(live(t0() + secs(60)), None, "expired");
+    assert_eq!(shared.credentials_for("other", t0()), Lookup::Unknown);
 }
 
 #[test]
@@ -305,8 +310,10 @@ fn upsert_keeps_the_session_as_its_own_only_for_the_same_identity() {
     shared.record_success(
         &current_profile(&shared, "p"),
         s.clone(),
-        t0(),
-        Some(t0() + secs(1800)),
+        RefreshPlan {
+            received: t0(),
+            next_refresh: Some(t0() + secs(1800)),
+        },
     );
     shared.record_failure(
         &current_profile(&shared, "p"),
@@ -314,14 +321,14 @@ fn upsert_keeps_the_session_as_its_own_only_for_the_same_identity() {
         "x: y".into(),
         t0(),
     );
-    shared.upsert(profile("p"), true, t0());
+    shared.upsert(profile("p"), true);
     let st = shared.get("p").unwrap();
     assert_eq!(st.session, Some(s.clone()), "same role: kept");
     assert_eq!(
-        (st.last_error, st.plan, st.last_refresh, st.superseded),
+        (st.last_refresh(), st.last_error, st.plan, st.superseded),
         (None, None, None, None)
     );
-    shared.upsert(profile("new"), true, t0());
+    shared.upsert(profile("new"), true);
     assert_eq!(shared.get("new").unwrap().session, None);
 }
 
@@ -329,21 +336,28 @@ fn upsert_keeps_the_session_as_its_own_only_for_the_same_identity() {
 fn a_changed_role_serves_the_old_session_until_its_first_success() {
     let shared = shared_with(&["p"]);
     let old = session("A", t0() + secs(3600));
-    shared.record_success(&current_profile(&shared, "p"), old.clone(), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "p"),
+        old.clone(),
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
+    );
     let mut seen = shared.subscribe("p");
     seen.borrow_and_update();
     let moved = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/other"));
-    shared.upsert(moved.clone(), false, t0());
+    shared.upsert(moved.clone(), false);
     let st = shared.get("p").unwrap();
     assert_eq!(st.session, Some(old.clone()), "no gap in any file");
     assert_eq!(st.session_role(), "arn:aws:iam::111122223333:role/p");
-    assert!(shared.is_ready(), "still ready on the old session");
+    assert!(ready(&shared), "still ready on the old session");
     assert!(
         !seen.has_changed().unwrap(),
         "the same session is not re-announced"
     );
     // Changed again before its first attempt: still the first role's.
-    shared.upsert(moved.clone(), true, t0());
+    shared.upsert(moved.clone(), true);
     assert_eq!(
         shared.get("p").unwrap().session_role(),
         "arn:aws:iam::111122223333:role/p"
@@ -352,8 +366,10 @@ fn a_changed_role_serves_the_old_session_until_its_first_success() {
     shared.record_success(
         &current_profile(&shared, "p"),
         new.clone(),
-        t0() + secs(1),
-        None,
+        RefreshPlan {
+            received: t0() + secs(1),
+            next_refresh: None,
+        },
     );
     let st = shared.get("p").unwrap();
     assert_eq!(st.session_role(), "arn:aws:iam::111122223333:role/other");
@@ -366,13 +382,15 @@ fn a_changed_role_drops_the_old_session_when_its_first_attempt_fails() {
     shared.record_success(
         &current_profile(&shared, "p"),
         session("A", t0() + secs(3600)),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
     let mut seen = shared.subscribe("p");
     seen.borrow_and_update();
     let moved = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/other"));
-    shared.upsert(moved, false, t0());
+    shared.upsert(moved, false);
     let kept = shared.record_failure(
         &current_profile(&shared, "p"),
         RefreshResult::ConfigError,
@@ -382,7 +400,7 @@ fn a_changed_role_drops_the_old_session_when_its_first_attempt_fails() {
     assert_eq!(kept, None, "the old role's keys are not kept");
     let st = shared.get("p").unwrap();
     assert_eq!((st.session, st.superseded), (None, None));
-    assert!(!shared.is_ready());
+    assert!(!ready(&shared));
     assert!(
         seen.has_changed().unwrap(),
         "chained profiles learn it is gone"
@@ -395,8 +413,10 @@ fn remove_forgets_the_profile_and_its_metric_series() {
     shared.record_success(
         &current_profile(&shared, "a"),
         session("A", t0() + secs(60)),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
     shared.record_failure(
         &current_profile(&shared, "a"),
@@ -407,15 +427,17 @@ fn remove_forgets_the_profile_and_its_metric_series() {
     shared.record_success(
         &current_profile(&shared, "b"),
         session("B", t0() + secs(60)),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
-    shared.remove("a", t0());
+    shared.remove("a");
     assert!(shared.get("a").is_none());
-    let text = shared.encode_metrics(t0());
+    let text = shared.metrics.encode(ready(&shared));
     assert!(!text.contains(r#"profile="a""#), "{text}");
     assert!(text.contains(r#"profile="b""#), "{text}");
-    assert!(shared.is_ready(), "the remaining profile is ready");
+    assert!(ready(&shared), "the remaining profile is ready");
 }
 
 #[test]
@@ -424,17 +446,21 @@ fn snapshot_and_next_expiry_see_live_sessions_in_name_order() {
     shared.record_success(
         &current_profile(&shared, "a"),
         session("A", t0() + secs(60)),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
     shared.record_success(
         &current_profile(&shared, "b"),
         session("B", t0() + secs(30)),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
     let names: Vec<String> = shared
-        .snapshot()
+        .snapshot_of("every profile")
         .iter()
         .map(|s| s.profile.name.clone())
         .collect();
@@ -457,24 +483,20 @@ fn record_outputs_written_feeds_readiness() {
     shared.record_success(
         &current_profile(&shared, "p"),
         session("A", t0() + secs(60)),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
-    assert!(shared.is_ready() && shared.outputs_written());
-    shared.record_outputs_written(false, t0());
-    assert!(!shared.is_ready() && !shared.outputs_written());
+    assert!(ready(&shared) && shared.outputs_written());
+    shared.record_outputs_written(false);
+    assert!(!ready(&shared) && !shared.outputs_written());
     assert_eq!(
         shared.not_ready(t0()),
         vec![(
             "outputs".to_owned(),
             "the output files are not written".to_owned()
         )]
-    );
-    shared.count_write_error("credentials");
-    assert!(
-        shared
-            .encode_metrics(t0())
-            .contains(r#"rolecall_write_errors_total{file="credentials"} 1"#)
     );
 }
 
@@ -514,8 +536,10 @@ fn credentials_for_answers_unknown_not_ready_or_live() {
     shared.record_success(
         &current_profile(&shared, "p"),
         s.clone(),
-        t0(),
-        Some(t0() + secs(1800)),
+        RefreshPlan {
+            received: t0(),
+            next_refresh: Some(t0() + secs(1800)),
+        },
     );
     assert_eq!(
         shared.credentials_for("p", t0()),
@@ -528,86 +552,88 @@ fn credentials_for_answers_unknown_not_ready_or_live() {
 }
 
 #[test]
-fn watcher_and_endpoint_counters_reach_the_metrics() {
-    let shared = Shared::new();
-    shared.count_token_check();
-    shared.record_token_expiry(1_900_000_000);
-    shared.count_endpoint_rejection("wrong_token");
-    shared.record_sts_call(Duration::from_millis(20));
-    shared.record_clock_skew(-3);
-    let m = shared.metrics();
-    assert_eq!(m.token_checks.get(), 1);
-    assert_eq!(m.token_expiry.get(), 1_900_000_000);
-    assert_eq!(m.sts_clock_skew.get(), -3);
-    let text = shared.encode_metrics(t0());
-    assert!(text.contains(r#"rolecall_endpoint_rejected_requests_total{reason="wrong_token"} 1"#));
-    assert!(text.contains("rolecall_sts_request_duration_seconds_count 1"));
-}
-
-#[test]
 fn subscribers_see_their_source_session_change_and_survive_a_reload() {
     let shared = shared_with(&["src", "other"]);
     let exp = t0() + secs(3600);
     let (a, b, c) = (session("A", exp), session("B", exp), session("C", exp));
-    shared.record_success(&current_profile(&shared, "src"), a.clone(), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "src"),
+        a.clone(),
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
+    );
     let mut rx = shared.subscribe("src");
     assert_eq!(*rx.borrow_and_update(), Some(a), "the current session");
     // Another profile's session does not wake it.
     shared.record_success(
         &current_profile(&shared, "other"),
         session("O", exp),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
     assert!(!rx.has_changed().unwrap());
     // A new session with the same expiry (issued in the same second) does.
-    shared.record_success(&current_profile(&shared, "src"), b.clone(), t0(), None);
+    shared.record_success(
+        &current_profile(&shared, "src"),
+        b.clone(),
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
+    );
     assert!(rx.has_changed().unwrap());
     assert_eq!(*rx.borrow_and_update(), Some(b));
     // A reload that keeps the session changes nothing for it.
-    shared.upsert(profile("src"), true, t0());
+    shared.upsert(profile("src"), true);
     assert!(!rx.has_changed().unwrap());
     // Removed and added back (a reload that replaces the source): the same
     // subscription sees both.
-    shared.remove("src", t0());
+    shared.remove("src");
     assert_eq!(*rx.borrow_and_update(), None);
-    shared.register(profile("src"), None, t0());
-    shared.record_success(&current_profile(&shared, "src"), c.clone(), t0(), None);
+    shared.register(profile("src"), None);
+    shared.record_success(
+        &current_profile(&shared, "src"),
+        c.clone(),
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
+    );
     assert_eq!(*rx.borrow_and_update(), Some(c));
     // A source nobody listens to any more is dropped with the profile.
     drop(rx);
-    shared.remove("src", t0());
+    shared.remove("src");
     assert!(!shared.lock().sessions.contains_key("src"));
     // Subscribing before the source exists works too.
     let mut early = shared.subscribe("later");
     assert_eq!(*early.borrow_and_update(), None);
     let l = session("L", exp);
-    shared.register(profile("later"), Some(l.clone()), t0());
+    shared.register(profile("later"), Some(l.clone()));
     assert_eq!(*early.borrow_and_update(), Some(l));
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_adopted_session_expires_under_paused_time_on_the_injected_clock() {
-    let shared = Shared::with_clock(Clock::tokio());
-    let start = shared.now();
-    shared.register(
-        profile("p"),
-        Some(session("OLD", start + secs(3600))),
-        start,
-    );
-    shared.record_outputs_written(true, start);
-    assert!(shared.not_ready(shared.now()).is_empty());
+    let clock = crate::clock::Clock::tokio();
+    let shared = Shared::new();
+    let start = clock.now();
+    shared.register(profile("p"), Some(session("OLD", start + secs(3600))));
+    shared.record_outputs_written(true);
+    assert!(shared.not_ready(clock.now()).is_empty());
     assert_eq!(
-        shared.next_expiry(shared.now()),
+        shared.next_expiry(clock.now()),
         Some(secs(3600) + Duration::from_millis(5))
     );
     tokio::time::sleep(secs(3600)).await;
-    let now = shared.now();
+    let now = clock.now();
     assert_eq!(
         shared.not_ready(now),
         vec![("p".to_owned(), "credentials expired".to_owned())]
     );
-    assert_eq!(shared.metrics().ready.get(), 0);
     assert_eq!(
         shared.credentials_for("p", now),
         Lookup::NotReady { last_error: None }
@@ -621,14 +647,16 @@ fn readiness_follows_what_each_set_s_files_hold() {
     let p = profile("p");
     shared.set_members("app", ["p".to_owned()]);
     shared.set_members("other", ["q".to_owned()]);
-    shared.register(p.clone(), None, t0());
+    shared.register(p.clone(), None);
     // The first write, before any session: the header only.
-    shared.record_set_written("app", [], t0());
+    shared.record_set_written("app", []);
     shared.record_success(
         &current_profile(&shared, "p"),
         session("A", t0() + secs(600)),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
     assert_eq!(
         shared.not_ready(t0()),
@@ -638,33 +666,31 @@ fn readiness_follows_what_each_set_s_files_hold() {
         )],
         "a session in memory only is not ready"
     );
-    shared.record_set_written("other", [], t0());
-    assert!(!shared.is_ready(), "another set's write does not count");
-    shared.record_set_written("app", [("p".to_owned(), p.clone(), t0() + secs(600))], t0());
-    assert!(shared.is_ready());
-    assert_eq!(shared.metrics().ready.get(), 1);
+    shared.record_set_written("other", []);
+    assert!(!ready(&shared), "another set's write does not count");
+    shared.record_set_written("app", [("p".to_owned(), p.clone(), t0() + secs(600))]);
+    assert!(ready(&shared));
     // A changed role: the old session, in the files, still serves.
     let moved = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/other"));
-    shared.upsert(moved.clone(), false, t0());
+    shared.upsert(moved.clone(), false);
     assert!(
-        shared.is_ready(),
+        ready(&shared),
         "the old role's keys serve until the new ones come"
     );
     // The new role's session is ready once the files hold it.
     shared.record_success(
         &current_profile(&shared, "p"),
         session("B", t0() + secs(900)),
-        t0(),
-        None,
+        RefreshPlan {
+            received: t0(),
+            next_refresh: None,
+        },
     );
-    assert!(
-        !shared.is_ready(),
-        "the files still hold the old role's keys"
-    );
-    shared.record_set_written("app", [("p".to_owned(), moved, t0() + secs(900))], t0());
-    assert!(shared.is_ready());
+    assert!(!ready(&shared), "the files still hold the old role's keys");
+    shared.record_set_written("app", [("p".to_owned(), moved, t0() + secs(900))]);
+    assert!(ready(&shared));
     // An expired copy in the files is not ready, whatever memory holds.
-    shared.record_set_written("app", [("p".to_owned(), p, t0() + secs(1))], t0());
+    shared.record_set_written("app", [("p".to_owned(), p, t0() + secs(1))]);
     assert!(!shared.not_ready(t0() + secs(2)).is_empty());
     // Moved to another set: that set's files must hold it.
     shared.set_members("app", []);

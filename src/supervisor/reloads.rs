@@ -43,7 +43,8 @@ pub(super) fn finish(
             let plan = crate::reload::plan(current, &new, &running);
             let answer = control::reload_applied(&plan);
             apply_reload(core, tasks, plan, stop);
-            core.shared.record_config_reloaded(core.clock.now());
+            core.metrics.count_config_reload(true, core.clock.now());
+            core.shared.set_rejected_config(Vec::new());
             *current = new;
             answer
         }
@@ -54,7 +55,8 @@ pub(super) fn finish(
                 .iter()
                 .map(|p| format!("{}: {}", p.origin, p.message))
                 .collect();
-            core.shared.record_config_rejected(problems.clone());
+            core.metrics.count_config_reload(false, core.clock.now());
+            core.shared.set_rejected_config(problems.clone());
             Answer::refused(problems)
         }
         Err(e @ ThreadError::Unavailable { .. }) => {
@@ -70,7 +72,8 @@ pub(super) fn finish(
         Err(e) => {
             tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration");
             let problems = vec![format!("the reload task failed: {e}")];
-            core.shared.record_config_rejected(problems.clone());
+            core.metrics.count_config_reload(false, core.clock.now());
+            core.shared.set_rejected_config(problems.clone());
             Answer::refused(problems)
         }
     }
@@ -113,15 +116,14 @@ fn apply_reload(
         if let Some(t) = tasks.remove(name) {
             t.stop.cancel();
         }
-        core.shared.remove(name, core.clock.now());
+        core.shared.remove(name);
     }
     for start in plan.start {
         if let Some(t) = tasks.remove(&start.profile.name) {
             t.stop.cancel();
         }
         let profile = Arc::new(start.profile);
-        core.shared
-            .upsert(profile.clone(), start.keep_session, core.clock.now());
+        core.shared.upsert(profile.clone(), start.keep_session);
         let r = Refresher::new(profile.clone(), core.ctx.clone());
         tasks.insert(
             profile.name.clone(),

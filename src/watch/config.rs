@@ -26,14 +26,14 @@ pub struct ConfigWatcher {
     /// ([`crate::config::Config::file_digest`]); `None` if it was unreadable.
     pub loaded: Option<u64>,
     /// Where the watcher's own metrics go (polling instead of inotify).
-    pub shared: std::sync::Arc<crate::state::Shared>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl ConfigWatcher {
     pub async fn run(self, shutdown: CancellationToken) {
         // Armed before the first read: a change after it is an event, a
         // change since the configuration was loaded is seen by the read.
-        let mut events = FileEvents::new(&self.config_file, "configuration", self.shared.clone());
+        let mut events = FileEvents::new(&self.config_file, "configuration", self.metrics.clone());
         let mut tracker = Tracker::starting_from(&self.config_file, MAX_CONFIG_BYTES, self.loaded);
         self.act(tracker.check());
         while events.next(self.poll_interval, &shutdown).await {

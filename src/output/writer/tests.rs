@@ -27,7 +27,7 @@ fn shared() -> Arc<Shared> {
             name(i),
             format!("arn:aws:iam::111122223333:role/{}", name(i)),
         );
-        shared.register(Arc::new(p), None, SystemTime::now());
+        shared.register(Arc::new(p), None);
     }
     shared
 }
@@ -44,8 +44,10 @@ fn publish(shared: &Shared, i: usize) {
     shared.record_success(
         &current_profile(shared, &name(i)),
         session,
-        SystemTime::now(),
-        None,
+        crate::state::RefreshPlan {
+            received: SystemTime::now(),
+            next_refresh: None,
+        },
     );
 }
 
