@@ -9,9 +9,10 @@
 
 use std::collections::BTreeSet;
 
-use super::sources::{Problems, RawProfile, Src, join, printable};
+use super::sources::{Problems, RawProfile, Sourced, join};
 use super::validate::validate;
 use super::{KUBERNETES_TAG_KEYS, checks::parse_bool};
+use crate::text::printable;
 
 /// STS's limits: at most 50 session tags, keys of 1-128 and values of
 /// 0-256 characters.
@@ -76,20 +77,22 @@ pub(super) struct Tags {
 /// whether it has a source profile, the only kind they apply to.
 pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Problems) -> Tags {
     let kubernetes = raw
-        .get("kubernetes_tags")
+        .kubernetes_tags
+        .as_ref()
         .and_then(|s| validate(s, p, parse_bool))
         .unwrap_or(false);
     let source_identity = raw
-        .get("source_identity")
+        .source_identity
+        .as_ref()
         .and_then(|s| validate(s, p, check_source_identity));
     if !chained {
-        let given: Vec<&Src> = raw
+        let given: Vec<&Sourced> = raw
             .tags
             .iter()
             .map(|(k, _)| k)
             .chain(&raw.transitive_tag_keys)
-            .chain(raw.get("source_identity"))
-            .chain(raw.get("kubernetes_tags").filter(|_| kubernetes))
+            .chain(&raw.source_identity)
+            .chain(raw.kubernetes_tags.as_ref().filter(|_| kubernetes))
             .take(1)
             .collect();
         if let Some(s) = given.first() {
