@@ -264,8 +264,11 @@ fn flags_and_env(r: &mut fastrand::Rng, f: &Files) -> (Vec<String>, new::Env) {
         let bad = !valid() && r.u8(..8) == 0;
         args.push(format!("--profile={}", if bad { "noeq" } else { &p }));
     }
+    if valid() && r.u8(..4) != 0 && !args.iter().any(|a| a.starts_with("--region=")) {
+        args.push("--region=eu-west-1".into());
+    }
     if r.u8(..5) == 0 {
-        let list = ["a=arn:aws:iam::111122223333:role/r", "b=x", "", "oops", "a=arn:aws:iam::111122223333:role/q"];
+        let list = ["a=arn:aws:iam::111122223333:role/r", "b=arn:aws:iam::111122223333:role/b", "", "oops", "a=arn:aws:iam::111122223333:role/q", "b=x"];
         let n = r.usize(1..4);
         let items: Vec<&str> = (0..n).map(|_| pick(r, &list)).collect();
         env.insert("ROLECALL_PROFILES".into(), items.join(","));

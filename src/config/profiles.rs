@@ -145,24 +145,8 @@ fn one(
     }
     let region = d.region.pick(own_region, p, check_region).flatten();
     let sts_endpoint = d.sts_endpoint.pick(own_endpoint, p, check_endpoint);
-    // A chained profile's own duration_seconds may not exceed one hour
-    // (AWS's limit for role chaining); an inherited default is capped.
     let chained = raw.source_profile.is_some();
-    let max = if chained {
-        MAX_CHAINED_DURATION
-    } else {
-        MAX_DURATION
-    };
-    let duration = match &raw.own.duration {
-        Some(own) => validate(own, p, |v| check_duration(v, max)),
-        None => match d
-            .duration
-            .pick(&None, p, |v| check_duration(v, MAX_DURATION))
-        {
-            Some(d) => d.map(|d| d.min(max)),
-            None => Some(DEFAULT_DURATION),
-        },
-    };
+    let duration = duration(&raw.own.duration, chained, d, p);
     let own = &raw.own;
     let use_fips = d.fips.pick(&own.use_fips_endpoint, p, parse_bool);
     let use_dualstack = d.dualstack.pick(&own.use_dualstack_endpoint, p, parse_bool);
@@ -170,19 +154,7 @@ fn one(
         .session_name
         .pick(&own.session_name, p, check_session_name))
     .unwrap_or_else(|| Some(d.default_session.to_owned()));
-    let credentials = d.credentials.pick(&own.credentials, p, mode);
-    let credentials = credentials.unwrap_or(Some(CredentialsMode::File));
-    if credentials == Some(CredentialsMode::Endpoint)
-        && !d.g.endpoint_set
-        && let Some(s) = own.credentials.as_ref().or(d.credentials.src)
-    {
-        p.at(
-            s,
-            format!(
-                "profile \"{name}\" uses credentials: endpoint, which only the credentials endpoint serves: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT), or use file or process"
-            ),
-        );
-    }
+    let credentials = credentials(name, &own.credentials, d, p);
     let settings = own_settings(name_src, raw, d.merged, chained, p);
     let (Some(()), Some(role_arn), Some(duration), Some(session_name), Some(credentials)) =
         (ok_name, role_arn, duration, session_name, credentials)
@@ -215,6 +187,56 @@ fn one(
         p.push(name_src.origin.clone(), message);
     }
     Some(profile)
+}
+
+/// The session's duration: a chained profile's own duration_seconds may
+/// not exceed one hour (AWS's limit for role chaining); an inherited
+/// default is capped.
+fn duration(
+    own: &Option<Sourced>,
+    chained: bool,
+    d: &mut Defaults<'_>,
+    p: &mut Problems,
+) -> Option<u32> {
+    let max = if chained {
+        MAX_CHAINED_DURATION
+    } else {
+        MAX_DURATION
+    };
+    match own {
+        Some(own) => validate(own, p, |v| check_duration(v, max)),
+        None => match d
+            .duration
+            .pick(&None, p, |v| check_duration(v, MAX_DURATION))
+        {
+            Some(d) => d.map(|d| d.min(max)),
+            None => Some(DEFAULT_DURATION),
+        },
+    }
+}
+
+/// The profile's credentials mode (`own`, else the default, else file);
+/// endpoint mode needs the endpoint.
+fn credentials(
+    name: &str,
+    own: &Option<Sourced>,
+    d: &mut Defaults<'_>,
+    p: &mut Problems,
+) -> Option<CredentialsMode> {
+    let credentials = d.credentials.pick(own, p, mode);
+    let credentials = credentials.unwrap_or(Some(CredentialsMode::File));
+    if credentials == Some(CredentialsMode::Endpoint)
+        && !d.g.endpoint_set
+        && let Some(s) = own.as_ref().or(d.credentials.src)
+    {
+        p.at(
+            s,
+            format!(
+                "profile \"{name}\" uses credentials: endpoint, which only the credentials endpoint serves: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT), or use file or process"
+            ),
+        );
+    }
+    credentials
 }
 
 /// The profile's own settings (policies, source, external id, tags), each

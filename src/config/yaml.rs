@@ -295,55 +295,60 @@ fn outputs(v: &Value, origin: &str, problems: &mut Problems) -> Option<outputs::
             sets.push(set);
             continue;
         };
-        for (k, v) in m {
-            let Value::String(key) = k else {
-                problems.push(&sorigin, "keys must be strings");
-                continue;
-            };
-            let korigin = join(&sorigin, &printable(key));
-            let text = |v: &Value, problems: &mut Problems| match v {
-                Value::String(s) => Some(file_src(s.clone(), &korigin)),
-                Value::Null => None,
-                _ => {
-                    problems.push(&korigin, "expected a path");
-                    None
-                }
-            };
-            match key.as_str() {
-                "dir" => set.dir = text(v, problems),
-                "app_dir" => set.app_dir = text(v, problems),
-                "endpoint_token_file" => set.endpoint_token_file = text(v, problems),
-                "profiles" => match v {
-                    Value::Sequence(items) => {
-                        let mut list = Vec::new();
-                        for (i, item) in items.iter().enumerate() {
-                            let o = format!("{korigin}[{i}]");
-                            match item {
-                                Value::String(s) => list.push(file_src(s.clone(), &o)),
-                                _ => problems.push(o, "expected a profile name"),
-                            }
-                        }
-                        set.profiles = Some(list);
-                    }
-                    Value::Null => set.profiles = Some(Vec::new()),
-                    _ => problems.push(&korigin, "expected a list of profile names"),
-                },
-                _ => problems.push(
-                    korigin,
-                    format!(
-                        "unknown key `{}` (known output set keys: {})",
-                        printable(key),
-                        outputs::SET_KEYS.join(", ")
-                    ),
-                ),
-            }
-        }
+        set_keys(m, &sorigin, &mut set, problems);
         sets.push(set);
     }
     Some(outputs::RawOutputs {
         origin: origin.to_owned(),
         sets,
     })
+}
+
+/// One output set's keys, read into `set`.
+fn set_keys(m: &Mapping, sorigin: &str, set: &mut outputs::RawSet, problems: &mut Problems) {
+    for (k, v) in m {
+        let Value::String(key) = k else {
+            problems.push(sorigin, "keys must be strings");
+            continue;
+        };
+        let korigin = join(sorigin, &printable(key));
+        let text = |v: &Value, problems: &mut Problems| match v {
+            Value::String(s) => Some(file_src(s.clone(), &korigin)),
+            Value::Null => None,
+            _ => {
+                problems.push(&korigin, "expected a path");
+                None
+            }
+        };
+        match key.as_str() {
+            "dir" => set.dir = text(v, problems),
+            "app_dir" => set.app_dir = text(v, problems),
+            "endpoint_token_file" => set.endpoint_token_file = text(v, problems),
+            "profiles" => match v {
+                Value::Sequence(items) => {
+                    let mut list = Vec::new();
+                    for (i, item) in items.iter().enumerate() {
+                        let o = format!("{korigin}[{i}]");
+                        match item {
+                            Value::String(s) => list.push(file_src(s.clone(), &o)),
+                            _ => problems.push(o, "expected a profile name"),
+                        }
+                    }
+                    set.profiles = Some(list);
+                }
+                Value::Null => set.profiles = Some(Vec::new()),
+                _ => problems.push(&korigin, "expected a list of profile names"),
+            },
+            _ => problems.push(
+                korigin,
+                format!(
+                    "unknown key `{}` (known output set keys: {})",
+                    printable(key),
+                    outputs::SET_KEYS.join(", ")
+                ),
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
