@@ -8,8 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::options::Layer;
-use super::outputs::RawOutputs;
+use super::values::Sourced;
 use crate::tls::CaBundle;
 
 /// What the load read.
@@ -24,16 +23,19 @@ pub(super) struct Loaded {
 
 impl Loaded {
     /// Reads the CA bundle if one is named, and the endpoint token files
-    /// if the endpoint is enabled (only then are they used).
-    pub fn read(merged: &Layer, outputs: Option<&RawOutputs>) -> Loaded {
-        let named = |s: &Option<super::sources::Sourced>| {
+    /// (the global one and the sets') if the endpoint is enabled (only
+    /// then are they used).
+    pub fn read<'a>(
+        ca_bundle: &Option<Sourced>,
+        endpoint: &Option<Sourced>,
+        tokens: impl Iterator<Item = &'a Option<Sourced>>,
+    ) -> Loaded {
+        let named = |s: &Option<Sourced>| {
             let s = s.as_ref().filter(|s| !s.value.is_empty());
             s.map(|s| PathBuf::from(&s.value))
         };
-        let endpoint = merged.endpoint_addr.as_ref();
-        let sets = outputs.map(|o| &o.sets[..]).unwrap_or_default();
-        let tokens = std::iter::once(&merged.endpoint_token_file)
-            .chain(sets.iter().map(|s| &s.endpoint_token_file))
+        let endpoint = endpoint.as_ref();
+        let tokens = tokens
             .filter_map(named)
             .filter(|_| endpoint.is_some_and(|s| !s.value.trim().is_empty()))
             .map(|path| {
@@ -42,7 +44,7 @@ impl Loaded {
             })
             .collect();
         Loaded {
-            ca_bundle: named(&merged.ca_bundle).map(|p| CaBundle::load(&p)),
+            ca_bundle: named(ca_bundle).map(|p| CaBundle::load(&p)),
             tokens,
         }
     }

@@ -38,6 +38,7 @@ mod profiles;
 mod sources;
 mod tags;
 mod validate;
+mod values;
 mod yaml;
 
 pub use checks::{check_role_arn, default_session_name};
@@ -246,7 +247,7 @@ impl Config {
         if (old.sets_declared || new.sets_declared)
             && outputs::layout_changed(&old.outputs, &new.outputs)
         {
-            keys.push(outputs::OUTPUTS_KEY);
+            keys.push(options::OUTPUTS_KEY);
         }
         keys
     }
@@ -288,14 +289,18 @@ fn assemble(
         .and_then(|t| t.as_ref().ok())
         .map(|b| digest(b));
     let file = match (path, text) {
-        (Some(path), Some(text)) => sources::from_file(path, text),
+        (Some(path), Some(text)) => yaml::source(path, text),
         _ => sources::Source::default(),
     };
     let (from_env, from_flags) = (sources::from_env(env), sources::from_flags(flags));
     let merged = sources::merge([&file, &from_env, &from_flags]);
-    let loaded = files::Loaded::read(&merged.values, file.outputs.as_ref());
-    let (globals, global_problems) = validate::globals(&merged.values, loaded);
-    let mut problems = sources::Problems::default();
+    let v = &merged.values;
+    let sets = file.outputs.iter().flat_map(|o| &o.sets);
+    let tokens =
+        std::iter::once(&v.endpoint_token_file).chain(sets.map(|s| &s.endpoint_token_file));
+    let loaded = files::Loaded::read(&v.ca_bundle, &v.endpoint_addr, tokens);
+    let (globals, global_problems) = v.globals(loaded);
+    let mut problems = values::Problems::default();
     let stages = [file.problems, global_problems, from_env.problems];
     for p in stages
         .into_iter()

@@ -8,8 +8,9 @@
 
 use std::path::PathBuf;
 
-use super::sources::{Problems, Sourced, src};
+use super::files::Loaded;
 use super::validate::{self, Globals};
+use super::values::{Problems, Sourced, src};
 use super::{Config, Env};
 
 /// How an option's YAML value reads as text.
@@ -116,9 +117,18 @@ macro_rules! options {
                 }
             }
 
-            /// Checks each global option's merged value, once, in row order.
-            pub fn check(&self, g: &mut Globals, p: &mut Problems) {
-                $(check!($scope $(($check))?, self.$field.as_ref(), self, g, p);)*
+            /// Checks each global option's merged value, once, in row
+            /// order, with the files the load read.
+            pub fn globals(&self, files: Loaded) -> (Globals, Problems) {
+                let mut g = Globals {
+                    config: Config::default(),
+                    endpoint_set: false,
+                    file_mode_at: None,
+                    files,
+                };
+                let mut p = Problems::default();
+                $(check!($scope $(($check))?, self.$field.as_ref(), &mut g, &mut p);)*
+                (g, p)
             }
         }
 
@@ -173,8 +183,8 @@ macro_rules! keep {
     };
 }
 macro_rules! check {
-    (global($check:path), $v:expr, $all:expr, $g:expr, $p:expr) => {
-        $check($v, $all, $g, $p)
+    (global($check:path), $v:expr, $g:expr, $p:expr) => {
+        $check($v, $g, $p)
     };
     (inherited, $($t:tt)*) => {};
 }
@@ -250,6 +260,20 @@ pub(super) fn env_raw<'a>(env: &'a Env, key: &str) -> Option<&'a str> {
     o.env.iter().find_map(|n| env.get(*n)).map(String::as_str)
 }
 
+/// The top-level YAML key of the output sets.
+pub(super) const OUTPUTS_KEY: &str = "outputs";
+/// The keys a profile has besides its role and the inherited options.
+pub(super) const OWN_PROFILE_KEYS: &[&str] = &[
+    "policy",
+    "policy_arns",
+    "source_profile",
+    "external_id",
+    "tags",
+    "transitive_tag_keys",
+    "source_identity",
+    "kubernetes_tags",
+];
+
 /// The top-level YAML key that holds the profiles.
 pub(super) const PROFILES_KEY: &str = "profiles";
 /// `--profile NAME=ROLE_ARN` and its environment variable (`a=arn,b=arn`).
@@ -265,8 +289,7 @@ pub(super) const ROLE_ARN: &str = "role_arn";
 /// The top-level YAML keys, in the order error messages list them.
 pub(super) fn top_keys() -> Vec<&'static str> {
     let keys = OPTIONS.iter().map(|o| o.key);
-    keys.chain([PROFILES_KEY, super::outputs::OUTPUTS_KEY])
-        .collect()
+    keys.chain([PROFILES_KEY, OUTPUTS_KEY]).collect()
 }
 
 /// The keys a profile may set: its role, the inherited options, its own.
@@ -275,7 +298,7 @@ pub(super) fn profile_keys() -> Vec<&'static str> {
     [ROLE_ARN]
         .into_iter()
         .chain(inherited)
-        .chain(super::sources::OWN_PROFILE_KEYS.iter().copied())
+        .chain(OWN_PROFILE_KEYS.iter().copied())
         .collect()
 }
 

@@ -4,7 +4,8 @@
 //! be assumed together ([`Config::waves`](super::Config::waves)).
 
 use super::Profile;
-use super::sources::{Problems, RawProfiles, join};
+use super::sources::RawProfiles;
+use super::values::{Problems, join};
 use crate::text::printable;
 
 /// One problem per profile on a source_profile cycle, naming the cycle from it.
@@ -98,7 +99,8 @@ pub(super) fn waves(profiles: &[Profile]) -> Vec<Vec<&Profile>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::sources::{RawProfile, src};
+    use crate::config::sources::RawProfile;
+    use crate::config::values::src;
 
     fn profiles(specs: &[(&str, Option<&str>)]) -> Vec<Profile> {
         let mut out: Vec<Profile> = specs

@@ -10,11 +10,9 @@ use std::path::{Component, Path, PathBuf};
 use super::OutputSet;
 use super::files::Loaded;
 use super::options::Layer;
-use super::sources::{Problems, Sourced, join};
+use super::values::{Problems, Sourced, join};
 use crate::text::printable;
 
-/// The top-level YAML key.
-pub(super) const OUTPUTS_KEY: &str = "outputs";
 /// The name of the one set a configuration without `outputs` has.
 pub const DEFAULT_SET: &str = "default";
 /// The keys a set may have.

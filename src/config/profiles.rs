@@ -10,8 +10,9 @@ use super::checks::{
     check_profile_name, check_region, check_role_arn, check_session_name, parse_bool,
 };
 use super::options::{Layer, ROLE_ARN};
-use super::sources::{Problems, RawProfile, RawProfiles, Sourced, join};
+use super::sources::{RawProfile, RawProfiles};
 use super::validate::{Globals, validate};
+use super::values::{Problems, Sourced, join};
 use super::{
     CredentialsMode, DEFAULT_DURATION, MAX_CHAINED_DURATION, MAX_DURATION, MAX_POLICY_ARNS, Profile,
 };

@@ -9,8 +9,9 @@
 
 use std::collections::BTreeSet;
 
-use super::sources::{Problems, RawProfile, Sourced, join};
+use super::sources::RawProfile;
 use super::validate::validate;
+use super::values::{Problems, Sourced, join};
 use super::{KUBERNETES_TAG_KEYS, checks::parse_bool};
 use crate::text::printable;
 

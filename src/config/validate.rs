@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use super::checks::{parse_addr, parse_bool};
 use super::files::Loaded;
-use super::options::Layer;
-use super::sources::{Problems, Sourced, src};
+use super::values::{Problems, Sourced, src};
 use super::{Config, LogFormat};
 use super::{
     DEFAULT_CONTROL_SOCKET, DEFAULT_FILE_MODE, DEFAULT_HEALTH_ADDR, DEFAULT_OUTPUT_DIR,
@@ -24,20 +23,10 @@ pub(super) struct Globals {
     /// Whether an endpoint address is set (even a bad one): what needs the
     /// endpoint says so only when it is not.
     pub endpoint_set: bool,
+    /// Where `file_mode` was set (`allow_world_readable` judges it).
+    pub file_mode_at: Option<Sourced>,
     /// The files the options name, as the load read them.
     pub files: Loaded,
-}
-
-/// Checks the merged values of the global options, each once.
-pub(super) fn globals(merged: &Layer, files: Loaded) -> (Globals, Problems) {
-    let mut g = Globals {
-        config: Config::default(),
-        endpoint_set: false,
-        files,
-    };
-    let mut problems = Problems::default();
-    merged.check(&mut g, &mut problems);
-    (g, problems)
 }
 
 /// Runs a check over a sourced value (trimmed), recording a problem on failure.
@@ -64,16 +53,16 @@ fn check_path(s: &Sourced, problems: &mut Problems) -> PathBuf {
     PathBuf::from(&s.value)
 }
 
-pub(super) fn token_file(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut Problems) {
+pub(super) fn token_file(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.token_file = s.map_or_else(|| DEFAULT_TOKEN_FILE.into(), |s| check_path(s, p));
 }
 
-pub(super) fn output_dir(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut Problems) {
+pub(super) fn output_dir(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.output_dir = s.map_or_else(|| DEFAULT_OUTPUT_DIR.into(), |s| check_path(s, p));
 }
 
 /// Defaults to the output dir (made absolute).
-pub(super) fn app_output_dir(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut Problems) {
+pub(super) fn app_output_dir(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.app_output_dir = match s {
         Some(s) => {
             let dir = check_path(s, p);
@@ -87,7 +76,8 @@ pub(super) fn app_output_dir(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p:
     };
 }
 
-pub(super) fn file_mode(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut Problems) {
+pub(super) fn file_mode(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
+    g.file_mode_at = s.cloned();
     g.config.file_mode = s
         .and_then(|s| {
             validate(s, p, |v| {
@@ -106,15 +96,10 @@ pub(super) fn file_mode(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut
 }
 
 /// Also judges the file mode (above in the table) now that both are known.
-pub(super) fn allow_world_readable(
-    s: Option<&Sourced>,
-    values: &Layer,
-    g: &mut Globals,
-    p: &mut Problems,
-) {
+pub(super) fn allow_world_readable(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.allow_world_readable = s.and_then(|s| validate(s, p, parse_bool)).unwrap_or(false);
     let mode = g.config.file_mode;
-    let at = (values.file_mode.clone()).unwrap_or_else(|| src(String::new(), "--file-mode"));
+    let at = (g.file_mode_at.clone()).unwrap_or_else(|| src(String::new(), "--file-mode"));
     if mode & 0o022 != 0 {
         p.at(
             &at,
@@ -134,7 +119,7 @@ pub(super) fn allow_world_readable(
 }
 
 /// Empty disables the listener.
-pub(super) fn health_addr(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut Problems) {
+pub(super) fn health_addr(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.health_addr = match s {
         None => Some(DEFAULT_HEALTH_ADDR.parse().expect("valid default")),
         Some(s) if s.value.trim().is_empty() => None,
@@ -143,7 +128,7 @@ pub(super) fn health_addr(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &m
 }
 
 /// Off unless set (empty is off); loopback only.
-pub(super) fn endpoint_addr(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut Problems) {
+pub(super) fn endpoint_addr(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     let s = s.filter(|s| !s.value.trim().is_empty());
     g.endpoint_set = s.is_some();
     g.config.endpoint_addr = s.and_then(|s| {
@@ -163,12 +148,7 @@ pub(super) fn endpoint_addr(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: 
 /// Checked as the load read it, so that a bad token file exits 64 at
 /// start (and a SIGHUP while it is bad is refused); the endpoint reads it
 /// again when it changes. The token never appears in a message.
-pub(super) fn endpoint_token_file(
-    s: Option<&Sourced>,
-    _: &Layer,
-    g: &mut Globals,
-    p: &mut Problems,
-) {
+pub(super) fn endpoint_token_file(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.endpoint_token_file = s.map(|s| {
         let path = check_path(s, p);
         if !g.endpoint_set {
@@ -186,7 +166,7 @@ pub(super) fn endpoint_token_file(
 }
 
 /// As the load read it, which the HTTP client will parse (`crate::tls`).
-pub(super) fn ca_bundle(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut Problems) {
+pub(super) fn ca_bundle(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.ca_bundle = s.and_then(|s| {
         check_path(s, p);
         g.files.ca_bundle.take()?.map_err(|e| p.at(s, e)).ok()
@@ -194,7 +174,7 @@ pub(super) fn ca_bundle(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut
 }
 
 /// Checked now; the password never reaches a message (`crate::proxy`).
-pub(super) fn proxy(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut Problems) {
+pub(super) fn proxy(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.proxy = s.filter(|s| !s.value.trim().is_empty()).and_then(|s| {
         match crate::proxy::Proxy::parse(s.value.trim()) {
             Ok(proxy) => Some(proxy),
@@ -207,14 +187,14 @@ pub(super) fn proxy(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut Pro
     });
 }
 
-pub(super) fn no_proxy(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut Problems) {
+pub(super) fn no_proxy(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.no_proxy = s.and_then(|s| validate(s, p, crate::proxy::check_no_proxy));
 }
 
 /// Empty disables the socket. Absolute, short enough for `sun_path`, and
 /// never inside the output dir: the application containers mount that one,
 /// and they must not reach the socket.
-pub(super) fn control_socket(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut Problems) {
+pub(super) fn control_socket(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.control_socket = match s {
         // The default is checked too: an output dir of /run would hold it.
         None => validate(
@@ -268,7 +248,7 @@ pub(super) fn check_control_socket(v: &str, out: &std::path::Path) -> Result<Pat
     Ok(path)
 }
 
-pub(super) fn log_format(s: Option<&Sourced>, _: &Layer, g: &mut Globals, p: &mut Problems) {
+pub(super) fn log_format(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.log_format = s
         .and_then(|s| {
             validate(s, p, |v| match v {

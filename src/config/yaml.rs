@@ -7,9 +7,10 @@ use std::path::Path;
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::options::{self, PROFILES_KEY, Yaml};
+use super::options::{self, OUTPUTS_KEY, PROFILES_KEY, Yaml};
 use super::outputs;
-use super::sources::{Problems, RawProfile, Source, Sourced, join};
+use super::sources::{RawProfile, Source};
+use super::values::{Problems, Sourced, join};
 use super::{MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, MAX_CONFIG_NODES};
 use crate::sys::yaml::{Shape, measure};
 use crate::text::printable;
@@ -28,6 +29,16 @@ pub(super) fn too_large() -> String {
         "the file is larger than {} KiB (a rolecall configuration is a few KiB); it is refused before parsing",
         MAX_CONFIG_BYTES / 1024
     )
+}
+
+/// The configuration file: `text` is its bytes, or why they could not be read.
+pub(super) fn source(path: &Path, text: Result<Vec<u8>, String>) -> Source {
+    let mut out = Source::default();
+    match text {
+        Ok(text) => parse(&text, path, &mut out),
+        Err(message) => out.problems.in_file(path.display().to_string(), message),
+    }
+    out
 }
 
 /// Parses the file's bytes into `out`; every problem is the file's.
@@ -95,7 +106,7 @@ fn top_level(map: &Mapping, prefix: &str, out: &mut Source, problems: &mut Probl
         let origin = format!("{prefix}: {}", printable(&key));
         if key == PROFILES_KEY {
             out.profiles = parse_profiles(v, &origin, problems);
-        } else if key == outputs::OUTPUTS_KEY {
+        } else if key == OUTPUTS_KEY {
             out.outputs = outputs(v, &origin, problems);
         } else if let Some((slot, yaml)) = out.values.slot(&key, false) {
             let text = match (yaml, v) {

@@ -1,6 +1,6 @@
 use super::*;
-use crate::config::sources::src;
 use crate::config::validate::tests::{check, values};
+use crate::config::values::src;
 
 const ARN: &str = "arn:aws:iam::111122223333:role/r";
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::values::join;
 
 fn env(pairs: &[(&str, &str)]) -> Env {
     pairs

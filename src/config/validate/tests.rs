@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::options::Layer;
 
 /// A layer with `pairs` set, each as if by its flag.
 pub(crate) fn values(pairs: &[(&'static str, &str)]) -> Layer {
@@ -12,7 +13,8 @@ pub(crate) fn values(pairs: &[(&'static str, &str)]) -> Layer {
 
 /// The globals of `layer`, with the files it names read.
 pub(crate) fn check(layer: &Layer) -> (Globals, Problems) {
-    globals(layer, Loaded::read(layer, None))
+    let tokens = std::iter::once(&layer.endpoint_token_file);
+    layer.globals(Loaded::read(&layer.ca_bundle, &layer.endpoint_addr, tokens))
 }
 
 #[test]
