@@ -329,23 +329,8 @@ fn assemble(
         files: &globals.files,
     };
     let (sets, declared) = outputs::resolve(file.outputs, &cx, &mut problems);
-    // The apps mount the sets' dirs: none may hold the control socket.
-    let sock = c.control_socket.as_ref().filter(|_| declared);
-    for (sock, set) in sock
-        .iter()
-        .flat_map(|s| sets.iter().map(move |set| (s, set)))
-    {
-        if sock.starts_with(&set.dir) {
-            problems.push(
-                (merged.values.control_socket.as_ref())
-                    .map_or_else(|| "control_socket (default)".into(), |s| s.origin.clone()),
-                format!(
-                    "{} is inside output set {}'s dir, which an application container mounts: it must never reach the control socket; use a directory only this container mounts, such as /run/rolecall/control.sock",
-                    sock.display(),
-                    set.name
-                ),
-            );
-        }
+    if declared {
+        socket_outside_sets(c, &merged.values.control_socket, &sets, &mut problems);
     }
     let problems = problems.into_vec();
     if !problems.is_empty() {
@@ -359,6 +344,30 @@ fn assemble(
         sets_declared: declared,
         ..globals.config
     })
+}
+
+/// The apps mount the declared sets' dirs: none may hold the control
+/// socket (`at`: where it was set, if not the default).
+fn socket_outside_sets(
+    c: &Config,
+    at: &Option<values::Sourced>,
+    sets: &[OutputSet],
+    problems: &mut values::Problems,
+) {
+    let Some(sock) = &c.control_socket else {
+        return;
+    };
+    for set in sets.iter().filter(|set| sock.starts_with(&set.dir)) {
+        problems.push(
+            at.as_ref()
+                .map_or_else(|| "control_socket (default)".into(), |s| s.origin.clone()),
+            format!(
+                "{} is inside output set {}'s dir, which an application container mounts: it must never reach the control socket; use a directory only this container mounts, such as /run/rolecall/control.sock",
+                sock.display(),
+                set.name
+            ),
+        );
+    }
 }
 
 #[cfg(test)]
