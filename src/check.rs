@@ -178,7 +178,7 @@ fn describe_setup(config: &Config) -> String {
 fn describe_profile(text: &mut String, p: &Profile, config: &Config, claims: &Claims) {
     let _ = writeln!(text, "\nprofile {} -> {}", p.name, p.role_arn);
     // The SDK's resolver, as the calls use it (checked at load).
-    if let Ok(url) = crate::sts::endpoint_for(p) {
+    if let Ok(url) = crate::config::endpoint_for(p) {
         let _ = writeln!(text, "  STS endpoint: {url}");
     }
     let policy = if p.source_profile.is_some() {

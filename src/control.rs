@@ -427,7 +427,7 @@ pub(crate) fn refresh(
                 let names: Vec<&str> = refreshers.keys().map(String::as_str).collect();
                 let _ = reply.send(Answer::bad_request(format!(
                     "no profile {}; configured: {}",
-                    crate::config::printable(&name),
+                    crate::text::printable(&name),
                     names.join(", ")
                 )));
                 return;

@@ -35,7 +35,7 @@ mod sets;
 mod token;
 
 pub use sets::start_tokens;
-pub use token::{EndpointToken, TOKEN_FILE, TokenError, read_supplied_token};
+pub use token::{EndpointToken, TOKEN_FILE, TokenError};
 
 const PREFIX: &str = "/v1/credentials/";
 /// The `Retry-After` of a 503 (no valid session yet), in seconds.

@@ -135,11 +135,8 @@ fn main() -> ExitCode {
             // The sidecar in this container knows its sets' dirs (unless
             // its socket is disabled: ROLECALL_CONTROL_SOCKET="").
             let disabled = control_socket.is_none()
-                && env
-                    .get("ROLECALL_CONTROL_SOCKET")
-                    .is_some_and(|v| v.is_empty());
-            let dir: std::path::PathBuf = env
-                .get("ROLECALL_OUTPUT_DIR")
+                && config::env_control_socket(&env).is_some_and(str::is_empty);
+            let dir: std::path::PathBuf = config::env_output_dir(&env)
                 .map(Into::into)
                 .unwrap_or_else(|| config::DEFAULT_OUTPUT_DIR.into());
             if !disabled {
@@ -170,7 +167,7 @@ fn main() -> ExitCode {
             let dir = output_dir.unwrap_or_else(|| {
                 rolecall::process::default_dir(
                     std::env::current_exe().ok(),
-                    env.get("ROLECALL_OUTPUT_DIR").map(String::as_str),
+                    config::env_output_dir(&env),
                 )
             });
             return match rolecall::process::credentials(&dir, &profile, Clock::system().now()) {
@@ -381,7 +378,7 @@ fn status(dirs: &[std::path::PathBuf], json: bool) -> ExitCode {
 /// default.
 fn socket_path(flag: Option<std::path::PathBuf>, env: &config::Env) -> std::path::PathBuf {
     flag.or_else(|| {
-        env.get("ROLECALL_CONTROL_SOCKET")
+        config::env_control_socket(env)
             .filter(|v| !v.is_empty())
             .map(Into::into)
     })

@@ -58,7 +58,7 @@ impl Proxy {
         let bad = |why: &str| {
             format!(
                 "\"{}\" is not a proxy URL: {why}",
-                crate::config::printable(&mask(url))
+                crate::text::printable(&mask(url))
             )
         };
         if url.chars().any(|c| c.is_control() || c == ' ') {
@@ -216,7 +216,7 @@ pub fn check_no_proxy(list: &str) -> Result<String, String> {
         if !ok {
             return Err(format!(
                 "\"{}\" is not a host, domain suffix, CIDR or * (a no_proxy entry)",
-                crate::config::printable(entry)
+                crate::text::printable(entry)
             ));
         }
     }

@@ -124,7 +124,7 @@ pub struct Refresher {
 
 impl Refresher {
     pub fn new(profile: Arc<Profile>, ctx: Context) -> Refresher {
-        let endpoint = crate::sts::endpoint_for(&profile)
+        let endpoint = crate::config::endpoint_for(&profile)
             .unwrap_or_default()
             .into();
         Refresher {

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::sources::printable;
 use super::{Env, MAX_CHAINED_DURATION, MAX_POLICY_CHARS, MIN_DURATION};
+use crate::text::printable;
 
 pub(super) fn parse_bool(v: &str) -> Result<bool, String> {
     match v {

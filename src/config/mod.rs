@@ -11,36 +11,41 @@
 //! module with its own tests:
 //!
 //! 1. `sources`: the flags, the environment and the file (`yaml`), each on
-//!    its own;
-//! 2. `merge`: the precedence rule;
-//! 3. `validate`: the process-wide options, each checked once;
-//! 4. `profiles`: each profile checked and completed with the defaults it
-//!    inherits (`checks` holds the checks of single values);
-//! 5. `order`: the source_profile graph (cycles; sources before the
+//!    its own into the typed layer the table declares;
+//! 2. `sources::merge`: the precedence rule, field by field;
+//! 3. `files`: the load, the only I/O after the file itself: the CA
+//!    bundle and the supplied endpoint tokens the merged options name;
+//! 4. `validate`: the process-wide options, each checked once;
+//! 5. `profiles`: each profile checked and completed with the defaults it
+//!    inherits (`checks` holds the checks of single values, `endpoint` the
+//!    SDK's endpoint rules);
+//! 6. `order`: the source_profile graph (cycles; sources before the
 //!    profiles chained to them, [`Config::order`] and [`Config::waves`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 mod checks;
-mod flags;
-mod merge;
+mod endpoint;
+mod files;
 mod options;
 mod order;
 mod outputs;
+mod profile;
 mod profiles;
 mod sources;
 mod tags;
 mod validate;
+mod values;
 mod yaml;
 
 pub use checks::{check_role_arn, default_session_name};
-pub use flags::Flags;
+pub use endpoint::{FALLBACK_REGION, endpoint_for};
+pub use options::Flags;
 pub use outputs::{DEFAULT_SET, valid_set_name};
-pub(crate) use sources::printable;
+pub use profile::{CredentialsMode, KUBERNETES_TAG_KEYS, Profile};
 
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 pub const DEFAULT_OUTPUT_DIR: &str = "/aws";
@@ -75,6 +80,18 @@ pub const MAX_CONFIG_NODES: u64 = 100_000;
 /// The environment as a map, so tests never touch the process environment.
 pub type Env = BTreeMap<String, String>;
 
+/// What the environment sets for the output dir (empty included), by the
+/// table's variable: for the commands that load no configuration.
+pub fn env_output_dir(env: &Env) -> Option<&str> {
+    options::env_raw(env, "output_dir")
+}
+
+/// What the environment sets for the control socket (empty included: it
+/// disables the socket), by the table's variable.
+pub fn env_control_socket(env: &Env) -> Option<&str> {
+    options::env_raw(env, "control_socket")
+}
+
 /// The process environment (only valid UTF-8 entries).
 pub fn process_env() -> Env {
     std::env::vars_os()
@@ -82,136 +99,15 @@ pub fn process_env() -> Env {
         .collect()
 }
 
-/// How a profile's credentials reach the application.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CredentialsMode {
-    /// Keys in the shared `credentials` file.
-    File,
-    /// A `credential_process` line in `config` running the rolecall helper.
-    Process,
-    /// Served only by the loopback credentials endpoint: never written to
-    /// `credentials` or `credential-process.json`; `config` holds its region.
-    Endpoint,
-}
-
-impl CredentialsMode {
-    /// The name used in the configuration and in `status.json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CredentialsMode::File => "file",
-            CredentialsMode::Process => "process",
-            CredentialsMode::Endpoint => "endpoint",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }
 
-/// One validated profile: everything needed for its STS call and its output.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Profile {
-    pub name: String,
-    pub role_arn: String,
-    pub region: Option<String>,
-    pub sts_endpoint: Option<String>,
-    /// `use_fips_endpoint`: the SDK's resolver picks STS's FIPS endpoint.
-    pub use_fips: bool,
-    /// `use_dualstack_endpoint`: the SDK's resolver picks the dual-stack one.
-    pub use_dualstack: bool,
-    pub duration: Duration,
-    pub session_name: String,
-    pub credentials: CredentialsMode,
-    pub policy: Option<String>,
-    pub policy_arns: Vec<String>,
-    pub source_profile: Option<String>,
-    pub external_id: Option<String>,
-    /// Session tags of a chained profile's `AssumeRole`, by key.
-    pub tags: Vec<(String, String)>,
-    /// Of those (and of the Kubernetes tags), the keys passed on to
-    /// sessions chained further.
-    pub transitive_tag_keys: Vec<String>,
-    /// `SourceIdentity` of a chained profile's `AssumeRole`.
-    pub source_identity: Option<String>,
-    /// Tag a chained session from the token's `kubernetes.io` claims, with
-    /// the keys EKS Pod Identity uses ([`KUBERNETES_TAG_KEYS`]).
-    pub kubernetes_tags: bool,
-}
-
-/// The session tags `kubernetes_tags` adds, named as EKS Pod Identity names
-/// its own (so one policy serves both), all transitive as Pod Identity's
-/// are: the namespace, the service account, the pod's name and uid.
-pub const KUBERNETES_TAG_KEYS: [&str; 4] = [
-    "kubernetes-namespace",
-    "kubernetes-service-account",
-    "kubernetes-pod-name",
-    "kubernetes-pod-uid",
-];
-
-impl Profile {
-    /// A profile with the defaults a configuration gives when nothing else is
-    /// said (for tests and tools; the role ARN is not validated here).
-    pub fn new(name: impl Into<String>, role_arn: impl Into<String>) -> Profile {
-        Profile {
-            name: name.into(),
-            role_arn: role_arn.into(),
-            region: None,
-            sts_endpoint: None,
-            use_fips: false,
-            use_dualstack: false,
-            duration: Duration::from_secs(DEFAULT_DURATION.into()),
-            session_name: "rolecall".into(),
-            credentials: CredentialsMode::File,
-            policy: None,
-            policy_arns: Vec::new(),
-            source_profile: None,
-            external_id: None,
-            tags: Vec::new(),
-            transitive_tag_keys: Vec::new(),
-            source_identity: None,
-            kubernetes_tags: false,
-        }
-    }
-
-    /// Whether `other` is the same identity: the same role, reached the same
-    /// way, with the same permissions. A session assumed for one serves the
-    /// other (its name, region or duration may differ).
-    pub fn same_identity(&self, other: &Profile) -> bool {
-        self.role_arn == other.role_arn
-            && self.source_profile == other.source_profile
-            && self.external_id == other.external_id
-            && self.policy == other.policy
-            && self.policy_arns == other.policy_arns
-            && self.tags == other.tags
-            && self.transitive_tag_keys == other.transitive_tag_keys
-            && self.source_identity == other.source_identity
-            && self.kubernetes_tags == other.kubernetes_tags
-    }
-
-    /// The permissions besides `sts:AssumeRole` that the role's trust
-    /// policy must grant the source role for this profile's call.
-    pub fn extra_trust_actions(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if !self.tags.is_empty() || self.kubernetes_tags {
-            out.push("sts:TagSession");
-        }
-        if self.source_identity.is_some() {
-            out.push("sts:SetSourceIdentity");
-        }
-        out
-    }
-
-    /// The account that owns the role (the ARN's fifth field).
-    pub fn account(&self) -> &str {
-        self.role_arn.split(':').nth(4).unwrap_or_default()
-    }
-}
-
 /// The validated configuration of one rolecall process.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     pub config_file: Option<PathBuf>,
     /// The [`crate::fsread::digest`] of the file's bytes this configuration was built
@@ -351,7 +247,7 @@ impl Config {
         if (old.sets_declared || new.sets_declared)
             && outputs::layout_changed(&old.outputs, &new.outputs)
         {
-            keys.push(outputs::OUTPUTS_KEY);
+            keys.push(options::OUTPUTS_KEY);
         }
         keys
     }
@@ -369,10 +265,10 @@ impl Config {
     }
 }
 
-/// The stages: sources, merge, globals, profiles (with their order checks).
-/// Problems are listed in the order of the stages: the file's, the global
-/// options', the profile lists' (environment, flags), the duplicates, then
-/// each profile's.
+/// The stages: sources, merge, load, globals, profiles (with their order
+/// checks), output sets. Problems are listed in the order of the stages:
+/// the file's, the global options', the profile lists' (environment,
+/// flags), the duplicates, then each profile's, then the sets'.
 fn assemble(
     flags: &Flags,
     env: &Env,
@@ -384,77 +280,85 @@ fn assemble(
         .and_then(|t| t.as_ref().ok())
         .map(|b| crate::fsread::digest(b));
     let file = match (path, text) {
-        (Some(path), Some(text)) => sources::from_file(path, text),
+        (Some(path), Some(text)) => yaml::source(path, text),
         _ => sources::Source::default(),
     };
-    let from_env = sources::from_env(env);
-    let from_flags = sources::from_flags(flags);
-    let merged = merge::merge([&file, &from_env, &from_flags]);
-    let raw_outputs = file.outputs.clone();
-    let (globals, global_problems) = validate::globals(&merged.values);
-    let mut problems = sources::Problems::default();
-    for p in [
-        file.problems,
-        global_problems,
-        from_env.problems,
-        from_flags.problems,
-        merged.problems,
-    ] {
+    let (from_env, from_flags) = (sources::from_env(env), sources::from_flags(flags));
+    let merged = sources::merge([&file, &from_env, &from_flags]);
+    let v = &merged.values;
+    let sets = file.outputs.iter().flat_map(|o| &o.sets);
+    let tokens =
+        std::iter::once(&v.endpoint_token_file).chain(sets.map(|s| &s.endpoint_token_file));
+    let loaded = files::Loaded::read(&v.ca_bundle, &v.endpoint_addr, tokens);
+    let (globals, global_problems) = v.globals(loaded);
+    let mut problems = values::Problems::default();
+    let stages = [file.problems, global_problems, from_env.problems];
+    for p in stages
+        .into_iter()
+        .chain([from_flags.problems, merged.problems])
+    {
         problems.append(p);
     }
     let (profiles, profile_problems) = profiles::resolve(
         &merged.profiles,
+        &merged.values,
         &globals,
         &default_session_name(env),
         problems.touch_file(),
     );
     problems.append(profile_problems);
-    let names = merged
-        .profiles
-        .iter()
-        .map(|(n, (s, _))| (n.clone(), s.clone()))
-        .collect();
-    let (sets, declared) = outputs::resolve(
-        raw_outputs,
-        &outputs::Context {
-            values: &merged.values,
-            profiles: &names,
-            endpoint_set: globals.endpoint_set,
-            output_dir: &globals.config.output_dir,
-            app_output_dir: &globals.config.app_output_dir,
-            endpoint_token_file: globals.config.endpoint_token_file.as_deref(),
-        },
-        &mut problems,
-    );
-    // The apps mount the sets' dirs: none may hold the control socket.
-    if let Some(sock) = &globals.config.control_socket {
-        for set in sets.iter().filter(|_| declared) {
-            if sock.starts_with(&set.dir) {
-                problems.push(
-                    merged
-                        .values
-                        .get("control_socket")
-                        .map_or_else(|| "control_socket (default)".into(), |s| s.origin.clone()),
-                    format!(
-                        "{} is inside output set {}'s dir, which an application container mounts: it must never reach the control socket; use a directory only this container mounts, such as /run/rolecall/control.sock",
-                        sock.display(),
-                        set.name
-                    ),
-                );
-            }
-        }
+    let names = merged.profiles.iter();
+    let names = names.map(|(n, (s, _))| (n.clone(), s.clone())).collect();
+    let c = &globals.config;
+    let cx = outputs::Context {
+        values: &merged.values,
+        profiles: &names,
+        endpoint_set: globals.endpoint_set,
+        output_dir: &c.output_dir,
+        app_output_dir: &c.app_output_dir,
+        endpoint_token_file: c.endpoint_token_file.as_deref(),
+        files: &globals.files,
+    };
+    let (sets, declared) = outputs::resolve(file.outputs, &cx, &mut problems);
+    if declared {
+        socket_outside_sets(c, &merged.values.control_socket, &sets, &mut problems);
     }
     let problems = problems.into_vec();
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
-    let mut config = globals.config;
-    config.config_file = path.map(Path::to_owned);
-    config.file_digest = file_digest;
-    config.profiles = profiles;
-    config.outputs = sets;
-    config.sets_declared = declared;
-    Ok(config)
+    Ok(Config {
+        config_file: path.map(Path::to_owned),
+        file_digest,
+        profiles,
+        outputs: sets,
+        sets_declared: declared,
+        ..globals.config
+    })
+}
+
+/// The apps mount the declared sets' dirs: none may hold the control
+/// socket (`at`: where it was set, if not the default).
+fn socket_outside_sets(
+    c: &Config,
+    at: &Option<values::Sourced>,
+    sets: &[OutputSet],
+    problems: &mut values::Problems,
+) {
+    let Some(sock) = &c.control_socket else {
+        return;
+    };
+    for set in sets.iter().filter(|set| sock.starts_with(&set.dir)) {
+        problems.push(
+            at.as_ref()
+                .map_or_else(|| "control_socket (default)".into(), |s| s.origin.clone()),
+            format!(
+                "{} is inside output set {}'s dir, which an application container mounts: it must never reach the control socket; use a directory only this container mounts, such as /run/rolecall/control.sock",
+                sock.display(),
+                set.name
+            ),
+        );
+    }
 }
 
 #[cfg(test)]

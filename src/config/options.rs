@@ -1,13 +1,17 @@
-//! The table of options: every global option declared once, with its flag,
-//! environment variables, YAML key, how its YAML value reads, its check
-//! (which also gives its default) and whether a reload applies it. The YAML
-//! key lists, the sources, the merge and the restart list are derived from
-//! [`OPTIONS`]; the command line is clap's [`Flags`] (flags.rs), which the
-//! table reads.
+//! The table of options: every global option declared once, in one row
+//! of [`options!`] (its field, YAML key, environment variables, how its
+//! YAML value reads, where it is checked, whether a reload applies it).
+//! From the rows come the command line (clap's [`Flags`], its help naming
+//! the row's variables and default), the typed [`Layer`] that each source
+//! fills (flags, environment, file), the merge, the YAML key lists, the
+//! order of the checks and the restart rule.
 
-use super::sources::{Problems, Src, Values};
+use std::path::PathBuf;
+
+use super::files::Loaded;
 use super::validate::{self, Globals};
-use super::{Config, Flags};
+use super::values::{Problems, Sourced, src};
+use super::{Config, Env};
 
 /// How an option's YAML value reads as text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,186 +24,254 @@ pub(super) enum Yaml {
     Bool,
 }
 
-/// Where an option's value is checked.
-#[derive(Clone, Copy)]
-pub(super) enum Scope {
-    /// Process-wide: this checks the merged value (or gives the default)
-    /// into the globals, once; it may look at the other merged values.
-    Global(fn(Option<&Src>, &Values, &mut Globals, &mut Problems)),
-    /// A default that every profile inherits and may set for itself (the
-    /// same key in a profile): checked where a profile inherits it
-    /// (profiles.rs), so a bad default nobody inherits is not an error.
-    Profile,
-}
-
-/// Whether a reload (SIGHUP) applies a change of the option.
-#[derive(Clone, Copy)]
-pub(super) enum Reload {
-    Live,
-    /// Only a restart applies it; tells whether two configurations differ in it.
-    Restart(fn(&Config, &Config) -> bool),
-}
-
-/// One global option.
+/// One option, as the key lists and the tests read it.
 pub(super) struct Opt {
     /// The YAML key; also its name in the restart warning.
     pub key: &'static str,
-    /// The long flag, without `--`.
-    pub flag: &'static str,
-    pub flag_value: fn(&Flags) -> &Option<String>,
+    /// The [`Flags`] field: the flag with `_` for `-`.
+    #[cfg(test)]
+    pub field: &'static str,
     /// Environment variables, in order of precedence.
     pub env: &'static [&'static str],
-    /// Whether an empty environment value is a value (otherwise it is unset).
-    pub env_empty_counts: bool,
-    pub yaml: Yaml,
-    pub scope: Scope,
-    pub reload: Reload,
+    /// A default that every profile inherits and may set for itself (the
+    /// same key in a profile), checked where a profile inherits it
+    /// (profiles.rs), so that a bad default nobody inherits is no error.
+    pub inherited: bool,
 }
 
-impl Opt {
-    /// An option with no variable, read from YAML as text, that profiles
-    /// inherit and a reload applies; the methods below say otherwise.
-    const fn new(
-        key: &'static str,
-        flag: &'static str,
-        flag_value: fn(&Flags) -> &Option<String>,
-    ) -> Opt {
-        Opt {
-            key,
-            flag,
-            flag_value,
-            env: &[],
-            env_empty_counts: false,
-            yaml: Yaml::Text,
-            scope: Scope::Profile,
-            reload: Reload::Live,
+/// The rows: `field: "key", [variables] keep_empty?, yaml, scope, reload,
+/// "VALUE" "help" (default "text")?;`. `field` is the [`Flags`] field (the
+/// flag with `-` for `_`) and, for a restart option, the [`Config`] field; `keep_empty`: an empty variable is a value (otherwise
+/// unset); scope `global(check)` checks the merged value once, in row order
+/// (a check may read the rows above it), `inherited` leaves it to each
+/// profile; reload `restart`: only a restart applies a change.
+macro_rules! options {
+    ($($field:ident: $key:literal, [$($env:literal),*] $($keep:ident)?, $yaml:ident,
+       $scope:ident $(($check:path))?, $reload:ident,
+       $value_name:literal $help:literal $(default $default:literal)?;)*) => {
+        /// Command-line options shared by `run`, `once` and `check`. Values are kept
+        /// as text here and validated in [`Config::load`], so that a bad flag is
+        /// reported together with every other problem.
+        #[derive(clap::Args, Clone, Debug, Default)]
+        pub struct Flags {
+            /// YAML configuration file [env: ROLECALL_CONFIG]
+            #[arg(long, value_name = "FILE")]
+            pub config: Option<PathBuf>,
+            /// A profile to publish, NAME=ROLE_ARN (repeatable) [env: ROLECALL_PROFILES=a=arn,b=arn]
+            #[arg(long = "profile", value_name = "NAME=ROLE_ARN")]
+            pub profiles: Vec<String>,
+            $(#[arg(
+                long,
+                value_name = $value_name,
+                help = concat!($help, bracket!([$($env),*] $($default)?)),
+                num_args = if yaml_bool!($yaml) { 0..=1 } else { 1..=1 },
+                default_missing_value = yaml_bool!($yaml).then_some("true"),
+                require_equals = yaml_bool!($yaml),
+            )]
+            pub $field: Option<String>,)*
         }
-    }
 
-    /// A default of every profile ([`Scope::Profile`]), as `new` gives.
-    const fn inherited(self) -> Opt {
-        Opt {
-            scope: Scope::Profile,
-            ..self
+        /// The global options as one source gives them, or merged: each
+        /// value as text with where it came from (judged after the merge,
+        /// so that a value another source overrides is never judged).
+        #[derive(Clone, Debug, Default)]
+        pub(super) struct Layer {
+            $(pub $field: Option<Sourced>,)*
         }
-    }
 
-    const fn env(self, env: &'static [&'static str]) -> Opt {
-        Opt { env, ..self }
-    }
+        pub(super) const OPTIONS: &[Opt] = &[$(Opt {
+            key: $key,
+            #[cfg(test)]
+            field: stringify!($field),
+            env: &[$($env),*],
+            inherited: scope!($scope),
+        },)*];
 
-    const fn empty_env_counts(self) -> Opt {
-        Opt {
-            env_empty_counts: true,
-            ..self
+        impl Layer {
+            /// The command line: each option's flag.
+            pub fn from_flags(f: &Flags) -> Layer {
+                let origin = |field: &str| format!("--{}", field.replace('_', "-"));
+                Layer {$($field: f.$field.as_ref()
+                    .map(|v| src(v.clone(), origin(stringify!($field)))),)*}
+            }
+
+            /// The environment: the first of an option's variables set (to
+            /// a non-empty value, unless an empty one counts).
+            pub fn from_env(env: &Env) -> Layer {
+                Layer {$($field: env_value(env, &[$($env),*], keep!($($keep)?)),)*}
+            }
+
+            /// `self` under `over`: field by field, `over`'s value if set.
+            pub fn under(self, over: Layer) -> Layer {
+                Layer {$($field: over.$field.or(self.$field),)*}
+            }
+
+            /// The field a YAML key names and how its value reads; only
+            /// the inherited options when `inherited_only` (in a profile).
+            pub fn slot(&mut self, key: &str, inherited_only: bool)
+                -> Option<(&mut Option<Sourced>, Yaml)> {
+                match key {
+                    $($key if !inherited_only || scope!($scope) =>
+                        Some((&mut self.$field, Yaml::$yaml)),)*
+                    _ => None,
+                }
+            }
+
+            /// Checks each global option's merged value, once, in row
+            /// order, with the files the load read.
+            pub fn globals(&self, files: Loaded) -> (Globals, Problems) {
+                let mut g = Globals {
+                    config: Config::default(),
+                    endpoint_set: false,
+                    file_mode_at: None,
+                    files,
+                };
+                let mut p = Problems::default();
+                $(check!($scope $(($check))?, self.$field.as_ref(), &mut g, &mut p);)*
+                (g, p)
+            }
         }
-    }
 
-    const fn yaml(self, yaml: Yaml) -> Opt {
-        Opt { yaml, ..self }
-    }
-
-    const fn global(self, check: fn(Option<&Src>, &Values, &mut Globals, &mut Problems)) -> Opt {
-        Opt {
-            scope: Scope::Global(check),
-            ..self
+        /// The options that differ between `old` and `new` and that only a
+        /// restart applies, in table order.
+        pub(super) fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+            let mut keys = Vec::new();
+            $(restart!($reload, old.$field, new.$field, $key, keys);)*
+            keys
         }
-    }
-
-    /// Only a restart applies it; `changed` compares the two configurations.
-    const fn restart(self, changed: fn(&Config, &Config) -> bool) -> Opt {
-        Opt {
-            reload: Reload::Restart(changed),
-            ..self
-        }
-    }
+    };
 }
 
-/// Every global option, in the order the YAML key list shows them and
-/// their checks run (an option may depend on one above it).
-pub(super) const OPTIONS: &[Opt] = &[
-    Opt::new("token_file", "token-file", |f| &f.token_file)
-        .env(&["AWS_WEB_IDENTITY_TOKEN_FILE"])
-        .global(validate::token_file)
-        .restart(|a, b| a.token_file != b.token_file),
-    Opt::new("output_dir", "output-dir", |f| &f.output_dir)
-        .env(&["ROLECALL_OUTPUT_DIR"])
-        .global(validate::output_dir)
-        .restart(|a, b| a.output_dir != b.output_dir),
-    Opt::new("app_output_dir", "app-output-dir", |f| &f.app_output_dir)
-        .env(&["ROLECALL_APP_OUTPUT_DIR"])
-        .global(validate::app_output_dir),
-    Opt::new("region", "region", |f| &f.region)
-        .env(&["AWS_REGION", "AWS_DEFAULT_REGION"])
-        .inherited(),
-    Opt::new("sts_endpoint", "sts-endpoint", |f| &f.sts_endpoint)
-        .env(&["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"])
-        .inherited(),
-    Opt::new("use_fips_endpoint", "use-fips-endpoint", |f| {
-        &f.use_fips_endpoint
+/// The help's note: ` [env: A, B; default: D]`, or the part there is.
+macro_rules! bracket {
+    ([]) => {
+        ""
+    };
+    ([] $default:literal) => {
+        concat!(" [default: ", $default, "]")
+    };
+    ([$first:literal $(, $env:literal)*]) => {
+        concat!(" [env: ", $first, $(", ", $env,)* "]")
+    };
+    ([$first:literal $(, $env:literal)*] $default:literal) => {
+        concat!(" [env: ", $first, $(", ", $env,)* "; default: ", $default, "]")
+    };
+}
+/// A boolean flag takes `--flag`, `--flag=true` or `--flag=false`.
+macro_rules! yaml_bool {
+    (Bool) => {
+        true
+    };
+    ($other:ident) => {
+        false
+    };
+}
+macro_rules! scope {
+    (inherited) => {
+        true
+    };
+    (global) => {
+        false
+    };
+}
+macro_rules! keep {
+    () => {
+        false
+    };
+    (keep_empty) => {
+        true
+    };
+}
+macro_rules! check {
+    (global($check:path), $v:expr, $g:expr, $p:expr) => {
+        $check($v, $g, $p)
+    };
+    (inherited, $($t:tt)*) => {};
+}
+macro_rules! restart {
+    (restart, $old:expr, $new:expr, $key:expr, $keys:ident) => {
+        if $old != $new {
+            $keys.push($key);
+        }
+    };
+    (live, $($t:tt)*) => {};
+}
+
+options! {
+    token_file: "token_file", ["AWS_WEB_IDENTITY_TOKEN_FILE"], Text, global(validate::token_file), restart,
+        "PATH" "Projected service-account token";
+    output_dir: "output_dir", ["ROLECALL_OUTPUT_DIR"], Text, global(validate::output_dir), restart,
+        "DIR" "Directory the credentials and config files are written to";
+    app_output_dir: "app_output_dir", ["ROLECALL_APP_OUTPUT_DIR"], Text, global(validate::app_output_dir), live,
+        "DIR" "Where the application container mounts the output dir, for the credential_process lines in `config`"
+        default "the output dir";
+    region: "region", ["AWS_REGION", "AWS_DEFAULT_REGION"], Text, inherited, live,
+        "REGION" "AWS region for STS calls and the config file";
+    sts_endpoint: "sts_endpoint", ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"], Text, inherited, live,
+        "URL" "STS endpoint URL";
+    use_fips_endpoint: "use_fips_endpoint", ["AWS_USE_FIPS_ENDPOINT"], Bool, inherited, live,
+        "BOOL" "Call STS's FIPS endpoints (sts-fips.REGION...)" default "false";
+    use_dualstack_endpoint: "use_dualstack_endpoint", ["AWS_USE_DUALSTACK_ENDPOINT"], Bool, inherited, live,
+        "BOOL" "Call STS's dual-stack (IPv4 and IPv6) endpoints (sts.REGION.api.aws)" default "false";
+    duration: "duration_seconds", [], Text, inherited, live,
+        "SECONDS" "Session duration in seconds, 900-43200" default "3600";
+    session_name: "role_session_name", ["AWS_ROLE_SESSION_NAME"], Text, inherited, live,
+        "NAME" "Role session name" default "rolecall-$HOSTNAME";
+    credentials: "credentials", [], Text, inherited, live,
+        "MODE" "How profiles are published: file, process or endpoint" default "file";
+    file_mode: "file_mode", [], Mode, global(validate::file_mode), restart,
+        "OCTAL" "Mode of the written files, in octal; group/other write is refused" default "0640";
+    allow_world_readable: "allow_world_readable", ["ROLECALL_ALLOW_WORLD_READABLE"], Bool, global(validate::allow_world_readable), restart,
+        "BOOL" "Allow a --file-mode that every user can read (e.g. 0644)" default "false";
+    // Empty disables the listener.
+    health_addr: "health_addr", ["ROLECALL_HEALTH_ADDR"] keep_empty, Text, global(validate::health_addr), restart,
+        "ADDR" "Health and metrics listener; empty disables" default "0.0.0.0:9911";
+    endpoint_addr: "endpoint_addr", [], Text, global(validate::endpoint_addr), restart,
+        "ADDR" "Loopback credentials endpoint, e.g. 127.0.0.1:9912" default "off";
+    endpoint_token_file: "endpoint_token_file", ["ROLECALL_ENDPOINT_TOKEN_FILE"], Text, global(validate::endpoint_token_file), restart,
+        "PATH" "The endpoint's authorization token, read from this file (e.g. a mounted Secret) instead of generated; needs --endpoint-addr";
+    ca_bundle: "ca_bundle", ["AWS_CA_BUNDLE"], Text, global(validate::ca_bundle), restart,
+        "FILE" "PEM certificates trusted for STS calls besides the system's roots (a TLS-inspecting proxy, a private STS endpoint)";
+    // Empty disables the socket.
+    control_socket: "control_socket", ["ROLECALL_CONTROL_SOCKET"] keep_empty, Text, global(validate::control_socket), restart,
+        "PATH" "Unix socket of `rolecall reload` and `rolecall refresh`, in a directory only this container mounts; empty disables"
+        default "/run/rolecall/control.sock";
+    proxy: "proxy", ["HTTPS_PROXY", "https_proxy"], Text, global(validate::proxy), restart,
+        "URL" "HTTP(S) proxy for STS calls, http://[USER:PASS@]HOST:PORT, USER and PASS %-escaped (a CONNECT tunnel; loopback is never proxied)";
+    no_proxy: "no_proxy", ["NO_PROXY", "no_proxy"], Text, global(validate::no_proxy), restart,
+        "LIST" "Hosts reached without the proxy: comma-separated names, .suffixes, CIDRs or *";
+    log_format: "log_format", ["ROLECALL_LOG_FORMAT"], Text, global(validate::log_format), restart,
+        "FORMAT" "Log format: text or json" default "text";
+}
+
+/// The first of `names` set (to a non-empty value unless `keep_empty`).
+fn env_value(env: &Env, names: &[&str], keep_empty: bool) -> Option<Sourced> {
+    names.iter().find_map(|n| {
+        env.get(*n)
+            .filter(|v| keep_empty || !v.is_empty())
+            .map(|v| src(v.clone(), format!("environment {n}")))
     })
-    .env(&["AWS_USE_FIPS_ENDPOINT"])
-    .yaml(Yaml::Bool)
-    .inherited(),
-    Opt::new("use_dualstack_endpoint", "use-dualstack-endpoint", |f| {
-        &f.use_dualstack_endpoint
-    })
-    .env(&["AWS_USE_DUALSTACK_ENDPOINT"])
-    .yaml(Yaml::Bool)
-    .inherited(),
-    Opt::new("duration_seconds", "duration", |f| &f.duration).inherited(),
-    Opt::new("role_session_name", "session-name", |f| &f.session_name)
-        .env(&["AWS_ROLE_SESSION_NAME"])
-        .inherited(),
-    Opt::new("credentials", "credentials", |f| &f.credentials).inherited(),
-    Opt::new("file_mode", "file-mode", |f| &f.file_mode)
-        .yaml(Yaml::Mode)
-        .global(validate::file_mode)
-        .restart(|a, b| a.file_mode != b.file_mode),
-    Opt::new("allow_world_readable", "allow-world-readable", |f| {
-        &f.allow_world_readable
-    })
-    .env(&["ROLECALL_ALLOW_WORLD_READABLE"])
-    .yaml(Yaml::Bool)
-    .global(validate::allow_world_readable)
-    .restart(|a, b| a.allow_world_readable != b.allow_world_readable),
-    Opt::new("health_addr", "health-addr", |f| &f.health_addr)
-        .env(&["ROLECALL_HEALTH_ADDR"])
-        // Empty disables the listener.
-        .empty_env_counts()
-        .global(validate::health_addr)
-        .restart(|a, b| a.health_addr != b.health_addr),
-    Opt::new("endpoint_addr", "endpoint-addr", |f| &f.endpoint_addr)
-        .global(validate::endpoint_addr)
-        .restart(|a, b| a.endpoint_addr != b.endpoint_addr),
-    Opt::new("endpoint_token_file", "endpoint-token-file", |f| {
-        &f.endpoint_token_file
-    })
-    .env(&["ROLECALL_ENDPOINT_TOKEN_FILE"])
-    .global(validate::endpoint_token_file)
-    .restart(|a, b| a.endpoint_token_file != b.endpoint_token_file),
-    Opt::new("ca_bundle", "ca-bundle", |f| &f.ca_bundle)
-        .env(&["AWS_CA_BUNDLE"])
-        .global(validate::ca_bundle)
-        .restart(|a, b| a.ca_bundle != b.ca_bundle),
-    Opt::new("control_socket", "control-socket", |f| &f.control_socket)
-        .env(&["ROLECALL_CONTROL_SOCKET"])
-        // Empty disables the socket.
-        .empty_env_counts()
-        .global(validate::control_socket)
-        .restart(|a, b| a.control_socket != b.control_socket),
-    Opt::new("proxy", "proxy", |f| &f.proxy)
-        .env(&["HTTPS_PROXY", "https_proxy"])
-        .global(validate::proxy)
-        .restart(|a, b| a.proxy != b.proxy),
-    Opt::new("no_proxy", "no-proxy", |f| &f.no_proxy)
-        .env(&["NO_PROXY", "no_proxy"])
-        .global(validate::no_proxy)
-        .restart(|a, b| a.no_proxy != b.no_proxy),
-    Opt::new("log_format", "log-format", |f| &f.log_format)
-        .env(&["ROLECALL_LOG_FORMAT"])
-        .global(validate::log_format)
-        .restart(|a, b| a.log_format != b.log_format),
+}
+
+/// An option's variable as the environment sets it (empty included), for
+/// the commands that read one option without loading a configuration.
+pub(super) fn env_raw<'a>(env: &'a Env, key: &str) -> Option<&'a str> {
+    let o = OPTIONS.iter().find(|o| o.key == key)?;
+    o.env.iter().find_map(|n| env.get(*n)).map(String::as_str)
+}
+
+/// The top-level YAML key of the output sets.
+pub(super) const OUTPUTS_KEY: &str = "outputs";
+/// The keys a profile has besides its role and the inherited options.
+pub(super) const OWN_PROFILE_KEYS: &[&str] = &[
+    "policy",
+    "policy_arns",
+    "source_profile",
+    "external_id",
+    "tags",
+    "transitive_tag_keys",
+    "source_identity",
+    "kubernetes_tags",
 ];
 
 /// The top-level YAML key that holds the profiles.
@@ -211,47 +283,18 @@ pub(super) const PROFILES_ENV: &str = "ROLECALL_PROFILES";
 pub(super) const ROLE_ARN_ENV: &str = "AWS_ROLE_ARN";
 /// The configuration file's variable (the flag is `--config`).
 pub(super) const CONFIG_ENV: &str = "ROLECALL_CONFIG";
-
-/// Per-profile keys besides the inherited options ([`Scope::Profile`]).
+/// The profile key of its role.
 pub(super) const ROLE_ARN: &str = "role_arn";
-/// The per-profile list key.
-pub(super) const POLICY_ARNS: &str = "policy_arns";
-/// The per-profile map of session tags, and its list of transitive keys.
-pub(super) const TAGS: &str = "tags";
-pub(super) const TRANSITIVE_TAG_KEYS: &str = "transitive_tag_keys";
-/// Per-profile keys read as booleans.
-pub(super) const OWN_BOOL_KEYS: &[&str] = &["kubernetes_tags"];
-const OWN_PROFILE_KEYS: &[&str] = &[
-    "policy",
-    POLICY_ARNS,
-    "source_profile",
-    "external_id",
-    TAGS,
-    TRANSITIVE_TAG_KEYS,
-    "source_identity",
-    "kubernetes_tags",
-];
-
-/// The option a YAML top-level key names.
-pub(super) fn option(key: &str) -> Option<&'static Opt> {
-    OPTIONS.iter().find(|o| o.key == key)
-}
 
 /// The top-level YAML keys, in the order error messages list them.
 pub(super) fn top_keys() -> Vec<&'static str> {
-    OPTIONS
-        .iter()
-        .map(|o| o.key)
-        .chain([PROFILES_KEY, super::outputs::OUTPUTS_KEY])
-        .collect()
+    let keys = OPTIONS.iter().map(|o| o.key);
+    keys.chain([PROFILES_KEY, OUTPUTS_KEY]).collect()
 }
 
 /// The keys a profile may set: its role, the inherited options, its own.
 pub(super) fn profile_keys() -> Vec<&'static str> {
-    let inherited = OPTIONS
-        .iter()
-        .filter(|o| matches!(o.scope, Scope::Profile))
-        .map(|o| o.key);
+    let inherited = OPTIONS.iter().filter(|o| o.inherited).map(|o| o.key);
     [ROLE_ARN]
         .into_iter()
         .chain(inherited)
@@ -259,119 +302,5 @@ pub(super) fn profile_keys() -> Vec<&'static str> {
         .collect()
 }
 
-/// The options that differ between `old` and `new` and that only a restart
-/// applies, in table order.
-pub(super) fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
-    OPTIONS
-        .iter()
-        .filter(|o| matches!(o.reload, Reload::Restart(changed) if changed(old, new)))
-        .map(|o| o.key)
-        .collect()
-}
-
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use clap::Args;
-
-    use super::*;
-    use crate::config::{Env, LogFormat};
-
-    #[test]
-    fn keys_flags_and_variables_are_each_declared_once() {
-        let unique = |xs: Vec<&str>| xs.iter().collect::<BTreeSet<_>>().len() == xs.len();
-        assert!(unique(OPTIONS.iter().map(|o| o.key).collect()));
-        assert!(unique(OPTIONS.iter().map(|o| o.flag).collect()));
-        assert!(unique(
-            OPTIONS.iter().flat_map(|o| o.env.iter().copied()).collect()
-        ));
-        assert!(unique(profile_keys()));
-        assert!(option("region").is_some_and(|o| o.flag == "region"));
-        assert!(option("profiles").is_none() && option("regoin").is_none());
-    }
-
-    #[test]
-    fn the_yaml_key_lists_are_derived_from_the_table() {
-        assert_eq!(
-            top_keys().join(", "),
-            "token_file, output_dir, app_output_dir, region, sts_endpoint, use_fips_endpoint, \
-             use_dualstack_endpoint, duration_seconds, role_session_name, credentials, file_mode, \
-             allow_world_readable, health_addr, endpoint_addr, endpoint_token_file, ca_bundle, \
-             control_socket, proxy, no_proxy, log_format, profiles, outputs"
-        );
-        assert_eq!(
-            profile_keys().join(", "),
-            "role_arn, region, sts_endpoint, use_fips_endpoint, use_dualstack_endpoint, \
-             duration_seconds, role_session_name, credentials, policy, policy_arns, source_profile, \
-             external_id, tags, transitive_tag_keys, source_identity, kubernetes_tags"
-        );
-    }
-
-    /// The help text of every flag names the table's variables, and only
-    /// those (`--help` is the command line's documentation).
-    #[test]
-    fn every_option_is_a_flag_whose_help_names_its_variables() {
-        let cmd = Flags::augment_args(clap::Command::new("rolecall"));
-        for o in OPTIONS {
-            let arg = cmd
-                .get_arguments()
-                .find(|a| a.get_long() == Some(o.flag))
-                .unwrap_or_else(|| panic!("no --{}", o.flag));
-            let help = arg
-                .get_long_help()
-                .or(arg.get_help())
-                .map(|h| h.to_string())
-                .unwrap_or_default();
-            if o.env.is_empty() {
-                assert!(!help.contains("env:"), "--{}: {help}", o.flag);
-            } else {
-                let named = format!("env: {}", o.env.join(", "));
-                assert!(help.contains(&named), "--{}: {help}", o.flag);
-            }
-        }
-    }
-
-    #[test]
-    fn restart_needed_lists_the_changed_options_a_reload_cannot_apply_in_table_order() {
-        let flags = Flags {
-            profiles: vec!["a=arn:aws:iam::111122223333:role/a".into()],
-            region: Some("eu-west-1".into()),
-            ..Flags::default()
-        };
-        let old = Config::load(&flags, &Env::new()).unwrap();
-        assert!(restart_needed(&old, &old.clone()).is_empty());
-        let mut new = old.clone();
-        new.log_format = LogFormat::Json;
-        new.token_file = "/other".into();
-        new.app_output_dir = "/app".into();
-        new.profiles[0].region = Some("us-east-1".into());
-        assert_eq!(restart_needed(&old, &new), ["token_file", "log_format"]);
-        let new = Config {
-            token_file: "/t".into(),
-            output_dir: "/o".into(),
-            file_mode: 0o600,
-            allow_world_readable: true,
-            health_addr: None,
-            endpoint_addr: Some("127.0.0.1:1".parse().unwrap()),
-            endpoint_token_file: Some("/e".into()),
-            control_socket: None,
-            log_format: LogFormat::Json,
-            ..old.clone()
-        };
-        assert_eq!(
-            restart_needed(&old, &new),
-            [
-                "token_file",
-                "output_dir",
-                "file_mode",
-                "allow_world_readable",
-                "health_addr",
-                "endpoint_addr",
-                "endpoint_token_file",
-                "control_socket",
-                "log_format",
-            ]
-        );
-    }
-}
+mod tests;

@@ -4,15 +4,16 @@
 //! be assumed together ([`Config::waves`](super::Config::waves)).
 
 use super::Profile;
-use super::profiles::RawProfiles;
-use super::sources::{Problems, join, printable};
+use super::sources::RawProfiles;
+use super::values::{Problems, join};
+use crate::text::printable;
 
 /// One problem per profile on a source_profile cycle, naming the cycle from it.
 pub(super) fn check_cycles(merged: &RawProfiles, problems: &mut Problems) {
     let source = |name: &str| {
         merged
             .get(name)
-            .and_then(|(_, p)| p.get("source_profile"))
+            .and_then(|(_, p)| p.source_profile.as_ref())
             .map(|s| s.value.as_str())
     };
     for (start, (origin, _)) in merged {
@@ -98,7 +99,8 @@ pub(super) fn waves(profiles: &[Profile]) -> Vec<Vec<&Profile>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::sources::{RawProfile, src};
+    use crate::config::sources::RawProfile;
+    use crate::config::values::src;
 
     fn profiles(specs: &[(&str, Option<&str>)]) -> Vec<Profile> {
         let mut out: Vec<Profile> = specs
@@ -152,8 +154,7 @@ mod tests {
         ] {
             let mut raw = RawProfile::role(src("arn", name));
             if let Some(s) = source {
-                raw.keys
-                    .insert("source_profile", src(s, format!("{name}.source_profile")));
+                raw.source_profile = Some(src(s, format!("{name}.source_profile")));
             }
             merged.insert(name.into(), (src(name, format!("p.{name}")), raw));
         }

@@ -1,35 +1,34 @@
 //! Output sets (`outputs:` in the file, YAML only): each set is a directory
 //! with its own list of profiles, for one application container. Read from
-//! the YAML into [`RawSet`]s, then checked and completed here: without
+//! the YAML into [`RawSet`]s (yaml.rs), then checked and completed here: without
 //! `outputs`, one set named `default` holds every profile in `output_dir`,
 //! so the runtime has one code path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
-use serde_yaml_ng::Value;
-
 use super::OutputSet;
-use super::sources::{Problems, Src, Values, join, printable};
+use super::files::Loaded;
+use super::options::Layer;
+use super::values::{Problems, Sourced, join};
+use crate::text::printable;
 
-/// The top-level YAML key.
-pub(super) const OUTPUTS_KEY: &str = "outputs";
 /// The name of the one set a configuration without `outputs` has.
 pub const DEFAULT_SET: &str = "default";
 /// The keys a set may have.
-const SET_KEYS: &[&str] = &["dir", "profiles", "app_dir", "endpoint_token_file"];
+pub(super) const SET_KEYS: &[&str] = &["dir", "profiles", "app_dir", "endpoint_token_file"];
 /// The longest set name (a container-name-like label).
 const MAX_SET_NAME: usize = 63;
 
 /// One set as the file gives it.
 #[derive(Clone, Debug, Default)]
 pub(super) struct RawSet {
-    pub name: Src,
-    pub dir: Option<Src>,
-    pub app_dir: Option<Src>,
-    pub endpoint_token_file: Option<Src>,
+    pub name: Sourced,
+    pub dir: Option<Sourced>,
+    pub app_dir: Option<Sourced>,
+    pub endpoint_token_file: Option<Sourced>,
     /// `None` when the key is missing.
-    pub profiles: Option<Vec<Src>>,
+    pub profiles: Option<Vec<Sourced>>,
 }
 
 /// What the file's `outputs` key held.
@@ -37,97 +36,6 @@ pub(super) struct RawSet {
 pub(super) struct RawOutputs {
     pub origin: String,
     pub sets: Vec<RawSet>,
-}
-
-fn file_src(value: String, origin: &str) -> Src {
-    Src {
-        value,
-        origin: origin.to_owned(),
-        in_file: true,
-    }
-}
-
-/// Reads the `outputs` mapping; every problem is the file's.
-pub(super) fn parse(v: &Value, origin: &str, problems: &mut Problems) -> Option<RawOutputs> {
-    let map = match v {
-        Value::Null => return None,
-        Value::Mapping(m) => m,
-        _ => {
-            problems.push(
-                origin,
-                "expected a mapping of set name to { dir, profiles }",
-            );
-            return None;
-        }
-    };
-    let mut sets = Vec::new();
-    for (k, v) in map {
-        let Value::String(name) = k else {
-            problems.push(origin, "keys must be strings");
-            continue;
-        };
-        let sorigin = join(origin, &printable(name));
-        let mut set = RawSet {
-            name: file_src(name.clone(), &sorigin),
-            ..RawSet::default()
-        };
-        let Value::Mapping(m) = v else {
-            problems.push(
-                &sorigin,
-                "expected a mapping with dir and profiles, e.g. { dir: /aws/app, profiles: [reader] }",
-            );
-            sets.push(set);
-            continue;
-        };
-        for (k, v) in m {
-            let Value::String(key) = k else {
-                problems.push(&sorigin, "keys must be strings");
-                continue;
-            };
-            let korigin = join(&sorigin, &printable(key));
-            let text = |v: &Value, problems: &mut Problems| match v {
-                Value::String(s) => Some(file_src(s.clone(), &korigin)),
-                Value::Null => None,
-                _ => {
-                    problems.push(&korigin, "expected a path");
-                    None
-                }
-            };
-            match key.as_str() {
-                "dir" => set.dir = text(v, problems),
-                "app_dir" => set.app_dir = text(v, problems),
-                "endpoint_token_file" => set.endpoint_token_file = text(v, problems),
-                "profiles" => match v {
-                    Value::Sequence(items) => {
-                        let mut list = Vec::new();
-                        for (i, item) in items.iter().enumerate() {
-                            let o = format!("{korigin}[{i}]");
-                            match item {
-                                Value::String(s) => list.push(file_src(s.clone(), &o)),
-                                _ => problems.push(o, "expected a profile name"),
-                            }
-                        }
-                        set.profiles = Some(list);
-                    }
-                    Value::Null => set.profiles = Some(Vec::new()),
-                    _ => problems.push(&korigin, "expected a list of profile names"),
-                },
-                _ => problems.push(
-                    korigin,
-                    format!(
-                        "unknown key `{}` (known output set keys: {})",
-                        printable(key),
-                        SET_KEYS.join(", ")
-                    ),
-                ),
-            }
-        }
-        sets.push(set);
-    }
-    Some(RawOutputs {
-        origin: origin.to_owned(),
-        sets,
-    })
 }
 
 /// Whether `name` is a valid set name (a container-name-like label).
@@ -143,15 +51,25 @@ pub fn valid_set_name(name: &str) -> bool {
 /// What the sets are checked against.
 pub(super) struct Context<'a> {
     /// The merged option values (to refuse `output_dir` beside `outputs`).
-    pub values: &'a Values,
+    pub values: &'a Layer,
     /// Every configured profile name, with where it was named.
-    pub profiles: &'a BTreeMap<String, Src>,
+    pub profiles: &'a BTreeMap<String, Sourced>,
     /// Whether the endpoint is enabled (a per-set token file needs it).
     pub endpoint_set: bool,
     /// The global defaults (for the default set).
     pub output_dir: &'a Path,
     pub app_output_dir: &'a Path,
     pub endpoint_token_file: Option<&'a Path>,
+    /// The token files, as the load read them.
+    pub files: &'a Loaded,
+}
+
+/// What the sets checked so far hold, that a next one must not repeat.
+#[derive(Default)]
+struct Taken {
+    dirs: Vec<(PathBuf, String)>,
+    tokens: BTreeMap<PathBuf, String>,
+    profiles: BTreeSet<String>,
 }
 
 /// The checked sets: the declared ones sorted by name, or the default set.
@@ -171,8 +89,13 @@ pub(super) fn resolve(
         };
         return (vec![set], false);
     };
-    for key in ["output_dir", "app_output_dir", "endpoint_token_file"] {
-        if let Some(s) = cx.values.get(key) {
+    let v = cx.values;
+    let globals = [&v.output_dir, &v.app_output_dir, &v.endpoint_token_file];
+    for (s, key) in globals
+        .into_iter()
+        .zip(["output_dir", "app_output_dir", "endpoint_token_file"])
+    {
+        if let Some(s) = s {
             problems.at(
                 s,
                 format!(
@@ -188,136 +111,14 @@ pub(super) fn resolve(
         );
         return (Vec::new(), true);
     }
-    let mut sets = Vec::new();
-    let mut in_a_set = BTreeSet::new();
-    let mut dirs: Vec<(PathBuf, String)> = Vec::new();
-    let mut tokens: BTreeMap<PathBuf, String> = BTreeMap::new();
-    for r in &raw.sets {
-        let name = &r.name.value;
-        if !valid_set_name(name) {
-            problems.at(
-                &r.name,
-                format!(
-                    "\"{}\" is not a valid set name: use at most {MAX_SET_NAME} lowercase letters, digits and '-', starting and ending with a letter or digit (like a container name)",
-                    printable(name)
-                ),
-            );
-        }
-        let dir = match &r.dir {
-            None => {
-                problems.in_file(
-                    &r.name.origin,
-                    "has no dir: give the directory this set is written to (its own volume), e.g. dir: /aws/app",
-                );
-                None
-            }
-            Some(s) => absolute_dir(s, problems),
-        };
-        if let Some(dir) = &dir {
-            for (other, other_name) in &dirs {
-                let same_or_nested = |a: &Path, b: &Path| {
-                    if a == b {
-                        Some(true)
-                    } else if a.starts_with(b) || b.starts_with(a) {
-                        Some(false)
-                    } else {
-                        None
-                    }
-                };
-                // The paths as written, then as resolved: two sets must not
-                // meet through a symlink either.
-                let meet = same_or_nested(other, dir)
-                    .or_else(|| same_or_nested(&resolved(other), &resolved(dir)));
-                if meet == Some(true) {
-                    problems.at(
-                        r.dir.as_ref().expect("has a dir"),
-                        format!("set {other_name} has the same dir: each set needs its own directory (its own volume)"),
-                    );
-                } else if meet == Some(false) {
-                    problems.at(
-                        r.dir.as_ref().expect("has a dir"),
-                        format!(
-                            "is inside set {other_name}'s dir {} or contains it: a container mounting one would see the other's roles; give each set its own volume",
-                            other.display()
-                        ),
-                    );
-                }
-            }
-            dirs.push((dir.clone(), name.clone()));
-        }
-        let app_dir = match &r.app_dir {
-            Some(s) => {
-                let d = absolute_dir(s, problems);
-                if s.value.chars().any(char::is_whitespace) {
-                    problems.at(
-                        s,
-                        "must not contain spaces (it is written into credential_process lines)",
-                    );
-                }
-                d
-            }
-            None => dir.clone(),
-        };
-        let token = r.endpoint_token_file.as_ref().map(|s| {
-            let path = PathBuf::from(&s.value);
-            if s.value.is_empty() || s.value.chars().any(char::is_control) {
-                problems.at(s, "must be a non-empty path without control characters");
-            } else if !cx.endpoint_set {
-                problems.at(
-                    s,
-                    "the token is only used by the credentials endpoint: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT) too, or remove this key",
-                );
-            } else if let Err(e) = crate::endpoint::read_supplied_token(&path) {
-                problems.at(s, e);
-            }
-            if let Some(other) = tokens.insert(path.clone(), name.clone()) {
-                problems.at(
-                    s,
-                    format!("set {other} uses the same token file: each set needs its own token (the token picks the set)"),
-                );
-            }
-            path
-        });
-        let mut profiles = BTreeSet::new();
-        match &r.profiles {
-            None => problems.in_file(
-                &r.name.origin,
-                "has no profiles: list the profiles this set's container gets, e.g. profiles: [reader]",
-            ),
-            Some(list) if list.is_empty() => problems.in_file(
-                join(&r.name.origin, "profiles"),
-                "is empty: list the profiles this set's container gets (remove the set if it gets none)",
-            ),
-            Some(list) => {
-                for p in list {
-                    if !cx.profiles.contains_key(&p.value) {
-                        problems.at(
-                            p,
-                            format!(
-                                "unknown profile \"{}\": add it under profiles, or remove it from this set",
-                                printable(&p.value)
-                            ),
-                        );
-                    } else if !profiles.insert(p.value.clone()) {
-                        problems.at(
-                            p,
-                            format!("profile \"{}\" is listed twice", printable(&p.value)),
-                        );
-                    }
-                }
-            }
-        }
-        in_a_set.extend(profiles.iter().cloned());
-        sets.push(OutputSet {
-            name: name.clone(),
-            app_dir: app_dir.unwrap_or_default(),
-            dir: dir.unwrap_or_default(),
-            profiles: profiles.into_iter().collect(),
-            endpoint_token_file: token,
-        });
-    }
+    let mut taken = Taken::default();
+    let mut sets: Vec<OutputSet> = raw
+        .sets
+        .iter()
+        .map(|r| set(r, cx, &mut taken, problems))
+        .collect();
     for (name, s) in cx.profiles {
-        if !in_a_set.contains(name) {
+        if !taken.profiles.contains(name) {
             problems.at(
                 s,
                 format!(
@@ -331,8 +132,155 @@ pub(super) fn resolve(
     (sets, true)
 }
 
+/// One declared set, checked against the sets before it.
+fn set(r: &RawSet, cx: &Context<'_>, taken: &mut Taken, problems: &mut Problems) -> OutputSet {
+    let name = &r.name.value;
+    if !valid_set_name(name) {
+        problems.at(
+            &r.name,
+            format!(
+                "\"{}\" is not a valid set name: use at most {MAX_SET_NAME} lowercase letters, digits and '-', starting and ending with a letter or digit (like a container name)",
+                printable(name)
+            ),
+        );
+    }
+    let dir = match &r.dir {
+        None => {
+            problems.in_file(
+                &r.name.origin,
+                "has no dir: give the directory this set is written to (its own volume), e.g. dir: /aws/app",
+            );
+            None
+        }
+        Some(s) => absolute_dir(s, problems),
+    };
+    if let (Some(dir), Some(s)) = (&dir, &r.dir) {
+        apart(dir, s, &taken.dirs, problems);
+        taken.dirs.push((dir.clone(), name.clone()));
+    }
+    let app_dir = match &r.app_dir {
+        Some(s) => {
+            let d = absolute_dir(s, problems);
+            if s.value.chars().any(char::is_whitespace) {
+                problems.at(
+                    s,
+                    "must not contain spaces (it is written into credential_process lines)",
+                );
+            }
+            d
+        }
+        None => dir.clone(),
+    };
+    let token = r.endpoint_token_file.as_ref();
+    let token = token.map(|s| token_file(s, name, cx, taken, problems));
+    let profiles = set_profiles(r, cx, problems);
+    taken.profiles.extend(profiles.iter().cloned());
+    OutputSet {
+        name: name.clone(),
+        app_dir: app_dir.unwrap_or_default(),
+        dir: dir.unwrap_or_default(),
+        profiles: profiles.into_iter().collect(),
+        endpoint_token_file: token,
+    }
+}
+
+/// Refuses a set `dir` (given at `s`) that is, or nests with, another's.
+fn apart(dir: &Path, s: &Sourced, dirs: &[(PathBuf, String)], problems: &mut Problems) {
+    let same_or_nested = |a: &Path, b: &Path| {
+        if a == b {
+            Some(true)
+        } else if a.starts_with(b) || b.starts_with(a) {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    for (other, other_name) in dirs {
+        // The paths as written, then as resolved: two sets must not
+        // meet through a symlink either.
+        let meet =
+            same_or_nested(other, dir).or_else(|| same_or_nested(&resolved(other), &resolved(dir)));
+        if meet == Some(true) {
+            problems.at(
+                s,
+                format!("set {other_name} has the same dir: each set needs its own directory (its own volume)"),
+            );
+        } else if meet == Some(false) {
+            problems.at(
+                s,
+                format!(
+                    "is inside set {other_name}'s dir {} or contains it: a container mounting one would see the other's roles; give each set its own volume",
+                    other.display()
+                ),
+            );
+        }
+    }
+}
+
+/// A set's own endpoint token file (`s`), as the load read it.
+fn token_file(
+    s: &Sourced,
+    set: &str,
+    cx: &Context<'_>,
+    taken: &mut Taken,
+    problems: &mut Problems,
+) -> PathBuf {
+    let path = PathBuf::from(&s.value);
+    if s.value.is_empty() || s.value.chars().any(char::is_control) {
+        problems.at(s, "must be a non-empty path without control characters");
+    } else if !cx.endpoint_set {
+        problems.at(
+            s,
+            "the token is only used by the credentials endpoint: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT) too, or remove this key",
+        );
+    } else if let Err(e) = cx.files.token(&path) {
+        problems.at(s, e);
+    }
+    if let Some(other) = taken.tokens.insert(path.clone(), set.to_owned()) {
+        problems.at(
+            s,
+            format!("set {other} uses the same token file: each set needs its own token (the token picks the set)"),
+        );
+    }
+    path
+}
+
+/// A set's profiles, each configured and listed once.
+fn set_profiles(r: &RawSet, cx: &Context<'_>, problems: &mut Problems) -> BTreeSet<String> {
+    let mut profiles = BTreeSet::new();
+    match &r.profiles {
+        None => problems.in_file(
+            &r.name.origin,
+            "has no profiles: list the profiles this set's container gets, e.g. profiles: [reader]",
+        ),
+        Some(list) if list.is_empty() => problems.in_file(
+            join(&r.name.origin, "profiles"),
+            "is empty: list the profiles this set's container gets (remove the set if it gets none)",
+        ),
+        Some(list) => {
+            for p in list {
+                if !cx.profiles.contains_key(&p.value) {
+                    problems.at(
+                        p,
+                        format!(
+                            "unknown profile \"{}\": add it under profiles, or remove it from this set",
+                            printable(&p.value)
+                        ),
+                    );
+                } else if !profiles.insert(p.value.clone()) {
+                    problems.at(
+                        p,
+                        format!("profile \"{}\" is listed twice", printable(&p.value)),
+                    );
+                }
+            }
+        }
+    }
+    profiles
+}
+
 /// An absolute directory without `..` or control characters.
-fn absolute_dir(s: &Src, problems: &mut Problems) -> Option<PathBuf> {
+fn absolute_dir(s: &Sourced, problems: &mut Problems) -> Option<PathBuf> {
     let path = PathBuf::from(&s.value);
     if s.value.is_empty() || s.value.chars().any(char::is_control) {
         problems.at(s, "must be a non-empty path without control characters");

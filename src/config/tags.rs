@@ -9,9 +9,11 @@
 
 use std::collections::BTreeSet;
 
-use super::sources::{Problems, RawProfile, Src, join, printable};
+use super::sources::RawProfile;
 use super::validate::validate;
+use super::values::{Problems, Sourced, join};
 use super::{KUBERNETES_TAG_KEYS, checks::parse_bool};
+use crate::text::printable;
 
 /// STS's limits: at most 50 session tags, keys of 1-128 and values of
 /// 0-256 characters.
@@ -63,6 +65,25 @@ pub(super) fn check_source_identity(v: &str) -> Result<String, String> {
     Ok(v.to_owned())
 }
 
+/// Refuses tag settings on a profile without a source (the first given).
+fn unchained(raw: &RawProfile, kubernetes: bool, p: &mut Problems) {
+    let given: Vec<&Sourced> = raw
+        .tags
+        .iter()
+        .map(|(k, _)| k)
+        .chain(&raw.transitive_tag_keys)
+        .chain(&raw.source_identity)
+        .chain(raw.kubernetes_tags.as_ref().filter(|_| kubernetes))
+        .take(1)
+        .collect();
+    if let Some(s) = given.first() {
+        p.at(
+            s,
+            "session tags and source_identity apply to chained profiles only (with source_profile): AssumeRoleWithWebIdentity takes them only from the token's claims",
+        );
+    }
+}
+
 /// A profile's checked tag settings.
 #[derive(Debug, Default)]
 pub(super) struct Tags {
@@ -76,28 +97,16 @@ pub(super) struct Tags {
 /// whether it has a source profile, the only kind they apply to.
 pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Problems) -> Tags {
     let kubernetes = raw
-        .get("kubernetes_tags")
+        .kubernetes_tags
+        .as_ref()
         .and_then(|s| validate(s, p, parse_bool))
         .unwrap_or(false);
     let source_identity = raw
-        .get("source_identity")
+        .source_identity
+        .as_ref()
         .and_then(|s| validate(s, p, check_source_identity));
     if !chained {
-        let given: Vec<&Src> = raw
-            .tags
-            .iter()
-            .map(|(k, _)| k)
-            .chain(&raw.transitive_tag_keys)
-            .chain(raw.get("source_identity"))
-            .chain(raw.get("kubernetes_tags").filter(|_| kubernetes))
-            .take(1)
-            .collect();
-        if let Some(s) = given.first() {
-            p.at(
-                s,
-                "session tags and source_identity apply to chained profiles only (with source_profile): AssumeRoleWithWebIdentity takes them only from the token's claims",
-            );
-        }
+        unchained(raw, kubernetes, p);
         return Tags::default();
     }
     let mut tags = Vec::new();
@@ -156,6 +165,23 @@ pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Pro
             ),
         );
     }
+    let transitive = transitive(raw, &seen, kubernetes, p);
+    Tags {
+        tags,
+        transitive,
+        source_identity,
+        kubernetes,
+    }
+}
+
+/// The transitive keys: each a tag key of the profile (`seen`, lowercase),
+/// then the Kubernetes tags' keys.
+fn transitive(
+    raw: &RawProfile,
+    seen: &BTreeSet<String>,
+    kubernetes: bool,
+    p: &mut Problems,
+) -> Vec<String> {
     let mut transitive = Vec::new();
     for s in &raw.transitive_tag_keys {
         if seen.contains(&s.value.to_ascii_lowercase()) {
@@ -177,12 +203,7 @@ pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Pro
             }
         }
     }
-    Tags {
-        tags,
-        transitive,
-        source_identity,
-        kubernetes,
-    }
+    transitive
 }
 
 #[cfg(test)]

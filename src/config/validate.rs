@@ -6,75 +6,32 @@
 use std::path::PathBuf;
 
 use super::checks::{parse_addr, parse_bool};
-use super::options::{OPTIONS, Scope};
-use super::sources::{Problems, Src, Values, printable, src};
+use super::files::Loaded;
+use super::values::{Problems, Sourced, src};
 use super::{Config, LogFormat};
 use super::{
     DEFAULT_CONTROL_SOCKET, DEFAULT_FILE_MODE, DEFAULT_HEALTH_ADDR, DEFAULT_OUTPUT_DIR,
     DEFAULT_TOKEN_FILE, MAX_SOCKET_PATH_BYTES,
 };
+use crate::text::printable;
 
 /// The checked process-wide options.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) struct Globals {
     /// Every process-wide field set; no profiles yet.
     pub config: Config,
     /// Whether an endpoint address is set (even a bad one): what needs the
     /// endpoint says so only when it is not.
     pub endpoint_set: bool,
-    /// The defaults every profile inherits, as given ([`Scope::Profile`]).
-    pub inherited: Values,
-}
-
-/// A configuration with nothing set yet: each option's check sets its field.
-fn unset() -> Config {
-    Config {
-        config_file: None,
-        file_digest: None,
-        token_file: PathBuf::new(),
-        output_dir: PathBuf::new(),
-        app_output_dir: PathBuf::new(),
-        file_mode: 0,
-        allow_world_readable: false,
-        health_addr: None,
-        endpoint_addr: None,
-        endpoint_token_file: None,
-        ca_bundle: None,
-        control_socket: None,
-        proxy: None,
-        no_proxy: None,
-        log_format: LogFormat::Text,
-        profiles: Vec::new(),
-        outputs: Vec::new(),
-        sets_declared: false,
-    }
-}
-
-/// Checks the merged values of the global options, each once.
-pub(super) fn globals(values: &Values) -> (Globals, Problems) {
-    let mut g = Globals {
-        config: unset(),
-        endpoint_set: false,
-        inherited: Values::new(),
-    };
-    let mut problems = Problems::default();
-    for o in OPTIONS {
-        let value = values.get(o.key);
-        match o.scope {
-            Scope::Global(check) => check(value, values, &mut g, &mut problems),
-            Scope::Profile => {
-                if let Some(v) = value {
-                    g.inherited.insert(o.key, v.clone());
-                }
-            }
-        }
-    }
-    (g, problems)
+    /// Where `file_mode` was set (`allow_world_readable` judges it).
+    pub file_mode_at: Option<Sourced>,
+    /// The files the options name, as the load read them.
+    pub files: Loaded,
 }
 
 /// Runs a check over a sourced value (trimmed), recording a problem on failure.
 pub(super) fn validate<T>(
-    s: &Src,
+    s: &Sourced,
     problems: &mut Problems,
     f: impl FnOnce(&str) -> Result<T, String>,
 ) -> Option<T> {
@@ -89,23 +46,23 @@ pub(super) fn validate<T>(
 
 /// A path: recorded as given, with a problem when it is empty or holds a
 /// control character.
-fn check_path(s: &Src, problems: &mut Problems) -> PathBuf {
+fn check_path(s: &Sourced, problems: &mut Problems) -> PathBuf {
     if s.value.is_empty() || s.value.chars().any(char::is_control) {
         problems.at(s, "must be a non-empty path without control characters");
     }
     PathBuf::from(&s.value)
 }
 
-pub(super) fn token_file(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+pub(super) fn token_file(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.token_file = s.map_or_else(|| DEFAULT_TOKEN_FILE.into(), |s| check_path(s, p));
 }
 
-pub(super) fn output_dir(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+pub(super) fn output_dir(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.output_dir = s.map_or_else(|| DEFAULT_OUTPUT_DIR.into(), |s| check_path(s, p));
 }
 
 /// Defaults to the output dir (made absolute).
-pub(super) fn app_output_dir(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+pub(super) fn app_output_dir(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.app_output_dir = match s {
         Some(s) => {
             let dir = check_path(s, p);
@@ -119,7 +76,8 @@ pub(super) fn app_output_dir(s: Option<&Src>, _: &Values, g: &mut Globals, p: &m
     };
 }
 
-pub(super) fn file_mode(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+pub(super) fn file_mode(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
+    g.file_mode_at = s.cloned();
     g.config.file_mode = s
         .and_then(|s| {
             validate(s, p, |v| {
@@ -138,18 +96,10 @@ pub(super) fn file_mode(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Pr
 }
 
 /// Also judges the file mode (above in the table) now that both are known.
-pub(super) fn allow_world_readable(
-    s: Option<&Src>,
-    values: &Values,
-    g: &mut Globals,
-    p: &mut Problems,
-) {
+pub(super) fn allow_world_readable(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.allow_world_readable = s.and_then(|s| validate(s, p, parse_bool)).unwrap_or(false);
     let mode = g.config.file_mode;
-    let at = values
-        .get("file_mode")
-        .cloned()
-        .unwrap_or_else(|| src(String::new(), "--file-mode"));
+    let at = (g.file_mode_at.clone()).unwrap_or_else(|| src(String::new(), "--file-mode"));
     if mode & 0o022 != 0 {
         p.at(
             &at,
@@ -169,7 +119,7 @@ pub(super) fn allow_world_readable(
 }
 
 /// Empty disables the listener.
-pub(super) fn health_addr(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+pub(super) fn health_addr(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.health_addr = match s {
         None => Some(DEFAULT_HEALTH_ADDR.parse().expect("valid default")),
         Some(s) if s.value.trim().is_empty() => None,
@@ -178,7 +128,7 @@ pub(super) fn health_addr(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut 
 }
 
 /// Off unless set (empty is off); loopback only.
-pub(super) fn endpoint_addr(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+pub(super) fn endpoint_addr(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     let s = s.filter(|s| !s.value.trim().is_empty());
     g.endpoint_set = s.is_some();
     g.config.endpoint_addr = s.and_then(|s| {
@@ -195,10 +145,10 @@ pub(super) fn endpoint_addr(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mu
     });
 }
 
-/// Read and validated here, so that a bad token file exits 64 at start
-/// (and a SIGHUP while it is bad is refused); the endpoint reads it again
-/// when it changes. The token never appears in a message.
-pub(super) fn endpoint_token_file(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+/// Checked as the load read it, so that a bad token file exits 64 at
+/// start (and a SIGHUP while it is bad is refused); the endpoint reads it
+/// again when it changes. The token never appears in a message.
+pub(super) fn endpoint_token_file(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.endpoint_token_file = s.map(|s| {
         let path = check_path(s, p);
         if !g.endpoint_set {
@@ -207,7 +157,7 @@ pub(super) fn endpoint_token_file(s: Option<&Src>, _: &Values, g: &mut Globals, 
                 "the token is only used by the credentials endpoint: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT) too, or remove this option",
             );
         } else if !s.value.is_empty()
-            && let Err(e) = crate::endpoint::read_supplied_token(&path)
+            && let Err(e) = g.files.token(&path)
         {
             p.at(s, e);
         }
@@ -215,21 +165,16 @@ pub(super) fn endpoint_token_file(s: Option<&Src>, _: &Values, g: &mut Globals, 
     });
 }
 
-/// Read and checked now, as the HTTP client will parse it (`crate::tls`).
-pub(super) fn ca_bundle(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+/// As the load read it, which the HTTP client will parse (`crate::tls`).
+pub(super) fn ca_bundle(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.ca_bundle = s.and_then(|s| {
-        let path = check_path(s, p);
-        if s.value.is_empty() {
-            return None;
-        }
-        crate::tls::CaBundle::load(&path)
-            .map_err(|e| p.at(s, e))
-            .ok()
+        check_path(s, p);
+        g.files.ca_bundle.take()?.map_err(|e| p.at(s, e)).ok()
     });
 }
 
 /// Checked now; the password never reaches a message (`crate::proxy`).
-pub(super) fn proxy(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+pub(super) fn proxy(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.proxy = s.filter(|s| !s.value.trim().is_empty()).and_then(|s| {
         match crate::proxy::Proxy::parse(s.value.trim()) {
             Ok(proxy) => Some(proxy),
@@ -242,14 +187,14 @@ pub(super) fn proxy(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Proble
     });
 }
 
-pub(super) fn no_proxy(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+pub(super) fn no_proxy(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.no_proxy = s.and_then(|s| validate(s, p, crate::proxy::check_no_proxy));
 }
 
 /// Empty disables the socket. Absolute, short enough for `sun_path`, and
 /// never inside the output dir: the application containers mount that one,
 /// and they must not reach the socket.
-pub(super) fn control_socket(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+pub(super) fn control_socket(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.control_socket = match s {
         // The default is checked too: an output dir of /run would hold it.
         None => validate(
@@ -303,7 +248,7 @@ pub(super) fn check_control_socket(v: &str, out: &std::path::Path) -> Result<Pat
     Ok(path)
 }
 
-pub(super) fn log_format(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut Problems) {
+pub(super) fn log_format(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.log_format = s
         .and_then(|s| {
             validate(s, p, |v| match v {
@@ -319,85 +264,4 @@ pub(super) fn log_format(s: Option<&Src>, _: &Values, g: &mut Globals, p: &mut P
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn values(pairs: &[(&'static str, &str)]) -> Values {
-        pairs
-            .iter()
-            .map(|(k, v)| (*k, src(*v, format!("--{k}"))))
-            .collect()
-    }
-
-    #[test]
-    fn nothing_set_gives_the_defaults() {
-        let (g, p) = globals(&Values::new());
-        assert!(p.lines().is_empty());
-        assert_eq!(g.config.token_file, PathBuf::from(DEFAULT_TOKEN_FILE));
-        assert_eq!(g.config.output_dir, PathBuf::from(DEFAULT_OUTPUT_DIR));
-        assert_eq!(g.config.app_output_dir, PathBuf::from(DEFAULT_OUTPUT_DIR));
-        assert_eq!(g.config.file_mode, DEFAULT_FILE_MODE);
-        assert_eq!(
-            g.config.health_addr,
-            Some(DEFAULT_HEALTH_ADDR.parse().unwrap())
-        );
-        assert_eq!((g.config.endpoint_addr, g.endpoint_set), (None, false));
-        assert_eq!(g.config.log_format, LogFormat::Text);
-        assert!(g.inherited.is_empty());
-    }
-
-    #[test]
-    fn inherited_defaults_are_passed_on_unchecked() {
-        let (g, p) = globals(&values(&[
-            ("region", "Not A Region"),
-            ("duration_seconds", "5"),
-        ]));
-        assert!(p.lines().is_empty());
-        assert_eq!(g.inherited["region"].value, "Not A Region");
-        assert_eq!(g.inherited.len(), 2);
-    }
-
-    #[test]
-    fn each_global_is_checked_once_in_table_order() {
-        let (g, p) = globals(&values(&[
-            ("log_format", "xml"),
-            ("file_mode", "0644"),
-            ("output_dir", ""),
-            ("health_addr", " "),
-            ("endpoint_addr", "10.0.0.1:1"),
-        ]));
-        assert_eq!(
-            p.lines(),
-            [
-                "--output_dir: must be a non-empty path without control characters",
-                "--file_mode: mode 0644 makes the credentials readable by every user: use 0640 with a shared fsGroup for the application container, or pass --allow-world-readable (ROLECALL_ALLOW_WORLD_READABLE=true, `allow_world_readable: true`) if every user of the pod may hold them",
-                "--endpoint_addr: 10.0.0.1:1 is not a loopback address: the credentials endpoint must only be reachable inside the pod (use 127.0.0.1:PORT)",
-                "--log_format: \"xml\" is not a log format: use text or json",
-            ]
-        );
-        assert_eq!(g.config.health_addr, None, "blank disables the listener");
-        assert!(g.endpoint_set && g.config.endpoint_addr.is_none());
-    }
-
-    #[test]
-    fn the_app_output_dir_defaults_to_the_output_dir_and_must_be_absolute() {
-        let (g, _) = globals(&values(&[("output_dir", "/out")]));
-        assert_eq!(g.config.app_output_dir, PathBuf::from("/out"));
-        let (_, p) = globals(&values(&[("app_output_dir", "rel")]));
-        assert_eq!(p.lines().len(), 1);
-    }
-
-    #[test]
-    fn an_endpoint_token_file_needs_the_endpoint() {
-        let (_, p) = globals(&values(&[("endpoint_token_file", "/t")]));
-        let m = p.lines();
-        assert_eq!(m.len(), 1);
-        assert!(m[0].contains("set endpoint_addr"), "{m:?}");
-        let (_, p) = globals(&values(&[
-            ("endpoint_addr", "127.0.0.1:9912"),
-            ("endpoint_token_file", "/does/not/exist"),
-        ]));
-        let m = p.lines();
-        assert!(m.len() == 1 && m[0].contains("does not exist"), "{m:?}");
-    }
-}
+pub(super) mod tests;

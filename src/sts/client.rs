@@ -8,7 +8,8 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
 use super::guard::ResponseGuard;
-use super::{CONNECT_TIMEOUT, FALLBACK_REGION, Sts, dns};
+use super::{CONNECT_TIMEOUT, Sts, dns};
+use crate::config::FALLBACK_REGION;
 use crate::config::Profile;
 use crate::tls::CaBundle;
 

@@ -1,7 +1,7 @@
 //! The YAML parser's event stream (libyaml, through `unsafe-libyaml`, the
-//! parser serde_yaml_ng runs), one event at a time: what the configuration
-//! check walks to measure a file before serde_yaml_ng loads it
-//! ([`crate::config`]'s depth and size limits). serde_yaml_ng keeps its
+//! parser serde_yaml_ng runs), one event at a time, and [`measure`], the
+//! parser's depth and size limits that the configuration relies on, walked
+//! on the events before serde_yaml_ng loads a file. serde_yaml_ng keeps its
 //! parser private and reads a document whole before it looks at it; walking
 //! the events lets the check stop at the first level or value too many.
 
@@ -130,6 +130,100 @@ impl Drop for Events<'_> {
         // only then) and is deleted once, here.
         unsafe { unsafe_ly::yaml_parser_delete(self.parser.as_mut_ptr()) };
     }
+}
+
+/// What [`measure`] found a file to build, as the YAML loader would build
+/// it: aliases expanded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Within both limits (or the parser stopped at a syntax error first:
+    /// serde_yaml_ng reports it).
+    Fits,
+    /// Nests deeper than `max_depth`.
+    TooDeep,
+    /// Builds more than `max_nodes` values.
+    TooMany,
+}
+
+/// Walks the parser's events of `text` and stops at the first level or
+/// value beyond the limits: what serde_yaml_ng would build, each alias
+/// counted as the copy of its anchor's values and levels that the loader
+/// makes of it. The walk holds one count per anchor, never a value; it
+/// stops before the parser goes deeper than the limit, so a file of deep
+/// flow brackets (whose parse takes time growing with the square of the
+/// depth) costs as little as a shallow one. Neither library bounds this on
+/// its own: libyaml has no depth limit, and serde_yaml_ng's (128 levels,
+/// and a cap on alias jumps, not on the values they copy) applies only
+/// after the parser has read the whole document.
+pub fn measure(text: &[u8], max_depth: usize, max_nodes: u64) -> Option<Shape> {
+    /// An open sequence or mapping: its anchor, the value count when it
+    /// opened, and the deepest level below it so far.
+    struct Open {
+        anchor: Option<Vec<u8>>,
+        nodes_before: u64,
+        below: usize,
+    }
+    let mut nodes: u64 = 0;
+    let mut open: Vec<Open> = Vec::new();
+    // Per anchor: the values it stands for, and its own depth.
+    let mut anchors: std::collections::HashMap<Vec<u8>, (u64, usize)> = Default::default();
+    // A value of `size` values and `height` levels at the current place.
+    let add = |open: &mut [Open], nodes: &mut u64, size: u64, height: usize| {
+        *nodes = nodes.saturating_add(size);
+        if *nodes > max_nodes {
+            return Some(Shape::TooMany);
+        }
+        if open.len() + height > max_depth {
+            return Some(Shape::TooDeep);
+        }
+        if let Some(parent) = open.last_mut() {
+            parent.below = parent.below.max(height);
+        }
+        None
+    };
+    for event in Events::new(text)? {
+        let Ok(event) = event else {
+            return Some(Shape::Fits);
+        };
+        let refused = match event {
+            Event::Scalar { anchor } => {
+                if let Some(a) = anchor {
+                    anchors.insert(a, (1, 0));
+                }
+                add(&mut open, &mut nodes, 1, 0)
+            }
+            Event::Alias(a) => {
+                let (size, height) = anchors.get(&a).copied().unwrap_or((1, 0));
+                add(&mut open, &mut nodes, size, height)
+            }
+            Event::Open { anchor } => {
+                let refused = add(&mut open, &mut nodes, 1, 1);
+                open.push(Open {
+                    anchor,
+                    nodes_before: nodes - 1,
+                    below: 0,
+                });
+                refused
+            }
+            Event::Close => {
+                let Some(done) = open.pop() else {
+                    continue;
+                };
+                let height = done.below + 1;
+                if let Some(parent) = open.last_mut() {
+                    parent.below = parent.below.max(height);
+                }
+                if let Some(a) = done.anchor {
+                    anchors.insert(a, (nodes - done.nodes_before, height));
+                }
+                None
+            }
+        };
+        if refused.is_some() {
+            return refused;
+        }
+    }
+    Some(Shape::Fits)
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ fn a_profile_overrides_the_files_default() {
         ]
     );
     assert_eq!(
-        crate::sts::endpoint_for(c.profile("writer").unwrap()).as_deref(),
+        crate::config::endpoint_for(c.profile("writer").unwrap()).as_deref(),
         Ok("https://sts.us-east-1.api.aws")
     );
 }

@@ -1,7 +1,9 @@
 //! Loading from the configuration file: YAML shapes, limits, hostile input.
 
+use std::time::Duration;
+
 use super::*;
-use crate::config::yaml::{Shape, measure};
+use crate::sys::yaml::{Shape, measure};
 
 #[test]
 fn the_yaml_example_from_the_spec_loads_with_per_profile_overrides() {
@@ -120,7 +122,7 @@ fn file_mode_accepts_octal_text_and_yaml_octal_numbers() {
 }
 
 fn shape(text: &str) -> Shape {
-    measure(text.as_bytes()).expect("the parser starts")
+    measure(text.as_bytes(), MAX_CONFIG_DEPTH, MAX_CONFIG_NODES).expect("the parser starts")
 }
 
 #[test]

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::checks::check_session_name;
 use super::*;
 
