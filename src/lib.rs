@@ -102,6 +102,7 @@
 #![deny(unsafe_code)]
 
 pub mod check;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
@@ -121,6 +122,7 @@ mod reload;
 mod schedule;
 pub mod session;
 pub mod signal;
+mod slots;
 pub mod state;
 pub mod status;
 pub mod sts;
@@ -135,15 +137,6 @@ use std::time::Duration;
 
 use crate::output::WriteError;
 use crate::schedule::Jitter;
-
-/// Requests the supervisor acts on while running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
-    /// Re-read the configuration (SIGHUP).
-    Reload,
-    /// Refresh every profile now (SIGUSR1).
-    RefreshNow,
-}
 
 /// Knobs that are not part of the product's configuration: timing for
 /// tests and benchmarks.
@@ -205,4 +198,5 @@ pub struct OnceReport {
     pub failed: Vec<String>,
 }
 
+pub use control::{Command, Commands};
 pub use supervisor::{once, run};

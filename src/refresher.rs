@@ -1,7 +1,7 @@
 //! One task per profile: assume the role, publish the session, and refresh
 //! it at half its lifetime; back off on failure; retry at once when the
-//! token changes (if the profile needs it), on SIGUSR1, or when a chained
-//! profile's source session changes.
+//! token changes or a reload was applied (if the profile needs it), on
+//! SIGUSR1, or when a chained profile's source session changes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +44,9 @@ pub struct Context {
     pub token_changed: watch::Receiver<u64>,
     /// Bumped on SIGUSR1: every profile refreshes now.
     pub refresh_all: watch::Receiver<u64>,
+    /// Bumped when a reload was applied: a profile that needs it retries
+    /// now, as on a token change.
+    pub config_reloaded: watch::Receiver<u64>,
     /// Wall time: token validity, session lifetimes and expiry.
     pub clock: Clock,
 }
@@ -519,6 +522,7 @@ impl Refresher {
         let mut asked: Option<oneshot::Sender<ManualOutcome>> = None;
         let mut token_changed = self.ctx.token_changed.clone();
         let mut refresh_all = self.ctx.refresh_all.clone();
+        let mut reloaded = self.ctx.config_reloaded.clone();
         // Role chaining: only this profile's source wakes it.
         let mut source = self
             .profile
@@ -540,6 +544,12 @@ impl Refresher {
                         continue;
                     }
                     tracing::info!(profile = %self.profile.name, "token changed; retrying now");
+                }
+                Ok(()) = reloaded.changed() => {
+                    if chained || !self.wants_token_retry() {
+                        continue;
+                    }
+                    tracing::info!(profile = %self.profile.name, "configuration reloaded; retrying now");
                 }
                 Ok(()) = refresh_all.changed() => {
                     match self.manual_refresh_at(next) {
@@ -612,6 +622,7 @@ mod tests {
             spread: crate::schedule::no_jitter,
             token_changed: watch::channel(0).1,
             refresh_all: watch::channel(0).1,
+            config_reloaded: watch::channel(0).1,
             clock: Clock::system(),
         };
         let run = Refresher::new(profile, ctx).run(Duration::ZERO, CancellationToken::new());

@@ -57,6 +57,7 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
         spread: || 0.0,
         token_changed: nudge.subscribe(),
         refresh_all: all.subscribe(),
+        config_reloaded: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
     };
     let stop = CancellationToken::new();
@@ -113,6 +114,7 @@ async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_i
         spread: || 0.0,
         token_changed: watch::channel(0u64).1,
         refresh_all: refresh_all.subscribe(),
+        config_reloaded: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
     };
     let quiet = watch::channel(0u64).0;
@@ -193,6 +195,7 @@ fn reader_on(sts: &FakeSts, token: &TokenDir, clock: rolecall::clock::Clock) -> 
         spread: || 0.0,
         token_changed: watch::channel(0u64).1,
         refresh_all: all.subscribe(),
+        config_reloaded: watch::channel(0u64).1,
         clock,
     };
     Reader {

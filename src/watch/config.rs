@@ -13,14 +13,16 @@ use super::FileEvents;
 use crate::config::{MAX_CONFIG_BYTES, digest};
 use crate::fsread::{self, Follow};
 
-/// Watches `config_file` until `shutdown`, sending on `changed` whenever its
-/// content differs from what was last read.
-pub struct ConfigWatcher {
+/// Watches `config_file` until `shutdown`, sending `reload()` on `changed`
+/// whenever its content differs from what was last read.
+pub struct ConfigWatcher<C> {
     pub config_file: PathBuf,
     pub poll_interval: Duration,
-    /// The supervisor's reload requests: a full channel already holds one,
-    /// which is enough (the reload reads the file when it runs).
-    pub changed: mpsc::Sender<()>,
+    /// The supervisor's commands; a full channel is waited on (the reload
+    /// reads the file when it runs).
+    pub changed: mpsc::Sender<C>,
+    /// The command that asks for a reload.
+    pub reload: fn() -> C,
     /// The digest of the content the running configuration was built from
     /// ([`crate::config::Config::file_digest`]); `None` if it was unreadable.
     pub loaded: Option<u64>,
@@ -38,19 +40,19 @@ enum Seen {
     Unreadable,
 }
 
-impl ConfigWatcher {
+impl<C> ConfigWatcher<C> {
     pub async fn run(self, shutdown: CancellationToken) {
         // Armed before the first read: a change after it is an event, a
         // change since the configuration was loaded is seen by the read.
         let mut events = FileEvents::new(&self.config_file, "configuration", self.shared.clone());
         let mut tracker = Tracker::new(self.loaded.map_or(Seen::Unreadable, Seen::Content));
-        self.act(tracker.observe(self.read()));
+        self.act(tracker.observe(self.read())).await;
         while events.next(self.poll_interval, &shutdown).await {
-            self.act(tracker.observe(self.read()));
+            self.act(tracker.observe(self.read())).await;
         }
     }
 
-    fn act(&self, change: Change) {
+    async fn act(&self, change: Change) {
         match change {
             Change::None => {}
             Change::Unreadable => {
@@ -58,7 +60,7 @@ impl ConfigWatcher {
             }
             Change::Reload => {
                 tracing::info!(path = %self.config_file.display(), "configuration file changed; reloading");
-                let _ = self.changed.try_send(());
+                let _ = self.changed.send((self.reload)()).await;
             }
         }
     }
