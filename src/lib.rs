@@ -7,8 +7,8 @@
 //! and never sees the token.
 //!
 //! ```text
-//!   SIGHUP/SIGUSR1, control socket (reload, refresh)    SIGTERM
-//!   signal, control ───▶ supervisor ◀──────────── shutdown future
+//!   SIGHUP/SIGUSR1, config file, control socket         SIGTERM
+//!   ── Command ────────▶ supervisor ◀──────────── shutdown future
 //!                          │ spawns, reloads (reload::plan), stops
 //!   watch (notify on the   ├──────────────┬───────────────┐
 //!   token dir + 60 s poll) ▼              ▼               ▼
@@ -59,8 +59,11 @@
 //!   default, validator, reloadable) and builds the configuration in stages,
 //!   reporting every problem at once.
 //! - The supervisor (private) starts the listeners, the watcher, the writer
-//!   and the refreshers, and carries out reloads: `reload::plan` compares
-//!   the running and the new configuration without a runtime.
+//!   and the refreshers, and carries out the [`Command`]s that SIGHUP,
+//!   SIGUSR1, the configuration watcher and the control socket send on its
+//!   one channel ([`Commands`]): reloads (`reload::plan` compares the
+//!   running and the new configuration without a runtime), refreshes, the
+//!   sets' names.
 //! - [`state`] is the shared state, private behind intent methods;
 //!   [`clock`] is the injected wall clock (tests run it from tokio's).
 //! - [`token`] reads and decodes the JWT on every use; [`watch`] turns
