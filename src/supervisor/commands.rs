@@ -32,7 +32,7 @@ impl Supervisor {
     /// Carries out one command. Never waits: a reload runs on its thread
     /// (its end comes back to [`Supervisor::serve`]), and a refresh with a
     /// reply waits for its outcome on a task of its own.
-    pub(super) fn carry_out(&mut self, command: Command) {
+    fn carry_out(&mut self, command: Command) {
         match command {
             Command::Reload(reply) => self.reloader.ask(reply),
             Command::Refresh {
