@@ -37,7 +37,9 @@ fn answer(f: Finished, text: &str) {
     f.waiting.answer(&Answer::refused(vec![text.into()]));
 }
 
-#[tokio::test]
+// Paused: the waits that must time out do so at once (the reads run on
+// threads of their own, on the wall clock).
+#[tokio::test(start_paused = true)]
 async fn reloads_asked_during_one_queue_one_more_and_wait_for_its_result() {
     let (mut reloader, gate, reads) = gated();
     let (first, mut first_rx) = oneshot::channel();
