@@ -14,13 +14,12 @@
 //! ([`protocol::Answer::busy`]) that the client prints. The supervisor
 //! carries a request out ([`Command`]) and answers on a oneshot channel;
 //! the answer is one JSON line ([`protocol`]), then the connection closes.
+//! The connections' table is the HTTP listeners' ([`crate::slots`]).
 //!
 //! The socket is a convenience: when it cannot be set up, one warning says
 //! how to fix it and the sidecar runs on. `rolecall_control_socket_up`
 //! tells whether it is up.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -31,16 +30,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::ratelimit::{LOG_INTERVAL, LogLimit};
-use crate::refresher::{Manual, ManualOutcome, Outcome};
-use crate::reload::ReloadPlan;
-use crate::session::format_time;
-use crate::state::Shared;
+use crate::slots::{Slot, Slots};
 
+pub(crate) mod answers;
 pub mod client;
+mod command;
 pub mod protocol;
 mod socket;
 
-use protocol::{Answer, MAX_REQUEST_BYTES, ProfileResult, RefreshResult, Request};
+pub use command::{Command, Commands, Reply};
+use protocol::{Answer, MAX_REQUEST_BYTES, Request};
 
 /// Connections served at once. Beyond it, a new connection closes the
 /// oldest idle one, or is answered `busy` when none is idle.
@@ -52,17 +51,6 @@ pub const REFRESH_WAIT: Duration = Duration::from_secs(30);
 /// How long a connection waits for the supervisor's answer (a refresh's
 /// wait, and a reload's parse, fit in it).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(35);
-
-/// A request for the supervisor, with where its answer goes.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Reload(oneshot::Sender<Answer>),
-    Refresh {
-        profile: Option<String>,
-        reply: oneshot::Sender<Answer>,
-    },
-    Sets(oneshot::Sender<Answer>),
-}
 
 /// Serves the socket at `path` until `stop`; then removes it. Never fails
 /// the sidecar: a socket that cannot be set up is one warning.
@@ -114,28 +102,25 @@ pub(crate) async fn serve(
             }
             continue;
         }
-        let slot = match slots.admit(&stop) {
-            Admitted::Open(slot) => slot,
-            Admitted::ClosedIdle(slot) => {
-                if let Some(suppressed) = evicted_log.admit() {
-                    tracing::warn!(
-                        suppressed,
-                        "control socket: {MAX_CONNECTIONS} connections open; closed the oldest one that had not sent its request"
-                    );
-                }
-                slot
+        let Some(admitted) = slots.admit(&stop) else {
+            if let Some(suppressed) = refused.admit() {
+                tracing::warn!(
+                    suppressed,
+                    "control socket: {MAX_CONNECTIONS} requests are being carried out; answered busy"
+                );
             }
-            Admitted::Busy => {
-                if let Some(suppressed) = refused.admit() {
-                    tracing::warn!(
-                        suppressed,
-                        "control socket: {MAX_CONNECTIONS} requests are being carried out; answered busy"
-                    );
-                }
-                refuse_busy(&stream);
-                continue;
-            }
+            refuse_busy(&stream);
+            continue;
         };
+        if admitted.closed_oldest
+            && let Some(suppressed) = evicted_log.admit()
+        {
+            tracing::warn!(
+                suppressed,
+                "control socket: {MAX_CONNECTIONS} connections open; closed the oldest one that had not sent its request"
+            );
+        }
+        let slot = admitted.slot;
         let commands = commands.clone();
         conns.spawn(handle(stream, commands, slot));
     }
@@ -154,106 +139,6 @@ fn admit_peer(stream: &UnixStream, uid: u32) -> Result<(), String> {
         u => Err(format!(
             "peer runs as uid {u}, neither this user ({uid}) nor root"
         )),
-    }
-}
-
-/// The open connections, oldest first, and which of them are idle (their
-/// request line not complete yet): those a new connection may close.
-struct Slots {
-    cap: usize,
-    open: Mutex<SlotsInner>,
-}
-
-#[derive(Default)]
-struct SlotsInner {
-    next: u64,
-    /// id → (idle, closes the connection).
-    by_age: BTreeMap<u64, (bool, CancellationToken)>,
-}
-
-/// What [`Slots::admit`] made of a new connection.
-enum Admitted {
-    /// Served, in a free slot.
-    Open(Slot),
-    /// Served, in the slot of the oldest idle connection, now closed.
-    ClosedIdle(Slot),
-    /// Every slot holds a request being carried out.
-    Busy,
-}
-
-/// One open connection; leaves [`Slots`] when dropped. `close` fires when a
-/// newer connection needs its slot (only while idle) or at shutdown.
-struct Slot {
-    slots: Arc<Slots>,
-    id: u64,
-    close: CancellationToken,
-}
-
-impl Slots {
-    fn new(cap: usize) -> Arc<Slots> {
-        Arc::new(Slots {
-            cap: cap.max(1),
-            open: Mutex::new(SlotsInner::default()),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SlotsInner> {
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A slot for a new connection: a free one, else the oldest idle
-    /// connection's (closing it), else none.
-    fn admit(self: &Arc<Slots>, shutdown: &CancellationToken) -> Admitted {
-        let mut inner = self.lock();
-        let mut closed = false;
-        if inner.by_age.len() >= self.cap {
-            let oldest_idle = inner
-                .by_age
-                .iter()
-                .find(|(_, (idle, _))| *idle)
-                .map(|(id, _)| *id);
-            let Some(id) = oldest_idle else {
-                return Admitted::Busy;
-            };
-            if let Some((_, close)) = inner.by_age.remove(&id) {
-                close.cancel();
-            }
-            closed = true;
-        }
-        let id = inner.next;
-        inner.next += 1;
-        let close = shutdown.child_token();
-        inner.by_age.insert(id, (true, close.clone()));
-        let slot = Slot {
-            slots: self.clone(),
-            id,
-            close,
-        };
-        if closed {
-            Admitted::ClosedIdle(slot)
-        } else {
-            Admitted::Open(slot)
-        }
-    }
-}
-
-impl Slot {
-    /// The request line is complete: the connection is no longer idle, so
-    /// no newer one closes it. False when it was closed meanwhile.
-    fn working(&self) -> bool {
-        match self.slots.lock().by_age.get_mut(&self.id) {
-            Some((idle, _)) => {
-                *idle = false;
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.slots.lock().by_age.remove(&self.id);
     }
 }
 
@@ -334,8 +219,11 @@ async fn read_line(rd: impl tokio::io::AsyncRead + Unpin) -> Result<Vec<u8>, Lin
 async fn carry_out(req: Request, commands: &mpsc::Sender<Command>) -> Answer {
     let (reply, answer) = oneshot::channel();
     let cmd = match req {
-        Request::Reload => Command::Reload(reply),
-        Request::Refresh { profile } => Command::Refresh { profile, reply },
+        Request::Reload => Command::Reload(Some(reply)),
+        Request::Refresh { profile } => Command::Refresh {
+            profile,
+            reply: Some(reply),
+        },
         Request::Sets => Command::Sets(reply),
     };
     if commands.send(cmd).await.is_err() {
@@ -348,167 +236,6 @@ async fn carry_out(req: Request, commands: &mpsc::Sender<Command>) -> Answer {
             "no answer within {} s; see the sidecar's logs and rolecall status",
             ANSWER_TIMEOUT.as_secs()
         )]),
-    }
-}
-
-/// The answer to `sets`: each writer's set and directory.
-pub(crate) fn sets_answer<'a>(writers: impl Iterator<Item = &'a crate::output::Writer>) -> Answer {
-    let mut sets: Vec<protocol::SetDir> = writers
-        .map(|w| protocol::SetDir {
-            name: w.set.clone(),
-            dir: w.dir.display().to_string(),
-        })
-        .collect();
-    sets.sort_by(|a, b| a.name.cmp(&b.name));
-    Answer {
-        ok: true,
-        sets: Some(sets),
-        ..Answer::default()
-    }
-}
-
-/// The answer to a reload that applied `plan`.
-pub(crate) fn reload_applied(plan: &ReloadPlan) -> Answer {
-    let (added, changed, removed) = plan.summary();
-    let own = |v: Vec<&str>| Some(v.into_iter().map(str::to_owned).collect());
-    Answer {
-        ok: true,
-        added: own(added),
-        changed: own(changed),
-        removed: own(removed),
-        restart_needed: own(plan.restart_needed.clone()),
-        ..Answer::default()
-    }
-}
-
-/// Who waits for the result of a reload: those of the reload running, and
-/// those that asked during it (the file may have changed after it was
-/// read, so they get the next one's).
-#[derive(Debug, Default)]
-pub(crate) struct ReloadWaiters {
-    running: Vec<oneshot::Sender<Answer>>,
-    next: Vec<oneshot::Sender<Answer>>,
-}
-
-impl ReloadWaiters {
-    /// Adds `reply` to the reload that starts now, or (`in_flight`) to the
-    /// one after the reload running.
-    pub fn wait(&mut self, reply: oneshot::Sender<Answer>, in_flight: bool) {
-        if in_flight {
-            self.next.push(reply);
-        } else {
-            self.running.push(reply);
-        }
-    }
-
-    /// Answers the reload that finished; the next one's waiters move up.
-    pub fn answer(&mut self, answer: &Answer) {
-        for w in self.running.drain(..) {
-            let _ = w.send(answer.clone());
-        }
-        self.running = std::mem::take(&mut self.next);
-    }
-}
-
-/// Carries out a refresh of `profile` (or all of `refreshers`, by name):
-/// asks each refresher, then answers, on a task of its own, once every
-/// attempt it started ended or [`REFRESH_WAIT`] passed.
-pub(crate) fn refresh(
-    refreshers: BTreeMap<String, Manual>,
-    profile: Option<String>,
-    shared: Arc<Shared>,
-    reply: oneshot::Sender<Answer>,
-) {
-    let targets: Vec<(String, Manual)> = match profile {
-        None => refreshers.into_iter().collect(),
-        Some(name) => match refreshers.get(&name) {
-            Some(m) => vec![(name, m.clone())],
-            None => {
-                let names: Vec<&str> = refreshers.keys().map(String::as_str).collect();
-                let _ = reply.send(Answer::bad_request(format!(
-                    "no profile {}; configured: {}",
-                    crate::text::printable(&name),
-                    names.join(", ")
-                )));
-                return;
-            }
-        },
-    };
-    let asked: Vec<(String, Result<oneshot::Receiver<ManualOutcome>, ()>)> = targets
-        .into_iter()
-        .map(|(name, manual)| {
-            let (tx, rx) = oneshot::channel();
-            let sent = manual.try_send(tx).map(|()| rx).map_err(|_| ());
-            (name, sent)
-        })
-        .collect();
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
-        let mut results = Vec::new();
-        for (name, asked) in asked {
-            let outcome = match asked {
-                Err(()) => Some(ManualOutcome::Skipped(
-                    "a refresh of this profile was already asked for".into(),
-                )),
-                Ok(rx) => tokio::time::timeout_at(deadline, rx)
-                    .await
-                    .ok()
-                    .and_then(Result::ok),
-            };
-            results.push(profile_result(&shared, name, outcome));
-        }
-        let ok = results
-            .iter()
-            .all(|r| matches!(r.result, RefreshResult::Refreshed | RefreshResult::Skipped));
-        let _ = reply.send(Answer {
-            ok,
-            profiles: Some(results),
-            ..Answer::default()
-        });
-    });
-}
-
-/// One profile's line of a refresh's answer, from what its refresher said
-/// (`None`: no word in time) and its state.
-fn profile_result(shared: &Shared, name: String, outcome: Option<ManualOutcome>) -> ProfileResult {
-    let state = shared.get(&name);
-    let mut class = None;
-    let (result, expiration, detail) = match outcome {
-        Some(ManualOutcome::Attempted(Outcome::Refreshed { .. })) => (
-            RefreshResult::Refreshed,
-            state
-                .and_then(|s| s.session)
-                .map(|s| format_time(s.expiration)),
-            None,
-        ),
-        Some(ManualOutcome::Attempted(Outcome::Failed { class: c, .. })) => {
-            class = Some(c.as_str().to_owned());
-            (
-                RefreshResult::Failed,
-                None,
-                Some(
-                    state
-                        .and_then(|s| s.last_error)
-                        .unwrap_or_else(|| "the refresh failed; see the sidecar's logs".into()),
-                ),
-            )
-        }
-        Some(ManualOutcome::Skipped(why)) => (RefreshResult::Skipped, None, Some(why)),
-        None => (
-            RefreshResult::Pending,
-            None,
-            Some(format!(
-                "no result within {} s; see rolecall status and the sidecar's logs",
-                REFRESH_WAIT.as_secs()
-            )),
-        ),
-    };
-    ProfileResult {
-        profile: name,
-        result,
-        expiration,
-        detail,
-        class,
     }
 }
 

@@ -19,10 +19,9 @@
 //!   failure at the open-file limit names it (`hint`) and counts in
 //!   `rolecall_limit_reached_total{site="listener"}`.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::ratelimit::{LOG_INTERVAL, LogLimit};
+use crate::slots::{Slot, Slots};
 use crate::sys::limits::Limit;
 
 /// Largest request head (request line and headers) read, in bytes: hyper's
@@ -68,75 +68,6 @@ pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// failures (`None` after a success).
 pub fn accept_backoff(previous: Option<Duration>) -> Duration {
     previous.map_or(ACCEPT_BACKOFF_MIN, |p| (p * 2).min(ACCEPT_BACKOFF_MAX))
-}
-
-/// The open connections of one listener, oldest first.
-struct Slots {
-    cap: usize,
-    open: Mutex<SlotsInner>,
-}
-
-struct SlotsInner {
-    next: u64,
-    by_age: BTreeMap<u64, CancellationToken>,
-}
-
-/// One open connection; leaves [`Slots`] when dropped. `close` fires when
-/// the connection is evicted or the listener shuts down.
-struct Slot {
-    slots: Arc<Slots>,
-    id: u64,
-    close: CancellationToken,
-}
-
-impl Slots {
-    fn new(cap: usize) -> Arc<Slots> {
-        Arc::new(Slots {
-            cap: cap.max(1),
-            open: Mutex::new(SlotsInner {
-                next: 0,
-                by_age: BTreeMap::new(),
-            }),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SlotsInner> {
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Registers a new connection, closing the oldest ones while the
-    /// listener is full. Returns the slot and how many were closed.
-    fn admit(self: &Arc<Slots>, shutdown: &CancellationToken) -> (Slot, usize) {
-        let mut inner = self.lock();
-        let mut evicted = 0;
-        while inner.by_age.len() >= self.cap {
-            let Some((_, oldest)) = inner.by_age.pop_first() else {
-                break;
-            };
-            oldest.cancel();
-            evicted += 1;
-        }
-        let id = inner.next;
-        inner.next += 1;
-        let close = shutdown.child_token();
-        inner.by_age.insert(id, close.clone());
-        let slot = Slot {
-            slots: self.clone(),
-            id,
-            close,
-        };
-        (slot, evicted)
-    }
-
-    fn len(&self) -> usize {
-        self.lock().by_age.len()
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.slots.lock().by_age.remove(&self.id);
-    }
 }
 
 /// hyper's settings for every connection: see the module docs.
@@ -215,13 +146,17 @@ where
                     }
                 }
             };
-            let (slot, evicted) = slots.admit(&shutdown);
-            if evicted > 0
+            // HTTP connections never call `working`: one is always closable.
+            let Some(admitted) = slots.admit(&shutdown) else {
+                continue;
+            };
+            let slot = admitted.slot;
+            if admitted.closed_oldest
                 && let Some(suppressed) = evict_log.admit()
             {
                 tracing::warn!(
                     addr = %local,
-                    limit = slots.cap,
+                    limit = slots.cap(),
                     suppressed,
                     "connection limit reached; closed the oldest connection"
                 );

@@ -7,8 +7,8 @@
 //! and never sees the token.
 //!
 //! ```text
-//!   SIGHUP/SIGUSR1, control socket (reload, refresh)    SIGTERM
-//!   signal, control ───▶ supervisor ◀──────────── shutdown future
+//!   SIGHUP/SIGUSR1, config file, control socket         SIGTERM
+//!   ── Command ────────▶ supervisor ◀──────────── shutdown future
 //!                          │ spawns, reloads (reload::plan), stops
 //!   watch (notify on the   ├──────────────┬───────────────┐
 //!   token dir + 60 s poll) ▼              ▼               ▼
@@ -59,8 +59,11 @@
 //!   default, validator, reloadable) and builds the configuration in stages,
 //!   reporting every problem at once.
 //! - The supervisor (private) starts the listeners, the watcher, the writer
-//!   and the refreshers, and carries out reloads: `reload::plan` compares
-//!   the running and the new configuration without a runtime.
+//!   and the refreshers, and carries out the [`Command`]s that SIGHUP,
+//!   SIGUSR1, the configuration watcher and the control socket send on its
+//!   one channel ([`Commands`]): reloads (`reload::plan` compares the
+//!   running and the new configuration without a runtime), refreshes, the
+//!   sets' names.
 //! - [`state`] is the shared state, private behind intent methods;
 //!   [`clock`] is the injected wall clock (tests run it from tokio's).
 //! - [`token`] reads and decodes the JWT on every use; [`watch`] turns
@@ -102,6 +105,7 @@
 #![deny(unsafe_code)]
 
 pub mod check;
+pub mod cli;
 pub mod clock;
 pub mod codes;
 pub mod config;
@@ -122,6 +126,7 @@ mod reload;
 mod schedule;
 pub mod session;
 pub mod signal;
+mod slots;
 pub mod state;
 pub mod status;
 pub mod sts;
@@ -138,15 +143,6 @@ use std::time::Duration;
 
 use crate::output::WriteError;
 use crate::schedule::Jitter;
-
-/// Requests the supervisor acts on while running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
-    /// Re-read the configuration (SIGHUP).
-    Reload,
-    /// Refresh every profile now (SIGUSR1).
-    RefreshNow,
-}
 
 /// Knobs that are not part of the product's configuration: timing for
 /// tests and benchmarks.
@@ -205,6 +201,7 @@ pub struct OnceReport {
     pub failed: Vec<String>,
 }
 
+pub use control::{Command, Commands};
 pub use supervisor::{once, run};
 
 /// The most connections each HTTP listener (health, credentials endpoint)

@@ -6,95 +6,13 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use rolecall::cli::{Cli, Command, ControlArgs};
 use rolecall::clock::Clock;
 use rolecall::config::{self, Config, Flags, LogFormat};
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 64;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "rolecall",
-    version,
-    about = "Publishes AWS role sessions for a pod's service-account token as named profiles",
-    args_conflicts_with_subcommands = true
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    flags: Flags,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Keep every profile fresh until SIGTERM (the default)
-    Run(Flags),
-    /// Assume every profile once, write the outputs and exit
-    Once(Flags),
-    /// Validate the configuration, decode the token and print the trust
-    /// policy each role needs
-    Check {
-        /// Also call STS once per profile (writes nothing)
-        #[arg(long)]
-        assume: bool,
-        #[command(flatten)]
-        flags: Flags,
-    },
-    /// Show the profiles in an output directory: role, expiry, last refresh,
-    /// last error. Without --output-dir, every output set of the sidecar
-    /// in this container (asked through its control socket), else
-    /// ROLECALL_OUTPUT_DIR or /aws
-    Status {
-        /// The output directory [env: ROLECALL_OUTPUT_DIR; default: each set's, then /aws]
-        #[arg(long, value_name = "DIR")]
-        output_dir: Option<std::path::PathBuf>,
-        /// Print the status as JSON (with several output sets, a list of
-        /// them)
-        #[arg(long)]
-        json: bool,
-        /// The sidecar's control socket, asked for its output sets [env: ROLECALL_CONTROL_SOCKET; default: /run/rolecall/control.sock]
-        #[arg(long, value_name = "PATH")]
-        control_socket: Option<std::path::PathBuf>,
-    },
-    /// Make the running sidecar in this container re-read its configuration
-    /// (as SIGHUP does) and print what changed
-    Reload {
-        #[command(flatten)]
-        control: ControlArgs,
-    },
-    /// Make the running sidecar refresh every profile, or one, now (at most
-    /// once per profile every 5 s) and print each result
-    Refresh {
-        /// Only this profile
-        #[arg(long, value_name = "NAME")]
-        profile: Option<String>,
-        #[command(flatten)]
-        control: ControlArgs,
-    },
-    /// Print credential_process JSON for a profile (run by the AWS SDKs)
-    CredentialProcess {
-        /// The profile to print
-        #[arg(long)]
-        profile: String,
-        /// The output dir [default: the directory holding this helper, then
-        /// ROLECALL_OUTPUT_DIR, then /aws]
-        #[arg(long, value_name = "DIR")]
-        output_dir: Option<std::path::PathBuf>,
-    },
-}
-
-/// How `reload` and `refresh` reach the sidecar.
-#[derive(clap::Args, Debug)]
-struct ControlArgs {
-    /// The sidecar's control socket [env: ROLECALL_CONTROL_SOCKET; default: /run/rolecall/control.sock]
-    #[arg(long, value_name = "PATH")]
-    control_socket: Option<std::path::PathBuf>,
-    /// Print the sidecar's answer as JSON
-    #[arg(long)]
-    json: bool,
-}
 
 /// The AWS SDK logs whole STS response bodies (secret keys and session
 /// tokens) at trace level when LOG_SENSITIVE_BODIES=true is set, a switch
@@ -128,31 +46,7 @@ fn main() -> ExitCode {
             output_dir,
             json,
             control_socket,
-        }) => {
-            if let Some(dir) = output_dir {
-                return status(&[dir], json);
-            }
-            // The sidecar in this container knows its sets' dirs (unless
-            // its socket is disabled: ROLECALL_CONTROL_SOCKET="").
-            let disabled = control_socket.is_none()
-                && config::env_control_socket(&env).is_some_and(str::is_empty);
-            let dir: std::path::PathBuf = config::env_output_dir(&env)
-                .map(Into::into)
-                .unwrap_or_else(|| config::DEFAULT_OUTPUT_DIR.into());
-            if !disabled {
-                match set_dirs(socket_path(control_socket, &env)) {
-                    Ok(Some(dirs)) => return status(&dirs, json),
-                    Ok(None) => {}
-                    // A socket is there but gave no sets: say so, then show
-                    // what can be read without them.
-                    Err(why) => eprintln!(
-                        "rolecall: {why}; showing {} only (other output sets of the sidecar, if any, are left out)",
-                        dir.display()
-                    ),
-                }
-            }
-            return status(&[dir], json);
-        }
+        }) => return status_command(output_dir, json, control_socket, &env),
         Some(Command::Reload { control }) => {
             return control_request(rolecall::control::protocol::Request::Reload, control, &env);
         }
@@ -163,24 +57,7 @@ fn main() -> ExitCode {
         Some(Command::CredentialProcess {
             profile,
             output_dir,
-        }) => {
-            let dir = output_dir.unwrap_or_else(|| {
-                rolecall::process::default_dir(
-                    std::env::current_exe().ok(),
-                    config::env_output_dir(&env),
-                )
-            });
-            return match rolecall::process::credentials(&dir, &profile, Clock::system().now()) {
-                Ok(json) => {
-                    println!("{json}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("rolecall: {e}");
-                    ExitCode::from(EXIT_FAILURE)
-                }
-            };
-        }
+        }) => return credential_process(&profile, output_dir, &env),
     };
     let config = match Config::load(&flags, &env) {
         Ok(c) => c,
@@ -194,6 +71,12 @@ fn main() -> ExitCode {
         eprintln!("rolecall: {e}");
         return ExitCode::from(EXIT_FAILURE);
     }
+    sidecar(config, flags, env, once)
+}
+
+/// `rolecall run` (until SIGTERM) and `rolecall once`, on a runtime of one
+/// thread.
+fn sidecar(config: Config, flags: Flags, env: config::Env, once: bool) -> ExitCode {
     // One thread. Its blocking pool is never used: it panics when no
     // thread can be started (a pod at its pids limit), so a reload and a
     // host-name lookup start their own thread (`sys::limits::run_on_thread`).
@@ -225,7 +108,8 @@ fn main() -> ExitCode {
                 }
             };
         }
-        let (controls, stop) = match rolecall::signal::install() {
+        let commands = rolecall::Commands::new();
+        let stop = match rolecall::signal::install(commands.sender()) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, hint = limit_hint(&e), "cannot install signal handlers");
@@ -233,7 +117,7 @@ fn main() -> ExitCode {
             }
         };
         let reload = move || Config::load(&flags, &env);
-        match rolecall::run(config, reload, opts, controls, stop.cancelled_owned()).await {
+        match rolecall::run(config, reload, opts, commands, stop.cancelled_owned()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, hint = limit_hint(&e), "failed");
@@ -241,6 +125,61 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `rolecall status`: the output dir given, else every output set of the
+/// sidecar in this container, else the default output dir.
+fn status_command(
+    output_dir: Option<std::path::PathBuf>,
+    json: bool,
+    control_socket: Option<std::path::PathBuf>,
+    env: &config::Env,
+) -> ExitCode {
+    if let Some(dir) = output_dir {
+        return status(&[dir], json);
+    }
+    // The sidecar in this container knows its sets' dirs (unless
+    // its socket is disabled: ROLECALL_CONTROL_SOCKET="").
+    let disabled =
+        control_socket.is_none() && config::env_control_socket(env).is_some_and(str::is_empty);
+    let dir: std::path::PathBuf = config::env_output_dir(env)
+        .map(Into::into)
+        .unwrap_or_else(|| config::DEFAULT_OUTPUT_DIR.into());
+    if !disabled {
+        match rolecall::control::client::set_dirs(&socket_path(control_socket, env)) {
+            Ok(Some(dirs)) => return status(&dirs, json),
+            Ok(None) => {}
+            // A socket is there but gave no sets: say so, then show
+            // what can be read without them.
+            Err(why) => eprintln!(
+                "rolecall: {why}; showing {} only (other output sets of the sidecar, if any, are left out)",
+                dir.display()
+            ),
+        }
+    }
+    status(&[dir], json)
+}
+
+/// `rolecall credential-process`: the profile's session as the AWS SDKs
+/// read it.
+fn credential_process(
+    profile: &str,
+    output_dir: Option<std::path::PathBuf>,
+    env: &config::Env,
+) -> ExitCode {
+    let dir = output_dir.unwrap_or_else(|| {
+        rolecall::process::default_dir(std::env::current_exe().ok(), config::env_output_dir(env))
+    });
+    match rolecall::process::credentials(&dir, profile, Clock::system().now()) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rolecall: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }
 
 /// What to raise, when `e` failed at the open-file limit (too low to even
@@ -385,61 +324,13 @@ fn socket_path(flag: Option<std::path::PathBuf>, env: &config::Env) -> std::path
     .unwrap_or_else(|| config::DEFAULT_CONTROL_SOCKET.into())
 }
 
-/// The output sets' dirs, as the sidecar at `socket` names them; `None`
-/// when there is no socket (status then reads the output dir); why not,
-/// when a socket is there but gave no sets (no process answers on it, or
-/// the sidecar is busy).
-fn set_dirs(socket: std::path::PathBuf) -> Result<Option<Vec<std::path::PathBuf>>, String> {
-    use rolecall::control::{client, protocol::Request};
-    if !socket.exists() {
-        return Ok(None);
-    }
-    let (answer, _) = client::call(&socket, &Request::Sets).map_err(|e| e.to_string())?;
-    match answer.sets {
-        Some(sets) if answer.ok && !sets.is_empty() => {
-            Ok(Some(sets.into_iter().map(|s| s.dir.into()).collect()))
-        }
-        _ if answer.busy => Err(format!(
-            "the sidecar at {} is busy and did not name its output sets ({})",
-            socket.display(),
-            answer.problems.join("; ")
-        )),
-        _ => Err(format!(
-            "the sidecar at {} did not name its output sets ({})",
-            socket.display(),
-            answer.problems.join("; ")
-        )),
-    }
-}
-
 /// `rolecall reload` and `rolecall refresh`: one request to the sidecar's
-/// control socket; 0 when it succeeded, 1 when it failed or no sidecar
-/// answered, 64 when the request was wrong (an unknown profile).
+/// control socket (see [`rolecall::control::client::request`]).
 fn control_request(
     req: rolecall::control::protocol::Request,
     args: ControlArgs,
     env: &config::Env,
 ) -> ExitCode {
-    use rolecall::control::client;
     let path = socket_path(args.control_socket, env);
-    match client::call(&path, &req) {
-        Ok((answer, line)) => {
-            let code = client::exit_code(&answer);
-            let text = if args.json {
-                format!("{line}\n")
-            } else {
-                client::summary(&req, &answer)
-            };
-            if code == 0 || args.json {
-                print!("{text}");
-            } else {
-                eprint!("{text}");
-            }
-            ExitCode::from(code)
-        }
-        Err(e) => {
-            eprintln!("rolecall: {e}");
-            ExitCode::from(EXIT_FAILURE)
-        }
-    }
+    ExitCode::from(rolecall::control::client::request(&path, &req, args.json))
 }

@@ -1,7 +1,7 @@
 //! One task per profile: assume the role, publish the session, and refresh
 //! it at half its lifetime; back off on failure; retry at once when the
-//! token changes (if the profile needs it), on SIGUSR1, or when a chained
-//! profile's source session changes.
+//! token changes or a reload was applied (if the profile needs it), on
+//! SIGUSR1, or when a chained profile's source session changes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +51,9 @@ pub struct Context {
     pub token_changed: watch::Receiver<u64>,
     /// Bumped on SIGUSR1: every profile refreshes now.
     pub refresh_all: watch::Receiver<u64>,
+    /// Bumped when a reload was applied: a profile that needs it retries
+    /// now, as on a token change.
+    pub config_reloaded: watch::Receiver<u64>,
     /// Wall time: token validity, session lifetimes and expiry.
     pub clock: Clock,
     /// A one-shot run (`rolecall once`): no refresh follows the first
@@ -183,6 +186,7 @@ impl Refresher {
         let mut manual = self.manual.take();
         let mut token_changed = self.ctx.token_changed.clone();
         let mut refresh_all = self.ctx.refresh_all.clone();
+        let mut reloaded = self.ctx.config_reloaded.clone();
         // Role chaining: only this profile's source wakes it.
         let mut source = self
             .profile
@@ -200,7 +204,7 @@ impl Refresher {
                 Ok(()) = refresh_all.changed() => self.on_refresh_all(next),
                 reply = next_manual(&mut manual) => self.on_manual(next, reply),
                 Some(current) = next_source_session(&mut source) => self.on_source(current.as_ref()),
-                // (A reload's own wake-up belongs here, beside the token's.)
+                Ok(()) = reloaded.changed() => self.on_config_reloaded(chained),
                 _ = shutdown.cancelled() => return,
             };
             let asked = match wake {
@@ -237,6 +241,16 @@ impl Refresher {
             return Wake::Not;
         }
         tracing::info!(profile = %self.profile.name, "token changed; retrying now");
+        Wake::Now(None)
+    }
+
+    /// A reload was applied: a profile that needs it retries now, as on a
+    /// token change, and says why.
+    fn on_config_reloaded(&self, chained: bool) -> Wake {
+        if chained || !self.wants_token_retry() {
+            return Wake::Not;
+        }
+        tracing::info!(profile = %self.profile.name, "configuration reloaded; retrying now");
         Wake::Now(None)
     }
 
@@ -310,6 +324,7 @@ mod tests {
             spread: crate::schedule::no_jitter,
             token_changed: watch::channel(0).1,
             refresh_all: watch::channel(0).1,
+            config_reloaded: watch::channel(0).1,
             clock: Clock::system(),
             once: false,
         };
@@ -332,6 +347,7 @@ mod tests {
             spread: crate::schedule::no_jitter,
             token_changed: watch::channel(0).1,
             refresh_all: watch::channel(0).1,
+            config_reloaded: watch::channel(0).1,
             clock,
             once: false,
         };

@@ -1,8 +1,9 @@
-//! Turns Unix signals into control messages and a shutdown token.
+//! Turns Unix signals into commands and a shutdown token.
 //!
 //! SIGTERM/SIGINT cancel the returned token (clean stop, files left in
-//! place); SIGHUP asks for a configuration reload; SIGUSR1 for an immediate
-//! refresh of every profile.
+//! place); SIGHUP sends [`Command::Reload`]; SIGUSR1 a refresh of every
+//! profile ([`Command::refresh_all`]). Neither waits: a signal that finds
+//! the supervisor's channel full is dropped.
 
 use futures_util::StreamExt;
 use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
@@ -10,12 +11,12 @@ use signal_hook_tokio::Signals;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::Control;
+use crate::control::Command;
 
-/// Installs the handlers and spawns the task that forwards signals.
-pub fn install() -> std::io::Result<(mpsc::Receiver<Control>, CancellationToken)> {
+/// Installs the handlers and spawns the task that forwards signals to
+/// `commands`.
+pub fn install(commands: mpsc::Sender<Command>) -> std::io::Result<CancellationToken> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
-    let (tx, rx) = mpsc::channel(8);
     let stop = CancellationToken::new();
     let token = stop.clone();
     tokio::spawn(async move {
@@ -26,14 +27,14 @@ pub fn install() -> std::io::Result<(mpsc::Receiver<Control>, CancellationToken)
                     token.cancel();
                 }
                 SIGHUP => {
-                    let _ = tx.try_send(Control::Reload);
+                    let _ = commands.try_send(Command::reload());
                 }
                 SIGUSR1 => {
-                    let _ = tx.try_send(Control::RefreshNow);
+                    let _ = commands.try_send(Command::refresh_all());
                 }
                 _ => {}
             }
         }
     });
-    Ok((rx, stop))
+    Ok(stop)
 }

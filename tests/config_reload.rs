@@ -273,7 +273,7 @@ async fn sighup_reloads_are_counted_like_watched_ones() {
     let s = Sidecar::start(&dir).await;
     s.running
         .controls
-        .send(rolecall::Control::Reload)
+        .send(rolecall::Command::reload())
         .await
         .unwrap();
     assert!(eventually(WAIT, || async { s.reloads("success").await == 1.0 }).await);
@@ -410,6 +410,7 @@ async fn late_answer_for_a_replaced_role(late_first: bool) {
         spread: || 0.0,
         token_changed: watch::channel(0u64).1,
         refresh_all: watch::channel(0u64).1,
+        config_reloaded: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
         once: false,
     };

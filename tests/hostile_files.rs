@@ -572,7 +572,7 @@ async fn livez_answers_while_a_reload_is_in_progress() {
     );
     sidecar
         .controls
-        .send(rolecall::Control::Reload)
+        .send(rolecall::Command::reload())
         .await
         .unwrap();
     assert!(

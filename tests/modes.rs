@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use rolecall::Control;
 use rolecall::config::{Config, Env, Flags};
 use support::*;
 
@@ -189,7 +188,10 @@ async fn the_endpoint_serves_container_credentials_only_with_the_token() {
     );
 
     // A refresh is served at once (SIGUSR1 runs at most every 5 s per profile).
-    r.controls.send(Control::RefreshNow).await.unwrap();
+    r.controls
+        .send(rolecall::Command::refresh_all())
+        .await
+        .unwrap();
     // Requests are recorded on arrival, credentials when issued: wait for those.
     assert!(wait_until(Duration::from_secs(10), || sts.issued().len() >= 4).await);
     let fresh = sts.last_issued_for_role(READER).unwrap();
@@ -311,7 +313,7 @@ async fn reload_adds_and_removes_process_and_endpoint_profiles_in_every_output()
     write(&format!(
         "  writer: {{role_arn: '{WRITER}', credentials: process}}\n"
     ));
-    r.controls.send(Control::Reload).await.unwrap();
+    r.controls.send(rolecall::Command::reload()).await.unwrap();
     assert!(
         wait_until(Duration::from_secs(5), || helper(out.path(), "writer")
             .status
@@ -343,7 +345,7 @@ async fn reload_adds_and_removes_process_and_endpoint_profiles_in_every_output()
 
     // No process profile left: the helper's file is removed.
     write(&format!("  writer: {{role_arn: '{WRITER}'}}\n"));
-    r.controls.send(Control::Reload).await.unwrap();
+    r.controls.send(rolecall::Command::reload()).await.unwrap();
     let process_file = out.path().join("credential-process.json");
     assert!(wait_until(Duration::from_secs(5), || !process_file.exists()).await);
     assert!(

@@ -13,7 +13,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use rolecall::Control;
 use rolecall::config::{Config, Env, Flags};
 use support::*;
 
@@ -225,7 +224,10 @@ async fn reports_a_sliding_expiry_while_healthy_and_the_real_one_once_refreshes_
     // STS fails from now on: nothing newer can come, so the same keys are
     // reported with their real expiry, for as long as they are valid.
     sts.set_default(Reply::server_error());
-    r.controls.send(Control::RefreshNow).await.unwrap();
+    r.controls
+        .send(rolecall::Command::refresh_all())
+        .await
+        .unwrap();
     assert!(
         wait_until(Duration::from_secs(15), || {
             status(out.path(), "reader").1.is_some() && status(out.path(), "writer").1.is_some()
@@ -254,7 +256,10 @@ async fn reports_a_sliding_expiry_while_healthy_and_the_real_one_once_refreshes_
     // STS is back: the new session is reported by the rule again.
     sts.set_default(Reply::ok_for(HOUR));
     let before = sts.issued().len();
-    r.controls.send(Control::RefreshNow).await.unwrap();
+    r.controls
+        .send(rolecall::Command::refresh_all())
+        .await
+        .unwrap();
     assert!(wait_until(Duration::from_secs(15), || sts.issued().len() >= before + 2).await);
     let fresh = sts.last_issued_for_role(READER).unwrap();
     let got = wait_reported(out.path(), port, "reader", &fresh.access_key_id).await;
@@ -368,8 +373,8 @@ async fn a_forced_change_reaches_every_client_within_the_slide(how: Forced) {
     let before = sts.issued().len();
     let forced = SystemTime::now();
     let (control, role) = match how {
-        Forced::Refresh => (Control::RefreshNow, READER),
-        Forced::RoleChange => (Control::Reload, READER2),
+        Forced::Refresh => (rolecall::Command::refresh_all(), READER),
+        Forced::RoleChange => (rolecall::Command::reload(), READER2),
     };
     r.controls.send(control).await.unwrap();
     assert!(

@@ -54,6 +54,7 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
         spread: || 0.0,
         token_changed: nudge.subscribe(),
         refresh_all: all.subscribe(),
+        config_reloaded: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
         once: false,
     };
@@ -115,6 +116,7 @@ async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_i
         spread: || 0.0,
         token_changed: watch::channel(0u64).1,
         refresh_all: watch::channel(0u64).1,
+        config_reloaded: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
         once: false,
     };
@@ -204,6 +206,7 @@ fn reader_on(sts: &FakeSts, token: &TokenDir, clock: rolecall::clock::Clock) -> 
         spread: || 0.0,
         token_changed: watch::channel(0u64).1,
         refresh_all: all.subscribe(),
+        config_reloaded: watch::channel(0u64).1,
         clock,
         once: false,
     };

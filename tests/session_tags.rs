@@ -248,7 +248,7 @@ async fn kubernetes_tags_without_a_readable_token_send_nothing_untagged() {
     token.remove_token();
     running
         .controls
-        .send(rolecall::Control::RefreshNow)
+        .send(rolecall::Command::refresh_all())
         .await
         .unwrap();
     // plain (no kubernetes_tags) refreshes on base's session; tagged, which

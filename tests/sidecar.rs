@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rolecall::clock::Clock;
 use rolecall::config::{Config, Env, Flags};
-use rolecall::{Control, Options};
+use rolecall::{Command, Options};
 use support::*;
 
 const READER: &str = "arn:aws:iam::111122223333:role/reader";
@@ -337,7 +337,7 @@ async fn refresh_now_refreshes_every_profile_once() {
     assert!(wait_until(Duration::from_secs(2), || h.key_of("writer").is_some()).await);
     let first = h.key_of("reader");
     // Within 5 s of the first attempts: held until 5 s have passed.
-    r.controls.send(Control::RefreshNow).await.unwrap();
+    r.controls.send(Command::refresh_all()).await.unwrap();
     assert!(h.sts.wait_for_calls(4, Duration::from_secs(10)).await);
     let reqs = h.sts.requests();
     let held = reqs[2].received - reqs[0].received;
@@ -421,7 +421,7 @@ async fn a_hanging_sts_times_out_per_attempt_and_shutdown_is_prompt() {
 
     // Shut down while another call hangs: well within 2 s, files left.
     h.sts.set_default(Reply::Hang);
-    r.controls.send(Control::RefreshNow).await.unwrap();
+    r.controls.send(Command::refresh_all()).await.unwrap();
     assert!(h.sts.wait_for_calls(3, Duration::from_secs(10)).await);
     let took = r.stop().await;
     assert!(took < Duration::from_secs(2), "{took:?}");
@@ -465,12 +465,12 @@ async fn reload_adds_changes_and_removes_profiles_and_refuses_a_bad_config() {
 
     // An invalid file is refused; everything keeps running.
     write_yaml("  reader: {role_arn: 'not-an-arn'}\n");
-    r.controls.send(Control::Reload).await.unwrap();
+    r.controls.send(Command::reload()).await.unwrap();
     write_yaml(&format!(
         "  reader: {{role_arn: '{READER}'}}\n  writer: {{role_arn: '{WRITER}', duration_seconds: 900}}\n  audit: {{role_arn: '{AUDIT}'}}\n"
     ));
     // (the refused reload is processed before this one)
-    r.controls.send(Control::Reload).await.unwrap();
+    r.controls.send(Command::reload()).await.unwrap();
     assert!(wait_until(Duration::from_secs(5), || h.key_of("audit").is_some()).await);
     assert!(h.sts.wait_for_calls(4, Duration::from_secs(2)).await);
     assert_eq!(
@@ -488,7 +488,7 @@ async fn reload_adds_changes_and_removes_profiles_and_refuses_a_bad_config() {
     );
 
     write_yaml(&format!("  audit: {{role_arn: '{AUDIT}'}}\n"));
-    r.controls.send(Control::Reload).await.unwrap();
+    r.controls.send(Command::reload()).await.unwrap();
     assert!(
         wait_until(Duration::from_secs(5), || h
             .credentials()
@@ -584,7 +584,7 @@ async fn the_outputs_are_only_rewritten_when_their_content_changes() {
     assert!(wait_until(Duration::from_secs(5), || h.key_of("reader").is_some()).await);
     let ino = |f: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(h.path(f)).unwrap());
     let (c, k) = (ino("config"), ino("credentials"));
-    r.controls.send(Control::RefreshNow).await.unwrap();
+    r.controls.send(Command::refresh_all()).await.unwrap();
     assert!(h.sts.wait_for_calls(2, Duration::from_secs(10)).await);
     assert!(wait_until(Duration::from_secs(2), || ino("credentials") != k).await);
     assert_eq!(

@@ -13,7 +13,7 @@ use rolecall::config::{Config, Env, Flags, Profile};
 use rolecall::refresher::{Context, Refresher};
 use rolecall::state::Shared;
 use rolecall::sts::Sts;
-use rolecall::{Control, Options};
+use rolecall::{Command, Options};
 use support::*;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -81,7 +81,7 @@ async fn good_session_then(fault: Reply) -> Faulted {
         .await
     );
     let good = sts.issued()[0].access_key_id.clone();
-    running.controls.send(Control::RefreshNow).await.unwrap();
+    running.controls.send(Command::refresh_all()).await.unwrap();
     Faulted {
         sts,
         _token: token,
@@ -306,6 +306,7 @@ fn paused_refresher(
         spread: || 0.0,
         token_changed: watch::channel(0u64).1,
         refresh_all: all.subscribe(),
+        config_reloaded: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
         once: false,
     };

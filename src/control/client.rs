@@ -111,6 +111,59 @@ pub fn exit_code(answer: &Answer) -> u8 {
     }
 }
 
+/// The output sets' dirs, as the sidecar at `socket` names them; `None`
+/// when there is no socket (status then reads the output dir); why not,
+/// when a socket is there but gave no sets (no process answers on it, or
+/// the sidecar is busy).
+pub fn set_dirs(socket: &Path) -> Result<Option<Vec<PathBuf>>, String> {
+    if !socket.exists() {
+        return Ok(None);
+    }
+    let (answer, _) = call(socket, &Request::Sets).map_err(|e| e.to_string())?;
+    match answer.sets {
+        Some(sets) if answer.ok && !sets.is_empty() => {
+            Ok(Some(sets.into_iter().map(|s| s.dir.into()).collect()))
+        }
+        _ if answer.busy => Err(format!(
+            "the sidecar at {} is busy and did not name its output sets ({})",
+            socket.display(),
+            answer.problems.join("; ")
+        )),
+        _ => Err(format!(
+            "the sidecar at {} did not name its output sets ({})",
+            socket.display(),
+            answer.problems.join("; ")
+        )),
+    }
+}
+
+/// `rolecall reload` and `rolecall refresh`: sends `req` to the sidecar at
+/// `path` and prints its answer (`json`: as it came); the exit code is 0
+/// when it succeeded, 1 when it failed or no sidecar answered, 64 when the
+/// request was wrong (an unknown profile).
+pub fn request(path: &Path, req: &Request, json: bool) -> u8 {
+    match call(path, req) {
+        Ok((answer, line)) => {
+            let code = exit_code(&answer);
+            let text = if json {
+                format!("{line}\n")
+            } else {
+                summary(req, &answer)
+            };
+            if code == 0 || json {
+                print!("{text}");
+            } else {
+                eprint!("{text}");
+            }
+            code
+        }
+        Err(e) => {
+            eprintln!("rolecall: {e}");
+            1
+        }
+    }
+}
+
 /// The answer for a person: what changed, or what each profile did.
 pub fn summary(req: &Request, answer: &Answer) -> String {
     let mut out = String::new();

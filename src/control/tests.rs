@@ -1,8 +1,17 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use std::collections::BTreeMap;
+
+use tokio::sync::oneshot;
+
+use super::answers::refresh;
+use super::protocol::RefreshResult;
 use super::*;
 use crate::config::Profile;
-use crate::state::current_profile;
+use crate::refresher::{Manual, ManualOutcome};
+use crate::session::format_time;
+use crate::state::{Shared, current_profile};
+use std::sync::Arc;
 
 /// `handle` on one end of a socket pair; the other end for the test, and
 /// the commands the supervisor would receive.
@@ -13,9 +22,7 @@ fn served() -> (
 ) {
     let (client, server) = UnixStream::pair().unwrap();
     let (tx, rx) = mpsc::channel(4);
-    let Admitted::Open(slot) = Slots::new(1).admit(&CancellationToken::new()) else {
-        panic!("a free slot");
-    };
+    let slot = Slots::new(1).admit(&CancellationToken::new()).unwrap().slot;
     let task = tokio::spawn(handle(server, tx, slot));
     (client, rx, task)
 }
@@ -31,7 +38,7 @@ async fn answer_of(mut client: UnixStream) -> Answer {
 async fn a_request_reaches_the_supervisor_and_its_answer_the_client() {
     let (mut client, mut commands, _task) = served();
     client.write_all(b"{\"op\":\"reload\"}\n").await.unwrap();
-    let Some(Command::Reload(reply)) = commands.recv().await else {
+    let Some(Command::Reload(Some(reply))) = commands.recv().await else {
         panic!("expected a reload");
     };
     reply.send(Answer::refused(vec!["f: bad".into()])).unwrap();
@@ -49,7 +56,10 @@ async fn a_request_may_end_with_the_stream_instead_of_a_newline() {
         .unwrap();
     client.shutdown().await.unwrap();
     match commands.recv().await {
-        Some(Command::Refresh { profile, reply }) => {
+        Some(Command::Refresh {
+            profile,
+            reply: Some(reply),
+        }) => {
             assert_eq!(profile.as_deref(), Some("a"));
             drop(reply);
         }
@@ -96,23 +106,6 @@ async fn a_client_that_never_finishes_its_line_is_dropped_after_5_s() {
     client.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty(), "no answer: {rest:?}");
     assert!(commands.try_recv().is_err());
-}
-
-#[test]
-fn reload_waiters_get_the_answer_of_the_reload_that_read_the_file_after_they_asked() {
-    let mut w = ReloadWaiters::default();
-    let (first, mut first_rx) = oneshot::channel();
-    let (second, mut second_rx) = oneshot::channel();
-    w.wait(first, false);
-    w.wait(second, true);
-    w.answer(&Answer::refused(vec!["old file".into()]));
-    assert_eq!(first_rx.try_recv().unwrap().problems, ["old file"]);
-    assert!(second_rx.try_recv().is_err(), "waits for the next reload");
-    w.answer(&Answer {
-        ok: true,
-        ..Answer::default()
-    });
-    assert!(second_rx.try_recv().unwrap().ok);
 }
 
 fn refreshers(
@@ -220,39 +213,6 @@ async fn a_refresh_reports_each_profile_in_name_order() {
         !line.contains("secret") && !line.contains("ASIAKEY") && !line.contains("sessiontoken"),
         "{line}"
     );
-}
-
-#[tokio::test]
-async fn a_full_socket_closes_its_oldest_idle_connection_and_refuses_only_when_all_work() {
-    let stop = CancellationToken::new();
-    let slots = Slots::new(3);
-    let open = |slots: &Arc<Slots>| match slots.admit(&stop) {
-        Admitted::Open(s) => s,
-        _ => panic!("a free slot"),
-    };
-    let a = open(&slots);
-    let b = open(&slots);
-    let c = open(&slots);
-    assert!(b.working(), "b sent its request");
-    let Admitted::ClosedIdle(d) = slots.admit(&stop) else {
-        panic!("the oldest idle one makes room");
-    };
-    assert!(a.close.is_cancelled(), "a, idle and oldest, is closed");
-    assert!(!b.close.is_cancelled(), "b is working: kept although older");
-    assert!(!a.working(), "a closed connection does not start work");
-    assert!(c.working() && d.working());
-    assert!(
-        matches!(slots.admit(&stop), Admitted::Busy),
-        "every connection works"
-    );
-    drop(b);
-    assert!(
-        matches!(slots.admit(&stop), Admitted::Open(_)),
-        "b's slot is free"
-    );
-    drop(a);
-    stop.cancel();
-    assert!(c.close.is_cancelled() && d.close.is_cancelled());
 }
 
 #[tokio::test]

@@ -20,28 +20,6 @@ fn accept_backoff_doubles_from_10_ms_to_a_1_s_cap() {
     assert_eq!(accept_backoff(None), ACCEPT_BACKOFF_MIN);
 }
 
-#[test]
-fn a_full_listener_closes_its_oldest_connections_first() {
-    let shutdown = CancellationToken::new();
-    let slots = Slots::new(3);
-    let (a, none) = slots.admit(&shutdown);
-    let (b, _) = slots.admit(&shutdown);
-    let (c, _) = slots.admit(&shutdown);
-    assert_eq!(none, 0);
-    let (d, evicted) = slots.admit(&shutdown);
-    assert_eq!(evicted, 1);
-    assert!(a.close.is_cancelled(), "the oldest is closed");
-    assert!(!b.close.is_cancelled() && !c.close.is_cancelled() && !d.close.is_cancelled());
-    drop(b);
-    assert_eq!(slots.len(), 2, "a closed connection frees its slot");
-    let (_e, evicted) = slots.admit(&shutdown);
-    assert_eq!(evicted, 0);
-    drop(a);
-    assert_eq!(slots.len(), 3, "dropping an evicted slot changes nothing");
-    shutdown.cancel();
-    assert!(c.close.is_cancelled() && d.close.is_cancelled());
-}
-
 async fn ok_server(cap: usize, body: String) -> (SocketAddr, CancellationToken) {
     let stop = CancellationToken::new();
     let (addr, _task) = serve_with_cap(

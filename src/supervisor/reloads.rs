@@ -2,64 +2,71 @@
 //! [`ReloadPlan`] carried out), or a refused one recorded; either way, the
 //! answer for those who asked through the control socket.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
-use super::{Core, Task, install_helper_if_needed, spawn_refresher};
-use crate::Options;
-use crate::config::{Config, ConfigError};
-use crate::control::{self, protocol::Answer};
+use super::reloader::{Finished, RELOAD_THREAD_RETRY, Read};
+use super::{Core, Supervisor, install_helper_if_needed, spawn_refresher};
+use crate::config::Config;
+use crate::control::{answers, protocol::Answer};
 use crate::refresher::Refresher;
 use crate::reload::ReloadPlan;
 use crate::sys::limits::{Limit, ThreadError};
 
-/// When a reload could not start its thread (the pod's pids limit), how
-/// long until it is tried again.
-pub(super) const RELOAD_THREAD_RETRY: Duration = Duration::from_secs(5);
+impl Supervisor {
+    /// Carries out the reload that `finished` and answers those who
+    /// waited for it.
+    pub(super) fn reloaded(&mut self, finished: Finished) {
+        let Finished { read, waiting } = finished;
+        waiting.answer(&self.apply(read));
+    }
 
-/// Carries out the reload that finished with `done`, replacing `current`
-/// when the new configuration is valid.
-pub(super) fn finish(
-    core: &Core,
-    tasks: &mut BTreeMap<String, Task>,
-    current: &mut Config,
-    done: Result<Result<Config, ConfigError>, ThreadError>,
-    opts: &Options,
-    stop: &CancellationToken,
-) -> Answer {
-    match done {
-        Ok(Ok(new)) => {
-            apply_members(core, &new);
-            if let Err(e) = install_helper_if_needed(&core.sets, &core.shared, &new, opts) {
-                tracing::error!(error = %e, "cannot install the credential_process helper");
+    /// A valid configuration replaces the running one; any other result
+    /// is recorded, and the running configuration kept.
+    fn apply(&mut self, read: Read) -> Answer {
+        let new = match read {
+            Ok(Ok(new)) => new,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reload refused; keeping the running configuration");
+                let problems: Vec<String> = e
+                    .problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.origin, p.message))
+                    .collect();
+                self.core
+                    .metrics
+                    .count_config_reload(false, self.core.clock.now());
+                self.core.shared.set_rejected_config(problems.clone());
+                return Answer::refused(problems);
             }
-            let running = tasks
-                .iter()
-                .map(|(n, t)| (n.clone(), t.profile.clone()))
-                .collect();
-            let plan = crate::reload::plan(current, &new, &running);
-            let answer = control::reload_applied(&plan);
-            apply_reload(core, tasks, plan, stop);
-            core.metrics.count_config_reload(true, core.clock.now());
-            core.shared.set_rejected_config(Vec::new());
-            *current = new;
-            answer
+            Err(e) => return not_read(&self.core, e),
+        };
+        let core = &self.core;
+        apply_members(core, &new);
+        if let Err(e) = install_helper_if_needed(&core.sets, &core.shared, &new, &self.opts) {
+            tracing::error!(error = %e, "cannot install the credential_process helper");
         }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "reload refused; keeping the running configuration");
-            let problems: Vec<String> = e
-                .problems
-                .iter()
-                .map(|p| format!("{}: {}", p.origin, p.message))
-                .collect();
-            core.metrics.count_config_reload(false, core.clock.now());
-            core.shared.set_rejected_config(problems.clone());
-            Answer::refused(problems)
-        }
-        Err(e @ ThreadError::Unavailable { .. }) => {
+        let running = self
+            .tasks
+            .iter()
+            .map(|(n, t)| (n.clone(), t.profile.clone()))
+            .collect();
+        let plan = crate::reload::plan(&self.current, &new, &running);
+        let answer = answers::reload_applied(&plan);
+        self.apply_plan(plan);
+        self.core
+            .metrics
+            .count_config_reload(true, self.core.clock.now());
+        self.core.shared.set_rejected_config(Vec::new());
+        self.current = new;
+        answer
+    }
+}
+
+/// The reload's thread did not return a configuration.
+fn not_read(core: &Core, e: ThreadError) -> Answer {
+    match e {
+        e @ ThreadError::Unavailable { .. } => {
             // Not the file's fault: nothing is recorded against it.
             crate::metrics::count_limit_reached(Limit::Threads, "reload");
             let hint = Limit::Threads.hint();
@@ -69,7 +76,7 @@ pub(super) fn finish(
                 "{e}; {hint}; the reload is tried again in {retry_in_s} s"
             )])
         }
-        Err(e) => {
+        e => {
             tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration");
             let problems = vec![format!("the reload task failed: {e}")];
             core.metrics.count_config_reload(false, core.clock.now());
@@ -95,43 +102,42 @@ fn apply_members(core: &Core, new: &Config) {
     }
 }
 
-/// Carries out a reload's [`ReloadPlan`]: warns about options that need a
-/// restart, stops removed and changed profiles, starts new and changed ones
-/// (keeping a session the change leaves valid).
-fn apply_reload(
-    core: &Core,
-    tasks: &mut BTreeMap<String, Task>,
-    plan: ReloadPlan,
-    stop: &CancellationToken,
-) {
-    if !plan.restart_needed.is_empty() {
-        tracing::warn!(
-            options = %plan.restart_needed.join(","),
-            "these options only take effect after a restart; the running values are kept"
-        );
-    }
-    let (added, changed, removed) = plan.summary();
-    let (added, changed, removed) = (added.join(","), changed.join(","), removed.join(","));
-    for name in &plan.removed {
-        if let Some(t) = tasks.remove(name) {
-            t.stop.cancel();
+impl Supervisor {
+    /// Carries out a reload's [`ReloadPlan`]: warns about options that need
+    /// a restart, stops removed and changed profiles, starts new and changed
+    /// ones (keeping a session the change leaves valid).
+    fn apply_plan(&mut self, plan: ReloadPlan) {
+        let (core, tasks, stop) = (&self.core, &mut self.tasks, &self.stop);
+        if !plan.restart_needed.is_empty() {
+            tracing::warn!(
+                options = %plan.restart_needed.join(","),
+                "these options only take effect after a restart; the running values are kept"
+            );
         }
-        core.shared.remove(name);
-    }
-    for start in plan.start {
-        if let Some(t) = tasks.remove(&start.profile.name) {
-            t.stop.cancel();
+        let (added, changed, removed) = plan.summary();
+        let (added, changed, removed) = (added.join(","), changed.join(","), removed.join(","));
+        for name in &plan.removed {
+            if let Some(t) = tasks.remove(name) {
+                t.stop.cancel();
+            }
+            core.shared.remove(name);
         }
-        let profile = Arc::new(start.profile);
-        core.shared.upsert(profile.clone(), start.keep_session);
-        let r = Refresher::new(profile.clone(), core.ctx.clone());
-        tasks.insert(
-            profile.name.clone(),
-            spawn_refresher(r, Duration::ZERO, stop),
-        );
+        for start in plan.start {
+            if let Some(t) = tasks.remove(&start.profile.name) {
+                t.stop.cancel();
+            }
+            let profile = Arc::new(start.profile);
+            core.shared.upsert(profile.clone(), start.keep_session);
+            let r = Refresher::new(profile.clone(), core.ctx.clone());
+            tasks.insert(
+                profile.name.clone(),
+                spawn_refresher(r, Duration::ZERO, stop),
+            );
+        }
+        tracing::info!(added = %added, changed = %changed, removed = %removed, "configuration reloaded");
+        // Unchanged profiles that are failing retry now, with the reload's own
+        // wake-up (not the token's).
+        core.reloaded.send_modify(|g| *g = g.wrapping_add(1));
+        core.shared.request_write();
     }
-    tracing::info!(added = %added, changed = %changed, removed = %removed, "configuration reloaded");
-    // Unchanged profiles that are failing retry now, as on a token change.
-    core.nudge.send_modify(|g| *g = g.wrapping_add(1));
-    core.shared.request_write();
 }

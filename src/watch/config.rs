@@ -14,14 +14,16 @@ use super::FileEvents;
 use crate::config::MAX_CONFIG_BYTES;
 use crate::fsread::{Change, Tracker};
 
-/// Watches `config_file` until `shutdown`, sending on `changed` whenever its
-/// content differs from what was last read.
-pub struct ConfigWatcher {
+/// Watches `config_file` until `shutdown`, sending `reload()` on `changed`
+/// whenever its content differs from what was last read.
+pub struct ConfigWatcher<C> {
     pub config_file: PathBuf,
     pub poll_interval: Duration,
-    /// The supervisor's reload requests: a full channel already holds one,
-    /// which is enough (the reload reads the file when it runs).
-    pub changed: mpsc::Sender<()>,
+    /// The supervisor's commands; a full channel is waited on (the reload
+    /// reads the file when it runs).
+    pub changed: mpsc::Sender<C>,
+    /// The command that asks for a reload.
+    pub reload: fn() -> C,
     /// The digest of the content the running configuration was built from
     /// ([`crate::config::Config::file_digest`]); `None` if it was unreadable.
     pub loaded: Option<u64>,
@@ -29,21 +31,21 @@ pub struct ConfigWatcher {
     pub metrics: crate::metrics::Metrics,
 }
 
-impl ConfigWatcher {
+impl<C> ConfigWatcher<C> {
     pub async fn run(self, shutdown: CancellationToken) {
         // Armed before the first read: a change after it is an event, a
         // change since the configuration was loaded is seen by the read.
         let mut events = FileEvents::new(&self.config_file, "configuration", self.metrics.clone());
         let mut tracker = Tracker::starting_from(&self.config_file, MAX_CONFIG_BYTES, self.loaded);
-        self.act(tracker.check());
+        self.act(tracker.check()).await;
         while events.next(self.poll_interval, &shutdown).await {
-            self.act(tracker.check());
+            self.act(tracker.check()).await;
         }
     }
 
-    /// Reloads new content, as `Config::load` would read it; keeps the
-    /// running configuration while the file cannot be read.
-    fn act(&self, change: Change) {
+    /// Asks for a reload of new content, as `Config::load` would read it;
+    /// keeps the running configuration while the file cannot be read.
+    async fn act(&self, change: Change) {
         match change {
             Change::None => {}
             Change::Unreadable(e) => {
@@ -54,7 +56,7 @@ impl ConfigWatcher {
             }
             Change::Content(_) => {
                 tracing::info!(path = %self.config_file.display(), "configuration file changed; reloading");
-                let _ = self.changed.try_send(());
+                let _ = self.changed.send((self.reload)()).await;
             }
         }
     }

@@ -29,9 +29,10 @@ pub fn test_flags(
 }
 
 /// `rolecall::run` on a task of the current runtime, with the handles that
-/// drive it: control messages (what SIGHUP and SIGUSR1 send) and shutdown.
+/// drive it: commands (what SIGHUP, SIGUSR1, the configuration watcher and
+/// the control socket send) and shutdown.
 pub struct Running {
-    pub controls: tokio::sync::mpsc::Sender<rolecall::Control>,
+    pub controls: tokio::sync::mpsc::Sender<rolecall::Command>,
     stop: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<Result<(), rolecall::RunError>>,
 }
@@ -51,11 +52,12 @@ impl Running {
         + 'static,
         opts: rolecall::Options,
     ) -> Running {
-        let (controls, rx) = tokio::sync::mpsc::channel(4);
+        let commands = rolecall::Commands::new();
+        let controls = commands.sender();
         let stop = tokio_util::sync::CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(async move {
-            rolecall::run(config, reload, opts, rx, s.cancelled_owned()).await
+            rolecall::run(config, reload, opts, commands, s.cancelled_owned()).await
         });
         Running {
             controls,
