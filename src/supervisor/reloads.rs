@@ -44,7 +44,7 @@ pub(super) fn finish(
             let answer = control::reload_applied(&plan);
             apply_reload(core, tasks, plan, stop);
             core.metrics.count_config_reload(true, core.clock.now());
-            core.shared.set_rejected_config(Vec::new());
+            core.sets.show_rejected(&core.shared, Vec::new());
             *current = new;
             answer
         }
@@ -56,7 +56,7 @@ pub(super) fn finish(
                 .map(|p| format!("{}: {}", p.origin, p.message))
                 .collect();
             core.metrics.count_config_reload(false, core.clock.now());
-            core.shared.set_rejected_config(problems.clone());
+            core.sets.show_rejected(&core.shared, problems.clone());
             Answer::refused(problems)
         }
         Err(e @ ThreadError::Unavailable { .. }) => {
@@ -73,7 +73,7 @@ pub(super) fn finish(
             tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration");
             let problems = vec![format!("the reload task failed: {e}")];
             core.metrics.count_config_reload(false, core.clock.now());
-            core.shared.set_rejected_config(problems.clone());
+            core.sets.show_rejected(&core.shared, problems.clone());
             Answer::refused(problems)
         }
     }
@@ -133,5 +133,5 @@ fn apply_reload(
     tracing::info!(added = %added, changed = %changed, removed = %removed, "configuration reloaded");
     // Unchanged profiles that are failing retry now, as on a token change.
     core.nudge.send_modify(|g| *g = g.wrapping_add(1));
-    core.shared.request_write();
+    core.shared.writes().request();
 }
