@@ -62,7 +62,8 @@ impl Core {
                         .as_ref()
                         .map(|p| p.config(config.no_proxy.as_deref())),
                 )
-                .with_clock(opts.clock),
+                .with_clock(opts.clock)
+                .with_metrics(metrics.clone()),
             token_file: config.token_file.clone(),
             jitter: opts.jitter,
             spread: opts.spread,
@@ -214,7 +215,8 @@ pub async fn run(
             tokens,
             sets_declared: config.declared_sets(),
         };
-        let (bound, task) = http::serve(addr, move |req| ep.respond(req), stop.clone())
+        let metrics = core.metrics.clone();
+        let (bound, task) = http::serve(addr, move |req| ep.respond(req), metrics, stop.clone())
             .await
             .map_err(|source| RunError::Listen { addr, source })?;
         let token_files: Vec<String> = core

@@ -182,7 +182,7 @@ impl Writer {
                     };
                     let limit = crate::sys::limits::Limit::of(&e.source);
                     if let Some(limit) = limit {
-                        crate::metrics::count_limit_reached(limit, "output");
+                        self.metrics.count_limit_reached(limit, "output");
                     }
                     let hint = limit.map(|l| l.hint());
                     tracing::error!(file, set = %self.set, error = %e, hint = hint.as_deref(), "write failed");

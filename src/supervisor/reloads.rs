@@ -61,7 +61,7 @@ pub(super) fn finish(
         }
         Err(e @ ThreadError::Unavailable { .. }) => {
             // Not the file's fault: nothing is recorded against it.
-            crate::metrics::count_limit_reached(Limit::Threads, "reload");
+            core.metrics.count_limit_reached(Limit::Threads, "reload");
             let hint = Limit::Threads.hint();
             let retry_in_s = RELOAD_THREAD_RETRY.as_secs();
             tracing::error!(error = %e, hint = %hint, retry_in_s, "reload not carried out; keeping the running configuration");
