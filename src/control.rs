@@ -84,7 +84,7 @@ pub(crate) async fn serve(
                 Err(e) => {
                     let limit = crate::sys::limits::Limit::of(&e);
                     if let Some(limit) = limit {
-                        crate::metrics::count_limit_reached(limit, "control_socket");
+                        metrics.count_limit_reached(limit, "control_socket");
                     }
                     if let Some(suppressed) = refused.admit() {
                         let hint = limit.map(|l| l.hint());

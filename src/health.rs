@@ -94,5 +94,6 @@ pub async fn serve(
     health: Health,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    crate::http::serve(addr, move |req| health.respond(req), shutdown).await
+    let metrics = health.metrics.clone();
+    crate::http::serve(addr, move |req| health.respond(req), metrics, shutdown).await
 }

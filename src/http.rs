@@ -32,6 +32,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::ratelimit::{LOG_INTERVAL, LogLimit};
 use crate::slots::{Slot, Slots};
 use crate::sys::limits::Limit;
@@ -81,21 +82,24 @@ fn builder() -> hyper::server::conn::http1::Builder {
 
 /// Binds `addr` now (so a bad address fails start-up), then answers every
 /// request with `handler` until `shutdown`, in a background task, within the
-/// limits of the module docs.
+/// limits of the module docs. An accept that fails at a limit of the
+/// process or node is counted in `metrics`.
 pub async fn serve<H>(
     addr: SocketAddr,
     handler: H,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)>
 where
     H: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
 {
-    serve_with_cap(addr, handler, shutdown, MAX_CONNECTIONS).await
+    serve_with_cap(addr, handler, metrics, shutdown, MAX_CONNECTIONS).await
 }
 
 async fn serve_with_cap<H>(
     addr: SocketAddr,
     handler: H,
+    metrics: Metrics,
     shutdown: CancellationToken,
     cap: usize,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)>
@@ -126,7 +130,7 @@ where
                     backoff = Some(wait);
                     let limit = Limit::of(&e);
                     if let Some(limit) = limit {
-                        crate::metrics::count_limit_reached(limit, "listener");
+                        metrics.count_limit_reached(limit, "listener");
                     }
                     if let Some(suppressed) = accept_log.admit() {
                         let hint = limit.map(Limit::hint);

@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 
 use crate::session::unix_seconds;
 
@@ -77,7 +75,7 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
-/// Where a limit was reached: see [`count_limit_reached`].
+/// Where a limit was reached: see [`Metrics::count_limit_reached`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
     /// [`crate::sys::limits::Limit::label`]: `open_files`, `local_ports` or
@@ -89,24 +87,6 @@ pub struct LimitLabels {
     /// `reload` (a configuration reload's thread) or `watch` (the file
     /// watcher's thread).
     pub site: &'static str,
-}
-
-/// Operations that failed at a limit of the process or the node. The limits
-/// are the process's (or the node's), not a sidecar state's, so the series
-/// are too: every [`Metrics`] of the process exports the same family.
-fn limit_reached() -> &'static Family<LimitLabels, Counter> {
-    static FAMILY: std::sync::OnceLock<Family<LimitLabels, Counter>> = std::sync::OnceLock::new();
-    FAMILY.get_or_init(Family::default)
-}
-
-/// Counts an operation at `site` that failed because `limit` was reached.
-pub fn count_limit_reached(limit: crate::sys::limits::Limit, site: &'static str) {
-    limit_reached()
-        .get_or_create(&LimitLabels {
-            limit: limit.label(),
-            site,
-        })
-        .inc();
 }
 
 /// Every metric rolecall exports: one registry, shared by the clones each
@@ -249,6 +229,21 @@ impl Metrics {
             .inc();
     }
 
+    // ---- every component that meets a limit of the process or node ----
+
+    /// Counts an operation at `site` that failed because `limit` was
+    /// reached (each site counts where it reads the error: once per
+    /// operation).
+    pub fn count_limit_reached(&self, limit: crate::sys::limits::Limit, site: &'static str) {
+        self.0
+            .limit_reached
+            .get_or_create(&LimitLabels {
+                limit: limit.label(),
+                site,
+            })
+            .inc();
+    }
+
     // ---- the health server ---------------------------------------------
 
     /// The Prometheus text exposition, with `rolecall_ready` as `ready`
@@ -283,10 +278,11 @@ mod tests {
     use crate::sys::limits::Limit;
 
     #[test]
-    fn limits_reached_are_counted_by_limit_and_site_in_every_registry() {
+    fn limits_reached_are_counted_by_limit_and_site() {
         let m = Metrics::new();
-        count_limit_reached(Limit::LocalPorts, "sts");
-        count_limit_reached(Limit::NodeOpenFiles, "output");
+        let component = m.clone();
+        component.count_limit_reached(Limit::LocalPorts, "sts");
+        m.count_limit_reached(Limit::NodeOpenFiles, "output");
         let text = m.encode(false);
         assert!(
             text.contains("rolecall_limit_reached_total{limit=\"local_ports\",site=\"sts\"} "),
@@ -296,9 +292,9 @@ mod tests {
             text.contains("rolecall_limit_reached_total{limit=\"open_files\",site=\"output\"} "),
             "{text}"
         );
-        // The limits are the process's: a second registry exports the same.
+        // Another registry (another sidecar's, in tests) has its own.
         assert!(
-            Metrics::new()
+            !Metrics::new()
                 .encode(false)
                 .contains("limit=\"local_ports\",site=\"sts\"")
         );

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
@@ -29,6 +29,7 @@ mod profile;
 mod ready;
 
 pub use profile::{Lookup, ProfileState, RefreshPlan};
+pub use ready::WritePass;
 
 /// A flag one task sets and others read: liveness (the supervisor runs).
 /// Cloning shares the flag, as linkerd's admin `Readiness`. (Readiness
@@ -50,6 +51,23 @@ impl Readiness {
     }
 }
 
+/// Asks the writer to render and write the outputs: one wake-up however
+/// many requests arrive before the writer takes it.
+#[derive(Debug, Default)]
+pub struct WriteNotice(Notify);
+
+impl WriteNotice {
+    /// Asks for a write.
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+
+    /// Completes when a write was requested since the last one was taken.
+    pub fn requested(&self) -> Notified<'_> {
+        self.0.notified()
+    }
+}
+
 /// A profile's current session, as role chaining sees it: `None` while it
 /// has none. Changes with every new session (two sessions issued in the
 /// same second have the same expiry, so the expiry alone would not do).
@@ -62,13 +80,10 @@ struct State {
     /// it ([`Shared::subscribe`]). Kept while subscribed across a removal,
     /// so that a reload that replaces a source keeps its subscribers.
     sessions: BTreeMap<String, watch::Sender<Option<Session>>>,
-    /// The first problems of the last configuration a reload refused;
-    /// empty once a reload succeeds.
-    rejected_config: Vec<String>,
     /// The profiles of each output set ([`Shared::set_members`]).
     members: BTreeMap<String, std::collections::BTreeSet<String>>,
     /// Per output set, what its last successful write holds
-    /// ([`Shared::record_set_written`]): readiness is computed from it.
+    /// ([`Shared::record_write`]): readiness is computed from it.
     written: BTreeMap<String, BTreeMap<String, ready::Written>>,
     /// Whether the last write of the outputs succeeded.
     outputs_written: bool,
@@ -115,7 +130,7 @@ impl State {
 pub struct Shared {
     state: Mutex<State>,
     /// Wakes the writer: state changed and the outputs should be rendered.
-    changed: Notify,
+    writes: WriteNotice,
     /// The per-profile series, kept in step with the table.
     metrics: Metrics,
 }
@@ -226,7 +241,7 @@ impl Shared {
         entry.plan = Some(plan);
         state.announce(name);
         drop(state);
-        self.request_write();
+        self.writes.request();
         true
     }
 
@@ -259,7 +274,7 @@ impl Shared {
             .live_session(now)
             .map(|s| s.expiration);
         drop(state);
-        self.request_write();
+        self.writes.request();
         kept
     }
 
@@ -283,27 +298,10 @@ impl Shared {
         self.lock().profiles.get(name).cloned()
     }
 
-    /// Time from `now` until just after the next live session expires (so
-    /// the writer removes it then).
-    pub fn next_expiry(&self, now: SystemTime) -> Option<Duration> {
-        self.lock()
-            .profiles
-            .values()
-            .filter_map(|s| s.live_session(now))
-            .filter_map(|s| s.expiration.duration_since(now).ok())
-            .min()
-            // Wake just after the expiry so the session is seen as expired.
-            .map(|d| d + Duration::from_millis(5))
-    }
-
-    /// Asks the writer to render and write the outputs.
-    pub fn request_write(&self) {
-        self.changed.notify_one();
-    }
-
-    /// Completes when a write was requested since the last one was taken.
-    pub fn write_requested(&self) -> Notified<'_> {
-        self.changed.notified()
+    /// The notice that wakes the writer: the table wakes it on every change
+    /// the outputs show; a reload or a test may ask for a write too.
+    pub fn writes(&self) -> &WriteNotice {
+        &self.writes
     }
 
     /// What the credentials endpoint answers for `name` at `now` (and
@@ -325,7 +323,6 @@ impl Shared {
     }
 }
 
-mod reloads;
 mod sets;
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use aws_sdk_sts::types::PolicyDescriptorType;
 use crate::clock::Clock;
 use crate::codes::Code;
 use crate::config::Profile;
-use crate::metrics::RefreshResult;
+use crate::metrics::{Metrics, RefreshResult};
 use crate::output::ini_safe;
 use crate::session::{Secret, Session};
 use crate::tls::CaBundle;
@@ -113,6 +113,9 @@ pub struct Sts {
     clock: Arc<ClockCheck>,
     /// Local wall time, to compare STS's `Date` header with.
     wall: Clock,
+    /// Where a call that fails at a limit of the process or node is
+    /// counted (a registry of its own until [`Sts::with_metrics`]).
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Sts {
@@ -131,6 +134,7 @@ impl Sts {
             clients: Arc::default(),
             clock: Arc::default(),
             wall: Clock::system(),
+            metrics: Metrics::default(),
         }
     }
 
@@ -152,6 +156,12 @@ impl Sts {
     /// system clock.
     pub fn with_clock(self, wall: Clock) -> Sts {
         Sts { wall, ..self }
+    }
+
+    /// The same, counting the calls that fail at a limit of the process
+    /// or node (`rolecall_limit_reached_total{site="sts"}`) in `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Sts {
+        Sts { metrics, ..self }
     }
 
     /// STS's clock minus the local clock, in whole seconds, from the `Date`
@@ -179,7 +189,7 @@ impl Sts {
             .await;
         match result {
             Ok(out) => to_session(out.credentials(), out.assumed_role_user(), out.request_id()),
-            Err(e) => Err(classify(e)),
+            Err(e) => Err(classify(e, &self.metrics)),
         }
     }
 
@@ -219,7 +229,7 @@ impl Sts {
             .await;
         match result {
             Ok(out) => to_session(out.credentials(), out.assumed_role_user(), out.request_id()),
-            Err(e) => Err(classify(e)),
+            Err(e) => Err(classify(e, &self.metrics)),
         }
     }
 }

@@ -77,7 +77,8 @@ impl Core {
                         .as_ref()
                         .map(|p| p.config(config.no_proxy.as_deref())),
                 )
-                .with_clock(opts.clock),
+                .with_clock(opts.clock)
+                .with_metrics(metrics.clone()),
             token_file: config.token_file.clone(),
             jitter: opts.jitter,
             spread: opts.spread,

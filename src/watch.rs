@@ -126,7 +126,7 @@ impl FileEvents {
         let (tx, rx) = mpsc::channel::<()>(1);
         let lost = Arc::new(AtomicBool::new(false));
         let filter = Filter::new(file);
-        let mut watch = Watch::new(filter.dir.clone(), what);
+        let mut watch = Watch::new(filter.dir.clone(), what, metrics.clone());
         watch.establish(&tx, &lost, &filter);
         metrics.record_watch_polling(what, watch.limited());
         FileEvents {

@@ -282,7 +282,7 @@ async fn through_an_sts_outage_the_last_session_is_kept_until_it_expires_on_the_
         _all,
         ..
     } = reader_on(&sts, &token, clock);
-    shared.record_outputs_written(true);
+    shared.record_write(Default::default(), true);
     let stop = CancellationToken::new();
     let start = tokio::time::Instant::now();
     tokio::spawn(refresher.run(Duration::ZERO, stop.clone()));

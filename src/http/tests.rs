@@ -25,6 +25,7 @@ async fn ok_server(cap: usize, body: String) -> (SocketAddr, CancellationToken) 
     let (addr, _task) = serve_with_cap(
         "127.0.0.1:0".parse().unwrap(),
         move |_req| crate::health::text(StatusCode::OK, body.clone()),
+        crate::metrics::Metrics::new(),
         stop.clone(),
         cap,
     )

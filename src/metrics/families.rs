@@ -7,7 +7,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::{
-    FileLabel, ProfileLabel, ReasonLabel, RefreshLabels, ReloadLabel, WatchLabel, limit_reached,
+    FileLabel, LimitLabels, ProfileLabel, ReasonLabel, RefreshLabels, ReloadLabel, WatchLabel,
 };
 
 pub(super) struct Families {
@@ -34,6 +34,9 @@ pub(super) struct Families {
     pub(super) watch_polling: Family<WatchLabel, Gauge>,
     /// STS calls answered with a throttling code ([`crate::pacer`]).
     pub(super) sts_throttled: Counter,
+    /// Operations that failed at a limit of the process or the node, by
+    /// limit and site.
+    pub(super) limit_reached: Family<LimitLabels, Counter>,
 }
 
 impl Default for Families {
@@ -60,6 +63,7 @@ impl Families {
             control_socket_up: Gauge::default(),
             watch_polling: Family::default(),
             sts_throttled: Counter::default(),
+            limit_reached: Family::default(),
         };
         let mut registry = Registry::default();
         families.register_refreshes(&mut registry);
@@ -156,7 +160,7 @@ impl Families {
         registry.register(
             "rolecall_limit_reached",
             "Operations that failed because a limit was reached, by limit (open_files: the process's RLIMIT_NOFILE or the node's fs.file-max; local_ports: net.ipv4.ip_local_port_range; threads: the pod's pids limit or RLIMIT_NPROC) and site (listener, control_socket, sts, token, output, reload, watch)",
-            limit_reached().clone(),
+            self.limit_reached.clone(),
         );
     }
 }

@@ -24,7 +24,7 @@ pub fn ini_safe(s: &str) -> bool {
 /// when every value can stand in the file) or `credential-process.json`
 /// (process mode); `None` for an endpoint-only profile, whose keys no file
 /// holds. What [`render_set`] writes, and what the writer records as
-/// written ([`crate::state::Shared::record_set_written`]).
+/// written ([`crate::state::Shared::record_write`]).
 pub fn served(state: &ProfileState, now: SystemTime) -> Option<&Session> {
     let s = state.live_session(now)?;
     match state.profile.credentials {

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::writer::{settle, state_changed};
@@ -19,12 +20,19 @@ use crate::config::{Config, CredentialsMode, Profile};
 use crate::metrics::Metrics;
 use crate::schedule;
 use crate::session::Session;
-use crate::state::Shared;
+use crate::state::{Shared, WritePass};
+
+/// How many problems of a refused configuration `status.json` keeps (the
+/// log line has them all).
+pub const REJECTED_PROBLEMS: usize = 5;
 
 /// The writers of every output set, each with its process-mode helper.
+/// Clones share the refused configuration's problems, which every set's
+/// `status.json` shows until a reload succeeds ([`Sets::show_rejected`]).
 #[derive(Clone, Debug)]
 pub struct Sets {
     writers: Vec<(Writer, Arc<Helper>)>,
+    rejected: Arc<watch::Sender<Vec<String>>>,
 }
 
 impl Sets {
@@ -48,7 +56,27 @@ impl Sets {
     }
 
     pub fn from_writers(writers: Vec<(Writer, Arc<Helper>)>) -> Sets {
-        Sets { writers }
+        Sets {
+            writers,
+            rejected: Arc::new(watch::Sender::new(Vec::new())),
+        }
+    }
+
+    /// Records the outcome of a reload for `status.json`: the `problems`
+    /// of a refused configuration (the first [`REJECTED_PROBLEMS`] are
+    /// kept), or none once a reload succeeds. Asks `shared`'s writer for a
+    /// write when that changes what the files show. (A refused reload keeps
+    /// the running configuration: readiness does not change.)
+    pub fn show_rejected(&self, shared: &Shared, mut problems: Vec<String>) {
+        problems.truncate(REJECTED_PROBLEMS);
+        let changed = self.rejected.send_if_modified(|shown| {
+            let changed = *shown != problems;
+            *shown = problems;
+            changed
+        });
+        if changed {
+            shared.writes().request();
+        }
     }
 
     /// The writers, in set-name order.
@@ -143,18 +171,40 @@ impl Sets {
     /// records whether all succeeded. Returns how many files were replaced
     /// or removed, or the first error.
     pub fn write(&self, shared: &Shared, now: SystemTime) -> Result<usize, WriteError> {
+        self.write_pass(shared, now).map(|(files, _)| files)
+    }
+
+    /// [`Sets::write`], returning also the time from `now` until just after
+    /// the first live session the files show expires (so that the writer
+    /// removes it then).
+    fn write_pass(
+        &self,
+        shared: &Shared,
+        now: SystemTime,
+    ) -> Result<(usize, Option<Duration>), WriteError> {
         let mut first = None;
         let mut written = 0;
+        let mut expires: Option<SystemTime> = None;
+        let mut pass = WritePass::default();
+        let rejected = self.rejected.borrow().clone();
         for (w, _) in &self.writers {
-            match w.write_files(shared, now) {
-                Ok(n) => written += n,
+            match w.write_files(shared, &rejected, now, &mut pass) {
+                Ok((n, e)) => {
+                    written += n;
+                    expires = expires.into_iter().chain(e).min();
+                }
                 Err(e) => {
                     first.get_or_insert(e);
                 }
             }
         }
-        shared.record_outputs_written(first.is_none());
-        first.map_or(Ok(written), Err)
+        shared.record_write(pass, first.is_none());
+        if let Some(e) = first {
+            return Err(e);
+        }
+        // Wake just after the expiry so the session is seen as expired.
+        let wait = expires.and_then(|e| e.duration_since(now).ok());
+        Ok((written, wait.map(|d| d + Duration::from_millis(5))))
     }
 
     /// Keeps every set's outputs current until `shutdown` (see
@@ -190,13 +240,11 @@ impl Sets {
                     tracing::error!(set = %w.set, error = %e, "cannot reinstall the credential_process helper");
                 }
             }
-            let wait = match self.write(&shared, now) {
-                Ok(files) => {
+            let wait = match self.write_pass(&shared, now) {
+                Ok((files, expiry)) => {
                     written.fetch_add(files, Ordering::Relaxed);
                     failures = 0;
-                    shared
-                        .next_expiry(now)
-                        .map_or(RECHECK_INTERVAL, |d| d.min(RECHECK_INTERVAL))
+                    expiry.map_or(RECHECK_INTERVAL, |d| d.min(RECHECK_INTERVAL))
                 }
                 Err(_) => {
                     let d = schedule::backoff(failures, jitter());
@@ -261,6 +309,32 @@ mod tests {
             );
         }
         s
+    }
+
+    #[test]
+    fn a_refused_reload_is_shown_in_every_set_until_a_success() {
+        let root = tempfile::tempdir().unwrap();
+        let (_, shared, sets) = prepared(root.path());
+        let status =
+            |set: &str| std::fs::read_to_string(root.path().join(set).join("status.json")).unwrap();
+        let take_pending_change =
+            |shared: &Shared| std::pin::pin!(shared.writes().requested()).enable();
+        // Taken: the members already requested a write.
+        let _ = take_pending_change(&shared);
+        let problems: Vec<String> = (0..8).map(|i| format!("problem {i}")).collect();
+        sets.show_rejected(&shared, problems.clone());
+        assert!(take_pending_change(&shared), "a change wakes the writer");
+        sets.show_rejected(&shared, problems);
+        assert!(!take_pending_change(&shared), "the same problems do not");
+        // A clone (the writer task's) shows what the supervisor recorded.
+        sets.clone().write(&shared, SystemTime::now()).unwrap();
+        for set in ["one", "two"] {
+            let s = status(set);
+            assert!(s.contains("problem 4") && !s.contains("problem 5"), "{s}");
+        }
+        sets.show_rejected(&shared, Vec::new());
+        sets.write(&shared, SystemTime::now()).unwrap();
+        assert!(!status("one").contains("problem"));
     }
 
     #[test]

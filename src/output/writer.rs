@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::config::{Config, OutputSet};
 use crate::metrics::Metrics;
 use crate::schedule;
-use crate::state::{ProfileState, Shared};
+use crate::state::{ProfileState, Shared, WritePass};
 
 /// Writes the outputs of one output set: only its members' profiles
 /// ([`Shared::snapshot_of`]).
@@ -128,23 +128,29 @@ impl Writer {
     /// changed. Tries every file even when one fails. Returns how many files
     /// it replaced or removed.
     pub fn write(&self, shared: &Shared, now: SystemTime) -> Result<usize, WriteError> {
-        let result = self.write_files(shared, now);
-        shared.record_outputs_written(result.is_ok());
-        result
+        let mut pass = WritePass::default();
+        let result = self.write_files(shared, &[], now, &mut pass);
+        shared.record_write(pass, result.is_ok());
+        result.map(|(files, _)| files)
     }
 
-    /// [`Writer::write`] without recording the outcome (the caller records
-    /// the outcome of every set's write).
+    /// [`Writer::write`] with `rejected`, the refused configuration's first
+    /// problems for `status.json`, noting what the files hold in `pass`
+    /// (the caller records the outcome of every set's write). Returns how
+    /// many files it replaced or removed, and when the first live session
+    /// it rendered expires (the files change then).
     pub(crate) fn write_files(
         &self,
         shared: &Shared,
+        rejected: &[String],
         now: SystemTime,
-    ) -> Result<usize, WriteError> {
+        pass: &mut WritePass,
+    ) -> Result<(usize, Option<SystemTime>), WriteError> {
         let states = shared.snapshot_of(&self.set);
         let rendered = {
             let states: Vec<&ProfileState> = states.iter().collect();
             let set = self.show_set.then_some(self.set.as_str());
-            render_set(&states, &shared.rejected_config(), &self.app_dir, set, now)
+            render_set(&states, rejected, &self.app_dir, set, now)
         };
         let mut first_error = None;
         let mut written = 0;
@@ -176,7 +182,7 @@ impl Writer {
                     };
                     let limit = crate::sys::limits::Limit::of(&e.source);
                     if let Some(limit) = limit {
-                        crate::metrics::count_limit_reached(limit, "output");
+                        self.metrics.count_limit_reached(limit, "output");
                     }
                     let hint = limit.map(|l| l.hint());
                     tracing::error!(file, set = %self.set, error = %e, hint = hint.as_deref(), "write failed");
@@ -189,14 +195,19 @@ impl Writer {
         }
         // Every file of the set now holds what was rendered: readiness
         // counts these sessions (and only these) as served by this set.
-        shared.record_set_written(
+        pass.wrote(
             &self.set,
             states
                 .iter()
                 .filter_map(|st| served(st, now).map(|s| (st, s)))
                 .map(|(st, s)| (st.profile.name.clone(), st.identity().clone(), s.expiration)),
         );
-        Ok(written)
+        let expires = states
+            .iter()
+            .filter_map(|s| s.live_session(now))
+            .map(|s| s.expiration)
+            .min();
+        Ok((written, expires))
     }
 
     /// Keeps the outputs current until `shutdown`: rewrites on every state
@@ -254,13 +265,13 @@ pub(super) async fn settle(shared: &Shared, shutdown: &CancellationToken) {
 
 /// Resolves when the state changed since the last render.
 pub(super) async fn state_changed(shared: &Shared) {
-    shared.write_requested().await
+    shared.writes().requested().await
 }
 
 /// Consumes a pending "state changed" wake-up without waiting. Returns
 /// whether there was one.
 fn take_pending_change(shared: &Shared) -> bool {
-    std::pin::pin!(shared.write_requested()).enable()
+    std::pin::pin!(shared.writes().requested()).enable()
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ impl Refresher {
             }
         };
         if let Some(limit) = e.limit() {
-            crate::metrics::count_limit_reached(limit, "token");
+            self.ctx.metrics.count_limit_reached(limit, "token");
         }
         // status.json reports the error.
         let still_valid = self

@@ -5,6 +5,7 @@
 //! and the last write of the outputs succeeded. `/readyz` and the
 //! `rolecall_ready` gauge both read [`Shared::not_ready`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -20,13 +21,20 @@ pub(super) struct Written {
     expiration: SystemTime,
 }
 
-impl Shared {
-    /// Records what output set `set`'s files hold after a successful write:
-    /// for each profile whose keys they hold, the identity (configuration)
-    /// its session was assumed for and its expiry. Replaces what the set's
-    /// previous write recorded.
-    pub fn record_set_written(
-        &self,
+/// What one write pass of the outputs did, recorded at its end
+/// ([`Shared::record_write`]): for each output set whose files it wrote,
+/// the sessions they hold now; and whether every set's write succeeded.
+#[derive(Debug, Default)]
+pub struct WritePass {
+    written: Vec<(String, BTreeMap<String, Written>)>,
+}
+
+impl WritePass {
+    /// Notes that output set `set`'s files were written and hold these
+    /// sessions: for each profile whose keys they hold, the identity
+    /// (configuration) its session was assumed for and its expiry.
+    pub fn wrote(
+        &mut self,
         set: &str,
         sessions: impl IntoIterator<Item = (String, Arc<Profile>, SystemTime)>,
     ) {
@@ -42,12 +50,18 @@ impl Shared {
                 )
             })
             .collect();
-        self.lock().written.insert(set.to_owned(), held);
+        self.written.push((set.to_owned(), held));
     }
+}
 
-    /// Records whether the last write of the outputs succeeded.
-    pub fn record_outputs_written(&self, ok: bool) {
-        self.lock().outputs_written = ok;
+impl Shared {
+    /// Records the outcome of a write pass: what each set it wrote holds
+    /// now (replacing what the set's previous write recorded), and whether
+    /// every set's write succeeded (`ok`).
+    pub fn record_write(&self, pass: WritePass, ok: bool) {
+        let mut state = self.lock();
+        state.written.extend(pass.written);
+        state.outputs_written = ok;
     }
 
     /// Whether the last write of the outputs succeeded.

@@ -12,7 +12,7 @@ impl Shared {
         self.lock()
             .members
             .insert(set.to_owned(), profiles.into_iter().collect());
-        self.request_write();
+        self.writes.request();
     }
 
     /// The profiles of output set `set`; `None` for a set never given

@@ -1,5 +1,6 @@
 use super::*;
 use crate::session::Secret;
+use std::time::Duration;
 
 fn t0() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000)
@@ -41,7 +42,7 @@ fn shared_with(names: &[&str]) -> Arc<Shared> {
     for name in names {
         shared.register(profile(name), None);
     }
-    shared.record_outputs_written(true);
+    shared.record_write(WritePass::default(), true);
     shared
 }
 
@@ -128,7 +129,7 @@ fn register_seeds_the_adopted_session_and_readiness_follows() {
             next_refresh: None,
         },
     );
-    shared.record_outputs_written(true);
+    shared.record_write(WritePass::default(), true);
     assert!(ready(&shared));
     // Time alone makes a session expire: a probe sees it at once.
     assert_eq!(
@@ -441,7 +442,7 @@ fn remove_forgets_the_profile_and_its_metric_series() {
 }
 
 #[test]
-fn snapshot_and_next_expiry_see_live_sessions_in_name_order() {
+fn a_snapshot_holds_every_profile_in_name_order_with_its_live_session() {
     let shared = shared_with(&["b", "a", "c"]);
     shared.record_success(
         &current_profile(&shared, "a"),
@@ -465,20 +466,21 @@ fn snapshot_and_next_expiry_see_live_sessions_in_name_order() {
         .map(|s| s.profile.name.clone())
         .collect();
     assert_eq!(names, ["a", "b", "c"]);
-    assert_eq!(
-        shared.next_expiry(t0()),
-        Some(secs(30) + Duration::from_millis(5))
-    );
-    assert_eq!(
-        shared.next_expiry(t0() + secs(30)),
-        Some(secs(30) + Duration::from_millis(5)),
-        "the expired one no longer counts"
-    );
-    assert_eq!(shared.next_expiry(t0() + secs(60)), None);
+    let live = |at: SystemTime| -> Vec<String> {
+        shared
+            .snapshot_of("every profile")
+            .iter()
+            .filter(|s| s.live_session(at).is_some())
+            .map(|s| s.profile.name.clone())
+            .collect()
+    };
+    assert_eq!(live(t0()), ["a", "b"]);
+    assert_eq!(live(t0() + secs(30)), ["a"], "the expired one is not live");
+    assert!(live(t0() + secs(60)).is_empty());
 }
 
 #[test]
-fn record_outputs_written_feeds_readiness() {
+fn a_failed_write_pass_feeds_readiness() {
     let shared = shared_with(&["p"]);
     shared.record_success(
         &current_profile(&shared, "p"),
@@ -489,7 +491,7 @@ fn record_outputs_written_feeds_readiness() {
         },
     );
     assert!(ready(&shared) && shared.outputs_written());
-    shared.record_outputs_written(false);
+    shared.record_write(WritePass::default(), false);
     assert!(!ready(&shared) && !shared.outputs_written());
     assert_eq!(
         shared.not_ready(t0()),
@@ -503,13 +505,13 @@ fn record_outputs_written_feeds_readiness() {
 #[tokio::test(start_paused = true)]
 async fn a_write_request_wakes_the_writer_once() {
     let shared = Shared::new();
-    shared.request_write();
-    shared.request_write();
-    tokio::time::timeout(secs(1), shared.write_requested())
+    shared.writes().request();
+    shared.writes().request();
+    tokio::time::timeout(secs(1), shared.writes().requested())
         .await
         .expect("a pending request completes at once");
     assert!(
-        tokio::time::timeout(secs(1), shared.write_requested())
+        tokio::time::timeout(secs(1), shared.writes().requested())
             .await
             .is_err(),
         "requests before the wait coalesce into one"
@@ -622,13 +624,14 @@ async fn an_adopted_session_expires_under_paused_time_on_the_injected_clock() {
     let shared = Shared::new();
     let start = clock.now();
     shared.register(profile("p"), Some(session("OLD", start + secs(3600))));
-    shared.record_outputs_written(true);
+    shared.record_write(WritePass::default(), true);
     assert!(shared.not_ready(clock.now()).is_empty());
-    assert_eq!(
-        shared.next_expiry(clock.now()),
-        Some(secs(3600) + Duration::from_millis(5))
-    );
-    tokio::time::sleep(secs(3600)).await;
+    tokio::time::sleep(secs(3599)).await;
+    assert!(matches!(
+        shared.credentials_for("p", clock.now()),
+        Lookup::Live { .. }
+    ));
+    tokio::time::sleep(secs(1)).await;
     let now = clock.now();
     assert_eq!(
         shared.not_ready(now),
@@ -638,7 +641,6 @@ async fn an_adopted_session_expires_under_paused_time_on_the_injected_clock() {
         shared.credentials_for("p", now),
         Lookup::NotReady { last_error: None }
     );
-    assert_eq!(shared.next_expiry(now), None);
 }
 
 #[test]
@@ -649,7 +651,7 @@ fn readiness_follows_what_each_set_s_files_hold() {
     shared.set_members("other", ["q".to_owned()]);
     shared.register(p.clone(), None);
     // The first write, before any session: the header only.
-    shared.record_set_written("app", []);
+    set_written(&shared, "app", []);
     shared.record_success(
         &current_profile(&shared, "p"),
         session("A", t0() + secs(600)),
@@ -666,9 +668,13 @@ fn readiness_follows_what_each_set_s_files_hold() {
         )],
         "a session in memory only is not ready"
     );
-    shared.record_set_written("other", []);
+    set_written(&shared, "other", []);
     assert!(!ready(&shared), "another set's write does not count");
-    shared.record_set_written("app", [("p".to_owned(), p.clone(), t0() + secs(600))]);
+    set_written(
+        &shared,
+        "app",
+        [("p".to_owned(), p.clone(), t0() + secs(600))],
+    );
     assert!(ready(&shared));
     // A changed role: the old session, in the files, still serves.
     let moved = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/other"));
@@ -687,13 +693,25 @@ fn readiness_follows_what_each_set_s_files_hold() {
         },
     );
     assert!(!ready(&shared), "the files still hold the old role's keys");
-    shared.record_set_written("app", [("p".to_owned(), moved, t0() + secs(900))]);
+    set_written(&shared, "app", [("p".to_owned(), moved, t0() + secs(900))]);
     assert!(ready(&shared));
     // An expired copy in the files is not ready, whatever memory holds.
-    shared.record_set_written("app", [("p".to_owned(), p, t0() + secs(1))]);
+    set_written(&shared, "app", [("p".to_owned(), p, t0() + secs(1))]);
     assert!(!shared.not_ready(t0() + secs(2)).is_empty());
     // Moved to another set: that set's files must hold it.
     shared.set_members("app", []);
     shared.set_members("other", ["p".to_owned()]);
     assert!(!shared.not_ready(t0()).is_empty());
+}
+
+/// Records a successful write pass in which output set `set`'s files were
+/// written with `sessions`.
+fn set_written(
+    shared: &Shared,
+    set: &str,
+    sessions: impl IntoIterator<Item = (String, Arc<Profile>, SystemTime)>,
+) {
+    let mut pass = WritePass::default();
+    pass.wrote(set, sessions);
+    shared.record_write(pass, true);
 }

@@ -10,6 +10,7 @@ use aws_smithy_runtime_api::http::Response;
 
 use super::{ErrorClass, StsError};
 use crate::codes::Code;
+use crate::metrics::Metrics;
 
 // STS's codes.
 pub const ACCESS_DENIED: &str = "AccessDenied";
@@ -82,8 +83,11 @@ pub fn classify_code(code: &str, status: u16) -> ErrorClass {
 }
 
 /// Sorts an SDK error into an [`ErrorClass`] with a code and message.
+/// A call that failed at a limit of the process or node is counted in
+/// `metrics`.
 pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     err: SdkError<E, Response>,
+    metrics: &Metrics,
 ) -> StsError {
     match &err {
         SdkError::ServiceError(ctx) => service_error(
@@ -96,7 +100,7 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             Code::Timeout,
             "STS did not answer within the attempt timeout".into(),
         ),
-        SdkError::DispatchFailure(_) => dispatch_failure(&err),
+        SdkError::DispatchFailure(_) => dispatch_failure(&err, metrics),
         SdkError::ResponseError(r) => own(
             ErrorClass::Transient,
             Code::MalformedResponse,
@@ -154,7 +158,10 @@ fn service_error(
 /// The request did not reach STS, or no answer came back: a refused
 /// certificate, a limit of this process or node, a timeout, a refused
 /// connection.
-fn dispatch_failure<E: std::error::Error + 'static>(err: &SdkError<E, Response>) -> StsError {
+fn dispatch_failure<E: std::error::Error + 'static>(
+    err: &SdkError<E, Response>,
+    metrics: &Metrics,
+) -> StsError {
     if let Some(problem) = crate::tls::refused_certificate(err) {
         return own(
             ErrorClass::Configuration,
@@ -164,7 +171,7 @@ fn dispatch_failure<E: std::error::Error + 'static>(err: &SdkError<E, Response>)
     }
     if let Some(limit) = crate::sys::limits::limit_in_chain(err) {
         // Counted here, where the SDK's error is read: once per call.
-        crate::metrics::count_limit_reached(limit, "sts");
+        metrics.count_limit_reached(limit, "sts");
         return own(
             ErrorClass::Transient,
             limit.code(),
@@ -250,7 +257,7 @@ mod tests {
         let io = ConnectError(std::io::Error::from_raw_os_error(errno));
         let err: SdkError<aws_sdk_sts::Error, aws_smithy_runtime_api::http::Response> =
             SdkError::dispatch_failure(ConnectorError::io(Box::new(io)));
-        classify(err)
+        classify(err, &crate::metrics::Metrics::new())
     }
 
     #[test]

@@ -36,7 +36,9 @@ impl Supervisor {
                 self.core
                     .metrics
                     .count_config_reload(false, self.core.clock.now());
-                self.core.shared.set_rejected_config(problems.clone());
+                self.core
+                    .sets
+                    .show_rejected(&self.core.shared, problems.clone());
                 return Answer::refused(problems);
             }
             Err(e) => return not_read(&self.core, e),
@@ -57,7 +59,7 @@ impl Supervisor {
         self.core
             .metrics
             .count_config_reload(true, self.core.clock.now());
-        self.core.shared.set_rejected_config(Vec::new());
+        self.core.sets.show_rejected(&self.core.shared, Vec::new());
         self.current = new;
         answer
     }
@@ -68,7 +70,7 @@ fn not_read(core: &Core, e: ThreadError) -> Answer {
     match e {
         e @ ThreadError::Unavailable { .. } => {
             // Not the file's fault: nothing is recorded against it.
-            crate::metrics::count_limit_reached(Limit::Threads, "reload");
+            core.metrics.count_limit_reached(Limit::Threads, "reload");
             let hint = Limit::Threads.hint();
             let retry_in_s = RELOAD_THREAD_RETRY.as_secs();
             tracing::error!(error = %e, hint = %hint, retry_in_s, "reload not carried out; keeping the running configuration");
@@ -80,7 +82,7 @@ fn not_read(core: &Core, e: ThreadError) -> Answer {
             tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration");
             let problems = vec![format!("the reload task failed: {e}")];
             core.metrics.count_config_reload(false, core.clock.now());
-            core.shared.set_rejected_config(problems.clone());
+            core.sets.show_rejected(&core.shared, problems.clone());
             Answer::refused(problems)
         }
     }
@@ -138,6 +140,6 @@ impl Supervisor {
         // Unchanged profiles that are failing retry now, with the reload's own
         // wake-up (not the token's).
         core.reloaded.send_modify(|g| *g = g.wrapping_add(1));
-        core.shared.request_write();
+        core.shared.writes().request();
     }
 }

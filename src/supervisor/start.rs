@@ -52,7 +52,8 @@ pub(super) async fn listeners(
             tokens,
             sets_declared: config.declared_sets(),
         };
-        let (bound, task) = http::serve(addr, move |req| ep.respond(req), stop.clone())
+        let metrics = core.metrics.clone();
+        let (bound, task) = http::serve(addr, move |req| ep.respond(req), metrics, stop.clone())
             .await
             .map_err(|source| RunError::Listen { addr, source })?;
         let token_files: Vec<String> = core

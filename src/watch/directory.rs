@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 
 use super::{Filter, hub};
+use crate::metrics::Metrics;
 
 /// The watch on the file's directory, through the process's one notify
 /// watcher ([`hub`]); only the watch is set up again when the directory
@@ -27,6 +28,8 @@ pub(super) struct Watch {
     /// No watcher could be started, or the watch limit was reached: the
     /// node's inotify limits; the file is polled.
     limited: bool,
+    /// Where a watcher thread that could not start is counted.
+    metrics: Metrics,
 }
 
 /// Whether the inotify limits were logged: once per process (the token and
@@ -72,7 +75,7 @@ fn log_limit(what: &'static str, e: &notify::Error, watches: bool) {
 }
 
 impl Watch {
-    pub(super) fn new(dir: PathBuf, what: &'static str) -> Watch {
+    pub(super) fn new(dir: PathBuf, what: &'static str, metrics: Metrics) -> Watch {
         Watch {
             dir,
             what,
@@ -80,6 +83,7 @@ impl Watch {
             watching: false,
             warned: false,
             limited: false,
+            metrics,
         }
     }
 
@@ -121,7 +125,11 @@ impl Watch {
                 log_limit(self.what, &e, false);
                 return;
             }
-            Err(hub::StartError::NoThread) => {
+            Err(e @ (hub::StartError::NoThread | hub::StartError::GivenUp)) => {
+                if matches!(e, hub::StartError::NoThread) {
+                    self.metrics
+                        .count_limit_reached(crate::sys::limits::Limit::Threads, "watch");
+                }
                 self.limited = true;
                 if !THREAD_LOGGED.swap(true, Ordering::SeqCst) {
                     tracing::warn!(

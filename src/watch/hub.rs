@@ -36,8 +36,12 @@ const MAX_THREADLESS_WATCHERS: usize = 4;
 pub(super) enum StartError {
     /// inotify's own error (the instance limit, or the process's open files).
     Notify(notify::Error),
-    /// Its event thread could not be started (the pod's pids limit).
+    /// Its event thread could not be started (the pod's pids limit): this
+    /// attempt met the limit.
     NoThread,
+    /// Earlier watchers' threads could not start; the hub stopped trying
+    /// ([`MAX_THREADLESS_WATCHERS`]).
+    GivenUp,
 }
 
 #[derive(Default)]
@@ -100,7 +104,7 @@ impl Hub {
             return Ok(());
         }
         if w.threadless >= MAX_THREADLESS_WATCHERS {
-            return Err(StartError::NoThread);
+            return Err(StartError::GivenUp);
         }
         let subs = self.subs.clone();
         let handler = move |res: notify::Result<notify::Event>| {
@@ -131,7 +135,6 @@ impl Hub {
         if watcher.configure(notify::Config::default()).is_err() {
             std::mem::forget(watcher);
             w.threadless += 1;
-            crate::metrics::count_limit_reached(crate::sys::limits::Limit::Threads, "watch");
             return Err(StartError::NoThread);
         }
         w.watcher = Some(watcher);

@@ -212,8 +212,8 @@ async fn a_change_just_before_shutdown_is_still_written() {
 fn a_pending_change_is_taken_once() {
     let shared = Shared::new();
     assert!(!take_pending_change(&shared));
-    shared.request_write();
-    shared.request_write();
+    shared.writes().request();
+    shared.writes().request();
     assert!(take_pending_change(&shared));
     assert!(!take_pending_change(&shared));
 }
@@ -232,4 +232,48 @@ fn write_returns_how_many_files_it_replaced() {
     assert_eq!(w.write(&shared, now).unwrap(), 0, "nothing changed");
     publish(&shared, 0);
     assert_eq!(w.write(&shared, now).unwrap(), 2, "credentials, status");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_is_removed_from_the_files_just_after_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = shared();
+    let clock = crate::clock::Clock::tokio();
+    let expiry = clock.now() + Duration::from_secs(10);
+    shared.record_success(
+        &current_profile(&shared, &name(0)),
+        Session {
+            access_key_id: Secret::new("ASIAKEY0"),
+            secret_access_key: Secret::new("secret"),
+            session_token: Secret::new("token"),
+            expiration: expiry,
+            assumed_role_arn: None,
+        },
+        crate::state::RefreshPlan {
+            received: clock.now(),
+            next_refresh: None,
+        },
+    );
+    let shutdown = CancellationToken::new();
+    let writer = Writer {
+        clock,
+        ..Writer::for_dir(dir.path())
+    };
+    let task = tokio::spawn(writer.run(
+        shared.clone(),
+        Arc::new(Helper::default()),
+        shutdown.clone(),
+    ));
+    until("the session written", || {
+        credentials(dir.path()).contains("ASIAKEY0")
+    })
+    .await;
+    // The writer wakes at the expiry it rendered, not at the next re-check
+    // (RECHECK_INTERVAL, longer than the session's 10 s).
+    tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_millis(9_900)).await;
+    assert!(credentials(dir.path()).contains("ASIAKEY0"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!credentials(dir.path()).contains("ASIAKEY0"));
+    shutdown.cancel();
+    task.await.unwrap();
 }
