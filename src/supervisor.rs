@@ -17,7 +17,6 @@ use tokio::sync::watch as tokio_watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Profile};
 use crate::control::Commands;
 use crate::metrics::Metrics;
@@ -50,7 +49,6 @@ struct Core {
     refresh_all: tokio_watch::Sender<u64>,
     /// Bumped when a reload was applied: failing profiles retry now.
     reloaded: tokio_watch::Sender<u64>,
-    clock: Clock,
 }
 
 impl Core {
@@ -96,14 +94,15 @@ impl Core {
             nudge,
             refresh_all,
             reloaded,
-            clock: opts.clock,
         })
     }
 
     /// Registers the profiles, seeded with the still-valid sessions an
     /// earlier run left in the output sets' dirs (see [`Sets::adopt`]).
     fn add_states(&self, profiles: &[Arc<Profile>]) {
-        let mut adopted = self.sets.adopt(&self.shared, profiles, self.clock.now());
+        let mut adopted = self
+            .sets
+            .adopt(&self.shared, profiles, self.ctx.clock.now());
         if !adopted.is_empty() {
             tracing::info!(
                 profiles = %adopted.keys().cloned().collect::<Vec<_>>().join(","),
@@ -169,7 +168,7 @@ pub async fn once(config: &Config, opts: &Options) -> Result<OnceReport, RunErro
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
     core.add_states(&profiles);
     let results = core.initial_pass(config, &profiles).await;
-    core.sets.write(&core.shared, core.clock.now())?;
+    core.sets.write(&core.shared, core.ctx.clock.now())?;
     let mut failed: Vec<String> = results
         .iter()
         .filter(|(_, o)| !o.is_success())
@@ -216,7 +215,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let core = Core::new(&config, &opts, false)?;
-    core.metrics.record_config_loaded(core.clock.now());
+    core.metrics.record_config_loaded(core.ctx.clock.now());
     let stop = CancellationToken::new();
     let live = crate::state::Readiness::new(true);
     let (sender, commands) = commands.split();

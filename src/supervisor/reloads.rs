@@ -35,7 +35,7 @@ impl Supervisor {
                     .collect();
                 self.core
                     .metrics
-                    .count_config_reload(false, self.core.clock.now());
+                    .count_config_reload(false, self.core.ctx.clock.now());
                 self.core
                     .sets
                     .show_rejected(&self.core.shared, problems.clone());
@@ -58,7 +58,7 @@ impl Supervisor {
         self.apply_plan(plan);
         self.core
             .metrics
-            .count_config_reload(true, self.core.clock.now());
+            .count_config_reload(true, self.core.ctx.clock.now());
         self.core.sets.show_rejected(&self.core.shared, Vec::new());
         self.current = new;
         answer
@@ -81,7 +81,8 @@ fn not_read(core: &Core, e: ThreadError) -> Answer {
         e => {
             tracing::error!(error = %e, "reload refused (the reload task failed); keeping the running configuration");
             let problems = vec![format!("the reload task failed: {e}")];
-            core.metrics.count_config_reload(false, core.clock.now());
+            core.metrics
+                .count_config_reload(false, core.ctx.clock.now());
             core.sets.show_rejected(&core.shared, problems.clone());
             Answer::refused(problems)
         }

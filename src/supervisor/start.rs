@@ -30,7 +30,7 @@ pub(super) async fn listeners(
             shared: core.shared.clone(),
             metrics: core.metrics.clone(),
             live: live.clone(),
-            clock: core.clock,
+            clock: core.ctx.clock,
         };
         let (bound, task) = health::serve(addr, health, stop.clone())
             .await
@@ -48,7 +48,7 @@ pub(super) async fn listeners(
         let ep = endpoint::Endpoint {
             shared: core.shared.clone(),
             metrics: core.metrics.clone(),
-            clock: core.clock,
+            clock: core.ctx.clock,
             tokens,
             sets_declared: config.declared_sets(),
         };
@@ -87,7 +87,7 @@ pub(super) fn watchers(
             poll_interval: opts.poll_interval,
             changed: core.nudge.clone(),
             metrics: core.metrics.clone(),
-            clock: core.clock,
+            clock: core.ctx.clock,
         }
         .run(stop.clone()),
     );
@@ -125,7 +125,7 @@ pub(super) async fn refreshers(
     let profiles: Vec<Arc<Profile>> = config.profiles.iter().cloned().map(Arc::new).collect();
     core.add_states(&profiles);
     let results = core.initial_pass(config, &profiles).await;
-    if let Err(e) = core.sets.write(&core.shared, core.clock.now()) {
+    if let Err(e) = core.sets.write(&core.shared, core.ctx.clock.now()) {
         tracing::error!(error = %e, "initial write failed; retrying with backoff");
     }
     let ok = results.iter().filter(|(_, o)| o.is_success()).count();
