@@ -148,6 +148,20 @@ impl Squid {
             .collect()
     }
 
+    /// [`connects`](Self::connects) once the access log holds at least `n`
+    /// of them, or what it holds after 10 s: squid logs a tunnel when it
+    /// closes, which can come after the client has exited.
+    pub fn connects_at_least(&self, n: usize) -> Vec<(String, String)> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let connects = self.connects();
+            if connects.len() >= n || std::time::Instant::now() >= deadline {
+                return connects;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn log_dir(&self) -> PathBuf {
         self.dir.path().to_owned()
     }
