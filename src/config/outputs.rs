@@ -319,19 +319,11 @@ fn resolved(path: &Path) -> PathBuf {
 /// Whether the running sets' layout (names, dirs, app dirs, token files)
 /// differs: only a restart applies that (volumes are in the pod spec).
 pub(super) fn layout_changed(old: &[OutputSet], new: &[OutputSet]) -> bool {
-    let layout = |s: &[OutputSet]| {
-        s.iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    s.dir.clone(),
-                    s.app_dir.clone(),
-                    s.endpoint_token_file.clone(),
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    layout(old) != layout(new)
+    type Layout<'a> = (&'a String, &'a PathBuf, &'a PathBuf, &'a Option<PathBuf>);
+    fn layout(s: &OutputSet) -> Layout<'_> {
+        (&s.name, &s.dir, &s.app_dir, &s.endpoint_token_file)
+    }
+    !old.iter().map(layout).eq(new.iter().map(layout))
 }
 
 #[cfg(test)]

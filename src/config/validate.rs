@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::checks::{parse_addr, parse_bool};
+use super::checks::{parse_addr, parse_bool, quoted, word};
 use super::files::Loaded;
 use super::values::{Problems, Sourced, src};
 use super::{Config, LogFormat};
@@ -84,12 +84,7 @@ pub(super) fn file_mode(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) 
                 u32::from_str_radix(v.trim_start_matches("0o"), 8)
                     .ok()
                     .filter(|m| *m <= 0o777)
-                    .ok_or_else(|| {
-                        format!(
-                            "\"{}\" is not an octal file mode such as 0640",
-                            printable(v)
-                        )
-                    })
+                    .ok_or_else(|| quoted(v, "", "is not an octal file mode such as 0640"))
             })
         })
         .unwrap_or(DEFAULT_FILE_MODE);
@@ -251,13 +246,9 @@ pub(super) fn check_control_socket(v: &str, out: &std::path::Path) -> Result<Pat
 pub(super) fn log_format(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.log_format = s
         .and_then(|s| {
-            validate(s, p, |v| match v {
-                "text" => Ok(LogFormat::Text),
-                "json" => Ok(LogFormat::Json),
-                _ => Err(format!(
-                    "\"{}\" is not a log format: use text or json",
-                    printable(v)
-                )),
+            let words = [("text", LogFormat::Text), ("json", LogFormat::Json)];
+            validate(s, p, |v| {
+                word(v, &words, "is not a log format: use text or json")
             })
         })
         .unwrap_or(LogFormat::Text);
