@@ -186,15 +186,9 @@ fn set(r: &RawSet, cx: &Context<'_>, taken: &mut Taken, problems: &mut Problems)
 
 /// Refuses a set `dir` (given at `s`) that is, or nests with, another's.
 fn apart(dir: &Path, s: &Sourced, dirs: &[(PathBuf, String)], problems: &mut Problems) {
-    let same_or_nested = |a: &Path, b: &Path| {
-        if a == b {
-            Some(true)
-        } else if a.starts_with(b) || b.starts_with(a) {
-            Some(false)
-        } else {
-            None
-        }
-    };
+    // Some(true): the same dir; Some(false): one inside the other.
+    let same_or_nested =
+        |a: &Path, b: &Path| (a.starts_with(b) || b.starts_with(a)).then_some(a == b);
     for (other, other_name) in dirs {
         // The paths as written, then as resolved: two sets must not
         // meet through a symlink either.

@@ -35,13 +35,7 @@ pub(super) fn validate<T>(
     problems: &mut Problems,
     f: impl FnOnce(&str) -> Result<T, String>,
 ) -> Option<T> {
-    match f(s.value.trim()) {
-        Ok(v) => Some(v),
-        Err(msg) => {
-            problems.at(s, msg);
-            None
-        }
-    }
+    f(s.value.trim()).map_err(|msg| problems.at(s, msg)).ok()
 }
 
 /// A path: recorded as given, with a problem when it is empty or holds a
@@ -168,18 +162,11 @@ pub(super) fn ca_bundle(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) 
     });
 }
 
-/// Checked now; the password never reaches a message (`crate::proxy`).
+/// Checked now; the password never reaches a message (`crate::proxy`
+/// words its own messages, never quoting the value).
 pub(super) fn proxy(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
-    g.config.proxy = s.filter(|s| !s.value.trim().is_empty()).and_then(|s| {
-        match crate::proxy::Proxy::parse(s.value.trim()) {
-            Ok(proxy) => Some(proxy),
-            Err(e) => {
-                // `validate` would quote the value, password and all.
-                p.at(s, e);
-                None
-            }
-        }
-    });
+    let s = s.filter(|s| !s.value.trim().is_empty());
+    g.config.proxy = s.and_then(|s| validate(s, p, crate::proxy::Proxy::parse));
 }
 
 pub(super) fn no_proxy(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
