@@ -13,7 +13,7 @@ use super::KUBERNETES_TAG_KEYS;
 use super::checks::{judged, parse_bool, quoted};
 use super::sources::RawProfile;
 use super::validate::validate;
-use super::values::{Problems, Sourced, join};
+use super::values::{Problems, join};
 use crate::text::printable;
 
 /// STS's limits: at most 50 session tags, keys of 1-128 and values of
@@ -63,16 +63,12 @@ pub(super) fn check_source_identity(v: &str) -> Result<String, String> {
 
 /// Refuses tag settings on a profile without a source (the first given).
 fn unchained(raw: &RawProfile, kubernetes: bool, p: &mut Problems) {
-    let given: Vec<&Sourced> = raw
-        .tags
-        .iter()
-        .map(|(k, _)| k)
+    let first = (raw.tags.iter().map(|(k, _)| k))
         .chain(&raw.transitive_tag_keys)
         .chain(&raw.source_identity)
         .chain(raw.kubernetes_tags.as_ref().filter(|_| kubernetes))
-        .take(1)
-        .collect();
-    if let Some(s) = given.first() {
+        .next();
+    if let Some(s) = first {
         p.at(
             s,
             "session tags and source_identity apply to chained profiles only (with source_profile): AssumeRoleWithWebIdentity takes them only from the token's claims",
