@@ -7,24 +7,37 @@ use std::path::Path;
 use super::{Env, MAX_CHAINED_DURATION, MAX_POLICY_CHARS, MIN_DURATION};
 use crate::text::printable;
 
-pub(super) fn parse_bool(v: &str) -> Result<bool, String> {
-    match v {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(format!(
-            "\"{}\" is not a boolean: use true or false",
-            printable(v)
-        )),
+/// The message `before"v" after`, `v` made printable.
+pub(super) fn quoted(v: &str, before: &str, after: &str) -> String {
+    format!("{before}\"{}\" {after}", printable(v))
+}
+
+/// `v` itself when `ok`, else the message `before"v" after`.
+pub(super) fn judged(ok: bool, v: &str, before: &str, after: &str) -> Result<String, String> {
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(quoted(v, before, after))
     }
 }
 
+/// One of `words`' values, by its word; `after` says what else to use.
+pub(super) fn word<T: Copy>(v: &str, words: &[(&str, T)], after: &str) -> Result<T, String> {
+    let found = words.iter().find(|(w, _)| *w == v).map(|(_, t)| *t);
+    found.ok_or_else(|| quoted(v, "", after))
+}
+
+pub(super) fn parse_bool(v: &str) -> Result<bool, String> {
+    word(
+        v,
+        &[("true", true), ("false", false)],
+        "is not a boolean: use true or false",
+    )
+}
+
 pub(super) fn parse_addr(v: &str) -> Result<SocketAddr, String> {
-    v.parse().map_err(|_| {
-        format!(
-            "\"{}\" is not an address such as 0.0.0.0:9911",
-            printable(v)
-        )
-    })
+    v.parse()
+        .map_err(|_| quoted(v, "", "is not an address such as 0.0.0.0:9911"))
 }
 
 pub(super) fn is_name_char(c: char) -> bool {
@@ -33,31 +46,20 @@ pub(super) fn is_name_char(c: char) -> bool {
 
 /// `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`
 pub fn check_role_arn(v: &str) -> Result<String, String> {
-    let bad = || {
-        format!(
-            "\"{}\" is not an IAM role ARN such as arn:aws:iam::111122223333:role/NAME",
-            printable(v)
-        )
-    };
     let parts: Vec<&str> = v.splitn(6, ':').collect();
-    let [arn, partition, service, region, account, resource] = parts[..] else {
-        return Err(bad());
-    };
-    let role = resource.strip_prefix("role/").ok_or_else(bad)?;
-    let name = role.rsplit('/').next().unwrap_or_default();
-    let ok = arn == "arn"
-        && partition.starts_with("aws")
-        && partition
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '-')
-        && service == "iam"
-        && region.is_empty()
-        && account.len() == 12
-        && account.chars().all(|c| c.is_ascii_digit())
-        && (1..=64).contains(&name.len())
-        && role.len() <= 512
-        && role.chars().all(|c| is_name_char(c) || c == '/');
-    if ok { Ok(v.to_owned()) } else { Err(bad()) }
+    let ok = matches!(parts[..], ["arn", partition, "iam", "", account, resource]
+    if partition.starts_with("aws")
+    && partition.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+    && account.len() == 12
+    && account.chars().all(|c| c.is_ascii_digit())
+    && resource.strip_prefix("role/").is_some_and(|role| {
+        let name = role.rsplit('/').next().unwrap_or_default();
+        (1..=64).contains(&name.len())
+            && role.len() <= 512
+            && role.chars().all(|c| is_name_char(c) || c == '/')
+    }));
+    let example = "is not an IAM role ARN such as arn:aws:iam::111122223333:role/NAME";
+    judged(ok, v, "", example)
 }
 
 pub(super) fn check_policy_arn(v: &str) -> Result<String, String> {
@@ -67,30 +69,16 @@ pub(super) fn check_policy_arn(v: &str) -> Result<String, String> {
         && (acct == "aws" || (acct.len() == 12 && acct.chars().all(|c| c.is_ascii_digit())))
         && res.starts_with("policy/")
         && res.chars().all(|c| is_name_char(c) || c == '/'));
-    if ok {
-        Ok(v.to_owned())
-    } else {
-        Err(format!(
-            "\"{}\" is not an IAM policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess",
-            printable(v)
-        ))
-    }
+    let example = "is not an IAM policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess";
+    judged(ok, v, "", example)
 }
 
 pub(super) fn check_region(v: &str) -> Result<String, String> {
-    let ok = !v.is_empty()
-        && v.len() <= 32
+    let ok = v.len() <= 32
         && v.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && v.chars().next().is_some_and(|c| c.is_ascii_lowercase());
-    if ok {
-        Ok(v.to_owned())
-    } else {
-        Err(format!(
-            "\"{}\" is not an AWS region such as eu-west-1",
-            printable(v)
-        ))
-    }
+    judged(ok, v, "", "is not an AWS region such as eu-west-1")
 }
 
 pub(super) fn check_endpoint(v: &str) -> Result<String, String> {
@@ -100,39 +88,30 @@ pub(super) fn check_endpoint(v: &str) -> Result<String, String> {
     let ok = rest.is_some_and(|r| {
         !r.is_empty() && !r.starts_with('/') && r.chars().all(|c| c.is_ascii_graphic())
     });
+    let example = "is not an http(s) URL such as https://sts.eu-west-1.amazonaws.com";
+    let trimmed = v.trim_end_matches('/');
     if ok {
-        Ok(v.trim_end_matches('/').to_owned())
+        Ok(trimmed.to_owned())
     } else {
-        Err(format!(
-            "\"{}\" is not an http(s) URL such as https://sts.eu-west-1.amazonaws.com",
-            printable(v)
-        ))
+        Err(quoted(v, "", example))
     }
 }
 
 pub(super) fn check_duration(v: &str, max: u32) -> Result<u32, String> {
-    match v.parse::<u32>() {
-        Ok(d) if (MIN_DURATION..=max).contains(&d) => Ok(d),
-        _ if max == MAX_CHAINED_DURATION => Err(format!(
-            "duration \"{}\" must be whole seconds from {MIN_DURATION} to {max} (AWS caps role-chained sessions at one hour)",
-            printable(v)
-        )),
-        _ => Err(format!(
-            "duration \"{}\" must be whole seconds from {MIN_DURATION} to {max}",
-            printable(v)
-        )),
-    }
+    let chained = if max == MAX_CHAINED_DURATION {
+        " (AWS caps role-chained sessions at one hour)"
+    } else {
+        ""
+    };
+    let rule = format!("must be whole seconds from {MIN_DURATION} to {max}{chained}");
+    let d = v.parse().ok().filter(|d| (MIN_DURATION..=max).contains(d));
+    d.ok_or_else(|| quoted(v, "duration ", &rule))
 }
 
 pub(super) fn check_session_name(v: &str) -> Result<String, String> {
-    if (2..=64).contains(&v.len()) && v.chars().all(is_name_char) {
-        Ok(v.to_owned())
-    } else {
-        Err(format!(
-            "role session name \"{}\" must be 2-64 characters of A-Z a-z 0-9 and +=,.@_-",
-            printable(v)
-        ))
-    }
+    let ok = (2..=64).contains(&v.len()) && v.chars().all(is_name_char);
+    let rule = "must be 2-64 characters of A-Z a-z 0-9 and +=,.@_-";
+    judged(ok, v, "role session name ", rule)
 }
 
 pub(super) fn check_external_id(v: &str) -> Result<String, String> {
@@ -150,13 +129,8 @@ pub(super) fn check_policy(v: &str) -> Result<String, String> {
         ));
     }
     match serde_json::from_str::<serde_json::Value>(v) {
-        Ok(serde_json::Value::Object(_)) => {
-            // Re-serialised compactly: no newline can reach an STS form or a log line.
-            Ok(serde_json::to_string(
-                &serde_json::from_str::<serde_json::Value>(v).expect("parsed"),
-            )
-            .expect("serialisable"))
-        }
+        // Re-serialised compactly: no newline can reach an STS form or a log line.
+        Ok(serde_json::Value::Object(o)) => Ok(serde_json::to_string(&o).expect("serialisable")),
         Ok(_) => Err("the session policy must be a JSON object".into()),
         Err(e) => Err(format!("the session policy is not valid JSON: {e}")),
     }
@@ -191,12 +165,6 @@ pub(super) fn check_profile_name(v: &str) -> Result<(), String> {
     let ok = (1..=64).contains(&v.len())
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "profile name \"{}\" must be 1-64 characters of A-Z a-z 0-9 _ . -",
-            printable(v)
-        ))
-    }
+    let rule = "must be 1-64 characters of A-Z a-z 0-9 _ . -";
+    judged(ok, v, "profile name ", rule).map(drop)
 }

@@ -348,10 +348,12 @@ fn socket_outside_sets(
     let Some(sock) = &c.control_socket else {
         return;
     };
+    let at = at
+        .as_ref()
+        .map_or("control_socket (default)", |s| &s.origin);
     for set in sets.iter().filter(|set| sock.starts_with(&set.dir)) {
         problems.push(
-            at.as_ref()
-                .map_or_else(|| "control_socket (default)".into(), |s| s.origin.clone()),
+            at,
             format!(
                 "{} is inside output set {}'s dir, which an application container mounts: it must never reach the control socket; use a directory only this container mounts, such as /run/rolecall/control.sock",
                 sock.display(),

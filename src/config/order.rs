@@ -22,16 +22,9 @@ pub(super) fn check_cycles(merged: &RawProfiles, problems: &mut Problems) {
         while let Some(next) = source(cur) {
             if next == start {
                 seen.push(next);
-                problems.push(
-                    join(&origin.origin, "source_profile"),
-                    format!(
-                        "source_profile cycle: {}",
-                        seen.iter()
-                            .map(|n| printable(n))
-                            .collect::<Vec<_>>()
-                            .join(" -> ")
-                    ),
-                );
+                let cycle: Vec<_> = seen.iter().map(|n| printable(n)).collect();
+                let message = format!("source_profile cycle: {}", cycle.join(" -> "));
+                problems.push(join(&origin.origin, "source_profile"), message);
                 break;
             }
             if seen.contains(&next) || !merged.contains_key(next) {

@@ -186,15 +186,9 @@ fn set(r: &RawSet, cx: &Context<'_>, taken: &mut Taken, problems: &mut Problems)
 
 /// Refuses a set `dir` (given at `s`) that is, or nests with, another's.
 fn apart(dir: &Path, s: &Sourced, dirs: &[(PathBuf, String)], problems: &mut Problems) {
-    let same_or_nested = |a: &Path, b: &Path| {
-        if a == b {
-            Some(true)
-        } else if a.starts_with(b) || b.starts_with(a) {
-            Some(false)
-        } else {
-            None
-        }
-    };
+    // Some(true): the same dir; Some(false): one inside the other.
+    let same_or_nested =
+        |a: &Path, b: &Path| (a.starts_with(b) || b.starts_with(a)).then_some(a == b);
     for (other, other_name) in dirs {
         // The paths as written, then as resolved: two sets must not
         // meet through a symlink either.
@@ -319,19 +313,11 @@ fn resolved(path: &Path) -> PathBuf {
 /// Whether the running sets' layout (names, dirs, app dirs, token files)
 /// differs: only a restart applies that (volumes are in the pod spec).
 pub(super) fn layout_changed(old: &[OutputSet], new: &[OutputSet]) -> bool {
-    let layout = |s: &[OutputSet]| {
-        s.iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    s.dir.clone(),
-                    s.app_dir.clone(),
-                    s.endpoint_token_file.clone(),
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    layout(old) != layout(new)
+    type Layout<'a> = (&'a String, &'a PathBuf, &'a PathBuf, &'a Option<PathBuf>);
+    fn layout(s: &OutputSet) -> Layout<'_> {
+        (&s.name, &s.dir, &s.app_dir, &s.endpoint_token_file)
+    }
+    !old.iter().map(layout).eq(new.iter().map(layout))
 }
 
 #[cfg(test)]

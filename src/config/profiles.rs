@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::checks::{
     check_duration, check_endpoint, check_external_id, check_policy, check_policy_arn,
-    check_profile_name, check_region, check_role_arn, check_session_name, parse_bool,
+    check_profile_name, check_region, check_role_arn, check_session_name, parse_bool, word,
 };
 use super::options::{Layer, ROLE_ARN};
 use super::sources::{RawProfile, RawProfiles};
@@ -65,15 +65,13 @@ struct Defaults<'a> {
 }
 
 fn mode(v: &str) -> Result<CredentialsMode, String> {
-    match v {
-        "file" => Ok(CredentialsMode::File),
-        "process" => Ok(CredentialsMode::Process),
-        "endpoint" => Ok(CredentialsMode::Endpoint),
-        _ => Err(format!(
-            "\"{}\" is not a credentials mode: use file, process or endpoint",
-            printable(v)
-        )),
-    }
+    use CredentialsMode::{Endpoint, File, Process};
+    let words = [File, Process, Endpoint].map(|m| (m.as_str(), m));
+    word(
+        v,
+        &words,
+        "is not a credentials mode: use file, process or endpoint",
+    )
 }
 
 /// Checks and completes every profile (sorted by name); `values` are the

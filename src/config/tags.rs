@@ -9,10 +9,11 @@
 
 use std::collections::BTreeSet;
 
+use super::KUBERNETES_TAG_KEYS;
+use super::checks::{judged, parse_bool, quoted};
 use super::sources::RawProfile;
 use super::validate::validate;
-use super::values::{Problems, Sourced, join};
-use super::{KUBERNETES_TAG_KEYS, checks::parse_bool};
+use super::values::{Problems, join};
 use crate::text::printable;
 
 /// STS's limits: at most 50 session tags, keys of 1-128 and values of
@@ -29,10 +30,8 @@ fn tag_char(c: char) -> bool {
 pub(super) fn check_tag_key(v: &str) -> Result<String, String> {
     let n = v.chars().count();
     if !(1..=MAX_TAG_KEY).contains(&n) || !v.chars().all(tag_char) {
-        return Err(format!(
-            "tag key \"{}\" must be 1-{MAX_TAG_KEY} letters, digits, spaces and _ . : / = + - @",
-            printable(v)
-        ));
+        let rule = format!("must be 1-{MAX_TAG_KEY} letters, digits, spaces and _ . : / = + - @");
+        return Err(quoted(v, "tag key ", &rule));
     }
     if v.to_ascii_lowercase().starts_with("aws:") {
         return Err(format!(
@@ -44,39 +43,32 @@ pub(super) fn check_tag_key(v: &str) -> Result<String, String> {
 }
 
 pub(super) fn check_tag_value(v: &str) -> Result<String, String> {
-    if v.chars().count() > MAX_TAG_VALUE || !v.chars().all(tag_char) {
-        return Err(format!(
-            "tag value \"{}\" must be at most {MAX_TAG_VALUE} letters, digits, spaces and _ . : / = + - @",
-            printable(v)
-        ));
-    }
-    Ok(v.to_owned())
+    let ok = v.chars().count() <= MAX_TAG_VALUE && v.chars().all(tag_char);
+    let rule =
+        format!("must be at most {MAX_TAG_VALUE} letters, digits, spaces and _ . : / = + - @");
+    judged(ok, v, "tag value ", &rule)
 }
 
 /// 2-64 characters of `[\w+=,.@-]`, not starting with `aws:`.
 pub(super) fn check_source_identity(v: &str) -> Result<String, String> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
-    if !(2..=64).contains(&v.len()) || !v.chars().all(ok_char) {
-        return Err(format!(
-            "source_identity \"{}\" must be 2-64 characters of A-Z a-z 0-9 and _+=,.@-",
-            printable(v)
-        ));
-    }
-    Ok(v.to_owned())
+    let ok = (2..=64).contains(&v.len()) && v.chars().all(ok_char);
+    judged(
+        ok,
+        v,
+        "source_identity ",
+        "must be 2-64 characters of A-Z a-z 0-9 and _+=,.@-",
+    )
 }
 
 /// Refuses tag settings on a profile without a source (the first given).
 fn unchained(raw: &RawProfile, kubernetes: bool, p: &mut Problems) {
-    let given: Vec<&Sourced> = raw
-        .tags
-        .iter()
-        .map(|(k, _)| k)
+    let first = (raw.tags.iter().map(|(k, _)| k))
         .chain(&raw.transitive_tag_keys)
         .chain(&raw.source_identity)
         .chain(raw.kubernetes_tags.as_ref().filter(|_| kubernetes))
-        .take(1)
-        .collect();
-    if let Some(s) = given.first() {
+        .next();
+    if let Some(s) = first {
         p.at(
             s,
             "session tags and source_identity apply to chained profiles only (with source_profile): AssumeRoleWithWebIdentity takes them only from the token's claims",
@@ -121,24 +113,15 @@ pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Pro
         };
         // STS compares keys without case.
         if !seen.insert(key.to_ascii_lowercase()) {
-            p.at(
-                k,
-                if kubernetes
-                    && KUBERNETES_TAG_KEYS
-                        .iter()
-                        .any(|t| t.eq_ignore_ascii_case(&key))
-                {
-                    format!(
-                        "tag key \"{}\" is one kubernetes_tags sets: remove it, or kubernetes_tags",
-                        printable(&key)
-                    )
-                } else {
-                    format!(
-                        "tag key \"{}\" is given twice (keys are compared without case)",
-                        printable(&key)
-                    )
-                },
-            );
+            let own = KUBERNETES_TAG_KEYS
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&key));
+            let why = if kubernetes && own {
+                "is one kubernetes_tags sets: remove it, or kubernetes_tags"
+            } else {
+                "is given twice (keys are compared without case)"
+            };
+            p.at(k, quoted(&key, "tag key ", why));
             continue;
         }
         if let Some(value) = value {
@@ -146,12 +129,7 @@ pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Pro
         }
     }
     tags.sort();
-    let count = raw.tags.len()
-        + if kubernetes {
-            KUBERNETES_TAG_KEYS.len()
-        } else {
-            0
-        };
+    let count = raw.tags.len() + usize::from(kubernetes) * KUBERNETES_TAG_KEYS.len();
     if count > MAX_TAGS {
         p.push(
             join(origin, "tags"),

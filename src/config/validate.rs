@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::checks::{parse_addr, parse_bool};
+use super::checks::{parse_addr, parse_bool, quoted, word};
 use super::files::Loaded;
 use super::values::{Problems, Sourced, src};
 use super::{Config, LogFormat};
@@ -35,13 +35,7 @@ pub(super) fn validate<T>(
     problems: &mut Problems,
     f: impl FnOnce(&str) -> Result<T, String>,
 ) -> Option<T> {
-    match f(s.value.trim()) {
-        Ok(v) => Some(v),
-        Err(msg) => {
-            problems.at(s, msg);
-            None
-        }
-    }
+    f(s.value.trim()).map_err(|msg| problems.at(s, msg)).ok()
 }
 
 /// A path: recorded as given, with a problem when it is empty or holds a
@@ -84,12 +78,7 @@ pub(super) fn file_mode(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) 
                 u32::from_str_radix(v.trim_start_matches("0o"), 8)
                     .ok()
                     .filter(|m| *m <= 0o777)
-                    .ok_or_else(|| {
-                        format!(
-                            "\"{}\" is not an octal file mode such as 0640",
-                            printable(v)
-                        )
-                    })
+                    .ok_or_else(|| quoted(v, "", "is not an octal file mode such as 0640"))
             })
         })
         .unwrap_or(DEFAULT_FILE_MODE);
@@ -173,18 +162,11 @@ pub(super) fn ca_bundle(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) 
     });
 }
 
-/// Checked now; the password never reaches a message (`crate::proxy`).
+/// Checked now; the password never reaches a message (`crate::proxy`
+/// words its own messages, never quoting the value).
 pub(super) fn proxy(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
-    g.config.proxy = s.filter(|s| !s.value.trim().is_empty()).and_then(|s| {
-        match crate::proxy::Proxy::parse(s.value.trim()) {
-            Ok(proxy) => Some(proxy),
-            Err(e) => {
-                // `validate` would quote the value, password and all.
-                p.at(s, e);
-                None
-            }
-        }
-    });
+    let s = s.filter(|s| !s.value.trim().is_empty());
+    g.config.proxy = s.and_then(|s| validate(s, p, crate::proxy::Proxy::parse));
 }
 
 pub(super) fn no_proxy(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
@@ -251,13 +233,9 @@ pub(super) fn check_control_socket(v: &str, out: &std::path::Path) -> Result<Pat
 pub(super) fn log_format(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.config.log_format = s
         .and_then(|s| {
-            validate(s, p, |v| match v {
-                "text" => Ok(LogFormat::Text),
-                "json" => Ok(LogFormat::Json),
-                _ => Err(format!(
-                    "\"{}\" is not a log format: use text or json",
-                    printable(v)
-                )),
+            let words = [("text", LogFormat::Text), ("json", LogFormat::Json)];
+            validate(s, p, |v| {
+                word(v, &words, "is not a log format: use text or json")
             })
         })
         .unwrap_or(LogFormat::Text);

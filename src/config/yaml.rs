@@ -10,7 +10,7 @@ use serde_yaml_ng::{Mapping, Value};
 use super::options::{self, OUTPUTS_KEY, PROFILES_KEY, Yaml};
 use super::outputs;
 use super::sources::{RawProfile, Source};
-use super::values::{Problems, Sourced, join};
+use super::values::{Problems, Sourced};
 use super::{MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, MAX_CONFIG_NODES};
 use crate::sys::yaml::{Shape, measure};
 use crate::text::printable;
@@ -52,80 +52,109 @@ pub(super) fn parse(text: &[u8], file: &Path, out: &mut Source) {
     }
 }
 
-/// The top-level mapping, if the file is within limits and holds one.
-fn root(text: &[u8], file: &Path, problems: &mut Problems) -> Option<Mapping> {
-    let prefix = file.display().to_string();
+/// Why the file is refused before serde_yaml_ng loads it, if it is.
+fn refused(text: &[u8]) -> Option<String> {
     if text.len() as u64 > MAX_CONFIG_BYTES {
-        problems.push(prefix, too_large());
-        return None;
+        return Some(too_large());
     }
     match measure(text, MAX_CONFIG_DEPTH, MAX_CONFIG_NODES) {
-        Some(Shape::Fits) => {}
-        Some(Shape::TooDeep) => {
-            problems.push(
-                prefix,
-                format!(
-                    "the file nests deeper than {MAX_CONFIG_DEPTH} levels (a rolecall configuration needs 4); it is refused before it is loaded"
-                ),
-            );
-            return None;
-        }
-        Some(Shape::TooMany) => {
-            problems.push(
-                prefix,
-                format!(
-                    "the file holds more than {MAX_CONFIG_NODES} values, counting what its aliases (*name) repeat (a rolecall configuration holds a few hundred); it is refused before it is loaded"
-                ),
-            );
-            return None;
-        }
-        None => {
-            problems.push(prefix, "the YAML parser could not start (out of memory)");
-            return None;
-        }
+        Some(Shape::Fits) => None,
+        Some(Shape::TooDeep) => Some(format!(
+            "the file nests deeper than {MAX_CONFIG_DEPTH} levels (a rolecall configuration needs 4); it is refused before it is loaded"
+        )),
+        Some(Shape::TooMany) => Some(format!(
+            "the file holds more than {MAX_CONFIG_NODES} values, counting what its aliases (*name) repeat (a rolecall configuration holds a few hundred); it is refused before it is loaded"
+        )),
+        None => Some("the YAML parser could not start (out of memory)".into()),
     }
-    match serde_yaml_ng::from_slice(text) {
-        Ok(Value::Mapping(m)) => Some(m),
-        Ok(Value::Null) => None,
-        Ok(_) => {
-            problems.push(prefix, "the file must hold a mapping of options");
-            None
-        }
-        Err(e) => {
-            problems.push(prefix, format!("not valid YAML: {e}"));
+}
+
+/// The top-level mapping, if the file is within limits and holds one.
+fn root(text: &[u8], file: &Path, problems: &mut Problems) -> Option<Mapping> {
+    let message = match refused(text) {
+        Some(message) => message,
+        None => match serde_yaml_ng::from_slice(text) {
+            Ok(Value::Mapping(m)) => return Some(m),
+            Ok(Value::Null) => return None,
+            Ok(_) => "the file must hold a mapping of options".into(),
+            Err(e) => format!("not valid YAML: {e}"),
+        },
+    };
+    problems.push(file.display().to_string(), message);
+    None
+}
+
+/// `v` as a mapping: none for null, a problem (`expected`) for the rest.
+fn mapping<'a>(
+    v: &'a Value,
+    origin: &str,
+    expected: &str,
+    problems: &mut Problems,
+) -> Option<&'a Mapping> {
+    match v {
+        Value::Mapping(m) => Some(m),
+        Value::Null => None,
+        _ => {
+            problems.push(origin, expected);
             None
         }
     }
 }
 
+/// Calls `f` with each key of `m`, its path (`parent`, `sep`, the key) and
+/// its value, in order; a key that is not a string is `parent`'s problem.
+fn each(
+    m: &Mapping,
+    parent: &str,
+    sep: &str,
+    problems: &mut Problems,
+    mut f: impl FnMut(String, String, &Value, &mut Problems),
+) {
+    for (k, v) in m {
+        match k {
+            Value::String(key) => {
+                let origin = format!("{parent}{sep}{}", printable(key));
+                f(key.clone(), origin, v, problems);
+            }
+            _ => problems.push(parent, "keys must be strings"),
+        }
+    }
+}
+
+/// The message of a key the table does not know (`kind`: whose keys).
+fn unknown(key: &str, kind: &str, known: &[&str]) -> String {
+    let known = known.join(", ");
+    format!(
+        "unknown key `{}` (known {kind}keys: {known})",
+        printable(key)
+    )
+}
+
 fn top_level(map: &Mapping, prefix: &str, out: &mut Source, problems: &mut Problems) {
-    for (k, v) in map {
-        let Some(key) = key_name(k, prefix, problems) else {
-            continue;
-        };
-        let origin = format!("{prefix}: {}", printable(&key));
+    each(map, prefix, ": ", problems, |key, origin, v, problems| {
         if key == PROFILES_KEY {
             out.profiles = parse_profiles(v, &origin, problems);
         } else if key == OUTPUTS_KEY {
             out.outputs = outputs(v, &origin, problems);
         } else if let Some((slot, yaml)) = out.values.slot(&key, false) {
-            let text = match (yaml, v) {
-                (Yaml::Mode, Value::Number(n)) => {
-                    n.as_u64().map(|m| format!("{m:o}")).or_else(|| {
-                        problems.push(&origin, "expected an octal mode such as \"0640\"");
-                        None
-                    })
-                }
-                (Yaml::Bool, Value::Bool(b)) => Some(b.to_string()),
-                _ => scalar(v, &origin, problems),
-            };
-            *slot = text.map(|t| file_src(t, &origin));
+            *slot = option(v, yaml, &origin, problems);
         } else {
-            let known = options::top_keys().join(", ");
-            let message = format!("unknown key `{}` (known keys: {known})", printable(&key));
-            problems.push(origin, message);
+            problems.push(&origin, unknown(&key, "", &options::top_keys()));
         }
-    }
+    });
+}
+
+/// An option's value, read as the table says (`yaml`).
+fn option(v: &Value, yaml: Yaml, origin: &str, problems: &mut Problems) -> Option<Sourced> {
+    let text = match (yaml, v) {
+        (Yaml::Mode, Value::Number(n)) => n.as_u64().map(|m| format!("{m:o}")).or_else(|| {
+            problems.push(origin, "expected an octal mode such as \"0640\"");
+            None
+        }),
+        (Yaml::Bool, Value::Bool(b)) => Some(b.to_string()),
+        _ => scalar(v, origin, problems),
+    };
+    text.map(|t| file_src(t, origin))
 }
 
 /// A YAML list of scalars (`what` names them in the error), each with its
@@ -148,58 +177,29 @@ fn scalar_list(v: &Value, origin: &str, what: &str, problems: &mut Problems) -> 
     }
 }
 
-/// A YAML scalar as text. `file_mode` and `allow_world_readable` are
-/// special-cased by the caller: YAML reads `0o640` as a number and `0640`
-/// as a string.
+/// A YAML scalar as text. `file_mode` and the booleans are special-cased
+/// by [`option`]: YAML reads `0o640` as a number and `0640` as a string.
 fn scalar(v: &Value, origin: &str, problems: &mut Problems) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Null => None,
-        Value::Bool(_) => {
-            problems.push(origin, "expected a string or number, found a boolean");
-            None
-        }
-        Value::Sequence(_) => {
-            problems.push(origin, "expected a single value, found a list");
-            None
-        }
-        Value::Mapping(_) => {
-            problems.push(origin, "expected a single value, found a mapping");
-            None
-        }
-        Value::Tagged(_) => {
-            problems.push(origin, "YAML tags are not supported here");
-            None
-        }
-    }
-}
-
-fn key_name(k: &Value, parent: &str, problems: &mut Problems) -> Option<String> {
-    match k {
-        Value::String(s) => Some(s.clone()),
-        _ => {
-            problems.push(parent, "keys must be strings");
-            None
-        }
-    }
+    let wrong = match v {
+        Value::String(s) => return Some(s.clone()),
+        Value::Number(n) => return Some(n.to_string()),
+        Value::Null => return None,
+        Value::Bool(_) => "expected a string or number, found a boolean",
+        Value::Sequence(_) => "expected a single value, found a list",
+        Value::Mapping(_) => "expected a single value, found a mapping",
+        Value::Tagged(_) => "YAML tags are not supported here",
+    };
+    problems.push(origin, wrong);
+    None
 }
 
 fn parse_profiles(v: &Value, origin: &str, problems: &mut Problems) -> Vec<(Sourced, RawProfile)> {
-    let map = match v {
-        Value::Mapping(m) => m,
-        Value::Null => return Vec::new(),
-        _ => {
-            problems.push(origin, "expected a mapping of profile name to settings");
-            return Vec::new();
-        }
-    };
     let mut out = Vec::new();
-    for (k, v) in map {
-        let Some(name) = key_name(k, origin, problems) else {
-            continue;
-        };
-        let porigin = join(origin, &printable(&name));
+    let expected = "expected a mapping of profile name to settings";
+    let Some(map) = mapping(v, origin, expected, problems) else {
+        return out;
+    };
+    each(map, origin, ".", problems, |name, porigin, v, problems| {
         let mut p = RawProfile::default();
         match v {
             Value::Mapping(m) => profile(m, &porigin, &mut p, problems),
@@ -210,105 +210,73 @@ fn parse_profiles(v: &Value, origin: &str, problems: &mut Problems) -> Vec<(Sour
             ),
         }
         out.push((file_src(name, &porigin), p));
-    }
+    });
     out
 }
 
 fn profile(m: &Mapping, porigin: &str, p: &mut RawProfile, problems: &mut Problems) {
-    for (k, v) in m {
-        let Some(key) = key_name(k, porigin, problems) else {
-            continue;
-        };
-        let korigin = join(porigin, &printable(&key));
-        match key.as_str() {
+    each(
+        m,
+        porigin,
+        ".",
+        problems,
+        |key, korigin, v, problems| match key.as_str() {
             "tags" => p.tags.extend(tags(v, &korigin, problems)),
             "transitive_tag_keys" => {
                 p.transitive_tag_keys = scalar_list(v, &korigin, "tag keys", problems);
             }
             "policy_arns" => p.policy_arns = scalar_list(v, &korigin, "policy ARNs", problems),
             _ => match p.slot(&key) {
-                Some((slot, yaml)) => {
-                    let text = match v {
-                        Value::Bool(b) if yaml == Yaml::Bool => Some(b.to_string()),
-                        _ => scalar(v, &korigin, problems),
-                    };
-                    *slot = text.map(|t| file_src(t, &korigin));
-                }
-                None => {
-                    let known = options::profile_keys().join(", ");
-                    let message = format!(
-                        "unknown key `{}` (known profile keys: {known})",
-                        printable(&key)
-                    );
-                    problems.push(korigin, message);
-                }
+                Some((slot, yaml)) => *slot = option(v, yaml, &korigin, problems),
+                None => problems.push(
+                    &korigin,
+                    unknown(&key, "profile ", &options::profile_keys()),
+                ),
             },
-        }
-    }
+        },
+    );
 }
 
 /// A profile's `tags`: a map of tag keys to values (a YAML null is an
 /// empty value).
 fn tags(v: &Value, korigin: &str, problems: &mut Problems) -> Vec<(Sourced, Sourced)> {
     let mut out = Vec::new();
-    match v {
-        Value::Mapping(m) => {
-            for (k, val) in m {
-                let Some(tag) = key_name(k, korigin, problems) else {
-                    continue;
-                };
-                let o = join(korigin, &printable(&tag));
-                let value = match val {
-                    Value::Null => Some(String::new()),
-                    Value::Bool(b) => Some(b.to_string()),
-                    other => scalar(other, &o, problems),
-                };
-                if let Some(value) = value {
-                    out.push((file_src(tag, &o), file_src(value, &o)));
-                }
-            }
+    let expected = "expected a map of tag keys to values";
+    let Some(m) = mapping(v, korigin, expected, problems) else {
+        return out;
+    };
+    each(m, korigin, ".", problems, |tag, o, val, problems| {
+        let value = match val {
+            Value::Null => Some(String::new()),
+            Value::Bool(b) => Some(b.to_string()),
+            other => scalar(other, &o, problems),
+        };
+        if let Some(value) = value {
+            out.push((file_src(tag, &o), file_src(value, &o)));
         }
-        Value::Null => {}
-        _ => problems.push(korigin, "expected a map of tag keys to values"),
-    }
+    });
     out
 }
 
 /// Reads the `outputs` mapping; every problem is the file's.
 fn outputs(v: &Value, origin: &str, problems: &mut Problems) -> Option<outputs::RawOutputs> {
-    let map = match v {
-        Value::Null => return None,
-        Value::Mapping(m) => m,
-        _ => {
-            problems.push(
-                origin,
-                "expected a mapping of set name to { dir, profiles }",
-            );
-            return None;
-        }
-    };
+    let expected = "expected a mapping of set name to { dir, profiles }";
+    let map = mapping(v, origin, expected, problems)?;
     let mut sets = Vec::new();
-    for (k, v) in map {
-        let Value::String(name) = k else {
-            problems.push(origin, "keys must be strings");
-            continue;
-        };
-        let sorigin = join(origin, &printable(name));
+    each(map, origin, ".", problems, |name, sorigin, v, problems| {
         let mut set = outputs::RawSet {
-            name: file_src(name.clone(), &sorigin),
+            name: file_src(name, &sorigin),
             ..Default::default()
         };
-        let Value::Mapping(m) = v else {
-            problems.push(
+        match v {
+            Value::Mapping(m) => set_keys(m, &sorigin, &mut set, problems),
+            _ => problems.push(
                 &sorigin,
                 "expected a mapping with dir and profiles, e.g. { dir: /aws/app, profiles: [reader] }",
-            );
-            sets.push(set);
-            continue;
-        };
-        set_keys(m, &sorigin, &mut set, problems);
+            ),
+        }
         sets.push(set);
-    }
+    });
     Some(outputs::RawOutputs {
         origin: origin.to_owned(),
         sets,
@@ -317,13 +285,8 @@ fn outputs(v: &Value, origin: &str, problems: &mut Problems) -> Option<outputs::
 
 /// One output set's keys, read into `set`.
 fn set_keys(m: &Mapping, sorigin: &str, set: &mut outputs::RawSet, problems: &mut Problems) {
-    for (k, v) in m {
-        let Value::String(key) = k else {
-            problems.push(sorigin, "keys must be strings");
-            continue;
-        };
-        let korigin = join(sorigin, &printable(key));
-        let text = |v: &Value, problems: &mut Problems| match v {
+    each(m, sorigin, ".", problems, |key, korigin, v, problems| {
+        let path = |problems: &mut Problems| match v {
             Value::String(s) => Some(file_src(s.clone(), &korigin)),
             Value::Null => None,
             _ => {
@@ -332,9 +295,9 @@ fn set_keys(m: &Mapping, sorigin: &str, set: &mut outputs::RawSet, problems: &mu
             }
         };
         match key.as_str() {
-            "dir" => set.dir = text(v, problems),
-            "app_dir" => set.app_dir = text(v, problems),
-            "endpoint_token_file" => set.endpoint_token_file = text(v, problems),
+            "dir" => set.dir = path(problems),
+            "app_dir" => set.app_dir = path(problems),
+            "endpoint_token_file" => set.endpoint_token_file = path(problems),
             "profiles" => match v {
                 Value::Sequence(items) => {
                     let mut list = Vec::new();
@@ -350,16 +313,9 @@ fn set_keys(m: &Mapping, sorigin: &str, set: &mut outputs::RawSet, problems: &mu
                 Value::Null => set.profiles = Some(Vec::new()),
                 _ => problems.push(&korigin, "expected a list of profile names"),
             },
-            _ => problems.push(
-                korigin,
-                format!(
-                    "unknown key `{}` (known output set keys: {})",
-                    printable(key),
-                    outputs::SET_KEYS.join(", ")
-                ),
-            ),
+            _ => problems.push(&korigin, unknown(&key, "output set ", outputs::SET_KEYS)),
         }
-    }
+    });
 }
 
 #[cfg(test)]
