@@ -137,6 +137,8 @@ pub(super) async fn refreshers(
         "started"
     );
     background.spawn(core.sets.clone().run(core.shared.clone(), stop.clone()));
+    // The start-up pass is the sidecar's peak: give its free pages back.
+    crate::sys::trim_heap();
     results
         .into_iter()
         .map(|(r, outcome)| {
