@@ -17,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 use rolecall::config::{Config, CredentialsMode, Env, Flags};
 use rolecall::output::{ProcessFile, Status, render};
 use rolecall::session::{Secret, Session};
-use rolecall::state::ProfileState;
+use rolecall::state::{ProfileState, RefreshPlan};
 
 const NAMES: &[&str] = &[
     "default", "reader", "writer", "a", "A.b_c-9", "profile", "x.y",
@@ -302,7 +302,10 @@ fuzz_target!(|input: Input| {
                 assumed_role_arn: None,
             });
             st.last_error = fp.last_error.clone();
-            st.last_refresh = Some(now);
+            st.plan = Some(RefreshPlan {
+                received: now,
+                next_refresh: None,
+            });
             st
         })
         .collect();
