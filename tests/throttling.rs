@@ -278,44 +278,6 @@ async fn recovering_from_an_outage_spreads_the_next_refresh_too() {
     s.running.stop().await;
 }
 
-/// The log lines of this thread's tasks, as the sidecar writes them (text,
-/// `info` and above), for counting.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// Captures until the guard is dropped (paused-time tests run every
-    /// task on the test's thread).
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let me = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || me.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    /// The refreshers' lines (the per-profile and sidecar-wide ones).
-    fn refresher_lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains("rolecall::refresher"))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
 /// At most this many refresher lines per sidecar and minute of an incident:
 /// one sidecar-wide line when it starts and one when it ends, and per
 /// profile one `refresh failed` and one `refresh still failing`
@@ -324,11 +286,11 @@ const LINES_PER_MINUTE: usize = 2 + 2 * 3;
 
 #[tokio::test(start_paused = true)]
 async fn a_minute_of_sts_outage_logs_a_few_lines_not_one_per_retry() {
-    let log = Captured::default();
+    let log = Logs::default();
     let _guard = log.install();
     let s = Paused::start(3, || 0.0, |sts| sts.set_default(Reply::server_error()));
     tokio::time::sleep_until(s.start + Duration::from_secs(60)).await;
-    let lines = log.refresher_lines();
+    let lines = log.lines_with("rolecall::refresher");
     // Before issue 20: one ERROR per failed call, 8 a profile (24).
     assert!(lines.len() <= LINES_PER_MINUTE, "{lines:#?}");
     let failed = lines
@@ -346,7 +308,7 @@ async fn a_minute_of_sts_outage_logs_a_few_lines_not_one_per_retry() {
     );
     s.sts.set_default(Reply::ok());
     assert!(wait_until(Duration::from_secs(120), || s.published() == 3).await);
-    let lines = log.refresher_lines();
+    let lines = log.lines_with("rolecall::refresher");
     assert!(
         lines.iter().any(|l| l.contains("STS answers again")),
         "{lines:#?}"
@@ -356,11 +318,11 @@ async fn a_minute_of_sts_outage_logs_a_few_lines_not_one_per_retry() {
 
 #[tokio::test(start_paused = true)]
 async fn a_minute_of_throttling_logs_warnings_only_and_a_few() {
-    let log = Captured::default();
+    let log = Logs::default();
     let _guard = log.install();
     let s = Paused::start(3, || 0.0, |sts| sts.set_default(Reply::throttle()));
     tokio::time::sleep_until(s.start + Duration::from_secs(60)).await;
-    let lines = log.refresher_lines();
+    let lines = log.lines_with("rolecall::refresher");
     assert!(lines.len() <= LINES_PER_MINUTE, "{lines:#?}");
     // Before issue 20 each throttled call was an ERROR.
     assert!(!lines.iter().any(|l| l.contains(" ERROR ")), "{lines:#?}");

@@ -32,9 +32,15 @@ impl Logs {
 
     /// How many lines captured so far contain `text`.
     pub fn count(&self, text: &str) -> usize {
+        self.lines_with(text).len()
+    }
+
+    /// The lines captured so far that contain `text`.
+    pub fn lines_with(&self, text: &str) -> Vec<String> {
         String::from_utf8_lossy(&self.0.lock().unwrap())
             .lines()
             .filter(|l| l.contains(text))
-            .count()
+            .map(str::to_owned)
+            .collect()
     }
 }
