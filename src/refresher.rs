@@ -311,10 +311,9 @@ enum Wake {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_idle_refresher_task_is_small() {
-        let profile = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/p"));
-        let ctx = Context {
+    /// A context with no token, no STS behind it and nothing to wake it.
+    fn context() -> Context {
+        Context {
             shared: Shared::new(),
             metrics: Metrics::new(),
             pacer: Arc::default(),
@@ -327,7 +326,13 @@ mod tests {
             config_reloaded: watch::channel(0).1,
             clock: Clock::system(),
             once: false,
-        };
+        }
+    }
+
+    #[test]
+    fn an_idle_refresher_task_is_small() {
+        let profile = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/p"));
+        let ctx = context();
         let run = Refresher::new(profile, ctx).run(Duration::ZERO, CancellationToken::new());
         let size = std::mem::size_of_val(&run);
         assert!(size < 2048, "a refresher task's future is {size} bytes");
@@ -337,20 +342,7 @@ mod tests {
     fn a_token_change_retries_without_a_session_after_a_failure_or_near_expiry() {
         let profile = Arc::new(Profile::new("p", "arn:aws:iam::111122223333:role/p"));
         let clock = Clock::system();
-        let ctx = Context {
-            shared: Shared::new(),
-            metrics: Metrics::new(),
-            pacer: Arc::default(),
-            sts: Sts::new(Duration::from_secs(1)),
-            token_file: "/nonexistent".into(),
-            jitter: crate::schedule::no_jitter,
-            spread: crate::schedule::no_jitter,
-            token_changed: watch::channel(0).1,
-            refresh_all: watch::channel(0).1,
-            config_reloaded: watch::channel(0).1,
-            clock,
-            once: false,
-        };
+        let ctx = context();
         let mut r = Refresher::new(profile, ctx);
         assert!(r.wants_token_retry(), "no session of its own");
         r.published = Some(clock.now() + Duration::from_secs(3600));
