@@ -1,7 +1,8 @@
 //! Wall time, injected (as aws-config's `TimeSource`): expiry, token
-//! validity and readiness are judged by a [`Clock`] carried in the
-//! refresher's context and in the shared state, never by
-//! `SystemTime::now()` directly.
+//! validity and readiness are judged by a [`Clock`] chosen once in
+//! [`crate::Options`] and carried by those that read the time (the
+//! refresher's context, the STS client, health, the endpoint, the token
+//! watcher, the writers), never by `SystemTime::now()` directly.
 //!
 //! The running sidecar reads the system clock, so a wall-clock step (NTP)
 //! moves it as before. Tests under paused tokio time use

@@ -27,6 +27,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::output::Sets;
 use crate::ratelimit::{LOG_INTERVAL, LogLimit};
 use crate::session::format_time;
 use crate::state::{Lookup, Shared};
@@ -87,9 +88,10 @@ pub struct Endpoint {
     /// One token per output set ([`sets::start_tokens`]): the token a
     /// request carries picks its set.
     pub tokens: Vec<Arc<EndpointToken>>,
-    /// Whether the configuration declares output sets: then a profile
-    /// outside the token's set is refused (403 `ProfileNotInSet`).
-    pub sets_declared: bool,
+    /// The running output sets: when they are declared
+    /// ([`Sets::declared`]), a profile outside the token's set is refused
+    /// (403 `ProfileNotInSet`).
+    pub sets: Sets,
 }
 
 impl Endpoint {
@@ -125,7 +127,7 @@ impl Endpoint {
         }
         if let Some(set) = set
             .as_deref()
-            .filter(|set| self.sets_declared && !self.shared.in_set(set, name))
+            .filter(|set| self.sets.declared() && !self.shared.in_set(set, name))
         {
             return sets::not_in_set(&self.metrics, &shown, set);
         }

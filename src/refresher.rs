@@ -1,13 +1,14 @@
 //! One task per profile: assume the role, publish the session, and refresh
 //! it at half its lifetime; back off on failure; retry at once when the
-//! token changes or a reload was applied (if the profile needs it), on
-//! SIGUSR1, or when a chained profile's source session changes.
+//! token changes or a reload was applied (if the profile needs it), when
+//! asked by hand ([`Manual`]: SIGUSR1, `rolecall refresh`), or when a
+//! chained profile's source session changes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -29,8 +30,10 @@ mod record;
 pub use error::RefreshError;
 use error::{sts_is_down, usable};
 use failures::Failures;
+#[cfg(test)]
+pub(crate) use manual::channel as manual_channel;
 use manual::next_manual;
-pub use manual::{Manual, ManualOutcome};
+pub use manual::{Asked, Manual, ManualOutcome};
 
 /// Everything a refresher needs besides its profile.
 #[derive(Clone)]
@@ -49,8 +52,6 @@ pub struct Context {
     pub spread: Jitter,
     /// Bumped by the token watcher when the token's content changes.
     pub token_changed: watch::Receiver<u64>,
-    /// Bumped on SIGUSR1: every profile refreshes now.
-    pub refresh_all: watch::Receiver<u64>,
     /// Bumped when a reload was applied: a profile that needs it retries
     /// now, as on a token change.
     pub config_reloaded: watch::Receiver<u64>,
@@ -120,9 +121,9 @@ pub struct Refresher {
     /// The expiry of the session this refresher last published (its
     /// receive time and plan are the state's: [`crate::state::RefreshPlan`]).
     published: Option<SystemTime>,
-    /// Refreshes asked of this profile alone, with where to say what came
-    /// of them ([`Refresher::manual`]).
-    manual: Option<mpsc::Receiver<oneshot::Sender<ManualOutcome>>>,
+    /// Refreshes asked by hand, each with where to say what came of it, if
+    /// anyone waits ([`Refresher::manual`]).
+    manual: Option<mpsc::Receiver<Asked>>,
 }
 
 impl Refresher {
@@ -185,7 +186,6 @@ impl Refresher {
     pub async fn run(mut self, first: Duration, shutdown: CancellationToken) {
         let mut manual = self.manual.take();
         let mut token_changed = self.ctx.token_changed.clone();
-        let mut refresh_all = self.ctx.refresh_all.clone();
         let mut reloaded = self.ctx.config_reloaded.clone();
         // Role chaining: only this profile's source wakes it.
         let mut source = self
@@ -197,12 +197,11 @@ impl Refresher {
         let mut next = self.last_outcome.unwrap_or_else(Instant::now) + first;
         loop {
             // Each wake-up says whether to attempt now, with the refresh
-            // asked through the control socket that the attempt answers.
+            // asked by hand that the attempt answers, if anyone waits.
             let wake = tokio::select! {
                 _ = tokio::time::sleep_until(next) => Wake::Now(None),
                 Ok(()) = token_changed.changed() => self.on_token_changed(chained),
-                Ok(()) = refresh_all.changed() => self.on_refresh_all(next),
-                reply = next_manual(&mut manual) => self.on_manual(next, reply),
+                asked = next_manual(&mut manual) => self.on_manual(next, asked),
                 Some(current) = next_source_session(&mut source) => self.on_source(current.as_ref()),
                 Ok(()) = reloaded.changed() => self.on_config_reloaded(chained),
                 _ = shutdown.cancelled() => return,
@@ -254,38 +253,6 @@ impl Refresher {
         Wake::Now(None)
     }
 
-    /// SIGUSR1: refresh now, or once the manual interval ends (coalesced),
-    /// or not during a backoff.
-    fn on_refresh_all(&self, next: Instant) -> Wake {
-        match self.manual_refresh_at(next) {
-            Some(at) if at <= Instant::now() => {
-                tracing::debug!(profile = %self.profile.name, "refresh requested");
-                Wake::Now(None)
-            }
-            // Coalesced: one refresh when the interval ends.
-            Some(at) => Wake::At(at),
-            None => {
-                tracing::debug!(profile = %self.profile.name, "refresh requested during a backoff; the backoff stands");
-                Wake::Not
-            }
-        }
-    }
-
-    /// A refresh asked of this profile through the control socket: now, or
-    /// answered at once with why not.
-    fn on_manual(&self, next: Instant, reply: oneshot::Sender<ManualOutcome>) -> Wake {
-        match self.manual_refresh_at(next) {
-            Some(at) if at <= Instant::now() => {
-                tracing::info!(profile = %self.profile.name, "refresh asked through the control socket");
-                Wake::Now(Some(reply))
-            }
-            _ => {
-                let _ = reply.send(ManualOutcome::Skipped(self.skipped_because(next)));
-                Wake::Not
-            }
-        }
-    }
-
     /// The source's session changed: refresh with the new one.
     fn on_source(&self, current: Option<&Session>) -> Wake {
         if !self.source_changed(current) {
@@ -298,9 +265,8 @@ impl Refresher {
 
 /// What a wake-up of [`Refresher::run`] decided.
 enum Wake {
-    /// Attempt now; answer the refresh asked through the control socket,
-    /// if any.
-    Now(Option<oneshot::Sender<ManualOutcome>>),
+    /// Attempt now; answer the refresh asked by hand, if anyone waits.
+    Now(Asked),
     /// Attempt at this instant instead of the planned one.
     At(Instant),
     /// Keep waiting for the planned attempt.
@@ -322,7 +288,6 @@ mod tests {
             jitter: crate::schedule::no_jitter,
             spread: crate::schedule::no_jitter,
             token_changed: watch::channel(0).1,
-            refresh_all: watch::channel(0).1,
             config_reloaded: watch::channel(0).1,
             clock: Clock::system(),
             once: false,

@@ -45,8 +45,6 @@ struct Core {
     sets: Sets,
     /// Bumped by the token watcher when the token's content changes.
     nudge: Arc<tokio_watch::Sender<u64>>,
-    /// Bumped on a refresh of every profile without a reply (SIGUSR1).
-    refresh_all: tokio_watch::Sender<u64>,
     /// Bumped when a reload was applied: failing profiles retry now.
     reloaded: tokio_watch::Sender<u64>,
 }
@@ -61,7 +59,6 @@ impl Core {
         sets.publish_members(&shared, config);
         install_helper_if_needed(&sets, &shared, config, opts)?;
         let nudge = Arc::new(tokio_watch::channel(0u64).0);
-        let refresh_all = tokio_watch::channel(0u64).0;
         let reloaded = tokio_watch::channel(0u64).0;
         let ctx = Context {
             shared: shared.clone(),
@@ -81,7 +78,6 @@ impl Core {
             jitter: opts.jitter,
             spread: opts.spread,
             token_changed: nudge.subscribe(),
-            refresh_all: refresh_all.subscribe(),
             config_reloaded: reloaded.subscribe(),
             clock: opts.clock,
             once,
@@ -92,7 +88,6 @@ impl Core {
             ctx,
             sets,
             nudge,
-            refresh_all,
             reloaded,
         })
     }
@@ -183,7 +178,7 @@ struct Task {
     profile: Arc<Profile>,
     stop: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
-    /// Asks this profile alone to refresh (the control socket).
+    /// Asks this profile to refresh (SIGUSR1, the control socket).
     manual: Manual,
 }
 

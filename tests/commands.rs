@@ -249,6 +249,87 @@ async fn refreshes_of_every_profile_without_a_reply_are_spaced_5_s_and_coalesced
     r.stop().await;
 }
 
+/// A refresh of one profile's answer: its result and detail.
+async fn refresh_one(r: &Running, name: &str) -> (RefreshResult, String) {
+    let a = ask(r, |reply| Command::Refresh {
+        profile: Some(name.into()),
+        reply: Some(reply),
+    })
+    .await
+    .await
+    .unwrap();
+    let p = a.profiles.unwrap().remove(0);
+    (p.result, p.detail.unwrap_or_default())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_of_every_profile_and_one_of_a_profile_take_one_path_and_share_its_spacing() {
+    let s = Setup::paused();
+    let r = Running::start(s.config(&[&reader(), &writer()]), s.opts());
+    assert!(s.sts.wait_for_calls(2, Duration::from_secs(5)).await);
+    let calls = || (s.sts.calls_for_role(READER), s.sts.calls_for_role(WRITER));
+    // SIGUSR1 within the first 5 s: both refresh when the 5 s are up.
+    r.controls.send(Command::refresh_all()).await.unwrap();
+    assert!(s.sts.wait_for_calls(4, Duration::from_secs(10)).await);
+    // The socket's refresh of one right after: the signal's attempt counts.
+    let (result, detail) = refresh_one(&r, "reader").await;
+    assert_eq!(result, RefreshResult::Skipped, "{detail}");
+    assert!(detail.starts_with("refreshed 0 s ago"), "{detail}");
+    assert_eq!(calls(), (2, 2));
+    // 5 s later it runs, for the profile named alone.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(refresh_one(&r, "reader").await.0, RefreshResult::Refreshed);
+    assert_eq!(calls(), (3, 2));
+    // Then SIGUSR1: the writer at once, the reader when the 5 s since the
+    // socket's attempt are up.
+    r.controls.send(Command::refresh_all()).await.unwrap();
+    assert!(s.sts.wait_for_calls(7, Duration::from_secs(10)).await);
+    let reader = s.sts.requests_for_role(READER);
+    let writer = s.sts.requests_for_role(WRITER);
+    let spaced = reader[3].received - reader[2].received;
+    assert!(
+        (Duration::from_secs(5)..Duration::from_secs(6)).contains(&spaced),
+        "{spaced:?}"
+    );
+    assert!(writer[2].received < reader[3].received);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(calls(), (4, 3), "one call per request and profile, no more");
+    r.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_storm_of_refreshes_of_every_profile_never_blocks_the_supervisor_and_costs_one_call_each()
+{
+    let s = Setup::paused();
+    let r = Running::start(s.config(&[&reader(), &writer()]), s.opts());
+    assert!(s.sts.wait_for_calls(2, Duration::from_secs(5)).await);
+    let started = tokio::time::Instant::now();
+    // What a storm of SIGUSR1 sends: never waiting for room (a full
+    // channel drops the signal), the supervisor running in between.
+    let mut taken = 0;
+    for i in 0..10_000 {
+        if r.controls.try_send(Command::refresh_all()).is_ok() {
+            taken += 1;
+        }
+        if i % 8 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert!(taken > 1_000, "the supervisor kept taking them: {taken}");
+    // It still answers at once: no time passed (paused time moves only
+    // when every task waits for a timer).
+    let sets = ask(&r, Command::Sets).await.await.unwrap();
+    assert!(sets.ok);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    // The whole storm: one call per profile, when its 5 s are up.
+    assert!(s.sts.wait_for_calls(4, Duration::from_secs(10)).await);
+    assert!(started.elapsed() <= Duration::from_secs(6));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(s.sts.calls_for_role(READER), 2);
+    assert_eq!(s.sts.calls_for_role(WRITER), 2);
+    r.stop().await;
+}
+
 #[tokio::test]
 async fn sets_are_answered_with_their_dirs() {
     let s = Setup::real();

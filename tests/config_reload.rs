@@ -409,14 +409,12 @@ async fn late_answer_for_a_replaced_role(late_first: bool) {
         jitter: || 1.0,
         spread: || 0.0,
         token_changed: watch::channel(0u64).1,
-        refresh_all: watch::channel(0u64).1,
         config_reloaded: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
         once: false,
     };
     let writer = rolecall::output::Writer {
         set: rolecall::config::DEFAULT_SET.into(),
-        show_set: false,
         dir: out.path().to_owned(),
         app_dir: out.path().to_owned(),
         mode: 0o640,

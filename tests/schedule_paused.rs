@@ -43,7 +43,6 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
     let p = profile();
     shared.register(p.clone(), None);
     let nudge = watch::channel(0u64).0;
-    let all = watch::channel(0u64).0;
     let ctx = Context {
         shared: shared.clone(),
         metrics: metrics.clone(),
@@ -53,7 +52,6 @@ async fn a_missing_token_is_retried_with_capped_exponential_backoff() {
         jitter: ceiling_jitter,
         spread: || 0.0,
         token_changed: nudge.subscribe(),
-        refresh_all: all.subscribe(),
         config_reloaded: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
         once: false,
@@ -115,43 +113,26 @@ async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_i
         jitter: ceiling_jitter,
         spread: || 0.0,
         token_changed: watch::channel(0u64).1,
-        refresh_all: watch::channel(0u64).1,
         config_reloaded: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
         once: false,
     };
-    let ctx = |refresh_all: &watch::Sender<u64>| Context {
-        refresh_all: refresh_all.subscribe(),
-        ..base.clone()
-    };
-    let quiet = watch::channel(0u64).0;
-    let poke_other = watch::channel(0u64).0;
     let stop = CancellationToken::new();
-    let spawn = |p: Arc<Profile>, all: &watch::Sender<u64>, stop: &CancellationToken| {
+    let spawn = |p: Arc<Profile>, stop: &CancellationToken| {
         shared.register(p.clone(), None);
-        tokio::spawn(Refresher::new(p, ctx(all)).run(Duration::ZERO, stop.clone()))
+        let (r, manual) = Refresher::new(p, base.clone()).manual();
+        tokio::spawn(r.run(Duration::ZERO, stop.clone()));
+        manual
     };
     let source_stop = stop.child_token();
-    spawn(
-        local_profile(&sts, "src", SOURCE, None),
-        &quiet,
-        &source_stop,
-    );
-    spawn(
-        local_profile(&sts, "other", OTHER, None),
-        &poke_other,
-        &stop,
-    );
+    spawn(local_profile(&sts, "src", SOURCE, None), &source_stop);
+    let other = spawn(local_profile(&sts, "other", OTHER, None), &stop);
     assert!(wait_until(Duration::from_secs(5), || sts.calls() == 2).await);
-    spawn(
-        local_profile(&sts, "chained", CHAINED, Some("src")),
-        &quiet,
-        &stop,
-    );
+    spawn(local_profile(&sts, "chained", CHAINED, Some("src")), &stop);
     assert!(wait_until(Duration::from_secs(5), || sts.calls_for_role(CHAINED) == 1).await);
 
     // Another profile's new session does not concern it.
-    poke_other.send_modify(|g| *g += 1);
+    assert!(other.ask(None));
     assert!(wait_until(Duration::from_secs(10), || sts.calls_for_role(OTHER) == 2).await);
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(sts.calls_for_role(CHAINED), 1);
@@ -161,7 +142,7 @@ async fn a_chained_profile_follows_only_its_source_also_when_a_reload_replaces_i
     source_stop.cancel();
     let replaced = local_profile(&sts, "src", SOURCE_2, None);
     shared.upsert(replaced.clone(), false);
-    tokio::spawn(Refresher::new(replaced, ctx(&quiet)).run(Duration::ZERO, stop.clone()));
+    tokio::spawn(Refresher::new(replaced, base.clone()).run(Duration::ZERO, stop.clone()));
     assert!(wait_until(Duration::from_secs(5), || sts.calls_for_role(CHAINED) == 2).await);
     let signed_with = signing_key(
         sts.requests_for_role(CHAINED)[1]
@@ -186,8 +167,6 @@ struct Reader {
     shared: Arc<Shared>,
     metrics: Metrics,
     refresher: Refresher,
-    /// Keeps the refresher's SIGUSR1 channel open.
-    _all: watch::Sender<u64>,
 }
 
 fn reader_on(sts: &FakeSts, token: &TokenDir, clock: rolecall::clock::Clock) -> Reader {
@@ -195,7 +174,6 @@ fn reader_on(sts: &FakeSts, token: &TokenDir, clock: rolecall::clock::Clock) -> 
     let shared = Shared::with_metrics(metrics.clone());
     let p = local_profile(sts, "reader", SOURCE, None);
     shared.register(p.clone(), None);
-    let all = watch::channel(0u64).0;
     let ctx = Context {
         shared: shared.clone(),
         metrics: metrics.clone(),
@@ -205,7 +183,6 @@ fn reader_on(sts: &FakeSts, token: &TokenDir, clock: rolecall::clock::Clock) -> 
         jitter: ceiling_jitter,
         spread: || 0.0,
         token_changed: watch::channel(0u64).1,
-        refresh_all: all.subscribe(),
         config_reloaded: watch::channel(0u64).1,
         clock,
         once: false,
@@ -214,7 +191,6 @@ fn reader_on(sts: &FakeSts, token: &TokenDir, clock: rolecall::clock::Clock) -> 
         shared,
         metrics,
         refresher: Refresher::new(p, ctx),
-        _all: all,
     }
 }
 
@@ -236,7 +212,6 @@ async fn an_expired_token_is_never_sent_even_when_only_paused_time_reached_its_e
         shared,
         metrics,
         refresher,
-        _all,
     } = reader_on(&sts, &token, clock);
     let stop = CancellationToken::new();
     tokio::spawn(refresher.run(Duration::ZERO, stop.clone()));
@@ -277,10 +252,7 @@ async fn through_an_sts_outage_the_last_session_is_kept_until_it_expires_on_the_
     sts.set_clock(clock);
     let token = TokenDir::new(&valid_jwt());
     let Reader {
-        shared,
-        refresher,
-        _all,
-        ..
+        shared, refresher, ..
     } = reader_on(&sts, &token, clock);
     shared.record_write(Default::default(), true);
     let stop = CancellationToken::new();

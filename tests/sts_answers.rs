@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rolecall::config::{Config, Env, Flags, Profile};
-use rolecall::refresher::{Context, Refresher};
+use rolecall::refresher::{Context, Manual, Refresher};
 use rolecall::state::Shared;
 use rolecall::sts::Sts;
 use rolecall::{Command, Options};
@@ -284,10 +284,7 @@ async fn plain_http_to_a_non_loopback_sts_endpoint_is_warned_about_at_start() {
 }
 
 /// A refresher on a paused clock, against an STS on the same runtime.
-fn paused_refresher(
-    sts: &FakeSts,
-    token: &TokenDir,
-) -> (Arc<Shared>, watch::Sender<u64>, CancellationToken) {
+fn paused_refresher(sts: &FakeSts, token: &TokenDir) -> (Arc<Shared>, Manual, CancellationToken) {
     let shared = Shared::with_metrics(rolecall::metrics::Metrics::new());
     let p = Arc::new(Profile {
         region: Some("eu-west-1".into()),
@@ -295,7 +292,6 @@ fn paused_refresher(
         ..Profile::new("reader", ROLE)
     });
     shared.register(p.clone(), None);
-    let all = watch::channel(0u64).0;
     let ctx = Context {
         shared: shared.clone(),
         metrics: rolecall::metrics::Metrics::new(),
@@ -305,26 +301,26 @@ fn paused_refresher(
         jitter: ceiling_jitter,
         spread: || 0.0,
         token_changed: watch::channel(0u64).1,
-        refresh_all: all.subscribe(),
         config_reloaded: watch::channel(0u64).1,
         clock: rolecall::clock::Clock::system(),
         once: false,
     };
     let stop = CancellationToken::new();
-    tokio::spawn(Refresher::new(p, ctx).run(Duration::ZERO, stop.clone()));
-    (shared, all, stop)
+    let (refresher, manual) = Refresher::new(p, ctx).manual();
+    tokio::spawn(refresher.run(Duration::ZERO, stop.clone()));
+    (shared, manual, stop)
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_burst_of_manual_refreshes_costs_one_call_per_five_seconds() {
     let sts = FakeSts::start_local();
     let token = TokenDir::new(&valid_jwt());
-    let (_shared, all, stop) = paused_refresher(&sts, &token);
+    let (_shared, manual, stop) = paused_refresher(&sts, &token);
     let start = tokio::time::Instant::now();
     assert!(wait_until(Duration::from_secs(5), || sts.calls() == 1).await);
     // A thousand SIGUSR1s in one second.
     for _ in 0..1000 {
-        all.send_modify(|g| *g += 1);
+        manual.ask(None);
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_eq!(sts.calls(), 1, "coalesced until five seconds have passed");
@@ -341,7 +337,7 @@ async fn manual_refreshes_never_cut_a_backoff_short() {
     let sts = FakeSts::start_local();
     sts.set_default(Reply::server_error());
     let token = TokenDir::new(&valid_jwt());
-    let (_shared, all, stop) = paused_refresher(&sts, &token);
+    let (_shared, manual, stop) = paused_refresher(&sts, &token);
     let start = tokio::time::Instant::now();
     // Failed at 0, 1, 11, 31 and 71 s (the probes of an STS that is down,
     // src/pacer.rs): the pause is now 60 s.
@@ -349,7 +345,7 @@ async fn manual_refreshes_never_cut_a_backoff_short() {
     assert_eq!(sts.calls(), 5);
     // SIGUSR1 every 100 ms for 50 s during that backoff.
     for _ in 0..500 {
-        all.send_modify(|g| *g += 1);
+        manual.ask(None);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(sts.calls(), 5, "no call before the backoff ends");

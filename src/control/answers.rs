@@ -2,7 +2,6 @@
 //! `sets`, to a reload, and to a refresh, which waits for the attempts it
 //! started.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
@@ -46,46 +45,54 @@ pub(crate) fn reload_applied(plan: &ReloadPlan) -> Answer {
 }
 
 /// Carries out a refresh of `profile` (or all of `refreshers`, by name):
-/// asks each refresher, then answers, on a task of its own, once every
-/// attempt it started ended or [`REFRESH_WAIT`] passed.
-pub(crate) fn refresh(
-    refreshers: BTreeMap<String, Manual>,
+/// asks each refresher through its [`Manual`]. With a `reply`, answers on
+/// a task of its own once every attempt it started ended or
+/// [`REFRESH_WAIT`] passed; without one (SIGUSR1), nobody waits and
+/// nothing is kept (a refresher with a request already waiting keeps that
+/// one).
+pub(crate) fn refresh<'a>(
+    refreshers: impl Iterator<Item = (&'a str, &'a Manual)> + Clone,
     profile: Option<String>,
-    shared: Arc<Shared>,
-    reply: Reply,
+    shared: &Arc<Shared>,
+    reply: Option<Reply>,
 ) {
-    let targets: Vec<(String, Manual)> = match profile {
-        None => refreshers.into_iter().collect(),
-        Some(name) => match refreshers.get(&name) {
-            Some(m) => vec![(name, m.clone())],
-            None => {
-                let names: Vec<&str> = refreshers.keys().map(String::as_str).collect();
-                let _ = reply.send(Answer::bad_request(format!(
-                    "no profile {}; configured: {}",
-                    crate::text::printable(&name),
-                    names.join(", ")
-                )));
-                return;
-            }
-        },
+    let mut targets = refreshers
+        .clone()
+        .filter(|(n, _)| profile.as_deref().is_none_or(|p| p == *n))
+        .peekable();
+    if let Some(name) = profile.as_deref().filter(|_| targets.peek().is_none()) {
+        let names: Vec<&str> = refreshers.map(|(n, _)| n).collect();
+        if let Some(reply) = reply {
+            let _ = reply.send(Answer::bad_request(format!(
+                "no profile {}; configured: {}",
+                crate::text::printable(name),
+                names.join(", ")
+            )));
+        }
+        return;
+    }
+    let Some(reply) = reply else {
+        for (_, manual) in targets {
+            manual.ask(None);
+        }
+        return;
     };
-    let asked: Vec<(String, Result<oneshot::Receiver<ManualOutcome>, ()>)> = targets
-        .into_iter()
+    let asked: Vec<(String, Option<oneshot::Receiver<ManualOutcome>>)> = targets
         .map(|(name, manual)| {
             let (tx, rx) = oneshot::channel();
-            let sent = manual.try_send(tx).map(|()| rx).map_err(|_| ());
-            (name, sent)
+            (name.to_owned(), manual.ask(Some(tx)).then_some(rx))
         })
         .collect();
+    let shared = shared.clone();
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
         let mut results = Vec::new();
         for (name, asked) in asked {
             let outcome = match asked {
-                Err(()) => Some(ManualOutcome::Skipped(
+                None => Some(ManualOutcome::Skipped(
                     "a refresh of this profile was already asked for".into(),
                 )),
-                Ok(rx) => tokio::time::timeout_at(deadline, rx)
+                Some(rx) => tokio::time::timeout_at(deadline, rx)
                     .await
                     .ok()
                     .and_then(Result::ok),

@@ -8,7 +8,7 @@ use super::answers::refresh;
 use super::protocol::RefreshResult;
 use super::*;
 use crate::config::Profile;
-use crate::refresher::{Manual, ManualOutcome};
+use crate::refresher::{Asked, Manual, ManualOutcome};
 use crate::session::format_time;
 use crate::state::{Shared, current_profile};
 use std::sync::Arc;
@@ -108,27 +108,27 @@ async fn a_client_that_never_finishes_its_line_is_dropped_after_5_s() {
     assert!(commands.try_recv().is_err());
 }
 
-fn refreshers(
-    names: &[&str],
-) -> (
-    BTreeMap<String, Manual>,
-    Vec<mpsc::Receiver<oneshot::Sender<ManualOutcome>>>,
-) {
+fn refreshers(names: &[&str]) -> (BTreeMap<String, Manual>, Vec<mpsc::Receiver<Asked>>) {
     let mut map = BTreeMap::new();
     let mut rxs = Vec::new();
     for n in names {
-        let (tx, rx) = mpsc::channel(1);
+        let (tx, rx) = crate::refresher::manual_channel();
         map.insert(n.to_string(), tx);
         rxs.push(rx);
     }
     (map, rxs)
 }
 
+/// The refreshers of `map`, as the supervisor hands them over.
+fn each(map: &BTreeMap<String, Manual>) -> impl Iterator<Item = (&str, &Manual)> + Clone {
+    map.iter().map(|(n, m)| (n.as_str(), m))
+}
+
 #[tokio::test]
 async fn an_unknown_profile_is_a_usage_error_listing_the_configured_ones() {
     let (map, _rxs) = refreshers(&["a", "b"]);
     let (tx, rx) = oneshot::channel();
-    refresh(map, Some("c\n".into()), Shared::new(), tx);
+    refresh(each(&map), Some("c\n".into()), &Shared::new(), Some(tx));
     let a = rx.await.unwrap();
     assert!(a.usage && !a.ok);
     assert_eq!(a.problems, ["no profile c\\n; configured: a, b"]);
@@ -168,7 +168,7 @@ async fn a_refresh_reports_each_profile_in_name_order() {
     );
     let (map, mut rxs) = refreshers(&["a", "b", "c"]);
     let (tx, rx) = oneshot::channel();
-    refresh(map, None, shared, tx);
+    refresh(each(&map), None, &shared, Some(tx));
     let ok = crate::refresher::Outcome::Refreshed {
         next: Duration::ZERO,
     };
@@ -179,18 +179,21 @@ async fn a_refresh_reports_each_profile_in_name_order() {
     rxs[0]
         .recv()
         .await
+        .flatten()
         .unwrap()
         .send(ManualOutcome::Attempted(ok))
         .unwrap();
     rxs[1]
         .recv()
         .await
+        .flatten()
         .unwrap()
         .send(ManualOutcome::Attempted(failed))
         .unwrap();
     rxs[2]
         .recv()
         .await
+        .flatten()
         .unwrap()
         .send(ManualOutcome::Skipped("refreshed 2 s ago".into()))
         .unwrap();

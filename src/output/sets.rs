@@ -32,6 +32,10 @@ pub const REJECTED_PROBLEMS: usize = 5;
 #[derive(Clone, Debug)]
 pub struct Sets {
     writers: Vec<(Writer, Arc<Helper>)>,
+    /// Whether the configuration declared these sets (otherwise they are
+    /// the one default set): fixed at start, as the layout is. Read
+    /// through [`Sets::declared`].
+    declared: bool,
     rejected: Arc<watch::Sender<Vec<String>>>,
 }
 
@@ -39,7 +43,7 @@ impl Sets {
     /// A writer per output set of `config`, with `jitter` for the backoff,
     /// `clock` for wall time and `metrics` counting failed writes.
     pub fn new(config: &Config, jitter: schedule::Jitter, clock: Clock, metrics: &Metrics) -> Sets {
-        Sets::from_writers(
+        let writers = Sets::from_writers(
             config
                 .outputs
                 .iter()
@@ -52,14 +56,29 @@ impl Sets {
                     (w, Arc::new(Helper::default()))
                 })
                 .collect(),
-        )
+        );
+        Sets {
+            declared: config.declared_sets(),
+            ..writers
+        }
     }
 
+    /// These writers' sets, not declared (as the default set is).
     pub fn from_writers(writers: Vec<(Writer, Arc<Helper>)>) -> Sets {
         Sets {
             writers,
+            declared: false,
             rejected: Arc::new(watch::Sender::new(Vec::new())),
         }
+    }
+
+    /// Whether the output sets are declared (`outputs`), not the one
+    /// default set: then `status.json` names its set and the endpoint
+    /// refuses a profile outside the token's set. The one owner of this
+    /// fact for the process: a change of it needs a restart
+    /// ([`Config::restart_needed`]).
+    pub fn declared(&self) -> bool {
+        self.declared
     }
 
     /// Records the outcome of a reload for `status.json`: the `problems`
@@ -188,7 +207,7 @@ impl Sets {
         let mut pass = WritePass::default();
         let rejected = self.rejected.borrow().clone();
         for (w, _) in &self.writers {
-            match w.write_files(shared, &rejected, now, &mut pass) {
+            match w.write_files(shared, &rejected, self.declared, now, &mut pass) {
                 Ok((n, e)) => {
                     written += n;
                     expires = expires.into_iter().chain(e).min();

@@ -22,8 +22,6 @@ use crate::state::{ProfileState, Shared, WritePass};
 pub struct Writer {
     /// The output set written (its members are kept in [`Shared`]).
     pub set: String,
-    /// Whether `status.json` names the set (only when sets are declared).
-    pub show_set: bool,
     pub dir: PathBuf,
     /// The output dir as the application sees it.
     pub app_dir: PathBuf,
@@ -54,7 +52,6 @@ impl Writer {
     pub(crate) fn for_dir(dir: &std::path::Path) -> Writer {
         Writer {
             set: crate::config::DEFAULT_SET.into(),
-            show_set: false,
             dir: dir.to_owned(),
             app_dir: dir.to_owned(),
             mode: crate::config::DEFAULT_FILE_MODE,
@@ -74,7 +71,6 @@ impl Writer {
     pub fn for_set(config: &Config, set: &OutputSet) -> Writer {
         Writer {
             set: set.name.clone(),
-            show_set: config.declared_sets(),
             dir: set.dir.clone(),
             app_dir: set.app_dir.clone(),
             mode: config.file_mode,
@@ -125,17 +121,18 @@ impl Writer {
     }
 
     /// Renders the current state and writes every file whose content
-    /// changed. Tries every file even when one fails. Returns how many files
+    /// changed (naming no set: a writer alone is the default set's). Tries every file even when one fails. Returns how many files
     /// it replaced or removed.
     pub fn write(&self, shared: &Shared, now: SystemTime) -> Result<usize, WriteError> {
         let mut pass = WritePass::default();
-        let result = self.write_files(shared, &[], now, &mut pass);
+        let result = self.write_files(shared, &[], false, now, &mut pass);
         shared.record_write(pass, result.is_ok());
         result.map(|(files, _)| files)
     }
 
     /// [`Writer::write`] with `rejected`, the refused configuration's first
-    /// problems for `status.json`, noting what the files hold in `pass`
+    /// problems for `status.json`, which names the set if `named` (the sets
+    /// are declared: [`super::Sets::declared`]), noting what the files hold in `pass`
     /// (the caller records the outcome of every set's write). Returns how
     /// many files it replaced or removed, and when the first live session
     /// it rendered expires (the files change then).
@@ -143,13 +140,14 @@ impl Writer {
         &self,
         shared: &Shared,
         rejected: &[String],
+        named: bool,
         now: SystemTime,
         pass: &mut WritePass,
     ) -> Result<(usize, Option<SystemTime>), WriteError> {
         let states = shared.snapshot_of(&self.set);
         let rendered = {
             let states: Vec<&ProfileState> = states.iter().collect();
-            let set = self.show_set.then_some(self.set.as_str());
+            let set = named.then_some(self.set.as_str());
             render_set(&states, rejected, &self.app_dir, set, now)
         };
         let mut first_error = None;

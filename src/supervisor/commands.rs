@@ -35,10 +35,6 @@ impl Supervisor {
     fn carry_out(&mut self, command: Command) {
         match command {
             Command::Reload(reply) => self.reloader.ask(reply),
-            Command::Refresh {
-                profile: None,
-                reply: None,
-            } => self.refresh_all(),
             Command::Refresh { profile, reply } => self.refresh(profile, reply),
             Command::Sets(reply) => {
                 let _ = reply.send(answers::sets_answer(self.core.sets.writers()));
@@ -46,31 +42,22 @@ impl Supervisor {
         }
     }
 
-    /// Every profile refreshes now, or when its 5 s since its last attempt
-    /// are up (SIGUSR1).
-    fn refresh_all(&self) {
-        if let Some(suppressed) = self.refresh_log.admit() {
+    /// Asks `profile`'s refresher (or every one) to refresh now, through
+    /// each one's [`Manual`](crate::refresher::Manual); `reply` gets what
+    /// each did. Without a reply (SIGUSR1) nobody waits: each refreshes now
+    /// or when its 5 s since its last attempt are up.
+    fn refresh(&self, profile: Option<String>, reply: Option<Reply>) {
+        if profile.is_none()
+            && reply.is_none()
+            && let Some(suppressed) = self.refresh_log.admit()
+        {
             tracing::info!(
                 suppressed,
                 "refreshing every profile now (at most once per profile every 5 s)"
             );
         }
-        self.core
-            .refresh_all
-            .send_modify(|g| *g = g.wrapping_add(1));
-    }
-
-    /// Asks `profile`'s refresher (or every one) to refresh now; `reply`
-    /// gets what each did.
-    fn refresh(&self, profile: Option<String>, reply: Option<Reply>) {
-        let manual = self
-            .tasks
-            .iter()
-            .map(|(n, t)| (n.clone(), t.manual.clone()))
-            .collect();
-        // Without a reply, nobody reads the answer.
-        let reply = reply.unwrap_or_else(|| tokio::sync::oneshot::channel().0);
-        answers::refresh(manual, profile, self.core.shared.clone(), reply);
+        let manual = self.tasks.iter().map(|(n, t)| (n.as_str(), &t.manual));
+        answers::refresh(manual, profile, &self.core.shared, reply);
     }
 
     /// Stops every task, waiting for them at most `stop_grace`.

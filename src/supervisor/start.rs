@@ -50,7 +50,7 @@ pub(super) async fn listeners(
             metrics: core.metrics.clone(),
             clock: core.ctx.clock,
             tokens,
-            sets_declared: config.declared_sets(),
+            sets: core.sets.clone(),
         };
         let metrics = core.metrics.clone();
         let (bound, task) = http::serve(addr, move |req| ep.respond(req), metrics, stop.clone())
