@@ -196,6 +196,8 @@ struct Supervisor {
     reloader: Reloader,
     /// A burst of SIGUSR1 logs one line per interval, with the count left out.
     refresh_log: LogLimit,
+    /// A reload retried at the thread limit logs once a minute.
+    thread_limit_log: LogLimit,
 }
 
 /// The long-running sidecar: initial pass, then one task per profile, the
@@ -226,6 +228,7 @@ pub async fn run(
         tasks,
         reloader: Reloader::new(Box::new(reload)),
         refresh_log: LogLimit::new(LOG_INTERVAL),
+        thread_limit_log: LogLimit::new(reloader::THREAD_LIMIT_LOG_INTERVAL),
     };
     supervisor.serve(commands, shutdown).await;
     live.set(false);

@@ -735,6 +735,20 @@ async fn at_its_thread_limit_the_sidecar_survives_a_reload_and_a_lookup_keeps_it
     ] {
         assert!(line.contains(said), "{said:?} missing: {line}");
     }
+    // Retried every 5 s while the limit holds: each retry is counted, and
+    // the log says it once a minute, not at each retry.
+    let retried = wait_until_real(Duration::from_secs(20), || {
+        http_get_blocking(health, "/metrics")
+            .is_some_and(|(_, metrics)| threads_reached(&metrics, "reload") >= 3)
+    })
+    .await;
+    let log = sidecar.log();
+    assert!(retried, "the reload was not retried:\n{log}");
+    assert_eq!(
+        lines_with(&log, "reload not carried out;"),
+        1,
+        "a retry that failed again was logged before the minute:\n{log}"
+    );
     let (code, metrics) = http_get_blocking(health, "/metrics").expect("metrics");
     assert_eq!(code, 200);
     assert!(threads_reached(&metrics, "sts") >= 1, "{metrics}");

@@ -20,6 +20,9 @@ use crate::sys::limits::{OnThread, ThreadError, run_on_thread};
 /// When a reload could not start its thread (the pod's pids limit), how
 /// long until it is tried again.
 pub(super) const RELOAD_THREAD_RETRY: Duration = Duration::from_secs(5);
+/// How often a reload that keeps failing at the thread limit is logged
+/// (the first failure always is).
+pub(super) const THREAD_LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Reads and validates the configuration again (`Config::load`).
 pub(super) type ReadConfig = Box<dyn Fn() -> Result<Config, ConfigError> + Send>;

@@ -9,6 +9,7 @@ use super::reloader::{Finished, RELOAD_THREAD_RETRY, Read};
 use super::{Core, Supervisor, install_helper_if_needed, spawn_refresher};
 use crate::config::Config;
 use crate::control::{answers, protocol::Answer};
+use crate::ratelimit::LogLimit;
 use crate::refresher::Refresher;
 use crate::reload::ReloadPlan;
 use crate::sys::limits::{Limit, ThreadError};
@@ -41,7 +42,7 @@ impl Supervisor {
                     .show_rejected(&self.core.shared, problems.clone());
                 return Answer::refused(problems);
             }
-            Err(e) => return not_read(&self.core, e),
+            Err(e) => return not_read(&self.core, &self.thread_limit_log, e),
         };
         let core = &self.core;
         apply_members(core, &new);
@@ -65,15 +66,24 @@ impl Supervisor {
     }
 }
 
-/// The reload's thread did not return a configuration.
-fn not_read(core: &Core, e: ThreadError) -> Answer {
+/// The reload's thread did not return a configuration. At the thread
+/// limit the reload is retried every [`RELOAD_THREAD_RETRY`]: the first
+/// failure is logged, the retries that fail again once per
+/// [`super::reloader::THREAD_LIMIT_LOG_INTERVAL`] with the count left out (each is counted
+/// in `rolecall_limit_reached_total`).
+fn not_read(core: &Core, log: &LogLimit, e: ThreadError) -> Answer {
     match e {
         e @ ThreadError::Unavailable { .. } => {
             // Not the file's fault: nothing is recorded against it.
             core.metrics.count_limit_reached(Limit::Threads, "reload");
             let hint = Limit::Threads.hint();
             let retry_in_s = RELOAD_THREAD_RETRY.as_secs();
-            tracing::error!(error = %e, hint = %hint, retry_in_s, "reload not carried out; keeping the running configuration");
+            match log.admit() {
+                Some(suppressed) => {
+                    tracing::error!(error = %e, hint = %hint, retry_in_s, suppressed, "reload not carried out; keeping the running configuration")
+                }
+                None => tracing::debug!(error = %e, retry_in_s, "reload not carried out again"),
+            }
             Answer::refused(vec![format!(
                 "{e}; {hint}; the reload is tried again in {retry_in_s} s"
             )])
