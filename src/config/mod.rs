@@ -17,8 +17,8 @@
 //!    bundle and the supplied endpoint tokens the merged options name;
 //! 4. `validate`: the process-wide options, each checked once;
 //! 5. `profiles`: each profile checked and completed with the defaults it
-//!    inherits (`checks` holds the checks of single values, `endpoint` the
-//!    SDK's endpoint rules);
+//!    inherits (`checks` holds rolecall's checks of single values,
+//!    `crate::aws` AWS's rules);
 //! 6. `order`: the source_profile graph (cycles; sources before the
 //!    profiles chained to them, [`Config::order`] and [`Config::waves`]).
 
@@ -28,7 +28,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod checks;
-mod endpoint;
 mod files;
 mod options;
 mod order;
@@ -41,19 +40,14 @@ mod validate;
 mod values;
 mod yaml;
 
-pub use checks::{check_role_arn, default_session_name};
-pub use endpoint::{FALLBACK_REGION, endpoint_for};
+pub use checks::default_session_name;
 pub use options::Flags;
 pub use outputs::{DEFAULT_SET, valid_set_name};
-pub use profile::{CredentialsMode, KUBERNETES_TAG_KEYS, Profile};
+pub use profile::{CredentialsMode, Profile, endpoint_for};
 
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 pub const DEFAULT_OUTPUT_DIR: &str = "/aws";
 pub const DEFAULT_DURATION: u32 = 3600;
-pub const MIN_DURATION: u32 = 900;
-pub const MAX_DURATION: u32 = 43200;
-/// AWS caps role-chained sessions at one hour.
-pub const MAX_CHAINED_DURATION: u32 = 3600;
 pub const DEFAULT_FILE_MODE: u32 = 0o640;
 pub const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:9911";
 /// The control socket of `rolecall reload` and `rolecall refresh`: in a
@@ -61,8 +55,6 @@ pub const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:9911";
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/rolecall/control.sock";
 /// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
 pub const MAX_SOCKET_PATH_BYTES: usize = 107;
-pub const MAX_POLICY_CHARS: usize = 2048;
-pub const MAX_POLICY_ARNS: usize = 10;
 /// The largest configuration file read: a real one is a few KiB.
 pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 /// The deepest nesting accepted in the configuration file (a real one

@@ -55,19 +55,9 @@ pub struct Profile {
     /// `SourceIdentity` of a chained profile's `AssumeRole`.
     pub source_identity: Option<String>,
     /// Tag a chained session from the token's `kubernetes.io` claims, with
-    /// the keys EKS Pod Identity uses ([`KUBERNETES_TAG_KEYS`]).
+    /// the keys EKS Pod Identity uses ([`crate::aws::KUBERNETES_TAG_KEYS`]).
     pub kubernetes_tags: bool,
 }
-
-/// The session tags `kubernetes_tags` adds, named as EKS Pod Identity names
-/// its own (so one policy serves both), all transitive as Pod Identity's
-/// are: the namespace, the service account, the pod's name and uid.
-pub const KUBERNETES_TAG_KEYS: [&str; 4] = [
-    "kubernetes-namespace",
-    "kubernetes-service-account",
-    "kubernetes-pod-name",
-    "kubernetes-pod-uid",
-];
 
 impl Profile {
     /// A profile with the defaults a configuration gives when nothing else is
@@ -126,4 +116,11 @@ impl Profile {
     pub fn account(&self) -> &str {
         self.role_arn.split(':').nth(4).unwrap_or_default()
     }
+}
+
+/// The URL of `p`'s STS calls by the SDK's rules ([`crate::aws::endpoint_for`]),
+/// as `check` prints it; an error for a combination the SDK refuses.
+pub fn endpoint_for(p: &Profile) -> Result<String, String> {
+    let (region, custom) = (p.region.as_deref(), p.sts_endpoint.as_deref());
+    crate::aws::endpoint_for(region, p.use_fips, p.use_dualstack, custom)
 }

@@ -5,16 +5,16 @@
 
 use std::time::Duration;
 
-use super::checks::{
-    check_duration, check_endpoint, check_external_id, check_policy, check_policy_arn,
-    check_profile_name, check_region, check_role_arn, check_session_name, parse_bool, word,
-};
+use super::checks::{check_profile_name, parse_bool, word};
 use super::options::{Layer, ROLE_ARN};
 use super::sources::{RawProfile, RawProfiles};
 use super::validate::{Globals, validate};
 use super::values::{Problems, Sourced, join};
-use super::{
-    CredentialsMode, DEFAULT_DURATION, MAX_CHAINED_DURATION, MAX_DURATION, MAX_POLICY_ARNS, Profile,
+use super::{CredentialsMode, DEFAULT_DURATION, Profile};
+use crate::aws::{
+    MAX_CHAINED_DURATION, MAX_DURATION, MAX_POLICY_ARNS, check_duration, check_endpoint,
+    check_external_id, check_policy, check_policy_arn, check_region, check_role_arn,
+    check_session_name,
 };
 use crate::text::printable;
 

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::checks::{parse_addr, parse_bool, quoted, word};
+use super::checks::{parse_addr, parse_bool, word};
 use super::files::Loaded;
 use super::values::{Problems, Sourced, src};
 use super::{Config, LogFormat};
@@ -13,7 +13,7 @@ use super::{
     DEFAULT_CONTROL_SOCKET, DEFAULT_FILE_MODE, DEFAULT_HEALTH_ADDR, DEFAULT_OUTPUT_DIR,
     DEFAULT_TOKEN_FILE, MAX_SOCKET_PATH_BYTES,
 };
-use crate::text::printable;
+use crate::text::{printable, quoted};
 
 /// The checked process-wide options.
 #[derive(Debug)]
