@@ -284,11 +284,8 @@ fn assemble(
     let loaded = files::Loaded::read(&v.ca_bundle, &v.endpoint_addr, tokens);
     let (globals, global_problems) = v.globals(loaded);
     let mut problems = values::Problems::default();
-    let stages = [file.problems, global_problems, from_env.problems];
-    for p in stages
-        .into_iter()
-        .chain([from_flags.problems, merged.problems])
-    {
+    let (f, e) = (from_flags.problems, from_env.problems);
+    for p in [file.problems, global_problems, e, f, merged.problems] {
         problems.append(p);
     }
     let (profiles, profile_problems) = profiles::resolve(
@@ -301,18 +298,10 @@ fn assemble(
     problems.append(profile_problems);
     let names = merged.profiles.iter();
     let names = names.map(|(n, (s, _))| (n.clone(), s.clone())).collect();
-    let c = &globals.config;
-    let cx = outputs::Context {
-        values: &merged.values,
-        profiles: &names,
-        endpoint_set: globals.endpoint_set,
-        output_dir: &c.output_dir,
-        app_output_dir: &c.app_output_dir,
-        endpoint_token_file: c.endpoint_token_file.as_deref(),
-        files: &globals.files,
-    };
-    let (sets, declared) = outputs::resolve(file.outputs, &cx, &mut problems);
+    let raw_sets = file.outputs;
+    let (sets, declared) = outputs::resolve(raw_sets, v, &names, &globals, &mut problems);
     if declared {
+        let c = &globals.config;
         socket_outside_sets(c, &merged.values.control_socket, &sets, &mut problems);
     }
     let problems = problems.into_vec();
