@@ -150,12 +150,6 @@ pub struct OutputSet {
     pub endpoint_token_file: Option<PathBuf>,
 }
 
-impl OutputSet {
-    pub fn has(&self, profile: &str) -> bool {
-        self.profiles.iter().any(|p| p == profile)
-    }
-}
-
 /// One thing wrong with the configuration, and where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {

@@ -7,9 +7,10 @@ use std::time::Duration;
 use super::DEFAULT_DURATION;
 
 /// How a profile's credentials reach the application.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CredentialsMode {
     /// Keys in the shared `credentials` file.
+    #[default]
     File,
     /// A `credential_process` line in `config` running the rolecall helper.
     Process,
@@ -30,7 +31,8 @@ impl CredentialsMode {
 }
 
 /// One validated profile: everything needed for its STS call and its output.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// (`Default` is the empty profile; [`Profile::new`] has the defaults.)
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Profile {
     pub name: String,
     pub role_arn: String,
@@ -66,21 +68,9 @@ impl Profile {
         Profile {
             name: name.into(),
             role_arn: role_arn.into(),
-            region: None,
-            sts_endpoint: None,
-            use_fips: false,
-            use_dualstack: false,
             duration: Duration::from_secs(DEFAULT_DURATION.into()),
             session_name: "rolecall".into(),
-            credentials: CredentialsMode::File,
-            policy: None,
-            policy_arns: Vec::new(),
-            source_profile: None,
-            external_id: None,
-            tags: Vec::new(),
-            transitive_tag_keys: Vec::new(),
-            source_identity: None,
-            kubernetes_tags: false,
+            ..Profile::default()
         }
     }
 
