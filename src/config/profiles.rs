@@ -212,17 +212,12 @@ fn own_settings(
     });
     let external_id = raw.external_id.as_ref();
     let external_id = external_id.and_then(|s| validate(s, p, check_external_id));
-    let tags = super::tags::resolve(raw, &name_src.origin, chained, p);
     Profile {
         policy,
         policy_arns,
         source_profile,
         external_id,
-        tags: tags.tags,
-        transitive_tag_keys: tags.transitive,
-        source_identity: tags.source_identity,
-        kubernetes_tags: tags.kubernetes,
-        ..Profile::new("", "")
+        ..super::tags::resolve(raw, &name_src.origin, chained, p)
     }
 }
 

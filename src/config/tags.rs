@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 
+use super::Profile;
 use super::checks::parse_bool;
 use super::sources::RawProfile;
 use super::validate::validate;
@@ -33,18 +34,10 @@ fn unchained(raw: &RawProfile, kubernetes: bool, p: &mut Problems) {
     }
 }
 
-/// A profile's checked tag settings.
-#[derive(Debug, Default)]
-pub(super) struct Tags {
-    pub tags: Vec<(String, String)>,
-    pub transitive: Vec<String>,
-    pub source_identity: Option<String>,
-    pub kubernetes: bool,
-}
-
-/// Checks `raw`'s tag settings (`origin` names the profile); `chained`:
-/// whether it has a source profile, the only kind they apply to.
-pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Problems) -> Tags {
+/// Checks `raw`'s tag settings (`origin` names the profile): a profile
+/// holding only them; `chained`: whether it has a source profile, the only
+/// kind they apply to.
+pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Problems) -> Profile {
     let kubernetes = raw
         .kubernetes_tags
         .as_ref()
@@ -56,7 +49,7 @@ pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Pro
         .and_then(|s| validate(s, p, check_source_identity));
     if !chained {
         unchained(raw, kubernetes, p);
-        return Tags::default();
+        return Profile::default();
     }
     let mut tags = Vec::new();
     let mut seen = BTreeSet::new();
@@ -100,12 +93,12 @@ pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Pro
             ),
         );
     }
-    let transitive = transitive(raw, &seen, kubernetes, p);
-    Tags {
+    Profile {
         tags,
-        transitive,
+        transitive_tag_keys: transitive(raw, &seen, kubernetes, p),
         source_identity,
-        kubernetes,
+        kubernetes_tags: kubernetes,
+        ..Profile::default()
     }
 }
 
