@@ -282,22 +282,10 @@ fn assemble(
     for p in [file.problems, global_problems, e, f, merged.problems] {
         problems.append(p);
     }
-    let (profiles, profile_problems) = profiles::resolve(
-        &merged.profiles,
-        &merged.values,
-        &globals,
-        &default_session_name(env),
-        problems.touch_file(),
-    );
-    problems.append(profile_problems);
-    let names = merged.profiles.iter();
-    let names = names.map(|(n, (s, _))| (n.clone(), s.clone())).collect();
-    let raw_sets = file.outputs;
-    let (sets, declared) = outputs::resolve(raw_sets, v, &names, &globals, &mut problems);
-    if declared {
-        let c = &globals.config;
-        socket_outside_sets(c, &merged.values.control_socket, &sets, &mut problems);
-    }
+    let session = default_session_name(env);
+    let profiles = profiles::resolve(&merged.profiles, v, &globals, &session, &mut problems);
+    let (sets, declared) =
+        outputs::resolve(file.outputs, v, &merged.profiles, &globals, &mut problems);
     let problems = problems.into_vec();
     if !problems.is_empty() {
         return Err(ConfigError { problems });
@@ -310,32 +298,6 @@ fn assemble(
         sets_declared: declared,
         ..globals.config
     })
-}
-
-/// The apps mount the declared sets' dirs: none may hold the control
-/// socket (`at`: where it was set, if not the default).
-fn socket_outside_sets(
-    c: &Config,
-    at: &Option<values::Sourced>,
-    sets: &[OutputSet],
-    problems: &mut values::Problems,
-) {
-    let Some(sock) = &c.control_socket else {
-        return;
-    };
-    let at = at
-        .as_ref()
-        .map_or("control_socket (default)", |s| &s.origin);
-    for set in sets.iter().filter(|set| sock.starts_with(&set.dir)) {
-        problems.push(
-            at,
-            format!(
-                "{} is inside output set {}'s dir, which an application container mounts: it must never reach the control socket; use a directory only this container mounts, such as /run/rolecall/control.sock",
-                sock.display(),
-                set.name
-            ),
-        );
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::OutputSet;
 use super::options::Layer;
+use super::sources::RawProfiles;
 use super::validate::Globals;
 use super::values::{Problems, Sourced, join};
 use crate::text::printable;
@@ -48,9 +49,6 @@ pub fn valid_set_name(name: &str) -> bool {
         && name.ends_with(ok)
 }
 
-/// Every configured profile name, with where it was named.
-pub(super) type Names = BTreeMap<String, Sourced>;
-
 /// What the sets checked so far hold, that a next one must not repeat.
 #[derive(Default)]
 struct Taken {
@@ -62,12 +60,12 @@ struct Taken {
 /// The checked sets: the declared ones sorted by name, or the default set.
 /// The bool says whether sets were declared.
 /// `values`: the merged options (to refuse `output_dir` beside `outputs`);
-/// `g`: the checked globals (the default set's dirs, the endpoint, the
+/// `names`: every configured profile; `g`: the checked globals (the default set's dirs, the endpoint, the
 /// token files as the load read them).
 pub(super) fn resolve(
     raw: Option<RawOutputs>,
     v: &Layer,
-    names: &Names,
+    names: &RawProfiles,
     g: &Globals,
     problems: &mut Problems,
 ) -> (Vec<OutputSet>, bool) {
@@ -109,7 +107,7 @@ pub(super) fn resolve(
         .iter()
         .map(|r| set(r, names, g, &mut taken, problems))
         .collect();
-    for (name, s) in names {
+    for (name, (s, _)) in names {
         if !taken.profiles.contains(name) {
             problems.at(
                 s,
@@ -121,13 +119,14 @@ pub(super) fn resolve(
         }
     }
     sets.sort_by(|a, b| a.name.cmp(&b.name));
+    socket_outside_sets(&g.config, &v.control_socket, &sets, problems);
     (sets, true)
 }
 
 /// One declared set, checked against the sets before it.
 fn set(
     r: &RawSet,
-    names: &Names,
+    names: &RawProfiles,
     g: &Globals,
     taken: &mut Taken,
     problems: &mut Problems,
@@ -238,7 +237,7 @@ fn token_file(
 }
 
 /// A set's profiles, each configured and listed once.
-fn set_profiles(r: &RawSet, names: &Names, problems: &mut Problems) -> BTreeSet<String> {
+fn set_profiles(r: &RawSet, names: &RawProfiles, problems: &mut Problems) -> BTreeSet<String> {
     let mut profiles = BTreeSet::new();
     match &r.profiles {
         None => problems.in_file(
@@ -305,6 +304,32 @@ fn resolved(path: &Path) -> PathBuf {
             }
             _ => return path.to_owned(),
         }
+    }
+}
+
+/// The apps mount the declared sets' dirs: none may hold the control
+/// socket (`at`: where it was set, if not the default).
+fn socket_outside_sets(
+    c: &super::Config,
+    at: &Option<Sourced>,
+    sets: &[OutputSet],
+    problems: &mut Problems,
+) {
+    let Some(sock) = &c.control_socket else {
+        return;
+    };
+    let at = at
+        .as_ref()
+        .map_or("control_socket (default)", |s| &s.origin);
+    for set in sets.iter().filter(|set| sock.starts_with(&set.dir)) {
+        problems.push(
+            at,
+            format!(
+                "{} is inside output set {}'s dir, which an application container mounts: it must never reach the control socket; use a directory only this container mounts, such as /run/rolecall/control.sock",
+                sock.display(),
+                set.name
+            ),
+        );
     }
 }
 

@@ -46,17 +46,16 @@ fn or<T>(
 }
 
 /// Checks and completes every profile (sorted by name); `values` are the
-/// merged options (the defaults). `file_reported`: the configuration file
-/// already has a problem, so its profiles are not "missing".
+/// merged options (the defaults). When the configuration file already
+/// has a problem, its profiles are not "missing".
 pub(super) fn resolve(
     merged: &RawProfiles,
     values: &Layer,
     g: &Globals,
     default_session: &str,
-    file_reported: bool,
-) -> (Vec<Profile>, Problems) {
-    let mut problems = Problems::default();
-    if merged.is_empty() && !file_reported {
+    problems: &mut Problems,
+) -> Vec<Profile> {
+    if merged.is_empty() && !problems.touch_file() {
         problems.push(
             "profiles",
             "no profiles configured: give --profile NAME=ROLE_ARN, ROLECALL_PROFILES, `profiles` in the config file, or AWS_ROLE_ARN",
@@ -70,11 +69,11 @@ pub(super) fn resolve(
     };
     let profiles = merged
         .iter()
-        .filter_map(|(name, (name_src, raw))| one(name, name_src, raw, &d, &mut problems))
+        .filter_map(|(name, (name_src, raw))| one(name, name_src, raw, &d, problems))
         .collect::<Vec<_>>();
-    super::order::check_cycles(merged, &mut problems);
-    check_process_dir(&profiles, g, &mut problems);
-    (profiles, problems)
+    super::order::check_cycles(merged, problems);
+    check_process_dir(&profiles, g, problems);
+    profiles
 }
 
 /// One profile, checked in the order its problems are listed; `None` when
