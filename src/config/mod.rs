@@ -57,16 +57,11 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/rolecall/control.sock";
 pub const MAX_SOCKET_PATH_BYTES: usize = 107;
 /// The largest configuration file read: a real one is a few KiB.
 pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
-/// The deepest nesting accepted in the configuration file (a real one
-/// nests 4 levels: profiles, name, key, list), aliases expanded. Checked on
-/// the YAML parser's events, which stop there: the parser's time grows with
-/// the square of the depth of flow brackets.
+/// The deepest nesting of the configuration file, aliases expanded (a real
+/// one nests 4 levels); the parser's time grows with its square.
 pub const MAX_CONFIG_DEPTH: usize = 32;
-/// The most values (scalars, lists, mappings; each alias counted as the
-/// copy of what it names) the configuration file may build: a real one
-/// holds a few hundred. Checked on the parser's events before serde_yaml_ng
-/// builds anything, so that a file of aliases to aliases cannot grow the
-/// process.
+/// The most values (an alias counts as the copy of what it names) the file
+/// may build, before serde_yaml_ng builds any: a real one holds a few hundred.
 pub const MAX_CONFIG_NODES: u64 = 100_000;
 
 /// The environment as a map, so tests never touch the process environment.
