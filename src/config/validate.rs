@@ -118,18 +118,14 @@ pub(super) fn health_addr(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems
 pub(super) fn endpoint_addr(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     let s = s.filter(|s| !s.value.trim().is_empty());
     g.endpoint_set = s.is_some();
-    g.config.endpoint_addr = s.and_then(|s| {
-        validate(s, p, |v| {
-            let a = parse_addr(v)?;
-            if a.ip().is_loopback() {
-                Ok(a)
-            } else {
-                Err(format!(
-                    "{a} is not a loopback address: the credentials endpoint must only be reachable inside the pod (use 127.0.0.1:PORT)"
-                ))
-            }
-        })
-    });
+    let loopback = |v: &str| {
+        let a = parse_addr(v)?;
+        let why = format!(
+            "{a} is not a loopback address: the credentials endpoint must only be reachable inside the pod (use 127.0.0.1:PORT)"
+        );
+        a.ip().is_loopback().then_some(a).ok_or(why)
+    };
+    g.config.endpoint_addr = s.and_then(|s| validate(s, p, loopback));
 }
 
 /// Checked as the load read it, so that a bad token file exits 64 at
