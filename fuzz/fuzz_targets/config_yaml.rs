@@ -8,9 +8,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use rolecall::config::{
-    Config, Env, Flags, MAX_CHAINED_DURATION, MAX_DURATION, MAX_POLICY_ARNS, MIN_DURATION,
-};
+use rolecall::aws::{MAX_CHAINED_DURATION, MAX_DURATION, MAX_POLICY_ARNS, MIN_DURATION};
+use rolecall::config::{Config, Env, Flags};
 
 fn no_newline(what: &str, v: &str) {
     assert!(

@@ -26,7 +26,13 @@ find src/config_old -name '*.rs' -exec sed -i \
     -e 's/crate::config::/crate::config_old::/g' \
     -e 's/crate::sts::endpoint_for/self::endpoint::endpoint_for/g' \
     -e 's/crate::endpoint::read_supplied_token/crate::supplied::read_supplied_token/g' {} +
-cp src/config/endpoint.rs src/config_old/endpoint.rs
+# The SDK's endpoint rules are crate::aws's now, on plain arguments.
+cat > src/config_old/endpoint.rs <<'RS'
+pub fn endpoint_for(p: &super::Profile) -> Result<String, String> {
+    let (region, custom) = (p.region.as_deref(), p.sts_endpoint.as_deref());
+    crate::aws::endpoint_for(region, p.use_fips, p.use_dualstack, custom)
+}
+RS
 sed -i 's/^mod checks;$/mod checks;\nmod endpoint;/' src/config_old/mod.rs
 sed -i 's/self::endpoint::endpoint_for/super::endpoint::endpoint_for/g' src/config_old/profiles.rs
 # Its own unit tests are not needed.

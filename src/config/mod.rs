@@ -17,8 +17,8 @@
 //!    bundle and the supplied endpoint tokens the merged options name;
 //! 4. `validate`: the process-wide options, each checked once;
 //! 5. `profiles`: each profile checked and completed with the defaults it
-//!    inherits (`checks` holds the checks of single values, `endpoint` the
-//!    SDK's endpoint rules);
+//!    inherits (`checks` holds rolecall's checks of single values,
+//!    `crate::aws` AWS's rules);
 //! 6. `order`: the source_profile graph (cycles; sources before the
 //!    profiles chained to them, [`Config::order`] and [`Config::waves`]).
 
@@ -28,7 +28,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod checks;
-mod endpoint;
 mod files;
 mod options;
 mod order;
@@ -41,19 +40,14 @@ mod validate;
 mod values;
 mod yaml;
 
-pub use checks::{check_role_arn, default_session_name};
-pub use endpoint::{FALLBACK_REGION, endpoint_for};
+pub use checks::default_session_name;
 pub use options::Flags;
 pub use outputs::{DEFAULT_SET, valid_set_name};
-pub use profile::{CredentialsMode, KUBERNETES_TAG_KEYS, Profile};
+pub use profile::{CredentialsMode, Profile, endpoint_for};
 
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 pub const DEFAULT_OUTPUT_DIR: &str = "/aws";
 pub const DEFAULT_DURATION: u32 = 3600;
-pub const MIN_DURATION: u32 = 900;
-pub const MAX_DURATION: u32 = 43200;
-/// AWS caps role-chained sessions at one hour.
-pub const MAX_CHAINED_DURATION: u32 = 3600;
 pub const DEFAULT_FILE_MODE: u32 = 0o640;
 pub const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:9911";
 /// The control socket of `rolecall reload` and `rolecall refresh`: in a
@@ -61,20 +55,13 @@ pub const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:9911";
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/rolecall/control.sock";
 /// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
 pub const MAX_SOCKET_PATH_BYTES: usize = 107;
-pub const MAX_POLICY_CHARS: usize = 2048;
-pub const MAX_POLICY_ARNS: usize = 10;
 /// The largest configuration file read: a real one is a few KiB.
 pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
-/// The deepest nesting accepted in the configuration file (a real one
-/// nests 4 levels: profiles, name, key, list), aliases expanded. Checked on
-/// the YAML parser's events, which stop there: the parser's time grows with
-/// the square of the depth of flow brackets.
+/// The deepest nesting of the configuration file, aliases expanded (a real
+/// one nests 4 levels); the parser's time grows with its square.
 pub const MAX_CONFIG_DEPTH: usize = 32;
-/// The most values (scalars, lists, mappings; each alias counted as the
-/// copy of what it names) the configuration file may build: a real one
-/// holds a few hundred. Checked on the parser's events before serde_yaml_ng
-/// builds anything, so that a file of aliases to aliases cannot grow the
-/// process.
+/// The most values (an alias counts as the copy of what it names) the file
+/// may build, before serde_yaml_ng builds any: a real one holds a few hundred.
 pub const MAX_CONFIG_NODES: u64 = 100_000;
 
 /// The environment as a map, so tests never touch the process environment.
@@ -156,12 +143,6 @@ pub struct OutputSet {
     pub profiles: Vec<String>,
     /// A supplied endpoint token for this set.
     pub endpoint_token_file: Option<PathBuf>,
-}
-
-impl OutputSet {
-    pub fn has(&self, profile: &str) -> bool {
-        self.profiles.iter().any(|p| p == profile)
-    }
 }
 
 /// One thing wrong with the configuration, and where it came from.
@@ -292,37 +273,14 @@ fn assemble(
     let loaded = files::Loaded::read(&v.ca_bundle, &v.endpoint_addr, tokens);
     let (globals, global_problems) = v.globals(loaded);
     let mut problems = values::Problems::default();
-    let stages = [file.problems, global_problems, from_env.problems];
-    for p in stages
-        .into_iter()
-        .chain([from_flags.problems, merged.problems])
-    {
+    let (f, e) = (from_flags.problems, from_env.problems);
+    for p in [file.problems, global_problems, e, f, merged.problems] {
         problems.append(p);
     }
-    let (profiles, profile_problems) = profiles::resolve(
-        &merged.profiles,
-        &merged.values,
-        &globals,
-        &default_session_name(env),
-        problems.touch_file(),
-    );
-    problems.append(profile_problems);
-    let names = merged.profiles.iter();
-    let names = names.map(|(n, (s, _))| (n.clone(), s.clone())).collect();
-    let c = &globals.config;
-    let cx = outputs::Context {
-        values: &merged.values,
-        profiles: &names,
-        endpoint_set: globals.endpoint_set,
-        output_dir: &c.output_dir,
-        app_output_dir: &c.app_output_dir,
-        endpoint_token_file: c.endpoint_token_file.as_deref(),
-        files: &globals.files,
-    };
-    let (sets, declared) = outputs::resolve(file.outputs, &cx, &mut problems);
-    if declared {
-        socket_outside_sets(c, &merged.values.control_socket, &sets, &mut problems);
-    }
+    let session = default_session_name(env);
+    let profiles = profiles::resolve(&merged.profiles, v, &globals, &session, &mut problems);
+    let (sets, declared) =
+        outputs::resolve(file.outputs, v, &merged.profiles, &globals, &mut problems);
     let problems = problems.into_vec();
     if !problems.is_empty() {
         return Err(ConfigError { problems });
@@ -335,32 +293,6 @@ fn assemble(
         sets_declared: declared,
         ..globals.config
     })
-}
-
-/// The apps mount the declared sets' dirs: none may hold the control
-/// socket (`at`: where it was set, if not the default).
-fn socket_outside_sets(
-    c: &Config,
-    at: &Option<values::Sourced>,
-    sets: &[OutputSet],
-    problems: &mut values::Problems,
-) {
-    let Some(sock) = &c.control_socket else {
-        return;
-    };
-    let at = at
-        .as_ref()
-        .map_or("control_socket (default)", |s| &s.origin);
-    for set in sets.iter().filter(|set| sock.starts_with(&set.dir)) {
-        problems.push(
-            at,
-            format!(
-                "{} is inside output set {}'s dir, which an application container mounts: it must never reach the control socket; use a directory only this container mounts, such as /run/rolecall/control.sock",
-                sock.display(),
-                set.name
-            ),
-        );
-    }
 }
 
 #[cfg(test)]

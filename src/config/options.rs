@@ -20,7 +20,8 @@ pub(super) enum Yaml {
     Text,
     /// A number is the mode itself (`0o640` == 416), a string octal text.
     Mode,
-    /// A boolean, or the same words as text.
+    /// A boolean, or the same words as text; its flag takes `--flag`,
+    /// `--flag=true` or `--flag=false`.
     Bool,
 }
 
@@ -64,9 +65,9 @@ macro_rules! options {
                 long,
                 value_name = $value_name,
                 help = concat!($help, bracket!([$($env),*] $($default)?)),
-                num_args = if yaml_bool!($yaml) { 0..=1 } else { 1..=1 },
-                default_missing_value = yaml_bool!($yaml).then_some("true"),
-                require_equals = yaml_bool!($yaml),
+                num_args = if Yaml::$yaml == Yaml::Bool { 0..=1 } else { 1..=1 },
+                default_missing_value = (Yaml::$yaml == Yaml::Bool).then_some("true"),
+                require_equals = Yaml::$yaml == Yaml::Bool,
             )]
             pub $field: Option<String>,)*
         }
@@ -84,7 +85,7 @@ macro_rules! options {
             #[cfg(test)]
             field: stringify!($field),
             env: &[$($env),*],
-            inherited: scope!($scope),
+            inherited: matches!(stringify!($scope).as_bytes(), b"inherited"),
         },)*];
 
         impl Layer {
@@ -98,7 +99,7 @@ macro_rules! options {
             /// The environment: the first of an option's variables set (to
             /// a non-empty value, unless an empty one counts).
             pub fn from_env(env: &Env) -> Layer {
-                Layer {$($field: env_value(env, &[$($env),*], keep!($($keep)?)),)*}
+                Layer {$($field: env_value(env, &[$($env),*], !stringify!($($keep)?).is_empty()),)*}
             }
 
             /// `self` under `over`: field by field, `over`'s value if set.
@@ -111,7 +112,7 @@ macro_rules! options {
             pub fn slot(&mut self, key: &str, inherited_only: bool)
                 -> Option<(&mut Option<Sourced>, Yaml)> {
                 match key {
-                    $($key if !inherited_only || scope!($scope) =>
+                    $($key if !inherited_only || stringify!($scope) == "inherited" =>
                         Some((&mut self.$field, Yaml::$yaml)),)*
                     _ => None,
                 }
@@ -155,31 +156,6 @@ macro_rules! bracket {
     };
     ([$first:literal $(, $env:literal)*] $default:literal) => {
         concat!(" [env: ", $first, $(", ", $env,)* "; default: ", $default, "]")
-    };
-}
-/// A boolean flag takes `--flag`, `--flag=true` or `--flag=false`.
-macro_rules! yaml_bool {
-    (Bool) => {
-        true
-    };
-    ($other:ident) => {
-        false
-    };
-}
-macro_rules! scope {
-    (inherited) => {
-        true
-    };
-    (global) => {
-        false
-    };
-}
-macro_rules! keep {
-    () => {
-        false
-    };
-    (keep_empty) => {
-        true
     };
 }
 macro_rules! check {

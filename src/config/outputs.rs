@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use super::OutputSet;
-use super::files::Loaded;
 use super::options::Layer;
+use super::sources::RawProfiles;
+use super::validate::Globals;
 use super::values::{Problems, Sourced, join};
 use crate::text::printable;
 
@@ -48,22 +49,6 @@ pub fn valid_set_name(name: &str) -> bool {
         && name.ends_with(ok)
 }
 
-/// What the sets are checked against.
-pub(super) struct Context<'a> {
-    /// The merged option values (to refuse `output_dir` beside `outputs`).
-    pub values: &'a Layer,
-    /// Every configured profile name, with where it was named.
-    pub profiles: &'a BTreeMap<String, Sourced>,
-    /// Whether the endpoint is enabled (a per-set token file needs it).
-    pub endpoint_set: bool,
-    /// The global defaults (for the default set).
-    pub output_dir: &'a Path,
-    pub app_output_dir: &'a Path,
-    pub endpoint_token_file: Option<&'a Path>,
-    /// The token files, as the load read them.
-    pub files: &'a Loaded,
-}
-
 /// What the sets checked so far hold, that a next one must not repeat.
 #[derive(Default)]
 struct Taken {
@@ -74,22 +59,27 @@ struct Taken {
 
 /// The checked sets: the declared ones sorted by name, or the default set.
 /// The bool says whether sets were declared.
+/// `values`: the merged options (to refuse `output_dir` beside `outputs`);
+/// `names`: every configured profile; `g`: the checked globals (the default set's dirs, the endpoint, the
+/// token files as the load read them).
 pub(super) fn resolve(
     raw: Option<RawOutputs>,
-    cx: &Context<'_>,
+    v: &Layer,
+    names: &RawProfiles,
+    g: &Globals,
     problems: &mut Problems,
 ) -> (Vec<OutputSet>, bool) {
     let Some(raw) = raw else {
+        let c = &g.config;
         let set = OutputSet {
             name: DEFAULT_SET.into(),
-            dir: cx.output_dir.to_owned(),
-            app_dir: cx.app_output_dir.to_owned(),
-            profiles: cx.profiles.keys().cloned().collect(),
-            endpoint_token_file: cx.endpoint_token_file.map(Path::to_owned),
+            dir: c.output_dir.clone(),
+            app_dir: c.app_output_dir.clone(),
+            profiles: names.keys().cloned().collect(),
+            endpoint_token_file: c.endpoint_token_file.clone(),
         };
         return (vec![set], false);
     };
-    let v = cx.values;
     let globals = [&v.output_dir, &v.app_output_dir, &v.endpoint_token_file];
     for (s, key) in globals
         .into_iter()
@@ -115,9 +105,9 @@ pub(super) fn resolve(
     let mut sets: Vec<OutputSet> = raw
         .sets
         .iter()
-        .map(|r| set(r, cx, &mut taken, problems))
+        .map(|r| set(r, names, g, &mut taken, problems))
         .collect();
-    for (name, s) in cx.profiles {
+    for (name, (s, _)) in names {
         if !taken.profiles.contains(name) {
             problems.at(
                 s,
@@ -129,11 +119,18 @@ pub(super) fn resolve(
         }
     }
     sets.sort_by(|a, b| a.name.cmp(&b.name));
+    socket_outside_sets(&g.config, &v.control_socket, &sets, problems);
     (sets, true)
 }
 
 /// One declared set, checked against the sets before it.
-fn set(r: &RawSet, cx: &Context<'_>, taken: &mut Taken, problems: &mut Problems) -> OutputSet {
+fn set(
+    r: &RawSet,
+    names: &RawProfiles,
+    g: &Globals,
+    taken: &mut Taken,
+    problems: &mut Problems,
+) -> OutputSet {
     let name = &r.name.value;
     if !valid_set_name(name) {
         problems.at(
@@ -172,8 +169,8 @@ fn set(r: &RawSet, cx: &Context<'_>, taken: &mut Taken, problems: &mut Problems)
         None => dir.clone(),
     };
     let token = r.endpoint_token_file.as_ref();
-    let token = token.map(|s| token_file(s, name, cx, taken, problems));
-    let profiles = set_profiles(r, cx, problems);
+    let token = token.map(|s| token_file(s, name, g, taken, problems));
+    let profiles = set_profiles(r, names, problems);
     taken.profiles.extend(profiles.iter().cloned());
     OutputSet {
         name: name.clone(),
@@ -215,19 +212,19 @@ fn apart(dir: &Path, s: &Sourced, dirs: &[(PathBuf, String)], problems: &mut Pro
 fn token_file(
     s: &Sourced,
     set: &str,
-    cx: &Context<'_>,
+    g: &Globals,
     taken: &mut Taken,
     problems: &mut Problems,
 ) -> PathBuf {
     let path = PathBuf::from(&s.value);
     if s.value.is_empty() || s.value.chars().any(char::is_control) {
         problems.at(s, "must be a non-empty path without control characters");
-    } else if !cx.endpoint_set {
+    } else if !g.endpoint_set {
         problems.at(
             s,
             "the token is only used by the credentials endpoint: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT) too, or remove this key",
         );
-    } else if let Err(e) = cx.files.token(&path) {
+    } else if let Err(e) = g.files.token(&path) {
         problems.at(s, e);
     }
     if let Some(other) = taken.tokens.insert(path.clone(), set.to_owned()) {
@@ -240,7 +237,7 @@ fn token_file(
 }
 
 /// A set's profiles, each configured and listed once.
-fn set_profiles(r: &RawSet, cx: &Context<'_>, problems: &mut Problems) -> BTreeSet<String> {
+fn set_profiles(r: &RawSet, names: &RawProfiles, problems: &mut Problems) -> BTreeSet<String> {
     let mut profiles = BTreeSet::new();
     match &r.profiles {
         None => problems.in_file(
@@ -253,7 +250,7 @@ fn set_profiles(r: &RawSet, cx: &Context<'_>, problems: &mut Problems) -> BTreeS
         ),
         Some(list) => {
             for p in list {
-                if !cx.profiles.contains_key(&p.value) {
+                if !names.contains_key(&p.value) {
                     problems.at(
                         p,
                         format!(
@@ -307,6 +304,32 @@ fn resolved(path: &Path) -> PathBuf {
             }
             _ => return path.to_owned(),
         }
+    }
+}
+
+/// The apps mount the declared sets' dirs: none may hold the control
+/// socket (`at`: where it was set, if not the default).
+fn socket_outside_sets(
+    c: &super::Config,
+    at: &Option<Sourced>,
+    sets: &[OutputSet],
+    problems: &mut Problems,
+) {
+    let Some(sock) = &c.control_socket else {
+        return;
+    };
+    let at = at
+        .as_ref()
+        .map_or("control_socket (default)", |s| &s.origin);
+    for set in sets.iter().filter(|set| sock.starts_with(&set.dir)) {
+        problems.push(
+            at,
+            format!(
+                "{} is inside output set {}'s dir, which an application container mounts: it must never reach the control socket; use a directory only this container mounts, such as /run/rolecall/control.sock",
+                sock.display(),
+                set.name
+            ),
+        );
     }
 }
 

@@ -7,9 +7,10 @@ use std::time::Duration;
 use super::DEFAULT_DURATION;
 
 /// How a profile's credentials reach the application.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CredentialsMode {
     /// Keys in the shared `credentials` file.
+    #[default]
     File,
     /// A `credential_process` line in `config` running the rolecall helper.
     Process,
@@ -30,7 +31,8 @@ impl CredentialsMode {
 }
 
 /// One validated profile: everything needed for its STS call and its output.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// (`Default` is the empty profile; [`Profile::new`] has the defaults.)
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Profile {
     pub name: String,
     pub role_arn: String,
@@ -55,19 +57,9 @@ pub struct Profile {
     /// `SourceIdentity` of a chained profile's `AssumeRole`.
     pub source_identity: Option<String>,
     /// Tag a chained session from the token's `kubernetes.io` claims, with
-    /// the keys EKS Pod Identity uses ([`KUBERNETES_TAG_KEYS`]).
+    /// the keys EKS Pod Identity uses ([`crate::aws::KUBERNETES_TAG_KEYS`]).
     pub kubernetes_tags: bool,
 }
-
-/// The session tags `kubernetes_tags` adds, named as EKS Pod Identity names
-/// its own (so one policy serves both), all transitive as Pod Identity's
-/// are: the namespace, the service account, the pod's name and uid.
-pub const KUBERNETES_TAG_KEYS: [&str; 4] = [
-    "kubernetes-namespace",
-    "kubernetes-service-account",
-    "kubernetes-pod-name",
-    "kubernetes-pod-uid",
-];
 
 impl Profile {
     /// A profile with the defaults a configuration gives when nothing else is
@@ -76,21 +68,9 @@ impl Profile {
         Profile {
             name: name.into(),
             role_arn: role_arn.into(),
-            region: None,
-            sts_endpoint: None,
-            use_fips: false,
-            use_dualstack: false,
             duration: Duration::from_secs(DEFAULT_DURATION.into()),
             session_name: "rolecall".into(),
-            credentials: CredentialsMode::File,
-            policy: None,
-            policy_arns: Vec::new(),
-            source_profile: None,
-            external_id: None,
-            tags: Vec::new(),
-            transitive_tag_keys: Vec::new(),
-            source_identity: None,
-            kubernetes_tags: false,
+            ..Profile::default()
         }
     }
 
@@ -126,4 +106,11 @@ impl Profile {
     pub fn account(&self) -> &str {
         self.role_arn.split(':').nth(4).unwrap_or_default()
     }
+}
+
+/// The URL of `p`'s STS calls by the SDK's rules ([`crate::aws::endpoint_for`]),
+/// as `check` prints it; an error for a combination the SDK refuses.
+pub fn endpoint_for(p: &Profile) -> Result<String, String> {
+    let (region, custom) = (p.region.as_deref(), p.sts_endpoint.as_deref());
+    crate::aws::endpoint_for(region, p.use_fips, p.use_dualstack, custom)
 }

@@ -1,64 +1,25 @@
 //! Stage 5, the profiles: each merged profile checked and completed with
-//! the defaults it inherits. An inherited default is checked once, when
-//! the first profile inherits it (a bad default is one problem, and a
-//! default no profile inherits is not checked).
+//! the defaults it inherits.
 
 use std::time::Duration;
 
-use super::checks::{
-    check_duration, check_endpoint, check_external_id, check_policy, check_policy_arn,
-    check_profile_name, check_region, check_role_arn, check_session_name, parse_bool, word,
-};
+use super::checks::{check_profile_name, parse_bool, word};
 use super::options::{Layer, ROLE_ARN};
 use super::sources::{RawProfile, RawProfiles};
 use super::validate::{Globals, validate};
 use super::values::{Problems, Sourced, join};
-use super::{
-    CredentialsMode, DEFAULT_DURATION, MAX_CHAINED_DURATION, MAX_DURATION, MAX_POLICY_ARNS, Profile,
+use super::{CredentialsMode, DEFAULT_DURATION, Profile};
+use crate::aws::{
+    MAX_CHAINED_DURATION, MAX_DURATION, MAX_POLICY_ARNS, check_duration, check_endpoint,
+    check_external_id, check_policy, check_policy_arn, check_region, check_role_arn,
+    check_session_name,
 };
 use crate::text::printable;
 
-/// An inherited default, checked on first use.
-struct Inherited<'a, T> {
-    src: Option<&'a Sourced>,
-    checked: Option<Option<T>>,
-}
-
-impl<'a, T: Clone> Inherited<'a, T> {
-    fn new(src: &'a Option<Sourced>) -> Self {
-        let src = src.as_ref();
-        Inherited { src, checked: None }
-    }
-
-    /// A profile's `own` value, or else the default: `None` when neither is
-    /// set, `Some(None)` when the one that applies is bad.
-    fn pick(
-        &mut self,
-        own: &Option<Sourced>,
-        problems: &mut Problems,
-        check: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<Option<T>> {
-        if let Some(s) = own {
-            return Some(validate(s, problems, check));
-        }
-        let s = self.src?;
-        let checked = self
-            .checked
-            .get_or_insert_with(|| validate(s, problems, check));
-        Some(checked.clone())
-    }
-}
-
-/// The defaults every profile inherits, and what the profiles share.
+/// What every profile is checked against.
 struct Defaults<'a> {
-    region: Inherited<'a, String>,
-    sts_endpoint: Inherited<'a, String>,
-    duration: Inherited<'a, u32>,
-    session_name: Inherited<'a, String>,
-    credentials: Inherited<'a, CredentialsMode>,
-    fips: Inherited<'a, bool>,
-    dualstack: Inherited<'a, bool>,
-    region_missing_reported: bool,
+    /// The merged options: the defaults of the inherited ones.
+    values: &'a Layer,
     g: &'a Globals,
     merged: &'a RawProfiles,
     default_session: &'a str,
@@ -74,52 +35,57 @@ fn mode(v: &str) -> Result<CredentialsMode, String> {
     )
 }
 
+/// `s` checked, or `default` when it is not set; `None` when it is bad.
+fn or<T>(
+    s: &Option<Sourced>,
+    p: &mut Problems,
+    check: impl FnOnce(&str) -> Result<T, String>,
+    default: T,
+) -> Option<T> {
+    s.as_ref().map_or(Some(default), |s| validate(s, p, check))
+}
+
 /// Checks and completes every profile (sorted by name); `values` are the
-/// merged options (the defaults). `file_reported`: the configuration file
-/// already has a problem, so its profiles are not "missing".
+/// merged options (the defaults). When the configuration file already
+/// has a problem, its profiles are not "missing".
 pub(super) fn resolve(
     merged: &RawProfiles,
     values: &Layer,
     g: &Globals,
     default_session: &str,
-    file_reported: bool,
-) -> (Vec<Profile>, Problems) {
-    let mut problems = Problems::default();
-    if merged.is_empty() && !file_reported {
+    problems: &mut Problems,
+) -> Vec<Profile> {
+    if merged.is_empty() && !problems.touch_file() {
         problems.push(
             "profiles",
             "no profiles configured: give --profile NAME=ROLE_ARN, ROLECALL_PROFILES, `profiles` in the config file, or AWS_ROLE_ARN",
         );
     }
-    let mut d = Defaults {
-        region: Inherited::new(&values.region),
-        sts_endpoint: Inherited::new(&values.sts_endpoint),
-        duration: Inherited::new(&values.duration),
-        session_name: Inherited::new(&values.session_name),
-        credentials: Inherited::new(&values.credentials),
-        fips: Inherited::new(&values.use_fips_endpoint),
-        dualstack: Inherited::new(&values.use_dualstack_endpoint),
-        region_missing_reported: false,
+    let d = Defaults {
+        values,
         g,
         merged,
         default_session,
     };
     let profiles = merged
         .iter()
-        .filter_map(|(name, (name_src, raw))| one(name, name_src, raw, &mut d, &mut problems))
+        .filter_map(|(name, (name_src, raw))| one(name, name_src, raw, &d, problems))
         .collect::<Vec<_>>();
-    super::order::check_cycles(merged, &mut problems);
-    check_process_dir(&profiles, g, &mut problems);
-    (profiles, problems)
+    super::order::check_cycles(merged, problems);
+    check_process_dir(&profiles, g, problems);
+    profiles
 }
 
 /// One profile, checked in the order its problems are listed; `None` when
-/// a value it cannot go without is bad.
+/// a value it cannot go without is bad. An inherited option is the
+/// profile's own value, else the default; a bad default is checked again
+/// at each profile that inherits it, the same problem, listed once (and a
+/// default that no profile inherits is not checked).
 fn one(
     name: &str,
     name_src: &Sourced,
     raw: &RawProfile,
-    d: &mut Defaults<'_>,
+    d: &Defaults<'_>,
     p: &mut Problems,
 ) -> Option<Profile> {
     let ok_name = check_profile_name(&name_src.value)
@@ -132,45 +98,48 @@ fn one(
             None
         }
     };
-    let (own_region, own_endpoint) = (&raw.own.region, &raw.own.sts_endpoint);
-    if own_region.as_ref().or(d.region.src).is_none()
-        && own_endpoint.as_ref().or(d.sts_endpoint.src).is_none()
-        && !std::mem::replace(&mut d.region_missing_reported, true)
-    {
+    let l = d.values.clone().under(raw.own.clone());
+    if l.region.is_none() && l.sts_endpoint.is_none() {
         p.push(
             "region",
             "no AWS region: set --region, AWS_REGION or `region` in the config file (or an STS endpoint with --sts-endpoint)",
         );
     }
-    let region = d.region.pick(own_region, p, check_region).flatten();
-    let sts_endpoint = d.sts_endpoint.pick(own_endpoint, p, check_endpoint);
+    let region = l.region.as_ref().and_then(|s| validate(s, p, check_region));
+    let sts_endpoint = l.sts_endpoint.as_ref();
+    let sts_endpoint = sts_endpoint.and_then(|s| validate(s, p, check_endpoint));
     let chained = raw.source_profile.is_some();
-    let duration = duration(&raw.own.duration, chained, d, p);
-    let own = &raw.own;
-    let use_fips = d.fips.pick(&own.use_fips_endpoint, p, parse_bool);
-    let use_dualstack = d.dualstack.pick(&own.use_dualstack_endpoint, p, parse_bool);
-    let session_name = (d
-        .session_name
-        .pick(&own.session_name, p, check_session_name))
-    .unwrap_or_else(|| Some(d.default_session.to_owned()));
-    let credentials = credentials(name, &own.credentials, d, p);
+    let duration = duration(&raw.own.duration, &d.values.duration, chained, p);
+    let use_fips = or(&l.use_fips_endpoint, p, parse_bool, false);
+    let use_dualstack = or(&l.use_dualstack_endpoint, p, parse_bool, false);
+    let default_session = d.default_session.to_owned();
+    let session_name = or(&l.session_name, p, check_session_name, default_session);
+    let credentials = or(&l.credentials, p, mode, CredentialsMode::File);
+    if credentials == Some(CredentialsMode::Endpoint)
+        && !d.g.endpoint_set
+        && let Some(s) = &l.credentials
+    {
+        p.at(
+            s,
+            format!(
+                "profile \"{name}\" uses credentials: endpoint, which only the credentials endpoint serves: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT), or use file or process"
+            ),
+        );
+    }
     let settings = own_settings(name_src, raw, d.merged, chained, p);
     let (Some(()), Some(role_arn), Some(duration), Some(session_name), Some(credentials)) =
         (ok_name, role_arn, duration, session_name, credentials)
     else {
         return None;
     };
-    let (Some(use_fips), Some(use_dualstack)) = (
-        use_fips.unwrap_or(Some(false)),
-        use_dualstack.unwrap_or(Some(false)),
-    ) else {
+    let (Some(use_fips), Some(use_dualstack)) = (use_fips, use_dualstack) else {
         return None;
     };
     let profile = Profile {
         name: name.to_owned(),
         role_arn,
         region,
-        sts_endpoint: sts_endpoint.flatten(),
+        sts_endpoint,
         use_fips,
         use_dualstack,
         duration: Duration::from_secs(duration.into()),
@@ -193,8 +162,8 @@ fn one(
 /// default is capped.
 fn duration(
     own: &Option<Sourced>,
+    default: &Option<Sourced>,
     chained: bool,
-    d: &mut Defaults<'_>,
     p: &mut Problems,
 ) -> Option<u32> {
     let max = if chained {
@@ -202,40 +171,11 @@ fn duration(
     } else {
         MAX_DURATION
     };
-    match own {
-        Some(own) => validate(own, p, |v| check_duration(v, max)),
-        None => match d
-            .duration
-            .pick(&None, p, |v| check_duration(v, MAX_DURATION))
-        {
-            Some(d) => d.map(|d| d.min(max)),
-            None => Some(DEFAULT_DURATION),
-        },
+    match (own, default) {
+        (Some(own), _) => validate(own, p, |v| check_duration(v, max)),
+        (None, Some(d)) => validate(d, p, |v| check_duration(v, MAX_DURATION)).map(|d| d.min(max)),
+        (None, None) => Some(DEFAULT_DURATION),
     }
-}
-
-/// The profile's credentials mode (`own`, else the default, else file);
-/// endpoint mode needs the endpoint.
-fn credentials(
-    name: &str,
-    own: &Option<Sourced>,
-    d: &mut Defaults<'_>,
-    p: &mut Problems,
-) -> Option<CredentialsMode> {
-    let credentials = d.credentials.pick(own, p, mode);
-    let credentials = credentials.unwrap_or(Some(CredentialsMode::File));
-    if credentials == Some(CredentialsMode::Endpoint)
-        && !d.g.endpoint_set
-        && let Some(s) = own.as_ref().or(d.credentials.src)
-    {
-        p.at(
-            s,
-            format!(
-                "profile \"{name}\" uses credentials: endpoint, which only the credentials endpoint serves: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT), or use file or process"
-            ),
-        );
-    }
-    credentials
 }
 
 /// The profile's own settings (policies, source, external id, tags), each
@@ -271,17 +211,12 @@ fn own_settings(
     });
     let external_id = raw.external_id.as_ref();
     let external_id = external_id.and_then(|s| validate(s, p, check_external_id));
-    let tags = super::tags::resolve(raw, &name_src.origin, chained, p);
     Profile {
         policy,
         policy_arns,
         source_profile,
         external_id,
-        tags: tags.tags,
-        transitive_tag_keys: tags.transitive,
-        source_identity: tags.source_identity,
-        kubernetes_tags: tags.kubernetes,
-        ..Profile::new("", "")
+        ..super::tags::resolve(raw, &name_src.origin, chained, p)
     }
 }
 

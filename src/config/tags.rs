@@ -9,57 +9,15 @@
 
 use std::collections::BTreeSet;
 
-use super::KUBERNETES_TAG_KEYS;
-use super::checks::{judged, parse_bool, quoted};
+use super::Profile;
+use super::checks::parse_bool;
 use super::sources::RawProfile;
 use super::validate::validate;
 use super::values::{Problems, join};
-use crate::text::printable;
-
-/// STS's limits: at most 50 session tags, keys of 1-128 and values of
-/// 0-256 characters.
-pub const MAX_TAGS: usize = 50;
-pub const MAX_TAG_KEY: usize = 128;
-pub const MAX_TAG_VALUE: usize = 256;
-
-/// A tag's characters: letters, digits, spaces and `_ . : / = + - @`.
-fn tag_char(c: char) -> bool {
-    c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c)
-}
-
-pub(super) fn check_tag_key(v: &str) -> Result<String, String> {
-    let n = v.chars().count();
-    if !(1..=MAX_TAG_KEY).contains(&n) || !v.chars().all(tag_char) {
-        let rule = format!("must be 1-{MAX_TAG_KEY} letters, digits, spaces and _ . : / = + - @");
-        return Err(quoted(v, "tag key ", &rule));
-    }
-    if v.to_ascii_lowercase().starts_with("aws:") {
-        return Err(format!(
-            "tag key \"{}\": the aws: prefix is reserved by AWS",
-            printable(v)
-        ));
-    }
-    Ok(v.to_owned())
-}
-
-pub(super) fn check_tag_value(v: &str) -> Result<String, String> {
-    let ok = v.chars().count() <= MAX_TAG_VALUE && v.chars().all(tag_char);
-    let rule =
-        format!("must be at most {MAX_TAG_VALUE} letters, digits, spaces and _ . : / = + - @");
-    judged(ok, v, "tag value ", &rule)
-}
-
-/// 2-64 characters of `[\w+=,.@-]`, not starting with `aws:`.
-pub(super) fn check_source_identity(v: &str) -> Result<String, String> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
-    let ok = (2..=64).contains(&v.len()) && v.chars().all(ok_char);
-    judged(
-        ok,
-        v,
-        "source_identity ",
-        "must be 2-64 characters of A-Z a-z 0-9 and _+=,.@-",
-    )
-}
+use crate::aws::{
+    KUBERNETES_TAG_KEYS, MAX_TAGS, check_source_identity, check_tag_key, check_tag_value,
+};
+use crate::text::{printable, quoted};
 
 /// Refuses tag settings on a profile without a source (the first given).
 fn unchained(raw: &RawProfile, kubernetes: bool, p: &mut Problems) {
@@ -76,18 +34,10 @@ fn unchained(raw: &RawProfile, kubernetes: bool, p: &mut Problems) {
     }
 }
 
-/// A profile's checked tag settings.
-#[derive(Debug, Default)]
-pub(super) struct Tags {
-    pub tags: Vec<(String, String)>,
-    pub transitive: Vec<String>,
-    pub source_identity: Option<String>,
-    pub kubernetes: bool,
-}
-
-/// Checks `raw`'s tag settings (`origin` names the profile); `chained`:
-/// whether it has a source profile, the only kind they apply to.
-pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Problems) -> Tags {
+/// Checks `raw`'s tag settings (`origin` names the profile): a profile
+/// holding only them; `chained`: whether it has a source profile, the only
+/// kind they apply to.
+pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Problems) -> Profile {
     let kubernetes = raw
         .kubernetes_tags
         .as_ref()
@@ -99,7 +49,7 @@ pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Pro
         .and_then(|s| validate(s, p, check_source_identity));
     if !chained {
         unchained(raw, kubernetes, p);
-        return Tags::default();
+        return Profile::default();
     }
     let mut tags = Vec::new();
     let mut seen = BTreeSet::new();
@@ -143,12 +93,12 @@ pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Pro
             ),
         );
     }
-    let transitive = transitive(raw, &seen, kubernetes, p);
-    Tags {
+    Profile {
         tags,
-        transitive,
+        transitive_tag_keys: transitive(raw, &seen, kubernetes, p),
         source_identity,
-        kubernetes,
+        kubernetes_tags: kubernetes,
+        ..Profile::default()
     }
 }
 
@@ -182,30 +132,4 @@ fn transitive(
         }
     }
     transitive
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_values_and_source_identities_follow_stss_rules() {
-        for ok in ["team", "cost-center", "a:b/c=d+e-f@g_h.i", "Équipe 1"] {
-            assert!(check_tag_key(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", &"k".repeat(129), "a,b", "a\tb", "aws:team", "AWS:x"] {
-            assert!(check_tag_key(bad).is_err(), "{bad:?}");
-        }
-        assert!(check_tag_key(&"k".repeat(128)).is_ok());
-        assert!(check_tag_value("").is_ok(), "a value may be empty");
-        assert!(check_tag_value(&"v".repeat(256)).is_ok());
-        assert!(check_tag_value(&"v".repeat(257)).is_err());
-        assert!(check_tag_value("a;b").is_err());
-        for ok in ["ab", "alice@example.com", &"s".repeat(64)] {
-            assert!(check_source_identity(ok).is_ok(), "{ok}");
-        }
-        for bad in ["a", &"s".repeat(65), "a b", "a/b"] {
-            assert!(check_source_identity(bad).is_err(), "{bad:?}");
-        }
-    }
 }

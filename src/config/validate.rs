@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::checks::{parse_addr, parse_bool, quoted, word};
+use super::checks::{parse_addr, parse_bool, word};
 use super::files::Loaded;
 use super::values::{Problems, Sourced, src};
 use super::{Config, LogFormat};
@@ -13,7 +13,7 @@ use super::{
     DEFAULT_CONTROL_SOCKET, DEFAULT_FILE_MODE, DEFAULT_HEALTH_ADDR, DEFAULT_OUTPUT_DIR,
     DEFAULT_TOKEN_FILE, MAX_SOCKET_PATH_BYTES,
 };
-use crate::text::printable;
+use crate::text::{printable, quoted};
 
 /// The checked process-wide options.
 #[derive(Debug)]
@@ -72,15 +72,13 @@ pub(super) fn app_output_dir(s: Option<&Sourced>, g: &mut Globals, p: &mut Probl
 
 pub(super) fn file_mode(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     g.file_mode_at = s.cloned();
+    let octal = |v: &str| {
+        let mode = u32::from_str_radix(v.trim_start_matches("0o"), 8).ok();
+        let mode = mode.filter(|m| *m <= 0o777);
+        mode.ok_or_else(|| quoted(v, "", "is not an octal file mode such as 0640"))
+    };
     g.config.file_mode = s
-        .and_then(|s| {
-            validate(s, p, |v| {
-                u32::from_str_radix(v.trim_start_matches("0o"), 8)
-                    .ok()
-                    .filter(|m| *m <= 0o777)
-                    .ok_or_else(|| quoted(v, "", "is not an octal file mode such as 0640"))
-            })
-        })
+        .and_then(|s| validate(s, p, octal))
         .unwrap_or(DEFAULT_FILE_MODE);
 }
 
@@ -120,18 +118,14 @@ pub(super) fn health_addr(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems
 pub(super) fn endpoint_addr(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     let s = s.filter(|s| !s.value.trim().is_empty());
     g.endpoint_set = s.is_some();
-    g.config.endpoint_addr = s.and_then(|s| {
-        validate(s, p, |v| {
-            let a = parse_addr(v)?;
-            if a.ip().is_loopback() {
-                Ok(a)
-            } else {
-                Err(format!(
-                    "{a} is not a loopback address: the credentials endpoint must only be reachable inside the pod (use 127.0.0.1:PORT)"
-                ))
-            }
-        })
-    });
+    let loopback = |v: &str| {
+        let a = parse_addr(v)?;
+        let why = format!(
+            "{a} is not a loopback address: the credentials endpoint must only be reachable inside the pod (use 127.0.0.1:PORT)"
+        );
+        a.ip().is_loopback().then_some(a).ok_or(why)
+    };
+    g.config.endpoint_addr = s.and_then(|s| validate(s, p, loopback));
 }
 
 /// Checked as the load read it, so that a bad token file exits 64 at
@@ -177,16 +171,12 @@ pub(super) fn no_proxy(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
 /// never inside the output dir: the application containers mount that one,
 /// and they must not reach the socket.
 pub(super) fn control_socket(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
-    g.config.control_socket = match s {
-        // The default is checked too: an output dir of /run would hold it.
-        None => validate(
-            &src(DEFAULT_CONTROL_SOCKET, "control_socket (default)"),
-            p,
-            |v| check_control_socket(v, &g.config.output_dir),
-        ),
-        Some(s) if s.value.trim().is_empty() => None,
-        Some(s) => validate(s, p, |v| check_control_socket(v, &g.config.output_dir)),
-    };
+    // The default is checked too: an output dir of /run would hold it.
+    let default = src(DEFAULT_CONTROL_SOCKET, "control_socket (default)");
+    let s = s.unwrap_or(&default);
+    let check = |v: &str| check_control_socket(v, &g.config.output_dir);
+    let set = !s.value.trim().is_empty();
+    g.config.control_socket = set.then(|| validate(s, p, check)).flatten();
 }
 
 /// The checks of [`control_socket`]'s value against the output dir `out`.
@@ -231,14 +221,9 @@ pub(super) fn check_control_socket(v: &str, out: &std::path::Path) -> Result<Pat
 }
 
 pub(super) fn log_format(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
-    g.config.log_format = s
-        .and_then(|s| {
-            let words = [("text", LogFormat::Text), ("json", LogFormat::Json)];
-            validate(s, p, |v| {
-                word(v, &words, "is not a log format: use text or json")
-            })
-        })
-        .unwrap_or(LogFormat::Text);
+    let words = [("text", LogFormat::Text), ("json", LogFormat::Json)];
+    let check = |v: &str| word(v, &words, "is not a log format: use text or json");
+    g.config.log_format = s.and_then(|s| validate(s, p, check)).unwrap_or_default();
 }
 
 #[cfg(test)]

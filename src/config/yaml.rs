@@ -31,25 +31,20 @@ pub(super) fn too_large() -> String {
     )
 }
 
-/// The configuration file: `text` is its bytes, or why they could not be read.
+/// The configuration file: `text` is its bytes, or why they could not be
+/// read; every problem is the file's.
 pub(super) fn source(path: &Path, text: Result<Vec<u8>, String>) -> Source {
-    let mut out = Source::default();
-    match text {
-        Ok(text) => parse(&text, path, &mut out),
-        Err(message) => out.problems.in_file(path.display().to_string(), message),
-    }
-    out
-}
-
-/// Parses the file's bytes into `out`; every problem is the file's.
-pub(super) fn parse(text: &[u8], file: &Path, out: &mut Source) {
-    let mut problems = Problems::default();
-    if let Some(map) = root(text, file, &mut problems) {
-        top_level(&map, &file.display().to_string(), out, &mut problems);
+    let (mut out, mut problems) = (Source::default(), Problems::default());
+    let file = path.display().to_string();
+    match text.map(|text| root(&text, &file, &mut problems)) {
+        Ok(Some(map)) => top_level(&map, &file, &mut out, &mut problems),
+        Ok(None) => {}
+        Err(message) => problems.push(file, message),
     }
     for p in problems.into_vec() {
         out.problems.in_file(p.origin, p.message);
     }
+    out
 }
 
 /// Why the file is refused before serde_yaml_ng loads it, if it is.
@@ -70,7 +65,7 @@ fn refused(text: &[u8]) -> Option<String> {
 }
 
 /// The top-level mapping, if the file is within limits and holds one.
-fn root(text: &[u8], file: &Path, problems: &mut Problems) -> Option<Mapping> {
+fn root(text: &[u8], file: &str, problems: &mut Problems) -> Option<Mapping> {
     let message = match refused(text) {
         Some(message) => message,
         None => match serde_yaml_ng::from_slice(text) {
@@ -80,7 +75,7 @@ fn root(text: &[u8], file: &Path, problems: &mut Problems) -> Option<Mapping> {
             Err(e) => format!("not valid YAML: {e}"),
         },
     };
-    problems.push(file.display().to_string(), message);
+    problems.push(file, message);
     None
 }
 

@@ -9,7 +9,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 
 use super::guard::ResponseGuard;
 use super::{CONNECT_TIMEOUT, Sts, dns};
-use crate::config::FALLBACK_REGION;
+use crate::aws::FALLBACK_REGION;
 use crate::config::Profile;
 use crate::tls::CaBundle;
 

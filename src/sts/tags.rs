@@ -4,7 +4,8 @@
 
 use aws_sdk_sts::types::Tag;
 
-use crate::config::{KUBERNETES_TAG_KEYS, Profile};
+use crate::aws::KUBERNETES_TAG_KEYS;
+use crate::config::Profile;
 use crate::token::KubernetesClaims;
 
 /// The tags to send (by key) and the transitive keys among them. A

@@ -93,7 +93,12 @@ fn declared_sets_are_sorted_with_sorted_profiles_and_app_dir_defaulting_to_dir()
     assert_eq!(c.outputs[0].app_dir, Path::new("/aws/app"));
     assert_eq!(c.outputs[1].dir, Path::new("/aws/shipper"));
     assert_eq!(c.outputs[1].app_dir, Path::new("/aws"));
-    assert!(c.output_set("app").unwrap().has("writer"));
+    assert!(
+        c.output_set("app")
+            .unwrap()
+            .profiles
+            .contains(&"writer".into())
+    );
 }
 
 #[test]
@@ -105,7 +110,11 @@ fn a_profile_may_be_in_several_sets() {
 "
     ))
     .unwrap();
-    assert!(c.outputs.iter().all(|s| s.has("logs")));
+    assert!(
+        c.outputs
+            .iter()
+            .all(|s| s.profiles.contains(&"logs".into()))
+    );
 }
 
 #[test]

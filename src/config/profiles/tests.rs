@@ -19,6 +19,22 @@ fn with_defaults(pairs: &[(&'static str, &str)]) -> (Layer, Globals) {
     (layer, g)
 }
 
+/// [`resolve`] with a list of its own; `file_reported`: the file already
+/// has a problem (`file: bad`).
+fn run(
+    merged: &RawProfiles,
+    d: &Layer,
+    g: &Globals,
+    session: &str,
+    file_reported: bool,
+) -> (Vec<Profile>, Problems) {
+    let mut p = Problems::default();
+    if file_reported {
+        p.in_file("file", "bad");
+    }
+    (resolve(merged, d, g, session, &mut p), p)
+}
+
 #[test]
 fn a_bad_default_is_one_problem_and_one_nobody_inherits_is_none() {
     let (d, g) = with_defaults(&[("region", "BAD"), ("role_session_name", "x")]);
@@ -26,7 +42,7 @@ fn a_bad_default_is_one_problem_and_one_nobody_inherits_is_none() {
         raw("a", &[("role_session_name", "own-name")]),
         raw("b", &[("role_session_name", "own-name")]),
     ]);
-    let (ps, p) = resolve(&merged, &d, &g, "host", false);
+    let (ps, p) = run(&merged, &d, &g, "host", false);
     assert_eq!(
         p.lines(),
         ["--region: \"BAD\" is not an AWS region such as eu-west-1"]
@@ -47,7 +63,7 @@ fn profiles_inherit_and_override_the_defaults() {
         raw("b", &[("source_profile", "a")]),
         raw("c", &[("credentials", "file"), ("duration_seconds", "900")]),
     ]);
-    let (ps, p) = resolve(&merged, &d, &g, "rolecall-host", false);
+    let (ps, p) = run(&merged, &d, &g, "rolecall-host", false);
     assert!(p.lines().is_empty());
     let [a, b, c] = &ps[..] else { panic!("{ps:?}") };
     assert_eq!(a.region.as_deref(), Some("us-east-1"));
@@ -67,14 +83,14 @@ fn profiles_inherit_and_override_the_defaults() {
 fn a_missing_region_is_said_once_and_no_profiles_unless_the_file_was_reported() {
     let (d, g) = with_defaults(&[]);
     let merged = RawProfiles::from([raw("a", &[]), raw("b", &[])]);
-    let (_, p) = resolve(&merged, &d, &g, "h", false);
+    let (_, p) = run(&merged, &d, &g, "h", false);
     let m = p.lines();
     assert_eq!(m.len(), 1, "{m:?}");
     assert!(m[0].starts_with("region: no AWS region"));
-    let (_, p) = resolve(&RawProfiles::new(), &d, &g, "h", false);
+    let (_, p) = run(&RawProfiles::new(), &d, &g, "h", false);
     assert!(p.lines()[0].starts_with("profiles: no profiles configured"));
-    let (_, p) = resolve(&RawProfiles::new(), &d, &g, "h", true);
-    assert!(p.lines().is_empty());
+    let (_, p) = run(&RawProfiles::new(), &d, &g, "h", true);
+    assert_eq!(p.lines(), ["file: bad"]);
 }
 
 #[test]
@@ -82,7 +98,7 @@ fn each_profile_s_own_problems_name_it() {
     let (d, g) = with_defaults(&[("region", "eu-west-1"), ("credentials", "endpoint")]);
     let mut merged = RawProfiles::from([raw("a", &[("source_profile", "nope")])]);
     merged.get_mut("a").unwrap().1.role_arn = None;
-    let (ps, p) = resolve(&merged, &d, &g, "h", false);
+    let (ps, p) = run(&merged, &d, &g, "h", false);
     assert!(ps.is_empty());
     let m = p.lines();
     assert_eq!(m.len(), 3, "{m:?}");
@@ -98,7 +114,7 @@ fn process_mode_needs_a_shell_safe_app_output_dir() {
         ("credentials", "process"),
         ("app_output_dir", "/a$b"),
     ]);
-    let (_, p) = resolve(&RawProfiles::from([raw("a", &[])]), &d, &g, "h", false);
+    let (_, p) = run(&RawProfiles::from([raw("a", &[])]), &d, &g, "h", false);
     let m = p.lines();
     assert!(
         m.len() == 1 && m[0].starts_with("app_output_dir: process mode"),

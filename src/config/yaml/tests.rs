@@ -1,9 +1,7 @@
 use super::*;
 
 fn read(text: &str) -> Source {
-    let mut out = Source::default();
-    parse(text.as_bytes(), Path::new("/c.yaml"), &mut out);
-    out
+    source(Path::new("/c.yaml"), Ok(text.as_bytes().to_vec()))
 }
 
 #[test]
