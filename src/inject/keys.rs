@@ -156,7 +156,7 @@ fn one(r: &mut Request, name: &str, text: &str) -> Result<(), String> {
             "default-profile" => {
                 r.defaults.insert(suffix, word(text)?);
             }
-            _ => return Err(format!("unknown; the annotations are {PREFIX}{{{KNOWN}}}")),
+            _ => return Err(unknown(name)),
         }
         return Ok(());
     }
@@ -173,9 +173,60 @@ fn one(r: &mut Request, name: &str, text: &str) -> Result<(), String> {
         "cpu-request" => r.cpu_request = quantity(text)?,
         "memory-request" => r.memory_request = quantity(text)?,
         "memory-limit" => r.memory_limit = quantity(text)?,
-        _ => return Err(format!("unknown; the annotations are {PREFIX}{{{KNOWN}}}")),
+        _ => return Err(unknown(name)),
     }
     Ok(())
+}
+
+/// An unknown annotation's message, with the nearest known name.
+fn unknown(name: &str) -> String {
+    const NAMES: &[&str] = &[
+        "config",
+        "config-map",
+        "region",
+        "mode",
+        "default-profile",
+        "image",
+        "token-audience",
+        "token-expiration",
+        "health-port",
+        "cpu-request",
+        "memory-request",
+        "memory-limit",
+    ];
+    const KINDS: &[&str] = &["role", "profiles", "mode", "default-profile"];
+    let (head, tail) = match name.split_once('.') {
+        Some((h, t)) => (h, Some(t)),
+        None => (name, None),
+    };
+    let pool = if tail.is_some() { KINDS } else { NAMES };
+    let near = pool
+        .iter()
+        .map(|k| (distance(head, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    let hint = match (near, tail) {
+        (Some((_, k)), Some(t)) => format!("did you mean {PREFIX}{k}.{t}? "),
+        (Some((_, k)), None) => format!("did you mean {PREFIX}{k}? "),
+        (None, _) => String::new(),
+    };
+    format!("unknown; {hint}the annotations are {PREFIX}{{{KNOWN}}}")
+}
+
+/// The edit distance of two short names.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 fn kind_of(kind: &str) -> &'static str {

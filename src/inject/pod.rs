@@ -98,7 +98,7 @@ pub(super) fn conflicts(meta: &Mapping, spec: &Mapping, plan: &Plan) -> Vec<Stri
         if !missing.is_empty() {
             let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
             p.push(format!(
-                "annotation {EKS_SKIP}: it misses {}: the EKS pod-identity webhook would give them its own token and AWS_ROLE_ARN; add them (or remove the annotation: the injector writes it)",
+                "annotation {EKS_SKIP}: it misses {}: the EKS pod-identity webhook would give its own token and AWS_ROLE_ARN to what it does not skip; add them (or remove the annotation: the injector writes it)",
                 missing.join(", ")
             ));
         }
