@@ -213,6 +213,14 @@ fn assign(
             });
         }
     }
+    if explicit {
+        let gets = |p: &String| served.iter().any(|c: &Served| c.profiles.contains(p));
+        for p in known.iter().filter(|p| !gets(p)) {
+            problems.push(format!(
+                "profile {p}: no container gets it (no {PREFIX}profiles.<container> lists it, and rolecall serves only what a container reads): add it to one, or remove it"
+            ));
+        }
+    }
     (served, unserved)
 }
 
