@@ -175,7 +175,11 @@ fn assign(
         let listed = r.profiles.iter().find(|(c, _)| c == name).map(|(_, l)| l);
         let profiles = match listed {
             Some(list) => list.clone(),
-            None if !explicit && !init => known.to_vec(),
+            None if !explicit && !init => {
+                let mut all = known.to_vec();
+                all.sort();
+                all
+            }
             None => {
                 if !init {
                     unserved.push(name.clone());

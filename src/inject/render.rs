@@ -24,24 +24,27 @@ pub(super) fn render(
     endpoint: bool,
 ) -> Result<(String, Vec<Served>), Vec<String>> {
     let mut problems = one_mode_per_profile(&served);
-    let mut m: Mapping = r.config.clone().unwrap_or_default();
+    let user = r.config.clone().unwrap_or_default();
+    // The injector's keys first, then the user's in their order.
+    let mut m = Mapping::new();
     if let Some(region) = &r.region {
-        if m.contains_key("region") {
+        if user.contains_key("region") {
             problems.push(format!(
                 "annotation {PREFIX}region: {PREFIX}config sets region too; set it one way"
             ));
         }
         m.insert(key("region"), s(region));
     }
-    if !m.contains_key("credentials") {
+    if !user.contains_key("credentials") {
         m.insert(key("credentials"), s("process"));
     }
-    if endpoint || says_endpoint(&m) {
+    if endpoint || says_endpoint(&user) {
         m.insert(
             key("endpoint_addr"),
             s(&format!("127.0.0.1:{}", super::ENDPOINT_PORT)),
         );
     }
+    m.extend(user);
     profiles(&mut m, r, &served);
     let mut outputs = Mapping::new();
     for c in &served {
