@@ -78,8 +78,11 @@ pub(super) fn opted_in(metadata: &Mapping) -> Result<bool, Vec<String>> {
         match v.as_str() {
             Some("true") => on = true,
             Some("false") => {}
-            _ => problems.push(format!(
-                "label {INJECT_LABEL}: must be \"true\" or \"false\" (a string), not {}",
+            Some(other) => problems.push(format!(
+                "label {INJECT_LABEL}: must be \"true\" or \"false\", not {other:?}"
+            )),
+            None => problems.push(format!(
+                "label {INJECT_LABEL}: must be the string \"true\" or \"false\" (quoted), not {}",
                 shown(v)
             )),
         }
@@ -91,17 +94,17 @@ pub(super) fn opted_in(metadata: &Mapping) -> Result<bool, Vec<String>> {
     }
 }
 
-/// A value as a message shows it (short).
-pub(super) fn shown(v: &Value) -> String {
-    let text = match v {
-        Value::String(s) => format!("{s:?}"),
-        other => serde_yaml_ng::to_string(other).unwrap_or_default(),
-    };
-    let text = text.trim_end();
-    if text.chars().count() > 60 {
-        format!("{}…", text.chars().take(60).collect::<String>())
-    } else {
-        text.to_owned()
+/// What a value that should be a string is, for a message: never the
+/// value itself (an annotation may hold a proxy's password).
+pub(super) fn shown(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
     }
 }
 
@@ -128,7 +131,7 @@ pub(super) fn read(metadata: &Mapping) -> (Request, Vec<String>) {
         let at = format!("annotation {PREFIX}{name}");
         let Some(text) = v.as_str() else {
             problems.push(format!(
-                "{at}: must be a string (quote it), not {}",
+                "{at}: must be a string (quote it, or write a block with |), not {}",
                 shown(v)
             ));
             continue;

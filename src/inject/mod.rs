@@ -258,6 +258,13 @@ fn inject_template(tpl: &mut Mapping, image: &str) -> Result<String, Vec<String>
             None => format!("skipped (no {}: \"true\" label)", keys::INJECT_LABEL),
         });
     }
+    if get_map(meta, "annotations").is_some_and(|a| a.contains_key(keys::RENDERED)) {
+        return Err(vec![format!(
+            "annotation {} is the injector's own, and no {} says it added it: remove it",
+            keys::RENDERED,
+            keys::STATUS
+        )]);
+    }
     let (request, problems) = keys::read(meta);
     if !problems.is_empty() {
         return Err(problems);
