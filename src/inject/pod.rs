@@ -82,6 +82,7 @@ pub(super) fn conflicts(meta: &Mapping, spec: &Mapping, plan: &Plan) -> Vec<Stri
             ));
         }
     }
+    p.extend(port_conflicts(spec, plan));
     let aws_tokens = token_volumes(spec, &plan.request.audience);
     for c in all_containers(spec) {
         let name = get_str(c, "name").unwrap_or("?");
@@ -101,6 +102,34 @@ pub(super) fn conflicts(meta: &Mapping, spec: &Mapping, plan: &Plan) -> Vec<Stri
                 "annotation {EKS_SKIP}: it misses {}: the EKS pod-identity webhook would give its own token and AWS_ROLE_ARN to what it does not skip; add them (or remove the annotation: the injector writes it)",
                 missing.join(", ")
             ));
+        }
+    }
+    p
+}
+
+/// A container port rolecall's listeners would need: the pod's containers
+/// share one network namespace.
+fn port_conflicts(spec: &Mapping, plan: &Plan) -> Vec<String> {
+    let mut ours = vec![(
+        plan.request.health_port,
+        "rolecall's health port (the pod's containers share one network): set another with rolecall.dev/health-port",
+    )];
+    if plan.endpoint {
+        ours.push((
+            ENDPOINT_PORT,
+            "rolecall's credentials endpoint (the pod's containers share one network): move the container's port, the endpoint's is fixed",
+        ));
+    }
+    let mut p = Vec::new();
+    for c in all_containers(spec) {
+        let ports = get_seq(c, "ports").iter().filter_map(Value::as_mapping);
+        for port in ports.filter_map(|m| m.get("containerPort").and_then(Value::as_u64)) {
+            if let Some((_, fix)) = ours.iter().find(|(n, _)| u64::from(*n) == port) {
+                p.push(format!(
+                    "container {} uses port {port}, {fix}",
+                    get_str(c, "name").unwrap_or("?")
+                ));
+            }
         }
     }
     p
