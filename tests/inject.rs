@@ -206,3 +206,14 @@ fn a_stream_of_aliases_is_refused_before_it_is_built() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn json_input_indented_with_tabs_is_read_in_key_order() {
+    let json = b"{\n\t\"kind\": \"ConfigMap\",\n\t\"apiVersion\": \"v1\",\n\t\"metadata\": {\"name\": \"x\"}\n}\n{\"kind\": \"Secret\", \"apiVersion\": \"v1\", \"metadata\": {\"name\": \"y\"}}";
+    let out = rolecall(&["inject"], Some(json));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "kind: ConfigMap\napiVersion: v1\nmetadata:\n  name: x\n---\nkind: Secret\napiVersion: v1\nmetadata:\n  name: y\n"
+    );
+}

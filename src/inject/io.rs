@@ -161,6 +161,19 @@ fn documents(bytes: &[u8]) -> Result<Vec<Value>, String> {
         None => return Err("the YAML parser could not start (out of memory)".into()),
     }
     let mut docs = Vec::new();
+    // JSON (`kubectl get -o json`) by its own parser: YAML refuses the tabs
+    // JSON may be indented with. Its values hold no aliases, and its
+    // parser stops at 128 levels.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'[')) {
+        for doc in serde_json::Deserializer::from_slice(bytes).into_iter::<Value>() {
+            match doc {
+                Ok(Value::Null) => {}
+                Ok(v) => docs.push(v),
+                Err(e) => return Err(format!("not valid JSON: {e}")),
+            }
+        }
+        return Ok(docs);
+    }
     for doc in serde_yaml_ng::Deserializer::from_slice(bytes) {
         match Value::deserialize(doc) {
             Ok(Value::Null) => {}
