@@ -164,7 +164,11 @@ fn documents(bytes: &[u8]) -> Result<Vec<Value>, String> {
     // JSON (`kubectl get -o json`) by its own parser: YAML refuses the tabs
     // JSON may be indented with. Its values hold no aliases, and its
     // parser stops at 128 levels.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'[')) {
+    if bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| matches!(b, b'{' | b'['))
+    {
         for doc in serde_json::Deserializer::from_slice(bytes).into_iter::<Value>() {
             match doc {
                 Ok(Value::Null) => {}
