@@ -90,6 +90,7 @@ house:
 
 clippy:
 	$(CARGO) clippy --all-targets $(LOCKED) -- -D warnings
+	$(CARGO) clippy --all-targets $(LOCKED) --no-default-features -- -D warnings
 
 # Hermetic: tests that need the Python tools are #[ignore]d here. The TLS
 # tests make their CA with the openssl command, and the proxy tests run

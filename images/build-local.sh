@@ -117,11 +117,11 @@ buildah() { command buildah --storage-driver "$DRIVER" "$@"; }
 
 # The explicit --target makes RUSTFLAGS apply to the target only: build scripts and
 # proc-macros stay dynamic, the binary is static. Same command as the Containerfile's.
-say "cargo build --release --locked --target $TRIPLE (RUSTFLAGS=-C target-feature=+crt-static)"
+say "cargo build --release --locked --no-default-features --target $TRIPLE (RUSTFLAGS=-C target-feature=+crt-static)"
 (
 	cd "$ROOT"
 	unset CARGO_ENCODED_RUSTFLAGS
-	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TRIPLE"
+	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --no-default-features --target "$TRIPLE"
 )
 [ -x "$BIN" ] || die "cargo did not produce $BIN"
 if readelf -l "$BIN" | grep -q INTERP; then

@@ -71,7 +71,7 @@ trap cleanup EXIT
 step "images/Containerfile declares what this test checks"
 CF=$ROOT/images/Containerfile
 for want in '^FROM scratch$' '^USER 65532:65532$' '^ENTRYPOINT \["/rolecall"\]$' '^CMD \["run"\]$' \
-	'target-feature=\+crt-static' 'cargo build --release --locked --target' \
+	'target-feature=\+crt-static' 'cargo build --release --locked --no-default-features --target' \
 	'ca-certificates\.crt' "rolecall:x:65532:65532:" "'hosts: files dns'" '^ENV SSL_CERT_FILE='; do
 	grep -Eq -- "$want" "$CF" || fail "images/Containerfile has no line matching /$want/"
 done

@@ -20,6 +20,9 @@
 #   rolecall    only with ROLECALL_BIN=path/to/rolecall: `rolecall check`
 #               accepts every sidecar's configuration, and the trust policies
 #               it prints equal the ones in examples/iam/
+#   injected    only with ROLECALL_BIN: `rolecall inject -f` of every manifest
+#               written for injection (annotated-*.yaml), which then passes the
+#               schema, pod and `rolecall check` checks above as any example
 #
 # Environment: VENV (default .venv, made by `make venv`), K8S_VERSIONS
 # (default "1.29.0 1.37.0"), ROLECALL_BIN (optional).
@@ -74,6 +77,21 @@ mapfile -t jsons < <(find examples -name '*.json' | sort)
 mapfile -t cfn_templates < <(grep -rlE '^AWSTemplateFormatVersion:' examples --include='*.yaml' | sort)
 mapfile -t shells < <(find examples -name '*.sh' | sort)
 mapfile -t pythons < <(find examples -name '*.py' | sort)
+
+# The manifests written for `rolecall inject` are checked as it outputs them.
+if [ -n "$ROLECALL_BIN" ]; then
+  for f in examples/kubernetes/annotated-*.yaml; do
+    [ -e "$f" ] || continue
+    out="$tmp/injected-$(basename "$f")"
+    if ! "$ROLECALL_BIN" inject -f "$f" >"$out"; then
+      echo "validate-examples: rolecall inject -f $f failed" >&2
+      exit 1
+    fi
+    manifests+=("$out")
+  done
+else
+  echo "== injected manifests: skipped (set ROLECALL_BIN to inject examples/kubernetes/annotated-*.yaml)"
+fi
 
 if [ ${#manifests[@]} -eq 0 ]; then
   echo "validate-examples: no manifests under examples/kubernetes" >&2

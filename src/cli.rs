@@ -66,6 +66,28 @@ pub enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
+    /// Add the rolecall sidecar to the workloads of YAML manifests, as
+    /// their rolecall.dev/ label and annotations ask (docs/INJECTION.md);
+    /// the manifests on stdout, a report on stderr
+    #[cfg(feature = "inject")]
+    Inject {
+        /// A manifest file, a directory (its *.yaml, *.yml and *.json
+        /// files) or - for stdin (repeatable) [default: -]
+        #[arg(short = 'f', long = "filename", value_name = "PATH")]
+        filenames: Vec<std::path::PathBuf>,
+        /// The rolecall image, unless an object's rolecall.dev/image names one [default: localhost/rolecall:dev]
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<String>,
+    },
+    /// Remove what `rolecall inject` added, as each object's
+    /// rolecall.dev/status records it
+    #[cfg(feature = "inject")]
+    Uninject {
+        /// A manifest file, a directory (its *.yaml, *.yml and *.json
+        /// files) or - for stdin (repeatable) [default: -]
+        #[arg(short = 'f', long = "filename", value_name = "PATH")]
+        filenames: Vec<std::path::PathBuf>,
+    },
     /// Print credential_process JSON for a profile (run by the AWS SDKs)
     CredentialProcess {
         /// The profile to print

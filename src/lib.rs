@@ -115,6 +115,8 @@ mod endpoint;
 mod fsread;
 mod health;
 mod http;
+#[cfg(feature = "inject")]
+pub mod inject;
 pub mod logging;
 pub mod metrics;
 pub mod output;

@@ -58,6 +58,16 @@ fn main() -> ExitCode {
             profile,
             output_dir,
         }) => return credential_process(&profile, output_dir, &env),
+        #[cfg(feature = "inject")]
+        Some(Command::Inject { filenames, image }) => {
+            let opts = rolecall::inject::Options { image };
+            return inject(rolecall::inject::io::Action::Inject, &filenames, &opts);
+        }
+        #[cfg(feature = "inject")]
+        Some(Command::Uninject { filenames }) => {
+            let opts = rolecall::inject::Options::default();
+            return inject(rolecall::inject::io::Action::Uninject, &filenames, &opts);
+        }
     };
     let config = match Config::load(&flags, &env) {
         Ok(c) => c,
@@ -180,6 +190,33 @@ fn credential_process(
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// `rolecall inject` and `rolecall uninject`: the documents on stdout
+/// (only when every object is valid), the report or every problem on
+/// stderr.
+#[cfg(feature = "inject")]
+fn inject(
+    action: rolecall::inject::io::Action,
+    inputs: &[std::path::PathBuf],
+    opts: &rolecall::inject::Options,
+) -> ExitCode {
+    use std::io::Write;
+    let run = rolecall::inject::io::run(action, inputs, opts);
+    let mut err = std::io::stderr().lock();
+    // The report as is; problems as every other error of rolecall.
+    let prefix = if run.code == 0 { "" } else { "rolecall: " };
+    for line in &run.stderr {
+        let _ = writeln!(err, "{prefix}{line}");
+    }
+    if std::io::stdout()
+        .lock()
+        .write_all(run.stdout.as_bytes())
+        .is_err()
+    {
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    ExitCode::from(run.code)
 }
 
 /// What to raise, when `e` failed at the open-file limit (too low to even
