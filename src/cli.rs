@@ -90,7 +90,7 @@ pub enum Command {
     },
     /// Serve the mutating admission webhook: pods created with the
     /// rolecall.dev/inject label get the sidecar, as `rolecall inject`
-    /// adds it (docs/INJECTION.md, "Webhook")
+    /// adds it (docs/WEBHOOK.md)
     #[cfg(feature = "inject")]
     Webhook(crate::webhook::Flags),
     /// Print credential_process JSON for a profile (run by the AWS SDKs)

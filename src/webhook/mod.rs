@@ -1,5 +1,5 @@
 //! `rolecall webhook`: a mutating admission webhook over the same core as
-//! `rolecall inject` (docs/INJECTION.md, "Webhook"). A Pod CREATE that
+//! `rolecall inject` (docs/WEBHOOK.md). A Pod CREATE that
 //! opted in with the `rolecall.dev/inject` label is answered with the JSON
 //! Patch from the pod to [`crate::inject::inject`]'s pod.
 //!

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -323,9 +323,4 @@ pub fn apply(doc: &Value, patch: &Value) -> Result<Value, String> {
         }
     }
     Ok(doc)
-}
-
-#[allow(dead_code)]
-pub fn exists(p: &Path) -> bool {
-    p.exists()
 }
