@@ -289,3 +289,6 @@ fn health_answer(
     *r.status_mut() = status;
     r
 }
+
+#[cfg(test)]
+mod tests;
