@@ -57,18 +57,15 @@ fn offline_inject(pod: &[u8]) -> String {
 }
 
 fn review(object: &Value, operation: &str) -> Vec<u8> {
-    let body = serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "uid-1",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "namespace": "shop",
-            "operation": operation,
-            "object": serde_json::to_value(object).unwrap(),
-        }
-    });
-    body.to_string().into_bytes()
+    // Built as an ordered value: serde_json's own Value would sort the
+    // pod's keys.
+    let text = format!(
+        r#"{{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {{"uid": "uid-1", "kind": {{"group": "", "version": "v1", "kind": "Pod"}},
+            "namespace": "shop", "operation": "{operation}", "object": {}}}}}"#,
+        serde_json::to_string(object).unwrap()
+    );
+    text.into_bytes()
 }
 
 /// The response of an AdmissionReview answer, checked for its envelope.

@@ -144,3 +144,28 @@ fn the_pod_keeps_its_key_order_through_the_review() {
         .collect();
     assert_eq!(keys, ["apiVersion", "kind", "metadata", "spec"]);
 }
+
+#[test]
+fn an_injected_pod_in_another_key_order_gets_no_patch() {
+    // The API server writes a pod's keys in its own order; a reinvocation
+    // sends back the injected pod so: same values, nothing to patch.
+    let pod: Value = serde_json::from_str(POD).unwrap();
+    let injected = inject::inject(&pod, &inject::Options::default())
+        .unwrap()
+        .value;
+    let sorted = serde_json::to_string(&serde_json::to_value(&injected).unwrap()).unwrap();
+    assert_ne!(
+        sorted,
+        serde_json::to_string(&injected).unwrap(),
+        "the order differs"
+    );
+    let a = answer(&request("CREATE", "Pod", &sorted));
+    assert_eq!(
+        (a.status, a.outcome),
+        (200, Outcome::Unchanged),
+        "{}",
+        a.message
+    );
+    assert!(a.message.contains("re-injected rolecall"), "{}", a.message);
+    assert!(response(&a).get("patch").is_none());
+}
