@@ -106,7 +106,10 @@ impl Webhook {
     /// Serving `certs`, whose certificate `ca` signed.
     pub fn start_with(certs: CertDir, ca: &TestCa) -> Webhook {
         for _ in 0..5 {
-            let (listen, health) = (free_port(), free_port());
+            let listen = free_port();
+            let health = std::iter::repeat_with(free_port)
+                .find(|p| *p != listen)
+                .unwrap();
             let mut child = ChildSidecar::spawn(&mut command(&certs, listen, health));
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
             while child.running() && std::time::Instant::now() < deadline {
