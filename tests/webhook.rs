@@ -359,6 +359,13 @@ async fn wrong_and_hostile_requests_get_their_answer_and_the_server_stays_up() {
         2.0
     );
     assert!(hook.metric("rolecall_webhook_certificate_expiry_timestamp_seconds") > 1.7e9);
+    let metrics = hook.health_get("/metrics").await.1;
+    for family in [
+        "rolecall_webhook_request_duration_seconds_count 10",
+        "rolecall_watch_polling{file=\"tls_cert\"} 0",
+    ] {
+        assert!(metrics.contains(family), "{family}: {metrics}");
+    }
     assert_eq!(hook.health_get("/livez").await.0, 200);
     assert_eq!(hook.health_get("/readyz").await.0, 200);
     assert_eq!(hook.health_get("/nothing").await.0, 404);

@@ -205,10 +205,10 @@ async fn serve(
     let listen = listener.local_addr().map_err(|e| e.to_string())?;
     let stop = stop_on_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let hard = CancellationToken::new();
-    let health = metrics.clone();
+    let (health, shared_limits) = (metrics.clone(), limits.clone());
     let (health_addr, _) = crate::http::serve(
         s.health_addr,
-        move |req| health_answer(req, &health),
+        move |req| health_answer(req, &health, &shared_limits),
         limits.clone(),
         hard.clone(),
     )
@@ -272,17 +272,36 @@ fn stop_on_signals() -> std::io::Result<CancellationToken> {
     Ok(stop)
 }
 
+/// The webhook's series, with the two of the sidecar's registry that its
+/// listeners and watchers feed: `rolecall_limit_reached_total` and
+/// `rolecall_watch_polling`.
+fn exposition(m: &WebhookMetrics, limits: &crate::metrics::Metrics) -> String {
+    let mut out = m.encode();
+    let shared: String = limits
+        .encode(false)
+        .lines()
+        .filter(|l| l.contains("rolecall_limit_reached") || l.contains("rolecall_watch_polling"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    match out.rfind("# EOF") {
+        Some(at) => out.insert_str(at, &shared),
+        None => out.push_str(&shared),
+    }
+    out
+}
+
 /// `/livez`, `/readyz` (ready while a certificate is served and the
 /// webhook is not stopping) and `/metrics`.
 fn health_answer(
     req: &Request<hyper::body::Incoming>,
     m: &WebhookMetrics,
+    limits: &crate::metrics::Metrics,
 ) -> Response<Full<Bytes>> {
     let (status, body) = match req.uri().path() {
         "/livez" => (StatusCode::OK, "ok\n".to_owned()),
         "/readyz" if m.ready() => (StatusCode::OK, "ready\n".to_owned()),
         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
-        "/metrics" => (StatusCode::OK, m.encode()),
+        "/metrics" => (StatusCode::OK, exposition(m, limits)),
         _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
