@@ -88,6 +88,11 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", value_name = "PATH")]
         filenames: Vec<std::path::PathBuf>,
     },
+    /// Serve the mutating admission webhook: pods created with the
+    /// rolecall.dev/inject label get the sidecar, as `rolecall inject`
+    /// adds it (docs/WEBHOOK.md)
+    #[cfg(feature = "inject")]
+    Webhook(crate::webhook::Flags),
     /// Print credential_process JSON for a profile (run by the AWS SDKs)
     CredentialProcess {
         /// The profile to print

@@ -71,8 +71,9 @@ pub fn accept_backoff(previous: Option<Duration>) -> Duration {
     previous.map_or(ACCEPT_BACKOFF_MIN, |p| (p * 2).min(ACCEPT_BACKOFF_MAX))
 }
 
-/// hyper's settings for every connection: see the module docs.
-fn builder() -> hyper::server::conn::http1::Builder {
+/// hyper's settings for every connection: see the module docs (also the
+/// webhook's HTTPS listener's).
+pub(crate) fn builder() -> hyper::server::conn::http1::Builder {
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)

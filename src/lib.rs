@@ -141,6 +141,8 @@ pub mod tls;
 pub mod token;
 pub mod trust;
 pub mod watch;
+#[cfg(feature = "inject")]
+pub mod webhook;
 
 use std::time::Duration;
 

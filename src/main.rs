@@ -68,6 +68,8 @@ fn main() -> ExitCode {
             let opts = rolecall::inject::Options::default();
             return inject(rolecall::inject::io::Action::Uninject, &filenames, &opts);
         }
+        #[cfg(feature = "inject")]
+        Some(Command::Webhook(flags)) => return webhook(&flags),
     };
     let config = match Config::load(&flags, &env) {
         Ok(c) => c,
@@ -217,6 +219,21 @@ fn inject(
         return ExitCode::from(EXIT_FAILURE);
     }
     ExitCode::from(run.code)
+}
+
+/// `rolecall webhook`: every flag problem at once (exit 64), then the
+/// server until SIGTERM.
+#[cfg(feature = "inject")]
+fn webhook(flags: &rolecall::webhook::Flags) -> ExitCode {
+    match rolecall::webhook::check(flags) {
+        Ok(settings) => ExitCode::from(rolecall::webhook::run(settings)),
+        Err(problems) => {
+            for p in problems {
+                eprintln!("rolecall: {p}");
+            }
+            ExitCode::from(rolecall::webhook::EXIT_USAGE)
+        }
+    }
 }
 
 /// What to raise, when `e` failed at the open-file limit (too low to even

@@ -102,6 +102,17 @@ impl TestCa {
         self.dir.path().join("ca.pem")
     }
 
+    /// The server certificate (PEM) the CA signed: what a TLS server of
+    /// the test serves (the webhook's `--tls-cert-file`).
+    pub fn server_pem(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    /// The server certificate's private key (PEM).
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
+
     fn server_config(&self) -> rustls::ServerConfig {
         let certs: Vec<CertificateDer<'static>> =
             CertificateDer::pem_file_iter(self.dir.path().join("server.pem"))
