@@ -88,6 +88,10 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", value_name = "PATH")]
         filenames: Vec<std::path::PathBuf>,
     },
+    /// Inject as a KRM function (kustomize, kpt): a ResourceList on stdin,
+    /// the ResourceList with every item injected and its results on stdout
+    #[cfg(feature = "inject")]
+    Krm,
     /// Print credential_process JSON for a profile (run by the AWS SDKs)
     CredentialProcess {
         /// The profile to print

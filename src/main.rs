@@ -64,6 +64,8 @@ fn main() -> ExitCode {
             return inject(rolecall::inject::io::Action::Inject, &filenames, &opts);
         }
         #[cfg(feature = "inject")]
+        Some(Command::Krm) => return krm(),
+        #[cfg(feature = "inject")]
         Some(Command::Uninject { filenames }) => {
             let opts = rolecall::inject::Options::default();
             return inject(rolecall::inject::io::Action::Uninject, &filenames, &opts);
@@ -208,6 +210,25 @@ fn inject(
     let prefix = if run.code == 0 { "" } else { "rolecall: " };
     for line in &run.stderr {
         let _ = writeln!(err, "{prefix}{line}");
+    }
+    if std::io::stdout()
+        .lock()
+        .write_all(run.stdout.as_bytes())
+        .is_err()
+    {
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    ExitCode::from(run.code)
+}
+
+/// `rolecall krm`: the ResourceList on stdout, every problem on stderr.
+#[cfg(feature = "inject")]
+fn krm() -> ExitCode {
+    use std::io::Write;
+    let run = rolecall::krm::run_stdin();
+    let mut err = std::io::stderr().lock();
+    for line in &run.stderr {
+        let _ = writeln!(err, "rolecall: {line}");
     }
     if std::io::stdout()
         .lock()

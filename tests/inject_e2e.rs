@@ -33,6 +33,7 @@
 //! Needs moto and the AWS CLI (`make venv`, or `ROLECALL_VENV`) and root:
 //! `make acceptance` runs it with
 //! `ROLECALL_VENV=$PWD/.venv cargo test --test inject_e2e -- --ignored`.
+#![cfg(feature = "inject")]
 
 mod support;
 

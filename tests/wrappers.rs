@@ -10,6 +10,7 @@
 //!   spaces, `${VAR}` expanded with the environment plus `HELM_PLUGIN_NAME`
 //!   and `HELM_PLUGIN_DIR`, then its `args`, then the `--post-renderer-args`;
 //!   stdin and stdout as Helm 3.
+#![cfg(feature = "inject")]
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -280,4 +281,215 @@ fn go_expand_is_os_expand() {
     let env = BTreeMap::from([("HELM_PLUGIN_DIR".to_owned(), "/p".to_owned())]);
     assert_eq!(go_expand("${HELM_PLUGIN_DIR}/x", &env), "/p/x");
     assert_eq!(go_expand("$HELM_PLUGIN_DIR/x $UNSET.", &env), "/p/x .");
+}
+
+// ------------------------------------------------------------------ kustomize
+
+/// The orchestrator's annotations kustomize puts on every item it sends
+/// (kyaml's FunctionFilter: the ids; its ByteReader: path and index).
+const ORCHESTRATOR: [&str; 6] = [
+    "config.kubernetes.io/index",
+    "config.kubernetes.io/path",
+    "internal.config.kubernetes.io/index",
+    "internal.config.kubernetes.io/path",
+    "internal.config.kubernetes.io/id",
+    "config.k8s.io/id",
+];
+
+/// A `config.kubernetes.io/v1` ResourceList as kustomize writes it: the
+/// objects of `manifests` with the orchestrator's annotations, and the
+/// function configuration.
+fn resource_list(manifests: &[u8], function_config: &Value) -> Value {
+    let mut items = Vec::new();
+    for (i, doc) in serde_yaml_ng::Deserializer::from_slice(manifests).enumerate() {
+        let mut item = <Value as serde::Deserialize>::deserialize(doc).expect("a manifest");
+        if item.is_null() {
+            continue;
+        }
+        let meta = item["metadata"].as_mapping_mut().expect("metadata");
+        let annotations = meta
+            .entry("annotations".into())
+            .or_insert_with(|| Value::Mapping(Default::default()))
+            .as_mapping_mut()
+            .expect("annotations");
+        for (key, value) in ORCHESTRATOR.iter().zip([
+            i.to_string(),
+            "chart.yaml".into(),
+            i.to_string(),
+            "chart.yaml".into(),
+            (i + 1).to_string(),
+            (i + 1).to_string(),
+        ]) {
+            annotations.insert((*key).into(), value.into());
+        }
+        items.push(item);
+    }
+    let mut list = serde_yaml_ng::Mapping::new();
+    list.insert("apiVersion".into(), "config.kubernetes.io/v1".into());
+    list.insert("kind".into(), "ResourceList".into());
+    list.insert("items".into(), Value::Sequence(items));
+    list.insert("functionConfig".into(), function_config.clone());
+    Value::Mapping(list)
+}
+
+/// Runs the function as kustomize's exec runtime does: the
+/// `config.kubernetes.io/function` annotation's `exec.path` (a bare name is
+/// looked up in PATH) with its `args` and `envs`, in the kustomization's
+/// directory, the ResourceList on stdin.
+fn kustomize_exec(dir: &Path, function_config: &Value, list: &Value) -> Output {
+    let spec = function_config["metadata"]["annotations"]["config.kubernetes.io/function"]
+        .as_str()
+        .expect("the config.kubernetes.io/function annotation");
+    let spec: Value = serde_yaml_ng::from_str(spec).expect("the function spec parses");
+    let path = spec["exec"]["path"].as_str().expect("exec.path");
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_sequence()
+            .map(|s| {
+                s.iter()
+                    .map(|a| a.as_str().expect("a string").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let program = if path.contains('/') {
+        dir.join(path)
+    } else {
+        path_with_rolecall()
+            .split(':')
+            .map(|d| Path::new(d).join(path))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{path} is not on PATH"))
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(strings(&spec["exec"]["args"]))
+        .env("PATH", path_with_rolecall())
+        .current_dir(dir);
+    for pair in strings(&spec["exec"]["envs"]) {
+        let (k, v) = pair.split_once('=').expect("KEY=VALUE");
+        cmd.env(k, v);
+    }
+    feed(
+        cmd,
+        serde_yaml_ng::to_string(list).expect("yaml").as_bytes(),
+    )
+}
+
+fn kustomize_example() -> (PathBuf, Value) {
+    let dir = repo("examples/kustomize");
+    let text = std::fs::read_to_string(dir.join("rolecall.yaml")).expect("rolecall.yaml");
+    let kustomization =
+        std::fs::read_to_string(dir.join("kustomization.yaml")).expect("kustomization.yaml");
+    assert!(
+        kustomization.contains("transformers:\n  - rolecall.yaml"),
+        "the kustomization names the function config"
+    );
+    (
+        dir,
+        serde_yaml_ng::from_str(&text).expect("rolecall.yaml parses"),
+    )
+}
+
+/// `item` without the orchestrator's annotations (and without an
+/// annotations map they alone made).
+fn without_orchestrator(item: &Value, had_annotations: bool) -> Value {
+    let mut item = item.clone();
+    let meta = item["metadata"].as_mapping_mut().expect("metadata");
+    let annotations = meta
+        .get_mut("annotations")
+        .and_then(Value::as_mapping_mut)
+        .expect("annotations");
+    for key in ORCHESTRATOR {
+        annotations.remove(key);
+    }
+    if annotations.is_empty() && !had_annotations {
+        meta.remove("annotations");
+    }
+    item
+}
+
+#[test]
+fn kustomize_krm_function_items_equal_inject_output() {
+    let (dir, config) = kustomize_example();
+    for manifests in [
+        chart_output(),
+        std::fs::read(dir.join("deployment.yaml")).unwrap(),
+    ] {
+        let list = resource_list(&manifests, &config);
+        let got = kustomize_exec(&dir, &config, &list);
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert!(
+            got.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        let out: Value = serde_yaml_ng::from_slice(&got.stdout).expect("a ResourceList");
+        assert_eq!(out["kind"], "ResourceList");
+        assert_eq!(out["functionConfig"], config);
+
+        let image = config["data"]["image"].as_str().expect("data.image");
+        let want = inject_file(&manifests, &["--image", image]);
+        assert!(want.status.success());
+        let want: Vec<Value> = serde_yaml_ng::Deserializer::from_slice(&want.stdout)
+            .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+            .collect();
+        let originals: Vec<Value> = serde_yaml_ng::Deserializer::from_slice(&manifests)
+            .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+            .filter(|v| !v.is_null())
+            .collect();
+        let items = out["items"].as_sequence().expect("items");
+        assert_eq!(items.len(), want.len());
+        for ((item, want), sent) in items
+            .iter()
+            .zip(&want)
+            .zip(list["items"].as_sequence().unwrap())
+        {
+            // The orchestrator's annotations come back untouched.
+            for key in ORCHESTRATOR {
+                assert_eq!(
+                    item["metadata"]["annotations"][key],
+                    sent["metadata"]["annotations"][key]
+                );
+            }
+            let had = originals.iter().any(|o| {
+                o["metadata"]["name"] == item["metadata"]["name"]
+                    && o["kind"] == item["kind"]
+                    && o["metadata"].get("annotations").is_some()
+            });
+            assert_eq!(
+                &without_orchestrator(item, had),
+                want,
+                "{:?}",
+                item["metadata"]["name"]
+            );
+        }
+        let results = out["results"].as_sequence().expect("results");
+        assert_eq!(results.len(), want.len(), "one info result per object");
+        assert!(results.iter().all(|r| r["severity"] == "info"));
+    }
+}
+
+#[test]
+fn kustomize_krm_function_with_an_invalid_annotation_gives_results_and_exit_64() {
+    let (dir, config) = kustomize_example();
+    let list = resource_list(&invalid_chart_output(), &config);
+    let got = kustomize_exec(&dir, &config, &list);
+    assert_eq!(got.status.code(), Some(64), "{got:?}");
+    let stderr = String::from_utf8_lossy(&got.stderr);
+    assert!(stderr.contains("rolecall.dev/default-profle"), "{stderr}");
+    let out: Value = serde_yaml_ng::from_slice(&got.stdout).expect("a ResourceList");
+    assert_eq!(out["items"], list["items"], "the items come back unchanged");
+    let results = out["results"].as_sequence().expect("results");
+    assert!(!results.is_empty());
+    for r in results {
+        assert_eq!(r["severity"], "error");
+        assert_eq!(r["resourceRef"]["kind"], "Deployment");
+        assert_eq!(r["resourceRef"]["name"], "web");
+        assert_eq!(r["resourceRef"]["namespace"], "shop");
+        assert_eq!(r["file"]["path"], "chart.yaml");
+        assert!(r["message"].as_str().unwrap().contains("deployment/web"));
+    }
 }
