@@ -449,6 +449,7 @@ fn assert_assumed(profile: &str, ran: &Ran) {
 #[test]
 #[ignore = "needs root, moto and the AWS CLI: run by make acceptance"]
 fn the_injected_sidecar_starts_and_each_container_assumes_its_default_profile() {
+    preflight();
     let scratch = tempfile::Builder::new()
         .prefix("rolecall-e2e-")
         .tempdir()
@@ -530,6 +531,20 @@ fn the_injected_sidecar_starts_and_each_container_assumes_its_default_profile() 
     );
     let status = running.0.wait().expect("wait");
     assert!(status.success(), "exit {status}:\n{}", sidecar_log());
+}
+
+/// Root and util-linux's and iproute2's tools, or a message naming them.
+fn preflight() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "inject_e2e makes namespaces and mounts: run it as root"
+    );
+    for tool in ["unshare", "nsenter", "setpriv", "chroot", "mount", "ip"] {
+        let found = PATH.split(':').any(|d| Path::new(d).join(tool).is_file());
+        assert!(found, "inject_e2e needs `{tool}` (util-linux, iproute2)");
+    }
 }
 
 /// The AWS CLI in `c`: `sts get-caller-identity` with `args`.
@@ -664,6 +679,11 @@ fn check_worker(
         "ls -A /aws; grep -l -r -E 'reader|writer|audit' /aws/ || true",
     );
     assert!(files.ok, "{}", files.stderr);
+    assert!(
+        files.stdout.lines().any(|l| l == "endpoint-token"),
+        "the worker's /aws holds its endpoint token:\n{}",
+        files.stdout
+    );
     for other in ["reader", "writer", "audit"] {
         assert!(
             !files.stdout.contains(other),
