@@ -19,7 +19,8 @@
 //!   host's files), `/run` and `/tmp`, and every `volumeMounts` entry
 //!   bind-mounted at its `mountPath` UNCHANGED (read-only when the spec says
 //!   so), then `chroot`; the sidecar runs as the spec's `runAsUser` /
-//!   `runAsGroup` with no capabilities and `no_new_privs`;
+//!   `runAsGroup` with no capabilities and `no_new_privs`, and with its
+//!   `readOnlyRootFilesystem` everything but its volumes is read-only;
 //! - the one addition to the spec: `AWS_ENDPOINT_URL_STS` (an env variable
 //!   the sidecar already reads) points the sidecar's STS calls, and the AWS
 //!   CLI's own `sts get-caller-identity`, at moto.
@@ -274,15 +275,17 @@ struct Container<'a> {
     root: PathBuf,
 }
 
-/// Builds the container's root (see the module doc) and runs `"$@"` in it.
-const OUTER: &str = r#"set -eu
-R="$ROOT"
-mount -t tmpfs -o mode=755 pod-root "$R"
+/// Builds the container's root (see the module doc) in `$R`: the host's
+/// top-level links, and the directories named in `$KEEP` (the system's, the
+/// repository's, the venv's: nothing else of the host), always read-only
+/// (no container writes to the host); `$RO` is 1 for a read-only root.
+const OUTER: &str = r#"mount -t tmpfs -o mode=755 pod-root "$R"
 for p in /*; do
   n=${p#/}
-  case "$n" in proc|sys|dev|tmp|run|etc) continue ;; esac
   if [ -L "$p" ]; then ln -s "$(readlink "$p")" "$R/$n"
-  elif [ -d "$p" ]; then mkdir "$R/$n"; mount --rbind "$p" "$R/$n"
+  elif [ -d "$p" ] && case " $KEEP " in *" $n "*) true ;; *) false ;; esac; then
+    mkdir "$R/$n"; mount --rbind "$p" "$R/$n"
+    mount -o remount,bind,ro "$R/$n"
   fi
 done
 for n in proc sys dev; do mkdir "$R/$n"; mount --rbind "/$n" "$R/$n"; done
@@ -291,16 +294,42 @@ mount -t tmpfs -o mode=755 pod-run "$R/run"
 mount -t tmpfs -o mode=1777 pod-tmp "$R/tmp"
 mount -t tmpfs -o mode=755 pod-etc "$R/etc"
 mount --rbind /etc "$R/.host-etc"
+mount -o remount,bind,ro "$R/.host-etc"
 for p in /etc/* /etc/.[!.]*; do
   [ -e "$p" ] || [ -L "$p" ] || continue
   ln -s "/.host-etc/${p#/etc/}" "$R/etc/${p#/etc/}"
 done
 "#;
 
+/// The host's top-level directories a container sees: the system's, and
+/// those holding the repository, the test binary and the venv.
+fn kept_dirs() -> Vec<String> {
+    let mut keep: Vec<String> = ["usr", "var", "opt"].map(String::from).to_vec();
+    for path in [
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        PathBuf::from(env!("CARGO_BIN_EXE_rolecall")),
+        venv(),
+        fs::canonicalize(venv().join("bin/python")).unwrap_or_default(),
+    ] {
+        let top = path
+            .components()
+            .nth(1)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
+        if let Some(top) = top.filter(|t| !keep.contains(t)) {
+            keep.push(plain(&top).to_owned());
+        }
+    }
+    keep
+}
+
 impl Container<'_> {
     /// The shell script that mounts the volumes and execs `"$@"` as `user`.
     fn script(&self, user: Option<(u64, u64)>) -> String {
-        let mut outer = String::from(OUTER);
+        let root = plain(self.root.to_str().expect("utf-8 root"));
+        let read_only = self.spec["securityContext"]["readOnlyRootFilesystem"].as_bool();
+        let ro = u8::from(read_only == Some(true));
+        let keep = kept_dirs().join(" ");
+        let mut outer = format!("set -eu\nR={root}\nRO={ro}\nKEEP='{keep}'\n{OUTER}");
         let mut inner = String::from("set -eu\n");
         for (i, mount) in list(&self.spec["volumeMounts"]).iter().enumerate() {
             let source = &self.volumes[text(&mount["name"])];
@@ -309,14 +338,18 @@ impl Container<'_> {
                 "mkdir \"$R/.pod-volumes/{i}\"; mount --bind {} \"$R/.pod-volumes/{i}\"\n",
                 plain(source.to_str().expect("utf-8 path"))
             );
-            inner += &format!("mkdir -p {target}; mount --bind /.pod-volumes/{i} {target}\n");
+            inner += &format!(
+                "mkdir -p {target}; mount --bind /.pod-volumes/{i} {target}; umount /.pod-volumes/{i}\n"
+            );
             if mount["readOnly"].as_bool() == Some(true) {
                 inner += &format!("mount -o remount,bind,ro {target}\n");
             }
         }
-        // readOnlyRootFilesystem, as far as the tmpfs parts go.
-        inner += "mount -o remount,ro /etc; mount -o remount,ro /run 2>/dev/null || true\n";
-        inner += "mount -o remount,ro /\ncd /\n";
+        // readOnlyRootFilesystem: nothing writable but the volumes.
+        if ro == 1 {
+            inner += "for d in /etc /run /tmp /; do mount -o remount,ro $d; done\n";
+        }
+        inner += "cd /\n";
         inner += &match user {
             Some((uid, gid)) => format!(
                 "exec setpriv --reuid={uid} --regid={gid} --clear-groups --no-new-privs \
@@ -347,8 +380,7 @@ impl Container<'_> {
             .arg("sh")
             .args(argv)
             .env_clear()
-            .env("PATH", PATH)
-            .env("ROOT", plain(self.root.to_str().expect("utf-8 root")));
+            .env("PATH", PATH);
         for var in list(&self.spec["env"]) {
             let value = var["value"]
                 .as_str()
@@ -518,6 +550,7 @@ fn the_injected_sidecar_starts_and_each_container_assumes_its_default_profile() 
         })
     });
 
+    check_read_only_root(&rolecall, &net);
     check_app(&pod, &volumes, &net, scratch, &sts);
     check_worker(&pod, &volumes, &net, scratch, &sts);
 
@@ -545,6 +578,36 @@ fn preflight() {
         let found = PATH.split(':').any(|d| Path::new(d).join(tool).is_file());
         assert!(found, "inject_e2e needs `{tool}` (util-linux, iproute2)");
     }
+}
+
+/// In a container made like the sidecar's, every mount but its volumes
+/// (and /proc, /sys, /dev) is read-only, and no volume is reachable twice.
+fn check_read_only_root(sidecar: &Container, net: &PodNet) {
+    let ran = sh(sidecar, net, None, "cat /proc/self/mountinfo");
+    assert!(ran.ok, "{}", ran.stderr);
+    let volumes: Vec<&str> = list(&sidecar.spec["volumeMounts"])
+        .iter()
+        .filter(|m| m["readOnly"].as_bool() != Some(true))
+        .map(|m| text(&m["mountPath"]))
+        .collect();
+    let writable: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let (point, opts) = (fields[4], fields[5]);
+            let kernel = ["/proc", "/sys", "/dev"]
+                .iter()
+                .any(|k| point == *k || point.starts_with(&format!("{k}/")));
+            let ours = volumes.contains(&point);
+            (opts.split(',').any(|o| o == "rw") && !kernel && !ours).then_some(point)
+        })
+        .collect();
+    assert!(
+        writable.is_empty(),
+        "writable in the sidecar's root: {writable:?}"
+    );
+    assert!(!ran.stdout.contains("/.pod-volumes/"), "{}", ran.stdout);
 }
 
 /// The AWS CLI in `c`: `sts get-caller-identity` with `args`.
