@@ -102,9 +102,11 @@ test-deps:
 unit-test: test-deps
 	$(CARGO) test $(LOCKED)
 
-# The real binary against moto's STS, read by the AWS CLI and boto3.
+# The real binary against moto's STS, read by the AWS CLI and boto3; and the
+# injected pod started for real in namespaces (inject_e2e: needs root).
 acceptance: venv test-deps
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test acceptance -- --ignored --test-threads=1
+	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test inject_e2e -- --ignored --test-threads=1
 
 # The Kubernetes manifests against the Kubernetes schemas (offline), the
 # CloudFormation template with cfn-lint, and `rolecall check` with each

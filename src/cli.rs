@@ -93,6 +93,10 @@ pub enum Command {
     /// adds it (docs/WEBHOOK.md)
     #[cfg(feature = "inject")]
     Webhook(crate::webhook::Flags),
+    /// Inject as a KRM function (kustomize, kpt): a ResourceList on stdin,
+    /// the ResourceList with every item injected and its results on stdout
+    #[cfg(feature = "inject")]
+    Krm,
     /// Print credential_process JSON for a profile (run by the AWS SDKs)
     CredentialProcess {
         /// The profile to print

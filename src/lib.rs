@@ -117,6 +117,8 @@ mod health;
 mod http;
 #[cfg(feature = "inject")]
 pub mod inject;
+#[cfg(feature = "inject")]
+pub mod krm;
 pub mod logging;
 pub mod metrics;
 pub mod output;

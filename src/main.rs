@@ -64,6 +64,8 @@ fn main() -> ExitCode {
             return inject(rolecall::inject::io::Action::Inject, &filenames, &opts);
         }
         #[cfg(feature = "inject")]
+        Some(Command::Krm) => return krm(),
+        #[cfg(feature = "inject")]
         Some(Command::Uninject { filenames }) => {
             let opts = rolecall::inject::Options::default();
             return inject(rolecall::inject::io::Action::Uninject, &filenames, &opts);
@@ -194,31 +196,15 @@ fn credential_process(
     }
 }
 
-/// `rolecall inject` and `rolecall uninject`: the documents on stdout
-/// (only when every object is valid), the report or every problem on
-/// stderr.
+/// `rolecall inject` / `uninject`: the objects on stdout (only when every
+/// object is valid), the report or every problem on stderr.
 #[cfg(feature = "inject")]
 fn inject(
     action: rolecall::inject::io::Action,
     inputs: &[std::path::PathBuf],
     opts: &rolecall::inject::Options,
 ) -> ExitCode {
-    use std::io::Write;
-    let run = rolecall::inject::io::run(action, inputs, opts);
-    let mut err = std::io::stderr().lock();
-    // The report as is; problems as every other error of rolecall.
-    let prefix = if run.code == 0 { "" } else { "rolecall: " };
-    for line in &run.stderr {
-        let _ = writeln!(err, "{prefix}{line}");
-    }
-    if std::io::stdout()
-        .lock()
-        .write_all(run.stdout.as_bytes())
-        .is_err()
-    {
-        return ExitCode::from(EXIT_FAILURE);
-    }
-    ExitCode::from(run.code)
+    ExitCode::from(rolecall::inject::io::run(action, inputs, opts).emit(true))
 }
 
 /// `rolecall webhook`: every flag problem at once (exit 64), then the
@@ -234,6 +220,12 @@ fn webhook(flags: &rolecall::webhook::Flags) -> ExitCode {
             ExitCode::from(rolecall::webhook::EXIT_USAGE)
         }
     }
+}
+
+/// `rolecall krm`: the ResourceList on stdout, every problem on stderr.
+#[cfg(feature = "inject")]
+fn krm() -> ExitCode {
+    ExitCode::from(rolecall::krm::run_stdin().emit(true))
 }
 
 /// What to raise, when `e` failed at the open-file limit (too low to even

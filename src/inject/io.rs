@@ -34,6 +34,29 @@ pub struct Run {
     pub code: u8,
 }
 
+impl Run {
+    /// Says the run: stderr's lines (problems prefixed `rolecall: ` when
+    /// `prefix_problems` and the exit is not 0), then stdout; the exit code
+    /// (1 when stdout cannot be written).
+    pub fn emit(&self, prefix_problems: bool) -> u8 {
+        use std::io::Write;
+        let prefix = if prefix_problems && self.code != EXIT_OK {
+            "rolecall: "
+        } else {
+            ""
+        };
+        let mut err = std::io::stderr().lock();
+        for line in &self.stderr {
+            let _ = writeln!(err, "{prefix}{line}");
+        }
+        let mut out = std::io::stdout().lock();
+        match out.write_all(self.stdout.as_bytes()) {
+            Ok(()) => self.code,
+            Err(_) => 1,
+        }
+    }
+}
+
 /// Which command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -106,16 +129,7 @@ fn failed(code: u8, stderr: Vec<String>) -> Run {
 /// `*.yml` and `*.json` files (sorted, not recursive), each with its name.
 fn read_input(input: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
     if input == Path::new("-") {
-        let mut bytes = Vec::new();
-        let stdin = std::io::stdin().lock();
-        stdin
-            .take(MAX_INPUT_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read stdin: {e}"))?;
-        if bytes.len() as u64 > MAX_INPUT_BYTES {
-            return Err(format!("stdin is larger than {MAX_INPUT_BYTES} bytes"));
-        }
-        return Ok(vec![("stdin".into(), bytes)]);
+        return Ok(vec![("stdin".into(), read_stdin()?)]);
     }
     if input.is_dir() {
         let entries = std::fs::read_dir(input)
@@ -134,6 +148,20 @@ fn read_input(input: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
     Ok(vec![read_file(input)?])
 }
 
+/// Stdin, at most [`MAX_INPUT_BYTES`].
+pub fn read_stdin() -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    let stdin = std::io::stdin().lock();
+    stdin
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(format!("stdin is larger than {MAX_INPUT_BYTES} bytes"));
+    }
+    Ok(bytes)
+}
+
 fn read_file(path: &Path) -> Result<(String, Vec<u8>), String> {
     let name = path.display().to_string();
     match read(path, MAX_INPUT_BYTES, Follow::Yes) {
@@ -145,7 +173,7 @@ fn read_file(path: &Path) -> Result<(String, Vec<u8>), String> {
 
 /// The documents of a YAML stream (JSON is YAML), empty ones dropped;
 /// measured first, so that no stream of aliases or deep brackets is built.
-fn documents(bytes: &[u8]) -> Result<Vec<Value>, String> {
+pub fn documents(bytes: &[u8]) -> Result<Vec<Value>, String> {
     match measure(bytes, MAX_DEPTH, MAX_NODES) {
         Some(Shape::Fits) => {}
         Some(Shape::TooDeep) => {
