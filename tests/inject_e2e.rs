@@ -612,14 +612,6 @@ fn check_read_only_root(sidecar: &Container, net: &PodNet) {
 
 /// The AWS CLI in `c`: `sts get-caller-identity` with `args`.
 fn caller_arn(c: &Container, net: &PodNet, sts: &str, args: &[&str]) -> Ran {
-    // botocore (the AWS CLI v1, boto3) reads the region only from
-    // AWS_DEFAULT_REGION, and the injector sets AWS_REGION for an endpoint-
-    // mode container (process and file mode have it in /aws/config): the
-    // test copies it over. A known gap of the injected env, not of this test.
-    let region = list(&c.spec["env"])
-        .iter()
-        .find(|v| v["name"].as_str() == Some("AWS_REGION"))
-        .map(|v| text(&v["value"]).to_owned());
     let mut argv = vec![venv().join("bin/aws").into_os_string()];
     argv.extend(
         [
@@ -634,14 +626,11 @@ fn caller_arn(c: &Container, net: &PodNet, sts: &str, args: &[&str]) -> Ran {
         .chain(args)
         .map(OsString::from),
     );
-    let mut env = vec![
+    let env = vec![
         ("AWS_ENDPOINT_URL_STS", sts),
         ("HOME", "/tmp"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
     ];
-    if let Some(region) = &region {
-        env.push(("AWS_DEFAULT_REGION", region));
-    }
     run(c.command(net, None, &env, &argv))
 }
 

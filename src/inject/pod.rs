@@ -255,7 +255,7 @@ fn serve(spec: &mut Mapping, c: &Served, plan: &Plan, st: &mut Status) {
     let has_region = get_seq(target, "env")
         .iter()
         .filter_map(name_of)
-        .any(|n| n == "AWS_REGION");
+        .any(|n| n == "AWS_REGION" || n == "AWS_DEFAULT_REGION");
     let env: Vec<(&str, String)> = match c.mode {
         Mode::Process | Mode::File => vec![
             ("AWS_CONFIG_FILE", format!("{APP_DIR}/config")),
@@ -279,8 +279,11 @@ fn serve(spec: &mut Mapping, c: &Served, plan: &Plan, st: &mut Status) {
                     format!("{APP_DIR}/endpoint-token"),
                 ),
             ];
+            // Both names: botocore (the AWS CLI v1, boto3) reads only
+            // AWS_DEFAULT_REGION, the other SDKs AWS_REGION first.
             if let Some(region) = c.region.as_ref().filter(|_| !has_region) {
                 e.push(("AWS_REGION", region.clone()));
+                e.push(("AWS_DEFAULT_REGION", region.clone()));
             }
             e
         }
