@@ -94,10 +94,14 @@ clippy:
 
 # Hermetic: tests that need the Python tools are #[ignore]d here. The TLS
 # tests make their CA with the openssl command, and the proxy tests run
-# squid (Debian's openssl and squid packages).
+# squid (Debian's openssl and squid packages); the injected pod of
+# inject_e2e runs in namespaces (util-linux's unshare, nsenter, setpriv and
+# mount, iproute2's ip).
 test-deps:
 	command -v openssl >/dev/null && command -v squid >/dev/null \
 	  || { apt-get update && apt-get install -y openssl squid; }
+	missing=; for t in unshare nsenter setpriv mount chroot ip; do command -v $$t >/dev/null || missing=1; done; \
+	  [ -z "$$missing" ] || { apt-get update && apt-get install -y util-linux mount coreutils iproute2; }
 
 unit-test: test-deps
 	$(CARGO) test $(LOCKED)
