@@ -20,6 +20,8 @@
 #   rolecall    only with ROLECALL_BIN=path/to/rolecall: `rolecall check`
 #               accepts every sidecar's configuration, and the trust policies
 #               it prints equal the ones in examples/iam/
+#   golden      every injected pod of tests/inject/golden/*/out.yaml: the schemas
+#               and the pod rules
 #   injected    only with ROLECALL_BIN: `rolecall inject -f` of every manifest
 #               written for injection (annotated-*.yaml), which then passes the
 #               schema, pod and `rolecall check` checks above as any example
@@ -184,6 +186,26 @@ check "validator sanity" validator_rejects_unknown_fields
 # kinds pass the schema check above with a warning: no bundled schema.)
 mapfile -t workloads < <(printf '%s\n' "${manifests[@]}" | grep -v '^examples/kubernetes/webhook/')
 check "pod templates" python_checks pods "${workloads[@]}"
+# Every pod `rolecall inject` writes in its golden tests (tests/inject/golden/*/out.yaml)
+# passes the same checks as the examples; unknown-fields carries a made-up field on
+# purpose (that it survives is the point), so it gets the pod rules only. The pod
+# rules are the examples' except one: injection leaves automountServiceAccountToken
+# as the workload has it.
+mapfile -t golden < <(find tests/inject/golden -name out.yaml | sort)
+mapfile -t golden_known < <(printf '%s\n' "${golden[@]}" | grep -v '/unknown-fields/')
+golden_schemas() {
+  local v ok=0
+  for v in $K8S_VERSIONS; do
+    if "$VENV/bin/kubernetes-validate" --strict --quiet -k "$v" "${golden_known[@]}"; then
+      echo "${#golden_known[@]} injected golden outputs valid against Kubernetes $v"
+    else
+      ok=1
+    fi
+  done
+  return $ok
+}
+check "injected golden outputs: schemas" golden_schemas
+check "injected golden outputs: pod templates" python_checks injected-pods "${golden[@]}"
 check "embedded configmap files" python_checks configmaps "${manifests[@]}"
 check "json" python_checks json "${jsons[@]}"
 check "cfn-lint" cfn_lint
