@@ -183,18 +183,7 @@ fn is_json(req: &Request<Incoming>) -> bool {
 async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let answer = match refuse(&req) {
-        Some((status, reason, message)) => {
-            let r = text(status, &message);
-            finish(
-                shared,
-                started,
-                None,
-                Outcome::Invalid,
-                Some(reason),
-                &message,
-            );
-            return r;
-        }
+        Some(refusal) => Err(refusal),
         None => read_and_review(req, shared).await,
     };
     match answer {
@@ -214,15 +203,10 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
             finish(shared, started, Some(&a), a.outcome, a.reason, &a.message);
             r
         }
+        // Refused on its head, or its body: plain text, counted as invalid.
         Err((status, reason, message)) => {
-            finish(
-                shared,
-                started,
-                None,
-                Outcome::Invalid,
-                Some(reason),
-                &message,
-            );
+            let invalid = Outcome::Invalid;
+            finish(shared, started, None, invalid, Some(reason), &message);
             text(status, &message)
         }
     }
