@@ -119,8 +119,9 @@ validate-examples: venv
 	$(CARGO) build $(LOCKED)
 	VENV=$(VENV) ROLECALL_BIN=$(TARGET_DIR)/debug/rolecall ./scripts/validate-examples.sh
 
-# Builds the runtime image with buildah from a static host build, checks its
-# user, entrypoint, size and contents, and runs it from its root filesystem
+# Builds both runtime images with buildah from static host builds, the sidecar
+# (--no-default-features) and the webhook (the full build), checks their
+# user, entrypoint, size and contents, and runs each from its root filesystem
 # with chroot (containers cannot run on these machines).
 image-test: test-deps
 	./scripts/image-test.sh

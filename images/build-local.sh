@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Build the rolecall runtime image, tagged localhost/rolecall:dev, from a binary built on
-# this machine: no registry, no container daemon, no Rust image. It holds the same files and
-# configuration as the runtime stage of images/Containerfile (keep the two in step):
+# Build one of rolecall's two runtime images from a binary built on this machine: no
+# registry, no container daemon, no Rust image. Each holds the same files and configuration
+# as its runtime stage of images/Containerfile (keep the two in step).
 #
+# The sidecar, localhost/rolecall:dev (stage `sidecar`), built with --no-default-features
+# (no `inject`, `krm`, `webhook`: docs/INJECTION.md):
 #   /rolecall                            fully static binary (crt-static glibc)
 #   /etc/ssl/certs/ca-certificates.crt   Debian's CA bundle (package ca-certificates), without
 #                                        the CAs this machine added locally (see ca_bundle)
@@ -10,27 +12,34 @@
 #   /etc/nsswitch.conf                   hosts: files dns
 #   user 65532:65532, entrypoint ["/rolecall"], cmd ["run"], SSL_CERT_FILE, port 9911, OCI labels
 #
+# The webhook, localhost/rolecall-webhook:dev (stage `webhook`), the full build (default
+# features), docs/WEBHOOK.md:
+#   /rolecall, /etc/passwd, /etc/group, /etc/nsswitch.conf as above; no CA bundle (the
+#   webhook calls nothing, so trusts nothing)
+#   user 65532:65532, entrypoint ["/rolecall"], cmd ["webhook"], ports 8443 and 9911, OCI labels
+#
 # Usage:
-#   images/build-local.sh                          build (idempotent: replaces the old image)
+#   images/build-local.sh [sidecar]                the sidecar (idempotent: replaces the old image)
+#   images/build-local.sh webhook                  the webhook
 #   images/build-local.sh --print-storage-driver   print the storage driver it would use
 #
 # Environment:
-#   ROLECALL_IMAGE    image name (default localhost/rolecall:dev)
+#   ROLECALL_IMAGE    the sidecar's image name (default localhost/rolecall:dev)
+#   ROLECALL_WEBHOOK_IMAGE  the webhook's image name (default localhost/rolecall-webhook:dev)
 #   STORAGE_DRIVER    containers/storage driver; default: the configured one (overlay) when a
 #                     scratch container can be created and mounted with it, else vfs
 #   CARGO_TARGET_DIR  cargo's target dir (default ./target)
-#   ROLECALL_CA_BUNDLE  a PEM file to ship as the CA bundle instead (e.g. with a corporate CA)
+#   ROLECALL_CA_BUNDLE  a PEM file to ship as the sidecar's CA bundle instead (e.g. with a
+#                     corporate CA)
 #
 # Installs what it lacks (buildah, ca-certificates, binutils) with apt-get: run it as root on
 # Debian/Ubuntu. It never runs a container, so no runtime isolation (--isolation) is involved.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-IMAGE=${ROLECALL_IMAGE:-localhost/rolecall:dev}
 TRIPLE=$(uname -m)-unknown-linux-gnu # x86_64-unknown-linux-gnu here, as in the Containerfile
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/$TRIPLE/release/rolecall
-WORKING=rolecall-build-local # name of the working container
 CA_CONF=/etc/ca-certificates.conf
 
 say() { printf '>> %s\n' "$*" >&2; }
@@ -56,7 +65,7 @@ apt_install() {
 ensure_tools() {
 	command -v buildah >/dev/null || apt_install buildah
 	command -v readelf >/dev/null || apt_install binutils
-	if [ -z "${ROLECALL_CA_BUNDLE:-}" ]; then
+	if [ "${VARIANT:-sidecar}" = sidecar ] && [ -z "${ROLECALL_CA_BUNDLE:-}" ]; then
 		if [ ! -s "$CA_CONF" ] || [ ! -d /usr/share/ca-certificates ]; then apt_install ca-certificates; fi
 		[ -s "$CA_CONF" ] || die "no $CA_CONF after installing ca-certificates"
 	fi
@@ -107,7 +116,19 @@ if [ "${1:-}" = --print-storage-driver ]; then
 	storage_driver
 	exit 0
 fi
-[ $# -eq 0 ] || die "usage: $0 [--print-storage-driver]"
+[ $# -le 1 ] || die "usage: $0 [sidecar | webhook | --print-storage-driver]"
+VARIANT=${1:-sidecar}
+case $VARIANT in
+sidecar)
+	IMAGE=${ROLECALL_IMAGE:-localhost/rolecall:dev}
+	WORKING=rolecall-build-local # name of the working container
+	;;
+webhook)
+	IMAGE=${ROLECALL_WEBHOOK_IMAGE:-localhost/rolecall-webhook:dev}
+	WORKING=rolecall-build-local-webhook
+	;;
+*) die "usage: $0 [sidecar | webhook | --print-storage-driver]" ;;
+esac
 
 ensure_tools
 DRIVER=$(storage_driver)
@@ -116,13 +137,24 @@ buildah() { command buildah --storage-driver "$DRIVER" "$@"; }
 # ------------------------------------------------------------------ the static binary
 
 # The explicit --target makes RUSTFLAGS apply to the target only: build scripts and
-# proc-macros stay dynamic, the binary is static. Same command as the Containerfile's.
-say "cargo build --release --locked --no-default-features --target $TRIPLE (RUSTFLAGS=-C target-feature=+crt-static)"
-(
-	cd "$ROOT"
-	unset CARGO_ENCODED_RUSTFLAGS
-	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --no-default-features --target "$TRIPLE"
-)
+# proc-macros stay dynamic, the binary is static. Same commands as the Containerfile's: the
+# sidecar without the default features, the webhook with them. (Both write $BIN; cargo keeps
+# each build's objects, so switching between the two only copies the other binary back.)
+if [ "$VARIANT" = sidecar ]; then
+	say "cargo build --release --locked --no-default-features --target $TRIPLE (RUSTFLAGS=-C target-feature=+crt-static)"
+	(
+		cd "$ROOT"
+		unset CARGO_ENCODED_RUSTFLAGS
+		RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --no-default-features --target "$TRIPLE"
+	)
+else
+	say "cargo build --release --locked --target $TRIPLE (RUSTFLAGS=-C target-feature=+crt-static)"
+	(
+		cd "$ROOT"
+		unset CARGO_ENCODED_RUSTFLAGS
+		RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TRIPLE"
+	)
+fi
 [ -x "$BIN" ] || die "cargo did not produce $BIN"
 if readelf -l "$BIN" | grep -q INTERP; then
 	die "$BIN is dynamically linked (it has a program interpreter)"
@@ -141,10 +173,8 @@ cleanup() {
 trap cleanup EXIT
 
 chmod 0755 "$STAGE"
-mkdir -p "$STAGE/etc/ssl/certs"
+mkdir -p "$STAGE/etc"
 install -m 0755 "$BIN" "$STAGE/rolecall"
-ca_bundle >"$STAGE/etc/ssl/certs/ca-certificates.crt"
-grep -q 'BEGIN CERTIFICATE' "$STAGE/etc/ssl/certs/ca-certificates.crt" || die "the CA bundle holds no certificate"
 printf '%s\n' \
 	'root:x:0:0:root:/root:/sbin/nologin' \
 	'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' \
@@ -154,8 +184,15 @@ printf '%s\n' \
 	'nogroup:x:65534:' \
 	'rolecall:x:65532:' >"$STAGE/etc/group"
 printf '%s\n' 'hosts: files dns' >"$STAGE/etc/nsswitch.conf"
-chmod 0644 "$STAGE/etc/ssl/certs/ca-certificates.crt" "$STAGE/etc/passwd" "$STAGE/etc/group" "$STAGE/etc/nsswitch.conf"
-chmod 0755 "$STAGE/etc" "$STAGE/etc/ssl" "$STAGE/etc/ssl/certs"
+chmod 0644 "$STAGE/etc/passwd" "$STAGE/etc/group" "$STAGE/etc/nsswitch.conf"
+chmod 0755 "$STAGE/etc"
+if [ "$VARIANT" = sidecar ]; then
+	mkdir -p "$STAGE/etc/ssl/certs"
+	ca_bundle >"$STAGE/etc/ssl/certs/ca-certificates.crt"
+	grep -q 'BEGIN CERTIFICATE' "$STAGE/etc/ssl/certs/ca-certificates.crt" || die "the CA bundle holds no certificate"
+	chmod 0644 "$STAGE/etc/ssl/certs/ca-certificates.crt"
+	chmod 0755 "$STAGE/etc/ssl" "$STAGE/etc/ssl/certs"
+fi
 
 # ------------------------------------------------------------------ the image
 
@@ -172,20 +209,37 @@ OLD_ID=$(buildah images --noheading --no-trunc --format '{{.ID}}' "$IMAGE" 2>/de
 buildah from --name "$WORKING" scratch >/dev/null
 buildah copy --quiet --chown 0:0 "$WORKING" "$STAGE/" / >/dev/null
 # PATH: what `buildah build` / `docker run` give a FROM-scratch image, so both builds agree.
-buildah config \
-	--created-by "images/build-local.sh: COPY rootfs (static rolecall, CA bundle, passwd, group)" \
-	--user 65532:65532 \
-	--entrypoint '["/rolecall"]' \
-	--cmd run \
-	--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-	--env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
-	--port 9911/tcp \
-	--label org.opencontainers.image.title=rolecall \
-	--label "org.opencontainers.image.description=Kubernetes sidecar that turns a projected service-account token into many AWS role profiles" \
-	--label org.opencontainers.image.licenses=Apache-2.0 \
-	--label "org.opencontainers.image.version=$VERSION" \
-	--label "org.opencontainers.image.revision=$REVISION" \
-	"$WORKING"
+if [ "$VARIANT" = sidecar ]; then
+	buildah config \
+		--created-by "images/build-local.sh: COPY rootfs (static rolecall, CA bundle, passwd, group)" \
+		--user 65532:65532 \
+		--entrypoint '["/rolecall"]' \
+		--cmd run \
+		--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		--env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+		--port 9911/tcp \
+		--label org.opencontainers.image.title=rolecall \
+		--label "org.opencontainers.image.description=Kubernetes sidecar that turns a projected service-account token into many AWS role profiles" \
+		--label org.opencontainers.image.licenses=Apache-2.0 \
+		--label "org.opencontainers.image.version=$VERSION" \
+		--label "org.opencontainers.image.revision=$REVISION" \
+		"$WORKING"
+else
+	buildah config \
+		--created-by "images/build-local.sh: COPY rootfs (static rolecall with inject and webhook, passwd, group)" \
+		--user 65532:65532 \
+		--entrypoint '["/rolecall"]' \
+		--cmd webhook \
+		--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		--port 8443/tcp \
+		--port 9911/tcp \
+		--label org.opencontainers.image.title=rolecall-webhook \
+		--label "org.opencontainers.image.description=rolecall's mutating admission webhook: adds the rolecall sidecar to pods that opt in" \
+		--label org.opencontainers.image.licenses=Apache-2.0 \
+		--label "org.opencontainers.image.version=$VERSION" \
+		--label "org.opencontainers.image.revision=$REVISION" \
+		"$WORKING"
+fi
 NEW_ID=$(buildah commit --quiet --rm "$WORKING" "$IMAGE")
 
 # The previous image of the same name is now untagged: remove it (unless something uses it).

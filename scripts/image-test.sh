@@ -1,32 +1,48 @@
 #!/usr/bin/env bash
-# Build localhost/rolecall:dev with images/build-local.sh and check the image without a
-# container runtime (none can run here): its configuration with `buildah inspect`, its
-# root filesystem through `buildah mount`, and the binary itself run from that root
+# Build both images, the sidecar localhost/rolecall:dev and the webhook
+# localhost/rolecall-webhook:dev, with images/build-local.sh and check them without a
+# container runtime (none can run here): their configuration with `buildah inspect`, their
+# root filesystems through `buildah mount`, and the binary itself run from each root
 # filesystem with chroot as uid 65532.
 #
-#   scripts/image-test.sh              build with images/build-local.sh, then check
-#   scripts/image-test.sh --no-build   check $ROLECALL_IMAGE as it is (e.g. one built from
-#                                      images/Containerfile with buildah build)
+#   scripts/image-test.sh              build both with images/build-local.sh, then check
+#   scripts/image-test.sh --no-build   check $ROLECALL_IMAGE and $ROLECALL_WEBHOOK_IMAGE as
+#                                      they are (e.g. built from images/Containerfile with
+#                                      buildah build, and --target webhook)
 # As root; installs buildah, file, binutils if missing.
 #
-# What it proves:
+# What it proves of the sidecar:
 #   - non-root user 65532:65532, entrypoint ["/rolecall"], cmd ["run"], no volumes,
 #     image at most 12 MiB uncompressed;
 #   - the root filesystem holds exactly the static binary, the CA bundle, passwd, group and
 #     nsswitch.conf: no shell, no other program;
 #   - the binary is static (no program interpreter, no shared libraries) and runs as 65532;
+#     it has no `inject`, `uninject`, `krm` or `webhook` (built with --no-default-features);
 #   - it resolves a host name without glibc's NSS modules (the image has none): `rolecall
 #     once` inside a read-only copy of the image's root filesystem reaches a local STS
 #     stand-in by the name sts.rolecall.test, which only /etc/hosts knows, and writes
-#     [app] to its output dir (the only writable place, as in a pod).
+#     [app] to its output dir (the only writable place, as in a pod);
+#   - rustls trusts the image's CA bundle (SSL_CERT_FILE) and --ca-bundle.
+# Of the webhook:
+#   - non-root user 65532:65532, entrypoint ["/rolecall"], cmd ["webhook"], no volumes,
+#     image at most 12 MiB uncompressed;
+#   - the root filesystem holds exactly the static binary, passwd, group and nsswitch.conf
+#     (no CA bundle: the webhook calls nothing);
+#   - from a read-only copy of it, as 65532: `rolecall inject` injects a small Pod read on
+#     stdin (exit 0, and again unchanged); `rolecall webhook` with a test certificate serves
+#     /readyz 200 on its health port and answers the AdmissionReview fixture over HTTPS
+#     with tests/webhook's patch; SIGTERM: exit 0.
 # Exits non-zero with a message naming the first check that failed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGE=${ROLECALL_IMAGE:-localhost/rolecall:dev}
 export ROLECALL_IMAGE=$IMAGE
+WEBHOOK_IMAGE=${ROLECALL_WEBHOOK_IMAGE:-localhost/rolecall-webhook:dev}
+export ROLECALL_WEBHOOK_IMAGE=$WEBHOOK_IMAGE
 MAX_BYTES=$((12 * 1024 * 1024))
 CHECK=rolecall-image-test # name of the working container used to mount the image
+CHECK_WEBHOOK=rolecall-image-test-webhook
 UID_GID=65532:65532
 labels=
 
@@ -50,15 +66,19 @@ if [ "$(id -u)" != 0 ]; then fail "run as root (buildah mount and chroot need it
 WORK=$(mktemp -d /tmp/rolecall-image-test.XXXXXX)
 STS_PID=
 TLS_STS_PID=
+WEBHOOK_PID=
 MOUNTS=() # unmounted in reverse order
 cleanup() {
-	local i
+	local i c
 	if [ -n "$STS_PID" ]; then kill "$STS_PID" 2>/dev/null || true; fi
 	if [ -n "$TLS_STS_PID" ]; then kill "$TLS_STS_PID" 2>/dev/null || true; fi
+	if [ -n "$WEBHOOK_PID" ]; then kill -KILL "$WEBHOOK_PID" 2>/dev/null || true; fi
 	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null || true; done
 	if [ -n "${DRIVER:-}" ]; then
-		command buildah --storage-driver "$DRIVER" umount "$CHECK" >/dev/null 2>&1 || true
-		command buildah --storage-driver "$DRIVER" rm "$CHECK" >/dev/null 2>&1 || true
+		for c in "$CHECK" "$CHECK_WEBHOOK"; do
+			command buildah --storage-driver "$DRIVER" umount "$c" >/dev/null 2>&1 || true
+			command buildah --storage-driver "$DRIVER" rm "$c" >/dev/null 2>&1 || true
+		done
 	fi
 	rm -rf "$WORK"
 }
@@ -70,7 +90,7 @@ trap cleanup EXIT
 # be declared there too, so that the two cannot drift apart on them.
 step "images/Containerfile declares what this test checks"
 CF=$ROOT/images/Containerfile
-for want in '^FROM scratch$' '^USER 65532:65532$' '^ENTRYPOINT \["/rolecall"\]$' '^CMD \["run"\]$' \
+for want in '^FROM scratch AS sidecar$' '^USER 65532:65532$' '^ENTRYPOINT \["/rolecall"\]$' '^CMD \["run"\]$' \
 	'target-feature=\+crt-static' 'cargo build --release --locked --no-default-features --target' \
 	'ca-certificates\.crt' "rolecall:x:65532:65532:" "'hosts: files dns'" '^ENV SSL_CERT_FILE='; do
 	grep -Eq -- "$want" "$CF" || fail "images/Containerfile has no line matching /$want/"
@@ -79,6 +99,22 @@ if grep -Eq '^(VOLUME|RUN)' <(sed -n '/^FROM scratch/,$p' "$CF"); then
 	fail "the runtime stage of images/Containerfile declares a VOLUME or RUN"
 fi
 ok "scratch runtime stage, user, entrypoint, cmd, static build, CA bundle, passwd"
+# stage NAME: the lines of that stage of the Containerfile (up to the next FROM).
+stage() { awk -v s="$1" '/^FROM /{on = ($NF == s)} on' "$CF"; }
+[ "$(grep -c '^FROM ' "$CF")" -gt 0 ] && [ "$(grep '^FROM ' "$CF" | tail -n1)" = 'FROM scratch AS sidecar' ] ||
+	fail "the last stage of images/Containerfile (a build without --target) is not 'FROM scratch AS sidecar'"
+grep -q '^CMD \["run"\]$' <(stage sidecar) || fail "the sidecar stage has no CMD [\"run\"]"
+grep -q 'cargo build --release --locked --no-default-features --target' <(stage build) ||
+	fail "the sidecar's build stage does not build with --no-default-features"
+for want in '^FROM scratch AS webhook$' '^USER 65532:65532$' '^ENTRYPOINT \["/rolecall"\]$' '^CMD \["webhook"\]$' \
+	'^COPY --from=build-webhook /rootfs/ /$'; do
+	grep -Eq -- "$want" <(stage webhook) || fail "the webhook stage of images/Containerfile has no line matching /$want/"
+done
+grep -Eq '^(VOLUME|RUN)' <(stage webhook) && fail "the webhook stage of images/Containerfile declares a VOLUME or RUN"
+for want in 'target-feature=\+crt-static' 'cargo build --release --locked --target "\$triple"'; do
+	grep -Eq -- "$want" <(stage build-webhook) || fail "the build-webhook stage of images/Containerfile has no line matching /$want/"
+done
+ok "sidecar last (the default), --no-default-features; stage webhook: full static build, user, entrypoint, cmd [\"webhook\"]"
 
 # ------------------------------------------------------------------ build
 
@@ -87,8 +123,9 @@ DRIVER=$("$ROOT/images/build-local.sh" --print-storage-driver) || fail "images/b
 export STORAGE_DRIVER=$DRIVER
 if [ -n "$BUILD" ]; then
 	"$ROOT/images/build-local.sh" || fail "images/build-local.sh failed"
+	"$ROOT/images/build-local.sh" webhook || fail "images/build-local.sh webhook failed"
 else
-	ok "--no-build: checking $IMAGE as it is"
+	ok "--no-build: checking $IMAGE and $WEBHOOK_IMAGE as they are"
 fi
 buildah() { command buildah --storage-driver "$DRIVER" "$@"; }
 if ! command -v file >/dev/null; then # readelf came with build-local.sh (binutils)
@@ -99,14 +136,15 @@ command -v python3 >/dev/null || fail "python3 is needed (the STS stand-in)"
 # ------------------------------------------------------------------ configuration
 
 step "image configuration ($IMAGE, $DRIVER storage)"
-buildah inspect --type image "$IMAGE" >"$WORK/inspect.json" || fail "buildah inspect $IMAGE failed"
-# cfg KEY...: the value at that path in the inspect output, as JSON (null when absent).
+INSPECT=$WORK/inspect.json
+buildah inspect --type image "$IMAGE" >"$INSPECT" || fail "buildah inspect $IMAGE failed"
+# cfg KEY...: the value at that path in the inspect output ($INSPECT), as JSON (null when absent).
 cfg() {
 	python3 -c 'import json, sys
 v = json.load(open(sys.argv[1]))
 for k in sys.argv[2:]:
     v = v.get(k) if isinstance(v, dict) else None
-print(json.dumps(v))' "$WORK/inspect.json" "$@"
+print(json.dumps(v))' "$INSPECT" "$@"
 }
 config() { cfg OCIv1 config "$1"; }
 user=$(config User)
@@ -132,13 +170,18 @@ ok "OCI labels: $labels"
 
 # Uncompressed size: the layers as stored (uncompressed tar streams, as the manifest of a
 # local build records them) plus the config.
-manifest=$(cfg Manifest)
-layer_types=$(python3 -c 'import json,sys; print(" ".join(sorted({l["mediaType"] for l in json.loads(json.loads(sys.argv[1]))["layers"]})))' "$manifest")
-case $layer_types in *gzip* | *zstd*) fail "layers are compressed ($layer_types): cannot read the uncompressed size" ;; esac
-bytes=$(python3 -c 'import json,sys; m=json.loads(json.loads(sys.argv[1])); print(sum(l["size"] for l in m["layers"]) + m["config"]["size"])' "$manifest")
-mib=$(python3 -c "print(f'{$bytes / 1048576:.2f}')")
-[ "$bytes" -le "$MAX_BYTES" ] || fail "image is $bytes bytes ($mib MiB) uncompressed, more than 12 MiB"
-ok "image size $bytes bytes ($mib MiB) uncompressed, limit 12 MiB"
+# image_size: sets bytes and mib from $INSPECT's manifest, and fails above MAX_BYTES.
+image_size() {
+	local manifest layer_types
+	manifest=$(cfg Manifest)
+	layer_types=$(python3 -c 'import json,sys; print(" ".join(sorted({l["mediaType"] for l in json.loads(json.loads(sys.argv[1]))["layers"]})))' "$manifest")
+	case $layer_types in *gzip* | *zstd*) fail "layers are compressed ($layer_types): cannot read the uncompressed size" ;; esac
+	bytes=$(python3 -c 'import json,sys; m=json.loads(json.loads(sys.argv[1])); print(sum(l["size"] for l in m["layers"]) + m["config"]["size"])' "$manifest")
+	mib=$(python3 -c "print(f'{$bytes / 1048576:.2f}')")
+	[ "$bytes" -le "$MAX_BYTES" ] || fail "image is $bytes bytes ($mib MiB) uncompressed, more than 12 MiB"
+	ok "image size $bytes bytes ($mib MiB) uncompressed, limit 12 MiB"
+}
+image_size
 
 # ------------------------------------------------------------------ root filesystem
 
@@ -209,6 +252,15 @@ ok "/rolecall --version: $version"
 in_image "$ROOTFS" /rolecall --help >"$WORK/help" || fail "/rolecall --help failed in the image"
 grep -q 'Usage' "$WORK/help" || fail "/rolecall --help printed no usage"
 ok "/rolecall --help ($(wc -l <"$WORK/help") lines)"
+# The sidecar is built without the injector (--no-default-features): its commands are absent.
+for command in inject uninject krm webhook; do
+	rc=0
+	in_image "$ROOTFS" /rolecall "$command" --help >"$WORK/absent" 2>&1 || rc=$?
+	[ "$rc" -ne 0 ] || fail "the sidecar's /rolecall $command --help succeeded: the injector is in the sidecar (built without --no-default-features?)"
+	grep -q "unrecognized subcommand '$command'" "$WORK/absent" ||
+		fail "the sidecar's /rolecall $command --help failed otherwise than as an unknown command: $(cat "$WORK/absent")"
+done
+ok "/rolecall inject|uninject|krm|webhook --help: refused (exit $rc, unrecognized subcommand)"
 
 # ------------------------------------------------------------------ DNS without NSS modules
 
@@ -414,4 +466,213 @@ once_tls --ca-bundle /ca/test-ca.pem >"$WORK/tls-flag.log" 2>&1 || rc=$?
 grep -q 'aws_access_key_id *= *ASIAIMAGETESTKEY0001' "$WORK/out/credentials" || fail "no [app] keys with --ca-bundle"
 ok "the image's own bundle plus --ca-bundle /ca/test-ca.pem: trusted"
 
-printf '\nimage-test: all checks passed: %s, %s bytes (%s MiB) uncompressed; /rolecall %s bytes\n' "$IMAGE" "$bytes" "$mib" "$BIN_BYTES"
+SIDECAR_SUMMARY="$IMAGE, $bytes bytes ($mib MiB) uncompressed; /rolecall $BIN_BYTES bytes"
+
+# ================================================================== the webhook image
+
+step "webhook image configuration ($WEBHOOK_IMAGE)"
+INSPECT=$WORK/inspect-webhook.json
+buildah inspect --type image "$WEBHOOK_IMAGE" >"$INSPECT" || fail "buildah inspect $WEBHOOK_IMAGE failed"
+user=$(config User)
+[ "$user" = "\"$UID_GID\"" ] || fail "webhook: user is $user, want \"$UID_GID\""
+ok "user $user (non-root)"
+entrypoint=$(config Entrypoint)
+[ "$entrypoint" = '["/rolecall"]' ] || fail "webhook: entrypoint is $entrypoint, want [\"/rolecall\"]"
+ok "entrypoint $entrypoint"
+cmd=$(config Cmd)
+[ "$cmd" = '["webhook"]' ] || fail "webhook: cmd is $cmd, want [\"webhook\"]"
+ok "cmd $cmd"
+volumes=$(config Volumes)
+case $volumes in null | '{}') ok "no volumes declared" ;; *) fail "webhook: the image declares volumes: $volumes" ;; esac
+ports=$(config ExposedPorts | python3 -c 'import json,sys; print(" ".join(sorted(json.load(sys.stdin) or {})))')
+[ "$ports" = "8443/tcp 9911/tcp" ] || fail "webhook: exposed ports are '$ports', want 8443/tcp 9911/tcp"
+ok "ports $ports"
+labels=
+for label in title description licenses version revision; do
+	value=$(cfg OCIv1 config Labels "org.opencontainers.image.$label")
+	case $value in null | '""') false ;; esac || fail "webhook: label org.opencontainers.image.$label is missing"
+	labels+="$label=$value "
+done
+ok "OCI labels: $labels"
+image_size
+
+step "webhook root filesystem (buildah from + buildah mount)"
+buildah rm "$CHECK_WEBHOOK" >/dev/null 2>&1 || true
+buildah from --name "$CHECK_WEBHOOK" --pull=never "$WEBHOOK_IMAGE" >/dev/null
+WROOTFS=$(buildah mount "$CHECK_WEBHOOK")
+[ -d "$WROOTFS" ] || fail "buildah mount gave no directory (webhook)"
+want_files=$'etc/group\netc/nsswitch.conf\netc/passwd\nrolecall'
+have_files=$(cd "$WROOTFS" && find . -mindepth 1 ! -type d -printf '%P\n' | LC_ALL=C sort)
+if [ "$have_files" != "$want_files" ]; then
+	fail "the webhook's root filesystem holds other files than expected:"$'\n'"$(diff <(echo "$want_files") <(echo "$have_files") || true)"
+fi
+ok "files: $(echo "$have_files" | tr '\n' ' ')(no CA bundle: the webhook calls nothing)"
+for sh in sh bash dash ash zsh ksh busybox; do
+	found=$(cd "$WROOTFS" && find . -name "$sh" -print -quit)
+	[ -z "$found" ] || fail "a shell is in the webhook image: $found"
+done
+if [ -e "$WROOTFS/bin" ] || [ -e "$WROOTFS/usr" ]; then fail "the webhook image has /bin or /usr"; fi
+ok "no shell, no /bin, no /usr"
+wbin=$WROOTFS/rolecall
+info=$(file -b "$wbin")
+case $info in
+*"statically linked"* | *"static-pie linked"*) ;;
+*) fail "file(1) does not call the webhook's /rolecall static: $info" ;;
+esac
+! readelf -l "$wbin" | grep -q INTERP || fail "the webhook's /rolecall has a program interpreter (dynamically linked)"
+! readelf -d "$wbin" 2>/dev/null | grep -q NEEDED || fail "the webhook's /rolecall needs shared libraries"
+WEBHOOK_BIN_BYTES=$(stat -c %s "$wbin")
+ok "/rolecall is static: ${info%%,*}, $(echo "$info" | grep -o 'static[^,]*'), $WEBHOOK_BIN_BYTES bytes"
+[ "$(stat -c '%u:%g %a' "$wbin")" = "0:0 755" ] || fail "the webhook's /rolecall is $(stat -c '%u:%g %a' "$wbin"), want 0:0 755"
+ok "/rolecall owned by root, mode 755"
+grep -qx 'rolecall:x:65532:65532:rolecall:/nonexistent:/sbin/nologin' "$WROOTFS/etc/passwd" || fail "the webhook's /etc/passwd has no rolecall user 65532"
+grep -qx 'rolecall:x:65532:' "$WROOTFS/etc/group" || fail "the webhook's /etc/group has no rolecall group 65532"
+ok "/etc/passwd and /etc/group name rolecall 65532:65532"
+
+step "the webhook's binary, from a read-only copy of its root filesystem as $UID_GID (chroot)"
+# As the webhook's pod runs it: the root read-only, the certificate a Secret volume
+# (files 0440 root:65532: fsGroup reads them).
+W=$WORK/wroot
+mkdir -p "$W"
+cp -a "$WROOTFS/." "$W/"
+mkdir -p "$W/tls"
+WTLS=$WORK/wtls
+mkdir -p "$WTLS"
+# A CA and a server certificate for localhost and 127.0.0.1, as tests/support/tls.rs makes them.
+(cd "$WTLS" &&
+	openssl req -x509 -days 1 -subj "/CN=rolecall image-test webhook CA" \
+		-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign &&
+	openssl req -subj /CN=localhost -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout server.key -out server.csr &&
+	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' >server.ext &&
+	openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+		-extfile server.ext -out server.pem) >"$WTLS/openssl.log" 2>&1 || fail "openssl could not make the webhook's test certificate: $(cat "$WTLS/openssl.log")"
+install -m 0440 -o 0 -g 65532 "$WTLS/server.pem" "$W/tls/tls.crt"
+install -m 0440 -o 0 -g 65532 "$WTLS/server.key" "$W/tls/tls.key"
+WRO=$WORK/wro
+mkdir -p "$WRO"
+mount --bind "$W" "$WRO" || fail "cannot bind-mount the webhook's root filesystem copy"
+MOUNTS+=("$WRO")
+mount -o remount,bind,ro "$WRO" || fail "cannot make the webhook's root filesystem copy read-only"
+if touch "$WRO/probe" 2>/dev/null; then fail "the webhook's root filesystem copy is writable"; fi
+ok "root filesystem read-only; /tls/tls.crt and /tls/tls.key 0440 root:65532"
+in_webhook() { env -i HOSTNAME=image-test "$CHROOT" --userspec="$UID_GID" "$WRO" "$@"; }
+version=$(in_webhook /rolecall --version) || fail "/rolecall --version failed in the webhook image"
+ok "/rolecall --version: $version"
+
+# rolecall inject: a small annotated Pod on stdin.
+cat >"$WORK/pod.yaml" <<'YAML'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+  labels:
+    rolecall.dev/inject: "true"
+  annotations:
+    rolecall.dev/region: eu-west-1
+    rolecall.dev/role.app: arn:aws:iam::111122223333:role/app
+spec:
+  containers:
+    - name: app
+      image: example.com/app:1
+YAML
+rc=0
+timeout 60 env -i HOSTNAME=image-test "$CHROOT" --userspec="$UID_GID" "$WRO" /rolecall inject \
+	<"$WORK/pod.yaml" >"$WORK/injected.yaml" 2>"$WORK/inject.err" || rc=$?
+[ "$rc" -eq 0 ] || fail "rolecall inject exited $rc (want 0): $(cat "$WORK/inject.err")"
+grep -qx 'pod/app: injected rolecall; app: app (process)' "$WORK/inject.err" ||
+	fail "rolecall inject's report is not the expected one: $(cat "$WORK/inject.err")"
+python3 - "$WORK/injected.yaml" <<'PY' || fail "the injected pod lacks what injection adds (see above)"
+import sys
+text = open(sys.argv[1]).read()
+for want in ["  initContainers:\n  - name: rolecall\n    image: localhost/rolecall:dev\n    restartPolicy: Always\n",
+             "    - name: AWS_PROFILE\n      value: app\n", "    rolecall.dev/status: ",
+             "  - name: rolecall-token\n    projected:\n", "    image: example.com/app:1\n"]:
+    if want not in text:
+        print(f"   the injected pod has no {want!r}:\n{text}", file=sys.stderr)
+        sys.exit(1)
+PY
+ok "rolecall inject < pod.yaml: exit 0; the rolecall native sidecar, its token volume, the app's AWS_PROFILE ($(wc -l <"$WORK/injected.yaml") lines)"
+rc=0
+timeout 60 env -i HOSTNAME=image-test "$CHROOT" --userspec="$UID_GID" "$WRO" /rolecall inject \
+	<"$WORK/injected.yaml" >"$WORK/injected-twice.yaml" 2>"$WORK/inject-twice.err" || rc=$?
+[ "$rc" -eq 0 ] || fail "rolecall inject of the injected pod exited $rc: $(cat "$WORK/inject-twice.err")"
+cmp -s "$WORK/injected.yaml" "$WORK/injected-twice.yaml" ||
+	fail "injecting the injected pod changed it: $(diff "$WORK/injected.yaml" "$WORK/injected-twice.yaml")"
+ok "rolecall inject of its own output: the same pod (idempotent)"
+
+# rolecall webhook: /readyz on the health port, an AdmissionReview over HTTPS, SIGTERM.
+# http_get URL OUT: the status code (000 when nothing answers), the body to OUT.
+http_get() {
+	python3 - "$1" "$2" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+        code, body = r.status, r.read()
+except urllib.error.HTTPError as e:
+    code, body = e.code, e.read()
+except OSError:
+    code, body = 0, b""
+open(sys.argv[2], "wb").write(body)
+print(f"{code:03d}")
+PY
+}
+read -r HTTPS_PORT HEALTH_PORT < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
+env -i HOSTNAME=image-test "$CHROOT" --userspec="$UID_GID" "$WRO" /rolecall webhook \
+	--listen "127.0.0.1:$HTTPS_PORT" --health-addr "127.0.0.1:$HEALTH_PORT" \
+	--tls-cert-file /tls/tls.crt --tls-key-file /tls/tls.key --log-format json \
+	>"$WORK/webhook.out" 2>"$WORK/webhook.log" &
+WEBHOOK_PID=$! # env and chroot exec: this is rolecall's pid
+ready=
+for _ in $(seq 100); do
+	kill -0 "$WEBHOOK_PID" 2>/dev/null || fail "rolecall webhook exited at start: $(cat "$WORK/webhook.log")"
+	if [ "$(http_get "http://127.0.0.1:$HEALTH_PORT/readyz" "$WORK/readyz")" = 200 ]; then
+		ready=1
+		break
+	fi
+	sleep 0.1
+done
+[ -n "$ready" ] || fail "rolecall webhook's /readyz did not answer 200 within 10 s: $(cat "$WORK/webhook.log")"
+ok "rolecall webhook: /readyz 200 on 127.0.0.1:$HEALTH_PORT ($(tr -d '\n' <"$WORK/readyz"))"
+# The request over HTTPS, trusting only the test CA and checking the name localhost.
+code=$(python3 - "https://localhost:$HTTPS_PORT/mutate" "$WTLS/ca.pem" "$ROOT/tests/webhook/pod-create.request.json" "$WORK/review.json" <<'PY'
+import ssl, sys, urllib.error, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+req = urllib.request.Request(sys.argv[1], data=open(sys.argv[3], "rb").read(),
+                             headers={"Content-Type": "application/json"}, method="POST")
+try:
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+        code, body = r.status, r.read()
+except urllib.error.HTTPError as e:
+    code, body = e.code, e.read()
+open(sys.argv[4], "wb").write(body)
+print(code)
+PY
+) || fail "could not POST /mutate over HTTPS: $(cat "$WORK/webhook.log")"
+[ "$code" = 200 ] || fail "POST /mutate answered $code: $(cat "$WORK/review.json")"
+python3 - "$WORK/review.json" "$ROOT/tests/webhook/pod-create.patch.json" <<'PY' || fail "the webhook's answer is not the expected one (see above)"
+import base64, json, sys
+r = json.load(open(sys.argv[1]))["response"]
+want = json.load(open(sys.argv[2]))
+assert r["uid"] == "705ab4f5-6393-11e8-b7cc-42010a800002", r
+assert r["allowed"] is True and r["patchType"] == "JSONPatch", r
+got = json.loads(base64.b64decode(r["patch"]))
+if got != want:
+    print(f"   the patch differs from tests/webhook/pod-create.patch.json:\n{json.dumps(got, indent=2)}", file=sys.stderr)
+    sys.exit(1)
+PY
+ok "POST https://localhost:$HTTPS_PORT/mutate (the test CA): allowed, the patch of tests/webhook/pod-create.patch.json"
+kill -TERM "$WEBHOOK_PID"
+rc=0
+wait "$WEBHOOK_PID" || rc=$?
+WEBHOOK_PID=
+[ "$rc" -eq 0 ] || fail "rolecall webhook exited $rc after SIGTERM (want 0): $(cat "$WORK/webhook.log")"
+ok "SIGTERM: exit 0"
+
+WEBHOOK_SUMMARY="$WEBHOOK_IMAGE, $bytes bytes ($mib MiB) uncompressed; /rolecall $WEBHOOK_BIN_BYTES bytes"
+
+printf '\nimage-test: all checks passed: %s\n                              %s\n' "$SIDECAR_SUMMARY" "$WEBHOOK_SUMMARY"
