@@ -64,6 +64,7 @@ async fn the_sidecar_past_the_inotify_instance_limit_polls_and_says_which_sysctl
         eprintln!("skipped: only root can run the sidecar and the holder as user {UID}");
         return;
     }
+    let _serial = USER_LIMITS.lock().await;
     let sts = FakeSts::granting(Duration::from_secs(3600));
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
@@ -503,9 +504,11 @@ fn without_a_free_local_port_sts_calls_fail_as_transient_naming_the_sysctl_and_k
     });
 }
 
-/// Held by each test that brings user [`UID`] to its task limit: two at
-/// once would count each other's tasks.
-static TASK_LIMIT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held by each test that runs processes as user [`UID`] and brings that
+/// user to one of its limits (tasks, inotify instances): two at once would
+/// count each other's tasks, or one's sidecar would find the inotify
+/// instances the other's holder exhausted (and poll for the wrong reason).
+static USER_LIMITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The tasks (processes and threads) user [`UID`] runs: what
 /// `RLIMIT_NPROC` counts.
@@ -618,7 +621,7 @@ async fn at_its_thread_limit_the_sidecar_survives_a_reload_and_a_lookup_keeps_it
         );
         return;
     }
-    let _serial = TASK_LIMIT.lock().await;
+    let _serial = USER_LIMITS.lock().await;
     let sts = FakeSts::granting(Duration::from_secs(3600));
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
@@ -787,7 +790,7 @@ async fn started_at_its_thread_limit_the_sidecar_polls_instead_of_watching_and_s
         );
         return;
     }
-    let _serial = TASK_LIMIT.lock().await;
+    let _serial = USER_LIMITS.lock().await;
     let sts = FakeSts::granting(Duration::from_secs(3600));
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
