@@ -183,6 +183,37 @@ image_size() {
 }
 image_size
 
+# An image's root filesystem: exactly the files wanted ($3, sorted, one a line), no
+# shell, no /bin or /usr, and /rolecall static, owned by root, mode 755. $1: the root;
+# $2: whose ("" for the sidecar, "the webhook's " ...); $4: a note after the files.
+# Sets ROOTFS_BIN_BYTES.
+check_rootfs() {
+	local root=$1 whose=$2 want_files=$3 note=${4:-} have_files found sh bin info
+	have_files=$(cd "$root" && find . -mindepth 1 ! -type d -printf '%P\n' | LC_ALL=C sort)
+	if [ "$have_files" != "$want_files" ]; then
+		fail "${whose:-the }root filesystem holds other files than expected:"$'\n'"$(diff <(echo "$want_files") <(echo "$have_files") || true)"
+	fi
+	ok "files: $(echo "$have_files" | tr '\n' ' ')$note"
+	for sh in sh bash dash ash zsh ksh busybox; do
+		found=$(cd "$root" && find . -name "$sh" -print -quit)
+		[ -z "$found" ] || fail "a shell is in ${whose:-the }image: $found"
+	done
+	if [ -e "$root/bin" ] || [ -e "$root/usr" ]; then fail "${whose:-the }image has /bin or /usr"; fi
+	ok "no shell, no /bin, no /usr"
+	bin=$root/rolecall
+	info=$(file -b "$bin")
+	case $info in
+	*"statically linked"* | *"static-pie linked"*) ;;
+	*) fail "file(1) does not call ${whose}/rolecall static: $info" ;;
+	esac
+	! readelf -l "$bin" | grep -q INTERP || fail "${whose}/rolecall has a program interpreter (dynamically linked)"
+	! readelf -d "$bin" 2>/dev/null | grep -q NEEDED || fail "${whose}/rolecall needs shared libraries"
+	ROOTFS_BIN_BYTES=$(stat -c %s "$bin")
+	ok "/rolecall is static: ${info%%,*}, $(echo "$info" | grep -o 'static[^,]*'), $ROOTFS_BIN_BYTES bytes"
+	[ "$(stat -c '%u:%g %a' "$bin")" = "0:0 755" ] || fail "${whose}/rolecall is $(stat -c '%u:%g %a' "$bin"), want 0:0 755"
+	ok "/rolecall owned by root, mode 755 (not writable by 65532)"
+}
+
 # ------------------------------------------------------------------ root filesystem
 
 step "root filesystem (buildah from + buildah mount)"
@@ -191,31 +222,8 @@ buildah from --name "$CHECK" --pull=never "$IMAGE" >/dev/null
 ROOTFS=$(buildah mount "$CHECK")
 [ -d "$ROOTFS" ] || fail "buildah mount gave no directory"
 
-want_files=$'etc/group\netc/nsswitch.conf\netc/passwd\netc/ssl/certs/ca-certificates.crt\nrolecall'
-have_files=$(cd "$ROOTFS" && find . -mindepth 1 ! -type d -printf '%P\n' | LC_ALL=C sort)
-if [ "$have_files" != "$want_files" ]; then
-	fail "the root filesystem holds other files than expected:"$'\n'"$(diff <(echo "$want_files") <(echo "$have_files") || true)"
-fi
-ok "files: $(echo "$have_files" | tr '\n' ' ')"
-for sh in sh bash dash ash zsh ksh busybox; do
-	found=$(cd "$ROOTFS" && find . -name "$sh" -print -quit)
-	[ -z "$found" ] || fail "a shell is in the image: $found"
-done
-if [ -e "$ROOTFS/bin" ] || [ -e "$ROOTFS/usr" ]; then fail "the image has /bin or /usr"; fi
-ok "no shell, no /bin, no /usr"
-
-bin=$ROOTFS/rolecall
-info=$(file -b "$bin")
-case $info in
-*"statically linked"* | *"static-pie linked"*) ;;
-*) fail "file(1) does not call /rolecall static: $info" ;;
-esac
-! readelf -l "$bin" | grep -q INTERP || fail "/rolecall has a program interpreter (dynamically linked)"
-! readelf -d "$bin" 2>/dev/null | grep -q NEEDED || fail "/rolecall needs shared libraries"
-BIN_BYTES=$(stat -c %s "$bin")
-ok "/rolecall is static: ${info%%,*}, $(echo "$info" | grep -o 'static[^,]*'), $BIN_BYTES bytes"
-[ "$(stat -c '%u:%g %a' "$bin")" = "0:0 755" ] || fail "/rolecall is $(stat -c '%u:%g %a' "$bin"), want 0:0 755"
-ok "/rolecall owned by root, mode 755 (not writable by 65532)"
+check_rootfs "$ROOTFS" "" $'etc/group\netc/nsswitch.conf\netc/passwd\netc/ssl/certs/ca-certificates.crt\nrolecall'
+BIN_BYTES=$ROOTFS_BIN_BYTES
 
 ca=$ROOTFS/etc/ssl/certs/ca-certificates.crt
 [ -s "$ca" ] || fail "no CA bundle at /etc/ssl/certs/ca-certificates.crt"
@@ -501,30 +509,9 @@ buildah rm "$CHECK_WEBHOOK" >/dev/null 2>&1 || true
 buildah from --name "$CHECK_WEBHOOK" --pull=never "$WEBHOOK_IMAGE" >/dev/null
 WROOTFS=$(buildah mount "$CHECK_WEBHOOK")
 [ -d "$WROOTFS" ] || fail "buildah mount gave no directory (webhook)"
-want_files=$'etc/group\netc/nsswitch.conf\netc/passwd\nrolecall'
-have_files=$(cd "$WROOTFS" && find . -mindepth 1 ! -type d -printf '%P\n' | LC_ALL=C sort)
-if [ "$have_files" != "$want_files" ]; then
-	fail "the webhook's root filesystem holds other files than expected:"$'\n'"$(diff <(echo "$want_files") <(echo "$have_files") || true)"
-fi
-ok "files: $(echo "$have_files" | tr '\n' ' ')(no CA bundle: the webhook calls nothing)"
-for sh in sh bash dash ash zsh ksh busybox; do
-	found=$(cd "$WROOTFS" && find . -name "$sh" -print -quit)
-	[ -z "$found" ] || fail "a shell is in the webhook image: $found"
-done
-if [ -e "$WROOTFS/bin" ] || [ -e "$WROOTFS/usr" ]; then fail "the webhook image has /bin or /usr"; fi
-ok "no shell, no /bin, no /usr"
-wbin=$WROOTFS/rolecall
-info=$(file -b "$wbin")
-case $info in
-*"statically linked"* | *"static-pie linked"*) ;;
-*) fail "file(1) does not call the webhook's /rolecall static: $info" ;;
-esac
-! readelf -l "$wbin" | grep -q INTERP || fail "the webhook's /rolecall has a program interpreter (dynamically linked)"
-! readelf -d "$wbin" 2>/dev/null | grep -q NEEDED || fail "the webhook's /rolecall needs shared libraries"
-WEBHOOK_BIN_BYTES=$(stat -c %s "$wbin")
-ok "/rolecall is static: ${info%%,*}, $(echo "$info" | grep -o 'static[^,]*'), $WEBHOOK_BIN_BYTES bytes"
-[ "$(stat -c '%u:%g %a' "$wbin")" = "0:0 755" ] || fail "the webhook's /rolecall is $(stat -c '%u:%g %a' "$wbin"), want 0:0 755"
-ok "/rolecall owned by root, mode 755"
+check_rootfs "$WROOTFS" "the webhook's " $'etc/group\netc/nsswitch.conf\netc/passwd\nrolecall' \
+	"(no CA bundle: the webhook calls nothing)"
+WEBHOOK_BIN_BYTES=$ROOTFS_BIN_BYTES
 grep -qx 'rolecall:x:65532:65532:rolecall:/nonexistent:/sbin/nologin' "$WROOTFS/etc/passwd" || fail "the webhook's /etc/passwd has no rolecall user 65532"
 grep -qx 'rolecall:x:65532:' "$WROOTFS/etc/group" || fail "the webhook's /etc/group has no rolecall group 65532"
 ok "/etc/passwd and /etc/group name rolecall 65532:65532"
