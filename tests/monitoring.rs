@@ -41,12 +41,18 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The venv's Python when the Makefile gives it, else the system's (the
-/// script needs PyYAML: Debian's python3-yaml).
+/// The script needs PyYAML: the venv's Python when the Makefile names it
+/// (`ROLECALL_VENV`) or `make venv` made `.venv` (`make test` does, before
+/// `cargo test`), else the system's (Debian's python3-yaml).
 fn python() -> PathBuf {
-    match std::env::var_os("ROLECALL_VENV") {
-        Some(venv) => Path::new(&venv).join("bin/python"),
-        None => PathBuf::from("python3"),
+    let venv = std::env::var_os("ROLECALL_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv"));
+    let python = venv.join("bin/python");
+    if python.exists() {
+        python
+    } else {
+        PathBuf::from("python3")
     }
 }
 
