@@ -445,6 +445,7 @@ def structure(rules, dashboard):
     check_rule_structure(rules)
     check_pod_monitor(POD_MONITOR)
     check_dashboard(dashboard)
+    check_alert_tables(rules)
     tested = set()
     for t in test_files():
         with open(t, encoding="utf-8") as f:
@@ -453,6 +454,45 @@ def structure(rules, dashboard):
     for name, _, _ in alert_exprs(rules):
         if name not in tested:
             err(f"alert {name}: no promtool test in {os.path.relpath(TESTS, ROOT)}")
+
+
+def check_alert_tables(rules):
+    """Markdown table rows naming an alert (`| `RolecallX` | ...`) in
+    examples/monitoring/README.md and docs/*.md say what the rule says: its
+    expression, `for` and severity wherever a cell holds one. The README's
+    table lists every alert."""
+    alerts = {}
+    for group in load_rules(rules)["spec"]["groups"]:
+        for r in group["rules"]:
+            alerts[r["alert"]] = r
+    readme = os.path.join(MON, "README.md")
+    docs = os.path.join(ROOT, "docs")
+    files = [readme] + sorted(os.path.join(docs, n) for n in os.listdir(docs) if n.endswith(".md"))
+    in_readme = set()
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                m = re.match(r"^`(Rolecall[A-Za-z]+)`$", cells[0]) if line.startswith("|") else None
+                if not m:
+                    continue
+                where = f"{os.path.relpath(path, ROOT)}:{n}"
+                rule = alerts.get(m.group(1))
+                if rule is None:
+                    err(f"{where}: no alert {m.group(1)} in {os.path.relpath(rules, ROOT)}")
+                    continue
+                if path == readme:
+                    in_readme.add(m.group(1))
+                for c in cells[1:]:
+                    code = c[1:-1] if c.startswith("`") and c.endswith("`") else None
+                    if code and "rolecall_" in code and code != rule["expr"]:
+                        err(f"{where}: {m.group(1)} is `{rule['expr']}`, not `{code}`")
+                    if DURATION.match(c) and c != rule.get("for"):
+                        err(f"{where}: {m.group(1)} is for {rule.get('for')}, not {c}")
+                    if c in SEVERITIES and c != rule["labels"]["severity"]:
+                        err(f"{where}: {m.group(1)} is {rule['labels']['severity']}, not {c}")
+    for name in sorted(set(alerts) - in_readme):
+        err(f"{os.path.relpath(readme, ROOT)}: the alerts table has no {name}")
 
 
 def test_files():
@@ -561,6 +601,15 @@ def selftest():
             assert any(says in e for e in found), (bad, found)
         found = names_with(ok, "{{ $labels.profil }}")
         assert any("label profil" in e for e in found), found
+        # The alert tables follow the rules: a changed `for` is found.
+        with open(RULES, encoding="utf-8") as f:
+            text = f.read()
+        with open(rules, "w", encoding="utf-8") as f:
+            f.write(text.replace("for: 15m", "for: 16m", 1))
+        saved, errors[:] = list(errors), []
+        check_alert_tables(rules)
+        found, errors[:] = list(errors), saved
+        assert any("RolecallStsThrottled is for 16m, not 15m" in e for e in found), found
     print("check_monitoring.py selftest: ok")
 
 
