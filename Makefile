@@ -18,7 +18,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: fuzz help test-deps venv sdk-deps go-driver sdk-tests sdk-lag-start sdk-lag-wait sdk-matrix build fmt-check house clippy unit-test acceptance validate-examples image-test test demo bench fleet clean
+.PHONY: monitoring-check fuzz help test-deps venv sdk-deps go-driver sdk-tests sdk-lag-start sdk-lag-wait sdk-matrix build fmt-check house clippy unit-test acceptance validate-examples image-test test demo bench fleet clean
 
 help:
 	@echo "make demo       build rolecall and run it against a local STS (moto)"
@@ -126,6 +126,20 @@ validate-examples: venv
 image-test: test-deps
 	./scripts/image-test.sh
 
+# examples/monitoring: the structure of the PrometheusRule, PodMonitors and
+# dashboard; promtool check rules (the alerts and the dashboard's queries)
+# and promtool test rules (each alert fires on a bad series, stays quiet on a
+# healthy one); every metric, label and value they name against real scrapes
+# of the sidecar and the webhook (tests/monitoring.rs). promtool is Debian's
+# prometheus package (its service is not started in a container).
+monitoring-check:
+	command -v promtool >/dev/null || { apt-get update && apt-get install -y prometheus; }
+	$(PYTHON) -c 'import yaml' 2>/dev/null || { apt-get update && apt-get install -y python3-yaml; }
+	$(PYTHON) scripts/check_monitoring.py selftest
+	$(PYTHON) scripts/check_monitoring.py structure
+	$(PYTHON) scripts/check_monitoring.py promtool
+	$(CARGO) test $(LOCKED) --test monitoring
+
 # One long-lived client per SDK and mode across three refreshes, and the lag
 # cells (lag_*: one-hour sessions, `rolecall refresh`, the time until the
 # client signs with the new session, up to 17 minutes) (tests/sdk_matrix.rs);
@@ -183,6 +197,7 @@ test:
 	$(MAKE) --no-print-directory acceptance
 	$(MAKE) --no-print-directory sdk-tests SDK_TESTS_ARGS="--skip lag_" SDK_CHECK=
 	$(MAKE) --no-print-directory validate-examples
+	$(MAKE) --no-print-directory monitoring-check
 	$(MAKE) --no-print-directory image-test
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory sdk-lag-wait
