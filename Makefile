@@ -132,12 +132,11 @@ image-test: test-deps
 # healthy one); every metric, label and value they name against real scrapes
 # of the sidecar and the webhook (tests/monitoring.rs). promtool is Debian's
 # prometheus package (its service is not started in a container).
-monitoring-check:
+monitoring-check: venv
 	command -v promtool >/dev/null || { apt-get update && apt-get install -y prometheus; }
-	$(PYTHON) -c 'import yaml' 2>/dev/null || { apt-get update && apt-get install -y python3-yaml; }
-	$(PYTHON) scripts/check_monitoring.py selftest
-	$(PYTHON) scripts/check_monitoring.py structure
-	$(PYTHON) scripts/check_monitoring.py promtool
+	$(VENV)/bin/python scripts/check_monitoring.py selftest
+	$(VENV)/bin/python scripts/check_monitoring.py structure
+	$(VENV)/bin/python scripts/check_monitoring.py promtool
 	$(CARGO) test $(LOCKED) --test monitoring
 
 # One long-lived client per SDK and mode across three refreshes, and the lag
