@@ -65,6 +65,15 @@ if [ -n "${RELEASE_TAG:-}" ] && [ "$RELEASE_TAG" != "v$VERSION" ]; then
 	die "the tag is $RELEASE_TAG but Cargo.toml says $VERSION: tag the commit v$VERSION (docs/RELEASING.md)"
 fi
 grep -q "^## \[$VERSION\]" CHANGELOG.md || die "CHANGELOG.md has no '## [$VERSION]' section (docs/RELEASING.md)"
+# Every other place that names the version says the same (docs/RELEASING.md, step 2).
+while read -r arg; do
+	[ "$arg" = "$VERSION" ] || die "images/Containerfile has ARG VERSION=$arg, Cargo.toml says $VERSION"
+done < <(sed -n 's/^ARG VERSION=//p' images/Containerfile)
+plugin=$(sed -n 's/^version: //p' examples/helm/rolecall-plugin/plugin.yaml)
+[ "$plugin" = "$VERSION" ] || die "examples/helm/rolecall-plugin/plugin.yaml has version $plugin, Cargo.toml says $VERSION"
+grep -q "^name = \"rolecall\"\$" Cargo.toml || die "Cargo.toml is not rolecall's"
+grep -A1 '^name = "rolecall"$' Cargo.lock | grep -qx "version = \"$VERSION\"" ||
+	die "Cargo.lock records another version of rolecall than $VERSION: run cargo update --workspace"
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
 	[ "${ROLECALL_RELEASE_ALLOW_DIRTY:-}" = 1 ] || die "the tree has uncommitted changes: commit them (or ROLECALL_RELEASE_ALLOW_DIRTY=1 for a trial run)"
 	say "WARNING: uncommitted changes (ROLECALL_RELEASE_ALLOW_DIRTY=1): this is a trial, not a release"
