@@ -107,7 +107,12 @@ for image in "$SIDECAR_VERSIONED" "$WEBHOOK_VERSIONED"; do
 		die "no image $image"
 	[ "$label" = "$VERSION" ] || die "$image's version label is $label"
 	revision=$(buildah inspect --type image --format '{{index .OCIv1.Config.Labels "org.opencontainers.image.revision"}}' "$image")
-	case $revision in "$REVISION" | "$REVISION-dirty") ;; *) die "$image's revision label is $revision, HEAD is $REVISION" ;; esac
+	# -dirty: a file changed during the build (only a trial with ROLECALL_RELEASE_ALLOW_DIRTY=1 may).
+	case $revision in
+	"$REVISION") ;;
+	"$REVISION-dirty") [ "${ROLECALL_RELEASE_ALLOW_DIRTY:-}" = 1 ] || die "$image was built from a tree with uncommitted changes ($revision)" ;;
+	*) die "$image's revision label is $revision, HEAD was $REVISION when the release started (a commit during the build?)" ;;
+	esac
 done
 buildah push --quiet "$SIDECAR_VERSIONED" "oci-archive:$DIST/rolecall-$VERSION.oci.tar:$SIDECAR_VERSIONED" >/dev/null
 buildah push --quiet "$WEBHOOK_VERSIONED" "oci-archive:$DIST/rolecall-webhook-$VERSION.oci.tar:$WEBHOOK_VERSIONED" >/dev/null
