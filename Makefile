@@ -28,6 +28,7 @@ help:
 	@echo "make build      cargo build --release"
 	@echo "make fleet      1,000 sidecars against a rate-limited fake STS; figures into docs/SCALE.md (not part of make test)"
 	@echo "make clean      remove .venv and target/"
+	@echo "make release    the release of Cargo.toml's version into target/dist/VERSION/ (docs/RELEASING.md; not part of make test)"
 
 # ---------------------------------------------------------------- Python tools
 
@@ -190,6 +191,7 @@ fuzz:
 test:
 	$(MAKE) --no-print-directory fmt-check
 	$(MAKE) --no-print-directory house
+	$(MAKE) --no-print-directory lint-workflows
 	$(MAKE) --no-print-directory clippy
 	$(MAKE) --no-print-directory sdk-lag-start
 	$(MAKE) --no-print-directory unit-test
@@ -219,3 +221,18 @@ fleet:
 
 clean:
 	rm -rf $(VENV) target demo-out
+
+.PHONY: release lint-workflows
+
+# The release of Cargo.toml's version (docs/RELEASING.md): both images built and checked
+# (scripts/image-test.sh) and tagged with the version, the static binaries taken from them,
+# the images as OCI archives, CycloneDX SBOMs (cargo-cyclonedx), release notes from the
+# CHANGELOG and SHA256SUMS, in target/dist/VERSION/. Two static release builds: not in make test.
+release: test-deps
+	./scripts/release.sh
+
+# The CI workflows (.github/workflows) linted with jactionlint, pinned in requirements-test.txt;
+# shellcheck (Debian's) checks their run: scripts. A few seconds.
+lint-workflows: venv
+	command -v shellcheck >/dev/null || { apt-get update && apt-get install -y shellcheck; }
+	$(VENV)/bin/jactionlint --strict-exit .github/workflows/*.yml

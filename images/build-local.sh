@@ -18,6 +18,9 @@
 #   webhook calls nothing, so trusts nothing)
 #   user 65532:65532, entrypoint ["/rolecall"], cmd ["webhook"], ports 8443 and 9911, OCI labels
 #
+# Each image is also tagged with Cargo.toml's version (localhost/rolecall:0.1.0,
+# localhost/rolecall-webhook:0.1.0), which is its org.opencontainers.image.version label too.
+#
 # Usage:
 #   images/build-local.sh [sidecar]                the sidecar (idempotent: replaces the old image)
 #   images/build-local.sh webhook                  the webhook
@@ -197,6 +200,14 @@ fi
 # ------------------------------------------------------------------ the image
 
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -n1)
+[ -n "$VERSION" ] || die "no version in $ROOT/Cargo.toml"
+# image_repository NAME: NAME without its tag (a registry's port stays: host:5000/rolecall).
+image_repository() {
+	case ${1##*/} in
+	*:*) echo "${1%:*}" ;;
+	*) echo "$1" ;;
+	esac
+}
 REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
 if [ "$REVISION" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
 	REVISION=$REVISION-dirty
@@ -241,6 +252,10 @@ else
 		"$WORKING"
 fi
 NEW_ID=$(buildah commit --quiet --rm "$WORKING" "$IMAGE")
+# The same image under the version's tag as well (localhost/rolecall:0.1.0 beside :dev): the
+# tag, the version label and `rolecall --version` agree (scripts/image-test.sh checks it).
+VERSION_IMAGE=$(image_repository "$IMAGE"):$VERSION
+buildah tag "$NEW_ID" "$VERSION_IMAGE"
 
 # The previous image of the same name is now untagged: remove it (unless something uses it).
 if [ -n "$OLD_ID" ] && [ "$OLD_ID" != "$NEW_ID" ]; then
@@ -249,5 +264,5 @@ fi
 
 BIN_BYTES=$(stat -c %s "$BIN")
 SIZE=$(buildah images --noheading --format '{{.Size}}' "$IMAGE")
-say "built $IMAGE (${NEW_ID:0:12}): image $SIZE uncompressed, binary $BIN_BYTES bytes"
+say "built $IMAGE and $VERSION_IMAGE (${NEW_ID:0:12}): image $SIZE uncompressed, binary $BIN_BYTES bytes"
 echo "$IMAGE ${NEW_ID:0:12} size $SIZE binary $BIN_BYTES"

@@ -23,6 +23,11 @@
 #     stand-in by the name sts.rolecall.test, which only /etc/hosts knows, and writes
 #     [app] to its output dir (the only writable place, as in a pod);
 #   - rustls trusts the image's CA bundle (SSL_CERT_FILE) and --ca-bundle.
+# Of both:
+#   - `rolecall --version` in the image prints the image's org.opencontainers.image.version
+#     label, Cargo.toml's version, and (when built here) the image is tagged with it too;
+#   - the Containerfile's default ARG VERSION is that version, and .dockerignore is
+#     .containerignore (docker and podman send the same build context).
 # Of the webhook:
 #   - non-root user 65532:65532, entrypoint ["/rolecall"], cmd ["webhook"], no volumes,
 #     image at most 12 MiB uncompressed;
@@ -115,6 +120,20 @@ for want in 'target-feature=\+crt-static' 'cargo build --release --locked --targ
 	grep -Eq -- "$want" <(stage build-webhook) || fail "the build-webhook stage of images/Containerfile has no line matching /$want/"
 done
 ok "sidecar last (the default), --no-default-features; stage webhook: full static build, user, entrypoint, cmd [\"webhook\"]"
+# The version: Cargo.toml's, which `rolecall --version` prints, is each runtime stage's
+# default VERSION (the org.opencontainers.image.version label of a plain `podman build`).
+VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -n1)
+[ -n "$VERSION" ] || fail "no version in Cargo.toml"
+for s in sidecar webhook; do
+	default=$(stage "$s" | sed -n 's/^ARG VERSION=//p')
+	[ "$default" = "$VERSION" ] ||
+		fail "the $s stage of images/Containerfile has ARG VERSION=${default:-(none)}, Cargo.toml's version is $VERSION"
+done
+ok "ARG VERSION=$VERSION in both runtime stages, Cargo.toml's version"
+# docker reads .dockerignore, podman and buildah .containerignore: one context for all three.
+cmp -s "$ROOT/.containerignore" "$ROOT/.dockerignore" ||
+	fail ".dockerignore and .containerignore differ (docker build and podman build would send different contexts): $(diff "$ROOT/.containerignore" "$ROOT/.dockerignore" 2>&1 || true)"
+ok ".dockerignore is .containerignore, byte for byte"
 
 # ------------------------------------------------------------------ build
 
@@ -214,6 +233,32 @@ check_rootfs() {
 	ok "/rolecall owned by root, mode 755 (not writable by 65532)"
 }
 
+# check_version WHAT OUTPUT IMAGE: `rolecall --version` (OUTPUT, run in the image) prints the
+# version of the image's org.opencontainers.image.version label ($INSPECT), which is
+# Cargo.toml's; and, when this script built the image, IMAGE's repository tagged with that
+# version is the same image.
+check_version() {
+	local what=$1 output=$2 image=$3 label printed repo tagged_id image_id
+	label=$(cfg OCIv1 config Labels org.opencontainers.image.version | python3 -c 'import json,sys; print(json.load(sys.stdin) or "")')
+	printed=${output#rolecall }
+	if [ "$output" != "rolecall $printed" ] || [ -z "$printed" ]; then
+		fail "$what: /rolecall --version printed '$output', want 'rolecall VERSION'"
+	fi
+	[ "$printed" = "$label" ] ||
+		fail "$what: /rolecall --version says $printed, the image's org.opencontainers.image.version label says $label"
+	[ "$label" = "$VERSION" ] || fail "$what: the image's version is $label, Cargo.toml's is $VERSION (built from another tree?)"
+	if [ -n "$BUILD" ]; then
+		case ${image##*/} in *:*) repo=${image%:*} ;; *) repo=$image ;; esac
+		tagged_id=$(buildah images --noheading --no-trunc --format '{{.ID}}' "$repo:$VERSION" 2>/dev/null) ||
+			fail "$what: no image $repo:$VERSION (images/build-local.sh tags the version)"
+		image_id=$(buildah images --noheading --no-trunc --format '{{.ID}}' "$image")
+		[ "$tagged_id" = "$image_id" ] || fail "$what: $repo:$VERSION is ${tagged_id:0:12}, not $image (${image_id:0:12})"
+		ok "version $printed: /rolecall --version = org.opencontainers.image.version = tag $repo:$VERSION = Cargo.toml"
+	else
+		ok "version $printed: /rolecall --version = org.opencontainers.image.version = Cargo.toml"
+	fi
+}
+
 # ------------------------------------------------------------------ root filesystem
 
 step "root filesystem (buildah from + buildah mount)"
@@ -257,6 +302,7 @@ CHROOT=$(command -v chroot)
 in_image() { env -i HOSTNAME=image-test "$CHROOT" --userspec="$UID_GID" "$@"; }
 version=$(in_image "$ROOTFS" /rolecall --version) || fail "/rolecall --version failed in the image"
 ok "/rolecall --version: $version"
+check_version "the sidecar" "$version" "$IMAGE"
 in_image "$ROOTFS" /rolecall --help >"$WORK/help" || fail "/rolecall --help failed in the image"
 grep -q 'Usage' "$WORK/help" || fail "/rolecall --help printed no usage"
 ok "/rolecall --help ($(wc -l <"$WORK/help") lines)"
@@ -547,6 +593,7 @@ ok "root filesystem read-only; /tls/tls.crt and /tls/tls.key 0440 root:65532"
 in_webhook() { env -i HOSTNAME=image-test "$CHROOT" --userspec="$UID_GID" "$WRO" "$@"; }
 version=$(in_webhook /rolecall --version) || fail "/rolecall --version failed in the webhook image"
 ok "/rolecall --version: $version"
+check_version "the webhook" "$version" "$WEBHOOK_IMAGE"
 
 # rolecall inject: a small annotated Pod on stdin.
 cat >"$WORK/pod.yaml" <<'YAML'
