@@ -35,6 +35,8 @@ pub(super) fn render(
         }
         m.insert(key("region"), s(region));
     }
+    // Process mode is the sidecar's default too, but the pod may run an
+    // older image (`--image`, rolecall.dev/image) whose default is file.
     if !user.contains_key("credentials") {
         m.insert(key("credentials"), s("process"));
     }

@@ -6,7 +6,7 @@ use serde_yaml_ng::Value;
 use super::keys::RENDERED;
 use super::plan::{Plan, Source};
 use super::value::{key, map, s};
-use super::{APP_DIR, CONTAINER, ENDPOINT_PORT, TOKEN_FILE};
+use super::{APP_DIR, CONTAINER, ENDPOINT_PORT, Mode, TOKEN_FILE};
 
 const TOKEN_DIR: &str = "/var/run/secrets/rolecall/serviceaccount";
 const CONFIG_DIR: &str = "/etc/rolecall";
@@ -67,9 +67,26 @@ pub(super) fn volumes(plan: &Plan) -> Vec<Value> {
         map([("name", s("rolecall-run")), ("emptyDir", memory())]),
     ];
     for name in volume_names(plan).into_iter().skip(3) {
-        v.push(map([("name", s(&name)), ("emptyDir", memory())]));
+        let size = output_size(plan, &name);
+        let dir = map([("medium", s("Memory")), ("sizeLimit", s(size))]);
+        v.push(map([("name", s(&name)), ("emptyDir", dir)]));
     }
     v
+}
+
+/// The room an output volume needs: 16Mi where process mode may copy the
+/// helper binary (about 5.7 MB) into it, else 1Mi for the small files. A
+/// ConfigMap's configuration is not read here: its profiles may use the
+/// default, process mode.
+fn output_size(plan: &Plan, volume: &str) -> &'static str {
+    let process = match plan.source {
+        Source::ConfigMap(_) => true,
+        Source::Rendered(_) => plan
+            .served
+            .iter()
+            .any(|c| set_volume(&c.name) == volume && c.mode == Mode::Process),
+    };
+    if process { "16Mi" } else { "1Mi" }
 }
 
 /// The rolecall container: a native sidecar (first init container,
