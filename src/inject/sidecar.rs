@@ -6,7 +6,7 @@ use serde_yaml_ng::Value;
 use super::keys::RENDERED;
 use super::plan::{Plan, Source};
 use super::value::{key, map, s};
-use super::{APP_DIR, CONTAINER, ENDPOINT_PORT, Mode, TOKEN_FILE};
+use super::{APP_DIR, CONTAINER, ENDPOINT_PORT, TOKEN_FILE};
 
 const TOKEN_DIR: &str = "/var/run/secrets/rolecall/serviceaccount";
 const CONFIG_DIR: &str = "/etc/rolecall";
@@ -74,17 +74,18 @@ pub(super) fn volumes(plan: &Plan) -> Vec<Value> {
     v
 }
 
-/// The room an output volume needs: 16Mi where process mode may copy the
-/// helper binary (about 5.7 MB) into it, else 1Mi for the small files. A
-/// ConfigMap's configuration is not read here: its profiles may use the
-/// default, process mode.
+/// The room an output volume needs: 16Mi where rolecall copies the helper
+/// binary (about 5.7 MB) into it (a set holding a process-mode profile, as
+/// the rendered configuration says, whatever the container's own mode),
+/// else 1Mi for the small files. A ConfigMap's configuration is not read
+/// here: its profiles may use the default, process mode.
 fn output_size(plan: &Plan, volume: &str) -> &'static str {
     let process = match plan.source {
         Source::ConfigMap(_) => true,
         Source::Rendered(_) => plan
             .served
             .iter()
-            .any(|c| set_volume(&c.name) == volume && c.mode == Mode::Process),
+            .any(|c| set_volume(&c.name) == volume && c.helper),
     };
     if process { "16Mi" } else { "1Mi" }
 }
