@@ -233,7 +233,9 @@ HEALTH_PORT=$(free_port)
 HEALTH=http://127.0.0.1:$HEALTH_PORT
 ARGS=(run)
 for p in "${PROFILES[@]}"; do ARGS+=(--profile "$p=arn:aws:iam::$ACCOUNT:role/$p"); done
-ARGS+=(--token-file "$TOKEN_DIR/token" --output-dir "$OUT" --region us-east-1
+# File mode (the default is process mode): the demo shows the keys in
+# $OUT/credentials and the AWS CLI reading them, as it always has.
+ARGS+=(--credentials file --token-file "$TOKEN_DIR/token" --output-dir "$OUT" --region us-east-1
 	--sts-endpoint "$STS" --health-addr "127.0.0.1:$HEALTH_PORT")
 
 heading "3. Start the sidecar: rolecall run, three profiles"

@@ -133,14 +133,71 @@ def check_pod(where, pod, config=None, own_token_choice=False):
     check_control_volume(where, pod, rc, inits + apps)
     sets = ((config or {}).get("outputs")) or {}
     if sets:
+        check_helper_room(where, pod, rc, config, sets)
         return check_sets(where, pod, rc, apps, sets)
     aws = [m for m in rc.get("volumeMounts", []) if m["mountPath"] == "/aws"]
     if not aws:
         err(where, "rolecall mounts nothing at /aws")
+    check_helper_room(where, pod, rc, config, {"": {"dir": "/aws"}})
     for c in apps:
         for m in c.get("volumeMounts", []):
             if aws and m["name"] == aws[0]["name"] and m.get("readOnly") is not True:
                 err(where, f"container {c['name']} should mount {m['name']} read-only")
+
+
+# A process-mode output dir holds the helper binary (about 5.7 MB) besides
+# the small files: its emptyDir's sizeLimit must leave room for it.
+HELPER_ROOM = 16 * 2**20
+QUANTITY = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 10**3, "M": 10**6, "G": 10**9}
+
+
+def flag_value(args, name):
+    """The value of `--name VALUE` or `--name=VALUE` in args (the last), or None."""
+    value = None
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif a.startswith(name + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def process_profiles(rc, config):
+    """The names of the profiles rolecall publishes in process mode (the
+    default): a profile's own `credentials`, else --credentials, else the
+    file's; None stands for profiles given otherwise (the environment)."""
+    args = [str(a) for a in rc.get("args", [])]
+    config = config or {}
+    top = flag_value(args, "--credentials") or config.get("credentials") or "process"
+    modes = {}
+    for i, a in enumerate(args):
+        spec = args[i + 1] if a == "--profile" and i + 1 < len(args) else a.split("=", 1)[1] if a.startswith("--profile=") else None
+        if spec:
+            modes[spec.split("=", 1)[0]] = top
+    for name, p in (config.get("profiles") or {}).items():
+        modes[name] = (p.get("credentials") if isinstance(p, dict) else None) or top
+    if not modes:
+        modes[None] = top
+    return {n for n, m in modes.items() if m == "process"}
+
+
+def check_helper_room(where, pod, rc, config, sets):
+    """Each output dir (a set's, or /aws) that gets a process-mode profile is
+    an emptyDir with no sizeLimit or one of at least 16Mi."""
+    process = process_profiles(rc, config)
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["mountPath"].rstrip("/"): m["name"] for m in rc.get("volumeMounts", [])}
+    for name, s in sets.items():
+        members = (s or {}).get("profiles")
+        if not process or (members is not None and not process & set(members)):
+            continue
+        vol = mounts.get(str((s or {}).get("dir", "")).rstrip("/"))
+        limit = ((vols.get(vol) or {}).get("emptyDir") or {}).get("sizeLimit")
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|k|M|G)?", str(limit))
+        if limit is not None and (not m or float(m.group(1)) * QUANTITY[m.group(2)] < HELPER_ROOM):
+            what = f"output set {name}'s volume" if name else "volume"
+            err(where, f"{what} {vol} has sizeLimit {limit}: process mode (the default) copies the "
+                       f"helper binary (about 5.7 MB) there; give it 16Mi, or use file mode")
 
 
 def control_dir(rc):

@@ -303,10 +303,12 @@ impl Setup {
         self.rolecall_at(subcommand, &self.moto.endpoint())
     }
 
-    /// The same, calling STS at `endpoint`.
+    /// The same, calling STS at `endpoint`, in file mode (these cases read
+    /// the keys in `credentials`; the default, process mode, is
+    /// [`run_with_no_mode_option_keeps_one_boto3_client_signing_with_the_new_keys`]'s).
     fn rolecall_at(&self, subcommand: &str, endpoint: &str) -> Command {
         let mut cmd = rolecall();
-        cmd.arg(subcommand);
+        cmd.arg(subcommand).args(["--credentials", "file"]);
         for p in PROFILES {
             cmd.arg("--profile").arg(format!("{p}={}", role_arn(p)));
         }
@@ -353,7 +355,7 @@ impl Setup {
     }
 
     /// `rolecall once` with `yaml` as its configuration file (and `extra`
-    /// arguments) against moto; asserts exit 0.
+    /// arguments) against moto, in file mode; asserts exit 0.
     fn once_with_config(&self, yaml: &str, extra: &[&std::ffi::OsStr]) {
         let config = self.root.path().join("rolecall.yaml");
         fs::write(&config, yaml).expect("config file");
@@ -361,6 +363,7 @@ impl Setup {
         cmd.arg("once")
             .arg("--config")
             .arg(&config)
+            .args(["--credentials", "file"])
             .arg("--token-file")
             .arg(self.tokens.token_path())
             .args(extra)
@@ -787,4 +790,155 @@ fn a_tagged_chained_session_is_assumed_and_works() {
     );
     s.once_with_config(&yaml, &["--output-dir".as_ref(), s.out.as_os_str()]);
     assert_assumed("tagged", &s.cli_caller_arn("tagged"));
+}
+
+/// One boto3 client, kept alive as an application keeps it, signing with
+/// each key it uses: a line on stdin makes one `GetCallerIdentity` call and
+/// prints `ok ACCESS_KEY_ID ARN` (the key read from the request's
+/// `Authorization` header, as sent) or `err NAME MESSAGE`.
+const BOTO3_KEPT_ALIVE: &str = r#"
+import sys
+import boto3
+
+signed = []
+def record(request, **_):
+    auth = request.headers.get("Authorization", b"")
+    auth = auth.decode() if isinstance(auth, bytes) else auth
+    signed.append(auth.split("Credential=", 1)[1].split("/", 1)[0])
+
+client = boto3.session.Session().client("sts", endpoint_url=sys.argv[1])
+client.meta.events.register("before-send.sts", record)
+for _ in sys.stdin:
+    try:
+        arn = client.get_caller_identity()["Arn"]
+        print("ok", signed[-1], arn, flush=True)
+    except Exception as e:  # noqa: BLE001 - every failure is reported to the test
+        print("err", type(e).__name__, " ".join(str(e).split()), flush=True)
+"#;
+
+/// The default publication (issue 23, item 3): `rolecall run` with no mode
+/// option, so process mode; ONE boto3 client built before a refresh keeps
+/// signing, and after `rolecall refresh` signs with the new keys (the
+/// helper's), not the first session's. 15-minute sessions (moto honours
+/// `--duration 900`): the expiry the helper reports is inside botocore's
+/// 15-minute refresh window, so the client asks the helper again on its
+/// next call, as it would late in a one-hour session.
+#[test]
+#[ignore = "needs the Python tools: run by make test"]
+fn run_with_no_mode_option_keeps_one_boto3_client_signing_with_the_new_keys() {
+    use std::io::{BufRead, BufReader, Write};
+
+    let s = Setup::new("default-mode");
+    let sock = s.root.path().join("control.sock");
+    let log = s.root.path().join("rolecall.log");
+    let mut cmd = rolecall();
+    cmd.args([
+        "run",
+        "--profile",
+        &format!("reader={}", role_arn("reader")),
+    ])
+    .arg("--token-file")
+    .arg(s.tokens.token_path())
+    .arg("--output-dir")
+    .arg(&s.out)
+    .args(["--region", "us-east-1", "--session-name", "acceptance"])
+    .args(["--duration", "900", "--health-addr", ""])
+    .arg("--sts-endpoint")
+    .arg(s.moto.endpoint())
+    .arg("--control-socket")
+    .arg(&sock)
+    .stdin(Stdio::null())
+    .stdout(fs::File::create(&log).expect("log"))
+    .stderr(fs::File::create(&log).expect("log"));
+    let _rc = ChildGuard {
+        child: cmd.spawn().expect("start rolecall run"),
+        what: "rolecall run".into(),
+    };
+    let show_log = || fs::read_to_string(&log).unwrap_or_default();
+    // The key the helper hands out now, as the SDK runs it.
+    let helper_key = || {
+        let out = Command::new(s.out.join("rolecall"))
+            .args(["credential-process", "--profile", "reader"])
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["AccessKeyId"].as_str().map(str::to_owned)
+    };
+    let mut first = None;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            first = helper_key();
+            first.is_some()
+        }),
+        "no credentials from the helper within 60 s; log:\n{}",
+        show_log()
+    );
+    let first = first.unwrap();
+    let config = fs::read_to_string(s.config()).expect("config");
+    assert!(
+        config.contains(&format!(
+            "credential_process = {}/rolecall credential-process --profile reader",
+            s.out.display()
+        )),
+        "no mode option: process mode\n{config}"
+    );
+    let credentials = fs::read_to_string(s.credentials()).unwrap_or_default();
+    assert!(access_keys(&credentials).is_empty(), "{credentials}");
+
+    let mut app = s.reader(&venv_bin("python"));
+    app.args(["-c", BOTO3_KEPT_ALIVE, &s.moto.endpoint()])
+        .env("AWS_PROFILE", "reader")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = app.spawn().expect("start python");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _app = ChildGuard {
+        child,
+        what: "the boto3 client".into(),
+    };
+    let mut call = || {
+        writeln!(stdin, "call").expect("write to the client");
+        let line = lines.next().expect("an answer").expect("a line");
+        let fields: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(fields.len(), 3, "the client answered {line:?}");
+        assert_eq!(fields[0], "ok", "the client answered {line:?}");
+        assert_assumed("reader", &fields[2]);
+        fields[1].clone()
+    };
+    assert_eq!(call(), first, "the first call signs with the first session");
+
+    // rolecall refresh (skipped within 5 s of the first session: asked
+    // again until the helper hands out another key).
+    let mut new_key = None;
+    for _ in 0..10 {
+        let out = run(
+            rolecall()
+                .args(["refresh", "--profile", "reader", "--control-socket"])
+                .arg(&sock),
+            s.root.path(),
+            Duration::from_secs(30),
+        );
+        if wait_until(Duration::from_secs(3), || {
+            new_key = helper_key().filter(|k| *k != first);
+            new_key.is_some()
+        }) {
+            break;
+        }
+        eprintln!("refresh: {}", out.describe());
+    }
+    let new_key = new_key.unwrap_or_else(|| {
+        panic!(
+            "the helper still hands out the first key after rolecall refresh; log:\n{}",
+            show_log()
+        )
+    });
+    let signed = call();
+    assert_eq!(
+        signed,
+        new_key,
+        "the kept-alive client signs with the new session's key (first {first}); log:\n{}",
+        show_log()
+    );
 }

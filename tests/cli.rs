@@ -135,7 +135,7 @@ fn the_eks_webhook_environment_alone_is_enough() {
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
     let o = rolecall_command()
-        .arg("once")
+        .args(["once", "--credentials", TEST_MODE])
         .env("AWS_ROLE_ARN", READER)
         .env("AWS_WEB_IDENTITY_TOKEN_FILE", token.path())
         .env("AWS_REGION", "eu-west-1")

@@ -458,9 +458,8 @@ fn endpoint_only_profiles_without_the_endpoint_exit_64() {
     let out = tempfile::tempdir().unwrap();
     let mut c = rolecall_piped();
     c.arg("run")
-        .args(base_args(&sts, &token, out.path()))
-        .args(["--profile", &format!("reader={READER}")])
-        .args(["--credentials", "endpoint"]);
+        .args(base_args_with(&sts, &token, out.path(), Some("endpoint")))
+        .args(["--profile", &format!("reader={READER}")]);
     let r = run_for(&mut c, Duration::from_secs(20));
     assert_eq!(r.code, Some(64), "{}", r.describe());
     assert!(

@@ -156,6 +156,7 @@ fn token_case(case: &'static str, injected: &str, at: TokenAt, phrase: &str) {
         cmd.args(["--token-file", token.to_str().unwrap()])
             .args(["--output-dir", out.to_str().unwrap()])
             .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
+            .args(["--credentials", TEST_MODE])
             .args(["--profile", &format!("reader={READER}")]);
     };
 
@@ -978,9 +979,8 @@ fn process_mode_case(
     let guard = CaseGuard::new(case, injected);
     let r = run(rolecall_piped()
         .arg("once")
-        .args(base_args(&w.sts, &w.token, &w.out))
+        .args(base_args_with(&w.sts, &w.token, &w.out, Some("process")))
         .args(extra)
-        .args(["--credentials", "process"])
         .args(["--profile", &format!("reader={READER}")]));
     assert!(!r.hung && !r.all().contains("panicked"), "{}", r.describe());
     let outcome = if r.code == Some(64) {

@@ -100,6 +100,51 @@ async fn process_mode_publishes_a_helper_that_prints_the_latest_session() {
     );
 }
 
+/// The default publication: the binary with no mode option (nor a
+/// `credentials` key) publishes in process mode: `config` names the helper
+/// (at the output dir: no `--app-output-dir`), the helper is the binary
+/// itself, `credentials` holds no keys, `status.json` says `process`.
+#[test]
+fn with_no_mode_option_profiles_are_published_in_process_mode() {
+    let sts = FakeSts::start();
+    let token = TokenDir::new(&valid_jwt());
+    let out = tempfile::tempdir().unwrap();
+    let r = run_for(
+        rolecall_piped()
+            .arg("once")
+            .args(base_args_with(&sts, &token, out.path(), None))
+            .args(["--profile", &format!("reader={READER}")]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.describe());
+    let cfg = parse_ini(&std::fs::read_to_string(out.path().join("config")).unwrap());
+    assert_eq!(
+        cfg["profile reader"]["credential_process"],
+        format!(
+            "{}/rolecall credential-process --profile reader",
+            out.path().display()
+        )
+    );
+    let creds = parse_ini(&std::fs::read_to_string(out.path().join("credentials")).unwrap());
+    assert!(creds.is_empty(), "{creds:?}");
+    assert_eq!(
+        std::fs::read(out.path().join("rolecall")).unwrap(),
+        std::fs::read(env!("CARGO_BIN_EXE_rolecall")).unwrap(),
+        "the helper is the binary itself"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("status.json")).unwrap())
+            .unwrap();
+    assert_eq!(status["profiles"][0]["credentials"], "process", "{status}");
+    let o = helper(out.path(), "reader");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let issued = sts.last_issued_for_role(READER).unwrap();
+    assert_eq!(v["AccessKeyId"], issued.access_key_id);
+}
+
+/// A profile in process mode beside file-mode ones (`test_flags` sets
+/// file mode for all: the profile's own key wins).
 #[tokio::test]
 async fn a_profile_can_choose_process_mode_alone_in_yaml() {
     let sts = FakeSts::start();

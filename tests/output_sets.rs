@@ -21,10 +21,11 @@ fn arn(name: &str) -> String {
     format!("arn:aws:iam::111122223333:role/{name}")
 }
 
-/// The profiles every test configures: `svc` uses process mode.
+/// The profiles every test configures: `svc` uses process mode, the others
+/// file mode (set at the top: not the default).
 fn profiles_yaml() -> String {
     format!(
-        "profiles:\n  reader: '{}'\n  writer: '{}'\n  logs: '{}'\n  svc: {{ role_arn: '{}', credentials: process }}\n",
+        "credentials: file\nprofiles:\n  reader: '{}'\n  writer: '{}'\n  logs: '{}'\n  svc: {{ role_arn: '{}', credentials: process }}\n",
         arn("reader"),
         arn("writer"),
         arn("logs"),

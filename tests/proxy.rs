@@ -40,6 +40,7 @@ impl Behind {
             .arg("--output-dir")
             .arg(self.sb.out.path())
             .args(["--region", "eu-west-1", "--profile", READER])
+            .args(["--credentials", TEST_MODE])
             .args(["--sts-endpoint", endpoint])
             .arg("--ca-bundle")
             .arg(self.ca.ca_pem())
@@ -319,6 +320,7 @@ fn the_connect_lines_show_the_fips_dual_stack_and_regional_hosts() {
             .arg("--output-dir")
             .arg(out.path())
             .args(["--profile", READER, "--proxy", &squid.url()])
+            .args(["--credentials", TEST_MODE])
             .args(args);
         // squid cannot reach AWS from here: each call fails, after its
         // CONNECT line names the host.

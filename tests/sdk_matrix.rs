@@ -342,7 +342,13 @@ fn start_sidecar(
     home: &Path,
     endpoint_port: u16,
 ) -> Sidecar {
-    let mut cmd = rolecall_run(sts, token, out, [("reader", READER)]);
+    // Each cell names its mode (endpoint mode: the profile also in file
+    // mode, as before process mode became the default).
+    let credentials = match mode {
+        Mode::File | Mode::Endpoint => "file",
+        Mode::Process => "process",
+    };
+    let mut cmd = rolecall_run_with(sts, token, out, [("reader", READER)], Some(credentials));
     cmd.args(["--health-addr", ""])
         .args([
             "--control-socket",
@@ -351,10 +357,7 @@ fn start_sidecar(
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit());
     match mode {
-        Mode::File => {}
-        Mode::Process => {
-            cmd.args(["--credentials", "process"]);
-        }
+        Mode::File | Mode::Process => {}
         Mode::Endpoint => {
             cmd.args(["--endpoint-addr", &format!("127.0.0.1:{endpoint_port}")]);
             if sdk.endpoint_token_var() == "AWS_CONTAINER_AUTHORIZATION_TOKEN" {

@@ -91,6 +91,7 @@ impl Harness {
             session_name: Some("rolecall-test".into()),
             health_addr: Some(format!("127.0.0.1:{}", self.health_port)),
             control_socket: Some(String::new()), // no socket in the host's /run
+            credentials: Some(TEST_MODE.into()), // not the default: see TEST_MODE
             ..Flags::default()
         }
     }

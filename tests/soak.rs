@@ -175,6 +175,7 @@ async fn thirty_days_cost_the_minimum_sts_calls_with_no_late_refresh_and_flat_me
         sts_endpoint: Some(sts.endpoint()),
         health_addr: Some(format!("127.0.0.1:{health_port}")),
         control_socket: Some(String::new()), // no socket in the host's /run
+        credentials: Some(TEST_MODE.into()), // not the default: see TEST_MODE
         ..Flags::default()
     };
     let config = Config::load(&flags, &Env::new()).unwrap();

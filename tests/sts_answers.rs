@@ -222,6 +222,8 @@ async fn a_100_mb_sts_answer_does_not_grow_memory() {
             &sts.endpoint(),
             "--profile",
             &format!("reader={ROLE}"),
+            "--credentials",
+            TEST_MODE,
             "--health-addr",
             "",
         ])
@@ -259,6 +261,7 @@ async fn plain_http_to_a_non_loopback_sts_endpoint_is_warned_about_at_start() {
     let run = |endpoint_flag: Option<&str>, env_endpoint: Option<&str>| {
         let mut c = rolecall_command();
         c.args(["once", "--token-file", &missing, "--region", "eu-west-1"])
+            .args(["--credentials", TEST_MODE])
             .args(["--output-dir", &out.path().display().to_string()])
             .args(["--profile", &format!("reader={ROLE}")]);
         if let Some(e) = endpoint_flag {
@@ -361,7 +364,7 @@ async fn a_clock_more_than_a_minute_off_is_logged_once() {
     let token = TokenDir::new(&valid_jwt());
     let out = tempfile::tempdir().unwrap();
     let o = rolecall_command()
-        .args(["once", "--region", "eu-west-1"])
+        .args(["once", "--region", "eu-west-1", "--credentials", TEST_MODE])
         .args(["--token-file", &token.path().display().to_string()])
         .args(["--output-dir", &out.path().display().to_string()])
         .args(["--sts-endpoint", &sts.endpoint()])

@@ -34,6 +34,7 @@ async fn outage(case: &str, fault: Reply) {
         sts_endpoint: Some(sts.endpoint()),
         health_addr: Some(format!("127.0.0.1:{port}")),
         control_socket: Some(String::new()), // no socket in the host's /run
+        credentials: Some(TEST_MODE.into()), // not the default: see TEST_MODE
         ..Flags::default()
     };
     let config = Config::load(&flags, &Env::new()).unwrap();

@@ -107,6 +107,7 @@ fn the_log_names_the_certificate_problem_and_the_fix() {
             .arg("--output-dir")
             .arg(s.sb.out.path())
             .args(["--region", "eu-west-1", "--profile", READER])
+            .args(["--credentials", TEST_MODE])
             .args(["--sts-endpoint", &s.front.endpoint()]),
         Duration::from_secs(60),
     );

@@ -491,6 +491,7 @@ async fn the_sidecar_with_a_plain_token_file_idles_and_retries_a_failing_profile
         session_name: Some("rolecall-test".into()),
         health_addr: Some(format!("127.0.0.1:{health}")),
         control_socket: Some(String::new()), // no socket in the host's /run
+        credentials: Some(TEST_MODE.into()), // not the default: see TEST_MODE
         ..Flags::default()
     };
     let config = Config::load(&flags, &Env::new()).expect("valid test configuration");

@@ -56,6 +56,9 @@ impl Sidecar {
             .env("HOSTNAME", "bench-pod")
             .env("ROLECALL_CONTROL_SOCKET", "")
             .arg("run")
+            // File mode, as every row has measured it (the default, process
+            // mode, also copies the binary into the output dir).
+            .args(["--credentials", "file"])
             .arg("--token-file")
             .arg(token)
             .arg("--output-dir")

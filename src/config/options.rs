@@ -194,7 +194,7 @@ options! {
     session_name: "role_session_name", ["AWS_ROLE_SESSION_NAME"], Text, inherited, live,
         "NAME" "Role session name" default "rolecall-$HOSTNAME";
     credentials: "credentials", [], Text, inherited, live,
-        "MODE" "How profiles are published: file, process or endpoint" default "file";
+        "MODE" "How profiles are published: file, process or endpoint" default "process";
     file_mode: "file_mode", [], Mode, global(validate::file_mode), restart,
         "OCTAL" "Mode of the written files, in octal; group/other write is refused" default "0640";
     allow_world_readable: "allow_world_readable", ["ROLECALL_ALLOW_WORLD_READABLE"], Bool, global(validate::allow_world_readable), restart,

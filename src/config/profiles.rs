@@ -114,7 +114,7 @@ fn one(
     let use_dualstack = or(&l.use_dualstack_endpoint, p, parse_bool, false);
     let default_session = d.default_session.to_owned();
     let session_name = or(&l.session_name, p, check_session_name, default_session);
-    let credentials = or(&l.credentials, p, mode, CredentialsMode::File);
+    let credentials = or(&l.credentials, p, mode, CredentialsMode::Process);
     if credentials == Some(CredentialsMode::Endpoint)
         && !d.g.endpoint_set
         && let Some(s) = &l.credentials

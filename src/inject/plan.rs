@@ -34,6 +34,9 @@ pub(super) struct Served {
     pub mode: Mode,
     /// The default profile's region (endpoint mode's `AWS_REGION`).
     pub region: Option<String>,
+    /// Whether its set holds a process-mode profile, and so the helper
+    /// binary (its volume's size).
+    pub helper: bool,
 }
 
 /// Where rolecall's configuration comes from.
@@ -213,6 +216,7 @@ fn assign(
                 default,
                 mode: mode.copied().unwrap_or(Mode::Process),
                 region: None,
+                helper: false,
             });
         }
     }

@@ -35,6 +35,8 @@ pub(super) fn render(
         }
         m.insert(key("region"), s(region));
     }
+    // Process mode is the sidecar's default too, but the pod may run an
+    // older image (`--image`, rolecall.dev/image) whose default is file.
     if !user.contains_key("credentials") {
         m.insert(key("credentials"), s("process"));
     }
@@ -72,6 +74,7 @@ pub(super) fn render(
     for c in &mut served {
         let p = config.profile(&c.default);
         c.region = p.and_then(|p| p.region.clone());
+        c.helper = any_in(&config, &c.profiles, CredentialsMode::Process);
         for name in &c.profiles {
             let endpoint_only = config
                 .profile(name)
@@ -91,6 +94,13 @@ pub(super) fn render(
     } else {
         Err(problems)
     }
+}
+
+/// Whether any of `profiles` is published in `mode` (process mode: its
+/// set's dir holds the helper binary).
+fn any_in(config: &Config, profiles: &[String], mode: CredentialsMode) -> bool {
+    let is = |name: &String| config.profile(name).is_some_and(|p| p.credentials == mode);
+    profiles.iter().any(is)
 }
 
 /// A profile read from files by a `file` and a `process` container at once.

@@ -67,9 +67,27 @@ pub(super) fn volumes(plan: &Plan) -> Vec<Value> {
         map([("name", s("rolecall-run")), ("emptyDir", memory())]),
     ];
     for name in volume_names(plan).into_iter().skip(3) {
-        v.push(map([("name", s(&name)), ("emptyDir", memory())]));
+        let size = output_size(plan, &name);
+        let dir = map([("medium", s("Memory")), ("sizeLimit", s(size))]);
+        v.push(map([("name", s(&name)), ("emptyDir", dir)]));
     }
     v
+}
+
+/// The room an output volume needs: 16Mi where rolecall copies the helper
+/// binary (about 5.7 MB) into it (a set holding a process-mode profile, as
+/// the rendered configuration says, whatever the container's own mode),
+/// else 1Mi for the small files. A ConfigMap's configuration is not read
+/// here: its profiles may use the default, process mode.
+fn output_size(plan: &Plan, volume: &str) -> &'static str {
+    let process = match plan.source {
+        Source::ConfigMap(_) => true,
+        Source::Rendered(_) => plan
+            .served
+            .iter()
+            .any(|c| set_volume(&c.name) == volume && c.helper),
+    };
+    if process { "16Mi" } else { "1Mi" }
 }
 
 /// The rolecall container: a native sidecar (first init container,

@@ -287,9 +287,10 @@ mod tests {
     use super::*;
     use crate::config::{Env, Flags};
 
+    /// Two sets, in file mode (the tests plant `credentials` files).
     fn config(root: &Path) -> Config {
         let yaml = format!(
-            "region: eu-west-1\nprofiles:\n  a: arn:aws:iam::111122223333:role/a\n  b: arn:aws:iam::111122223333:role/b\noutputs:\n  one: {{ dir: {}, profiles: [a] }}\n  two: {{ dir: {}, profiles: [b] }}\n",
+            "region: eu-west-1\ncredentials: file\nprofiles:\n  a: arn:aws:iam::111122223333:role/a\n  b: arn:aws:iam::111122223333:role/b\noutputs:\n  one: {{ dir: {}, profiles: [a] }}\n  two: {{ dir: {}, profiles: [b] }}\n",
             root.join("one").display(),
             root.join("two").display()
         );

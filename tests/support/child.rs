@@ -8,21 +8,33 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{FakeSts, TokenDir, base_args, lock, rolecall_command};
+use super::{FakeSts, TEST_MODE, TokenDir, base_args_with, lock, rolecall_command};
 
 /// `rolecall run` against `sts` and `token`, writing to `out`, publishing
-/// `profiles` (`(name, role ARN)`), logging at `info`; the caller adds the
-/// listeners and anything else.
+/// `profiles` (`(name, role ARN)`) in file mode ([`TEST_MODE`]), logging at
+/// `info`; the caller adds the listeners and anything else.
 pub fn rolecall_run<N: AsRef<str>, A: AsRef<str>>(
     sts: &FakeSts,
     token: &TokenDir,
     out: &Path,
     profiles: impl IntoIterator<Item = (N, A)>,
 ) -> Command {
+    rolecall_run_with(sts, token, out, profiles, Some(TEST_MODE))
+}
+
+/// [`rolecall_run`] with `--credentials MODE`, or none (the default) for
+/// `None`.
+pub fn rolecall_run_with<N: AsRef<str>, A: AsRef<str>>(
+    sts: &FakeSts,
+    token: &TokenDir,
+    out: &Path,
+    profiles: impl IntoIterator<Item = (N, A)>,
+    mode: Option<&str>,
+) -> Command {
     let mut c = rolecall_command();
     c.env("RUST_LOG", "info")
         .arg("run")
-        .args(base_args(sts, token, out));
+        .args(base_args_with(sts, token, out, mode));
     for (name, arn) in profiles {
         c.args(["--profile", &format!("{}={}", name.as_ref(), arn.as_ref())]);
     }

@@ -7,9 +7,11 @@ use std::time::Duration;
 use super::{FakeSts, TokenDir};
 
 /// The flags of an in-process sidecar against `sts` and `token`, writing to
-/// `out`, publishing `profiles` (`NAME=ROLE_ARN`), region `eu-west-1`, no
-/// health listener and no control socket (parallel tests would share its
-/// default path); tests override the rest with struct update syntax.
+/// `out`, publishing `profiles` (`NAME=ROLE_ARN`) in file mode
+/// ([`TEST_MODE`](super::TEST_MODE): the default, process, installs the
+/// built binary as the helper), region `eu-west-1`, no health listener and
+/// no control socket (parallel tests would share its default path); tests
+/// override the rest with struct update syntax.
 pub fn test_flags(
     sts: &FakeSts,
     token: &TokenDir,
@@ -22,6 +24,7 @@ pub fn test_flags(
         output_dir: Some(out.display().to_string()),
         region: Some("eu-west-1".into()),
         sts_endpoint: Some(sts.endpoint()),
+        credentials: Some(super::TEST_MODE.into()),
         health_addr: Some(String::new()),
         control_socket: Some(String::new()),
         ..rolecall::config::Flags::default()

@@ -22,7 +22,8 @@
 //! - `ini`: a strict [`parse_ini`] for asserting on rolecall's output files.
 //! - `sandbox`: [`Sandbox`], a fake STS, a token and an output dir.
 //! - `wait`: [`wait_until`], [`wait_until_real`], [`free_port`].
-//! - `process`: the command builder [`rolecall_command`] ([`base_args`]) and
+//! - `process`: the command builder [`rolecall_command`] ([`base_args`],
+//!   in file mode, [`TEST_MODE`]: the default mode copies the binary) and
 //!   one-shot runs ([`run_for`], [`Run`]).
 //! - `child`: `rolecall run` as a child process ([`rolecall_run`],
 //!   [`ChildSidecar`], [`wait_exit`], [`signal_pid`]).

@@ -29,10 +29,28 @@ pub fn rolecall_piped() -> std::process::Command {
     c
 }
 
-/// `--token-file`, `--output-dir`, `--region eu-west-1` and
-/// `--sts-endpoint` for a run against `sts` and `token`.
+/// The publication mode of a test that does not choose one: `file`, which
+/// writes text files only. The default (`process`) also copies the rolecall
+/// binary into the output dir as the helper, 164 MB in a debug build: tests
+/// that check the default, or process mode, ask for it
+/// ([`base_args_with`], [`rolecall_run_with`](super::rolecall_run_with)).
+pub const TEST_MODE: &str = "file";
+
+/// `--token-file`, `--output-dir`, `--region eu-west-1`, `--sts-endpoint`
+/// and `--credentials file` ([`TEST_MODE`]) for a run against `sts` and
+/// `token`.
 pub fn base_args(sts: &FakeSts, token: &TokenDir, out: &Path) -> Vec<String> {
-    vec![
+    base_args_with(sts, token, out, Some(TEST_MODE))
+}
+
+/// [`base_args`] with `--credentials MODE`, or none (the default) for `None`.
+pub fn base_args_with(
+    sts: &FakeSts,
+    token: &TokenDir,
+    out: &Path,
+    mode: Option<&str>,
+) -> Vec<String> {
+    let mut args = vec![
         "--token-file".into(),
         token.path().display().to_string(),
         "--output-dir".into(),
@@ -41,7 +59,11 @@ pub fn base_args(sts: &FakeSts, token: &TokenDir, out: &Path) -> Vec<String> {
         "eu-west-1".into(),
         "--sts-endpoint".into(),
         sts.endpoint(),
-    ]
+    ];
+    if let Some(mode) = mode {
+        args.extend(["--credentials".into(), mode.into()]);
+    }
+    args
 }
 
 /// What one run of the binary did.

@@ -63,7 +63,7 @@ fn defaults_match_the_spec() {
     assert_eq!(p.name, "reader");
     assert_eq!(p.duration, Duration::from_secs(3600));
     assert_eq!(p.session_name, "rolecall-web-7f9c");
-    assert_eq!(p.credentials, CredentialsMode::File);
+    assert_eq!(p.credentials, CredentialsMode::Process);
     assert_eq!(p.region.as_deref(), Some("eu-west-1"));
 }
 
