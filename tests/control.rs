@@ -231,12 +231,13 @@ async fn refresh_calls_sts_once_per_profile_at_most_every_5_s_and_once_for_the_o
     );
     assert_eq!(s.calls(), (reader + 1, writer + 1), "one call per profile");
 
-    // 2 s later: inside the spacing, no call, and the answer says so.
+    // 2 s later: inside the spacing, no call, and the answer says so; not
+    // refreshed is exit 1.
     tokio::time::advance(Duration::from_secs(2)).await;
     let r = s.rolecall(&["refresh"]).await;
-    assert_eq!(r.code, Some(0), "{}", r.describe());
+    assert_eq!(r.code, Some(1), "{}", r.describe());
     assert_eq!(
-        r.stdout,
+        r.stderr,
         "reader: skipped: refreshed 2 s ago (at most once per profile every 5 s)\n\
          writer: skipped: refreshed 2 s ago (at most once per profile every 5 s)\n"
     );
