@@ -925,3 +925,69 @@ fn check_issuer_reports_every_bad_input_at_once_with_exit_64() {
         assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// `aws iam` against moto, with moto's test keys and no configuration.
+fn aws_iam(moto: &Moto, args: &[&str]) -> Output {
+    Command::new(venv_bin("aws"))
+        .arg("iam")
+        .args(args)
+        .args(["--endpoint-url", &moto.endpoint(), "--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .expect("run aws")
+}
+
+#[test]
+#[ignore = "needs the Python tools (make venv): ROLECALL_VENV=$PWD/.venv cargo test --test cli -- --ignored"]
+fn check_issuer_trust_policy_is_what_aws_iam_create_role_takes() {
+    let moto = Moto::start(&venv());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = chained_config();
+    // Without profiles (one document for the account), and a chained
+    // role's, chosen with --for-profile.
+    let cases: [(&str, Vec<&str>); 2] = [
+        ("reader", vec!["--account-id", "111122223333"]),
+        (
+            "audit",
+            vec![
+                "--config",
+                cfg.path().to_str().unwrap(),
+                "--for-profile",
+                "audit",
+            ],
+        ),
+    ];
+    for (role, more) in cases {
+        let mut args = more.clone();
+        args.extend(["-o", "trust-policy"]);
+        let o = check_issuer(ISSUER, &args);
+        assert_eq!(o.status.code(), Some(0), "{role}: {}", stderr(&o));
+        let file = dir.path().join(format!("{role}.json"));
+        std::fs::write(&file, &o.stdout).unwrap();
+        let created = aws_iam(
+            &moto,
+            &[
+                "create-role",
+                "--role-name",
+                role,
+                "--assume-role-policy-document",
+                &format!("file://{}", file.display()),
+            ],
+        );
+        assert!(created.status.success(), "{role}: {}", stderr(&created));
+        let got = aws_iam(&moto, &["get-role", "--role-name", role]);
+        assert!(got.status.success(), "{role}: {}", stderr(&got));
+        let got: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+        let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            got["Role"]["AssumeRolePolicyDocument"], printed,
+            "{role}: IAM keeps the document as printed"
+        );
+    }
+}
