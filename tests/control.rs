@@ -664,3 +664,35 @@ async fn an_unwritable_directory_is_one_warning_and_the_sidecar_is_ready() {
         Some(Some(0))
     );
 }
+
+#[tokio::test]
+async fn status_through_the_socket_exits_1_while_a_profile_has_no_session() {
+    let sts = FakeSts::granting(Duration::from_secs(3600));
+    // The writer's role refuses (a configuration error: it backs off).
+    for _ in 0..5 {
+        sts.push_for_role(WRITER, Reply::access_denied());
+    }
+    let s = Sidecar::start(sts, None, None);
+    s.wait_for(&["reader"]).await;
+    assert!(wait_until_real(WAIT, || s.sock.exists()).await);
+    let status = s.out.path().join("status.json");
+    let failed = wait_until_real(WAIT, || {
+        std::fs::read_to_string(&status).is_ok_and(|t| t.contains("AccessDenied"))
+    })
+    .await;
+    assert!(failed, "the writer's refusal is in status.json");
+    for args in [&["status"][..], &["status", "--json"]] {
+        let r = client(&s.sock, args).await;
+        assert_eq!(r.code, Some(1), "{args:?}: {}", r.describe());
+        assert_eq!(
+            r.stderr, "rolecall: not ready: writer (no session)\n",
+            "{args:?}"
+        );
+        assert!(
+            r.stdout.contains("reader"),
+            "the status still prints: {}",
+            r.describe()
+        );
+    }
+    s.running.stop().await;
+}
