@@ -394,6 +394,13 @@ fn check_prints_the_claims_and_the_trust_policy_each_role_needs() {
         out.contains("STS endpoint: https://sts.eu-west-1.amazonaws.com"),
         "the endpoint each profile calls: {out}"
     );
+    // The default mode (file or process) has its note, after the profiles.
+    let last = out.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("note: file mode (audit, reader)")
+            || last.starts_with("note: process mode (audit, reader)"),
+        "{out}"
+    );
 }
 
 #[test]
