@@ -898,6 +898,29 @@ fn check_issuer_reports_every_bad_input_at_once_with_exit_64() {
         assert_eq!(o.status.code(), Some(64), "{more:?}");
         assert!(stderr(&o).contains(says), "{more:?}: {}", stderr(&o));
     }
+    // A bad flag and an unknown --for-profile, together.
+    let o = check_issuer(
+        "http://x",
+        &[
+            "--profile",
+            &format!("reader={READER}"),
+            "--region",
+            "eu-west-1",
+            "--for-profile",
+            "x",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        stderr(&o).starts_with("rolecall: check: 2 problems:"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("--for-profile: \"x\": no such profile"),
+        "{}",
+        stderr(&o)
+    );
     // The last: a configuration problem and a flag's, together.
     let o = check_issuer(
         ISSUER,

@@ -198,8 +198,15 @@ pub fn render(flags: &Flags, env: &Env, args: &IssuerArgs) -> Result<String, Ref
     let config = load(flags, env, &mut problems);
     let config_ok = problems.0.is_empty();
     let who = subject(args, &mut problems);
-    let entries = match &who {
-        Some(who) if config_ok => entries(config.as_ref(), who, args, &mut problems),
+    let entries = match (&who, &config) {
+        (Some(who), _) if config_ok => entries(config.as_ref(), who, args, &mut problems),
+        // Bad flags: still every problem at once.
+        (None, Some(config)) => {
+            if let Some(name) = args.for_profile.as_deref() {
+                unknown_profile(config, name, &mut problems);
+            }
+            Vec::new()
+        }
         _ => Vec::new(),
     };
     let Some(who) = who.filter(|_| problems.0.is_empty()) else {
@@ -249,21 +256,29 @@ fn entries<'a>(
     };
     let chosen = |p: &&Profile| args.for_profile.as_ref().is_none_or(|n| *n == p.name);
     let selected: Vec<&Profile> = config.order().into_iter().filter(chosen).collect();
-    if let (Some(name), true) = (&args.for_profile, selected.is_empty()) {
-        let names: Vec<&str> = config.profiles.iter().map(|p| p.name.as_str()).collect();
-        problems.push(
-            "--for-profile",
-            format!(
-                "\"{}\": no such profile; the profiles are {}",
-                crate::text::printable(name),
-                names.join(", ")
-            ),
-        );
+    if let Some(name) = args.for_profile.as_deref() {
+        unknown_profile(config, name, problems);
     }
     selected
         .into_iter()
         .map(|p| entry(p, config, who, args, problems))
         .collect()
+}
+
+/// `--for-profile NAME` names no profile: a problem listing them.
+fn unknown_profile(config: &Config, name: &str, problems: &mut Problems) {
+    if config.profile(name).is_some() {
+        return;
+    }
+    let names: Vec<&str> = config.profiles.iter().map(|p| p.name.as_str()).collect();
+    problems.push(
+        "--for-profile",
+        format!(
+            "\"{}\": no such profile; the profiles are {}",
+            crate::text::printable(name),
+            names.join(", ")
+        ),
+    );
 }
 
 /// One profile's policies; a flag that contradicts its role is a problem.
