@@ -112,6 +112,7 @@ unit-test: test-deps
 acceptance: venv test-deps
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test acceptance -- --ignored --test-threads=1
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test inject_e2e -- --ignored --test-threads=1
+	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test cli -- --ignored --test-threads=1
 
 # The Kubernetes manifests against the Kubernetes schemas (offline), the
 # CloudFormation template with cfn-lint, and `rolecall check` with each

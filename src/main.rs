@@ -41,7 +41,10 @@ fn main() -> ExitCode {
         None => (false, cli.flags),
         Some(Command::Run(f)) => (false, f),
         Some(Command::Once(f)) => (true, f),
-        Some(Command::Check { assume, flags }) => return check(&flags, &env, assume),
+        Some(Command::Check { issuer, flags, .. }) if issuer.wanted() => {
+            return ExitCode::from(rolecall::check::issuer::run(&flags, &env, &issuer));
+        }
+        Some(Command::Check { assume, flags, .. }) => return check(&flags, &env, assume),
         Some(Command::Status {
             output_dir,
             json,
@@ -318,8 +321,8 @@ fn check(flags: &Flags, env: &config::Env, assume: bool) -> ExitCode {
 
 /// The status of each of `dirs` (one output set each): tables one after
 /// another, or JSON (one object, or a list of them with several sets). A
-/// set that cannot be read is reported and makes the exit 1; the others
-/// are still shown.
+/// set that cannot be read, or a profile without a valid session, is
+/// reported and makes the exit 1; everything else is still shown.
 fn status(dirs: &[std::path::PathBuf], json: bool) -> ExitCode {
     let mut ok = true;
     let mut read = Vec::new();
@@ -351,6 +354,15 @@ fn status(dirs: &[std::path::PathBuf], json: bool) -> ExitCode {
             .map(|s| rolecall::status::table(s, now))
             .collect();
         print!("{}", tables.join("\n"));
+    }
+    let now = Clock::system().now();
+    let unready: Vec<String> = read
+        .iter()
+        .flat_map(|s| rolecall::status::unready(s, now))
+        .collect();
+    if !unready.is_empty() {
+        eprintln!("rolecall: not ready: {}", unready.join(", "));
+        ok = false;
     }
     if ok {
         ExitCode::SUCCESS

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::fsread::{self, Follow, ReadError};
-use crate::output::{MAX_OUTPUT_BYTES, STATUS_FILE, Status};
+use crate::output::{MAX_OUTPUT_BYTES, ProfileStatus, STATUS_FILE, Status};
 use crate::session::parse_time;
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,34 @@ pub fn to_json(status: &Status) -> String {
         }
     }
     out
+}
+
+/// Why profile `p` is not ready at `now`: no session yet (never fetched,
+/// or never published), or its session expired; `None` when it holds a
+/// valid session (ready, even if its last refresh failed: the table and
+/// the JSON show that error).
+pub fn not_ready(p: &ProfileStatus, now: SystemTime) -> Option<&'static str> {
+    match p.expiration.as_deref().and_then(parse_time) {
+        None => Some("no session"),
+        Some(t) if t <= now => Some("expired"),
+        Some(_) => None,
+    }
+}
+
+/// The profiles of `status` that are not ready at `now`, each with why
+/// (`writer (expired)`), escaped for a terminal; a status with no profile
+/// is not ready either.
+pub fn unready(status: &Status, now: SystemTime) -> Vec<String> {
+    if status.profiles.is_empty() {
+        return vec!["no profile".into()];
+    }
+    status
+        .profiles
+        .iter()
+        .filter_map(|p| {
+            not_ready(p, now).map(|why| format!("{} ({why})", escape_controls(&p.name)))
+        })
+        .collect()
 }
 
 /// `1h02m`, `14m05s`, `expired 3m ago`.
@@ -177,7 +205,6 @@ pub fn table(status: &Status, now: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::ProfileStatus;
 
     #[test]
     fn prints_time_left_and_errors() {
@@ -215,6 +242,17 @@ mod tests {
         assert!(lines[2].contains("expired 3m00s ago"), "{t}");
         assert!(lines[2].ends_with("AccessDenied: Not authorized"), "{t}");
         assert_eq!(lines.len(), 3, "no refused configuration, no note: {t}");
+        assert_eq!(unready(&status, now), ["writer (expired)"]);
+        let mut fresh = status.clone();
+        fresh.profiles[1].expiration = None;
+        assert_eq!(unready(&fresh, now), ["writer (no session)"]);
+        fresh.profiles.remove(1);
+        assert!(
+            unready(&fresh, now).is_empty(),
+            "a last error alone is ready"
+        );
+        fresh.profiles.clear();
+        assert_eq!(unready(&fresh, now), ["no profile"]);
     }
 
     #[test]

@@ -394,6 +394,13 @@ fn check_prints_the_claims_and_the_trust_policy_each_role_needs() {
         out.contains("STS endpoint: https://sts.eu-west-1.amazonaws.com"),
         "the endpoint each profile calls: {out}"
     );
+    // The default mode (file or process) has its note, after the profiles.
+    let last = out.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("note: file mode (audit, reader)")
+            || last.starts_with("note: process mode (audit, reader)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -488,7 +495,10 @@ fn status_shows_role_expiry_and_last_error_from_the_output_dir() {
         .args(["status", "--output-dir", &out.path().display().to_string()])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The writer never got a session: not ready, exit 1; the table still
+    // prints.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "rolecall: not ready: writer (no session)\n");
     let table = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("PROFILE"), "{table}");
@@ -506,6 +516,7 @@ fn status_shows_role_expiry_and_last_error_from_the_output_dir() {
         .env("ROLECALL_OUTPUT_DIR", out.path())
         .output()
         .unwrap();
+    assert_eq!(o.status.code(), Some(1), "--json: the same code");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["profiles"][0]["name"], "reader");
     assert!(
@@ -567,4 +578,446 @@ async fn a_burst_of_sigusr1_costs_one_refresh_and_one_log_line() {
         .filter(|l| l.contains("refreshing every profile now"))
         .count();
     assert_eq!(lines, 1, "{logs}");
+}
+
+// `check --issuer`: the policies before the first deploy, with no token
+// (the token file named does not exist) and no STS.
+
+const ISSUER: &str = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+const HOST: &str = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+
+/// `rolecall check --issuer … --namespace shop --service-account cart` and
+/// `more`, with a token file that does not exist.
+fn check_issuer(issuer: &str, more: &[&str]) -> Output {
+    rolecall_command()
+        .args([
+            "check",
+            "--token-file",
+            "/nonexistent/token",
+            "--issuer",
+            issuer,
+        ])
+        .args(["--namespace", "shop", "--service-account", "cart"])
+        .args(more)
+        .env_remove("AWS_ROLE_ARN")
+        .env_remove("ROLECALL_PROFILES")
+        .env_remove("ROLECALL_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The one web-identity statement's principal, subject and audience.
+fn web_identity(doc: &serde_json::Value, host: &str) -> (String, String, String) {
+    let st = &doc["Statement"][0];
+    assert_eq!(st["Action"], "sts:AssumeRoleWithWebIdentity", "{doc}");
+    let eq = &st["Condition"]["StringEquals"];
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        s(&st["Principal"]["Federated"]),
+        s(&eq[format!("{host}:sub")]),
+        s(&eq[format!("{host}:aud")]),
+    )
+}
+
+#[test]
+fn check_issuer_without_profiles_prints_the_trust_policy_for_the_account() {
+    let want = (
+        format!("arn:aws:iam::111122223333:oidc-provider/{HOST}"),
+        "system:serviceaccount:shop:cart".to_owned(),
+        "sts.amazonaws.com".to_owned(),
+    );
+    // The document alone, the same with or without https:// and a slash.
+    let mut docs = Vec::new();
+    for issuer in [ISSUER, HOST, &format!("{ISSUER}/")] {
+        let o = check_issuer(
+            issuer,
+            &["--account-id", "111122223333", "-o", "trust-policy"],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(web_identity(&doc, HOST), want);
+        assert_eq!(doc["Version"], "2012-10-17");
+        docs.push(doc);
+    }
+    assert!(docs.windows(2).all(|w| w[0] == w[1]));
+
+    let o = check_issuer(ISSUER, &["--account-id", "111122223333"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with(&format!("issuer: {ISSUER}\nsubject: system:serviceaccount:shop:cart\naudience: sts.amazonaws.com\n")), "{text}");
+    assert!(
+        text.contains(&format!("IAM OIDC provider {} must exist", want.0)),
+        "{text}"
+    );
+    assert!(!text.contains("token:"), "no token is read: {text}");
+
+    let o = check_issuer(
+        ISSUER,
+        &[
+            "--account-id",
+            "111122223333",
+            "-o",
+            "json",
+            "--audience",
+            "my-aud",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["issuer"], ISSUER);
+    assert_eq!(v["audience"], "my-aud");
+    assert_eq!(v["oidc_provider_arn"], want.0.as_str());
+    assert_eq!(v["profiles"], serde_json::json!([]));
+    assert_eq!(web_identity(&v["trust_policy"], HOST).2, "my-aud");
+}
+
+#[test]
+fn check_issuer_finds_the_partition_in_the_issuer_the_flag_or_the_role() {
+    let cases: [(&str, &[&str], &str); 4] = [
+        ("oidc.eks.cn-north-1.amazonaws.com.cn/id/A", &[], "aws-cn"),
+        (
+            "oidc.eks.us-gov-west-1.amazonaws.com/id/A",
+            &[],
+            "aws-us-gov",
+        ),
+        ("issuer.example.com/cluster", &[], "aws"),
+        (
+            "issuer.example.com/cluster",
+            &["--partition", "aws-cn"],
+            "aws-cn",
+        ),
+    ];
+    for (issuer, more, partition) in cases {
+        let mut args = vec!["--account-id", "111122223333", "-o", "trust-policy"];
+        args.extend(more);
+        let o = check_issuer(issuer, &args);
+        assert_eq!(o.status.code(), Some(0), "{issuer}: {}", stderr(&o));
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            web_identity(&doc, issuer).0,
+            format!("arn:{partition}:iam::111122223333:oidc-provider/{issuer}"),
+        );
+    }
+    // With profiles, each role's ARN gives partition and account.
+    let o = check_issuer(
+        "oidc.eks.cn-north-1.amazonaws.com.cn/id/A",
+        &[
+            "--region",
+            "cn-north-1",
+            "--profile",
+            "r=arn:aws-cn:iam::444455556666:role/r",
+            "-o",
+            "trust-policy",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        web_identity(&doc, "oidc.eks.cn-north-1.amazonaws.com.cn/id/A").0,
+        "arn:aws-cn:iam::444455556666:oidc-provider/oidc.eks.cn-north-1.amazonaws.com.cn/id/A"
+    );
+}
+
+/// A reader (web identity) and an audit role chained from it with session
+/// tags and a source identity, in another account.
+fn chained_config() -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        format!(
+            "region: eu-west-1\nprofiles:\n  reader:\n    role_arn: {READER}\n    credentials: file\n  \
+             writer:\n    role_arn: {WRITER}\n    credentials: process\n  \
+             audit:\n    role_arn: arn:aws:iam::444455556666:role/audit\n    source_profile: reader\n    \
+             credentials: process\n    kubernetes_tags: true\n    source_identity: ci\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    f
+}
+
+#[test]
+fn check_issuer_prints_chained_roles_trust_and_the_source_roles_permissions() {
+    let cfg = chained_config();
+    let config = ["--config", cfg.path().to_str().unwrap()];
+    let o = check_issuer(ISSUER, &[&config[..], &["-o", "json"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let by_name = |n: &str| {
+        v["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == n)
+            .cloned()
+            .unwrap()
+    };
+    let reader = by_name("reader");
+    assert_eq!(reader["role_arn"], READER);
+    assert_eq!(
+        web_identity(&reader["trust_policy"], HOST).0,
+        format!("arn:aws:iam::111122223333:oidc-provider/{HOST}")
+    );
+    assert!(reader["permissions_policy"].is_null());
+    let audit = by_name("audit");
+    let actions = serde_json::json!(["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]);
+    let st = &audit["trust_policy"]["Statement"][0];
+    assert_eq!(st["Principal"]["AWS"], READER);
+    assert_eq!(st["Action"], actions);
+    assert_eq!(audit["permissions_policy_role_arn"], READER);
+    let perm = &audit["permissions_policy"]["Statement"][0];
+    assert_eq!(perm["Action"], actions);
+    assert_eq!(perm["Resource"], "arn:aws:iam::444455556666:role/audit");
+    assert!(v["trust_policy"].is_null(), "the roles need two documents");
+
+    // The document alone: refused while the roles differ, one on request.
+    let o = check_issuer(ISSUER, &[&config[..], &["-o", "trust-policy"]].concat());
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stdout(&o).is_empty());
+    assert!(
+        stderr(&o).contains("the roles need 2 different trust policies (reader, writer | audit): pass --for-profile NAME, one of audit, reader, writer"),
+        "{}",
+        stderr(&o)
+    );
+    let o = check_issuer(
+        ISSUER,
+        &[
+            &config[..],
+            &["-o", "trust-policy", "--for-profile", "audit"],
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["Statement"][0]["Principal"]["AWS"], READER);
+
+    // For a person: the same, then the notes on modes (exit unchanged).
+    let o = check_issuer(ISSUER, &config);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains(
+            "permissions policy the source role arn:aws:iam::111122223333:role/reader needs:"
+        ),
+        "{text}"
+    );
+    let notes: Vec<&str> = text.lines().filter(|l| l.starts_with("note: ")).collect();
+    assert_eq!(notes.len(), 2, "{text}");
+    assert!(notes[0].starts_with("note: file mode (reader): long-lived SDK clients — boto3, JS v3, Rust, Go — keep the first keys"), "{text}");
+    assert!(notes[1].starts_with("note: process mode (audit, writer): the Go SDK and the Rust SDK run credential_process through /bin/sh"), "{text}");
+    assert!(
+        text.trim_end().ends_with(notes[1]),
+        "the notes come last: {text}"
+    );
+}
+
+#[test]
+fn check_issuer_reports_every_bad_input_at_once_with_exit_64() {
+    let o = rolecall_command()
+        .args([
+            "check",
+            "--issuer",
+            "http://x",
+            "--namespace",
+            "Shop",
+            "--service-account",
+            "c_a",
+        ])
+        .args([
+            "--account-id",
+            "12",
+            "--partition",
+            "azure",
+            "--audience",
+            "a b",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    let e = stderr(&o);
+    assert!(e.starts_with("rolecall: check: 6 problems:"), "{e}");
+    for origin in [
+        "--issuer",
+        "--namespace",
+        "--service-account",
+        "--account-id",
+        "--partition",
+        "--audience",
+    ] {
+        assert!(e.contains(&format!("\n  - {origin}: ")), "{origin}: {e}");
+    }
+    assert!(stdout(&o).is_empty());
+
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[],
+            "--account-id: without profiles, the OIDC provider's account is needed",
+        ),
+        (
+            &["--account-id", "111122223333", "--for-profile", "x"],
+            "--for-profile: no profiles configured",
+        ),
+        (
+            &[
+                "--profile",
+                &format!("reader={READER}"),
+                "--region",
+                "eu-west-1",
+                "--for-profile",
+                "x",
+            ],
+            "--for-profile: \"x\": no such profile; the profiles are reader",
+        ),
+        (
+            &[
+                "--profile",
+                &format!("reader={READER}"),
+                "--region",
+                "eu-west-1",
+                "--account-id",
+                "444455556666",
+            ],
+            "profile reader's role is in account 111122223333",
+        ),
+        (
+            &[
+                "--profile",
+                &format!("reader={READER}"),
+                "--account-id",
+                "1",
+            ],
+            "no AWS region",
+        ),
+    ];
+    for (more, says) in cases {
+        let o = check_issuer(ISSUER, more);
+        assert_eq!(o.status.code(), Some(64), "{more:?}");
+        assert!(stderr(&o).contains(says), "{more:?}: {}", stderr(&o));
+    }
+    // A bad flag and an unknown --for-profile, together.
+    let o = check_issuer(
+        "http://x",
+        &[
+            "--profile",
+            &format!("reader={READER}"),
+            "--region",
+            "eu-west-1",
+            "--for-profile",
+            "x",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        stderr(&o).starts_with("rolecall: check: 2 problems:"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("--for-profile: \"x\": no such profile"),
+        "{}",
+        stderr(&o)
+    );
+    // The last: a configuration problem and a flag's, together.
+    let o = check_issuer(
+        ISSUER,
+        &[
+            "--profile",
+            &format!("reader={READER}"),
+            "--account-id",
+            "1",
+        ],
+    );
+    assert!(stderr(&o).contains("--account-id: \"1\""), "{}", stderr(&o));
+
+    // Usage: the formats need --issuer; --issuer needs both names and
+    // excludes --assume.
+    for args in [
+        &["check", "-o", "json"][..],
+        &["check", "--issuer", ISSUER, "--namespace", "shop"],
+        &[
+            "check",
+            "--issuer",
+            ISSUER,
+            "--namespace",
+            "a",
+            "--service-account",
+            "b",
+            "--assume",
+        ],
+        &["check", "--namespace", "a"],
+        &["check", "-o", "yaml"],
+    ] {
+        let o = rolecall_command().args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
+    }
+}
+
+/// `aws iam` against moto, with moto's test keys and no configuration.
+fn aws_iam(moto: &Moto, args: &[&str]) -> Output {
+    Command::new(venv_bin("aws"))
+        .arg("iam")
+        .args(args)
+        .args(["--endpoint-url", &moto.endpoint(), "--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .expect("run aws")
+}
+
+#[test]
+#[ignore = "needs the Python tools (make venv): ROLECALL_VENV=$PWD/.venv cargo test --test cli -- --ignored"]
+fn check_issuer_trust_policy_is_what_aws_iam_create_role_takes() {
+    let moto = Moto::start(&venv());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = chained_config();
+    // Without profiles (one document for the account), and a chained
+    // role's, chosen with --for-profile.
+    let cases: [(&str, Vec<&str>); 2] = [
+        ("reader", vec!["--account-id", "111122223333"]),
+        (
+            "audit",
+            vec![
+                "--config",
+                cfg.path().to_str().unwrap(),
+                "--for-profile",
+                "audit",
+            ],
+        ),
+    ];
+    for (role, more) in cases {
+        let mut args = more.clone();
+        args.extend(["-o", "trust-policy"]);
+        let o = check_issuer(ISSUER, &args);
+        assert_eq!(o.status.code(), Some(0), "{role}: {}", stderr(&o));
+        let file = dir.path().join(format!("{role}.json"));
+        std::fs::write(&file, &o.stdout).unwrap();
+        let created = aws_iam(
+            &moto,
+            &[
+                "create-role",
+                "--role-name",
+                role,
+                "--assume-role-policy-document",
+                &format!("file://{}", file.display()),
+            ],
+        );
+        assert!(created.status.success(), "{role}: {}", stderr(&created));
+        let got = aws_iam(&moto, &["get-role", "--role-name", role]);
+        assert!(got.status.success(), "{role}: {}", stderr(&got));
+        let got: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+        let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            got["Role"]["AssumeRolePolicyDocument"], printed,
+            "{role}: IAM keeps the document as printed"
+        );
+    }
 }

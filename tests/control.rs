@@ -231,12 +231,13 @@ async fn refresh_calls_sts_once_per_profile_at_most_every_5_s_and_once_for_the_o
     );
     assert_eq!(s.calls(), (reader + 1, writer + 1), "one call per profile");
 
-    // 2 s later: inside the spacing, no call, and the answer says so.
+    // 2 s later: inside the spacing, no call, and the answer says so; not
+    // refreshed is exit 1.
     tokio::time::advance(Duration::from_secs(2)).await;
     let r = s.rolecall(&["refresh"]).await;
-    assert_eq!(r.code, Some(0), "{}", r.describe());
+    assert_eq!(r.code, Some(1), "{}", r.describe());
     assert_eq!(
-        r.stdout,
+        r.stderr,
         "reader: skipped: refreshed 2 s ago (at most once per profile every 5 s)\n\
          writer: skipped: refreshed 2 s ago (at most once per profile every 5 s)\n"
     );
@@ -662,4 +663,36 @@ async fn an_unwritable_directory_is_one_warning_and_the_sidecar_is_ready() {
         child.stop_within(Duration::from_secs(5)).map(|s| s.code()),
         Some(Some(0))
     );
+}
+
+#[tokio::test]
+async fn status_through_the_socket_exits_1_while_a_profile_has_no_session() {
+    let sts = FakeSts::granting(Duration::from_secs(3600));
+    // The writer's role refuses (a configuration error: it backs off).
+    for _ in 0..5 {
+        sts.push_for_role(WRITER, Reply::access_denied());
+    }
+    let s = Sidecar::start(sts, None, None);
+    s.wait_for(&["reader"]).await;
+    assert!(wait_until_real(WAIT, || s.sock.exists()).await);
+    let status = s.out.path().join("status.json");
+    let failed = wait_until_real(WAIT, || {
+        std::fs::read_to_string(&status).is_ok_and(|t| t.contains("AccessDenied"))
+    })
+    .await;
+    assert!(failed, "the writer's refusal is in status.json");
+    for args in [&["status"][..], &["status", "--json"]] {
+        let r = client(&s.sock, args).await;
+        assert_eq!(r.code, Some(1), "{args:?}: {}", r.describe());
+        assert_eq!(
+            r.stderr, "rolecall: not ready: writer (no session)\n",
+            "{args:?}"
+        );
+        assert!(
+            r.stdout.contains("reader"),
+            "the status still prints: {}",
+            r.describe()
+        );
+    }
+    s.running.stop().await;
 }

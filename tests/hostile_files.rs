@@ -484,8 +484,12 @@ fn status_and_the_helper_escape_terminal_control_characters() {
     let r = run(rolecall_piped()
         .args(["status", "--output-dir"])
         .arg(out.path()));
-    assert_eq!(r.code, Some(0), "{}", r.describe());
+    // The tampered expiry is no valid session: not ready, exit 1, the
+    // name escaped on stderr too.
+    assert_eq!(r.code, Some(1), "{}", r.describe());
     assert!(!raw(&r.stdout), "{:?}", r.stdout);
+    assert!(!raw(&r.stderr), "{:?}", r.stderr);
+    assert!(r.stderr.contains("not ready: evil\\u{1b}"), "{}", r.stderr);
     assert_eq!(r.stdout.lines().count(), 2, "{:?}", r.stdout);
     assert!(
         r.stdout.contains("evil\\u{1b}]0;pwned\\u{7}"),
@@ -495,7 +499,7 @@ fn status_and_the_helper_escape_terminal_control_characters() {
     let r = run(rolecall_piped()
         .args(["status", "--json", "--output-dir"])
         .arg(out.path()));
-    assert_eq!(r.code, Some(0), "{}", r.describe());
+    assert_eq!(r.code, Some(1), "{}", r.describe());
     assert!(!raw(&r.stdout), "{:?}", r.stdout);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["profiles"][0]["name"], evil, "--json keeps the value");

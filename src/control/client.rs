@@ -102,10 +102,18 @@ fn read_answer(s: &mut UnixStream) -> io::Result<String> {
 }
 
 /// The exit code for `answer`: 0 ok, 64 when the request was wrong (an
-/// unknown profile), 1 otherwise (a refused reload, a failed refresh).
+/// unknown profile), 1 otherwise (a refused reload, a failed refresh); a
+/// refresh is 0 only when every profile asked for was refreshed (one
+/// skipped — refreshed less than 5 s ago, backing off — or still pending
+/// is 1).
 pub fn exit_code(answer: &Answer) -> u8 {
+    let all_refreshed = answer.profiles.as_ref().is_none_or(|ps| {
+        ps.iter()
+            .all(|p| matches!(p.result, RefreshResult::Refreshed))
+    });
     match (answer.ok, answer.usage) {
-        (true, _) => 0,
+        (true, _) if all_refreshed => 0,
+        (true, _) => 1,
         (false, true) => 64,
         (false, false) => 1,
     }
@@ -256,6 +264,30 @@ mod tests {
         );
         assert_eq!(exit_code(&Answer::refused(vec!["x".into()])), 1);
         assert_eq!(exit_code(&Answer::bad_request("x".into())), 64);
+        let refresh = |results: &[RefreshResult]| Answer {
+            ok: true,
+            profiles: Some(
+                results
+                    .iter()
+                    .map(|r| ProfileResult {
+                        profile: "p".into(),
+                        result: *r,
+                        expiration: None,
+                        detail: None,
+                        class: None,
+                    })
+                    .collect(),
+            ),
+            ..Answer::default()
+        };
+        assert_eq!(exit_code(&refresh(&[RefreshResult::Refreshed])), 0);
+        for not in [RefreshResult::Skipped, RefreshResult::Pending] {
+            assert_eq!(
+                exit_code(&refresh(&[RefreshResult::Refreshed, not])),
+                1,
+                "{not:?}"
+            );
+        }
     }
 
     #[test]

@@ -202,19 +202,41 @@ fn clean_message(m: &str) -> String {
         .collect()
 }
 
+/// The cause of `err`, said once: its sources from the outside in, each
+/// without the text of the source it repeats (`a: b` followed by `b`),
+/// and without the SDK's and hyper's wrappers that name no cause (`io
+/// error`, `client error (Connect)`, `dispatch failure`). A connection
+/// refused reads `tcp connect error: Connection refused (os error 111)`.
 fn source_chain(err: &dyn std::error::Error) -> String {
-    let mut out = Vec::new();
+    let mut texts = Vec::new();
     let mut cur = err.source();
     while let Some(e) = cur {
-        out.push(e.to_string());
+        texts.push(e.to_string());
         cur = e.source();
     }
-    let text = if out.is_empty() {
-        err.to_string()
-    } else {
-        out.join(": ")
-    };
-    clean_message(&text)
+    if texts.is_empty() {
+        return clean_message(&err.to_string());
+    }
+    let mut kept: Vec<String> = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let own = match texts.get(i + 1) {
+            Some(next) => text
+                .strip_suffix(next.as_str())
+                .map(|t| t.trim_end_matches([':', ' ']))
+                .unwrap_or(text),
+            None => text,
+        };
+        let wrapper = own.is_empty()
+            || ["io error", "client error (", "dispatch failure", "other"]
+                .iter()
+                .any(|w| own.starts_with(w));
+        // The innermost is the cause itself: kept even if it reads like
+        // a wrapper.
+        if (!wrapper || i + 1 == texts.len()) && !kept.iter().any(|k| k == own) {
+            kept.push(own.to_owned());
+        }
+    }
+    clean_message(&kept.join(": "))
 }
 
 #[cfg(test)]
@@ -303,6 +325,41 @@ mod tests {
         let refused = failed_connect(libc::ECONNREFUSED);
         assert_eq!(refused.code, Code::ConnectionError.as_str());
         assert_eq!(refused.class, ErrorClass::Transient);
+        assert_eq!(
+            refused.message,
+            "could not reach STS: tcp connect error: Connection refused (os error 111)",
+            "the cause once, without the SDK's wrappers"
+        );
+    }
+
+    #[test]
+    fn a_chain_that_repeats_its_sources_says_each_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Layer(String, #[source] Option<Box<Layer>>);
+        fn chain(texts: &[&str]) -> Layer {
+            let (root, outer) = texts.split_last().unwrap();
+            outer
+                .iter()
+                .rev()
+                .fold(Layer((*root).into(), None), |inner, t| {
+                    Layer((*t).into(), Some(Box::new(inner)))
+                })
+        }
+        // Each layer's text repeats its source's, as hyper's and the
+        // SDK's do.
+        let root = "Connection refused (os error 111)";
+        let connect = format!("tcp connect error: {root}");
+        let client = format!("client error (Connect): {connect}");
+        let io = format!("io error: {client}");
+        let err = chain(&["dispatch failure", &io, &client, &connect, root]);
+        assert_eq!(
+            source_chain(&err),
+            "tcp connect error: Connection refused (os error 111)"
+        );
+        // A source without sources of its own is said as it is.
+        assert_eq!(source_chain(&chain(&["outer", "io error"])), "io error");
+        assert_eq!(source_chain(&chain(&["alone"])), "alone");
     }
 
     #[test]
