@@ -18,7 +18,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: fuzz help test-deps venv sdk-deps go-driver sdk-tests sdk-lag-start sdk-lag-wait sdk-matrix build fmt-check house clippy unit-test acceptance validate-examples docs-check image-test test demo bench fleet clean
+.PHONY: monitoring-check fuzz help test-deps venv sdk-deps go-driver sdk-tests sdk-lag-start sdk-lag-wait sdk-matrix build fmt-check house clippy unit-test acceptance validate-examples docs-check image-test test demo bench fleet clean
 
 help:
 	@echo "make demo       build rolecall and run it against a local STS (moto)"
@@ -139,6 +139,19 @@ docs-check: venv
 image-test: test-deps
 	./scripts/image-test.sh
 
+# examples/monitoring: the structure of the PrometheusRule, PodMonitors and
+# dashboard; promtool check rules (the alerts and the dashboard's queries)
+# and promtool test rules (each alert fires on a bad series, stays quiet on a
+# healthy one); every metric, label and value they name against real scrapes
+# of the sidecar and the webhook (tests/monitoring.rs). promtool is Debian's
+# prometheus package (its service is not started in a container).
+monitoring-check: venv
+	command -v promtool >/dev/null || { apt-get update && apt-get install -y prometheus; }
+	$(VENV)/bin/python scripts/check_monitoring.py selftest
+	$(VENV)/bin/python scripts/check_monitoring.py structure
+	$(VENV)/bin/python scripts/check_monitoring.py promtool
+	$(CARGO) test $(LOCKED) --test monitoring
+
 # One long-lived client per SDK and mode across three refreshes, and the lag
 # cells (lag_*: one-hour sessions, `rolecall refresh`, the time until the
 # client signs with the new session, up to 17 minutes) (tests/sdk_matrix.rs);
@@ -196,6 +209,7 @@ test:
 	$(MAKE) --no-print-directory acceptance
 	$(MAKE) --no-print-directory sdk-tests SDK_TESTS_ARGS="--skip lag_" SDK_CHECK=
 	$(MAKE) --no-print-directory validate-examples
+	$(MAKE) --no-print-directory monitoring-check
 	$(MAKE) --no-print-directory docs-check
 	$(MAKE) --no-print-directory image-test
 	$(MAKE) --no-print-directory fuzz
