@@ -526,11 +526,29 @@ def default_files():
     return [os.path.join(ROOT, f) for f in files if os.path.exists(os.path.join(ROOT, f))]
 
 
-def run(files, binary, scrape):
+def check_runbooks(problems, cache):
+    """The alerts' runbook_url (docs/FILE.md#anchor, relative to the
+    repository) in examples/monitoring/*.yaml lead to a heading."""
+    for path in sorted(glob.glob(os.path.join(ROOT, "examples/monitoring/*.yaml"))):
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                m = re.search(r"runbook_url:\s*['\"]?([\w./-]+\.md(?:#[\w-]+)?)", line)
+                if m:
+                    fake = os.path.join(ROOT, "runbook.md")  # links resolve from the root
+                    before = len(problems.items)
+                    check_links(fake, f"[runbook]({m.group(1)})", problems, cache)
+                    for i in range(before, len(problems.items)):
+                        problems.items[i] = problems.items[i].replace(
+                            "runbook.md:", f"{os.path.relpath(path, ROOT)}:{n}: runbook_url", 1)
+
+
+def run(files, binary, scrape, runbooks=False):
     problems = Problems()
     stats = {"blocks": 0, "skipped": 0, "unchecked": 0}
     for path in files:
         check_file(path, binary, scrape, problems, stats)
+    if runbooks:
+        check_runbooks(problems, stats.setdefault("anchors", {}))
     return problems, stats
 
 
@@ -627,7 +645,7 @@ def main():
         return selftest(binary, scrape)
     started = time.monotonic()
     files = [os.path.abspath(f) for f in a.files] or default_files()
-    problems, stats = run(files, binary, scrape)
+    problems, stats = run(files, binary, scrape, runbooks=not a.files)
     for p in problems.items:
         print(p, file=sys.stderr)
     print(f"check_docs: {len(files)} files, {stats['blocks']} blocks checked, {stats['skipped']} skipped by a marker, "
