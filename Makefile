@@ -18,7 +18,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: monitoring-check fuzz help test-deps venv sdk-deps go-driver sdk-tests sdk-lag-start sdk-lag-wait sdk-matrix build fmt-check house clippy unit-test acceptance validate-examples image-test test demo bench fleet clean
+.PHONY: monitoring-check fuzz help test-deps venv sdk-deps go-driver sdk-tests sdk-lag-start sdk-lag-wait sdk-matrix build fmt-check house clippy unit-test acceptance validate-examples docs-check image-test test demo bench fleet clean
 
 help:
 	@echo "make demo       build rolecall and run it against a local STS (moto)"
@@ -121,6 +121,19 @@ validate-examples: venv
 	$(CARGO) build $(LOCKED)
 	VENV=$(VENV) ROLECALL_BIN=$(TARGET_DIR)/debug/rolecall ./scripts/validate-examples.sh
 
+# Every snippet, flag, metric, label and link in README.md, docs/, examples/**/README.md
+# and SECURITY.md against the debug binary's --help and a real /metrics scrape
+# (tests/docs.rs writes it); the checker's self-test first (docs/DEVELOPMENT.md,
+# "Documentation checks").
+DOCS_FACTS := $(TARGET_DIR)/docs-facts
+docs-check: venv
+	$(VENV)/bin/python -c 'import kubernetes_validate' 2>/dev/null \
+	  || $(VENV)/bin/python -m pip install --quiet $$(sed -n 's/^KV_PINS=(\(.*\))$$/\1/p' scripts/validate-examples.sh)
+	$(CARGO) build $(LOCKED)
+	ROLECALL_DOCS_FACTS=$(DOCS_FACTS) $(CARGO) test $(LOCKED) --test docs
+	$(VENV)/bin/python scripts/check_docs.py --bin $(TARGET_DIR)/debug/rolecall --facts $(DOCS_FACTS) --selftest
+	$(VENV)/bin/python scripts/check_docs.py --bin $(TARGET_DIR)/debug/rolecall --facts $(DOCS_FACTS)
+
 # Builds both runtime images with buildah from static host builds, the sidecar
 # (--no-default-features) and the webhook (the full build), checks their
 # user, entrypoint, size and contents, and runs each from its root filesystem
@@ -200,6 +213,7 @@ test:
 	$(MAKE) --no-print-directory sdk-tests SDK_TESTS_ARGS="--skip lag_" SDK_CHECK=
 	$(MAKE) --no-print-directory validate-examples
 	$(MAKE) --no-print-directory monitoring-check
+	$(MAKE) --no-print-directory docs-check
 	$(MAKE) --no-print-directory image-test
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory sdk-lag-wait
