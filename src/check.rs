@@ -4,14 +4,17 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use serde_json::json;
-
 use crate::clock::Clock;
 use crate::config::{Config, Profile};
 use crate::session::{Session, format_time, unix_seconds};
 use crate::sts::Sts;
 use crate::token::{self, Claims, EXPIRY_GRACE, Token};
 use crate::trust;
+
+pub mod inputs;
+pub mod issuer;
+pub mod modes;
+mod shapes;
 
 /// What `check` found: the report to print and whether all is well.
 #[derive(Debug)]
@@ -22,33 +25,17 @@ pub struct Report {
 
 /// The trust policy for a chained profile: its source role may assume it.
 fn chained_policy(profile: &Profile, config: &Config) -> serde_json::Value {
-    let source = profile
+    trust::chained_policy(profile, &source_arn(profile, config))
+}
+
+/// The role ARN of a chained profile's source profile (empty if none).
+fn source_arn(profile: &Profile, config: &Config) -> String {
+    profile
         .source_profile
         .as_deref()
         .and_then(|s| config.profile(s))
         .map(|s| s.role_arn.clone())
-        .unwrap_or_default();
-    // Tags and a source identity need their own actions in the same
-    // statement (sts:TagSession, sts:SetSourceIdentity).
-    let extra = profile.extra_trust_actions();
-    let action = if extra.is_empty() {
-        json!("sts:AssumeRole")
-    } else {
-        json!(
-            std::iter::once("sts:AssumeRole")
-                .chain(extra)
-                .collect::<Vec<_>>()
-        )
-    };
-    let mut statement = json!({
-        "Effect": "Allow",
-        "Principal": { "AWS": source },
-        "Action": action,
-    });
-    if let Some(id) = &profile.external_id {
-        statement["Condition"] = json!({ "StringEquals": { "sts:ExternalId": id } });
-    }
-    json!({ "Version": "2012-10-17", "Statement": [statement] })
+        .unwrap_or_default()
 }
 
 fn describe_token(claims: &Claims, now: SystemTime) -> (String, bool) {
@@ -118,7 +105,8 @@ pub fn describe_sets(config: &Config) -> String {
 /// profile.
 pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Report {
     let now = clock.now();
-    let mut text = describe_setup(config);
+    let mut text = format!("token: {}\n", config.token_file.display());
+    text.push_str(&describe_setup(config));
     let token = match token::read_unchecked(&config.token_file) {
         Ok(t) => t,
         Err(e) => {
@@ -142,14 +130,14 @@ pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Re
             ok &= call.assume(&mut text, p, &mut sessions).await;
         }
     }
+    text.push_str(&modes::text(config));
     Report { text, ok }
 }
 
-/// The token's path, the proxy, the output sets and the endpoints that
-/// would send the token in clear.
+/// The proxy, the output sets and the endpoints that would send the token
+/// in clear.
 fn describe_setup(config: &Config) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "token: {}", config.token_file.display());
     if let Some(proxy) = &config.proxy {
         let _ = writeln!(
             text,
@@ -213,7 +201,20 @@ fn describe_profile(text: &mut String, p: &Profile, config: &Config, claims: &Cl
         );
         trust::trust_policy(p, claims)
     };
-    let pretty = serde_json::to_string_pretty(&policy).expect("serialisable");
+    indented(text, &policy);
+    if p.source_profile.is_some() {
+        let _ = writeln!(
+            text,
+            "  permissions policy the source role {} needs:",
+            source_arn(p, config)
+        );
+        indented(text, &trust::source_permissions(p));
+    }
+}
+
+/// `doc` as pretty JSON, each line indented by two spaces.
+fn indented(text: &mut String, doc: &serde_json::Value) {
+    let pretty = serde_json::to_string_pretty(doc).expect("serialisable");
     for line in pretty.lines() {
         let _ = writeln!(text, "  {line}");
     }

@@ -27,11 +27,14 @@ pub enum Command {
     /// Assume every profile once, write the outputs and exit
     Once(Flags),
     /// Validate the configuration, decode the token and print the trust
-    /// policy each role needs
+    /// policy each role needs; with --issuer, without a token (before the
+    /// first deploy)
     Check {
         /// Also call STS once per profile (writes nothing)
         #[arg(long)]
         assume: bool,
+        #[command(flatten)]
+        issuer: crate::check::issuer::IssuerArgs,
         #[command(flatten)]
         flags: Flags,
     },

@@ -41,7 +41,10 @@ fn main() -> ExitCode {
         None => (false, cli.flags),
         Some(Command::Run(f)) => (false, f),
         Some(Command::Once(f)) => (true, f),
-        Some(Command::Check { assume, flags }) => return check(&flags, &env, assume),
+        Some(Command::Check { issuer, flags, .. }) if issuer.wanted() => {
+            return ExitCode::from(rolecall::check::issuer::run(&flags, &env, &issuer));
+        }
+        Some(Command::Check { assume, flags, .. }) => return check(&flags, &env, assume),
         Some(Command::Status {
             output_dir,
             json,

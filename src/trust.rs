@@ -19,9 +19,13 @@ pub fn issuer_host(iss: &str) -> &str {
 /// The IAM OIDC provider ARN for the token's issuer in the role's account.
 pub fn provider_arn(profile: &Profile, iss: &str) -> String {
     let partition = profile.role_arn.split(':').nth(1).unwrap_or("aws");
+    provider_arn_in(partition, profile.account(), iss)
+}
+
+/// The IAM OIDC provider ARN for issuer `iss` in `account` of `partition`.
+pub fn provider_arn_in(partition: &str, account: &str, iss: &str) -> String {
     format!(
-        "arn:{partition}:iam::{}:oidc-provider/{}",
-        profile.account(),
+        "arn:{partition}:iam::{account}:oidc-provider/{}",
         issuer_host(iss)
     )
 }
@@ -29,7 +33,13 @@ pub fn provider_arn(profile: &Profile, iss: &str) -> String {
 /// The trust policy document the role of `profile` needs for this token.
 pub fn trust_policy(profile: &Profile, claims: &Claims) -> serde_json::Value {
     let iss = claims.iss.as_deref().unwrap_or("ISSUER");
-    let host = issuer_host(iss);
+    web_identity_policy(&provider_arn(profile, iss), claims)
+}
+
+/// The trust policy that lets the token's subject, with its audience, in
+/// through the IAM OIDC provider `provider`.
+pub fn web_identity_policy(provider: &str, claims: &Claims) -> serde_json::Value {
+    let host = issuer_host(claims.iss.as_deref().unwrap_or("ISSUER"));
     let aud = match claims.aud.as_slice() {
         [one] => json!(one),
         [] => json!("sts.amazonaws.com"),
@@ -39,7 +49,7 @@ pub fn trust_policy(profile: &Profile, claims: &Claims) -> serde_json::Value {
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
-            "Principal": { "Federated": provider_arn(profile, iss) },
+            "Principal": { "Federated": provider },
             "Action": "sts:AssumeRoleWithWebIdentity",
             "Condition": {
                 "StringEquals": {
@@ -47,6 +57,49 @@ pub fn trust_policy(profile: &Profile, claims: &Claims) -> serde_json::Value {
                     format!("{host}:aud"): aud,
                 }
             }
+        }]
+    })
+}
+
+/// What a chained profile's call needs: `sts:AssumeRole`, and the actions
+/// its session tags and source identity add (sts:TagSession,
+/// sts:SetSourceIdentity), one value or a list.
+fn chained_actions(profile: &Profile) -> serde_json::Value {
+    let extra = profile.extra_trust_actions();
+    if extra.is_empty() {
+        json!("sts:AssumeRole")
+    } else {
+        json!(
+            std::iter::once("sts:AssumeRole")
+                .chain(extra)
+                .collect::<Vec<_>>()
+        )
+    }
+}
+
+/// The trust policy of a chained profile's role: the source role
+/// (`source_arn`) may assume it, with the external id if one is set.
+pub fn chained_policy(profile: &Profile, source_arn: &str) -> serde_json::Value {
+    let mut statement = json!({
+        "Effect": "Allow",
+        "Principal": { "AWS": source_arn },
+        "Action": chained_actions(profile),
+    });
+    if let Some(id) = &profile.external_id {
+        statement["Condition"] = json!({ "StringEquals": { "sts:ExternalId": id } });
+    }
+    json!({ "Version": "2012-10-17", "Statement": [statement] })
+}
+
+/// The permissions policy the SOURCE role of a chained profile needs: the
+/// same actions on the profile's role.
+pub fn source_permissions(profile: &Profile) -> serde_json::Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": chained_actions(profile),
+            "Resource": profile.role_arn,
         }]
     })
 }
