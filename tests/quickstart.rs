@@ -193,6 +193,9 @@ fn aws(net: &PodNet, moto: &str, args: &[&str]) -> Result<Json, String> {
         .env("PATH", pod::PATH)
         .env("HOME", "/tmp")
         .envs(aws_env(moto))
+        // The test's own calls (IAM and STS are global; EKS and ECR calls
+        // say their region).
+        .env("AWS_DEFAULT_REGION", "us-east-1")
         .stdin(Stdio::null());
     let ran = run(cmd);
     if !ran.ok {
@@ -968,6 +971,8 @@ fn run_session(
         "bash exited {status}:\n{}",
         session.transcript
     );
+    // Shown with --nocapture: the session as a user would see it.
+    eprintln!("{}", session.transcript);
     outputs
 }
 
