@@ -29,7 +29,9 @@
 //! What is simulated (the shims record each call; the test asserts the
 //! arguments):
 //!
-//! - `kubectl version`: answers with a line naming the shim;
+//! - `kubectl version`: answers with a line naming the shim; the kubeconfig
+//!   `aws eks update-kubeconfig` writes (for real, from moto's cluster) is
+//!   checked to name the cluster but not read by the shim;
 //! - `cargo install --locked --path .`: checked to run in a checkout of
 //!   rolecall; not built (a release build takes minutes: `rolecall` is
 //!   target/debug/rolecall on PATH);
@@ -962,6 +964,7 @@ fn run_session(
         outputs.push(session.run(n, block, &scratch.join(format!("block-{n}.sh"))));
     }
     check_aws(net, moto, issuer, &cwd.join("trust-policy.json"));
+    check_kubeconfig(env);
     outputs.push(session.run(before.len(), last, &scratch.join("block-last.sh")));
     check_cleaned_up(net, moto, cwd);
     drop(session.stdin);
@@ -1057,6 +1060,21 @@ fn check_aws(net: &PodNet, moto: &str, issuer: &str, trust_file: &Path) {
             "{assumed}"
         );
     }
+}
+
+/// `aws eks update-kubeconfig` wrote the cluster into the session's
+/// kubeconfig (the shim's `kubectl` does not read it).
+fn check_kubeconfig(env: &[(String, String)]) {
+    let home = env
+        .iter()
+        .find(|(k, _)| k == "HOME")
+        .map(|(_, v)| PathBuf::from(v))
+        .expect("HOME");
+    let config = fs::read_to_string(home.join(".kube/config")).unwrap_or_default();
+    assert!(
+        config.contains("current-context: arn:aws:eks:"),
+        "~/.kube/config:\n{config}"
+    );
 }
 
 /// After the clean-up: no roles, no repository, no trust-policy.json.
