@@ -107,12 +107,14 @@ test-deps:
 unit-test: test-deps
 	$(CARGO) test $(LOCKED)
 
-# The real binary against moto's STS, read by the AWS CLI and boto3; and the
-# injected pod started for real in namespaces (inject_e2e: needs root).
+# The real binary against moto's STS, read by the AWS CLI and boto3; the
+# injected pod started for real in namespaces (inject_e2e: needs root); the
+# README's quick start run verbatim against moto and such a pod (quickstart).
 acceptance: venv test-deps
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test acceptance -- --ignored --test-threads=1
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test inject_e2e -- --ignored --test-threads=1
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test cli -- --ignored --test-threads=1
+	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test quickstart -- --ignored --test-threads=1
 
 # The Kubernetes manifests against the Kubernetes schemas (offline), the
 # CloudFormation template with cfn-lint, and `rolecall check` with each

@@ -23,7 +23,8 @@
 #   golden      every injected pod of tests/inject/golden/*/out.yaml: the schemas
 #               and the pod rules
 #   injected    only with ROLECALL_BIN: `rolecall inject -f` of every manifest
-#               written for injection (annotated-*.yaml), which then passes the
+#               written for injection (annotated-*.yaml, and the README quick
+#               start's examples/quickstart/app.yaml), which then passes the
 #               schema, pod and `rolecall check` checks above as any example
 #
 # Environment: VENV (default .venv, made by `make venv`), K8S_VERSIONS
@@ -82,7 +83,7 @@ mapfile -t pythons < <(find examples -name '*.py' | sort)
 
 # The manifests written for `rolecall inject` are checked as it outputs them.
 if [ -n "$ROLECALL_BIN" ]; then
-  for f in examples/kubernetes/annotated-*.yaml; do
+  for f in examples/kubernetes/annotated-*.yaml examples/quickstart/app.yaml; do
     [ -e "$f" ] || continue
     out="$tmp/injected-$(basename "$f")"
     if ! "$ROLECALL_BIN" inject -f "$f" >"$out"; then
