@@ -64,7 +64,7 @@ macro_rules! options {
             $(#[arg(
                 long,
                 value_name = $value_name,
-                help = concat!($help, bracket!([$($env),*] $($default)?)),
+                help = note($help, &[$($env),*], &[$($default)?]),
                 num_args = if Yaml::$yaml == Yaml::Bool { 0..=1 } else { 1..=1 },
                 default_missing_value = (Yaml::$yaml == Yaml::Bool).then_some("true"),
                 require_equals = Yaml::$yaml == Yaml::Bool,
@@ -121,14 +121,9 @@ macro_rules! options {
             /// Checks each global option's merged value, once, in row
             /// order, with the files the load read.
             pub fn globals(&self, files: Loaded) -> (Globals, Problems) {
-                let mut g = Globals {
-                    config: Config::default(),
-                    endpoint_set: false,
-                    file_mode_at: None,
-                    files,
-                };
+                let mut g = Globals { files, ..Globals::default() };
                 let mut p = Problems::default();
-                $(check!($scope $(($check))?, self.$field.as_ref(), &mut g, &mut p);)*
+                $($($check(self.$field.as_ref(), &mut g, &mut p);)?)*
                 (g, p)
             }
         }
@@ -143,26 +138,17 @@ macro_rules! options {
     };
 }
 
-/// The help's note: ` [env: A, B; default: D]`, or the part there is.
-macro_rules! bracket {
-    ([]) => {
-        ""
-    };
-    ([] $default:literal) => {
-        concat!(" [default: ", $default, "]")
-    };
-    ([$first:literal $(, $env:literal)*]) => {
-        concat!(" [env: ", $first, $(", ", $env,)* "]")
-    };
-    ([$first:literal $(, $env:literal)*] $default:literal) => {
-        concat!(" [env: ", $first, $(", ", $env,)* "; default: ", $default, "]")
-    };
-}
-macro_rules! check {
-    (global($check:path), $v:expr, $g:expr, $p:expr) => {
-        $check($v, $g, $p)
-    };
-    (inherited, $($t:tt)*) => {};
+/// A flag's help with its note: ` [env: A, B; default: D]`, or the part there is.
+fn note(help: &str, env: &[&str], default: &[&str]) -> String {
+    let env = (!env.is_empty()).then(|| format!("env: {}", env.join(", ")));
+    let notes: Vec<String> = env
+        .into_iter()
+        .chain(default.iter().map(|d| format!("default: {d}")))
+        .collect();
+    if notes.is_empty() {
+        return help.to_owned();
+    }
+    format!("{help} [{}]", notes.join("; "))
 }
 macro_rules! restart {
     (restart, $old:expr, $new:expr, $key:expr, $keys:ident) => {
@@ -199,7 +185,6 @@ options! {
         "OCTAL" "Mode of the written files, in octal; group/other write is refused" default "0640";
     allow_world_readable: "allow_world_readable", ["ROLECALL_ALLOW_WORLD_READABLE"], Bool, global(validate::allow_world_readable), restart,
         "BOOL" "Allow a --file-mode that every user can read (e.g. 0644)" default "false";
-    // Empty disables the listener.
     health_addr: "health_addr", ["ROLECALL_HEALTH_ADDR"] keep_empty, Text, global(validate::health_addr), restart,
         "ADDR" "Health and metrics listener; empty disables" default "0.0.0.0:9911";
     endpoint_addr: "endpoint_addr", [], Text, global(validate::endpoint_addr), restart,
@@ -208,7 +193,6 @@ options! {
         "PATH" "The endpoint's authorization token, read from this file (e.g. a mounted Secret) instead of generated; needs --endpoint-addr";
     ca_bundle: "ca_bundle", ["AWS_CA_BUNDLE"], Text, global(validate::ca_bundle), restart,
         "FILE" "PEM certificates trusted for STS calls besides the system's roots (a TLS-inspecting proxy, a private STS endpoint)";
-    // Empty disables the socket.
     control_socket: "control_socket", ["ROLECALL_CONTROL_SOCKET"] keep_empty, Text, global(validate::control_socket), restart,
         "PATH" "Unix socket of `rolecall reload` and `rolecall refresh`, in a directory only this container mounts; empty disables"
         default "/run/rolecall/control.sock";
