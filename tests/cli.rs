@@ -568,3 +568,63 @@ async fn a_burst_of_sigusr1_costs_one_refresh_and_one_log_line() {
         .count();
     assert_eq!(lines, 1, "{logs}");
 }
+
+// ---------------------------------------------------------------- the AWS config names
+// (issue 23 item 8; kept apart at the end of the file: other helpers edit the tests above)
+
+/// The AWS names of four options: `--help` lists each as its flag's alias
+/// (and not as a flag of its own), a bad value is reported under the
+/// spelling given, and both spellings at once are a usage error naming both.
+#[test]
+fn the_aws_config_names_are_aliases_shown_in_help_and_named_in_errors() {
+    let out = rolecall_command().args(["run", "--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (own, aws) in [
+        ("--token-file", "--web-identity-token-file"),
+        ("--sts-endpoint", "--endpoint-url"),
+        ("--duration", "--duration-seconds"),
+        ("--session-name", "--role-session-name"),
+    ] {
+        let line = help
+            .lines()
+            .position(|l| l.trim_start().starts_with(&format!("{own} <")));
+        let line = line.unwrap_or_else(|| panic!("no {own} in:\n{help}"));
+        let text = help.lines().nth(line + 1).unwrap();
+        assert!(text.ends_with(&format!("[alias: {aws}]")), "{own}: {text}");
+        assert_eq!(
+            help.matches(aws).count(),
+            1,
+            "{aws} listed once, as the alias"
+        );
+        let out = rolecall_command()
+            .args(["once", &format!("{own}=1"), &format!("{aws}=2")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64));
+        let err = stderr(&out);
+        assert!(err.contains(own) && err.contains(aws), "{err}");
+    }
+    let out = rolecall_command()
+        .args([
+            "once",
+            "--profile",
+            &format!("reader={READER}"),
+            "--endpoint-url",
+            "ftp://sts.example.com",
+            "--duration-seconds",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--endpoint-url: ") && err.contains("--duration-seconds: "),
+        "{err}"
+    );
+    assert!(
+        !err.contains("--sts-endpoint") && !err.contains("--duration:"),
+        "{err}"
+    );
+}

@@ -133,10 +133,19 @@ fn top_level(map: &Mapping, prefix: &str, out: &mut Source, problems: &mut Probl
             out.outputs = outputs(v, &origin, problems);
         } else if let Some((slot, yaml)) = out.values.slot(&key, false) {
             *slot = option(v, yaml, &origin, problems);
+            both_names(map, &key, &origin, problems);
         } else {
             problems.push(&origin, unknown(&key, "", &options::top_keys()));
         }
     });
+}
+
+/// An AWS config name (`key`, at `origin`) given beside rolecall's own.
+fn both_names(m: &Mapping, key: &str, origin: &str, problems: &mut Problems) {
+    if let Some(own) = options::own_key(key).filter(|own| m.contains_key(*own)) {
+        let message = format!("`{key}` and `{own}` are the same option: give one of them");
+        problems.push(origin, message);
+    }
 }
 
 /// An option's value, read as the table says (`yaml`).
@@ -222,7 +231,10 @@ fn profile(m: &Mapping, porigin: &str, p: &mut RawProfile, problems: &mut Proble
             }
             "policy_arns" => p.policy_arns = scalar_list(v, &korigin, "policy ARNs", problems),
             _ => match p.slot(&key) {
-                Some((slot, yaml)) => *slot = option(v, yaml, &korigin, problems),
+                Some((slot, yaml)) => {
+                    *slot = option(v, yaml, &korigin, problems);
+                    both_names(m, &key, &korigin, problems);
+                }
                 None => problems.push(
                     &korigin,
                     unknown(&key, "profile ", &options::profile_keys()),
