@@ -628,3 +628,25 @@ fn the_aws_config_names_are_aliases_shown_in_help_and_named_in_errors() {
         "{err}"
     );
 }
+
+/// clap's suggestions (the `suggestions` feature, +5.4 KB on the static
+/// sidecar): a misspelled flag is still a usage error (exit 64) that names
+/// the flag meant.
+#[test]
+fn a_misspelled_flag_exits_64_suggesting_the_flag_meant() {
+    for (typo, meant) in [
+        ("--regoin", "'--region'"),
+        ("--sesion-name", "'--session-name'"),
+    ] {
+        let out = rolecall_command()
+            .args(["once", typo, "x"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64));
+        let err = stderr(&out);
+        assert!(
+            err.contains("a similar argument exists") && err.contains(meant),
+            "{err}"
+        );
+    }
+}

@@ -163,3 +163,14 @@ fn help_shows_each_aws_name_as_an_alias_of_its_flag() {
             .contains("alias")
     );
 }
+
+#[test]
+fn a_misspelled_flag_is_refused_with_the_flag_meant() {
+    let e = parse(&["--regoin=eu-west-1"]).unwrap_err();
+    assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+    let text = e.to_string();
+    assert!(
+        text.contains("similar argument exists: '--region'"),
+        "{text}"
+    );
+}
