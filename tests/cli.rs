@@ -1021,3 +1021,85 @@ fn check_issuer_trust_policy_is_what_aws_iam_create_role_takes() {
         );
     }
 }
+
+// ---------------------------------------------------------------- the AWS config names
+// (issue 23 item 8; kept apart at the end of the file: other helpers edit the tests above)
+
+/// The AWS names of four options: `--help` lists each as its flag's alias
+/// (and not as a flag of its own), a bad value is reported under the
+/// spelling given, and both spellings at once are a usage error naming both.
+#[test]
+fn the_aws_config_names_are_aliases_shown_in_help_and_named_in_errors() {
+    let out = rolecall_command().args(["run", "--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (own, aws) in [
+        ("--token-file", "--web-identity-token-file"),
+        ("--sts-endpoint", "--endpoint-url"),
+        ("--duration", "--duration-seconds"),
+        ("--session-name", "--role-session-name"),
+    ] {
+        let line = help
+            .lines()
+            .position(|l| l.trim_start().starts_with(&format!("{own} <")));
+        let line = line.unwrap_or_else(|| panic!("no {own} in:\n{help}"));
+        let text = help.lines().nth(line + 1).unwrap();
+        assert!(text.ends_with(&format!("[alias: {aws}]")), "{own}: {text}");
+        assert_eq!(
+            help.matches(aws).count(),
+            1,
+            "{aws} listed once, as the alias"
+        );
+        let out = rolecall_command()
+            .args(["once", &format!("{own}=1"), &format!("{aws}=2")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64));
+        let err = stderr(&out);
+        assert!(err.contains(own) && err.contains(aws), "{err}");
+    }
+    let out = rolecall_command()
+        .args([
+            "once",
+            "--profile",
+            &format!("reader={READER}"),
+            "--endpoint-url",
+            "ftp://sts.example.com",
+            "--duration-seconds",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--endpoint-url: ") && err.contains("--duration-seconds: "),
+        "{err}"
+    );
+    assert!(
+        !err.contains("--sts-endpoint") && !err.contains("--duration:"),
+        "{err}"
+    );
+}
+
+/// clap's suggestions (the `suggestions` feature, +5.4 KB on the static
+/// sidecar): a misspelled flag is still a usage error (exit 64) that names
+/// the flag meant.
+#[test]
+fn a_misspelled_flag_exits_64_suggesting_the_flag_meant() {
+    for (typo, meant) in [
+        ("--regoin", "'--region'"),
+        ("--sesion-name", "'--session-name'"),
+    ] {
+        let out = rolecall_command()
+            .args(["once", typo, "x"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64));
+        let err = stderr(&out);
+        assert!(
+            err.contains("a similar argument exists") && err.contains(meant),
+            "{err}"
+        );
+    }
+}

@@ -40,14 +40,18 @@ pub(super) struct Opt {
     pub inherited: bool,
 }
 
-/// The rows: `field: "key", [variables] keep_empty?, yaml, scope, reload,
-/// "VALUE" "help" (default "text")?;`. `field` is the [`Flags`] field (the
-/// flag with `-` for `_`) and, for a restart option, the [`Config`] field; `keep_empty`: an empty variable is a value (otherwise
-/// unset); scope `global(check)` checks the merged value once, in row order
-/// (a check may read the rows above it), `inherited` leaves it to each
-/// profile; reload `restart`: only a restart applies a change.
+/// The rows: `field (| aws)?: "key" (| "aws_key")?, [variables] keep_empty?,
+/// yaml, scope, reload, "VALUE" "help" (default "text")?;`. `field` is the
+/// [`Flags`] field (the flag with `-` for `_`) and, for a restart option,
+/// the [`Config`] field; `aws` and `aws_key`: the AWS config name, accepted
+/// as a flag and a YAML key beside rolecall's own (not both in one source);
+/// `keep_empty`: an empty variable is a value (otherwise unset); scope
+/// `global(check)` checks the merged value once, in row order (a check may
+/// read the rows above it), `inherited` leaves it to each profile; reload
+/// `restart`: only a restart applies a change.
 macro_rules! options {
-    ($($field:ident: $key:literal, [$($env:literal),*] $($keep:ident)?, $yaml:ident,
+    ($($field:ident $(| $aws:ident)?: $key:literal $(| $aws_key:literal)?,
+       [$($env:literal),*] $($keep:ident)?, $yaml:ident,
        $scope:ident $(($check:path))?, $reload:ident,
        $value_name:literal $help:literal $(default $default:literal)?;)*) => {
         /// Command-line options shared by `run`, `once` and `check`. Values are kept
@@ -64,12 +68,14 @@ macro_rules! options {
             $(#[arg(
                 long,
                 value_name = $value_name,
-                help = concat!($help, bracket!([$($env),*] $($default)?)),
+                help = note($help, &[$($env),*], &[$($default)?], &[$(stringify!($aws))?]),
                 num_args = if Yaml::$yaml == Yaml::Bool { 0..=1 } else { 1..=1 },
                 default_missing_value = (Yaml::$yaml == Yaml::Bool).then_some("true"),
                 require_equals = Yaml::$yaml == Yaml::Bool,
             )]
             pub $field: Option<String>,)*
+            $($(#[arg(long, hide = true, value_name = $value_name, conflicts_with = stringify!($field))]
+            pub $aws: Option<String>,)?)*
         }
 
         /// The global options as one source gives them, or merged: each
@@ -91,9 +97,11 @@ macro_rules! options {
         impl Layer {
             /// The command line: each option's flag.
             pub fn from_flags(f: &Flags) -> Layer {
-                let origin = |field: &str| format!("--{}", field.replace('_', "-"));
-                Layer {$($field: f.$field.as_ref()
-                    .map(|v| src(v.clone(), origin(stringify!($field)))),)*}
+                let flag = |v: &Option<String>, field: &str| {
+                    v.as_ref().map(|v| src(v, format!("--{}", field.replace('_', "-"))))
+                };
+                Layer {$($field: flag(&f.$field, stringify!($field))
+                    $(.or(flag(&f.$aws, stringify!($aws))))?,)*}
             }
 
             /// The environment: the first of an option's variables set (to
@@ -112,7 +120,7 @@ macro_rules! options {
             pub fn slot(&mut self, key: &str, inherited_only: bool)
                 -> Option<(&mut Option<Sourced>, Yaml)> {
                 match key {
-                    $($key if !inherited_only || stringify!($scope) == "inherited" =>
+                    $($key $(| $aws_key)? if !inherited_only || stringify!($scope) == "inherited" =>
                         Some((&mut self.$field, Yaml::$yaml)),)*
                     _ => None,
                 }
@@ -121,14 +129,9 @@ macro_rules! options {
             /// Checks each global option's merged value, once, in row
             /// order, with the files the load read.
             pub fn globals(&self, files: Loaded) -> (Globals, Problems) {
-                let mut g = Globals {
-                    config: Config::default(),
-                    endpoint_set: false,
-                    file_mode_at: None,
-                    files,
-                };
+                let mut g = Globals { files, ..Globals::default() };
                 let mut p = Problems::default();
-                $(check!($scope $(($check))?, self.$field.as_ref(), &mut g, &mut p);)*
+                $($($check(self.$field.as_ref(), &mut g, &mut p);)?)*
                 (g, p)
             }
         }
@@ -140,29 +143,33 @@ macro_rules! options {
             $(restart!($reload, old.$field, new.$field, $key, keys);)*
             keys
         }
+
+        /// Rolecall's own key of an AWS config name (`endpoint_url`).
+        pub(super) fn own_key(key: &str) -> Option<&'static str> {
+            match key {
+                $($($aws_key => Some($key),)?)*
+                _ => None,
+            }
+        }
     };
 }
 
-/// The help's note: ` [env: A, B; default: D]`, or the part there is.
-macro_rules! bracket {
-    ([]) => {
-        ""
-    };
-    ([] $default:literal) => {
-        concat!(" [default: ", $default, "]")
-    };
-    ([$first:literal $(, $env:literal)*]) => {
-        concat!(" [env: ", $first, $(", ", $env,)* "]")
-    };
-    ([$first:literal $(, $env:literal)*] $default:literal) => {
-        concat!(" [env: ", $first, $(", ", $env,)* "; default: ", $default, "]")
-    };
-}
-macro_rules! check {
-    (global($check:path), $v:expr, $g:expr, $p:expr) => {
-        $check($v, $g, $p)
-    };
-    (inherited, $($t:tt)*) => {};
+/// A flag's help with its note: ` [env: A, B; default: D]`, or the part
+/// there is, and its AWS name as clap shows a visible alias.
+fn note(help: &str, env: &[&str], default: &[&str], aws: &[&str]) -> String {
+    let env = (!env.is_empty()).then(|| format!("env: {}", env.join(", ")));
+    let notes: Vec<String> = env
+        .into_iter()
+        .chain(default.iter().map(|d| format!("default: {d}")))
+        .collect();
+    let aws = aws
+        .iter()
+        .map(|a| format!(" [alias: --{}]", a.replace('_', "-")));
+    let aws: String = aws.collect();
+    if notes.is_empty() {
+        return format!("{help}{aws}");
+    }
+    format!("{help} [{}]{aws}", notes.join("; "))
 }
 macro_rules! restart {
     (restart, $old:expr, $new:expr, $key:expr, $keys:ident) => {
@@ -174,7 +181,7 @@ macro_rules! restart {
 }
 
 options! {
-    token_file: "token_file", ["AWS_WEB_IDENTITY_TOKEN_FILE"], Text, global(validate::token_file), restart,
+    token_file | web_identity_token_file: "token_file" | "web_identity_token_file", ["AWS_WEB_IDENTITY_TOKEN_FILE"], Text, global(validate::token_file), restart,
         "PATH" "Projected service-account token";
     output_dir: "output_dir", ["ROLECALL_OUTPUT_DIR"], Text, global(validate::output_dir), restart,
         "DIR" "Directory the credentials and config files are written to";
@@ -183,15 +190,15 @@ options! {
         default "the output dir";
     region: "region", ["AWS_REGION", "AWS_DEFAULT_REGION"], Text, inherited, live,
         "REGION" "AWS region for STS calls and the config file";
-    sts_endpoint: "sts_endpoint", ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"], Text, inherited, live,
+    sts_endpoint | endpoint_url: "sts_endpoint" | "endpoint_url", ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"], Text, inherited, live,
         "URL" "STS endpoint URL";
     use_fips_endpoint: "use_fips_endpoint", ["AWS_USE_FIPS_ENDPOINT"], Bool, inherited, live,
         "BOOL" "Call STS's FIPS endpoints (sts-fips.REGION...)" default "false";
     use_dualstack_endpoint: "use_dualstack_endpoint", ["AWS_USE_DUALSTACK_ENDPOINT"], Bool, inherited, live,
         "BOOL" "Call STS's dual-stack (IPv4 and IPv6) endpoints (sts.REGION.api.aws)" default "false";
-    duration: "duration_seconds", [], Text, inherited, live,
+    duration | duration_seconds: "duration_seconds", [], Text, inherited, live,
         "SECONDS" "Session duration in seconds, 900-43200" default "3600";
-    session_name: "role_session_name", ["AWS_ROLE_SESSION_NAME"], Text, inherited, live,
+    session_name | role_session_name: "role_session_name", ["AWS_ROLE_SESSION_NAME"], Text, inherited, live,
         "NAME" "Role session name" default "rolecall-$HOSTNAME";
     credentials: "credentials", [], Text, inherited, live,
         "MODE" "How profiles are published: file, process or endpoint" default "process";
@@ -199,7 +206,6 @@ options! {
         "OCTAL" "Mode of the written files, in octal; group/other write is refused" default "0640";
     allow_world_readable: "allow_world_readable", ["ROLECALL_ALLOW_WORLD_READABLE"], Bool, global(validate::allow_world_readable), restart,
         "BOOL" "Allow a --file-mode that every user can read (e.g. 0644)" default "false";
-    // Empty disables the listener.
     health_addr: "health_addr", ["ROLECALL_HEALTH_ADDR"] keep_empty, Text, global(validate::health_addr), restart,
         "ADDR" "Health and metrics listener; empty disables" default "0.0.0.0:9911";
     endpoint_addr: "endpoint_addr", [], Text, global(validate::endpoint_addr), restart,
@@ -208,7 +214,6 @@ options! {
         "PATH" "The endpoint's authorization token, read from this file (e.g. a mounted Secret) instead of generated; needs --endpoint-addr";
     ca_bundle: "ca_bundle", ["AWS_CA_BUNDLE"], Text, global(validate::ca_bundle), restart,
         "FILE" "PEM certificates trusted for STS calls besides the system's roots (a TLS-inspecting proxy, a private STS endpoint)";
-    // Empty disables the socket.
     control_socket: "control_socket", ["ROLECALL_CONTROL_SOCKET"] keep_empty, Text, global(validate::control_socket), restart,
         "PATH" "Unix socket of `rolecall reload` and `rolecall refresh`, in a directory only this container mounts; empty disables"
         default "/run/rolecall/control.sock";

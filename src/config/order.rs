@@ -5,7 +5,7 @@
 
 use super::Profile;
 use super::sources::RawProfiles;
-use super::values::{Problems, join};
+use super::values::Problems;
 use crate::text::printable;
 
 /// One problem per profile on a source_profile cycle, naming the cycle from it.
@@ -24,7 +24,7 @@ pub(super) fn check_cycles(merged: &RawProfiles, problems: &mut Problems) {
                 seen.push(next);
                 let cycle: Vec<_> = seen.iter().map(|n| printable(n)).collect();
                 let message = format!("source_profile cycle: {}", cycle.join(" -> "));
-                problems.push(join(&origin.origin, "source_profile"), message);
+                problems.push(format!("{}.source_profile", origin.origin), message);
                 break;
             }
             if seen.contains(&next) || !merged.contains_key(next) {

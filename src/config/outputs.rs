@@ -11,7 +11,7 @@ use super::OutputSet;
 use super::options::Layer;
 use super::sources::RawProfiles;
 use super::validate::Globals;
-use super::values::{Problems, Sourced, join};
+use super::values::{Problems, Sourced};
 use crate::text::printable;
 
 /// The name of the one set a configuration without `outputs` has.
@@ -245,7 +245,7 @@ fn set_profiles(r: &RawSet, names: &RawProfiles, problems: &mut Problems) -> BTr
             "has no profiles: list the profiles this set's container gets, e.g. profiles: [reader]",
         ),
         Some(list) if list.is_empty() => problems.in_file(
-            join(&r.name.origin, "profiles"),
+            format!("{}.profiles", r.name.origin),
             "is empty: list the profiles this set's container gets (remove the set if it gets none)",
         ),
         Some(list) => {

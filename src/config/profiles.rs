@@ -7,7 +7,7 @@ use super::checks::{check_profile_name, parse_bool, word};
 use super::options::{Layer, ROLE_ARN};
 use super::sources::{RawProfile, RawProfiles};
 use super::validate::{Globals, validate};
-use super::values::{Problems, Sourced, join};
+use super::values::{Problems, Sourced};
 use super::{CredentialsMode, DEFAULT_DURATION, Profile};
 use crate::aws::{
     MAX_CHAINED_DURATION, MAX_DURATION, MAX_POLICY_ARNS, check_duration, check_endpoint,
@@ -15,15 +15,6 @@ use crate::aws::{
     check_session_name,
 };
 use crate::text::printable;
-
-/// What every profile is checked against.
-struct Defaults<'a> {
-    /// The merged options: the defaults of the inherited ones.
-    values: &'a Layer,
-    g: &'a Globals,
-    merged: &'a RawProfiles,
-    default_session: &'a str,
-}
 
 fn mode(v: &str) -> Result<CredentialsMode, String> {
     use CredentialsMode::{Endpoint, File, Process};
@@ -61,15 +52,9 @@ pub(super) fn resolve(
             "no profiles configured: give --profile NAME=ROLE_ARN, ROLECALL_PROFILES, `profiles` in the config file, or AWS_ROLE_ARN",
         );
     }
-    let d = Defaults {
-        values,
-        g,
-        merged,
-        default_session,
-    };
     let profiles = merged
-        .iter()
-        .filter_map(|(name, (name_src, raw))| one(name, name_src, raw, &d, problems))
+        .values()
+        .filter_map(|(name, raw)| one(name, raw, values, g, merged, default_session, problems))
         .collect::<Vec<_>>();
     super::order::check_cycles(merged, problems);
     check_process_dir(&profiles, g, problems);
@@ -82,23 +67,27 @@ pub(super) fn resolve(
 /// at each profile that inherits it, the same problem, listed once (and a
 /// default that no profile inherits is not checked).
 fn one(
-    name: &str,
     name_src: &Sourced,
     raw: &RawProfile,
-    d: &Defaults<'_>,
+    values: &Layer,
+    g: &Globals,
+    merged: &RawProfiles,
+    default_session: &str,
     p: &mut Problems,
 ) -> Option<Profile> {
-    let ok_name = check_profile_name(&name_src.value)
-        .map_err(|e| p.at(name_src, e))
-        .ok();
+    let name = &name_src.value;
+    let ok_name = check_profile_name(name).map_err(|e| p.at(name_src, e)).ok();
     let role_arn = match &raw.role_arn {
         Some(s) => validate(s, p, check_role_arn),
         None => {
-            p.push(join(&name_src.origin, ROLE_ARN), "missing role_arn");
+            p.push(
+                format!("{}.{ROLE_ARN}", name_src.origin),
+                "missing role_arn",
+            );
             None
         }
     };
-    let l = d.values.clone().under(raw.own.clone());
+    let l = values.clone().under(raw.own.clone());
     if l.region.is_none() && l.sts_endpoint.is_none() {
         p.push(
             "region",
@@ -109,14 +98,14 @@ fn one(
     let sts_endpoint = l.sts_endpoint.as_ref();
     let sts_endpoint = sts_endpoint.and_then(|s| validate(s, p, check_endpoint));
     let chained = raw.source_profile.is_some();
-    let duration = duration(&raw.own.duration, &d.values.duration, chained, p);
+    let duration = duration(&raw.own.duration, &values.duration, chained, p);
     let use_fips = or(&l.use_fips_endpoint, p, parse_bool, false);
     let use_dualstack = or(&l.use_dualstack_endpoint, p, parse_bool, false);
-    let default_session = d.default_session.to_owned();
+    let default_session = default_session.to_owned();
     let session_name = or(&l.session_name, p, check_session_name, default_session);
     let credentials = or(&l.credentials, p, mode, CredentialsMode::Process);
     if credentials == Some(CredentialsMode::Endpoint)
-        && !d.g.endpoint_set
+        && !g.endpoint_set
         && let Some(s) = &l.credentials
     {
         p.at(
@@ -126,25 +115,18 @@ fn one(
             ),
         );
     }
-    let settings = own_settings(name_src, raw, d.merged, chained, p);
-    let (Some(()), Some(role_arn), Some(duration), Some(session_name), Some(credentials)) =
-        (ok_name, role_arn, duration, session_name, credentials)
-    else {
-        return None;
-    };
-    let (Some(use_fips), Some(use_dualstack)) = (use_fips, use_dualstack) else {
-        return None;
-    };
+    let settings = own_settings(name_src, raw, merged, chained, p);
+    ok_name?;
     let profile = Profile {
-        name: name.to_owned(),
-        role_arn,
+        name: name.clone(),
+        role_arn: role_arn?,
         region,
         sts_endpoint,
-        use_fips,
-        use_dualstack,
-        duration: Duration::from_secs(duration.into()),
-        session_name,
-        credentials,
+        use_fips: use_fips?,
+        use_dualstack: use_dualstack?,
+        duration: Duration::from_secs(duration?.into()),
+        session_name: session_name?,
+        credentials: credentials?,
         ..settings
     };
     // Resolved now by the SDK's own rules, so a combination it refuses
@@ -197,7 +179,7 @@ fn own_settings(
         .collect();
     if raw.policy_arns.len() > MAX_POLICY_ARNS {
         p.push(
-            join(&name_src.origin, "policy_arns"),
+            format!("{}.policy_arns", name_src.origin),
             format!("at most {MAX_POLICY_ARNS} managed session policies are allowed"),
         );
     }

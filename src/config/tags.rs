@@ -13,7 +13,7 @@ use super::Profile;
 use super::checks::parse_bool;
 use super::sources::RawProfile;
 use super::validate::validate;
-use super::values::{Problems, join};
+use super::values::Problems;
 use crate::aws::{
     KUBERNETES_TAG_KEYS, MAX_TAGS, check_source_identity, check_tag_key, check_tag_value,
 };
@@ -82,7 +82,7 @@ pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Pro
     let count = raw.tags.len() + usize::from(kubernetes) * KUBERNETES_TAG_KEYS.len();
     if count > MAX_TAGS {
         p.push(
-            join(origin, "tags"),
+            format!("{origin}.tags"),
             format!(
                 "{count} session tags{}: STS allows at most {MAX_TAGS}",
                 if kubernetes {

@@ -16,7 +16,7 @@ use super::{
 use crate::text::{printable, quoted};
 
 /// The checked process-wide options.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Globals {
     /// Every process-wide field set; no profiles yet.
     pub config: Config,
@@ -139,9 +139,7 @@ pub(super) fn endpoint_token_file(s: Option<&Sourced>, g: &mut Globals, p: &mut 
                 s,
                 "the token is only used by the credentials endpoint: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT) too, or remove this option",
             );
-        } else if !s.value.is_empty()
-            && let Err(e) = g.files.token(&path)
-        {
+        } else if let Err(e) = g.files.token(&path) {
             p.at(s, e);
         }
         path

@@ -76,12 +76,3 @@ impl Problems {
         self.list.iter().map(line).collect()
     }
 }
-
-/// A key path: `parent.key`.
-pub(super) fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
-}

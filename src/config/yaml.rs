@@ -4,6 +4,7 @@
 //! ([`options::top_keys`], [`options::profile_keys`]).
 
 use std::path::Path;
+use std::sync::LazyLock;
 
 use serde_yaml_ng::{Mapping, Value};
 
@@ -79,19 +80,16 @@ fn root(text: &[u8], file: &str, problems: &mut Problems) -> Option<Mapping> {
     None
 }
 
-/// `v` as a mapping: none for null, a problem (`expected`) for the rest.
-fn mapping<'a>(
-    v: &'a Value,
-    origin: &str,
-    expected: &str,
-    problems: &mut Problems,
-) -> Option<&'a Mapping> {
+/// `v`'s entries: none for null, none and a problem (`expected`) for
+/// anything but a mapping.
+fn mapping<'a>(v: &'a Value, origin: &str, expected: &str, problems: &mut Problems) -> &'a Mapping {
+    static NONE: LazyLock<Mapping> = LazyLock::new(Mapping::new);
     match v {
-        Value::Mapping(m) => Some(m),
-        Value::Null => None,
+        Value::Mapping(m) => m,
+        Value::Null => &NONE,
         _ => {
             problems.push(origin, expected);
-            None
+            &NONE
         }
     }
 }
@@ -133,10 +131,19 @@ fn top_level(map: &Mapping, prefix: &str, out: &mut Source, problems: &mut Probl
             out.outputs = outputs(v, &origin, problems);
         } else if let Some((slot, yaml)) = out.values.slot(&key, false) {
             *slot = option(v, yaml, &origin, problems);
+            both_names(map, &key, &origin, problems);
         } else {
             problems.push(&origin, unknown(&key, "", &options::top_keys()));
         }
     });
+}
+
+/// An AWS config name (`key`, at `origin`) given beside rolecall's own.
+fn both_names(m: &Mapping, key: &str, origin: &str, problems: &mut Problems) {
+    if let Some(own) = options::own_key(key).filter(|own| m.contains_key(*own)) {
+        let message = format!("`{key}` and `{own}` are the same option: give one of them");
+        problems.push(origin, message);
+    }
 }
 
 /// An option's value, read as the table says (`yaml`).
@@ -191,9 +198,7 @@ fn scalar(v: &Value, origin: &str, problems: &mut Problems) -> Option<String> {
 fn parse_profiles(v: &Value, origin: &str, problems: &mut Problems) -> Vec<(Sourced, RawProfile)> {
     let mut out = Vec::new();
     let expected = "expected a mapping of profile name to settings";
-    let Some(map) = mapping(v, origin, expected, problems) else {
-        return out;
-    };
+    let map = mapping(v, origin, expected, problems);
     each(map, origin, ".", problems, |name, porigin, v, problems| {
         let mut p = RawProfile::default();
         match v {
@@ -222,7 +227,10 @@ fn profile(m: &Mapping, porigin: &str, p: &mut RawProfile, problems: &mut Proble
             }
             "policy_arns" => p.policy_arns = scalar_list(v, &korigin, "policy ARNs", problems),
             _ => match p.slot(&key) {
-                Some((slot, yaml)) => *slot = option(v, yaml, &korigin, problems),
+                Some((slot, yaml)) => {
+                    *slot = option(v, yaml, &korigin, problems);
+                    both_names(m, &key, &korigin, problems);
+                }
                 None => problems.push(
                     &korigin,
                     unknown(&key, "profile ", &options::profile_keys()),
@@ -237,9 +245,7 @@ fn profile(m: &Mapping, porigin: &str, p: &mut RawProfile, problems: &mut Proble
 fn tags(v: &Value, korigin: &str, problems: &mut Problems) -> Vec<(Sourced, Sourced)> {
     let mut out = Vec::new();
     let expected = "expected a map of tag keys to values";
-    let Some(m) = mapping(v, korigin, expected, problems) else {
-        return out;
-    };
+    let m = mapping(v, korigin, expected, problems);
     each(m, korigin, ".", problems, |tag, o, val, problems| {
         let value = match val {
             Value::Null => Some(String::new()),
@@ -256,7 +262,7 @@ fn tags(v: &Value, korigin: &str, problems: &mut Problems) -> Vec<(Sourced, Sour
 /// Reads the `outputs` mapping; every problem is the file's.
 fn outputs(v: &Value, origin: &str, problems: &mut Problems) -> Option<outputs::RawOutputs> {
     let expected = "expected a mapping of set name to { dir, profiles }";
-    let map = mapping(v, origin, expected, problems)?;
+    let map = mapping(v, origin, expected, problems);
     let mut sets = Vec::new();
     each(map, origin, ".", problems, |name, sorigin, v, problems| {
         let mut set = outputs::RawSet {
@@ -272,10 +278,9 @@ fn outputs(v: &Value, origin: &str, problems: &mut Problems) -> Option<outputs::
         }
         sets.push(set);
     });
-    Some(outputs::RawOutputs {
-        origin: origin.to_owned(),
-        sets,
-    })
+    let origin = origin.to_owned();
+    v.is_mapping()
+        .then_some(outputs::RawOutputs { origin, sets })
 }
 
 /// One output set's keys, read into `set`.

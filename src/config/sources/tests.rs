@@ -1,5 +1,4 @@
 use super::*;
-use crate::config::values::join;
 
 fn env(pairs: &[(&str, &str)]) -> Env {
     pairs
@@ -77,12 +76,6 @@ fn problems_keep_their_order_list_each_once_and_know_the_file_s() {
     p.append(q);
     assert!(p.touch_file());
     assert_eq!(p.lines(), ["b: two", "a: one", "/c.yaml: region: bad"]);
-}
-
-#[test]
-fn join_makes_key_paths() {
-    assert_eq!(join("", "k"), "k");
-    assert_eq!(join("p", "k"), "p.k");
 }
 
 fn source(values: &[(&'static str, &str, &str)], profiles: &[(&str, &str, &str)]) -> Source {

@@ -3,6 +3,7 @@ use std::time::Duration;
 use super::*;
 use crate::aws::check_session_name;
 
+mod aliases;
 mod endpoints;
 mod file;
 mod listeners;
