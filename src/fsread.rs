@@ -310,5 +310,33 @@ impl Tracker {
     }
 }
 
+/// `path` with the symlinks of its longest existing ancestor resolved
+/// (the rest, not created yet, appended as written): where the set's files
+/// will really be.
+pub fn resolved(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                at = parent;
+            }
+            _ => return path.to_owned(),
+        }
+    }
+}
+
+/// The host name the kernel gives (`/proc/sys/kernel/hostname`), if it
+/// can be read.
+pub fn hostname() -> Option<String> {
+    // A host name is at most 64 bytes.
+    let bytes = read(Path::new("/proc/sys/kernel/hostname"), 256, Follow::No).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,6 @@
 //! message that says what is wrong with it.
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use super::Env;
 use crate::aws::is_name_char;
@@ -33,16 +32,7 @@ pub fn default_session_name(env: &Env) -> String {
     let host = env
         .get("HOSTNAME")
         .cloned()
-        .or_else(|| {
-            // A host name is at most 64 bytes.
-            crate::fsread::read(
-                Path::new("/proc/sys/kernel/hostname"),
-                256,
-                crate::fsread::Follow::No,
-            )
-            .ok()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-        })
+        .or_else(crate::fsread::hostname)
         .unwrap_or_default();
     let mut name: String = format!("rolecall-{}", host.trim())
         .chars()

@@ -23,7 +23,6 @@
 //!    profiles chained to them, [`Config::order`] and [`Config::waves`]).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -154,23 +153,14 @@ pub struct Problem {
 
 /// Every problem found, reported together.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid configuration ({} problem{}):{}",
+    .problems.len(),
+    if .problems.len() == 1 { "" } else { "s" },
+    .problems.iter().map(|p| format!("\n  - {}: {}", p.origin, p.message)).collect::<String>()
+)]
 pub struct ConfigError {
     pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.problems.len();
-        write!(
-            f,
-            "invalid configuration ({n} problem{}):",
-            if n == 1 { "" } else { "s" }
-        )?;
-        for p in &self.problems {
-            write!(f, "\n  - {}: {}", p.origin, p.message)?;
-        }
-        Ok(())
-    }
 }
 
 impl Config {

@@ -12,6 +12,7 @@ use super::options::Layer;
 use super::sources::RawProfiles;
 use super::validate::Globals;
 use super::values::{Problems, Sourced};
+use crate::fsread;
 use crate::text::printable;
 
 /// The name of the one set a configuration without `outputs` has.
@@ -189,8 +190,8 @@ fn apart(dir: &Path, s: &Sourced, dirs: &[(PathBuf, String)], problems: &mut Pro
     for (other, other_name) in dirs {
         // The paths as written, then as resolved: two sets must not
         // meet through a symlink either.
-        let meet =
-            same_or_nested(other, dir).or_else(|| same_or_nested(&resolved(other), &resolved(dir)));
+        let meet = same_or_nested(other, dir)
+            .or_else(|| same_or_nested(&fsread::resolved(other), &fsread::resolved(dir)));
         if meet == Some(true) {
             problems.at(
                 s,
@@ -285,26 +286,6 @@ fn absolute_dir(s: &Sourced, problems: &mut Problems) -> Option<PathBuf> {
         return None;
     }
     Some(path.components().collect())
-}
-
-/// `path` with the symlinks of its longest existing ancestor resolved
-/// (the rest, not created yet, appended as written): where the set's files
-/// will really be.
-fn resolved(path: &Path) -> PathBuf {
-    let mut rest = Vec::new();
-    let mut at = path;
-    loop {
-        if let Ok(real) = std::fs::canonicalize(at) {
-            return rest.iter().rev().fold(real, |p, c| p.join(c));
-        }
-        match (at.parent(), at.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_owned());
-                at = parent;
-            }
-            _ => return path.to_owned(),
-        }
-    }
 }
 
 /// The apps mount the declared sets' dirs: none may hold the control

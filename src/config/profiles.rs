@@ -77,16 +77,13 @@ fn one(
 ) -> Option<Profile> {
     let name = &name_src.value;
     let ok_name = check_profile_name(name).map_err(|e| p.at(name_src, e)).ok();
-    let role_arn = match &raw.role_arn {
-        Some(s) => validate(s, p, check_role_arn),
-        None => {
-            p.push(
-                format!("{}.{ROLE_ARN}", name_src.origin),
-                "missing role_arn",
-            );
-            None
-        }
-    };
+    if raw.role_arn.is_none() {
+        p.push(
+            format!("{}.{ROLE_ARN}", name_src.origin),
+            "missing role_arn",
+        );
+    }
+    let role_arn = validate(&raw.role_arn, p, check_role_arn);
     let l = values.clone().under(raw.own.clone());
     if l.region.is_none() && l.sts_endpoint.is_none() {
         p.push(
@@ -94,9 +91,8 @@ fn one(
             "no AWS region: set --region, AWS_REGION or `region` in the config file (or an STS endpoint with --sts-endpoint)",
         );
     }
-    let region = l.region.as_ref().and_then(|s| validate(s, p, check_region));
-    let sts_endpoint = l.sts_endpoint.as_ref();
-    let sts_endpoint = sts_endpoint.and_then(|s| validate(s, p, check_endpoint));
+    let region = validate(&l.region, p, check_region);
+    let sts_endpoint = validate(&l.sts_endpoint, p, check_endpoint);
     let chained = raw.source_profile.is_some();
     let duration = duration(&raw.own.duration, &values.duration, chained, p);
     let use_fips = or(&l.use_fips_endpoint, p, parse_bool, false);
@@ -169,10 +165,7 @@ fn own_settings(
     chained: bool,
     p: &mut Problems,
 ) -> Profile {
-    let policy = raw
-        .policy
-        .as_ref()
-        .and_then(|s| validate(s, p, check_policy));
+    let policy = validate(&raw.policy, p, check_policy);
     let arns = raw.policy_arns.iter();
     let policy_arns = arns
         .filter_map(|s| validate(s, p, check_policy_arn))
@@ -191,8 +184,7 @@ fn own_settings(
         p.at(s, message);
         None
     });
-    let external_id = raw.external_id.as_ref();
-    let external_id = external_id.and_then(|s| validate(s, p, check_external_id));
+    let external_id = validate(&raw.external_id, p, check_external_id);
     Profile {
         policy,
         policy_arns,

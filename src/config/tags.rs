@@ -38,15 +38,8 @@ fn unchained(raw: &RawProfile, kubernetes: bool, p: &mut Problems) {
 /// holding only them; `chained`: whether it has a source profile, the only
 /// kind they apply to.
 pub(super) fn resolve(raw: &RawProfile, origin: &str, chained: bool, p: &mut Problems) -> Profile {
-    let kubernetes = raw
-        .kubernetes_tags
-        .as_ref()
-        .and_then(|s| validate(s, p, parse_bool))
-        .unwrap_or(false);
-    let source_identity = raw
-        .source_identity
-        .as_ref()
-        .and_then(|s| validate(s, p, check_source_identity));
+    let kubernetes = validate(&raw.kubernetes_tags, p, parse_bool).unwrap_or(false);
+    let source_identity = validate(&raw.source_identity, p, check_source_identity);
     if !chained {
         unchained(raw, kubernetes, p);
         return Profile::default();

@@ -29,12 +29,14 @@ pub(super) struct Globals {
     pub files: Loaded,
 }
 
-/// Runs a check over a sourced value (trimmed), recording a problem on failure.
-pub(super) fn validate<T>(
-    s: &Sourced,
+/// Runs a check over a sourced value (trimmed), if one is set, recording a
+/// problem on failure.
+pub(super) fn validate<'a, T>(
+    s: impl Into<Option<&'a Sourced>>,
     problems: &mut Problems,
     f: impl FnOnce(&str) -> Result<T, String>,
 ) -> Option<T> {
+    let s = s.into()?;
     f(s.value.trim()).map_err(|msg| problems.at(s, msg)).ok()
 }
 
@@ -77,14 +79,12 @@ pub(super) fn file_mode(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) 
         let mode = mode.filter(|m| *m <= 0o777);
         mode.ok_or_else(|| quoted(v, "", "is not an octal file mode such as 0640"))
     };
-    g.config.file_mode = s
-        .and_then(|s| validate(s, p, octal))
-        .unwrap_or(DEFAULT_FILE_MODE);
+    g.config.file_mode = validate(s, p, octal).unwrap_or(DEFAULT_FILE_MODE);
 }
 
 /// Also judges the file mode (above in the table) now that both are known.
 pub(super) fn allow_world_readable(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
-    g.config.allow_world_readable = s.and_then(|s| validate(s, p, parse_bool)).unwrap_or(false);
+    g.config.allow_world_readable = validate(s, p, parse_bool).unwrap_or(false);
     let mode = g.config.file_mode;
     let at = (g.file_mode_at.clone()).unwrap_or_else(|| src(String::new(), "--file-mode"));
     if mode & 0o022 != 0 {
@@ -125,7 +125,7 @@ pub(super) fn endpoint_addr(s: Option<&Sourced>, g: &mut Globals, p: &mut Proble
         );
         a.ip().is_loopback().then_some(a).ok_or(why)
     };
-    g.config.endpoint_addr = s.and_then(|s| validate(s, p, loopback));
+    g.config.endpoint_addr = validate(s, p, loopback);
 }
 
 /// Checked as the load read it, so that a bad token file exits 64 at
@@ -158,11 +158,11 @@ pub(super) fn ca_bundle(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) 
 /// words its own messages, never quoting the value).
 pub(super) fn proxy(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     let s = s.filter(|s| !s.value.trim().is_empty());
-    g.config.proxy = s.and_then(|s| validate(s, p, crate::proxy::Proxy::parse));
+    g.config.proxy = validate(s, p, crate::proxy::Proxy::parse);
 }
 
 pub(super) fn no_proxy(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
-    g.config.no_proxy = s.and_then(|s| validate(s, p, crate::proxy::check_no_proxy));
+    g.config.no_proxy = validate(s, p, crate::proxy::check_no_proxy);
 }
 
 /// Empty disables the socket. Absolute, short enough for `sun_path`, and
@@ -221,7 +221,7 @@ pub(super) fn check_control_socket(v: &str, out: &std::path::Path) -> Result<Pat
 pub(super) fn log_format(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     let words = [("text", LogFormat::Text), ("json", LogFormat::Json)];
     let check = |v: &str| word(v, &words, "is not a log format: use text or json");
-    g.config.log_format = s.and_then(|s| validate(s, p, check)).unwrap_or_default();
+    g.config.log_format = validate(s, p, check).unwrap_or_default();
 }
 
 #[cfg(test)]

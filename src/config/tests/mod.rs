@@ -161,6 +161,28 @@ fn every_problem_is_reported_at_once_with_where_it_came_from() {
 }
 
 #[test]
+fn the_error_lists_each_problem_on_its_own_line_and_counts_them() {
+    let problem = |origin: &str| Problem {
+        origin: origin.into(),
+        message: "bad".into(),
+    };
+    let one = ConfigError {
+        problems: vec![problem("--region")],
+    };
+    assert_eq!(
+        one.to_string(),
+        "invalid configuration (1 problem):\n  - --region: bad"
+    );
+    let two = ConfigError {
+        problems: vec![problem("a"), problem("b")],
+    };
+    assert_eq!(
+        two.to_string(),
+        "invalid configuration (2 problems):\n  - a: bad\n  - b: bad"
+    );
+}
+
+#[test]
 fn a_problem_with_a_shared_default_is_reported_once() {
     let fl = Flags {
         profiles: vec![format!("a={ARN_A}"), format!("b={ARN_B}")],
