@@ -44,19 +44,17 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use pod::{
-    Container, Guard, Identity, PodNet, Ran, Sidecar, container, lay_out_volumes, list, run, sh,
-    sidecar_argv, text, wait_for,
+    Container, Identity, PodNet, Ran, Sidecar, container, lay_out_volumes, list, run, sh,
+    sidecar_argv, text,
 };
 use serde_yaml_ng::Value;
 use support::venv;
 
 const ACCOUNT: &str = "111122223333";
-/// moto's port inside the pod's network namespace (nothing else is there).
-const MOTO_PORT: u16 = 5000;
 
 /// The workload: `app` gets two plain profiles and a chained one (process
 /// mode, the default), `worker` one profile in endpoint mode.
@@ -137,23 +135,7 @@ fn the_injected_sidecar_starts_and_each_container_assumes_its_default_profile() 
     let volumes = lay_out_volumes(&pod, &scratch.join("volumes"), &identity);
 
     let net = PodNet::new();
-    let venv = venv();
-    let moto_log = fs::File::create(scratch.join("moto.log")).expect("moto log");
-    let _moto = Guard(
-        net.command(&venv.join("bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &MOTO_PORT.to_string()])
-            .stdin(Stdio::null())
-            .stdout(moto_log.try_clone().expect("log"))
-            .stderr(moto_log)
-            .spawn()
-            .expect("start moto_server (make venv, or set ROLECALL_VENV)"),
-    );
-    net.within(|| {
-        wait_for("moto listens", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", MOTO_PORT)).is_ok()
-        })
-    });
-    let sts = format!("http://127.0.0.1:{MOTO_PORT}");
+    let (_moto, sts) = net.start_moto(scratch);
 
     // The sidecar, as the spec says: its mounts, its args, its user; the
     // image's entrypoint /rolecall is this build's binary.

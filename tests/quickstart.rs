@@ -70,15 +70,13 @@ use std::time::{Duration, Instant};
 
 use pod::{
     Container, Guard, Identity, PodNet, Sidecar, container, lay_out_volumes, list, run,
-    sidecar_argv, text, wait_for,
+    sidecar_argv, text,
 };
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use serde_yaml_ng::Value;
 use support::{jwt, now_unix, venv};
 
-/// moto's port in the pod's network namespace.
-const MOTO_PORT: u16 = 5000;
 const START: &str = "<!-- quickstart:start -->";
 const END: &str = "<!-- quickstart:end -->";
 
@@ -833,22 +831,7 @@ fn the_readme_quick_start_reaches_a_pod_using_two_roles() {
 
     // AWS: moto in the network namespace the shell and the pod share.
     let net = PodNet::new();
-    let moto_log = fs::File::create(scratch.join("moto.log")).expect("moto log");
-    let _moto = Guard(
-        net.command(&venv().join("bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &MOTO_PORT.to_string()])
-            .stdin(Stdio::null())
-            .stdout(moto_log.try_clone().expect("log"))
-            .stderr(moto_log)
-            .spawn()
-            .expect("start moto_server (make venv, or set ROLECALL_VENV)"),
-    );
-    net.within(|| {
-        wait_for("moto listens", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", MOTO_PORT)).is_ok()
-        })
-    });
-    let moto = format!("http://127.0.0.1:{MOTO_PORT}");
+    let (_moto, moto) = net.start_moto(scratch);
     let issuer = seed_cluster(&net, &moto, &cluster, &region);
 
     // The shims, the checkout and the session's environment.

@@ -30,6 +30,8 @@ use serde_yaml_ng::Value;
 use crate::support::{http_get_blocking, jwt, now_unix, venv};
 
 /// The PATH every container process starts with.
+/// moto's port inside the pod's network namespace (nothing else is there).
+pub const MOTO_PORT: u16 = 5000;
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 // ------------------------------------------------------------------ plumbing
@@ -135,6 +137,27 @@ impl PodNet {
             .arg("--")
             .arg(program);
         cmd
+    }
+
+    /// moto's server in the pod's network on [`MOTO_PORT`], its output in
+    /// `scratch/moto.log`, once it listens: the guard and its URL.
+    pub fn start_moto(&self, scratch: &Path) -> (Guard, String) {
+        let log = fs::File::create(scratch.join("moto.log")).expect("moto log");
+        let moto = Guard(
+            self.command(&venv().join("bin/moto_server"))
+                .args(["-H", "127.0.0.1", "-p", &MOTO_PORT.to_string()])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("start moto_server (make venv, or set ROLECALL_VENV)"),
+        );
+        self.within(|| {
+            wait_for("moto listens", Duration::from_secs(30), || {
+                std::net::TcpStream::connect(("127.0.0.1", MOTO_PORT)).is_ok()
+            })
+        });
+        (moto, format!("http://127.0.0.1:{MOTO_PORT}"))
     }
 }
 
