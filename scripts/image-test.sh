@@ -420,8 +420,12 @@ MOUNTS+=("$RO/out")
 if touch "$RO/probe" 2>/dev/null; then fail "the root filesystem copy is writable"; fi
 ok "root filesystem read-only; /out writable (uid 65532)"
 
+# File mode in these runs: they prove name resolution and TLS, and process mode (the
+# default) copies /proc/self/exe into the output dir, while this chroot has no /proc (a
+# container always has one; tests/inject_e2e.rs runs the injected sidecar in process mode).
 once() {
 	timeout 60 env -i HOSTNAME=image-test RUST_LOG=info "$CHROOT" --userspec="$UID_GID" "$RO" /rolecall once \
+		--credentials file \
 		--profile app=arn:aws:iam::111122223333:role/app \
 		--region eu-west-1 \
 		--sts-endpoint "http://sts.rolecall.test:$PORT" \
@@ -496,7 +500,7 @@ chmod 0644 "$R/ca/test-ca.pem"
 once_tls() {
 	rm -f "$WORK/out/"*
 	timeout 60 env -i HOSTNAME=image-test SSL_CERT_FILE="$ssl_cert_file" "$CHROOT" --userspec="$UID_GID" "$RO" /rolecall once \
-		--profile app=arn:aws:iam::111122223333:role/app --region eu-west-1 \
+		--credentials file --profile app=arn:aws:iam::111122223333:role/app --region eu-west-1 \
 		--sts-endpoint "https://sts.rolecall.test:$TLS_PORT" --token-file /token/token --output-dir /out "$@"
 }
 rc=0
