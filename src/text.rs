@@ -25,6 +25,21 @@ pub(crate) fn judged(ok: bool, v: &str, before: &str, after: &str) -> Result<Str
     }
 }
 
+/// Whether `v` is a Kubernetes DNS-1123 name of at most `max` bytes:
+/// lowercase letters, digits and `-` (and `.` in a subdomain, `dots`),
+/// starting and ending with a letter or digit. A label (a container's or
+/// a namespace's name) is `(63, false)`, a subdomain (a ConfigMap's or a
+/// service account's) `(253, true)`.
+pub(crate) fn is_dns1123(v: &str, max: usize, dots: bool) -> bool {
+    let inner = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !v.is_empty()
+        && v.len() <= max
+        && v.chars()
+            .all(|c| inner(c) || c == '-' || (dots && c == '.'))
+        && v.starts_with(inner)
+        && v.ends_with(inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,5 +48,17 @@ mod tests {
     fn printable_escapes_and_shortens() {
         assert_eq!(printable("a\nb"), "a\\nb");
         assert_eq!(printable(&"x".repeat(100)), format!("{}…", "x".repeat(80)));
+    }
+
+    #[test]
+    fn dns1123_labels_and_subdomains() {
+        assert!(is_dns1123("shop-api2", 63, false));
+        assert!(!is_dns1123("a.b", 63, false), "a dot only in a subdomain");
+        assert!(is_dns1123("a.b", 253, true));
+        for bad in ["", "-a", "a-", "A", "a_b", ".a"] {
+            assert!(!is_dns1123(bad, 253, true), "{bad:?}");
+        }
+        assert!(is_dns1123(&"a".repeat(63), 63, false));
+        assert!(!is_dns1123(&"a".repeat(64), 63, false));
     }
 }

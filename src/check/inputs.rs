@@ -85,14 +85,7 @@ pub fn service_account(v: &str) -> Result<String, String> {
 }
 
 fn dns1123(v: &str, max: usize, dots: bool) -> Result<String, String> {
-    let inner = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let ok = !v.is_empty()
-        && v.len() <= max
-        && v.chars()
-            .all(|c| inner(c) || c == '-' || (dots && c == '.'))
-        && v.starts_with(inner)
-        && v.ends_with(inner);
-    if ok {
+    if crate::text::is_dns1123(v, max, dots) {
         Ok(v.to_owned())
     } else {
         Err(format!(

@@ -42,12 +42,7 @@ pub(super) struct RawOutputs {
 
 /// Whether `name` is a valid set name (a container-name-like label).
 pub fn valid_set_name(name: &str) -> bool {
-    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !name.is_empty()
-        && name.len() <= MAX_SET_NAME
-        && name.chars().all(|c| ok(c) || c == '-')
-        && name.starts_with(ok)
-        && name.ends_with(ok)
+    crate::text::is_dns1123(name, MAX_SET_NAME, false)
 }
 
 /// What the sets checked so far hold, that a next one must not repeat.

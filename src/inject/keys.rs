@@ -314,13 +314,7 @@ fn quantity(text: &str) -> Result<String, String> {
 /// A ConfigMap's name: a DNS subdomain.
 fn config_map(text: &str) -> Result<String, String> {
     let t = text.trim();
-    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let valid = !t.is_empty()
-        && t.len() <= 253
-        && t.chars().all(|c| ok(c) || c == '-' || c == '.')
-        && t.starts_with(ok)
-        && t.ends_with(ok);
-    if valid {
+    if crate::text::is_dns1123(t, 253, true) {
         Ok(t.to_owned())
     } else {
         Err(format!(

@@ -35,7 +35,7 @@ pub(super) fn set_volume(container: &str) -> String {
 /// The volumes added.
 pub(super) fn volumes(plan: &Plan) -> Vec<Value> {
     let r = &plan.request;
-    let memory = || map([("medium", s("Memory")), ("sizeLimit", s("1Mi"))]);
+    let memory = |size| map([("medium", s("Memory")), ("sizeLimit", s(size))]);
     let token = map([(
         "serviceAccountToken",
         map([
@@ -64,11 +64,10 @@ pub(super) fn volumes(plan: &Plan) -> Vec<Value> {
             ),
         ]),
         map([("name", s("rolecall-config")), config]),
-        map([("name", s("rolecall-run")), ("emptyDir", memory())]),
+        map([("name", s("rolecall-run")), ("emptyDir", memory("1Mi"))]),
     ];
     for name in volume_names(plan).into_iter().skip(3) {
-        let size = output_size(plan, &name);
-        let dir = map([("medium", s("Memory")), ("sizeLimit", s(size))]);
+        let dir = memory(output_size(plan, &name));
         v.push(map([("name", s(&name)), ("emptyDir", dir)]));
     }
     v
