@@ -95,12 +95,6 @@ pub fn run(flags: &Flags, env: &Env, args: &IssuerArgs) -> u8 {
     }
 }
 
-/// Whether `p` is the one problem of a configuration without profiles,
-/// which `--issuer` does without (given `--account-id`).
-fn no_profiles(p: &Problem) -> bool {
-    p.origin == "profiles" && p.message.starts_with("no profiles configured")
-}
-
 /// The subject and audience the pod's token will carry.
 struct Subject {
     claims: Claims,
@@ -185,7 +179,8 @@ fn load(flags: &Flags, env: &Env, problems: &mut Problems) -> Option<Config> {
     match Config::load(flags, env) {
         Ok(c) => Some(c),
         Err(e) => {
-            let (_, other): (Vec<_>, Vec<_>) = e.problems.into_iter().partition(no_profiles);
+            let (_, other): (Vec<_>, Vec<_>) =
+                e.problems.into_iter().partition(Problem::is_no_profiles);
             problems.0.extend(other);
             None
         }

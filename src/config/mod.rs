@@ -151,6 +151,14 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// Whether this is the problem of a configuration that names no
+    /// profile (`check --issuer` does without profiles).
+    pub fn is_no_profiles(&self) -> bool {
+        self.origin == "profiles" && self.message == profiles::NO_PROFILES
+    }
+}
+
 /// Every problem found, reported together.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(

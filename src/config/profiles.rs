@@ -36,6 +36,9 @@ fn or<T>(
     s.as_ref().map_or(Some(default), |s| validate(s, p, check))
 }
 
+/// The problem of a configuration that names no profile.
+pub(super) const NO_PROFILES: &str = "no profiles configured: give --profile NAME=ROLE_ARN, ROLECALL_PROFILES, `profiles` in the config file, or AWS_ROLE_ARN";
+
 /// Checks and completes every profile (sorted by name); `values` are the
 /// merged options (the defaults). When the configuration file already
 /// has a problem, its profiles are not "missing".
@@ -47,10 +50,7 @@ pub(super) fn resolve(
     problems: &mut Problems,
 ) -> Vec<Profile> {
     if merged.is_empty() && !problems.touch_file() {
-        problems.push(
-            "profiles",
-            "no profiles configured: give --profile NAME=ROLE_ARN, ROLECALL_PROFILES, `profiles` in the config file, or AWS_ROLE_ARN",
-        );
+        problems.push("profiles", NO_PROFILES);
     }
     let profiles = merged
         .values()
