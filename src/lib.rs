@@ -104,6 +104,7 @@
 // calls std lacks live in `sys`, which alone allows unsafe code.
 #![deny(unsafe_code)]
 
+pub mod agent;
 pub mod aws;
 pub mod check;
 pub mod cli;

@@ -46,6 +46,9 @@ pub struct Context {
     /// calls).
     pub pacer: Arc<Pacer>,
     pub sts: Sts,
+    /// The Pod Identity agent (`identity: pod-identity`): the base
+    /// profile's session comes from it, not from STS.
+    pub agent: Option<Arc<crate::agent::Agent>>,
     pub token_file: PathBuf,
     pub jitter: Jitter,
     /// Spreads the first refresh of a session obtained off the schedule.
@@ -284,6 +287,7 @@ mod tests {
             metrics: Metrics::new(),
             pacer: Arc::default(),
             sts: Sts::new(Duration::from_secs(1)),
+            agent: None,
             token_file: "/nonexistent".into(),
             jitter: crate::schedule::no_jitter,
             spread: crate::schedule::no_jitter,

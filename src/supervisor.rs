@@ -74,6 +74,12 @@ impl Core {
                 )
                 .with_clock(opts.clock)
                 .with_metrics(metrics.clone()),
+            agent: match &config.identity {
+                crate::config::Identity::PodIdentity(p) => {
+                    Some(Arc::new(crate::agent::Agent::new(&p.endpoint)))
+                }
+                crate::config::Identity::WebIdentity => None,
+            },
             token_file: config.token_file.clone(),
             jitter: opts.jitter,
             spread: opts.spread,

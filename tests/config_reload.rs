@@ -405,6 +405,7 @@ async fn late_answer_for_a_replaced_role(late_first: bool) {
         metrics: rolecall::metrics::Metrics::new(),
         pacer: Default::default(),
         sts: rolecall::sts::Sts::new(Duration::from_secs(5)),
+        agent: None,
         token_file: token.path(),
         jitter: || 1.0,
         spread: || 0.0,

@@ -300,6 +300,7 @@ fn paused_refresher(sts: &FakeSts, token: &TokenDir) -> (Arc<Shared>, Manual, Ca
         metrics: rolecall::metrics::Metrics::new(),
         pacer: Default::default(),
         sts: Sts::new(Duration::from_secs(5)),
+        agent: None,
         token_file: token.path(),
         jitter: ceiling_jitter,
         spread: || 0.0,

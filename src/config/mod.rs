@@ -92,6 +92,34 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the sidecar's own identity comes from: the `identity` option.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Identity {
+    /// The projected service-account token, exchanged for each profile
+    /// with `AssumeRoleWithWebIdentity`.
+    #[default]
+    WebIdentity,
+    /// The EKS Pod Identity agent: its session is a source profile (the
+    /// base) that every role profile chains from with `AssumeRole`.
+    PodIdentity(PodIdentity),
+}
+
+/// The Pod Identity agent and the base session's profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodIdentity {
+    /// The agent's URL, validated (`http://`, an IP literal or localhost).
+    pub endpoint: String,
+    /// The base profile's name: `pod_identity_profile`, or
+    /// [`POD_IDENTITY_PROFILE`] when unset.
+    pub profile: String,
+    /// Whether the base session is published (`pod_identity_profile` set).
+    pub published: bool,
+}
+
+/// The internal name of the base session when `pod_identity_profile` is
+/// not set (reserved: no configured profile may use it then).
+pub const POD_IDENTITY_PROFILE: &str = "pod-identity";
+
 /// The validated configuration of one rolecall process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
@@ -100,7 +128,12 @@ pub struct Config {
     /// from: where the configuration watcher starts, so that a change made
     /// while rolecall was starting is not missed.
     pub file_digest: Option<u64>,
+    /// The token rolecall reads: the web identity's, or under
+    /// [`Identity::PodIdentity`] the Pod Identity agent's
+    /// (`pod_identity_token_file`); watched the same way either way.
     pub token_file: PathBuf,
+    /// Where the sidecar's own identity comes from (restart-only).
+    pub identity: Identity,
     pub output_dir: PathBuf,
     /// The output dir as the application sees it (process mode).
     pub app_output_dir: PathBuf,

@@ -59,6 +59,9 @@ pub struct Profile {
     /// Tag a chained session from the token's `kubernetes.io` claims, with
     /// the keys EKS Pod Identity uses ([`crate::aws::KUBERNETES_TAG_KEYS`]).
     pub kubernetes_tags: bool,
+    /// The base session of `identity: pod-identity`: obtained from the Pod
+    /// Identity agent, not from STS (its `role_arn` is empty).
+    pub pod_identity: bool,
 }
 
 impl Profile {
@@ -79,6 +82,7 @@ impl Profile {
     /// other (its name, region or duration may differ).
     pub fn same_identity(&self, other: &Profile) -> bool {
         self.role_arn == other.role_arn
+            && self.pod_identity == other.pod_identity
             && self.source_profile == other.source_profile
             && self.external_id == other.external_id
             && self.policy == other.policy
