@@ -75,6 +75,10 @@ impl Core {
     fn new(config: &Config, opts: &Options, once: bool) -> Result<Core, RunError> {
         let metrics = Metrics::new();
         let shared = Shared::with_metrics(metrics.clone());
+        shared.set_source(match &config.identity {
+            crate::config::Identity::PodIdentity(p) => Some(p.endpoint.clone()),
+            crate::config::Identity::WebIdentity => None,
+        });
         sts::warn_plaintext_endpoints(&config.profiles);
         let sets = Sets::new(config, opts.jitter, opts.clock, &metrics);
         sets.prepare()?;

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::{ProcessCredentials, ProcessEntry, ProcessFile, ProfileStatus, Status};
+use super::{ProcessCredentials, ProcessEntry, ProcessFile, ProfileStatus, SourceStatus, Status};
 use crate::config::CredentialsMode;
 use crate::session::{Session, format_time};
 use crate::state::ProfileState;
@@ -74,6 +74,19 @@ pub fn render_set(
     set: Option<&str>,
     now: SystemTime,
 ) -> Rendered {
+    render_with_source(states, rejected_config, output_dir, set, None, now)
+}
+
+/// [`render_set`], with the Pod Identity agent's session in `status.json`
+/// under `identity: pod-identity`.
+pub fn render_with_source(
+    states: &[&ProfileState],
+    rejected_config: &[String],
+    output_dir: &Path,
+    set: Option<&str>,
+    source: Option<SourceStatus>,
+    now: SystemTime,
+) -> Rendered {
     let mut credentials = String::from(HEADER);
     let mut config = String::from(HEADER);
     let mut status = Status {
@@ -81,6 +94,8 @@ pub fn render_set(
         set: set.map(str::to_owned),
         profiles: Vec::new(),
         rejected_config: rejected_config.to_vec(),
+        identity: source.is_some().then(|| "pod-identity".to_owned()),
+        source,
     };
     let mut process: Option<ProcessFile> = None;
     for state in states {
