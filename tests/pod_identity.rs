@@ -993,3 +993,106 @@ async fn bad_agent_answers_never_replace_the_session() {
     assert_eq!(used, [k1, k2].into_iter().collect());
     s.running.stop().await;
 }
+
+/// The YAML of a pod-identity sidecar: `pod_identity_profile` if `base`,
+/// and `profiles` (`(name, ARN)`).
+fn pod_yaml(pod: &Pod, base: Option<&str>, profiles: &[(&str, &str)]) -> String {
+    let mut y = format!(
+        "identity: pod-identity\npod_identity_endpoint: {}\npod_identity_token_file: {}\n",
+        pod.agent.url(),
+        pod.token.path().display()
+    );
+    if let Some(base) = base {
+        y.push_str(&format!("pod_identity_profile: {base}\n"));
+    }
+    y.push_str("profiles:\n");
+    for (name, arn) in profiles {
+        y.push_str(&format!("  {name}: {{role_arn: '{arn}'}}\n"));
+    }
+    y
+}
+
+#[tokio::test]
+async fn reloads_add_profiles_publish_the_base_and_refuse_an_identity_switch() {
+    let pod = Pod::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rolecall.yaml");
+    let write = |text: String| {
+        // Renamed over, as an editor or a ConfigMap update would.
+        let tmp = dir.path().join("rolecall.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+    };
+    write(pod_yaml(&pod, None, &[("reader", READER)]));
+    let mut c = rolecall_command();
+    c.env("RUST_LOG", "info")
+        .env("ROLECALL_HEALTH_ADDR", "")
+        .arg("run")
+        .args(["--config", &file.display().to_string()])
+        .args(["--output-dir", &pod.out.path().display().to_string()])
+        .args([
+            "--region",
+            "eu-west-1",
+            "--sts-endpoint",
+            &pod.sts.endpoint(),
+        ])
+        .args(["--credentials", TEST_MODE]);
+    let s = ChildSidecar::spawn(&mut c);
+    assert!(until(|| pod.credentials().len() == 1).await, "{}", s.log());
+    let k1 = pod.agent.issued()[0].clone();
+
+    // A profile more: chained from the running base, no new agent call.
+    write(pod_yaml(
+        &pod,
+        None,
+        &[("reader", READER), ("writer", WRITER)],
+    ));
+    s.signal(libc::SIGHUP);
+    assert!(until(|| pod.credentials().len() == 2).await, "{}", s.log());
+    assert_eq!(pod.agent.calls(), 1);
+    assert_eq!(pod.sts_signers(), [k1.clone(), k1.clone()]);
+    let before = pod.credentials();
+
+    // Another identity: refused whole, every session kept.
+    let web_token = TokenDir::new(&valid_jwt());
+    write(format!(
+        "identity: web-identity\ntoken_file: {}\nprofiles:\n  reader: {{role_arn: '{READER}'}}\n",
+        web_token.path().display()
+    ));
+    s.signal(libc::SIGHUP);
+    assert!(
+        until(|| s
+            .log()
+            .contains("identity changed (pod-identity \u{2192} web-identity)"))
+        .await,
+        "{}",
+        s.log()
+    );
+    assert!(s.log().contains("only a restart applies it"), "{}", s.log());
+    assert_eq!(pod.credentials(), before);
+    assert!(
+        pod.sts.requests().iter().all(|r| r.action == "AssumeRole"),
+        "no web identity call"
+    );
+
+    // Publishing the base: it appears under its name.
+    write(pod_yaml(
+        &pod,
+        Some("node"),
+        &[("reader", READER), ("writer", WRITER)],
+    ));
+    s.signal(libc::SIGHUP);
+    assert!(until(|| pod.credentials().len() == 3).await, "{}", s.log());
+    let node = pod.key_of("node").unwrap();
+    assert!(pod.agent.issued().contains(&node), "the agent's keys");
+    // And unpublishing it again.
+    write(pod_yaml(
+        &pod,
+        None,
+        &[("reader", READER), ("writer", WRITER)],
+    ));
+    s.signal(libc::SIGHUP);
+    assert!(until(|| pod.credentials().len() == 2).await, "{}", s.log());
+    assert!(!pod.credentials().contains_key("node"));
+    assert!(pod.key_of("reader").is_some() && pod.key_of("writer").is_some());
+}
