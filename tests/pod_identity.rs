@@ -779,24 +779,31 @@ impl Paused {
 
 #[tokio::test(start_paused = true)]
 async fn a_rotated_token_heals_a_failing_base_at_once_and_wakes_no_healthy_one() {
+    // (Made once: two calls a second apart would differ in `exp`.)
+    let next_token = pod_token(1);
     let s = Paused::start(&[&format!("reader={READER}")], |agent, _| {
         // The file holds token 0, the agent wants token 1: 400.
-        agent.accept_token(&pod_token(1));
+        agent.accept_token(&next_token);
     });
-    assert!(s.pod.agent.wait_for_calls(3, WAIT).await);
+    // Token errors back off 1, 2, 4, 8 s: the fifth call at 15 s, the
+    // next one due 16 s later.
+    assert!(s.pod.agent.wait_for_calls(5, WAIT).await);
     assert!(s.pod.agent.statuses().iter().all(|c| *c == 400));
     assert!(s.pod.credentials().is_empty());
     // Kubelet rotates the token: the base asks again at once, not after
-    // its backoff (the clock stands still while the test waits for real).
+    // its backoff.
     let rotated = tokio::time::Instant::now();
-    s.pod.token.rotate(&pod_token(1));
-    // (The next try was due 4 s after the third.)
-    assert!(wait_until_real(WAIT, || s.pod.agent.statuses().last() == Some(&200)).await);
+    s.pod.token.rotate(&next_token);
     assert!(
-        rotated.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        s.agent_times()
+        wait_until(WAIT, || s.pod.agent.statuses().last() == Some(&200)).await,
+        "{:?} {:?}",
+        s.agent_times(),
+        s.pod.agent.statuses(),
     );
+    let times = s.agent_times();
+    assert_eq!(times.len(), 6, "{times:?}");
+    assert!(times[4] >= Duration::from_secs(15), "{times:?}");
+    assert!(rotated.elapsed() < Duration::from_secs(5), "{times:?}");
     assert!(wait_until(WAIT, || s.pod.credentials().len() == 1).await);
     let calls = s.pod.agent.calls();
     let key = s.pod.agent.issued()[0].clone();
@@ -806,7 +813,7 @@ async fn a_rotated_token_heals_a_failing_base_at_once_and_wakes_no_healthy_one()
     s.pod.agent.accept_token_file(&s.pod.token.path());
     let changes = s.logs.count("token changed");
     s.pod.token.rotate(&pod_token(2));
-    assert!(wait_until_real(WAIT, || s.logs.count("token changed") > changes).await);
+    assert!(wait_until(WAIT, || s.logs.count("token changed") > changes).await);
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(s.pod.agent.calls(), calls, "{:?}", s.agent_times());
     assert_eq!(s.pod.sts_signers(), [key]);
@@ -862,6 +869,11 @@ async fn an_agent_outage_keeps_every_session_and_recovery_refreshes_the_chain() 
         s.agent_times(),
         s.sts_times()
     );
+    assert!(
+        s.logs.count("the Pod Identity agent answers again") == 1,
+        "{}",
+        s.logs.lines_with("agent").join("\n")
+    );
     let back = s.agent_times()[6];
     assert!(
         s.sts_times()
@@ -914,6 +926,14 @@ async fn agent_throttling_paces_only_the_agent() {
         .await;
     assert_eq!(r429 as usize, agent_calls - 1);
     assert_eq!(s.ready().await, 200);
+    // The pacer says it of the agent; STS is not said to throttle.
+    assert_eq!(
+        s.logs
+            .count("the Pod Identity agent is not answering (or is throttling)"),
+        1
+    );
+    assert_eq!(s.logs.count("STS is throttling this account"), 0);
+    assert_eq!(s.logs.count("STS is not answering"), 0);
     // The agent lets calls through: a new base, and the chain follows.
     s.pod.agent.set_default(Reply::ok());
     assert!(s.pod.agent.wait_for_calls(agent_calls + 1, WAIT).await);
@@ -975,9 +995,10 @@ async fn bad_agent_answers_never_replace_the_session() {
     let rotated = tokio::time::Instant::now();
     s.pod.agent.accept_token_file(&s.pod.token.path());
     s.pod.token.rotate(&pod_token(3));
-    assert!(wait_until_real(WAIT, || s.pod.agent.calls() == 9).await);
+    // (The next try was due 5 min after the last 404.)
+    assert!(wait_until(WAIT, || s.pod.agent.calls() == 9).await);
     assert!(
-        rotated.elapsed() < Duration::from_secs(1),
+        rotated.elapsed() < Duration::from_secs(5),
         "{:?}",
         s.agent_times()
     );
