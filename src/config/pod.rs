@@ -44,6 +44,22 @@ impl Identity {
     }
 }
 
+impl Config {
+    /// The permissions besides `sts:AssumeRole` that `p`'s role must grant
+    /// its source in its trust policy: [`Profile::extra_trust_actions`],
+    /// and under pod-identity always `sts:TagSession` (every chained session
+    /// carries the agent's six transitive tags, unless the association
+    /// sets disableSessionTags).
+    pub fn trust_actions(&self, p: &super::Profile) -> Vec<&'static str> {
+        let mut out = p.extra_trust_actions();
+        let tagged = self.identity.pod().is_some() && !p.pod_identity;
+        if tagged && !out.contains(&"sts:TagSession") {
+            out.insert(0, "sts:TagSession");
+        }
+        out
+    }
+}
+
 /// A remark on a valid configuration, and where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
