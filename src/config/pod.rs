@@ -255,7 +255,14 @@ pub(super) fn tag_warnings(c: &Config, origin: impl Fn(&str) -> String) -> Vec<W
 /// addresses (the SDKs' rule: the token must not cross the network in
 /// clear). Returned as given.
 pub fn check_endpoint(v: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("\"{}\" {why}", printable(v)));
+    // Shown masked after the scheme when it holds an `@`: a user or
+    // password never reaches a message.
+    let shown = match v.find("://") {
+        _ if !v.contains('@') => v.to_owned(),
+        Some(i) => format!("{}***", &v[..i + 3]),
+        None => "***".to_owned(),
+    };
+    let bad = |why: &str| Err(format!("\"{}\" {why}", printable(&shown)));
     let Some(rest) = v.strip_prefix("http://") else {
         return bad(
             "is not an http:// URL: rolecall talks to the node-local agent over plain HTTP, such as http://169.254.170.23/v1/credentials",
