@@ -402,6 +402,17 @@ fn rule_8_declared_sets_may_list_the_published_base_and_need_not_list_the_intern
         ),
         "{p:?}"
     );
+    // Published, it is in a set like any profile (an error otherwise).
+    let text = text.replace("region:", "pod_identity_profile: node\nregion:");
+    let p = problems(load_yaml(&text, &[]));
+    assert!(
+        has(
+            &p,
+            "pod_identity_profile",
+            "\"node\" is published but in no output set"
+        ),
+        "{p:?}"
+    );
 }
 
 #[test]
