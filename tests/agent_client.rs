@@ -297,3 +297,65 @@ async fn an_agent_that_hangs_times_out_and_a_slow_one_is_waited_for() {
     assert_eq!(e.code, "Timeout");
     assert_eq!(agent.calls(), 3);
 }
+
+/// The runtime end to end, in-process: the base session from the agent,
+/// every role profile assumed with `AssumeRole` signed with the agent's
+/// key; the files hold the role profiles, not the internal base;
+/// `status.json` names the source. (The binary's cases are
+/// tests/pod_identity.rs.)
+#[tokio::test]
+async fn every_role_profile_is_chained_from_the_agent_s_session() {
+    let sts = FakeSts::start_local();
+    let agent = FakeAgent::start_local();
+    let token = TokenDir::new(&pod_token());
+    agent.accept_token_file(&token.path());
+    let out = tempfile::tempdir().unwrap();
+    let reader = "arn:aws:iam::111122223333:role/reader";
+    let writer = "arn:aws:iam::111122223333:role/writer";
+    let flags = rolecall::config::Flags {
+        token_file: None,
+        identity: Some("pod-identity".into()),
+        pod_identity_endpoint: Some(agent.url()),
+        pod_identity_token_file: Some(token.path().display().to_string()),
+        ..test_flags(
+            &sts,
+            &token,
+            out.path(),
+            &[&format!("reader={reader}"), &format!("writer={writer}")],
+        )
+    };
+    let config = rolecall::config::Config::load(&flags, &rolecall::config::Env::new()).unwrap();
+    let running = Running::start(config, test_options());
+    let credentials = out.path().join("credentials");
+    let written = wait_until_real(Duration::from_secs(20), || {
+        std::fs::read_to_string(&credentials)
+            .map(|t| t.contains("[reader]") && t.contains("[writer]"))
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(written, "both role profiles written");
+    let ini = parse_ini(&std::fs::read_to_string(&credentials).unwrap());
+    assert!(
+        !ini.contains_key("pod-identity"),
+        "the internal base is not published"
+    );
+    let issued = agent.issued();
+    assert_eq!(issued.len(), 1, "one agent call for both profiles");
+    let requests = sts.requests();
+    assert_eq!(requests.len(), 2);
+    for r in &requests {
+        assert_eq!(r.action, "AssumeRole", "{r:?}");
+        let key = r.authorization.as_deref().and_then(signing_key);
+        assert_eq!(key, Some(issued[0].as_str()), "signed with the agent's key");
+    }
+    let status = rolecall::status::read(out.path()).unwrap();
+    assert_eq!(status.identity.as_deref(), Some("pod-identity"));
+    let source = status.source.unwrap();
+    assert_eq!(
+        (source.name.as_str(), source.published),
+        ("pod-identity", false)
+    );
+    assert_eq!(source.agent, agent.url());
+    assert!(source.expiration.is_some() && source.last_error.is_none());
+    running.stop().await;
+}
