@@ -365,6 +365,42 @@ mod tests {
     }
 
     #[test]
+    fn the_identity_and_the_agent_s_answers_are_exported() {
+        let m = Metrics::new();
+        let text = m.encode(true);
+        assert!(!text.contains("rolecall_identity_info{"), "{text}");
+        assert!(text.contains("rolecall_agent_request_duration_seconds_count 0"));
+        m.record_identity("web-identity");
+        m.record_identity("pod-identity");
+        let text = m.encode(true);
+        assert!(text.contains(r#"rolecall_identity_info{identity="pod-identity"} 1"#));
+        assert!(
+            !text.contains(r#"identity="web-identity""#),
+            "one series: {text}"
+        );
+        m.count_agent_response("200");
+        m.count_agent_response("5xx");
+        m.count_agent_response("5xx");
+        m.record_agent_call(Duration::from_millis(3));
+        assert_eq!(
+            m.value(r#"rolecall_agent_responses_total{status="5xx"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            m.value(r#"rolecall_agent_responses_total{status="200"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            m.value("rolecall_agent_request_duration_seconds_count"),
+            Some(1.0)
+        );
+        assert_eq!(
+            m.value("rolecall_sts_request_duration_seconds_count"),
+            Some(0.0)
+        );
+    }
+
+    #[test]
     fn reloads_are_counted_by_result_from_the_start() {
         let m = Metrics::new();
         let invalid = r#"rolecall_config_reloads_total{result="invalid"}"#;

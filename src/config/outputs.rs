@@ -119,6 +119,11 @@ pub(super) fn resolve(
             );
         }
     }
+    let unlisted = base.filter(|b| !taken.profiles.contains(*b));
+    if let (Some(b), Some(s)) = (unlisted, &v.pod_identity_profile) {
+        let b = printable(b);
+        problems.at(s, format!("the agent's session \"{b}\" is published but in no output set: add it to the profiles of the set (container) that needs it, or unset pod_identity_profile"));
+    }
     sets.sort_by(|a, b| a.name.cmp(&b.name));
     socket_outside_sets(&g.config, &v.control_socket, &sets, problems);
     (sets, true)
