@@ -101,6 +101,47 @@ fn once(sts: &FakeSts, token: &TokenDir, out: &std::path::Path, agent_url: Optio
     run_for(&mut c, Duration::from_secs(30))
 }
 
+/// botocore, given what EKS injects, reads the fake agent's answer
+/// (its host allowlist, the exact `Host`, the raw token, fractional
+/// `Expiration`): the fake answers as the real agent does for an SDK.
+/// Skipped, saying so, without the venv (`make venv`).
+fn botocore_reads(agent: &FakeAgent, token: &TokenDir) {
+    let python = venv().join("bin/python");
+    if !python.exists() {
+        println!(
+            "netns child: no {} (make venv): botocore not tried",
+            python.display()
+        );
+        return;
+    }
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import botocore.session; c = botocore.session.get_session().get_credentials(); \
+             print(c.method, c.get_frozen_credentials().access_key)",
+        ])
+        .env_clear()
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            rolecall::agent::DEFAULT_ENDPOINT,
+        )
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token.path())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = agent.issued().last().cloned().unwrap();
+    assert_eq!(text.trim(), format!("container-role {last}"));
+    assert_eq!(agent.statuses().last(), Some(&200));
+}
+
 #[test]
 #[ignore = "run inside unshare -n by the_agent_is_reached_at_its_own_addresses_only"]
 fn netns_child() {
@@ -109,7 +150,17 @@ fn netns_child() {
     }
     ip(&["link", "set", "lo", "up"]);
     ip(&["addr", "add", "169.254.170.23/32", "dev", "lo"]);
-    ip(&["-6", "addr", "add", "fd00:ec2::23/128", "dev", "lo"]);
+    // nodad: a tentative address (duplicate address detection) cannot
+    // be bound yet.
+    ip(&[
+        "-6",
+        "addr",
+        "add",
+        "fd00:ec2::23/128",
+        "dev",
+        "lo",
+        "nodad",
+    ]);
     let addrs: Vec<SocketAddr> = ["169.254.170.23:80", "[fd00:ec2::23]:80", "127.0.0.1:80"]
         .iter()
         .map(|a| a.parse().unwrap())
@@ -137,6 +188,7 @@ fn netns_child() {
     assert_eq!(agent.statuses(), [200]);
     let credentials = parse_ini(&std::fs::read_to_string(out.path().join("credentials")).unwrap());
     assert!(credentials.contains_key("reader"), "{credentials:?}");
+    botocore_reads(&agent, &token);
     drop(agent);
 
     // The IPv6 address.
