@@ -55,7 +55,12 @@ pub struct IssuerArgs {
     /// Only this profile (with --issuer)
     #[arg(long, value_name = "NAME", requires = "issuer")]
     pub for_profile: Option<String>,
-    /// The output: text, json, or trust-policy (json and trust-policy need --issuer)
+    /// Under identity: pod-identity, the association's role that the roles
+    /// trust [default: a placeholder in the roles' account]
+    #[arg(long, value_name = "ARN", conflicts_with = "assume")]
+    pub association_role: Option<String>,
+    /// The output: text, json, or trust-policy (json and trust-policy need
+    /// --issuer, or identity: pod-identity)
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT", default_value_t = Format::Text)]
     pub output: Format,
 }
@@ -64,7 +69,7 @@ impl IssuerArgs {
     /// Whether `check` runs without a token (or was asked for a format
     /// only that way has).
     pub fn wanted(&self) -> bool {
-        self.issuer.is_some() || self.output != Format::Text
+        self.issuer.is_some() || self.output != Format::Text || self.association_role.is_some()
     }
 }
 
@@ -83,6 +88,20 @@ fn list(problems: &[Problem]) -> String {
 /// Prints the policies (stdout) or every problem (stderr); the exit code:
 /// 0, or 64.
 pub fn run(flags: &Flags, env: &Env, args: &IssuerArgs) -> u8 {
+    if let Ok(config) = Config::load(flags, env)
+        && let crate::config::Identity::PodIdentity(pod) = &config.identity
+    {
+        return match super::pod::render(&config, pod, args) {
+            Ok((out, ok)) => {
+                print!("{out}");
+                u8::from(!ok)
+            }
+            Err(e) => {
+                eprintln!("rolecall: {e}");
+                64
+            }
+        };
+    }
     match render(flags, env, args) {
         Ok(out) => {
             print!("{out}");
@@ -204,6 +223,12 @@ pub fn render(flags: &Flags, env: &Env, args: &IssuerArgs) -> Result<String, Ref
         }
         _ => Vec::new(),
     };
+    if args.association_role.is_some() {
+        problems.push(
+            "--association-role",
+            "only with identity: pod-identity (web-identity roles trust the IAM OIDC provider)",
+        );
+    }
     let Some(who) = who.filter(|_| problems.0.is_empty()) else {
         return Err(Refused(problems.0));
     };
