@@ -52,8 +52,8 @@ pub struct IssuerArgs {
     /// The audience of the pod's token [default: sts.amazonaws.com]
     #[arg(long, value_name = "AUD", requires = "issuer")]
     pub audience: Option<String>,
-    /// Only this profile (with --issuer)
-    #[arg(long, value_name = "NAME", requires = "issuer")]
+    /// Only this profile (with --issuer, or -o under identity: pod-identity)
+    #[arg(long, value_name = "NAME")]
     pub for_profile: Option<String>,
     /// Under identity: pod-identity, the association's role that the roles
     /// trust [default: a placeholder in the roles' account]
@@ -69,7 +69,10 @@ impl IssuerArgs {
     /// Whether `check` runs without a token (or was asked for a format
     /// only that way has).
     pub fn wanted(&self) -> bool {
-        self.issuer.is_some() || self.output != Format::Text || self.association_role.is_some()
+        self.issuer.is_some()
+            || self.output != Format::Text
+            || self.association_role.is_some()
+            || self.for_profile.is_some()
     }
 }
 
