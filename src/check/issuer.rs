@@ -127,10 +127,17 @@ struct Subject {
 /// The flags, checked.
 fn subject(args: &IssuerArgs, problems: &mut Problems) -> Option<Subject> {
     let Some(iss) = &args.issuer else {
-        problems.push(
-            "--output",
-            "json and trust-policy are printed without a token: give --issuer, --namespace and --service-account",
-        );
+        if args.output != Format::Text {
+            problems.push(
+                "--output",
+                "json and trust-policy are printed without a token: give --issuer, --namespace and --service-account",
+            );
+        } else if args.for_profile.is_some() {
+            problems.push(
+                "--for-profile",
+                "only with --issuer (or identity: pod-identity)",
+            );
+        }
         return None;
     };
     let iss = problems.value("--issuer", iss, inputs::issuer);
