@@ -114,6 +114,7 @@ acceptance: venv test-deps
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test acceptance -- --ignored --test-threads=1
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test inject_e2e -- --ignored --test-threads=1
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test cli -- --ignored --test-threads=1
+	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test check_pod_identity -- --ignored --test-threads=1
 	ROLECALL_VENV=$(CURDIR)/$(VENV) $(CARGO) test $(LOCKED) --test quickstart -- --ignored --test-threads=1
 
 # The Kubernetes manifests against the Kubernetes schemas (offline), the

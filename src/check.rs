@@ -14,6 +14,7 @@ use crate::trust;
 pub mod inputs;
 pub mod issuer;
 pub mod modes;
+pub mod pod;
 mod shapes;
 
 /// What `check` found: the report to print and whether all is well.
@@ -104,6 +105,9 @@ pub fn describe_sets(config: &Config) -> String {
 /// Builds the report at `clock`'s time; with `assume`, calls STS once per
 /// profile.
 pub async fn check(config: &Config, assume: bool, sts: &Sts, clock: Clock) -> Report {
+    if let crate::config::Identity::PodIdentity(pod) = &config.identity {
+        return pod::check(config, pod, assume, sts, clock).await;
+    }
     let now = clock.now();
     let mut text = format!("token: {}\n", config.token_file.display());
     text.push_str(&describe_setup(config));

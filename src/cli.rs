@@ -34,7 +34,7 @@ pub enum Command {
         #[arg(long)]
         assume: bool,
         #[command(flatten)]
-        issuer: crate::check::issuer::IssuerArgs,
+        issuer: Box<crate::check::issuer::IssuerArgs>,
         #[command(flatten)]
         flags: Flags,
     },

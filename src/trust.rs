@@ -104,6 +104,91 @@ pub fn source_permissions(profile: &Profile) -> serde_json::Value {
     })
 }
 
+/// The service principal that assumes a Pod Identity association's role
+/// (also the Pod Identity token's audience).
+pub const POD_IDENTITY_SERVICE: &str = "pods.eks.amazonaws.com";
+
+/// The session tags EKS Pod Identity sets on the association's session,
+/// all transitive: every session chained from it inherits them.
+pub const POD_IDENTITY_TAG_KEYS: [&str; 6] = [
+    "eks-cluster-arn",
+    "eks-cluster-name",
+    "kubernetes-namespace",
+    "kubernetes-service-account",
+    "kubernetes-pod-name",
+    "kubernetes-pod-uid",
+];
+
+/// The trust policy of a Pod Identity association's role: EKS Pod Identity
+/// assumes it and tags the session.
+pub fn association_trust() -> serde_json::Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": POD_IDENTITY_SERVICE },
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+        }]
+    })
+}
+
+/// What a call chained from a Pod Identity session needs: `sts:AssumeRole`,
+/// `sts:TagSession` (the session's transitive tags pass on, and any tags
+/// the profile sends), and `sts:SetSourceIdentity` with a source identity.
+fn pod_identity_actions(profile: &Profile) -> Vec<&'static str> {
+    let mut out = vec!["sts:AssumeRole", "sts:TagSession"];
+    if profile.source_identity.is_some() {
+        out.push("sts:SetSourceIdentity");
+    }
+    out
+}
+
+/// The trust policy of a role chained from a Pod Identity session:
+/// `principal` (the association's role, or the source profile's role) may
+/// assume it and pass the tags on, only for the pod's namespace and
+/// service account (the tags EKS set), with the external id if one is set.
+pub fn pod_identity_policy(
+    profile: &Profile,
+    principal: &str,
+    namespace: &str,
+    service_account: &str,
+) -> serde_json::Value {
+    let mut equals = serde_json::Map::new();
+    equals.insert(
+        "aws:RequestTag/kubernetes-namespace".into(),
+        json!(namespace),
+    );
+    equals.insert(
+        "aws:RequestTag/kubernetes-service-account".into(),
+        json!(service_account),
+    );
+    if let Some(id) = &profile.external_id {
+        equals.insert("sts:ExternalId".into(), json!(id));
+    }
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "AWS": principal },
+            "Action": pod_identity_actions(profile),
+            "Condition": { "StringEquals": equals },
+        }]
+    })
+}
+
+/// The permissions policy the principal of [`pod_identity_policy`] needs
+/// (for a role in another account): the same actions on the profile's role.
+pub fn pod_identity_permissions(profile: &Profile) -> serde_json::Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": pod_identity_actions(profile),
+            "Resource": profile.role_arn,
+        }]
+    })
+}
+
 /// A one-line hint for an error code (STS's or rolecall's own), or `None`
 /// when the code speaks for itself. Mentions only claims (never the token)
 /// and configuration.

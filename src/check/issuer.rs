@@ -52,10 +52,15 @@ pub struct IssuerArgs {
     /// The audience of the pod's token [default: sts.amazonaws.com]
     #[arg(long, value_name = "AUD", requires = "issuer")]
     pub audience: Option<String>,
-    /// Only this profile (with --issuer)
-    #[arg(long, value_name = "NAME", requires = "issuer")]
+    /// Only this profile (with --issuer, or -o under identity: pod-identity)
+    #[arg(long, value_name = "NAME")]
     pub for_profile: Option<String>,
-    /// The output: text, json, or trust-policy (json and trust-policy need --issuer)
+    /// Under identity: pod-identity, the association's role that the roles
+    /// trust [default: a placeholder in the roles' account]
+    #[arg(long, value_name = "ARN", conflicts_with = "assume")]
+    pub association_role: Option<String>,
+    /// The output: text, json, or trust-policy (json and trust-policy need
+    /// --issuer, or identity: pod-identity)
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT", default_value_t = Format::Text)]
     pub output: Format,
 }
@@ -64,7 +69,10 @@ impl IssuerArgs {
     /// Whether `check` runs without a token (or was asked for a format
     /// only that way has).
     pub fn wanted(&self) -> bool {
-        self.issuer.is_some() || self.output != Format::Text
+        self.issuer.is_some()
+            || self.output != Format::Text
+            || self.association_role.is_some()
+            || self.for_profile.is_some()
     }
 }
 
@@ -83,6 +91,20 @@ fn list(problems: &[Problem]) -> String {
 /// Prints the policies (stdout) or every problem (stderr); the exit code:
 /// 0, or 64.
 pub fn run(flags: &Flags, env: &Env, args: &IssuerArgs) -> u8 {
+    if let Ok(config) = Config::load(flags, env)
+        && let crate::config::Identity::PodIdentity(pod) = &config.identity
+    {
+        return match super::pod::render(&config, pod, args) {
+            Ok((out, ok)) => {
+                print!("{out}");
+                u8::from(!ok)
+            }
+            Err(e) => {
+                eprintln!("rolecall: {e}");
+                64
+            }
+        };
+    }
     match render(flags, env, args) {
         Ok(out) => {
             print!("{out}");
@@ -105,10 +127,17 @@ struct Subject {
 /// The flags, checked.
 fn subject(args: &IssuerArgs, problems: &mut Problems) -> Option<Subject> {
     let Some(iss) = &args.issuer else {
-        problems.push(
-            "--output",
-            "json and trust-policy are printed without a token: give --issuer, --namespace and --service-account",
-        );
+        if args.output != Format::Text {
+            problems.push(
+                "--output",
+                "json and trust-policy are printed without a token: give --issuer, --namespace and --service-account",
+            );
+        } else if args.for_profile.is_some() {
+            problems.push(
+                "--for-profile",
+                "only with --issuer (or identity: pod-identity)",
+            );
+        }
         return None;
     };
     let iss = problems.value("--issuer", iss, inputs::issuer);
@@ -204,6 +233,12 @@ pub fn render(flags: &Flags, env: &Env, args: &IssuerArgs) -> Result<String, Ref
         }
         _ => Vec::new(),
     };
+    if args.association_role.is_some() {
+        problems.push(
+            "--association-role",
+            "only with identity: pod-identity (web-identity roles trust the IAM OIDC provider)",
+        );
+    }
     let Some(who) = who.filter(|_| problems.0.is_empty()) else {
         return Err(Refused(problems.0));
     };

@@ -6,10 +6,16 @@ use crate::config::{Config, CredentialsMode};
 
 /// One line per risky mode in use, naming its profiles; empty when none.
 pub fn notes(config: &Config) -> Vec<String> {
+    // The internal base of pod-identity is published nowhere.
+    let published = |p: &&crate::config::Profile| match &config.identity {
+        crate::config::Identity::PodIdentity(pod) => !p.pod_identity || pod.published,
+        crate::config::Identity::WebIdentity => true,
+    };
     let named = |mode| {
         config
             .profiles
             .iter()
+            .filter(published)
             .filter(|p| p.credentials == mode)
             .map(|p| p.name.as_str())
             .collect::<Vec<_>>()
