@@ -64,6 +64,7 @@ OTHER_TOOLS = {
     "--profile-name", "--no-default-features", "--all-targets", "--locked",
     "--ignored", "--test-threads", "--release", "--strict", "--target",
     "--ulimit", "--allowed-unsafe-sysctls",
+    "--target-role-arn", "--disable-session-tags",  # aws eks create-pod-identity-association
 }
 
 
