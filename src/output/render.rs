@@ -127,7 +127,13 @@ fn profile_status(state: &ProfileState) -> ProfileStatus {
     let p = &state.profile;
     ProfileStatus {
         name: p.name.clone(),
-        role_arn: p.role_arn.clone(),
+        // The base profile of identity: pod-identity has no role ARN (the
+        // agent's answer names none): agent::ROLE_SHOWN.
+        role_arn: if p.pod_identity {
+            "(Pod Identity association)".into()
+        } else {
+            p.role_arn.clone()
+        },
         credentials: p.credentials.as_str().into(),
         region: p.region.clone(),
         expiration: state.session.as_ref().map(|s| format_time(s.expiration)),
