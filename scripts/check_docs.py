@@ -584,6 +584,16 @@ SELFTEST_BAD = {  # what: (document, a piece of the problem it must cause)
     "broken link": ("See [nowhere](no-such-file.md).\n", "does not exist"),
     "broken anchor": ("See [here](#no-such-heading).\n", "no heading #no-such-heading"),
     "skip without reason": ("<!-- check: skip -->\n```yaml\nx: 1\n```\n", "needs a reason"),
+    "Pod Identity config that exits 64": (
+        "```yaml\nidentity: pod-identity\nregion: eu-west-1\nprofiles:\n"
+        "  pod-identity: arn:aws:iam::111122223333:role/r\n```\n", "exits 64, the docs promise 0"),
+    "Pod Identity pod without skip-containers": (
+        "```yaml\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: c }\n"
+        "data:\n  rolecall.yaml: |\n    identity: pod-identity\n---\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: { name: p }\nspec:\n"
+        "  initContainers: [{ name: rolecall, image: b, volumeMounts: [{ name: c, mountPath: /etc/rolecall }] }]\n"
+        "  containers: [{ name: a, image: b }]\n  volumes: [{ name: c, configMap: { name: c } }]\n```\n",
+        "skip-containers must list every container but rolecall"),
 }
 SELFTEST_GOOD = """# Good
 
@@ -604,6 +614,13 @@ profiles:
 ```yaml
 profiles:
   bad name: arn:aws:iam::111122223333:role/r
+```
+
+```yaml
+identity: pod-identity
+region: eu-west-1
+profiles:
+  r: arn:aws:iam::111122223333:role/r
 ```
 
 <!-- check: fragment: env of a container -->

@@ -588,7 +588,12 @@ def rolecall_trust(where, out):
         name, doc = m.group(1), json.loads(m.group(2))
         path = f"examples/iam/trust-policy-{name}.json"
         if pod_identity_output(out):
-            path, doc = POD_IDENTITY_TRUST["target"], fill_association_role(doc, path)
+            # The association role's own trust (the EKS service), or a
+            # target role's (the association role's sessions).
+            services = [s.get("Principal", {}).get("Service") for s in doc.get("Statement", [])]
+            kind = "association" if EKS_SERVICE in services else "target"
+            path = POD_IDENTITY_TRUST[kind]
+            doc = fill_association_role(doc, path)
         if not os.path.exists(path):
             continue
         with open(path) as f:
