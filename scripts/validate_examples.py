@@ -603,6 +603,18 @@ def rolecall_trust(where, out):
         compared.append(name)
         if doc != want:
             bad.append(f"{where}: rolecall check prints for {name}:\n{json.dumps(doc, indent=2)}\nwhich differs from {path}")
+    # Under Pod Identity, check prints the association role's own trust
+    # policy too ("association role ARN: ..."), before the profiles.
+    m = re.search(r"^association role [^\n]*\n(  \{\n.*?\n  \})$", out, re.M | re.S)
+    if pod_identity_output(out) and m:
+        path = POD_IDENTITY_TRUST["association"]
+        with open(path) as f:
+            want = json.load(f)
+        for s in want.get("Statement", []):
+            s.pop("Sid", None)
+        compared.append("the association role")
+        if json.loads(m.group(1)) != want:
+            bad.append(f"{where}: rolecall check prints for the association role:\n{m.group(1)}\nwhich differs from {path}")
     if bad:
         errors.extend(bad)
         return
