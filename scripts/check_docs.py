@@ -64,6 +64,7 @@ OTHER_TOOLS = {
     "--profile-name", "--no-default-features", "--all-targets", "--locked",
     "--ignored", "--test-threads", "--release", "--strict", "--target",
     "--ulimit", "--allowed-unsafe-sysctls",
+    "--target-role-arn", "--disable-session-tags",  # aws eks create-pod-identity-association
 }
 
 
@@ -265,11 +266,11 @@ def check_commands(where, text, binary, problems, strict):
 
 # ------------------------------------------------------------------ yaml
 
-def fake_token(dirname):
+def fake_token(dirname, audience="sts.amazonaws.com"):
     b64 = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()
     claims = {"iss": "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
               "sub": "system:serviceaccount:shop:shop-cart",
-              "aud": ["sts.amazonaws.com"], "exp": int(time.time()) + 3600}
+              "aud": [audience], "exp": int(time.time()) + 3600}
     path = os.path.join(dirname, "token")
     with open(path, "w") as f:
         f.write(b64({"alg": "RS256", "kid": "docs"}) + "." + b64(claims) + ".c2lnbmF0dXJl")
@@ -282,7 +283,16 @@ def check_config(where, body, expect, binary, problems):
         with open(cfg, "w") as f:
             f.write(body)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": d}
-        args = [binary.path, "check", "--config", cfg, "--token-file", fake_token(d)]
+        try:
+            doc = yaml.safe_load(body)
+        except yaml.YAMLError:
+            doc = None
+        # Under Pod Identity the token is EKS's, named by its own option.
+        if isinstance(doc, dict) and doc.get("identity") == "pod-identity":
+            token = ["--pod-identity-token-file", fake_token(d, "pods.eks.amazonaws.com")]
+        else:
+            token = ["--token-file", fake_token(d)]
+        args = [binary.path, "check", "--config", cfg] + token
         out = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env, cwd=d)
         if out.returncode != expect:
             detail = (out.stdout + out.stderr).strip().replace("\n", "\n    ")
@@ -305,7 +315,7 @@ def check_manifests(where, docs, problems):
         maps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "ConfigMap"}
         for pod, meta in zip(validate_examples.pod_templates(doc), validate_examples.template_metas(doc)):
             if any(c.get("name") == "rolecall" for c in pod.get("initContainers", [])):
-                validate_examples.check_pod(where, pod, validate_examples.sidecar_config(pod, maps, meta))
+                validate_examples.check_pod(where, pod, validate_examples.sidecar_config(pod, maps, meta), meta=meta)
         for e in validate_examples.errors[before:]:
             problems.add(where, f"pod rules: {e}")
         del validate_examples.errors[before:]
@@ -574,6 +584,16 @@ SELFTEST_BAD = {  # what: (document, a piece of the problem it must cause)
     "broken link": ("See [nowhere](no-such-file.md).\n", "does not exist"),
     "broken anchor": ("See [here](#no-such-heading).\n", "no heading #no-such-heading"),
     "skip without reason": ("<!-- check: skip -->\n```yaml\nx: 1\n```\n", "needs a reason"),
+    "Pod Identity config that exits 64": (
+        "```yaml\nidentity: pod-identity\nregion: eu-west-1\nprofiles:\n"
+        "  pod-identity: arn:aws:iam::111122223333:role/r\n```\n", "exits 64, the docs promise 0"),
+    "Pod Identity pod without skip-containers": (
+        "```yaml\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: c }\n"
+        "data:\n  rolecall.yaml: |\n    identity: pod-identity\n---\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: { name: p }\nspec:\n"
+        "  initContainers: [{ name: rolecall, image: b, volumeMounts: [{ name: c, mountPath: /etc/rolecall }] }]\n"
+        "  containers: [{ name: a, image: b }]\n  volumes: [{ name: c, configMap: { name: c } }]\n```\n",
+        "skip-containers must list every container but rolecall"),
 }
 SELFTEST_GOOD = """# Good
 
@@ -594,6 +614,13 @@ profiles:
 ```yaml
 profiles:
   bad name: arn:aws:iam::111122223333:role/r
+```
+
+```yaml
+identity: pod-identity
+region: eu-west-1
+profiles:
+  r: arn:aws:iam::111122223333:role/r
 ```
 
 <!-- check: fragment: env of a container -->

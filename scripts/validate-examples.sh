@@ -9,7 +9,10 @@
 #               only, rolecall is a native sidecar gated by /readyz, the app
 #               mounts /aws read-only and gets no API token; rolecall's
 #               control socket directory (/run/rolecall) is an emptyDir that
-#               only rolecall mounts; with output sets, each set's volume is
+#               only rolecall mounts; under identity: pod-identity, the pod's
+#               eks.amazonaws.com/skip-containers lists every container but
+#               rolecall, and examples/iam/pod-identity-*-trust.json fit the
+#               manifest's namespace and service account; with output sets, each set's volume is
 #               mounted at its dir in rolecall and in at most one other
 #               container (read-only, at its app_dir)
 #   configmaps  embedded YAML and Python parse
@@ -154,7 +157,8 @@ shell_syntax() {
 # ------------------------------------------------------------- rolecall itself
 # `rolecall check` with each sidecar's args (`run` becomes `check`), its
 # ConfigMap files laid out under a temporary root and a token with the example
-# cluster's claims: the configuration must be accepted (exit 0; 64 means
+# cluster's claims (under identity: pod-identity, EKS's token: audience
+# pods.eks.amazonaws.com, the manifest's service account): the configuration must be accepted (exit 0; 64 means
 # refused), and every trust policy it prints for a profile NAME must equal
 # examples/iam/trust-policy-NAME.json where that file exists.
 rolecall_checks_configs() {
@@ -167,8 +171,9 @@ rolecall_checks_configs() {
     where=$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["where"])' "$line")
     mapfile -t args < <("$py" scripts/validate_examples.py rolecall-setup "$line" "$dir")
     rc=0
-    timeout 60 "$ROLECALL_BIN" "${args[@]}" \
-      --token-file "$dir/token" --health-addr '' \
+    # The args name the token (--token-file, or --pod-identity-token-file
+    # under identity: pod-identity).
+    timeout 60 "$ROLECALL_BIN" "${args[@]}" --health-addr '' \
       >"$dir/out.txt" 2>"$dir/err.txt" || rc=$?
     if [ "$rc" -ne 0 ]; then
       echo "$where: rolecall ${args[*]} exited $rc" >&2

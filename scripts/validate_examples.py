@@ -89,7 +89,39 @@ def token_volumes(pod):
     }
 
 
-def check_pod(where, pod, config=None, own_token_choice=False):
+def pod_identity(rc, config):
+    """Whether the sidecar's source is EKS Pod Identity (`identity:
+    pod-identity` in its file, or `--identity pod-identity`)."""
+    args = [str(a) for a in rc.get("args", [])]
+    return (flag_value(args, "--identity") or (config or {}).get("identity")) == "pod-identity"
+
+
+SKIP_CONTAINERS = "eks.amazonaws.com/skip-containers"
+
+
+def check_pod_identity_pod(where, pod, rc, meta):
+    """Under Pod Identity, EKS (not the manifest) adds the token and its
+    variables to the pod's containers: the pod must name every container but
+    rolecall in eks.amazonaws.com/skip-containers, so that no app container
+    can ask the agent for the association role (which may assume every
+    target role). Whether EKS's own webhook honours the annotation is not
+    verified (docs/OPERATIONS.md, "Pod Identity")."""
+    listed = {s.strip() for s in str((meta.get("annotations") or {}).get(SKIP_CONTAINERS, "")).split(",") if s.strip()}
+    others = [c["name"] for c in pod.get("initContainers", []) + pod.get("containers", []) if c is not rc]
+    missing = [n for n in others if n not in listed]
+    if missing:
+        err(where, f"identity: pod-identity: the pod annotation {SKIP_CONTAINERS} must list every container "
+                   f"but rolecall, so that EKS gives the Pod Identity token to rolecall only; missing: {', '.join(missing)}")
+    if rc["name"] in listed:
+        err(where, f"identity: pod-identity: {SKIP_CONTAINERS} lists rolecall, which needs the Pod Identity token")
+    for c in pod.get("initContainers", []) + pod.get("containers", []):
+        names = {e.get("name") for e in c.get("env", [])}
+        if c is not rc and names & {"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_CONTAINER_AUTHORIZATION_TOKEN"} \
+                and "169.254.170." in str([e.get("value") for e in c.get("env", [])]):
+            err(where, f"container {c['name']} is pointed at the Pod Identity agent: only rolecall may call it")
+
+
+def check_pod(where, pod, config=None, own_token_choice=False, meta=None):
     inits = pod.get("initContainers", [])
     sidecars = [c for c in inits if c["name"] == "rolecall"]
     apps = pod.get("containers", [])
@@ -121,7 +153,9 @@ def check_pod(where, pod, config=None, own_token_choice=False):
     if "fsGroup" not in (pod.get("securityContext") or {}):
         err(where, "a pod fsGroup is needed for the app to read 0640 files")
     tokens = token_volumes(pod)
-    if not tokens:
+    if pod_identity(rc, config):
+        check_pod_identity_pod(where, pod, rc, meta or {})
+    elif not tokens:
         err(where, "no projected serviceAccountToken volume")
     for c in inits + apps:
         for m in c.get("volumeMounts", []):
@@ -310,6 +344,64 @@ def parse_each(files, parse, error):
             err(path, str(e))
 
 
+POD_IDENTITY_TRUST = {
+    "association": "examples/iam/pod-identity-association-trust.json",
+    "target": "examples/iam/pod-identity-target-trust.json",
+}
+EKS_SERVICE = "pods.eks.amazonaws.com"
+ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+
+
+def as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def check_pod_identity_trust(where, doc, pod, docs):
+    """examples/iam's Pod Identity trust policies fit this manifest: the
+    association role trusts pods.eks.amazonaws.com with sts:AssumeRole and
+    sts:TagSession; a target role trusts one role (the association's) with
+    both actions and the two RequestTag conditions naming the pod's
+    namespace and service account, which the manifest declares."""
+    ns = (doc.get("metadata") or {}).get("namespace")
+    sa = pod.get("serviceAccountName")
+    if not any(d.get("kind") == "ServiceAccount" and d["metadata"].get("name") == sa
+               and d["metadata"].get("namespace") == ns for d in docs):
+        err(where, f"identity: pod-identity: the manifest should declare the ServiceAccount {ns}/{sa} "
+                   f"that the association names")
+    try:
+        with open(POD_IDENTITY_TRUST["association"]) as f:
+            association = json.load(f)["Statement"]
+        with open(POD_IDENTITY_TRUST["target"]) as f:
+            target = json.load(f)["Statement"]
+    except (OSError, ValueError, KeyError) as e:
+        return err(where, f"identity: pod-identity: the trust policies in examples/iam: {e}")
+    path = POD_IDENTITY_TRUST["association"]
+    if not any(s.get("Effect") == "Allow" and (s.get("Principal") or {}).get("Service") == EKS_SERVICE
+               and {"sts:AssumeRole", "sts:TagSession"} <= set(as_list(s.get("Action")))
+               for s in association):
+        err(path, f"the association role must trust {EKS_SERVICE} with sts:AssumeRole and sts:TagSession")
+    path = POD_IDENTITY_TRUST["target"]
+    want = {"aws:RequestTag/kubernetes-namespace": ns, "aws:RequestTag/kubernetes-service-account": sa}
+    good = []
+    for s in target:
+        principals = as_list((s.get("Principal") or {}).get("AWS"))
+        actions = set(as_list(s.get("Action")))
+        equals = (s.get("Condition") or {}).get("StringEquals") or {}
+        if s.get("Effect") != "Allow":
+            continue
+        if len(principals) != 1 or not ROLE_ARN.match(str(principals[0])):
+            err(path, f"the target role must trust exactly the association's role ARN, not {principals}")
+        if not {"sts:AssumeRole", "sts:TagSession"} <= actions:
+            err(path, "the target role must allow sts:AssumeRole and sts:TagSession (the Pod Identity session "
+                      "carries six transitive session tags)")
+        for key, value in want.items():
+            if equals.get(key) != value:
+                err(path, f"StringEquals {key} is {equals.get(key)!r}; the manifest's pod runs as {ns}/{sa}")
+        good.append(s)
+    if not good:
+        err(path, "no Allow statement")
+
+
 def file_checks(what, files):
     if what in ("pods", "injected-pods"):
         # injected-pods: what `rolecall inject` wrote; objects it left alone
@@ -328,7 +420,11 @@ def file_checks(what, files):
                         continue
                     n += 1
                     where = f"{path} {doc['kind']}/{doc['metadata']['name']}"
-                    check_pod(where, pod, sidecar_config(pod, maps, meta), own_token_choice=injected)
+                    config = sidecar_config(pod, maps, meta)
+                    check_pod(where, pod, config, own_token_choice=injected, meta=meta)
+                    rcs = [c for c in pod.get("initContainers", []) if c["name"] == "rolecall"]
+                    if rcs and pod_identity(rcs[0], config):
+                        check_pod_identity_trust(where, doc, pod, docs)
         if n == 0:
             err("examples/kubernetes", "no pod templates found")
         print(f"{n} pod templates checked")
@@ -421,7 +517,9 @@ def file_checks(what, files):
                                 for key, text in maps[cm["name"]].items():
                                     files_in[f"{m['mountPath']}/{key}"] = text
                         print(json.dumps({"where": f"{path} {doc['kind']}/{doc['metadata']['name']}",
-                                          "args": c.get("args", []), "files": files_in}))
+                                          "args": c.get("args", []), "files": files_in,
+                                          "namespace": (doc.get("metadata") or {}).get("namespace"),
+                                          "service_account": pod.get("serviceAccountName")}))
 
 
 def rolecall_setup(spec, root):
@@ -433,10 +531,19 @@ def rolecall_setup(spec, root):
             f.write(text)
         paths[mount_path] = local
     b64 = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()
+    configs = [d for p, t in spec["files"].items() if p.endswith((".yaml", ".yml"))
+               for d in [yaml.safe_load(t)] if isinstance(d, dict)]
+    pods = flag_value([str(a) for a in spec["args"]], "--identity") == "pod-identity" or any(
+        d.get("identity") == "pod-identity" for d in configs)
+    # Under Pod Identity the token is EKS's (audience pods.eks.amazonaws.com),
+    # for the service account the manifest runs as.
+    sub = f"system:serviceaccount:{spec.get('namespace') or 'shop'}:{spec.get('service_account') or 'shop-cart'}" \
+        if pods else "system:serviceaccount:shop:shop-cart"
     claims = {"iss": "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
-              "sub": "system:serviceaccount:shop:shop-cart",
-              "aud": ["sts.amazonaws.com"], "exp": int(time.time()) + 3600}
-    with open(os.path.join(root, "token"), "w") as f:
+              "sub": sub, "aud": ["pods.eks.amazonaws.com" if pods else "sts.amazonaws.com"],
+              "exp": int(time.time()) + 3600}
+    token = os.path.join(root, "token")
+    with open(token, "w") as f:
         f.write(b64({"alg": "RS256", "kid": "example"}) + "." + b64(claims) + ".c2lnbmF0dXJl")
     args = [paths.get(a, a) for a in spec["args"]]
     args = [next((a[: -len(p)] + paths[p] for p in paths if a.endswith("=" + p)), a) for a in args]
@@ -444,14 +551,34 @@ def rolecall_setup(spec, root):
         args = args[1:]
     # The token and the health listener are the caller's (an injected
     # sidecar names its own in its args).
-    args = [a for a in args if not a.startswith(("--token-file", "--health-addr"))]
+    args = [a for a in args if not a.startswith(("--token-file", "--pod-identity-token-file", "--health-addr"))]
+    args.append(("--pod-identity-token-file=" if pods else "--token-file=") + token)
     # Output sets name their own dirs (an --output-dir beside them is refused).
-    declared = any(isinstance(d, dict) and d.get("outputs")
-                   for p, t in spec["files"].items() if p.endswith((".yaml", ".yml"))
-                   for d in [yaml.safe_load(t)])
+    declared = any(d.get("outputs") for d in configs)
     if not declared:
         args.append("--output-dir=" + os.path.join(root, "out"))
     print("\n".join(["check"] + args))
+
+
+def pod_identity_output(out):
+    """`rolecall check` of an `identity: pod-identity` configuration."""
+    return re.search(r"^identity:?\s+pod-identity\b", out, re.M | re.I) is not None
+
+
+def fill_association_role(doc, path):
+    """Without --assume, `rolecall check` cannot know the association's role
+    and prints placeholders (ACCOUNT, ASSOCIATION_ROLE) in the target role's
+    principal: put the example's (from `path`) in their place."""
+    try:
+        with open(path) as f:
+            example = json.load(f)["Statement"][0]["Principal"]["AWS"]
+    except (OSError, ValueError, KeyError, IndexError):
+        return doc
+    for s in doc.get("Statement", []):
+        principal = s.get("Principal") or {}
+        if isinstance(principal.get("AWS"), str) and re.search(r"[A-Z]{4,}", principal["AWS"]):
+            principal["AWS"] = example
+    return doc
 
 
 def rolecall_trust(where, out):
@@ -460,6 +587,13 @@ def rolecall_trust(where, out):
     for m in re.finditer(r"^profile (\S+) -> [^\n]*\n(?:(?!profile |  \{)[^\n]*\n){0,3}(  \{\n.*?\n  \})$", out, re.M | re.S):
         name, doc = m.group(1), json.loads(m.group(2))
         path = f"examples/iam/trust-policy-{name}.json"
+        if pod_identity_output(out):
+            # The association role's own trust (the EKS service), or a
+            # target role's (the association role's sessions).
+            services = [s.get("Principal", {}).get("Service") for s in doc.get("Statement", [])]
+            kind = "association" if EKS_SERVICE in services else "target"
+            path = POD_IDENTITY_TRUST[kind]
+            doc = fill_association_role(doc, path)
         if not os.path.exists(path):
             continue
         with open(path) as f:
@@ -469,6 +603,18 @@ def rolecall_trust(where, out):
         compared.append(name)
         if doc != want:
             bad.append(f"{where}: rolecall check prints for {name}:\n{json.dumps(doc, indent=2)}\nwhich differs from {path}")
+    # Under Pod Identity, check prints the association role's own trust
+    # policy too ("association role ARN: ..."), before the profiles.
+    m = re.search(r"^association role [^\n]*\n(  \{\n.*?\n  \})$", out, re.M | re.S)
+    if pod_identity_output(out) and m:
+        path = POD_IDENTITY_TRUST["association"]
+        with open(path) as f:
+            want = json.load(f)
+        for s in want.get("Statement", []):
+            s.pop("Sid", None)
+        compared.append("the association role")
+        if json.loads(m.group(1)) != want:
+            bad.append(f"{where}: rolecall check prints for the association role:\n{m.group(1)}\nwhich differs from {path}")
     if bad:
         errors.extend(bad)
         return
