@@ -45,11 +45,17 @@ pub enum Code {
     /// STS is down for the profile's endpoint and the profile waits for the
     /// sidecar's probe (no STS call was made; [`crate::pacer`]).
     StsDown,
+    /// The Pod Identity agent answered with an error that carries no EKS
+    /// Auth exception name.
+    AgentError,
+    /// The Pod Identity agent refused the request for its `Host`: it
+    /// answers only calls addressed to 169.254.170.23 or [fd00:ec2::23].
+    AgentHostRefused,
 }
 
 impl Code {
     /// Every code, in the order above.
-    pub const ALL: [Code; 13] = [
+    pub const ALL: [Code; 15] = [
         Code::Timeout,
         Code::ConnectionError,
         Code::CertificateRefused,
@@ -63,6 +69,8 @@ impl Code {
         Code::TokenUnavailable,
         Code::SourceUnavailable,
         Code::StsDown,
+        Code::AgentError,
+        Code::AgentHostRefused,
     ];
 
     /// The code as logs, `status.json` and `/readyz` show it.
@@ -81,6 +89,8 @@ impl Code {
             Code::TokenUnavailable => "TokenUnavailable",
             Code::SourceUnavailable => "SourceUnavailable",
             Code::StsDown => "StsDown",
+            Code::AgentError => "AgentError",
+            Code::AgentHostRefused => "AgentHostRefused",
         }
     }
 

@@ -75,6 +75,19 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// The source identity: `web-identity` or `pod-identity`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IdentityLabel {
+    pub identity: &'static str,
+}
+
+/// The Pod Identity agent's answer: `200`, `400`, `403`, `404`, `429`,
+/// `5xx`, or `error` (no answer, or another status).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: &'static str,
+}
+
 /// Where a limit was reached: see [`Metrics::count_limit_reached`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
@@ -153,6 +166,29 @@ impl Metrics {
     /// Counts an STS call answered with a throttling code.
     pub fn count_throttled(&self) {
         self.0.sts_throttled.inc();
+    }
+
+    /// Records the duration of one call to the Pod Identity agent.
+    pub fn record_agent_call(&self, took: Duration) {
+        self.0.agent_latency.observe(took.as_secs_f64());
+    }
+
+    /// Counts one answer of the Pod Identity agent by its `status` label
+    /// (see [`StatusLabel`]).
+    pub fn count_agent_response(&self, status: &'static str) {
+        self.0
+            .agent_responses
+            .get_or_create(&StatusLabel { status })
+            .inc();
+    }
+
+    /// Records the source identity the sidecar runs with (one series, 1).
+    pub fn record_identity(&self, identity: &'static str) {
+        self.0.identity.clear();
+        self.0
+            .identity
+            .get_or_create(&IdentityLabel { identity })
+            .set(1);
     }
 
     /// Records STS's clock minus the local clock, in seconds.

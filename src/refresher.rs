@@ -131,9 +131,14 @@ pub struct Refresher {
 
 impl Refresher {
     pub fn new(profile: Arc<Profile>, ctx: Context) -> Refresher {
-        let endpoint = crate::config::endpoint_for(&profile)
-            .unwrap_or_default()
-            .into();
+        // The base profile under pod-identity calls the agent, never STS:
+        // its own gate, so that the agent's failures and 429s hold only it.
+        let endpoint = match &ctx.agent {
+            Some(agent) if profile.pod_identity => agent.url().into(),
+            _ => crate::config::endpoint_for(&profile)
+                .unwrap_or_default()
+                .into(),
+        };
         Refresher {
             profile,
             ctx,

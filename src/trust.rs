@@ -186,7 +186,9 @@ fn own_hint(code: Code, profile: &Profile) -> Option<String> {
         | Code::InvalidRequest
         | Code::TokenUnavailable
         | Code::SourceUnavailable
-        | Code::StsDown => return None,
+        | Code::StsDown
+        | Code::AgentError
+        | Code::AgentHostRefused => return None,
     })
 }
 

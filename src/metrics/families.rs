@@ -7,7 +7,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::{
-    FileLabel, LimitLabels, ProfileLabel, ReasonLabel, RefreshLabels, ReloadLabel, WatchLabel,
+    FileLabel, IdentityLabel, LimitLabels, ProfileLabel, ReasonLabel, RefreshLabels, ReloadLabel,
+    StatusLabel, WatchLabel,
 };
 
 pub(super) struct Families {
@@ -37,6 +38,11 @@ pub(super) struct Families {
     /// Operations that failed at a limit of the process or the node, by
     /// limit and site.
     pub(super) limit_reached: Family<LimitLabels, Counter>,
+    /// The source identity (`identity: web-identity | pod-identity`).
+    pub(super) identity: Family<IdentityLabel, Gauge>,
+    /// Calls to the Pod Identity agent, by answer.
+    pub(super) agent_responses: Family<StatusLabel, Counter>,
+    pub(super) agent_latency: Histogram,
 }
 
 impl Default for Families {
@@ -64,6 +70,9 @@ impl Families {
             watch_polling: Family::default(),
             sts_throttled: Counter::default(),
             limit_reached: Family::default(),
+            identity: Family::default(),
+            agent_responses: Family::default(),
+            agent_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
         };
         let mut registry = Registry::default();
         families.register_refreshes(&mut registry);
@@ -113,6 +122,21 @@ impl Families {
             self.sts_clock_skew.clone(),
         );
         registry.register(
+            "rolecall_identity_info",
+            "The source identity every profile's session comes from (identity: web-identity, or pod-identity: the EKS Pod Identity agent); always 1",
+            self.identity.clone(),
+        );
+        registry.register(
+            "rolecall_agent_responses",
+            "Calls to the EKS Pod Identity agent by answer: status 200, 400, 403, 404, 429, 5xx, or error (no answer within the timeout, a refused or reset connection, another status)",
+            self.agent_responses.clone(),
+        );
+        registry.register(
+            "rolecall_agent_request_duration_seconds",
+            "Duration of calls to the EKS Pod Identity agent, successful or not",
+            self.agent_latency.clone(),
+        );
+        registry.register(
             "rolecall_endpoint_rejected_requests",
             "Requests the credentials endpoint refused for their Authorization header (or for a profile outside the token's output set), by reason",
             self.endpoint_rejected.clone(),
@@ -154,7 +178,7 @@ impl Families {
         );
         registry.register(
             "rolecall_sts_throttled",
-            "STS calls answered with Throttling: the account's STS rate limit was hit. Each one makes this sidecar pause its STS calls and make them one at a time",
+            "STS calls answered with Throttling: the account's STS rate limit was hit (under identity: pod-identity, also the Pod Identity agent's 429s). Each one makes this sidecar pause its calls and make them one at a time",
             self.sts_throttled.clone(),
         );
         registry.register(

@@ -36,6 +36,13 @@ impl Refresher {
         let p = self.profile.clone();
         let mut claims = None;
         let result = match &p.source_profile {
+            _ if p.pod_identity => match self.ask_agent().await {
+                Ok((result, c)) => {
+                    claims = Some(c);
+                    result
+                }
+                Err(e) => return (Err(e), None, Duration::ZERO),
+            },
             Some(source) => match self
                 .ctx
                 .shared
@@ -86,6 +93,26 @@ impl Refresher {
         (result.map_err(RefreshError::from), claims, took)
     }
 
+    /// The base profile's session from the Pod Identity agent, with the
+    /// token's claims: the token is read and checked first (nothing is
+    /// sent when it cannot be used). A token refused with an audience
+    /// other than Pod Identity's is a configuration error.
+    async fn ask_agent(&self) -> Result<(Result<Assumed, StsError>, Claims), RefreshError> {
+        let Some(agent) = self.ctx.agent.clone() else {
+            return Err(StsError {
+                class: ErrorClass::Configuration,
+                code: Code::InvalidRequest.into(),
+                message: "identity: pod-identity, but no Pod Identity agent is set up".into(),
+                request_id: None,
+            }
+            .into());
+        };
+        let t = token::read(&self.ctx.token_file, self.ctx.clock.now())?;
+        let result = agent.fetch(t.expose()).await;
+        let result = result.map_err(|e| crate::agent::with_audience(e, &t.claims.aud));
+        Ok((result, t.claims.clone()))
+    }
+
     /// Records that this profile's refresh waits for the probe of an STS
     /// that is down: in `status.json` and `/readyz` (for when its session
     /// expires) the profile is failing, with [`Code::StsDown`]; process
@@ -99,8 +126,13 @@ impl Refresher {
             &self.profile,
             ErrorClass::Transient.result(),
             format!(
-                "{}: STS is not answering; this profile waits for the sidecar's next call to it",
-                Code::StsDown
+                "{}: {} is not answering; this profile waits for the sidecar's next call to it",
+                Code::StsDown,
+                if self.profile.pod_identity {
+                    "the Pod Identity agent"
+                } else {
+                    "STS"
+                }
             ),
             self.ctx.clock.now(),
         );
@@ -110,16 +142,29 @@ impl Refresher {
     /// an answered one speeds it up again. Logs when the sidecar starts
     /// being throttled and when that ends.
     fn pace(&self, permit: Permit<'_>, result: &Result<Assumed, StsError>) {
+        let agent = self.profile.pod_identity;
         let how = match result {
             Ok(_) => Paced::Answered,
+            // The agent's 429 (its own per-node limit, or EKS Auth's)
+            // closes only the agent's gate: the sidecar's STS calls, which
+            // draw on the account's STS rate, go on at their pace.
+            Err(e) if codes::is_throttling(&e.code) && agent => Paced::Down,
             Err(e) if codes::is_throttling(&e.code) => Paced::Throttled,
             Err(e) if sts_is_down(e) => Paced::Down,
             Err(e) if e.class == ErrorClass::Transient => Paced::Failed,
             Err(_) => Paced::Answered,
         };
-        if how == Paced::Throttled {
+        if result
+            .as_ref()
+            .is_err_and(|e| codes::is_throttling(&e.code))
+        {
             self.ctx.metrics.count_throttled();
         }
+        let target = if agent {
+            "the Pod Identity agent"
+        } else {
+            "STS"
+        };
         let (change, gate) = permit.finish(how, self.ctx.jitter);
         match gate {
             // One failed call is usually a blip: the first probe follows
@@ -128,19 +173,19 @@ impl Refresher {
                 endpoint = %self.endpoint,
                 code = result.as_ref().err().map_or("-", |e| e.code.as_str()),
                 next_probe_in_s = pause.as_secs_f64().ceil() as u64,
-                "STS is not answering: this sidecar now sends it one call at a time for all its profiles (a probe), with a growing pause between probes, until it answers; the other profiles wait and keep their credentials",
+                "{target} is not answering (or is throttling): this sidecar now sends it one call at a time for all its profiles (a probe), with a growing pause between probes, until it answers; the other profiles wait and keep their credentials",
             ),
             Gate::Down { level, pause } => tracing::debug!(
                 endpoint = %self.endpoint,
                 level,
                 next_probe_in_s = pause.as_secs_f64().ceil() as u64,
-                "STS still not answering",
+                "{target} still not answering",
             ),
             Gate::Up { calls, down_for } if calls >= 2 => tracing::info!(
                 endpoint = %self.endpoint,
                 failed_calls = calls,
                 down_for_s = down_for.as_secs(),
-                "STS answers again: the profiles that waited refresh now",
+                "{target} answers again: the profiles that waited refresh now",
             ),
             Gate::Up { .. } | Gate::None => {}
         }

@@ -32,9 +32,11 @@ impl Refresher {
         claims: Option<&Claims>,
         took: Duration,
     ) -> Outcome {
-        if result
-            .as_ref()
-            .map_or_else(RefreshError::called_sts, |_| true)
+        // (The agent times its own calls.)
+        if !self.profile.pod_identity
+            && result
+                .as_ref()
+                .map_or_else(RefreshError::called_sts, |_| true)
         {
             self.ctx.metrics.record_sts_call(took);
         }
@@ -76,7 +78,7 @@ impl Refresher {
         };
         tracing::info!(
             profile = %p.name,
-            role = %p.role_arn,
+            role = crate::agent::role_shown(&p),
             expires = %format_time(assumed.session.expiration),
             session_s = lifetime.as_secs(),
             next_refresh_in_s = next.as_secs(),
@@ -139,6 +141,18 @@ impl Refresher {
         Outcome::Failed { class, next }
     }
 
+    /// The hint for a failure with `code`: the Pod Identity agent's for
+    /// the base profile, else (and for the codes the agent has none for)
+    /// the trust policy's.
+    fn hint(&self, code: &str, claims: Option<&Claims>) -> Option<String> {
+        let p = &self.profile;
+        match &self.ctx.agent {
+            Some(agent) if p.pod_identity => crate::agent::hint(code, agent.url(), claims),
+            _ => None,
+        }
+        .or_else(|| trust::hint(code, p, claims))
+    }
+
     /// Logs a failure as [`Refresher::failed`] says: in full, summarised,
     /// or quietly; at ERROR when `error`, else WARN.
     fn log_failure(
@@ -156,11 +170,11 @@ impl Refresher {
         let request_id = e.request_id().unwrap_or("-");
         match self.failing.record(class, e.code(), Instant::now()) {
             Line::Full => {
-                let hint = trust::hint(e.code(), p, claims);
+                let hint = self.hint(e.code(), claims);
                 error_or_warn!(
                     error,
                     profile = %p.name,
-                    role = %p.role_arn,
+                    role = crate::agent::role_shown(p),
                     class = class.as_str(),
                     code = %e.code(),
                     error = %e,
@@ -178,7 +192,7 @@ impl Refresher {
             } => error_or_warn!(
                 error,
                 profile = %p.name,
-                role = %p.role_arn,
+                role = crate::agent::role_shown(p),
                 class = class.as_str(),
                 code = %e.code(),
                 error = %e,
