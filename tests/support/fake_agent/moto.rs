@@ -11,16 +11,13 @@
 //! moto session, so `aws sts get-caller-identity` on a chained profile shows
 //! the whole chain worked.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sts::types::Tag;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// The association's role: what the agent's base session is (moto takes
-/// the account from the ARN).
-pub const ASSOCIATION_ROLE_ARN: &str = "arn:aws:iam::111122223333:role/pod-identity-association";
+use super::AgentCredentials;
+
 /// The cluster named in the session tags and the role session name.
 pub const MOTO_CLUSTER: &str = "acceptance";
 /// The six session tag keys EKS Pod Identity sets, all transitive (F10).
@@ -35,26 +32,13 @@ pub const EKS_TAG_KEYS: [&str; 6] = [
 /// The session length the moto answer asks for.
 pub const MOTO_SESSION: Duration = Duration::from_secs(3600);
 
-/// One moto-backed answer: the body to send and the access key id it holds
-/// (for the fake agent's `issued()`).
-#[derive(Clone, Debug)]
-pub struct MotoAnswer {
-    pub body: String,
-    pub access_key_id: String,
-}
-
-/// The six EKS session tags for a pod whose token is `token`, in
-/// [`EKS_TAG_KEYS`] order: namespace and service account from the token's
-/// `sub` (`system:serviceaccount:NS:SA`), the pod from its `kubernetes.io`
-/// claim when the token has one (kubelet's bound tokens do), else a fixed
-/// pod. The token is only decoded, never kept.
-pub fn eks_session_tags(token: &str) -> Vec<(String, String)> {
-    let claims = token
-        .split('.')
-        .nth(1)
-        .and_then(|p| URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .unwrap_or_default();
+/// The six EKS session tags for a pod whose token has `claims`, in
+/// [`EKS_TAG_KEYS`] order: namespace and service account from `sub`
+/// (`system:serviceaccount:NS:SA`), the pod from the `kubernetes.io` claim
+/// when the token has one (kubelet's bound tokens do), else a fixed pod.
+pub fn eks_session_tags(claims: Option<&serde_json::Value>) -> Vec<(String, String)> {
+    let none = serde_json::Value::Null;
+    let claims = claims.unwrap_or(&none);
     let sub = claims["sub"].as_str().unwrap_or_default();
     let mut parts = sub
         .strip_prefix("system:serviceaccount:")
@@ -121,12 +105,17 @@ fn moto_client(endpoint: &str) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::from_conf(config)
 }
 
-/// Asks moto's STS at `endpoint` for `role_arn`'s session the way EKS Auth
-/// does for the pod whose token is `token`, and renders the agent's answer.
-/// `Err` describes the failure (without the token); the fake agent then
-/// answers 500 like the agent does when EKS Auth fails.
-pub async fn moto_answer(endpoint: &str, role_arn: &str, token: &str) -> Result<MotoAnswer, String> {
-    let tags = eks_session_tags(token);
+/// One moto-backed session for `role_arn` on moto at `endpoint`, as EKS
+/// Auth gets it for the pod whose Pod Identity token has `claims` (`None`
+/// if it is not a JWT). The fake agent's server renders it as the agent's
+/// JSON (with `AccountId`) and records it; an `Err` (which never holds the
+/// token) becomes a 500 `(InternalServerException)` carrying its text.
+pub(super) async fn assume(
+    endpoint: &str,
+    role_arn: &str,
+    claims: Option<&serde_json::Value>,
+) -> Result<AgentCredentials, String> {
+    let tags = eks_session_tags(claims);
     let sdk_tags = tags
         .iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
@@ -141,28 +130,26 @@ pub async fn moto_answer(endpoint: &str, role_arn: &str, token: &str) -> Result<
         .set_transitive_tag_keys(Some(EKS_TAG_KEYS.map(str::to_owned).to_vec()))
         .send()
         .await
-        .map_err(|e| format!("moto AssumeRole {role_arn}: {}", aws_sdk_sts::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            format!(
+                "moto AssumeRole {role_arn}: {}",
+                aws_sdk_sts::error::DisplayErrorContext(e)
+            )
+        })?;
     let creds = out.credentials().ok_or("moto AssumeRole: no Credentials")?;
     let arn = out
         .assumed_role_user()
         .map(|u| u.arn())
         .ok_or("moto AssumeRole: no AssumedRoleUser")?;
     // arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION, as the agent parses it.
-    let account = arn.split(':').nth(4).unwrap_or_default();
-    let expiration = creds
-        .expiration()
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
+    let account_id = arn.split(':').nth(4).unwrap_or_default().to_owned();
+    let expiration = SystemTime::try_from(*creds.expiration())
         .map_err(|e| format!("moto Expiration: {e}"))?;
-    let body = serde_json::json!({
-        "AccessKeyId": creds.access_key_id(),
-        "SecretAccessKey": creds.secret_access_key(),
-        "Token": creds.session_token(),
-        "AccountId": account,
-        "Expiration": expiration,
-    })
-    .to_string();
-    Ok(MotoAnswer {
-        body,
+    Ok(AgentCredentials {
         access_key_id: creds.access_key_id().to_owned(),
+        secret_access_key: creds.secret_access_key().to_owned(),
+        session_token: creds.session_token().to_owned(),
+        account_id,
+        expiration,
     })
 }
