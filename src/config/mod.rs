@@ -31,6 +31,7 @@ mod files;
 mod options;
 mod order;
 mod outputs;
+mod pod;
 mod profile;
 mod profiles;
 mod sources;
@@ -42,6 +43,10 @@ mod yaml;
 pub use checks::default_session_name;
 pub use options::Flags;
 pub use outputs::{DEFAULT_SET, valid_set_name};
+pub use pod::{
+    DEFAULT_ENDPOINT as DEFAULT_POD_IDENTITY_ENDPOINT,
+    DEFAULT_TOKEN_FILE as DEFAULT_POD_IDENTITY_TOKEN_FILE, check_endpoint as check_agent_url,
+};
 pub use profile::{CredentialsMode, Profile, endpoint_for};
 
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
@@ -104,6 +109,24 @@ pub enum Identity {
     PodIdentity(PodIdentity),
 }
 
+impl Identity {
+    /// The option's word: `web-identity` or `pod-identity`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Identity::WebIdentity => "web-identity",
+            Identity::PodIdentity(_) => "pod-identity",
+        }
+    }
+
+    /// The agent and the base profile, under pod-identity.
+    pub fn pod(&self) -> Option<&PodIdentity> {
+        match self {
+            Identity::WebIdentity => None,
+            Identity::PodIdentity(p) => Some(p),
+        }
+    }
+}
+
 /// The Pod Identity agent and the base session's profile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodIdentity {
@@ -161,6 +184,18 @@ pub struct Config {
     /// Whether the configuration declares `outputs` (see
     /// [`Config::declared_sets`]).
     pub sets_declared: bool,
+    /// What the load accepted but the log should say (an option ignored,
+    /// a combination that may not work), for [`Config::log_warnings`].
+    pub warnings: Vec<Warning>,
+}
+
+/// A remark on a valid configuration, and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// Logged at debug level (expected on many pods), else at warn.
+    pub debug: bool,
+    pub origin: String,
+    pub message: String,
 }
 
 /// One output set: a directory, for one application container, holding
@@ -271,6 +306,23 @@ impl Config {
         self.sets_declared
     }
 
+    /// Logs each of [`Config::warnings`] (at start and at each reload).
+    pub fn log_warnings(&self) {
+        for w in &self.warnings {
+            if w.debug {
+                tracing::debug!(origin = %w.origin, "{}", w.message);
+            } else {
+                tracing::warn!(origin = %w.origin, "{}", w.message);
+            }
+        }
+    }
+
+    /// The base session's profile under pod-identity (see
+    /// [`Profile::pod_identity`]).
+    pub fn base(&self) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.pod_identity)
+    }
+
     /// The output set named `name`.
     pub fn output_set(&self, name: &str) -> Option<&OutputSet> {
         self.outputs.iter().find(|s| s.name == name)
@@ -296,13 +348,15 @@ fn assemble(
         _ => sources::Source::default(),
     };
     let (from_env, from_flags) = (sources::from_env(env), sources::from_flags(flags));
-    let merged = sources::merge([&file, &from_env, &from_flags]);
-    let v = &merged.values;
+    let mut merged = sources::merge([&file, &from_env, &from_flags]);
     let sets = file.outputs.iter().flat_map(|o| &o.sets);
-    let tokens =
-        std::iter::once(&v.endpoint_token_file).chain(sets.map(|s| &s.endpoint_token_file));
+    let tokens = std::iter::once(&merged.values.endpoint_token_file)
+        .chain(sets.map(|s| &s.endpoint_token_file));
+    let v = &merged.values;
     let loaded = files::Loaded::read(&v.ca_bundle, &v.endpoint_addr, tokens);
-    let (globals, global_problems) = v.globals(loaded);
+    let (mut globals, global_problems) = merged.values.globals(loaded);
+    pod::drop_fallback(&mut merged, &mut globals);
+    let v = &merged.values;
     let mut problems = values::Problems::default();
     let (f, e) = (from_flags.problems, from_env.problems);
     for p in [file.problems, global_problems, e, f, merged.problems] {
@@ -310,20 +364,36 @@ fn assemble(
     }
     let session = default_session_name(env);
     let profiles = profiles::resolve(&merged.profiles, v, &globals, &session, &mut problems);
-    let (sets, declared) =
-        outputs::resolve(file.outputs, v, &merged.profiles, &globals, &mut problems);
+    let base = globals.config.identity.pod();
+    let published = base.filter(|b| b.published).map(|b| b.profile.clone());
+    let (sets, declared) = outputs::resolve(
+        file.outputs,
+        v,
+        &merged.profiles,
+        published.as_deref(),
+        &globals,
+        &mut problems,
+    );
     let problems = problems.into_vec();
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
-    Ok(Config {
+    let mut config = Config {
         config_file: path.map(Path::to_owned),
         file_digest,
         profiles,
         outputs: sets,
         sets_declared: declared,
         ..globals.config
-    })
+    };
+    let origin = |name: &str| {
+        merged
+            .profiles
+            .get(name)
+            .map_or_else(String::new, |(s, _)| s.origin.clone())
+    };
+    config.warnings.extend(pod::tag_warnings(&config, origin));
+    Ok(config)
 }
 
 #[cfg(test)]

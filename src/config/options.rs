@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use super::files::Loaded;
+use super::pod;
 use super::validate::{self, Globals};
 use super::values::{Problems, Sourced, src};
 use super::{Config, Env};
@@ -48,11 +49,12 @@ pub(super) struct Opt {
 /// `keep_empty`: an empty variable is a value (otherwise unset); scope
 /// `global(check)` checks the merged value once, in row order (a check may
 /// read the rows above it), `inherited` leaves it to each profile; reload
-/// `restart`: only a restart applies a change.
+/// `restart`: only a restart applies a change (of the [`Config`] field, or
+/// `restart(get)` of what `get` reads from the [`Config`]).
 macro_rules! options {
     ($($field:ident $(| $aws:ident)?: $key:literal $(| $aws_key:literal)?,
        [$($env:literal),*] $($keep:ident)?, $yaml:ident,
-       $scope:ident $(($check:path))?, $reload:ident,
+       $scope:ident $(($check:path))?, $reload:ident $(($get:path))?,
        $value_name:literal $help:literal $(default $default:literal)?;)*) => {
         /// Command-line options shared by `run`, `once` and `check`. Values are kept
         /// as text here and validated in [`Config::load`], so that a bad flag is
@@ -140,7 +142,7 @@ macro_rules! options {
         /// restart applies, in table order.
         pub(super) fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
             let mut keys = Vec::new();
-            $(restart!($reload, old.$field, new.$field, $key, keys);)*
+            $(restart!($reload $(($get))?, old, new, $field, $key, keys);)*
             keys
         }
 
@@ -172,8 +174,13 @@ fn note(help: &str, env: &[&str], default: &[&str], aws: &[&str]) -> String {
     format!("{help} [{}]{aws}", notes.join("; "))
 }
 macro_rules! restart {
-    (restart, $old:expr, $new:expr, $key:expr, $keys:ident) => {
-        if $old != $new {
+    (restart ($get:path), $old:ident, $new:ident, $field:ident, $key:expr, $keys:ident) => {
+        if $get($old) != $get($new) {
+            $keys.push($key);
+        }
+    };
+    (restart, $old:ident, $new:ident, $field:ident, $key:expr, $keys:ident) => {
+        if $old.$field != $new.$field {
             $keys.push($key);
         }
     };
@@ -181,8 +188,20 @@ macro_rules! restart {
 }
 
 options! {
-    token_file | web_identity_token_file: "token_file" | "web_identity_token_file", ["AWS_WEB_IDENTITY_TOKEN_FILE"], Text, global(validate::token_file), restart,
-        "PATH" "Projected service-account token";
+    token_file | web_identity_token_file: "token_file" | "web_identity_token_file", ["AWS_WEB_IDENTITY_TOKEN_FILE"], Text, global(validate::token_file), restart(pod::web_token),
+        "PATH" "Projected service-account token (identity: web-identity)";
+    identity: "identity", ["ROLECALL_IDENTITY"], Text, global(pod::identity), restart(pod::kind),
+        "IDENTITY" "Where rolecall's own identity comes from: web-identity (the token, AssumeRoleWithWebIdentity) or pod-identity (the EKS Pod Identity agent's session, which every profile chains from)"
+        default "web-identity";
+    pod_identity_endpoint: "pod_identity_endpoint", ["AWS_CONTAINER_CREDENTIALS_FULL_URI"], Text, global(pod::endpoint), restart(pod::endpoint_of),
+        "URL" "The EKS Pod Identity agent's URL, http:// to loopback, 169.254.170.23 or [fd00:ec2::23] (identity: pod-identity)"
+        default "http://169.254.170.23/v1/credentials";
+    pod_identity_token_file: "pod_identity_token_file", ["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"], Text, global(pod::token_file), restart(pod::pod_token),
+        "PATH" "The Pod Identity token sent to the agent (identity: pod-identity)"
+        default "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token";
+    pod_identity_profile: "pod_identity_profile", ["ROLECALL_POD_IDENTITY_PROFILE"], Text, global(pod::profile), live,
+        "NAME" "Publish the Pod Identity agent's session as this profile (identity: pod-identity)"
+        default "unpublished, named pod-identity";
     output_dir: "output_dir", ["ROLECALL_OUTPUT_DIR"], Text, global(validate::output_dir), restart,
         "DIR" "Directory the credentials and config files are written to";
     app_output_dir: "app_output_dir", ["ROLECALL_APP_OUTPUT_DIR"], Text, global(validate::app_output_dir), live,

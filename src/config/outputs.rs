@@ -56,22 +56,27 @@ struct Taken {
 /// The checked sets: the declared ones sorted by name, or the default set.
 /// The bool says whether sets were declared.
 /// `values`: the merged options (to refuse `output_dir` beside `outputs`);
-/// `names`: every configured profile; `g`: the checked globals (the default set's dirs, the endpoint, the
+/// `names`: every configured profile; `base`: the published base
+/// (pod-identity), which a set may list and the default set holds; `g`: the checked globals (the default set's dirs, the endpoint, the
 /// token files as the load read them).
 pub(super) fn resolve(
     raw: Option<RawOutputs>,
     v: &Layer,
     names: &RawProfiles,
+    base: Option<&str>,
     g: &Globals,
     problems: &mut Problems,
 ) -> (Vec<OutputSet>, bool) {
     let Some(raw) = raw else {
         let c = &g.config;
+        let mut profiles: Vec<String> = names.keys().cloned().chain(base.map(Into::into)).collect();
+        profiles.sort();
+        profiles.dedup();
         let set = OutputSet {
             name: DEFAULT_SET.into(),
             dir: c.output_dir.clone(),
             app_dir: c.app_output_dir.clone(),
-            profiles: names.keys().cloned().collect(),
+            profiles,
             endpoint_token_file: c.endpoint_token_file.clone(),
         };
         return (vec![set], false);
@@ -101,7 +106,7 @@ pub(super) fn resolve(
     let mut sets: Vec<OutputSet> = raw
         .sets
         .iter()
-        .map(|r| set(r, names, g, &mut taken, problems))
+        .map(|r| set(r, (names, base), g, &mut taken, problems))
         .collect();
     for (name, (s, _)) in names {
         if !taken.profiles.contains(name) {
@@ -122,7 +127,7 @@ pub(super) fn resolve(
 /// One declared set, checked against the sets before it.
 fn set(
     r: &RawSet,
-    names: &RawProfiles,
+    names: (&RawProfiles, Option<&str>),
     g: &Globals,
     taken: &mut Taken,
     problems: &mut Problems,
@@ -233,7 +238,12 @@ fn token_file(
 }
 
 /// A set's profiles, each configured and listed once.
-fn set_profiles(r: &RawSet, names: &RawProfiles, problems: &mut Problems) -> BTreeSet<String> {
+/// `names`: the configured profiles and the published base (pod-identity).
+fn set_profiles(
+    r: &RawSet,
+    (names, base): (&RawProfiles, Option<&str>),
+    problems: &mut Problems,
+) -> BTreeSet<String> {
     let mut profiles = BTreeSet::new();
     match &r.profiles {
         None => problems.in_file(
@@ -246,7 +256,7 @@ fn set_profiles(r: &RawSet, names: &RawProfiles, problems: &mut Problems) -> BTr
         ),
         Some(list) => {
             for p in list {
-                if !names.contains_key(&p.value) {
+                if !names.contains_key(&p.value) && base != Some(p.value.as_str()) {
                     problems.at(
                         p,
                         format!(

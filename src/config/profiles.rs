@@ -49,16 +49,85 @@ pub(super) fn resolve(
     default_session: &str,
     problems: &mut Problems,
 ) -> Vec<Profile> {
-    if merged.is_empty() && !problems.touch_file() {
-        problems.push("profiles", NO_PROFILES);
+    let base = g.config.identity.pod();
+    let published = base.is_some_and(|b| b.published);
+    if merged.is_empty() && !problems.touch_file() && !published {
+        let none = if base.is_some() {
+            NO_ROLE_PROFILES
+        } else {
+            NO_PROFILES
+        };
+        problems.push("profiles", none);
     }
-    let profiles = merged
+    let mut profiles = merged
         .values()
         .filter_map(|(name, raw)| one(name, raw, values, g, merged, default_session, problems))
         .collect::<Vec<_>>();
     super::order::check_cycles(merged, problems);
+    if let Some(b) = base {
+        super::pod::reserved(b, values, merged, problems);
+        profiles.push(base_profile(b, values, g, default_session, problems));
+        profiles.sort_by(|a, b| a.name.cmp(&b.name));
+    }
     check_process_dir(&profiles, g, problems);
     profiles
+}
+
+/// The problem of a pod-identity configuration with no role to chain to.
+const NO_ROLE_PROFILES: &str = "no profiles configured: give --profile NAME=ROLE_ARN, ROLECALL_PROFILES or `profiles` in the config file (with identity: pod-identity each role chains from the agent's session; AWS_ROLE_ARN is the web identity's role and is not used), or set pod_identity_profile to publish the agent's session alone";
+
+/// The problem of a profile without a region (the SDKs need one).
+const NO_REGION: &str = "no AWS region: set --region, AWS_REGION or `region` in the config file (or an STS endpoint with --sts-endpoint)";
+
+/// The synthesized base profile of `identity: pod-identity`: the agent's
+/// session, with the global region and credentials mode (used when it
+/// is published) and no STS settings.
+fn base_profile(
+    b: &super::PodIdentity,
+    l: &Layer,
+    g: &Globals,
+    default_session: &str,
+    p: &mut Problems,
+) -> Profile {
+    let mut region = None;
+    let mut credentials = CredentialsMode::Process;
+    if b.published {
+        if l.region.is_none() && l.sts_endpoint.is_none() {
+            p.push("region", NO_REGION);
+        }
+        region = validate(&l.region, p, check_region);
+        let mode = or(&l.credentials, p, mode, CredentialsMode::Process);
+        credentials = mode.unwrap_or_default();
+        endpoint_needed(&b.profile, credentials, &l.credentials, g, p);
+    }
+    Profile {
+        region,
+        credentials,
+        pod_identity: true,
+        session_name: default_session.to_owned(),
+        ..Profile::new(&b.profile, "")
+    }
+}
+
+/// `credentials: endpoint` needs the endpoint's listener.
+fn endpoint_needed(
+    name: &str,
+    mode: CredentialsMode,
+    at: &Option<Sourced>,
+    g: &Globals,
+    p: &mut Problems,
+) {
+    if mode == CredentialsMode::Endpoint
+        && !g.endpoint_set
+        && let Some(s) = at
+    {
+        p.at(
+            s,
+            format!(
+                "profile \"{name}\" uses credentials: endpoint, which only the credentials endpoint serves: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT), or use file or process"
+            ),
+        );
+    }
 }
 
 /// One profile, checked in the order its problems are listed; `None` when
@@ -86,32 +155,23 @@ fn one(
     let role_arn = validate(&raw.role_arn, p, check_role_arn);
     let l = values.clone().under(raw.own.clone());
     if l.region.is_none() && l.sts_endpoint.is_none() {
-        p.push(
-            "region",
-            "no AWS region: set --region, AWS_REGION or `region` in the config file (or an STS endpoint with --sts-endpoint)",
-        );
+        p.push("region", NO_REGION);
     }
     let region = validate(&l.region, p, check_region);
     let sts_endpoint = validate(&l.sts_endpoint, p, check_endpoint);
-    let chained = raw.source_profile.is_some();
+    // Under pod-identity every role profile chains from the base.
+    let base = g.config.identity.pod().map(|b| b.profile.as_str());
+    let chained = raw.source_profile.is_some() || base.is_some();
     let duration = duration(&raw.own.duration, &values.duration, chained, p);
     let use_fips = or(&l.use_fips_endpoint, p, parse_bool, false);
     let use_dualstack = or(&l.use_dualstack_endpoint, p, parse_bool, false);
     let default_session = default_session.to_owned();
     let session_name = or(&l.session_name, p, check_session_name, default_session);
     let credentials = or(&l.credentials, p, mode, CredentialsMode::Process);
-    if credentials == Some(CredentialsMode::Endpoint)
-        && !g.endpoint_set
-        && let Some(s) = &l.credentials
-    {
-        p.at(
-            s,
-            format!(
-                "profile \"{name}\" uses credentials: endpoint, which only the credentials endpoint serves: set endpoint_addr (--endpoint-addr 127.0.0.1:PORT), or use file or process"
-            ),
-        );
+    if let Some(mode) = credentials {
+        endpoint_needed(name, mode, &l.credentials, g, p);
     }
-    let settings = own_settings(name_src, raw, merged, chained, p);
+    let settings = own_settings(name_src, raw, merged, base, p);
     ok_name?;
     let profile = Profile {
         name: name.clone(),
@@ -162,9 +222,10 @@ fn own_settings(
     name_src: &Sourced,
     raw: &RawProfile,
     merged: &RawProfiles,
-    chained: bool,
+    base: Option<&str>,
     p: &mut Problems,
 ) -> Profile {
+    let chained = raw.source_profile.is_some() || base.is_some();
     let policy = validate(&raw.policy, p, check_policy);
     let arns = raw.policy_arns.iter();
     let policy_arns = arns
@@ -177,13 +238,14 @@ fn own_settings(
         );
     }
     let source_profile = raw.source_profile.as_ref().and_then(|s| {
-        if merged.contains_key(&s.value) {
+        if merged.contains_key(&s.value) || base == Some(s.value.as_str()) {
             return Some(s.value.clone());
         }
         let message = format!("unknown source_profile \"{}\"", printable(&s.value));
         p.at(s, message);
         None
     });
+    let source_profile = source_profile.or(base.map(str::to_owned));
     let external_id = validate(&raw.external_id, p, check_external_id);
     Profile {
         policy,
@@ -199,9 +261,11 @@ fn own_settings(
 fn check_process_dir(profiles: &[Profile], g: &Globals, problems: &mut Problems) {
     let dir = g.config.app_output_dir.to_string_lossy();
     let shell_safe = |c: char| c.is_ascii_alphanumeric() || "/._+,=@%:-".contains(c);
+    // An unpublished base (pod-identity) is written nowhere.
+    let published = g.config.identity.pod().is_none_or(|b| b.published);
     if profiles
         .iter()
-        .any(|p| p.credentials == CredentialsMode::Process)
+        .any(|p| p.credentials == CredentialsMode::Process && (published || !p.pod_identity))
         && !dir.chars().all(shell_safe)
     {
         problems.push(

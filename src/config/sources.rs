@@ -128,6 +128,9 @@ pub(super) type RawProfiles = BTreeMap<String, (Sourced, RawProfile)>;
 pub(super) struct Merged {
     pub values: Layer,
     pub profiles: RawProfiles,
+    /// Where the `AWS_ROLE_ARN` fallback came from, if it gave the one
+    /// profile (pod-identity drops it: it is the IRSA role).
+    pub fallback: Option<String>,
     pub problems: Problems,
 }
 
@@ -156,6 +159,7 @@ pub(super) fn merge<'a>(sources: impl IntoIterator<Item = &'a Source>) -> Merged
     if let Some((name, raw)) = fallback.filter(|_| out.profiles.is_empty()) {
         let entry = (name.clone(), raw.clone());
         out.profiles.insert(name.value.clone(), entry);
+        out.fallback = Some(name.origin.clone());
     }
     out
 }

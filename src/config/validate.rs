@@ -27,6 +27,8 @@ pub(super) struct Globals {
     pub file_mode_at: Option<Sourced>,
     /// The files the options name, as the load read them.
     pub files: Loaded,
+    /// The identity's options so far (pod.rs).
+    pub pod: super::pod::Raw,
 }
 
 /// Runs a check over a sourced value (trimmed), if one is set, recording a
@@ -42,14 +44,16 @@ pub(super) fn validate<'a, T>(
 
 /// A path: recorded as given, with a problem when it is empty or holds a
 /// control character.
-fn check_path(s: &Sourced, problems: &mut Problems) -> PathBuf {
+pub(super) fn check_path(s: &Sourced, problems: &mut Problems) -> PathBuf {
     if s.value.is_empty() || s.value.chars().any(char::is_control) {
         problems.at(s, "must be a non-empty path without control characters");
     }
     PathBuf::from(&s.value)
 }
 
+/// The web identity's token; pod.rs judges it again under pod-identity.
 pub(super) fn token_file(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
+    g.pod.token_file_at = s.cloned();
     g.config.token_file = s.map_or_else(|| DEFAULT_TOKEN_FILE.into(), |s| check_path(s, p));
 }
 

@@ -24,7 +24,8 @@ fn keys_flags_and_variables_are_each_declared_once() {
 fn the_yaml_key_lists_are_derived_from_the_table() {
     assert_eq!(
         top_keys().join(", "),
-        "token_file, output_dir, app_output_dir, region, sts_endpoint, use_fips_endpoint, \
+        "token_file, identity, pod_identity_endpoint, pod_identity_token_file, \
+         pod_identity_profile, output_dir, app_output_dir, region, sts_endpoint, use_fips_endpoint, \
          use_dualstack_endpoint, duration_seconds, role_session_name, credentials, file_mode, \
          allow_world_readable, health_addr, endpoint_addr, endpoint_token_file, ca_bundle, \
          control_socket, proxy, no_proxy, log_format, profiles, outputs"

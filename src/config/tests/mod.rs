@@ -8,6 +8,7 @@ mod endpoints;
 mod file;
 mod listeners;
 mod network;
+mod pod_identity;
 
 const ARN_A: &str = "arn:aws:iam::111122223333:role/reader";
 const ARN_B: &str = "arn:aws:iam::111122223333:role/writer";

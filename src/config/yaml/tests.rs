@@ -65,7 +65,10 @@ fn every_problem_is_the_file_s() {
             "/c.yaml: profiles.b"
         ]
     );
-    assert!(p[0].message.contains("known keys: token_file, output_dir"));
+    assert!(
+        p[0].message
+            .contains("known keys: token_file, identity, pod_identity_endpoint")
+    );
     assert!(
         p[2].message
             .contains("known profile keys: role_arn, region")
