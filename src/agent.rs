@@ -154,4 +154,4 @@ impl fmt::Debug for Agent {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -21,6 +21,8 @@ use crate::session::Session;
 use crate::state::{SessionWatch, Shared};
 use crate::sts::{ErrorClass, Sts};
 
+#[cfg(test)]
+mod agent_tests;
 mod error;
 mod failures;
 mod manual;

@@ -1,7 +1,7 @@
 //! What a reload changes, decided without a runtime: [`plan`] compares the
 //! running configuration with the new one and lists the options that need a
 //! restart and the profiles to stop and (re)start. The supervisor carries
-//! the plan out.
+//! the plan out, unless [`refused`] says the change needs a restart whole.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -76,6 +76,18 @@ pub fn plan(old: &Config, new: &Config, running: &BTreeMap<String, Arc<Profile>>
         removed,
         start,
     }
+}
+
+/// Why a reload from `old` to `new` is refused as a whole, if it is: a
+/// change of `identity` changes every profile's source while the running
+/// agent client and token watcher stay, so only a restart applies it.
+pub fn refused(old: &Config, new: &Config) -> Option<String> {
+    let (was, is) = (old.identity.name(), new.identity.name());
+    (was != is).then(|| {
+        format!(
+            "identity changed ({was} \u{2192} {is}): only a restart applies it; the running configuration is kept"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -167,5 +179,71 @@ profiles:
         assert_eq!(p, ReloadPlan::default(), "membership is no profile change");
         let p = plan(&old, &config(&sets("a, b", "/elsewhere")), &running(&old));
         assert_eq!(p.restart_needed, ["outputs"]);
+    }
+
+    const POD: &str = "identity: pod-identity
+region: eu-west-1
+profiles:
+  a: { role_arn: 'arn:aws:iam::111122223333:role/a' }
+  b: { role_arn: 'arn:aws:iam::111122223333:role/b' }
+";
+
+    #[test]
+    fn a_change_of_identity_is_refused_whole() {
+        let (web, pod) = (config(BASE), config(POD));
+        assert_eq!(
+            refused(&web, &pod).as_deref(),
+            Some(
+                "identity changed (web-identity \u{2192} pod-identity): only a restart applies it; the running configuration is kept"
+            )
+        );
+        assert!(
+            refused(&pod, &web)
+                .unwrap()
+                .contains("(pod-identity \u{2192} web-identity)")
+        );
+        assert_eq!(refused(&pod, &pod), None);
+        assert_eq!(
+            refused(
+                &web,
+                &config(POD.replace("pod-identity", "web-identity").as_str())
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_agent_and_its_token_need_a_restart_and_the_published_name_is_a_plan() {
+        let old = config(POD);
+        let new = config(&format!(
+            "pod_identity_endpoint: 'http://127.0.0.1:8080/v1/credentials'\npod_identity_token_file: /t\n{POD}"
+        ));
+        let p = plan(&old, &new, &running(&old));
+        assert_eq!(
+            p.restart_needed,
+            ["pod_identity_endpoint", "pod_identity_token_file"]
+        );
+        assert!(p.start.is_empty() && p.removed.is_empty());
+        // Publishing the base under a name renames it: every chained
+        // profile changes source, and keeps no session.
+        let new = config(&format!("pod_identity_profile: node\n{POD}"));
+        let p = plan(&old, &new, &running(&old));
+        assert!(p.restart_needed.is_empty() && refused(&old, &new).is_none());
+        assert_eq!(p.removed, ["pod-identity"]);
+        let start: Vec<_> = p
+            .start
+            .iter()
+            .map(|s| (s.profile.name.as_str(), s.keep_session))
+            .collect();
+        assert_eq!(start, [("a", false), ("b", false), ("node", false)]);
+        // Published under the internal name: the same profiles, no plan.
+        let new = config(&format!("pod_identity_profile: pod-identity\n{POD}"));
+        assert_eq!(plan(&old, &new, &running(&old)), ReloadPlan::default());
+        // A role profile added: started after its source, nothing else.
+        let new = config(&format!(
+            "{POD}  c: {{ role_arn: 'arn:aws:iam::111122223333:role/c' }}\n"
+        ));
+        let p = plan(&old, &new, &running(&old));
+        assert_eq!(p.summary(), (vec!["c"], vec![], vec![]));
     }
 }

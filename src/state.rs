@@ -87,6 +87,9 @@ struct State {
     written: BTreeMap<String, BTreeMap<String, ready::Written>>,
     /// Whether the last write of the outputs succeeded.
     outputs_written: bool,
+    /// The Pod Identity agent's URL under `identity: pod-identity`
+    /// ([`Shared::set_source`]).
+    agent: Option<String>,
 }
 
 impl State {
@@ -324,6 +327,8 @@ impl Shared {
 }
 
 mod sets;
+mod source;
+pub use source::Source;
 
 #[cfg(test)]
 mod tests;

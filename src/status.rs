@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::fsread::{self, Follow, ReadError};
-use crate::output::{MAX_OUTPUT_BYTES, ProfileStatus, STATUS_FILE, Status};
+use crate::output::{MAX_OUTPUT_BYTES, ProfileStatus, STATUS_FILE, SourceStatus, Status};
 use crate::session::parse_time;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +116,28 @@ pub fn unready(status: &Status, now: SystemTime) -> Vec<String> {
         .collect()
 }
 
+/// The header line of a sidecar under `identity: pod-identity`: where
+/// every session comes from, the agent's session, its last error.
+fn source_line(source: &SourceStatus, now: SystemTime) -> String {
+    let session = match &source.expiration {
+        Some(t) => format!(
+            "session until {} ({})",
+            escape_controls(t),
+            human_left(Some(t), now)
+        ),
+        None => "no session yet".to_owned(),
+    };
+    let error = source
+        .last_error
+        .as_deref()
+        .map(|e| format!(" (last error {})", escape_controls(e)))
+        .unwrap_or_default();
+    format!(
+        "source: Pod Identity agent {}, {session}{error}\n",
+        escape_controls(&source.agent)
+    )
+}
+
 /// `1h02m`, `14m05s`, `expired 3m ago`.
 pub fn human_left(expiration: Option<&str>, now: SystemTime) -> String {
     let Some(t) = expiration.and_then(parse_time) else {
@@ -175,6 +197,9 @@ pub fn table(status: &Status, now: SystemTime) -> String {
     if let Some(set) = &status.set {
         let _ = writeln!(out, "output set {}", escape_controls(set));
     }
+    if let Some(source) = &status.source {
+        out.push_str(&source_line(source, now));
+    }
     let mut line = |cells: &[&str]| {
         let mut l = String::new();
         for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
@@ -233,6 +258,8 @@ mod tests {
                 },
             ],
             rejected_config: vec![],
+            identity: None,
+            source: None,
         };
         let t = table(&status, now);
         let lines: Vec<&str> = t.lines().collect();
@@ -275,6 +302,8 @@ mod tests {
                 last_error: Some("one\ntwo\u{9b}".into()),
             }],
             rejected_config: vec!["profiles.x\u{1b}[2J: bad\nline".into()],
+            identity: None,
+            source: None,
         };
         let t = table(&status, SystemTime::now());
         assert_eq!(t.lines().count(), 5, "{t}");
@@ -292,6 +321,8 @@ mod tests {
             set: Some("shipper".into()),
             profiles: Vec::new(),
             rejected_config: Vec::new(),
+            identity: None,
+            source: None,
         };
         let t = table(&status, SystemTime::now());
         assert_eq!(t.lines().next(), Some("output set shipper"), "{t}");
@@ -301,6 +332,35 @@ mod tests {
         assert!(
             !to_json(&status).contains("\"set\""),
             "old readers see no new field"
+        );
+    }
+
+    #[test]
+    fn under_pod_identity_one_line_names_the_agent_and_its_session() {
+        let now = parse_time("2026-11-29T01:00:00Z").unwrap();
+        let json = r#"{"version":1,"profiles":[],"identity":"pod-identity",
+            "source":{"name":"pod-identity","published":false,"expiration":"2026-11-29T04:00:00Z",
+            "last_error":null,"agent":"http://169.254.170.23/v1/credentials"}}"#;
+        let mut status: Status = serde_json::from_str(json).unwrap();
+        let t = table(&status, now);
+        assert_eq!(
+            t.lines().next(),
+            Some(
+                "source: Pod Identity agent http://169.254.170.23/v1/credentials, session until 2026-11-29T04:00:00Z (3h00m)"
+            ),
+            "{t}"
+        );
+        let source = status.source.as_mut().unwrap();
+        source.expiration = None;
+        source.last_error = Some("ConnectionError: refused\u{1b}[2J".into());
+        let t = table(&status, now);
+        assert!(t.starts_with("source: Pod Identity agent http://169.254.170.23/v1/credentials, no session yet (last error ConnectionError: refused\\u{1b}[2J)\n"), "{t}");
+        assert!(to_json(&status).contains("\"identity\": \"pod-identity\""));
+        status.identity = None;
+        status.source = None;
+        assert!(
+            !to_json(&status).contains("source"),
+            "absent under web-identity"
         );
     }
 }

@@ -36,6 +36,28 @@ mod tests;
 
 use reloader::Reloader;
 
+/// The Pod Identity agent's client under `identity: pod-identity`, its
+/// calls counted in `metrics`; says which identity the sidecar runs with
+/// (`rolecall_identity_info`, and a line under pod-identity).
+fn agent(config: &Config, metrics: &Metrics) -> Option<Arc<crate::agent::Agent>> {
+    let crate::config::Identity::PodIdentity(p) = &config.identity else {
+        metrics.record_identity("web-identity");
+        return None;
+    };
+    metrics.record_identity("pod-identity");
+    tracing::info!(
+        identity = "pod-identity",
+        agent = %p.endpoint,
+        token = %config.token_file.display(),
+        base = %p.profile,
+        published = p.published,
+        "the base session comes from the EKS Pod Identity agent; every role profile is chained from it"
+    );
+    Some(Arc::new(
+        crate::agent::Agent::new(&p.endpoint).with_metrics(metrics.clone()),
+    ))
+}
+
 /// The pieces every mode shares.
 struct Core {
     shared: Arc<Shared>,
@@ -53,6 +75,10 @@ impl Core {
     fn new(config: &Config, opts: &Options, once: bool) -> Result<Core, RunError> {
         let metrics = Metrics::new();
         let shared = Shared::with_metrics(metrics.clone());
+        shared.set_source(match &config.identity {
+            crate::config::Identity::PodIdentity(p) => Some(p.endpoint.clone()),
+            crate::config::Identity::WebIdentity => None,
+        });
         sts::warn_plaintext_endpoints(&config.profiles);
         let sets = Sets::new(config, opts.jitter, opts.clock, &metrics);
         sets.prepare()?;
@@ -74,12 +100,7 @@ impl Core {
                 )
                 .with_clock(opts.clock)
                 .with_metrics(metrics.clone()),
-            agent: match &config.identity {
-                crate::config::Identity::PodIdentity(p) => {
-                    Some(Arc::new(crate::agent::Agent::new(&p.endpoint)))
-                }
-                crate::config::Identity::WebIdentity => None,
-            },
+            agent: agent(config, &metrics),
             token_file: config.token_file.clone(),
             jitter: opts.jitter,
             spread: opts.spread,

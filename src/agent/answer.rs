@@ -10,9 +10,14 @@ use aws_smithy_types::date_time::Format;
 use serde::Deserialize;
 
 use crate::codes::Code;
-use crate::output::ini_safe;
 use crate::session::{Secret, Session};
 use crate::sts::{Assumed, ErrorClass, StsError};
+
+/// What [`crate::output::ini_safe`] accepts (not imported: `output` reads
+/// the state, which names the agent's role): printable ASCII, no spaces.
+fn ini_safe(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
+}
 
 /// The wire form. No `Debug`: it holds the keys.
 #[derive(Deserialize)]

@@ -347,7 +347,7 @@ fn hints_name_the_association_the_agent_the_host_and_the_audience() {
 }
 
 /// An HTTP/1.1 answer with `body`.
-fn respond(status: &str, body: &str) -> &'static str {
+pub(crate) fn respond(status: &str, body: &str) -> &'static str {
     let text = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -358,15 +358,24 @@ fn respond(status: &str, body: &str) -> &'static str {
 /// An agent on 127.0.0.1 that answers each connection with `answer`
 /// (`None`: reads the request and never answers), and sends each request
 /// it read.
-async fn agent_serving(
+pub(crate) async fn agent_serving(
     answer: Option<&'static str>,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    agent_script(vec![answer]).await
+}
+
+/// The same, answering the connections in turn with `script`, the last
+/// entry again and again.
+pub(crate) async fn agent_script(
+    script: Vec<Option<&'static str>>,
 ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
-        loop {
+        for i in 0.. {
             let (mut conn, _) = listener.accept().await.unwrap();
+            let answer = script[i.min(script.len() - 1)];
             let tx = tx.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0; 4096];

@@ -45,7 +45,8 @@ pub use options::Flags;
 pub use outputs::{DEFAULT_SET, valid_set_name};
 pub use pod::{
     DEFAULT_ENDPOINT as DEFAULT_POD_IDENTITY_ENDPOINT,
-    DEFAULT_TOKEN_FILE as DEFAULT_POD_IDENTITY_TOKEN_FILE, check_endpoint as check_agent_url,
+    DEFAULT_TOKEN_FILE as DEFAULT_POD_IDENTITY_TOKEN_FILE, Warning,
+    check_endpoint as check_agent_url,
 };
 pub use profile::{CredentialsMode, Profile, endpoint_for};
 
@@ -109,24 +110,6 @@ pub enum Identity {
     PodIdentity(PodIdentity),
 }
 
-impl Identity {
-    /// The option's word: `web-identity` or `pod-identity`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Identity::WebIdentity => "web-identity",
-            Identity::PodIdentity(_) => "pod-identity",
-        }
-    }
-
-    /// The agent and the base profile, under pod-identity.
-    pub fn pod(&self) -> Option<&PodIdentity> {
-        match self {
-            Identity::WebIdentity => None,
-            Identity::PodIdentity(p) => Some(p),
-        }
-    }
-}
-
 /// The Pod Identity agent and the base session's profile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodIdentity {
@@ -187,15 +170,6 @@ pub struct Config {
     /// What the load accepted but the log should say (an option ignored,
     /// a combination that may not work), for [`Config::log_warnings`].
     pub warnings: Vec<Warning>,
-}
-
-/// A remark on a valid configuration, and where it came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Warning {
-    /// Logged at debug level (expected on many pods), else at warn.
-    pub debug: bool,
-    pub origin: String,
-    pub message: String,
 }
 
 /// One output set: a directory, for one application container, holding
@@ -306,9 +280,12 @@ impl Config {
         self.sets_declared
     }
 
-    /// Logs each of [`Config::warnings`] (at start and at each reload).
-    pub fn log_warnings(&self) {
-        for w in &self.warnings {
+    /// Logs each of [`Config::warnings`]: at start, every one (`since`:
+    /// `None`); at a reload, those the running configuration `since` did
+    /// not have.
+    pub fn log_warnings(&self, since: Option<&Config>) {
+        let old = since.map_or(&[][..], |c| &c.warnings);
+        for w in self.warnings.iter().filter(|w| !old.contains(w)) {
             if w.debug {
                 tracing::debug!(origin = %w.origin, "{}", w.message);
             } else {

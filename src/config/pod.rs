@@ -17,7 +17,7 @@ use super::options::Layer;
 use super::sources::{Merged, RawProfiles};
 use super::validate::{Globals, check_path, validate};
 use super::values::{Problems, Sourced};
-use super::{Config, Identity, POD_IDENTITY_PROFILE, PodIdentity, Warning};
+use super::{Config, Identity, POD_IDENTITY_PROFILE, PodIdentity};
 use crate::text::printable;
 
 /// The agent's URL as EKS injects it.
@@ -25,6 +25,33 @@ pub const DEFAULT_ENDPOINT: &str = "http://169.254.170.23/v1/credentials";
 /// The Pod Identity token as EKS projects it.
 pub const DEFAULT_TOKEN_FILE: &str =
     "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token";
+
+impl Identity {
+    /// The option's word: `web-identity` or `pod-identity`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Identity::WebIdentity => "web-identity",
+            Identity::PodIdentity(_) => "pod-identity",
+        }
+    }
+
+    /// The agent and the base profile, under pod-identity.
+    pub fn pod(&self) -> Option<&PodIdentity> {
+        match self {
+            Identity::WebIdentity => None,
+            Identity::PodIdentity(p) => Some(p),
+        }
+    }
+}
+
+/// A remark on a valid configuration, and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// Logged at debug level (expected on many pods), else at warn.
+    pub debug: bool,
+    pub origin: String,
+    pub message: String,
+}
 
 /// The pod-identity options as the rows above `pod_identity_profile` left
 /// them, for its check to build [`Identity`].

@@ -81,7 +81,7 @@ const NO_REGION: &str = "no AWS region: set --region, AWS_REGION or `region` in 
 
 /// The synthesized base profile of `identity: pod-identity`: the agent's
 /// session, with the global region and credentials mode (used when it
-/// is published) and no STS settings.
+/// is published, and only then needed) and no STS settings.
 fn base_profile(
     b: &super::PodIdentity,
     l: &Layer,
@@ -89,15 +89,15 @@ fn base_profile(
     default_session: &str,
     p: &mut Problems,
 ) -> Profile {
-    let mut region = None;
-    let mut credentials = CredentialsMode::Process;
+    // The same whether published or not, so that publishing it (a
+    // reload) does not replace it.
+    let region = validate(&l.region, p, check_region);
+    let mode = or(&l.credentials, p, mode, CredentialsMode::Process);
+    let credentials = mode.unwrap_or_default();
     if b.published {
         if l.region.is_none() && l.sts_endpoint.is_none() {
             p.push("region", NO_REGION);
         }
-        region = validate(&l.region, p, check_region);
-        let mode = or(&l.credentials, p, mode, CredentialsMode::Process);
-        credentials = mode.unwrap_or_default();
         endpoint_needed(&b.profile, credentials, &l.credentials, g, p);
     }
     Profile {

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use adopt::adopt;
 pub use helper::Helper;
-pub use render::{Rendered, ini_safe, render, render_set};
+pub use render::{Rendered, ini_safe, render, render_set, render_with_source};
 pub use sets::Sets;
 pub use writer::{WRITE_DEBOUNCE, WriteError, Writer};
 
@@ -119,6 +119,38 @@ pub struct Status {
     /// succeeds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected_config: Vec<String>,
+    /// `pod-identity` under `identity: pod-identity` (absent under
+    /// web-identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// The source of every session under pod-identity: the agent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceStatus>,
+}
+
+/// The Pod Identity agent's session in [`STATUS_FILE`], published or not.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceStatus {
+    /// The base profile's name.
+    pub name: String,
+    pub published: bool,
+    pub expiration: Option<String>,
+    pub last_error: Option<String>,
+    /// The agent's URL.
+    pub agent: String,
+}
+
+impl SourceStatus {
+    /// The entry for `source`.
+    pub fn of(source: &crate::state::Source) -> SourceStatus {
+        SourceStatus {
+            name: source.name.clone(),
+            published: source.published,
+            expiration: source.expiration.map(crate::session::format_time),
+            last_error: source.last_error.clone(),
+            agent: source.agent.clone(),
+        }
+    }
 }
 
 /// How often the writer re-checks its files even without a state change,

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::{ProcessCredentials, ProcessEntry, ProcessFile, ProfileStatus, Status};
+use super::{ProcessCredentials, ProcessEntry, ProcessFile, ProfileStatus, SourceStatus, Status};
 use crate::config::CredentialsMode;
 use crate::session::{Session, format_time};
 use crate::state::ProfileState;
@@ -74,6 +74,19 @@ pub fn render_set(
     set: Option<&str>,
     now: SystemTime,
 ) -> Rendered {
+    render_with_source(states, rejected_config, output_dir, set, None, now)
+}
+
+/// [`render_set`], with the Pod Identity agent's session in `status.json`
+/// under `identity: pod-identity`.
+pub fn render_with_source(
+    states: &[&ProfileState],
+    rejected_config: &[String],
+    output_dir: &Path,
+    set: Option<&str>,
+    source: Option<SourceStatus>,
+    now: SystemTime,
+) -> Rendered {
     let mut credentials = String::from(HEADER);
     let mut config = String::from(HEADER);
     let mut status = Status {
@@ -81,6 +94,8 @@ pub fn render_set(
         set: set.map(str::to_owned),
         profiles: Vec::new(),
         rejected_config: rejected_config.to_vec(),
+        identity: source.is_some().then(|| "pod-identity".to_owned()),
+        source,
     };
     let mut process: Option<ProcessFile> = None;
     for state in states {
@@ -127,7 +142,13 @@ fn profile_status(state: &ProfileState) -> ProfileStatus {
     let p = &state.profile;
     ProfileStatus {
         name: p.name.clone(),
-        role_arn: p.role_arn.clone(),
+        // The base profile of identity: pod-identity has no role ARN (the
+        // agent's answer names none): agent::ROLE_SHOWN.
+        role_arn: if p.pod_identity {
+            "(Pod Identity association)".into()
+        } else {
+            p.role_arn.clone()
+        },
         credentials: p.credentials.as_str().into(),
         region: p.region.clone(),
         expiration: state.session.as_ref().map(|s| format_time(s.expiration)),

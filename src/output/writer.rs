@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use super::render::served;
-use super::{CONFIG_FILE, CREDENTIALS_FILE, Helper, PROCESS_FILE, STATUS_FILE, atomic, render_set};
+use super::{
+    CONFIG_FILE, CREDENTIALS_FILE, Helper, PROCESS_FILE, STATUS_FILE, SourceStatus, atomic,
+    render_with_source,
+};
 use crate::clock::Clock;
 use crate::config::{Config, OutputSet};
 use crate::metrics::Metrics;
@@ -148,7 +151,8 @@ impl Writer {
         let rendered = {
             let states: Vec<&ProfileState> = states.iter().collect();
             let set = named.then_some(self.set.as_str());
-            render_set(&states, rejected, &self.app_dir, set, now)
+            let source = shared.source().as_ref().map(SourceStatus::of);
+            render_with_source(&states, rejected, &self.app_dir, set, source, now)
         };
         let mut first_error = None;
         let mut written = 0;

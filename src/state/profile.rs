@@ -129,10 +129,15 @@ impl ProfileState {
         if self.live_session(now).is_some() {
             return None;
         }
-        Some(match (&self.session, &self.last_error) {
+        let why = match (&self.session, &self.last_error) {
             (_, Some(e)) => e.clone(),
             (Some(_), None) => "credentials expired".into(),
             (None, None) => "no credentials yet".into(),
+        };
+        Some(if self.profile.pod_identity {
+            format!("the Pod Identity agent's session: {why}")
+        } else {
+            why
         })
     }
 }

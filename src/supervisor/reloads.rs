@@ -29,21 +29,17 @@ impl Supervisor {
             Ok(Ok(new)) => new,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reload refused; keeping the running configuration");
-                let problems: Vec<String> = e
-                    .problems
-                    .iter()
-                    .map(|p| format!("{}: {}", p.origin, p.message))
-                    .collect();
-                self.core
-                    .metrics
-                    .count_config_reload(false, self.core.ctx.clock.now());
-                self.core
-                    .sets
-                    .show_rejected(&self.core.shared, problems.clone());
-                return Answer::refused(problems);
+                let problems = e.problems.iter();
+                let problems = problems.map(|p| format!("{}: {}", p.origin, p.message));
+                return self.refuse(problems.collect());
             }
             Err(e) => return not_read(&self.core, &self.thread_limit_log, e),
         };
+        if let Some(why) = crate::reload::refused(&self.current, &new) {
+            tracing::error!(error = %why, "reload refused");
+            return self.refuse(vec![why]);
+        }
+        new.log_warnings(Some(&self.current));
         let core = &self.core;
         apply_members(core, &new);
         if let Err(e) = install_helper_if_needed(&core.sets, &core.shared, &new, &self.opts) {
@@ -63,6 +59,16 @@ impl Supervisor {
         self.core.sets.show_rejected(&self.core.shared, Vec::new());
         self.current = new;
         answer
+    }
+
+    /// A refused reload: counted as failed, its `problems` shown (status),
+    /// the running configuration kept.
+    fn refuse(&self, problems: Vec<String>) -> Answer {
+        let core = &self.core;
+        core.metrics
+            .count_config_reload(false, core.ctx.clock.now());
+        core.sets.show_rejected(&core.shared, problems.clone());
+        Answer::refused(problems)
     }
 }
 

@@ -12,6 +12,12 @@
 //!   is blocked. [`FakeSts::set_clock`] stamps expirations and the
 //!   `Date` header from an injected `rolecall::clock::Clock`, so paused-time
 //!   tests reach expiry.
+//! - `fake_agent` (not glob-exported: its `Reply` would clash with
+//!   `fake_sts`'s; `FakeAgent` and `AgentReply` are): [`FakeAgent`], an EKS
+//!   Pod Identity agent on loopback (or on given addresses) answering
+//!   `GET /v1/credentials` from a script of replies, with the real agent's
+//!   token and `Host` checks, text error bodies, rate limit and per-token
+//!   cache.
 //! - `config_dir`: [`ConfigDir`], a configuration file as a ConfigMap volume
 //!   (`..data` swaps) or a plain file edited, renamed over or recreated.
 //! - `token_dir`: [`TokenDir`], a temporary directory laid out the way
@@ -52,6 +58,7 @@ use std::sync::{Mutex, MutexGuard};
 mod cases;
 mod child;
 mod config_dir;
+pub mod fake_agent;
 mod fake_sts;
 mod in_process;
 mod ini;
@@ -75,6 +82,8 @@ pub use cases::*;
 pub use child::*;
 #[allow(unused_imports)]
 pub use config_dir::*;
+#[allow(unused_imports)]
+pub use fake_agent::{FakeAgent, Reply as AgentReply};
 #[allow(unused_imports)]
 pub use fake_sts::*;
 #[allow(unused_imports)]

@@ -143,8 +143,8 @@ pub(super) async fn assume(
         .ok_or("moto AssumeRole: no AssumedRoleUser")?;
     // arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION, as the agent parses it.
     let account_id = arn.split(':').nth(4).unwrap_or_default().to_owned();
-    let expiration = SystemTime::try_from(*creds.expiration())
-        .map_err(|e| format!("moto Expiration: {e}"))?;
+    let expiration =
+        SystemTime::try_from(*creds.expiration()).map_err(|e| format!("moto Expiration: {e}"))?;
     Ok(AgentCredentials {
         access_key_id: creds.access_key_id().to_owned(),
         secret_access_key: creds.secret_access_key().to_owned(),
