@@ -80,6 +80,7 @@ impl Core {
             crate::config::Identity::WebIdentity => None,
         });
         sts::warn_plaintext_endpoints(&config.profiles);
+        config.log_warnings(None);
         let sets = Sets::new(config, opts.jitter, opts.clock, &metrics);
         sets.prepare()?;
         sets.publish_members(&shared, config);

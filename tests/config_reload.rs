@@ -34,19 +34,27 @@ struct Sidecar {
 
 impl Sidecar {
     async fn start(dir: &ConfigDir) -> Sidecar {
+        Sidecar::start_with(dir, false).await
+    }
+
+    /// With `token_from_env`, the web identity's token is given as the
+    /// IRSA webhook gives it (`AWS_WEB_IDENTITY_TOKEN_FILE`), not by a flag.
+    async fn start_with(dir: &ConfigDir, token_from_env: bool) -> Sidecar {
         let sb = Sandbox::granting(Duration::from_secs(3600));
         let port = free_port();
-        let flags = rolecall::config::Flags {
+        let mut flags = rolecall::config::Flags {
             config: Some(dir.path()),
             health_addr: Some(format!("127.0.0.1:{port}")),
             ..test_flags(&sb.sts, &sb.token, sb.out.path(), &[])
         };
-        let config = Config::load(&flags, &Env::new()).expect("the first configuration");
-        let running = Running::start_with_reload(
-            config,
-            move || Config::load(&flags, &Env::new()),
-            test_options(),
-        );
+        let mut env = Env::new();
+        if token_from_env {
+            let token = flags.token_file.take().expect("test_flags names the token");
+            env.insert("AWS_WEB_IDENTITY_TOKEN_FILE".into(), token);
+        }
+        let config = Config::load(&flags, &env).expect("the first configuration");
+        let running =
+            Running::start_with_reload(config, move || Config::load(&flags, &env), test_options());
         let s = Sidecar { sb, port, running };
         assert!(wait_until(WAIT, || s.key_of("reader").is_some()).await);
         s
@@ -246,6 +254,38 @@ async fn an_invalid_file_is_refused_and_shown_until_a_fixed_one_is_applied() {
         "a successful reload clears the refused file's problems"
     );
     assert_eq!(s.reloads("invalid").await, 1.0);
+    s.running.stop().await;
+}
+
+/// Issue 24: switching `identity` changes every profile's source while the
+/// running agent client and token watcher stay: refused whole, counted and
+/// shown like an invalid file, the running profiles kept and served.
+#[tokio::test]
+async fn a_change_of_identity_is_refused_whole_and_the_running_configuration_kept() {
+    let dir = ConfigDir::configmap(&yaml(&[("reader", READER)]));
+    let s = Sidecar::start_with(&dir, true).await;
+    let reader_key = s.key_of("reader");
+    let profiles = yaml(&[("reader", READER), ("writer", WRITER)]);
+    dir.swap(&format!("identity: pod-identity\n{profiles}"));
+    assert!(eventually(WAIT, || async { s.reloads("invalid").await == 1.0 }).await);
+    assert!(wait_until(WAIT, || s.status_json()["rejected_config"].is_array()).await);
+    assert_eq!(
+        s.status_json()["rejected_config"],
+        serde_json::json!([
+            "identity changed (web-identity \u{2192} pod-identity): only a restart applies it; the running configuration is kept"
+        ])
+    );
+    assert_eq!(
+        s.key_of("writer"),
+        None,
+        "nothing of the refused file applies"
+    );
+    assert_eq!(s.key_of("reader"), reader_key);
+    assert_eq!(http_get(s.port, "/readyz", None).await.0, 200);
+    // Back to web-identity with the new profile: applied as usual.
+    dir.swap(&profiles);
+    assert!(wait_until(WAIT, || s.key_of("writer").is_some()).await);
+    assert!(eventually(WAIT, || async { s.reloads("success").await == 1.0 }).await);
     s.running.stop().await;
 }
 

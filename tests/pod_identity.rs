@@ -358,3 +358,741 @@ fn fake_agent_serves_several_addresses_from_its_own_thread() {
     }
     assert!(agent.wait_for_calls_blocking(2, Duration::from_secs(5)));
 }
+
+// ---------------------------------------------------------------------------
+// The sidecar under `identity: pod-identity` (design24 §3, tests 1-9).
+
+const READER: &str = "arn:aws:iam::111122223333:role/reader";
+const WRITER: &str = "arn:aws:iam::111122223333:role/writer";
+const AUDITOR: &str = "arn:aws:iam::111122223333:role/auditor";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A Pod Identity token for `shop/cart` (audience pods.eks.amazonaws.com),
+/// valid for a day; `n` makes each one different.
+fn pod_token(n: u32) -> String {
+    jwt(
+        TEST_ISSUER,
+        &format!("system:serviceaccount:shop:cart{n}"),
+        rolecall::agent::AUDIENCE,
+        now_unix() + 24 * 3600,
+    )
+}
+
+/// A pod on a Pod Identity cluster: the agent (taking only the token
+/// file's current content), STS, the projected token and the output dir.
+struct Pod {
+    agent: FakeAgent,
+    sts: FakeSts,
+    token: TokenDir,
+    out: tempfile::TempDir,
+}
+
+impl Pod {
+    /// Agent and STS on their own threads (for the binary).
+    fn new() -> Pod {
+        Pod::with(FakeAgent::start(), FakeSts::start())
+    }
+
+    fn with(agent: FakeAgent, sts: FakeSts) -> Pod {
+        let token = TokenDir::new(&pod_token(0));
+        agent.accept_token_file(&token.path());
+        Pod {
+            agent,
+            sts,
+            token,
+            out: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The options every run needs, as flags, in file mode.
+    fn args(&self) -> Vec<String> {
+        self.args_in(TEST_MODE)
+    }
+
+    /// [`Pod::args`] with `--credentials MODE`.
+    fn args_in(&self, mode: &str) -> Vec<String> {
+        vec![
+            "--identity".into(),
+            "pod-identity".into(),
+            "--pod-identity-endpoint".into(),
+            self.agent.url(),
+            "--pod-identity-token-file".into(),
+            self.token.path().display().to_string(),
+            "--output-dir".into(),
+            self.out.path().display().to_string(),
+            "--region".into(),
+            "eu-west-1".into(),
+            "--sts-endpoint".into(),
+            self.sts.endpoint(),
+            "--credentials".into(),
+            mode.into(),
+        ]
+    }
+
+    /// `rolecall run` publishing `profiles`, plus `extra`.
+    fn run(&self, profiles: &[(&str, &str)], extra: &[&str]) -> ChildSidecar {
+        self.run_in(TEST_MODE, profiles, extra)
+    }
+
+    /// [`Pod::run`] in publication mode `mode`.
+    fn run_in(&self, mode: &str, profiles: &[(&str, &str)], extra: &[&str]) -> ChildSidecar {
+        let mut c = rolecall_command();
+        c.env("RUST_LOG", "info")
+            .env("ROLECALL_HEALTH_ADDR", "")
+            .arg("run")
+            .args(self.args_in(mode))
+            .args(extra);
+        for (name, arn) in profiles {
+            c.args(["--profile", &format!("{name}={arn}")]);
+        }
+        ChildSidecar::spawn(&mut c)
+    }
+
+    fn credentials(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+        std::fs::read_to_string(self.out.path().join("credentials"))
+            .map(|t| parse_ini(&t))
+            .unwrap_or_default()
+    }
+
+    fn key_of(&self, profile: &str) -> Option<String> {
+        self.credentials()
+            .get(profile)
+            .and_then(|s| s.get("aws_access_key_id").cloned())
+    }
+
+    /// The access key ids the `AssumeRole` calls to STS were signed with.
+    fn sts_signers(&self) -> Vec<String> {
+        self.sts
+            .requests()
+            .iter()
+            .filter(|r| r.action == "AssumeRole")
+            .map(|r| {
+                r.authorization
+                    .as_deref()
+                    .and_then(signing_key)
+                    .expect("a signed AssumeRole")
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+/// Polls `f` on the wall clock (a child process works in real time).
+async fn until(f: impl FnMut() -> bool) -> bool {
+    wait_until_real(WAIT, f).await
+}
+
+#[tokio::test]
+async fn profiles_chain_from_one_agent_session() {
+    let pod = Pod::new();
+    let mut s = pod.run(
+        &[("reader", READER), ("writer", WRITER), ("auditor", AUDITOR)],
+        &[],
+    );
+    assert!(until(|| pod.credentials().len() == 3).await, "{}", s.log());
+    let sections: Vec<String> = pod.credentials().into_keys().collect();
+    assert_eq!(
+        sections,
+        ["auditor", "reader", "writer"],
+        "the base is not published"
+    );
+    assert_eq!(pod.agent.calls(), 1, "one base session");
+    let agent_key = pod.agent.issued()[0].clone();
+    let requests = pod.sts.requests();
+    assert_eq!(requests.len(), 3);
+    assert!(
+        requests.iter().all(|r| r.action == "AssumeRole"),
+        "{requests:?}"
+    );
+    assert_eq!(
+        pod.sts_signers(),
+        [agent_key.clone(), agent_key.clone(), agent_key]
+    );
+    // The agent saw the raw token from the Pod Identity token file.
+    let call = &pod.agent.call_log()[0];
+    assert_eq!(
+        call.token_digest.as_deref(),
+        Some(token_digest(&pod.token.read()).as_str())
+    );
+    for (name, arn) in [("reader", READER), ("writer", WRITER), ("auditor", AUDITOR)] {
+        let issued = pod.sts.last_issued_for_role(arn).unwrap();
+        assert_eq!(pod.key_of(name), Some(issued.access_key_id), "{name}");
+    }
+    s.stop_within(Duration::from_secs(10)).expect("stops");
+    let log = s.log();
+    assert!(
+        log.contains("identity=pod-identity") || log.contains("pod-identity"),
+        "{log}"
+    );
+    // No secret in the log: the token, the agent's secret or session token.
+    let base = &pod.agent.issued_credentials()[0];
+    for secret in [
+        pod.token.read(),
+        base.secret_access_key.clone(),
+        base.session_token.clone(),
+    ] {
+        assert!(!log.contains(&secret), "a secret in the log:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn a_published_base_is_a_profile_in_every_mode() {
+    // File mode: the base's own keys, next to the chained profile.
+    let pod = Pod::new();
+    let s = pod.run(&[("reader", READER)], &["--pod-identity-profile", "node"]);
+    assert!(until(|| pod.credentials().len() == 2).await, "{}", s.log());
+    assert_eq!(pod.key_of("node"), Some(pod.agent.issued()[0].clone()));
+    assert_eq!(pod.sts_signers(), [pod.agent.issued()[0].clone()]);
+    drop(s);
+
+    // Endpoint mode: served under its name.
+    let pod = Pod::new();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let s = pod.run_in(
+        "endpoint",
+        &[("reader", READER)],
+        &["--pod-identity-profile", "node", "--endpoint-addr", &addr],
+    );
+    let token_copy = pod.out.path().join("endpoint-token");
+    assert!(until(|| token_copy.exists()).await, "{}", s.log());
+    let auth = std::fs::read_to_string(&token_copy).unwrap();
+    let mut served = None;
+    assert!(
+        wait_until(WAIT, || {
+            let (status, body) = http_get_blocking_auth(port, "/v1/credentials/node", &auth);
+            served = (status == 200).then_some(body);
+            served.is_some()
+        })
+        .await,
+        "{}",
+        s.log()
+    );
+    let v = parse(&served.unwrap());
+    assert_eq!(v["AccessKeyId"], pod.agent.issued()[0]);
+    drop(s);
+
+    // Process mode: in credential-process.json.
+    let pod = Pod::new();
+    let s = pod.run_in(
+        "process",
+        &[("reader", READER)],
+        &["--pod-identity-profile", "node"],
+    );
+    let file = pod.out.path().join("credential-process.json");
+    assert!(
+        until(|| std::fs::read_to_string(&file)
+            .is_ok_and(|t| t.contains("\"node\"") && t.contains("\"reader\"")))
+        .await,
+        "{}",
+        s.log()
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains(&pod.agent.issued()[0]), "{text}");
+}
+
+/// A blocking `GET` with `Authorization` on 127.0.0.1:`port`: `(status,
+/// body)`, `(0, "")` when nothing answers.
+fn http_get_blocking_auth(port: u16, path: &str, auth: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return (0, String::new());
+    }
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let status = raw.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn sigusr1_refreshes_the_base_then_the_chained_profiles() {
+    let pod = Pod::new();
+    let s = pod.run(&[("reader", READER), ("writer", WRITER)], &[]);
+    assert!(until(|| pod.credentials().len() == 2).await, "{}", s.log());
+    let first = pod.agent.issued()[0].clone();
+    s.signal(libc::SIGUSR1);
+    assert!(pod.agent.wait_for_calls(2, WAIT).await, "{}", s.log());
+    let second = pod.agent.issued()[1].clone();
+    assert!(
+        until(|| pod.sts_signers().iter().filter(|k| **k == second).count() == 2).await,
+        "{}",
+        s.log()
+    );
+    let signers = pod.sts_signers();
+    assert_eq!(signers[..2], [first.clone(), first], "{signers:?}");
+    // The files hold the sessions signed with the new base.
+    assert!(
+        until(|| {
+            pod.key_of("reader")
+                == pod
+                    .sts
+                    .last_issued_for_role(READER)
+                    .map(|c| c.access_key_id)
+                && pod.key_of("writer")
+                    == pod
+                        .sts
+                        .last_issued_for_role(WRITER)
+                        .map(|c| c.access_key_id)
+        })
+        .await
+    );
+    assert_eq!(pod.agent.calls(), 2);
+}
+
+#[tokio::test]
+async fn once_under_pod_identity_writes_the_chained_profiles() {
+    let pod = Pod::new();
+    let r = run_for(
+        rolecall_piped()
+            .arg("once")
+            .args(pod.args())
+            .args(["--profile", &format!("reader={READER}")])
+            .args(["--profile", &format!("writer={WRITER}")]),
+        WAIT,
+    );
+    assert_eq!(r.code, Some(0), "{}", r.describe());
+    assert_eq!(pod.credentials().len(), 2, "{}", r.describe());
+    assert_eq!(pod.agent.calls(), 1);
+    let key = pod.agent.issued()[0].clone();
+    assert_eq!(pod.sts_signers(), [key.clone(), key]);
+    // A 404 (no association): once fails, saying what to do.
+    let pod = Pod::new();
+    pod.agent.set_default(Reply::no_association());
+    let r = run_for(
+        rolecall_piped()
+            .arg("once")
+            .args(pod.args())
+            .args(["--profile", &format!("reader={READER}")]),
+        WAIT,
+    );
+    assert_ne!(r.code, Some(0), "{}", r.describe());
+    assert!(
+        r.stderr.contains("ResourceNotFoundException"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        r.stderr.contains("create-pod-identity-association"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(pod.sts.calls(), 0, "nothing to chain from");
+    assert!(pod.credentials().is_empty());
+}
+
+/// A sidecar on paused time (in process), with the agent and STS on the
+/// test's runtime and clock, and the health listener.
+struct Paused {
+    pod: Pod,
+    port: u16,
+    start: tokio::time::Instant,
+    running: Running,
+    logs: Logs,
+    _logging: tracing::subscriber::DefaultGuard,
+}
+
+impl Paused {
+    /// `profiles` (`NAME=ARN`); `before` scripts the agent and STS.
+    fn start(profiles: &[&str], before: impl FnOnce(&FakeAgent, &FakeSts)) -> Paused {
+        let logs = Logs::default();
+        let logging = logs.install();
+        let clock = rolecall::clock::Clock::tokio();
+        let agent = FakeAgent::start_local();
+        agent.set_clock(clock);
+        let sts = FakeSts::start_local();
+        sts.set_clock(clock);
+        let pod = Pod::with(agent, sts);
+        before(&pod.agent, &pod.sts);
+        let port = free_port();
+        let flags = rolecall::config::Flags {
+            identity: Some("pod-identity".into()),
+            pod_identity_endpoint: Some(pod.agent.url()),
+            pod_identity_token_file: Some(pod.token.path().display().to_string()),
+            token_file: None,
+            health_addr: Some(format!("127.0.0.1:{port}")),
+            ..test_flags(&pod.sts, &pod.token, pod.out.path(), profiles)
+        };
+        let config = rolecall::config::Config::load(&flags, &rolecall::config::Env::new()).unwrap();
+        let opts = rolecall::Options {
+            clock,
+            ..test_options()
+        };
+        let start = tokio::time::Instant::now();
+        Paused {
+            pod,
+            port,
+            start,
+            running: Running::start(config, opts),
+            logs,
+            _logging: logging,
+        }
+    }
+
+    /// When each agent call came, from the start (virtual time).
+    fn agent_times(&self) -> Vec<Duration> {
+        self.pod
+            .agent
+            .call_log()
+            .iter()
+            .map(|c| c.received - self.start)
+            .collect()
+    }
+
+    /// When each STS call came, from the start (virtual time).
+    fn sts_times(&self) -> Vec<Duration> {
+        self.pod
+            .sts
+            .requests()
+            .iter()
+            .map(|r| r.received - self.start)
+            .collect()
+    }
+
+    async fn ready(&self) -> u16 {
+        http_get(self.port, "/readyz", None).await.0
+    }
+
+    /// The value of the metric line starting with `prefix`.
+    async fn metric(&self, prefix: &str) -> f64 {
+        let (_, body) = http_get(self.port, "/metrics", None).await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{body}"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotated_token_heals_a_failing_base_at_once_and_wakes_no_healthy_one() {
+    let s = Paused::start(&[&format!("reader={READER}")], |agent, _| {
+        // The file holds token 0, the agent wants token 1: 400.
+        agent.accept_token(&pod_token(1));
+    });
+    assert!(s.pod.agent.wait_for_calls(3, WAIT).await);
+    assert!(s.pod.agent.statuses().iter().all(|c| *c == 400));
+    assert!(s.pod.credentials().is_empty());
+    // Kubelet rotates the token: the base asks again at once, not after
+    // its backoff (the clock stands still while the test waits for real).
+    let rotated = tokio::time::Instant::now();
+    s.pod.token.rotate(&pod_token(1));
+    // (The next try was due 4 s after the third.)
+    assert!(wait_until_real(WAIT, || s.pod.agent.statuses().last() == Some(&200)).await);
+    assert!(
+        rotated.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        s.agent_times()
+    );
+    assert!(wait_until(WAIT, || s.pod.credentials().len() == 1).await);
+    let calls = s.pod.agent.calls();
+    let key = s.pod.agent.issued()[0].clone();
+    assert_eq!(s.pod.sts_signers(), std::slice::from_ref(&key));
+
+    // A healthy base: the next rotation is read, but asks nothing.
+    s.pod.agent.accept_token_file(&s.pod.token.path());
+    let changes = s.logs.count("token changed");
+    s.pod.token.rotate(&pod_token(2));
+    assert!(wait_until_real(WAIT, || s.logs.count("token changed") > changes).await);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(s.pod.agent.calls(), calls, "{:?}", s.agent_times());
+    assert_eq!(s.pod.sts_signers(), [key]);
+    s.running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_outage_keeps_every_session_and_recovery_refreshes_the_chain() {
+    let two_hours = Duration::from_secs(7200);
+    let s = Paused::start(
+        &[&format!("reader={READER}"), &format!("writer={WRITER}")],
+        |agent, _| {
+            agent.script(vec![
+                Reply::ok_for(two_hours),
+                Reply::Reset,
+                Reply::Hang,
+                Reply::unavailable(),
+                Reply::unavailable(),
+                Reply::server_error(),
+            ]);
+            agent.set_default(Reply::ok_for(two_hours));
+        },
+    );
+    assert!(wait_until(WAIT, || s.pod.credentials().len() == 2).await);
+    let k1 = s.pod.agent.issued()[0].clone();
+    // The base refreshes at 45 % of 2 h (54 min): the outage. The chained
+    // profiles refreshed at 27 min with the base's first session.
+    assert!(s.pod.agent.wait_for_calls(6, Duration::from_secs(60)).await);
+    let times = s.agent_times();
+    assert!(times[1] >= Duration::from_secs(54 * 60), "{times:?}");
+    assert_eq!(s.ready().await, 200, "valid sessions: ready");
+    assert_eq!(s.pod.credentials().len(), 2);
+    assert!(s.pod.sts_signers().iter().all(|k| *k == k1));
+    // Backoff, then the probe gate: each pause at least as long as the
+    // one before (the Hang's is its attempt timeout).
+    let gaps: Vec<Duration> = times[1..].windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.windows(2).skip(1).all(|g| g[1] >= g[0]), "{times:?}");
+    // The agent answers again: the base's new session, then both chained
+    // profiles at once, signed with it.
+    assert!(s.pod.agent.wait_for_calls(7, Duration::from_secs(60)).await);
+    let k2 = s.pod.agent.issued().last().unwrap().clone();
+    assert_ne!(k1, k2);
+    assert!(
+        wait_until(Duration::from_secs(10), || s
+            .pod
+            .sts_signers()
+            .iter()
+            .filter(|k| **k == k2)
+            .count()
+            == 2)
+        .await,
+        "{:?} {:?}",
+        s.agent_times(),
+        s.sts_times()
+    );
+    let back = s.agent_times()[6];
+    assert!(
+        s.sts_times()
+            .iter()
+            .rev()
+            .take(2)
+            .all(|t| *t - back < Duration::from_secs(5))
+    );
+    assert_eq!(s.ready().await, 200);
+    s.running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn agent_throttling_paces_only_the_agent() {
+    let s = Paused::start(
+        &[&format!("reader={READER}"), &format!("writer={WRITER}")],
+        |agent, _| {
+            agent.push(Reply::ok_for(Duration::from_secs(40 * 60)));
+            agent.set_default(Reply::throttle());
+        },
+    );
+    assert!(wait_until(WAIT, || s.pod.credentials().len() == 2).await);
+    let k1 = s.pod.agent.issued()[0].clone();
+    // The base refreshes at 18 min and is throttled from then on; the
+    // chained profiles refresh on their own schedule (27 min) with the
+    // base's still valid session, without waiting for the agent's gate.
+    tokio::time::sleep(Duration::from_secs(28 * 60)).await;
+    let agent_calls = s.pod.agent.calls();
+    assert!(agent_calls >= 4, "{:?}", s.agent_times());
+    assert_eq!(
+        s.pod.agent.throttled(),
+        0,
+        "the script's 429s, not the limiter's"
+    );
+    let sts = s.sts_times();
+    assert_eq!(sts.len(), 4, "{sts:?}");
+    for t in &sts[2..] {
+        let late = t.saturating_sub(Duration::from_secs(27 * 60));
+        assert!(late < Duration::from_secs(5), "STS is not paced: {sts:?}");
+    }
+    assert!(s.pod.sts_signers().iter().all(|k| *k == k1));
+    // Growing pauses between the agent's calls, and counted.
+    let times = s.agent_times();
+    let gaps: Vec<Duration> = times[1..].windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.last() > gaps.first(), "{times:?}");
+    let throttled = s.metric("rolecall_sts_throttled_total ").await;
+    assert_eq!(throttled as usize, agent_calls - 1);
+    let r429 = s
+        .metric("rolecall_agent_responses_total{status=\"429\"} ")
+        .await;
+    assert_eq!(r429 as usize, agent_calls - 1);
+    assert_eq!(s.ready().await, 200);
+    // The agent lets calls through: a new base, and the chain follows.
+    s.pod.agent.set_default(Reply::ok());
+    assert!(s.pod.agent.wait_for_calls(agent_calls + 1, WAIT).await);
+    let k2 = s.pod.agent.issued().last().unwrap().clone();
+    assert!(
+        wait_until(Duration::from_secs(10), || s
+            .pod
+            .sts_signers()
+            .iter()
+            .filter(|k| **k == k2)
+            .count()
+            == 2)
+        .await
+    );
+    s.running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_agent_answers_never_replace_the_session() {
+    let two_hours = Duration::from_secs(7200);
+    let s = Paused::start(&[&format!("reader={READER}")], |agent, _| {
+        agent.script(vec![
+            Reply::ok_for(two_hours),
+            Reply::Garbage,
+            Reply::Huge { bytes: 70_000 },
+            Reply::Missing(Field::Token),
+            Reply::Empty(Field::AccessKeyId),
+            Reply::Stale {
+                expired_ago: Duration::from_secs(60),
+            },
+            Reply::no_association(),
+            Reply::no_association(),
+        ]);
+        agent.set_default(Reply::ok_for(two_hours));
+    });
+    assert!(wait_until(WAIT, || s.pod.credentials().len() == 1).await);
+    let k1 = s.pod.agent.issued()[0].clone();
+    assert!(s.pod.agent.wait_for_calls(7, Duration::from_secs(60)).await);
+    // Every bad answer failed the attempt; the reader still signs with
+    // the first base session, and the sidecar is ready.
+    assert_eq!(s.ready().await, 200);
+    assert!(s.pod.sts_signers().iter().all(|k| *k == k1));
+    assert_eq!(s.pod.credentials().len(), 1);
+    // The 404 is a configuration error: the next try 5 min later.
+    assert!(s.pod.agent.wait_for_calls(8, Duration::from_secs(60)).await);
+    let times = s.agent_times();
+    let gap = times[7] - times[6];
+    assert!(
+        gap >= Duration::from_secs(290) && gap <= Duration::from_secs(310),
+        "{times:?}"
+    );
+    assert_eq!(
+        s.metric("rolecall_agent_responses_total{status=\"404\"} ")
+            .await,
+        2.0
+    );
+    assert!(s.logs.count("create-pod-identity-association") >= 1);
+    // A new token is tried at once, and this time the agent answers.
+    let rotated = tokio::time::Instant::now();
+    s.pod.agent.accept_token_file(&s.pod.token.path());
+    s.pod.token.rotate(&pod_token(3));
+    assert!(wait_until_real(WAIT, || s.pod.agent.calls() == 9).await);
+    assert!(
+        rotated.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        s.agent_times()
+    );
+    assert_eq!(s.pod.agent.statuses()[8], 200);
+    let k2 = s.pod.agent.issued().last().unwrap().clone();
+    assert!(
+        wait_until(Duration::from_secs(10), || s.pod.key_of("reader").is_some()
+            && s.pod.sts_signers().last() == Some(&k2))
+        .await
+    );
+    // No bad answer's keys were ever used.
+    let used: std::collections::BTreeSet<String> = s.pod.sts_signers().into_iter().collect();
+    assert_eq!(used, [k1, k2].into_iter().collect());
+    s.running.stop().await;
+}
+
+/// The YAML of a pod-identity sidecar: `pod_identity_profile` if `base`,
+/// and `profiles` (`(name, ARN)`).
+fn pod_yaml(pod: &Pod, base: Option<&str>, profiles: &[(&str, &str)]) -> String {
+    let mut y = format!(
+        "identity: pod-identity\npod_identity_endpoint: {}\npod_identity_token_file: {}\n",
+        pod.agent.url(),
+        pod.token.path().display()
+    );
+    if let Some(base) = base {
+        y.push_str(&format!("pod_identity_profile: {base}\n"));
+    }
+    y.push_str("profiles:\n");
+    for (name, arn) in profiles {
+        y.push_str(&format!("  {name}: {{role_arn: '{arn}'}}\n"));
+    }
+    y
+}
+
+#[tokio::test]
+async fn reloads_add_profiles_publish_the_base_and_refuse_an_identity_switch() {
+    let pod = Pod::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rolecall.yaml");
+    let write = |text: String| {
+        // Renamed over, as an editor or a ConfigMap update would.
+        let tmp = dir.path().join("rolecall.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+    };
+    write(pod_yaml(&pod, None, &[("reader", READER)]));
+    let mut c = rolecall_command();
+    c.env("RUST_LOG", "info")
+        .env("ROLECALL_HEALTH_ADDR", "")
+        .arg("run")
+        .args(["--config", &file.display().to_string()])
+        .args(["--output-dir", &pod.out.path().display().to_string()])
+        .args([
+            "--region",
+            "eu-west-1",
+            "--sts-endpoint",
+            &pod.sts.endpoint(),
+        ])
+        .args(["--credentials", TEST_MODE]);
+    let s = ChildSidecar::spawn(&mut c);
+    assert!(until(|| pod.credentials().len() == 1).await, "{}", s.log());
+    let k1 = pod.agent.issued()[0].clone();
+
+    // A profile more: chained from the running base, no new agent call.
+    write(pod_yaml(
+        &pod,
+        None,
+        &[("reader", READER), ("writer", WRITER)],
+    ));
+    s.signal(libc::SIGHUP);
+    assert!(until(|| pod.credentials().len() == 2).await, "{}", s.log());
+    assert_eq!(pod.agent.calls(), 1);
+    assert_eq!(pod.sts_signers(), [k1.clone(), k1.clone()]);
+    let before = pod.credentials();
+
+    // Another identity: refused whole, every session kept.
+    let web_token = TokenDir::new(&valid_jwt());
+    write(format!(
+        "identity: web-identity\ntoken_file: {}\nprofiles:\n  reader: {{role_arn: '{READER}'}}\n",
+        web_token.path().display()
+    ));
+    s.signal(libc::SIGHUP);
+    assert!(
+        until(|| s
+            .log()
+            .contains("identity changed (pod-identity \u{2192} web-identity)"))
+        .await,
+        "{}",
+        s.log()
+    );
+    assert!(s.log().contains("only a restart applies it"), "{}", s.log());
+    assert_eq!(pod.credentials(), before);
+    assert!(
+        pod.sts.requests().iter().all(|r| r.action == "AssumeRole"),
+        "no web identity call"
+    );
+
+    // Publishing the base: it appears under its name.
+    write(pod_yaml(
+        &pod,
+        Some("node"),
+        &[("reader", READER), ("writer", WRITER)],
+    ));
+    s.signal(libc::SIGHUP);
+    assert!(until(|| pod.credentials().len() == 3).await, "{}", s.log());
+    let node = pod.key_of("node").unwrap();
+    assert!(pod.agent.issued().contains(&node), "the agent's keys");
+    // And unpublishing it again.
+    write(pod_yaml(
+        &pod,
+        None,
+        &[("reader", READER), ("writer", WRITER)],
+    ));
+    s.signal(libc::SIGHUP);
+    assert!(until(|| pod.credentials().len() == 2).await, "{}", s.log());
+    assert!(!pod.credentials().contains_key("node"));
+    assert!(pod.key_of("reader").is_some() && pod.key_of("writer").is_some());
+}

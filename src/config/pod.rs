@@ -44,6 +44,22 @@ impl Identity {
     }
 }
 
+impl Config {
+    /// The permissions besides `sts:AssumeRole` that `p`'s role must grant
+    /// its source in its trust policy: [`Profile::extra_trust_actions`],
+    /// and under pod-identity always `sts:TagSession` (every chained session
+    /// carries the agent's six transitive tags, unless the association
+    /// sets disableSessionTags).
+    pub fn trust_actions(&self, p: &super::Profile) -> Vec<&'static str> {
+        let mut out = p.extra_trust_actions();
+        let tagged = self.identity.pod().is_some() && !p.pod_identity;
+        if tagged && !out.contains(&"sts:TagSession") {
+            out.insert(0, "sts:TagSession");
+        }
+        out
+    }
+}
+
 /// A remark on a valid configuration, and where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
@@ -239,7 +255,14 @@ pub(super) fn tag_warnings(c: &Config, origin: impl Fn(&str) -> String) -> Vec<W
 /// addresses (the SDKs' rule: the token must not cross the network in
 /// clear). Returned as given.
 pub fn check_endpoint(v: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("\"{}\" {why}", printable(v)));
+    // Shown masked after the scheme when it holds an `@`: a user or
+    // password never reaches a message.
+    let shown = match v.find("://") {
+        _ if !v.contains('@') => v.to_owned(),
+        Some(i) => format!("{}***", &v[..i + 3]),
+        None => "***".to_owned(),
+    };
+    let bad = |why: &str| Err(format!("\"{}\" {why}", printable(&shown)));
     let Some(rest) = v.strip_prefix("http://") else {
         return bad(
             "is not an http:// URL: rolecall talks to the node-local agent over plain HTTP, such as http://169.254.170.23/v1/credentials",

@@ -213,3 +213,34 @@ async fn no_token_no_call() {
         Some(0.0)
     );
 }
+
+#[tokio::test]
+async fn a_stale_answer_never_replaces_a_valid_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = r#"{"AccessKeyId":"ASIASTALE","SecretAccessKey":"s","Token":"t","Expiration":"2020-01-01T00:00:00Z"}"#;
+    let (url, _requests) = agent_script(vec![
+        Some(respond("200 OK", OK)),
+        Some(respond("200 OK", stale)),
+    ])
+    .await;
+    let ctx = context(&url, token_file(&dir, AUDIENCE));
+    let p = base();
+    ctx.shared.register(p.clone(), None);
+    let mut r = Refresher::new(p.clone(), ctx.clone());
+    assert!(r.attempt().await.is_success());
+    let o = r.attempt().await;
+    assert!(
+        matches!(
+            o,
+            Outcome::Failed {
+                class: ErrorClass::Clock,
+                ..
+            }
+        ),
+        "{o:?}"
+    );
+    match ctx.shared.credentials_for(&p.name, ctx.clock.now()) {
+        Lookup::Live { session, .. } => assert_eq!(session.access_key_id.expose(), "ASIAAGENT"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -39,3 +39,22 @@ fn the_agent_url_is_http_to_loopback_or_the_agents_addresses() {
         assert!(e.contains(why), "{bad}: {e}");
     }
 }
+
+#[test]
+fn a_refused_url_never_shows_its_user_or_password() {
+    for bad in [
+        "http://user:s3cret@169.254.170.23/v1/credentials",
+        "https://user:s3cret@agent.example/v1/credentials",
+        "user:s3cret@169.254.170.23/v1/credentials",
+        "http://169.254.170.23/v1/credentials?x=1@user:s3cret",
+    ] {
+        let e = check_endpoint(bad).unwrap_err();
+        assert!(!e.contains("s3cret") && !e.contains("user:"), "{e}");
+        assert!(
+            e.starts_with("\"http://***\" ")
+                || e.starts_with("\"https://***\" ")
+                || e.starts_with("\"***\" "),
+            "{e}"
+        );
+    }
+}

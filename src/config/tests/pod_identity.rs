@@ -429,3 +429,17 @@ fn kubernetes_tags_and_eks_tag_keys_under_pod_identity_are_allowed_with_a_warnin
     );
     assert!(!w[0].0 && !w[1].0);
 }
+
+#[test]
+fn every_role_profile_under_pod_identity_needs_tag_session_in_its_trust() {
+    let text = format!(
+        "identity: pod-identity\npod_identity_profile: node\nregion: eu-west-1\nprofiles:\n  a: {{role_arn: '{ARN_A}'}}\n  b: {{role_arn: '{ARN_B}', source_profile: a, source_identity: me}}\n"
+    );
+    let c = load_yaml(&text, &[]).unwrap();
+    let actions = |n: &str| c.trust_actions(c.profile(n).unwrap());
+    assert_eq!(actions("a"), ["sts:TagSession"]);
+    assert_eq!(actions("b"), ["sts:TagSession", "sts:SetSourceIdentity"]);
+    assert!(actions("node").is_empty(), "the base is no STS call");
+    let web = Config::load(&flags(&[&format!("a={ARN_A}")]), &Env::new()).unwrap();
+    assert!(web.trust_actions(web.profile("a").unwrap()).is_empty());
+}

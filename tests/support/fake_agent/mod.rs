@@ -225,6 +225,9 @@ pub fn token_digest(token: &str) -> String {
 pub struct AgentCall {
     /// When it arrived (wall-clock monotonic).
     pub at: std::time::Instant,
+    /// When it arrived on the serving runtime's clock (paused time for an
+    /// agent from [`FakeAgent::start_local`]).
+    pub received: tokio::time::Instant,
     pub method: String,
     pub path: String,
     /// The `Host` header as sent (`None` when absent).

@@ -123,6 +123,7 @@ async fn handle(
     let claims = token.as_deref().and_then(claims_of);
     let mut call = AgentCall {
         at: received,
+        received: tokio::time::Instant::now(),
         method: req.method().as_str().to_owned(),
         path: req.uri().path().to_owned(),
         host: host.clone(),
