@@ -966,7 +966,8 @@ fn run_with_no_mode_option_keeps_one_boto3_client_signing_with_the_new_keys() {
 fn pod_identity_chained_profiles_work_for_the_aws_cli_and_boto3() {
     let mut s = Setup::new("pod-identity");
     let pod_aud = "pods.eks.amazonaws.com";
-    s.tokens.publish(&jwt_for(pod_aud, now_secs() + 86_400));
+    let first_token = jwt_for(pod_aud, now_secs() + 86_400);
+    s.tokens.publish(&first_token);
     let agent = FakeAgent::start();
     agent.accept_token_file(&s.tokens.token_path());
     agent.set_default(AgentReply::Moto {
@@ -1064,7 +1065,8 @@ for name in sys.argv[2:]:
     // refreshes the base with the new token, then the chained profiles.
     let calls = agent.calls();
     let new_exp = now_secs() + 2 * 86_400;
-    s.tokens.publish(&jwt_for(pod_aud, new_exp));
+    let second_token = jwt_for(pod_aud, new_exp);
+    s.tokens.publish(&second_token);
     let status = Command::new("kill")
         .args(["-USR1", &rc.pid().to_string()])
         .status()
@@ -1103,10 +1105,20 @@ for name in sys.argv[2:]:
     for p in ["reader", "writer"] {
         assert_assumed(p, &s.cli_caller_arn(p));
     }
-    assert!(
-        !show_log().contains(&fs::read_to_string(s.tokens.token_path()).expect("token")),
-        "the token reached the log"
-    );
+    let logged = show_log();
+    for (which, token) in [("first", &first_token), ("rotated", &second_token)] {
+        assert!(
+            !logged.contains(token.as_str()),
+            "the {which} token reached the log"
+        );
+    }
+    for c in agent.issued_credentials() {
+        assert!(
+            !logged.contains(&c.secret_access_key) && !logged.contains(&c.session_token),
+            "a secret of the agent's session {} reached the log",
+            c.access_key_id
+        );
+    }
 
     let status = Command::new("kill")
         .args(["-TERM", &rc.pid().to_string()])
