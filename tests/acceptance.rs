@@ -7,8 +7,8 @@
 //! Without `ROLECALL_VENV` they look for `<crate>/.venv`.
 //!
 //! Plain std threads and processes; from tests/support only [`Moto`], the
-//! venv paths, the blocking HTTP probe, and [`TestCa`]/[`TlsFront`] for STS
-//! over TLS.
+//! venv paths, the blocking HTTP probe, [`TestCa`]/[`TlsFront`] for STS
+//! over TLS, and the fake Pod Identity agent in its moto-backed mode.
 
 mod support;
 
@@ -21,12 +21,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{Moto, TestCa, TlsFront, http_get_blocking, venv, venv_bin};
+use support::{AgentReply, FakeAgent, Moto, TestCa, TlsFront, http_get_blocking, venv, venv_bin};
 
 const ACCOUNT: &str = "111122223333";
 const PROFILES: [&str; 3] = ["audit", "reader", "writer"];
 const ISSUER: &str = "https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
 const SUBJECT: &str = "system:serviceaccount:acceptance:app";
+/// The Pod Identity association's role, which the fake agent assumes on
+/// moto (its `Reply::Moto`).
+const ASSOCIATION_ROLE_ARN: &str = "arn:aws:iam::111122223333:role/pod-identity-association";
 
 // ------------------------------------------------------------------ plumbing
 
@@ -204,10 +207,16 @@ fn base64url(bytes: &[u8]) -> String {
 /// A JWT shaped like a projected service-account token. The signature is a
 /// dummy: rolecall does not check it and moto accepts any token.
 fn jwt(exp: u64) -> String {
+    jwt_for("sts.amazonaws.com", exp)
+}
+
+/// [`jwt`] for audience `aud`: `pods.eks.amazonaws.com` is the Pod
+/// Identity token EKS mounts at `eks-pod-identity-token`.
+fn jwt_for(aud: &str, exp: u64) -> String {
     let now = now_secs();
     let header = r#"{"alg":"RS256","kid":"acceptance","typ":"JWT"}"#;
     let claims = format!(
-        r#"{{"aud":["sts.amazonaws.com"],"exp":{exp},"iat":{now},"iss":"{ISSUER}","nbf":{now},"sub":"{SUBJECT}"}}"#
+        r#"{{"aud":["{aud}"],"exp":{exp},"iat":{now},"iss":"{ISSUER}","nbf":{now},"sub":"{SUBJECT}"}}"#
     );
     format!(
         "{}.{}.{}",
@@ -939,6 +948,188 @@ fn run_with_no_mode_option_keeps_one_boto3_client_signing_with_the_new_keys() {
         signed,
         new_key,
         "the kept-alive client signs with the new session's key (first {first}); log:\n{}",
+        show_log()
+    );
+}
+
+// ------------------------------------------------------------------ Pod Identity
+
+/// Pod Identity end to end against moto (issue 24): the fake agent answers
+/// with a real moto session of the association role (the six EKS tags,
+/// transitive), rolecall chains `reader` and `writer` from it with
+/// `AssumeRole` signed by that session, and the AWS CLI and boto3 use the
+/// chained profiles; the base, published as `node`, is the association
+/// role's session. Then kubelet rotates the token (the agent accepts only
+/// the file's current content) and every profile is refreshed with it.
+#[test]
+#[ignore = "needs the Python tools: run by make test"]
+fn pod_identity_chained_profiles_work_for_the_aws_cli_and_boto3() {
+    let mut s = Setup::new("pod-identity");
+    let pod_aud = "pods.eks.amazonaws.com";
+    let first_token = jwt_for(pod_aud, now_secs() + 86_400);
+    s.tokens.publish(&first_token);
+    let agent = FakeAgent::start();
+    agent.accept_token_file(&s.tokens.token_path());
+    agent.set_default(AgentReply::Moto {
+        endpoint: s.moto.endpoint(),
+        role_arn: ASSOCIATION_ROLE_ARN.to_owned(),
+    });
+
+    let config = s.root.path().join("rolecall.yaml");
+    let yaml = format!(
+        "identity: pod-identity\npod_identity_endpoint: {}\npod_identity_token_file: {}\n\
+         pod_identity_profile: node\nprofiles:\n  reader: {}\n  writer: {}\n",
+        agent.url(),
+        s.tokens.token_path().display(),
+        role_arn("reader"),
+        role_arn("writer"),
+    );
+    fs::write(&config, yaml).expect("config file");
+    let port = free_port();
+    let log = s.root.path().join("rolecall.log");
+    let mut cmd = rolecall();
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&config)
+        .args(["--credentials", "file", "--output-dir"])
+        .arg(&s.out)
+        .args(["--region", "us-east-1", "--session-name", "acceptance"])
+        .arg("--sts-endpoint")
+        .arg(s.moto.endpoint())
+        .arg("--health-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&log).expect("log"))
+        .stderr(fs::File::create(&log).expect("log"));
+    let mut rc = ChildGuard {
+        child: cmd.spawn().expect("start rolecall run"),
+        what: "rolecall run (pod-identity)".into(),
+    };
+    let show_log = || fs::read_to_string(&log).unwrap_or_default();
+    let ready = wait_until(Duration::from_secs(60), || {
+        rc.exited().is_none() && matches!(http_get_blocking(port, "/readyz"), Some((200, _)))
+    });
+    assert!(
+        ready,
+        "no 200 from /readyz within 60 s (exited: {:?}); log:\n{}",
+        rc.exited(),
+        show_log()
+    );
+
+    // The files: the two chained profiles and the published base.
+    let before = access_keys(&fs::read_to_string(s.credentials()).expect("credentials"));
+    let names: Vec<&str> = before.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["node", "reader", "writer"], "{before:?}");
+    let base_key = &before[0].1;
+    assert!(
+        agent.issued().contains(base_key),
+        "node holds the agent's session {:?}, not {base_key}",
+        agent.issued()
+    );
+
+    // The AWS CLI: each chained profile is its role, the base the
+    // association role's EKS session.
+    for p in ["reader", "writer"] {
+        assert_assumed(p, &s.cli_caller_arn(p));
+    }
+    let base_arn = s.cli_caller_arn("node");
+    assert!(
+        base_arn.starts_with(&format!(
+            "arn:aws:sts::{ACCOUNT}:assumed-role/pod-identity-association/eks-acceptance-"
+        )),
+        "the published base is the association's session: {base_arn}"
+    );
+
+    // boto3 by profile name.
+    let script = r#"
+import sys
+import boto3
+
+for name in sys.argv[2:]:
+    sts = boto3.Session(profile_name=name).client("sts", endpoint_url=sys.argv[1])
+    print(name, sts.get_caller_identity()["Arn"])
+"#;
+    let mut cmd = s.reader(&venv_bin("python"));
+    cmd.args(["-c", script, &s.moto.endpoint(), "reader", "writer"]);
+    let out = run(&mut cmd, s.root.path(), Duration::from_secs(60));
+    assert!(out.status.success(), "boto3 script\n{}", out.describe());
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.describe());
+    for (line, p) in lines.iter().zip(["reader", "writer"]) {
+        let (name, arn) = line.split_once(' ').expect("NAME ARN");
+        assert_eq!(name, p);
+        assert_assumed(p, arn);
+    }
+
+    // kubelet rotates the token; the agent now refuses the old one. SIGUSR1
+    // refreshes the base with the new token, then the chained profiles.
+    let calls = agent.calls();
+    let new_exp = now_secs() + 2 * 86_400;
+    let second_token = jwt_for(pod_aud, new_exp);
+    s.tokens.publish(&second_token);
+    let status = Command::new("kill")
+        .args(["-USR1", &rc.pid().to_string()])
+        .status()
+        .expect("kill -USR1");
+    assert!(status.success());
+    let mut now_keys = Vec::new();
+    let changed = wait_until(Duration::from_secs(30), || {
+        now_keys = fs::read_to_string(s.credentials())
+            .map(|c| access_keys(&c))
+            .unwrap_or_default();
+        now_keys.len() == before.len()
+            && now_keys
+                .iter()
+                .all(|(_, key)| before.iter().all(|(_, old)| old != key))
+    });
+    assert!(
+        changed,
+        "access keys did not all change within 30 s of SIGUSR1: before {before:?}, now {now_keys:?}; log:\n{}",
+        show_log()
+    );
+    assert!(agent.calls() > calls, "the base was not asked again");
+    assert!(
+        agent.issued().contains(&now_keys[0].1),
+        "node holds the agent's new session"
+    );
+    let mut seen = None;
+    let rotated = wait_until(Duration::from_secs(10), || {
+        seen = http_get_blocking(port, "/metrics")
+            .and_then(|(_, body)| metric(&body, "rolecall_token_expiry_timestamp_seconds"));
+        seen == Some(new_exp as f64)
+    });
+    assert!(
+        rotated,
+        "rolecall_token_expiry_timestamp_seconds is {seen:?}, want {new_exp} (the rotated token)"
+    );
+    for p in ["reader", "writer"] {
+        assert_assumed(p, &s.cli_caller_arn(p));
+    }
+    let logged = show_log();
+    for (which, token) in [("first", &first_token), ("rotated", &second_token)] {
+        assert!(
+            !logged.contains(token.as_str()),
+            "the {which} token reached the log"
+        );
+    }
+    for c in agent.issued_credentials() {
+        assert!(
+            !logged.contains(&c.secret_access_key) && !logged.contains(&c.session_token),
+            "a secret of the agent's session {} reached the log",
+            c.access_key_id
+        );
+    }
+
+    let status = Command::new("kill")
+        .args(["-TERM", &rc.pid().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = rc.wait_timeout(Duration::from_secs(2));
+    assert_eq!(
+        exit.and_then(|e| e.code()),
+        Some(0),
+        "exit status after SIGTERM: {exit:?}; log:\n{}",
         show_log()
     );
 }

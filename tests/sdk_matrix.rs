@@ -20,6 +20,15 @@
 //! endpoint report"). They wait up to 17 minutes, mostly idle; `make test`
 //! starts them in the background early and collects them at the end.
 //!
+//! The Pod Identity cells (`pod_identity_*`) are the same cells with the
+//! profile chained from the EKS Pod Identity agent's session (issue 24):
+//! the fake agent hands rolecall a short base session, every `AssumeRole`
+//! for the profile must be signed with one of its keys, and the client must
+//! follow the chained profile's refreshes as it does under web identity.
+//! They run for the long-lived clients the issue names (the Rust SDK and
+//! boto3) in process and endpoint mode; `scripts/sdk_matrix.py` shows them
+//! as their own rows.
+//!
 //! Besides following refreshes, every cell that follows checks that its
 //! client never signs with a key in the last [`LATE_MARGIN`] before that
 //! key's real expiry while rolecall had already issued a newer one (issue 10,
@@ -62,6 +71,31 @@ enum Mode {
     Process,
     Endpoint,
 }
+
+/// Where the profile's session comes from: the web-identity token (every
+/// cell before issue 24) or the Pod Identity agent's base session, which the
+/// profile chains from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Source {
+    WebIdentity,
+    PodIdentity,
+}
+
+impl Source {
+    /// The result file's suffix: none for web identity (the names the
+    /// matrix always had), `-pod-identity` for the agent.
+    fn suffix(self) -> &'static str {
+        match self {
+            Source::WebIdentity => "",
+            Source::PodIdentity => "-pod-identity",
+        }
+    }
+}
+
+/// The agent's base sessions in the Pod Identity cells: short too, so the
+/// base is renewed during a cell as well and the profile is re-chained from
+/// the new base (a real agent's are 6 h or 59 min, design24 F9).
+const AGENT_LIFETIME: Duration = Duration::from_secs(30);
 
 /// In the app's home, the endpoint token an operator supplies with
 /// `--endpoint-token-file`, for SDKs that take the token's value.
@@ -332,12 +366,40 @@ fn checked_call(client: &mut Client, sts: &FakeSts, late: &mut Vec<String>) -> S
     answer
 }
 
-/// Starts the sidecar for one cell, publishing profile `reader`.
+/// `rolecall run` publishing profile `reader` chained from the Pod Identity
+/// agent's session: the agent at `agent`, its token in `token`, STS at
+/// `sts`, in `credentials` mode.
+fn pod_identity_run(
+    sts: &FakeSts,
+    agent: &FakeAgent,
+    token: &TokenDir,
+    out: &Path,
+    credentials: &str,
+) -> Command {
+    let mut c = rolecall_command();
+    c.env("RUST_LOG", "info")
+        .args(["run", "--identity", "pod-identity"])
+        .args(["--pod-identity-endpoint", &agent.url()])
+        .arg("--pod-identity-token-file")
+        .arg(token.path())
+        .arg("--output-dir")
+        .arg(out)
+        .args(["--region", "eu-west-1", "--sts-endpoint", &sts.endpoint()])
+        .args(["--credentials", credentials])
+        .args(["--profile", &format!("reader={READER}")]);
+    c
+}
+
+/// Starts the sidecar for one cell, publishing profile `reader`, from the
+/// web-identity token or, with `agent`, chained from the Pod Identity
+/// agent's session.
+#[allow(clippy::too_many_arguments)]
 fn start_sidecar(
     sdk: Sdk,
     mode: Mode,
     sts: &FakeSts,
     token: &TokenDir,
+    agent: Option<&FakeAgent>,
     out: &Path,
     home: &Path,
     endpoint_port: u16,
@@ -348,7 +410,10 @@ fn start_sidecar(
         Mode::File | Mode::Endpoint => "file",
         Mode::Process => "process",
     };
-    let mut cmd = rolecall_run_with(sts, token, out, [("reader", READER)], Some(credentials));
+    let mut cmd = match agent {
+        None => rolecall_run_with(sts, token, out, [("reader", READER)], Some(credentials)),
+        Some(agent) => pod_identity_run(sts, agent, token, out, credentials),
+    };
     cmd.args(["--health-addr", ""])
         .args([
             "--control-socket",
@@ -407,6 +472,7 @@ async fn lag_cell(sdk: Sdk, mode: Mode) -> Option<(Duration, Duration)> {
         mode,
         &sts,
         &token,
+        None,
         out.path(),
         home.path(),
         endpoint_port,
@@ -540,10 +606,36 @@ lag_cells! {
     lag_go_endpoint: Go, Endpoint;
 }
 
+/// A projected Pod Identity token (audience `pods.eks.amazonaws.com`),
+/// valid for a day like the one EKS mounts.
+fn pod_identity_jwt() -> String {
+    jwt(
+        TEST_ISSUER,
+        TEST_SUBJECT,
+        "pods.eks.amazonaws.com",
+        now_unix() + 24 * 3600,
+    )
+}
+
+/// The fake Pod Identity agent of a Pod Identity cell: it accepts only the
+/// token in `token` and hands out sessions of [`AGENT_LIFETIME`].
+fn start_agent(token: &TokenDir) -> FakeAgent {
+    let agent = FakeAgent::start();
+    agent.accept_token_file(&token.path());
+    agent.set_default(AgentReply::Ok {
+        lifetime: AGENT_LIFETIME,
+    });
+    agent
+}
+
 /// Runs one cell.
-async fn cell(sdk: Sdk, mode: Mode) -> Outcome {
+async fn cell(sdk: Sdk, mode: Mode, source: Source) -> Outcome {
     let sts = FakeSts::granting(LIFETIME);
-    let token = TokenDir::new(&valid_jwt());
+    let token = TokenDir::new(&match source {
+        Source::WebIdentity => valid_jwt(),
+        Source::PodIdentity => pod_identity_jwt(),
+    });
+    let agent = (source == Source::PodIdentity).then(|| start_agent(&token));
     let out = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let endpoint_port = free_port();
@@ -552,6 +644,7 @@ async fn cell(sdk: Sdk, mode: Mode) -> Outcome {
         mode,
         &sts,
         &token,
+        agent.as_ref(),
         out.path(),
         home.path(),
         endpoint_port,
@@ -592,9 +685,13 @@ async fn cell(sdk: Sdk, mode: Mode) -> Outcome {
             .status();
         // SIGUSR1 refreshes a profile at most every 5 s: allow for that.
         assert!(wait_until(Duration::from_secs(10), || sts.issued().len() > before).await);
-        let newest = sts.issued()[before].access_key_id.clone();
+        // Under Pod Identity the profile may be assumed twice (refreshed,
+        // then re-chained from the base's new session): any new key will do.
         assert!(
-            wait_until(Duration::from_secs(5), || published(&newest)).await,
+            wait_until(Duration::from_secs(5), || sts.issued()[before..]
+                .iter()
+                .any(|c| published(&c.access_key_id)))
+            .await,
             "round {round}: not published"
         );
         let new_keys = |key: &str| {
@@ -623,18 +720,57 @@ async fn cell(sdk: Sdk, mode: Mode) -> Outcome {
     }
     drop(client);
     drop(sidecar);
+    if let Some(agent) = &agent {
+        assert_chained_from_agent(&sts, agent);
+    }
     let outcome = Outcome { followed, late };
-    record(sdk, mode, &outcome);
+    record(sdk, mode, source, &outcome);
     outcome
+}
+
+/// Every STS call of a Pod Identity cell was an `AssumeRole` for the
+/// profile signed with a key the agent issued (no web identity anywhere),
+/// and the agent was asked again during the cell (its short sessions and
+/// the refreshes renew the base as well).
+fn assert_chained_from_agent(sts: &FakeSts, agent: &FakeAgent) {
+    let issued = agent.issued();
+    assert!(
+        agent.calls() >= 2,
+        "the base session was never renewed: {} agent call(s)",
+        agent.calls()
+    );
+    let requests = sts.requests();
+    let assumes: Vec<_> = requests
+        .iter()
+        .filter(|r| r.action != "GetCallerIdentity")
+        .collect();
+    assert!(!assumes.is_empty(), "no AssumeRole call reached STS");
+    for r in assumes {
+        assert_eq!(
+            r.action, "AssumeRole",
+            "the profile is chained from the agent's session"
+        );
+        assert_eq!(r.role_arn, READER);
+        let key = r
+            .authorization
+            .as_deref()
+            .and_then(signing_key)
+            .unwrap_or_else(|| panic!("an unsigned {} call", r.action));
+        assert!(
+            issued.iter().any(|k| k == key),
+            "AssumeRole signed with {key}, not a key the agent issued ({issued:?})"
+        );
+    }
 }
 
 /// Writes `FOLLOWED/REFRESHES`, then `late N` (calls signed late) and
 /// `token-var NAME` (endpoint mode: how the SDK got the endpoint token), for
-/// `scripts/sdk_matrix.py`.
-fn record(sdk: Sdk, mode: Mode, outcome: &Outcome) {
+/// `scripts/sdk_matrix.py`, to `target/sdk-matrix/SDK-MODE` (web identity)
+/// or `SDK-MODE-pod-identity`.
+fn record(sdk: Sdk, mode: Mode, source: Source, outcome: &Outcome) {
     let dir = root().join("target/sdk-matrix");
     std::fs::create_dir_all(&dir).unwrap();
-    let name = format!("{sdk:?}-{mode:?}").to_lowercase();
+    let name = format!("{sdk:?}-{mode:?}{}", source.suffix()).to_lowercase();
     let mut text = format!(
         "{}/{REFRESHES}\nlate {}\n",
         outcome.followed,
@@ -659,6 +795,7 @@ async fn error_cell(sdk: Sdk) -> String {
         Mode::Endpoint,
         &sts,
         &token,
+        None,
         out.path(),
         home.path(),
         endpoint_port,
@@ -715,12 +852,15 @@ error_cells! {
 }
 
 macro_rules! cells {
-    ($($name:ident: $sdk:ident, $mode:ident, $follows:expr;)*) => {$(
+    ($($name:ident: $sdk:ident, $mode:ident, $follows:expr;)*) => {
+        cells! { $($name: $sdk, $mode, WebIdentity, $follows;)* }
+    };
+    ($($name:ident: $sdk:ident, $mode:ident, $source:ident, $follows:expr;)*) => {$(
         #[tokio::test]
         #[ignore = "needs the AWS CLI, boto3, the JavaScript SDK and the Go driver: run by make test"]
         async fn $name() {
             let (sdk, mode) = (Sdk::$sdk, Mode::$mode);
-            let Outcome { followed, late } = cell(sdk, mode).await;
+            let Outcome { followed, late } = cell(sdk, mode, Source::$source).await;
             if $follows {
                 assert_eq!(followed, REFRESHES, "a long-lived client must follow every refresh");
                 if SIGNS_LATE_EXPECTED.contains(&(sdk, mode)) {
@@ -758,4 +898,13 @@ cells! {
     go_process: Go, Process, true;
     go_endpoint: Go, Endpoint, true;
     go_file: Go, File, false;
+}
+
+// The long-lived clients with the profile chained from the Pod Identity
+// agent's session (issue 24): the source must change nothing downstream.
+cells! {
+    pod_identity_boto3_process: Boto3, Process, PodIdentity, true;
+    pod_identity_boto3_endpoint: Boto3, Endpoint, PodIdentity, true;
+    pod_identity_rust_process: Rust, Process, PodIdentity, true;
+    pod_identity_rust_endpoint: Rust, Endpoint, PodIdentity, true;
 }
