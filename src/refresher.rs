@@ -30,7 +30,7 @@ mod obtain;
 mod record;
 
 pub use error::RefreshError;
-use error::{sts_is_down, usable};
+use error::{sts_is_down, usable_from};
 use failures::Failures;
 #[cfg(test)]
 pub(crate) use manual::channel as manual_channel;

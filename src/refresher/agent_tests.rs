@@ -243,4 +243,12 @@ async fn a_stale_answer_never_replaces_a_valid_session() {
         Lookup::Live { session, .. } => assert_eq!(session.access_key_id.expose(), "ASIAAGENT"),
         other => panic!("{other:?}"),
     }
+    ctx.shared.set_source(Some(url.clone()));
+    let error = ctx.shared.source().unwrap().last_error.unwrap();
+    assert!(
+        error.starts_with(
+            "ExpiredOnArrival: the Pod Identity agent returned credentials expiring at 2020-01-01"
+        ),
+        "{error}"
+    );
 }

@@ -108,6 +108,12 @@ pub fn sts_is_down(e: &StsError) -> bool {
         .contains(&e.code.as_str())
 }
 
+/// [`usable_from`] for an answer from STS.
+#[cfg(test)]
+fn usable(assumed: Assumed, now: SystemTime, skew_s: Option<i64>) -> Result<Assumed, StsError> {
+    usable_from("STS", assumed, now, skew_s)
+}
+
 /// Refuses a session that expires before it can be used: already past by
 /// the local clock, or with less than [`schedule::MIN_USEFUL_LIFETIME`] left
 /// — or less than half of what STS granted, when STS grants less than twice
@@ -116,7 +122,11 @@ pub fn sts_is_down(e: &StsError) -> bool {
 /// already past is refused. Publishing such a session would replace a better
 /// one (or none) with credentials the SDKs discard at once, and its refresh
 /// would come seconds later, again and again.
-pub(super) fn usable(
+///
+/// `from` names who answered in the message: `STS`, or the Pod Identity
+/// agent (its answers are judged by the same clocks).
+pub(super) fn usable_from(
+    from: &str,
     assumed: Assumed,
     now: SystemTime,
     skew_s: Option<i64>,
@@ -144,7 +154,7 @@ pub(super) fn usable(
         class: ErrorClass::Clock,
         code: Code::ExpiredOnArrival.into(),
         message: format!(
-            "STS returned credentials expiring at {} ({when} by the local clock; {skew}); too little is left to use them, so they were not published",
+            "{from} returned credentials expiring at {} ({when} by the local clock; {skew}); too little is left to use them, so they were not published",
             format_time(expiration),
         ),
         request_id: assumed.request_id,

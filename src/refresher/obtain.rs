@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{RefreshError, Refresher, sts_is_down, usable};
+use super::{RefreshError, Refresher, sts_is_down, usable_from};
 use crate::codes::Code;
 use crate::pacer::{Change, Gate, Paced, Permit};
 use crate::state::Lookup;
@@ -89,7 +89,12 @@ impl Refresher {
         if let Some(skew) = skew {
             self.ctx.metrics.record_clock_skew(skew);
         }
-        let result = result.and_then(|a| usable(a, self.ctx.clock.now(), skew));
+        let from = if p.pod_identity {
+            "the Pod Identity agent"
+        } else {
+            "STS"
+        };
+        let result = result.and_then(|a| usable_from(from, a, self.ctx.clock.now(), skew));
         (result.map_err(RefreshError::from), claims, took)
     }
 
