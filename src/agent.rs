@@ -27,17 +27,11 @@ pub use hint::hint;
 pub use request::MAX_RESPONSE_BYTES;
 use request::Target;
 
-/// The agent's default URL, as EKS injects it in
-/// `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
-pub const DEFAULT_ENDPOINT: &str = "http://169.254.170.23/v1/credentials";
-
-/// The default Pod Identity token, as EKS injects it in
-/// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`.
-pub const DEFAULT_TOKEN_FILE: &str =
-    "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token";
-
-/// The audience of the Pod Identity token.
-pub const AUDIENCE: &str = "pods.eks.amazonaws.com";
+/// The agent's default URL, the default token and its audience.
+pub use crate::aws::{
+    POD_IDENTITY_AUDIENCE as AUDIENCE, POD_IDENTITY_ENDPOINT as DEFAULT_ENDPOINT,
+    POD_IDENTITY_TOKEN_FILE as DEFAULT_TOKEN_FILE,
+};
 
 /// Time allowed for the connection to the agent.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

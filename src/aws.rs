@@ -31,6 +31,27 @@ pub const KUBERNETES_TAG_KEYS: [&str; 4] = [
     "kubernetes-pod-uid",
 ];
 
+/// EKS Pod Identity's agent URL, as EKS injects it in
+/// `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
+pub const POD_IDENTITY_ENDPOINT: &str = "http://169.254.170.23/v1/credentials";
+/// The Pod Identity token, as EKS projects it and names it in
+/// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`.
+pub const POD_IDENTITY_TOKEN_FILE: &str =
+    "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token";
+/// The Pod Identity token's audience, also the service principal that
+/// assumes an association's role.
+pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
+/// The session tags EKS Pod Identity puts on the association's session,
+/// all transitive: every session chained from it inherits them.
+pub const POD_IDENTITY_TAG_KEYS: [&str; 6] = [
+    "eks-cluster-arn",
+    "eks-cluster-name",
+    "kubernetes-namespace",
+    "kubernetes-service-account",
+    "kubernetes-pod-name",
+    "kubernetes-pod-uid",
+];
+
 /// The characters of IAM names and session names: `[\w+=,.@-]`.
 pub fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)

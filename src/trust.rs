@@ -104,20 +104,9 @@ pub fn source_permissions(profile: &Profile) -> serde_json::Value {
     })
 }
 
-/// The service principal that assumes a Pod Identity association's role
-/// (also the Pod Identity token's audience).
-pub const POD_IDENTITY_SERVICE: &str = "pods.eks.amazonaws.com";
-
-/// The session tags EKS Pod Identity sets on the association's session,
-/// all transitive: every session chained from it inherits them.
-pub const POD_IDENTITY_TAG_KEYS: [&str; 6] = [
-    "eks-cluster-arn",
-    "eks-cluster-name",
-    "kubernetes-namespace",
-    "kubernetes-service-account",
-    "kubernetes-pod-name",
-    "kubernetes-pod-uid",
-];
+/// The service principal that assumes a Pod Identity association's role,
+/// and the session tags EKS Pod Identity sets on its session.
+pub use crate::aws::{POD_IDENTITY_AUDIENCE as POD_IDENTITY_SERVICE, POD_IDENTITY_TAG_KEYS};
 
 /// The trust policy of a Pod Identity association's role: EKS Pod Identity
 /// assumes it and tags the session.

@@ -39,6 +39,9 @@ pub fn hint(code: &str, url: &str, claims: Option<&Claims>) -> Option<String> {
         EXPIRED_TOKEN | INVALID_TOKEN => {
             "EKS Auth refused the Pod Identity token: rolecall re-reads it and retries; kubelet rotates it (check the projected volume of the pod)".to_owned()
         }
+        crate::sts::codes::THROTTLING_EXCEPTION => {
+            "the Pod Identity agent is throttling (its per-node limit, or EKS Auth's): rolecall backs off, and only its calls to the agent wait".to_owned()
+        }
         c if c == Code::AgentError.as_str() => {
             "the agent's answer names no EKS Auth error: is pod_identity_endpoint the Pod Identity agent?".to_owned()
         }

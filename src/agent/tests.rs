@@ -333,12 +333,17 @@ fn hints_name_the_association_the_agent_the_host_and_the_audience() {
     );
     let h = hint("InvalidTokenException", url, Some(&pods)).unwrap();
     assert!(h.contains("re-reads"), "{h}");
+    // A 429 is the agent's (or EKS Auth's) throttling, not STS's.
+    let h = hint("ThrottlingException", url, None).unwrap();
+    assert!(
+        h.contains("Pod Identity agent is throttling") && !h.contains("STS"),
+        "{h}"
+    );
     assert!(
         hint("AccessDeniedException", url, None)
             .unwrap()
             .contains("pods.eks.amazonaws.com")
     );
-    assert_eq!(hint("ThrottlingException", url, None), None);
     assert_eq!(
         hint("ExpiredOnArrival", url, None),
         None,

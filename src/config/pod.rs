@@ -20,11 +20,10 @@ use super::values::{Problems, Sourced};
 use super::{Config, Identity, POD_IDENTITY_PROFILE, PodIdentity};
 use crate::text::printable;
 
-/// The agent's URL as EKS injects it.
-pub const DEFAULT_ENDPOINT: &str = "http://169.254.170.23/v1/credentials";
-/// The Pod Identity token as EKS projects it.
-pub const DEFAULT_TOKEN_FILE: &str =
-    "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token";
+pub use crate::aws::{
+    POD_IDENTITY_ENDPOINT as DEFAULT_ENDPOINT, POD_IDENTITY_TAG_KEYS as EKS_TAG_KEYS,
+    POD_IDENTITY_TOKEN_FILE as DEFAULT_TOKEN_FILE,
+};
 
 impl Identity {
     /// The option's word: `web-identity` or `pod-identity`.
@@ -204,26 +203,17 @@ pub(super) fn reserved(b: &PodIdentity, l: &Layer, merged: &RawProfiles, p: &mut
     }
 }
 
-/// The six session tags EKS Pod Identity puts on the base session, all
-/// transitive: every chained session carries them.
-pub const EKS_TAG_KEYS: [&str; 6] = [
-    "eks-cluster-arn",
-    "eks-cluster-name",
-    "kubernetes-namespace",
-    "kubernetes-service-account",
-    "kubernetes-pod-name",
-    "kubernetes-pod-uid",
-];
-
 /// Under pod-identity, a profile's `kubernetes_tags` or `tags` that set
 /// keys the base session already carries as transitive tags: allowed, but
-/// STS may refuse them unless the association sets disableSessionTags.
+/// STS refuses a key the session inherits (its `AssumeRole` reference), so
+/// they work only when the association sets disableSessionTags, which
+/// rolecall cannot see.
 pub(super) fn tag_warnings(c: &Config, origin: impl Fn(&str) -> String) -> Vec<Warning> {
     if c.identity.pod().is_none() {
         return Vec::new();
     }
     let eks = |k: &str| EKS_TAG_KEYS.iter().any(|e| e.eq_ignore_ascii_case(k));
-    let why = "the Pod Identity session already carries these keys as transitive tags unless the association sets disableSessionTags; use them only with disableSessionTags";
+    let why = "the Pod Identity session already carries these keys as transitive tags unless the association sets disableSessionTags, and STS refuses a tag key the session inherits; use them only with disableSessionTags";
     let mut out = Vec::new();
     for p in &c.profiles {
         let keys: Vec<&str> = p

@@ -21,14 +21,7 @@ use super::AgentCredentials;
 /// The cluster named in the session tags and the role session name.
 pub const MOTO_CLUSTER: &str = "acceptance";
 /// The six session tag keys EKS Pod Identity sets, all transitive (F10).
-pub const EKS_TAG_KEYS: [&str; 6] = [
-    "eks-cluster-arn",
-    "eks-cluster-name",
-    "kubernetes-namespace",
-    "kubernetes-service-account",
-    "kubernetes-pod-name",
-    "kubernetes-pod-uid",
-];
+pub use rolecall::aws::POD_IDENTITY_TAG_KEYS as EKS_TAG_KEYS;
 /// The session length the moto answer asks for.
 pub const MOTO_SESSION: Duration = Duration::from_secs(3600);
 
