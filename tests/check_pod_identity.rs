@@ -326,10 +326,63 @@ fn assume_without_an_association_names_the_command_and_calls_no_sts() {
 }
 
 #[test]
+fn before_the_first_deploy_namespace_and_service_account_stand_for_the_token() {
+    // No pod yet, so no Pod Identity token: the flags say who the pod is,
+    // and the documents are the ones the token would give.
+    let token = pod_token();
+    let url = "http://169.254.170.23/v1/credentials";
+    let with_token = check(
+        &token,
+        url,
+        &["-o", "trust-policy", "--for-profile", "reader"],
+    );
+    assert_eq!(with_token.status.code(), Some(0), "{}", stderr(&with_token));
+    let no_token = TokenDir::new("placeholder");
+    std::fs::remove_file(no_token.path()).ok();
+    let who = ["--namespace", NS, "--service-account", SA];
+    let args = [&who[..], &["-o", "trust-policy", "--for-profile", "reader"]].concat();
+    let o = check(&no_token, url, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), stdout(&with_token));
+    let o = check(&no_token, url, &who);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!(
+            "service account: {NS}/{SA} (from --namespace and --service-account; no token read)"
+        )) && text.contains(&format!(
+            "--namespace {NS} --service-account {SA} --role-arn"
+        )),
+        "{text}"
+    );
+    // Without the flags and without the token: both ways are named.
+    let o = check(&no_token, url, &["-o", "json"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        stderr(&o).contains("or from --namespace and --service-account"),
+        "{}",
+        stderr(&o)
+    );
+    // Bad names are refused, each with its flag, at once.
+    let o = check(
+        &no_token,
+        url,
+        &["--namespace", "Shop_1", "--service-account", "cart."],
+    );
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        stderr(&o).contains("--namespace: ") && stderr(&o).contains("--service-account: "),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn under_web_identity_the_pod_identity_flags_are_refused() {
     for args in [
         &["check", "--for-profile", "reader"][..],
         &["check", "--association-role", READER],
+        &["check", "--namespace", NS, "--service-account", SA],
     ] {
         let o = rolecall_command()
             .args(args)

@@ -34,11 +34,13 @@ pub struct IssuerArgs {
     /// --output text): print the policies without a token; no STS call
     #[arg(long, value_name = "URL", requires_all = ["namespace", "service_account"], conflicts_with = "assume")]
     pub issuer: Option<String>,
-    /// The pod's namespace (with --issuer)
-    #[arg(long, value_name = "NS", requires = "issuer")]
+    /// The pod's namespace (with --issuer, or under identity: pod-identity
+    /// instead of the token)
+    #[arg(long, value_name = "NS", requires = "service_account")]
     pub namespace: Option<String>,
-    /// The pod's service account (with --issuer)
-    #[arg(long, value_name = "NAME", requires = "issuer")]
+    /// The pod's service account (with --issuer, or under identity:
+    /// pod-identity instead of the token)
+    #[arg(long, value_name = "NAME", requires = "namespace")]
     pub service_account: Option<String>,
     /// The account of the IAM OIDC provider, needed without profiles (with
     /// profiles: each role's account)
@@ -73,6 +75,7 @@ impl IssuerArgs {
             || self.output != Format::Text
             || self.association_role.is_some()
             || self.for_profile.is_some()
+            || self.namespace.is_some()
     }
 }
 
@@ -136,6 +139,12 @@ fn subject(args: &IssuerArgs, problems: &mut Problems) -> Option<Subject> {
             problems.push(
                 "--for-profile",
                 "only with --issuer (or identity: pod-identity)",
+            );
+        }
+        if args.namespace.is_some() {
+            problems.push(
+                "--namespace",
+                "only with --issuer (or identity: pod-identity); under web-identity without --issuer the token says it",
             );
         }
         return None;

@@ -116,6 +116,17 @@ pub(super) fn identity(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
 
 pub(super) fn endpoint(s: Option<&Sourced>, g: &mut Globals, p: &mut Problems) {
     if !g.pod.pod {
+        // EKS's Pod Identity variable, and no web-identity token named
+        // anywhere (the IRSA webhook would have set one): most likely a Pod
+        // Identity cluster and a configuration that forgot to say so.
+        if let Some(s) = s.filter(|s| from_env(s) && g.pod.token_file_at.is_none()) {
+            g.config.warnings.push(Warning {
+                debug: false,
+                origin: s.origin.clone(),
+                message: "EKS Pod Identity's agent is set in this container, and no web-identity token is (AWS_WEB_IDENTITY_TOKEN_FILE, token_file): on a cluster with Pod Identity associations, set identity: pod-identity".into(),
+            });
+            return;
+        }
         return web_only(s, "pod_identity_endpoint", g, p);
     }
     g.pod.endpoint = match s {

@@ -47,7 +47,7 @@ pub async fn check(
         account = asked.1;
     }
     let setup = Setup::new(config, pod, &token.claims, None, account.as_deref());
-    let (text, claims_ok) = setup.text(&token.claims, now, &answers);
+    let (text, claims_ok) = setup.text(&token.claims, Some(now), &answers);
     Report {
         text,
         ok: ok && claims_ok,

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 
 use super::Setup;
+use crate::check::inputs;
 use crate::check::issuer::{Entry, Format, IssuerArgs, Refused};
 use crate::config::{Config, PodIdentity, Problem};
 use crate::token::{self, Claims};
@@ -53,25 +54,43 @@ pub(in crate::check) fn render(
             ),
         );
     }
-    let token = token::read_unchecked(&config.token_file).map_err(|e| {
-        format!(
-            "the Pod Identity token {} cannot be used ({e}): the namespace and service account come from it",
-            config.token_file.display()
-        )
-    });
-    let claims = match token {
-        Ok(t) => Some(t.claims),
-        Err(e) => {
-            problem("pod_identity_token_file", e);
-            None
+    let claims = match (&args.namespace, &args.service_account) {
+        // Before the first deploy: no token yet, the flags say who.
+        (Some(ns), Some(sa)) => {
+            let ns = inputs::namespace(ns).map_err(|e| problem("--namespace", e));
+            let sa = inputs::service_account(sa).map_err(|e| problem("--service-account", e));
+            match (ns, sa) {
+                (Ok(ns), Ok(sa)) => Some(Claims {
+                    sub: Some(format!("system:serviceaccount:{ns}:{sa}")),
+                    aud: vec![trust::POD_IDENTITY_SERVICE.to_owned()],
+                    ..Claims::default()
+                }),
+                _ => None,
+            }
         }
+        _ => match token::read_unchecked(&config.token_file) {
+            Ok(t) => Some(t.claims),
+            Err(e) => {
+                problem(
+                    "pod_identity_token_file",
+                    format!(
+                        "the Pod Identity token {} cannot be used ({e}): the namespace and service account come from it, or from --namespace and --service-account",
+                        config.token_file.display()
+                    ),
+                );
+                None
+            }
+        },
     };
     let Some(claims) = claims.filter(|_| problems.is_empty()) else {
         return Err(Refused(problems));
     };
     let setup = Setup::new(config, pod, &claims, given, None);
     match args.output {
-        Format::Text => Ok(setup.text(&claims, SystemTime::now(), &HashMap::new())),
+        Format::Text => {
+            let now = args.namespace.is_none().then(SystemTime::now);
+            Ok(setup.text(&claims, now, &HashMap::new()))
+        }
         Format::Json => {
             let doc = setup.to_json(&claims, args.for_profile.as_deref());
             Ok((

@@ -234,7 +234,7 @@ fn text_names_the_agent_the_association_command_and_every_policy() {
     let setup = Setup::new(&c, pod_of(&c), &claims(POD_IDENTITY_SERVICE), None, None);
     let (text, ok) = setup.text(
         &claims(POD_IDENTITY_SERVICE),
-        SystemTime::now(),
+        Some(SystemTime::now()),
         &HashMap::new(),
     );
     assert!(ok, "{text}");
@@ -275,7 +275,7 @@ fn warnings_for_a_foreign_agent_address_a_wrong_audience_and_kubernetes_tags() {
     c.profiles[i].tags = vec![("Kubernetes-Namespace".into(), "x".into())];
     let cl = claims("sts.amazonaws.com");
     let setup = Setup::new(&c, pod_of(&c), &cl, None, None);
-    let (text, ok) = setup.text(&cl, SystemTime::now(), &HashMap::new());
+    let (text, ok) = setup.text(&cl, Some(SystemTime::now()), &HashMap::new());
     assert!(!ok, "a wrong audience cannot work:\n{text}");
     assert!(text.contains("answers 403 to any other Host"), "{text}");
     assert!(

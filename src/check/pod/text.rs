@@ -153,18 +153,31 @@ impl Setup<'_> {
     }
 
     /// The whole text, with the agent's and STS's answers per profile
-    /// (`--assume`).
+    /// (`--assume`). Without `now`, the claims are the flags' (no token
+    /// was read).
     pub(in crate::check) fn text(
         &self,
         claims: &Claims,
-        now: SystemTime,
+        now: Option<SystemTime>,
         answers: &HashMap<String, String>,
     ) -> (String, bool) {
         let mut text = self.head();
         text.push_str(&crate::check::describe_setup(self.config));
-        let (desc, mut ok) = crate::check::describe_token(claims, now);
-        text.push_str(&desc);
-        ok &= self.judge_claims(&mut text, claims);
+        let mut ok = true;
+        match now {
+            Some(now) => {
+                let (desc, token_ok) = crate::check::describe_token(claims, now);
+                text.push_str(&desc);
+                ok = token_ok & self.judge_claims(&mut text, claims);
+            }
+            None => {
+                let _ = writeln!(
+                    text,
+                    "service account: {}/{} (from --namespace and --service-account; no token read)",
+                    self.namespace, self.service_account
+                );
+            }
+        }
         text.push_str(&self.association_text());
         for p in self.config.order() {
             self.describe(&mut text, p);

@@ -155,14 +155,29 @@ fn rule_2_pod_identity_options_under_web_identity_are_errors_unless_from_the_env
     // Injected by EKS (a pod with both IRSA and an association): ignored.
     let mut pairs = EKS.to_vec();
     pairs.push(("ROLECALL_POD_IDENTITY_PROFILE", "node"));
+    pairs.push(("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/irsa/token"));
     let c = Config::load(&flags(&[&format!("a={ARN_A}")]), &env(&pairs)).unwrap();
     assert_eq!(c.identity, Identity::WebIdentity);
-    assert_eq!(c.token_file, PathBuf::from(DEFAULT_TOKEN_FILE));
+    assert_eq!(c.token_file, PathBuf::from("/var/run/irsa/token"));
     assert_eq!(c.warnings.len(), 3);
     assert!(
         c.warnings
             .iter()
             .all(|w| w.debug && w.message.contains("only used with identity: pod-identity"))
+    );
+    // Only Pod Identity's variables, no web-identity token named: most
+    // likely a Pod Identity cluster; a warning says what to set.
+    let c = Config::load(&flags(&[&format!("a={ARN_A}")]), &env(&EKS)).unwrap();
+    assert_eq!(c.token_file, PathBuf::from(DEFAULT_TOKEN_FILE));
+    let loud: Vec<_> = c.warnings.iter().filter(|w| !w.debug).collect();
+    assert_eq!(loud.len(), 1, "{:?}", c.warnings);
+    assert_eq!(
+        loud[0].origin,
+        "environment AWS_CONTAINER_CREDENTIALS_FULL_URI"
+    );
+    assert!(
+        loud[0].message.contains("set identity: pod-identity"),
+        "{loud:?}"
     );
     // From a flag or the file: errors, each with its origin.
     let fl = Flags {
