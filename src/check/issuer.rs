@@ -135,17 +135,14 @@ fn subject(args: &IssuerArgs, problems: &mut Problems) -> Option<Subject> {
                 "--output",
                 "json and trust-policy are printed without a token: give --issuer, --namespace and --service-account",
             );
-        } else if args.for_profile.is_some() {
-            problems.push(
-                "--for-profile",
-                "only with --issuer (or identity: pod-identity)",
-            );
         }
-        if args.namespace.is_some() {
-            problems.push(
-                "--namespace",
-                "only with --issuer (or identity: pod-identity); under web-identity without --issuer the token says it",
-            );
+        let text = args.output == Format::Text;
+        let alone = [("--for-profile", text && args.for_profile.is_some())];
+        let alone = alone
+            .into_iter()
+            .chain([("--namespace", args.namespace.is_some())]);
+        for (flag, _) in alone.filter(|f| f.1) {
+            problems.push(flag, "only with --issuer (or identity: pod-identity)");
         }
         return None;
     };

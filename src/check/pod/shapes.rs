@@ -54,34 +54,7 @@ pub(in crate::check) fn render(
             ),
         );
     }
-    let claims = match (&args.namespace, &args.service_account) {
-        // Before the first deploy: no token yet, the flags say who.
-        (Some(ns), Some(sa)) => {
-            let ns = inputs::namespace(ns).map_err(|e| problem("--namespace", e));
-            let sa = inputs::service_account(sa).map_err(|e| problem("--service-account", e));
-            match (ns, sa) {
-                (Ok(ns), Ok(sa)) => Some(Claims {
-                    sub: Some(format!("system:serviceaccount:{ns}:{sa}")),
-                    aud: vec![trust::POD_IDENTITY_SERVICE.to_owned()],
-                    ..Claims::default()
-                }),
-                _ => None,
-            }
-        }
-        _ => match token::read_unchecked(&config.token_file) {
-            Ok(t) => Some(t.claims),
-            Err(e) => {
-                problem(
-                    "pod_identity_token_file",
-                    format!(
-                        "the Pod Identity token {} cannot be used ({e}): the namespace and service account come from it, or from --namespace and --service-account",
-                        config.token_file.display()
-                    ),
-                );
-                None
-            }
-        },
-    };
+    let claims = claims(config, args, &mut problem);
     let Some(claims) = claims.filter(|_| problems.is_empty()) else {
         return Err(Refused(problems));
     };
@@ -104,6 +77,38 @@ pub(in crate::check) fn render(
         Format::TrustPolicy => {
             crate::check::shapes::one_policy(&setup.entries(args.for_profile.as_deref()))
                 .map(|s| (s, true))
+        }
+    }
+}
+
+/// Who the pod is: the Pod Identity token's claims, or before the first
+/// deploy (no token yet) the ones `--namespace` and `--service-account` give.
+fn claims(
+    config: &Config,
+    args: &IssuerArgs,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<Claims> {
+    if let (Some(ns), Some(sa)) = (&args.namespace, &args.service_account) {
+        let ns = inputs::namespace(ns).map_err(|e| problem("--namespace", e));
+        let sa = inputs::service_account(sa).map_err(|e| problem("--service-account", e));
+        let (ns, sa) = (ns.ok()?, sa.ok()?);
+        return Some(Claims {
+            sub: Some(format!("system:serviceaccount:{ns}:{sa}")),
+            aud: vec![trust::POD_IDENTITY_SERVICE.to_owned()],
+            ..Claims::default()
+        });
+    }
+    match token::read_unchecked(&config.token_file) {
+        Ok(t) => Some(t.claims),
+        Err(e) => {
+            problem(
+                "pod_identity_token_file",
+                format!(
+                    "the Pod Identity token {} cannot be used ({e}): the namespace and service account come from it, or from --namespace and --service-account",
+                    config.token_file.display()
+                ),
+            );
+            None
         }
     }
 }
