@@ -8,8 +8,9 @@
 //! happened: a refused role (`config_error`), a refused token
 //! (`token_error`), an answer already expired (`clock_error`), throttling
 //! (`transient_error`, `rolecall_sts_throttled_total`), a refused endpoint
-//! request, a failed write, and an `accept` at the open-file limit. The
-//! real webhook runs too. Both are scraped, and scripts/check_monitoring.py
+//! request, a failed write, and an `accept` at the open-file limit. A
+//! second sidecar runs under `identity: pod-identity` against the fake
+//! agent (one 503, then a session). The real webhook runs too. Both are scraped, and scripts/check_monitoring.py
 //! compares the names with what the files use; a misspelled metric, label
 //! or value in a copy of the files, and a scrape missing a failure-only
 //! series, each make it fail.
@@ -179,6 +180,51 @@ fn sidecar_scrape() -> String {
     text
 }
 
+/// The scrape of a sidecar under `identity: pod-identity` once the agent
+/// failed (503) and then answered: its `rolecall_agent_*` series.
+fn pod_identity_scrape() -> String {
+    let sts = FakeSts::granting(Duration::from_secs(3600));
+    let agent = FakeAgent::start();
+    agent.script(vec![AgentReply::unavailable()]);
+    let token = TokenDir::new(&jwt(
+        TEST_ISSUER,
+        "system:serviceaccount:shop:cart",
+        rolecall::agent::AUDIENCE,
+        now_unix() + 3600,
+    ));
+    agent.accept_token_file(&token.path());
+    let out = tempfile::tempdir().unwrap();
+    let health = free_port();
+    let mut sidecar = ChildSidecar::spawn(
+        rolecall_command()
+            .env("ROLECALL_HEALTH_ADDR", format!("127.0.0.1:{health}"))
+            .args(["run", "--identity", "pod-identity", "--region", "eu-west-1"])
+            .args(["--pod-identity-endpoint", &agent.url()])
+            .args(["--pod-identity-token-file", token.path().to_str().unwrap()])
+            .args(["--output-dir", out.path().to_str().unwrap()])
+            .args([
+                "--sts-endpoint",
+                &sts.endpoint(),
+                "--credentials",
+                TEST_MODE,
+            ])
+            .args(["--profile", &format!("good={GOOD}")]),
+    );
+    let answered = wait_for(|| {
+        let s = scrape(health);
+        ["5xx", "200"].iter().all(|v| {
+            s.contains(&format!(
+                "rolecall_agent_responses_total{{status=\"{v}\"}} "
+            ))
+        }) && s.contains("rolecall_identity_info{identity=\"pod-identity\"} 1")
+    });
+    assert!(answered, "{}\n{}", scrape(health), sidecar.log());
+    let text = scrape(health);
+    sidecar.signal(libc::SIGTERM);
+    assert!(sidecar.stop_within(Duration::from_secs(10)).is_some());
+    text
+}
+
 /// The webhook's scrape.
 fn webhook_scrape() -> String {
     let hook = client::Webhook::start();
@@ -191,21 +237,32 @@ fn webhook_scrape() -> String {
     text
 }
 
-/// Both scrapes, made once for every test here: (sidecar, webhook).
-fn scrapes() -> &'static (String, String) {
-    static SCRAPES: OnceLock<(String, String)> = OnceLock::new();
-    SCRAPES.get_or_init(|| (sidecar_scrape(), webhook_scrape()))
+/// The scrapes, made once for every test here: (sidecar, webhook, sidecar
+/// under Pod Identity).
+fn scrapes() -> &'static (String, String, String) {
+    static SCRAPES: OnceLock<(String, String, String)> = OnceLock::new();
+    SCRAPES.get_or_init(|| (sidecar_scrape(), webhook_scrape(), pod_identity_scrape()))
 }
 
-/// `check_monitoring.py names` (with `extra` options) on `sidecar` and the
-/// webhook's scrape, written to files in `dir`.
+/// `check_monitoring.py names` (with `extra` options) on `sidecar`, the
+/// webhook's and the Pod Identity sidecar's scrapes, written to files in
+/// `dir`.
 fn names(dir: &Path, extra: &[&str], sidecar: &str) -> (bool, String) {
-    let (s, w) = (dir.join("sidecar.txt"), dir.join("webhook.txt"));
+    let (s, w, p) = (
+        dir.join("sidecar.txt"),
+        dir.join("webhook.txt"),
+        dir.join("pod-identity.txt"),
+    );
     std::fs::write(&s, sidecar).unwrap();
     std::fs::write(&w, &scrapes().1).unwrap();
+    std::fs::write(&p, &scrapes().2).unwrap();
     let mut args = vec!["names"];
     args.extend_from_slice(extra);
-    args.extend([s.to_str().unwrap(), w.to_str().unwrap()]);
+    args.extend([
+        s.to_str().unwrap(),
+        w.to_str().unwrap(),
+        p.to_str().unwrap(),
+    ]);
     check(&args)
 }
 
@@ -253,6 +310,13 @@ fn a_misspelled_metric_label_or_value_fails_the_check() {
             "$labels.profile",
             "$labels.profil",
             "label profil ",
+        ),
+        (
+            rules,
+            "--rules",
+            "rolecall_agent_responses_total{status=\"200\"}",
+            "rolecall_agent_response_total{status=\"200\"}",
+            "metric rolecall_agent_response_total",
         ),
         (
             rules,
